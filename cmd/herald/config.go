@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/delivery"
+	"github.com/herald-notify/herald/handlers"
+	"github.com/herald-notify/herald/router"
+)
+
+// Defaults point at services on this machine, so a developer needs no configuration.
+const (
+	defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/herald?sslmode=disable"
+	defaultAMQPURL     = "amqp://guest:guest@127.0.0.1:5672/"
+)
+
+type logConfig struct {
+	Level  string
+	Format string
+}
+
+func (c *logConfig) register(s *settings) {
+	s.String(&c.Level, "log-level", "HERALD_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+	s.String(&c.Format, "log-format", "HERALD_LOG_FORMAT", "text", "log format: text or json")
+}
+
+func (c logConfig) logger() (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.Level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.Format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", c.Format)
+}
+
+type dbConfig struct {
+	URL      string
+	MaxConns int
+	Migrate  bool
+}
+
+func (c *dbConfig) register(s *settings, migrateFlag bool) {
+	s.String(&c.URL, "database-url", "HERALD_DATABASE_URL", defaultDatabaseURL, "PostgreSQL connection URL")
+	s.Int(&c.MaxConns, "database-max-conns", "HERALD_DATABASE_MAX_CONNS", 20, "largest number of PostgreSQL connections this process opens")
+	if migrateFlag {
+		s.Bool(&c.Migrate, "migrate", "HERALD_MIGRATE", false, "apply pending database migrations before starting")
+	}
+}
+
+// pool connects to PostgreSQL and checks the schema is current, applying the migrations first
+// when asked to.
+func (c dbConfig) pool(ctx context.Context, logger *slog.Logger) (*pgxpool.Pool, error) {
+	pool, err := c.connect(ctx, logger, c.Migrate)
+	if err != nil {
+		return nil, err
+	}
+	if c.Migrate {
+		if err := migrateUp(ctx, pool, logger); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	if err := checkSchema(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}
+
+// connect connects to PostgreSQL, waiting for it while it is unreachable.
+// With create, a database that does not exist is created.
+func (c dbConfig) connect(ctx context.Context, logger *slog.Logger, create bool) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("--database-url: %w", err)
+	}
+	cfg.MaxConns = int32(c.MaxConns)
+	cfg.ConnConfig.RuntimeParams["application_name"] = "herald"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	wait := 200 * time.Millisecond
+	for {
+		err := pool.Ping(ctx)
+		if err == nil {
+			break
+		}
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "3D000" && create {
+			// A newcomer's first `herald migrate` should not need a createdb first.
+			if err := createDatabase(ctx, cfg.ConnConfig); err != nil {
+				pool.Close()
+				return nil, err
+			}
+			logger.InfoContext(ctx, "database created", "database", cfg.ConnConfig.Database)
+			continue
+		}
+		if ctx.Err() != nil {
+			pool.Close()
+			return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+		}
+		logger.WarnContext(ctx, "PostgreSQL unreachable, retrying", "error", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+	return pool, nil
+}
+
+// createDatabase creates the database cfg names, connecting to the server's "postgres" database.
+func createDatabase(ctx context.Context, cfg *pgx.ConnConfig) error {
+	admin := cfg.Copy()
+	admin.Database = "postgres"
+	conn, err := pgx.ConnectConfig(ctx, admin)
+	if err != nil {
+		return fmt.Errorf("create database %s: %w", cfg.Database, err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{cfg.Database}.Sanitize())
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P04" {
+		return nil // created meanwhile by another process
+	}
+	if err != nil {
+		return fmt.Errorf("create database %s: %w", cfg.Database, err)
+	}
+	return nil
+}
+
+type amqpConfig struct {
+	router.AMQPConfig
+}
+
+func (c *amqpConfig) register(s *settings) {
+	s.String(&c.URL, "amqp-url", "HERALD_AMQP_URL", defaultAMQPURL, "RabbitMQ connection URL")
+	s.String(&c.QueueType, "amqp-queue-type", "HERALD_AMQP_QUEUE_TYPE", "quorum", "type of the queues Herald declares: quorum or classic")
+	s.Int(&c.Prefetch, "amqp-prefetch", "HERALD_AMQP_PREFETCH", 16, "unacknowledged messages each consumer may hold")
+	s.Int(&c.PublishChannels, "amqp-publish-channels", "HERALD_AMQP_PUBLISH_CHANNELS", 4, "channels in each publisher's pool")
+}
+
+type relayConfig struct {
+	router.RelayConfig
+}
+
+func (c *relayConfig) register(s *settings) {
+	s.Duration(&c.PollInterval, "relay-poll-interval", "HERALD_RELAY_POLL_INTERVAL", 50*time.Millisecond, "how often an idle outbox relay looks for new commands")
+	s.Int(&c.BatchSize, "relay-batch-size", "HERALD_RELAY_BATCH_SIZE", 20, "commands forwarded per outbox transaction")
+}
+
+type projectorConfig struct {
+	router.ProjectorConfig
+}
+
+func (c *projectorConfig) register(s *settings) {
+	s.Duration(&c.PollInterval, "projector-poll-interval", "HERALD_PROJECTOR_POLL_INTERVAL", 50*time.Millisecond, "how often an idle projection looks for new events")
+	s.Int(&c.BatchSize, "projector-batch-size", "HERALD_PROJECTOR_BATCH_SIZE", 100, "events applied per projection transaction")
+}
+
+type workerConfig struct {
+	Channels      []string
+	Concurrency   int
+	MaxAttempts   int
+	Timeout       time.Duration
+	RetryInitial  time.Duration
+	RetryMax      time.Duration
+	RetryMultiply float64
+	RetryJitter   float64
+	Providers     providerConfig
+}
+
+func (c *workerConfig) register(s *settings) {
+	s.Strings(&c.Channels, "channels", "HERALD_WORKER_CHANNELS", []string{"email", "sms"}, "channels this worker delivers")
+	s.Int(&c.Concurrency, "concurrency", "HERALD_WORKER_CONCURRENCY", 8, "notifications delivered at once per channel")
+	s.Int(&c.MaxAttempts, "max-attempts", "HERALD_MAX_ATTEMPTS", 5, "delivery attempts before a notification fails")
+	s.Duration(&c.Timeout, "delivery-timeout", "HERALD_DELIVERY_TIMEOUT", 30*time.Second, "time limit of one delivery attempt")
+	s.Duration(&c.RetryInitial, "retry-initial-interval", "HERALD_RETRY_INITIAL_INTERVAL", time.Second, "delay before the second attempt")
+	s.Duration(&c.RetryMax, "retry-max-interval", "HERALD_RETRY_MAX_INTERVAL", 30*time.Second, "longest delay between attempts")
+	s.Float(&c.RetryMultiply, "retry-multiplier", "HERALD_RETRY_MULTIPLIER", 2, "factor the delay grows by after each attempt")
+	s.Float(&c.RetryJitter, "retry-jitter", "HERALD_RETRY_JITTER", 0.2, "random spread of each delay, as a fraction of it")
+	c.Providers.register(s)
+}
+
+func (c workerConfig) validate() error {
+	var errs []error
+	if _, err := c.channels(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("--concurrency %d: want at least 1", c.Concurrency))
+	}
+	if c.MaxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("--max-attempts %d: want at least 1", c.MaxAttempts))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("--delivery-timeout %s: want more than 0", c.Timeout))
+	}
+	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
+		errs = append(errs, fmt.Errorf("--retry-initial-interval %s and --retry-max-interval %s: want 0 < initial ≤ max", c.RetryInitial, c.RetryMax))
+	}
+	if c.RetryMultiply < 1 {
+		errs = append(errs, fmt.Errorf("--retry-multiplier %g: want at least 1", c.RetryMultiply))
+	}
+	if c.RetryJitter < 0 || c.RetryJitter >= 1 {
+		errs = append(errs, fmt.Errorf("--retry-jitter %g: want 0 ≤ jitter < 1", c.RetryJitter))
+	}
+	return errors.Join(errs...)
+}
+
+func (c workerConfig) channels() ([]herald.Channel, error) {
+	var out []herald.Channel
+	seen := map[herald.Channel]bool{}
+	for _, name := range c.Channels {
+		ch, err := herald.ParseChannel(strings.TrimSpace(name))
+		if err != nil {
+			return nil, fmt.Errorf("--channels: %s", herald.ErrorMessage(err))
+		}
+		if !seen[ch] {
+			seen[ch] = true
+			out = append(out, ch)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--channels: name at least one of email, sms")
+	}
+	return out, nil
+}
+
+func (c workerConfig) policy() handlers.Policy {
+	// An attempt still running after its timeout is cut off; the lease adds room for recording
+	// its outcome before another worker may presume it abandoned.
+	return handlers.Policy{MaxAttempts: c.MaxAttempts, Lease: c.Timeout + 30*time.Second}
+}
+
+func (c workerConfig) routerConfig() router.WorkerConfig {
+	chans, _ := c.channels()
+	return router.WorkerConfig{
+		Channels:    chans,
+		Concurrency: c.Concurrency,
+		Retry: router.RetryConfig{
+			MaxRetries:      2 * c.MaxAttempts,
+			InitialInterval: c.RetryInitial,
+			MaxInterval:     c.RetryMax,
+			Multiplier:      c.RetryMultiply,
+			Jitter:          c.RetryJitter,
+		},
+		Timeout: c.Timeout,
+		// Attempts in flight finish and record their outcome before the process exits.
+		CloseTimeout: c.Timeout + 35*time.Second,
+	}
+}
+
+type providerConfig struct {
+	Email string
+	SMS   string
+	SMTP  delivery.SMTPConfig
+	HTTP  delivery.SMSConfig
+}
+
+func (c *providerConfig) register(s *settings) {
+	s.String(&c.Email, "email-provider", "HERALD_EMAIL_PROVIDER", "log", "how email is delivered: smtp, or log (write it to the log)")
+	s.String(&c.SMTP.Host, "smtp-host", "HERALD_SMTP_HOST", "127.0.0.1", "SMTP server host")
+	s.Int(&c.SMTP.Port, "smtp-port", "HERALD_SMTP_PORT", 25, "SMTP server port")
+	s.String(&c.SMTP.Username, "smtp-username", "HERALD_SMTP_USERNAME", "", "SMTP user; empty: no authentication")
+	s.Secret(&c.SMTP.Password, "smtp-password", "HERALD_SMTP_PASSWORD", "SMTP password")
+	s.String(&c.SMTP.From, "smtp-from", "HERALD_SMTP_FROM", "Herald <herald@localhost>", "sender address of emails")
+	s.String(&c.SMTP.TLS, "smtp-tls", "HERALD_SMTP_TLS", "starttls", "SMTP TLS: none, starttls (when offered), require, or implicit")
+	s.Duration(&c.SMTP.Timeout, "smtp-timeout", "HERALD_SMTP_TIMEOUT", 20*time.Second, "SMTP connection timeout")
+	s.String(&c.SMTP.MessageIDDomain, "smtp-message-id-domain", "HERALD_SMTP_MESSAGE_ID_DOMAIN", "", "domain of Message-IDs; empty: the sender's domain")
+
+	s.String(&c.SMS, "sms-provider", "HERALD_SMS_PROVIDER", "log", "how SMS is delivered: http (a Twilio-style gateway), or log")
+	s.String(&c.HTTP.URL, "sms-url", "HERALD_SMS_URL", "https://api.twilio.com", "base URL of the SMS gateway")
+	s.String(&c.HTTP.AccountSID, "sms-account-sid", "HERALD_SMS_ACCOUNT_SID", "", "SMS gateway account id")
+	s.Secret(&c.HTTP.AuthToken, "sms-auth-token", "HERALD_SMS_AUTH_TOKEN", "SMS gateway auth token")
+	s.String(&c.HTTP.From, "sms-from", "HERALD_SMS_FROM", "", "sender number of SMS, E.164")
+	s.Duration(&c.HTTP.Timeout, "sms-timeout", "HERALD_SMS_TIMEOUT", 20*time.Second, "SMS gateway request timeout")
+}
+
+func (c providerConfig) build(channels []herald.Channel, logger *slog.Logger) (map[herald.Channel]delivery.Provider, error) {
+	out := map[herald.Channel]delivery.Provider{}
+	for _, ch := range channels {
+		var (
+			p   delivery.Provider
+			err error
+		)
+		switch {
+		case ch == herald.ChannelEmail && c.Email == "smtp":
+			p, err = delivery.NewSMTP(c.SMTP)
+		case ch == herald.ChannelSMS && c.SMS == "http":
+			p, err = delivery.NewHTTPSMS(c.HTTP)
+		case ch == herald.ChannelEmail && c.Email == "log", ch == herald.ChannelSMS && c.SMS == "log":
+			p = delivery.NewLog(logger)
+		case ch == herald.ChannelEmail:
+			err = fmt.Errorf("--email-provider %q: want smtp or log", c.Email)
+		default:
+			err = fmt.Errorf("--sms-provider %q: want http or log", c.SMS)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s provider: %w", ch, err)
+		}
+		out[ch] = p
+	}
+	return out, nil
+}
+
+type httpConfig struct {
+	Addr         string
+	MaxBodyBytes int
+}
+
+func (c *httpConfig) register(s *settings, def string) {
+	s.String(&c.Addr, "http-addr", "HERALD_HTTP_ADDR", def, "address the HTTP API listens on")
+	s.Int(&c.MaxBodyBytes, "max-body-bytes", "HERALD_MAX_BODY_BYTES", 256<<10, "largest request body accepted, in bytes")
+}

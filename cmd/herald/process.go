@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/handlers"
+	heraldhttp "github.com/herald-notify/herald/http"
+	"github.com/herald-notify/herald/projections"
+	"github.com/herald-notify/herald/router"
+)
+
+// parts says which components a process runs.
+type parts struct {
+	api, workers, projector bool
+}
+
+// processConfig holds every setting a process may need; each command registers the ones its
+// parts use.
+type processConfig struct {
+	logs      logConfig
+	db        dbConfig
+	amqp      amqpConfig
+	http      httpConfig
+	opsAddr   string
+	relay     relayConfig
+	projector projectorConfig
+	worker    workerConfig
+	grace     time.Duration
+}
+
+func processCommand(use, short, long string, p parts) *cobra.Command {
+	var cfg processConfig
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long:  long,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runProcess(cmd.Context(), &cfg, p)
+		},
+	}
+	s := newSettings(cmd)
+	cfg.logs.register(s)
+	cfg.db.register(s, true)
+	if p.api || p.workers {
+		cfg.amqp.register(s)
+	}
+	if p.api {
+		cfg.http.register(s, ":8080")
+		cfg.relay.register(s)
+	} else {
+		s.String(&cfg.opsAddr, "ops-addr", "HERALD_OPS_ADDR", "", "address to serve /healthz, /readyz and /metrics on; empty: none")
+	}
+	if p.workers {
+		cfg.worker.register(s)
+	}
+	if p.projector {
+		cfg.projector.register(s)
+	}
+	s.Duration(&cfg.grace, "shutdown-grace", "HERALD_SHUTDOWN_GRACE", 75*time.Second, "how long each component may take to stop")
+	return cmd
+}
+
+func serveCommand() *cobra.Command {
+	return processCommand("serve", "Run the HTTP API and the outbox relay",
+		`serve runs the HTTP API, which accepts notifications into the event log and the outbox in one
+transaction, and the relay, which forwards the outbox's commands to RabbitMQ. The API keeps
+accepting while RabbitMQ is away; the relay catches up when it is back.`,
+		parts{api: true})
+}
+
+func workerCommand() *cobra.Command {
+	return processCommand("worker", "Run delivery workers for email and SMS",
+		`worker consumes SendNotification commands from the email_notifications and sms_notifications
+queues and delivers them through the configured providers, with retries (exponential backoff with
+jitter); a notification whose error is permanent or whose attempts run out is recorded as failed
+and its command parked in poison_notifications. Any number of workers may run at once.`,
+		parts{workers: true})
+}
+
+func projectorCommand() *cobra.Command {
+	return processCommand("projector", "Run the projector that keeps status and history up to date",
+		`projector reads the event log in order and maintains the notification_status and
+notification_history read models, each in the same transaction as its position in the log.`,
+		parts{projector: true})
+}
+
+func allCommand() *cobra.Command {
+	return processCommand("all", "Run the API, relay, workers and projector in one process",
+		`all runs everything Herald needs in one process: the HTTP API with the outbox relay, the
+delivery workers and the projector. It is the easiest way to run Herald on one machine.`,
+		parts{api: true, workers: true, projector: true})
+}
+
+func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
+	logger, err := cfg.logs.logger()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if p.api || p.workers {
+		errs = append(errs, cfg.amqp.Validate())
+	}
+	if p.workers {
+		errs = append(errs, cfg.worker.validate())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+
+	pool, err := cfg.db.pool(ctx, logger)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	log := events.NewLog(pool)
+	checks := []heraldhttp.Check{{Name: "postgres", Ready: pool.Ping}}
+	var comps []component
+
+	var topology *router.Topology
+	if p.api || p.workers {
+		topology = router.NewTopology(cfg.amqp.AMQPConfig, logger)
+		comps = append(comps, component{name: "rabbitmq topology", run: topology.Run})
+		checks = append(checks, heraldhttp.Check{Name: "rabbitmq", Ready: topology.Ready})
+	}
+	if p.projector {
+		pc := cfg.projector.ProjectorConfig
+		pc.Metrics = reg
+		proj := router.NewProjector(pool, pc, logger, projections.All()...)
+		comps = append(comps, component{name: "projector", run: proj.Run})
+	}
+	if p.workers {
+		channels, _ := cfg.worker.channels()
+		providers, err := cfg.worker.Providers.build(channels, logger)
+		if err != nil {
+			return err
+		}
+		host, _ := os.Hostname()
+		worker := fmt.Sprintf("%s/%d", host, os.Getpid())
+		deliverer := handlers.NewDeliverer(log, providers, cfg.worker.policy(), worker, logger)
+		wc := cfg.worker.routerConfig()
+		wc.Metrics = reg
+		workers := router.NewWorkers(cfg.amqp.AMQPConfig, wc, deliverer, topology, worker, logger)
+		comps = append(comps, component{name: "workers", run: workers.Run})
+	}
+
+	var (
+		acceptor heraldhttp.Acceptor
+		reader   heraldhttp.Reader
+		addr     = cfg.opsAddr
+	)
+	if p.api {
+		relay := router.NewRelay(pool, cfg.amqp.AMQPConfig, cfg.relay.RelayConfig, topology, logger)
+		comps = append(comps, component{name: "outbox relay", run: relay.Run})
+		acceptor = handlers.NewAcceptor(pool, log, router.NewOutbox(nil), handlers.DefaultLimits)
+		reader = projections.NewReader(pool, log)
+		addr = cfg.http.Addr
+	}
+	if addr != "" {
+		srv := heraldhttp.NewServer(heraldhttp.Config{MaxBodyBytes: int64(cfg.http.MaxBodyBytes), Metrics: reg},
+			acceptor, reader, checks, logger)
+		c, err := httpComponent("http", addr, srv.Handler(), logger)
+		if err != nil {
+			return err
+		}
+		comps = append(comps, c)
+	}
+	return runComponents(ctx, logger, cfg.grace, comps...)
+}

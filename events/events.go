@@ -1,0 +1,112 @@
+// Package events owns the facts Herald records about a notification and the append-only log that
+// holds them. A notification's stream is the sequence of its events, numbered by version from 1;
+// every event also has a global position in the log. Status and history are folds of a stream.
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/herald-notify/herald"
+)
+
+// Event is a fact in a notification's stream.
+type Event interface {
+	// EventType is the stable name the log stores; renaming one is a breaking change.
+	EventType() string
+}
+
+// Event type names, as stored in event_log.event_type.
+const (
+	TypeNotificationQueued     = "NotificationQueued"
+	TypeNotificationProcessing = "NotificationProcessing"
+	TypeNotificationSent       = "NotificationSent"
+	TypeDeliveryAttemptFailed  = "DeliveryAttemptFailed"
+	TypeNotificationFailed     = "NotificationFailed"
+)
+
+// NotificationQueued opens every stream: the API accepted the notification.
+type NotificationQueued struct {
+	Channel   herald.Channel `json:"channel"`
+	Recipient string         `json:"recipient"`
+	// Subject and Content are the templates as the client sent them, Variables what filled them.
+	Subject   string         `json:"subject,omitempty"`
+	Content   string         `json:"content"`
+	Variables map[string]any `json:"variables,omitempty"`
+	// RenderedSubject and Body are what will be delivered.
+	RenderedSubject string `json:"rendered_subject,omitempty"`
+	Body            string `json:"body"`
+}
+
+// NotificationProcessing records that a worker began delivery attempt Attempt (from 1).
+type NotificationProcessing struct {
+	Attempt int    `json:"attempt"`
+	Worker  string `json:"worker,omitempty"`
+}
+
+// NotificationSent records that the provider accepted the notification: the story ends here.
+type NotificationSent struct {
+	Attempt           int    `json:"attempt"`
+	Provider          string `json:"provider"`
+	ProviderMessageID string `json:"provider_message_id,omitempty"`
+}
+
+// DeliveryAttemptFailed records a failed attempt that will be retried.
+type DeliveryAttemptFailed struct {
+	Attempt  int    `json:"attempt"`
+	Provider string `json:"provider,omitempty"`
+	Error    string `json:"error"`
+}
+
+// Reasons a notification failed for good.
+const (
+	ReasonPermanentError    = "permanent_error"
+	ReasonAttemptsExhausted = "attempts_exhausted"
+)
+
+// NotificationFailed records that Herald gave up: the error was permanent or the attempts ran
+// out. It carries the last attempt's outcome, so no attempt goes unrecorded.
+type NotificationFailed struct {
+	Attempt  int    `json:"attempt"`
+	Provider string `json:"provider,omitempty"`
+	Error    string `json:"error"`
+	Reason   string `json:"reason"`
+}
+
+func (NotificationQueued) EventType() string     { return TypeNotificationQueued }
+func (NotificationProcessing) EventType() string { return TypeNotificationProcessing }
+func (NotificationSent) EventType() string       { return TypeNotificationSent }
+func (DeliveryAttemptFailed) EventType() string  { return TypeDeliveryAttemptFailed }
+func (NotificationFailed) EventType() string     { return TypeNotificationFailed }
+
+// Types lists every event type the log may hold.
+var Types = []string{
+	TypeNotificationQueued,
+	TypeNotificationProcessing,
+	TypeNotificationSent,
+	TypeDeliveryAttemptFailed,
+	TypeNotificationFailed,
+}
+
+// Decode returns the event stored as type typ with JSON data.
+func Decode(typ string, data []byte) (Event, error) {
+	var e Event
+	switch typ {
+	case TypeNotificationQueued:
+		e = &NotificationQueued{}
+	case TypeNotificationProcessing:
+		e = &NotificationProcessing{}
+	case TypeNotificationSent:
+		e = &NotificationSent{}
+	case TypeDeliveryAttemptFailed:
+		e = &DeliveryAttemptFailed{}
+	case TypeNotificationFailed:
+		e = &NotificationFailed{}
+	default:
+		return nil, fmt.Errorf("decode event: unknown type %q", typ)
+	}
+	if err := json.Unmarshal(data, e); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", typ, err)
+	}
+	return e, nil
+}

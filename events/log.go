@@ -1,0 +1,182 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/herald-notify/herald"
+)
+
+// Querier runs statements: a *pgxpool.Pool, a *pgx.Conn or a pgx.Tx.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Log is the append-only event log in PostgreSQL (table event_log). The database refuses UPDATE,
+// DELETE and TRUNCATE on it; appends are checked against the stream's expected version.
+type Log struct {
+	db Querier
+}
+
+// NewLog returns the log stored in db.
+func NewLog(db Querier) *Log { return &Log{db: db} }
+
+// In returns the log as seen from inside tx, so an append commits or rolls back with the rest of
+// the transaction's work.
+func (l *Log) In(tx pgx.Tx) *Log { return &Log{db: tx} }
+
+// ErrConflict is wrapped by the errors Append returns when the stream is not at the expected
+// version: another writer appended first. Reload the stream and decide again.
+var ErrConflict = errors.New("stream changed since it was read")
+
+const appendSQL = `
+INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data, metadata)
+SELECT e.event_id, $1, e.version, e.event_type, e.data::jsonb, $3
+FROM unnest($4::uuid[], $5::bigint[], $6::text[], $7::text[]) AS e(event_id, version, event_type, data)
+WHERE (SELECT coalesce(max(stream_version), 0) FROM event_log WHERE stream_id = $1) = $2
+RETURNING event_id::text, stream_version, global_position, occurred_at`
+
+// Append adds evs to stream after version expected (0 for a new stream) and returns them as
+// recorded. It fails with an ECONFLICT *herald.Error wrapping ErrConflict when the stream is at
+// another version, and leaves the log unchanged.
+func (l *Log) Append(ctx context.Context, stream string, expected int64, md Metadata, evs ...Event) ([]Recorded, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	meta, err := json.Marshal(md)
+	if err != nil {
+		return nil, fmt.Errorf("append %s v%d: metadata: %w", stream, expected+1, err)
+	}
+	ids := make([]string, len(evs))
+	versions := make([]int64, len(evs))
+	types := make([]string, len(evs))
+	data := make([]string, len(evs))
+	out := make([]Recorded, len(evs))
+	byID := make(map[string]int, len(evs))
+	for i, e := range evs {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("append %s: event id: %w", stream, err)
+		}
+		b, err := json.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("append %s v%d: encode %s: %w", stream, expected+int64(i)+1, e.EventType(), err)
+		}
+		ids[i], versions[i], types[i], data[i] = id.String(), expected+int64(i)+1, e.EventType(), string(b)
+		byID[ids[i]] = i
+		out[i] = Recorded{ID: ids[i], StreamID: stream, Version: versions[i], Type: types[i], Data: b, Metadata: md}
+	}
+
+	rows, err := l.db.Query(ctx, appendSQL, stream, expected, meta, ids, versions, types, data)
+	if err != nil {
+		return nil, appendError(stream, expected, err)
+	}
+	n := 0
+	for rows.Next() {
+		var (
+			id       string
+			version  int64
+			position int64
+			at       time.Time
+		)
+		if err := rows.Scan(&id, &version, &position, &at); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("append %s v%d: %w", stream, expected+1, err)
+		}
+		i := byID[id]
+		out[i].Position, out[i].Time = position, at
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return nil, appendError(stream, expected, err)
+	}
+	if n == 0 {
+		return nil, &herald.Error{
+			Code:    herald.ECONFLICT,
+			Message: fmt.Sprintf("notification %s is no longer at version %d", stream, expected),
+			Err:     ErrConflict,
+		}
+	}
+	return out, nil
+}
+
+func appendError(stream string, expected int64, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "event_log_stream_version_key" {
+		return &herald.Error{
+			Code:    herald.ECONFLICT,
+			Message: fmt.Sprintf("notification %s is no longer at version %d", stream, expected),
+			Err:     fmt.Errorf("%w: %w", ErrConflict, err),
+		}
+	}
+	return fmt.Errorf("append %s v%d: %w", stream, expected+1, err)
+}
+
+const selectColumns = `event_id::text, stream_id::text, stream_version, global_position, event_type, occurred_at, data, metadata`
+
+func scanRecorded(row pgx.Row) (Recorded, error) {
+	var (
+		r    Recorded
+		data []byte
+		meta []byte
+	)
+	if err := row.Scan(&r.ID, &r.StreamID, &r.Version, &r.Position, &r.Type, &r.Time, &data, &meta); err != nil {
+		return Recorded{}, err
+	}
+	r.Data = data
+	if len(meta) > 0 {
+		if err := json.Unmarshal(meta, &r.Metadata); err != nil {
+			return Recorded{}, fmt.Errorf("metadata of %s v%d: %w", r.StreamID, r.Version, err)
+		}
+	}
+	return r, nil
+}
+
+// Load returns stream's events in version order; an unknown stream has none.
+func (l *Log) Load(ctx context.Context, stream string) ([]Recorded, error) {
+	return l.loadWhere(ctx, stream, `WHERE stream_id = $1 ORDER BY stream_version`, stream)
+}
+
+func (l *Log) loadWhere(ctx context.Context, stream, where string, args ...any) ([]Recorded, error) {
+	rows, err := l.db.Query(ctx, `SELECT `+selectColumns+` FROM event_log `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", stream, err)
+	}
+	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Recorded, error) { return scanRecorded(row) })
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", stream, err)
+	}
+	return recs, nil
+}
+
+// Notification folds stream into the notification it describes. It fails with ENOTFOUND when the
+// stream has no events.
+func (l *Log) Notification(ctx context.Context, stream string) (herald.Notification, []Recorded, error) {
+	recs, err := l.Load(ctx, stream)
+	if err != nil {
+		return herald.Notification{}, nil, err
+	}
+	if len(recs) == 0 {
+		return herald.Notification{}, nil, herald.Errorf(herald.ENOTFOUND, "no notification %s", stream)
+	}
+	n, err := Fold(recs)
+	return n, recs, err
+}
+
+// Head returns the position of the newest event in the log, 0 when it is empty.
+func (l *Log) Head(ctx context.Context) (int64, error) {
+	var head int64
+	if err := l.db.QueryRow(ctx, `SELECT coalesce(max(global_position), 0) FROM event_log`).Scan(&head); err != nil {
+		return 0, fmt.Errorf("log head: %w", err)
+	}
+	return head, nil
+}

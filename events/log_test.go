@@ -1,0 +1,183 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/heraldtest"
+)
+
+func queued() *events.NotificationQueued {
+	return &events.NotificationQueued{
+		Channel: herald.ChannelEmail, Recipient: "ada@example.com", Content: "Hi {{.n}}",
+		Variables: map[string]any{"n": "Ada"}, Body: "Hi Ada", RenderedSubject: "Notification",
+	}
+}
+
+func TestAppendAndLoad(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	log := events.NewLog(db.Pool)
+	ctx := context.Background()
+	stream := uuid.NewString()
+	md := events.Metadata{CorrelationID: "corr-1", Actor: "test"}
+
+	first, err := log.Append(ctx, stream, 0, md, queued())
+	if err != nil {
+		t.Fatalf("append v1: %v", err)
+	}
+	second, err := log.Append(ctx, stream, 1, md,
+		&events.NotificationProcessing{Attempt: 1, Worker: "w"},
+		&events.NotificationSent{Attempt: 1, Provider: "smtp", ProviderMessageID: "<x@y>"})
+	if err != nil {
+		t.Fatalf("append v2-3: %v", err)
+	}
+	if len(first) != 1 || len(second) != 2 {
+		t.Fatalf("recorded %d and %d events, want 1 and 2", len(first), len(second))
+	}
+	if second[0].Version != 2 || second[1].Version != 3 || second[0].Position >= second[1].Position || second[0].Position <= first[0].Position {
+		t.Errorf("versions/positions out of order: %+v", append(first, second...))
+	}
+
+	got, err := log.Load(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(first, second...)
+	opts := cmp.Options{
+		cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) }),
+		// JSONB normalises the encoding; compare the decoded events instead.
+		cmp.Transformer("decode", func(r events.Recorded) any {
+			e, err := r.Event()
+			if err != nil {
+				return err.Error()
+			}
+			r.Data = nil
+			return struct {
+				R events.Recorded
+				E events.Event
+			}{r, e}
+		}),
+	}
+	if diff := cmp.Diff(want, got, opts); diff != "" {
+		t.Errorf("Load (-appended +loaded):\n%s", diff)
+	}
+
+	n, _, err := log.Notification(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Status != herald.StatusSent || n.Attempts != 1 || n.Version != 3 || n.ProviderMessageID != "<x@y>" || n.Body != "Hi Ada" {
+		t.Errorf("folded notification = %+v", n)
+	}
+
+	if _, _, err := log.Notification(ctx, uuid.NewString()); herald.ErrorCode(err) != herald.ENOTFOUND {
+		t.Errorf("unknown stream: error %v, want ENOTFOUND", err)
+	}
+}
+
+func TestAppendRejectsWrongExpectedVersion(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	log := events.NewLog(db.Pool)
+	ctx := context.Background()
+	stream := uuid.NewString()
+	if _, err := log.Append(ctx, stream, 0, events.Metadata{}, queued()); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, expected := range []int64{0, 2, 7} {
+		_, err := log.Append(ctx, stream, expected, events.Metadata{}, &events.NotificationProcessing{Attempt: 1})
+		if !errors.Is(err, events.ErrConflict) || herald.ErrorCode(err) != herald.ECONFLICT {
+			t.Errorf("append at expected v%d of a v1 stream: error %v, want ErrConflict/ECONFLICT", expected, err)
+		}
+	}
+	recs, err := log.Load(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 {
+		t.Errorf("stream holds %d events after rejected appends, want 1", len(recs))
+	}
+}
+
+// Two writers that read the same version race to append: exactly one wins, every time.
+func TestConcurrentAppendsOneWinner(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	log := events.NewLog(db.Pool)
+	ctx := context.Background()
+	const streams, writers = 20, 8
+	for i := 0; i < streams; i++ {
+		stream := uuid.NewString()
+		if _, err := log.Append(ctx, stream, 0, events.Metadata{}, queued()); err != nil {
+			t.Fatal(err)
+		}
+		var (
+			wg        sync.WaitGroup
+			mu        sync.Mutex
+			wins      int
+			conflicts int
+			start     = make(chan struct{})
+		)
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, err := log.Append(ctx, stream, 1, events.Metadata{}, &events.NotificationProcessing{Attempt: 1})
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					wins++
+				case errors.Is(err, events.ErrConflict):
+					conflicts++
+				default:
+					t.Errorf("append: %v", err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if wins != 1 || conflicts != writers-1 {
+			t.Fatalf("stream %d: %d wins and %d conflicts, want 1 and %d", i, wins, conflicts, writers-1)
+		}
+	}
+}
+
+// The database itself refuses to change history, whoever asks.
+func TestLogIsAppendOnly(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	log := events.NewLog(db.Pool)
+	ctx := context.Background()
+	stream := uuid.NewString()
+	if _, err := log.Append(ctx, stream, 0, events.Metadata{}, queued()); err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		`UPDATE event_log SET event_type = 'NotificationSent'`,
+		`UPDATE event_log SET data = '{}' WHERE stream_id = '` + stream + `'`,
+		`DELETE FROM event_log`,
+		`DELETE FROM event_log WHERE stream_id = '` + stream + `'`,
+		`TRUNCATE event_log`,
+	} {
+		_, err := db.Pool.Exec(ctx, stmt)
+		if err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Errorf("%s: error %v, want the append-only refusal", stmt, err)
+		}
+	}
+	recs, err := log.Load(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Type != events.TypeNotificationQueued {
+		t.Errorf("after refused changes the stream is %+v", recs)
+	}
+}

@@ -1,0 +1,193 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/commands"
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/templates"
+)
+
+// SendRequest is a client's request to send a notification, as decoded from the API.
+type SendRequest struct {
+	Type      string
+	Recipient string
+	// Subject is an optional template for the email subject.
+	Subject   string
+	Content   string
+	Variables map[string]any
+}
+
+// Limits bound what a client may ask to send.
+type Limits struct {
+	MaxContentBytes   int // raw content template
+	MaxEmailBodyBytes int // rendered email body
+	MaxSMSBodyChars   int // rendered SMS body, in characters
+	MaxSubjectChars   int // rendered email subject
+}
+
+// DefaultLimits are generous for email and follow the usual gateway limit for SMS (10 segments).
+var DefaultLimits = Limits{
+	MaxContentBytes:   32 << 10,
+	MaxEmailBodyBytes: 64 << 10,
+	MaxSMSBodyChars:   1600,
+	MaxSubjectChars:   255,
+}
+
+// DefaultSubject is the subject of an email sent without one.
+const DefaultSubject = "Notification"
+
+// Outbox stores a command inside a database transaction; a relay hands it to the workers once the
+// transaction commits, so the command exists exactly when the event that caused it does.
+type Outbox interface {
+	Send(ctx context.Context, tx pgx.Tx, cmd commands.SendNotification) error
+}
+
+// Beginner starts database transactions: a *pgxpool.Pool.
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// Acceptor accepts notifications: validates and renders them, then records NotificationQueued and
+// queues the SendNotification command in one transaction.
+type Acceptor struct {
+	db     Beginner
+	log    *events.Log
+	outbox Outbox
+	limits Limits
+	// writeTimeout bounds the transaction; it runs detached from the request so that a client
+	// hanging up cannot leave Herald unsure whether it accepted.
+	writeTimeout time.Duration
+}
+
+// NewAcceptor returns an acceptor writing through db.
+func NewAcceptor(db Beginner, log *events.Log, outbox Outbox, limits Limits) *Acceptor {
+	return &Acceptor{db: db, log: log, outbox: outbox, limits: limits, writeTimeout: 10 * time.Second}
+}
+
+// Accept validates req and records it. It returns the accepted notification (status pending), an
+// EINVALID *herald.Error naming the offending fields (nothing is written), or another error if the
+// write failed (nothing is written either).
+func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (herald.Notification, error) {
+	queued, err := a.Validate(req)
+	if err != nil {
+		return herald.Notification{}, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return herald.Notification{}, fmt.Errorf("accept: notification id: %w", err)
+	}
+	stream := id.String()
+	md := events.Metadata{CorrelationID: herald.CorrelationID(ctx), Actor: "api"}
+
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.writeTimeout)
+	defer cancel()
+	var recs []events.Recorded
+	err = pgx.BeginFunc(ctx, a.db, func(tx pgx.Tx) error {
+		var err error
+		if recs, err = a.log.In(tx).Append(ctx, stream, 0, md, queued); err != nil {
+			return err
+		}
+		return a.outbox.Send(ctx, tx, commands.SendNotification{NotificationID: stream, Channel: queued.Channel})
+	})
+	if err != nil {
+		return herald.Notification{}, fmt.Errorf("accept %s: %w", stream, err)
+	}
+	return events.Evolve(herald.Notification{}, recs[0], queued), nil
+}
+
+// Validate checks req against every rule and renders its templates. All offending fields are
+// reported at once, as an EINVALID *herald.Error.
+func (a *Acceptor) Validate(req SendRequest) (*events.NotificationQueued, error) {
+	fields := map[string]string{}
+	channel, err := herald.ParseChannel(req.Type)
+	if err != nil {
+		if req.Type == "" {
+			fields["type"] = "is required: email or sms"
+		} else {
+			fields["type"] = fmt.Sprintf("unknown type %q: want email or sms", req.Type)
+		}
+	} else if err := herald.ValidateRecipient(channel, req.Recipient); err != nil {
+		maps.Copy(fields, herald.ErrorFields(err))
+	}
+
+	switch {
+	case strings.TrimSpace(req.Content) == "":
+		fields["content"] = "is required"
+	case len(req.Content) > a.limits.MaxContentBytes:
+		fields["content"] = fmt.Sprintf("is %d bytes, more than the limit of %d", len(req.Content), a.limits.MaxContentBytes)
+	}
+	if req.Subject != "" && channel == herald.ChannelSMS {
+		fields["subject"] = "is only for email"
+	}
+
+	q := &events.NotificationQueued{
+		Channel:   channel,
+		Recipient: req.Recipient,
+		Subject:   req.Subject,
+		Content:   req.Content,
+		Variables: req.Variables,
+	}
+	if _, bad := fields["content"]; !bad && channel != "" {
+		maxOut := a.limits.MaxEmailBodyBytes
+		if channel == herald.ChannelSMS {
+			// Characters, checked below; a character is at most 4 bytes.
+			maxOut = 4 * a.limits.MaxSMSBodyChars
+		}
+		body, err := templates.Render("content", req.Content, req.Variables, maxOut)
+		if err != nil {
+			mergeFields(fields, err)
+		} else if n := utf8.RuneCountInString(body); channel == herald.ChannelSMS && n > a.limits.MaxSMSBodyChars {
+			fields["content"] = fmt.Sprintf("renders to %d characters, more than the SMS limit of %d", n, a.limits.MaxSMSBodyChars)
+		} else if strings.TrimSpace(body) == "" {
+			fields["content"] = "renders to an empty message"
+		}
+		q.Body = body
+	}
+	if channel == herald.ChannelEmail {
+		subject := req.Subject
+		if subject == "" {
+			subject = DefaultSubject
+		}
+		rendered, err := templates.Render("subject", subject, req.Variables, 4*a.limits.MaxSubjectChars)
+		switch {
+		case err != nil:
+			mergeFields(fields, err)
+		case strings.ContainsAny(rendered, "\r\n"):
+			// A line break in a header would let a client write headers of its own.
+			fields["subject"] = "must be a single line"
+		case utf8.RuneCountInString(rendered) > a.limits.MaxSubjectChars:
+			fields["subject"] = fmt.Sprintf("renders to more than %d characters", a.limits.MaxSubjectChars)
+		}
+		q.RenderedSubject = rendered
+	}
+
+	if len(fields) > 0 {
+		return nil, herald.Invalid("the notification is invalid", fields)
+	}
+	return q, nil
+}
+
+// mergeFields copies the offending fields of an EINVALID error; any other error is reported
+// against the field it came from by the caller's render call.
+func mergeFields(fields map[string]string, err error) {
+	f := herald.ErrorFields(err)
+	if len(f) == 0 {
+		fields["content"] = herald.ErrorMessage(err)
+		return
+	}
+	for k, v := range f {
+		if _, seen := fields[k]; !seen {
+			fields[k] = v
+		}
+	}
+}

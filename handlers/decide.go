@@ -1,0 +1,98 @@
+package handlers
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/delivery"
+	"github.com/herald-notify/herald/events"
+)
+
+// Policy is how hard workers try.
+type Policy struct {
+	// MaxAttempts is how many delivery attempts a notification gets before it fails for good.
+	MaxAttempts int
+	// Lease is how long an attempt without a recorded outcome is presumed to be still running on
+	// some worker. After it, the attempt is presumed abandoned (its worker died) and a new one may
+	// start. It must exceed the delivery timeout, or a slow attempt is duplicated.
+	Lease time.Duration
+}
+
+// Decision errors: the command cannot start an attempt now.
+var (
+	// ErrAlreadySent: the notification was delivered; a redelivered command is acknowledged.
+	ErrAlreadySent = errors.New("notification already sent")
+	// ErrAlreadyFailed: the notification failed for good; nothing more is attempted.
+	ErrAlreadyFailed = errors.New("notification already failed")
+	// ErrAttemptInProgress: another worker's attempt is within its lease; try again later.
+	ErrAttemptInProgress = errors.New("another delivery attempt is in progress")
+	// ErrNotQueued: the stream does not exist.
+	ErrNotQueued = errors.New("notification was never queued")
+	// ErrNoOpenAttempt: an outcome was offered for an attempt that is not running.
+	ErrNoOpenAttempt = errors.New("no delivery attempt is open")
+)
+
+// abandonedError is the error recorded for an attempt whose worker vanished before saying how it
+// went. The message may or may not have reached the provider: this is where duplicates come from.
+const abandonedError = "attempt abandoned: no outcome was recorded within the lease (worker stopped or lost its connection)"
+
+// DecideStart returns the events that begin the next delivery attempt of n: NotificationProcessing,
+// preceded by the outcome of an abandoned attempt if there is one. If that abandoned attempt was
+// the last one allowed, the notification fails instead.
+func DecideStart(n herald.Notification, p Policy, now time.Time, worker string) ([]events.Event, error) {
+	switch {
+	case n.Version == 0:
+		return nil, ErrNotQueued
+	case n.Status == herald.StatusSent:
+		return nil, ErrAlreadySent
+	case n.Status == herald.StatusFailed:
+		return nil, ErrAlreadyFailed
+	}
+
+	var out []events.Event
+	if n.AttemptOpen {
+		if now.Sub(n.AttemptStartedAt) < p.Lease {
+			return nil, ErrAttemptInProgress
+		}
+		if n.Attempts >= p.MaxAttempts {
+			return []events.Event{&events.NotificationFailed{
+				Attempt: n.Attempts, Error: abandonedError, Reason: events.ReasonAttemptsExhausted,
+			}}, nil
+		}
+		out = append(out, &events.DeliveryAttemptFailed{Attempt: n.Attempts, Error: abandonedError})
+	} else if n.Attempts >= p.MaxAttempts {
+		// Only reachable when MaxAttempts was lowered while the notification was retrying.
+		return []events.Event{&events.NotificationFailed{
+			Attempt: n.Attempts, Provider: n.Provider, Error: n.LastError, Reason: events.ReasonAttemptsExhausted,
+		}}, nil
+	}
+	return append(out, &events.NotificationProcessing{Attempt: n.Attempts + 1, Worker: worker}), nil
+}
+
+// DecideOutcome returns the event that records how n's open attempt went: NotificationSent on
+// success, DeliveryAttemptFailed for a transient error with attempts left, NotificationFailed for a
+// permanent error or the last attempt.
+func DecideOutcome(n herald.Notification, p Policy, provider, providerMessageID string, sendErr error) ([]events.Event, error) {
+	if n.Status != herald.StatusProcessing || !n.AttemptOpen {
+		return nil, fmt.Errorf("%w: notification %s is %s", ErrNoOpenAttempt, n.ID, n.Status)
+	}
+	switch {
+	case sendErr == nil:
+		return []events.Event{&events.NotificationSent{
+			Attempt: n.Attempts, Provider: provider, ProviderMessageID: providerMessageID,
+		}}, nil
+	case delivery.IsPermanent(sendErr):
+		return []events.Event{&events.NotificationFailed{
+			Attempt: n.Attempts, Provider: provider, Error: sendErr.Error(), Reason: events.ReasonPermanentError,
+		}}, nil
+	case n.Attempts >= p.MaxAttempts:
+		return []events.Event{&events.NotificationFailed{
+			Attempt: n.Attempts, Provider: provider, Error: sendErr.Error(), Reason: events.ReasonAttemptsExhausted,
+		}}, nil
+	}
+	return []events.Event{&events.DeliveryAttemptFailed{
+		Attempt: n.Attempts, Provider: provider, Error: sendErr.Error(),
+	}}, nil
+}

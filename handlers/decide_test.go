@@ -1,0 +1,207 @@
+package handlers_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/delivery"
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/handlers"
+)
+
+var (
+	t0     = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	policy = handlers.Policy{MaxAttempts: 3, Lease: time.Minute}
+)
+
+// given folds events, recorded a second apart from t0, into the notification they describe.
+func given(evs ...events.Event) herald.Notification {
+	var n herald.Notification
+	for i, e := range evs {
+		r := events.Recorded{StreamID: "n1", Version: int64(i + 1), Position: int64(10 + i), Type: e.EventType(), Time: t0.Add(time.Duration(i) * time.Second)}
+		n = events.Evolve(n, r, e)
+	}
+	return n
+}
+
+var (
+	queued     = &events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123", Content: "hi", Body: "hi"}
+	processing = func(a int) events.Event { return &events.NotificationProcessing{Attempt: a, Worker: "w"} }
+	failedOnce = func(a int) events.Event {
+		return &events.DeliveryAttemptFailed{Attempt: a, Provider: "http-sms", Error: "503"}
+	}
+)
+
+func TestDecideStart(t *testing.T) {
+	tests := []struct {
+		name    string
+		given   []events.Event
+		now     time.Time
+		then    []events.Event
+		wantErr error
+	}{
+		{
+			name:  "first attempt",
+			given: []events.Event{queued},
+			now:   t0.Add(time.Second),
+			then:  []events.Event{processing(1)},
+		},
+		{
+			name:  "retry after a failed attempt",
+			given: []events.Event{queued, processing(1), failedOnce(1)},
+			now:   t0.Add(5 * time.Second),
+			then:  []events.Event{processing(2)},
+		},
+		{
+			name:    "already sent",
+			given:   []events.Event{queued, processing(1), &events.NotificationSent{Attempt: 1, Provider: "log"}},
+			now:     t0.Add(time.Hour),
+			wantErr: handlers.ErrAlreadySent,
+		},
+		{
+			name:    "already failed",
+			given:   []events.Event{queued, processing(1), &events.NotificationFailed{Attempt: 1, Error: "550", Reason: events.ReasonPermanentError}},
+			now:     t0.Add(time.Hour),
+			wantErr: handlers.ErrAlreadyFailed,
+		},
+		{
+			name:    "never queued",
+			now:     t0,
+			wantErr: handlers.ErrNotQueued,
+		},
+		{
+			name:    "attempt in flight within its lease",
+			given:   []events.Event{queued, processing(1)},
+			now:     t0.Add(30 * time.Second),
+			wantErr: handlers.ErrAttemptInProgress,
+		},
+		{
+			name:  "attempt abandoned after its lease",
+			given: []events.Event{queued, processing(1)},
+			now:   t0.Add(2 * time.Minute),
+			then: []events.Event{
+				&events.DeliveryAttemptFailed{Attempt: 1, Error: "attempt abandoned: no outcome was recorded within the lease (worker stopped or lost its connection)"},
+				processing(2),
+			},
+		},
+		{
+			name:  "last attempt abandoned",
+			given: []events.Event{queued, processing(1), failedOnce(1), processing(2), failedOnce(2), processing(3)},
+			now:   t0.Add(time.Hour),
+			then: []events.Event{&events.NotificationFailed{
+				Attempt: 3, Reason: events.ReasonAttemptsExhausted,
+				Error: "attempt abandoned: no outcome was recorded within the lease (worker stopped or lost its connection)",
+			}},
+		},
+		{
+			name:  "attempts used up under an older, larger limit",
+			given: []events.Event{queued, processing(1), failedOnce(1), processing(2), failedOnce(2), processing(3), failedOnce(3)},
+			now:   t0.Add(time.Hour),
+			then:  []events.Event{&events.NotificationFailed{Attempt: 3, Provider: "http-sms", Error: "503", Reason: events.ReasonAttemptsExhausted}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := handlers.DecideStart(given(tt.given...), policy, tt.now, "w")
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("error = %v, want %v", err, tt.wantErr)
+			}
+			if diff := cmp.Diff(tt.then, got); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDecideOutcome(t *testing.T) {
+	transient := errors.New("503 service unavailable")
+	permanent := delivery.Permanent(errors.New("550 no such user"))
+	tests := []struct {
+		name    string
+		given   []events.Event
+		msgID   string
+		sendErr error
+		then    []events.Event
+		wantErr error
+	}{
+		{
+			name:  "sent",
+			given: []events.Event{queued, processing(1)},
+			msgID: "SM1",
+			then:  []events.Event{&events.NotificationSent{Attempt: 1, Provider: "p", ProviderMessageID: "SM1"}},
+		},
+		{
+			name:    "transient error with attempts left",
+			given:   []events.Event{queued, processing(1)},
+			sendErr: transient,
+			then:    []events.Event{&events.DeliveryAttemptFailed{Attempt: 1, Provider: "p", Error: transient.Error()}},
+		},
+		{
+			name:    "transient error on the last attempt",
+			given:   []events.Event{queued, processing(1), failedOnce(1), processing(2), failedOnce(2), processing(3)},
+			sendErr: transient,
+			then:    []events.Event{&events.NotificationFailed{Attempt: 3, Provider: "p", Error: transient.Error(), Reason: events.ReasonAttemptsExhausted}},
+		},
+		{
+			name:    "permanent error on the first attempt",
+			given:   []events.Event{queued, processing(1)},
+			sendErr: permanent,
+			then:    []events.Event{&events.NotificationFailed{Attempt: 1, Provider: "p", Error: permanent.Error(), Reason: events.ReasonPermanentError}},
+		},
+		{
+			name:    "no attempt open",
+			given:   []events.Event{queued},
+			wantErr: handlers.ErrNoOpenAttempt,
+		},
+		{
+			name:    "outcome after the attempt was declared abandoned",
+			given:   []events.Event{queued, processing(1), failedOnce(1)},
+			wantErr: handlers.ErrNoOpenAttempt,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := handlers.DecideOutcome(given(tt.given...), policy, "p", tt.msgID, tt.sendErr)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("error = %v, want %v", err, tt.wantErr)
+			}
+			if diff := cmp.Diff(tt.then, got); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// The story a notification's events tell is the status Evolve derives from them.
+func TestEvolveStatuses(t *testing.T) {
+	tests := []struct {
+		given       []events.Event
+		status      herald.Status
+		attempts    int
+		attemptOpen bool
+		lastError   string
+		providerMsg string
+	}{
+		{given: []events.Event{queued}, status: herald.StatusPending},
+		{given: []events.Event{queued, processing(1)}, status: herald.StatusProcessing, attempts: 1, attemptOpen: true},
+		{given: []events.Event{queued, processing(1), failedOnce(1)}, status: herald.StatusProcessing, attempts: 1, lastError: "503"},
+		{given: []events.Event{queued, processing(1), failedOnce(1), processing(2), &events.NotificationSent{Attempt: 2, Provider: "p", ProviderMessageID: "m"}},
+			status: herald.StatusSent, attempts: 2, providerMsg: "m"},
+		{given: []events.Event{queued, processing(1), &events.NotificationFailed{Attempt: 1, Error: "550", Reason: events.ReasonPermanentError}},
+			status: herald.StatusFailed, attempts: 1, lastError: "550"},
+	}
+	for _, tt := range tests {
+		n := given(tt.given...)
+		if n.Status != tt.status || n.Attempts != tt.attempts || n.AttemptOpen != tt.attemptOpen || n.LastError != tt.lastError || n.ProviderMessageID != tt.providerMsg {
+			t.Errorf("after %d events: %+v; want status %s, attempts %d, open %v, error %q, provider id %q",
+				len(tt.given), n, tt.status, tt.attempts, tt.attemptOpen, tt.lastError, tt.providerMsg)
+		}
+		if n.Version != int64(len(tt.given)) {
+			t.Errorf("after %d events: version %d", len(tt.given), n.Version)
+		}
+	}
+}

@@ -1,0 +1,186 @@
+// Package handlers owns Herald's decisions: accepting a notification (validate, render, record it
+// and queue its delivery in one transaction) and delivering it (load the stream, decide, append,
+// send, append the outcome). Pure decision functions say which events follow a state and an
+// input; the handlers around them do the loading and appending.
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/commands"
+	"github.com/herald-notify/herald/delivery"
+	"github.com/herald-notify/herald/events"
+)
+
+// ErrFinal is wrapped by the errors after which retrying a command cannot help: the notification
+// failed for good (NotificationFailed is in its stream), or the command itself is unusable. The
+// worker parks such commands in the poison queue instead of retrying them.
+var ErrFinal = errors.New("final")
+
+// Final reports whether err means the command must not be retried.
+func Final(err error) bool { return errors.Is(err, ErrFinal) }
+
+// Store is the event log as the deliverer uses it.
+type Store interface {
+	// Notification folds a stream; ENOTFOUND when it has no events.
+	Notification(ctx context.Context, stream string) (herald.Notification, []events.Recorded, error)
+	// Append adds events after version expected; ECONFLICT wrapping events.ErrConflict when the
+	// stream moved on.
+	Append(ctx context.Context, stream string, expected int64, md events.Metadata, evs ...events.Event) ([]events.Recorded, error)
+}
+
+var _ Store = (*events.Log)(nil)
+
+// Deliverer handles SendNotification commands: one delivery attempt per call.
+type Deliverer struct {
+	store     Store
+	providers map[herald.Channel]delivery.Provider
+	policy    Policy
+	worker    string
+	logger    *slog.Logger
+	now       func() time.Time
+	// recordFor bounds how long an outcome is retried against the log after the provider answered.
+	recordFor time.Duration
+}
+
+// NewDeliverer returns a deliverer sending through providers, appending to store, identified in
+// the log as worker.
+func NewDeliverer(store Store, providers map[herald.Channel]delivery.Provider, policy Policy, worker string, logger *slog.Logger) *Deliverer {
+	if policy.MaxAttempts < 1 {
+		policy.MaxAttempts = 1
+	}
+	return &Deliverer{
+		store:     store,
+		providers: providers,
+		policy:    policy,
+		worker:    worker,
+		logger:    logger,
+		now:       time.Now,
+		recordFor: 30 * time.Second,
+	}
+}
+
+// Deliver makes one delivery attempt for the notification cmd names.
+//
+// It returns nil when the notification is sent (now or before: redelivered commands are
+// acknowledged without sending again), an error wrapping ErrFinal when the notification failed
+// for good or cmd is unusable, and any other error when the attempt failed and should be retried.
+// md is stamped on every event appended.
+func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, md events.Metadata) error {
+	provider, ok := d.providers[cmd.Channel]
+	if !ok {
+		return fmt.Errorf("deliver %s: %w: no provider for channel %q", cmd.NotificationID, ErrFinal, cmd.Channel)
+	}
+
+	n, _, err := d.store.Notification(ctx, cmd.NotificationID)
+	if herald.ErrorCode(err) == herald.ENOTFOUND {
+		return fmt.Errorf("deliver %s: %w: %w", cmd.NotificationID, ErrFinal, ErrNotQueued)
+	} else if err != nil {
+		return fmt.Errorf("deliver %s: %w", cmd.NotificationID, err)
+	}
+	if n.Channel != cmd.Channel {
+		return fmt.Errorf("deliver %s: %w: command for %s but notification is %s", n.ID, ErrFinal, cmd.Channel, n.Channel)
+	}
+
+	start, err := DecideStart(n, d.policy, d.now(), d.worker)
+	switch {
+	case errors.Is(err, ErrAlreadySent):
+		d.logger.DebugContext(ctx, "redelivered command for a sent notification acknowledged", "notification_id", n.ID)
+		return nil
+	case errors.Is(err, ErrAlreadyFailed):
+		// Park it again: if an earlier park was lost with its acknowledgement, this restores it.
+		return fmt.Errorf("deliver %s: %w: %w", n.ID, ErrFinal, err)
+	case err != nil:
+		return fmt.Errorf("deliver %s: %w", n.ID, err)
+	}
+	n, err = d.append(ctx, n, md, start)
+	if err != nil {
+		return fmt.Errorf("deliver %s: start attempt %d: %w", n.ID, n.Attempts+1, err)
+	}
+	if n.Status == herald.StatusFailed {
+		return fmt.Errorf("deliver %s: %w: %s", n.ID, ErrFinal, n.LastError)
+	}
+
+	// Once the provider is called, its answer must be recorded whatever happens to ctx: a shutdown
+	// cancels ctx, but the send that is under way finishes within the attempt's deadline.
+	sendCtx, cancelSend := detach(ctx)
+	defer cancelSend()
+	msgID, sendErr := provider.Send(sendCtx, delivery.Message{
+		NotificationID: n.ID,
+		Attempt:        n.Attempts,
+		Channel:        n.Channel,
+		Recipient:      n.Recipient,
+		Subject:        n.Subject,
+		Body:           n.Body,
+	})
+
+	outcome, err := DecideOutcome(n, d.policy, provider.Name(), msgID, sendErr)
+	if err != nil {
+		return fmt.Errorf("deliver %s: %w", n.ID, err)
+	}
+	n, err = d.record(ctx, n, md, outcome)
+	if err != nil {
+		return fmt.Errorf("deliver %s: record attempt %d: %w", n.ID, n.Attempts, err)
+	}
+
+	switch n.Status {
+	case herald.StatusSent:
+		d.logger.InfoContext(ctx, "notification sent", "notification_id", n.ID, "attempt", n.Attempts,
+			"provider", provider.Name(), "provider_message_id", msgID)
+		return nil
+	case herald.StatusFailed:
+		d.logger.WarnContext(ctx, "notification failed", "notification_id", n.ID, "attempt", n.Attempts,
+			"provider", provider.Name(), "error", sendErr)
+		return fmt.Errorf("deliver %s: %w: attempt %d: %w", n.ID, ErrFinal, n.Attempts, sendErr)
+	}
+	return fmt.Errorf("deliver %s: attempt %d of %d: %w", n.ID, n.Attempts, d.policy.MaxAttempts, sendErr)
+}
+
+// append appends evs after n's version and returns n with them folded in.
+func (d *Deliverer) append(ctx context.Context, n herald.Notification, md events.Metadata, evs []events.Event) (herald.Notification, error) {
+	recs, err := d.store.Append(ctx, n.ID, n.Version, md, evs...)
+	if err != nil {
+		return n, err
+	}
+	for i, r := range recs {
+		n = events.Evolve(n, r, evs[i])
+	}
+	return n, nil
+}
+
+// record appends an attempt's outcome, retrying for a while: the message may already be with the
+// recipient, and an outcome that is not recorded turns into an abandoned attempt and a duplicate.
+func (d *Deliverer) record(ctx context.Context, n herald.Notification, md events.Metadata, evs []events.Event) (herald.Notification, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.recordFor)
+	defer cancel()
+	wait := 50 * time.Millisecond
+	for {
+		out, err := d.append(ctx, n, md, evs)
+		if err == nil || errors.Is(err, events.ErrConflict) {
+			// A conflict means another worker declared this attempt abandoned: its story wins.
+			return out, err
+		}
+		d.logger.WarnContext(ctx, "recording delivery outcome failed, retrying",
+			"notification_id", n.ID, "attempt", n.Attempts, "error", err)
+		select {
+		case <-ctx.Done():
+			return n, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// detach returns a context that keeps ctx's values and deadline but not its cancellation.
+func detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	out := context.WithoutCancel(ctx)
+	if deadline, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(out, deadline)
+	}
+	return context.WithCancel(out)
+}

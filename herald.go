@@ -1,0 +1,130 @@
+// Package herald holds the vocabulary every part of the notification service speaks: the channels a
+// notification travels on, the statuses it passes through, the notification as its readers see it,
+// and the kinds of error the layers hand each other.
+//
+// The subpackages adapt one concern each: events (the facts and the append-only log), commands (the
+// intents sent to workers), handlers (the decisions), projections (the read models), http (the
+// edge), router (brokers, topics and middleware), delivery (the providers) and cmd/herald (wiring).
+package herald
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Channel is the medium a notification is delivered through.
+type Channel string
+
+const (
+	ChannelEmail Channel = "email"
+	ChannelSMS   Channel = "sms"
+)
+
+// Channels lists every channel Herald delivers through.
+var Channels = []Channel{ChannelEmail, ChannelSMS}
+
+// ParseChannel returns the channel named s, or an EINVALID error.
+func ParseChannel(s string) (Channel, error) {
+	switch c := Channel(s); c {
+	case ChannelEmail, ChannelSMS:
+		return c, nil
+	}
+	return "", Errorf(EINVALID, "unknown channel %q: want email or sms", s)
+}
+
+// Status is where a notification is in its life: pending → processing → sent | failed.
+type Status string
+
+const (
+	StatusPending    Status = "pending"
+	StatusProcessing Status = "processing"
+	StatusSent       Status = "sent"
+	StatusFailed     Status = "failed"
+)
+
+// Statuses lists every status in life order.
+var Statuses = []Status{StatusPending, StatusProcessing, StatusSent, StatusFailed}
+
+// ParseStatus returns the status named s, or an EINVALID error.
+func ParseStatus(s string) (Status, error) {
+	for _, st := range Statuses {
+		if string(st) == s {
+			return st, nil
+		}
+	}
+	return "", Errorf(EINVALID, "unknown status %q: want pending, processing, sent or failed", s)
+}
+
+// Terminal reports whether no event can follow this status: sent and failed are final.
+func (s Status) Terminal() bool { return s == StatusSent || s == StatusFailed }
+
+// Notification is the state of one notification, folded from its event stream. The status
+// projection stores the same fields; the log is the truth both are derived from.
+type Notification struct {
+	ID        string
+	Channel   Channel
+	Recipient string
+	Subject   string
+	Body      string
+
+	Status Status
+	// Attempts counts the delivery attempts started so far.
+	Attempts int
+	// AttemptOpen is true while the latest attempt has no recorded outcome: a worker is sending,
+	// or died while sending.
+	AttemptOpen      bool
+	AttemptStartedAt time.Time
+
+	LastError         string
+	Provider          string
+	ProviderMessageID string
+
+	// Version is the stream version of the last event folded in; Position its place in the log.
+	Version  int64
+	Position int64
+
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// HistoryEntry is one event of a notification's story, as the history read model shows it.
+type HistoryEntry struct {
+	Version           int64
+	Position          int64
+	Event             string
+	Status            Status
+	Attempt           int
+	Provider          string
+	ProviderMessageID string
+	Error             string
+	At                time.Time
+}
+
+// ListFilter selects notifications for listing, newest first.
+type ListFilter struct {
+	Status  Status  // empty: any
+	Channel Channel // empty: any
+	Limit   int
+	// Cursor continues a previous listing; empty starts at the newest.
+	Cursor string
+}
+
+// String renders a notification for logs.
+func (n Notification) String() string {
+	return fmt.Sprintf("%s %s to %s: %s (v%d)", n.ID, n.Channel, n.Recipient, n.Status, n.Version)
+}
+
+type correlationKey struct{}
+
+// WithCorrelationID returns ctx carrying id, the identifier that ties together everything done for
+// one request: the events it causes, the commands it sends, the log lines it writes.
+func WithCorrelationID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, correlationKey{}, id)
+}
+
+// CorrelationID returns the correlation id ctx carries, or "".
+func CorrelationID(ctx context.Context) string {
+	id, _ := ctx.Value(correlationKey{}).(string)
+	return id
+}

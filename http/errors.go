@@ -1,0 +1,68 @@
+package http
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/herald-notify/herald"
+)
+
+// Error codes only the edge produces.
+const (
+	codeMalformed        = "malformed_json"
+	codeTooLarge         = "too_large"
+	codeUnsupportedMedia = "unsupported_media_type"
+	codeMethodNotAllowed = "method_not_allowed"
+	codeRouteNotFound    = "route_not_found"
+)
+
+// statusOf maps every error code to its HTTP status: the one table of it.
+var statusOf = map[string]int{
+	herald.EINVALID:      http.StatusUnprocessableEntity,
+	herald.ENOTFOUND:     http.StatusNotFound,
+	herald.ECONFLICT:     http.StatusConflict,
+	herald.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	herald.EINTERNAL:     http.StatusInternalServerError,
+	codeMalformed:        http.StatusBadRequest,
+	codeTooLarge:         http.StatusRequestEntityTooLarge,
+	codeUnsupportedMedia: http.StatusUnsupportedMediaType,
+	codeMethodNotAllowed: http.StatusMethodNotAllowed,
+	codeRouteNotFound:    http.StatusNotFound,
+}
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string            `json:"code"`
+	Message string            `json:"message"`
+	Fields  map[string]string `json:"fields,omitempty"`
+}
+
+// writeError answers with err as JSON. Internal errors are logged here, once, and reach the
+// client only as "internal error"; the others are the client's to read and are not logged.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := herald.ErrorCode(err)
+	status, ok := statusOf[code]
+	if !ok {
+		code, status = herald.EINTERNAL, http.StatusInternalServerError
+	}
+	if code == herald.EINTERNAL {
+		s.logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path,
+			"error", err, "correlation_id", herald.CorrelationID(r.Context()))
+	}
+	writeJSON(w, status, errorBody{Error: errorDetail{
+		Code:    code,
+		Message: herald.ErrorMessage(err),
+		Fields:  herald.ErrorFields(err),
+	}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,188 @@
+// Package http is Herald's edge: the JSON API clients send notifications through and read their
+// status, history and events from, plus the health, readiness and metrics endpoints. It speaks
+// in handlers' and projections' terms and knows nothing of brokers.
+package http
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	chimw "github.com/go-chi/chi/v5/middleware"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/handlers"
+)
+
+// Acceptor accepts notifications (see handlers.Acceptor).
+type Acceptor interface {
+	// Accept returns the pending notification, EINVALID with fields, or another error.
+	Accept(ctx context.Context, req handlers.SendRequest) (herald.Notification, error)
+}
+
+// Reader answers questions about notifications (see projections.Reader).
+type Reader interface {
+	// Status, History and Events return ENOTFOUND for an unknown id.
+	Status(ctx context.Context, id string) (herald.Notification, error)
+	History(ctx context.Context, id string) ([]herald.HistoryEntry, error)
+	Events(ctx context.Context, id string) ([]events.Recorded, error)
+	// List returns EINVALID for a bad limit or cursor.
+	List(ctx context.Context, f herald.ListFilter) ([]herald.Notification, string, error)
+}
+
+// Check is a dependency /readyz asks about.
+type Check struct {
+	Name  string
+	Ready func(ctx context.Context) error
+}
+
+// Config is what the server needs besides its dependencies.
+type Config struct {
+	// MaxBodyBytes bounds a request body; larger bodies get 413.
+	MaxBodyBytes int64
+	// Metrics, if set, receives the HTTP metrics and is served at /metrics.
+	Metrics *prometheus.Registry
+}
+
+// Server routes the API.
+type Server struct {
+	acceptor Acceptor
+	reader   Reader
+	checks   []Check
+	cfg      Config
+	logger   *slog.Logger
+	metrics  *httpMetrics
+}
+
+// NewServer returns a server over its dependencies. Without an acceptor and a reader it serves
+// only /healthz, /readyz and /metrics.
+func NewServer(cfg Config, acceptor Acceptor, reader Reader, checks []Check, logger *slog.Logger) *Server {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	s := &Server{acceptor: acceptor, reader: reader, checks: checks, cfg: cfg, logger: logger}
+	if cfg.Metrics != nil {
+		s.metrics = newHTTPMetrics(cfg.Metrics)
+	}
+	return s
+}
+
+// DefaultMaxBodyBytes is the default bound of a request body.
+const DefaultMaxBodyBytes = 256 << 10
+
+// Handler returns the routes.
+func (s *Server) Handler() http.Handler {
+	r := chi.NewRouter()
+	r.Use(chimw.Recoverer, s.correlate, s.observe)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &herald.Error{Code: codeRouteNotFound, Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &herald.Error{Code: codeMethodNotAllowed, Message: r.Method + " is not allowed on " + r.URL.Path})
+	})
+
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+	if s.cfg.Metrics != nil {
+		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{}))
+	}
+	if s.acceptor == nil || s.reader == nil {
+		// A worker or projector process serves only health, readiness and metrics.
+		return r
+	}
+	r.Route("/api/v1/notifications", func(r chi.Router) {
+		r.Post("/send", s.send)
+		r.Get("/", s.list)
+		r.Get("/{id}/status", s.status)
+		r.Get("/{id}/history", s.history)
+		r.Get("/{id}/events", s.events)
+	})
+	return r
+}
+
+// CorrelationHeader carries the id that ties a request to everything it causes. A client may
+// send its own; otherwise Herald makes one. Either way the response carries it.
+const CorrelationHeader = "X-Correlation-ID"
+
+func (s *Server) correlate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(CorrelationHeader)
+		if !validCorrelationID(id) {
+			id = uuid.NewString()
+		}
+		w.Header().Set(CorrelationHeader, id)
+		next.ServeHTTP(w, r.WithContext(herald.WithCorrelationID(r.Context(), id)))
+	})
+}
+
+// validCorrelationID accepts short printable ASCII ids, so a client's id can go into logs and
+// message headers as it is.
+func validCorrelationID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// observe logs each request once and records its metrics.
+func (s *Server) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := chimw.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		route := chi.RouteContext(r.Context()).RoutePattern()
+		if route == "" {
+			route = "unmatched"
+		}
+		elapsed := time.Since(start)
+		if s.metrics != nil {
+			s.metrics.observe(r.Method, route, ww.Status(), elapsed)
+		}
+		level := slog.LevelInfo
+		if route == "/healthz" || route == "/readyz" || route == "/metrics" {
+			level = slog.LevelDebug
+		}
+		s.logger.Log(r.Context(), level, "http request",
+			"method", r.Method, "route", route, "path", r.URL.Path, "status", ww.Status(),
+			"bytes", ww.BytesWritten(), "duration_ms", float64(elapsed.Microseconds())/1000,
+			"correlation_id", herald.CorrelationID(r.Context()))
+	})
+}
+
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "http", Name: "requests_total",
+			Help: "HTTP requests by method, route and status code.",
+		}, []string{"method", "route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "herald", Subsystem: "http", Name: "request_duration_seconds",
+			Help:    "HTTP request duration by method and route.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"method", "route"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+func (m *httpMetrics) observe(method, route string, code int, d time.Duration) {
+	m.requests.WithLabelValues(method, route, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(method, route).Observe(d.Seconds())
+}

@@ -1,0 +1,179 @@
+package projections
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/events"
+)
+
+// Reader answers the API's questions from the read models. Right after a notification is
+// accepted the projector may not have reached it yet; the reader then folds the notification's
+// stream from the log, so a notification that was accepted is never reported missing.
+type Reader struct {
+	db  events.Querier
+	log *events.Log
+}
+
+// NewReader returns a reader over the read models in db, falling back to log.
+func NewReader(db events.Querier, log *events.Log) *Reader { return &Reader{db: db, log: log} }
+
+// MaxListLimit bounds one page of List.
+const MaxListLimit = 500
+
+// Status returns the notification with id. ENOTFOUND if there is none.
+func (r *Reader) Status(ctx context.Context, id string) (herald.Notification, error) {
+	if !validID(id) {
+		return herald.Notification{}, notFound(id)
+	}
+	n, err := scanStatus(r.db.QueryRow(ctx, `SELECT `+statusColumns+` FROM notification_status WHERE notification_id = $1`, id))
+	switch {
+	case err == nil:
+		return n, nil
+	case !errors.Is(err, pgx.ErrNoRows):
+		return herald.Notification{}, fmt.Errorf("status of %s: %w", id, err)
+	}
+	n, _, err = r.log.Notification(ctx, id)
+	return n, err
+}
+
+// History returns every event of the notification with id as history entries, oldest first.
+// ENOTFOUND if there is no such notification.
+func (r *Reader) History(ctx context.Context, id string) ([]herald.HistoryEntry, error) {
+	if !validID(id) {
+		return nil, notFound(id)
+	}
+	rows, err := r.db.Query(ctx, `
+SELECT version, position, event_type, status, attempt, provider, provider_message_id, error, occurred_at
+FROM notification_history WHERE notification_id = $1 ORDER BY version`, id)
+	if err != nil {
+		return nil, fmt.Errorf("history of %s: %w", id, err)
+	}
+	entries, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (herald.HistoryEntry, error) {
+		var h herald.HistoryEntry
+		err := row.Scan(&h.Version, &h.Position, &h.Event, &h.Status, &h.Attempt, &h.Provider,
+			&h.ProviderMessageID, &h.Error, &h.At)
+		return h, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("history of %s: %w", id, err)
+	}
+	if len(entries) > 0 {
+		return entries, nil
+	}
+	recs, err := r.log.Load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, notFound(id)
+	}
+	for _, rec := range recs {
+		e, err := rec.Event()
+		if err != nil {
+			return nil, fmt.Errorf("history of %s: %w", id, err)
+		}
+		entries = append(entries, events.HistoryEntry(rec, e))
+	}
+	return entries, nil
+}
+
+// Events returns the raw stream of the notification with id. ENOTFOUND if there is none.
+func (r *Reader) Events(ctx context.Context, id string) ([]events.Recorded, error) {
+	if !validID(id) {
+		return nil, notFound(id)
+	}
+	recs, err := r.log.Load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, notFound(id)
+	}
+	return recs, nil
+}
+
+// List returns notifications matching f, newest first, and the cursor of the next page ("" at the
+// end). Notifications the projector has not reached yet are not listed.
+func (r *Reader) List(ctx context.Context, f herald.ListFilter) ([]herald.Notification, string, error) {
+	limit := f.Limit
+	if limit <= 0 || limit > MaxListLimit {
+		return nil, "", herald.Invalid("the listing is invalid", map[string]string{
+			"limit": fmt.Sprintf("must be between 1 and %d", MaxListLimit),
+		})
+	}
+	where := []string{"true"}
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if f.Status != "" {
+		where = append(where, "status = "+arg(f.Status))
+	}
+	if f.Channel != "" {
+		where = append(where, "channel = "+arg(f.Channel))
+	}
+	if f.Cursor != "" {
+		at, id, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return nil, "", herald.Invalid("the listing is invalid", map[string]string{"cursor": err.Error()})
+		}
+		where = append(where, fmt.Sprintf("(created_at, notification_id) < (%s, %s)", arg(at), arg(id)))
+	}
+	q := `SELECT ` + statusColumns + ` FROM notification_status WHERE ` + strings.Join(where, " AND ") +
+		` ORDER BY created_at DESC, notification_id DESC LIMIT ` + arg(limit+1)
+	rows, err := r.db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list notifications: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (herald.Notification, error) { return scanStatus(row) })
+	if err != nil {
+		return nil, "", fmt.Errorf("list notifications: %w", err)
+	}
+	next := ""
+	if len(list) > limit {
+		list = list[:limit]
+		last := list[len(list)-1]
+		next = encodeCursor(last.CreatedAt, last.ID)
+	}
+	return list, next, nil
+}
+
+func encodeCursor(at time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(at.UTC().Format(time.RFC3339Nano) + "," + id))
+}
+
+func decodeCursor(c string) (time.Time, string, error) {
+	bad := errors.New("is not a cursor returned by this listing")
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return time.Time{}, "", bad
+	}
+	at, id, ok := strings.Cut(string(b), ",")
+	if !ok || !validID(id) {
+		return time.Time{}, "", bad
+	}
+	t, err := time.Parse(time.RFC3339Nano, at)
+	if err != nil {
+		return time.Time{}, "", bad
+	}
+	return t, id, nil
+}
+
+func validID(id string) bool {
+	_, err := uuid.Parse(id)
+	return err == nil && len(id) == 36
+}
+
+func notFound(id string) error {
+	return herald.Errorf(herald.ENOTFOUND, "no notification %s", id)
+}

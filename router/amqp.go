@@ -1,0 +1,227 @@
+// Package router is the only part of Herald that knows brokers, topics and middleware. It wires
+// watermill to RabbitMQ and PostgreSQL: the outbox that stores commands in the API's transaction,
+// the relay that forwards them to RabbitMQ, the workers that consume them, and the projector that
+// reads the event log as a watermill-sql topic.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/herald-notify/herald"
+)
+
+// RabbitMQ queue names. The work queues keep the names clients and dashboards already know;
+// renaming one is a breaking change.
+const (
+	QueueEmail  = "email_notifications"
+	QueueSMS    = "sms_notifications"
+	QueuePoison = "poison_notifications"
+)
+
+// QueueFor returns the work queue of channel c.
+func QueueFor(c herald.Channel) (string, error) {
+	switch c {
+	case herald.ChannelEmail:
+		return QueueEmail, nil
+	case herald.ChannelSMS:
+		return QueueSMS, nil
+	}
+	return "", fmt.Errorf("no queue for channel %q", c)
+}
+
+// AMQPConfig says how Herald uses RabbitMQ.
+type AMQPConfig struct {
+	URL string
+	// QueueType is "quorum" (replicated, the default) or "classic". A queue's type is fixed when
+	// it is first declared; declaring it again with another type fails.
+	QueueType string
+	// Prefetch is how many unacknowledged messages each consumer may hold.
+	Prefetch int
+	// PublishChannels is the size of each publisher's channel pool.
+	PublishChannels int
+}
+
+// Validate reports what is wrong with c.
+func (c AMQPConfig) Validate() error {
+	var errs []error
+	if c.URL == "" {
+		errs = append(errs, errors.New("AMQP URL is empty"))
+	} else if _, err := amqp091.ParseURI(c.URL); err != nil {
+		errs = append(errs, fmt.Errorf("AMQP URL: %w", err))
+	}
+	if c.QueueType != "quorum" && c.QueueType != "classic" {
+		errs = append(errs, fmt.Errorf("queue type %q: want quorum or classic", c.QueueType))
+	}
+	if c.Prefetch < 1 {
+		errs = append(errs, fmt.Errorf("prefetch %d: want at least 1", c.Prefetch))
+	}
+	if c.PublishChannels < 1 {
+		errs = append(errs, fmt.Errorf("publish channels %d: want at least 1", c.PublishChannels))
+	}
+	return errors.Join(errs...)
+}
+
+// watermill returns watermill-amqp's configuration: durable queues named after the topic on the
+// default exchange, persistent messages, publisher confirms.
+func (c AMQPConfig) watermill() amqp.Config {
+	cfg := amqp.NewDurableQueueConfig(c.URL)
+	cfg.Queue.Arguments = c.queueArguments()
+	cfg.Consume.Qos.PrefetchCount = c.Prefetch
+	cfg.Publish.ConfirmDelivery = true
+	cfg.Publish.ChannelPoolSize = c.PublishChannels
+	return cfg
+}
+
+func (c AMQPConfig) queueArguments() amqp091.Table {
+	return amqp091.Table{"x-queue-type": c.QueueType}
+}
+
+// Topology keeps Herald's queues declared. A message published to the default exchange with no
+// queue to route it to is dropped silently, confirms or not; so the queues are declared before
+// anything is published, and again after every reconnection, in case the broker came back
+// without its definitions. Topology also answers whether RabbitMQ is reachable.
+type Topology struct {
+	cfg    AMQPConfig
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	declared chan struct{} // closed while the queues are known to exist
+	lastErr  error
+}
+
+// NewTopology returns a topology keeper for cfg; Run makes it work.
+func NewTopology(cfg AMQPConfig, logger *slog.Logger) *Topology {
+	return &Topology{
+		cfg:      cfg,
+		logger:   logger,
+		declared: make(chan struct{}),
+		lastErr:  errors.New("not connected to RabbitMQ yet"),
+	}
+}
+
+// Run connects, declares the queues, and does both again whenever the connection drops, until
+// ctx is done.
+func (t *Topology) Run(ctx context.Context) error {
+	wait := backoff{min: 200 * time.Millisecond, max: 10 * time.Second}
+	for ctx.Err() == nil {
+		conn, err := amqp091.Dial(t.cfg.URL)
+		if err == nil {
+			err = t.declare(conn)
+		}
+		if err != nil {
+			t.setDown(err)
+			t.logger.WarnContext(ctx, "RabbitMQ unreachable, retrying", "error", err, "retry_in", wait.next())
+			wait.sleep(ctx)
+			continue
+		}
+		wait.reset()
+		closed := conn.NotifyClose(make(chan *amqp091.Error, 1))
+		t.setUp()
+		t.logger.InfoContext(ctx, "RabbitMQ queues declared", "queues", []string{QueueEmail, QueueSMS, QueuePoison})
+		select {
+		case <-ctx.Done():
+			_ = conn.Close()
+			return nil
+		case cerr := <-closed:
+			err := errors.New("connection closed")
+			if cerr != nil {
+				err = cerr
+			}
+			t.setDown(err)
+			t.logger.WarnContext(ctx, "RabbitMQ connection lost", "error", err)
+		}
+	}
+	return nil
+}
+
+func (t *Topology) declare(conn *amqp091.Connection) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("open channel: %w", err)
+	}
+	defer ch.Close()
+	for _, q := range []string{QueueEmail, QueueSMS, QueuePoison} {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, t.cfg.queueArguments()); err != nil {
+			_ = conn.Close()
+			return fmt.Errorf("declare queue %s: %w", q, err)
+		}
+	}
+	return nil
+}
+
+func (t *Topology) setUp() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lastErr = nil
+	select {
+	case <-t.declared:
+	default:
+		close(t.declared)
+	}
+}
+
+func (t *Topology) setDown(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lastErr = err
+	select {
+	case <-t.declared:
+		t.declared = make(chan struct{})
+	default:
+	}
+}
+
+// Ready returns nil when RabbitMQ is reachable and the queues are declared, else why not.
+func (t *Topology) Ready(context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.lastErr != nil {
+		return fmt.Errorf("rabbitmq: %w", t.lastErr)
+	}
+	return nil
+}
+
+// Wait blocks until the queues are declared or ctx is done.
+func (t *Topology) Wait(ctx context.Context) error {
+	t.mu.Lock()
+	declared := t.declared
+	t.mu.Unlock()
+	select {
+	case <-declared:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// backoff is a capped doubling delay for reconnection loops.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	}
+	return b.cur
+}
+
+func (b *backoff) sleep(ctx context.Context) {
+	d := b.next()
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+	b.cur = min(2*d, b.max)
+}
+
+func (b *backoff) reset() { b.cur = 0 }

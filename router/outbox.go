@@ -1,0 +1,85 @@
+package router
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/components/cqrs"
+	"github.com/ThreeDotsLabs/watermill/components/forwarder"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/commands"
+	"github.com/herald-notify/herald/handlers"
+)
+
+// TopicOutbox is the watermill-sql topic (table outbox) the API writes commands to and the relay
+// forwards from.
+const TopicOutbox = "outbox"
+
+// commandMarshaler names commands by their Go type ("SendNotification"); the name travels in the
+// message metadata and both sides must agree on it.
+var commandMarshaler = cqrs.JSONMarshaler{GenerateName: cqrs.StructName}
+
+// outboxSchema is watermill-sql's PostgreSQL schema with Herald's table names.
+func outboxSchema(batchSize int) sql.DefaultPostgreSQLSchema {
+	return sql.DefaultPostgreSQLSchema{
+		GenerateMessagesTableName: func(string) string { return "outbox" },
+		SubscribeBatchSize:        batchSize,
+	}
+}
+
+func outboxOffsets() sql.DefaultPostgreSQLOffsetsAdapter {
+	return sql.DefaultPostgreSQLOffsetsAdapter{
+		GenerateMessagesOffsetsTableName: func(string) string { return "outbox_offsets" },
+	}
+}
+
+// Outbox stores commands in the caller's transaction, wrapped in the forwarder's envelope that
+// names the RabbitMQ queue the relay must publish them to.
+type Outbox struct {
+	logger watermill.LoggerAdapter
+}
+
+var _ handlers.Outbox = (*Outbox)(nil)
+
+// NewOutbox returns an outbox.
+func NewOutbox(logger watermill.LoggerAdapter) *Outbox { return &Outbox{logger: logger} }
+
+// Send stores cmd in tx. The command's message carries the request's correlation id.
+func (o *Outbox) Send(ctx context.Context, tx pgx.Tx, cmd commands.SendNotification) error {
+	// A publisher bound to a transaction cannot create tables: they come from the migrations.
+	pub, err := sql.NewPublisher(sql.TxFromPgx(tx), sql.PublisherConfig{SchemaAdapter: outboxSchema(0)}, o.logger)
+	if err != nil {
+		return fmt.Errorf("outbox publisher: %w", err)
+	}
+	bus, err := cqrs.NewCommandBusWithConfig(
+		forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: TopicOutbox}),
+		cqrs.CommandBusConfig{
+			GeneratePublishTopic: func(p cqrs.CommandBusGeneratePublishTopicParams) (string, error) {
+				c, ok := p.Command.(commands.SendNotification)
+				if !ok {
+					return "", fmt.Errorf("no queue for command %s", p.CommandName)
+				}
+				return QueueFor(c.Channel)
+			},
+			OnSend: func(p cqrs.CommandBusOnSendParams) error {
+				if id := herald.CorrelationID(p.Message.Context()); id != "" {
+					middleware.SetCorrelationID(id, p.Message)
+				}
+				return nil
+			},
+			Marshaler: commandMarshaler,
+			Logger:    o.logger,
+		})
+	if err != nil {
+		return fmt.Errorf("outbox command bus: %w", err)
+	}
+	if err := bus.Send(ctx, cmd); err != nil {
+		return fmt.Errorf("outbox: send %s: %w", cmd.NotificationID, err)
+	}
+	return nil
+}

@@ -1,0 +1,253 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
+	"github.com/ThreeDotsLabs/watermill/components/cqrs"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/commands"
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/handlers"
+)
+
+// RetryConfig is the exponential backoff between a notification's delivery attempts.
+type RetryConfig struct {
+	// MaxRetries bounds the retries of one delivery of a command. The deliverer's MaxAttempts,
+	// counted in the log, decides when a notification fails; this is a backstop for errors that
+	// are not delivery attempts (the database being away, say), after which the command goes back
+	// to its queue.
+	MaxRetries      int
+	InitialInterval time.Duration
+	MaxInterval     time.Duration
+	Multiplier      float64
+	// Jitter spreads each delay over ±Jitter of itself (0.2 = ±20%).
+	Jitter float64
+}
+
+// WorkerConfig says what a worker process consumes and how.
+type WorkerConfig struct {
+	Channels []herald.Channel
+	// Concurrency is the number of commands each channel handles at once.
+	Concurrency int
+	Retry       RetryConfig
+	// Timeout bounds one delivery attempt.
+	Timeout time.Duration
+	// CloseTimeout bounds how long shutdown waits for attempts in flight.
+	CloseTimeout time.Duration
+	// Metrics, if set, receives watermill's handler and publisher metrics.
+	Metrics prometheus.Registerer
+}
+
+// Workers consume SendNotification commands from the channels' queues and hand them to the
+// deliverer, behind the middleware: correlation id → poison queue → retry → timeout → recoverer.
+type Workers struct {
+	amqp      AMQPConfig
+	cfg       WorkerConfig
+	deliverer *handlers.Deliverer
+	topology  *Topology
+	logger    *slog.Logger
+	worker    string
+}
+
+// NewWorkers returns workers for cfg; worker names them in the log ("host/pid"). topology must
+// be running.
+func NewWorkers(amqpCfg AMQPConfig, cfg WorkerConfig, deliverer *handlers.Deliverer, topology *Topology, worker string, logger *slog.Logger) *Workers {
+	return &Workers{amqp: amqpCfg, cfg: cfg, deliverer: deliverer, topology: topology, worker: worker, logger: logger}
+}
+
+// Run consumes until ctx is done, then lets the attempts in flight finish (up to CloseTimeout);
+// commands not yet handled stay in, or go back to, their queues.
+func (w *Workers) Run(ctx context.Context) error {
+	wlog := watermill.NewSlogLogger(w.logger)
+	var conn *amqp.ConnectionWrapper
+	wait := backoff{min: 200 * time.Millisecond, max: 10 * time.Second}
+	for conn == nil {
+		if err := w.topology.Wait(ctx); err != nil {
+			return nil
+		}
+		var err error
+		if conn, err = amqp.NewConnection(amqp.ConnectionConfig{AmqpURI: w.amqp.URL}, wlog); err != nil {
+			w.logger.WarnContext(ctx, "workers cannot connect to RabbitMQ, retrying", "error", err)
+			wait.sleep(ctx)
+		}
+	}
+	defer conn.Close()
+
+	router, err := w.router(conn, wlog)
+	if err != nil {
+		return err
+	}
+	return runUntilDone(ctx, router.Run, router.Close)
+}
+
+func (w *Workers) router(conn *amqp.ConnectionWrapper, wlog watermill.LoggerAdapter) (*message.Router, error) {
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: w.cfg.CloseTimeout}, wlog)
+	if err != nil {
+		return nil, fmt.Errorf("workers: %w", err)
+	}
+	if w.cfg.Metrics != nil {
+		addMetrics(router, w.cfg.Metrics)
+	}
+
+	amqpCfg := w.amqp.watermill()
+	poisonPub, err := amqp.NewPublisherWithConnection(amqpCfg, wlog, conn)
+	if err != nil {
+		return nil, fmt.Errorf("workers: poison publisher: %w", err)
+	}
+	poison, err := middleware.PoisonQueueWithFilter(&declaredPublisher{pub: poisonPub, topology: w.topology}, QueuePoison, handlers.Final)
+	if err != nil {
+		return nil, fmt.Errorf("workers: poison queue: %w", err)
+	}
+	router.AddMiddleware(
+		middleware.CorrelationID,
+		poison,
+		w.retry(wlog),
+		middleware.Timeout(w.cfg.Timeout),
+		parkUndecodable,
+		middleware.Recoverer,
+	)
+
+	sub, err := amqp.NewSubscriberWithConnection(amqpCfg, wlog, conn)
+	if err != nil {
+		return nil, fmt.Errorf("workers: subscriber: %w", err)
+	}
+	concurrent := &fanIn{sub: sub, n: max(1, w.cfg.Concurrency)}
+	processor, err := cqrs.NewCommandProcessorWithConfig(router, cqrs.CommandProcessorConfig{
+		GenerateSubscribeTopic: func(p cqrs.CommandProcessorGenerateSubscribeTopicParams) (string, error) {
+			h, ok := p.CommandHandler.(channelHandler)
+			if !ok {
+				return "", fmt.Errorf("handler %s has no channel", p.CommandHandler.HandlerName())
+			}
+			return QueueFor(h.channel)
+		},
+		SubscriberConstructor: func(cqrs.CommandProcessorSubscriberConstructorParams) (message.Subscriber, error) {
+			return concurrent, nil
+		},
+		Marshaler: commandMarshaler,
+		Logger:    wlog,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("workers: command processor: %w", err)
+	}
+	for _, c := range w.cfg.Channels {
+		// One handler per channel; its name is stable, it shows in logs and metrics.
+		h := channelHandler{
+			CommandHandler: cqrs.NewCommandHandler("send_"+string(c), w.handle(c)),
+			channel:        c,
+		}
+		if _, err := processor.AddHandler(h); err != nil {
+			return nil, fmt.Errorf("workers: %s handler: %w", c, err)
+		}
+	}
+	return router, nil
+}
+
+type channelHandler struct {
+	cqrs.CommandHandler
+	channel herald.Channel
+}
+
+func (w *Workers) handle(c herald.Channel) func(context.Context, *commands.SendNotification) error {
+	return func(ctx context.Context, cmd *commands.SendNotification) error {
+		if cmd.Channel != c {
+			return fmt.Errorf("%w: %s command on the %s queue", handlers.ErrFinal, cmd.Channel, c)
+		}
+		msg := cqrs.OriginalMessageFromCtx(ctx)
+		md := events.Metadata{
+			CorrelationID: middleware.MessageCorrelationID(msg),
+			CausationID:   msg.UUID,
+			Actor:         "worker:" + w.worker,
+		}
+		return w.deliverer.Deliver(ctx, *cmd, md)
+	}
+}
+
+// retry returns watermill's Retry middleware set up so that only errors worth retrying are
+// retried: a final error goes straight to the poison queue.
+//
+// Retry calls NextBackOff once more whenever ShouldRetry is set, so each delay it sleeps is two
+// steps of the backoff: the delays grow by Multiplier² from InitialInterval·Multiplier. Giving it
+// √Multiplier and InitialInterval/√Multiplier yields the delays configured.
+func (w *Workers) retry(wlog watermill.LoggerAdapter) message.HandlerMiddleware {
+	r := w.cfg.Retry
+	root := math.Sqrt(r.Multiplier)
+	return middleware.Retry{
+		MaxRetries:          r.MaxRetries,
+		InitialInterval:     time.Duration(float64(r.InitialInterval) / root),
+		MaxInterval:         r.MaxInterval,
+		Multiplier:          root,
+		RandomizationFactor: r.Jitter,
+		ShouldRetry:         func(p middleware.RetryParams) bool { return !handlers.Final(p.Err) },
+		// Each try gets the whole attempt timeout, not what the previous try left of it.
+		ResetContextOnRetry: true,
+		Logger:              wlog,
+	}.Middleware
+}
+
+// parkUndecodable sends commands that cannot be read to the poison queue: retrying them cannot
+// help, and dropping them would lose a notification silently.
+func parkUndecodable(h message.HandlerFunc) message.HandlerFunc {
+	want := commandMarshaler.Name(commands.SendNotification{})
+	return func(msg *message.Message) ([]*message.Message, error) {
+		if name := commandMarshaler.NameFromMessage(msg); name != want {
+			return nil, fmt.Errorf("%w: message %s is a %q, not a %s", handlers.ErrFinal, msg.UUID, name, want)
+		}
+		var cmd commands.SendNotification
+		if err := json.Unmarshal(msg.Payload, &cmd); err != nil {
+			return nil, fmt.Errorf("%w: message %s: %w", handlers.ErrFinal, msg.UUID, err)
+		}
+		if cmd.NotificationID == "" {
+			return nil, fmt.Errorf("%w: message %s names no notification", handlers.ErrFinal, msg.UUID)
+		}
+		return h(msg)
+	}
+}
+
+// fanIn subscribes n times to each topic and merges the subscriptions: an AMQP subscription
+// handles one message at a time, so n of them handle n at once.
+type fanIn struct {
+	sub message.Subscriber
+	n   int
+}
+
+func (f *fanIn) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	out := make(chan *message.Message)
+	var wg sync.WaitGroup
+	for i := 0; i < f.n; i++ {
+		in, err := f.sub.Subscribe(ctx, topic)
+		if err != nil {
+			return nil, fmt.Errorf("subscribe %s (%d of %d): %w", topic, i+1, f.n, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for msg := range in {
+				select {
+				case out <- msg:
+				case <-ctx.Done():
+					// Never acknowledged: the broker hands it to another consumer.
+					msg.Nack()
+				}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(out)
+	}()
+	return out, nil
+}
+
+func (f *fanIn) Close() error { return f.sub.Close() }
