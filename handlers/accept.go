@@ -129,6 +129,15 @@ func (a *Acceptor) Validate(req SendRequest) (*events.NotificationQueued, error)
 	if req.Subject != "" && channel == herald.ChannelSMS {
 		fields["subject"] = "is only for email"
 	}
+	// PostgreSQL cannot store U+0000 in JSON, and no message needs one.
+	for name, v := range map[string]string{"content": req.Content, "subject": req.Subject} {
+		if strings.ContainsRune(v, 0) {
+			fields[name] = "contains a NUL character"
+		}
+	}
+	if path := nulPath(req.Variables, "variables"); path != "" {
+		fields[path] = "contains a NUL character"
+	}
 
 	q := &events.NotificationQueued{
 		Channel:   channel,
@@ -175,6 +184,32 @@ func (a *Acceptor) Validate(req SendRequest) (*events.NotificationQueued, error)
 		return nil, herald.Invalid("the notification is invalid", fields)
 	}
 	return q, nil
+}
+
+// nulPath returns the path of the first key or string in v that contains U+0000, or "".
+func nulPath(v any, path string) string {
+	switch v := v.(type) {
+	case string:
+		if strings.ContainsRune(v, 0) {
+			return path
+		}
+	case map[string]any:
+		for k, e := range v {
+			if strings.ContainsRune(k, 0) {
+				return path
+			}
+			if p := nulPath(e, path+"."+k); p != "" {
+				return p
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if p := nulPath(e, fmt.Sprintf("%s[%d]", path, i)); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
 }
 
 // mergeFields copies the offending fields of an EINVALID error; any other error is reported

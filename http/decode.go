@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -16,14 +15,9 @@ import (
 	"github.com/herald-notify/herald/handlers"
 )
 
-// sendBody is the JSON a client posts. Pointers tell a missing field from an empty one.
-type sendBody struct {
-	Type      *string        `json:"type"`
-	Recipient *string        `json:"recipient"`
-	Subject   *string        `json:"subject"`
-	Content   *string        `json:"content"`
-	Variables map[string]any `json:"variables"`
-}
+// sendFields are the fields of a send request, matched exactly (encoding/json would also take
+// "TYPE" for "type").
+var sendFields = map[string]bool{"type": true, "recipient": true, "subject": true, "content": true, "variables": true}
 
 // DecodeSend reads a send request from r, at most limit bytes. Body that is not JSON is a 400;
 // JSON that does not fit the request's shape (unknown fields, wrong types, missing fields) is a
@@ -58,33 +52,43 @@ func decodeSendBody(body []byte) (handlers.SendRequest, error) {
 	if !utf8.Valid(body) {
 		return handlers.SendRequest{}, malformed("request body is not valid UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	var b sendBody
-	if err := dec.Decode(&b); err != nil {
-		return handlers.SendRequest{}, decodeError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return handlers.SendRequest{}, malformed("request body has data after the JSON object")
+	raw, err := topLevelFields(body)
+	if err != nil {
+		return handlers.SendRequest{}, err
 	}
 
 	fields := map[string]string{}
-	required := func(name string, v *string) string {
-		if v == nil {
-			fields[name] = "is required"
+	for name := range raw {
+		if !sendFields[name] {
+			fields[name] = "is not a known field: send type, recipient, content, variables and optionally subject (names are case-sensitive)"
+		}
+	}
+	str := func(name string, required bool) string {
+		v, ok := raw[name]
+		if !ok || string(v) == "null" {
+			if required {
+				fields[name] = "is required"
+			}
 			return ""
 		}
-		return *v
+		var out string
+		if err := json.Unmarshal(v, &out); err != nil {
+			fields[name] = "must be a string, not " + jsonValueKind(v)
+		}
+		return out
 	}
 	req := handlers.SendRequest{
-		Type:      required("type", b.Type),
-		Recipient: required("recipient", b.Recipient),
-		Content:   required("content", b.Content),
-		Variables: b.Variables,
+		Type:      str("type", true),
+		Recipient: str("recipient", true),
+		Subject:   str("subject", false),
+		Content:   str("content", true),
 	}
-	if b.Subject != nil {
-		req.Subject = *b.Subject
+	if v, ok := raw["variables"]; ok && string(v) != "null" {
+		dec := json.NewDecoder(bytes.NewReader(v))
+		dec.UseNumber()
+		if err := dec.Decode(&req.Variables); err != nil {
+			fields["variables"] = "must be an object, not " + jsonValueKind(v)
+		}
 	}
 	if len(fields) > 0 {
 		return req, herald.Invalid("the notification is invalid", fields)
@@ -92,40 +96,74 @@ func decodeSendBody(body []byte) (handlers.SendRequest, error) {
 	return req, nil
 }
 
-// decodeError turns encoding/json's errors into answers a client can act on.
-func decodeError(err error) error {
-	var (
-		syntax    *json.SyntaxError
-		typeErr   *json.UnmarshalTypeError
-		malformed = func(msg string) error { return &herald.Error{Code: codeMalformed, Message: msg, Err: err} }
-	)
-	switch {
-	case errors.As(err, &syntax):
-		return malformed(fmt.Sprintf("request body is not valid JSON (at byte %d): %s", syntax.Offset, strings.TrimPrefix(syntax.Error(), "json: ")))
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return malformed("request body is truncated JSON")
-	case errors.As(err, &typeErr):
-		if typeErr.Field == "" {
-			return malformed("request body must be a JSON object")
-		}
-		return herald.Invalid("the notification is invalid", map[string]string{
-			typeErr.Field: fmt.Sprintf("must be %s, not %s", jsonKind(typeErr.Type), typeErr.Value),
-		})
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return herald.Invalid("the notification is invalid", map[string]string{
-			name: "is not a known field: send type, recipient, content, variables and optionally subject",
-		})
+// topLevelFields splits a JSON object into its fields, refusing anything else and fields given
+// twice (which encoding/json would silently resolve to the last one).
+func topLevelFields(body []byte) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, decodeError(err)
 	}
-	return malformed("request body is not valid JSON: " + strings.TrimPrefix(err.Error(), "json: "))
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, &herald.Error{Code: codeMalformed, Message: "request body must be a JSON object"}
+	}
+	out := map[string]json.RawMessage{}
+	dupes := map[string]string{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, decodeError(err)
+		}
+		name, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, decodeError(err)
+		}
+		if _, seen := out[name]; seen {
+			dupes[name] = "is given more than once"
+		}
+		out[name] = v
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, &herald.Error{Code: codeMalformed, Message: "request body has data after the JSON object"}
+	}
+	if len(dupes) > 0 {
+		return nil, herald.Invalid("the notification is invalid", dupes)
+	}
+	return out, nil
 }
 
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.String, reflect.Pointer:
+// jsonValueKind names the kind of a JSON value for error messages.
+func jsonValueKind(v json.RawMessage) string {
+	switch t := bytes.TrimSpace(v); {
+	case len(t) == 0:
+		return "nothing"
+	case t[0] == '"':
 		return "a string"
-	case reflect.Map:
+	case t[0] == '{':
 		return "an object"
+	case t[0] == '[':
+		return "an array"
+	case t[0] == 't' || t[0] == 'f':
+		return "a boolean"
+	case t[0] == 'n':
+		return "null"
 	}
-	return t.String()
+	return "a number"
+}
+
+// decodeError turns encoding/json's syntax errors into answers a client can act on.
+func decodeError(err error) error {
+	var syntax *json.SyntaxError
+	switch {
+	case errors.As(err, &syntax):
+		return &herald.Error{Code: codeMalformed, Err: err,
+			Message: fmt.Sprintf("request body is not valid JSON (at byte %d): %s", syntax.Offset, strings.TrimPrefix(syntax.Error(), "json: "))}
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return &herald.Error{Code: codeMalformed, Err: err, Message: "request body is truncated JSON"}
+	}
+	return &herald.Error{Code: codeMalformed, Err: err, Message: "request body is not valid JSON: " + strings.TrimPrefix(err.Error(), "json: ")}
 }

@@ -3,6 +3,7 @@ package http
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/projections"
 )
 
 // notificationJSON is a notification as the API shows it.
@@ -175,8 +177,8 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil {
-			fields["limit"] = "must be a whole number"
+		if err != nil || n < 1 || n > projections.MaxListLimit {
+			fields["limit"] = fmt.Sprintf("must be a whole number from 1 to %d", projections.MaxListLimit)
 		}
 		f.Limit = n
 	}

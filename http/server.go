@@ -5,9 +5,12 @@ package http
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -80,12 +83,15 @@ const DefaultMaxBodyBytes = 256 << 10
 // Handler returns the routes.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(chimw.Recoverer, s.correlate, s.observe)
+	r.Use(s.correlate, s.observe, s.recoverer)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &herald.Error{Code: codeRouteNotFound, Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, &herald.Error{Code: codeMethodNotAllowed, Message: r.Method + " is not allowed on " + r.URL.Path})
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		allowed := allowedMethods(r, req.URL.Path)
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		s.writeError(w, req, &herald.Error{Code: codeMethodNotAllowed,
+			Message: fmt.Sprintf("%s is not allowed on %s: use %s", req.Method, req.URL.Path, strings.Join(allowed, " or "))})
 	})
 
 	r.Get("/healthz", s.healthz)
@@ -105,6 +111,34 @@ func (s *Server) Handler() http.Handler {
 		r.Get("/{id}/events", s.events)
 	})
 	return r
+}
+
+// allowedMethods lists the methods r routes for path.
+func allowedMethods(r *chi.Mux, path string) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if r.Match(chi.NewRouteContext(), m, path) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// recoverer turns a panic into a logged internal error and a JSON 500, like any other failure.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			p := recover()
+			if p == nil || p == http.ErrAbortHandler {
+				if p != nil {
+					panic(p)
+				}
+				return
+			}
+			s.writeError(w, r, fmt.Errorf("panic: %v\n%s", p, debug.Stack()))
+		}()
+		next.ServeHTTP(w, r)
+	})
 }
 
 // CorrelationHeader carries the id that ties a request to everything it causes. A client may

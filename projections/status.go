@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -17,14 +18,20 @@ type Status struct{}
 func (Status) Name() string { return "notification_status" }
 
 const statusColumns = `notification_id::text, channel, recipient, status, attempts, attempt_open,
-	coalesce(attempt_started_at, 'epoch'), last_error, provider, provider_message_id, version, position,
+	attempt_started_at, last_error, provider, provider_message_id, version, position,
 	created_at, updated_at`
 
 func scanStatus(row pgx.Row) (herald.Notification, error) {
-	var n herald.Notification
+	var (
+		n       herald.Notification
+		started *time.Time
+	)
 	err := row.Scan(&n.ID, &n.Channel, &n.Recipient, &n.Status, &n.Attempts, &n.AttemptOpen,
-		&n.AttemptStartedAt, &n.LastError, &n.Provider, &n.ProviderMessageID, &n.Version, &n.Position,
+		&started, &n.LastError, &n.Provider, &n.ProviderMessageID, &n.Version, &n.Position,
 		&n.CreatedAt, &n.UpdatedAt)
+	if started != nil {
+		n.AttemptStartedAt = *started
+	}
 	return n, err
 }
 

@@ -94,6 +94,7 @@ type Topology struct {
 
 	mu       sync.Mutex
 	declared chan struct{} // closed while the queues are known to exist
+	lost     chan struct{} // closed when the connection that declared them is gone
 	lastErr  error
 }
 
@@ -103,6 +104,7 @@ func NewTopology(cfg AMQPConfig, logger *slog.Logger) *Topology {
 		cfg:      cfg,
 		logger:   logger,
 		declared: make(chan struct{}),
+		lost:     make(chan struct{}),
 		lastErr:  errors.New("not connected to RabbitMQ yet"),
 	}
 }
@@ -166,6 +168,7 @@ func (t *Topology) setUp() {
 	case <-t.declared:
 	default:
 		close(t.declared)
+		t.lost = make(chan struct{})
 	}
 }
 
@@ -176,6 +179,7 @@ func (t *Topology) setDown(err error) {
 	select {
 	case <-t.declared:
 		t.declared = make(chan struct{})
+		close(t.lost)
 	default:
 	}
 }
@@ -190,16 +194,26 @@ func (t *Topology) Ready(context.Context) error {
 	return nil
 }
 
-// Wait blocks until the queues are declared or ctx is done.
-func (t *Topology) Wait(ctx context.Context) error {
-	t.mu.Lock()
-	declared := t.declared
-	t.mu.Unlock()
-	select {
-	case <-declared:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// Wait blocks until the queues are declared or ctx is done. It returns a channel that is closed
+// when RabbitMQ is lost again.
+func (t *Topology) Wait(ctx context.Context) (lost <-chan struct{}, err error) {
+	for {
+		t.mu.Lock()
+		declared, lost := t.declared, t.lost
+		t.mu.Unlock()
+		select {
+		case <-declared:
+			t.mu.Lock()
+			current := t.lost
+			t.mu.Unlock()
+			if current != lost {
+				// Lost and found again between the two looks: take the new period.
+				continue
+			}
+			return lost, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 }
 

@@ -58,6 +58,10 @@ func (p *Projector) Run(ctx context.Context) error {
 			ConsumerGroup:  proj.Name(),
 			PollInterval:   p.cfg.PollInterval,
 			ResendInterval: 100 * time.Millisecond,
+			// Applying an event takes milliseconds. A message not acknowledged within the
+			// deadline is abandoned with its transaction — what happens when PostgreSQL drops the
+			// connection under it — and the batch is read again from the stored offset.
+			AckDeadline:    ptr(5 * time.Second),
 			SchemaAdapter:  eventLogSchema{batchSize: p.cfg.BatchSize},
 			OffsetsAdapter: eventLogOffsets(),
 		}, wlog)

@@ -40,20 +40,45 @@ func NewRelay(pool *pgxpool.Pool, amqpCfg AMQPConfig, cfg RelayConfig, topology 
 	return &Relay{pool: pool, amqp: amqpCfg, cfg: cfg, topology: topology, logger: logger}
 }
 
-// Run relays until ctx is done. It waits for RabbitMQ as long as it has to.
+// Run relays until ctx is done. While RabbitMQ is away the relay stops reading the outbox
+// altogether: a relay retrying a publish holds its outbox transaction open, and an open
+// transaction holds back every reader of the log on the server.
 func (r *Relay) Run(ctx context.Context) error {
-	wlog := watermill.NewSlogLogger(r.logger)
-	var pub *amqp.Publisher
 	wait := backoff{min: 200 * time.Millisecond, max: 10 * time.Second}
-	for pub == nil {
-		if err := r.topology.Wait(ctx); err != nil {
+	for {
+		lost, err := r.topology.Wait(ctx)
+		if err != nil {
 			return nil
 		}
-		var err error
-		if pub, err = amqp.NewPublisher(r.amqp.watermill(), wlog); err != nil {
-			r.logger.WarnContext(ctx, "relay cannot connect to RabbitMQ, retrying", "error", err)
-			wait.sleep(ctx)
+		runCtx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-lost:
+				r.logger.WarnContext(ctx, "relay pauses until RabbitMQ is back")
+			case <-runCtx.Done():
+			}
+			cancel()
+		}()
+		err = r.relay(runCtx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
 		}
+		if err != nil {
+			r.logger.WarnContext(ctx, "relay stopped, restarting", "error", err, "retry_in", wait.next())
+			wait.sleep(ctx)
+			continue
+		}
+		wait.reset()
+	}
+}
+
+// relay forwards until ctx is done.
+func (r *Relay) relay(ctx context.Context) error {
+	wlog := watermill.NewSlogLogger(r.logger)
+	pub, err := amqp.NewPublisher(r.amqp.watermill(), wlog)
+	if err != nil {
+		return fmt.Errorf("connect to RabbitMQ: %w", err)
 	}
 	defer pub.Close()
 
@@ -61,14 +86,14 @@ func (r *Relay) Run(ctx context.Context) error {
 		ConsumerGroup:  "relay",
 		PollInterval:   r.cfg.PollInterval,
 		ResendInterval: 100 * time.Millisecond,
-		// A nacked command (RabbitMQ away) is retried in the same transaction; the deadline
-		// ends that transaction now and then so it does not hold back readers of the log.
+		// A nacked command is retried in the same transaction; the deadline ends that
+		// transaction now and then so it does not hold back readers of the log.
 		AckDeadline:    ptr(5 * time.Second),
 		SchemaAdapter:  outboxSchema(r.cfg.BatchSize),
 		OffsetsAdapter: outboxOffsets(),
 	}, wlog)
 	if err != nil {
-		return fmt.Errorf("relay: outbox subscriber: %w", err)
+		return fmt.Errorf("outbox subscriber: %w", err)
 	}
 	defer sub.Close()
 
@@ -78,7 +103,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		AckWhenCannotUnwrap: true,
 	})
 	if err != nil {
-		return fmt.Errorf("relay: forwarder: %w", err)
+		return fmt.Errorf("forwarder: %w", err)
 	}
 	return runUntilDone(ctx, fwd.Run, fwd.Close)
 }

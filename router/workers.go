@@ -74,7 +74,7 @@ func (w *Workers) Run(ctx context.Context) error {
 	var conn *amqp.ConnectionWrapper
 	wait := backoff{min: 200 * time.Millisecond, max: 10 * time.Second}
 	for conn == nil {
-		if err := w.topology.Wait(ctx); err != nil {
+		if _, err := w.topology.Wait(ctx); err != nil {
 			return nil
 		}
 		var err error
@@ -113,7 +113,7 @@ func (w *Workers) router(conn *amqp.ConnectionWrapper, wlog watermill.LoggerAdap
 	router.AddMiddleware(
 		middleware.CorrelationID,
 		poison,
-		w.retry(wlog),
+		RetryMiddleware(w.cfg.Retry, wlog),
 		middleware.Timeout(w.cfg.Timeout),
 		parkUndecodable,
 		middleware.Recoverer,
@@ -174,14 +174,14 @@ func (w *Workers) handle(c herald.Channel) func(context.Context, *commands.SendN
 	}
 }
 
-// retry returns watermill's Retry middleware set up so that only errors worth retrying are
-// retried: a final error goes straight to the poison queue.
+// RetryMiddleware returns watermill's Retry middleware set up so that only errors worth retrying
+// are retried (handlers.Final errors go straight on, to the poison queue), with the delays r
+// configures: InitialInterval, then ×Multiplier each time up to MaxInterval, ±Jitter.
 //
 // Retry calls NextBackOff once more whenever ShouldRetry is set, so each delay it sleeps is two
 // steps of the backoff: the delays grow by Multiplier² from InitialInterval·Multiplier. Giving it
 // √Multiplier and InitialInterval/√Multiplier yields the delays configured.
-func (w *Workers) retry(wlog watermill.LoggerAdapter) message.HandlerMiddleware {
-	r := w.cfg.Retry
+func RetryMiddleware(r RetryConfig, wlog watermill.LoggerAdapter) message.HandlerMiddleware {
 	root := math.Sqrt(r.Multiplier)
 	return middleware.Retry{
 		MaxRetries:          r.MaxRetries,

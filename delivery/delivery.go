@@ -1,0 +1,55 @@
+// Package delivery owns the providers that carry a notification out of Herald (SMTP, an HTTP SMS
+// gateway, a log for local development) and the classification of their errors as transient or
+// permanent.
+//
+// A provider knows nothing about retries: it makes one attempt and says, through Permanent, whether
+// another attempt could succeed. The handlers decide what to do with that answer.
+package delivery
+
+import (
+	"context"
+	"errors"
+
+	"github.com/herald-notify/herald"
+)
+
+// Message is what a provider sends.
+type Message struct {
+	NotificationID string
+	Attempt        int
+	Channel        herald.Channel
+	Recipient      string
+	Subject        string // email only
+	Body           string
+}
+
+// Provider delivers the messages of one channel.
+type Provider interface {
+	// Name identifies the provider in events and logs: "smtp", "http-sms", "log".
+	Name() string
+	// Send delivers m and returns the provider's id for it. An error is transient (worth retrying)
+	// unless it is marked with Permanent.
+	Send(ctx context.Context, m Message) (providerMessageID string, err error)
+}
+
+// permanentError marks its cause as not worth retrying. It adds nothing to the message, so the
+// text a caller records is the provider's own.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as permanent: retrying the same message will fail the same way. A nil err
+// stays nil, and errors.Is and errors.As still see the cause.
+func Permanent(err error) error {
+	if err == nil || IsPermanent(err) {
+		return err
+	}
+	return &permanentError{err: err}
+}
+
+// IsPermanent reports whether any error in err's chain was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}

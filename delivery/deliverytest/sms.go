@@ -1,0 +1,306 @@
+package deliverytest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The credentials every SMSSink accepts.
+const (
+	SMSAccountSID = "AC00000000000000000000000000000001"
+	SMSAuthToken  = "deliverytest-auth-token"
+)
+
+// SMSMessage is a message an SMSSink accepted.
+type SMSMessage struct {
+	// SID is the id the sink answered with.
+	SID        string
+	AccountSID string
+	To         string
+	From       string
+	Body       string
+	// IdempotencyToken is the I-Twilio-Idempotency-Token header.
+	IdempotencyToken string
+}
+
+// SMSSink is a Twilio-style SMS gateway on the loopback interface. It serves
+// POST /2010-04-01/Accounts/{sid}/Messages.json with form fields To, From and Body, checks HTTP
+// Basic auth against AccountSID and AuthToken, and answers 201 with {"sid": "SM…"}. Errors are
+// Twilio-shaped JSON: {"code": …, "message": …, "status": …}. It is safe for concurrent use.
+type SMSSink struct {
+	// AccountSID and AuthToken are the credentials the sink accepts: SMSAccountSID and
+	// SMSAuthToken. Read them; changing them is not supported.
+	AccountSID string
+	AuthToken  string
+
+	t        testing.TB
+	listener net.Listener
+	// done ends programmed delays when the test is over.
+	done chan struct{}
+
+	mu       sync.Mutex
+	messages []SMSMessage
+	attempts map[string]int
+	failures map[string]failure
+	delays   map[string]time.Duration
+	// received is closed and replaced whenever a message is recorded, to wake waiters.
+	received chan struct{}
+}
+
+// NewSMSSink starts an SMS sink; it stops when the test ends.
+func NewSMSSink(t testing.TB) *SMSSink {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("sms sink: listen: %v", err)
+	}
+	s := &SMSSink{
+		AccountSID: SMSAccountSID,
+		AuthToken:  SMSAuthToken,
+		t:          t,
+		listener:   l,
+		done:       make(chan struct{}),
+		attempts:   make(map[string]int),
+		failures:   make(map[string]failure),
+		delays:     make(map[string]time.Duration),
+		received:   make(chan struct{}),
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /2010-04-01/Accounts/{sid}/Messages.json", s.handleMessages)
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: time.Minute}
+
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = server.Serve(l)
+	}()
+	t.Cleanup(func() {
+		close(s.done)
+		_ = server.Close()
+		_ = l.Close()
+		<-served
+	})
+	return s
+}
+
+// URL returns the base URL to configure a provider with, "http://127.0.0.1:port".
+func (s *SMSSink) URL() string { return "http://" + s.listener.Addr().String() }
+
+// Messages returns a copy of every accepted message, oldest first.
+func (s *SMSSink) Messages() []SMSMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]SMSMessage(nil), s.messages...)
+}
+
+// Received returns the accepted messages sent to to, oldest first.
+func (s *SMSSink) Received(to string) []SMSMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.receivedLocked(to)
+}
+
+func (s *SMSSink) receivedLocked(to string) []SMSMessage {
+	var out []SMSMessage
+	for _, m := range s.messages {
+		if m.To == to {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Count returns how many messages the sink accepted.
+func (s *SMSSink) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.messages)
+}
+
+// Attempts returns how many requests named to, whatever the sink answered.
+func (s *SMSSink) Attempts(to string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts[to]
+}
+
+// Wait blocks until at least n messages to to were accepted and returns them, or returns ctx's
+// error. It is how a test waits for a delivery made by another goroutine or process.
+func (s *SMSSink) Wait(ctx context.Context, to string, n int) ([]SMSMessage, error) {
+	for {
+		s.mu.Lock()
+		got := s.receivedLocked(to)
+		wake := s.received
+		s.mu.Unlock()
+		if len(got) >= n {
+			return got, nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return got, ctx.Err()
+		}
+	}
+}
+
+// FailTimes answers the next n requests to to with the HTTP status (e.g. 503) and a Twilio-style
+// error body, then accepts again. n of 0 removes a programmed failure.
+func (s *SMSSink) FailTimes(to string, n int, status int) {
+	s.t.Helper()
+	if status < 400 || status > 599 || n < 0 {
+		s.t.Fatalf("sms sink: FailTimes(%q, %d, %d): want n >= 0 and a 4xx or 5xx status", to, n, status)
+	}
+	s.program(to, failure{code: status, remaining: n})
+}
+
+// AlwaysFail answers every request to to with the HTTP status from now on. A 400 carries Twilio's
+// invalid-number error, code 21211.
+func (s *SMSSink) AlwaysFail(to string, status int) {
+	s.t.Helper()
+	if status < 400 || status > 599 {
+		s.t.Fatalf("sms sink: AlwaysFail(%q, %d): want a 4xx or 5xx status", to, status)
+	}
+	s.program(to, failure{code: status, remaining: -1})
+}
+
+func (s *SMSSink) program(to string, f failure) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f.remaining == 0 {
+		delete(s.failures, to)
+		return
+	}
+	s.failures[to] = f
+}
+
+// Delay makes the sink wait d before answering a request to to, as a slow gateway would. A client
+// that gives up first leaves nothing recorded.
+func (s *SMSSink) Delay(to string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delays[to] = d
+}
+
+func (s *SMSSink) handleMessages(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	if err := r.ParseForm(); err != nil {
+		writeTwilioError(w, http.StatusBadRequest, 20001, "Malformed request body: "+err.Error())
+		return
+	}
+	to := r.PostForm.Get("To")
+
+	s.mu.Lock()
+	s.attempts[to]++
+	delay := s.delays[to]
+	s.mu.Unlock()
+
+	if delay > 0 {
+		timer := time.NewTimer(delay)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-r.Context().Done():
+			return
+		case <-s.done:
+			writeTwilioError(w, http.StatusServiceUnavailable, 20503, "Sink stopped")
+			return
+		}
+	}
+
+	sid, token, ok := r.BasicAuth()
+	if !ok || sid != s.AccountSID || token != s.AuthToken {
+		writeTwilioError(w, http.StatusUnauthorized, 20003, "Authenticate")
+		return
+	}
+	if r.PathValue("sid") != s.AccountSID {
+		writeTwilioError(w, http.StatusNotFound, 20404, "The requested resource "+r.URL.Path+" was not found")
+		return
+	}
+	if status, failed := s.takeFailure(to); failed {
+		code, message := 20000+status, http.StatusText(status)
+		if status == http.StatusBadRequest {
+			code, message = 21211, "The 'To' number is not a valid phone number."
+		}
+		writeTwilioError(w, status, code, message)
+		return
+	}
+	switch {
+	case to == "":
+		writeTwilioError(w, http.StatusBadRequest, 21604, "A 'To' phone number is required.")
+		return
+	case r.PostForm.Get("From") == "":
+		writeTwilioError(w, http.StatusBadRequest, 21603, "A 'From' phone number is required.")
+		return
+	case r.PostForm.Get("Body") == "":
+		writeTwilioError(w, http.StatusBadRequest, 21602, "Message body is required.")
+		return
+	}
+
+	m := SMSMessage{
+		SID:              newMessageSID(),
+		AccountSID:       sid,
+		To:               to,
+		From:             r.PostForm.Get("From"),
+		Body:             r.PostForm.Get("Body"),
+		IdempotencyToken: r.Header.Get("I-Twilio-Idempotency-Token"),
+	}
+	s.mu.Lock()
+	s.messages = append(s.messages, m)
+	close(s.received)
+	s.received = make(chan struct{})
+	s.mu.Unlock()
+
+	writeJSON(w, http.StatusCreated, map[string]any{
+		"sid": m.SID, "account_sid": m.AccountSID, "to": m.To, "from": m.From, "body": m.Body, "status": "queued",
+	})
+}
+
+// takeFailure consumes one programmed failure for to, if there is one.
+func (s *SMSSink) takeFailure(to string) (status int, failed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.failures[to]
+	if !ok {
+		return 0, false
+	}
+	if f.remaining > 0 {
+		f.remaining--
+		if f.remaining == 0 {
+			delete(s.failures, to)
+		} else {
+			s.failures[to] = f
+		}
+	}
+	return f.code, true
+}
+
+func writeTwilioError(w http.ResponseWriter, status, code int, message string) {
+	writeJSON(w, status, map[string]any{
+		"code":      code,
+		"message":   message,
+		"more_info": "https://www.twilio.com/docs/errors/" + strconv.Itoa(code),
+		"status":    status,
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	// An encoding failure means the client went away; there is no one left to tell.
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// newMessageSID returns a Twilio-shaped message sid: "SM" and 32 hex digits.
+func newMessageSID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "SM" + hex.EncodeToString(b[:])
+}

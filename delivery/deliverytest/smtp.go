@@ -1,0 +1,371 @@
+package deliverytest
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"io"
+	"log"
+	"mime"
+	"mime/quotedprintable"
+	"net"
+	"net/mail"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// SMTPMessage is a message an SMTPSink accepted.
+type SMTPMessage struct {
+	// From and To are the envelope: MAIL FROM and the accepted RCPT TO addresses.
+	From string
+	To   []string
+	// Data is the message as transmitted, headers and body.
+	Data []byte
+	// Header is Data's header; nil when Data does not parse as a message.
+	Header mail.Header
+	// MessageID is the Message-ID header without angle brackets.
+	MessageID string
+	// NotificationID is the X-Herald-Notification-Id header.
+	NotificationID string
+	// Subject is the decoded Subject header.
+	Subject string
+	// Body is the text body with its transfer encoding undone, line ends as "\n" and without the
+	// final line break, which SMTP senders add when the text lacks one. A multipart body is left as
+	// transmitted.
+	Body string
+}
+
+func (m SMTPMessage) clone() SMTPMessage {
+	m.To = slices.Clone(m.To)
+	m.Data = bytes.Clone(m.Data)
+	if m.Header != nil {
+		h := make(mail.Header, len(m.Header))
+		for k, v := range m.Header {
+			h[k] = slices.Clone(v)
+		}
+		m.Header = h
+	}
+	return m
+}
+
+// SMTPSink is an SMTP server on the loopback interface that needs no authentication and offers no
+// TLS. Recipients are matched case-insensitively, as bare addresses ("bob@example.com"); methods
+// also accept "Bob <bob@example.com>". It is safe for concurrent use.
+type SMTPSink struct {
+	t        testing.TB
+	listener net.Listener
+	// done ends programmed delays when the test is over.
+	done chan struct{}
+
+	mu       sync.Mutex
+	messages []SMTPMessage
+	attempts map[string]int
+	failures map[string]failure
+	delays   map[string]time.Duration
+	// received is closed and replaced whenever a message is recorded, to wake waiters.
+	received chan struct{}
+}
+
+// failure is a programmed rejection: code is the SMTP reply or HTTP status, remaining how many
+// more attempts get it (negative: all of them).
+type failure struct {
+	code      int
+	remaining int
+}
+
+// NewSMTPSink starts an SMTP sink; it stops when the test ends.
+func NewSMTPSink(t testing.TB) *SMTPSink {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("smtp sink: listen: %v", err)
+	}
+	s := &SMTPSink{
+		t:        t,
+		listener: l,
+		done:     make(chan struct{}),
+		attempts: make(map[string]int),
+		failures: make(map[string]failure),
+		delays:   make(map[string]time.Duration),
+		received: make(chan struct{}),
+	}
+
+	server := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
+		return &smtpSession{sink: s}, nil
+	}))
+	server.Domain = "localhost"
+	server.AllowInsecureAuth = true
+	server.MaxMessageBytes = 10 << 20
+	server.MaxRecipients = 100
+	// Bounds a client that stops talking; programmed delays happen between reads, not in them.
+	server.ReadTimeout = time.Minute
+	server.WriteTimeout = time.Minute
+	// Logging to t would panic once the test is over and connections are still being torn down.
+	server.ErrorLog = log.New(io.Discard, "", 0)
+
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = server.Serve(l)
+	}()
+	t.Cleanup(func() {
+		close(s.done)
+		_ = server.Close()
+		// Close misses the listener when Serve has not registered it yet.
+		_ = l.Close()
+		<-served
+	})
+	return s
+}
+
+// Addr returns the sink's address, "127.0.0.1:port".
+func (s *SMTPSink) Addr() string { return s.listener.Addr().String() }
+
+// Host returns "127.0.0.1".
+func (s *SMTPSink) Host() string { return s.listener.Addr().(*net.TCPAddr).IP.String() }
+
+// Port returns the port the sink listens on.
+func (s *SMTPSink) Port() int { return s.listener.Addr().(*net.TCPAddr).Port }
+
+// Messages returns a copy of every accepted message, oldest first.
+func (s *SMTPSink) Messages() []SMTPMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]SMTPMessage, len(s.messages))
+	for i, m := range s.messages {
+		out[i] = m.clone()
+	}
+	return out
+}
+
+// Received returns a copy of the accepted messages addressed to recipient, oldest first.
+func (s *SMTPSink) Received(recipient string) []SMTPMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.receivedLocked(addressKey(recipient))
+}
+
+func (s *SMTPSink) receivedLocked(key string) []SMTPMessage {
+	var out []SMTPMessage
+	for _, m := range s.messages {
+		if slices.ContainsFunc(m.To, func(to string) bool { return addressKey(to) == key }) {
+			out = append(out, m.clone())
+		}
+	}
+	return out
+}
+
+// Count returns how many messages the sink accepted.
+func (s *SMTPSink) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.messages)
+}
+
+// Attempts returns how many times a client named recipient in RCPT TO, rejected or not.
+func (s *SMTPSink) Attempts(recipient string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts[addressKey(recipient)]
+}
+
+// Wait blocks until at least n messages for recipient were accepted and returns them, or returns
+// ctx's error. It is how a test waits for a delivery made by another goroutine or process.
+func (s *SMTPSink) Wait(ctx context.Context, recipient string, n int) ([]SMTPMessage, error) {
+	key := addressKey(recipient)
+	for {
+		s.mu.Lock()
+		got := s.receivedLocked(key)
+		wake := s.received
+		s.mu.Unlock()
+		if len(got) >= n {
+			return got, nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return got, ctx.Err()
+		}
+	}
+}
+
+// FailTimes rejects RCPT TO for recipient with the SMTP reply code (e.g. 451, 550) the next n
+// times, then accepts it again. n of 0 removes a programmed failure.
+func (s *SMTPSink) FailTimes(recipient string, n int, code int) {
+	s.t.Helper()
+	if code < 400 || code > 599 || n < 0 {
+		s.t.Fatalf("smtp sink: FailTimes(%q, %d, %d): want n >= 0 and a 4xx or 5xx code", recipient, n, code)
+	}
+	s.program(recipient, failure{code: code, remaining: n})
+}
+
+// AlwaysFail rejects RCPT TO for recipient with the SMTP reply code from now on.
+func (s *SMTPSink) AlwaysFail(recipient string, code int) {
+	s.t.Helper()
+	if code < 400 || code > 599 {
+		s.t.Fatalf("smtp sink: AlwaysFail(%q, %d): want a 4xx or 5xx code", recipient, code)
+	}
+	s.program(recipient, failure{code: code, remaining: -1})
+}
+
+func (s *SMTPSink) program(recipient string, f failure) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f.remaining == 0 {
+		delete(s.failures, addressKey(recipient))
+		return
+	}
+	s.failures[addressKey(recipient)] = f
+}
+
+// Delay makes the sink wait d after receiving a message for recipient before it answers the
+// DATA, as a slow relay would. The message is still accepted afterwards unless the test ended.
+func (s *SMTPSink) Delay(recipient string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delays[addressKey(recipient)] = d
+}
+
+// rcpt counts an attempt for recipient and returns the programmed rejection, if any.
+func (s *SMTPSink) rcpt(recipient string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := addressKey(recipient)
+	s.attempts[key]++
+	f, ok := s.failures[key]
+	if !ok {
+		return nil
+	}
+	if f.remaining > 0 {
+		f.remaining--
+		if f.remaining == 0 {
+			delete(s.failures, key)
+		} else {
+			s.failures[key] = f
+		}
+	}
+	return &smtp.SMTPError{
+		Code:         f.code,
+		EnhancedCode: smtp.EnhancedCodeNotSet,
+		Message:      "deliverytest: programmed rejection of " + recipient,
+	}
+}
+
+func (s *SMTPSink) delayFor(recipients []string) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var d time.Duration
+	for _, r := range recipients {
+		d = max(d, s.delays[addressKey(r)])
+	}
+	return d
+}
+
+func (s *SMTPSink) record(m SMTPMessage) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.messages = append(s.messages, m)
+	close(s.received)
+	s.received = make(chan struct{})
+}
+
+// smtpSession is one client connection's transaction state.
+type smtpSession struct {
+	sink *SMTPSink
+	from string
+	to   []string
+}
+
+func (ss *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
+	ss.from = from
+	return nil
+}
+
+func (ss *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if err := ss.sink.rcpt(to); err != nil {
+		return err
+	}
+	ss.to = append(ss.to, to)
+	return nil
+}
+
+func (ss *smtpSession) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if d := ss.sink.delayFor(ss.to); d > 0 {
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-ss.sink.done:
+			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCodeNotSet, Message: "deliverytest: sink stopped"}
+		}
+	}
+	ss.sink.record(parseSMTPMessage(ss.from, slices.Clone(ss.to), data))
+	return nil
+}
+
+func (ss *smtpSession) Reset() {
+	ss.from = ""
+	ss.to = nil
+}
+
+func (ss *smtpSession) Logout() error { return nil }
+
+// parseSMTPMessage fills in the parsed fields of a received message as far as data allows.
+func parseSMTPMessage(from string, to []string, data []byte) SMTPMessage {
+	m := SMTPMessage{From: from, To: to, Data: data}
+	parsed, err := mail.ReadMessage(bytes.NewReader(data))
+	if err != nil {
+		m.Body = string(data)
+		return m
+	}
+	m.Header = parsed.Header
+	m.MessageID = strings.Trim(strings.TrimSpace(parsed.Header.Get("Message-Id")), "<>")
+	m.NotificationID = parsed.Header.Get("X-Herald-Notification-Id")
+	m.Subject = parsed.Header.Get("Subject")
+	if subject, err := new(mime.WordDecoder).DecodeHeader(m.Subject); err == nil {
+		m.Subject = subject
+	}
+	raw, _ := io.ReadAll(parsed.Body)
+	body := strings.ReplaceAll(string(decodeBody(parsed.Header, raw)), "\r\n", "\n")
+	m.Body = strings.TrimSuffix(body, "\n")
+	return m
+}
+
+// decodeBody undoes the transfer encoding of a single-part body. The charset is taken to be
+// UTF-8, which is what Herald sends.
+func decodeBody(h mail.Header, raw []byte) []byte {
+	if mediaType, _, err := mime.ParseMediaType(h.Get("Content-Type")); err == nil && strings.HasPrefix(mediaType, "multipart/") {
+		return raw
+	}
+	var r io.Reader
+	switch strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))) {
+	case "quoted-printable":
+		r = quotedprintable.NewReader(bytes.NewReader(raw))
+	case "base64":
+		r = base64.NewDecoder(base64.StdEncoding, bytes.NewReader(raw))
+	default:
+		return raw
+	}
+	decoded, err := io.ReadAll(r)
+	if err != nil {
+		return raw
+	}
+	return decoded
+}
+
+// addressKey is the form recipients are matched in: the bare address, lower-cased.
+func addressKey(s string) string {
+	if a, err := mail.ParseAddress(s); err == nil {
+		s = a.Address
+	}
+	return strings.ToLower(strings.TrimSpace(s))
+}

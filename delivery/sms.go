@@ -1,0 +1,189 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/herald-notify/herald"
+)
+
+const (
+	// defaultSMSTimeout bounds a whole Send when SMSConfig.Timeout is zero.
+	defaultSMSTimeout = 30 * time.Second
+	// maxSMSResponse caps how much of a gateway's answer is read: a sid or an error fits in far
+	// less, and a misbehaving gateway must not make us buffer without limit.
+	maxSMSResponse = 64 << 10
+	// maxErrorSnippet caps how much of an unrecognised error body goes into the error message,
+	// which ends up in events and logs.
+	maxErrorSnippet = 512
+)
+
+// SMSConfig configures the HTTP SMS provider for a Twilio-style gateway.
+type SMSConfig struct {
+	// URL is the gateway's base URL, e.g. https://api.twilio.com.
+	URL        string
+	AccountSID string
+	AuthToken  string
+	// From is the sender number or id.
+	From string
+	// Timeout bounds one Send, including reading the answer. Zero means 30s.
+	Timeout time.Duration
+	// Client sends the requests; nil means a client of its own. Its own Timeout, if any, also applies.
+	Client *http.Client
+}
+
+// HTTPSMS sends SMS through a Twilio-style HTTP gateway.
+type HTTPSMS struct {
+	endpoint   string
+	accountSID string
+	authToken  string
+	from       string
+	timeout    time.Duration
+	client     *http.Client
+}
+
+var _ Provider = (*HTTPSMS)(nil)
+
+// NewHTTPSMS validates cfg and returns a provider for it. It does not contact the gateway.
+func NewHTTPSMS(cfg SMSConfig) (*HTTPSMS, error) {
+	var problems []string
+	base, err := url.Parse(cfg.URL)
+	switch {
+	case cfg.URL == "":
+		problems = append(problems, "url is required")
+	case err != nil:
+		problems = append(problems, fmt.Sprintf("url %q does not parse: %v", cfg.URL, err))
+	case base.Scheme != "http" && base.Scheme != "https":
+		problems = append(problems, fmt.Sprintf("url %q: scheme must be http or https", cfg.URL))
+	case base.Host == "":
+		problems = append(problems, fmt.Sprintf("url %q has no host", cfg.URL))
+	}
+	if cfg.AccountSID == "" {
+		problems = append(problems, "account sid is required")
+	}
+	if cfg.AuthToken == "" {
+		problems = append(problems, "auth token is required")
+	}
+	if cfg.From == "" {
+		problems = append(problems, "from is required")
+	}
+	if cfg.Timeout < 0 {
+		problems = append(problems, fmt.Sprintf("timeout %s is negative", cfg.Timeout))
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("sms config: %s", strings.Join(problems, "; "))
+	}
+
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = defaultSMSTimeout
+	}
+	client := cfg.Client
+	if client == nil {
+		client = &http.Client{}
+	}
+	return &HTTPSMS{
+		endpoint:   strings.TrimSuffix(base.String(), "/") + "/2010-04-01/Accounts/" + url.PathEscape(cfg.AccountSID) + "/Messages.json",
+		accountSID: cfg.AccountSID,
+		authToken:  cfg.AuthToken,
+		from:       cfg.From,
+		timeout:    timeout,
+		client:     client,
+	}, nil
+}
+
+// Name returns "http-sms".
+func (p *HTTPSMS) Name() string { return "http-sms" }
+
+// Send posts m to the gateway and returns the sid it assigned. The notification id goes along as
+// the idempotency token, so a gateway that did accept an attempt we saw fail does not send the
+// retry a second time.
+//
+// 408, 429, 5xx, network errors and timeouts are transient; any other 4xx is permanent. The error
+// carries the status and the gateway's message.
+func (p *HTTPSMS) Send(ctx context.Context, m Message) (string, error) {
+	if m.Channel != "" && m.Channel != herald.ChannelSMS {
+		return "", Permanent(fmt.Errorf("http-sms send %s: channel %q is not %q", m.NotificationID, m.Channel, herald.ChannelSMS))
+	}
+	if strings.TrimSpace(m.Recipient) == "" {
+		return "", Permanent(fmt.Errorf("http-sms send %s: recipient is empty", m.NotificationID))
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	form := url.Values{"To": {m.Recipient}, "From": {p.from}, "Body": {m.Body}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", Permanent(fmt.Errorf("http-sms send %s: build request: %w", m.NotificationID, err))
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("I-Twilio-Idempotency-Token", m.NotificationID)
+	req.SetBasicAuth(p.accountSID, p.authToken)
+
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("http-sms send %s: %w", m.NotificationID, err)
+	}
+	defer resp.Body.Close()
+	body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxSMSResponse))
+
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		// The gateway took the message but we cannot tell its sid: retrying is safe because the
+		// idempotency token makes the gateway answer for the message it already has.
+		if readErr != nil {
+			return "", fmt.Errorf("http-sms send %s: %s: read response: %w", m.NotificationID, resp.Status, readErr)
+		}
+		var accepted struct {
+			SID string `json:"sid"`
+		}
+		if err := json.Unmarshal(body, &accepted); err != nil || accepted.SID == "" {
+			return "", fmt.Errorf("http-sms send %s: %s without a sid: %s", m.NotificationID, resp.Status, errorSnippet(body))
+		}
+		return accepted.SID, nil
+	}
+
+	err = fmt.Errorf("http-sms send %s: %s: %s", m.NotificationID, resp.Status, errorSnippet(body))
+	switch code := resp.StatusCode; {
+	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
+		return "", err
+	case code >= 400:
+		return "", Permanent(err)
+	}
+	// 1xx and 3xx are not answers a gateway should give; nothing says another try would fail.
+	return "", err
+}
+
+// errorSnippet renders a gateway's error body for an error message: Twilio's message and code
+// when the body is Twilio's JSON, else the start of the body on one line.
+func errorSnippet(body []byte) string {
+	var twilio struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}
+	text := strings.Join(strings.Fields(string(body)), " ")
+	if json.Unmarshal(body, &twilio) == nil && twilio.Message != "" {
+		text = twilio.Message
+		if twilio.Code != 0 {
+			text = fmt.Sprintf("%s (code %d)", twilio.Message, twilio.Code)
+		}
+	}
+	if text == "" {
+		return "empty response body"
+	}
+	if len(text) > maxErrorSnippet {
+		cut := maxErrorSnippet
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text = text[:cut] + "…"
+	}
+	return strings.ToValidUTF8(text, "\uFFFD")
+}

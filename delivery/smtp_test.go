@@ -1,0 +1,478 @@
+package delivery_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/mail"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	gomail "github.com/wneessen/go-mail"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/delivery"
+	"github.com/herald-notify/herald/delivery/deliverytest"
+)
+
+// newSMTP returns a provider pointed at sink, in clear, with cfg adjusted by adjust.
+func newSMTP(t *testing.T, sink *deliverytest.SMTPSink, adjust func(*delivery.SMTPConfig)) *delivery.SMTP {
+	t.Helper()
+	cfg := delivery.SMTPConfig{
+		Host:    sink.Host(),
+		Port:    sink.Port(),
+		From:    "Herald <herald@example.com>",
+		TLS:     delivery.TLSNone,
+		Timeout: 10 * time.Second,
+	}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	p, err := delivery.NewSMTP(cfg)
+	if err != nil {
+		t.Fatalf("NewSMTP(%+v): %v", cfg, err)
+	}
+	return p
+}
+
+func email(id, recipient string) delivery.Message {
+	return delivery.Message{
+		NotificationID: id,
+		Attempt:        1,
+		Channel:        herald.ChannelEmail,
+		Recipient:      recipient,
+		Subject:        "Grüße aus Herald",
+		Body:           "Hello Bob,\nyour code is 1234.\n— Herald",
+	}
+}
+
+// headerAddress parses the address header key of m.
+func headerAddress(t *testing.T, m deliverytest.SMTPMessage, key string) mail.Address {
+	t.Helper()
+	a, err := m.Header.AddressList(key)
+	if err != nil || len(a) != 1 {
+		t.Fatalf("header %s = %q: want one address (err %v)", key, m.Header.Get(key), err)
+	}
+	return *a[0]
+}
+
+func TestSMTPSend(t *testing.T) {
+	sink := deliverytest.NewSMTPSink(t)
+	p := newSMTP(t, sink, nil)
+
+	id, err := p.Send(context.Background(), email("ntf-0001", "Bob <bob@example.net>"))
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if want := "ntf-0001@example.com"; id != want {
+		t.Errorf("Send id = %q, want %q", id, want)
+	}
+
+	got := sink.Received("bob@example.net")
+	if len(got) != 1 || sink.Count() != 1 {
+		t.Fatalf("sink received %d messages for bob (%d in all), want exactly 1", len(got), sink.Count())
+	}
+	type view struct {
+		EnvelopeFrom   string
+		EnvelopeTo     []string
+		From, To       mail.Address
+		Subject        string
+		Body           string
+		MessageID      string
+		NotificationID string
+		ContentType    string
+	}
+	wantView := view{
+		EnvelopeFrom:   "herald@example.com",
+		EnvelopeTo:     []string{"bob@example.net"},
+		From:           mail.Address{Name: "Herald", Address: "herald@example.com"},
+		To:             mail.Address{Name: "Bob", Address: "bob@example.net"},
+		Subject:        "Grüße aus Herald",
+		Body:           "Hello Bob,\nyour code is 1234.\n— Herald",
+		MessageID:      "ntf-0001@example.com",
+		NotificationID: "ntf-0001",
+		ContentType:    "text/plain; charset=UTF-8",
+	}
+	m := got[0]
+	gotView := view{
+		EnvelopeFrom:   m.From,
+		EnvelopeTo:     m.To,
+		From:           headerAddress(t, m, "From"),
+		To:             headerAddress(t, m, "To"),
+		Subject:        m.Subject,
+		Body:           m.Body,
+		MessageID:      m.MessageID,
+		NotificationID: m.NotificationID,
+		ContentType:    m.Header.Get("Content-Type"),
+	}
+	if diff := cmp.Diff(wantView, gotView); diff != "" {
+		t.Errorf("received message mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestSMTPMessageID(t *testing.T) {
+	tests := []struct {
+		name   string
+		adjust func(*delivery.SMTPConfig)
+		want   string
+	}{
+		{name: "domain of From by default", want: "ntf-7@example.com"},
+		{
+			name:   "configured domain",
+			adjust: func(c *delivery.SMTPConfig) { c.MessageIDDomain = "mail.herald.test" },
+			want:   "ntf-7@mail.herald.test",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := deliverytest.NewSMTPSink(t)
+			p := newSMTP(t, sink, tt.adjust)
+
+			// Receivers de-duplicate on the Message-ID, so a retry must carry the same one.
+			for attempt := 1; attempt <= 2; attempt++ {
+				m := email("ntf-7", "bob@example.net")
+				m.Attempt = attempt
+				id, err := p.Send(context.Background(), m)
+				if err != nil {
+					t.Fatalf("Send attempt %d: %v", attempt, err)
+				}
+				if id != tt.want {
+					t.Errorf("Send attempt %d id = %q, want %q", attempt, id, tt.want)
+				}
+			}
+			var got []string
+			for _, m := range sink.Messages() {
+				got = append(got, m.MessageID)
+			}
+			if diff := cmp.Diff([]string{tt.want, tt.want}, got); diff != "" {
+				t.Errorf("received Message-IDs mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestSMTPRejections also pins down what go-mail reports for a rejected RCPT TO, since the
+// classification relies on it.
+func TestSMTPRejections(t *testing.T) {
+	tests := []struct {
+		name          string
+		program       func(s *deliverytest.SMTPSink, rcpt string)
+		wantPermanent bool
+		wantCode      int
+		wantTemp      bool
+	}{
+		{
+			name:     "451 is transient",
+			program:  func(s *deliverytest.SMTPSink, rcpt string) { s.FailTimes(rcpt, 1, 451) },
+			wantCode: 451, wantTemp: true,
+		},
+		{
+			name:     "421 is transient",
+			program:  func(s *deliverytest.SMTPSink, rcpt string) { s.FailTimes(rcpt, 1, 421) },
+			wantCode: 421, wantTemp: true,
+		},
+		{
+			name:          "550 is permanent",
+			program:       func(s *deliverytest.SMTPSink, rcpt string) { s.AlwaysFail(rcpt, 550) },
+			wantPermanent: true, wantCode: 550, wantTemp: false,
+		},
+		{
+			name:          "553 is permanent",
+			program:       func(s *deliverytest.SMTPSink, rcpt string) { s.AlwaysFail(rcpt, 553) },
+			wantPermanent: true, wantCode: 553, wantTemp: false,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const rcpt = "carol@example.net"
+			sink := deliverytest.NewSMTPSink(t)
+			tt.program(sink, rcpt)
+			p := newSMTP(t, sink, nil)
+
+			_, err := p.Send(context.Background(), email("ntf-1", rcpt))
+			if err == nil {
+				t.Fatal("Send: got nil error, want a rejection")
+			}
+			if got := delivery.IsPermanent(err); got != tt.wantPermanent {
+				t.Errorf("IsPermanent(%v) = %t, want %t", err, got, tt.wantPermanent)
+			}
+			var sendErr *gomail.SendError
+			if !errors.As(err, &sendErr) {
+				t.Fatalf("error %v does not hold a *mail.SendError", err)
+			}
+			if sendErr.Reason != gomail.ErrSMTPRcptTo || sendErr.ErrorCode() != tt.wantCode || sendErr.IsTemp() != tt.wantTemp {
+				t.Errorf("SendError reason %q, code %d, temp %t; want %q, %d, %t",
+					sendErr.Reason, sendErr.ErrorCode(), sendErr.IsTemp(), gomail.ErrSMTPRcptTo, tt.wantCode, tt.wantTemp)
+			}
+			if n := sink.Count(); n != 0 {
+				t.Errorf("sink accepted %d messages, want 0", n)
+			}
+		})
+	}
+}
+
+func TestSMTPRetryAfterTransientRejection(t *testing.T) {
+	const rcpt = "dave@example.net"
+	sink := deliverytest.NewSMTPSink(t)
+	sink.FailTimes(rcpt, 1, 451)
+	p := newSMTP(t, sink, nil)
+
+	if _, err := p.Send(context.Background(), email("ntf-2", rcpt)); err == nil || delivery.IsPermanent(err) {
+		t.Fatalf("first Send: err = %v, want a transient error", err)
+	}
+	if _, err := p.Send(context.Background(), email("ntf-2", rcpt)); err != nil {
+		t.Fatalf("second Send: %v", err)
+	}
+	if got := sink.Attempts(rcpt); got != 2 {
+		t.Errorf("Attempts = %d, want 2", got)
+	}
+	if got := len(sink.Received(rcpt)); got != 1 {
+		t.Errorf("received %d messages, want 1", got)
+	}
+}
+
+// closedAddr returns a loopback address nothing listens on: a port just released by the kernel.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+func TestSMTPConnectionRefused(t *testing.T) {
+	host, port, err := net.SplitHostPort(closedAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	portNum, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := delivery.NewSMTP(delivery.SMTPConfig{Host: host, Port: portNum, From: "herald@example.com", TLS: delivery.TLSNone, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = p.Send(context.Background(), email("ntf-3", "bob@example.net"))
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("Send to a closed port: err = %v, want connection refused", err)
+	}
+	if delivery.IsPermanent(err) {
+		t.Errorf("IsPermanent(%v) = true, want false", err)
+	}
+}
+
+func TestSMTPTimeout(t *testing.T) {
+	const rcpt = "slow@example.net"
+	sink := deliverytest.NewSMTPSink(t)
+	sink.Delay(rcpt, time.Minute)
+	p := newSMTP(t, sink, func(c *delivery.SMTPConfig) { c.Timeout = 300 * time.Millisecond })
+
+	start := time.Now()
+	_, err := p.Send(context.Background(), email("ntf-4", rcpt))
+	elapsed := time.Since(start)
+
+	if err == nil {
+		t.Fatal("Send to a stalling server: got nil error")
+	}
+	if delivery.IsPermanent(err) {
+		t.Errorf("IsPermanent(%v) = true, want false", err)
+	}
+	if elapsed > 10*time.Second {
+		t.Errorf("Send took %s with a 300ms timeout", elapsed)
+	}
+	if sink.Attempts(rcpt) != 1 {
+		t.Errorf("Attempts = %d, want 1: the timeout must hit during the conversation", sink.Attempts(rcpt))
+	}
+}
+
+// TestSMTPContext checks that ctx stops a conversation in progress, not only the dial: the sink
+// stalls after DATA for a minute while the provider's own timeout is longer still.
+func TestSMTPContext(t *testing.T) {
+	tests := []struct {
+		name  string
+		ctx   func() (context.Context, context.CancelFunc)
+		cause error
+	}{
+		{
+			name: "deadline",
+			ctx: func() (context.Context, context.CancelFunc) {
+				return context.WithTimeout(context.Background(), 300*time.Millisecond)
+			},
+			cause: context.DeadlineExceeded,
+		},
+		{
+			name: "cancel",
+			ctx: func() (context.Context, context.CancelFunc) {
+				ctx, cancel := context.WithCancel(context.Background())
+				time.AfterFunc(300*time.Millisecond, cancel)
+				return ctx, cancel
+			},
+			cause: context.Canceled,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const rcpt = "slow@example.net"
+			sink := deliverytest.NewSMTPSink(t)
+			sink.Delay(rcpt, time.Minute)
+			p := newSMTP(t, sink, func(c *delivery.SMTPConfig) { c.Timeout = 5 * time.Minute })
+			ctx, cancel := tt.ctx()
+			defer cancel()
+
+			start := time.Now()
+			_, err := p.Send(ctx, email("ntf-5", rcpt))
+			elapsed := time.Since(start)
+
+			if !errors.Is(err, tt.cause) {
+				t.Errorf("Send: err = %v, want %v", err, tt.cause)
+			}
+			if delivery.IsPermanent(err) {
+				t.Errorf("IsPermanent(%v) = true, want false", err)
+			}
+			if elapsed > 10*time.Second {
+				t.Errorf("Send took %s after ctx ended at 300ms", elapsed)
+			}
+		})
+	}
+}
+
+// TestSMTPTLSModes runs each mode against a server that offers no TLS at all.
+func TestSMTPTLSModes(t *testing.T) {
+	tests := []struct {
+		mode    string
+		wantErr string // "" for success
+	}{
+		{mode: delivery.TLSNone},
+		{mode: delivery.TLSStartTLS},
+		{mode: ""}, // defaults to starttls
+		{mode: delivery.TLSRequire, wantErr: "STARTTLS"},
+		{mode: delivery.TLSImplicit, wantErr: "tls"},
+	}
+	for _, tt := range tests {
+		t.Run("mode="+tt.mode, func(t *testing.T) {
+			sink := deliverytest.NewSMTPSink(t)
+			p := newSMTP(t, sink, func(c *delivery.SMTPConfig) { c.TLS = tt.mode })
+
+			_, err := p.Send(context.Background(), email("ntf-6", "bob@example.net"))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Send: %v", err)
+				}
+				if sink.Count() != 1 {
+					t.Errorf("sink accepted %d messages, want 1", sink.Count())
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Send: err = %v, want one mentioning %q", err, tt.wantErr)
+			}
+			if delivery.IsPermanent(err) {
+				t.Errorf("IsPermanent(%v) = true, want false", err)
+			}
+			if sink.Count() != 0 {
+				t.Errorf("sink accepted %d messages, want 0", sink.Count())
+			}
+		})
+	}
+}
+
+func TestSMTPAuthenticatesOnlyWithUsername(t *testing.T) {
+	// The sink offers no AUTH, so a provider that tries to authenticate fails before MAIL FROM.
+	sink := deliverytest.NewSMTPSink(t)
+	p := newSMTP(t, sink, func(c *delivery.SMTPConfig) { c.Username, c.Password = "herald", "secret" })
+
+	_, err := p.Send(context.Background(), email("ntf-8", "bob@example.net"))
+	if err == nil || !strings.Contains(err.Error(), "AUTH") {
+		t.Errorf("Send with a username to a server without AUTH: err = %v, want an AUTH error", err)
+	}
+	if sink.Count() != 0 {
+		t.Errorf("sink accepted %d messages, want 0", sink.Count())
+	}
+}
+
+func TestSMTPPermanentWithoutSending(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(*delivery.Message)
+	}{
+		{name: "recipient is not an address", modify: func(m *delivery.Message) { m.Recipient = "not an address" }},
+		{name: "empty recipient", modify: func(m *delivery.Message) { m.Recipient = "" }},
+		{name: "empty notification id", modify: func(m *delivery.Message) { m.NotificationID = "" }},
+		{name: "notification id breaks the Message-ID", modify: func(m *delivery.Message) { m.NotificationID = "a@b>" }},
+		{name: "sms message", modify: func(m *delivery.Message) { m.Channel = herald.ChannelSMS }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := deliverytest.NewSMTPSink(t)
+			p := newSMTP(t, sink, nil)
+			m := email("ntf-9", "bob@example.net")
+			tt.modify(&m)
+
+			_, err := p.Send(context.Background(), m)
+			if !delivery.IsPermanent(err) {
+				t.Errorf("Send(%+v): err = %v, want a permanent error", m, err)
+			}
+			if n := sink.Attempts(m.Recipient) + sink.Count(); n != 0 {
+				t.Errorf("sink saw %d attempts or messages, want none", n)
+			}
+		})
+	}
+}
+
+func TestNewSMTP(t *testing.T) {
+	valid := delivery.SMTPConfig{Host: "smtp.example.com", From: "Herald <herald@example.com>"}
+	tests := []struct {
+		name    string
+		adjust  func(*delivery.SMTPConfig)
+		wantErr string // "" for a valid config
+	}{
+		{name: "minimal"},
+		{name: "implicit tls", adjust: func(c *delivery.SMTPConfig) { c.TLS = delivery.TLSImplicit }},
+		{name: "credentials", adjust: func(c *delivery.SMTPConfig) { c.Username, c.Password = "u", "p" }},
+		{name: "missing host", adjust: func(c *delivery.SMTPConfig) { c.Host = "" }, wantErr: "host is required"},
+		{name: "missing from", adjust: func(c *delivery.SMTPConfig) { c.From = "" }, wantErr: "from is required"},
+		{name: "bad from", adjust: func(c *delivery.SMTPConfig) { c.From = "herald at example" }, wantErr: `from "herald at example" is not an email address`},
+		{name: "unknown tls mode", adjust: func(c *delivery.SMTPConfig) { c.TLS = "ssl" }, wantErr: `unknown tls mode "ssl"`},
+		{name: "port out of range", adjust: func(c *delivery.SMTPConfig) { c.Port = 70000 }, wantErr: "port 70000 is out of range"},
+		{name: "negative timeout", adjust: func(c *delivery.SMTPConfig) { c.Timeout = -time.Second }, wantErr: "timeout -1s is negative"},
+		{name: "password without username", adjust: func(c *delivery.SMTPConfig) { c.Password = "p" }, wantErr: "password is set but username is empty"},
+		{name: "bad message-id domain", adjust: func(c *delivery.SMTPConfig) { c.MessageIDDomain = "exa mple.com" }, wantErr: `message-id domain "exa mple.com"`},
+		{
+			name:    "every problem at once",
+			adjust:  func(c *delivery.SMTPConfig) { *c = delivery.SMTPConfig{TLS: "tls"} },
+			wantErr: `smtp config: host is required; from is required; unknown tls mode "tls"`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := valid
+			if tt.adjust != nil {
+				tt.adjust(&cfg)
+			}
+			p, err := delivery.NewSMTP(cfg)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("NewSMTP(%+v): %v", cfg, err)
+				}
+				if p.Name() != "smtp" {
+					t.Errorf("Name() = %q, want %q", p.Name(), "smtp")
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("NewSMTP(%+v): err = %v, want one containing %q", cfg, err, tt.wantErr)
+			}
+		})
+	}
+}

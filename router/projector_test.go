@@ -1,0 +1,240 @@
+package router_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/heraldtest"
+	"github.com/herald-notify/herald/projections"
+	"github.com/herald-notify/herald/router"
+)
+
+const projectorApp = "herald-projector-under-test"
+
+// counter is a projection that counts how often each event is applied: any event applied twice,
+// or skipped, shows.
+type counter struct{}
+
+func (counter) Name() string { return "test_counter" }
+
+func (counter) Apply(ctx context.Context, tx pgx.Tx, r events.Recorded) error {
+	_, err := tx.Exec(ctx, `INSERT INTO test_applied (position, n) VALUES ($1, 1)
+		ON CONFLICT (position) DO UPDATE SET n = test_applied.n + 1`, r.Position)
+	return err
+}
+
+// flaky applies its projection, then fails the first application of some events: the write is
+// done when the error comes, as when a statement after it fails.
+type flaky struct {
+	projections.Projection
+	failed sync.Map
+	rate   float64
+	fails  atomic.Int64
+}
+
+var errInjected = errors.New("injected failure")
+
+func (f *flaky) Apply(ctx context.Context, tx pgx.Tx, r events.Recorded) error {
+	if err := f.Projection.Apply(ctx, tx, r); err != nil {
+		return err
+	}
+	if _, seen := f.failed.LoadOrStore(r.Position, true); !seen && rand.Float64() < f.rate {
+		f.fails.Add(1)
+		return errInjected
+	}
+	return nil
+}
+
+// story appends a random but valid story for one notification.
+func story(ctx context.Context, log *events.Log, stream string) error {
+	ch := herald.ChannelEmail
+	if rand.IntN(2) == 0 {
+		ch = herald.ChannelSMS
+	}
+	evs := []events.Event{&events.NotificationQueued{Channel: ch, Recipient: "r-" + stream, Content: "c", Body: "b"}}
+	attempts := 1 + rand.IntN(3)
+	for a := 1; a <= attempts; a++ {
+		evs = append(evs, &events.NotificationProcessing{Attempt: a, Worker: "w"})
+		switch {
+		case a < attempts:
+			evs = append(evs, &events.DeliveryAttemptFailed{Attempt: a, Provider: "p", Error: fmt.Sprintf("try %d failed", a)})
+		case rand.IntN(4) == 0:
+			evs = append(evs, &events.NotificationFailed{Attempt: a, Provider: "p", Error: "550", Reason: events.ReasonPermanentError})
+		case rand.IntN(5) > 0:
+			evs = append(evs, &events.NotificationSent{Attempt: a, Provider: "p", ProviderMessageID: "id-" + stream})
+		}
+	}
+	// Append in steps, as the API and workers do, each in its own transaction.
+	for v := 0; v < len(evs); {
+		n := 1 + rand.IntN(2)
+		if v+n > len(evs) {
+			n = len(evs) - v
+		}
+		if _, err := log.Append(ctx, stream, int64(v), events.Metadata{}, evs[v:v+n]...); err != nil {
+			return err
+		}
+		v += n
+	}
+	return nil
+}
+
+// The projector applies every event exactly once, although handlers fail after writing and
+// PostgreSQL drops its connections mid-batch, and its read models equal a fold of the log.
+func TestProjectorExactlyOnceUnderFaults(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `CREATE TABLE test_applied (position BIGINT PRIMARY KEY, n INT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = projectorApp
+	projPool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer projPool.Close()
+
+	projs := []*flaky{
+		{Projection: projections.Status{}, rate: 0.1},
+		{Projection: projections.History{}, rate: 0.1},
+		{Projection: counter{}, rate: 0.1},
+	}
+	var list []projections.Projection
+	for _, p := range projs {
+		list = append(list, p)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	projector := router.NewProjector(projPool, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 50}, logger, list...)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- projector.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("projector: %v", err)
+		}
+	}()
+
+	log := events.NewLog(db.Pool)
+	const notifications = 150
+	var (
+		wg         sync.WaitGroup
+		streams    = make([]string, notifications)
+		appendErrs = make(chan error, notifications)
+	)
+	for i := range streams {
+		streams[i] = uuid.NewString()
+	}
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < notifications; i += 4 {
+				if err := story(ctx, log, streams[i]); err != nil {
+					appendErrs <- err
+				}
+			}
+		}()
+	}
+	// Meanwhile PostgreSQL drops the projector's connections, three times.
+	kills, killed := 0, 0
+	for kills < 3 {
+		time.Sleep(150 * time.Millisecond)
+		var n int
+		err := db.Pool.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE application_name = $1 AND datname = current_database()`, projectorApp).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kills++
+		killed += n
+	}
+	wg.Wait()
+	close(appendErrs)
+	for err := range appendErrs {
+		t.Fatalf("append: %v", err)
+	}
+
+	var total int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM event_log`).Scan(&total); err != nil {
+		t.Fatal(err)
+	}
+	heraldtest.Eventually(t, 60*time.Second, "the counter projection to reach the head of the log", func() (bool, error) {
+		var applied int
+		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM test_applied`).Scan(&applied)
+		return applied == total, err
+	})
+	heraldtest.Eventually(t, 30*time.Second, "status and history to reach the head of the log", func() (bool, error) {
+		var lagging int
+		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM event_log_offsets o
+			WHERE o.consumer_group IN ('notification_status', 'notification_history')
+			AND o.offset_acked <> (SELECT global_position FROM event_log ORDER BY transaction_id DESC, global_position DESC LIMIT 1)`).Scan(&lagging)
+		return lagging == 0, err
+	})
+
+	var twice int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM test_applied WHERE n <> 1`).Scan(&twice); err != nil {
+		t.Fatal(err)
+	}
+	if twice != 0 {
+		t.Errorf("%d of %d events were applied more than once", twice, total)
+	}
+	var injected int64
+	for _, p := range projs {
+		injected += p.fails.Load()
+	}
+	if injected == 0 {
+		t.Error("no failure was injected: the test proved nothing about redelivery")
+	}
+	if killed == 0 {
+		t.Error("no projector connection was terminated: the test proved nothing about crashes")
+	}
+	t.Logf("%d events, %d injected failures, %d projector connections terminated", total, injected, killed)
+
+	reader := projections.NewReader(db.Pool, log)
+	for _, id := range streams {
+		want, recs, err := log.Notification(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := reader.Status(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The projection keeps what the API shows, not the message itself.
+		if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(herald.Notification{}, "Subject", "Body"), cmpopts.EquateApproxTime(time.Microsecond)); diff != "" {
+			t.Errorf("status of %s (-fold of log +projection):\n%s", id, diff)
+		}
+		history, err := reader.History(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wantHistory []herald.HistoryEntry
+		for _, r := range recs {
+			e, _ := r.Event()
+			wantHistory = append(wantHistory, events.HistoryEntry(r, e))
+		}
+		if diff := cmp.Diff(wantHistory, history, cmpopts.EquateApproxTime(time.Microsecond)); diff != "" {
+			t.Errorf("history of %s (-log +projection):\n%s", id, diff)
+		}
+	}
+}
