@@ -183,11 +183,11 @@ func rabbitAPIBody(method, api, path, body string) error {
 	return nil
 }
 
-// QueueDepth returns the number of messages ready in queue of the vhost amqpURL names, as the
-// management API reports it (its figures lag the broker by a few seconds).
+// QueueDepth returns the number of messages ready for delivery in queue of the vhost amqpURL
+// names, asking the broker itself (the management API's figures are sampled every few seconds).
+// Messages delivered to a consumer and not yet acknowledged are not counted.
 func QueueDepth(t testing.TB, amqpURL, queue string) int {
 	t.Helper()
-	// Ask the broker directly: the management figures are sampled every few seconds.
 	return queueDepth(t, amqpURL, queue)
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
+	"github.com/ThreeDotsLabs/watermill/message"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/herald-notify/herald"
@@ -73,6 +74,7 @@ func (c AMQPConfig) Validate() error {
 // default exchange, persistent messages, publisher confirms.
 func (c AMQPConfig) watermill() amqp.Config {
 	cfg := amqp.NewDurableQueueConfig(c.URL)
+	cfg.Marshaler = headerTolerantMarshaler{}
 	cfg.Queue.Arguments = c.queueArguments()
 	cfg.Consume.Qos.PrefetchCount = c.Prefetch
 	cfg.Publish.ConfirmDelivery = true
@@ -82,6 +84,27 @@ func (c AMQPConfig) watermill() amqp.Config {
 
 func (c AMQPConfig) queueArguments() amqp091.Table {
 	return amqp091.Table{"x-queue-type": c.QueueType}
+}
+
+// headerTolerantMarshaler is watermill-amqp's message format, reading header values of any type.
+// RabbitMQ adds headers of its own — a quorum queue counts redeliveries in an integer
+// x-delivery-count — and the default format refuses any header that is not a string, so a
+// redelivered command could never be read again.
+type headerTolerantMarshaler struct {
+	amqp.DefaultMarshaler
+}
+
+func (m headerTolerantMarshaler) Unmarshal(d amqp091.Delivery) (*message.Message, error) {
+	headers := make(amqp091.Table, len(d.Headers))
+	for k, v := range d.Headers {
+		if s, ok := v.(string); ok {
+			headers[k] = s
+			continue
+		}
+		headers[k] = fmt.Sprint(v)
+	}
+	d.Headers = headers
+	return m.DefaultMarshaler.Unmarshal(d)
 }
 
 // Topology keeps Herald's queues declared. A message published to the default exchange with no

@@ -106,13 +106,14 @@ func (w *Workers) router(conn *amqp.ConnectionWrapper, wlog watermill.LoggerAdap
 	if err != nil {
 		return nil, fmt.Errorf("workers: poison publisher: %w", err)
 	}
-	poison, err := middleware.PoisonQueueWithFilter(&declaredPublisher{pub: poisonPub, topology: w.topology}, QueuePoison, handlers.Final)
+	poison, err := middleware.PoisonQueueWithFilter(&detachedPublisher{&declaredPublisher{pub: poisonPub, topology: w.topology}}, QueuePoison, handlers.Final)
 	if err != nil {
 		return nil, fmt.Errorf("workers: poison queue: %w", err)
 	}
 	router.AddMiddleware(
 		middleware.CorrelationID,
 		poison,
+		restoreContext,
 		RetryMiddleware(w.cfg.Retry, wlog),
 		middleware.Timeout(w.cfg.Timeout),
 		parkUndecodable,
@@ -194,6 +195,31 @@ func RetryMiddleware(r RetryConfig, wlog watermill.LoggerAdapter) message.Handle
 		ResetContextOnRetry: true,
 		Logger:              wlog,
 	}.Middleware
+}
+
+// restoreContext gives the message its own context back once the middleware inside are done:
+// Timeout leaves its cancelled context on the message, and the poison queue, outside, would
+// publish with it and fail.
+func restoreContext(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		ctx := msg.Context()
+		out, err := h(msg)
+		msg.SetContext(ctx)
+		return out, err
+	}
+}
+
+// detachedPublisher publishes even when the message's context is cancelled, as it is during
+// shutdown: a command that failed for good is parked, not handed back to be failed again.
+type detachedPublisher struct {
+	message.Publisher
+}
+
+func (p *detachedPublisher) Publish(topic string, msgs ...*message.Message) error {
+	for _, m := range msgs {
+		m.SetContext(context.WithoutCancel(m.Context()))
+	}
+	return p.Publisher.Publish(topic, msgs...)
 }
 
 // parkUndecodable sends commands that cannot be read to the poison queue: retrying them cannot

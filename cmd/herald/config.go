@@ -279,7 +279,7 @@ type providerConfig struct {
 func (c *providerConfig) register(s *settings) {
 	s.String(&c.Email, "email-provider", "HERALD_EMAIL_PROVIDER", "log", "how email is delivered: smtp, or log (write it to the log)")
 	s.String(&c.SMTP.Host, "smtp-host", "HERALD_SMTP_HOST", "127.0.0.1", "SMTP server host")
-	s.Int(&c.SMTP.Port, "smtp-port", "HERALD_SMTP_PORT", 25, "SMTP server port")
+	s.Int(&c.SMTP.Port, "smtp-port", "HERALD_SMTP_PORT", 0, "SMTP server port; 0: 25 with --smtp-tls none, 587 with starttls or require, 465 with implicit")
 	s.String(&c.SMTP.Username, "smtp-username", "HERALD_SMTP_USERNAME", "", "SMTP user; empty: no authentication")
 	s.Secret(&c.SMTP.Password, "smtp-password", "HERALD_SMTP_PASSWORD", "SMTP password")
 	s.String(&c.SMTP.From, "smtp-from", "HERALD_SMTP_FROM", "Herald <herald@localhost>", "sender address of emails")
