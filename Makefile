@@ -17,7 +17,7 @@ run: build ## Migrate the database and run everything in one process (herald all
 	$(BIN) all --migrate
 
 test: check ## Vet, check formatting and run every test (integration suites need PostgreSQL and RabbitMQ)
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
 
 check: vet fmt
 

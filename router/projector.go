@@ -6,13 +6,13 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/projections"
 )
 
@@ -44,7 +44,7 @@ func NewProjector(pool *pgxpool.Pool, cfg ProjectorConfig, logger *slog.Logger, 
 
 // Run projects until ctx is done; the batch in flight is finished or rolled back whole.
 func (p *Projector) Run(ctx context.Context) error {
-	wlog := watermill.NewSlogLogger(p.logger)
+	wlog := watermillLogger(p.logger)
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
 	if err != nil {
 		return fmt.Errorf("projector: %w", err)
@@ -73,12 +73,18 @@ func (p *Projector) Run(ctx context.Context) error {
 	return runUntilDone(ctx, router.Run, router.Close)
 }
 
+// applyTimeout bounds one application, well inside the subscriber's ack deadline: past the
+// deadline the subscriber rolls the transaction back, and it must not do so while the handler
+// is still using the transaction's connection.
+const applyTimeout = 2 * time.Second
+
 // apply applies one event inside the subscriber's transaction. A nacked message is redelivered
 // in that same transaction, whose earlier writes stay: the projection's own guard makes the
 // second application a no-op, and a savepoint keeps a failed statement from aborting the batch.
 func (p *Projector) apply(proj projections.Projection) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
-		ctx := msg.Context()
+		ctx, cancel := context.WithTimeout(msg.Context(), applyTimeout)
+		defer cancel()
 		rec, err := recordedFromMessage(msg)
 		if err != nil {
 			return fmt.Errorf("%s: %w", proj.Name(), err)
@@ -93,15 +99,28 @@ func (p *Projector) apply(proj projections.Projection) message.NoPublishHandlerF
 		}
 		sp, err := ptx.Tx.Begin(ctx)
 		if err != nil {
-			return fmt.Errorf("%s: savepoint: %w", proj.Name(), err)
+			return p.lost(ctx, proj, rec, err)
 		}
 		if err := proj.Apply(ctx, sp, rec); err != nil {
-			_ = sp.Rollback(context.WithoutCancel(ctx))
+			if rbErr := sp.Rollback(context.WithoutCancel(ctx)); rbErr != nil || ptx.Tx.Conn().IsClosed() {
+				return p.lost(ctx, proj, rec, err)
+			}
 			return fmt.Errorf("%s: apply %s v%d at %d: %w", proj.Name(), rec.StreamID, rec.Version, rec.Position, err)
 		}
 		if err := sp.Commit(ctx); err != nil {
-			return fmt.Errorf("%s: release savepoint: %w", proj.Name(), err)
+			return p.lost(ctx, proj, rec, err)
 		}
 		return nil
 	}
+}
+
+// lost handles an event whose transaction died under it (PostgreSQL dropped the connection, or
+// the transaction can no longer commit). Redelivering into that transaction cannot succeed; so
+// the event is acknowledged, which lets the subscriber reach its offset update, fail there, roll
+// back and read the batch again in a new transaction. Nothing is skipped: nothing in a dead
+// transaction commits, the offset included.
+func (p *Projector) lost(ctx context.Context, proj projections.Projection, rec events.Recorded, err error) error {
+	p.logger.WarnContext(ctx, "projection transaction lost; the batch will be read again",
+		"projection", proj.Name(), "position", rec.Position, "error", err)
+	return nil
 }

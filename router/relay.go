@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
 	"github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/components/forwarder"
@@ -75,7 +74,7 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // relay forwards until ctx is done.
 func (r *Relay) relay(ctx context.Context) error {
-	wlog := watermill.NewSlogLogger(r.logger)
+	wlog := watermillLogger(r.logger)
 	pub, err := amqp.NewPublisher(r.amqp.watermill(), wlog)
 	if err != nil {
 		return fmt.Errorf("connect to RabbitMQ: %w", err)

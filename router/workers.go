@@ -70,7 +70,7 @@ func NewWorkers(amqpCfg AMQPConfig, cfg WorkerConfig, deliverer *handlers.Delive
 // Run consumes until ctx is done, then lets the attempts in flight finish (up to CloseTimeout);
 // commands not yet handled stay in, or go back to, their queues.
 func (w *Workers) Run(ctx context.Context) error {
-	wlog := watermill.NewSlogLogger(w.logger)
+	wlog := watermillLogger(w.logger)
 	var conn *amqp.ConnectionWrapper
 	wait := backoff{min: 200 * time.Millisecond, max: 10 * time.Second}
 	for conn == nil {

@@ -154,7 +154,7 @@ type amqpConfig struct {
 func (c *amqpConfig) register(s *settings) {
 	s.String(&c.URL, "amqp-url", "HERALD_AMQP_URL", defaultAMQPURL, "RabbitMQ connection URL")
 	s.String(&c.QueueType, "amqp-queue-type", "HERALD_AMQP_QUEUE_TYPE", "quorum", "type of the queues Herald declares: quorum or classic")
-	s.Int(&c.Prefetch, "amqp-prefetch", "HERALD_AMQP_PREFETCH", 16, "unacknowledged messages each consumer may hold")
+	s.Int(&c.Prefetch, "amqp-prefetch", "HERALD_AMQP_PREFETCH", 4, "unacknowledged messages each consumer may hold")
 	s.Int(&c.PublishChannels, "amqp-publish-channels", "HERALD_AMQP_PUBLISH_CHANNELS", 4, "channels in each publisher's pool")
 }
 
