@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -130,6 +131,12 @@ func (p *HTTPSMS) Send(ctx context.Context, m Message) (string, error) {
 
 	resp, err := p.client.Do(req)
 	if err != nil {
+		// The request URL names the account; the error is recorded in the log and shown to API
+		// clients, so it says what went wrong without it.
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			return "", fmt.Errorf("http-sms send %s: %s gateway: %w", m.NotificationID, urlErr.Op, urlErr.Err)
+		}
 		return "", fmt.Errorf("http-sms send %s: %w", m.NotificationID, err)
 	}
 	defer resp.Body.Close()

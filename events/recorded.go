@@ -11,7 +11,7 @@ type Metadata struct {
 	CorrelationID string `json:"correlation_id,omitempty"`
 	// CausationID is the id of the message (command) whose handling appended the event.
 	CausationID string `json:"causation_id,omitempty"`
-	// Actor says who or what appended the event: "api", "worker:<host>", an operator's name.
+	// Actor says who or what appended the event: "api", "worker:<host>/<pid>", an operator's name.
 	Actor string `json:"actor,omitempty"`
 }
 

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -164,16 +165,16 @@ func (a *Acceptor) Validate(req SendRequest) (*events.NotificationQueued, error)
 	}
 	if channel == herald.ChannelEmail {
 		subject := req.Subject
-		if subject == "" {
+		if strings.TrimSpace(subject) == "" {
 			subject = DefaultSubject
 		}
 		rendered, err := templates.Render("subject", subject, req.Variables, 4*a.limits.MaxSubjectChars)
 		switch {
 		case err != nil:
 			mergeFields(fields, err)
-		case strings.ContainsAny(rendered, "\r\n"):
+		case strings.IndexFunc(rendered, breaksHeader) >= 0:
 			// A line break in a header would let a client write headers of its own.
-			fields["subject"] = "must be a single line"
+			fields["subject"] = "must be a single line of text, without control characters"
 		case utf8.RuneCountInString(rendered) > a.limits.MaxSubjectChars:
 			fields["subject"] = fmt.Sprintf("renders to more than %d characters", a.limits.MaxSubjectChars)
 		}
@@ -184,6 +185,12 @@ func (a *Acceptor) Validate(req SendRequest) (*events.NotificationQueued, error)
 		return nil, herald.Invalid("the notification is invalid", fields)
 	}
 	return q, nil
+}
+
+// breaksHeader reports whether r has no place in a mail header: control characters, and the
+// Unicode line and paragraph separators some clients treat as line breaks.
+func breaksHeader(r rune) bool {
+	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029'
 }
 
 // nulPath returns the path of the first key or string in v that contains U+0000, or "".

@@ -65,6 +65,13 @@ func NewDeliverer(store Store, providers map[herald.Channel]delivery.Provider, p
 	}
 }
 
+// WithClock returns a copy of d that reads the time from now: leases are judged by it.
+func (d *Deliverer) WithClock(now func() time.Time) *Deliverer {
+	c := *d
+	c.now = now
+	return &c
+}
+
 // Deliver makes one delivery attempt for the notification cmd names.
 //
 // It returns nil when the notification is sent (now or before: redelivered commands are

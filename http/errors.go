@@ -1,8 +1,13 @@
 package http
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"net"
 	"net/http"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/herald-notify/herald"
 )
@@ -44,11 +49,15 @@ type errorDetail struct {
 // client only as "internal error"; the others are the client's to read and are not logged.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := herald.ErrorCode(err)
+	if code == herald.EINTERNAL && unavailable(err) {
+		err = &herald.Error{Code: herald.EUNAVAILABLE, Message: "the database is unavailable; try again shortly", Err: err}
+		code = herald.EUNAVAILABLE
+	}
 	status, ok := statusOf[code]
 	if !ok {
 		code, status = herald.EINTERNAL, http.StatusInternalServerError
 	}
-	if code == herald.EINTERNAL {
+	if code == herald.EINTERNAL || code == herald.EUNAVAILABLE {
 		s.logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path,
 			"error", err, "correlation_id", herald.CorrelationID(r.Context()))
 	}
@@ -57,6 +66,14 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		Message: herald.ErrorMessage(err),
 		Fields:  herald.ErrorFields(err),
 	}})
+}
+
+// unavailable reports whether err comes from a dependency that could not be reached in time,
+// which a client may retry, rather than from a fault in Herald.
+func unavailable(err error) bool {
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connErr) || errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -74,7 +75,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	n, err := s.reader.Status(r.Context(), chi.URLParam(r, "id"))
+	n, err := s.reader.Status(r.Context(), pathID(r))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -95,7 +96,7 @@ type historyEntryJSON struct {
 }
 
 func (s *Server) history(w http.ResponseWriter, r *http.Request) {
-	id := chi.URLParam(r, "id")
+	id := pathID(r)
 	entries, err := s.reader.History(r.Context(), id)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -127,7 +128,7 @@ type eventJSON struct {
 }
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	id := chi.URLParam(r, "id")
+	id := pathID(r)
 	recs, err := s.reader.Events(r.Context(), id)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -146,6 +147,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// pathID returns the notification id in the path, in the canonical lower case of UUIDs.
+func pathID(r *http.Request) string { return strings.ToLower(chi.URLParam(r, "id")) }
 
 // DefaultListLimit is a page's size when the client names none.
 const DefaultListLimit = 50

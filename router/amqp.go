@@ -135,7 +135,7 @@ func NewTopology(cfg AMQPConfig, logger *slog.Logger) *Topology {
 // Run connects, declares the queues, and does both again whenever the connection drops, until
 // ctx is done.
 func (t *Topology) Run(ctx context.Context) error {
-	wait := backoff{min: 200 * time.Millisecond, max: 10 * time.Second}
+	wait := backoff{min: 200 * time.Millisecond, max: 5 * time.Second}
 	for ctx.Err() == nil {
 		conn, err := amqp091.Dial(t.cfg.URL)
 		if err == nil {

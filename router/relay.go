@@ -43,7 +43,7 @@ func NewRelay(pool *pgxpool.Pool, amqpCfg AMQPConfig, cfg RelayConfig, topology 
 // altogether: a relay retrying a publish holds its outbox transaction open, and an open
 // transaction holds back every reader of the log on the server.
 func (r *Relay) Run(ctx context.Context) error {
-	wait := backoff{min: 200 * time.Millisecond, max: 10 * time.Second}
+	wait := backoff{min: 200 * time.Millisecond, max: 5 * time.Second}
 	for {
 		lost, err := r.topology.Wait(ctx)
 		if err != nil {

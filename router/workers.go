@@ -72,7 +72,7 @@ func NewWorkers(amqpCfg AMQPConfig, cfg WorkerConfig, deliverer *handlers.Delive
 func (w *Workers) Run(ctx context.Context) error {
 	wlog := watermillLogger(w.logger)
 	var conn *amqp.ConnectionWrapper
-	wait := backoff{min: 200 * time.Millisecond, max: 10 * time.Second}
+	wait := backoff{min: 200 * time.Millisecond, max: 5 * time.Second}
 	for conn == nil {
 		if _, err := w.topology.Wait(ctx); err != nil {
 			return nil
