@@ -69,8 +69,11 @@ type Notification struct {
 	Body      string
 
 	Status Status
-	// Attempts counts the delivery attempts started so far.
+	// Attempts counts the delivery attempts started so far, over every round.
 	Attempts int
+	// RoundStart is how many attempts were made before the current round: an operator's
+	// requeue starts a new round, with a new allowance of attempts.
+	RoundStart int
 	// AttemptOpen is true while the latest attempt has no recorded outcome: a worker is sending,
 	// or died while sending.
 	AttemptOpen      bool
@@ -98,7 +101,11 @@ type HistoryEntry struct {
 	Provider          string
 	ProviderMessageID string
 	Error             string
-	At                time.Time
+	// Reason says why a notification failed, or why an operator requeued or discarded it.
+	Reason string
+	// Actor is who appended the event: "api", "worker:<host>/<pid>", an operator.
+	Actor string
+	At    time.Time
 }
 
 // ListFilter selects notifications for listing, newest first.

@@ -23,6 +23,8 @@ const (
 	TypeNotificationSent       = "NotificationSent"
 	TypeDeliveryAttemptFailed  = "DeliveryAttemptFailed"
 	TypeNotificationFailed     = "NotificationFailed"
+	TypeNotificationRequeued   = "NotificationRequeued"
+	TypeNotificationDiscarded  = "NotificationDiscarded"
 )
 
 // NotificationQueued opens every stream: the API accepted the notification.
@@ -73,11 +75,29 @@ type NotificationFailed struct {
 	Reason   string `json:"reason"`
 }
 
+// NotificationRequeued records that an operator sent a failed notification back to its work
+// queue for a new round of attempts.
+type NotificationRequeued struct {
+	Actor  string `json:"actor"`
+	Reason string `json:"reason,omitempty"`
+	// Attempts is how many attempts were made before this round.
+	Attempts int `json:"attempts"`
+}
+
+// NotificationDiscarded records that an operator gave up on a failed notification and removed
+// its command from the poison queue. It stays failed.
+type NotificationDiscarded struct {
+	Actor  string `json:"actor"`
+	Reason string `json:"reason"`
+}
+
 func (NotificationQueued) EventType() string     { return TypeNotificationQueued }
 func (NotificationProcessing) EventType() string { return TypeNotificationProcessing }
 func (NotificationSent) EventType() string       { return TypeNotificationSent }
 func (DeliveryAttemptFailed) EventType() string  { return TypeDeliveryAttemptFailed }
 func (NotificationFailed) EventType() string     { return TypeNotificationFailed }
+func (NotificationRequeued) EventType() string   { return TypeNotificationRequeued }
+func (NotificationDiscarded) EventType() string  { return TypeNotificationDiscarded }
 
 // Types lists every event type the log may hold.
 var Types = []string{
@@ -86,6 +106,8 @@ var Types = []string{
 	TypeNotificationSent,
 	TypeDeliveryAttemptFailed,
 	TypeNotificationFailed,
+	TypeNotificationRequeued,
+	TypeNotificationDiscarded,
 }
 
 // Decode returns the event stored as type typ with JSON data.
@@ -102,6 +124,10 @@ func Decode(typ string, data []byte) (Event, error) {
 		e = &DeliveryAttemptFailed{}
 	case TypeNotificationFailed:
 		e = &NotificationFailed{}
+	case TypeNotificationRequeued:
+		e = &NotificationRequeued{}
+	case TypeNotificationDiscarded:
+		e = &NotificationDiscarded{}
 	default:
 		return nil, fmt.Errorf("decode event: unknown type %q", typ)
 	}

@@ -45,6 +45,12 @@ func Evolve(n herald.Notification, r Recorded, e Event) herald.Notification {
 			n.Provider = e.Provider
 		}
 		n.LastError = e.Error
+	case *NotificationRequeued:
+		n.Status = herald.StatusPending
+		n.AttemptOpen = false
+		n.RoundStart = n.Attempts
+	case *NotificationDiscarded:
+		// Still failed; the history says an operator gave up on it.
 	}
 	return n
 }
@@ -72,8 +78,10 @@ func StatusAfter(e Event) herald.Status {
 		return herald.StatusPending
 	case *NotificationSent:
 		return herald.StatusSent
-	case *NotificationFailed:
+	case *NotificationFailed, *NotificationDiscarded:
 		return herald.StatusFailed
+	case *NotificationRequeued:
+		return herald.StatusPending
 	}
 	return herald.StatusProcessing
 }
@@ -86,6 +94,7 @@ func HistoryEntry(r Recorded, e Event) herald.HistoryEntry {
 		Position: r.Position,
 		Event:    r.Type,
 		Status:   StatusAfter(e),
+		Actor:    r.Metadata.Actor,
 		At:       r.Time,
 	}
 	switch e := e.(type) {
@@ -103,6 +112,13 @@ func HistoryEntry(r Recorded, e Event) herald.HistoryEntry {
 		h.Attempt = e.Attempt
 		h.Provider = e.Provider
 		h.Error = e.Error
+		h.Reason = e.Reason
+	case *NotificationRequeued:
+		h.Reason = e.Reason
+		h.Actor = e.Actor
+	case *NotificationDiscarded:
+		h.Reason = e.Reason
+		h.Actor = e.Actor
 	}
 	return h
 }

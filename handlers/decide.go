@@ -3,6 +3,7 @@ package handlers
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/herald-notify/herald"
@@ -32,6 +33,8 @@ var (
 	ErrNotQueued = errors.New("notification was never queued")
 	// ErrNoOpenAttempt: an outcome was offered for an attempt that is not running.
 	ErrNoOpenAttempt = errors.New("no delivery attempt is open")
+	// ErrNotFailed: an operator asked to requeue or discard a notification that has not failed.
+	ErrNotFailed = errors.New("notification has not failed")
 )
 
 // abandonedError is the error recorded for an attempt whose worker vanished before saying how it
@@ -56,13 +59,13 @@ func DecideStart(n herald.Notification, p Policy, now time.Time, worker string) 
 		if now.Sub(n.AttemptStartedAt) < p.Lease {
 			return nil, ErrAttemptInProgress
 		}
-		if n.Attempts >= p.MaxAttempts {
+		if roundAttempts(n) >= p.MaxAttempts {
 			return []events.Event{&events.NotificationFailed{
 				Attempt: n.Attempts, Error: abandonedError, Reason: events.ReasonAttemptsExhausted,
 			}}, nil
 		}
 		out = append(out, &events.DeliveryAttemptFailed{Attempt: n.Attempts, Error: abandonedError})
-	} else if n.Attempts >= p.MaxAttempts {
+	} else if roundAttempts(n) >= p.MaxAttempts {
 		// Only reachable when MaxAttempts was lowered while the notification was retrying.
 		return []events.Event{&events.NotificationFailed{
 			Attempt: n.Attempts, Provider: n.Provider, Error: n.LastError, Reason: events.ReasonAttemptsExhausted,
@@ -87,7 +90,7 @@ func DecideOutcome(n herald.Notification, p Policy, provider, providerMessageID 
 		return []events.Event{&events.NotificationFailed{
 			Attempt: n.Attempts, Provider: provider, Error: sendErr.Error(), Reason: events.ReasonPermanentError,
 		}}, nil
-	case n.Attempts >= p.MaxAttempts:
+	case roundAttempts(n) >= p.MaxAttempts:
 		return []events.Event{&events.NotificationFailed{
 			Attempt: n.Attempts, Provider: provider, Error: sendErr.Error(), Reason: events.ReasonAttemptsExhausted,
 		}}, nil
@@ -95,4 +98,40 @@ func DecideOutcome(n herald.Notification, p Policy, provider, providerMessageID 
 	return []events.Event{&events.DeliveryAttemptFailed{
 		Attempt: n.Attempts, Provider: provider, Error: sendErr.Error(),
 	}}, nil
+}
+
+// roundAttempts counts the attempts of the current round: MaxAttempts applies to each round.
+func roundAttempts(n herald.Notification) int { return n.Attempts - n.RoundStart }
+
+// DecideRequeue returns the event that sends a failed notification back for a new round of
+// attempts, on an operator's say.
+func DecideRequeue(n herald.Notification, actor, reason string) ([]events.Event, error) {
+	if err := operatorCanAct(n, actor); err != nil {
+		return nil, err
+	}
+	return []events.Event{&events.NotificationRequeued{Actor: actor, Reason: reason, Attempts: n.Attempts}}, nil
+}
+
+// DecideDiscard returns the event that records an operator giving up on a failed notification.
+// A reason is required: it is the only account of why the message was never delivered.
+func DecideDiscard(n herald.Notification, actor, reason string) ([]events.Event, error) {
+	if err := operatorCanAct(n, actor); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(reason) == "" {
+		return nil, herald.Invalid("a discard needs a reason", map[string]string{"reason": "is required"})
+	}
+	return []events.Event{&events.NotificationDiscarded{Actor: actor, Reason: reason}}, nil
+}
+
+func operatorCanAct(n herald.Notification, actor string) error {
+	switch {
+	case n.Version == 0:
+		return ErrNotQueued
+	case strings.TrimSpace(actor) == "":
+		return herald.Invalid("an operator action needs an actor", map[string]string{"actor": "is required"})
+	case n.Status != herald.StatusFailed:
+		return fmt.Errorf("%w: notification %s is %s", ErrNotFailed, n.ID, n.Status)
+	}
+	return nil
 }

@@ -205,3 +205,87 @@ func TestEvolveStatuses(t *testing.T) {
 		}
 	}
 }
+
+func TestDecideOperatorActions(t *testing.T) {
+	failed := []events.Event{queued, processing(1), &events.NotificationFailed{Attempt: 1, Error: "550", Reason: events.ReasonPermanentError}}
+	tests := []struct {
+		name    string
+		given   []events.Event
+		decide  func(herald.Notification, string, string) ([]events.Event, error)
+		actor   string
+		reason  string
+		then    []events.Event
+		wantErr error
+		code    string
+	}{
+		{name: "requeue a failed notification", given: failed, decide: handlers.DecideRequeue, actor: "ada", reason: "mailbox fixed",
+			then: []events.Event{&events.NotificationRequeued{Actor: "ada", Reason: "mailbox fixed", Attempts: 1}}},
+		{name: "requeue without a reason", given: failed, decide: handlers.DecideRequeue, actor: "ada",
+			then: []events.Event{&events.NotificationRequeued{Actor: "ada", Attempts: 1}}},
+		{name: "discard a failed notification", given: failed, decide: handlers.DecideDiscard, actor: "ada", reason: "customer left",
+			then: []events.Event{&events.NotificationDiscarded{Actor: "ada", Reason: "customer left"}}},
+		{name: "discard needs a reason", given: failed, decide: handlers.DecideDiscard, actor: "ada", reason: "  ", code: herald.EINVALID},
+		{name: "an actor is required", given: failed, decide: handlers.DecideRequeue, actor: "", code: herald.EINVALID},
+		{name: "requeue a sent notification", given: []events.Event{queued, processing(1), &events.NotificationSent{Attempt: 1}},
+			decide: handlers.DecideRequeue, actor: "ada", wantErr: handlers.ErrNotFailed},
+		{name: "discard a processing notification", given: []events.Event{queued, processing(1)},
+			decide: handlers.DecideDiscard, actor: "ada", reason: "x", wantErr: handlers.ErrNotFailed},
+		{name: "requeue what was never queued", decide: handlers.DecideRequeue, actor: "ada", wantErr: handlers.ErrNotQueued},
+		{name: "requeue again after a discard", given: append(failed[:3:3], &events.NotificationDiscarded{Actor: "bob", Reason: "r"}),
+			decide: handlers.DecideRequeue, actor: "ada",
+			then: []events.Event{&events.NotificationRequeued{Actor: "ada", Attempts: 1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.decide(given(tt.given...), tt.actor, tt.reason)
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("error = %v, want %v", err, tt.wantErr)
+			}
+			if tt.code != "" && herald.ErrorCode(err) != tt.code {
+				t.Fatalf("error = %v, want code %s", err, tt.code)
+			}
+			if tt.wantErr == nil && tt.code == "" && err != nil {
+				t.Fatalf("error = %v", err)
+			}
+			if diff := cmp.Diff(tt.then, got); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A requeue starts a new round: the attempt numbers go on, and the round gets MaxAttempts anew.
+func TestRequeueStartsANewRound(t *testing.T) {
+	exhausted := []events.Event{queued, processing(1), failedOnce(1), processing(2), failedOnce(2), processing(3),
+		&events.NotificationFailed{Attempt: 3, Error: "503", Reason: events.ReasonAttemptsExhausted}}
+	requeued := append(exhausted[:len(exhausted):len(exhausted)], &events.NotificationRequeued{Actor: "ada", Attempts: 3})
+
+	n := given(requeued...)
+	if n.Status != herald.StatusPending || n.RoundStart != 3 {
+		t.Fatalf("after requeue: status %s, round start %d; want pending, 3", n.Status, n.RoundStart)
+	}
+	start, err := handlers.DecideStart(n, policy, t0.Add(time.Hour), "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]events.Event{processing(4)}, start); diff != "" {
+		t.Errorf("first attempt of the new round (-want +got):\n%s", diff)
+	}
+	// Two failures into the new round, the third attempt is still allowed, and its failure ends it.
+	round := append(requeued, processing(4), failedOnce(4), processing(5), failedOnce(5), processing(6))
+	out, err := handlers.DecideOutcome(given(round...), policy, "p", "", errors.New("503"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]events.Event{&events.NotificationFailed{Attempt: 6, Provider: "p", Error: "503", Reason: events.ReasonAttemptsExhausted}}, out); diff != "" {
+		t.Errorf("last attempt of the new round (-want +got):\n%s", diff)
+	}
+	mid := append(requeued, processing(4))
+	out, err = handlers.DecideOutcome(given(mid...), policy, "p", "", errors.New("503"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]events.Event{&events.DeliveryAttemptFailed{Attempt: 4, Provider: "p", Error: "503"}}, out); diff != "" {
+		t.Errorf("first failure of the new round (-want +got):\n%s", diff)
+	}
+}

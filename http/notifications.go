@@ -92,6 +92,8 @@ type historyEntryJSON struct {
 	Provider          string    `json:"provider,omitempty"`
 	ProviderMessageID string    `json:"provider_message_id,omitempty"`
 	Error             string    `json:"error,omitempty"`
+	Reason            string    `json:"reason,omitempty"`
+	Actor             string    `json:"actor,omitempty"`
 	At                time.Time `json:"at"`
 }
 
@@ -111,7 +113,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		out.History = append(out.History, historyEntryJSON{
 			Version: h.Version, Position: h.Position, Event: h.Event, Status: string(h.Status),
 			Attempt: h.Attempt, Provider: h.Provider, ProviderMessageID: h.ProviderMessageID,
-			Error: h.Error, At: h.At.UTC(),
+			Error: h.Error, Reason: h.Reason, Actor: h.Actor, At: h.At.UTC(),
 		})
 	}
 	writeJSON(w, http.StatusOK, out)

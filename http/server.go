@@ -59,6 +59,7 @@ type Server struct {
 	acceptor Acceptor
 	reader   Reader
 	checks   []Check
+	operator Operator
 	cfg      Config
 	logger   *slog.Logger
 	metrics  *httpMetrics
@@ -79,6 +80,12 @@ func NewServer(cfg Config, acceptor Acceptor, reader Reader, checks []Check, log
 
 // DefaultMaxBodyBytes is the default bound of a request body.
 const DefaultMaxBodyBytes = 256 << 10
+
+// WithOperator adds the operators' endpoints (the poison queue) to s, served by op.
+func (s *Server) WithOperator(op Operator) *Server {
+	s.operator = op
+	return s
+}
 
 // Handler returns the routes.
 func (s *Server) Handler() http.Handler {
@@ -110,6 +117,9 @@ func (s *Server) Handler() http.Handler {
 		r.Get("/{id}/history", s.history)
 		r.Get("/{id}/events", s.events)
 	})
+	if s.operator != nil {
+		r.Route("/api/v1/poison", s.poisonRoutes)
+	}
 	return r
 }
 

@@ -23,11 +23,11 @@ func (History) Apply(ctx context.Context, tx pgx.Tx, r events.Recorded) error {
 	h := events.HistoryEntry(r, e)
 	_, err = tx.Exec(ctx, `
 INSERT INTO notification_history (notification_id, version, position, event_type, status, attempt,
-	provider, provider_message_id, error, occurred_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+	provider, provider_message_id, error, occurred_at, reason, actor)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (notification_id, version) DO NOTHING`,
 		r.StreamID, h.Version, h.Position, h.Event, h.Status, h.Attempt, h.Provider, h.ProviderMessageID,
-		h.Error, h.At)
+		h.Error, h.At, h.Reason, h.Actor)
 	if err != nil {
 		return fmt.Errorf("history of %s v%d: %w", r.StreamID, r.Version, err)
 	}

@@ -17,7 +17,7 @@ type Status struct{}
 
 func (Status) Name() string { return "notification_status" }
 
-const statusColumns = `notification_id::text, channel, recipient, status, attempts, attempt_open,
+const statusColumns = `notification_id::text, channel, recipient, status, attempts, round_start, attempt_open,
 	attempt_started_at, last_error, provider, provider_message_id, version, position,
 	created_at, updated_at`
 
@@ -26,7 +26,7 @@ func scanStatus(row pgx.Row) (herald.Notification, error) {
 		n       herald.Notification
 		started *time.Time
 	)
-	err := row.Scan(&n.ID, &n.Channel, &n.Recipient, &n.Status, &n.Attempts, &n.AttemptOpen,
+	err := row.Scan(&n.ID, &n.Channel, &n.Recipient, &n.Status, &n.Attempts, &n.RoundStart, &n.AttemptOpen,
 		&started, &n.LastError, &n.Provider, &n.ProviderMessageID, &n.Version, &n.Position,
 		&n.CreatedAt, &n.UpdatedAt)
 	if started != nil {
@@ -57,17 +57,18 @@ func (Status) Apply(ctx context.Context, tx pgx.Tx, r events.Recorded) error {
 	}
 	_, err = tx.Exec(ctx, `
 INSERT INTO notification_status (notification_id, channel, recipient, status, attempts, attempt_open,
-	attempt_started_at, last_error, provider, provider_message_id, version, position, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+	attempt_started_at, last_error, provider, provider_message_id, version, position, created_at, updated_at,
+	round_start)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 ON CONFLICT (notification_id) DO UPDATE SET
 	channel = excluded.channel, recipient = excluded.recipient, status = excluded.status,
-	attempts = excluded.attempts, attempt_open = excluded.attempt_open,
+	attempts = excluded.attempts, round_start = excluded.round_start, attempt_open = excluded.attempt_open,
 	attempt_started_at = excluded.attempt_started_at, last_error = excluded.last_error,
 	provider = excluded.provider, provider_message_id = excluded.provider_message_id,
 	version = excluded.version, position = excluded.position, updated_at = excluded.updated_at
 WHERE notification_status.version < excluded.version`,
 		r.StreamID, n.Channel, n.Recipient, n.Status, n.Attempts, n.AttemptOpen, started, n.LastError,
-		n.Provider, n.ProviderMessageID, n.Version, n.Position, n.CreatedAt, n.UpdatedAt)
+		n.Provider, n.ProviderMessageID, n.Version, n.Position, n.CreatedAt, n.UpdatedAt, n.RoundStart)
 	if err != nil {
 		return fmt.Errorf("status of %s v%d: %w", r.StreamID, r.Version, err)
 	}

@@ -56,6 +56,9 @@ Run "herald migrate" once, then "herald all" for everything in one process, or "
 		projectorCommand(),
 		allCommand(),
 		migrateCommand(),
+		poisonCommand(),
+		eventsCommand(),
+		projectionsCommand(),
 		versionCommand(),
 	)
 	return root
