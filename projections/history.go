@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -11,25 +12,76 @@ import (
 
 // History maintains notification_history: one row per event, keyed by stream and version, so a
 // second application of an event finds its row already there.
-type History struct{}
+type History struct {
+	// Table is where the rows go: notification_history unless a rebuild says otherwise.
+	Table string
+}
 
-func (History) Name() string { return "notification_history" }
+const historyTable = "notification_history"
 
-func (History) Apply(ctx context.Context, tx pgx.Tx, r events.Recorded) error {
-	e, err := r.Event()
-	if err != nil {
-		return fmt.Errorf("history of %s: %w", r.StreamID, err)
+func (History) Name() string { return historyTable }
+
+func (h History) table() string {
+	if h.Table == "" {
+		return historyTable
 	}
-	h := events.HistoryEntry(r, e)
-	_, err = tx.Exec(ctx, `
-INSERT INTO notification_history (notification_id, version, position, event_type, status, attempt,
-	provider, provider_message_id, error, occurred_at, reason, actor)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+	return h.Table
+}
+
+// Into returns the projection writing to table.
+func (h History) Into(table string) Rebuildable { return History{Table: table} }
+
+// TableName is the table the projection maintains.
+func (h History) TableName() string { return h.table() }
+
+// Key identifies a row.
+func (History) Key() []string { return []string{"notification_id", "version"} }
+
+func (h History) Apply(ctx context.Context, tx pgx.Tx, r events.Recorded) error {
+	return h.ApplyBatch(ctx, tx, []events.Recorded{r})
+}
+
+// ApplyBatch inserts one row per event in one statement; events already there are skipped.
+func (h History) ApplyBatch(ctx context.Context, tx pgx.Tx, recs []events.Recorded) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	n := len(recs)
+	var (
+		ids, types, statuses, providers, msgIDs, errs, reasons, actors = make([]string, 0, n), make([]string, 0, n),
+			make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		versions, positions = make([]int64, 0, n), make([]int64, 0, n)
+		attempts            = make([]int32, 0, n)
+		at                  = make([]time.Time, 0, n)
+	)
+	for _, r := range recs {
+		e, err := r.Event()
+		if err != nil {
+			return fmt.Errorf("%s of %s: %w", h.table(), r.StreamID, err)
+		}
+		entry := events.HistoryEntry(r, e)
+		ids = append(ids, r.StreamID)
+		versions = append(versions, entry.Version)
+		positions = append(positions, entry.Position)
+		types = append(types, entry.Event)
+		statuses = append(statuses, string(entry.Status))
+		attempts = append(attempts, int32(entry.Attempt))
+		providers = append(providers, entry.Provider)
+		msgIDs = append(msgIDs, entry.ProviderMessageID)
+		errs = append(errs, entry.Error)
+		reasons = append(reasons, entry.Reason)
+		actors = append(actors, entry.Actor)
+		at = append(at, entry.At)
+	}
+	_, err := tx.Exec(ctx, `
+INSERT INTO `+h.table()+` (notification_id, version, position, event_type, status, attempt,
+	provider, provider_message_id, error, reason, actor, occurred_at)
+SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::int[],
+	$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
 ON CONFLICT (notification_id, version) DO NOTHING`,
-		r.StreamID, h.Version, h.Position, h.Event, h.Status, h.Attempt, h.Provider, h.ProviderMessageID,
-		h.Error, h.At, h.Reason, h.Actor)
+		ids, versions, positions, types, statuses, attempts, providers, msgIDs, errs, reasons, actors, at)
 	if err != nil {
-		return fmt.Errorf("history of %s v%d: %w", r.StreamID, r.Version, err)
+		return fmt.Errorf("%s: write %d rows: %w", h.table(), n, err)
 	}
 	return nil
 }

@@ -138,7 +138,11 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 	if p.projector {
 		pc := cfg.projector.ProjectorConfig
 		pc.Metrics = reg
-		proj := router.NewProjector(pool, pc, logger, projections.All()...)
+		var projs []projections.Projection
+		for _, p := range projections.All() {
+			projs = append(projs, p)
+		}
+		proj := router.NewProjector(pool, pc, logger, projs...)
 		comps = append(comps, component{name: "projector", run: proj.Run})
 	}
 	if p.workers {

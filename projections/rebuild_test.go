@@ -1,0 +1,399 @@
+package projections_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/heraldtest"
+	"github.com/herald-notify/herald/projections"
+	"github.com/herald-notify/herald/router"
+)
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// story appends a valid story for one notification, in steps, as the API and workers do.
+func story(ctx context.Context, log *events.Log, stream string) error {
+	evs := []events.Event{&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123", Content: "c", Body: "b"}}
+	attempts := 1 + rand.IntN(3)
+	for a := 1; a <= attempts; a++ {
+		evs = append(evs, &events.NotificationProcessing{Attempt: a, Worker: "w"})
+		switch {
+		case a < attempts:
+			evs = append(evs, &events.DeliveryAttemptFailed{Attempt: a, Provider: "p", Error: fmt.Sprintf("try %d", a)})
+		case rand.IntN(3) == 0:
+			evs = append(evs, &events.NotificationFailed{Attempt: a, Provider: "p", Error: "550", Reason: events.ReasonPermanentError},
+				&events.NotificationRequeued{Actor: "ops", Reason: "retry", Attempts: a})
+		default:
+			evs = append(evs, &events.NotificationSent{Attempt: a, Provider: "p", ProviderMessageID: "m-" + stream})
+		}
+	}
+	for v := 0; v < len(evs); v++ {
+		md := events.Metadata{Actor: "test"}
+		if _, err := log.Append(ctx, stream, int64(v), md, evs[v]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func stories(t *testing.T, log *events.Log, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+		if err := story(context.Background(), log, ids[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ids
+}
+
+// project runs the live projector until the test ends.
+func project(t *testing.T, db *heraldtest.Database) {
+	t.Helper()
+	var projs []projections.Projection
+	for _, p := range projections.All() {
+		projs = append(projs, p)
+	}
+	p := router.NewProjector(db.Pool, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100}, discard, projs...)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("projector: %v", err)
+		}
+	})
+}
+
+func waitCaughtUp(t *testing.T, log *events.Log) {
+	t.Helper()
+	heraldtest.Eventually(t, 30*time.Second, "the projections to catch up with the log", func() (bool, error) {
+		statuses, err := projections.Statuses(context.Background(), log)
+		if err != nil {
+			return false, err
+		}
+		for _, s := range statuses {
+			if s.Lag != 0 {
+				return false, fmt.Errorf("%s lags by %d", s.Name, s.Lag)
+			}
+		}
+		return true, nil
+	})
+}
+
+// checkMatchesLog compares the read models with a fold of the log, notification by notification.
+func checkMatchesLog(t *testing.T, db *heraldtest.Database, ids []string) {
+	t.Helper()
+	ctx := context.Background()
+	log := events.NewLog(db.Pool)
+	reader := projections.NewReader(db.Pool, log)
+	for _, id := range ids {
+		want, recs, err := log.Notification(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := reader.Status(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(herald.Notification{}, "Subject", "Body"), cmpopts.EquateApproxTime(time.Microsecond)); diff != "" {
+			t.Errorf("status of %s (-fold of the log +projection):\n%s", id, diff)
+		}
+		var wantHistory []herald.HistoryEntry
+		for _, r := range recs {
+			e, _ := r.Event()
+			wantHistory = append(wantHistory, events.HistoryEntry(r, e))
+		}
+		history, err := reader.History(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(wantHistory, history, cmpopts.EquateApproxTime(time.Microsecond)); diff != "" {
+			t.Errorf("history of %s (-log +projection):\n%s", id, diff)
+		}
+	}
+	var rows, streams, entries, evs int
+	if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM notification_status), (SELECT count(DISTINCT stream_id) FROM event_log),
+		(SELECT count(*) FROM notification_history), (SELECT count(*) FROM event_log)`).Scan(&rows, &streams, &entries, &evs); err != nil {
+		t.Fatal(err)
+	}
+	if rows != streams || entries != evs {
+		t.Errorf("%d status rows for %d streams, %d history rows for %d events", rows, streams, entries, evs)
+	}
+}
+
+// A read model damaged by hand is found out by a dry run, which changes nothing, and repaired by
+// a rebuild.
+func TestRebuildRepairsCorruptedTables(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := context.Background()
+	log := events.NewLog(db.Pool)
+	ids := stories(t, log, 40)
+	project(t, db)
+	waitCaughtUp(t, log)
+
+	damage := []string{
+		`UPDATE notification_status SET status = 'sent', attempts = 99 WHERE notification_id = '` + ids[0] + `'`,
+		`UPDATE notification_status SET last_error = 'made up' WHERE notification_id = '` + ids[1] + `'`,
+		`DELETE FROM notification_status WHERE notification_id = '` + ids[2] + `'`,
+		`INSERT INTO notification_status (notification_id, channel, recipient, status, version, position, created_at, updated_at)
+			VALUES ('` + uuid.NewString() + `', 'sms', '+1', 'sent', 1, 1, now(), now())`,
+		`DELETE FROM notification_history WHERE notification_id = '` + ids[3] + `' AND version = 2`,
+		`UPDATE notification_history SET error = 'forged' WHERE notification_id = '` + ids[4] + `' AND version = 1`,
+	}
+	for _, stmt := range damage {
+		if _, err := db.Pool.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	before := tableDump(t, db, "notification_status")
+
+	rb := projections.NewRebuilder(db.Pool, log, 7, discard)
+	status, err := projections.Named("notification_status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dry, err := rb.Rebuild(ctx, status, projections.RebuildOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dry.Swapped || dry.Diff.Missing != 1 || dry.Diff.Extra != 1 || dry.Diff.Different != 2 {
+		t.Errorf("dry run of status: swapped %v, diff %+v; want not swapped, 1 missing, 1 extra, 2 different", dry.Swapped, dry.Diff)
+	}
+	if diff := cmp.Diff(before, tableDump(t, db, "notification_status")); diff != "" {
+		t.Errorf("the dry run changed the live table (-before +after):\n%s", diff)
+	}
+	assertNoTable(t, db, "notification_status_rebuild")
+
+	for _, p := range projections.All() {
+		report, err := rb.Rebuild(ctx, p, projections.RebuildOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !report.Swapped || report.Diff.Equal() {
+			t.Errorf("rebuild of %s: swapped %v, diff %+v; want swapped, with the damage found", p.Name(), report.Swapped, report.Diff)
+		}
+	}
+	if _, err := db.Pool.Exec(ctx, `DELETE FROM notification_status WHERE notification_id NOT IN (SELECT stream_id FROM event_log)`); err != nil {
+		t.Fatal(err)
+	}
+	checkMatchesLog(t, db, ids)
+	// The live projector goes on, on the new tables, from where the rebuild stopped.
+	more := stories(t, log, 10)
+	waitCaughtUp(t, log)
+	checkMatchesLog(t, db, append(ids, more...))
+}
+
+// A rebuild while notifications are appended and read: readers never miss one, and afterwards the
+// read models equal a fold of the log — nothing applied twice or skipped across the swap.
+func TestRebuildUnderLoad(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := context.Background()
+	log := events.NewLog(db.Pool)
+	ids := stories(t, log, 300)
+	project(t, db)
+
+	var (
+		mu      sync.Mutex
+		written = append([]string(nil), ids...)
+		stop    = make(chan struct{})
+		wg      sync.WaitGroup
+		reads   atomic.Int64
+		errs    = make(chan error, 100)
+	)
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := uuid.NewString()
+				if err := story(ctx, log, id); err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				written = append(written, id)
+				mu.Unlock()
+			}
+		}()
+	}
+	reader := projections.NewReader(db.Pool, log)
+	for r := 0; r < 2; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				mu.Lock()
+				id := written[rand.IntN(len(written))]
+				mu.Unlock()
+				if _, err := reader.Status(ctx, id); err != nil {
+					errs <- fmt.Errorf("status of %s during the rebuild: %w", id, err)
+					return
+				}
+				if _, err := reader.History(ctx, id); err != nil {
+					errs <- fmt.Errorf("history of %s during the rebuild: %w", id, err)
+					return
+				}
+				reads.Add(1)
+			}
+		}()
+	}
+
+	rb := projections.NewRebuilder(db.Pool, log, 200, discard)
+	for _, p := range projections.All() {
+		report, err := rb.Rebuild(ctx, p, projections.RebuildOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !report.Swapped || !report.Diff.Equal() {
+			t.Errorf("rebuild of %s under load: swapped %v, diff %+v; want swapped and equal", p.Name(), report.Swapped, report.Diff)
+		}
+		t.Logf("%s: %d events in %s", p.Name(), report.Events, report.Duration)
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if reads.Load() == 0 {
+		t.Fatal("no read happened during the rebuild: the test proved nothing about readers")
+	}
+	waitCaughtUp(t, log)
+	t.Logf("%d notifications, %d reads during the rebuild", len(written), reads.Load())
+	checkMatchesLog(t, db, written)
+}
+
+// failing applies its projection and then fails after a number of batches.
+type failing struct {
+	projections.Rebuildable
+	after *atomic.Int64
+}
+
+func (f failing) Into(table string) projections.Rebuildable {
+	return failing{Rebuildable: f.Rebuildable.Into(table), after: f.after}
+}
+
+func (f failing) ApplyBatch(ctx context.Context, tx pgx.Tx, recs []events.Recorded) error {
+	if f.after.Add(-1) < 0 {
+		return errors.New("injected failure")
+	}
+	return f.Rebuildable.ApplyBatch(ctx, tx, recs)
+}
+
+// A rebuild that fails leaves the live table as it was, says why, and cleans up after itself.
+func TestFailedRebuildLeavesLiveTable(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := context.Background()
+	log := events.NewLog(db.Pool)
+	stories(t, log, 30)
+	project(t, db)
+	waitCaughtUp(t, log)
+	before := tableDump(t, db, "notification_status")
+
+	var after atomic.Int64
+	after.Store(3)
+	rb := projections.NewRebuilder(db.Pool, log, 10, discard)
+	_, err := rb.Rebuild(ctx, failing{Rebuildable: projections.Status{}, after: &after}, projections.RebuildOptions{})
+	if err == nil || !strings.Contains(err.Error(), "injected failure") {
+		t.Fatalf("error %v, want the injected failure", err)
+	}
+	if diff := cmp.Diff(before, tableDump(t, db, "notification_status")); diff != "" {
+		t.Errorf("the failed rebuild changed the live table (-before +after):\n%s", diff)
+	}
+	assertNoTable(t, db, "notification_status_rebuild")
+}
+
+func TestOneRebuildAtATime(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := context.Background()
+	log := events.NewLog(db.Pool)
+	stories(t, log, 5)
+	// Hold the first rebuild inside its first batch while a second one starts.
+	started, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		_, err := projections.NewRebuilder(db.Pool, log, 100, discard).Rebuild(ctx, blocking{projections.History{}, started, release}, projections.RebuildOptions{})
+		first <- err
+	}()
+	<-started
+	_, err := projections.NewRebuilder(db.Pool, log, 100, discard).Rebuild(ctx, projections.History{}, projections.RebuildOptions{})
+	if !errors.Is(err, projections.ErrRebuildRunning) {
+		t.Errorf("second rebuild: error %v, want ErrRebuildRunning", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Errorf("first rebuild: %v", err)
+	}
+}
+
+type blocking struct {
+	projections.Rebuildable
+	started, release chan struct{}
+}
+
+func (b blocking) Into(table string) projections.Rebuildable {
+	return blocking{b.Rebuildable.Into(table), b.started, b.release}
+}
+
+func (b blocking) ApplyBatch(ctx context.Context, tx pgx.Tx, recs []events.Recorded) error {
+	select {
+	case <-b.started:
+	default:
+		close(b.started)
+		<-b.release
+	}
+	return b.Rebuildable.ApplyBatch(ctx, tx, recs)
+}
+
+func tableDump(t *testing.T, db *heraldtest.Database, table string) []string {
+	t.Helper()
+	rows, err := db.Pool.Query(context.Background(), `SELECT t::text FROM `+table+` t ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func assertNoTable(t *testing.T, db *heraldtest.Database, table string) {
+	t.Helper()
+	var exists bool
+	if err := db.Pool.QueryRow(context.Background(), `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	if exists {
+		t.Errorf("table %s was left behind", table)
+	}
+}
