@@ -88,7 +88,9 @@ type rowWithPrefix struct {
 	prefix any
 }
 
-func (r rowWithPrefix) Scan(dest ...any) error { return r.row.Scan(append([]any{r.prefix}, dest...)...) }
+func (r rowWithPrefix) Scan(dest ...any) error {
+	return r.row.Scan(append([]any{r.prefix}, dest...)...)
+}
 
 // Remaining counts the events after c in delivery order, visible or not yet: a consumer's lag.
 func (l *Log) Remaining(ctx context.Context, c Cursor) (int64, error) {
