@@ -81,9 +81,17 @@ type Report struct {
 	Rows       int64
 	Position   int64
 	Duration   time.Duration
-	Diff       Diff
-	Swapped    bool
+	// Compared says whether Diff was computed: the live table is compared only when it is
+	// within MaxCompareLag events of the rebuilt one, so that the live projector is not held
+	// paused while the comparison first catches it up. LiveLag is how far behind it was.
+	Compared bool
+	LiveLag  int64
+	Diff     Diff
+	Swapped  bool
 }
+
+// MaxCompareLag bounds how many events the live table may be behind for the two to be compared.
+const MaxCompareLag = 50_000
 
 // ErrRebuildRunning is returned when another rebuild of the same projection holds its lock.
 var ErrRebuildRunning = errors.New("another rebuild of this projection is running")
@@ -172,11 +180,17 @@ func (b *Rebuilder) Rebuild(ctx context.Context, p Rebuildable, opts RebuildOpti
 		// ...and the live one to the same point (no further: writers go on appending), so the
 		// two are compared like for like. In a dry run this is rolled back with the rest; in a
 		// swap the live table is dropped anyway.
-		if _, _, err := b.catchUp(ctx, tx, p, liveAt, &cursor); err != nil {
+		if report.LiveLag, err = b.log.Remaining(ctx, liveAt); err != nil {
 			return err
 		}
-		if report.Diff, err = compare(ctx, tx, live, shadow, p.Key()); err != nil {
-			return err
+		if report.LiveLag <= MaxCompareLag {
+			if _, _, err := b.catchUp(ctx, tx, p, liveAt, &cursor); err != nil {
+				return err
+			}
+			if report.Diff, err = compare(ctx, tx, live, shadow, p.Key()); err != nil {
+				return err
+			}
+			report.Compared = true
 		}
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+shadow).Scan(&report.Rows); err != nil {
 			return fmt.Errorf("count %s: %w", shadow, err)

@@ -258,15 +258,20 @@ func writeRebuildReports(w io.Writer, output string, reports []projections.Repor
 			DurationSeconds float64 `json:"duration_seconds"`
 			EventsPerSecond float64 `json:"events_per_second"`
 			Swapped         bool    `json:"swapped"`
-			Diff            diff    `json:"diff"`
+			Compared        bool    `json:"compared"`
+			LiveLag         int64   `json:"live_lag"`
+			Diff            *diff   `json:"diff,omitempty"`
 		}
 		out := []row{}
 		for _, r := range reports {
 			out = append(out, row{
 				Projection: r.Projection, Events: r.Events, Rows: r.Rows, Position: r.Position,
 				DurationSeconds: r.Duration.Seconds(), EventsPerSecond: rate(r), Swapped: r.Swapped,
-				Diff: diff{r.Diff.Missing, r.Diff.Extra, r.Diff.Different, r.Diff.MissingKeys, r.Diff.ExtraKeys, r.Diff.DifferentKeys},
+				Compared: r.Compared, LiveLag: r.LiveLag,
 			})
+			if r.Compared {
+				out[len(out)-1].Diff = &diff{r.Diff.Missing, r.Diff.Extra, r.Diff.Different, r.Diff.MissingKeys, r.Diff.ExtraKeys, r.Diff.DifferentKeys}
+			}
 		}
 		return writeJSONTo(w, out)
 	}
@@ -277,13 +282,21 @@ func writeRebuildReports(w io.Writer, output string, reports []projections.Repor
 		if !r.Swapped {
 			result = "dry run: live table kept"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%.0f\t%d\t%d\t%d\t%s\n", r.Projection, r.Events, r.Rows, r.Position,
-			r.Duration.Round(time.Millisecond), rate(r), r.Diff.Missing, r.Diff.Extra, r.Diff.Different, result)
+		missing, extra, different := "-", "-", "-"
+		if r.Compared {
+			missing, extra, different = fmt.Sprint(r.Diff.Missing), fmt.Sprint(r.Diff.Extra), fmt.Sprint(r.Diff.Different)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\n", r.Projection, r.Events, r.Rows, r.Position,
+			r.Duration.Round(time.Millisecond), rate(r), missing, extra, different, result)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	for _, r := range reports {
+		if !r.Compared {
+			fmt.Fprintf(w, "%s: not compared: the live table was %d events behind the log (more than %d); start the projector and run again to compare\n",
+				r.Projection, r.LiveLag, projections.MaxCompareLag)
+		}
 		for _, g := range []struct {
 			what string
 			keys []string
