@@ -83,6 +83,7 @@ func projectionsStatusCommand() *cobra.Command {
 	db.register(s, false)
 	logs.register(s)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	markArguments(cmd.Flags(), "output")
 	return cmd
 }
 
@@ -170,6 +171,7 @@ Projections: notification_status, notification_history.`,
 	cmd.Flags().IntVar(&batch, "batch-size", 5000, "events read and applied per transaction")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "summary format: table or json")
 	cmd.Flags().StringVar(&progress, "progress", "auto", "progress display: bar, log, none, or auto (a bar on a terminal, log lines otherwise)")
+	markArguments(cmd.Flags(), "all", "dry-run", "batch-size", "output", "progress")
 	return cmd
 }
 

@@ -99,3 +99,17 @@ func (s *settings) Strings(p *[]string, flag, env string, def []string, usage st
 	}
 	s.fs.StringSliceVar(p, flag, def, s.usage(usage, env))
 }
+
+// argumentAnnotation marks a flag that says what one invocation acts on (ids, --all, --reason)
+// rather than how Herald is set up: such a flag has no environment variable, since a variable
+// left set would silently aim every later invocation.
+const argumentAnnotation = "herald_argument"
+
+// markArguments marks the named flags of fs as arguments (see argumentAnnotation).
+func markArguments(fs *pflag.FlagSet, names ...string) {
+	for _, name := range names {
+		if err := fs.SetAnnotation(name, argumentAnnotation, []string{"true"}); err != nil {
+			panic(err) // a flag that was never defined: a bug in the command
+		}
+	}
+}
