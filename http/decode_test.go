@@ -73,6 +73,10 @@ func (emptyReader) Events(ctx context.Context, id string) ([]events.Recorded, er
 	return nil, herald.Errorf(herald.ENOTFOUND, "no notification %s", id)
 }
 
+func (emptyReader) StatusAsOf(ctx context.Context, id string, at time.Time) (herald.Notification, error) {
+	return herald.Notification{}, herald.Errorf(herald.ENOTFOUND, "no notification %s", id)
+}
+
 func (emptyReader) List(ctx context.Context, f herald.ListFilter) ([]herald.Notification, string, error) {
 	return nil, "", nil
 }

@@ -75,12 +75,40 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	if q := r.URL.Query(); q.Has("as_of") {
+		s.statusAsOf(w, r, q.Get("as_of"))
+		return
+	}
 	n, err := s.reader.Status(r.Context(), pathID(r))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, toJSON(n))
+}
+
+// statusAsOf answers what the status was at the instant asOf names, derived from the log.
+func (s *Server) statusAsOf(w http.ResponseWriter, r *http.Request, asOf string) {
+	at, err := time.Parse(time.RFC3339Nano, asOf)
+	if err != nil && strings.Contains(asOf, " ") {
+		// An unencoded "+01:00" offset arrives as " 01:00": a query string decodes "+" as a space.
+		at, err = time.Parse(time.RFC3339Nano, strings.Replace(asOf, " ", "+", 1))
+	}
+	if err != nil {
+		s.writeError(w, r, herald.Invalid("the status query is invalid", map[string]string{
+			"as_of": "must be an RFC 3339 time such as 2026-11-28T10:00:00Z",
+		}))
+		return
+	}
+	n, err := s.reader.StatusAsOf(r.Context(), pathID(r), at)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		notificationJSON
+		AsOf time.Time `json:"as_of"`
+	}{toJSON(n), at.UTC()})
 }
 
 type historyEntryJSON struct {

@@ -36,6 +36,9 @@ type Reader interface {
 	Status(ctx context.Context, id string) (herald.Notification, error)
 	History(ctx context.Context, id string) ([]herald.HistoryEntry, error)
 	Events(ctx context.Context, id string) ([]events.Recorded, error)
+	// StatusAsOf returns the notification as it was at the instant at, from the log alone;
+	// ENOTFOUND if it did not exist yet then.
+	StatusAsOf(ctx context.Context, id string, at time.Time) (herald.Notification, error)
 	// List returns EINVALID for a bad limit or cursor.
 	List(ctx context.Context, f herald.ListFilter) ([]herald.Notification, string, error)
 }

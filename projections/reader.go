@@ -45,6 +45,18 @@ func (r *Reader) Status(ctx context.Context, id string) (herald.Notification, er
 	return n, err
 }
 
+// StatusAsOf returns the notification with id as it was at the instant at, folded from the log
+// alone: the read models are never consulted, so the answer does not depend on how far the
+// projector has got. An at in the future gives the current state. ENOTFOUND if the notification
+// did not exist yet at at (or at all).
+func (r *Reader) StatusAsOf(ctx context.Context, id string, at time.Time) (herald.Notification, error) {
+	if !validID(id) {
+		return herald.Notification{}, notFound(id)
+	}
+	n, _, err := r.log.NotificationAsOf(ctx, id, at)
+	return n, err
+}
+
 // History returns every event of the notification with id as history entries, oldest first.
 // ENOTFOUND if there is no such notification.
 func (r *Reader) History(ctx context.Context, id string) ([]herald.HistoryEntry, error) {
