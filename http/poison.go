@@ -1,8 +1,214 @@
 package http
 
-import "github.com/go-chi/chi/v5"
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/handlers"
+)
 
 // Operator is what operators do to failed notifications (see handlers.Operator).
-type Operator interface{}
+type Operator interface {
+	// Parked lists the parked messages, of channel unless it is empty, with their notifications.
+	Parked(ctx context.Context, channel herald.Channel) ([]handlers.Parked, error)
+	// Requeue and Discard act on the selected notifications, or on none of them: EINVALID for a
+	// bad actor or reason, ENOTFOUND for an unknown notification, ECONFLICT for one that is not
+	// failed (or already discarded) and has nothing parked.
+	Requeue(ctx context.Context, sel handlers.Selection, actor, reason string) ([]handlers.Result, error)
+	Discard(ctx context.Context, sel handlers.Selection, actor, reason string) ([]handlers.Result, error)
+}
 
-func (s *Server) poisonRoutes(r chi.Router) {}
+// defaultOperatorActor is who acts when a request names no actor.
+const defaultOperatorActor = "api"
+
+func (s *Server) poisonRoutes(r chi.Router) {
+	r.Get("/", s.listParked)
+	r.Post("/{id}/requeue", s.operate(s.operator.Requeue))
+	r.Post("/{id}/discard", s.operate(s.operator.Discard))
+}
+
+// parkedJSON is a parked message as the API shows it.
+type parkedJSON struct {
+	ID        string     `json:"id"`
+	Type      string     `json:"type"`
+	Recipient string     `json:"recipient"`
+	Status    string     `json:"status"`
+	Reason    string     `json:"reason"`
+	Error     string     `json:"error"`
+	Attempts  int        `json:"attempts"`
+	FailedAt  *time.Time `json:"failed_at"`
+	Stale     bool       `json:"stale"`
+	MessageID string     `json:"message_id"`
+	// Unreadable says why a parked message is not a command Herald can read.
+	Unreadable string `json:"unreadable,omitempty"`
+}
+
+func toParkedJSON(p handlers.Parked) parkedJSON {
+	out := parkedJSON{
+		ID:         p.Message.NotificationID,
+		Type:       string(p.Channel()),
+		Recipient:  p.Notification.Recipient,
+		Status:     string(p.Notification.Status),
+		Reason:     p.FailReason,
+		Error:      p.FailError,
+		Attempts:   p.Notification.Attempts,
+		Stale:      p.Stale,
+		MessageID:  p.Message.MessageID,
+		Unreadable: p.Message.Unreadable,
+	}
+	if !p.FailedAt.IsZero() {
+		at := p.FailedAt.UTC()
+		out.FailedAt = &at
+	}
+	return out
+}
+
+func (s *Server) listParked(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	fields := map[string]string{}
+	for name := range q {
+		if name != "channel" {
+			fields[name] = "is not a known parameter: use channel"
+		}
+	}
+	var channel herald.Channel
+	if v := q.Get("channel"); v != "" {
+		c, err := herald.ParseChannel(v)
+		if err != nil {
+			fields["channel"] = herald.ErrorMessage(err)
+		}
+		channel = c
+	}
+	if len(fields) > 0 {
+		s.writeError(w, r, herald.Invalid("the listing is invalid", fields))
+		return
+	}
+	parked, err := s.operator.Parked(r.Context(), channel)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := struct {
+		Parked []parkedJSON `json:"parked"`
+	}{Parked: make([]parkedJSON, 0, len(parked))}
+	for _, p := range parked {
+		out.Parked = append(out.Parked, toParkedJSON(p))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// operatorResultJSON is the answer to a requeue or discard.
+type operatorResultJSON struct {
+	ID      string `json:"id"`
+	Action  string `json:"action"`
+	Status  string `json:"status"`
+	Version int64  `json:"version"`
+	// Removed counts the parked messages removed.
+	Removed int   `json:"removed"`
+	Links   links `json:"links"`
+}
+
+// operate serves POST /{id}/requeue and /{id}/discard with act. The body is optional: a JSON
+// object with "actor" (default "api") and "reason" (which a discard requires: act says so).
+func (s *Server) operate(act func(context.Context, handlers.Selection, string, string) ([]handlers.Result, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := pathID(r)
+		if _, err := handlers.ParseID(id); err != nil {
+			s.writeError(w, r, herald.Errorf(herald.ENOTFOUND, "no notification %s", id))
+			return
+		}
+		body, err := decodeStringFields(r, w, s.cfg.MaxBodyBytes, "actor", "reason")
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		actor, given := body["actor"]
+		if !given {
+			actor = defaultOperatorActor
+		}
+		results, err := act(r.Context(), handlers.Selection{IDs: []string{id}}, actor, body["reason"])
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if len(results) != 1 {
+			s.writeError(w, r, fmt.Errorf("operator action on %s: %d results, want 1", id, len(results)))
+			return
+		}
+		res := results[0]
+		writeJSON(w, http.StatusOK, operatorResultJSON{
+			ID: res.ID, Action: string(res.Action), Status: string(res.Status), Version: res.Version,
+			Removed: res.Removed, Links: linksFor(res.ID),
+		})
+	}
+}
+
+// decodeStringFields reads an optional JSON object of string fields from r, at most limit bytes,
+// as strictly as DecodeSend: exact names, no repeats, no other fields, no other types. An empty
+// body is an empty object. A field given as null is absent.
+func decodeStringFields(r *http.Request, w http.ResponseWriter, limit int64, names ...string) (map[string]string, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return nil, &herald.Error{Code: codeUnsupportedMedia,
+				Message: fmt.Sprintf("Content-Type %q is not JSON: send application/json", ct)}
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, &herald.Error{Code: codeTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit)}
+		}
+		return nil, &herald.Error{Code: codeMalformed, Message: "could not read the request body", Err: err}
+	}
+	out := map[string]string{}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return out, nil
+	}
+	if !utf8.Valid(body) {
+		return nil, &herald.Error{Code: codeMalformed, Message: "request body is not valid UTF-8"}
+	}
+	raw, err := topLevelFields(body)
+	if err != nil {
+		if herald.ErrorCode(err) == herald.EINVALID {
+			return nil, herald.Invalid("the request is invalid", herald.ErrorFields(err))
+		}
+		return nil, err
+	}
+	fields := map[string]string{}
+	for name, v := range raw {
+		known := false
+		for _, n := range names {
+			known = known || n == name
+		}
+		switch {
+		case !known:
+			fields[name] = fmt.Sprintf("is not a known field: send %s (names are case-sensitive)", strings.Join(names, " and "))
+		case string(v) == "null":
+		default:
+			var str string
+			if err := json.Unmarshal(v, &str); err != nil {
+				fields[name] = "must be a string, not " + jsonValueKind(v)
+				continue
+			}
+			out[name] = str
+		}
+	}
+	if len(fields) > 0 {
+		return nil, herald.Invalid("the request is invalid", fields)
+	}
+	return out, nil
+}

@@ -175,6 +175,9 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 	if addr != "" {
 		srv := heraldhttp.NewServer(heraldhttp.Config{MaxBodyBytes: int64(cfg.http.MaxBodyBytes), Metrics: reg},
 			acceptor, reader, checks, logger)
+		if p.api {
+			srv.WithOperator(handlers.NewOperator(pool, log, router.NewOutbox(nil), router.NewPoisonQueue(cfg.amqp.URL)))
+		}
 		c, err := httpComponent("http", addr, srv.Handler(), logger)
 		if err != nil {
 			return err

@@ -1,0 +1,245 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/commands"
+	"github.com/herald-notify/herald/handlers"
+)
+
+// PoisonQueue reads and removes the commands workers parked in poison_notifications, for
+// operators. It opens a connection of its own for each call and declares nothing: the queue is
+// the workers' and the relay's to declare (see Topology).
+//
+// AMQP 0-9-1 has no way to look at a message without taking it, so List takes every message
+// unacknowledged (basic.get) and then closes its channel, which hands them all back untouched.
+// Meanwhile the messages count as unacknowledged rather than ready, so the queue's total depth,
+// as RabbitMQ's management UI shows it, stays true; another reader of the queue does not see
+// them for that moment (two operators working the queue at once may each miss what the other
+// holds). A quorum queue counts each such return as a redelivery: x-delivery-count grows by one
+// per look. Herald sets no delivery limit on its queues, but RabbitMQ 4.0 and later give quorum
+// queues a default one of 20, past which such returns may drop or dead-letter a parked command;
+// a policy with delivery-limit -1 on poison_notifications lifts it.
+type PoisonQueue struct {
+	url   string
+	queue string
+	// dialTimeout bounds connecting when the caller's context has no deadline.
+	dialTimeout time.Duration
+}
+
+var _ handlers.ParkedQueue = (*PoisonQueue)(nil)
+
+// NewPoisonQueue returns the poison queue of the RabbitMQ at url.
+func NewPoisonQueue(url string) *PoisonQueue {
+	return &PoisonQueue{url: url, queue: QueuePoison, dialTimeout: 30 * time.Second}
+}
+
+// ErrPoisonQueueMissing is wrapped by the errors of a PoisonQueue whose queue does not exist.
+var ErrPoisonQueueMissing = errors.New("poison queue not declared yet: start a worker or serve once")
+
+// List returns every parked message, in queue order, and leaves them all in the queue.
+func (q *PoisonQueue) List(ctx context.Context) ([]handlers.ParkedMessage, error) {
+	var out []handlers.ParkedMessage
+	err := q.session(ctx, func(ch *amqp091.Channel) error {
+		return q.drain(ctx, ch, func(d amqp091.Delivery) error {
+			out = append(out, decodeParked(d))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", q.queue, err)
+	}
+	return out, nil
+}
+
+// Remove deletes every message a key names — all copies: a command can be parked twice — and
+// hands every other message back. It returns how many messages it deleted per notification id.
+// The deletions are confirmed by the orderly close of the channel that made them; when the close
+// is not orderly, an error says the removal may be partial, and List tells what is left.
+func (q *PoisonQueue) Remove(ctx context.Context, keys []handlers.ParkedKey) (map[string]int, error) {
+	wanted := make(map[handlers.ParkedKey]bool, len(keys))
+	for _, k := range keys {
+		wanted[k] = true
+	}
+	removed := map[string]int{}
+	err := q.session(ctx, func(ch *amqp091.Channel) error {
+		return q.drain(ctx, ch, func(d amqp091.Delivery) error {
+			m := decodeParked(d)
+			if m.NotificationID == "" {
+				return nil
+			}
+			if !wanted[handlers.ParkedKey{NotificationID: m.NotificationID, MessageID: m.MessageID}] &&
+				!wanted[handlers.ParkedKey{NotificationID: m.NotificationID}] {
+				return nil
+			}
+			if err := ch.Ack(d.DeliveryTag, false); err != nil {
+				return fmt.Errorf("acknowledge message %s of %s: %w", m.MessageID, m.NotificationID, err)
+			}
+			removed[m.NotificationID]++
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("remove from %s (possibly in part): %w", q.queue, err)
+	}
+	return removed, nil
+}
+
+// drain gets every message of the queue, unacknowledged, and hands each to fn, until the queue
+// has none left to give. Closing the channel returns those fn did not acknowledge.
+func (q *PoisonQueue) drain(ctx context.Context, ch *amqp091.Channel, fn func(amqp091.Delivery) error) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		d, ok, err := ch.Get(q.queue, false)
+		if err != nil {
+			return fmt.Errorf("get: %w", err)
+		}
+		if !ok {
+			return nil
+		}
+		if err := fn(d); err != nil {
+			return err
+		}
+	}
+}
+
+// session connects, checks the queue exists, and runs fn on a channel of its own. It then closes
+// the channel — which returns every message fn took and did not acknowledge — and reports a
+// channel that did not close in order, since an acknowledgement may then have been lost. ctx
+// bounds it all: when ctx is done the connection is closed under fn.
+func (q *PoisonQueue) session(ctx context.Context, fn func(ch *amqp091.Channel) error) (err error) {
+	conn, err := q.dial(ctx)
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer func() {
+		stop()
+		_ = conn.Close()
+		if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			// The connection was closed under fn: say why.
+			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+		}
+	}()
+
+	// A passive declare of a missing queue closes its channel: use one for nothing else.
+	check, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	if _, err := check.QueueDeclarePassive(q.queue, true, false, false, false, nil); err != nil {
+		var amqpErr *amqp091.Error
+		if errors.As(err, &amqpErr) && amqpErr.Code == amqp091.NotFound {
+			return &herald.Error{Code: herald.EUNAVAILABLE, Message: ErrPoisonQueueMissing.Error(), Err: ErrPoisonQueueMissing}
+		}
+		return fmt.Errorf("check queue: %w", err)
+	}
+	_ = check.Close()
+
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	closed := ch.NotifyClose(make(chan *amqp091.Error, 1))
+	fnErr := fn(ch)
+	closeErr := ch.Close()
+	if cerr, ok := <-closed; ok && cerr != nil {
+		closeErr = cerr
+	}
+	if fnErr != nil {
+		return fnErr
+	}
+	if closeErr != nil {
+		return fmt.Errorf("close channel: %w", closeErr)
+	}
+	return nil
+}
+
+// dial connects within ctx (or dialTimeout, when ctx has no deadline), handshake included.
+func (q *PoisonQueue) dial(ctx context.Context) (*amqp091.Connection, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(q.dialTimeout)
+	}
+	props := amqp091.NewConnectionProperties()
+	props.SetClientConnectionName("herald poison")
+	conn, err := amqp091.DialConfig(q.url, amqp091.Config{
+		Properties: props,
+		Dial: func(network, addr string) (net.Conn, error) {
+			dctx, cancel := context.WithDeadline(ctx, deadline)
+			defer cancel()
+			c, err := (&net.Dialer{}).DialContext(dctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			// Cleared by the library once the AMQP handshake is done.
+			if err := c.SetDeadline(deadline); err != nil {
+				_ = c.Close()
+				return nil, err
+			}
+			return c, nil
+		},
+	})
+	if err != nil {
+		return nil, &herald.Error{Code: herald.EUNAVAILABLE, Message: "RabbitMQ is unreachable", Err: fmt.Errorf("connect to RabbitMQ: %w", err)}
+	}
+	return conn, nil
+}
+
+// decodeParked reads a parked message in watermill-amqp's format: the command's JSON as body,
+// watermill's metadata (the message id, the command's name, the correlation id and what the
+// poison middleware added) as headers.
+func decodeParked(d amqp091.Delivery) handlers.ParkedMessage {
+	m := handlers.ParkedMessage{
+		Headers:   make(map[string]string, len(d.Headers)),
+		Body:      d.Body,
+		Timestamp: d.Timestamp,
+	}
+	for k, v := range d.Headers {
+		if s, ok := v.(string); ok {
+			m.Headers[k] = s
+		} else {
+			m.Headers[k] = fmt.Sprint(v)
+		}
+	}
+	m.MessageID = m.Headers[amqp.DefaultMessageUUIDHeaderKey]
+	m.CorrelationID = m.Headers[middleware.CorrelationIDMetadataKey]
+	m.Reason = m.Headers[middleware.ReasonForPoisonedKey]
+	m.Queue = m.Headers[middleware.PoisonedTopicKey]
+	m.Handler = m.Headers[middleware.PoisonedHandlerKey]
+	if n, err := strconv.Atoi(m.Headers["x-delivery-count"]); err == nil {
+		m.Deliveries = n
+	}
+
+	want := commandMarshaler.Name(commands.SendNotification{})
+	if name := m.Headers["name"]; name != want {
+		m.Unreadable = fmt.Sprintf("the message is a %q, not a %s command", name, want)
+		return m
+	}
+	var cmd commands.SendNotification
+	if err := json.Unmarshal(d.Body, &cmd); err != nil {
+		m.Unreadable = "the command is not valid JSON: " + err.Error()
+		return m
+	}
+	if cmd.NotificationID == "" {
+		m.Unreadable = "the command names no notification"
+		return m
+	}
+	m.NotificationID = strings.ToLower(cmd.NotificationID)
+	m.Channel = cmd.Channel
+	return m
+}
