@@ -82,8 +82,37 @@ func (c AMQPConfig) watermill() amqp.Config {
 	return cfg
 }
 
+// queueArguments are the work queues' arguments. A command RabbitMQ gives up on — a quorum queue
+// drops a message redelivered more often than its delivery limit, 20 by default since RabbitMQ
+// 4.0 — is dead-lettered to the poison queue rather than dropped.
 func (c AMQPConfig) queueArguments() amqp091.Table {
-	return amqp091.Table{"x-queue-type": c.QueueType}
+	return amqp091.Table{
+		"x-queue-type":              c.QueueType,
+		"x-dead-letter-exchange":    "",
+		"x-dead-letter-routing-key": QueuePoison,
+	}
+}
+
+// poisonQueueArguments are the poison queue's. It is a classic queue whatever the work queues
+// are: listing parked messages hands them back to the queue, which a quorum queue counts as a
+// redelivery and, past its delivery limit, drops.
+func poisonQueueArguments() amqp091.Table {
+	return amqp091.Table{"x-queue-type": "classic"}
+}
+
+// Declare declares Herald's queues on ch: the work queues, and the poison queue their commands
+// are parked in. Declaring them again with the same arguments is harmless; with others, RabbitMQ
+// refuses (PRECONDITION_FAILED), and the error says so.
+func (c AMQPConfig) Declare(ch *amqp091.Channel) error {
+	for _, q := range []struct {
+		name string
+		args amqp091.Table
+	}{{QueuePoison, poisonQueueArguments()}, {QueueEmail, c.queueArguments()}, {QueueSMS, c.queueArguments()}} {
+		if _, err := ch.QueueDeclare(q.name, true, false, false, false, q.args); err != nil {
+			return fmt.Errorf("declare queue %s (%v): %w", q.name, q.args, err)
+		}
+	}
+	return nil
 }
 
 // headerTolerantMarshaler is watermill-amqp's message format, reading header values of any type.
@@ -174,11 +203,9 @@ func (t *Topology) declare(conn *amqp091.Connection) error {
 		return fmt.Errorf("open channel: %w", err)
 	}
 	defer ch.Close()
-	for _, q := range []string{QueueEmail, QueueSMS, QueuePoison} {
-		if _, err := ch.QueueDeclare(q, true, false, false, false, t.cfg.queueArguments()); err != nil {
-			_ = conn.Close()
-			return fmt.Errorf("declare queue %s: %w", q, err)
-		}
+	if err := t.cfg.Declare(ch); err != nil {
+		_ = conn.Close()
+		return err
 	}
 	return nil
 }

@@ -28,10 +28,9 @@ import (
 // Meanwhile the messages count as unacknowledged rather than ready, so the queue's total depth,
 // as RabbitMQ's management UI shows it, stays true; another reader of the queue does not see
 // them for that moment (two operators working the queue at once may each miss what the other
-// holds). A quorum queue counts each such return as a redelivery: x-delivery-count grows by one
-// per look. Herald sets no delivery limit on its queues, but RabbitMQ 4.0 and later give quorum
-// queues a default one of 20, past which such returns may drop or dead-letter a parked command;
-// a policy with delivery-limit -1 on poison_notifications lifts it.
+// holds). The poison queue is a classic queue for this reason: a quorum queue would count each
+// return as a redelivery and, past its delivery limit (20 by default since RabbitMQ 4.0), drop
+// the parked command.
 type PoisonQueue struct {
 	url   string
 	queue string
