@@ -78,9 +78,11 @@ type Parked struct {
 	FailError  string
 	// Discarded is true when an operator discarded the notification since it last failed.
 	Discarded bool
-	// Stale is true when the notification is no longer failed (it was requeued since, and is
-	// pending, processing or sent) or was discarded since it failed: the message is left over
-	// from an operator action whose removal of it did not happen, and needs only removing.
+	// Stale is true when the notification is not failed, or was discarded since it failed. A
+	// stale message of a sent or discarded notification is left over from an operator action
+	// whose removal of it did not happen, and needs only removing; one of a notification still
+	// pending or processing may also be a command RabbitMQ dead-lettered, and a requeue sends it
+	// again (ActionResent).
 	Stale bool
 }
 
@@ -122,6 +124,12 @@ const (
 	// ActionRemoved: only stale (or, for a discard, orphaned) parked messages were removed; no
 	// event was appended.
 	ActionRemoved Action = "removed"
+	// ActionResent: the notification is still pending or processing, yet its command was parked
+	// (RabbitMQ dead-letters a command redelivered past a quorum queue's delivery limit, and a
+	// requeue whose removal failed leaves a copy behind). Its command was queued again, with no
+	// event: its story goes on where it was, and a worker that finds an attempt under way or the
+	// notification sent acknowledges the extra command.
+	ActionResent Action = "resent"
 )
 
 // Result is the outcome of a requeue or discard for one notification.
@@ -443,6 +451,12 @@ func plan(v verb, id string, st notificationState, msgs []ParkedMessage, actor, 
 		return s, nil
 	case n.Status != herald.StatusFailed && len(msgs) == 0:
 		return s, &problem{herald.ECONFLICT, fmt.Sprintf("is %s, not failed, and has nothing parked", n.Status)}
+	case !n.Status.Terminal() && v == verbDiscard:
+		// Removing the parked command of a notification still under way could strand it.
+		return s, &problem{herald.ECONFLICT, fmt.Sprintf("is %s, not failed; requeue it to send its parked command again", n.Status)}
+	case !n.Status.Terminal():
+		s.action = ActionResent
+		return s, nil
 	case n.Status != herald.StatusFailed:
 		s.action = ActionRemoved
 		return s, nil
@@ -556,7 +570,7 @@ func (o *Operator) run(ctx context.Context, v verb, steps []step, actor string) 
 func (o *Operator) record(ctx context.Context, s step, actor string) (Result, error) {
 	n := s.state.n
 	r := Result{ID: s.id, Action: s.action, Status: n.Status, Version: n.Version}
-	if len(s.evs) == 0 {
+	if len(s.evs) == 0 && s.action != ActionResent {
 		return r, nil
 	}
 	// The requeued command and the attempts it causes belong to the request that started the
@@ -573,7 +587,7 @@ func (o *Operator) record(ctx context.Context, s step, actor string) (Result, er
 		if recs, err = o.log.In(tx).Append(wctx, s.id, n.Version, md, s.evs...); err != nil {
 			return err
 		}
-		if s.action != ActionRequeued {
+		if s.action != ActionRequeued && s.action != ActionResent {
 			return nil
 		}
 		cmd := commands.SendNotification{NotificationID: s.id, Channel: n.Channel}

@@ -474,14 +474,17 @@ func TestRemovalFailureLeavesAStaleMessage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second Requeue: %v", err)
 	}
-	if len(results) != 1 || results[0].Action != handlers.ActionRemoved || results[0].Removed != 1 {
-		t.Errorf("second requeue: %+v, want only the stale message removed", results)
+	// The notification is pending: its parked message cannot be told from a command RabbitMQ
+	// dead-lettered, so it is sent again rather than dropped — a second command, which the
+	// worker acknowledges without a second send.
+	if len(results) != 1 || results[0].Action != handlers.ActionResent || results[0].Removed != 1 {
+		t.Errorf("second requeue: %+v, want the command resent and the stale message removed", results)
 	}
 	if v := env.version(t, id); v != 6 {
 		t.Errorf("stream at version %d after the second requeue, want still 6", v)
 	}
-	if n := len(outboxCommands(t, env.pool)); n != 1 {
-		t.Errorf("outbox holds %d commands, want the first requeue's one", n)
+	if n := len(outboxCommands(t, env.pool)); n != 2 {
+		t.Errorf("outbox holds %d commands, want the requeue's and the resend's", n)
 	}
 }
 
@@ -593,4 +596,41 @@ func TestShow(t *testing.T) {
 	checkCode(t, err, herald.ENOTFOUND)
 	_, err = env.op.Show(ctx, "nope")
 	checkCode(t, err, herald.EINVALID)
+}
+
+// A command parked while its notification is still under way (dead-lettered past a delivery
+// limit) is sent again by a requeue, with no event, and cannot be discarded.
+func TestParkedCommandOfANotificationUnderWayIsResent(t *testing.T) {
+	env := newOperatorEnv(t, nil)
+	ctx := operatorCtx()
+	underWay := env.notification(t, herald.ChannelEmail, []events.Event{
+		&events.NotificationQueued{Channel: herald.ChannelEmail, Recipient: "ada@example.com", Content: "c", Body: "b"},
+		&events.NotificationProcessing{Attempt: 1, Worker: "w"},
+	}, true)
+	version := env.version(t, underWay)
+
+	_, err := env.op.Discard(ctx, handlers.Selection{IDs: []string{underWay}}, "ops", "why")
+	checkCode(t, err, herald.ECONFLICT)
+	if ids := env.parked.messageIDs(underWay); len(ids) != 1 {
+		t.Fatalf("a refused discard left %v parked, want the one message", ids)
+	}
+
+	results, err := env.op.Requeue(ctx, handlers.Selection{IDs: []string{underWay}}, "ops", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []handlers.Result{{ID: underWay, Action: handlers.ActionResent, Status: herald.StatusProcessing, Version: version, Removed: 1}}
+	if diff := cmp.Diff(want, results); diff != "" {
+		t.Errorf("requeue of a notification under way (-want +got):\n%s", diff)
+	}
+	if got := env.version(t, underWay); got != version {
+		t.Errorf("version moved from %d to %d: resending appends nothing", version, got)
+	}
+	cmds := outboxCommands(t, env.pool)
+	if len(cmds) != 1 || cmds[0].Command.NotificationID != underWay || cmds[0].Queue != "email_notifications" {
+		t.Errorf("outbox holds %+v, want the notification's command once", cmds)
+	}
+	if ids := env.parked.messageIDs(underWay); len(ids) != 0 {
+		t.Errorf("still parked: %v", ids)
+	}
 }
