@@ -13,6 +13,10 @@ const (
 	ECONFLICT    = "conflict"    // the stream moved on since it was read
 	EUNAVAILABLE = "unavailable" // a dependency is down; retrying later may succeed
 	EINTERNAL    = "internal"    // a bug or an unexpected failure
+
+	EUNAUTHORIZED = "unauthorized" // no valid API key was presented
+	EFORBIDDEN    = "forbidden"    // the API key lacks the scope the action needs
+	ERATELIMITED  = "rate_limited" // the API key sent too many requests; retry later
 )
 
 // Error is the error type the layers hand each other: a machine-readable code, a message meant

@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,10 +15,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/apikeys"
 	"github.com/herald-notify/herald/delivery/deliverytest"
 	"github.com/herald-notify/herald/heraldtest"
 )
@@ -60,17 +64,25 @@ type deps struct {
 	AMQPURL string
 	SMTP    *deliverytest.SMTPSink
 	SMS     *deliverytest.SMSSink
+	// Token is an API key with every scope; the test client sends it to this cluster's API.
+	Token string
 }
 
-// newDeps creates a fresh, migrated database, a private vhost and both sinks.
+// newDeps creates a fresh, migrated database with an API key, a private vhost and both sinks.
 func newDeps(t *testing.T) *deps {
 	t.Helper()
-	return &deps{
+	d := &deps{
 		DB:      heraldtest.NewDatabase(t),
 		AMQPURL: heraldtest.NewVHost(t),
 		SMTP:    deliverytest.NewSMTPSink(t),
 		SMS:     deliverytest.NewSMSSink(t),
 	}
+	_, token, err := apikeys.NewStore(d.DB.Pool).Create(context.Background(), "e2e", herald.Scopes, "e2e")
+	if err != nil {
+		t.Fatalf("create an API key: %v", err)
+	}
+	d.Token = token
+	return d
 }
 
 // Sender settings the processes are configured with.
@@ -181,6 +193,8 @@ func startHerald(t *testing.T, opts heraldOpts) *cluster {
 		c.procs = append(c.procs, p)
 		if name == "serve" || name == "all" {
 			c.API = p.url
+			tokens.Store(strings.TrimPrefix(p.url, "http://"), opts.Deps.Token)
+			t.Cleanup(func() { tokens.Delete(strings.TrimPrefix(p.url, "http://")) })
 		}
 	}
 	return c
@@ -458,7 +472,28 @@ type sendRequest struct {
 	Variables map[string]any `json:"variables,omitempty"`
 }
 
-var client = &http.Client{Timeout: 10 * time.Second}
+var client = &http.Client{Timeout: 10 * time.Second, Transport: withAPIKey{http.DefaultTransport}}
+
+// tokens maps the host:port of each running API to the API key the test client sends it.
+var tokens sync.Map
+
+// withAPIKey sends the API key of the API a request goes to, unless the request has its own
+// Authorization header (tests of authentication set one, or "-" for none).
+type withAPIKey struct{ next http.RoundTripper }
+
+func (t withAPIKey) RoundTrip(r *http.Request) (*http.Response, error) {
+	switch auth := r.Header.Get("Authorization"); {
+	case auth == "-":
+		r = r.Clone(r.Context())
+		r.Header.Del("Authorization")
+	case auth == "":
+		if token, ok := tokens.Load(r.URL.Host); ok {
+			r = r.Clone(r.Context())
+			r.Header.Set("Authorization", "Bearer "+token.(string))
+		}
+	}
+	return t.next.RoundTrip(r)
+}
 
 // send posts body, asserts 202 with a pending notification, and returns its id.
 func send(t *testing.T, baseURL string, body sendRequest) string {

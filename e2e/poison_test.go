@@ -206,7 +206,7 @@ func TestPoisonRequeueAndDiscard(t *testing.T) {
 	heraldtest.Eventually(t, 15*time.Second, "the email's history to end with NotificationDiscarded by ops", func() (bool, error) {
 		hist := operatorHistory(t, h.API, emailID)
 		last := hist[len(hist)-1]
-		want := operatorEntry{Event: "NotificationDiscarded", Status: "failed", Actor: "ops", Reason: "address gone"}
+		want := operatorEntry{Event: "NotificationDiscarded", Status: "failed", Actor: "ops via apikey:e2e", Reason: "address gone"}
 		return last == want, fmt.Errorf("it ends with %+v", last)
 	})
 	if n := waitStatus(t, h.API, emailID, "failed", 5*time.Second); n.Attempts != 1 {

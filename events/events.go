@@ -38,6 +38,14 @@ type NotificationQueued struct {
 	// RenderedSubject and Body are what will be delivered.
 	RenderedSubject string `json:"rendered_subject,omitempty"`
 	Body            string `json:"body"`
+	// APIKey is the key the notification was sent with.
+	APIKey *APIKeyRef `json:"api_key,omitempty"`
+}
+
+// APIKeyRef names an API key in the log.
+type APIKeyRef struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
 }
 
 // NotificationProcessing records that a worker began delivery attempt Attempt (from 1).

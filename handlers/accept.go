@@ -1,7 +1,10 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"strings"
@@ -26,6 +29,16 @@ type SendRequest struct {
 	Subject   string
 	Content   string
 	Variables map[string]any
+	// IdempotencyKey, if set, makes a retried request safe: the same key with the same request
+	// answers with the notification created the first time.
+	IdempotencyKey string
+}
+
+// Accepted is the answer to an accepted request.
+type Accepted struct {
+	herald.Notification
+	// Replayed is true when the request repeated an idempotency key: nothing new was created.
+	Replayed bool
 }
 
 // Limits bound what a client may ask to send.
@@ -68,48 +81,174 @@ type Acceptor struct {
 	// writeTimeout bounds the transaction; it runs detached from the request so that a client
 	// hanging up cannot leave Herald unsure whether it accepted.
 	writeTimeout time.Duration
+	// idempotencyTTL is how long an idempotency key is remembered.
+	idempotencyTTL time.Duration
 }
+
+// DefaultIdempotencyTTL is how long an idempotency key is remembered by default.
+const DefaultIdempotencyTTL = 24 * time.Hour
 
 // NewAcceptor returns an acceptor writing through db.
 func NewAcceptor(db Beginner, log *events.Log, outbox Outbox, limits Limits) *Acceptor {
-	return &Acceptor{db: db, log: log, outbox: outbox, limits: limits, writeTimeout: 10 * time.Second}
+	return &Acceptor{db: db, log: log, outbox: outbox, limits: limits, writeTimeout: 10 * time.Second,
+		idempotencyTTL: DefaultIdempotencyTTL}
 }
 
-// Accept validates req and records it. It returns the accepted notification (status pending), an
-// EINVALID *herald.Error naming the offending fields (nothing is written), or another error if the
-// write failed (nothing is written either).
-func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (herald.Notification, error) {
+// WithIdempotencyTTL returns a copy of a that remembers idempotency keys for ttl.
+func (a *Acceptor) WithIdempotencyTTL(ttl time.Duration) *Acceptor {
+	c := *a
+	c.idempotencyTTL = ttl
+	return &c
+}
+
+// Accept validates req and records it, for the API key ctx carries (see herald.WithPrincipal). It
+// returns the accepted notification (status pending); an EINVALID *herald.Error naming the
+// offending fields, nothing written; or another error if the write failed, nothing written either.
+//
+// With an idempotency key, the first request records the notification and the key together; a
+// later one with the same key and the same request (from the same API key, within the key's time
+// to live) answers with that notification, Replayed, and creates nothing; with another request it
+// is EINVALID. Concurrent requests with one key wait for each other: one creates, the others
+// replay.
+func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error) {
 	queued, err := a.Validate(req)
 	if err != nil {
-		return herald.Notification{}, err
+		return Accepted{}, err
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
-		return herald.Notification{}, fmt.Errorf("accept: notification id: %w", err)
+		return Accepted{}, fmt.Errorf("accept: notification id: %w", err)
 	}
 	stream := id.String()
 	md := events.Metadata{CorrelationID: herald.CorrelationID(ctx), Actor: "api"}
+	keyID := anonymousKey
+	if p, ok := herald.PrincipalFrom(ctx); ok {
+		queued.APIKey = &events.APIKeyRef{ID: p.KeyID, Name: p.Name}
+		md.Actor = p.Actor()
+		keyID = p.KeyID
+	}
 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.writeTimeout)
 	defer cancel()
-	var recs []events.Recorded
+	var (
+		recs     []events.Recorded
+		replayed *herald.Notification
+	)
 	err = pgx.BeginFunc(ctx, a.db, func(tx pgx.Tx) error {
+		if req.IdempotencyKey != "" {
+			earlier, err := a.claimIdempotencyKey(ctx, tx, keyID, req, stream)
+			if err != nil || earlier != nil {
+				replayed = earlier
+				return err
+			}
+		}
 		var err error
 		if recs, err = a.log.In(tx).Append(ctx, stream, 0, md, queued); err != nil {
 			return err
 		}
 		return a.outbox.Send(ctx, tx, commands.SendNotification{NotificationID: stream, Channel: queued.Channel})
 	})
-	if err != nil {
-		return herald.Notification{}, fmt.Errorf("accept %s: %w", stream, err)
+	switch {
+	case err != nil && herald.ErrorCode(err) == herald.EINVALID:
+		return Accepted{}, err
+	case err != nil:
+		return Accepted{}, fmt.Errorf("accept %s: %w", stream, err)
+	case replayed != nil:
+		return Accepted{Notification: *replayed, Replayed: true}, nil
 	}
-	return events.Evolve(herald.Notification{}, recs[0], queued), nil
+	return Accepted{Notification: events.Evolve(herald.Notification{}, recs[0], queued)}, nil
+}
+
+// anonymousKey scopes the idempotency keys of requests made without an API key (tests, and
+// servers built without authentication).
+const anonymousKey = "00000000-0000-0000-0000-000000000000"
+
+// claimIdempotencyKey records key for req and stream, inside tx. If the same API key used it
+// before, within its time to live, it returns the notification it created then — or EINVALID if
+// that was another request.
+func (a *Acceptor) claimIdempotencyKey(ctx context.Context, tx pgx.Tx, keyID string, req SendRequest, stream string) (*herald.Notification, error) {
+	hash, err := requestHash(req)
+	if err != nil {
+		return nil, err
+	}
+	// A concurrent request with the same key waits here until the first one commits or rolls back.
+	tag, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (api_key_id, key, request_hash, notification_id)
+		VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, keyID, req.IdempotencyKey, hash, stream)
+	if err != nil {
+		return nil, fmt.Errorf("idempotency key: %w", err)
+	}
+	if tag.RowsAffected() == 1 {
+		return nil, nil
+	}
+	var (
+		earlierHash []byte
+		earlierID   string
+		expired     bool
+	)
+	err = tx.QueryRow(ctx, `SELECT request_hash, notification_id::text, created_at < now() - $3::interval
+		FROM idempotency_keys WHERE api_key_id = $1 AND key = $2 FOR UPDATE`,
+		keyID, req.IdempotencyKey, a.idempotencyTTL.String()).Scan(&earlierHash, &earlierID, &expired)
+	if err != nil {
+		return nil, fmt.Errorf("idempotency key: %w", err)
+	}
+	if expired {
+		_, err := tx.Exec(ctx, `UPDATE idempotency_keys SET request_hash = $3, notification_id = $4, created_at = now()
+			WHERE api_key_id = $1 AND key = $2`, keyID, req.IdempotencyKey, hash, stream)
+		if err != nil {
+			return nil, fmt.Errorf("idempotency key: %w", err)
+		}
+		return nil, nil
+	}
+	if !bytes.Equal(earlierHash, hash) {
+		return nil, herald.Invalid("the idempotency key was used with another request", map[string]string{
+			"Idempotency-Key": "was used before with a different request; use a new key for a new request",
+		})
+	}
+	recs, err := a.log.In(tx).Load(ctx, earlierID)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("idempotency key %q names notification %s, which has no events", req.IdempotencyKey, earlierID)
+	}
+	e, err := recs[0].Event()
+	if err != nil {
+		return nil, err
+	}
+	// The answer the first request got: the notification as it was accepted.
+	n := events.Evolve(herald.Notification{}, recs[0], e)
+	return &n, nil
+}
+
+// requestHash identifies a request's content: the same fields and values give the same hash.
+func requestHash(req SendRequest) ([]byte, error) {
+	b, err := json.Marshal(map[string]any{
+		"type": req.Type, "recipient": req.Recipient, "subject": req.Subject,
+		"content": req.Content, "variables": req.Variables,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("idempotency: hash request: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return sum[:], nil
+}
+
+// PurgeIdempotencyKeys forgets the idempotency keys older than their time to live.
+func (a *Acceptor) PurgeIdempotencyKeys(ctx context.Context, db events.Querier) (int64, error) {
+	tag, err := db.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < now() - $1::interval`, a.idempotencyTTL.String())
+	if err != nil {
+		return 0, fmt.Errorf("purge idempotency keys: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // Validate checks req against every rule and renders its templates. All offending fields are
 // reported at once, as an EINVALID *herald.Error.
 func (a *Acceptor) Validate(req SendRequest) (*events.NotificationQueued, error) {
 	fields := map[string]string{}
+	if k := req.IdempotencyKey; k != "" && !validIdempotencyKey(k) {
+		fields["Idempotency-Key"] = "must be 1 to 255 printable ASCII characters"
+	}
 	channel, err := herald.ParseChannel(req.Type)
 	if err != nil {
 		if req.Type == "" {
@@ -185,6 +324,18 @@ func (a *Acceptor) Validate(req SendRequest) (*events.NotificationQueued, error)
 		return nil, herald.Invalid("the notification is invalid", fields)
 	}
 	return q, nil
+}
+
+func validIdempotencyKey(k string) bool {
+	if len(k) > 255 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // breaksHeader reports whether r has no place in a mail header: control characters, and the

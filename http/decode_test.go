@@ -31,7 +31,7 @@ type fakeAcceptor struct {
 
 var _ heraldhttp.Acceptor = (*fakeAcceptor)(nil)
 
-func (a *fakeAcceptor) Accept(ctx context.Context, req handlers.SendRequest) (herald.Notification, error) {
+func (a *fakeAcceptor) Accept(ctx context.Context, req handlers.SendRequest) (handlers.Accepted, error) {
 	if a.panicMsg != "" {
 		panic(a.panicMsg)
 	}
@@ -39,7 +39,7 @@ func (a *fakeAcceptor) Accept(ctx context.Context, req handlers.SendRequest) (he
 	defer a.mu.Unlock()
 	a.requests = append(a.requests, req)
 	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	return herald.Notification{
+	return handlers.Accepted{Notification: herald.Notification{
 		ID:        "0195f1f4-0000-7000-8000-000000000001",
 		Channel:   herald.Channel(req.Type),
 		Recipient: req.Recipient,
@@ -47,7 +47,7 @@ func (a *fakeAcceptor) Accept(ctx context.Context, req handlers.SendRequest) (he
 		Version:   1,
 		CreatedAt: now,
 		UpdatedAt: now,
-	}, nil
+	}}, nil
 }
 
 func (a *fakeAcceptor) calls() []handlers.SendRequest {

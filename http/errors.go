@@ -33,6 +33,9 @@ var statusOf = map[string]int{
 	codeUnsupportedMedia: http.StatusUnsupportedMediaType,
 	codeMethodNotAllowed: http.StatusMethodNotAllowed,
 	codeRouteNotFound:    http.StatusNotFound,
+	herald.EUNAUTHORIZED: http.StatusUnauthorized,
+	herald.EFORBIDDEN:    http.StatusForbidden,
+	herald.ERATELIMITED:  http.StatusTooManyRequests,
 }
 
 type errorBody struct {

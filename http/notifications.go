@@ -65,13 +65,17 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	n, err := s.acceptor.Accept(r.Context(), req)
+	req.IdempotencyKey = r.Header.Get(IdempotencyHeader)
+	a, err := s.acceptor.Accept(r.Context(), req)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	w.Header().Set("Location", linksFor(n.ID).Status)
-	writeJSON(w, http.StatusAccepted, toJSON(n))
+	w.Header().Set("Location", linksFor(a.ID).Status)
+	if a.Replayed {
+		w.Header().Set(ReplayedHeader, "true")
+	}
+	writeJSON(w, http.StatusAccepted, toJSON(a.Notification))
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {

@@ -121,7 +121,8 @@ type operatorResultJSON struct {
 }
 
 // operate serves POST /{id}/requeue and /{id}/discard with act. The body is optional: a JSON
-// object with "actor" (default "api") and "reason" (which a discard requires: act says so).
+// object with "actor" and "reason" (which a discard requires: act says so). The actor recorded is
+// the API key ("apikey:<name>"), or "<actor> via apikey:<name>" when the body names one.
 func (s *Server) operate(act func(context.Context, handlers.Selection, string, string) ([]handlers.Result, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := pathID(r)
@@ -135,7 +136,14 @@ func (s *Server) operate(act func(context.Context, handlers.Selection, string, s
 			return
 		}
 		actor, given := body["actor"]
-		if !given {
+		if p, ok := herald.PrincipalFrom(r.Context()); ok {
+			// The key is who did it; a name the client gives says for whom.
+			if given {
+				actor += " via " + p.Actor()
+			} else {
+				actor = p.Actor()
+			}
+		} else if !given {
 			actor = defaultOperatorActor
 		}
 		results, err := act(r.Context(), handlers.Selection{IDs: []string{id}}, actor, body["reason"])

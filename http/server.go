@@ -27,7 +27,7 @@ import (
 // Acceptor accepts notifications (see handlers.Acceptor).
 type Acceptor interface {
 	// Accept returns the pending notification, EINVALID with fields, or another error.
-	Accept(ctx context.Context, req handlers.SendRequest) (herald.Notification, error)
+	Accept(ctx context.Context, req handlers.SendRequest) (handlers.Accepted, error)
 }
 
 // Reader answers questions about notifications (see projections.Reader).
@@ -63,6 +63,7 @@ type Server struct {
 	reader   Reader
 	checks   []Check
 	operator Operator
+	auth     *auth
 	cfg      Config
 	logger   *slog.Logger
 	metrics  *httpMetrics
@@ -114,14 +115,21 @@ func (s *Server) Handler() http.Handler {
 		return r
 	}
 	r.Route("/api/v1/notifications", func(r chi.Router) {
-		r.Post("/send", s.send)
-		r.Get("/", s.list)
-		r.Get("/{id}/status", s.status)
-		r.Get("/{id}/history", s.history)
-		r.Get("/{id}/events", s.events)
+		r.Use(s.authenticate)
+		r.With(s.require(herald.ScopeSend)).Post("/send", s.send)
+		r.Group(func(r chi.Router) {
+			r.Use(s.require(herald.ScopeRead))
+			r.Get("/", s.list)
+			r.Get("/{id}/status", s.status)
+			r.Get("/{id}/history", s.history)
+			r.Get("/{id}/events", s.events)
+		})
 	})
 	if s.operator != nil {
-		r.Route("/api/v1/poison", s.poisonRoutes)
+		r.Route("/api/v1/poison", func(r chi.Router) {
+			r.Use(s.authenticate, s.require(herald.ScopeOperate))
+			s.poisonRoutes(r)
+		})
 	}
 	return r
 }

@@ -323,11 +323,34 @@ func (c providerConfig) build(channels []herald.Channel, logger *slog.Logger) (m
 }
 
 type httpConfig struct {
-	Addr         string
-	MaxBodyBytes int
+	Addr           string
+	MaxBodyBytes   int
+	RateLimit      int
+	RateWindow     time.Duration
+	IdempotencyTTL time.Duration
 }
 
 func (c *httpConfig) register(s *settings, def string) {
 	s.String(&c.Addr, "http-addr", "HERALD_HTTP_ADDR", def, "address the HTTP API listens on")
 	s.Int(&c.MaxBodyBytes, "max-body-bytes", "HERALD_MAX_BODY_BYTES", 256<<10, "largest request body accepted, in bytes")
+	s.Int(&c.RateLimit, "rate-limit", "HERALD_RATE_LIMIT", 500, "requests one API key may make per --rate-limit-window, in each API process; 0: no limit")
+	s.Duration(&c.RateWindow, "rate-limit-window", "HERALD_RATE_LIMIT_WINDOW", time.Second, "window of --rate-limit")
+	s.Duration(&c.IdempotencyTTL, "idempotency-ttl", "HERALD_IDEMPOTENCY_TTL", handlers.DefaultIdempotencyTTL, "how long an Idempotency-Key is remembered")
+}
+
+func (c httpConfig) validate() error {
+	var errs []error
+	if c.RateLimit < 0 {
+		errs = append(errs, fmt.Errorf("--rate-limit %d: want 0 (no limit) or more", c.RateLimit))
+	}
+	if c.RateWindow <= 0 {
+		errs = append(errs, fmt.Errorf("--rate-limit-window %s: want more than 0", c.RateWindow))
+	}
+	if c.IdempotencyTTL <= 0 {
+		errs = append(errs, fmt.Errorf("--idempotency-ttl %s: want more than 0", c.IdempotencyTTL))
+	}
+	if c.MaxBodyBytes < 1 {
+		errs = append(errs, fmt.Errorf("--max-body-bytes %d: want at least 1", c.MaxBodyBytes))
+	}
+	return errors.Join(errs...)
 }

@@ -59,6 +59,7 @@ Run "herald migrate" once, then "herald all" for everything in one process, or "
 		poisonCommand(),
 		eventsCommand(),
 		projectionsCommand(),
+		apikeysCommand(),
 		versionCommand(),
 	)
 	return root

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/herald-notify/herald/apikeys"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
 	heraldhttp "github.com/herald-notify/herald/http"
@@ -113,6 +116,9 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 	if p.workers {
 		errs = append(errs, cfg.worker.validate())
 	}
+	if p.api {
+		errs = append(errs, cfg.http.validate())
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -165,18 +171,24 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 		reader   heraldhttp.Reader
 		addr     = cfg.opsAddr
 	)
+	var acc *handlers.Acceptor
 	if p.api {
 		relay := router.NewRelay(pool, cfg.amqp.AMQPConfig, cfg.relay.RelayConfig, topology, logger)
 		comps = append(comps, component{name: "outbox relay", run: relay.Run})
-		acceptor = handlers.NewAcceptor(pool, log, router.NewOutbox(nil), handlers.DefaultLimits)
+		acc = handlers.NewAcceptor(pool, log, router.NewOutbox(nil), handlers.DefaultLimits).WithIdempotencyTTL(cfg.http.IdempotencyTTL)
+		acceptor = acc
 		reader = projections.NewReader(pool, log)
 		addr = cfg.http.Addr
+		comps = append(comps, component{name: "idempotency key purge", run: func(ctx context.Context) error {
+			return purgeIdempotencyKeys(ctx, acc, pool, logger)
+		}})
 	}
 	if addr != "" {
 		srv := heraldhttp.NewServer(heraldhttp.Config{MaxBodyBytes: int64(cfg.http.MaxBodyBytes), Metrics: reg},
 			acceptor, reader, checks, logger)
 		if p.api {
 			srv.WithOperator(handlers.NewOperator(pool, log, router.NewOutbox(nil), router.NewPoisonQueue(cfg.amqp.URL)))
+			srv.WithAuth(apikeys.NewStore(pool), heraldhttp.RateLimit{Requests: cfg.http.RateLimit, Window: cfg.http.RateWindow})
 		}
 		c, err := httpComponent("http", addr, srv.Handler(), logger)
 		if err != nil {
@@ -185,4 +197,24 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 		comps = append(comps, c)
 	}
 	return runComponents(ctx, logger, cfg.grace, comps...)
+}
+
+// purgeIdempotencyKeys forgets expired idempotency keys every ten minutes until ctx is done.
+func purgeIdempotencyKeys(ctx context.Context, acc *handlers.Acceptor, pool *pgxpool.Pool, logger *slog.Logger) error {
+	tick := time.NewTicker(10 * time.Minute)
+	defer tick.Stop()
+	for {
+		n, err := acc.PurgeIdempotencyKeys(ctx, pool)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			logger.WarnContext(ctx, "purging expired idempotency keys failed", "error", err)
+		case n > 0:
+			logger.InfoContext(ctx, "expired idempotency keys purged", "keys", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
