@@ -17,8 +17,11 @@ type Policy struct {
 	MaxAttempts int
 	// Lease is how long an attempt without a recorded outcome is presumed to be still running on
 	// some worker. After it, the attempt is presumed abandoned (its worker died) and a new one may
-	// start. It must exceed the delivery timeout, or a slow attempt is duplicated.
+	// start. It must exceed Timeout, or a slow attempt is duplicated; what is left of it after
+	// Timeout is how long a worker keeps trying to record an attempt's outcome.
 	Lease time.Duration
+	// Timeout bounds one attempt.
+	Timeout time.Duration
 }
 
 // Decision errors: the command cannot start an attempt now.

@@ -61,7 +61,9 @@ func NewDeliverer(store Store, providers map[herald.Channel]delivery.Provider, p
 		worker:    worker,
 		logger:    logger,
 		now:       time.Now,
-		recordFor: 30 * time.Second,
+		// Recording an outcome is retried for at most what the lease leaves after the attempt,
+		// so that no other worker presumes the attempt abandoned while its outcome is on its way.
+		recordFor: max(time.Second, policy.Lease-policy.Timeout),
 	}
 }
 

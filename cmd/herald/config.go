@@ -181,6 +181,7 @@ type workerConfig struct {
 	Concurrency   int
 	MaxAttempts   int
 	Timeout       time.Duration
+	Lease         time.Duration
 	RetryInitial  time.Duration
 	RetryMax      time.Duration
 	RetryMultiply float64
@@ -193,6 +194,7 @@ func (c *workerConfig) register(s *settings) {
 	s.Int(&c.Concurrency, "concurrency", "HERALD_WORKER_CONCURRENCY", 8, "notifications delivered at once per channel")
 	s.Int(&c.MaxAttempts, "max-attempts", "HERALD_MAX_ATTEMPTS", 5, "delivery attempts before a notification fails")
 	s.Duration(&c.Timeout, "delivery-timeout", "HERALD_DELIVERY_TIMEOUT", 30*time.Second, "time limit of one delivery attempt")
+	s.Duration(&c.Lease, "attempt-lease", "HERALD_ATTEMPT_LEASE", 0, "how long an attempt without an outcome is presumed alive before another worker takes over; 0: --delivery-timeout + 30s")
 	s.Duration(&c.RetryInitial, "retry-initial-interval", "HERALD_RETRY_INITIAL_INTERVAL", time.Second, "delay before the second attempt")
 	s.Duration(&c.RetryMax, "retry-max-interval", "HERALD_RETRY_MAX_INTERVAL", 30*time.Second, "longest delay between attempts")
 	s.Float(&c.RetryMultiply, "retry-multiplier", "HERALD_RETRY_MULTIPLIER", 2, "factor the delay grows by after each attempt")
@@ -213,6 +215,9 @@ func (c workerConfig) validate() error {
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("--delivery-timeout %s: want more than 0", c.Timeout))
+	}
+	if c.Lease != 0 && c.Lease <= c.Timeout {
+		errs = append(errs, fmt.Errorf("--attempt-lease %s: want more than --delivery-timeout %s, or a running attempt would be duplicated", c.Lease, c.Timeout))
 	}
 	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
 		errs = append(errs, fmt.Errorf("--retry-initial-interval %s and --retry-max-interval %s: want 0 < initial ≤ max", c.RetryInitial, c.RetryMax))
@@ -248,7 +253,11 @@ func (c workerConfig) channels() ([]herald.Channel, error) {
 func (c workerConfig) policy() handlers.Policy {
 	// An attempt still running after its timeout is cut off; the lease adds room for recording
 	// its outcome before another worker may presume it abandoned.
-	return handlers.Policy{MaxAttempts: c.MaxAttempts, Lease: c.Timeout + 30*time.Second}
+	lease := c.Lease
+	if lease == 0 {
+		lease = c.Timeout + 30*time.Second
+	}
+	return handlers.Policy{MaxAttempts: c.MaxAttempts, Lease: lease, Timeout: c.Timeout}
 }
 
 func (c workerConfig) routerConfig() router.WorkerConfig {
