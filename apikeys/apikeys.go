@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -47,11 +48,13 @@ type Store struct {
 
 	mu    sync.Mutex
 	cache map[[32]byte]cached
+	// refused remembers tokens that failed, apart, so that a flood of made-up tokens cannot push
+	// the good ones out of the cache.
+	refused map[[32]byte]time.Time
 }
 
 type cached struct {
 	p       herald.Principal
-	ok      bool
 	expires time.Time
 }
 
@@ -60,7 +63,7 @@ const CacheFor = 5 * time.Second
 
 // NewStore returns the store in db.
 func NewStore(db events.Querier) *Store {
-	return &Store{db: db, cacheFor: CacheFor, now: time.Now, cache: map[[32]byte]cached{}}
+	return &Store{db: db, cacheFor: CacheFor, now: time.Now, cache: map[[32]byte]cached{}, refused: map[[32]byte]time.Time{}}
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -73,8 +76,17 @@ func (s *Store) Create(ctx context.Context, name string, scopes []herald.Scope, 
 			"name": "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
 		})
 	}
+	if _, err := uuid.Parse(name); err == nil {
+		// Keys are revoked by name or id: a name that reads as an id would be ambiguous.
+		return Key{}, "", herald.Invalid("the key is invalid", map[string]string{"name": "must not look like a key id (a UUID)"})
+	}
 	if len(scopes) == 0 {
 		return Key{}, "", herald.Invalid("the key is invalid", map[string]string{"scopes": "name at least one of send, read, operate"})
+	}
+	for _, sc := range scopes {
+		if !slices.Contains(herald.Scopes, sc) {
+			return Key{}, "", herald.Invalid("the key is invalid", map[string]string{"scopes": fmt.Sprintf("%q is not a scope: want send, read or operate", sc)})
+		}
 	}
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
@@ -127,8 +139,12 @@ func scanKey(row pgx.Row) (Key, error) {
 // Revoke revokes the key with that name or id. ENOTFOUND if there is none; revoking a revoked
 // key changes nothing.
 func (s *Store) Revoke(ctx context.Context, nameOrID string) (Key, error) {
+	where := "name = $1"
+	if _, err := uuid.Parse(nameOrID); err == nil {
+		where = "id = $1::uuid"
+	}
 	k, err := scanKey(s.db.QueryRow(ctx, `UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
-		WHERE name = $1 OR id::text = lower($1)
+		WHERE `+where+`
 		RETURNING id::text, name, token_prefix, scopes, created_at, created_by, revoked_at`, nameOrID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Key{}, herald.Errorf(herald.ENOTFOUND, "no API key named %q", nameOrID)
@@ -150,12 +166,13 @@ func (s *Store) Authenticate(ctx context.Context, token string) (herald.Principa
 	now := s.now()
 	s.mu.Lock()
 	c, hit := s.cache[hash]
+	until, refused := s.refused[hash]
 	s.mu.Unlock()
 	if hit && now.Before(c.expires) {
-		if !c.ok {
-			return herald.Principal{}, unauthorized
-		}
 		return c.p, nil
+	}
+	if refused && now.Before(until) {
+		return herald.Principal{}, unauthorized
 	}
 
 	var (
@@ -172,11 +189,18 @@ func (s *Store) Authenticate(ctx context.Context, token string) (herald.Principa
 		p.Scopes = append(p.Scopes, herald.Scope(sc))
 	}
 	s.mu.Lock()
-	if len(s.cache) > 10_000 {
-		// Bounded: a flood of made-up tokens must not grow the cache without end.
-		clear(s.cache)
+	if ok {
+		if len(s.cache) > 10_000 {
+			clear(s.cache)
+		}
+		s.cache[hash] = cached{p: p, expires: now.Add(s.cacheFor)}
+	} else {
+		if len(s.refused) > 10_000 {
+			// Bounded: a flood of made-up tokens must not grow it without end.
+			clear(s.refused)
+		}
+		s.refused[hash] = now.Add(s.cacheFor)
 	}
-	s.cache[hash] = cached{p: p, ok: ok, expires: now.Add(s.cacheFor)}
 	s.mu.Unlock()
 	if !ok {
 		return herald.Principal{}, unauthorized

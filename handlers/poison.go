@@ -146,7 +146,7 @@ type Result struct {
 
 // Limits of what an operator may say about an action.
 const (
-	maxActorChars  = 200
+	maxActorChars  = 300 // a name an operator gives (200) and the API key it came through
 	maxReasonChars = 2000
 )
 

@@ -2,8 +2,10 @@ package http
 
 import (
 	"context"
+	"math"
 
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +49,8 @@ func (s *Server) WithAuth(a Authenticator, limit RateLimit) *Server {
 	if limit.Requests > 0 {
 		s.auth.limiter = httprate.NewRateLimiter(limit.Requests, limit.Window,
 			httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
+				// httprate rounds the window down to whole seconds; a client told 0 would retry at once.
+				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(limit.Window.Seconds()))))
 				s.writeError(w, r, herald.Errorf(herald.ERATELIMITED,
 					"this API key sent more than %d requests in %s; retry after the time in Retry-After", limit.Requests, limit.Window))
 			}))

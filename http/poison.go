@@ -30,6 +30,9 @@ type Operator interface {
 	Discard(ctx context.Context, sel handlers.Selection, actor, reason string) ([]handlers.Result, error)
 }
 
+// maxClientActorChars bounds the actor a client names; " via apikey:<name>" is added to it.
+const maxClientActorChars = 200
+
 // defaultOperatorActor is who acts when a request names no actor.
 const defaultOperatorActor = "api"
 
@@ -135,15 +138,19 @@ func (s *Server) operate(act func(context.Context, handlers.Selection, string, s
 			s.writeError(w, r, err)
 			return
 		}
-		actor, given := body["actor"]
+		actor := body["actor"]
 		if p, ok := herald.PrincipalFrom(r.Context()); ok {
 			// The key is who did it; a name the client gives says for whom.
-			if given {
-				actor += " via " + p.Actor()
-			} else {
+			if strings.TrimSpace(actor) == "" {
 				actor = p.Actor()
+			} else if n := utf8.RuneCountInString(actor); n > maxClientActorChars {
+				s.writeError(w, r, herald.Invalid("the request is invalid", map[string]string{
+					"actor": fmt.Sprintf("is longer than %d characters", maxClientActorChars)}))
+				return
+			} else {
+				actor += " via " + p.Actor()
 			}
-		} else if !given {
+		} else if _, given := body["actor"]; !given {
 			actor = defaultOperatorActor
 		}
 		results, err := act(r.Context(), handlers.Selection{IDs: []string{id}}, actor, body["reason"])

@@ -355,8 +355,8 @@ func (c httpConfig) validate() error {
 	if c.RateWindow <= 0 {
 		errs = append(errs, fmt.Errorf("--rate-limit-window %s: want more than 0", c.RateWindow))
 	}
-	if c.IdempotencyTTL <= 0 {
-		errs = append(errs, fmt.Errorf("--idempotency-ttl %s: want more than 0", c.IdempotencyTTL))
+	if c.IdempotencyTTL < time.Second {
+		errs = append(errs, fmt.Errorf("--idempotency-ttl %s: want at least 1s", c.IdempotencyTTL))
 	}
 	if c.MaxBodyBytes < 1 {
 		errs = append(errs, fmt.Errorf("--max-body-bytes %d: want at least 1", c.MaxBodyBytes))
