@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -174,6 +175,30 @@ func (s *Server) operate(act func(context.Context, handlers.Selection, string, s
 // as strictly as DecodeSend: exact names, no repeats, no other fields, no other types. An empty
 // body is an empty object. A field given as null is absent.
 func decodeStringFields(r *http.Request, w http.ResponseWriter, limit int64, names ...string) (map[string]string, error) {
+	raw, err := readObject(r, w, limit, names...)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	fields := map[string]string{}
+	for name, v := range raw {
+		var str string
+		if err := json.Unmarshal(v, &str); err != nil {
+			fields[name] = "must be a string, not " + jsonValueKind(v)
+			continue
+		}
+		out[name] = str
+	}
+	if len(fields) > 0 {
+		return nil, herald.Invalid("the request is invalid", fields)
+	}
+	return out, nil
+}
+
+// readObject reads an optional JSON object from r, at most limit bytes, as strictly as DecodeSend:
+// exact names, no repeats, no fields but names. An empty body is an empty object; a field given
+// as null is absent.
+func readObject(r *http.Request, w http.ResponseWriter, limit int64, names ...string) (map[string]json.RawMessage, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
@@ -189,7 +214,7 @@ func decodeStringFields(r *http.Request, w http.ResponseWriter, limit int64, nam
 		}
 		return nil, &herald.Error{Code: codeMalformed, Message: "could not read the request body", Err: err}
 	}
-	out := map[string]string{}
+	out := map[string]json.RawMessage{}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return out, nil
 	}
@@ -205,21 +230,11 @@ func decodeStringFields(r *http.Request, w http.ResponseWriter, limit int64, nam
 	}
 	fields := map[string]string{}
 	for name, v := range raw {
-		known := false
-		for _, n := range names {
-			known = known || n == name
-		}
 		switch {
-		case !known:
+		case !slices.Contains(names, name):
 			fields[name] = fmt.Sprintf("is not a known field: send %s (names are case-sensitive)", strings.Join(names, " and "))
-		case string(v) == "null":
-		default:
-			var str string
-			if err := json.Unmarshal(v, &str); err != nil {
-				fields[name] = "must be a string, not " + jsonValueKind(v)
-				continue
-			}
-			out[name] = str
+		case string(v) != "null":
+			out[name] = v
 		}
 	}
 	if len(fields) > 0 {

@@ -63,6 +63,7 @@ type Server struct {
 	reader   Reader
 	checks   []Check
 	operator Operator
+	rebuilds Rebuilds
 	auth     *auth
 	cfg      Config
 	logger   *slog.Logger
@@ -70,7 +71,8 @@ type Server struct {
 }
 
 // NewServer returns a server over its dependencies. Without an acceptor and a reader it serves
-// only /healthz, /readyz and /metrics.
+// no notification endpoints: a worker or projector process serves only /healthz, /readyz and
+// /metrics.
 func NewServer(cfg Config, acceptor Acceptor, reader Reader, checks []Check, logger *slog.Logger) *Server {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
@@ -110,25 +112,29 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.Metrics != nil {
 		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{}))
 	}
-	if s.acceptor == nil || s.reader == nil {
-		// A worker or projector process serves only health, readiness and metrics.
-		return r
-	}
-	r.Route("/api/v1/notifications", func(r chi.Router) {
-		r.Use(s.authenticate)
-		r.With(s.require(herald.ScopeSend)).Post("/send", s.send)
-		r.Group(func(r chi.Router) {
-			r.Use(s.require(herald.ScopeRead))
-			r.Get("/", s.list)
-			r.Get("/{id}/status", s.status)
-			r.Get("/{id}/history", s.history)
-			r.Get("/{id}/events", s.events)
+	if s.acceptor != nil && s.reader != nil {
+		r.Route("/api/v1/notifications", func(r chi.Router) {
+			r.Use(s.authenticate)
+			r.With(s.require(herald.ScopeSend)).Post("/send", s.send)
+			r.Group(func(r chi.Router) {
+				r.Use(s.require(herald.ScopeRead))
+				r.Get("/", s.list)
+				r.Get("/{id}/status", s.status)
+				r.Get("/{id}/history", s.history)
+				r.Get("/{id}/events", s.events)
+			})
 		})
-	})
+	}
 	if s.operator != nil {
 		r.Route("/api/v1/poison", func(r chi.Router) {
 			r.Use(s.authenticate, s.require(herald.ScopeOperate))
 			s.poisonRoutes(r)
+		})
+	}
+	if s.rebuilds != nil {
+		r.Route("/api/v1/projections", func(r chi.Router) {
+			r.Use(s.authenticate, s.require(herald.ScopeOperate))
+			s.projectionRoutes(r)
 		})
 	}
 	return r

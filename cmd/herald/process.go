@@ -189,6 +189,7 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 		if p.api {
 			srv.WithOperator(handlers.NewOperator(pool, log, router.NewOutbox(nil), router.NewPoisonQueue(cfg.amqp.URL)))
 			srv.WithAuth(apikeys.NewStore(pool), heraldhttp.RateLimit{Requests: cfg.http.RateLimit, Window: cfg.http.RateWindow})
+			srv.WithRebuilds(projections.NewJobs(ctx, projections.NewRebuilder(pool, log, 5000, logger), log))
 		}
 		c, err := httpComponent("http", addr, srv.Handler(), logger)
 		if err != nil {
