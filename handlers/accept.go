@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -278,6 +280,9 @@ func (a *Acceptor) Validate(req SendRequest) (*events.NotificationQueued, error)
 	if path := nulPath(req.Variables, "variables"); path != "" {
 		fields[path] = "contains a NUL character"
 	}
+	if path := hugeNumberPath(req.Variables, "variables"); path != "" {
+		fields[path] = "is a number too large or too small to store: send it as a string"
+	}
 
 	q := &events.NotificationQueued{
 		Channel:   channel,
@@ -293,12 +298,18 @@ func (a *Acceptor) Validate(req SendRequest) (*events.NotificationQueued, error)
 			maxOut = 4 * a.limits.MaxSMSBodyChars
 		}
 		body, err := templates.Render("content", req.Content, req.Variables, maxOut)
-		if err != nil {
+		switch n := utf8.RuneCountInString(body); {
+		case err != nil && channel == herald.ChannelSMS && strings.HasPrefix(herald.ErrorFields(err)["content"], "renders to more than"):
+			fields["content"] = fmt.Sprintf("renders to more than the SMS limit of %d characters", a.limits.MaxSMSBodyChars)
+		case err != nil:
 			mergeFields(fields, err)
-		} else if n := utf8.RuneCountInString(body); channel == herald.ChannelSMS && n > a.limits.MaxSMSBodyChars {
+		case channel == herald.ChannelSMS && n > a.limits.MaxSMSBodyChars:
 			fields["content"] = fmt.Sprintf("renders to %d characters, more than the SMS limit of %d", n, a.limits.MaxSMSBodyChars)
-		} else if strings.TrimSpace(body) == "" {
+		case strings.TrimSpace(body) == "":
 			fields["content"] = "renders to an empty message"
+		case strings.ContainsRune(body, 0):
+			// A template literal can write what the content itself may not hold.
+			fields["content"] = "renders to text with a NUL character"
 		}
 		q.Body = body
 	}
@@ -342,6 +353,70 @@ func validIdempotencyKey(k string) bool {
 // Unicode line and paragraph separators some clients treat as line breaks.
 func breaksHeader(r rune) bool {
 	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029'
+}
+
+// Bounds of the numbers in variables. PostgreSQL stores JSON numbers as numeric, which refuses
+// magnitudes past about 1e131072 and writes a number like 1e131071 out in full (128 KB from 8
+// bytes): a written exponent is bounded, and so is the magnitude, however it is written.
+const (
+	maxWrittenExponent = 1000
+	maxMagnitude       = 100_000
+)
+
+// hugeNumberPath returns the path of the first number in v past those bounds.
+func hugeNumberPath(v any, path string) string {
+	switch v := v.(type) {
+	case json.Number:
+		written, magnitude := exponentOf(string(v))
+		if written > maxWrittenExponent || magnitude > maxMagnitude {
+			return path
+		}
+	case map[string]any:
+		for k, e := range v {
+			if p := hugeNumberPath(e, path+"."+k); p != "" {
+				return p
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if p := hugeNumberPath(e, fmt.Sprintf("%s[%d]", path, i)); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+// exponentOf returns the magnitudes of a JSON number's written exponent and of its decimal
+// exponent: the written one shifted by the digits before the point, or by the zeros after it.
+func exponentOf(n string) (written, magnitude int) {
+	mantissa, exp, _ := strings.Cut(strings.ToLower(n), "e")
+	e := 0
+	if exp != "" {
+		v, err := strconv.Atoi(exp)
+		if err != nil {
+			return math.MaxInt, math.MaxInt // too long to be an int: far out of range
+		}
+		e = v
+	}
+	written = abs(e)
+	mantissa = strings.TrimLeft(mantissa, "-")
+	whole, frac, _ := strings.Cut(mantissa, ".")
+	if w := strings.TrimLeft(whole, "0"); w != "" {
+		e += len(w) - 1
+	} else if f := strings.TrimLeft(frac, "0"); f != "" {
+		e -= len(frac) - len(f) + 1
+	} else {
+		return written, 0 // zero
+	}
+	return written, abs(e)
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }
 
 // nulPath returns the path of the first key or string in v that contains U+0000, or "".

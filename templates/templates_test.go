@@ -258,6 +258,25 @@ func FuzzRender(f *testing.F) {
 		{"{{.a.b.c}} {{$.a}} {{(.a).b}}", `{"a": {"b": {"c": null}}}`, 10},
 		{"{{eq .a .b}} {{lt .a 1.5}} {{ne .a nil}}", `{"a": 1, "b": "x"}`, 10},
 		{"{{- /* c */ -}} {{break}}", `{}`, 10},
+		// Hostile templates: each must be refused or rendered within the cap.
+		{`{{template "x"}} {{block "y" .}}{{end}}`, `{}`, 10},
+		{`{{call .f}} {{readFile "/etc/passwd"}} {{html .f}}`, `{"f": "x"}`, 10},
+		{`{{range .a}}{{range $.a}}x{{end}}{{end}}`, `{"a": [1, 2, 3]}`, 100},
+		{`{{range $k, $v := .}}{{$k}}={{$v}};{{end}}`, `{"a": 1, "b": [2], "c": {"d": 3}}`, 100},
+		{`{{range .a}}{{if eq . 1}}{{continue}}{{else if eq . 3}}{{break}}{{end}}{{.}}{{end}}`, `{"a": [1, 2, 3, 4]}`, 100},
+		{`{{index .a 99999}} {{index .m "k"}} {{index .a .i}}`, `{"a": [1], "m": {"k": "v"}, "i": 12345678901234567890}`, 50},
+		{`{{.a.b.c.d.e}}`, `{"a": "text"}`, 50},
+		{`{{"\x00"}}{{"\r\n"}}{{"\u2028"}}{{"\xff"}}`, `{}`, 50},
+		{`{{len .}} {{len .s}} {{len .n}}`, `{"s": "héllo", "n": 1e999999}`, 50},
+		{`{{.n}} {{.z}} {{.f}} {{if lt .i 0}}neg{{end}}`, `{"n": 1e999999, "z": -0, "f": -0.0, "i": -9223372036854775808}`, 100},
+		{`{{$x := .a}}{{range $x}}{{$x = 1}}{{end}}{{$x}}`, `{"a": [1, 2]}`, 50},
+		{`{{with $y := .u}}{{$y.name}}{{else with .v}}{{.}}{{end}}`, `{"u": null, "v": "w"}`, 50},
+		{`{{upper (lower (trim .s))}} {{not (and .t (or .f .t))}}`, `{"s": " MiXeD ", "t": true, "f": false}`, 50},
+		{`{{.s | default "x" | upper | lower}}{{default .d .e}}`, `{"d": "dd"}`, 50},
+		{"{{if .a}}\n{{- else if .b -}}\n{{else}}{{end}}{{end}}", `{"a": 0}`, 10},
+		{`{{range .}}{{.}}{{end}}`, `{"s": "` + strings.Repeat("x", 300) + `"}`, 200},
+		{`{{$ := 1}}{{$.a}}`, `{"a": 1}`, 10},
+		{`{{nil}} {{.a.b}} {{(1).x}}`, `{"a": {}}`, 10},
 	}
 	for _, s := range seeds {
 		f.Add(s.content, s.vars, s.max)
