@@ -342,7 +342,7 @@ func (o *Operator) act(ctx context.Context, v verb, sel Selection, actor, reason
 				return nil, fmt.Errorf("%s: %w", v, err)
 			}
 		}
-		s, p := plan(v, id, st, parked[id], actor, reason)
+		s, p := plan(v, id, st, parked[id], actor, reason, sel.All)
 		if p != nil {
 			problems[id] = *p
 			continue
@@ -424,6 +424,9 @@ func selectAll(v verb, msgs []ParkedMessage, states map[string]notificationState
 		case m.NotificationID == "", slices.Contains(ids, m.NotificationID):
 		case channel != "" && p.Channel() != channel:
 		case v == verbRequeue && st.n.Version == 0:
+		case v == verbDiscard && st.n.Version > 0 && !st.n.Status.Terminal():
+			// Still under way: a requeue resends its command; discarding it is refused, and
+			// --all must not refuse the whole batch for it.
 		default:
 			ids = append(ids, m.NotificationID)
 		}
@@ -437,11 +440,17 @@ type problem struct {
 	text string
 }
 
-// plan decides what v does to notification id, or why it cannot.
-func plan(v verb, id string, st notificationState, msgs []ParkedMessage, actor, reason string) (step, *problem) {
+// plan decides what v does to notification id, or why it cannot. all says the notification
+// was not named but swept up by --all.
+func plan(v verb, id string, st notificationState, msgs []ParkedMessage, actor, reason string, all bool) (step, *problem) {
 	s := step{id: id, state: st, msgs: msgs}
 	n := st.n
 	switch {
+	case v == verbRequeue && all && st.discarded && len(msgs) > 0:
+		// An operator gave up on it: its parked message is left over from the discard, and
+		// only a requeue that names it brings it back.
+		s.action = ActionRemoved
+		return s, nil
 	case n.Version == 0 && len(msgs) == 0:
 		return s, &problem{herald.ENOTFOUND, "no such notification"}
 	case n.Version == 0 && v == verbRequeue:
@@ -550,7 +559,13 @@ func (o *Operator) run(ctx context.Context, v verb, steps []step, actor string) 
 		removed, err := o.queue.Remove(rctx, keys)
 		cancel()
 		if err != nil {
-			removeErr = fmt.Errorf("%s: recorded, but the parked messages could not be removed; they stay parked, are listed as stale, and another requeue or discard removes them: %w", v, err)
+			// The events stand: say so, whatever the cause, so that no client retries them blindly.
+			removeErr = &herald.Error{
+				Code: herald.EUNAVAILABLE,
+				Message: fmt.Sprintf("%s recorded, but the parked messages could not be removed (%s): they stay parked, listed as stale, and the next requeue or discard removes them",
+					v, herald.ErrorMessage(err)),
+				Err: err,
+			}
 		}
 		for i := range results {
 			results[i].Removed = removed[results[i].ID]

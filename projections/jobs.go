@@ -69,7 +69,7 @@ func (j *Jobs) Start(name string, dryRun bool) (Job, error) {
 			return Job{}, herald.Errorf(herald.ECONFLICT, "%s is being rebuilt already: job %s", name, job.ID)
 		}
 	}
-	job := &Job{ID: uuid.NewString(), Projection: name, DryRun: dryRun, State: JobRunning, StartedAt: time.Now().UTC()}
+	job := &Job{ID: uuid.NewString(), Projection: name, DryRun: dryRun, State: JobRunning, StartedAt: time.Now().UTC().Truncate(time.Microsecond)}
 	j.jobs = append(j.jobs, job)
 	if len(j.jobs) > keepJobs {
 		j.jobs = j.jobs[len(j.jobs)-keepJobs:]
@@ -89,7 +89,7 @@ func (j *Jobs) run(job *Job, p Rebuildable) {
 	})
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	job.EndedAt = time.Now().UTC()
+	job.EndedAt = time.Now().UTC().Truncate(time.Microsecond)
 	job.Report = report
 	if err != nil {
 		job.State, job.Error = JobFailed, err.Error()

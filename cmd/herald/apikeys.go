@@ -46,7 +46,7 @@ func keyCommand(use, short string, args cobra.PositionalArgs, run func(cmd *cobr
 			if err != nil {
 				return err
 			}
-			pool, err := db.pool(cmd.Context(), logger)
+			pool, err := db.cliPool(cmd.Context(), logger)
 			if err != nil {
 				return err
 			}

@@ -84,6 +84,21 @@ func (c dbConfig) pool(ctx context.Context, logger *slog.Logger) (*pgxpool.Pool,
 	return pool, nil
 }
 
+// cliConnectTimeout bounds how long a command run by hand waits for PostgreSQL: it should fail
+// with the reason, not wait for ever as a service does.
+const cliConnectTimeout = 15 * time.Second
+
+// cliPool is pool for a command run by hand: it gives up after cliConnectTimeout.
+func (c dbConfig) cliPool(ctx context.Context, logger *slog.Logger) (*pgxpool.Pool, error) {
+	cctx, cancel := context.WithTimeout(ctx, cliConnectTimeout)
+	defer cancel()
+	pool, err := c.pool(cctx, logger)
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("PostgreSQL did not answer within %s (the warnings above say why): %w", cliConnectTimeout, err)
+	}
+	return pool, err
+}
+
 // connect connects to PostgreSQL, waiting for it while it is unreachable.
 // With create, a database that does not exist is created.
 func (c dbConfig) connect(ctx context.Context, logger *slog.Logger, create bool) (*pgxpool.Pool, error) {

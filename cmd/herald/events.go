@@ -84,22 +84,12 @@ func eventsCLIError(err error) error {
 	return err
 }
 
-// eventsConnectTimeout bounds how long a read of the log waits for PostgreSQL: a command run by
-// hand should fail with the reason, not wait for ever as a service does.
-const eventsConnectTimeout = 15 * time.Second
-
 func eventsPool(ctx context.Context, db dbConfig, logs logConfig) (*pgxpool.Pool, error) {
 	logger, err := logs.logger()
 	if err != nil {
 		return nil, err
 	}
-	connectCtx, cancel := context.WithTimeout(ctx, eventsConnectTimeout)
-	defer cancel()
-	pool, err := db.pool(connectCtx, logger)
-	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		return nil, fmt.Errorf("PostgreSQL did not answer within %s (the warnings above say why): %w", eventsConnectTimeout, err)
-	}
-	return pool, err
+	return db.cliPool(ctx, logger)
 }
 
 // eventsFlushEvery is how many rows are written between flushes: the table's columns are aligned

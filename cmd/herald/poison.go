@@ -44,9 +44,8 @@ show it. Each command exits with status 0 only when it did everything asked; -o 
 for scripts.
 
 Looking at the queue takes its messages for a moment and hands them straight back, so its depth
-stays true; a quorum queue counts each look as a redelivery. RabbitMQ 4.0 and later give quorum
-queues a default delivery limit of 20, past which such returns may drop a message: give
-poison_notifications a policy with delivery-limit -1.`,
+stays true. poison_notifications is a classic queue, so looking is not counted against any
+delivery limit; the work queues dead-letter into it the commands RabbitMQ gives up on.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -85,9 +84,6 @@ func (c *poisonConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-// poisonConnectTimeout bounds how long a poison command waits for PostgreSQL.
-const poisonConnectTimeout = 15 * time.Second
-
 // operator connects to PostgreSQL (which must be at the current schema) and returns the
 // operator, and what closes it.
 func (c *poisonConfig) operator(ctx context.Context) (*handlers.Operator, func(), error) {
@@ -95,9 +91,7 @@ func (c *poisonConfig) operator(ctx context.Context) (*handlers.Operator, func()
 	if err != nil {
 		return nil, nil, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, poisonConnectTimeout)
-	defer cancel()
-	pool, err := c.db.pool(cctx, logger)
+	pool, err := c.db.cliPool(ctx, logger)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -116,8 +110,9 @@ func poisonListCommand() *cobra.Command {
 		Long: `list shows every message in the poison queue with its notification's state from the event
 log: channel, recipient, why it failed (permanent_error or attempts_exhausted, and the last
 error), how many attempts were made and when it failed. A message whose notification is no
-longer failed (it was requeued since) or was discarded since is stale: a requeue or discard of
-it only removes it. The messages stay in the queue.`,
+longer failed is stale: left over from a requeue or a discard whose removal did not happen, or
+a command RabbitMQ dead-lettered while its notification was still under way (a requeue sends
+that one again). The messages stay in the queue.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := cfg.validate(); err != nil {
@@ -192,11 +187,13 @@ var (
 		long: `requeue sends each named notification (or with --all every parked one, of --channel only if
 given) back to its work queue: NotificationRequeued, saying --actor and --reason, is appended to
 its stream together with a new delivery command, which the relay of "herald serve" forwards;
-the workers then make a new round of up to --max-attempts attempts, numbered after the old ones.
-Its parked messages are then removed.
+the workers then make a new round of attempts (as many as the workers' --max-attempts), numbered
+after the old ones. Its parked messages are then removed.
 
 Every notification is checked first; if one is unknown, or is not failed and has nothing parked,
-nothing is done. A parked message whose notification is no longer failed (stale) is only removed.`,
+nothing is done. A parked message of a sent notification is only removed; one of a notification
+still pending or processing has its command sent again (no event); one of a discarded
+notification is only removed under --all, and requeued when named.`,
 		act: func(op *handlers.Operator) func(context.Context, handlers.Selection, string, string) ([]handlers.Result, error) {
 			return op.Requeue
 		},
@@ -333,8 +330,8 @@ func poisonActor(actor string) (string, error) {
 // poisonCLIError turns an operator's error into what a person at a terminal should read: the message
 // of a client error without its code; anything else as it is.
 func poisonCLIError(err error) error {
-	he, ok := err.(*herald.Error)
-	if !ok || he.Code == herald.EINTERNAL {
+	var he *herald.Error
+	if !errors.As(err, &he) || he.Code == herald.EINTERNAL {
 		return err
 	}
 	msg := he.Message
@@ -528,7 +525,7 @@ func printParkedDetail(w io.Writer, output, id string, d handlers.ParkedDetail) 
 	ew.printf("\nParked messages: %d\n", len(d.Messages))
 	for i, p := range d.Messages {
 		m := p.Message
-		ew.printf("\n  message %d of %d%s\n", i+1, len(d.Messages), map[bool]string{true: " (stale: only needs removing)", false: ""}[p.Stale])
+		ew.printf("\n  message %d of %d%s\n", i+1, len(d.Messages), map[bool]string{true: " (stale)", false: ""}[p.Stale])
 		ew.printf("    message id:      %s\n", poisonCell(m.MessageID))
 		ew.printf("    correlation id:  %s\n", poisonCell(m.CorrelationID))
 		ew.printf("    parked because:  %s\n", poisonCell(m.Reason))

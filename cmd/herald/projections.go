@@ -48,7 +48,7 @@ func projectionsStatusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			pool, err := db.pool(cmd.Context(), logger)
+			pool, err := db.cliPool(cmd.Context(), logger)
 			if err != nil {
 				return err
 			}
@@ -143,7 +143,7 @@ Projections: notification_status, notification_history.`,
 				return err
 			}
 			ctx := cmd.Context()
-			pool, err := db.pool(ctx, logger)
+			pool, err := db.cliPool(ctx, logger)
 			if err != nil {
 				return err
 			}
@@ -156,6 +156,10 @@ Projections: notification_status, notification_history.`,
 				report, err := rb.Rebuild(ctx, p, projections.RebuildOptions{DryRun: dryRun, Progress: show.update})
 				show.finish()
 				if err != nil {
+					// Say what was done before the failure: a projection may be swapped in already.
+					if len(reports) > 0 {
+						_ = writeRebuildReports(cmd.OutOrStdout(), output, reports)
+					}
 					return err
 				}
 				reports = append(reports, report)
