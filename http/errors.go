@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -74,9 +75,20 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 // unavailable reports whether err comes from a dependency that could not be reached in time,
 // which a client may retry, rather than from a fault in Herald.
 func unavailable(err error) bool {
-	var connErr *pgconn.ConnectError
-	var netErr net.Error
-	return errors.As(err, &connErr) || errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded)
+	var (
+		connErr *pgconn.ConnectError
+		netErr  net.Error
+		pgErr   *pgconn.PgError
+	)
+	switch {
+	case errors.As(err, &connErr), errors.As(err, &netErr), errors.Is(err, context.DeadlineExceeded), pgconn.SafeToRetry(err):
+		return true
+	case errors.As(err, &pgErr):
+		// Connection exceptions (08) and operator intervention (57: the server is shutting down,
+		// or an administrator terminated the connection).
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57")
+	}
+	return false
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

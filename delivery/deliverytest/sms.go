@@ -51,6 +51,9 @@ type SMSSink struct {
 	attempts map[string]int
 	failures map[string]failure
 	delays   map[string]time.Duration
+	// delayTimes and failAll are set by DelayTimes and FailAll (faults.go).
+	delayTimes map[string]timedDelay
+	failAll    int
 	// received is closed and replaced whenever a message is recorded, to wake waiters.
 	received chan struct{}
 }
@@ -199,7 +202,7 @@ func (s *SMSSink) handleMessages(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	s.attempts[to]++
-	delay := s.delays[to]
+	delay := max(s.delays[to], s.takeTimedDelayLocked(to))
 	s.mu.Unlock()
 
 	if delay > 0 {
@@ -267,6 +270,9 @@ func (s *SMSSink) handleMessages(w http.ResponseWriter, r *http.Request) {
 func (s *SMSSink) takeFailure(to string) (status int, failed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failAll != 0 {
+		return s.failAll, true
+	}
 	f, ok := s.failures[to]
 	if !ok {
 		return 0, false

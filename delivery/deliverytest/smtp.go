@@ -67,6 +67,9 @@ type SMTPSink struct {
 	attempts map[string]int
 	failures map[string]failure
 	delays   map[string]time.Duration
+	// delayTimes and failAll are set by DelayTimes and FailAll (faults.go).
+	delayTimes map[string]timedDelay
+	failAll    int
 	// received is closed and replaced whenever a message is recorded, to wake waiters.
 	received chan struct{}
 }
@@ -237,6 +240,13 @@ func (s *SMTPSink) rcpt(recipient string) error {
 	defer s.mu.Unlock()
 	key := addressKey(recipient)
 	s.attempts[key]++
+	if s.failAll != 0 {
+		return &smtp.SMTPError{
+			Code:         s.failAll,
+			EnhancedCode: smtp.EnhancedCodeNotSet,
+			Message:      "deliverytest: every recipient is rejected for now",
+		}
+	}
 	f, ok := s.failures[key]
 	if !ok {
 		return nil
@@ -261,7 +271,7 @@ func (s *SMTPSink) delayFor(recipients []string) time.Duration {
 	defer s.mu.Unlock()
 	var d time.Duration
 	for _, r := range recipients {
-		d = max(d, s.delays[addressKey(r)])
+		d = max(d, s.delays[addressKey(r)], s.takeTimedDelayLocked(addressKey(r)))
 	}
 	return d
 }

@@ -1,0 +1,317 @@
+//go:build faults
+
+package e2e_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/herald-notify/herald/heraldtest"
+)
+
+// rabbitNode is a RabbitMQ node of the fault suite's own, on loopback ports of its own. The suite
+// drops its connections and stops and starts it, which it must never do to the machine's shared
+// node: other suites use that one.
+type rabbitNode struct {
+	name     string // Erlang node name, herald-faults-<random>@localhost
+	dir      string // its configuration, data and logs
+	port     int    // AMQP
+	mgmtPort int    // management API
+	distPort int    // Erlang distribution
+}
+
+// requireTool skips the test with a message naming what is missing, or fails it when
+// HERALD_TEST_REQUIRE_SERVICES=1.
+func requireTool(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if heraldtest.Required() {
+		t.Fatalf("%s (HERALD_TEST_REQUIRE_SERVICES=1, so this is a failure)", msg)
+	}
+	t.Skipf("%s; skipping the fault suite (install rabbitmq-server, or set HERALD_TEST_REQUIRE_SERVICES=1 to fail instead)", msg)
+}
+
+// startRabbitNode starts a RabbitMQ node in a temporary directory and waits until it takes AMQP
+// connections and answers on its management API. It is stopped and removed when the test ends.
+func startRabbitNode(t *testing.T) *rabbitNode {
+	t.Helper()
+	for _, tool := range []string{"rabbitmq-server", "rabbitmqctl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			requireTool(t, "%s is not on PATH: the fault suite runs a RabbitMQ node of its own", tool)
+		}
+	}
+	// rabbitmq-server drops its privileges to the rabbitmq user, which must own the node's files.
+	owner, err := user.Lookup("rabbitmq")
+	if err != nil {
+		requireTool(t, "no rabbitmq user to run a RabbitMQ node as: %v", err)
+	}
+	uid, _ := strconv.Atoi(owner.Uid)
+	gid, _ := strconv.Atoi(owner.Gid)
+
+	suffix := make([]byte, 4)
+	_, _ = rand.Read(suffix)
+	n := &rabbitNode{
+		name:     "herald-faults-" + hex.EncodeToString(suffix) + "@localhost",
+		port:     freePort(t),
+		mgmtPort: freePort(t),
+		distPort: freePort(t),
+	}
+	n.dir, err = os.MkdirTemp("", "herald-faults-rabbitmq-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf("listeners.tcp.default = 127.0.0.1:%d\nmanagement.tcp.port = %d\nmanagement.tcp.ip = 127.0.0.1\n", n.port, n.mgmtPort)
+	for _, f := range []struct{ name, content string }{
+		{"rabbitmq.conf", conf},
+		{"enabled_plugins", "[rabbitmq_management].\n"},
+	} {
+		if err := os.WriteFile(filepath.Join(n.dir, f.name), []byte(f.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"mnesia", "log"} {
+		if err := os.Mkdir(filepath.Join(n.dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = filepath.Walk(n.dir, func(path string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chown(path, uid, gid)
+	})
+	if err != nil {
+		_ = os.RemoveAll(n.dir)
+		requireTool(t, "cannot hand %s to the rabbitmq user (the fault suite must run as root): %v", n.dir, err)
+	}
+
+	t.Cleanup(func() {
+		if err := n.ctl("stop"); err != nil {
+			t.Errorf("stop RabbitMQ node %s: %v", n.name, err)
+			n.killByPIDFile(t)
+		}
+		if t.Failed() {
+			n.logTail(t, 40)
+		}
+		_ = os.RemoveAll(n.dir)
+	})
+	n.start(t)
+	t.Logf("RabbitMQ node %s: AMQP on 127.0.0.1:%d, management on 127.0.0.1:%d, files in %s", n.name, n.port, n.mgmtPort, n.dir)
+	return n
+}
+
+// start runs rabbitmq-server -detached on the node's files and waits until the node is up.
+func (n *rabbitNode) start(t *testing.T) {
+	t.Helper()
+	cmd := exec.Command("rabbitmq-server", "-detached")
+	cmd.Env = append(n.baseEnv(),
+		"RABBITMQ_NODENAME="+n.name,
+		"RABBITMQ_NODE_PORT="+strconv.Itoa(n.port),
+		"RABBITMQ_DIST_PORT="+strconv.Itoa(n.distPort),
+		"RABBITMQ_MNESIA_BASE="+filepath.Join(n.dir, "mnesia"),
+		"RABBITMQ_LOG_BASE="+filepath.Join(n.dir, "log"),
+		"RABBITMQ_CONFIG_FILE="+filepath.Join(n.dir, "rabbitmq"),
+		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(n.dir, "enabled_plugins"),
+		"RABBITMQ_FEATURE_FLAGS_FILE="+filepath.Join(n.dir, "feature_flags"),
+		"RABBITMQ_PID_FILE="+filepath.Join(n.dir, "pid"),
+	)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("rabbitmq-server -detached: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		err := n.ping()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			n.logTail(t, 40)
+			t.Fatalf("RabbitMQ node %s did not come up within 90s: %v", n.name, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// ping checks that the node takes AMQP connections and answers on its management API.
+func (n *rabbitNode) ping() error {
+	conn, err := amqp091.DialConfig(n.amqpURL("/"), amqp091.Config{Dial: amqp091.DefaultDial(2 * time.Second)})
+	if err != nil {
+		return fmt.Errorf("AMQP: %w", err)
+	}
+	_ = conn.Close()
+	return n.api(http.MethodGet, "/api/overview", "")
+}
+
+// down reports whether the node refuses AMQP connections.
+func (n *rabbitNode) down() bool {
+	conn, err := amqp091.DialConfig(n.amqpURL("/"), amqp091.Config{Dial: amqp091.DefaultDial(time.Second)})
+	if err == nil {
+		_ = conn.Close()
+	}
+	return err != nil
+}
+
+// restart stops the node (every connection to it drops and it refuses new ones), leaves it down
+// for at least down, starts it again on the same files and waits until it is up. It returns when
+// the stop began (connections drop at once) and when the node answered again.
+//
+// The whole node is stopped rather than only its application (rabbitmqctl stop_app/start_app):
+// on this machine's RabbitMQ 3.10 a start_app after stop_app fails to listen again
+// (eaddrinuse on the AMQP port) and leaves the node unusable.
+func (n *rabbitNode) restart(t *testing.T, down time.Duration) (wentDown, cameBack time.Time) {
+	t.Helper()
+	wentDown = time.Now()
+	if err := n.ctl("stop"); err != nil {
+		t.Fatalf("stop RabbitMQ node %s: %v", n.name, err)
+	}
+	heraldtest.Eventually(t, 30*time.Second, "RabbitMQ to refuse connections", func() (bool, error) {
+		return n.down(), nil
+	})
+	time.Sleep(down)
+	n.start(t)
+	return wentDown, time.Now()
+}
+
+// closeAllConnections drops every client connection to the node, in every vhost, as a broker
+// that restarts its listeners or a network that resets them would. It returns how many were
+// closed.
+func (n *rabbitNode) closeAllConnections(t *testing.T) int {
+	t.Helper()
+	// Without --global, close_all_connections only closes the connections of vhost "/".
+	out, err := n.ctlOutput("close_all_connections", "--global", "herald fault suite")
+	if err != nil {
+		t.Fatalf("rabbitmqctl close_all_connections: %v", err)
+	}
+	m := regexp.MustCompile(`Closed (\d+) connections?`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("rabbitmqctl close_all_connections said %q; want how many connections it closed", out)
+	}
+	closed, _ := strconv.Atoi(m[1])
+	return closed
+}
+
+// ctl runs rabbitmqctl against the node.
+func (n *rabbitNode) ctl(args ...string) error {
+	_, err := n.ctlOutput(args...)
+	return err
+}
+
+// ctlOutput runs rabbitmqctl against the node and returns what it printed.
+func (n *rabbitNode) ctlOutput(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "rabbitmqctl", append([]string{"-n", n.name}, args...)...)
+	cmd.Env = n.baseEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("rabbitmqctl %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// baseEnv is the test's environment without RabbitMQ's variables, which would point the tools at
+// another node.
+func (n *rabbitNode) baseEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RABBITMQ_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// killByPIDFile kills the node this suite started, when rabbitmqctl could not stop it.
+func (n *rabbitNode) killByPIDFile(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(n.dir, "pid"))
+	if err != nil {
+		t.Logf("RabbitMQ node %s: no pid file to kill it by: %v", n.name, err)
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		t.Logf("RabbitMQ node %s: pid file says %q", n.name, b)
+		return
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Logf("RabbitMQ node %s: kill %d: %v", n.name, pid, err)
+	}
+}
+
+// logTail prints the end of the node's log.
+func (n *rabbitNode) logTail(t *testing.T, lines int) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(n.dir, "log", n.name+".log"))
+	if err != nil {
+		t.Logf("RabbitMQ node %s log: %v", n.name, err)
+		return
+	}
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	t.Logf("RabbitMQ node %s: last %d lines of its log:\n%s", n.name, len(all), strings.Join(all, "\n"))
+}
+
+// amqpURL is the URL of vhost on the node, as guest (whom RabbitMQ lets in on loopback).
+func (n *rabbitNode) amqpURL(vhost string) string {
+	if vhost == "/" {
+		vhost = ""
+	}
+	return fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/%s", n.port, vhost)
+}
+
+// newVHost creates a virtual host on the node for one test case, so that its queues are its own,
+// and returns its AMQP URL. It is deleted when the test ends, if the node is up.
+func (n *rabbitNode) newVHost(t *testing.T) string {
+	t.Helper()
+	suffix := make([]byte, 4)
+	_, _ = rand.Read(suffix)
+	vhost := "faults_" + hex.EncodeToString(suffix)
+	if err := n.api(http.MethodPut, "/api/vhosts/"+vhost, ""); err != nil {
+		t.Fatalf("create vhost %s: %v", vhost, err)
+	}
+	if err := n.api(http.MethodPut, "/api/permissions/"+vhost+"/guest", `{"configure":".*","write":".*","read":".*"}`); err != nil {
+		t.Fatalf("grant guest vhost %s: %v", vhost, err)
+	}
+	t.Cleanup(func() {
+		if err := n.api(http.MethodDelete, "/api/vhosts/"+vhost, ""); err != nil {
+			t.Logf("delete vhost %s: %v", vhost, err)
+		}
+	})
+	return n.amqpURL(vhost)
+}
+
+// api calls the node's management API as guest.
+func (n *rabbitNode) api(method, path, body string) error {
+	req, err := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", n.mgmtPort, path), strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth("guest", "guest")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	return nil
+}
