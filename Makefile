@@ -3,8 +3,10 @@ SHELL := /bin/bash
 
 # Secrets for the docker compose services, written by `make services`: when present, every
 # target uses them (Herald's settings and the tests' service URLs are in it).
--include .env
+ifneq (,$(wildcard .env))
+include .env
 export
+endif
 
 GO        ?= go
 BIN       ?= bin/herald
