@@ -220,3 +220,16 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (b
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// WaitLogVisible waits until n events of db's log are visible to its consumers. An event becomes
+// visible once every transaction older than its own has ended, anywhere on the server: other
+// suites running beside a test can hold it back for a moment.
+func WaitLogVisible(t testing.TB, db *Database, n int) {
+	t.Helper()
+	Eventually(t, 30*time.Second, fmt.Sprintf("%d events to be visible to the log's consumers", n), func() (bool, error) {
+		var visible int
+		err := db.Pool.QueryRow(context.Background(),
+			`SELECT count(*) FROM event_log WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())`).Scan(&visible)
+		return visible >= n, err
+	})
+}

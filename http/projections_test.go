@@ -45,6 +45,7 @@ func TestRebuildOverHTTP(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	heraldtest.WaitLogVisible(t, db, 5)
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
 	jobs := projections.NewJobs(ctx, projections.NewRebuilder(db.Pool, log, 100, discard), log)
 	srv := heraldhttp.NewServer(heraldhttp.Config{}, nil, nil, nil, discard).WithRebuilds(jobs)

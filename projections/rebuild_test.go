@@ -310,6 +310,7 @@ ORDER BY s.g, v.version`, notifications); err != nil {
 		t.Fatal(err)
 	}
 	log := events.NewLog(db.Pool)
+	heraldtest.WaitLogVisible(t, db, 3*notifications)
 	report, err := projections.NewRebuilder(db.Pool, log, 5000, discard).Rebuild(ctx, projections.Status{}, projections.RebuildOptions{})
 	if err != nil {
 		t.Fatal(err)

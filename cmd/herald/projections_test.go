@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -84,12 +83,7 @@ func TestProjectionsStatusAndRebuild(t *testing.T) {
 		t.Errorf("status before any projection ran = %+v; want two projections at 0 with a lag of 24", statuses)
 	}
 
-	// Events become visible to log readers once every transaction older than theirs has ended,
-	// anywhere on the server (other suites run beside this one).
-	heraldtest.Eventually(t, 20*time.Second, "the events to be visible to log readers", func() (bool, error) {
-		recs, _, err := log.ReadAfter(ctx, nil, events.Cursor{}, 100)
-		return len(recs) == 24, err
-	})
+	heraldtest.WaitLogVisible(t, db, 24)
 	out, err = runHerald(t, "projections", "rebuild", "--all", "-o", "json", "--progress", "none", "--database-url", db.URL)
 	if err != nil {
 		t.Fatal(err)
