@@ -67,11 +67,7 @@ func stories(t *testing.T, log *events.Log, n int) []string {
 // project runs the live projector until the test ends.
 func project(t *testing.T, db *heraldtest.Database) {
 	t.Helper()
-	var projs []projections.Projection
-	for _, p := range projections.All() {
-		projs = append(projs, p)
-	}
-	p := router.NewProjector(db.Pool, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100}, discard, projs...)
+	p := router.NewProjector(db.Pool, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100}, discard, projections.All()...)
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()

@@ -2,7 +2,9 @@ package router
 
 import (
 	"context"
+	stdsql "database/sql"
 	"fmt"
+	"strconv"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -24,12 +26,67 @@ const TopicOutbox = "outbox"
 // message metadata and both sides must agree on it.
 var commandMarshaler = cqrs.JSONMarshaler{GenerateName: cqrs.StructName}
 
-// outboxSchema is watermill-sql's PostgreSQL schema with Herald's table names.
-func outboxSchema(batchSize int) sql.DefaultPostgreSQLSchema {
+// outboxSchema is watermill-sql's PostgreSQL schema for the table outbox, read in partitions:
+// the relay's partition k of n reads the rows whose offset modulo n is k.
+type outboxSchema struct {
+	batchSize, partitions, partition int
+}
+
+var _ sql.SchemaAdapter = outboxSchema{}
+
+func (s outboxSchema) base() sql.DefaultPostgreSQLSchema {
 	return sql.DefaultPostgreSQLSchema{
 		GenerateMessagesTableName: func(string) string { return "outbox" },
-		SubscribeBatchSize:        batchSize,
+		SubscribeBatchSize:        s.batchSize,
 	}
+}
+
+func (s outboxSchema) InsertQuery(p sql.InsertQueryParams) (sql.Query, error) {
+	return s.base().InsertQuery(p)
+}
+
+func (s outboxSchema) UnmarshalMessage(p sql.UnmarshalMessageParams) (sql.Row, error) {
+	return s.base().UnmarshalMessage(p)
+}
+
+func (s outboxSchema) SchemaInitializingQueries(sql.SchemaInitializingQueriesParams) ([]sql.Query, error) {
+	// The tables belong to the migrations.
+	return nil, nil
+}
+
+func (s outboxSchema) SubscribeIsolationLevel() stdsql.IsolationLevel {
+	return s.base().SubscribeIsolationLevel()
+}
+
+// SelectQuery is watermill-sql's PostgreSQL query (see eventLogSchema) limited to the
+// partition's rows.
+func (s outboxSchema) SelectQuery(params sql.SelectQueryParams) (sql.Query, error) {
+	next, err := params.OffsetsAdapter.NextOffsetQuery(sql.NextOffsetQueryParams{
+		Topic:         params.Topic,
+		ConsumerGroup: params.ConsumerGroup,
+	})
+	if err != nil {
+		return sql.Query{}, err
+	}
+	partition := ""
+	if s.partitions > 1 {
+		partition = fmt.Sprintf(`AND "offset" %% %d = %d`, s.partitions, s.partition)
+	}
+	q := `
+SELECT * FROM (
+	WITH last_processed AS (` + next.Query + `)
+	SELECT "offset", transaction_id, uuid, payload, metadata FROM outbox
+	WHERE (
+		(transaction_id = (SELECT last_processed_transaction_id FROM last_processed)
+			AND "offset" > (SELECT offset_acked FROM last_processed))
+		OR transaction_id > (SELECT last_processed_transaction_id FROM last_processed)
+	)
+	AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+	` + partition + `
+) AS messages
+ORDER BY transaction_id ASC, "offset" ASC
+LIMIT ` + strconv.Itoa(max(1, s.batchSize))
+	return sql.Query{Query: q, Args: next.Args}, nil
 }
 
 func outboxOffsets() sql.DefaultPostgreSQLOffsetsAdapter {
@@ -52,7 +109,7 @@ func NewOutbox(logger watermill.LoggerAdapter) *Outbox { return &Outbox{logger: 
 // Send stores cmd in tx. The command's message carries the request's correlation id.
 func (o *Outbox) Send(ctx context.Context, tx pgx.Tx, cmd commands.SendNotification) error {
 	// A publisher bound to a transaction cannot create tables: they come from the migrations.
-	pub, err := sql.NewPublisher(sql.TxFromPgx(tx), sql.PublisherConfig{SchemaAdapter: outboxSchema(0)}, o.logger)
+	pub, err := sql.NewPublisher(sql.TxFromPgx(tx), sql.PublisherConfig{SchemaAdapter: outboxSchema{}}, o.logger)
 	if err != nil {
 		return fmt.Errorf("outbox publisher: %w", err)
 	}

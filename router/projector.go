@@ -2,13 +2,15 @@ package router
 
 import (
 	"context"
+	stdsql "database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
-	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,104 +25,196 @@ type ProjectorConfig struct {
 	PollInterval time.Duration
 	// BatchSize is how many events one transaction applies at most.
 	BatchSize int
-	// Metrics, if set, receives watermill's handler metrics.
+	// Metrics, if set, receives the projector's metrics.
 	Metrics prometheus.Registerer
 }
 
 // Projector keeps the read models up to date. Each projection is a consumer group on the event
-// log topic; its events are applied in the transaction that also advances its offset, so each is
-// applied exactly once even if the projector dies mid-batch.
+// log topic, read through the topic's watermill-sql schema and offsets adapters: a batch of
+// events is read, applied with one ApplyBatch, and the group's offset advanced, all in one
+// transaction — so each event is applied exactly once even if the projector dies mid-batch.
+//
+// Why not watermill's Subscriber: it hands a batch's events to the handler one at a time, each
+// applied by its own statements, which caps a projection at about a thousand events a second on
+// a small machine (three events a notification); and a nacked event comes back in the same
+// transaction with the handler's earlier writes still in it. Applying a batch as a whole, under
+// the same offsets, is many times faster and leaves no half-applied batch to reason about.
 type Projector struct {
-	pool   *pgxpool.Pool
-	cfg    ProjectorConfig
-	projs  []projections.Projection
-	logger *slog.Logger
+	pool    *pgxpool.Pool
+	cfg     ProjectorConfig
+	projs   []projections.Rebuildable
+	logger  *slog.Logger
+	metrics *projectorMetrics
 }
 
 // NewProjector returns a projector of projs over the log in pool.
-func NewProjector(pool *pgxpool.Pool, cfg ProjectorConfig, logger *slog.Logger, projs ...projections.Projection) *Projector {
-	return &Projector{pool: pool, cfg: cfg, projs: projs, logger: logger}
+func NewProjector(pool *pgxpool.Pool, cfg ProjectorConfig, logger *slog.Logger, projs ...projections.Rebuildable) *Projector {
+	if cfg.BatchSize < 1 {
+		cfg.BatchSize = 100
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 50 * time.Millisecond
+	}
+	p := &Projector{pool: pool, cfg: cfg, projs: projs, logger: logger}
+	if cfg.Metrics != nil {
+		p.metrics = newProjectorMetrics(cfg.Metrics)
+	}
+	return p
 }
 
 // Run projects until ctx is done; the batch in flight is finished or rolled back whole.
 func (p *Projector) Run(ctx context.Context) error {
-	wlog := watermillLogger(p.logger)
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
-	if err != nil {
-		return fmt.Errorf("projector: %w", err)
+	var wg sync.WaitGroup
+	errs := make([]error, len(p.projs))
+	for i, proj := range p.projs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = p.project(ctx, proj)
+		}()
 	}
-	if p.cfg.Metrics != nil {
-		addMetrics(router, p.cfg.Metrics)
-	}
-	router.AddMiddleware(middleware.Recoverer)
-	for _, proj := range p.projs {
-		sub, err := sql.NewSubscriber(sql.BeginnerFromPgx(p.pool), sql.SubscriberConfig{
-			ConsumerGroup:  proj.Name(),
-			PollInterval:   p.cfg.PollInterval,
-			ResendInterval: 100 * time.Millisecond,
-			// Applying an event takes milliseconds. A message not acknowledged within the
-			// deadline is abandoned with its transaction — what happens when PostgreSQL drops the
-			// connection under it — and the batch is read again from the stored offset.
-			AckDeadline:    ptr(5 * time.Second),
-			SchemaAdapter:  eventLogSchema{batchSize: p.cfg.BatchSize},
-			OffsetsAdapter: eventLogOffsets(),
-		}, wlog)
-		if err != nil {
-			return fmt.Errorf("projector: %s subscriber: %w", proj.Name(), err)
-		}
-		router.AddConsumerHandler(proj.Name(), TopicEventLog, sub, p.apply(proj))
-	}
-	return runUntilDone(ctx, router.Run, router.Close)
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
-// applyTimeout bounds one application, well inside the subscriber's ack deadline: past the
-// deadline the subscriber rolls the transaction back, and it must not do so while the handler
-// is still using the transaction's connection.
-const applyTimeout = 2 * time.Second
-
-// apply applies one event inside the subscriber's transaction. A nacked message is redelivered
-// in that same transaction, whose earlier writes stay: the projection's own guard makes the
-// second application a no-op, and a savepoint keeps a failed statement from aborting the batch.
-func (p *Projector) apply(proj projections.Projection) message.NoPublishHandlerFunc {
-	return func(msg *message.Message) error {
-		ctx, cancel := context.WithTimeout(msg.Context(), applyTimeout)
-		defer cancel()
-		rec, err := recordedFromMessage(msg)
-		if err != nil {
-			return fmt.Errorf("%s: %w", proj.Name(), err)
-		}
-		wtx, ok := sql.TxFromContext(ctx)
-		if !ok {
-			return fmt.Errorf("%s: event %d arrived outside a transaction", proj.Name(), rec.Position)
-		}
-		ptx, ok := wtx.(*sql.PgxTx)
-		if !ok {
-			return fmt.Errorf("%s: event %d: transaction is a %T, not pgx", proj.Name(), rec.Position, wtx)
-		}
-		sp, err := ptx.Tx.Begin(ctx)
-		if err != nil {
-			return p.lost(ctx, proj, rec, err)
-		}
-		if err := proj.Apply(ctx, sp, rec); err != nil {
-			if rbErr := sp.Rollback(context.WithoutCancel(ctx)); rbErr != nil || ptx.Tx.Conn().IsClosed() {
-				return p.lost(ctx, proj, rec, err)
+// project runs one projection's consumer group until ctx is done.
+func (p *Projector) project(ctx context.Context, proj projections.Rebuildable) error {
+	schema := eventLogSchema{batchSize: p.cfg.BatchSize}
+	offsets := eventLogOffsets()
+	if err := p.join(ctx, offsets, proj.Name()); err != nil {
+		return err
+	}
+	wait := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+	for ctx.Err() == nil {
+		// A batch runs to its commit even when ctx is done meanwhile: stopping never leaves
+		// one half done, and it takes milliseconds.
+		n, err := p.batch(context.WithoutCancel(ctx), proj, schema, offsets)
+		switch {
+		case err != nil:
+			p.logger.WarnContext(ctx, "projection batch failed; it will be read again",
+				"projection", proj.Name(), "error", err, "retry_in", wait.next())
+			wait.sleep(ctx)
+			continue
+		case n == 0:
+			select {
+			case <-ctx.Done():
+			case <-time.After(p.cfg.PollInterval):
 			}
-			return fmt.Errorf("%s: apply %s v%d at %d: %w", proj.Name(), rec.StreamID, rec.Version, rec.Position, err)
 		}
-		if err := sp.Commit(ctx); err != nil {
-			return p.lost(ctx, proj, rec, err)
-		}
-		return nil
+		wait.reset()
 	}
+	return nil
 }
 
-// lost handles an event whose transaction died under it (PostgreSQL dropped the connection, or
-// the transaction can no longer commit). Redelivering into that transaction cannot succeed; so
-// the event is acknowledged, which lets the subscriber reach its offset update, fail there, roll
-// back and read the batch again in a new transaction. Nothing is skipped: nothing in a dead
-// transaction commits, the offset included.
-func (p *Projector) lost(ctx context.Context, proj projections.Projection, rec events.Recorded, err error) error {
-	p.logger.WarnContext(ctx, "projection transaction lost; the batch will be read again",
-		"projection", proj.Name(), "position", rec.Position, "error", err)
+// join makes sure the consumer group has an offset row to lock.
+func (p *Projector) join(ctx context.Context, offsets sql.OffsetsAdapter, group string) error {
+	qs, err := offsets.BeforeSubscribingQueries(sql.BeforeSubscribingQueriesParams{Topic: TopicEventLog, ConsumerGroup: group})
+	if err != nil {
+		return fmt.Errorf("projector %s: %w", group, err)
+	}
+	for _, q := range qs {
+		if _, err := p.pool.Exec(ctx, q.Query, q.Args...); err != nil {
+			return fmt.Errorf("projector %s: %w", group, err)
+		}
+	}
 	return nil
+}
+
+// batch reads the next batch of the projection's events, applies it and advances the group's
+// offset, in one transaction. It returns how many events it applied.
+func (p *Projector) batch(ctx context.Context, proj projections.Rebuildable, schema eventLogSchema, offsets sql.OffsetsAdapter) (int, error) {
+	start := time.Now()
+	sel, err := schema.SelectQuery(sql.SelectQueryParams{Topic: TopicEventLog, ConsumerGroup: proj.Name(), OffsetsAdapter: offsets})
+	if err != nil {
+		return 0, err
+	}
+	iso := pgx.RepeatableRead
+	if schema.SubscribeIsolationLevel() != stdsql.LevelRepeatableRead {
+		return 0, fmt.Errorf("projector: unexpected isolation level %v", schema.SubscribeIsolationLevel())
+	}
+	var n int
+	err = pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: iso}, func(tx pgx.Tx) error {
+		// The select takes the group's offset row FOR UPDATE: one projector per group at a time.
+		rows, err := tx.Query(ctx, sel.Query, sel.Args...)
+		if err != nil {
+			return fmt.Errorf("read %s's batch: %w", proj.Name(), err)
+		}
+		var (
+			recs []events.Recorded
+			last sql.Row
+		)
+		for rows.Next() {
+			row, err := schema.UnmarshalMessage(sql.UnmarshalMessageParams{Row: rows})
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			rec, err := recordedFromMessage(row.Msg)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			recs, last = append(recs, rec), row
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read %s's batch: %w", proj.Name(), err)
+		}
+		if len(recs) == 0 {
+			return nil
+		}
+		if err := proj.ApplyBatch(ctx, tx, recs); err != nil {
+			return fmt.Errorf("%s: apply %d events from position %d: %w", proj.Name(), len(recs), recs[0].Position, err)
+		}
+		ack, err := offsets.AckMessageQuery(sql.AckMessageQueryParams{Topic: TopicEventLog, LastRow: last, ConsumerGroup: proj.Name()})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, ack.Query, ack.Args...); err != nil {
+			return fmt.Errorf("advance %s's offset: %w", proj.Name(), err)
+		}
+		n = len(recs)
+		return nil
+	})
+	if err == nil && n > 0 && p.metrics != nil {
+		p.metrics.observe(proj.Name(), n, time.Since(start))
+	}
+	return n, err
+}
+
+type projectorMetrics struct {
+	applied  *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newProjectorMetrics(reg prometheus.Registerer) *projectorMetrics {
+	m := &projectorMetrics{
+		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "projector", Name: "events_applied_total",
+			Help: "Events applied to each read model.",
+		}, []string{"projection"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "herald", Subsystem: "projector", Name: "batch_duration_seconds",
+			Help:    "Time to read, apply and commit one batch of events.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}, []string{"projection"}),
+	}
+	// A second projector in the process shares the first one's collectors.
+	if err := reg.Register(m.applied); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			m.applied = are.ExistingCollector.(*prometheus.CounterVec)
+		}
+	}
+	if err := reg.Register(m.duration); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			m.duration = are.ExistingCollector.(*prometheus.HistogramVec)
+		}
+	}
+	return m
+}
+
+func (m *projectorMetrics) observe(projection string, n int, d time.Duration) {
+	m.applied.WithLabelValues(projection).Add(float64(n))
+	m.duration.WithLabelValues(projection).Observe(d.Seconds())
 }

@@ -28,21 +28,31 @@ import (
 const projectorApp = "herald-projector-under-test"
 
 // counter is a projection that counts how often each event is applied: any event applied twice,
-// or skipped, shows.
+// or skipped, shows. It is not idempotent on purpose.
 type counter struct{}
 
-func (counter) Name() string { return "test_counter" }
-
-func (counter) Apply(ctx context.Context, tx pgx.Tx, r events.Recorded) error {
-	_, err := tx.Exec(ctx, `INSERT INTO test_applied (position, n) VALUES ($1, 1)
-		ON CONFLICT (position) DO UPDATE SET n = test_applied.n + 1`, r.Position)
-	return err
+func (counter) Name() string                          { return "test_counter" }
+func (counter) TableName() string                     { return "test_applied" }
+func (c counter) Into(string) projections.Rebuildable { return c }
+func (counter) Key() []string                         { return []string{"position"} }
+func (c counter) Apply(ctx context.Context, tx pgx.Tx, r events.Recorded) error {
+	return c.ApplyBatch(ctx, tx, []events.Recorded{r})
 }
 
-// flaky applies its projection, then fails the first application of some events: the write is
-// done when the error comes, as when a statement after it fails.
+func (counter) ApplyBatch(ctx context.Context, tx pgx.Tx, recs []events.Recorded) error {
+	for _, r := range recs {
+		if _, err := tx.Exec(ctx, `INSERT INTO test_applied (position, n) VALUES ($1, 1)
+			ON CONFLICT (position) DO UPDATE SET n = test_applied.n + 1`, r.Position); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flaky applies its projection, then fails the first application of some batches: the writes
+// are done when the error comes, as when a statement after them fails.
 type flaky struct {
-	projections.Projection
+	projections.Rebuildable
 	failed sync.Map
 	rate   float64
 	fails  atomic.Int64
@@ -50,11 +60,11 @@ type flaky struct {
 
 var errInjected = errors.New("injected failure")
 
-func (f *flaky) Apply(ctx context.Context, tx pgx.Tx, r events.Recorded) error {
-	if err := f.Projection.Apply(ctx, tx, r); err != nil {
+func (f *flaky) ApplyBatch(ctx context.Context, tx pgx.Tx, recs []events.Recorded) error {
+	if err := f.Rebuildable.ApplyBatch(ctx, tx, recs); err != nil {
 		return err
 	}
-	if _, seen := f.failed.LoadOrStore(r.Position, true); !seen && rand.Float64() < f.rate {
+	if _, seen := f.failed.LoadOrStore(recs[0].Position, true); !seen && rand.Float64() < f.rate {
 		f.fails.Add(1)
 		return errInjected
 	}
@@ -114,11 +124,11 @@ func TestProjectorExactlyOnceUnderFaults(t *testing.T) {
 	defer projPool.Close()
 
 	projs := []*flaky{
-		{Projection: projections.Status{}, rate: 0.1},
-		{Projection: projections.History{}, rate: 0.1},
-		{Projection: counter{}, rate: 0.1},
+		{Rebuildable: projections.Status{}, rate: 0.3},
+		{Rebuildable: projections.History{}, rate: 0.3},
+		{Rebuildable: counter{}, rate: 0.3},
 	}
-	var list []projections.Projection
+	var list []projections.Rebuildable
 	for _, p := range projs {
 		list = append(list, p)
 	}

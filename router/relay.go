@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
 	"github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/components/forwarder"
@@ -21,6 +22,10 @@ type RelayConfig struct {
 	// open while they are published, and an open transaction delays every reader of the log, so
 	// keep it small.
 	BatchSize int
+	// Partitions is how many forwarders share the outbox, each the commands whose offset modulo
+	// Partitions is its own. A forwarder publishes one command at a time and waits for
+	// RabbitMQ's confirm; partitions publish side by side.
+	Partitions int
 }
 
 // Relay forwards commands from the outbox table to their RabbitMQ queues (watermill's forwarder).
@@ -72,39 +77,107 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
-// relay forwards until ctx is done.
+// relay forwards until ctx is done, one forwarder per partition over one publisher.
 func (r *Relay) relay(ctx context.Context) error {
 	wlog := watermillLogger(r.logger)
-	pub, err := amqp.NewPublisher(r.amqp.watermill(), wlog)
+	pubCfg := r.amqp.watermill()
+	pubCfg.Publish.ChannelPoolSize = max(pubCfg.Publish.ChannelPoolSize, r.partitions())
+	pub, err := amqp.NewPublisher(pubCfg, wlog)
 	if err != nil {
 		return fmt.Errorf("connect to RabbitMQ: %w", err)
 	}
 	defer pub.Close()
+	if err := r.startPartitions(ctx); err != nil {
+		return err
+	}
 
+	errc := make(chan error, r.partitions())
+	for k := 0; k < r.partitions(); k++ {
+		go func() { errc <- r.forward(ctx, k, pub, wlog) }()
+	}
+	var first error
+	for k := 0; k < r.partitions(); k++ {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (r *Relay) partitions() int { return max(1, r.cfg.Partitions) }
+
+// group is the consumer group of partition k: "relay" alone, or "relay-k-of-n".
+func (r *Relay) group(k int) string {
+	if r.partitions() == 1 {
+		return "relay"
+	}
+	return fmt.Sprintf("relay-%d-of-%d", k, r.partitions())
+}
+
+// startPartitions gives every partition that has no offset yet the lowest offset any relay
+// group has: with another partition count, earlier groups' progress is not thrown away, and at
+// worst a few commands are forwarded twice, which the workers acknowledge.
+func (r *Relay) startPartitions(ctx context.Context) error {
+	for k := 0; k < r.partitions(); k++ {
+		_, err := r.pool.Exec(ctx, `INSERT INTO outbox_offsets (consumer_group, offset_acked, last_processed_transaction_id)
+			SELECT $1, offset_acked, last_processed_transaction_id FROM outbox_offsets
+			WHERE consumer_group = 'relay' OR consumer_group LIKE 'relay-%-of-%'
+			ORDER BY last_processed_transaction_id, offset_acked LIMIT 1
+			ON CONFLICT (consumer_group) DO NOTHING`, r.group(k))
+		if err != nil {
+			return fmt.Errorf("relay partition %d: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// forward runs the forwarder of partition k until ctx is done.
+func (r *Relay) forward(ctx context.Context, k int, pub message.Publisher, wlog watermill.LoggerAdapter) error {
 	sub, err := sql.NewSubscriber(sql.BeginnerFromPgx(r.pool), sql.SubscriberConfig{
-		ConsumerGroup:  "relay",
+		ConsumerGroup:  r.group(k),
 		PollInterval:   r.cfg.PollInterval,
 		ResendInterval: 100 * time.Millisecond,
 		// A nacked command is retried in the same transaction; the deadline ends that
 		// transaction now and then so it does not hold back readers of the log.
 		AckDeadline:    ptr(5 * time.Second),
-		SchemaAdapter:  outboxSchema(r.cfg.BatchSize),
+		SchemaAdapter:  outboxSchema{batchSize: r.cfg.BatchSize, partitions: r.partitions(), partition: k},
 		OffsetsAdapter: outboxOffsets(),
 	}, wlog)
 	if err != nil {
-		return fmt.Errorf("outbox subscriber: %w", err)
+		return fmt.Errorf("outbox subscriber %d: %w", k, err)
 	}
 	defer sub.Close()
-
 	fwd, err := forwarder.NewForwarder(sub, &declaredPublisher{pub: pub, topology: r.topology}, wlog, forwarder.Config{
 		ForwarderTopic: TopicOutbox,
 		// An envelope that cannot be read never will be; it is logged, not retried forever.
 		AckWhenCannotUnwrap: true,
 	})
 	if err != nil {
-		return fmt.Errorf("forwarder: %w", err)
+		return fmt.Errorf("forwarder %d: %w", k, err)
 	}
 	return runUntilDone(ctx, fwd.Run, fwd.Close)
+}
+
+// PurgeOutbox deletes the outbox rows every partition has forwarded, a batch at a time, and
+// returns how many. Forwarded rows are never read again; left alone they would only grow the
+// table every poll has to search.
+func (r *Relay) PurgeOutbox(ctx context.Context) (int64, error) {
+	var total int64
+	for {
+		tag, err := r.pool.Exec(ctx, `
+DELETE FROM outbox WHERE ctid IN (
+	SELECT o.ctid FROM outbox o JOIN outbox_offsets g
+		ON g.consumer_group = CASE WHEN $1::int = 1 THEN 'relay' ELSE 'relay-' || (o."offset" % $1::int) || '-of-' || $1::int END
+	WHERE (o.transaction_id, o."offset") <= (g.last_processed_transaction_id, g.offset_acked)
+	LIMIT 5000)`, r.partitions())
+		if err != nil {
+			return total, fmt.Errorf("purge outbox: %w", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < 5000 {
+			return total, nil
+		}
+	}
 }
 
 // declaredPublisher publishes only while the queues are known to exist, so that a broker that

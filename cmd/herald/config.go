@@ -180,6 +180,7 @@ type relayConfig struct {
 func (c *relayConfig) register(s *settings) {
 	s.Duration(&c.PollInterval, "relay-poll-interval", "HERALD_RELAY_POLL_INTERVAL", 50*time.Millisecond, "how often an idle outbox relay looks for new commands")
 	s.Int(&c.BatchSize, "relay-batch-size", "HERALD_RELAY_BATCH_SIZE", 20, "commands forwarded per outbox transaction")
+	s.Int(&c.Partitions, "relay-partitions", "HERALD_RELAY_PARTITIONS", 4, "forwarders sharing the outbox, publishing side by side")
 }
 
 type projectorConfig struct {
@@ -188,7 +189,7 @@ type projectorConfig struct {
 
 func (c *projectorConfig) register(s *settings) {
 	s.Duration(&c.PollInterval, "projector-poll-interval", "HERALD_PROJECTOR_POLL_INTERVAL", 50*time.Millisecond, "how often an idle projection looks for new events")
-	s.Int(&c.BatchSize, "projector-batch-size", "HERALD_PROJECTOR_BATCH_SIZE", 100, "events applied per projection transaction")
+	s.Int(&c.BatchSize, "projector-batch-size", "HERALD_PROJECTOR_BATCH_SIZE", 500, "events applied per projection transaction")
 }
 
 type workerConfig struct {

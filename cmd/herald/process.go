@@ -144,11 +144,7 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 	if p.projector {
 		pc := cfg.projector.ProjectorConfig
 		pc.Metrics = reg
-		var projs []projections.Projection
-		for _, p := range projections.All() {
-			projs = append(projs, p)
-		}
-		proj := router.NewProjector(pool, pc, logger, projs...)
+		proj := router.NewProjector(pool, pc, logger, projections.All()...)
 		comps = append(comps, component{name: "projector", run: proj.Run})
 	}
 	if p.workers {
@@ -174,7 +170,8 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 	var acc *handlers.Acceptor
 	if p.api {
 		relay := router.NewRelay(pool, cfg.amqp.AMQPConfig, cfg.relay.RelayConfig, topology, logger)
-		comps = append(comps, component{name: "outbox relay", run: relay.Run})
+		comps = append(comps, component{name: "outbox relay", run: relay.Run},
+			component{name: "outbox purge", run: func(ctx context.Context) error { return purgeOutbox(ctx, relay, logger) }})
 		acc = handlers.NewAcceptor(pool, log, router.NewOutbox(nil), handlers.DefaultLimits).WithIdempotencyTTL(cfg.http.IdempotencyTTL)
 		acceptor = acc
 		reader = projections.NewReader(pool, log)
@@ -216,6 +213,24 @@ func purgeIdempotencyKeys(ctx context.Context, acc *handlers.Acceptor, pool *pgx
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		}
+	}
+}
+
+// purgeOutbox deletes forwarded commands from the outbox every 30 seconds until ctx is done.
+func purgeOutbox(ctx context.Context, relay *router.Relay, logger *slog.Logger) error {
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if n, err := relay.PurgeOutbox(ctx); err != nil && ctx.Err() == nil {
+			logger.WarnContext(ctx, "purging forwarded commands failed", "error", err)
+		} else if n > 0 {
+			logger.DebugContext(ctx, "forwarded commands purged from the outbox", "commands", n)
 		}
 	}
 }
