@@ -61,6 +61,7 @@ Run "herald migrate" once, then "herald all" for everything in one process, or "
 		projectionsCommand(),
 		apikeysCommand(),
 		versionCommand(),
+		benchCommand(),
 	)
 	return root
 }

@@ -1,0 +1,309 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/apikeys"
+	"github.com/herald-notify/herald/bench"
+	"github.com/herald-notify/herald/heraldtest"
+)
+
+// heraldBin is the herald binary TestMain builds: herald bench runs Herald's processes from its
+// own executable, so it is tested as a real command.
+var heraldBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "herald-bench-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: temp dir:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	heraldBin = filepath.Join(dir, "herald")
+	build := exec.Command("go", "build", "-o", heraldBin, "./cmd/herald")
+	build.Dir = ".." // the tests run in <module>/bench
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: go build ./cmd/herald: %v\n%s", err, out)
+		return 1
+	}
+	return m.Run()
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// serviceFlags are the bench flags that point at the services the tests use.
+func serviceFlags() []string {
+	return []string{
+		"--admin-database-url", env("HERALD_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
+		"--rabbitmq-api", env("HERALD_TEST_RABBITMQ_API", "http://guest:guest@127.0.0.1:15672"),
+		"--amqp-url", env("HERALD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+	}
+}
+
+// requireServices skips the test (or fails it, with HERALD_TEST_REQUIRE_SERVICES=1) when
+// PostgreSQL or RabbitMQ's management API is not reachable, and returns a database to check
+// the server with.
+func requireServices(t *testing.T) *heraldtest.Database {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs Herald and the services for seconds; skipped with -short")
+	}
+	db := heraldtest.NewDatabase(t)
+	heraldtest.NewVHost(t)
+	return db
+}
+
+// runBench runs herald bench with args and -o json, and returns its report and exit error.
+func runBench(t *testing.T, args ...string) (*bench.Report, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, heraldBin, append([]string{"bench", "-o", "json"}, args...)...)
+	// Herald's own settings in the test's environment must not reach the bench or its processes.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HERALD_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("herald bench %s\n%s", strings.Join(args, " "), stderr.String())
+	var rep bench.Report
+	if jerr := json.Unmarshal(stdout.Bytes(), &rep); jerr != nil {
+		t.Fatalf("herald bench (%v) did not print a JSON report: %v\nstdout:\n%s", err, jerr, stdout.String())
+	}
+	return &rep, err
+}
+
+func checkOrdered(t *testing.T, name string, s bench.Summary, count uint64) {
+	t.Helper()
+	if s.Count != count {
+		t.Errorf("%s: %d values, want %d", name, s.Count, count)
+	}
+	if !(0 <= s.MinMS && s.MinMS <= s.P50MS && s.P50MS <= s.P95MS && s.P95MS <= s.P99MS && s.P99MS <= s.MaxMS && s.MaxMS > 0) {
+		t.Errorf("%s: percentiles out of order: %+v", name, s)
+	}
+}
+
+func TestBenchSpawnsHeraldAndAccountsForEveryNotification(t *testing.T) {
+	db := requireServices(t)
+	rep, err := runBench(t, append(serviceFlags(), "-n", "200", "--spawn", "all", "--rate", "200", "--ceiling-duration", "1s", "--drain", "2m")...)
+	if err != nil {
+		t.Fatalf("herald bench: %v; problems: %v", err, rep.Problems)
+	}
+
+	l, d, o, st := rep.Load, rep.Delivery, rep.Outcome, rep.Status
+	if !rep.OK || len(rep.Problems) > 0 {
+		t.Errorf("ok = %v, problems %v", rep.OK, rep.Problems)
+	}
+	if l.Accepted != 200 || l.Errors != 0 || l.AcceptedPerSec <= 0 {
+		t.Errorf("load: accepted %d, errors %d (%v), %.1f/s; want 200, 0 and a rate", l.Accepted, l.Errors, l.ErrorsByKind, l.AcceptedPerSec)
+	}
+	if d == nil {
+		t.Fatal("no delivery figures from the sinks")
+	}
+	if d.Delivered != 200 || d.Undelivered != 0 || d.IDMismatches != 0 || d.Unexpected != 0 || d.DeliveredPerSec <= 0 {
+		t.Errorf("delivery: %+v; want 200 delivered, nothing undelivered or unexpected", *d)
+	}
+	if o.Accepted != 200 || o.Sent != 200 || o.Failed != 0 || o.Lost != 0 || o.DrainTimedOut {
+		t.Errorf("outcome: %+v; want 200 sent, none failed or lost", o)
+	}
+	checkOrdered(t, "API latency", l.APILatency, 200)
+	checkOrdered(t, "accept→delivery", d.AcceptToDelivery, 200)
+	// One in ten, chosen by a hash: about 20 of 200.
+	if st.Sampled < 8 || st.Sampled > 35 || st.SeenSent != st.Sampled || st.NotSeen != 0 || st.StatusGETs < st.Sampled || st.EventsGETs != st.Sampled {
+		t.Errorf("status: %+v; want about 20 sampled, all seen sent", st)
+	}
+	checkOrdered(t, "accept→sent", st.AcceptToSent, uint64(st.Sampled))
+	checkOrdered(t, "projection lag", st.ProjectionLag, uint64(st.Sampled))
+	if d != nil && (d.AcceptToDeliveryByChannel["email"].Count != 100 || d.AcceptToDeliveryByChannel["sms"].Count != 100) {
+		t.Errorf("accept→delivery by channel: %+v; want 100 each", d.AcceptToDeliveryByChannel)
+	}
+	if st.AcceptToSent.P50MS < st.ProjectionLag.P50MS {
+		t.Errorf("accept→sent p50 %.1fms below projection lag p50 %.1fms: the lag is part of it", st.AcceptToSent.P50MS, st.ProjectionLag.P50MS)
+	}
+
+	c := rep.Ceiling
+	if c == nil || c.AMQP == nil || c.Error != "" {
+		t.Fatalf("ceiling: %+v", c)
+	}
+	if c.AMQP.PublishedPerSec <= 0 || c.AMQP.ConsumedPerSec <= 0 || c.AMQP.Consumed != c.AMQP.Published {
+		t.Errorf("AMQP ceiling: %+v; want rates above 0 and everything consumed", *c.AMQP)
+	}
+	if len(c.Postgres) != 3 {
+		t.Errorf("PostgreSQL ceiling: %+v; want 1, 4 and 16 clients", c.Postgres)
+	}
+	for _, p := range c.Postgres {
+		if p.InsertsPer <= 0 {
+			t.Errorf("PostgreSQL ceiling with %d clients: %.1f inserts/s", p.Clients, p.InsertsPer)
+		}
+	}
+	if c.DeliveredOverAMQP == nil || *c.DeliveredOverAMQP <= 0 || c.DeliveredOverPGCommits == nil || *c.DeliveredOverPGCommits <= 0 {
+		t.Errorf("ratios missing: %v, %v", c.DeliveredOverAMQP, c.DeliveredOverPGCommits)
+	}
+
+	m := rep.Memory
+	if m == nil || len(m.Processes) != 1 || m.Processes[0].PeakRSS <= 0 || m.PeakRSSSum != m.Processes[0].PeakRSS || len(m.Series) == 0 {
+		t.Errorf("memory: %+v", m)
+	}
+	e := rep.Environment
+	if e.CPUs < 1 || e.GoVersion == "" || e.PostgresVersion == "" || e.RabbitMQVersion == "" {
+		t.Errorf("environment: %+v", e)
+	}
+
+	// The run cleaned up after itself.
+	var exists bool
+	if err := db.Pool.QueryRow(context.Background(), "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", rep.Settings.Database).Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	if exists || rep.Settings.Database == "" {
+		t.Errorf("database %q still exists after the run", rep.Settings.Database)
+	}
+	if rep.LogDir != "" {
+		t.Errorf("log dir %s kept after a good run", rep.LogDir)
+	}
+}
+
+func TestBenchRunsSeparateProcesses(t *testing.T) {
+	requireServices(t)
+	rep, err := runBench(t, append(serviceFlags(), "-n", "100", "--concurrency", "4", "--spawn", "serve,worker,projector",
+		"--workers", "2", "--ceiling=false", "--env", "HERALD_RELAY_BATCH_SIZE=50", "--drain", "2m")...)
+	if err != nil {
+		t.Fatalf("herald bench: %v; problems: %v", err, rep.Problems)
+	}
+	if rep.Outcome.Sent != 100 || rep.Delivery == nil || rep.Delivery.Delivered != 100 {
+		t.Errorf("outcome %+v, delivery %+v; want 100 sent and delivered", rep.Outcome, rep.Delivery)
+	}
+	var roles []string
+	for _, p := range rep.Memory.Processes {
+		roles = append(roles, p.Role)
+	}
+	if got := strings.Join(roles, ","); got != "projector,worker,worker,serve" {
+		t.Errorf("processes %s, want projector,worker,worker,serve", got)
+	}
+	if rep.Ceiling != nil {
+		t.Errorf("ceiling measured with --ceiling=false: %+v", rep.Ceiling)
+	}
+	if rep.Settings.Loop != "closed" || len(rep.Settings.Env) != 1 {
+		t.Errorf("settings %+v", rep.Settings)
+	}
+}
+
+// With --url the bench drives a Herald it did not start, and settles on the status API.
+func TestBenchDrivesARunningHerald(t *testing.T) {
+	db := requireServices(t)
+	_, token, err := apikeys.NewStore(db.Pool).Create(context.Background(), "bench", herald.Scopes, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(heraldBin, "all")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HERALD_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "HERALD_DATABASE_URL="+db.URL, "HERALD_AMQP_URL="+heraldtest.NewVHost(t),
+		"HERALD_HTTP_ADDR="+addr, "HERALD_RATE_LIMIT=0", "HERALD_LOG_LEVEL=warn")
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("herald all:\n%s", logs.String())
+		}
+	})
+	heraldtest.Eventually(t, 30*time.Second, "herald all to be ready", func() (bool, error) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+
+	rep, err := runBench(t, append(serviceFlags(), "--url", "http://"+addr, "--api-key", token, "-n", "100", "--sample", "5", "--ceiling=false", "--drain", "2m")...)
+	if err != nil {
+		t.Fatalf("herald bench: %v; problems: %v", err, rep.Problems)
+	}
+	if rep.Delivery != nil || rep.Memory != nil {
+		t.Errorf("delivery %+v and memory %+v measured without sinks or processes", rep.Delivery, rep.Memory)
+	}
+	if o := rep.Outcome; o.Accepted != 100 || o.Sent != 100 || o.Lost != 0 || o.Source != "status API" {
+		t.Errorf("outcome %+v; want 100 sent, read on the status API", o)
+	}
+	if st := rep.Status; st.Sampled < 8 || st.SeenSent != st.Sampled || st.SweepGETs < 100-st.Sampled {
+		t.Errorf("status %+v; want about 20 sampled and seen sent, and the rest swept", st)
+	}
+	// No database of the bench's own: the notifications are in the one Herald uses.
+	var n int
+	if err := db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM notification_status WHERE status = 'sent'").Scan(&n); err != nil || n != 100 {
+		t.Errorf("Herald's database has %d sent (%v), want 100", n, err)
+	}
+}
+
+func TestBenchRefusesBadFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-n", "0"}, "-n 0"},
+		{[]string{"--spawn", "serve"}, "nothing would run worker, projector"},
+		{[]string{"--url", "http://127.0.0.1:1", "--spawn", "all"}, "--url drives a running Herald"},
+		{[]string{"--api-key", "x"}, "--api-key goes with --url"},
+		{[]string{"-o", "yaml"}, `output "yaml"`},
+		{[]string{"--rate", "fast"}, "invalid argument"},
+		{[]string{"extra"}, "unknown command"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			out, err := exec.Command(heraldBin, append([]string{"bench"}, tt.args...)...).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tt.want) {
+				t.Errorf("exit %v, output %q; want a failure mentioning %q", err, out, tt.want)
+			}
+		})
+	}
+}
+
+func TestBenchHelpDescribesEveryFigure(t *testing.T) {
+	out, err := exec.Command(heraldBin, "bench", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("--help: %v\n%s", err, out)
+	}
+	for _, want := range []string{"accepted/s", "API latency", "delivered/s", "accept→sent", "projection lag", "lost", "peak RSS", "ceiling", "ratios", "--url", "--spawn", "--env", "exits with status 1"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("--help does not mention %q", want)
+		}
+	}
+}

@@ -1,0 +1,205 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Config says what one run does. The zero value is not usable: start from DefaultConfig.
+type Config struct {
+	// N is how many notifications to send.
+	N int
+	// SMSRatio is the share of them that are SMS (the rest are emails), 0 to 1.
+	SMSRatio float64
+	// Rate, when above 0, sends open-loop at this many requests a second, with at most
+	// MaxInFlight requests outstanding; 0 sends closed-loop from Concurrency clients.
+	Rate        float64
+	MaxInFlight int
+	// Concurrency is the number of closed-loop clients, and the number of publishers and
+	// PostgreSQL clients of the ceiling measurement.
+	Concurrency int
+	// RequestTimeout bounds one API request.
+	RequestTimeout time.Duration
+
+	// Sample polls the status of every Sample-th notification (0: none) every PollInterval,
+	// making at most PollRate status and events requests a second in all.
+	Sample       int
+	PollInterval time.Duration
+	PollRate     float64
+	// Drain is how long to wait, after the last request, for every accepted notification to be
+	// delivered and terminal.
+	Drain time.Duration
+
+	// Ceiling measures the raw AMQP and PostgreSQL throughput before the load, each for
+	// CeilingDuration.
+	Ceiling         bool
+	CeilingDuration time.Duration
+
+	// Spawn names the Herald processes to start ("all", or "serve", "worker", "projector");
+	// Workers is the number of "worker" processes. Env is added to their environment
+	// (KEY=VALUE). Executable is the herald binary to run them from.
+	Spawn        []string
+	Workers      int
+	Env          []string
+	Executable   string
+	ReadyTimeout time.Duration
+	StopTimeout  time.Duration
+
+	// The services the run creates its database and vhost on.
+	AdminDatabaseURL string
+	RabbitMQAPI      string
+	AMQPURL          string
+	// Keep leaves the database, the vhost and the processes' logs in place after the run.
+	Keep bool
+
+	// URL and APIKey drive an already running Herald instead of spawning one.
+	URL    string
+	APIKey string
+
+	// HeraldVersion is reported as is.
+	HeraldVersion string
+}
+
+// DefaultConfig returns the defaults of herald bench.
+func DefaultConfig() Config {
+	return Config{
+		N:                10000,
+		SMSRatio:         0.5,
+		MaxInFlight:      256,
+		Concurrency:      16,
+		RequestTimeout:   30 * time.Second,
+		Sample:           10,
+		PollInterval:     20 * time.Millisecond,
+		PollRate:         500,
+		Drain:            5 * time.Minute,
+		Ceiling:          true,
+		CeilingDuration:  5 * time.Second,
+		Spawn:            []string{"all"},
+		Workers:          1,
+		ReadyTimeout:     60 * time.Second,
+		StopTimeout:      90 * time.Second,
+		AdminDatabaseURL: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+		RabbitMQAPI:      "http://guest:guest@127.0.0.1:15672",
+		AMQPURL:          "amqp://guest:guest@127.0.0.1:5672/",
+	}
+}
+
+// spawning reports whether the run starts Herald itself.
+func (c Config) spawning() bool { return c.URL == "" }
+
+// maxN bounds N: the SMS recipients carry the number in nine digits.
+const maxN = 1_000_000_000
+
+// Validate checks the configuration and names every bad flag.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.N < 1 || c.N > maxN {
+		bad("-n %d: want 1 to %d notifications", c.N, maxN)
+	}
+	if c.SMSRatio < 0 || c.SMSRatio > 1 {
+		bad("--sms-ratio %g: want 0 (all email) to 1 (all SMS)", c.SMSRatio)
+	}
+	if c.Rate < 0 {
+		bad("--rate %g: want 0 (closed loop) or more", c.Rate)
+	}
+	if c.MaxInFlight < 1 {
+		bad("--max-in-flight %d: want at least 1", c.MaxInFlight)
+	}
+	if c.Concurrency < 1 {
+		bad("--concurrency %d: want at least 1", c.Concurrency)
+	}
+	if c.RequestTimeout <= 0 {
+		bad("--request-timeout %s: want more than 0", c.RequestTimeout)
+	}
+	if c.Sample < 0 {
+		bad("--sample %d: want 0 (no status polling) or more", c.Sample)
+	}
+	if c.PollInterval <= 0 {
+		bad("--poll-interval %s: want more than 0", c.PollInterval)
+	}
+	if c.PollRate <= 0 {
+		bad("--poll-rate %g: want more than 0", c.PollRate)
+	}
+	if c.Drain <= 0 {
+		bad("--drain %s: want more than 0", c.Drain)
+	}
+	if c.Ceiling && c.CeilingDuration < 100*time.Millisecond {
+		bad("--ceiling-duration %s: want at least 100ms", c.CeilingDuration)
+	}
+	if c.Ceiling || c.spawning() {
+		if _, err := url.Parse(c.AdminDatabaseURL); err != nil || !strings.HasPrefix(c.AdminDatabaseURL, "postgres") {
+			bad("--admin-database-url %q: want a postgres:// URL", c.AdminDatabaseURL)
+		}
+		if u, err := url.Parse(c.RabbitMQAPI); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("--rabbitmq-api %q: want the management API's http:// URL, with credentials", c.RabbitMQAPI)
+		}
+		if u, err := url.Parse(c.AMQPURL); err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
+			bad("--amqp-url %q: want an amqp:// URL", c.AMQPURL)
+		}
+	}
+	if c.spawning() {
+		if err := validateSpawn(c.Spawn, c.Workers); err != nil {
+			errs = append(errs, err)
+		}
+		for _, kv := range c.Env {
+			k, _, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				bad("--env %q: want KEY=VALUE", kv)
+			}
+		}
+		if c.ReadyTimeout <= 0 {
+			bad("--ready-timeout %s: want more than 0", c.ReadyTimeout)
+		}
+	} else {
+		if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("--url %q: want Herald's base URL, e.g. http://127.0.0.1:8080", c.URL)
+		}
+		if c.APIKey == "" {
+			bad("--url needs --api-key: a key with the send and read scopes (herald apikeys create)")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// roles a spawned process can have.
+var roles = []string{"all", "serve", "worker", "projector"}
+
+func validateSpawn(spawn []string, workers int) error {
+	if len(spawn) == 0 {
+		return errors.New("--spawn: name all, or serve, worker and projector")
+	}
+	seen := map[string]bool{}
+	for _, r := range spawn {
+		if !slices.Contains(roles, r) {
+			return fmt.Errorf("--spawn %q: want all, serve, worker or projector", r)
+		}
+		if seen[r] {
+			return fmt.Errorf("--spawn names %s twice: use --workers for more worker processes", r)
+		}
+		seen[r] = true
+	}
+	var missing []string
+	for _, part := range []string{"serve", "worker", "projector"} {
+		if !seen["all"] && !seen[part] {
+			missing = append(missing, part)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("--spawn %s: nothing would run %s; add them or use all", strings.Join(spawn, ","), strings.Join(missing, ", "))
+	}
+	if seen["all"] && seen["serve"] {
+		return errors.New("--spawn all,serve: the bench drives one API; all already runs it")
+	}
+	if workers < 1 {
+		return fmt.Errorf("--workers %d: want at least 1", workers)
+	}
+	if workers > 1 && !seen["worker"] {
+		return fmt.Errorf("--workers %d: needs worker in --spawn (all runs its own workers)", workers)
+	}
+	return nil
+}

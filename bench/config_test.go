@@ -1,0 +1,57 @@
+package bench_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald/bench"
+)
+
+func TestValidateNamesTheBadFlag(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*bench.Config)
+		want   string // "" for valid
+	}{
+		{"defaults", func(*bench.Config) {}, ""},
+		{"separate processes", func(c *bench.Config) { c.Spawn, c.Workers = []string{"serve", "worker", "projector"}, 3 }, ""},
+		{"all and extra workers", func(c *bench.Config) { c.Spawn, c.Workers = []string{"all", "worker"}, 2 }, ""},
+		{"url mode", func(c *bench.Config) { c.URL, c.APIKey = "http://127.0.0.1:8080", "hrld_x" }, ""},
+		{"no notifications", func(c *bench.Config) { c.N = 0 }, "-n 0"},
+		{"too many", func(c *bench.Config) { c.N = 2_000_000_000 }, "-n 2000000000"},
+		{"ratio", func(c *bench.Config) { c.SMSRatio = 1.5 }, "--sms-ratio"},
+		{"rate", func(c *bench.Config) { c.Rate = -1 }, "--rate"},
+		{"in flight", func(c *bench.Config) { c.MaxInFlight = 0 }, "--max-in-flight"},
+		{"concurrency", func(c *bench.Config) { c.Concurrency = 0 }, "--concurrency"},
+		{"sample", func(c *bench.Config) { c.Sample = -1 }, "--sample"},
+		{"poll rate", func(c *bench.Config) { c.PollRate = 0 }, "--poll-rate"},
+		{"drain", func(c *bench.Config) { c.Drain = 0 }, "--drain"},
+		{"ceiling duration", func(c *bench.Config) { c.CeilingDuration = time.Millisecond }, "--ceiling-duration"},
+		{"no ceiling, any duration", func(c *bench.Config) { c.Ceiling, c.CeilingDuration = false, 0 }, ""},
+		{"unknown role", func(c *bench.Config) { c.Spawn = []string{"api"} }, `--spawn "api"`},
+		{"no projector", func(c *bench.Config) { c.Spawn = []string{"serve", "worker"} }, "nothing would run projector"},
+		{"twice", func(c *bench.Config) { c.Spawn = []string{"worker", "worker", "serve", "projector"} }, "use --workers"},
+		{"two APIs", func(c *bench.Config) { c.Spawn = []string{"all", "serve"} }, "one API"},
+		{"workers without worker", func(c *bench.Config) { c.Workers = 2 }, "--workers 2"},
+		{"env", func(c *bench.Config) { c.Env = []string{"HERALD_X"} }, "KEY=VALUE"},
+		{"database url", func(c *bench.Config) { c.AdminDatabaseURL = "mysql://x" }, "--admin-database-url"},
+		{"rabbit api", func(c *bench.Config) { c.RabbitMQAPI = "amqp://x" }, "--rabbitmq-api"},
+		{"amqp url", func(c *bench.Config) { c.AMQPURL = "http://x" }, "--amqp-url"},
+		{"url without key", func(c *bench.Config) { c.URL = "http://127.0.0.1:8080" }, "--api-key"},
+		{"bad url", func(c *bench.Config) { c.URL, c.APIKey = "127.0.0.1:8080", "k" }, "--url"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := bench.DefaultConfig()
+			tt.change(&cfg)
+			err := cfg.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Validate: %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("Validate: %v, want an error mentioning %q", err, tt.want)
+			}
+		})
+	}
+}

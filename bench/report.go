@@ -1,0 +1,420 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// ReportVersion changes when a field of Report changes meaning or goes away.
+const ReportVersion = 1
+
+// Report is every figure of one run. Times are in seconds or milliseconds, as the field names
+// say; rates are per second.
+type Report struct {
+	ReportVersion int         `json:"report_version"`
+	Started       time.Time   `json:"started"`
+	Finished      time.Time   `json:"finished"`
+	Settings      Settings    `json:"settings"`
+	Environment   Environment `json:"environment"`
+	Load          Load        `json:"load"`
+	// Delivery is what the bench's sinks received; absent with --url, which has none.
+	Delivery *Delivery      `json:"delivery,omitempty"`
+	Status   StatusFigures  `json:"status"`
+	Outcome  Outcome        `json:"outcome"`
+	Memory   *Memory        `json:"memory,omitempty"`
+	Ceiling  *CeilingReport `json:"ceiling,omitempty"`
+	// OK is false when a notification was lost, failed or never delivered, or the run failed;
+	// Problems says why. Warnings are worth a look but fail nothing.
+	OK       bool     `json:"ok"`
+	Problems []string `json:"problems"`
+	Warnings []string `json:"warnings"`
+	// LogDir holds the spawned processes' logs, when they were kept.
+	LogDir string `json:"log_dir,omitempty"`
+}
+
+// Settings are the run's parameters.
+type Settings struct {
+	Mode           string   `json:"mode"` // "spawn" or "url"
+	N              int      `json:"n"`
+	SMSRatio       float64  `json:"sms_ratio"`
+	Loop           string   `json:"loop"` // "open" (--rate) or "closed" (--concurrency)
+	Rate           float64  `json:"rate,omitempty"`
+	MaxInFlight    int      `json:"max_in_flight,omitempty"`
+	Concurrency    int      `json:"concurrency"`
+	RequestTimeout float64  `json:"request_timeout_seconds"`
+	Sample         int      `json:"sample_every"`
+	PollInterval   float64  `json:"poll_interval_ms"`
+	PollRate       float64  `json:"poll_rate"`
+	Drain          float64  `json:"drain_seconds"`
+	Ceiling        bool     `json:"ceiling"`
+	CeilingSeconds float64  `json:"ceiling_seconds,omitempty"`
+	Spawn          []string `json:"spawn,omitempty"`
+	Workers        int      `json:"workers,omitempty"`
+	Env            []string `json:"env,omitempty"`
+	URL            string   `json:"url,omitempty"`
+	Database       string   `json:"database,omitempty"`
+	VHost          string   `json:"vhost,omitempty"`
+}
+
+// Environment is the machine and the versions of what ran.
+type Environment struct {
+	Hostname        string `json:"hostname"`
+	CPUs            int    `json:"cpus"`
+	CPUModel        string `json:"cpu_model,omitempty"`
+	Kernel          string `json:"kernel,omitempty"`
+	OS              string `json:"os"`
+	GoVersion       string `json:"go_version"`
+	HeraldVersion   string `json:"herald_version"`
+	PostgresVersion string `json:"postgres_version,omitempty"`
+	RabbitMQVersion string `json:"rabbitmq_version,omitempty"`
+	ErlangVersion   string `json:"erlang_version,omitempty"`
+	// LoadAverage is /proc/loadavg (1, 5, 15 minutes) when the run started: other work on the
+	// machine skews every figure.
+	LoadAverage string `json:"load_average_at_start,omitempty"`
+}
+
+// Load is what the API did with the POSTs.
+type Load struct {
+	Requested int   `json:"requested"`
+	Posted    int64 `json:"posted"`
+	Accepted  int64 `json:"accepted"`
+	Errors    int64 `json:"errors"`
+	// ErrorsByKind counts refusals by status and error code ("503 unavailable") and failed
+	// requests by cause ("transport: timeout").
+	ErrorsByKind map[string]int64 `json:"errors_by_kind"`
+	ErrorSamples []string         `json:"error_samples,omitempty"`
+	// Seconds runs from the start of the first POST to the answer to the last one.
+	Seconds        float64 `json:"seconds"`
+	AcceptedPerSec float64 `json:"accepted_per_sec"`
+	// APILatency is the time of every POST, from sending to the answer read, errors included.
+	APILatency Summary `json:"api_latency"`
+	// With --rate: how late a POST started against its schedule at worst, and how many started
+	// more than 10 ms late (the in-flight bound was reached, or the bench fell behind).
+	MaxStartDelayMS float64 `json:"max_start_delay_ms,omitempty"`
+	LateStarts      int64   `json:"late_starts,omitempty"`
+	// MachineCPUBusy is the share of the machine's CPU time that was busy while the POSTs ran,
+	// whoever used it: near 1, the machine was the limit.
+	MachineCPUBusy float64 `json:"machine_cpu_busy"`
+	// OtherCPUSeconds is, over the same time, the CPU used by processes other than Herald's, the
+	// bench, PostgreSQL's server and this run's backends, and RabbitMQ: other work sharing the
+	// machine, which skews every figure. Spawn mode only.
+	OtherCPUSeconds float64 `json:"other_cpu_seconds"`
+}
+
+// Delivery is what reached the sinks.
+type Delivery struct {
+	// Delivered is accepted notifications that reached a sink at least once.
+	Delivered   int64 `json:"delivered"`
+	Undelivered int64 `json:"undelivered"`
+	// Duplicates is arrivals beyond the first of a notification.
+	Duplicates int64 `json:"duplicates"`
+	// Unexpected is arrivals for notifications whose POST was not answered 202 (e.g. timed out),
+	// or to recipients the bench never used; IDMismatches is arrivals whose notification id
+	// was not the one the API answered for that recipient.
+	Unexpected   int64 `json:"unexpected"`
+	IDMismatches int64 `json:"id_mismatches"`
+	// Seconds runs from the start of the first POST to the last first arrival.
+	Seconds         float64 `json:"seconds"`
+	DeliveredPerSec float64 `json:"delivered_per_sec"`
+	// AcceptToDelivery is, for every delivered notification, the time from its 202 to its first
+	// arrival at a sink.
+	AcceptToDelivery Summary `json:"accept_to_delivery"`
+	// AcceptToDeliveryByChannel is the same for "email" and "sms" apart.
+	AcceptToDeliveryByChannel map[string]Summary `json:"accept_to_delivery_by_channel"`
+	// SinkRefusals is SMS requests the gateway refused (bad credentials or form).
+	SinkRefusals int64 `json:"sink_refusals"`
+}
+
+// StatusFigures is what watching sampled notifications on the status API showed.
+type StatusFigures struct {
+	SampleEvery int   `json:"sample_every"`
+	Sampled     int64 `json:"sampled"`
+	SeenSent    int64 `json:"seen_sent"`
+	SeenFailed  int64 `json:"seen_failed"`
+	NotSeen     int64 `json:"not_seen"`
+	StatusGETs  int64 `json:"status_gets"`
+	EventsGETs  int64 `json:"events_gets"`
+	GETErrors   int64 `json:"get_errors"`
+	// MeanPollGapMS is the mean time between two status requests for one notification: the
+	// resolution of the figures below.
+	MeanPollGapMS float64 `json:"mean_poll_gap_ms"`
+	// AcceptToSent is the time from the POST's 202 to the first status answer saying sent.
+	AcceptToSent Summary `json:"accept_to_sent"`
+	// ProjectionLag is the time from the NotificationSent event's time in the log to the first
+	// status answer saying sent.
+	ProjectionLag Summary `json:"projection_lag"`
+	// SentViaLogFold counts status answers saying sent while the read model did not yet
+	// (the API folds the log for notifications the projector has not reached); spawn mode only.
+	SentViaLogFold int64 `json:"sent_via_log_fold"`
+	// SweepGETs is the status requests of the final check with --url.
+	SweepGETs int64 `json:"sweep_gets,omitempty"`
+}
+
+// Outcome is where the accepted notifications ended.
+type Outcome struct {
+	Accepted int64 `json:"accepted"`
+	Sent     int64 `json:"sent"`
+	Failed   int64 `json:"failed"`
+	// Settled is false when the run was interrupted before the drain ended: Lost is then 0 and
+	// means nothing.
+	Settled bool `json:"settled"`
+	// Lost is accepted notifications not sent or failed when the drain ended.
+	Lost          int64   `json:"lost"`
+	DrainSeconds  float64 `json:"drain_seconds"`
+	DrainTimedOut bool    `json:"drain_timed_out"`
+	// Source is where the statuses were read: the read model (spawn) or the status API (url).
+	Source string `json:"source"`
+}
+
+// Memory is the resident memory of Herald's processes, and of the services.
+type Memory struct {
+	Processes []ProcessFigures `json:"processes"`
+	// PeakRSSSum is the sum of the processes' own peaks (VmHWM), which need not coincide;
+	// MaxSampledRSS the largest sum seen by sampling every second.
+	PeakRSSSum    int64       `json:"peak_rss_sum_bytes"`
+	MaxSampledRSS int64       `json:"max_sampled_rss_bytes"`
+	Series        []RSSSample `json:"series"`
+	// PostgresPSS is PostgreSQL's server processes and the bench database's backends;
+	// RabbitMQPSS the Erlang VM (which serves every vhost). Proportional set sizes, sampled
+	// every 5 s; 0 if unreadable.
+	PostgresPSS  int64 `json:"postgres_max_pss_bytes"`
+	RabbitMQPSS  int64 `json:"rabbitmq_max_pss_bytes"`
+	BenchPeakRSS int64 `json:"bench_peak_rss_bytes"`
+	// BenchCPUSeconds is the bench's own CPU time (HTTP client, sinks, poller) from the first
+	// POST to the end of the drain, the ceiling excluded: taken from the machine Herald runs on.
+	BenchCPUSeconds float64 `json:"bench_cpu_seconds"`
+}
+
+// ProcessFigures is one spawned process's memory and CPU.
+type ProcessFigures struct {
+	Role          string  `json:"role"`
+	PID           int     `json:"pid"`
+	PeakRSS       int64   `json:"peak_rss_bytes"`
+	MaxSampledRSS int64   `json:"max_sampled_rss_bytes"`
+	CPUSeconds    float64 `json:"cpu_seconds"`
+}
+
+// CeilingReport is the raw ceiling and Herald's rate against it.
+type CeilingReport struct {
+	Seconds  float64      `json:"seconds_each"`
+	AMQP     *AMQPCeiling `json:"amqp,omitempty"`
+	Postgres []PGCeiling  `json:"postgres"`
+	// PostgresBest is the highest inserts/s over the client counts.
+	PostgresBest float64 `json:"postgres_best_inserts_per_sec"`
+	// DeliveredOverAMQP is Herald's delivered/s over the AMQP end-to-end (consumed) msgs/s.
+	DeliveredOverAMQP *float64 `json:"ratio_delivered_over_amqp_consumed"`
+	// DeliveredOverPGCommits is Herald's delivered/s over a quarter of the best PostgreSQL
+	// commits/s: a notification costs at least four commits.
+	DeliveredOverPGCommits *float64 `json:"ratio_delivered_over_pg_commits_div_4"`
+	Error                  string   `json:"error,omitempty"`
+}
+
+// WriteJSON writes r as one indented JSON object.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteTable writes r for a reader.
+func (r *Report) WriteTable(w io.Writer) error {
+	var b strings.Builder
+	s := r.Settings
+	loop := fmt.Sprintf("closed loop, %d clients", s.Concurrency)
+	if s.Loop == "open" {
+		loop = fmt.Sprintf("open loop at %s/s, at most %d in flight", num(s.Rate), s.MaxInFlight)
+	}
+	target := "spawned herald " + strings.Join(s.Spawn, ",")
+	if s.Workers > 1 {
+		target += fmt.Sprintf(" (%d workers)", s.Workers)
+	}
+	if s.Mode == "url" {
+		target = s.URL
+	}
+	fmt.Fprintf(&b, "herald bench: %d notifications (%.0f%% SMS), %s, against %s\n", s.N, 100*s.SMSRatio, loop, target)
+	if len(s.Env) > 0 {
+		fmt.Fprintf(&b, "env: %s\n", strings.Join(s.Env, " "))
+	}
+	e := r.Environment
+	fmt.Fprintf(&b, "machine: %d CPUs %s, %s, PostgreSQL %s, RabbitMQ %s, herald %s\n",
+		e.CPUs, e.CPUModel, e.GoVersion, orDash(e.PostgresVersion), orDash(e.RabbitMQVersion), e.HeraldVersion)
+	fmt.Fprintf(&b, "run: %s to %s, load average at start %s\n\n", r.Started.Format(time.RFC3339), r.Finished.Format(time.RFC3339), orDash(e.LoadAverage))
+
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	row := func(cells ...string) { fmt.Fprintln(tw, strings.Join(cells, "\t")) }
+	l := r.Load
+	row("API (POST /send)", "", "")
+	row("  accepted", fmt.Sprintf("%d of %d in %s", l.Accepted, l.Requested, secs(l.Seconds)), rate(l.AcceptedPerSec))
+	row("  errors", errorsCell(l), "")
+	other := "all processes, Herald's or not"
+	if s.Mode == "spawn" {
+		other = fmt.Sprintf("%s CPU of it by other work than this run's", secs(l.OtherCPUSeconds))
+	}
+	row("  machine CPU busy", fmt.Sprintf("%.0f%% while sending", 100*l.MachineCPUBusy), other)
+	row("  API latency", pcts(l.APILatency, true), fmt.Sprintf("%d POSTs", l.APILatency.Count))
+	if s.Loop == "open" {
+		row("  start delay", fmt.Sprintf("max %s, %d started >10ms late", ms(l.MaxStartDelayMS), l.LateStarts), "")
+	}
+	if d := r.Delivery; d != nil {
+		row("DELIVERY (bench sinks)", "", "")
+		row("  delivered", fmt.Sprintf("%d distinct in %s, %d undelivered", d.Delivered, secs(d.Seconds), d.Undelivered), rate(d.DeliveredPerSec)+" end to end")
+		row("  duplicates", fmt.Sprintf("%d duplicates, %d unexpected, %d id mismatches", d.Duplicates, d.Unexpected, d.IDMismatches), "")
+		row("  accept→delivery", pcts(d.AcceptToDelivery, false), "every notification")
+		for _, ch := range []string{"email", "sms"} {
+			if c, ok := d.AcceptToDeliveryByChannel[ch]; ok {
+				row("    "+ch, pcts(c, false), "")
+			}
+		}
+	} else {
+		row("DELIVERY", "not measured with --url (no sinks)", "")
+	}
+	st := r.Status
+	if st.SampleEvery > 0 {
+		row(fmt.Sprintf("STATUS API (1 notification in %d)", st.SampleEvery), "", "")
+		row("  watched", fmt.Sprintf("%d sampled: %d sent, %d failed, %d not seen", st.Sampled, st.SeenSent, st.SeenFailed, st.NotSeen),
+			fmt.Sprintf("%d status + %d events GETs, %d errors, poll gap %s", st.StatusGETs, st.EventsGETs, st.GETErrors, ms(st.MeanPollGapMS)))
+		row("  accept→sent", pcts(st.AcceptToSent, false), "202 → status says sent")
+		row("  projection lag", pcts(st.ProjectionLag, false), fmt.Sprintf("NotificationSent time → status says sent; %d via log fold", st.SentViaLogFold))
+	}
+	o := r.Outcome
+	row("OUTCOME ("+o.Source+")", "", "")
+	drain := fmt.Sprintf("drained in %s", secs(o.DrainSeconds))
+	if o.DrainTimedOut {
+		drain = fmt.Sprintf("drain gave up after %s", secs(o.DrainSeconds))
+	}
+	if o.Settled {
+		row("  terminal", fmt.Sprintf("%d sent, %d failed, %d lost of %d accepted", o.Sent, o.Failed, o.Lost, o.Accepted), drain)
+	} else {
+		row("  terminal", "not settled: the run was interrupted", "")
+	}
+	if m := r.Memory; m != nil {
+		row("MEMORY (resident)", "peak (VmHWM)", "max sampled / CPU")
+		for _, p := range m.Processes {
+			row(fmt.Sprintf("  herald %s (pid %d)", p.Role, p.PID), mib(p.PeakRSS), fmt.Sprintf("%s / %s CPU", mib(p.MaxSampledRSS), secs(p.CPUSeconds)))
+		}
+		if len(m.Processes) > 1 {
+			row("  herald, all processes", mib(m.PeakRSSSum)+" (sum of peaks)", mib(m.MaxSampledRSS)+" at once")
+		}
+		row("  postgresql (PSS)", mib(m.PostgresPSS), "server + this database's backends")
+		row("  rabbitmq (PSS)", mib(m.RabbitMQPSS), "whole broker")
+		row("  bench itself", mib(m.BenchPeakRSS), secs(m.BenchCPUSeconds)+" CPU during the load")
+	}
+	if c := r.Ceiling; c != nil {
+		row(fmt.Sprintf("RAW CEILING (same services, %s each)", secs(c.Seconds)), "", "")
+		if c.Error != "" {
+			row("  failed", c.Error, "")
+		}
+		if a := c.AMQP; a != nil {
+			row(fmt.Sprintf("  AMQP quorum queue, %d publishers", a.Publishers),
+				fmt.Sprintf("published %s (confirms, window %d)", rate(a.PublishedPerSec), a.ConfirmWindow),
+				fmt.Sprintf("consumed %s (manual ack, prefetch %d)", rate(a.ConsumedPerSec), a.Prefetch))
+		}
+		if len(c.Postgres) > 0 {
+			var clients, rates []string
+			for _, p := range c.Postgres {
+				clients = append(clients, fmt.Sprint(p.Clients))
+				rates = append(rates, num(p.InsertsPer))
+			}
+			row("  PG single-row INSERT commits", strings.Join(rates, " / ")+" /s", strings.Join(clients, " / ")+" clients")
+		}
+		row("  delivered/s ÷ AMQP consumed/s", ratio(c.DeliveredOverAMQP), "")
+		row("  delivered/s ÷ (best PG commits/s ÷ 4)", ratio(c.DeliveredOverPGCommits), "")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	b.WriteString("\n")
+	for _, p := range r.Problems {
+		fmt.Fprintf(&b, "PROBLEM: %s\n", p)
+	}
+	for _, wn := range r.Warnings {
+		fmt.Fprintf(&b, "warning: %s\n", wn)
+	}
+	if r.LogDir != "" {
+		fmt.Fprintf(&b, "logs: %s\n", r.LogDir)
+	}
+	if r.OK {
+		b.WriteString("result: ok\n")
+	} else {
+		b.WriteString("result: FAILED\n")
+	}
+	// Rows whose last cells are empty carry the padding of their column.
+	lines := strings.Split(b.String(), "\n")
+	for i, line := range lines {
+		lines[i] = strings.TrimRight(line, " ")
+	}
+	_, err := io.WriteString(w, strings.Join(lines, "\n"))
+	return err
+}
+
+func pcts(s Summary, p95 bool) string {
+	if s.Count == 0 {
+		return "-"
+	}
+	if p95 {
+		return fmt.Sprintf("p50 %s  p95 %s  p99 %s  max %s", ms(s.P50MS), ms(s.P95MS), ms(s.P99MS), ms(s.MaxMS))
+	}
+	return fmt.Sprintf("p50 %s  p99 %s  max %s  (n=%d)", ms(s.P50MS), ms(s.P99MS), ms(s.MaxMS), s.Count)
+}
+
+func errorsCell(l Load) string {
+	if l.Errors == 0 {
+		return "0"
+	}
+	kinds := make([]string, 0, len(l.ErrorsByKind))
+	for k := range l.ErrorsByKind {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	parts := make([]string, 0, len(kinds))
+	for _, k := range kinds {
+		parts = append(parts, fmt.Sprintf("%s ×%d", k, l.ErrorsByKind[k]))
+	}
+	return fmt.Sprintf("%d: %s", l.Errors, strings.Join(parts, ", "))
+}
+
+// ms formats milliseconds with three significant digits or so.
+func ms(v float64) string {
+	switch {
+	case v >= 10000:
+		return fmt.Sprintf("%.1fs", v/1000)
+	case v >= 1000:
+		return fmt.Sprintf("%.2fs", v/1000)
+	case v >= 100:
+		return fmt.Sprintf("%.0fms", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1fms", v)
+	default:
+		return fmt.Sprintf("%.2fms", v)
+	}
+}
+
+func secs(v float64) string { return fmt.Sprintf("%.1fs", v) }
+
+func num(v float64) string {
+	if v >= 100 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func rate(v float64) string { return num(v) + "/s" }
+
+func ratio(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f (%.1f%%)", *v, 100**v)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

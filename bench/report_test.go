@@ -1,0 +1,140 @@
+package bench_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/herald-notify/herald/bench"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+func sampleReport() *bench.Report {
+	amqpRatio, pgRatio := 0.0312, 0.2941
+	return &bench.Report{
+		ReportVersion: bench.ReportVersion,
+		Started:       time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC),
+		Finished:      time.Date(2026, 11, 28, 10, 1, 2, 0, time.UTC),
+		Settings: bench.Settings{Mode: "spawn", N: 20000, SMSRatio: 0.5, Loop: "open", Rate: 500, MaxInFlight: 256, Concurrency: 16,
+			RequestTimeout: 30, Sample: 10, PollInterval: 20, PollRate: 500, Drain: 300, Ceiling: true, CeilingSeconds: 5,
+			Spawn: []string{"all"}, Workers: 1, Env: []string{"HERALD_RELAY_BATCH_SIZE=100"}},
+		Environment: bench.Environment{Hostname: "vm", CPUs: 2, CPUModel: "AMD EPYC", OS: "linux/amd64", GoVersion: "go1.26.8",
+			HeraldVersion: "dev", PostgresVersion: "15.20", RabbitMQVersion: "3.10.8", LoadAverage: "1.02 0.80 0.75"},
+		Load: bench.Load{Requested: 20000, Posted: 20000, Accepted: 19998, Errors: 2,
+			ErrorsByKind: map[string]int64{"503 unavailable": 1, "transport: timeout": 1},
+			Seconds:      40.01, AcceptedPerSec: 499.8,
+			APILatency:      bench.Summary{Count: 19999, MinMS: 1.2, MeanMS: 4.1, P50MS: 3.1, P95MS: 8.24, P99MS: 15.5, MaxMS: 120.4},
+			MaxStartDelayMS: 12.3, LateStarts: 3, MachineCPUBusy: 0.93, OtherCPUSeconds: 2.5},
+		Delivery: &bench.Delivery{Delivered: 19998, Duplicates: 1, Seconds: 40.8, DeliveredPerSec: 490.1,
+			AcceptToDelivery: bench.Summary{Count: 19998, P50MS: 55, P95MS: 90, P99MS: 140, MaxMS: 400},
+			AcceptToDeliveryByChannel: map[string]bench.Summary{
+				"email": {Count: 9999, P50MS: 70, P95MS: 95, P99MS: 150, MaxMS: 400},
+				"sms":   {Count: 9999, P50MS: 40, P95MS: 60, P99MS: 90, MaxMS: 200},
+			}},
+		Status: bench.StatusFigures{SampleEvery: 10, Sampled: 2000, SeenSent: 2000, StatusGETs: 9000, EventsGETs: 2000, MeanPollGapMS: 21.3,
+			AcceptToSent:  bench.Summary{Count: 2000, P50MS: 110, P95MS: 180, P99MS: 240, MaxMS: 500},
+			ProjectionLag: bench.Summary{Count: 2000, P50MS: 48, P95MS: 80, P99MS: 95, MaxMS: 150}, SentViaLogFold: 12},
+		Outcome: bench.Outcome{Accepted: 19998, Sent: 19998, Settled: true, DrainSeconds: 1.2, Source: "read model"},
+		Memory: &bench.Memory{Processes: []bench.ProcessFigures{{Role: "all", PID: 4242, PeakRSS: 95 << 20, MaxSampledRSS: 93 << 20, CPUSeconds: 31.5}},
+			Series:     []bench.RSSSample{{T: 0, Bytes: 30 << 20, PerProcess: []int64{30 << 20}}, {T: 1, Bytes: 93 << 20, PerProcess: []int64{93 << 20}}},
+			PeakRSSSum: 95 << 20, MaxSampledRSS: 93 << 20, PostgresPSS: 300 << 20, RabbitMQPSS: 180 << 20, BenchPeakRSS: 40 << 20, BenchCPUSeconds: 12},
+		Ceiling: &bench.CeilingReport{Seconds: 5,
+			AMQP:         &bench.AMQPCeiling{Publishers: 16, ConfirmWindow: 100, Prefetch: 50, PublishedPerSec: 15800, ConsumedPerSec: 15700},
+			Postgres:     []bench.PGCeiling{{Clients: 1, InsertsPer: 2800}, {Clients: 4, InsertsPer: 5300}, {Clients: 16, InsertsPer: 6666}},
+			PostgresBest: 6666, DeliveredOverAMQP: &amqpRatio, DeliveredOverPGCommits: &pgRatio},
+		OK:       true,
+		Problems: []string{},
+		Warnings: []string{"duplicates: 1 arrivals beyond a notification's first"},
+	}
+}
+
+func TestReportTableGolden(t *testing.T) {
+	var got bytes.Buffer
+	if err := sampleReport().WriteTable(&got); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "report.golden")
+	if *update {
+		if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./bench -run Golden -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), got.String()); diff != "" {
+		t.Errorf("table mismatch (-want +got; go test ./bench -run Golden -update if intended):\n%s", diff)
+	}
+}
+
+func TestReportTableOfAFailedURLRun(t *testing.T) {
+	r := sampleReport()
+	r.Settings.Mode, r.Settings.URL = "url", "http://127.0.0.1:8080"
+	r.Delivery, r.Memory = nil, nil
+	r.Ceiling.DeliveredOverAMQP, r.Ceiling.DeliveredOverPGCommits = nil, nil
+	r.OK, r.Problems = false, []string{"3 accepted notifications were neither sent nor failed after 300.0s (lost)"}
+	var got bytes.Buffer
+	if err := r.WriteTable(&got); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`against http://127\.0\.0\.1:8080`, `not measured with --url`, `PROBLEM: 3 accepted`, `result: FAILED`, `(?m)÷ AMQP consumed/s +-$`} {
+		if !regexp.MustCompile(want).Match(got.Bytes()) {
+			t.Errorf("table lacks %q:\n%s", want, got.String())
+		}
+	}
+	if bytes.Contains(got.Bytes(), []byte(" \n")) {
+		t.Errorf("table has trailing spaces:\n%q", got.String())
+	}
+}
+
+func TestReportJSONHasEveryFigure(t *testing.T) {
+	var buf bytes.Buffer
+	if err := sampleReport().WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatalf("not one JSON object: %v", err)
+	}
+	paths := [][]string{
+		{"load", "accepted_per_sec"}, {"load", "api_latency", "p50_ms"}, {"load", "api_latency", "p95_ms"},
+		{"load", "api_latency", "p99_ms"}, {"load", "api_latency", "max_ms"}, {"load", "errors_by_kind"},
+		{"delivery", "delivered_per_sec"}, {"delivery", "duplicates"}, {"status", "accept_to_sent", "p50_ms"},
+		{"status", "accept_to_sent", "p99_ms"}, {"status", "projection_lag", "p50_ms"}, {"status", "projection_lag", "p99_ms"},
+		{"status", "status_gets"}, {"outcome", "lost"}, {"outcome", "failed"}, {"memory", "peak_rss_sum_bytes"},
+		{"memory", "series"}, {"ceiling", "amqp", "consumed_per_sec"}, {"ceiling", "postgres"},
+		{"ceiling", "ratio_delivered_over_amqp_consumed"}, {"ceiling", "ratio_delivered_over_pg_commits_div_4"},
+		{"environment", "cpus"}, {"environment", "go_version"}, {"environment", "postgres_version"},
+		{"environment", "rabbitmq_version"}, {"settings", "n"}, {"started"}, {"finished"}, {"ok"},
+	}
+	for _, p := range paths {
+		var v any = doc
+		for _, k := range p {
+			m, ok := v.(map[string]any)
+			if !ok {
+				v = nil
+				break
+			}
+			v = m[k]
+		}
+		if v == nil {
+			t.Errorf("JSON lacks %v", p)
+		}
+	}
+	var back bench.Report
+	if err := json.Unmarshal(buf.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(sampleReport(), &back); diff != "" {
+		t.Errorf("JSON does not round-trip (-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,323 @@
+// Package bench owns herald bench: it drives a Herald over HTTP with a number of notifications,
+// at a rate or a concurrency, counts what reaches its own loopback SMTP server and SMS gateway,
+// watches a sample on the status API, and measures the raw throughput of the same PostgreSQL and
+// RabbitMQ beside it, so that Herald's rate can be read as a share of what the machine can do.
+//
+// By default it starts Herald itself, from the running executable, on a fresh database and
+// RabbitMQ vhost that it drops afterwards, so that two runs measure the same thing.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/apikeys"
+)
+
+// Run performs one bench run as cfg says and returns its report. Progress goes to progress
+// (nil: nowhere). The error is for a run that could not be made (bad settings, services
+// unreachable, Herald not starting); a run that was made returns its report, whose OK says
+// whether every notification arrived, even with an error beside it.
+func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	say := func(format string, args ...any) {
+		if progress != nil {
+			fmt.Fprintf(progress, "bench: "+format+"\n", args...)
+		}
+	}
+	rep := &Report{ReportVersion: ReportVersion, Started: time.Now().UTC(), Settings: settingsOf(cfg), Environment: environment(cfg), Problems: []string{}, Warnings: []string{}}
+	var err error
+	if cfg.spawning() {
+		err = runSpawned(ctx, cfg, rep, say)
+	} else {
+		err = runAgainstURL(ctx, cfg, rep, say)
+	}
+	if rep.Finished.IsZero() {
+		// The load never started: there is nothing to report.
+		return nil, err
+	}
+	return rep, err
+}
+
+// cleanups run in reverse order of registration, bounded in time even when ctx is cancelled.
+type cleanups []func(context.Context)
+
+func (c *cleanups) add(f func(context.Context)) { *c = append(*c, f) }
+
+func (c cleanups) run(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+	defer cancel()
+	for i := len(c) - 1; i >= 0; i-- {
+		c[i](ctx)
+	}
+}
+
+func runSpawned(ctx context.Context, cfg Config, rep *Report, say func(string, ...any)) (err error) {
+	if cfg.Executable == "" {
+		if cfg.Executable, err = os.Executable(); err != nil {
+			return fmt.Errorf("find the herald executable: %w", err)
+		}
+	}
+	var cleanup cleanups
+	defer func() { cleanup.run(ctx) }()
+
+	s, err := createScratch(ctx, cfg, true)
+	if err != nil {
+		return err
+	}
+	rep.Settings.Database, rep.Settings.VHost = s.Name, s.Name
+	say("created database and vhost %s", s.Name)
+	cleanup.add(func(ctx context.Context) {
+		if cfg.Keep {
+			say("kept database and vhost %s (--keep)", s.Name)
+			s.Pool.Close()
+			return
+		}
+		if err := s.drop(ctx); err != nil {
+			rep.Warnings = append(rep.Warnings, err.Error())
+		}
+	})
+	rep.Environment.PostgresVersion, rep.Environment.RabbitMQVersion, rep.Environment.ErlangVersion = serviceVersions(ctx, cfg, s.Pool)
+
+	if cfg.Ceiling {
+		rep.Ceiling = measureCeiling(ctx, cfg, s, say)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+
+	r := newRunner(cfg, time.Now())
+	sk, err := startSinks(r.arrived)
+	if err != nil {
+		return err
+	}
+	cleanup.add(func(context.Context) { sk.close() })
+	_, token, err := apikeys.NewStore(s.Pool).Create(ctx, "bench", []herald.Scope{herald.ScopeSend, herald.ScopeRead}, "herald bench")
+	if err != nil {
+		return fmt.Errorf("create an API key: %w", err)
+	}
+	r.cfg.APIKey = token
+
+	logDir, err := os.MkdirTemp("", "herald-bench-")
+	if err != nil {
+		return err
+	}
+	rep.LogDir = logDir
+	fl, err := startFleet(ctx, cfg, heraldEnv(s, sk), logDir, say)
+	if err != nil {
+		return fmt.Errorf("%w (logs: %s)", err, logDir)
+	}
+	var pids []int
+	for _, p := range fl.procs {
+		pids = append(pids, p.cmd.Process.Pid)
+	}
+	mem := newMemorySampler(pids, s.Name, time.Now())
+	memCtx, stopMem := context.WithCancel(ctx)
+	memDone := make(chan struct{})
+	go func() { mem.run(memCtx); close(memDone) }()
+	stopped := false
+	stopFleet := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		stopMem()
+		<-memDone
+		say("stopping herald")
+		rep.Problems = append(rep.Problems, fl.stop(cfg.StopTimeout)...)
+	}
+	cleanup.add(func(context.Context) { stopFleet() })
+
+	// A process that dies ends the run: what follows would measure a broken Herald.
+	runCtx, abort := context.WithCancelCause(ctx)
+	defer abort(nil)
+	go func() {
+		select {
+		case p := <-fl.died():
+			abort(fmt.Errorf("herald %s (pid %d) exited during the run: %v; its log: %s\n%s", p.Role, p.cmd.Process.Pid, p.err, p.Log, tail(p.Log, 15)))
+		case <-runCtx.Done():
+		}
+	}()
+
+	r.base = fl.api().URL
+	r.sinks = true
+	r.pids, r.dbName = pids, s.Name
+	r.poller.foldCheck = func(ctx context.Context, id string) (bool, error) {
+		var projected bool
+		err := s.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM notification_status WHERE notification_id = $1 AND status = 'sent')`, id).Scan(&projected)
+		return projected, err
+	}
+	r.terminal = func(ctx context.Context) (terminalCounts, error) { return readModelCounts(ctx, s) }
+	runErr := r.run(runCtx, rep, say)
+	if cause := context.Cause(runCtx); cause != nil && ctx.Err() == nil && !errors.Is(cause, context.Canceled) {
+		runErr = cause
+	}
+	r.interrupted = interruption(ctx, runErr)
+
+	stopFleet()
+	rep.Memory = r.memoryFigures(fl, mem)
+	r.finish(rep, sk.refused.Load())
+	if runErr == nil && !cfg.Keep && rep.OK {
+		_ = os.RemoveAll(logDir)
+		rep.LogDir = ""
+	}
+	return runErr
+}
+
+func runAgainstURL(ctx context.Context, cfg Config, rep *Report, say func(string, ...any)) error {
+	rep.Environment.PostgresVersion, rep.Environment.RabbitMQVersion, rep.Environment.ErlangVersion = serviceVersions(ctx, cfg, nil)
+	if cfg.Ceiling {
+		s, err := createScratch(ctx, cfg, false)
+		if err != nil {
+			rep.Ceiling = &CeilingReport{Seconds: cfg.CeilingDuration.Seconds(), Error: err.Error() + " (--ceiling=false skips the ceiling)"}
+		} else {
+			rep.Ceiling = measureCeiling(ctx, cfg, s, say)
+			if err := s.drop(ctx); err != nil {
+				rep.Warnings = append(rep.Warnings, err.Error())
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	r := newRunner(cfg, time.Now())
+	r.base = strings.TrimRight(cfg.URL, "/")
+	r.terminal = r.sweep
+	err := r.run(ctx, rep, say)
+	r.interrupted = interruption(ctx, err)
+	r.finish(rep, 0)
+	return err
+}
+
+// interruption says why a run stopped early: a signal, or the error that stopped it.
+func interruption(ctx context.Context, err error) string {
+	switch {
+	case ctx.Err() != nil:
+		return "interrupted"
+	case err != nil:
+		msg, _, _ := strings.Cut(err.Error(), "\n")
+		return msg
+	}
+	return ""
+}
+
+// measureCeiling measures AMQP and PostgreSQL in the scratch database and vhost. A failure is
+// reported in the result, not returned: the load can still be measured.
+func measureCeiling(ctx context.Context, cfg Config, s *scratch, say func(string, ...any)) *CeilingReport {
+	c := &CeilingReport{Seconds: cfg.CeilingDuration.Seconds()}
+	say("measuring the AMQP ceiling for %s (%d publishers)", cfg.CeilingDuration, cfg.Concurrency)
+	a, err := measureAMQP(ctx, s.AMQPURL, cfg.Concurrency, cfg.CeilingDuration)
+	if err != nil {
+		c.Error = err.Error()
+		return c
+	}
+	c.AMQP = &a
+	clients := pgClientCounts(min(cfg.Concurrency, maxPGClients))
+	say("measuring the PostgreSQL ceiling for %s each with %v clients", cfg.CeilingDuration, clients)
+	pool, err := newCeilingPool(ctx, s.DatabaseURL, clients)
+	if err != nil {
+		c.Error = err.Error()
+		return c
+	}
+	defer pool.Close()
+	c.Postgres, err = measurePostgres(ctx, pool, clients, cfg.CeilingDuration)
+	if err != nil {
+		c.Error = err.Error()
+	}
+	for _, p := range c.Postgres {
+		c.PostgresBest = max(c.PostgresBest, p.InsertsPer)
+	}
+	return c
+}
+
+// maxPGClients bounds the PostgreSQL ceiling's clients, to stay under max_connections.
+const maxPGClients = 64
+
+func settingsOf(cfg Config) Settings {
+	s := Settings{
+		Mode: "spawn", N: cfg.N, SMSRatio: cfg.SMSRatio, Loop: "closed", Concurrency: cfg.Concurrency,
+		RequestTimeout: cfg.RequestTimeout.Seconds(), Sample: cfg.Sample,
+		PollInterval: float64(cfg.PollInterval) / float64(time.Millisecond), PollRate: cfg.PollRate,
+		Drain: cfg.Drain.Seconds(), Ceiling: cfg.Ceiling,
+	}
+	if cfg.Rate > 0 {
+		s.Loop, s.Rate, s.MaxInFlight = "open", cfg.Rate, cfg.MaxInFlight
+	}
+	if cfg.Ceiling {
+		s.CeilingSeconds = cfg.CeilingDuration.Seconds()
+	}
+	if cfg.spawning() {
+		s.Spawn, s.Workers = cfg.Spawn, cfg.Workers
+		for _, kv := range cfg.Env {
+			s.Env = append(s.Env, redactEnv(kv))
+		}
+	} else {
+		s.Mode, s.URL = "url", redact(cfg.URL)
+	}
+	return s
+}
+
+// redactEnv hides the value of a variable that looks secret.
+func redactEnv(kv string) string {
+	k, _, _ := strings.Cut(kv, "=")
+	for _, secret := range []string{"PASSWORD", "TOKEN", "SECRET", "KEY"} {
+		if strings.Contains(strings.ToUpper(k), secret) {
+			return k + "=…"
+		}
+	}
+	if strings.Contains(kv, "://") {
+		return k + "=" + redact(strings.TrimPrefix(kv, k+"="))
+	}
+	return kv
+}
+
+func environment(cfg Config) Environment {
+	host, _ := os.Hostname()
+	e := Environment{
+		Hostname: host, CPUs: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH,
+		GoVersion: runtime.Version(), HeraldVersion: cfg.HeraldVersion,
+		Kernel:      strings.TrimSpace(readFile("/proc/sys/kernel/osrelease")),
+		LoadAverage: loadAverage(),
+	}
+	for _, line := range strings.Split(readFile("/proc/cpuinfo"), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			e.CPUModel = strings.TrimSpace(v)
+			break
+		}
+	}
+	return e
+}
+
+// benchCPU returns the CPU time the bench process has used so far.
+func benchCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func (r *runner) memoryFigures(fl *fleet, mem *memorySampler) *Memory {
+	mem.mu.Lock()
+	defer mem.mu.Unlock()
+	m := &Memory{
+		Series: mem.series, MaxSampledRSS: mem.maxTotal, PostgresPSS: mem.maxPostgres, RabbitMQPSS: mem.maxRabbit,
+		BenchPeakRSS: selfPeakRSS(), BenchCPUSeconds: r.benchCPU.Seconds(),
+	}
+	for i, p := range fl.procs {
+		peak := max(p.peakRSS, mem.maxPer[i])
+		m.Processes = append(m.Processes, ProcessFigures{Role: p.Role, PID: p.cmd.Process.Pid, PeakRSS: peak, MaxSampledRSS: mem.maxPer[i], CPUSeconds: p.cpu.Seconds()})
+		m.PeakRSSSum += peak
+	}
+	return m
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/herald-notify/herald/bench"
+)
+
+func benchCommand() *cobra.Command {
+	cfg := bench.DefaultConfig()
+	var (
+		output   string
+		jsonFile string
+		quiet    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure Herald's throughput and latencies end to end, against the machine's raw ceiling",
+		Long: `bench sends notifications to a Herald over HTTP and measures what happens to them: how
+fast the API accepts them, how fast they reach an SMTP server and an SMS gateway, how long until
+the status API says sent, how far the read model lags the log, and how much memory Herald uses.
+In the same run it measures what PostgreSQL and RabbitMQ do raw, through the same client
+libraries, and prints Herald's delivery rate as a share of that.
+
+By default bench starts Herald itself, so that a run is reproducible: it creates a fresh
+database (migrated) and a RabbitMQ vhost, starts its own loopback SMTP server and SMS gateway,
+makes an API key, and runs Herald's processes (--spawn) from this executable with HERALD_*
+pointing at them, HERALD_RATE_LIMIT=0 and HERALD_LOG_LEVEL=warn; --env adds or overrides
+variables, to compare settings. The processes' logs go to a temporary directory, kept and
+printed when the run fails. At the end bench stops them with SIGTERM and drops the database and
+the vhost (unless --keep).
+
+With --url and --api-key bench drives a Herald that is already running. It then has no sinks:
+it measures only what the API shows (acceptance, API latency, sampled status), and settles the
+outcome by asking the status of every accepted notification. The ceiling still runs, on a
+scratch database and vhost made through --admin-database-url and --rabbitmq-api
+(--ceiling=false to skip it).
+
+The load: -n notifications, a share --sms-ratio of them SMS, each to its own recipient, with a
+small template and two variables. With --rate bench starts requests on a fixed schedule (open
+loop) whatever the answers, at most --max-in-flight at once; otherwise --concurrency clients each
+send their next request when the last is answered (closed loop). One HTTP client with keep-alive.
+
+The figures:
+  accepted/s          202 answers ÷ time from the first POST's start to the last POST's answer
+  API latency         every POST, from sending to the answer read, errors included: p50/p95/p99/max
+  errors              POSTs not answered 202, by status and error code or transport cause
+  delivered/s         notifications received by a sink ÷ time from the first POST to the last
+                      first arrival: the end-to-end rate
+  accept→delivery     every notification: from its 202 to its first arrival at a sink
+  duplicates          arrivals beyond a notification's first (matched by recipient, checked
+                      against the X-Herald-Notification-Id / idempotency-token id)
+  accept→sent         one notification in --sample (picked by a hash of its number, so from
+                      both channels), from its 202 to the first status answer saying sent,
+                      polled every --poll-interval (watching starts when a sink received it:
+                      status cannot say sent before); at most --poll-rate GETs/s in all, which
+                      the report counts: they are load on Herald too
+  projection lag      the same notifications: from the NotificationSent event's time in the log
+                      to the first status answer saying sent
+  lost, failed        after the load, bench waits up to --drain for every accepted notification
+                      to arrive and be sent or failed in the read model; lost is what is not
+  peak RSS            each Herald process's VmHWM, their sum, and the largest sum sampled every
+                      second (with a time series in the JSON); PostgreSQL's and RabbitMQ's PSS
+  ceiling             before the load, for --ceiling-duration each: persistent messages
+                      published with confirms by --concurrency channels to a durable quorum queue
+                      and consumed meanwhile with manual acks (prefetch 50); single-row INSERT
+                      commits from 1, 4, 16 and --concurrency clients (at most 64)
+  ratios              delivered/s ÷ AMQP consumed msgs/s, and delivered/s ÷ (best PostgreSQL
+                      commits/s ÷ 4), since a notification costs at least four commits
+
+Output is a table, or with -o json one JSON object with every figure, the settings, the
+versions of Go, PostgreSQL and RabbitMQ, and the machine; --json-file writes that object to a
+file as well, beside the table. Progress goes to stderr (-q: none).
+bench exits with status 1 when a notification was lost, failed or never delivered, a process
+died, or the run could not be made; POSTs refused and duplicates are reported but fail nothing.`,
+		Example: `  herald bench -n 20000 --rate 500
+  herald bench -n 30000 --concurrency 32 -o json > run.json
+  herald bench --spawn serve,worker,projector --workers 2 --env HERALD_RELAY_BATCH_SIZE=100
+  herald bench --url http://127.0.0.1:8080 --api-key "$HERALD_KEY" --ceiling=false`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output, "table", "json"); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("url") && (cmd.Flags().Changed("spawn") || cmd.Flags().Changed("workers") || cmd.Flags().Changed("env") || cmd.Flags().Changed("keep")) {
+				return errors.New("--url drives a running Herald: --spawn, --workers, --env and --keep are for the Herald bench starts itself")
+			}
+			if cmd.Flags().Changed("api-key") && !cmd.Flags().Changed("url") {
+				return errors.New("--api-key goes with --url; without it bench makes its own key")
+			}
+			cfg.HeraldVersion = version
+			var progress io.Writer = cmd.ErrOrStderr()
+			if quiet {
+				progress = nil
+			}
+			rep, err := bench.Run(cmd.Context(), cfg, progress)
+			if rep == nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			var werr error
+			if output == "json" {
+				werr = rep.WriteJSON(w)
+			} else {
+				werr = rep.WriteTable(w)
+			}
+			if jsonFile != "" {
+				werr = errors.Join(werr, writeReportFile(jsonFile, rep))
+			}
+			switch {
+			case err != nil && cmd.Context().Err() != nil:
+				return errors.New("interrupted")
+			case err != nil:
+				return err
+			case werr != nil:
+				return werr
+			case !rep.OK:
+				return fmt.Errorf("bench failed: %s", strings.Join(rep.Problems, "; "))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVarP(&cfg.N, "notifications", "n", cfg.N, "number of notifications to send")
+	f.Float64Var(&cfg.SMSRatio, "sms-ratio", cfg.SMSRatio, "share of the notifications that are SMS, 0 to 1; the rest are emails")
+	f.Float64Var(&cfg.Rate, "rate", cfg.Rate, "requests per second, sent on schedule (open loop); 0: closed loop with --concurrency clients")
+	f.IntVar(&cfg.MaxInFlight, "max-in-flight", cfg.MaxInFlight, "with --rate, the most requests outstanding at once; a request that waits for one starts late, and is counted")
+	f.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "closed-loop clients; also the AMQP publishers and a PostgreSQL client count of the ceiling")
+	f.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "time limit of one API request")
+	f.IntVar(&cfg.Sample, "sample", cfg.Sample, "watch one notification in this many on the status API (10: about 10%); 0: none")
+	f.DurationVar(&cfg.PollInterval, "poll-interval", cfg.PollInterval, "how often a watched notification's status is asked")
+	f.Float64Var(&cfg.PollRate, "poll-rate", cfg.PollRate, "most status and events requests per second the watching makes in all")
+	f.DurationVar(&cfg.Drain, "drain", cfg.Drain, "how long to wait after the load for every accepted notification to arrive and be terminal")
+	f.BoolVar(&cfg.Ceiling, "ceiling", cfg.Ceiling, "measure the raw AMQP and PostgreSQL ceiling before the load")
+	f.DurationVar(&cfg.CeilingDuration, "ceiling-duration", cfg.CeilingDuration, "how long each ceiling measurement runs")
+	f.StringSliceVar(&cfg.Spawn, "spawn", cfg.Spawn, "Herald processes to start, comma-separated: all, or serve,worker,projector (all,worker adds worker processes to all)")
+	f.IntVar(&cfg.Workers, "workers", cfg.Workers, "number of herald worker processes, with worker in --spawn")
+	f.StringArrayVar(&cfg.Env, "env", nil, "KEY=VALUE added to the spawned processes' environment, after bench's own (repeatable)")
+	f.DurationVar(&cfg.ReadyTimeout, "ready-timeout", cfg.ReadyTimeout, "how long a spawned process may take to answer /readyz")
+	f.StringVar(&cfg.AdminDatabaseURL, "admin-database-url", cfg.AdminDatabaseURL, "PostgreSQL URL of an account that may create databases; bench makes its own database there")
+	f.StringVar(&cfg.RabbitMQAPI, "rabbitmq-api", cfg.RabbitMQAPI, "RabbitMQ management API URL, with credentials; bench makes its own vhost there")
+	f.StringVar(&cfg.AMQPURL, "amqp-url", cfg.AMQPURL, "RabbitMQ AMQP URL; bench replaces its vhost with its own")
+	f.BoolVar(&cfg.Keep, "keep", cfg.Keep, "keep the database, the vhost and the logs after the run")
+	f.StringVar(&cfg.URL, "url", "", "drive the Herald running at this base URL instead of starting one (no sinks: see above)")
+	f.StringVar(&cfg.APIKey, "api-key", "", "with --url, an API key with the send and read scopes")
+	f.StringVarP(&output, "output", "o", "table", "output format: table or json")
+	f.StringVar(&jsonFile, "json-file", "", "also write the JSON report to this file")
+	f.BoolVarP(&quiet, "quiet", "q", false, "print no progress on stderr")
+	// Every flag says what one run does: none reads the environment, or a variable left set
+	// would silently change every later run.
+	f.VisitAll(func(fl *pflag.Flag) { markArguments(f, fl.Name) })
+	return cmd
+}
+
+func writeReportFile(path string, rep *bench.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--json-file: %w", err)
+	}
+	if err := rep.WriteJSON(f); err != nil {
+		f.Close()
+		return fmt.Errorf("--json-file: %w", err)
+	}
+	return f.Close()
+}
