@@ -55,6 +55,8 @@ type Config struct {
 	MaxBodyBytes int64
 	// Metrics, if set, receives the HTTP metrics and is served at /metrics.
 	Metrics *prometheus.Registry
+	// Profiling serves Go's profiler at /debug/pprof/: for measuring, not for the open internet.
+	Profiling bool
 }
 
 // Server routes the API.
@@ -111,6 +113,9 @@ func (s *Server) Handler() http.Handler {
 	r.Get("/readyz", s.readyz)
 	if s.cfg.Metrics != nil {
 		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{}))
+	}
+	if s.cfg.Profiling {
+		r.Mount("/debug", chimw.Profiler())
 	}
 	if s.acceptor != nil && s.reader != nil {
 		r.Route("/api/v1/notifications", func(r chi.Router) {

@@ -34,6 +34,7 @@ type processConfig struct {
 	amqp      amqpConfig
 	http      httpConfig
 	opsAddr   string
+	pprof     bool
 	relay     relayConfig
 	projector projectorConfig
 	worker    workerConfig
@@ -70,6 +71,7 @@ func processCommand(use, short, long string, p parts) *cobra.Command {
 		cfg.projector.register(s)
 	}
 	s.Duration(&cfg.grace, "shutdown-grace", "HERALD_SHUTDOWN_GRACE", 75*time.Second, "how long each component may take to stop")
+	s.Bool(&cfg.pprof, "pprof", "HERALD_PPROF", false, "serve Go's profiler at /debug/pprof/ beside /metrics (for measuring; keep it off the open network)")
 	return cmd
 }
 
@@ -181,7 +183,7 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 		}})
 	}
 	if addr != "" {
-		srv := heraldhttp.NewServer(heraldhttp.Config{MaxBodyBytes: int64(cfg.http.MaxBodyBytes), Metrics: reg},
+		srv := heraldhttp.NewServer(heraldhttp.Config{MaxBodyBytes: int64(cfg.http.MaxBodyBytes), Metrics: reg, Profiling: cfg.pprof},
 			acceptor, reader, checks, logger)
 		if p.api {
 			srv.WithOperator(handlers.NewOperator(pool, log, router.NewOutbox(nil), router.NewPoisonQueue(cfg.amqp.URL)))
