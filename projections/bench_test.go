@@ -1,0 +1,71 @@
+package projections_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/heraldtest"
+	"github.com/herald-notify/herald/projections"
+)
+
+// storyRecords makes n notifications' three events (queued, processing, sent), as recorded.
+func storyRecords(n int) []events.Recorded {
+	var out []events.Recorded
+	pos := int64(0)
+	t := time.Now()
+	for i := 0; i < n; i++ {
+		id := uuid.NewString()
+		for v, e := range []events.Event{
+			&events.NotificationQueued{Channel: herald.ChannelEmail, Recipient: fmt.Sprintf("u%d@example.com", i), Content: "c", Body: "b"},
+			&events.NotificationProcessing{Attempt: 1, Worker: "w"},
+			&events.NotificationSent{Attempt: 1, Provider: "smtp", ProviderMessageID: id + "@example.com"},
+		} {
+			pos++
+			data, _ := jsonOf(e)
+			out = append(out, events.Recorded{ID: uuid.NewString(), StreamID: id, Version: int64(v + 1), Position: pos,
+				Type: e.EventType(), Time: t, Data: data, Metadata: events.Metadata{Actor: "bench"}})
+		}
+	}
+	return out
+}
+
+// benchApply measures applying batches of batch events to p's table, a transaction a batch.
+func benchApply(b *testing.B, p projections.Rebuildable, batch int) {
+	db := heraldtest.NewDatabase(b)
+	ctx := context.Background()
+	recs := storyRecords(batch / 3)
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		if _, err := db.Pool.Exec(ctx, `TRUNCATE `+p.TableName()); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error { return p.ApplyBatch(ctx, tx, recs) }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(recs))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+func BenchmarkStatusApply(b *testing.B) {
+	for _, n := range []int{3, 99, 498} {
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) { benchApply(b, projections.Status{}, n) })
+	}
+}
+
+func BenchmarkHistoryApply(b *testing.B) {
+	for _, n := range []int{3, 99, 498} {
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) { benchApply(b, projections.History{}, n) })
+	}
+}
+
+func jsonOf(e events.Event) ([]byte, error) { return json.Marshal(e) }
