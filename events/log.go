@@ -109,6 +109,35 @@ func (l *Log) Append(ctx context.Context, stream string, expected int64, md Meta
 	return out, nil
 }
 
+// QueueStart queues, in b, the append of e as version 1 of a new stream, and returns the event as
+// it will be recorded: its position and time are filled in when b has run. A stream that exists
+// already fails the batch with ECONFLICT (ErrConflict), and with it everything queued beside it:
+// a batch runs as one implicit transaction.
+func (l *Log) QueueStart(b *pgx.Batch, stream string, md Metadata, e Event) (*Recorded, error) {
+	meta, err := json.Marshal(md)
+	if err != nil {
+		return nil, fmt.Errorf("append %s v1: metadata: %w", stream, err)
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("append %s v1: encode %s: %w", stream, e.EventType(), err)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("append %s: event id: %w", stream, err)
+	}
+	r := &Recorded{ID: id.String(), StreamID: stream, Version: 1, Type: e.EventType(), Data: data, Metadata: md}
+	b.Queue(`INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data, metadata)
+		VALUES ($1, $2, 1, $3, $4::jsonb, $5::jsonb) RETURNING global_position, occurred_at`,
+		r.ID, stream, r.Type, string(data), string(meta)).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&r.Position, &r.Time); err != nil {
+			return appendError(stream, 0, err)
+		}
+		return nil
+	})
+	return r, nil
+}
+
 func appendError(stream string, expected int64, err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "event_log_stream_version_key" {

@@ -68,9 +68,19 @@ type Outbox interface {
 	Send(ctx context.Context, tx pgx.Tx, cmd commands.SendNotification) error
 }
 
+// BatchOutbox is an outbox that can also queue a command in a pgx batch (see router.Outbox).
+type BatchOutbox interface {
+	Queue(ctx context.Context, b *pgx.Batch, cmd commands.SendNotification) error
+}
+
 // Beginner starts database transactions: a *pgxpool.Pool.
 type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// batcher sends pgx batches: a *pgxpool.Pool.
+type batcher interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // Acceptor accepts notifications: validates and renders them, then records NotificationQueued and
@@ -132,6 +142,15 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error
 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.writeTimeout)
 	defer cancel()
+	cmd := commands.SendNotification{NotificationID: stream, Channel: queued.Channel}
+	if req.IdempotencyKey == "" {
+		if rec, ok, err := a.acceptInOneRoundTrip(ctx, stream, md, queued, cmd); ok {
+			if err != nil {
+				return Accepted{}, fmt.Errorf("accept %s: %w", stream, err)
+			}
+			return Accepted{Notification: events.Evolve(herald.Notification{}, *rec, queued)}, nil
+		}
+	}
 	var (
 		recs     []events.Recorded
 		replayed *herald.Notification
@@ -148,7 +167,7 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error
 		if recs, err = a.log.In(tx).Append(ctx, stream, 0, md, queued); err != nil {
 			return err
 		}
-		return a.outbox.Send(ctx, tx, commands.SendNotification{NotificationID: stream, Channel: queued.Channel})
+		return a.outbox.Send(ctx, tx, cmd)
 	})
 	switch {
 	case err != nil && herald.ErrorCode(err) == herald.EINVALID:
@@ -159,6 +178,30 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error
 		return Accepted{Notification: *replayed, Replayed: true}, nil
 	}
 	return Accepted{Notification: events.Evolve(herald.Notification{}, recs[0], queued)}, nil
+}
+
+// acceptInOneRoundTrip writes the event and the command as one pgx batch, which PostgreSQL runs as
+// one implicit transaction: a failure of either writes neither. It saves the three round trips
+// of BEGIN, a second statement and COMMIT; ok is false when the database or the outbox cannot
+// batch, and the caller takes the transaction path.
+func (a *Acceptor) acceptInOneRoundTrip(ctx context.Context, stream string, md events.Metadata, queued *events.NotificationQueued, cmd commands.SendNotification) (*events.Recorded, bool, error) {
+	db, ok := a.db.(batcher)
+	outbox, ok2 := a.outbox.(BatchOutbox)
+	if !ok || !ok2 {
+		return nil, false, nil
+	}
+	b := &pgx.Batch{}
+	rec, err := a.log.QueueStart(b, stream, md, queued)
+	if err != nil {
+		return nil, true, err
+	}
+	if err := outbox.Queue(ctx, b, cmd); err != nil {
+		return nil, true, err
+	}
+	if err := db.SendBatch(ctx, b).Close(); err != nil {
+		return nil, true, err
+	}
+	return rec, true, nil
 }
 
 // anonymousKey scopes the idempotency keys of requests made without an API key (tests, and

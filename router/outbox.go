@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	stdsql "database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -95,21 +96,52 @@ func outboxOffsets() sql.DefaultPostgreSQLOffsetsAdapter {
 	}
 }
 
+// batchExecutor lets watermill-sql's publisher write into a pgx batch: its insert is queued, to
+// run when the batch is sent, and its result is read then.
+type batchExecutor struct{ b *pgx.Batch }
+
+func (e batchExecutor) ExecContext(_ context.Context, query string, args ...any) (sql.Result, error) {
+	e.b.Queue(query, args...)
+	return queuedResult{}, nil
+}
+
+func (e batchExecutor) QueryContext(context.Context, string, ...any) (sql.Rows, error) {
+	return nil, errors.New("outbox: a batched publisher only inserts")
+}
+
+// queuedResult is the result of a queued statement, which has not run yet.
+type queuedResult struct{}
+
+func (queuedResult) RowsAffected() (int64, error) { return 0, errors.New("queued: not run yet") }
+
 // Outbox stores commands in the caller's transaction, wrapped in the forwarder's envelope that
 // names the RabbitMQ queue the relay must publish them to.
 type Outbox struct {
 	logger watermill.LoggerAdapter
 }
 
-var _ handlers.Outbox = (*Outbox)(nil)
+var (
+	_ handlers.Outbox      = (*Outbox)(nil)
+	_ handlers.BatchOutbox = (*Outbox)(nil)
+)
 
 // NewOutbox returns an outbox.
 func NewOutbox(logger watermill.LoggerAdapter) *Outbox { return &Outbox{logger: logger} }
 
 // Send stores cmd in tx. The command's message carries the request's correlation id.
 func (o *Outbox) Send(ctx context.Context, tx pgx.Tx, cmd commands.SendNotification) error {
+	return o.send(ctx, sql.TxFromPgx(tx), cmd)
+}
+
+// Queue queues the storing of cmd in b, to run with whatever else b holds as one implicit
+// transaction: the API's accept writes its event and its command in one round trip.
+func (o *Outbox) Queue(ctx context.Context, b *pgx.Batch, cmd commands.SendNotification) error {
+	return o.send(ctx, batchExecutor{b}, cmd)
+}
+
+func (o *Outbox) send(ctx context.Context, db sql.ContextExecutor, cmd commands.SendNotification) error {
 	// A publisher bound to a transaction cannot create tables: they come from the migrations.
-	pub, err := sql.NewPublisher(sql.TxFromPgx(tx), sql.PublisherConfig{SchemaAdapter: outboxSchema{}}, o.logger)
+	pub, err := sql.NewPublisher(db, sql.PublisherConfig{SchemaAdapter: outboxSchema{}}, o.logger)
 	if err != nil {
 		return fmt.Errorf("outbox publisher: %w", err)
 	}
