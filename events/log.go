@@ -52,6 +52,9 @@ func (l *Log) Append(ctx context.Context, stream string, expected int64, md Meta
 	if len(evs) == 0 {
 		return nil, nil
 	}
+	if len(evs) == 1 {
+		return l.appendOne(ctx, stream, expected, md, evs[0])
+	}
 	meta, err := json.Marshal(md)
 	if err != nil {
 		return nil, fmt.Errorf("append %s v%d: metadata: %w", stream, expected+1, err)
@@ -107,6 +110,42 @@ func (l *Log) Append(ctx context.Context, stream string, expected int64, md Meta
 		}
 	}
 	return out, nil
+}
+
+const appendOneSQL = `
+INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data, metadata)
+SELECT $3, $1, $2 + 1, $4, $5::jsonb, $6::jsonb
+WHERE (SELECT coalesce(max(stream_version), 0) FROM event_log WHERE stream_id = $1) = $2
+RETURNING global_position, occurred_at`
+
+// appendOne is Append of one event, the common case (a worker records an attempt's start, then
+// its outcome), without the arrays a batch needs.
+func (l *Log) appendOne(ctx context.Context, stream string, expected int64, md Metadata, e Event) ([]Recorded, error) {
+	meta, err := json.Marshal(md)
+	if err != nil {
+		return nil, fmt.Errorf("append %s v%d: metadata: %w", stream, expected+1, err)
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("append %s v%d: encode %s: %w", stream, expected+1, e.EventType(), err)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("append %s: event id: %w", stream, err)
+	}
+	r := Recorded{ID: id.String(), StreamID: stream, Version: expected + 1, Type: e.EventType(), Data: data, Metadata: md}
+	err = l.db.QueryRow(ctx, appendOneSQL, stream, expected, r.ID, r.Type, string(data), string(meta)).Scan(&r.Position, &r.Time)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, &herald.Error{
+			Code:    herald.ECONFLICT,
+			Message: fmt.Sprintf("notification %s is no longer at version %d", stream, expected),
+			Err:     ErrConflict,
+		}
+	}
+	if err != nil {
+		return nil, appendError(stream, expected, err)
+	}
+	return []Recorded{r}, nil
 }
 
 // QueueStart queues, in b, the append of e as version 1 of a new stream, and returns the event as
