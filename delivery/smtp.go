@@ -8,11 +8,14 @@ import (
 	"net"
 	netmail "net/mail"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
+	"github.com/wneessen/go-mail/smtp"
 
 	"github.com/herald-notify/herald"
 )
@@ -30,8 +33,19 @@ const (
 	TLSImplicit = "implicit"
 )
 
-// defaultSMTPTimeout bounds a whole Send when SMTPConfig.Timeout is zero.
-const defaultSMTPTimeout = 30 * time.Second
+const (
+	// defaultSMTPTimeout bounds a whole Send when SMTPConfig.Timeout is zero.
+	defaultSMTPTimeout = 30 * time.Second
+	// defaultSMTPMaxIdle matches a worker's default concurrency per channel, so that a busy worker
+	// finds a connection waiting for each of its sends.
+	defaultSMTPMaxIdle = 8
+	// defaultSMTPIdleTimeout is well below what relays allow an idle client (Postfix 300s, but
+	// 10s when it is under stress; Exim 5m) and long enough to carry a steady trickle of mail.
+	defaultSMTPIdleTimeout = 30 * time.Second
+	// smtpQuitTimeout bounds the QUIT of a connection that is no longer needed. The messages it
+	// carried were accepted already, so a relay slow to say goodbye is simply hung up on.
+	smtpQuitTimeout = 2 * time.Second
+)
 
 // HeaderNotificationID names the Herald notification a message carries, so that a receiver (or a
 // test) can tie a mail back to it without parsing the Message-ID.
@@ -55,18 +69,50 @@ type SMTPConfig struct {
 	Timeout time.Duration
 	// MessageIDDomain is the right-hand side of the Message-IDs. Empty means the domain of From.
 	MessageIDDomain string
+	// MaxIdle bounds the connections kept open between messages for the next ones. Zero means 8,
+	// a worker's default concurrency; a connection that would exceed it is closed after its
+	// message.
+	MaxIdle int
+	// IdleTimeout closes a connection that waited this long for a message. Keep it below the
+	// relay's own idle limit. Zero means 30s.
+	IdleTimeout time.Duration
 }
 
-// SMTP sends email through an SMTP relay, one connection per message.
+// SMTP sends email through an SMTP relay. Connections (TCP, EHLO, STARTTLS, AUTH) are reused: a
+// Send takes one that is waiting, or opens one, and after a success puts it back to wait for the
+// next, up to MaxIdle of them and for IdleTimeout each. A connection carries one Send at a time.
 type SMTP struct {
-	host     string
-	port     int
-	username string
-	password string
-	from     *netmail.Address
-	tls      string
-	timeout  time.Duration
-	domain   string
+	host        string
+	port        int
+	username    string
+	password    string
+	from        *netmail.Address
+	tls         string
+	timeout     time.Duration
+	domain      string
+	maxIdle     int
+	idleTimeout time.Duration
+
+	mu sync.Mutex
+	// idle holds the connections waiting for a message, most recently used last: taking from the
+	// end keeps the fewest connections busy and lets the others expire when traffic drops.
+	idle []*smtpConn
+	// closed is set by Close: connections are hung up after their message from then on.
+	closed bool
+}
+
+// smtpConn is an SMTP connection that has greeted the relay (and upgraded and authenticated as
+// configured) and is between mail transactions.
+type smtpConn struct {
+	client  *gomail.Client
+	session *smtp.Client
+	// conn is the TCP socket under session, under TLS if any. Closing it ends whatever the
+	// session is doing, which is how ctx stops a conversation: go-mail consults ctx only while
+	// dialling.
+	conn net.Conn
+	// expiry hangs up on the connection when it has waited IdleTimeout in the pool. Whoever stops
+	// it owns the connection; when it has fired, its function does.
+	expiry *time.Timer
 }
 
 var _ Provider = (*SMTP)(nil)
@@ -86,6 +132,12 @@ func NewSMTP(cfg SMTPConfig) (*SMTP, error) {
 	}
 	if cfg.Timeout < 0 {
 		problems = append(problems, fmt.Sprintf("timeout %s is negative", cfg.Timeout))
+	}
+	if cfg.MaxIdle < 0 {
+		problems = append(problems, fmt.Sprintf("max idle %d is negative", cfg.MaxIdle))
+	}
+	if cfg.IdleTimeout < 0 {
+		problems = append(problems, fmt.Sprintf("idle timeout %s is negative", cfg.IdleTimeout))
 	}
 
 	var from *netmail.Address
@@ -133,15 +185,25 @@ func NewSMTP(cfg SMTPConfig) (*SMTP, error) {
 	if timeout == 0 {
 		timeout = defaultSMTPTimeout
 	}
+	maxIdle := cfg.MaxIdle
+	if maxIdle == 0 {
+		maxIdle = defaultSMTPMaxIdle
+	}
+	idleTimeout := cfg.IdleTimeout
+	if idleTimeout == 0 {
+		idleTimeout = defaultSMTPIdleTimeout
+	}
 	return &SMTP{
-		host:     cfg.Host,
-		port:     port,
-		username: cfg.Username,
-		password: cfg.Password,
-		from:     from,
-		tls:      mode,
-		timeout:  timeout,
-		domain:   domain,
+		host:        cfg.Host,
+		port:        port,
+		username:    cfg.Username,
+		password:    cfg.Password,
+		from:        from,
+		tls:         mode,
+		timeout:     timeout,
+		domain:      domain,
+		maxIdle:     maxIdle,
+		idleTimeout: idleTimeout,
 	}, nil
 }
 
@@ -154,6 +216,11 @@ func (s *SMTP) Name() string { return "smtp" }
 //
 // A 5xx reply and a recipient that is not an email address are permanent; 4xx replies, refused
 // connections, timeouts, TLS failures and ctx ending are transient.
+//
+// Send uses a connection left open by an earlier one when there is one. The relay may have closed
+// it meanwhile; when it turns out to be dead before the relay saw any of m (the RSET that reopens
+// it fails, or MAIL FROM gets no answer or a 421), Send tries once more on a new connection,
+// within the same ctx and Timeout. It never does when the relay may have the message.
 func (s *SMTP) Send(ctx context.Context, m Message) (string, error) {
 	msg, messageID, err := s.build(m)
 	if err != nil {
@@ -198,30 +265,107 @@ func (s *SMTP) build(m Message) (*gomail.Msg, string, error) {
 	return msg, messageID, nil
 }
 
-// deliver runs one SMTP conversation for msg. It does what go-mail's DialAndSendWithContext does,
-// with two differences that matter for retries: ctx is honoured for the whole conversation, not
-// only while dialling, and a failed QUIT after the relay accepted the message is not an error, so
-// it cannot cause a duplicate.
+// deliver sends msg on a waiting connection or a new one. A waiting connection may have been
+// closed by the relay meanwhile, which shows only when it is used: when it fails before the relay
+// took any part of the message, msg is sent once more, on a new connection.
 func (s *SMTP) deliver(ctx context.Context, msg *gomail.Msg) error {
-	var (
-		conn      net.Conn
-		stopWatch = func() bool { return false }
-	)
-	defer func() {
-		stopWatch()
-		if conn != nil {
-			_ = conn.Close()
+	pc := s.takeIdle()
+	if pc != nil {
+		stale, err := s.send(ctx, pc, msg, true)
+		if !stale {
+			return err
 		}
-	}()
+	}
+	pc, err := s.connect(ctx)
+	if err != nil {
+		return withContextCause(ctx, fmt.Errorf("connect: %w", err))
+	}
+	_, err = s.send(ctx, pc, msg, false)
+	return err
+}
+
+// send runs one mail transaction for msg on pc, which it then owns: after a success pc waits in
+// the pool for the next message, after an error it is closed. stale reports an error that a
+// connection the relay hung up on while it was idle would cause, before the relay saw any of msg:
+// retrying on another connection cannot duplicate it.
+//
+// It does what go-mail's DialAndSendWithContext does after dialling, with two differences that
+// matter for retries: ctx is honoured for the whole conversation, and a failure after the relay
+// accepted the message (closing the connection, say) is not an error, so it cannot cause a
+// duplicate.
+func (s *SMTP) send(ctx context.Context, pc *smtpConn, msg *gomail.Msg, reused bool) (stale bool, err error) {
+	stopWatch := context.AfterFunc(ctx, func() { _ = pc.conn.Close() })
+	if reused {
+		// RSET clears whatever the previous transaction left behind, and is the first command
+		// since the connection went idle: if the relay hung up meanwhile, it fails here. go-mail
+		// refreshes the deadline for its own commands but not for this one.
+		err = pc.conn.SetDeadline(time.Now().Add(s.timeout))
+		if err == nil {
+			err = pc.session.Reset()
+		}
+		if err != nil {
+			err = fmt.Errorf("reset reused connection: %w", err)
+		}
+	}
+	if err == nil {
+		err = pc.client.SendWithSMTPClient(pc.session, msg)
+	}
+	if !stopWatch() {
+		// ctx ended and the connection is closed, or closing: nothing more is said on it.
+		if msg.IsDelivered() {
+			return false, nil
+		}
+		if err == nil {
+			err = errors.New("connection closed")
+		}
+		return false, withContextCause(ctx, err)
+	}
+	if err != nil {
+		_ = pc.conn.Close()
+		if msg.IsDelivered() {
+			// Nothing after the message's acceptance can undo it.
+			return false, nil
+		}
+		return reused && beforeTransaction(err), withContextCause(ctx, err)
+	}
+	if !s.putIdle(pc) {
+		s.hangUp(ctx, pc, time.Now().Add(smtpQuitTimeout))
+	}
+	return false, nil
+}
+
+// beforeTransaction reports whether err, from a conversation on a reused connection, happened
+// before the relay accepted a MAIL FROM, in a way that means the connection is gone rather than
+// that the relay refuses the message: the RSET that opens the conversation failed, or MAIL FROM
+// got no reply or a 421 (the relay is closing the connection).
+func beforeTransaction(err error) bool {
+	var sendErr *gomail.SendError
+	if !errors.As(err, &sendErr) {
+		// Only the RSET fails outside go-mail's SendWithSMTPClient, which reports a SendError.
+		return true
+	}
+	switch sendErr.Reason {
+	case gomail.ErrConnCheck:
+		return true
+	case gomail.ErrSMTPMailFrom:
+		code := sendErr.ErrorCode()
+		return code == 0 || code == 421
+	}
+	return false
+}
+
+// connect opens a connection and greets the relay, upgrading to TLS and authenticating as
+// configured. ctx bounds all of it.
+func (s *SMTP) connect(ctx context.Context) (*smtpConn, error) {
+	pc := &smtpConn{}
+	stopWatch := func() bool { return true }
 	dial := func(dialCtx context.Context, network, addr string) (net.Conn, error) {
-		c, err := s.dial(dialCtx, network, addr)
+		c, raw, err := s.dial(dialCtx, network, addr)
 		if err != nil {
 			return nil, err
 		}
-		conn = c
-		// go-mail bounds each command with its own deadline and consults ctx only while dialling;
-		// closing the connection is what stops a conversation the caller no longer waits for.
-		stopWatch = context.AfterFunc(ctx, func() { _ = c.Close() })
+		pc.conn = raw
+		stopWatch = context.AfterFunc(ctx, func() { _ = raw.Close() })
 		return c, nil
 	}
 
@@ -229,8 +373,9 @@ func (s *SMTP) deliver(ctx context.Context, msg *gomail.Msg) error {
 		gomail.WithPort(s.port),
 		gomail.WithTimeout(s.timeout),
 		gomail.WithDialContextFunc(dial),
-		// One message per fresh connection: NOOP before it and RSET after it are wasted round trips,
-		// and a failing RSET would report a delivered message as failed.
+		// Liveness is checked with the RSET that starts each reuse (see send), not with a NOOP
+		// before every message. There is no RSET after a message either: a transaction that
+		// succeeded leaves nothing behind, and one that failed closes its connection.
 		gomail.WithoutNoop(),
 		gomail.WithoutRset(),
 	}
@@ -257,27 +402,107 @@ func (s *SMTP) deliver(ctx context.Context, msg *gomail.Msg) error {
 	}
 	client, err := gomail.NewClient(s.host, opts...)
 	if err != nil {
-		return fmt.Errorf("configure client: %w", err)
+		return nil, fmt.Errorf("configure client: %w", err)
 	}
-
 	session, err := client.DialToSMTPClientWithContext(ctx)
+	if !stopWatch() && err == nil {
+		err = errors.New("connection closed")
+	}
 	if err != nil {
-		return withContextCause(ctx, fmt.Errorf("connect: %w", err))
+		if pc.conn != nil {
+			_ = pc.conn.Close()
+		}
+		return nil, err
 	}
-	if err := client.SendWithSMTPClient(session, msg); err != nil && !msg.IsDelivered() {
-		return withContextCause(ctx, err)
+	pc.client, pc.session = client, session
+	return pc, nil
+}
+
+// dial opens the connection go-mail talks over, c, and returns the TCP socket under it too: with
+// implicit TLS, c is the TLS connection on raw. Closing raw cuts any read or write at once, where
+// closing a TLS connection first tries to send it a close_notify.
+func (s *SMTP) dial(ctx context.Context, network, addr string) (c, raw net.Conn, err error) {
+	raw, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil || s.tls != TLSImplicit {
+		return raw, raw, err
 	}
-	_ = client.CloseWithSMTPClient(session)
+	tc := tls.Client(raw, &tls.Config{ServerName: s.host, MinVersion: tls.VersionTLS12})
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = raw.Close()
+		return nil, nil, err
+	}
+	return tc, raw, nil
+}
+
+// takeIdle returns the most recently used waiting connection, or nil when none waits.
+func (s *SMTP) takeIdle() *smtpConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.idle) > 0 {
+		pc := s.idle[len(s.idle)-1]
+		s.idle = s.idle[:len(s.idle)-1]
+		if pc.expiry.Stop() {
+			return pc
+		}
+		// Its expiry fired and is waiting for s.mu to hang up on it.
+	}
 	return nil
 }
 
-func (s *SMTP) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := &net.Dialer{}
-	if s.tls == TLSImplicit {
-		td := &tls.Dialer{NetDialer: d, Config: &tls.Config{ServerName: s.host, MinVersion: tls.VersionTLS12}}
-		return td.DialContext(ctx, network, addr)
+// putIdle makes pc wait for the next message, unless MaxIdle connections wait already or Close
+// was called. It reports whether pc was taken.
+func (s *SMTP) putIdle(pc *smtpConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || len(s.idle) >= s.maxIdle {
+		return false
 	}
-	return d.DialContext(ctx, network, addr)
+	if pc.expiry == nil {
+		pc.expiry = time.AfterFunc(s.idleTimeout, func() { s.expire(pc) })
+	} else {
+		pc.expiry.Reset(s.idleTimeout)
+	}
+	s.idle = append(s.idle, pc)
+	return true
+}
+
+// expire hangs up on pc, which waited IdleTimeout for a message.
+func (s *SMTP) expire(pc *smtpConn) {
+	s.mu.Lock()
+	if i := slices.Index(s.idle, pc); i >= 0 {
+		s.idle = slices.Delete(s.idle, i, i+1)
+	}
+	s.mu.Unlock()
+	s.hangUp(context.Background(), pc, time.Now().Add(smtpQuitTimeout))
+}
+
+// hangUp says QUIT on pc and closes it, giving up at deadline or when ctx ends.
+func (s *SMTP) hangUp(ctx context.Context, pc *smtpConn, deadline time.Time) {
+	stopWatch := context.AfterFunc(ctx, func() { _ = pc.conn.Close() })
+	defer stopWatch()
+	if err := pc.conn.SetDeadline(deadline); err == nil {
+		_ = pc.session.Quit()
+	}
+	_ = pc.conn.Close()
+}
+
+// Close hangs up on the connections waiting for a message and stops keeping any: a Send under
+// way, or one made later, closes its connection when it is done. It waits at most a couple of
+// seconds for the relay's goodbyes and always returns nil. Sends are not refused after Close.
+func (s *SMTP) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	idle := s.idle
+	s.idle = nil
+	s.mu.Unlock()
+
+	deadline := time.Now().Add(smtpQuitTimeout)
+	for _, pc := range idle {
+		if pc.expiry.Stop() {
+			s.hangUp(context.Background(), pc, deadline)
+		}
+	}
+	return nil
 }
 
 // withContextCause adds ctx's error to err when ctx ended, because closing the connection turns a

@@ -3,10 +3,14 @@ package delivery_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/mail"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,7 +24,7 @@ import (
 )
 
 // newSMTP returns a provider pointed at sink, in clear, with cfg adjusted by adjust.
-func newSMTP(t *testing.T, sink *deliverytest.SMTPSink, adjust func(*delivery.SMTPConfig)) *delivery.SMTP {
+func newSMTP(t testing.TB, sink *deliverytest.SMTPSink, adjust func(*delivery.SMTPConfig)) *delivery.SMTP {
 	t.Helper()
 	cfg := delivery.SMTPConfig{
 		Host:    sink.Host(),
@@ -446,6 +450,9 @@ func TestNewSMTP(t *testing.T) {
 		{name: "unknown tls mode", adjust: func(c *delivery.SMTPConfig) { c.TLS = "ssl" }, wantErr: `unknown tls mode "ssl"`},
 		{name: "port out of range", adjust: func(c *delivery.SMTPConfig) { c.Port = 70000 }, wantErr: "port 70000 is out of range"},
 		{name: "negative timeout", adjust: func(c *delivery.SMTPConfig) { c.Timeout = -time.Second }, wantErr: "timeout -1s is negative"},
+		{name: "pool settings", adjust: func(c *delivery.SMTPConfig) { c.MaxIdle, c.IdleTimeout = 1, time.Second }},
+		{name: "negative max idle", adjust: func(c *delivery.SMTPConfig) { c.MaxIdle = -1 }, wantErr: "max idle -1 is negative"},
+		{name: "negative idle timeout", adjust: func(c *delivery.SMTPConfig) { c.IdleTimeout = -time.Second }, wantErr: "idle timeout -1s is negative"},
 		{name: "password without username", adjust: func(c *delivery.SMTPConfig) { c.Password = "p" }, wantErr: "password is set but username is empty"},
 		{name: "bad message-id domain", adjust: func(c *delivery.SMTPConfig) { c.MessageIDDomain = "exa mple.com" }, wantErr: `message-id domain "exa mple.com"`},
 		{
@@ -475,4 +482,342 @@ func TestNewSMTP(t *testing.T) {
 			}
 		})
 	}
+}
+
+// eventually fails the test unless cond becomes true within a few seconds. The sink learns that a
+// client hung up only when its next read fails, so counts of open connections lag a little.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// sendAll sends one email per id to recipient, in order, and fails the test on the first error.
+func sendAll(t *testing.T, p *delivery.SMTP, recipient string, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		if _, err := p.Send(context.Background(), email(id, recipient)); err != nil {
+			t.Fatalf("Send %s: %v", id, err)
+		}
+	}
+}
+
+// notificationIDs returns the sorted notification ids of the messages sink accepted.
+func notificationIDs(sink *deliverytest.SMTPSink) []string {
+	var ids []string
+	for _, m := range sink.Messages() {
+		ids = append(ids, m.NotificationID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func TestSMTPReusesConnection(t *testing.T) {
+	sink := deliverytest.NewSMTPSink(t)
+	p := newSMTP(t, sink, nil)
+
+	ids := []string{"ntf-r1", "ntf-r2", "ntf-r3", "ntf-r4", "ntf-r5"}
+	sendAll(t, p, "bob@example.net", ids...)
+
+	if n := sink.Connections(); n != 1 {
+		t.Errorf("sink saw %d connections for %d sequential sends, want 1", n, len(ids))
+	}
+	if diff := cmp.Diff(ids, notificationIDs(sink)); diff != "" {
+		t.Errorf("received notification ids mismatch (-want +got):\n%s", diff)
+	}
+	for _, m := range sink.Messages() {
+		if want := m.NotificationID + "@example.com"; m.MessageID != want || !slices.Equal(m.To, []string{"bob@example.net"}) {
+			t.Errorf("message %s: Message-ID %q, envelope To %q; want %q and [bob@example.net]", m.NotificationID, m.MessageID, m.To, want)
+		}
+	}
+}
+
+func TestSMTPConcurrentSends(t *testing.T) {
+	tests := []struct {
+		name        string
+		maxIdle     int
+		idleTimeout time.Duration
+	}{
+		{name: "default pool"},
+		{name: "pool smaller than concurrency", maxIdle: 2},
+		// Connections expire while others are being taken and returned: the race detector
+		// watches the hand-over between a Send and an expiry.
+		{name: "idle timeout shorter than a send", idleTimeout: time.Millisecond},
+	}
+	const (
+		concurrency = 8
+		perSender   = 25
+	)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := deliverytest.NewSMTPSink(t)
+			p := newSMTP(t, sink, func(c *delivery.SMTPConfig) { c.MaxIdle, c.IdleTimeout = tt.maxIdle, tt.idleTimeout })
+			maxIdle := tt.maxIdle
+			if maxIdle == 0 {
+				maxIdle = 8 // the default
+			}
+
+			var (
+				wg   sync.WaitGroup
+				want []string
+			)
+			for g := range concurrency {
+				var ids []string
+				for i := range perSender {
+					ids = append(ids, fmt.Sprintf("ntf-c%d-%02d", g, i))
+				}
+				want = append(want, ids...)
+				wg.Go(func() {
+					for _, id := range ids {
+						if _, err := p.Send(context.Background(), email(id, "Bob <bob@example.net>")); err != nil {
+							t.Errorf("Send %s: %v", id, err)
+						}
+					}
+				})
+			}
+			wg.Wait()
+
+			slices.Sort(want)
+			if diff := cmp.Diff(want, notificationIDs(sink)); diff != "" {
+				t.Errorf("received notification ids mismatch (-want +got):\n%s", diff)
+			}
+			for _, m := range sink.Messages() {
+				if m.MessageID != m.NotificationID+"@example.com" || m.Header.Get("To") != "\"Bob\" <bob@example.net>" || !slices.Equal(m.To, []string{"bob@example.net"}) {
+					t.Errorf("message %s: Message-ID %q, To %q, envelope To %q", m.NotificationID, m.MessageID, m.Header.Get("To"), m.To)
+				}
+			}
+			if tt.idleTimeout == 0 && tt.maxIdle == 0 {
+				// Nothing is ever closed, so no send dials while a connection waits.
+				if n := sink.Connections(); n > concurrency {
+					t.Errorf("%d senders opened %d connections, want at most %d", concurrency, n, concurrency)
+				}
+			}
+			eventually(t, fmt.Sprintf("at most MaxIdle (%d) connections stay open", maxIdle), func() bool {
+				return sink.OpenConnections() <= maxIdle
+			})
+		})
+	}
+}
+
+// TestSMTPReconnects runs sends against a relay that hangs up on connections while they wait in
+// the pool: each message must arrive exactly once, the RSET that reuses a connection noticing that
+// it is gone before the relay sees any recipient.
+func TestSMTPReconnects(t *testing.T) {
+	tests := []struct {
+		name string
+		// before the first send, and hangUp between sends
+		setUp, hangUp func(*deliverytest.SMTPSink)
+	}{
+		{
+			name:   "idle connections dropped silently",
+			hangUp: func(s *deliverytest.SMTPSink) { s.DropIdleConnections(0) },
+		},
+		{
+			name:   "idle connections dropped with 421",
+			hangUp: func(s *deliverytest.SMTPSink) { s.DropIdleConnections(421) },
+		},
+		{
+			name:  "one message per connection",
+			setUp: func(s *deliverytest.SMTPSink) { s.CloseAfter(1) },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const rcpt = "bob@example.net"
+			sink := deliverytest.NewSMTPSink(t)
+			if tt.setUp != nil {
+				tt.setUp(sink)
+			}
+			p := newSMTP(t, sink, nil)
+
+			ids := []string{"ntf-h1", "ntf-h2", "ntf-h3", "ntf-h4"}
+			for i, id := range ids {
+				if i > 0 && tt.hangUp != nil {
+					tt.hangUp(sink)
+				}
+				sendAll(t, p, rcpt, id)
+			}
+
+			if diff := cmp.Diff(ids, notificationIDs(sink)); diff != "" {
+				t.Errorf("received notification ids mismatch (-want +got):\n%s", diff)
+			}
+			if n := sink.Attempts(rcpt); n != len(ids) {
+				t.Errorf("sink saw RCPT TO %d times, want %d: a dead connection got as far as a recipient", n, len(ids))
+			}
+			if n := sink.Connections(); n != len(ids) {
+				t.Errorf("sink saw %d connections, want %d", n, len(ids))
+			}
+		})
+	}
+}
+
+// TestSMTPDiscardsConnectionAfterError checks that a failed transaction does not leak into the
+// next message: the connection it ran on is closed, and the next message goes out on a new one
+// with only its own recipient.
+func TestSMTPDiscardsConnectionAfterError(t *testing.T) {
+	tests := []struct {
+		name          string
+		code          int
+		wantPermanent bool
+	}{
+		{name: "transient rejection", code: 451},
+		{name: "permanent rejection", code: 550, wantPermanent: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const rcpt, bad = "bob@example.net", "carol@example.net"
+			sink := deliverytest.NewSMTPSink(t)
+			sink.AlwaysFail(bad, tt.code)
+			p := newSMTP(t, sink, nil)
+
+			sendAll(t, p, rcpt, "ntf-d1")
+			_, err := p.Send(context.Background(), email("ntf-d2", bad))
+			if err == nil || delivery.IsPermanent(err) != tt.wantPermanent {
+				t.Fatalf("Send to a rejected recipient: err = %v, want one with IsPermanent %t", err, tt.wantPermanent)
+			}
+			sendAll(t, p, rcpt, "ntf-d3")
+
+			type envelope struct {
+				NotificationID string
+				To             []string
+			}
+			var got []envelope
+			for _, m := range sink.Messages() {
+				got = append(got, envelope{m.NotificationID, m.To})
+			}
+			want := []envelope{{"ntf-d1", []string{rcpt}}, {"ntf-d3", []string{rcpt}}}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("received messages mismatch (-want +got):\n%s", diff)
+			}
+			// The rejection ran on the first connection, which was then closed.
+			if n := sink.Connections(); n != 2 {
+				t.Errorf("sink saw %d connections, want 2", n)
+			}
+			eventually(t, "the failed connection is closed", func() bool { return sink.OpenConnections() == 1 })
+		})
+	}
+}
+
+// TestSMTPContextOnReusedConnection is TestSMTPContext on a connection that carried a message
+// before: ctx still stops the conversation, and the connection is not reused afterwards.
+func TestSMTPContextOnReusedConnection(t *testing.T) {
+	tests := []struct {
+		name  string
+		ctx   func() (context.Context, context.CancelFunc)
+		cause error
+	}{
+		{
+			name: "deadline",
+			ctx: func() (context.Context, context.CancelFunc) {
+				return context.WithTimeout(context.Background(), 300*time.Millisecond)
+			},
+			cause: context.DeadlineExceeded,
+		},
+		{
+			name: "cancel",
+			ctx: func() (context.Context, context.CancelFunc) {
+				ctx, cancel := context.WithCancel(context.Background())
+				time.AfterFunc(300*time.Millisecond, cancel)
+				return ctx, cancel
+			},
+			cause: context.Canceled,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const slow = "slow@example.net"
+			sink := deliverytest.NewSMTPSink(t)
+			p := newSMTP(t, sink, func(c *delivery.SMTPConfig) { c.Timeout = 5 * time.Minute })
+			sendAll(t, p, "bob@example.net", "ntf-x1")
+
+			sink.Delay(slow, time.Minute)
+			ctx, cancel := tt.ctx()
+			defer cancel()
+			start := time.Now()
+			_, err := p.Send(ctx, email("ntf-x2", slow))
+			elapsed := time.Since(start)
+
+			if !errors.Is(err, tt.cause) || delivery.IsPermanent(err) {
+				t.Errorf("Send: err = %v, want a transient %v", err, tt.cause)
+			}
+			if elapsed > 10*time.Second {
+				t.Errorf("Send took %s after ctx ended at 300ms", elapsed)
+			}
+			if n := sink.Connections(); n != 1 {
+				t.Errorf("sink saw %d connections before the slow send ended, want 1 (a reused one)", n)
+			}
+
+			sendAll(t, p, "bob@example.net", "ntf-x3")
+			if n := sink.Connections(); n != 2 {
+				t.Errorf("sink saw %d connections, want 2: the interrupted one must not be reused", n)
+			}
+		})
+	}
+}
+
+func TestSMTPIdleTimeout(t *testing.T) {
+	sink := deliverytest.NewSMTPSink(t)
+	p := newSMTP(t, sink, func(c *delivery.SMTPConfig) { c.IdleTimeout = 50 * time.Millisecond })
+
+	sendAll(t, p, "bob@example.net", "ntf-i1")
+	// The expired connection is hung up on, not left for the relay to reap.
+	eventually(t, "the idle connection is closed", func() bool { return sink.OpenConnections() == 0 })
+	sendAll(t, p, "bob@example.net", "ntf-i2")
+
+	if n := sink.Connections(); n != 2 {
+		t.Errorf("sink saw %d connections, want 2: a connection idle beyond IdleTimeout must not be reused", n)
+	}
+}
+
+func TestSMTPClose(t *testing.T) {
+	sink := deliverytest.NewSMTPSink(t)
+	p := newSMTP(t, sink, nil)
+	sendAll(t, p, "bob@example.net", "ntf-q1")
+
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	eventually(t, "Close hangs up", func() bool { return sink.OpenConnections() == 0 })
+
+	// Sending still works, and keeps nothing open.
+	sendAll(t, p, "bob@example.net", "ntf-q2")
+	eventually(t, "the connection of a send after Close is closed", func() bool { return sink.OpenConnections() == 0 })
+	if n := sink.Count(); n != 2 {
+		t.Errorf("sink accepted %d messages, want 2", n)
+	}
+}
+
+// BenchmarkSMTPSend measures a whole Send against the loopback sink, one sender at a time and
+// about eight at once (a worker's default concurrency per channel). The sink's own work (parsing
+// and recording each message) is in the figures too.
+func BenchmarkSMTPSend(b *testing.B) {
+	b.Run("sequential", func(b *testing.B) {
+		sink := deliverytest.NewSMTPSink(b)
+		p := newSMTP(b, sink, nil)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := p.Send(context.Background(), email("ntf-bench", "bob@example.net")); err != nil {
+				b.Fatalf("Send: %v", err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		sink := deliverytest.NewSMTPSink(b)
+		p := newSMTP(b, sink, nil)
+		b.ReportAllocs()
+		b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := p.Send(context.Background(), email("ntf-bench", "bob@example.net")); err != nil {
+					b.Errorf("Send: %v", err)
+					return
+				}
+			}
+		})
+	})
 }

@@ -310,6 +310,7 @@ func (c *providerConfig) register(s *settings) {
 	s.String(&c.SMTP.From, "smtp-from", "HERALD_SMTP_FROM", "Herald <herald@localhost>", "sender address of emails")
 	s.String(&c.SMTP.TLS, "smtp-tls", "HERALD_SMTP_TLS", "starttls", "SMTP TLS: none, starttls (when offered), require, or implicit")
 	s.Duration(&c.SMTP.Timeout, "smtp-timeout", "HERALD_SMTP_TIMEOUT", 20*time.Second, "SMTP connection timeout")
+	s.Duration(&c.SMTP.IdleTimeout, "smtp-idle-timeout", "HERALD_SMTP_IDLE_TIMEOUT", 30*time.Second, "how long an idle SMTP connection is kept for the next email")
 	s.String(&c.SMTP.MessageIDDomain, "smtp-message-id-domain", "HERALD_SMTP_MESSAGE_ID_DOMAIN", "", "domain of Message-IDs; empty: the sender's domain")
 
 	s.String(&c.SMS, "sms-provider", "HERALD_SMS_PROVIDER", "log", "how SMS is delivered: http (a Twilio-style gateway), or log")
@@ -320,7 +321,7 @@ func (c *providerConfig) register(s *settings) {
 	s.Duration(&c.HTTP.Timeout, "sms-timeout", "HERALD_SMS_TIMEOUT", 20*time.Second, "SMS gateway request timeout")
 }
 
-func (c providerConfig) build(channels []herald.Channel, logger *slog.Logger) (map[herald.Channel]delivery.Provider, error) {
+func (c providerConfig) build(channels []herald.Channel, concurrency int, logger *slog.Logger) (map[herald.Channel]delivery.Provider, error) {
 	out := map[herald.Channel]delivery.Provider{}
 	for _, ch := range channels {
 		var (
@@ -329,7 +330,10 @@ func (c providerConfig) build(channels []herald.Channel, logger *slog.Logger) (m
 		)
 		switch {
 		case ch == herald.ChannelEmail && c.Email == "smtp":
-			p, err = delivery.NewSMTP(c.SMTP)
+			cfg := c.SMTP
+			// One idle connection per sender: fewer would be dialled and closed every round.
+			cfg.MaxIdle = concurrency
+			p, err = delivery.NewSMTP(cfg)
 		case ch == herald.ChannelSMS && c.SMS == "http":
 			p, err = delivery.NewHTTPSMS(c.HTTP)
 		case ch == herald.ChannelEmail && c.Email == "log", ch == herald.ChannelSMS && c.SMS == "log":
