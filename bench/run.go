@@ -91,6 +91,7 @@ func runSpawned(ctx context.Context, cfg Config, rep *Report, say func(string, .
 
 	if cfg.Ceiling {
 		rep.Ceiling = measureCeiling(ctx, cfg, s, say)
+		settleAfterCeiling(ctx, rep, say)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -185,6 +186,7 @@ func runAgainstURL(ctx context.Context, cfg Config, rep *Report, say func(string
 			if err := s.drop(ctx); err != nil {
 				rep.Warnings = append(rep.Warnings, err.Error())
 			}
+			settleAfterCeiling(ctx, rep, say)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -238,6 +240,43 @@ func measureCeiling(ctx context.Context, cfg Config, s *scratch, say func(string
 		c.PostgresBest = max(c.PostgresBest, p.InsertsPer)
 	}
 	return c
+}
+
+// settleAfterCeiling waits for the machine to be quiet again before the load starts: the
+// ceiling leaves work behind (RabbitMQ deleting a queue that still held tens of thousands of
+// messages, PostgreSQL dropping a table), and a load started on top of it measures that work too.
+func settleAfterCeiling(ctx context.Context, rep *Report, say func(string, ...any)) {
+	waited, quiet := waitQuiet(ctx, quietBusy, settleLimit)
+	if quiet {
+		say("the machine was quiet again %s after the ceiling", waited.Round(time.Second))
+		return
+	}
+	if ctx.Err() == nil {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("the machine was still more than %.0f%% busy %s after the ceiling; the load started anyway", quietBusy*100, settleLimit))
+	}
+}
+
+const (
+	quietBusy   = 0.25 // the machine's busy share of CPU under which it counts as quiet
+	settleLimit = time.Minute
+)
+
+// waitQuiet waits until a second passes with the machine less than busy busy, for at most limit.
+func waitQuiet(ctx context.Context, busy float64, limit time.Duration) (time.Duration, bool) {
+	start := time.Now()
+	for time.Since(start) < limit {
+		b0, t0 := cpuTimes()
+		select {
+		case <-ctx.Done():
+			return time.Since(start), false
+		case <-time.After(time.Second):
+		}
+		b1, t1 := cpuTimes()
+		if t1 > t0 && float64(b1-b0)/float64(t1-t0) < busy {
+			return time.Since(start), true
+		}
+	}
+	return time.Since(start), false
 }
 
 // maxPGClients bounds the PostgreSQL ceiling's clients, to stay under max_connections.

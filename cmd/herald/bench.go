@@ -71,7 +71,9 @@ The figures:
   ceiling             before the load, for --ceiling-duration each: persistent messages
                       published with confirms by --concurrency channels to a durable quorum queue
                       and consumed meanwhile with manual acks (prefetch 50); single-row INSERT
-                      commits from 1, 4, 16 and --concurrency clients (at most 64)
+                      commits from 1, 4, 16 and --concurrency clients (at most 64); then
+                      bench waits, up to a minute, for the machine to be under 25% busy
+                      again, so that the load does not also measure the ceiling's aftermath
   ratios              delivered/s ÷ AMQP consumed msgs/s, and delivered/s ÷ (best PostgreSQL
                       commits/s ÷ 4), since a notification costs at least four commits
 
