@@ -134,6 +134,16 @@ func (p *Projector) batch(ctx context.Context, proj projections.Rebuildable, sch
 	}
 	var n int
 	err = pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: iso}, func(tx pgx.Tx) error {
+		// Plan this batch's statements for their arguments and the tables as they are now. pgx
+		// prepares each statement once per connection, and PostgreSQL may then settle on a generic
+		// plan chosen while the tables were small; where nothing ANALYZEs them again (autovacuum
+		// off), such a plan stays for good. Measured on such a server: at 1.4 million events the
+		// status projection's batches took over a second each, a hundred events a second, while
+		// the same statements planned afresh took a millisecond. Planning costs little against a
+		// batch.
+		if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_custom_plan"); err != nil {
+			return fmt.Errorf("%s: %w", proj.Name(), err)
+		}
 		// The select takes the group's offset row FOR UPDATE: one projector per group at a time.
 		rows, err := tx.Query(ctx, sel.Query, sel.Args...)
 		if err != nil {

@@ -248,3 +248,69 @@ func TestProjectorExactlyOnceUnderFaults(t *testing.T) {
 		}
 	}
 }
+
+// The projector's statements are planned for their arguments every time, never with a generic
+// plan: PostgreSQL settles on a generic plan for a prepared statement after a few executions, and
+// one chosen while the tables were small stays wherever nothing ANALYZEs them again (autovacuum
+// off), however large they grow.
+func TestProjectorNeverPlansGenerically(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1 // every batch on one connection, whose prepared statements are inspected below
+	projPool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer projPool.Close()
+
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	projector := router.NewProjector(projPool, router.ProjectorConfig{PollInterval: 5 * time.Millisecond, BatchSize: 3},
+		logger, projections.Status{}, projections.History{})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- projector.Run(runCtx) }()
+
+	log := events.NewLog(db.Pool)
+	for range 10 {
+		if err := story(ctx, log, uuid.NewString()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	heraldtest.Eventually(t, 30*time.Second, "status and history to reach the head of the log", func() (bool, error) {
+		var lagging int
+		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM event_log_offsets o
+			WHERE o.offset_acked IS DISTINCT FROM (SELECT max(global_position) FROM event_log)`).Scan(&lagging)
+		return lagging == 0, err
+	})
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("projector: %v", err)
+	}
+
+	var generic, custom, statements int64
+	err = projPool.QueryRow(ctx, `SELECT count(*), coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0)
+		FROM pg_prepared_statements WHERE statement NOT LIKE '%pg_prepared_statements%'`).Scan(&statements, &generic, &custom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d prepared statements: %d generic plans, %d custom plans", statements, generic, custom)
+	if statements == 0 || custom < 5*statements {
+		t.Fatalf("%d prepared statements planned %d times: the test did not run enough batches to show anything", statements, custom)
+	}
+	if generic != 0 {
+		rows, _ := projPool.Query(ctx, `SELECT generic_plans, custom_plans, statement FROM pg_prepared_statements
+			WHERE generic_plans > 0 AND statement NOT LIKE '%pg_prepared_statements%'`)
+		for rows.Next() {
+			var g, c int64
+			var stmt string
+			_ = rows.Scan(&g, &c, &stmt)
+			t.Logf("%d generic, %d custom: %s", g, c, stmt)
+		}
+		rows.Close()
+		t.Errorf("the projector's statements used a generic plan %d times; want 0", generic)
+	}
+}
