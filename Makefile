@@ -13,7 +13,7 @@ BIN       ?= bin/herald
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 
-.PHONY: help build run test test-unit test-fuzz test-faults check vet fmt services clean
+.PHONY: help build run test test-unit test-bench test-fuzz test-faults check vet fmt bench services clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,10 +24,17 @@ build: ## Build bin/herald
 run: build ## Migrate the database and run everything in one process (herald all)
 	$(BIN) all --migrate
 
-test: check test-unit test-fuzz test-faults ## Everything CI runs: vet, formatting, tests, fuzzing, the fault suite
+test: check test-unit test-bench test-fuzz test-faults ## Everything CI runs: vet, formatting, tests, one pass of each benchmark, fuzzing, the fault suite
 
 test-unit: ## Unit, integration and end-to-end tests (integration suites need PostgreSQL and RabbitMQ)
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-bench: ## Run each Go benchmark once, so that none of them rots (figures: make bench)
+	$(GO) test -count=1 -run='^$$' -bench=. -benchtime=1x ./...
+
+BENCHTIME ?= 1s
+bench: ## The Go benchmarks of the hot paths, with their figures (docs/benchmarks.md)
+	$(GO) test -count=1 -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./...
 
 FUZZTIME ?= 20s
 test-fuzz: ## Fuzz the request decoder, the whole send path and the template renderer, FUZZTIME each
