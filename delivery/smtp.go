@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -177,33 +178,17 @@ func NewSMTP(cfg SMTPConfig) (*SMTP, error) {
 		return nil, fmt.Errorf("smtp config: %s", strings.Join(problems, "; "))
 	}
 
-	port := cfg.Port
-	if port == 0 {
-		port = defaultPort
-	}
-	timeout := cfg.Timeout
-	if timeout == 0 {
-		timeout = defaultSMTPTimeout
-	}
-	maxIdle := cfg.MaxIdle
-	if maxIdle == 0 {
-		maxIdle = defaultSMTPMaxIdle
-	}
-	idleTimeout := cfg.IdleTimeout
-	if idleTimeout == 0 {
-		idleTimeout = defaultSMTPIdleTimeout
-	}
 	return &SMTP{
 		host:        cfg.Host,
-		port:        port,
+		port:        cmp.Or(cfg.Port, defaultPort),
 		username:    cfg.Username,
 		password:    cfg.Password,
 		from:        from,
 		tls:         mode,
-		timeout:     timeout,
+		timeout:     cmp.Or(cfg.Timeout, defaultSMTPTimeout),
 		domain:      domain,
-		maxIdle:     maxIdle,
-		idleTimeout: idleTimeout,
+		maxIdle:     cmp.Or(cfg.MaxIdle, defaultSMTPMaxIdle),
+		idleTimeout: cmp.Or(cfg.IdleTimeout, defaultSMTPIdleTimeout),
 	}, nil
 }
 
