@@ -91,6 +91,13 @@ func DefaultConfig() Config {
 // spawning reports whether the run starts Herald itself.
 func (c Config) spawning() bool { return c.URL == "" }
 
+// minRate and maxRate bound --rate and --poll-rate: below one request a minute a run is not a
+// load, and above a million a second the schedule's interval rounds to nothing.
+const (
+	minRate = 1.0 / 60
+	maxRate = 1e6
+)
+
 // maxN bounds N: the SMS recipients carry the number in nine digits.
 const maxN = 1_000_000_000
 
@@ -101,11 +108,12 @@ func (c Config) Validate() error {
 	if c.N < 1 || c.N > maxN {
 		bad("-n %d: want 1 to %d notifications", c.N, maxN)
 	}
-	if c.SMSRatio < 0 || c.SMSRatio > 1 {
+	// Comparisons are false for NaN, so each range is checked as "inside", not "outside".
+	if !(c.SMSRatio >= 0 && c.SMSRatio <= 1) {
 		bad("--sms-ratio %g: want 0 (all email) to 1 (all SMS)", c.SMSRatio)
 	}
-	if c.Rate < 0 {
-		bad("--rate %g: want 0 (closed loop) or more", c.Rate)
+	if !(c.Rate == 0 || (c.Rate >= minRate && c.Rate <= maxRate)) {
+		bad("--rate %g: want 0 (closed loop) or %.3g to %.0f requests per second", c.Rate, minRate, maxRate)
 	}
 	if c.MaxInFlight < 1 {
 		bad("--max-in-flight %d: want at least 1", c.MaxInFlight)
@@ -122,8 +130,8 @@ func (c Config) Validate() error {
 	if c.PollInterval <= 0 {
 		bad("--poll-interval %s: want more than 0", c.PollInterval)
 	}
-	if c.PollRate <= 0 {
-		bad("--poll-rate %g: want more than 0", c.PollRate)
+	if !(c.PollRate >= minRate && c.PollRate <= maxRate) {
+		bad("--poll-rate %g: want %.3g to %.0f requests per second", c.PollRate, minRate, maxRate)
 	}
 	if c.Drain <= 0 {
 		bad("--drain %s: want more than 0", c.Drain)
@@ -154,6 +162,9 @@ func (c Config) Validate() error {
 		}
 		if c.ReadyTimeout <= 0 {
 			bad("--ready-timeout %s: want more than 0", c.ReadyTimeout)
+		}
+		if c.APIKey != "" {
+			bad("--api-key goes with --url; without it bench makes its own key")
 		}
 	} else {
 		if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

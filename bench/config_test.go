@@ -1,6 +1,7 @@
 package bench_test
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,13 @@ func TestValidateNamesTheBadFlag(t *testing.T) {
 		{"too many", func(c *bench.Config) { c.N = 2_000_000_000 }, "-n 2000000000"},
 		{"ratio", func(c *bench.Config) { c.SMSRatio = 1.5 }, "--sms-ratio"},
 		{"rate", func(c *bench.Config) { c.Rate = -1 }, "--rate"},
+		{"rate NaN", func(c *bench.Config) { c.Rate = math.NaN() }, "--rate"},
+		{"rate infinite", func(c *bench.Config) { c.Rate = math.Inf(1) }, "--rate"},
+		{"rate too small", func(c *bench.Config) { c.Rate = 1e-300 }, "--rate"},
+		{"ratio NaN", func(c *bench.Config) { c.SMSRatio = math.NaN() }, "--sms-ratio"},
+		{"poll rate NaN", func(c *bench.Config) { c.PollRate = math.NaN() }, "--poll-rate"},
+		{"poll rate too large", func(c *bench.Config) { c.PollRate = 1e10 }, "--poll-rate"},
+		{"key without url", func(c *bench.Config) { c.APIKey = "hrld_x" }, "--api-key goes with --url"},
 		{"in flight", func(c *bench.Config) { c.MaxInFlight = 0 }, "--max-in-flight"},
 		{"concurrency", func(c *bench.Config) { c.Concurrency = 0 }, "--concurrency"},
 		{"sample", func(c *bench.Config) { c.Sample = -1 }, "--sample"},

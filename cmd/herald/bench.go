@@ -80,8 +80,10 @@ The figures:
 Output is a table, or with -o json one JSON object with every figure, the settings, the
 versions of Go, PostgreSQL and RabbitMQ, and the machine; --json-file writes that object to a
 file as well, beside the table. Progress goes to stderr (-q: none).
-bench exits with status 1 when a notification was lost, failed or never delivered, a process
-died, or the run could not be made; POSTs refused and duplicates are reported but fail nothing.`,
+bench exits with status 1 when a notification was lost, failed or never delivered, none was
+accepted, a delivery carried another notification's id, the SMS sink refused Herald's requests,
+a process died, or the run could not be made; POSTs refused, duplicates and a ceiling that could
+not be measured are reported but fail nothing.`,
 		Example: `  herald bench -n 20000 --rate 500
   herald bench -n 30000 --concurrency 32 -o json > run.json
   herald bench --spawn serve,worker,projector --workers 2 --env HERALD_RELAY_BATCH_SIZE=100
@@ -93,9 +95,6 @@ died, or the run could not be made; POSTs refused and duplicates are reported bu
 			}
 			if cmd.Flags().Changed("url") && (cmd.Flags().Changed("spawn") || cmd.Flags().Changed("workers") || cmd.Flags().Changed("env") || cmd.Flags().Changed("keep")) {
 				return errors.New("--url drives a running Herald: --spawn, --workers, --env and --keep are for the Herald bench starts itself")
-			}
-			if cmd.Flags().Changed("api-key") && !cmd.Flags().Changed("url") {
-				return errors.New("--api-key goes with --url; without it bench makes its own key")
 			}
 			cfg.HeraldVersion = version
 			var progress io.Writer = cmd.ErrOrStderr()
