@@ -95,15 +95,23 @@ type Secrets struct {
 }
 
 // New returns Secrets masking values. Empty values and values shorter than MinLength are left
-// to Text; a URL-escaped form of each value is masked too, since a URL quoted in an error
-// carries its password escaped.
+// to Text. The URL-escaped forms of each value are masked too, since a URL quoted in an error
+// carries its password escaped; so are the pieces of a value between URL delimiters, since a
+// URL whose password holds an unescaped "/" or "@" is cut there by the parser, whose error then
+// quotes a piece ("invalid port \":piece\" after host").
 func New(values ...string) *Secrets {
 	var vs []string
+	add := func(form string) {
+		if len(form) >= MinLength && !slices.Contains(vs, form) {
+			vs = append(vs, form)
+		}
+	}
 	for _, v := range values {
 		for _, form := range []string{v, url.QueryEscape(v), url.PathEscape(v), url.UserPassword("", v).String()[1:]} {
-			if len(form) >= MinLength && !slices.Contains(vs, form) {
-				vs = append(vs, form)
-			}
+			add(form)
+		}
+		for _, piece := range strings.FieldsFunc(v, func(r rune) bool { return strings.ContainsRune("/?#@:", r) }) {
+			add(piece)
 		}
 	}
 	// Longest first, so a value containing another is masked whole.
