@@ -334,7 +334,9 @@ func (c *providerConfig) register(s *settings) {
 	s.Duration(&c.HTTP.Timeout, "sms-timeout", "HERALD_SMS_TIMEOUT", 20*time.Second, "SMS gateway request timeout")
 }
 
-func (c providerConfig) build(channels []herald.Channel, concurrency int, logger *slog.Logger) (map[herald.Channel]delivery.Provider, error) {
+// build returns a provider for each channel, masking secrets in the errors they return: those
+// errors are recorded in the log and shown to API clients.
+func (c providerConfig) build(channels []herald.Channel, concurrency int, secrets *redact.Secrets, logger *slog.Logger) (map[herald.Channel]delivery.Provider, error) {
 	out := map[herald.Channel]delivery.Provider{}
 	for _, ch := range channels {
 		var (
@@ -359,7 +361,7 @@ func (c providerConfig) build(channels []herald.Channel, concurrency int, logger
 		if err != nil {
 			return nil, fmt.Errorf("%s provider: %w", ch, err)
 		}
-		out[ch] = p
+		out[ch] = delivery.Masked(p, secrets)
 	}
 	return out, nil
 }

@@ -155,7 +155,7 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 	}
 	if p.workers {
 		channels, _ := cfg.worker.channels()
-		providers, err := cfg.worker.Providers.build(channels, cfg.worker.Concurrency, logger)
+		providers, err := cfg.worker.Providers.build(channels, cfg.worker.Concurrency, cfg.secrets(), logger)
 		if err != nil {
 			return err
 		}
