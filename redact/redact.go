@@ -56,7 +56,7 @@ func Text(s string) string {
 	if strings.Contains(s, "://") {
 		s = userinfo.ReplaceAllString(s, "${1}"+Mask+"@")
 	}
-	if strings.Contains(strings.ToLower(s), "password") {
+	if strings.Contains(s, "password") || strings.Contains(s, "PASSWORD") || strings.Contains(s, "Password") {
 		s = keyword.ReplaceAllString(s, "${1}"+Mask)
 	}
 	return s
@@ -129,10 +129,21 @@ func New(values ...string) *Secrets {
 
 // String returns text with every secret in it masked.
 func (s *Secrets) String(text string) string {
-	if s != nil && s.replacer != nil {
+	if s != nil && s.replacer != nil && s.in(text) {
 		text = s.replacer.Replace(text)
 	}
 	return Text(text)
+}
+
+// in reports whether text holds a secret. It is cheaper than Replace, which copies text even when
+// there is nothing to mask: most log lines hold no secret.
+func (s *Secrets) in(text string) bool {
+	for _, v := range s.values {
+		if strings.Contains(text, v) {
+			return true
+		}
+	}
+	return false
 }
 
 // Error returns err with its message masked; errors.Is and errors.As still see err. It returns
@@ -171,9 +182,21 @@ func (h *handler) Enabled(ctx context.Context, level slog.Level) bool {
 }
 
 func (h *handler) Handle(ctx context.Context, r slog.Record) error {
-	out := slog.NewRecord(r.Time, r.Level, h.secrets.String(r.Message), r.PC)
+	msg := h.secrets.String(r.Message)
+	changed := msg != r.Message
+	if !changed {
+		r.Attrs(func(a slog.Attr) bool {
+			_, changed = h.attr(a)
+			return !changed
+		})
+	}
+	if !changed {
+		return h.next.Handle(ctx, r) // the usual case: nothing to mask, nothing copied
+	}
+	out := slog.NewRecord(r.Time, r.Level, msg, r.PC)
 	r.Attrs(func(a slog.Attr) bool {
-		out.AddAttrs(h.attr(a))
+		m, _ := h.attr(a)
+		out.AddAttrs(m)
 		return true
 	})
 	return h.next.Handle(ctx, out)
@@ -182,7 +205,7 @@ func (h *handler) Handle(ctx context.Context, r slog.Record) error {
 func (h *handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	masked := make([]slog.Attr, len(attrs))
 	for i, a := range attrs {
-		masked[i] = h.attr(a)
+		masked[i], _ = h.attr(a)
 	}
 	return &handler{next: h.next.WithAttrs(masked), secrets: h.secrets}
 }
@@ -191,24 +214,31 @@ func (h *handler) WithGroup(name string) slog.Handler {
 	return &handler{next: h.next.WithGroup(name), secrets: h.secrets}
 }
 
-func (h *handler) attr(a slog.Attr) slog.Attr {
+// attr returns a masked, and whether masking changed it.
+func (h *handler) attr(a slog.Attr) (slog.Attr, bool) {
 	v := a.Value.Resolve()
 	switch v.Kind() {
 	case slog.KindString:
-		return slog.String(a.Key, h.secrets.String(v.String()))
+		if masked := h.secrets.String(v.String()); masked != v.String() {
+			return slog.String(a.Key, masked), true
+		}
 	case slog.KindGroup:
 		group := v.Group()
 		masked := make([]any, len(group))
+		changed := false
 		for i, g := range group {
-			masked[i] = h.attr(g)
+			m, ok := h.attr(g)
+			masked[i], changed = m, changed || ok
 		}
-		return slog.Group(a.Key, masked...)
+		if changed {
+			return slog.Group(a.Key, masked...), true
+		}
 	case slog.KindAny:
 		text := fmt.Sprint(v.Any())
 		if masked := h.secrets.String(text); masked != text {
-			return slog.String(a.Key, masked)
+			return slog.String(a.Key, masked), true
 		}
-		return slog.Attr{Key: a.Key, Value: v}
 	}
-	return slog.Attr{Key: a.Key, Value: v}
+	// Resolved: a LogValuer is not asked again, and could not answer differently unmasked.
+	return slog.Attr{Key: a.Key, Value: v}, v.Kind() != a.Value.Kind()
 }
