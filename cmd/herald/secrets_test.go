@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -107,7 +108,14 @@ func (p planted) env(secrets map[string]string, bases map[string]string, malform
 			continue
 		}
 		base := bases[env]
-		if base == "" {
+		switch {
+		case base != "":
+		case strings.Contains(env, "DATABASE"):
+			// Another database URL (one for migrations, say) points where the main one does.
+			base = cmp.Or(bases["HERALD_DATABASE_URL"], defaultDatabaseURL)
+		case strings.Contains(env, "AMQP"):
+			base = cmp.Or(bases["HERALD_AMQP_URL"], defaultAMQPURL)
+		default:
 			base = "https://user@127.0.0.1:1/"
 		}
 		u, err := url.Parse(base)
