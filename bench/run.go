@@ -20,6 +20,7 @@ import (
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/apikeys"
+	"github.com/herald-notify/herald/redact"
 )
 
 // Run performs one bench run as cfg says and returns its report. Progress goes to progress
@@ -301,7 +302,7 @@ func settingsOf(cfg Config) Settings {
 			s.Env = append(s.Env, redactEnv(kv))
 		}
 	} else {
-		s.Mode, s.URL = "url", redact(cfg.URL)
+		s.Mode, s.URL = "url", redact.URL(cfg.URL)
 	}
 	return s
 }
@@ -315,7 +316,7 @@ func redactEnv(kv string) string {
 		}
 	}
 	if strings.Contains(kv, "://") {
-		return k + "=" + redact(strings.TrimPrefix(kv, k+"="))
+		return k + "=" + redact.URL(strings.TrimPrefix(kv, k+"="))
 	}
 	return kv
 }

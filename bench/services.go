@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-notify/herald/migrations"
+	"github.com/herald-notify/herald/redact"
 )
 
 // scratch is the database and RabbitMQ vhost one run creates, and drops afterwards.
@@ -51,7 +52,7 @@ func createScratch(ctx context.Context, cfg Config, migrate bool) (_ *scratch, e
 	defer cancel()
 	admin, err := pgx.Connect(cctx, cfg.AdminDatabaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("connect to PostgreSQL at %s (--admin-database-url): %w", redact(cfg.AdminDatabaseURL), err)
+		return nil, fmt.Errorf("connect to PostgreSQL at %s (--admin-database-url): %w", redact.URL(cfg.AdminDatabaseURL), err)
 	}
 	defer admin.Close(context.WithoutCancel(ctx))
 	if _, err := admin.Exec(cctx, "CREATE DATABASE "+pgx.Identifier{s.Name}.Sanitize()); err != nil {
@@ -84,7 +85,7 @@ func createScratch(ctx context.Context, cfg Config, migrate bool) (_ *scratch, e
 	}
 
 	if err := rabbitAPI(ctx, http.MethodPut, s.api, "/api/vhosts/"+s.Name, "", nil); err != nil {
-		return nil, fmt.Errorf("create RabbitMQ vhost through the management API at %s (--rabbitmq-api; enable it with `rabbitmq-plugins enable rabbitmq_management`): %w", redact(s.api), err)
+		return nil, fmt.Errorf("create RabbitMQ vhost through the management API at %s (--rabbitmq-api; enable it with `rabbitmq-plugins enable rabbitmq_management`): %w", redact.URL(s.api), err)
 	}
 	s.vhostUp = true
 	a, err := url.Parse(cfg.AMQPURL)
@@ -187,12 +188,4 @@ func serviceVersions(ctx context.Context, cfg Config, pool *pgxpool.Pool) (pg, r
 		rabbit, erlang = overview.RabbitMQ, overview.Erlang
 	}
 	return pg, rabbit, erlang
-}
-
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	return u.Redacted()
 }

@@ -3,6 +3,9 @@ package delivery_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/delivery"
 	"github.com/herald-notify/herald/delivery/deliverytest"
+	"github.com/herald-notify/herald/redact"
 )
 
 const smsFrom = "+15550000001"
@@ -326,5 +330,37 @@ func TestNewHTTPSMS(t *testing.T) {
 				t.Errorf("NewHTTPSMS(%+v): err = %v, want one containing %q", cfg, err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// A gateway may echo the credentials it refuses; the error Herald records must not.
+func TestMaskedProviderHidesEchoedCredentials(t *testing.T) {
+	const token = "Pl4nted-auth-token"
+	gateway := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sid, tok, _ := r.BasicAuth()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, `{"code": 20003, "message": "Authenticate: %s/%s refused"}`, sid, tok)
+	}))
+	defer gateway.Close()
+	p, err := delivery.NewHTTPSMS(delivery.SMSConfig{URL: gateway.URL, AccountSID: "AC0123", AuthToken: token, From: smsFrom, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = delivery.Masked(p, redact.New(token)).Send(context.Background(), sms("ntf-1", "+15550100001"))
+	if err == nil {
+		t.Fatal("Send succeeded against a gateway that refuses")
+	}
+	if strings.Contains(err.Error(), token) {
+		t.Errorf("error shows the auth token: %v", err)
+	}
+	if !strings.Contains(err.Error(), "AC0123/xxxxx refused") {
+		t.Errorf("error lost the gateway's answer: %v", err)
+	}
+	if !delivery.IsPermanent(err) {
+		t.Errorf("a 401 is no longer permanent once masked: %v", err)
+	}
+	if got := delivery.Masked(p, nil).Name(); got != p.Name() {
+		t.Errorf("Name() = %q, want %q", got, p.Name())
 	}
 }

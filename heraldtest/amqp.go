@@ -4,13 +4,15 @@ import (
 	"testing"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/herald-notify/herald/redact"
 )
 
 func queueDepth(t testing.TB, amqpURL, queue string) int {
 	t.Helper()
 	conn, err := amqp091.Dial(amqpURL)
 	if err != nil {
-		t.Fatalf("connect to %s: %v", redact(amqpURL), err)
+		t.Fatalf("connect to %s: %v", redact.URL(amqpURL), err)
 	}
 	defer conn.Close()
 	ch, err := conn.Channel()

@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-notify/herald/migrations"
+	"github.com/herald-notify/herald/redact"
 )
 
 const (
@@ -76,7 +77,7 @@ func NewDatabase(t testing.TB) *Database {
 	adminURL := env("HERALD_TEST_DATABASE_URL", defaultDatabaseURL)
 	admin, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
-		unavailable(t, "PostgreSQL is not reachable at %s: %v", redact(adminURL), err)
+		unavailable(t, "PostgreSQL is not reachable at %s: %v", redact.URL(adminURL), err)
 	}
 	defer admin.Close(context.Background())
 
@@ -86,7 +87,7 @@ func NewDatabase(t testing.TB) *Database {
 	}
 	cfg, err := pgxpool.ParseConfig(adminURL)
 	if err != nil {
-		t.Fatalf("parse %s: %v", redact(adminURL), err)
+		t.Fatalf("parse %s: %v", redact.URL(adminURL), err)
 	}
 	cfg.ConnConfig.Database = name
 	cfg.MaxConns = 20
@@ -130,7 +131,7 @@ func NewVHost(t testing.TB) string {
 	amqpURL := env("HERALD_TEST_AMQP_URL", defaultAMQPURL)
 	vhost := "herald_test_" + randomSuffix()
 	if err := rabbitAPI(http.MethodPut, api, "/api/vhosts/"+vhost); err != nil {
-		unavailable(t, "RabbitMQ's management API is not reachable at %s (enable it with `rabbitmq-plugins enable rabbitmq_management`): %v", redact(api), err)
+		unavailable(t, "RabbitMQ's management API is not reachable at %s (enable it with `rabbitmq-plugins enable rabbitmq_management`): %v", redact.URL(api), err)
 	}
 	u, err := url.Parse(api)
 	if err != nil {
@@ -189,14 +190,6 @@ func rabbitAPIBody(method, api, path, body string) error {
 func QueueDepth(t testing.TB, amqpURL, queue string) int {
 	t.Helper()
 	return queueDepth(t, amqpURL, queue)
-}
-
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	return u.Redacted()
 }
 
 // Eventually waits until cond returns true, checking every 20ms, and fails the test with what

@@ -24,6 +24,7 @@ import (
 	"github.com/herald-notify/herald/heraldtest"
 	heraldhttp "github.com/herald-notify/herald/http"
 	"github.com/herald-notify/herald/projections"
+	"github.com/herald-notify/herald/redact"
 	"github.com/herald-notify/herald/router"
 )
 
@@ -879,6 +880,32 @@ func TestReadiness(t *testing.T) {
 				t.Errorf("POST send on a health-only server: %d, want 404", r.status)
 			}
 		})
+	}
+}
+
+// A dependency's error may quote its connection string; /readyz, which anyone may ask, must
+// not pass its password on.
+func TestReadinessMasksSecrets(t *testing.T) {
+	const token = "Pl4nted-token-9f3a"
+	checks := []heraldhttp.Check{
+		{Name: "postgres", Ready: func(context.Context) error {
+			return errors.New(`cannot parse "postgres://herald:Pl4nted-pg-pass@db:bad/herald"`)
+		}},
+		{Name: "gateway", Ready: func(context.Context) error { return errors.New("refused token " + token) }},
+	}
+	srv := heraldhttp.NewServer(heraldhttp.Config{Secrets: redact.New(token)}, nil, nil, checks, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	r := doRequest(t, ts.URL, http.MethodGet, "/readyz", "", nil)
+	if r.status != http.StatusServiceUnavailable {
+		t.Errorf("status = %d, want 503; body: %s", r.status, r.body)
+	}
+	want := map[string]any{"status": "not_ready", "checks": map[string]any{
+		"postgres": `cannot parse "postgres://herald:xxxxx@db:bad/herald"`,
+		"gateway":  "refused token xxxxx",
+	}}
+	if diff := cmp.Diff(want, asMap(t, r)); diff != "" {
+		t.Errorf("body (-want +got):\n%s", diff)
 	}
 }
 

@@ -259,7 +259,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	for _, c := range s.checks {
 		if err := c.Ready(ctx); err != nil {
-			checks[c.Name] = err.Error()
+			checks[c.Name] = s.cfg.Secrets.String(err.Error())
 			status, code = "not_ready", http.StatusServiceUnavailable
 			continue
 		}

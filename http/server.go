@@ -22,6 +22,7 @@ import (
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
+	"github.com/herald-notify/herald/redact"
 )
 
 // Acceptor accepts notifications (see handlers.Acceptor).
@@ -57,6 +58,9 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Profiling serves Go's profiler at /debug/pprof/: for measuring, not for the open internet.
 	Profiling bool
+	// Secrets are masked in what /readyz tells of a dependency's error, which may quote its
+	// connection string; nil masks the passwords of URLs only.
+	Secrets *redact.Secrets
 }
 
 // Server routes the API.

@@ -157,6 +157,12 @@ not be measured are reported but fail nothing.`,
 	// Every flag says what one run does: none reads the environment, or a variable left set
 	// would silently change every later run.
 	f.VisitAll(func(fl *pflag.Flag) { markArguments(f, fl.Name) })
+	def := bench.DefaultConfig()
+	markSecret(f, "admin-database-url", secretURL, def.AdminDatabaseURL)
+	markSecret(f, "rabbitmq-api", secretURL, def.RabbitMQAPI)
+	markSecret(f, "amqp-url", secretURL, def.AMQPURL)
+	markSecret(f, "url", secretURL, "")
+	markSecret(f, "api-key", secretValue, "")
 	return cmd
 }
 

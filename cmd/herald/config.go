@@ -16,6 +16,7 @@ import (
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/delivery"
 	"github.com/herald-notify/herald/handlers"
+	"github.com/herald-notify/herald/redact"
 	"github.com/herald-notify/herald/router"
 )
 
@@ -28,26 +29,38 @@ const (
 type logConfig struct {
 	Level  string
 	Format string
+	// secrets are the command's secret settings, masked in every record.
+	secrets func() *redact.Secrets
 }
 
 func (c *logConfig) register(s *settings) {
 	s.String(&c.Level, "log-level", "HERALD_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 	s.String(&c.Format, "log-format", "HERALD_LOG_FORMAT", "text", "log format: text or json")
+	c.secrets = s.secrets
 }
 
+// logger returns the command's logger. Every record passes through the masking of the command's
+// secrets: drivers and libraries put connection strings in their errors.
 func (c logConfig) logger() (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.Level)
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
 	switch c.Format {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		h = slog.NewTextHandler(os.Stderr, opts)
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", c.Format)
 	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", c.Format)
+	var secrets *redact.Secrets
+	if c.secrets != nil {
+		secrets = c.secrets()
+	}
+	return slog.New(secrets.Handler(h)), nil
 }
 
 type dbConfig struct {
@@ -57,7 +70,7 @@ type dbConfig struct {
 }
 
 func (c *dbConfig) register(s *settings, migrateFlag bool) {
-	s.String(&c.URL, "database-url", "HERALD_DATABASE_URL", defaultDatabaseURL, "PostgreSQL connection URL")
+	s.URL(&c.URL, "database-url", "HERALD_DATABASE_URL", defaultDatabaseURL, "PostgreSQL connection URL")
 	s.Int(&c.MaxConns, "database-max-conns", "HERALD_DATABASE_MAX_CONNS", 20, "largest number of PostgreSQL connections this process opens")
 	if migrateFlag {
 		s.Bool(&c.Migrate, "migrate", "HERALD_MIGRATE", false, "apply pending database migrations before starting")
@@ -167,7 +180,7 @@ type amqpConfig struct {
 }
 
 func (c *amqpConfig) register(s *settings) {
-	s.String(&c.URL, "amqp-url", "HERALD_AMQP_URL", defaultAMQPURL, "RabbitMQ connection URL")
+	s.URL(&c.URL, "amqp-url", "HERALD_AMQP_URL", defaultAMQPURL, "RabbitMQ connection URL")
 	s.String(&c.QueueType, "amqp-queue-type", "HERALD_AMQP_QUEUE_TYPE", "quorum", "type of the queues Herald declares: quorum or classic")
 	s.Int(&c.Prefetch, "amqp-prefetch", "HERALD_AMQP_PREFETCH", 4, "unacknowledged messages each consumer may hold")
 	s.Int(&c.PublishChannels, "amqp-publish-channels", "HERALD_AMQP_PUBLISH_CHANNELS", 4, "channels in each publisher's pool")
@@ -314,14 +327,16 @@ func (c *providerConfig) register(s *settings) {
 	s.String(&c.SMTP.MessageIDDomain, "smtp-message-id-domain", "HERALD_SMTP_MESSAGE_ID_DOMAIN", "", "domain of Message-IDs; empty: the sender's domain")
 
 	s.String(&c.SMS, "sms-provider", "HERALD_SMS_PROVIDER", "log", "how SMS is delivered: http (a Twilio-style gateway), or log")
-	s.String(&c.HTTP.URL, "sms-url", "HERALD_SMS_URL", "https://api.twilio.com", "base URL of the SMS gateway")
+	s.URL(&c.HTTP.URL, "sms-url", "HERALD_SMS_URL", "https://api.twilio.com", "base URL of the SMS gateway")
 	s.String(&c.HTTP.AccountSID, "sms-account-sid", "HERALD_SMS_ACCOUNT_SID", "", "SMS gateway account id")
 	s.Secret(&c.HTTP.AuthToken, "sms-auth-token", "HERALD_SMS_AUTH_TOKEN", "SMS gateway auth token")
 	s.String(&c.HTTP.From, "sms-from", "HERALD_SMS_FROM", "", "sender number of SMS, E.164")
 	s.Duration(&c.HTTP.Timeout, "sms-timeout", "HERALD_SMS_TIMEOUT", 20*time.Second, "SMS gateway request timeout")
 }
 
-func (c providerConfig) build(channels []herald.Channel, concurrency int, logger *slog.Logger) (map[herald.Channel]delivery.Provider, error) {
+// build returns a provider for each channel, masking secrets in the errors they return: those
+// errors are recorded in the log and shown to API clients.
+func (c providerConfig) build(channels []herald.Channel, concurrency int, secrets *redact.Secrets, logger *slog.Logger) (map[herald.Channel]delivery.Provider, error) {
 	out := map[herald.Channel]delivery.Provider{}
 	for _, ch := range channels {
 		var (
@@ -346,7 +361,7 @@ func (c providerConfig) build(channels []herald.Channel, concurrency int, logger
 		if err != nil {
 			return nil, fmt.Errorf("%s provider: %w", ch, err)
 		}
-		out[ch] = p
+		out[ch] = delivery.Masked(p, secrets)
 	}
 	return out, nil
 }

@@ -29,12 +29,25 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	err := rootCommand().ExecuteContext(ctx)
+	root := rootCommand()
+	err := execute(ctx, root)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "herald:", err)
+		// Drivers quote connection strings in their errors: mask every secret the settings hold.
+		fmt.Fprintln(os.Stderr, "herald:", commandSecrets(root).Error(err))
 		os.Exit(1)
 	}
+}
+
+// execute runs root. A panic becomes an error, so that what it says is masked like any other
+// error rather than printed by the runtime as it is.
+func execute(ctx context.Context, root *cobra.Command) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return root.ExecuteContext(ctx)
 }
 
 func rootCommand() *cobra.Command {

@@ -64,7 +64,7 @@ type poisonConfig struct {
 func (c *poisonConfig) register(s *settings) {
 	c.logs.register(s)
 	c.db.register(s, false)
-	s.String(&c.amqpURL, "amqp-url", "HERALD_AMQP_URL", defaultAMQPURL, "RabbitMQ connection URL")
+	s.URL(&c.amqpURL, "amqp-url", "HERALD_AMQP_URL", defaultAMQPURL, "RabbitMQ connection URL")
 	s.fs.StringVarP(&c.output, "output", "o", "table", "output format: table (for people) or json (for scripts)")
 	markArguments(s.fs, "output")
 }

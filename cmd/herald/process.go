@@ -18,6 +18,7 @@ import (
 	"github.com/herald-notify/herald/handlers"
 	heraldhttp "github.com/herald-notify/herald/http"
 	"github.com/herald-notify/herald/projections"
+	"github.com/herald-notify/herald/redact"
 	"github.com/herald-notify/herald/router"
 )
 
@@ -39,6 +40,8 @@ type processConfig struct {
 	projector projectorConfig
 	worker    workerConfig
 	grace     time.Duration
+	// secrets are the secret settings' values, once the command line is parsed.
+	secrets func() *redact.Secrets
 }
 
 func processCommand(use, short, long string, p parts) *cobra.Command {
@@ -53,6 +56,7 @@ func processCommand(use, short, long string, p parts) *cobra.Command {
 		},
 	}
 	s := newSettings(cmd)
+	cfg.secrets = s.secrets
 	cfg.logs.register(s)
 	cfg.db.register(s, true)
 	if p.api || p.workers {
@@ -151,7 +155,7 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 	}
 	if p.workers {
 		channels, _ := cfg.worker.channels()
-		providers, err := cfg.worker.Providers.build(channels, cfg.worker.Concurrency, logger)
+		providers, err := cfg.worker.Providers.build(channels, cfg.worker.Concurrency, cfg.secrets(), logger)
 		if err != nil {
 			return err
 		}
@@ -183,7 +187,7 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 		}})
 	}
 	if addr != "" {
-		srv := heraldhttp.NewServer(heraldhttp.Config{MaxBodyBytes: int64(cfg.http.MaxBodyBytes), Metrics: reg, Profiling: cfg.pprof},
+		srv := heraldhttp.NewServer(heraldhttp.Config{MaxBodyBytes: int64(cfg.http.MaxBodyBytes), Metrics: reg, Profiling: cfg.pprof, Secrets: cfg.secrets()},
 			acceptor, reader, checks, logger)
 		if p.api {
 			srv.WithOperator(handlers.NewOperator(pool, log, router.NewOutbox(nil), router.NewPoisonQueue(cfg.amqp.URL)))

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"time"
 )
 
@@ -32,7 +33,7 @@ func runComponents(ctx context.Context, logger *slog.Logger, grace time.Duration
 		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		r := running{component: c, cancel: cancel, done: make(chan error, 1)}
 		go func() {
-			err := c.run(cctx)
+			err := runRecovered(cctx, c)
 			if err != nil {
 				err = fmt.Errorf("%s: %w", c.name, err)
 				failed <- err
@@ -71,6 +72,18 @@ func runComponents(ctx context.Context, logger *slog.Logger, grace time.Duration
 		}
 	}
 	return cause
+}
+
+// runRecovered runs c, turning a panic into its error: the process then stops in order, and the
+// panic's message reaches the log through the masking of secrets instead of being printed by the
+// runtime as it is.
+func runRecovered(ctx context.Context, c component) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return c.run(ctx)
 }
 
 // httpComponent serves handler on addr; on stop it finishes the requests in flight.

@@ -7,7 +7,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/herald-notify/herald/redact"
 )
 
 // settings binds each setting to a flag and a HERALD_* environment variable. The variable, when
@@ -26,23 +29,99 @@ func (s *settings) env(name string) (string, bool) {
 func (s *settings) usage(usage, env string) string { return fmt.Sprintf("%s [$%s]", usage, env) }
 
 func (s *settings) String(p *string, flag, env, def, usage string) {
-	if v, ok := s.env(env); ok {
+	v, fromEnv := s.env(env)
+	if fromEnv {
 		def = v
 	}
 	s.fs.StringVar(p, flag, def, s.usage(usage, env))
+	if fromEnv {
+		// Shown in --help: a URL's password stays hidden even in a setting not marked secret.
+		s.fs.Lookup(flag).DefValue = redact.URL(v)
+	}
 }
 
+// URL is String for a connection URL, which may carry a password: the password never shows in
+// --help, and is masked in every log line and error of the process (see secrets). The compiled-in
+// default is documented, so its password is not a secret.
+func (s *settings) URL(p *string, flag, env, def, usage string) {
+	s.String(p, flag, env, def, usage)
+	s.markSecret(flag, secretURL, def)
+}
+
+// Secret is String for a value that is a secret as a whole (a password, a token, a key): its
+// value never shows in --help, only whether it is set, and is masked wherever the process
+// would print it (see secrets).
 func (s *settings) Secret(p *string, flag, env, usage string) {
-	// A secret's value never shows in --help; only whether it is set.
 	def := ""
 	if v, ok := s.env(env); ok {
 		def = v
 	}
 	s.fs.StringVar(p, flag, "", s.usage(usage, env))
 	*p = def
-	if f := s.fs.Lookup(flag); f != nil && def != "" {
-		f.Usage += " (set)"
+	if def != "" {
+		s.fs.Lookup(flag).Usage += " (set)"
 	}
+	s.markSecret(flag, secretValue, "")
+}
+
+// secretAnnotation marks a flag that is, or holds, a secret. Its values are the kind (secretURL
+// or secretValue) and, for a URL, the compiled-in default, whose password is public.
+const secretAnnotation = "herald_secret"
+
+const (
+	secretURL   = "url"
+	secretValue = "value"
+)
+
+func (s *settings) markSecret(flag, kind, def string) { markSecret(s.fs, flag, kind, def) }
+
+// markSecret marks fs's flag as a secret of kind; def is a URL's compiled-in default. A flag that
+// is not a setting (bench's --api-key) is marked the same way, so main masks it in errors.
+func markSecret(fs *pflag.FlagSet, flag, kind, def string) {
+	if err := fs.SetAnnotation(flag, secretAnnotation, []string{kind, def}); err != nil {
+		panic(err) // a flag that was never defined: a bug in the command
+	}
+}
+
+// secrets returns the masking for the secrets s's flags hold now: once the command line is
+// parsed, what the command really uses.
+func (s *settings) secrets() *redact.Secrets { return flagSecrets(s.fs) }
+
+// flagSecrets collects the secrets the secret flags of every flag set hold.
+func flagSecrets(sets ...*pflag.FlagSet) *redact.Secrets {
+	var values []string
+	for _, fs := range sets {
+		fs.VisitAll(func(f *pflag.Flag) {
+			a, ok := f.Annotations[secretAnnotation]
+			if !ok || len(a) != 2 {
+				return
+			}
+			switch v := f.Value.String(); a[0] {
+			case secretValue:
+				values = append(values, v)
+			case secretURL:
+				if v != a[1] {
+					values = append(values, redact.Password(v))
+				}
+			}
+		})
+	}
+	return redact.New(values...)
+}
+
+// commandSecrets is flagSecrets of every command under root: what main masks in an error it
+// prints, whichever command failed.
+func commandSecrets(root *cobra.Command) *redact.Secrets {
+	var sets []*pflag.FlagSet
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		sets = append(sets, c.Flags())
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	return flagSecrets(sets...)
 }
 
 func (s *settings) Int(p *int, flag, env string, def int, usage string) {

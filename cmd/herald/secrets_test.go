@@ -1,0 +1,464 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/herald-notify/herald/heraldtest"
+)
+
+// heraldMainEnv makes the test binary run main instead of the tests, so a test can run herald
+// as a process and read everything it prints, as a user would.
+const heraldMainEnv = "HERALD_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(heraldMainEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// secretName is a setting whose name says it holds a secret, or may (a URL may carry a password).
+var secretName = regexp.MustCompile(`_URL$|PASSWORD|TOKEN|SECRET|_KEYS?$`)
+
+// secretSettings returns the kind (secretURL or secretValue) of every secret setting of every
+// command, by variable, as the settings mark them; and checks every setting named like a secret
+// is marked, so that one added later is planted by the tests below.
+func secretSettings(t *testing.T) map[string]string {
+	t.Helper()
+	envRef := regexp.MustCompile(`\[\$(HERALD_[A-Z0-9_]+)\]`)
+	out := map[string]string{}
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			a, ok := f.Annotations[secretAnnotation]
+			m := envRef.FindStringSubmatch(f.Usage)
+			if !ok || m == nil {
+				return
+			}
+			if prev, seen := out[m[1]]; seen && prev != a[0] {
+				t.Errorf("%s is a %s secret in one command and a %s secret in another", m[1], prev, a[0])
+			}
+			out[m[1]] = a[0]
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(rootCommand())
+	for env, s := range commandSettings(t) {
+		if _, ok := out[env]; !ok && secretName.MatchString(env) {
+			t.Errorf("%s (--%s) is named like a secret but not marked as one: register it with settings.URL or settings.Secret", env, s.flag)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no secret settings found")
+	}
+	return out
+}
+
+// planted is a distinctive password for each secret setting. Each has a "/" and a "+", which a
+// URL escapes, and two halves that must not show either: a parser may quote a piece of a
+// password it cut at the "/".
+type planted map[string][2]string
+
+func plant(secrets map[string]string) planted {
+	p := planted{}
+	i := 0
+	for env := range secrets {
+		i++
+		p[env] = [2]string{fmt.Sprintf("Pl4nted%02dQz", i), fmt.Sprintf("Pl4nted%02dRk", i)}
+	}
+	return p
+}
+
+func (p planted) password(env string) string { return p[env][0] + "/+" + p[env][1] }
+
+// env returns the environment planting every secret: a secret value as it is, a URL as base
+// with the password put in (a well-formed URL), or, with malformed, as base's scheme, user and
+// path around the unescaped password and a port that is not a number.
+func (p planted) env(secrets map[string]string, bases map[string]string, malformed bool) map[string]string {
+	out := map[string]string{}
+	for env, kind := range secrets {
+		pw := p.password(env)
+		if kind == secretValue {
+			out[env] = pw
+			continue
+		}
+		base := bases[env]
+		switch {
+		case base != "":
+		case strings.Contains(env, "DATABASE"):
+			// Another database URL (one for migrations, say) points where the main one does.
+			base = cmp.Or(bases["HERALD_DATABASE_URL"], defaultDatabaseURL)
+		case strings.Contains(env, "AMQP"):
+			base = cmp.Or(bases["HERALD_AMQP_URL"], defaultAMQPURL)
+		default:
+			base = "https://user@127.0.0.1:1/"
+		}
+		u, err := url.Parse(base)
+		if err != nil {
+			panic(err)
+		}
+		user := "herald"
+		if u.User != nil {
+			user = u.User.Username()
+		}
+		if malformed {
+			out[env] = fmt.Sprintf("%s://%s:%s@%s:bad%s", u.Scheme, user, pw, u.Hostname(), u.EscapedPath())
+			continue
+		}
+		u.User = url.UserPassword(user, pw)
+		out[env] = u.String()
+	}
+	return out
+}
+
+// check fails the test if out shows any part of a planted password.
+func (p planted) check(t *testing.T, what, out string) {
+	t.Helper()
+	for env, halves := range p {
+		for _, h := range halves {
+			if i := strings.Index(out, h); i >= 0 {
+				t.Errorf("%s shows %s's password: …%s…", what, env, out[max(0, i-80):min(len(out), i+80)])
+				break
+			}
+		}
+	}
+}
+
+// heraldProcess is one run of this package's main as a process.
+type heraldProcess struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer // stdout and stderr
+	done chan struct{}
+	err  error // cmd.Wait's, once done is closed
+}
+
+func (h *heraldProcess) Write(b []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.out.Write(b)
+}
+
+func (h *heraldProcess) output() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.out.String()
+}
+
+// spawnHerald runs herald with args and env, and none of the test's own HERALD_* variables.
+func spawnHerald(t *testing.T, env map[string]string, args ...string) *heraldProcess {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HERALD_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, heraldMainEnv+"=1")
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	h := &heraldProcess{cmd: cmd, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = h, h
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start herald %s: %v", strings.Join(args, " "), err)
+	}
+	go func() {
+		h.err = cmd.Wait()
+		close(h.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-h.done
+	})
+	return h
+}
+
+// wait waits up to timeout for h to exit, killing it then; it reports whether h exited by itself.
+func (h *heraldProcess) wait(timeout time.Duration) bool {
+	select {
+	case <-h.done:
+		return true
+	case <-time.After(timeout):
+		_ = h.cmd.Process.Kill()
+		<-h.done
+		return false
+	}
+}
+
+// execHerald runs herald to its end and returns what it printed and its exit code.
+func execHerald(t *testing.T, env map[string]string, args ...string) (string, int) {
+	t.Helper()
+	h := spawnHerald(t, env, args...)
+	if !h.wait(90 * time.Second) {
+		t.Errorf("herald %s did not exit within 90s", strings.Join(args, " "))
+	}
+	return h.output(), h.cmd.ProcessState.ExitCode()
+}
+
+// commandPaths lists every command, as the arguments that name it ("poison list").
+func commandPaths() [][]string {
+	var out [][]string
+	var walk func(c *cobra.Command, path []string)
+	walk = func(c *cobra.Command, path []string) {
+		out = append(out, path)
+		for _, sub := range c.Commands() {
+			walk(sub, append(slices.Clone(path), sub.Name()))
+		}
+	}
+	walk(rootCommand(), nil)
+	return out
+}
+
+// hasSecret reports whether the command path names registers a secret setting (a flag with a
+// HERALD_* variable: bench's secret flags are arguments, and bench run bare is a benchmark).
+func hasSecret(path []string) bool {
+	c, _, err := rootCommand().Find(path)
+	if err != nil {
+		return false
+	}
+	found := false
+	c.Flags().VisitAll(func(f *pflag.Flag) {
+		_, ok := f.Annotations[secretAnnotation]
+		found = found || ok && strings.Contains(f.Usage, "[$HERALD_")
+	})
+	return found
+}
+
+// The built-in defaults, as bases for the planted URLs.
+var defaultBases = map[string]string{
+	"HERALD_DATABASE_URL": defaultDatabaseURL,
+	"HERALD_AMQP_URL":     defaultAMQPURL,
+}
+
+// TestSecretsNeverPrinted plants a password in every secret setting and reads everything herald
+// prints on every path: every command's --help, version, every command failing to start on
+// malformed URLs, a start waiting for unreachable services until stopped, and a running process
+// with dead dependencies: its /readyz answers and its logs.
+func TestSecretsNeverPrinted(t *testing.T) {
+	secrets := secretSettings(t)
+	p := plant(secrets)
+
+	t.Run("help", func(t *testing.T) {
+		env := p.env(secrets, defaultBases, false)
+		for _, path := range commandPaths() {
+			args := append(slices.Clone(path), "--help")
+			out, code := execHerald(t, env, args...)
+			if code != 0 || !strings.Contains(out, "Usage:") {
+				t.Errorf("herald %s: exit %d, want usage:\n%s", strings.Join(args, " "), code, out)
+			}
+			p.check(t, "herald "+strings.Join(args, " "), out)
+		}
+	})
+
+	t.Run("version", func(t *testing.T) {
+		out, code := execHerald(t, p.env(secrets, defaultBases, false), "version")
+		if code != 0 || !strings.HasPrefix(out, "herald ") {
+			t.Errorf("herald version: exit %d:\n%s", code, out)
+		}
+		p.check(t, "herald version", out)
+	})
+
+	t.Run("malformed", func(t *testing.T) {
+		// Every URL fails to parse: each command fails at once, quoting whatever its driver
+		// quotes.
+		env := p.env(secrets, defaultBases, true)
+		ran := 0
+		for _, path := range commandPaths() {
+			if !hasSecret(path) {
+				continue
+			}
+			ran++
+			out, code := execHerald(t, env, path...)
+			if code == 0 || !strings.Contains(out, "herald:") {
+				t.Errorf("herald %s: exit %d, want a failure:\n%s", strings.Join(path, " "), code, out)
+			}
+			p.check(t, "herald "+strings.Join(path, " "), out)
+		}
+		if ran < 5 {
+			t.Errorf("only %d commands hold secrets", ran)
+		}
+	})
+
+	t.Run("bench", func(t *testing.T) {
+		// bench's credentials are flags of one run, not settings; an invalid run quotes them.
+		admin, key := p.password("HERALD_DATABASE_URL"), p.password("HERALD_SMTP_PASSWORD")
+		out, code := execHerald(t, nil, "bench", "-n", "1", "--sms-ratio", "2",
+			"--admin-database-url", "postgres://postgres:"+admin+"@127.0.0.1:bad/postgres", "--api-key", key)
+		if code == 0 || !strings.Contains(out, "--admin-database-url") {
+			t.Errorf("herald bench with invalid flags: exit %d, want its flags refused:\n%s", code, out)
+		}
+		p.check(t, "herald bench", out)
+	})
+
+	t.Run("unreachable", func(t *testing.T) {
+		// Nothing listens on port 1: herald waits, logging why, until stopped.
+		bases := map[string]string{
+			"HERALD_DATABASE_URL": "postgres://herald@127.0.0.1:1/herald?connect_timeout=2",
+			"HERALD_AMQP_URL":     "amqp://herald@127.0.0.1:1/",
+		}
+		env := p.env(secrets, bases, false)
+		env["HERALD_HTTP_ADDR"] = "127.0.0.1:0"
+		env["HERALD_LOG_LEVEL"] = "debug"
+		h := spawnHerald(t, env, "all")
+		heraldtest.Eventually(t, 60*time.Second, "herald all to log that PostgreSQL is unreachable", func() (bool, error) {
+			return strings.Contains(h.output(), "PostgreSQL unreachable"), nil
+		})
+		_ = h.cmd.Process.Signal(syscall.SIGTERM)
+		if !h.wait(60 * time.Second) {
+			t.Error("herald all did not exit within 60s of SIGTERM")
+		}
+		out := h.output()
+		if !strings.Contains(out, "herald: connect to PostgreSQL") {
+			t.Errorf("herald all stopped while connecting; want the error printed:\n%s", out)
+		}
+		p.check(t, "herald all with unreachable services", out)
+	})
+
+	t.Run("running", func(t *testing.T) {
+		db := heraldtest.NewDatabase(t) // trust authentication: the planted password is accepted
+		bases := map[string]string{
+			"HERALD_DATABASE_URL": db.URL,
+			// A wrong password: RabbitMQ refuses the connection, a dead dependency.
+			"HERALD_AMQP_URL": heraldtest.NewVHost(t),
+			"HERALD_SMS_URL":  "http://sid@127.0.0.1:1/",
+		}
+		env := p.env(secrets, bases, false)
+		addr := freeAddr(t)
+		for k, v := range map[string]string{
+			"HERALD_HTTP_ADDR": addr, "HERALD_LOG_LEVEL": "debug", "HERALD_SHUTDOWN_GRACE": "20s",
+			"HERALD_EMAIL_PROVIDER": "smtp", "HERALD_SMTP_USERNAME": "herald", "HERALD_SMTP_HOST": "127.0.0.1", "HERALD_SMTP_PORT": "1",
+			"HERALD_SMS_PROVIDER": "http", "HERALD_SMS_ACCOUNT_SID": "AC0123", "HERALD_SMS_FROM": "+15005550006",
+		} {
+			env[k] = v
+		}
+		h := spawnHerald(t, env, "all")
+
+		readyz := func() string {
+			resp, err := http.Get("http://" + addr + "/readyz")
+			if err != nil {
+				return err.Error()
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return string(body)
+		}
+		var bodies []string
+		heraldtest.Eventually(t, 60*time.Second, "/readyz to tell RabbitMQ refused", func() (bool, error) {
+			body := readyz()
+			ok := strings.Contains(body, `"rabbitmq"`) && !strings.Contains(body, "not connected to RabbitMQ yet") &&
+				strings.Contains(body, `"postgres":"ok"`)
+			if ok {
+				bodies = append(bodies, body)
+			}
+			return ok, fmt.Errorf("last answer: %s", body)
+		})
+
+		// Then PostgreSQL goes too: the database is dropped under the process.
+		admin := strings.Replace(db.URL, "/"+db.Name, "/postgres", 1)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(ctx, "DROP DATABASE "+db.Name+" WITH (FORCE)"); err != nil {
+			t.Fatal(err)
+		}
+		heraldtest.Eventually(t, 60*time.Second, "/readyz to tell PostgreSQL is gone", func() (bool, error) {
+			body := readyz()
+			ok := strings.Contains(body, `"postgres"`) && !strings.Contains(body, `"postgres":"ok"`)
+			if ok {
+				bodies = append(bodies, body)
+			}
+			return ok, fmt.Errorf("last answer: %s", body)
+		})
+		for _, b := range bodies {
+			p.check(t, "/readyz", b)
+		}
+
+		_ = h.cmd.Process.Signal(syscall.SIGTERM)
+		if !h.wait(90 * time.Second) {
+			t.Error("herald all did not exit within 90s of SIGTERM")
+		}
+		out := h.output()
+		if !strings.Contains(out, "RabbitMQ unreachable") {
+			t.Errorf("the log does not tell RabbitMQ refused:\n%s", out)
+		}
+		p.check(t, "herald all's log", out)
+	})
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// A panic in a component becomes the component's error, whose text is masked like any other,
+// rather than a crash printed by the runtime as it is.
+func TestComponentPanicIsMasked(t *testing.T) {
+	commandSettings(t)
+	const token = "Pl4nted-panic-token"
+	t.Setenv("HERALD_SMS_AUTH_TOKEN", token)
+	root := rootCommand()
+	worker, _, err := root.Find([]string{"worker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	logger := slog.New(flagSecrets(worker.Flags()).Handler(slog.NewTextHandler(&log, nil)))
+	err = runComponents(t.Context(), logger, 5*time.Second, component{name: "gateway", run: func(context.Context) error {
+		panic("refused token " + token)
+	}})
+	if err == nil || !strings.Contains(err.Error(), "gateway: panic: refused token") {
+		t.Fatalf("runComponents = %v, want the component's panic", err)
+	}
+	if !strings.Contains(log.String(), "panic: refused token xxxxx") {
+		t.Errorf("the log does not tell the panic, masked:\n%s", log.String())
+	}
+	if strings.Contains(log.String(), token) {
+		t.Errorf("the log shows the token:\n%s", log.String())
+	}
+	if msg := commandSecrets(root).Error(err).Error(); strings.Contains(msg, token) {
+		t.Errorf("the error main prints shows the token: %s", msg)
+	}
+
+	// A panic in the command itself becomes execute's error.
+	boom := &cobra.Command{Use: "boom", RunE: func(*cobra.Command, []string) error { panic("token " + token) }}
+	boom.SetArgs([]string{})
+	err = execute(t.Context(), boom)
+	if err == nil || !strings.HasPrefix(err.Error(), "panic: token") {
+		t.Errorf("execute = %v, want the panic as an error", err)
+	}
+}
