@@ -152,6 +152,13 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 
 	switch n.Status {
 	case herald.StatusSent:
+		if msgID == "" {
+			// The provider took the message but gave no id Herald could read (an SMS gateway's
+			// 2xx with an unreadable body): sent, but not traceable at the provider by id.
+			d.logger.WarnContext(ctx, "notification sent; the provider's answer carried no message id", "notification_id", n.ID,
+				"attempt", n.Attempts, "provider", provider.Name())
+			return nil
+		}
 		d.logger.InfoContext(ctx, "notification sent", "notification_id", n.ID, "attempt", n.Attempts,
 			"provider", provider.Name(), "provider_message_id", msgID)
 		return nil

@@ -255,6 +255,17 @@ func TestDeliver(t *testing.T) {
 				&events.NotificationSent{Attempt: 1, Provider: "fake-sms", ProviderMessageID: "SM1"}),
 		},
 		{
+			// A gateway that took the message but answered without an id Herald could read.
+			name:    "accepted without a provider id is sent, never retried",
+			channel: herald.ChannelSMS,
+			results: []sendResult{{id: ""}, {err: errors.New("must not be called")}},
+			steps:   []step{{want: delivered}, {want: delivered}},
+			sends:   []int{1},
+			appended: by(cmdMD(1),
+				&events.NotificationProcessing{Attempt: 1, Worker: "w1"},
+				&events.NotificationSent{Attempt: 1, Provider: "fake-sms"}),
+		},
+		{
 			name:    "redelivered command of a sent notification is acknowledged without sending",
 			channel: herald.ChannelEmail,
 			results: []sendResult{{id: "<m1@smtp>"}, {err: errors.New("must not be called")}},
