@@ -98,6 +98,7 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 	// The lease of an open attempt is judged on the database's clock, which stamped the attempt's
 	// start: a worker whose clock runs ahead must not declare a live attempt abandoned and send
 	// again, nor one whose clock runs behind keep a dead attempt alive.
+	asked := d.now()
 	n, dbNow, err := d.store.NotificationNow(ctx, cmd.NotificationID)
 	if herald.ErrorCode(err) == herald.ENOTFOUND {
 		return fmt.Errorf("deliver %s: %w: %w", cmd.NotificationID, ErrFinal, ErrNotQueued)
@@ -108,7 +109,7 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 		return fmt.Errorf("deliver %s: %w: command for %s but notification is %s", n.ID, ErrFinal, cmd.Channel, n.Channel)
 	}
 
-	d.checkClock(ctx, dbNow)
+	d.checkClock(ctx, asked, dbNow)
 	start, err := DecideStart(n, d.policy, dbNow, d.worker)
 	switch {
 	case errors.Is(err, ErrAlreadySent):
@@ -178,10 +179,18 @@ const (
 )
 
 // checkClock warns when the worker's clock strays from the database's. Nothing depends on the
-// worker's clock, but an operator reading its logs next to the log's times should know.
-func (d *Deliverer) checkClock(ctx context.Context, dbNow time.Time) {
+// worker's clock, but an operator reading its logs next to the log's times should know. dbNow was
+// read between asked and now by the worker's clock; only a distance beyond that span is skew, so
+// a slow query is not mistaken for it.
+func (d *Deliverer) checkClock(ctx context.Context, asked, dbNow time.Time) {
 	local := d.now()
-	skew := local.Sub(dbNow)
+	var skew time.Duration
+	switch {
+	case dbNow.Before(asked):
+		skew = asked.Sub(dbNow) // the worker is ahead
+	case dbNow.After(local):
+		skew = local.Sub(dbNow) // the worker is behind
+	}
 	if skew.Abs() <= maxClockSkew {
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -468,6 +469,39 @@ func TestDeliverOpenAttempt(t *testing.T) {
 			}
 			checkCalls(t, provider, want)
 			checkStream(t, eventLog, id, stream(given, by(cmdMD(2), tt.appended...)))
+		})
+	}
+}
+
+// A worker whose clock strays from the database's says so, once a minute at most, and one in step
+// with it says nothing.
+func TestDeliverWarnsOfClockSkew(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	eventLog := events.NewLog(db.Pool)
+	tests := []struct {
+		name     string
+		offset   time.Duration
+		warnings int
+	}{
+		{name: "in step", offset: 0, warnings: 0},
+		{name: "an hour ahead", offset: time.Hour, warnings: 1},
+		{name: "an hour behind", offset: -time.Hour, warnings: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs strings.Builder
+			provider := &fakeProvider{name: "fake-smtp", channel: herald.ChannelEmail}
+			d := handlers.NewDeliverer(eventLog, map[herald.Channel]delivery.Provider{herald.ChannelEmail: provider},
+				deliverPolicy, "w1", slog.New(slog.NewTextHandler(&logs, nil))).
+				WithClock(func() time.Time { return time.Now().Add(tt.offset) })
+			for i := range 3 {
+				id := queue(t, eventLog, queuedOn(herald.ChannelEmail))
+				err := d.Deliver(context.Background(), commands.SendNotification{NotificationID: id, Channel: herald.ChannelEmail}, cmdMD(i))
+				checkOutcome(t, err, delivered, nil)
+			}
+			if got := strings.Count(logs.String(), "clock_skew="); got != tt.warnings {
+				t.Errorf("%d clock skew warnings in three deliveries, want %d:\n%s", got, tt.warnings, logs.String())
+			}
 		})
 	}
 }
