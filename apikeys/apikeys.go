@@ -88,7 +88,7 @@ func (s *Store) Create(ctx context.Context, name string, scopes []herald.Scope, 
 			return Key{}, "", herald.Invalid("the key is invalid", map[string]string{"scopes": fmt.Sprintf("%q is not a scope: want send, read or operate", sc)})
 		}
 	}
-	secret := make([]byte, 32)
+	secret := make([]byte, 32) // see secretChars
 	if _, err := rand.Read(secret); err != nil {
 		return Key{}, "", fmt.Errorf("create key %s: %w", name, err)
 	}
@@ -156,10 +156,11 @@ func (s *Store) Revoke(ctx context.Context, nameOrID string) (Key, error) {
 }
 
 // Authenticate returns the principal token stands for. EUNAUTHORIZED for an unknown or revoked
-// token. Answers are cached for CacheFor.
+// token. Answers are cached for CacheFor. A token that Create could not have made is refused
+// without asking the database.
 func (s *Store) Authenticate(ctx context.Context, token string) (herald.Principal, error) {
 	unauthorized := herald.Errorf(herald.EUNAUTHORIZED, "the API key is not valid: it is unknown or revoked")
-	if !strings.HasPrefix(token, TokenPrefix) || len(token) > 128 {
+	if !wellFormed(token) {
 		return herald.Principal{}, unauthorized
 	}
 	hash := sha256.Sum256([]byte(token))
@@ -206,6 +207,26 @@ func (s *Store) Authenticate(ctx context.Context, token string) (herald.Principa
 		return herald.Principal{}, unauthorized
 	}
 	return p, nil
+}
+
+// secretChars is the length of a token's secret: 32 random bytes in unpadded base64url.
+var secretChars = base64.RawURLEncoding.EncodedLen(32)
+
+// wellFormed reports whether token has the shape of the tokens Create makes: TokenPrefix and
+// secretChars base64url characters.
+func wellFormed(token string) bool {
+	secret, ok := strings.CutPrefix(token, TokenPrefix)
+	if !ok || len(secret) != secretChars {
+		return false
+	}
+	for i := 0; i < len(secret); i++ {
+		switch c := secret[i]; {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func scopeStrings(scopes []herald.Scope) []string {

@@ -338,6 +338,50 @@ func TestRevocationBitesWithinCacheFor(t *testing.T) {
 	}
 }
 
+// A token that cannot be one Create made is refused without a query; a well-formed unknown one
+// costs one query, and is then remembered as refused for a while.
+func TestMalformedTokensCostNoQuery(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	queries := heraldtest.CountQueries(db.Pool)
+	s := apikeys.NewStore(queries)
+	_, token := mustCreate(t, s, "real", herald.ScopeRead)
+	secret := strings.TrimPrefix(token, apikeys.TokenPrefix)
+
+	before := queries.Count()
+	for name, bad := range map[string]string{
+		"empty":                     "",
+		"prefix only":               apikeys.TokenPrefix,
+		"no prefix":                 secret,
+		"other prefix":              "hrlx_" + secret,
+		"one character less":        token[:len(token)-1],
+		"one character more":        token + "A",
+		"a character off base64url": apikeys.TokenPrefix + "+" + secret[1:],
+		"padding":                   token[:len(token)-1] + "=",
+		"very long":                 token + strings.Repeat("A", 10_000),
+		"not a key":                 "let-me-in",
+	} {
+		if _, err := s.Authenticate(t.Context(), bad); herald.ErrorCode(err) != herald.EUNAUTHORIZED {
+			t.Errorf("%s: %v, want %s", name, err, herald.EUNAUTHORIZED)
+		}
+	}
+	if n := queries.Count() - before; n != 0 {
+		t.Errorf("malformed tokens cost %d queries, want 0", n)
+	}
+
+	unknown := apikeys.TokenPrefix + strings.Repeat("B", len(secret))
+	for range 3 {
+		if _, err := s.Authenticate(t.Context(), unknown); herald.ErrorCode(err) != herald.EUNAUTHORIZED {
+			t.Fatalf("unknown token: %v, want %s", err, herald.EUNAUTHORIZED)
+		}
+	}
+	if n := queries.Count() - before; n != 1 {
+		t.Errorf("a well-formed unknown token checked 3 times cost %d queries, want 1", n)
+	}
+	if _, err := s.Authenticate(t.Context(), token); err != nil {
+		t.Errorf("the real token: %v", err)
+	}
+}
+
 // Authenticate is called from every request at once: the race detector watches the cache.
 func TestAuthenticateConcurrently(t *testing.T) {
 	s, _ := newStore(t)

@@ -107,6 +107,9 @@ func (p *HTTPSMS) Name() string { return "http-sms" }
 // the idempotency token, so a gateway that did accept an attempt we saw fail does not send the
 // retry a second time.
 //
+// Any 2xx answer is a send: when its body does not carry a readable sid, Send returns an empty id
+// and no error.
+//
 // 408, 429, 5xx, network errors and timeouts are transient; any other 4xx is permanent. The error
 // carries the status and the gateway's message.
 func (p *HTTPSMS) Send(ctx context.Context, m Message) (string, error) {
@@ -143,16 +146,14 @@ func (p *HTTPSMS) Send(ctx context.Context, m Message) (string, error) {
 	body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxSMSResponse))
 
 	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
-		// The gateway took the message but we cannot tell its sid: retrying is safe because the
-		// idempotency token makes the gateway answer for the message it already has.
-		if readErr != nil {
-			return "", fmt.Errorf("http-sms send %s: %s: read response: %w", m.NotificationID, resp.Status, readErr)
-		}
+		// The gateway said it took the message. If its answer cannot be read (cut short, HTML from
+		// a proxy, empty, JSON without a sid) the message is still sent, its sid unknown: a retry
+		// would send it again to any gateway that does not honour the idempotency token.
 		var accepted struct {
 			SID string `json:"sid"`
 		}
-		if err := json.Unmarshal(body, &accepted); err != nil || accepted.SID == "" {
-			return "", fmt.Errorf("http-sms send %s: %s without a sid: %s", m.NotificationID, resp.Status, errorSnippet(body))
+		if readErr != nil || json.Unmarshal(body, &accepted) != nil {
+			return "", nil
 		}
 		return accepted.SID, nil
 	}

@@ -176,6 +176,44 @@ func TestHTTPSMSFailures(t *testing.T) {
 	}
 }
 
+// A 2xx answer means the gateway took the message. When Herald cannot read it, the message is
+// still sent (its sid unknown), never an error that a retry would turn into a second SMS.
+func TestHTTPSMSAcceptedWithoutReadableAnswer(t *testing.T) {
+	tests := []struct {
+		name   string
+		answer deliverytest.AcceptedAnswer
+		wantID string
+	}{
+		{name: "HTML page", answer: deliverytest.AcceptedAnswer{Status: 200, ContentType: "text/html", Body: "<html><body>Message queued</body></html>"}},
+		{name: "empty body", answer: deliverytest.AcceptedAnswer{Status: 201}},
+		{name: "204 No Content", answer: deliverytest.AcceptedAnswer{Status: 204}},
+		{name: "JSON without a sid", answer: deliverytest.AcceptedAnswer{Status: 201, ContentType: "application/json", Body: `{"status":"queued"}`}},
+		{name: "JSON with an empty sid", answer: deliverytest.AcceptedAnswer{Status: 201, ContentType: "application/json", Body: `{"sid":""}`}},
+		{name: "JSON cut short", answer: deliverytest.AcceptedAnswer{Status: 201, ContentType: "application/json", Body: `{"sid":"SM0123`}},
+		{name: "connection lost mid-answer", answer: deliverytest.AcceptedAnswer{Status: 201, ContentType: "application/json", Body: `{"sid":"SM0123`, Cut: true}},
+		{name: "sid beside unexpected fields", answer: deliverytest.AcceptedAnswer{Status: 200, ContentType: "application/json", Body: `{"sid":"SMabc","extra":[1,2]}`}, wantID: "SMabc"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const to = "+15550100009"
+			sink := deliverytest.NewSMSSink(t)
+			sink.AnswerAccepted(to, tt.answer)
+			p := newHTTPSMS(t, sink, nil)
+
+			id, err := p.Send(context.Background(), sms("ntf-9", to))
+			if err != nil {
+				t.Fatalf("Send: %v; want the message counted as sent", err)
+			}
+			if id != tt.wantID {
+				t.Errorf("Send id = %q, want %q", id, tt.wantID)
+			}
+			if got := len(sink.Received(to)); got != 1 || sink.Attempts(to) != 1 {
+				t.Errorf("sink received %d messages in %d requests, want 1 in 1", got, sink.Attempts(to))
+			}
+		})
+	}
+}
+
 func TestHTTPSMSRetryAfterTransientFailure(t *testing.T) {
 	const to = "+15550100004"
 	sink := deliverytest.NewSMSSink(t)

@@ -792,6 +792,35 @@ func TestSMTPClose(t *testing.T) {
 	}
 }
 
+// A relay that answered 250 to DATA has the message: whatever fails afterwards on that connection
+// (here the relay hangs up at once, so the QUIT that ends a connection not kept for reuse finds
+// nobody) does not make the send an error, which a retry would turn into a second mail.
+func TestSMTPAcceptedIsSentWhateverFollows(t *testing.T) {
+	const rcpt = "bob@example.net"
+	sink := deliverytest.NewSMTPSink(t)
+	sink.CloseAfter(1)
+	p := newSMTP(t, sink, nil)
+	// After Close no connection is kept: each ends with QUIT, right after its message.
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"ntf-a1", "ntf-a2"} {
+		got, err := p.Send(context.Background(), email(id, rcpt))
+		if err != nil {
+			t.Fatalf("Send %s: %v; want it sent", id, err)
+		}
+		if want := id + "@example.com"; got != want {
+			t.Errorf("Send %s returned id %q, want %q", id, got, want)
+		}
+	}
+	if diff := cmp.Diff([]string{"ntf-a1", "ntf-a2"}, notificationIDs(sink)); diff != "" {
+		t.Errorf("received notification ids (-want +got):\n%s", diff)
+	}
+	if n := sink.Attempts(rcpt); n != 2 {
+		t.Errorf("sink saw RCPT TO %d times, want 2", n)
+	}
+}
+
 // BenchmarkSMTPSend measures a whole Send against the loopback sink, one sender at a time and
 // about eight at once (a worker's default concurrency per channel). The sink's own work (parsing
 // and recording each message) is in the figures too.

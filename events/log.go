@@ -191,13 +191,15 @@ func appendError(stream string, expected int64, err error) error {
 
 const selectColumns = `event_id::text, stream_id::text, stream_version, global_position, event_type, occurred_at, data, metadata`
 
-func scanRecorded(row pgx.Row) (Recorded, error) {
+// scanRecorded scans a row of selectColumns, followed by the columns extra scans into.
+func scanRecorded(row pgx.Row, extra ...any) (Recorded, error) {
 	var (
 		r    Recorded
 		data []byte
 		meta []byte
 	)
-	if err := row.Scan(&r.ID, &r.StreamID, &r.Version, &r.Position, &r.Type, &r.Time, &data, &meta); err != nil {
+	dest := append([]any{&r.ID, &r.StreamID, &r.Version, &r.Position, &r.Type, &r.Time, &data, &meta}, extra...)
+	if err := row.Scan(dest...); err != nil {
 		return Recorded{}, err
 	}
 	r.Data = data
@@ -238,6 +240,28 @@ func (l *Log) Notification(ctx context.Context, stream string) (herald.Notificat
 	}
 	n, err := Fold(recs)
 	return n, recs, err
+}
+
+// NotificationNow is Notification together with the database's clock, read by the statement that
+// reads the stream. The events' times are the database's (occurred_at is stamped on insert), so
+// their age is judged against this clock and never against the reader's own, which may be ahead
+// or behind.
+func (l *Log) NotificationNow(ctx context.Context, stream string) (herald.Notification, time.Time, error) {
+	rows, err := l.db.Query(ctx, `SELECT `+selectColumns+`, statement_timestamp() FROM event_log
+		WHERE stream_id = $1 ORDER BY stream_version`, stream)
+	if err != nil {
+		return herald.Notification{}, time.Time{}, fmt.Errorf("load %s: %w", stream, err)
+	}
+	var now time.Time
+	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Recorded, error) { return scanRecorded(row, &now) })
+	if err != nil {
+		return herald.Notification{}, time.Time{}, fmt.Errorf("load %s: %w", stream, err)
+	}
+	if len(recs) == 0 {
+		return herald.Notification{}, time.Time{}, herald.Errorf(herald.ENOTFOUND, "no notification %s", stream)
+	}
+	n, err := Fold(recs)
+	return n, now, err
 }
 
 // Head returns the position of the newest event in the log, 0 when it is empty.

@@ -84,6 +84,40 @@ func TestAppendAndLoad(t *testing.T) {
 	}
 }
 
+// NotificationNow reads the database's clock with the stream: no earlier than the events it reads
+// were stamped, no later than a clock read after it.
+func TestNotificationNow(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	log := events.NewLog(db.Pool)
+	ctx := context.Background()
+	stream := uuid.NewString()
+	recs, err := log.Append(ctx, stream, 0, events.Metadata{}, queued())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, err := log.Notification(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, now, err := log.NotificationNow(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var after time.Time
+	if err := db.Pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if now.Before(recs[0].Time) || now.After(after) {
+		t.Errorf("database clock %s, want between the event's time %s and %s", now, recs[0].Time, after)
+	}
+	if diff := cmp.Diff(want, n); diff != "" {
+		t.Errorf("NotificationNow folded otherwise than Notification (-want +got):\n%s", diff)
+	}
+	if _, _, err := log.NotificationNow(ctx, uuid.NewString()); herald.ErrorCode(err) != herald.ENOTFOUND {
+		t.Errorf("unknown stream: error %v, want ENOTFOUND", err)
+	}
+}
+
 func TestAppendRejectsWrongExpectedVersion(t *testing.T) {
 	db := heraldtest.NewDatabase(t)
 	log := events.NewLog(db.Pool)

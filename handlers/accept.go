@@ -216,32 +216,28 @@ func (a *Acceptor) claimIdempotencyKey(ctx context.Context, tx pgx.Tx, keyID str
 	if err != nil {
 		return nil, err
 	}
-	// A concurrent request with the same key waits here until the first one commits or rolls back.
-	tag, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (api_key_id, key, request_hash, notification_id)
-		VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, keyID, req.IdempotencyKey, hash, stream)
-	if err != nil {
-		return nil, fmt.Errorf("idempotency key: %w", err)
-	}
-	if tag.RowsAffected() == 1 {
-		return nil, nil
-	}
+	// One statement claims the key, or takes over an expired one, or finds the request that holds
+	// it, and locks its row until tx ends. Reading the row in a second statement would leave a
+	// window in which a purge deletes an expired key between the two, and the read finds nothing.
+	// A concurrent request with the same key waits here until the first one commits or rolls back;
+	// a purge waits for tx, and then finds the key fresh.
 	var (
 		earlierHash []byte
 		earlierID   string
-		expired     bool
 	)
-	err = tx.QueryRow(ctx, `SELECT request_hash, notification_id::text, created_at < now() - $3::interval
-		FROM idempotency_keys WHERE api_key_id = $1 AND key = $2 FOR UPDATE`,
-		keyID, req.IdempotencyKey, a.idempotencyTTL.String()).Scan(&earlierHash, &earlierID, &expired)
+	err = tx.QueryRow(ctx, `INSERT INTO idempotency_keys AS k (api_key_id, key, request_hash, notification_id)
+		VALUES ($1, $2, $3, $4)
+		ON CONFLICT (api_key_id, key) DO UPDATE SET
+			request_hash = CASE WHEN k.created_at < now() - $5::interval THEN excluded.request_hash ELSE k.request_hash END,
+			notification_id = CASE WHEN k.created_at < now() - $5::interval THEN excluded.notification_id ELSE k.notification_id END,
+			created_at = CASE WHEN k.created_at < now() - $5::interval THEN now() ELSE k.created_at END
+		RETURNING request_hash, notification_id::text`,
+		keyID, req.IdempotencyKey, hash, stream, a.idempotencyTTL.String()).Scan(&earlierHash, &earlierID)
 	if err != nil {
 		return nil, fmt.Errorf("idempotency key: %w", err)
 	}
-	if expired {
-		_, err := tx.Exec(ctx, `UPDATE idempotency_keys SET request_hash = $3, notification_id = $4, created_at = now()
-			WHERE api_key_id = $1 AND key = $2`, keyID, req.IdempotencyKey, hash, stream)
-		if err != nil {
-			return nil, fmt.Errorf("idempotency key: %w", err)
-		}
+	if earlierID == stream {
+		// A new key, or an expired one now standing for this request.
 		return nil, nil
 	}
 	if !bytes.Equal(earlierHash, hash) {

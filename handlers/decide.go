@@ -47,6 +47,9 @@ const abandonedError = "attempt abandoned: no outcome was recorded within the le
 // DecideStart returns the events that begin the next delivery attempt of n: NotificationProcessing,
 // preceded by the outcome of an abandoned attempt if there is one. If that abandoned attempt was
 // the last one allowed, the notification fails instead.
+//
+// now must come from the clock that stamped n's events, the database's, read when n was: an open
+// attempt's age is now minus its start, and a worker's own clock may be far off.
 func DecideStart(n herald.Notification, p Policy, now time.Time, worker string) ([]events.Event, error) {
 	switch {
 	case n.Version == 0:

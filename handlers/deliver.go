@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/herald-notify/herald"
@@ -27,8 +28,9 @@ func Final(err error) bool { return errors.Is(err, ErrFinal) }
 
 // Store is the event log as the deliverer uses it.
 type Store interface {
-	// Notification folds a stream; ENOTFOUND when it has no events.
-	Notification(ctx context.Context, stream string) (herald.Notification, []events.Recorded, error)
+	// NotificationNow folds a stream and returns it with the database's clock, read with it: the
+	// clock its events' times come from. ENOTFOUND when it has no events.
+	NotificationNow(ctx context.Context, stream string) (herald.Notification, time.Time, error)
 	// Append adds events after version expected; ECONFLICT wrapping events.ErrConflict when the
 	// stream moved on.
 	Append(ctx context.Context, stream string, expected int64, md events.Metadata, evs ...events.Event) ([]events.Recorded, error)
@@ -43,7 +45,12 @@ type Deliverer struct {
 	policy    Policy
 	worker    string
 	logger    *slog.Logger
-	now       func() time.Time
+	// now is the worker's own clock. Leases are never judged by it (see Deliver); it only serves
+	// to warn when it strays from the database's.
+	now func() time.Time
+	// skewWarned is when the last clock skew warning was logged (Unix nanoseconds), shared by
+	// the copies WithClock makes.
+	skewWarned *atomic.Int64
 	// recordFor bounds how long an outcome is retried against the log after the provider answered.
 	recordFor time.Duration
 }
@@ -55,19 +62,21 @@ func NewDeliverer(store Store, providers map[herald.Channel]delivery.Provider, p
 		policy.MaxAttempts = 1
 	}
 	return &Deliverer{
-		store:     store,
-		providers: providers,
-		policy:    policy,
-		worker:    worker,
-		logger:    logger,
-		now:       time.Now,
+		store:      store,
+		providers:  providers,
+		policy:     policy,
+		worker:     worker,
+		logger:     logger,
+		now:        time.Now,
+		skewWarned: new(atomic.Int64),
 		// Recording an outcome is retried for at most what the lease leaves after the attempt,
 		// so that no other worker presumes the attempt abandoned while its outcome is on its way.
 		recordFor: max(time.Second, policy.Lease-policy.Timeout),
 	}
 }
 
-// WithClock returns a copy of d that reads the time from now: leases are judged by it.
+// WithClock returns a copy of d whose own clock reads now. Leases are judged on the database's
+// clock whatever this one says; a worker clock that strays from it is only reported.
 func (d *Deliverer) WithClock(now func() time.Time) *Deliverer {
 	c := *d
 	c.now = now
@@ -86,7 +95,11 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 		return fmt.Errorf("deliver %s: %w: no provider for channel %q", cmd.NotificationID, ErrFinal, cmd.Channel)
 	}
 
-	n, _, err := d.store.Notification(ctx, cmd.NotificationID)
+	// The lease of an open attempt is judged on the database's clock, which stamped the attempt's
+	// start: a worker whose clock runs ahead must not declare a live attempt abandoned and send
+	// again, nor one whose clock runs behind keep a dead attempt alive.
+	asked := d.now()
+	n, dbNow, err := d.store.NotificationNow(ctx, cmd.NotificationID)
 	if herald.ErrorCode(err) == herald.ENOTFOUND {
 		return fmt.Errorf("deliver %s: %w: %w", cmd.NotificationID, ErrFinal, ErrNotQueued)
 	} else if err != nil {
@@ -96,7 +109,8 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 		return fmt.Errorf("deliver %s: %w: command for %s but notification is %s", n.ID, ErrFinal, cmd.Channel, n.Channel)
 	}
 
-	start, err := DecideStart(n, d.policy, d.now(), d.worker)
+	d.checkClock(ctx, asked, dbNow)
+	start, err := DecideStart(n, d.policy, dbNow, d.worker)
 	switch {
 	case errors.Is(err, ErrAlreadySent):
 		d.logger.DebugContext(ctx, "redelivered command for a sent notification acknowledged", "notification_id", n.ID)
@@ -139,6 +153,13 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 
 	switch n.Status {
 	case herald.StatusSent:
+		if msgID == "" {
+			// The provider took the message but gave no id Herald could read (an SMS gateway's
+			// 2xx with an unreadable body): sent, but not traceable at the provider by id.
+			d.logger.WarnContext(ctx, "notification sent; the provider's answer carried no message id", "notification_id", n.ID,
+				"attempt", n.Attempts, "provider", provider.Name())
+			return nil
+		}
 		d.logger.InfoContext(ctx, "notification sent", "notification_id", n.ID, "attempt", n.Attempts,
 			"provider", provider.Name(), "provider_message_id", msgID)
 		return nil
@@ -148,6 +169,40 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 		return fmt.Errorf("deliver %s: %w: attempt %d: %w", n.ID, ErrFinal, n.Attempts, sendErr)
 	}
 	return fmt.Errorf("deliver %s: attempt %d of %d: %w", n.ID, n.Attempts, d.policy.MaxAttempts, sendErr)
+}
+
+// Clock skew past maxClockSkew between a worker and the database is logged, at most once per
+// skewWarnEvery.
+const (
+	maxClockSkew  = 2 * time.Second
+	skewWarnEvery = time.Minute
+)
+
+// checkClock warns when the worker's clock strays from the database's. Nothing depends on the
+// worker's clock, but an operator reading its logs next to the log's times should know. dbNow was
+// read between asked and now by the worker's clock; only a distance beyond that span is skew, so
+// a slow query is not mistaken for it.
+func (d *Deliverer) checkClock(ctx context.Context, asked, dbNow time.Time) {
+	local := d.now()
+	var skew time.Duration
+	switch {
+	case dbNow.Before(asked):
+		skew = asked.Sub(dbNow) // the worker is ahead
+	case dbNow.After(local):
+		skew = local.Sub(dbNow) // the worker is behind
+	}
+	if skew.Abs() <= maxClockSkew {
+		return
+	}
+	last := d.skewWarned.Load()
+	if last != 0 && local.Sub(time.Unix(0, last)).Abs() < skewWarnEvery {
+		return
+	}
+	if !d.skewWarned.CompareAndSwap(last, local.UnixNano()) {
+		return
+	}
+	d.logger.WarnContext(ctx, "worker clock differs from the database's; attempt leases are judged on the database's",
+		"clock_skew", skew.String(), "worker", d.worker)
 }
 
 // append appends evs after n's version and returns n with them folded in.

@@ -7,12 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/commands"
@@ -254,6 +256,17 @@ func TestDeliver(t *testing.T) {
 				&events.NotificationSent{Attempt: 1, Provider: "fake-sms", ProviderMessageID: "SM1"}),
 		},
 		{
+			// A gateway that took the message but answered without an id Herald could read.
+			name:    "accepted without a provider id is sent, never retried",
+			channel: herald.ChannelSMS,
+			results: []sendResult{{id: ""}, {err: errors.New("must not be called")}},
+			steps:   []step{{want: delivered}, {want: delivered}},
+			sends:   []int{1},
+			appended: by(cmdMD(1),
+				&events.NotificationProcessing{Attempt: 1, Worker: "w1"},
+				&events.NotificationSent{Attempt: 1, Provider: "fake-sms"}),
+		},
+		{
 			name:    "redelivered command of a sent notification is acknowledged without sending",
 			channel: herald.ChannelEmail,
 			results: []sendResult{{id: "<m1@smtp>"}, {err: errors.New("must not be called")}},
@@ -366,7 +379,10 @@ func TestDeliver(t *testing.T) {
 }
 
 // An attempt without an outcome belongs to the worker that started it until its lease runs out;
-// after that it is presumed abandoned and the next command takes over.
+// after that it is presumed abandoned and the next command takes over. The lease is judged on the
+// database's clock, which stamped the attempt's start: the clock of the worker judging it may be
+// far ahead (it must not take over a live attempt and send again) or far behind (it must not
+// wait on a dead one for ever).
 func TestDeliverOpenAttempt(t *testing.T) {
 	db := heraldtest.NewDatabase(t)
 	eventLog := events.NewLog(db.Pool)
@@ -430,14 +446,21 @@ func TestDeliverOpenAttempt(t *testing.T) {
 			d := newDeliverer(eventLog, "w1", provider)
 			cmd := commands.SendNotification{NotificationID: id, Channel: herald.ChannelEmail}
 
-			// Within the lease: w0 may be sending right now, so w1 must neither send nor append.
-			within := d.WithClock(func() time.Time { return openedAt.Add(deliverPolicy.Lease - time.Second) })
-			err := within.Deliver(ctx, cmd, cmdMD(1))
+			// Within the lease: w0 may be sending right now, so w1 must neither send nor append,
+			// though w1's clock runs a day ahead and says the lease ran out long ago.
+			ahead := d.WithClock(func() time.Time { return time.Now().Add(24 * time.Hour) })
+			err := ahead.Deliver(ctx, cmd, cmdMD(1))
 			checkOutcome(t, err, retryLater, handlers.ErrAttemptInProgress)
 			checkCalls(t, provider, nil)
 			checkStream(t, eventLog, id, stream(given))
 
-			past := d.WithClock(func() time.Time { return openedAt.Add(deliverPolicy.Lease + time.Second) })
+			// Past a short lease, by the database's clock, w1 takes over, though its clock runs a
+			// day behind and says the attempt has not even started.
+			lease := 300 * time.Millisecond
+			waitDatabaseAge(t, db.Pool, openedAt, lease)
+			past := handlers.NewDeliverer(eventLog, map[herald.Channel]delivery.Provider{herald.ChannelEmail: provider},
+				handlers.Policy{MaxAttempts: deliverPolicy.MaxAttempts, Lease: lease}, "w1", slog.New(slog.NewTextHandler(io.Discard, nil))).
+				WithClock(func() time.Time { return time.Now().Add(-24 * time.Hour) })
 			err = past.Deliver(ctx, cmd, cmdMD(2))
 			checkOutcome(t, err, tt.want, nil)
 			var want []delivery.Message
@@ -447,6 +470,61 @@ func TestDeliverOpenAttempt(t *testing.T) {
 			checkCalls(t, provider, want)
 			checkStream(t, eventLog, id, stream(given, by(cmdMD(2), tt.appended...)))
 		})
+	}
+}
+
+// A worker whose clock strays from the database's says so, once a minute at most, and one in step
+// with it says nothing.
+func TestDeliverWarnsOfClockSkew(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	eventLog := events.NewLog(db.Pool)
+	tests := []struct {
+		name     string
+		offset   time.Duration
+		warnings int
+	}{
+		{name: "in step", offset: 0, warnings: 0},
+		{name: "an hour ahead", offset: time.Hour, warnings: 1},
+		{name: "an hour behind", offset: -time.Hour, warnings: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs strings.Builder
+			provider := &fakeProvider{name: "fake-smtp", channel: herald.ChannelEmail}
+			d := handlers.NewDeliverer(eventLog, map[herald.Channel]delivery.Provider{herald.ChannelEmail: provider},
+				deliverPolicy, "w1", slog.New(slog.NewTextHandler(&logs, nil))).
+				WithClock(func() time.Time { return time.Now().Add(tt.offset) })
+			for i := range 3 {
+				id := queue(t, eventLog, queuedOn(herald.ChannelEmail))
+				err := d.Deliver(context.Background(), commands.SendNotification{NotificationID: id, Channel: herald.ChannelEmail}, cmdMD(i))
+				checkOutcome(t, err, delivered, nil)
+			}
+			if got := strings.Count(logs.String(), "clock_skew="); got != tt.warnings {
+				t.Errorf("%d clock skew warnings in three deliveries, want %d:\n%s", got, tt.warnings, logs.String())
+			}
+		})
+	}
+}
+
+// waitDatabaseAge waits until, by the database's clock, more than age has passed since at.
+func waitDatabaseAge(t *testing.T, pool *pgxpool.Pool, at time.Time, age time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for {
+		var past bool
+		err := pool.QueryRow(ctx, `SELECT statement_timestamp() - $1::timestamptz > $2::interval`, at, age.String()).Scan(&past)
+		if err != nil {
+			t.Fatalf("wait until %s after %s by the database's clock: %v", age, at, err)
+		}
+		if past {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s after %s never came by the database's clock", age, at)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-notify/herald"
@@ -331,6 +332,125 @@ func TestExpiredKeyCreatesAgain(t *testing.T) {
 	if diff := cmp.Diff(written{Events: 3, Streams: 3, Outbox: 3, Keys: 1}, env.written(t)); diff != "" {
 		t.Errorf("written (-want +got):\n%s", diff)
 	}
+}
+
+// hookedBeginner begins transactions on a pool whose statements call after, with their SQL, once
+// they have run: a test runs something else at an exact point between two of them.
+type hookedBeginner struct {
+	pool  *pgxpool.Pool
+	after func(sql string)
+}
+
+func (b hookedBeginner) Begin(ctx context.Context) (pgx.Tx, error) {
+	tx, err := b.pool.Begin(ctx)
+	return hookedTx{Tx: tx, after: b.after}, err
+}
+
+type hookedTx struct {
+	pgx.Tx
+	after func(sql string)
+}
+
+func (tx hookedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	tag, err := tx.Tx.Exec(ctx, sql, args...)
+	tx.after(sql)
+	return tag, err
+}
+
+func (tx hookedTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return hookedRow{Row: tx.Tx.QueryRow(ctx, sql, args...), after: func() { tx.after(sql) }}
+}
+
+type hookedRow struct {
+	pgx.Row
+	after func()
+}
+
+func (r hookedRow) Scan(dest ...any) error {
+	err := r.Row.Scan(dest...)
+	r.after()
+	return err
+}
+
+// A repeat request finds its key expired, and the purge deletes the key right after the
+// request's first statement on it: the request is answered as a fresh one, never with an error
+// (500). The purge runs at that exact point, and the test goes on once it has either finished or
+// is waiting for the request's row lock.
+func TestExpiredKeyPurgedDuringRepeat(t *testing.T) {
+	env := newIdempotencyEnv(t)
+	ctx, p := asKey(t, "shop")
+	first := env.accept(t, ctx, welcome("k"))
+	env.ageKeys(t, 48*time.Hour, "k")
+
+	purged := make(chan error, 1)
+	var once sync.Once
+	hooked := handlers.NewAcceptor(hookedBeginner{pool: env.pool, after: func(sql string) {
+		if !strings.Contains(sql, "idempotency_keys") {
+			return
+		}
+		once.Do(func() {
+			go func() {
+				_, err := env.acceptor.PurgeIdempotencyKeys(context.Background(), env.pool)
+				purged <- err
+			}()
+			waitPurgeDoneOrBlocked(t, env.pool, purged)
+		})
+	}}, env.log, router.NewOutbox(nil), handlers.DefaultLimits)
+
+	again, err := hooked.Accept(ctx, welcome("k"))
+	if err != nil {
+		t.Fatalf("repeat with an expired key purged meanwhile: %v; want a fresh notification", err)
+	}
+	if again.Replayed || again.ID == first.ID {
+		t.Errorf("repeat with an expired key: %s (replayed %v), want a new notification", again.ID, again.Replayed)
+	}
+	select {
+	case err := <-purged:
+		if err != nil {
+			t.Errorf("purge: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the purge never finished")
+	}
+	// The key stands for the new notification, and a retry replays it.
+	var holder string
+	if err := env.pool.QueryRow(t.Context(), `SELECT notification_id::text FROM idempotency_keys WHERE api_key_id = $1 AND key = 'k'`,
+		p.KeyID).Scan(&holder); err != nil {
+		t.Fatalf("the key after the repeat and the purge: %v", err)
+	}
+	if holder != again.ID {
+		t.Errorf("the key names %s, want %s", holder, again.ID)
+	}
+	if retry := env.accept(t, ctx, welcome("k")); !retry.Replayed || retry.ID != again.ID {
+		t.Errorf("retry: %s (replayed %v), want %s replayed", retry.ID, retry.Replayed, again.ID)
+	}
+}
+
+// waitPurgeDoneOrBlocked waits until the purge has sent its result to purged (it is put back) or
+// its statement waits for a lock.
+func waitPurgeDoneOrBlocked(t *testing.T, pool *pgxpool.Pool, purged chan error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-purged:
+			purged <- err
+			return
+		default:
+		}
+		var blocked bool
+		err := pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM idempotency_keys%')`).Scan(&blocked)
+		if err != nil {
+			t.Errorf("look for the purge: %v", err)
+			return
+		}
+		if blocked {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Errorf("the purge neither finished nor waited for a lock within 10s")
 }
 
 func TestIdempotencyTTL(t *testing.T) {

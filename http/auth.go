@@ -1,6 +1,7 @@
 package http
 
 import (
+	"cmp"
 	"context"
 	"math"
 
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	chimw "github.com/go-chi/chi/v5/middleware"
 	"github.com/go-chi/httprate"
 
 	"github.com/herald-notify/herald"
@@ -30,27 +32,37 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (herald.Principal, error)
 }
 
-// RateLimit bounds the requests one API key may make: Requests per Window, in each process.
+// RateLimit bounds the requests one API key may make: Requests per Window, in each process; and
+// the requests without a valid API key one client address may make: PerAddress per Window.
 type RateLimit struct {
 	Requests int
 	Window   time.Duration
+	// PerAddress bounds the requests with a missing, malformed, unknown or revoked API key from
+	// one client address (see Config.TrustedProxies). Past it, the address is answered 429 before
+	// any key it presents is looked up, valid or not, until its rate falls below the bound again:
+	// a flood of made-up keys costs no database query. 0: no bound.
+	PerAddress int
 }
 
 type auth struct {
 	authenticator Authenticator
 	limiter       *httprate.RateLimiter
+	refusals      *addressLimit
 }
 
 // WithAuth makes every API endpoint require an API key (health, readiness and metrics stay open),
-// with the scope each needs, and limits each key to limit. A server without it lets everyone in:
-// only tests build one.
+// with the scope each needs, and limits each key and each refused client address to limit. A
+// server without it lets everyone in: only tests build one.
 func (s *Server) WithAuth(a Authenticator, limit RateLimit) *Server {
 	s.auth = &auth{authenticator: a}
+	if limit.PerAddress > 0 {
+		s.auth.refusals = newAddressLimit(limit.PerAddress, cmp.Or(limit.Window, time.Second))
+	}
 	if limit.Requests > 0 {
 		s.auth.limiter = httprate.NewRateLimiter(limit.Requests, limit.Window,
 			httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
 				// httprate rounds the window down to whole seconds; a client told 0 would retry at once.
-				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(limit.Window.Seconds()))))
+				w.Header().Set("Retry-After", retryAfter(limit.Window))
 				s.writeError(w, r, herald.Errorf(herald.ERATELIMITED,
 					"this API key sent more than %d requests in %s; retry after the time in Retry-After", limit.Requests, limit.Window))
 			}))
@@ -65,6 +77,14 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		addr := clientAddress(r)
+		if s.auth.refusals.exceeded(addr) {
+			// Turned away before its key is read, let alone looked up.
+			w.Header().Set("Retry-After", retryAfter(s.auth.refusals.window))
+			s.writeError(w, r, herald.Errorf(herald.ERATELIMITED,
+				"too many requests without a valid API key from this address; retry after the time in Retry-After"))
+			return
+		}
 		token, err := bearer(r)
 		if err == nil {
 			var p herald.Principal
@@ -77,10 +97,59 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			}
 		}
 		if herald.ErrorCode(err) == herald.EUNAUTHORIZED {
+			s.auth.refusals.count(w, r, addr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
 		}
 		s.writeError(w, r, err)
 	})
+}
+
+// retryAfter is a Retry-After in whole seconds, at least 1: httprate rounds the window down, and a
+// client told 0 would retry at once.
+func retryAfter(window time.Duration) string {
+	return strconv.Itoa(max(1, int(math.Ceil(window.Seconds()))))
+}
+
+// addressLimit counts the requests refused for want of a valid API key, per client address.
+type addressLimit struct {
+	limiter *httprate.RateLimiter
+	limit   int
+	window  time.Duration
+}
+
+func newAddressLimit(limit int, window time.Duration) *addressLimit {
+	return &addressLimit{
+		// Its own headers would describe this bound on every 401 and be mistaken for the key's.
+		limiter: httprate.NewRateLimiter(limit, window, httprate.WithResponseHeaders(httprate.ResponseHeaders{})),
+		limit:   limit,
+		window:  window,
+	}
+}
+
+// exceeded reports whether addr was refused limit times within the window.
+func (l *addressLimit) exceeded(addr string) bool {
+	if l == nil {
+		return false
+	}
+	_, rate, err := l.limiter.Status(addr)
+	return err == nil && rate >= float64(l.limit)
+}
+
+// count records a refusal of addr.
+func (l *addressLimit) count(w http.ResponseWriter, r *http.Request, addr string) {
+	if l != nil {
+		l.limiter.OnLimit(w, r, addr)
+	}
+}
+
+// clientAddress is the key a client's refusals are counted under: the address the clientIP
+// middleware found (the TCP peer, or what trusted proxies forwarded), an IPv6 client's /64.
+func clientAddress(r *http.Request) string {
+	if ip := chimw.GetClientIP(r.Context()); ip != "" {
+		return httprate.CanonicalizeIP(ip)
+	}
+	// Unreadable: such requests share one bucket, which errs on the side of refusing.
+	return "unknown"
 }
 
 // bearer returns the token in Authorization: Bearer, or in X-API-Key.

@@ -2,6 +2,7 @@ package http_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -475,5 +476,134 @@ func TestIdempotencyOverHTTP(t *testing.T) {
 	}
 	if n := countRows(t, api.pool, "event_log"); n != 2 {
 		t.Errorf("%d events, want 2", n)
+	}
+}
+
+// floodAPI is the API with WithAuth whose key store counts the queries it makes.
+type floodAPI struct {
+	url     string
+	queries *heraldtest.QueryCounter
+	keys    *apikeys.Store
+}
+
+func serveFloodAPI(t *testing.T, limit heraldhttp.RateLimit, trustedProxies ...string) *floodAPI {
+	t.Helper()
+	db := heraldtest.NewDatabase(t)
+	log := events.NewLog(db.Pool)
+	queries := heraldtest.CountQueries(db.Pool)
+	keys := apikeys.NewStore(queries)
+	srv := heraldhttp.NewServer(
+		heraldhttp.Config{MaxBodyBytes: apiMaxBody, TrustedProxies: trustedProxies},
+		handlers.NewAcceptor(db.Pool, log, router.NewOutbox(nil), handlers.DefaultLimits),
+		projections.NewReader(db.Pool, log), nil, testLogger(t),
+	).WithAuth(keys, limit)
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	return &floodAPI{url: ts.URL, queries: queries, keys: keys}
+}
+
+// madeUpToken returns a well-formed token no key has: the i-th of a flood.
+func madeUpToken(i int) string {
+	secret := fmt.Sprintf("%043d", i)
+	return apikeys.TokenPrefix + secret
+}
+
+// A client address that keeps sending missing or made-up keys is answered 429 once it has been
+// refused PerAddress times, before any key it sends is looked up: a flood of distinct made-up
+// tokens costs PerAddress queries, not one each.
+func TestFloodWithoutAValidKey(t *testing.T) {
+	const perAddress, flood = 5, 60
+	list := func(base string, header http.Header) response {
+		return doRequest(t, base, http.MethodGet, "/api/v1/notifications", "", header)
+	}
+	floods := map[string]func(i int) http.Header{
+		"distinct made-up tokens": func(i int) http.Header { return bearer(madeUpToken(i)) },
+		"malformed tokens":        func(i int) http.Header { return bearer(fmt.Sprintf("let-me-in-%d", i)) },
+		"no key":                  func(int) http.Header { return nil },
+		// Without trusted proxies, a client's X-Forwarded-For is ignored: it cannot pose as
+		// ever new addresses.
+		"made-up forwarded addresses": func(i int) http.Header {
+			h := bearer(madeUpToken(i))
+			h.Set("X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i%250))
+			return h
+		},
+	}
+	for name, header := range floods {
+		t.Run(name, func(t *testing.T) {
+			api := serveFloodAPI(t, heraldhttp.RateLimit{Requests: 1000, Window: time.Minute, PerAddress: perAddress})
+			valid, token, err := api.keys.Create(t.Context(), "elsewhere", []herald.Scope{herald.ScopeRead}, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := api.queries.Count()
+			var refused, limited int
+			for i := range flood {
+				r := list(api.url, header(i))
+				switch r.status {
+				case http.StatusUnauthorized:
+					refused++
+					if limited > 0 {
+						t.Fatalf("request %d: 401 after a 429: the address was let back in within the window", i)
+					}
+				case http.StatusTooManyRequests:
+					limited++
+					e := wantError(t, r, http.StatusTooManyRequests, herald.ERATELIMITED)
+					if retry, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || retry < 1 || retry > 60 {
+						t.Errorf("Retry-After = %q, want 1 to 60 seconds (%s)", r.header.Get("Retry-After"), e.Error.Message)
+					}
+				default:
+					t.Fatalf("request %d: %d %s", i, r.status, r.body)
+				}
+			}
+			if refused != perAddress || limited != flood-perAddress {
+				t.Errorf("%d refused (401) and %d limited (429), want %d and %d", refused, limited, perAddress, flood-perAddress)
+			}
+			if n := api.queries.Count() - before; n > perAddress {
+				t.Errorf("%d requests without a valid key cost %d queries, want at most %d", flood, n, perAddress)
+			}
+			// The address is refused whatever it presents now, a valid key included: the
+			// bound is on the address.
+			if r := list(api.url, bearer(token)); r.status != http.StatusTooManyRequests {
+				t.Errorf("a valid key (%s) from the limited address: %d, want 429", valid.Name, r.status)
+			}
+		})
+	}
+}
+
+// Behind trusted proxies, the client address is the rightmost forwarded one that is not a proxy:
+// one client's flood does not lock out another behind the same proxy, and a client cannot escape
+// its bound by forwarding made-up addresses of its own in front of the proxy's.
+func TestFloodBehindTrustedProxies(t *testing.T) {
+	const perAddress = 3
+	api := serveFloodAPI(t, heraldhttp.RateLimit{Requests: 1000, Window: time.Minute, PerAddress: perAddress}, "127.0.0.1/32", "10.0.0.0/8")
+	_, token, err := api.keys.Create(t.Context(), "good", []herald.Scope{herald.ScopeRead}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := func(forwarded string, header http.Header) response {
+		if header == nil {
+			header = http.Header{}
+		}
+		header.Set("X-Forwarded-For", forwarded)
+		return doRequest(t, api.url, http.MethodGet, "/api/v1/notifications", "", header)
+	}
+	// The attacker, 203.0.113.9, prepends a new made-up address each time; the proxies at 10.1.2.3
+	// and 127.0.0.1 append what they saw.
+	for i := range 20 {
+		r := from(fmt.Sprintf("192.0.2.%d, 203.0.113.9, 10.1.2.3", i), bearer(madeUpToken(i)))
+		want := http.StatusUnauthorized
+		if i >= perAddress {
+			want = http.StatusTooManyRequests
+		}
+		if r.status != want {
+			t.Fatalf("attacker's request %d: %d, want %d", i, r.status, want)
+		}
+	}
+	// Another client behind the same proxies is not limited by it.
+	if r := from("198.51.100.4, 10.1.2.3", bearer(token)); r.status != http.StatusOK {
+		t.Errorf("another client's valid key: %d %s, want 200", r.status, r.body)
+	}
+	if r := from("198.51.100.4, 10.1.2.3", bearer(madeUpToken(99))); r.status != http.StatusUnauthorized {
+		t.Errorf("another client's first made-up key: %d, want 401", r.status)
 	}
 }

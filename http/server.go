@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -61,6 +62,22 @@ type Config struct {
 	// Secrets are masked in what /readyz tells of a dependency's error, which may quote its
 	// connection string; nil masks the passwords of URLs only.
 	Secrets *redact.Secrets
+	// TrustedProxies are the CIDR prefixes of the reverse proxies in front of Herald. A request's
+	// client address is its TCP peer, unless that peer is one of them: then it is the rightmost
+	// address in X-Forwarded-For that is not. Without any, X-Forwarded-For is ignored, so a
+	// client cannot choose its own address. Invalid prefixes make Handler panic: check them
+	// with ParseTrustedProxies.
+	TrustedProxies []string
+}
+
+// ParseTrustedProxies checks prefixes for Config.TrustedProxies.
+func ParseTrustedProxies(prefixes []string) error {
+	for _, p := range prefixes {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			return fmt.Errorf("trusted proxy %q: want a CIDR prefix such as 10.0.0.0/8 or 127.0.0.1/32: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // Server routes the API.
@@ -102,7 +119,11 @@ func (s *Server) WithOperator(op Operator) *Server {
 // Handler returns the routes.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.correlate, s.observe, s.recoverer)
+	clientIP := chimw.ClientIPFromRemoteAddr
+	if len(s.cfg.TrustedProxies) > 0 {
+		clientIP = chimw.ClientIPFromXFF(s.cfg.TrustedProxies...)
+	}
+	r.Use(clientIP, s.correlate, s.observe, s.recoverer)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &herald.Error{Code: codeRouteNotFound, Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
@@ -226,7 +247,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		}
 		s.logger.Log(r.Context(), level, "http request",
 			"method", r.Method, "route", route, "path", r.URL.Path, "status", ww.Status(),
-			"bytes", ww.BytesWritten(), "duration_ms", float64(elapsed.Microseconds())/1000,
+			"bytes", ww.BytesWritten(), "duration_ms", float64(elapsed.Microseconds())/1000, "client_ip", chimw.GetClientIP(r.Context()),
 			"correlation_id", herald.CorrelationID(r.Context()))
 	})
 }

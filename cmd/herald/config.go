@@ -16,6 +16,7 @@ import (
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/delivery"
 	"github.com/herald-notify/herald/handlers"
+	heraldhttp "github.com/herald-notify/herald/http"
 	"github.com/herald-notify/herald/redact"
 	"github.com/herald-notify/herald/router"
 )
@@ -371,6 +372,8 @@ type httpConfig struct {
 	MaxBodyBytes   int
 	RateLimit      int
 	RateWindow     time.Duration
+	AddressLimit   int
+	TrustedProxies []string
 	IdempotencyTTL time.Duration
 }
 
@@ -378,14 +381,33 @@ func (c *httpConfig) register(s *settings, def string) {
 	s.String(&c.Addr, "http-addr", "HERALD_HTTP_ADDR", def, "address the HTTP API listens on")
 	s.Int(&c.MaxBodyBytes, "max-body-bytes", "HERALD_MAX_BODY_BYTES", 256<<10, "largest request body accepted, in bytes")
 	s.Int(&c.RateLimit, "rate-limit", "HERALD_RATE_LIMIT", 500, "requests one API key may make per --rate-limit-window, in each API process; 0: no limit")
-	s.Duration(&c.RateWindow, "rate-limit-window", "HERALD_RATE_LIMIT_WINDOW", time.Second, "window of --rate-limit")
+	s.Duration(&c.RateWindow, "rate-limit-window", "HERALD_RATE_LIMIT_WINDOW", time.Second, "window of --rate-limit and --address-rate-limit")
+	s.Int(&c.AddressLimit, "address-rate-limit", "HERALD_ADDRESS_RATE_LIMIT", 20, "requests with a missing or invalid API key one client address may make per --rate-limit-window, in each API process; past it the address gets 429 before any key is looked up; 0: no limit")
+	s.Strings(&c.TrustedProxies, "trusted-proxies", "HERALD_TRUSTED_PROXIES", nil, "CIDR prefixes of the reverse proxies in front of Herald, whose X-Forwarded-For gives the client address; none: the TCP peer is the client")
 	s.Duration(&c.IdempotencyTTL, "idempotency-ttl", "HERALD_IDEMPOTENCY_TTL", handlers.DefaultIdempotencyTTL, "how long an Idempotency-Key is remembered")
+}
+
+// trustedProxies is --trusted-proxies without blanks: HERALD_TRUSTED_PROXIES="" means none.
+func (c httpConfig) trustedProxies() []string {
+	var out []string
+	for _, p := range c.TrustedProxies {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func (c httpConfig) validate() error {
 	var errs []error
 	if c.RateLimit < 0 {
 		errs = append(errs, fmt.Errorf("--rate-limit %d: want 0 (no limit) or more", c.RateLimit))
+	}
+	if c.AddressLimit < 0 {
+		errs = append(errs, fmt.Errorf("--address-rate-limit %d: want 0 (no limit) or more", c.AddressLimit))
+	}
+	if err := heraldhttp.ParseTrustedProxies(c.trustedProxies()); err != nil {
+		errs = append(errs, fmt.Errorf("--trusted-proxies: %w", err))
 	}
 	if c.RateWindow <= 0 {
 		errs = append(errs, fmt.Errorf("--rate-limit-window %s: want more than 0", c.RateWindow))

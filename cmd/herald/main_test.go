@@ -130,6 +130,8 @@ func TestInvalidSettingsAreRefusedBeforeConnecting(t *testing.T) {
 		{[]string{"all", "--amqp-queue-type", "stream"}, "queue type"},
 		{[]string{"serve", "--amqp-url", "http://nope"}, "AMQP URL"},
 		{[]string{"serve", "--log-level", "loud"}, "--log-level"},
+		{[]string{"serve", "--trusted-proxies", "10.0.0.0/8,proxy.internal"}, "--trusted-proxies"},
+		{[]string{"serve", "--address-rate-limit", "-1"}, "--address-rate-limit"},
 		{[]string{"serve", "extra"}, "unknown command"},
 		{[]string{"migrate", "sideways"}, "invalid argument"},
 	}

@@ -187,11 +187,13 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 		}})
 	}
 	if addr != "" {
-		srv := heraldhttp.NewServer(heraldhttp.Config{MaxBodyBytes: int64(cfg.http.MaxBodyBytes), Metrics: reg, Profiling: cfg.pprof, Secrets: cfg.secrets()},
+		srv := heraldhttp.NewServer(heraldhttp.Config{MaxBodyBytes: int64(cfg.http.MaxBodyBytes), Metrics: reg, Profiling: cfg.pprof, Secrets: cfg.secrets(),
+			TrustedProxies: cfg.http.trustedProxies()},
 			acceptor, reader, checks, logger)
 		if p.api {
 			srv.WithOperator(handlers.NewOperator(pool, log, router.NewOutbox(nil), router.NewPoisonQueue(cfg.amqp.URL)))
-			srv.WithAuth(apikeys.NewStore(pool), heraldhttp.RateLimit{Requests: cfg.http.RateLimit, Window: cfg.http.RateWindow})
+			srv.WithAuth(apikeys.NewStore(pool), heraldhttp.RateLimit{
+				Requests: cfg.http.RateLimit, Window: cfg.http.RateWindow, PerAddress: cfg.http.AddressLimit})
 			srv.WithRebuilds(projections.NewJobs(ctx, projections.NewRebuilder(pool, log, 5000, logger), log))
 		}
 		c, err := httpComponent("http", addr, srv.Handler(), logger)

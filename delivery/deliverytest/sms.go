@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -54,6 +55,8 @@ type SMSSink struct {
 	// delayTimes and failAll are set by DelayTimes and FailAll (faults.go).
 	delayTimes map[string]timedDelay
 	failAll    int
+	// answers replace the JSON answer to an accepted message, per recipient (AnswerAccepted).
+	answers map[string]AcceptedAnswer
 	// received is closed and replaced whenever a message is recorded, to wake waiters.
 	received chan struct{}
 }
@@ -74,6 +77,7 @@ func NewSMSSink(t testing.TB) *SMSSink {
 		attempts:   make(map[string]int),
 		failures:   make(map[string]failure),
 		delays:     make(map[string]time.Duration),
+		answers:    make(map[string]AcceptedAnswer),
 		received:   make(chan struct{}),
 	}
 	mux := http.NewServeMux()
@@ -184,6 +188,30 @@ func (s *SMSSink) program(to string, f failure) {
 	s.failures[to] = f
 }
 
+// AcceptedAnswer is how the sink answers a message it accepted, in place of its JSON with a sid.
+type AcceptedAnswer struct {
+	// Status is the 2xx status.
+	Status      int
+	ContentType string
+	Body        string
+	// Cut declares a body longer than Body and hangs up after writing Body, as a connection lost
+	// in the middle of the answer.
+	Cut bool
+}
+
+// AnswerAccepted makes the sink accept every message to to, as usual, and answer with a instead of
+// its JSON with a sid: a gateway that took the message and said so in a way a client cannot read
+// (an HTML page, an empty body, JSON without a sid, an answer cut short).
+func (s *SMSSink) AnswerAccepted(to string, a AcceptedAnswer) {
+	s.t.Helper()
+	if a.Status < 200 || a.Status > 299 {
+		s.t.Fatalf("sms sink: AnswerAccepted(%q, %+v): want a 2xx status", to, a)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.answers[to] = a
+}
+
 // Delay makes the sink wait d before answering a request to to, as a slow gateway would. A client
 // that gives up first leaves nothing recorded.
 func (s *SMSSink) Delay(to string, d time.Duration) {
@@ -259,8 +287,27 @@ func (s *SMSSink) handleMessages(w http.ResponseWriter, r *http.Request) {
 	s.messages = append(s.messages, m)
 	close(s.received)
 	s.received = make(chan struct{})
+	answer, odd := s.answers[to]
 	s.mu.Unlock()
 
+	if odd {
+		if answer.ContentType != "" {
+			w.Header().Set("Content-Type", answer.ContentType)
+		}
+		if answer.Cut {
+			w.Header().Set("Content-Length", strconv.Itoa(len(answer.Body)+64))
+		}
+		w.WriteHeader(answer.Status)
+		_, _ = io.WriteString(w, answer.Body)
+		if answer.Cut {
+			// What was written goes out; then the connection is dropped.
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"sid": m.SID, "account_sid": m.AccountSID, "to": m.To, "from": m.From, "body": m.Body, "status": "queued",
 	})
