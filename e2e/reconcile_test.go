@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/herald-notify/herald/heraldtest"
@@ -76,6 +77,23 @@ func TestPurgedQueueIsReconciled(t *testing.T) {
 		}
 		if last := history[len(history)-1]; last.Event != "NotificationSent" {
 			t.Errorf("%s: history ends with %s, want NotificationSent", id, last.Event)
+		}
+	}
+
+	// An auditor finds every recovery in the log, with what the reconciler found.
+	out := mustRunCLI(t, h, "events", "list", "--type", "NotificationRecovered")
+	for _, id := range ids {
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, id) {
+				found = true
+				if !strings.Contains(line, "NotificationRecovered") || !strings.Contains(line, "recovered by system:reconciler: pending with no event for") {
+					t.Errorf("herald events list says of %s: %q", id, line)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("herald events list --type NotificationRecovered does not list %s:\n%s", id, out)
 		}
 	}
 }
