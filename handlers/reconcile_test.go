@@ -355,3 +355,69 @@ func TestReconcilersRecoverOnce(t *testing.T) {
 		}
 	}
 }
+
+// While one scan runs, another one in any process skips its turn rather than scan beside it.
+func TestOneReconcileScanAtATime(t *testing.T) {
+	t.Parallel()
+	env := newReconcileEnv(t)
+	ctx := context.Background()
+	id := env.accept(t, herald.ChannelSMS)
+	env.forwardAll(t)
+	env.project(t, 0, id)
+	heraldtest.Eventually(t, 10*time.Second, id+" to be idle", func() (bool, error) {
+		recs, err := env.log.Load(ctx, id)
+		if err != nil || len(recs) == 0 {
+			return false, err
+		}
+		var now time.Time
+		err = env.db.Pool.QueryRow(ctx, `SELECT now()`).Scan(&now)
+		return now.Sub(recs[0].Time) > reconcileAfter+100*time.Millisecond, err
+	})
+
+	// A transaction appending version 2 and not ending makes the scan's own append of version 2
+	// wait for it, with the scan's lock held.
+	blocker, err := env.db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Rollback(ctx)
+	if _, err := env.log.In(blocker).Append(ctx, id, 1, cmdMD(1), &events.NotificationProcessing{Attempt: 1, Worker: "w"}); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		report handlers.ReconcileReport
+		err    error
+	}
+	first := make(chan result, 1)
+	go func() {
+		r, err := env.rec.Reconcile(ctx)
+		first <- result{r, err}
+	}()
+	heraldtest.Eventually(t, 10*time.Second, "the first scan to wait on its append", func() (bool, error) {
+		var waiting int
+		err := env.db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO event_log%'`).Scan(&waiting)
+		return waiting == 1, err
+	})
+
+	second, err := env.rec.Reconcile(ctx)
+	if err != nil || second.Locked || second.Candidates != 0 || len(second.Recovered) != 0 {
+		t.Errorf("a scan beside a running one = %+v, %v; want it to skip its turn", second, err)
+	}
+
+	// The blocker gives up; the first scan's append goes through.
+	if err := blocker.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-first:
+		if r.err != nil || !r.report.Locked || !cmp.Equal(r.report.Recovered, []string{id}) {
+			t.Errorf("the first scan = %+v, %v; want %s recovered", r.report, r.err, id)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the first scan did not end after the blocker rolled back")
+	}
+	if report, err := env.rec.Reconcile(ctx); err != nil || !report.Locked {
+		t.Errorf("a scan after the first ended = %+v, %v; want it to take the lock", report, err)
+	}
+}
