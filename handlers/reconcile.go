@@ -75,10 +75,13 @@ func DecideRecover(n herald.Notification, s Stall, after time.Duration) ([]event
 		return nil, ErrAlreadySent
 	case n.Status == herald.StatusFailed:
 		return nil, ErrAlreadyFailed
+	case n.Status != herald.StatusPending && n.Status != herald.StatusProcessing:
+		// Only a notification waiting for a worker is owed a command.
+		return nil, fmt.Errorf("%w: %s waits for no worker", ErrNotStalled, n.Status)
 	}
 	wait := after * time.Duration(min(1<<min(s.Recoveries, 30), maxRecoveryBackoff))
 	if s.Idle < wait {
-		return nil, fmt.Errorf("%w: %s %s ago, recovery after %s", ErrNotStalled, n.Status, s.Idle.Round(time.Second), wait)
+		return nil, fmt.Errorf("%w: %s, last event %s ago, recovered after %s", ErrNotStalled, n.Status, s.Idle.Round(time.Second), wait)
 	}
 	if s.CommandWaiting {
 		return nil, ErrCommandWaiting
