@@ -25,6 +25,7 @@ const (
 	TypeNotificationFailed     = "NotificationFailed"
 	TypeNotificationRequeued   = "NotificationRequeued"
 	TypeNotificationDiscarded  = "NotificationDiscarded"
+	TypeNotificationRecovered  = "NotificationRecovered"
 )
 
 // NotificationQueued opens every stream: the API accepted the notification.
@@ -99,6 +100,18 @@ type NotificationDiscarded struct {
 	Reason string `json:"reason"`
 }
 
+// NotificationRecovered records that the reconciler found the notification stalled — not final,
+// no event for longer than it allows, and no command of it waiting in the outbox — and queued its
+// command again: RabbitMQ lost it (a purged queue, a dead-lettering that dropped it, a broker
+// that lost a message). Nothing else changes: the status stays what it was (Status), and the
+// attempts go on where they were.
+type NotificationRecovered struct {
+	Actor  string `json:"actor"`
+	Reason string `json:"reason"`
+	// Status is the status the notification was found in, and keeps.
+	Status herald.Status `json:"status"`
+}
+
 func (NotificationQueued) EventType() string     { return TypeNotificationQueued }
 func (NotificationProcessing) EventType() string { return TypeNotificationProcessing }
 func (NotificationSent) EventType() string       { return TypeNotificationSent }
@@ -106,6 +119,7 @@ func (DeliveryAttemptFailed) EventType() string  { return TypeDeliveryAttemptFai
 func (NotificationFailed) EventType() string     { return TypeNotificationFailed }
 func (NotificationRequeued) EventType() string   { return TypeNotificationRequeued }
 func (NotificationDiscarded) EventType() string  { return TypeNotificationDiscarded }
+func (NotificationRecovered) EventType() string  { return TypeNotificationRecovered }
 
 // Types lists every event type the log may hold.
 var Types = []string{
@@ -116,6 +130,7 @@ var Types = []string{
 	TypeNotificationFailed,
 	TypeNotificationRequeued,
 	TypeNotificationDiscarded,
+	TypeNotificationRecovered,
 }
 
 // Decode returns the event stored as type typ with JSON data.
@@ -136,6 +151,8 @@ func Decode(typ string, data []byte) (Event, error) {
 		e = &NotificationRequeued{}
 	case TypeNotificationDiscarded:
 		e = &NotificationDiscarded{}
+	case TypeNotificationRecovered:
+		e = &NotificationRecovered{}
 	default:
 		return nil, fmt.Errorf("decode event: unknown type %q", typ)
 	}

@@ -51,6 +51,9 @@ func Evolve(n herald.Notification, r Recorded, e Event) herald.Notification {
 		n.RoundStart = n.Attempts
 	case *NotificationDiscarded:
 		// Still failed; the history says an operator gave up on it.
+	case *NotificationRecovered:
+		// Its command was queued again; the state it was in goes on. An attempt left open stays
+		// open, so that the worker that takes the command judges its lease and records it.
 	}
 	return n
 }
@@ -73,7 +76,7 @@ func Fold(stream []Recorded) (herald.Notification, error) {
 
 // StatusAfter returns the status a notification has right after e.
 func StatusAfter(e Event) herald.Status {
-	switch e.(type) {
+	switch e := e.(type) {
 	case *NotificationQueued:
 		return herald.StatusPending
 	case *NotificationSent:
@@ -82,6 +85,10 @@ func StatusAfter(e Event) herald.Status {
 		return herald.StatusFailed
 	case *NotificationRequeued:
 		return herald.StatusPending
+	case *NotificationRecovered:
+		if e.Status != "" {
+			return e.Status
+		}
 	}
 	return herald.StatusProcessing
 }
@@ -117,6 +124,9 @@ func HistoryEntry(r Recorded, e Event) herald.HistoryEntry {
 		h.Reason = e.Reason
 		h.Actor = e.Actor
 	case *NotificationDiscarded:
+		h.Reason = e.Reason
+		h.Actor = e.Actor
+	case *NotificationRecovered:
 		h.Reason = e.Reason
 		h.Actor = e.Actor
 	}

@@ -69,3 +69,32 @@ func BenchmarkHistoryApply(b *testing.B) {
 }
 
 func jsonOf(e events.Event) ([]byte, error) { return json.Marshal(e) }
+
+// BenchmarkUnfinished measures the reconciler's look for stalled notifications in a status table
+// of n rows, all but one in 200 sent, the rest pending and idle for an hour.
+func BenchmarkUnfinished(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
+			db := heraldtest.NewDatabase(b)
+			ctx := context.Background()
+			if _, err := db.Pool.Exec(ctx, `
+INSERT INTO notification_status (notification_id, channel, recipient, status, version, position, created_at, updated_at)
+SELECT gen_random_uuid(), 'email', 'u' || i || '@example.com', CASE WHEN i % 200 = 0 THEN 'pending' ELSE 'sent' END,
+	1, i, now() - interval '1 hour', now() - interval '1 hour' + i * interval '1 microsecond'
+FROM generate_series(1, $1::int) i`, n); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := db.Pool.Exec(ctx, `ANALYZE notification_status`); err != nil {
+				b.Fatal(err)
+			}
+			r := projections.NewReader(db.Pool, events.NewLog(db.Pool))
+			b.ResetTimer()
+			for b.Loop() {
+				ids, _, err := r.Unfinished(ctx, 10*time.Minute, 500)
+				if err != nil || len(ids) != 500 {
+					b.Fatalf("Unfinished = %d ids, %v; want 500", len(ids), err)
+				}
+			}
+		})
+	}
+}

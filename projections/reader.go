@@ -189,3 +189,32 @@ func validID(id string) bool {
 func notFound(id string) error {
 	return herald.Errorf(herald.ENOTFOUND, "no notification %s", id)
 }
+
+// Unfinished returns the ids of up to limit notifications the status read model shows waiting
+// for a worker (pending or processing) and unchanged for at least idle, least recently changed first, and the
+// database's time when it looked: idleness is judged on the database's clock, the clock the log's
+// times come from. Notifications the projector has not reached are not among them, and the read
+// model may lag behind the log: the reconciler decides on the log.
+func (r *Reader) Unfinished(ctx context.Context, idle time.Duration, limit int) ([]string, time.Time, error) {
+	// The statuses that wait for a worker: only they are owed a command.
+	open := []string{string(herald.StatusPending), string(herald.StatusProcessing)}
+	rows, err := r.db.Query(ctx, `
+SELECT notification_id::text, now() FROM notification_status
+WHERE status = ANY($1) AND updated_at <= now() - $2::double precision * interval '1 second'
+ORDER BY updated_at LIMIT $3`, open, idle.Seconds(), limit)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("unfinished notifications: %w", err)
+	}
+	var (
+		ids []string
+		id  string
+		now time.Time
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &now}, func() error {
+		ids = append(ids, id)
+		return nil
+	}); err != nil {
+		return nil, time.Time{}, fmt.Errorf("unfinished notifications: %w", err)
+	}
+	return ids, now, nil
+}

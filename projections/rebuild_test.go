@@ -30,6 +30,9 @@ var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 // story appends a valid story for one notification, in steps, as the API and workers do.
 func story(ctx context.Context, log *events.Log, stream string) error {
 	evs := []events.Event{&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123", Content: "c", Body: "b"}}
+	if rand.IntN(4) == 0 {
+		evs = append(evs, &events.NotificationRecovered{Actor: "system:reconciler", Reason: "lost", Status: herald.StatusPending})
+	}
 	attempts := 1 + rand.IntN(3)
 	for a := 1; a <= attempts; a++ {
 		evs = append(evs, &events.NotificationProcessing{Attempt: a, Worker: "w"})

@@ -11,7 +11,10 @@ import (
 	"github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/components/forwarder"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-notify/herald/handlers"
 )
 
 // RelayConfig tunes the outbox relay.
@@ -38,6 +41,8 @@ type Relay struct {
 	topology *Topology
 	logger   *slog.Logger
 }
+
+var _ handlers.WaitingCommands = (*Relay)(nil)
 
 // NewRelay returns a relay from the outbox in pool to RabbitMQ; topology must be running.
 func NewRelay(pool *pgxpool.Pool, amqpCfg AMQPConfig, cfg RelayConfig, topology *Topology, logger *slog.Logger) *Relay {
@@ -178,6 +183,39 @@ DELETE FROM outbox WHERE ctid IN (
 			return total, nil
 		}
 	}
+}
+
+// Waiting returns which of the notifications ids have a SendNotification command in the outbox
+// that the relay has not forwarded yet (with this relay's partitions), so that the reconciler
+// does not send again a command that is only waiting for RabbitMQ. The command is read from the
+// forwarder's envelope, where the command's JSON is the base64 "payload".
+func (r *Relay) Waiting(ctx context.Context, ids []string) (map[string]bool, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := r.pool.Query(ctx, `
+SELECT DISTINCT c.notification_id
+FROM outbox o
+LEFT JOIN outbox_offsets g
+	ON g.consumer_group = CASE WHEN $1::int = 1 THEN 'relay' ELSE 'relay-' || (o."offset" % $1::int) || '-of-' || $1::int END
+CROSS JOIN LATERAL (
+	SELECT convert_from(decode(o.payload->>'payload', 'base64'), 'UTF8')::json->>'notification_id' AS notification_id
+) c
+WHERE (g.consumer_group IS NULL
+	OR (o.transaction_id, o."offset") > (g.last_processed_transaction_id, coalesce(g.offset_acked, 0)))
+AND c.notification_id = ANY($2::text[])`, r.partitions(), ids)
+	if err != nil {
+		return nil, fmt.Errorf("commands waiting in the outbox: %w", err)
+	}
+	out := map[string]bool{}
+	var id string
+	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+		out[id] = true
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("commands waiting in the outbox: %w", err)
+	}
+	return out, nil
 }
 
 // declaredPublisher publishes only while the queues are known to exist, so that a broker that

@@ -197,6 +197,35 @@ func (c *relayConfig) register(s *settings) {
 	s.Int(&c.Partitions, "relay-partitions", "HERALD_RELAY_PARTITIONS", 4, "forwarders sharing the outbox, publishing side by side")
 }
 
+// reconcileConfig sets when the reconciler sends again the command of a notification that
+// stalled. Its default age is ten minutes: far beyond the longest silence of a healthy delivery
+// with the default settings (an attempt's lease, 60 s, plus the longest retry delay, 30 s), and
+// beyond what a backlog of a few hundred thousand commands keeps a command waiting in a work
+// queue here; a stalled notification is sent within about eleven minutes.
+type reconcileConfig struct {
+	handlers.ReconcilePolicy
+}
+
+func (c *reconcileConfig) register(s *settings) {
+	s.Duration(&c.After, "reconcile-after", "HERALD_RECONCILE_AFTER", 10*time.Minute, "how long a notification neither sent nor failed may go without an event, with no command waiting in the outbox, before its command is sent again; 0: never")
+	s.Duration(&c.Interval, "reconcile-interval", "HERALD_RECONCILE_INTERVAL", time.Minute, "how often the reconciler looks for stalled notifications")
+	s.Int(&c.Limit, "reconcile-limit", "HERALD_RECONCILE_LIMIT", 500, "most stalled notifications one look sends again")
+}
+
+func (c reconcileConfig) validate() error {
+	var errs []error
+	if c.After < 0 {
+		errs = append(errs, fmt.Errorf("--reconcile-after %s: want 0 (never) or more", c.After))
+	}
+	if c.Interval <= 0 {
+		errs = append(errs, fmt.Errorf("--reconcile-interval %s: want more than 0", c.Interval))
+	}
+	if c.Limit < 1 {
+		errs = append(errs, fmt.Errorf("--reconcile-limit %d: want at least 1", c.Limit))
+	}
+	return errors.Join(errs...)
+}
+
 type projectorConfig struct {
 	router.ProjectorConfig
 }

@@ -374,6 +374,8 @@ func eventsDataSummary(r events.Recorded) string {
 		return fmt.Sprintf("requeued by %s after %d attempts: %s", e.Actor, e.Attempts, cmp.Or(e.Reason, "no reason given"))
 	case *events.NotificationDiscarded:
 		return fmt.Sprintf("discarded by %s: %s", e.Actor, e.Reason)
+	case *events.NotificationRecovered:
+		return fmt.Sprintf("recovered by %s: %s", e.Actor, e.Reason)
 	}
 	return ""
 }

@@ -37,6 +37,7 @@ type processConfig struct {
 	opsAddr   string
 	pprof     bool
 	relay     relayConfig
+	reconcile reconcileConfig
 	projector projectorConfig
 	worker    workerConfig
 	grace     time.Duration
@@ -65,6 +66,7 @@ func processCommand(use, short, long string, p parts) *cobra.Command {
 	if p.api {
 		cfg.http.register(s, ":8080")
 		cfg.relay.register(s)
+		cfg.reconcile.register(s)
 	} else {
 		s.String(&cfg.opsAddr, "ops-addr", "HERALD_OPS_ADDR", "", "address to serve /healthz, /readyz and /metrics on; empty: none")
 	}
@@ -83,7 +85,8 @@ func serveCommand() *cobra.Command {
 	return processCommand("serve", "Run the HTTP API and the outbox relay",
 		`serve runs the HTTP API, which accepts notifications into the event log and the outbox in one
 transaction, and the relay, which forwards the outbox's commands to RabbitMQ. The API keeps
-accepting while RabbitMQ is away; the relay catches up when it is back.`,
+accepting while RabbitMQ is away; the relay catches up when it is back. The reconciler sends
+again the command of a notification that stalled (--reconcile-after): RabbitMQ lost it.`,
 		parts{api: true})
 }
 
@@ -105,8 +108,8 @@ notification_history read models, each in the same transaction as its position i
 
 func allCommand() *cobra.Command {
 	return processCommand("all", "Run the API, relay, workers and projector in one process",
-		`all runs everything Herald needs in one process: the HTTP API with the outbox relay, the
-delivery workers and the projector. It is the easiest way to run Herald on one machine.`,
+		`all runs everything Herald needs in one process: the HTTP API with the outbox relay and the
+reconciler, the delivery workers and the projector. It is the easiest way to run Herald on one machine.`,
 		parts{api: true, workers: true, projector: true})
 }
 
@@ -123,7 +126,7 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 		errs = append(errs, cfg.worker.validate())
 	}
 	if p.api {
-		errs = append(errs, cfg.http.validate())
+		errs = append(errs, cfg.http.validate(), cfg.reconcile.validate())
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -181,6 +184,10 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 		acc = handlers.NewAcceptor(pool, log, router.NewOutbox(nil), handlers.DefaultLimits).WithIdempotencyTTL(cfg.http.IdempotencyTTL)
 		acceptor = acc
 		reader = projections.NewReader(pool, log)
+		if cfg.reconcile.After > 0 {
+			rec := handlers.NewReconciler(pool, log, router.NewOutbox(nil), projections.NewReader(pool, log), relay, cfg.reconcile.ReconcilePolicy, logger)
+			comps = append(comps, component{name: "reconciler", run: rec.Run})
+		}
 		addr = cfg.http.Addr
 		comps = append(comps, component{name: "idempotency key purge", run: func(ctx context.Context) error {
 			return purgeIdempotencyKeys(ctx, acc, pool, logger)
