@@ -132,6 +132,9 @@ func (b *Rebuilder) Rebuild(ctx context.Context, p Rebuildable, opts RebuildOpti
 			}
 		}
 	}()
+	if err := copyAccess(ctx, b.db, live, shadow); err != nil {
+		return report, fmt.Errorf("rebuild %s: %w", p.Name(), err)
+	}
 
 	head, err := b.log.Head(ctx)
 	if err != nil {
@@ -304,6 +307,45 @@ func sample(keys []string, k string) []string {
 		return append(keys, k)
 	}
 	return keys
+}
+
+// copyAccess gives shadow the owner and the grants of live, which CREATE TABLE … LIKE does not
+// copy: the services, which do not own the read models, must find the same privileges on the
+// table swapped in, and the next migration the same owner.
+func copyAccess(ctx context.Context, db *pgxpool.Pool, live, shadow string) error {
+	var owner string
+	if err := db.QueryRow(ctx, `SELECT quote_ident(pg_get_userbyid(relowner)) FROM pg_class WHERE oid = $1::regclass`, live).Scan(&owner); err != nil {
+		return fmt.Errorf("owner of %s: %w", live, err)
+	}
+	rows, err := db.Query(ctx, `SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+			a.privilege_type, a.is_grantable
+		FROM pg_class c, aclexplode(c.relacl) a
+		WHERE c.oid = $1::regclass AND a.grantee <> c.relowner`, live)
+	if err != nil {
+		return fmt.Errorf("grants on %s: %w", live, err)
+	}
+	grants, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var grantee, privilege string
+		var grantable bool
+		if err := r.Scan(&grantee, &privilege, &grantable); err != nil {
+			return "", err
+		}
+		stmt := `GRANT ` + privilege + ` ON ` + shadow + ` TO ` + grantee
+		if grantable {
+			stmt += ` WITH GRANT OPTION`
+		}
+		return stmt, nil
+	})
+	if err != nil {
+		return fmt.Errorf("grants on %s: %w", live, err)
+	}
+	stmts := append(grants, `ALTER TABLE `+shadow+` OWNER TO `+owner)
+	for _, stmt := range stmts {
+		if _, err := db.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("give %s the access of %s: %s: %w", shadow, live, stmt, err)
+		}
+	}
+	return nil
 }
 
 // swap drops live and puts shadow, with its indexes, in its place.
