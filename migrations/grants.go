@@ -28,8 +28,9 @@ var ErrNoRole = errors.New("the runtime role does not exist")
 // must run as the tables' owner, after the migrations, and it runs in one transaction.
 //
 // The services never own a table: ownership is what would let them ALTER TABLE … DISABLE TRIGGER
-// or DROP TABLE the log. Read models are rebuilt by the owner (projections.Rebuilder keeps their
-// grants).
+// or DROP TABLE the log. To rebuild a read model they call the functions the owner lends them for
+// that (create_rebuild_table, swap_rebuild_table, drop_rebuild_table), which refuse any other
+// table and give the rebuilt table the live one's owner and grants.
 func GrantRuntime(ctx context.Context, pool *pgxpool.Pool, role string) error {
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var exists bool
@@ -68,6 +69,8 @@ func GrantRuntime(ctx context.Context, pool *pgxpool.Pool, role string) error {
 		for _, table := range AppendOnly {
 			stmts = append(stmts, `REVOKE UPDATE, DELETE ON `+pgx.Identifier{table}.Sanitize()+` FROM `+r)
 		}
+		// Rebuilding a read model needs DDL, lent by the owner for the read models alone.
+		stmts = append(stmts, `GRANT EXECUTE ON FUNCTION create_rebuild_table(text), drop_rebuild_table(text), swap_rebuild_table(text) TO `+r)
 		for _, stmt := range stmts {
 			if _, err := tx.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("%s: %w", stmt, err)

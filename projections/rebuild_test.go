@@ -205,9 +205,9 @@ func TestRebuildRepairsCorruptedTables(t *testing.T) {
 	checkMatchesLog(t, db, append(ids, more...))
 }
 
-// The services do not own the read models: a rebuild, which runs as their owner, must hand the
-// table it swaps in the live one's owner and grants, or the projector running as the runtime
-// role stops at its next batch.
+// The services do not own the read models, yet rebuild them: the table swapped in must keep the
+// live one's owner and grants, or the projector, running as the runtime role, stops at its next
+// batch and the next migration cannot alter the table.
 func TestRebuildKeepsOwnerAndGrants(t *testing.T) {
 	db := heraldtest.NewDatabase(t)
 	ctx := context.Background()
@@ -224,7 +224,8 @@ func TestRebuildKeepsOwnerAndGrants(t *testing.T) {
 		rows, err := db.Pool.Query(ctx, `SELECT c.relname || ' owner=' || pg_get_userbyid(c.relowner) || ' ' ||
 				coalesce((SELECT string_agg(CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END
 					|| ':' || a.privilege_type || CASE WHEN a.is_grantable THEN '*' ELSE '' END, ',' ORDER BY 1)
-				FROM aclexplode(c.relacl) a), '')
+				FROM aclexplode(c.relacl) a), '') || ' indexes=' ||
+				(SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = c.relname)
 			FROM pg_class c WHERE c.relname IN ('notification_status', 'notification_history') ORDER BY 1`)
 		if err != nil {
 			t.Fatal(err)
@@ -244,14 +245,18 @@ func TestRebuildKeepsOwnerAndGrants(t *testing.T) {
 	ids := stories(t, log, 20)
 	projectWith(t, runtime)
 	waitCaughtUp(t, log)
-	rb := projections.NewRebuilder(db.Pool, log, 7, discard)
-	for _, p := range projections.All() {
-		if _, err := rb.Rebuild(ctx, p, projections.RebuildOptions{}); err != nil {
-			t.Fatal(err)
+	// A dry run, then the real thing, both as the runtime role.
+	rb := projections.NewRebuilder(runtime, events.NewLog(runtime), 7, discard)
+	for _, dry := range []bool{true, false} {
+		for _, p := range projections.All() {
+			if r, err := rb.Rebuild(ctx, p, projections.RebuildOptions{DryRun: dry}); err != nil || r.Swapped == dry {
+				t.Fatalf("rebuild of %s as the runtime role, dry run %v: swapped %v, %v", p.Name(), dry, r.Swapped, err)
+			}
+			assertNoTable(t, db, p.TableName()+"_rebuild")
 		}
 	}
 	if diff := cmp.Diff(before, access()); diff != "" {
-		t.Errorf("owner and grants of the read models changed across a rebuild (-before +after):\n%s", diff)
+		t.Errorf("owner, grants or index names of the read models changed across a rebuild (-before +after):\n%s", diff)
 	}
 	// The projector, running as the runtime role, goes on writing to the swapped-in tables.
 	more := stories(t, log, 5)

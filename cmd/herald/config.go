@@ -67,21 +67,14 @@ func (c *dbConfig) register(s *settings, migrateFlag bool) {
 	}
 }
 
-// registerOwner adds the owner's URL, for the commands that change the schema: migrations and
-// projection rebuilds.
+// registerOwner adds the owner's URL, for the commands that change the schema.
 func (c *dbConfig) registerOwner(s *settings) {
 	s.Secret(&c.MigrateURL, "migrate-database-url", "HERALD_MIGRATE_DATABASE_URL",
-		"PostgreSQL connection URL of the role that owns Herald's tables, for migrations and rebuilds; empty: --database-url")
+		"PostgreSQL connection URL of the role that owns Herald's tables, for migrations; empty: --database-url")
 }
 
 // ownerURL is where migrations and rebuilds connect: the tables' owner.
 func (c dbConfig) ownerURL() string { return cmp.Or(c.MigrateURL, c.URL) }
-
-// asOwner is c connecting as the tables' owner.
-func (c dbConfig) asOwner() dbConfig {
-	c.URL = c.ownerURL()
-	return c
-}
 
 // runtimeRole is the role the services connect as: the user of --database-url.
 func (c dbConfig) runtimeRole() (string, error) {

@@ -143,8 +143,7 @@ Projections: notification_status, notification_history.`,
 				return err
 			}
 			ctx := cmd.Context()
-			// A rebuild creates and drops tables: it runs as their owner, as migrations do.
-			pool, err := db.asOwner().cliPool(ctx, logger)
+			pool, err := db.cliPool(ctx, logger)
 			if err != nil {
 				return err
 			}
@@ -170,7 +169,6 @@ Projections: notification_status, notification_history.`,
 	}
 	s := newSettings(cmd)
 	db.register(s, false)
-	db.registerOwner(s)
 	logs.register(s)
 	cmd.Flags().BoolVar(&all, "all", false, "rebuild every projection, one after the other")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "build and compare with the live table, but do not swap")
