@@ -43,7 +43,7 @@ func unavailable(t testing.TB, format string, args ...any) {
 	if Required() {
 		t.Fatalf("%s (HERALD_TEST_REQUIRE_SERVICES=1, so this is a failure; see README: Running the tests)", msg)
 	}
-	t.Skipf("%s; skipping (start the services with `docker compose up -d postgres rabbitmq`, or set HERALD_TEST_REQUIRE_SERVICES=1 to fail instead)", msg)
+	t.Skipf("%s; skipping (start the services with `make services`, or set HERALD_TEST_REQUIRE_SERVICES=1 to fail instead)", msg)
 }
 
 func env(name, def string) string {
