@@ -241,10 +241,11 @@ setup_compose() {
 		die "docker compose could not start the services; .env is left as it was"
 	fi
 	# A volume made with other secrets keeps them: check the new ones are the ones in force.
-	if ! docker compose --env-file "$ENV_FILE.tmp" exec -T -e PGPASSWORD="$APP_PASSWORD" postgres \
-		psql -X -q -h 127.0.0.1 -U herald_app -d herald -Atc 'SELECT 1' >/dev/null; then
+	# The password goes in on standard input, not on a command line.
+	if ! printf '%s' "$APP_PASSWORD" | docker compose --env-file "$ENV_FILE.tmp" exec -T postgres \
+		sh -c 'PGPASSWORD=$(cat) psql -X -q -h 127.0.0.1 -U herald_app -d herald -Atc "SELECT 1"' >/dev/null; then
 		rm -f "$ENV_FILE.tmp"
-		die "the postgres volume was made with other passwords (its .env is gone): \`docker compose down -v\` deletes it, then run make services again"
+		die "the postgres volume was made before these secrets (by an older make services, or with its .env since deleted), and its roles do not take them: \`docker compose down -v\` deletes it and its data; then run make services again"
 	fi
 	wait_for "RabbitMQ's management API, as herald," 60 rabbitmq_login
 	mv "$ENV_FILE.tmp" "$ENV_FILE"

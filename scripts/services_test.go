@@ -160,3 +160,48 @@ func TestServicesWriteNoEnvWhenStartFails(t *testing.T) {
 		t.Errorf(".env.tmp after a failed start: %v, want none", err)
 	}
 }
+
+// With Docker Compose up, .env is written once the services run and accept the secrets, records
+// the way it was made, and keeps its secrets when make services runs again.
+func TestServicesComposeWritesEnvOnceUp(t *testing.T) {
+	m := machine{
+		tools: map[string]string{
+			"docker":     `exit 0`,
+			"pg_isready": fail,
+			"id":         user,
+			"curl":       `cat >/dev/null; exit 0`,
+			"openssl":    `printf '%032x\n' $RANDOM$RANDOM`,
+		},
+		osRelease: fedora,
+	}
+	real := []string{"rm", "mv", "seq", "sed"}
+	out, succeeded, envFile := run(t, m, real)
+	if !succeeded {
+		t.Fatalf("services.sh with docker compose: %s", out)
+	}
+	first, err := os.ReadFile(envFile)
+	if err != nil {
+		t.Fatalf(".env after docker compose started: %v", err)
+	}
+	for _, want := range []string{"# services: compose\n", "HERALD_DATABASE_URL=postgres://herald_app:", "HERALD_MIGRATE_DATABASE_URL=postgres://herald:",
+		"HERALD_TEST_DATABASE_URL=postgres://postgres:", "HERALD_AMQP_URL=amqp://herald:"} {
+		if !strings.Contains(string(first), want) {
+			t.Errorf(".env lacks %q:\n%s", want, first)
+		}
+	}
+	if strings.Contains(out, "PASSWORD") || strings.Contains(out, "postgres://") {
+		t.Errorf("services.sh printed secrets: %s", out)
+	}
+	if info, err := os.Stat(envFile); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf(".env mode: %v, %v; want 0600", info.Mode().Perm(), err)
+	}
+
+	m.env = string(first)
+	_, succeeded, envFile = run(t, m, real)
+	if !succeeded {
+		t.Fatal("services.sh run again failed")
+	}
+	if second, _ := os.ReadFile(envFile); string(second) != string(first) {
+		t.Errorf("make services run again changed .env:\n%s\nwas:\n%s", second, first)
+	}
+}
