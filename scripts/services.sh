@@ -9,7 +9,7 @@
 #   compose  Docker Compose with a running engine: start the postgres and rabbitmq services;
 #   install  a Debian or Ubuntu machine, as root: install both from the distribution's packages,
 #            with RabbitMQ's management plugin, and start them; then as local.
-# HERALD_SERVICES=local|compose|install chooses one. Once .env exists its secrets are kept, and
+# SERVICES_VIA=local|compose|install chooses one. Once .env exists its secrets are kept, and
 # the way it recorded is taken again.
 #
 #   scripts/services.sh          set the services up
@@ -22,8 +22,8 @@ case $0 in
 */*) cd "${0%/*}/.." ;;
 *) cd .. ;;
 esac
-ENV_FILE=${HERALD_ENV_FILE:-.env}
-OS_RELEASE=${HERALD_OS_RELEASE:-/etc/os-release}
+ENV_FILE=${SERVICES_ENV_FILE:-.env}
+OS_RELEASE=${SERVICES_OS_RELEASE:-/etc/os-release}
 PG_HOST=127.0.0.1
 PG_PORT=5432
 
@@ -63,13 +63,13 @@ recorded() {
 
 # detect prints the way this machine gets its services: local, compose or install.
 detect() {
-	case ${HERALD_SERVICES:-} in
+	case ${SERVICES_VIA:-} in
 	local | compose | install)
-		echo "$HERALD_SERVICES"
+		echo "$SERVICES_VIA"
 		return
 		;;
 	"") ;;
-	*) die "HERALD_SERVICES=$HERALD_SERVICES: want local, compose or install" ;;
+	*) die "SERVICES_VIA=$SERVICES_VIA: want local, compose or install" ;;
 	esac
 	if way=$(recorded); then
 		echo "$way"

@@ -68,7 +68,7 @@ func run(t *testing.T, m machine, real []string, args ...string) (string, bool, 
 		t.Fatal(err)
 	}
 	cmd := exec.Command("/bin/bash", append([]string{script}, args...)...)
-	cmd.Env = append([]string{"PATH=" + bin, "HERALD_OS_RELEASE=" + osRelease, "HERALD_ENV_FILE=" + envFile}, m.vars...)
+	cmd.Env = append([]string{"PATH=" + bin, "SERVICES_OS_RELEASE=" + osRelease, "SERVICES_ENV_FILE=" + envFile}, m.vars...)
 	out, err := cmd.CombinedOutput()
 	return strings.TrimSpace(string(out)), err == nil, envFile
 }
@@ -114,10 +114,10 @@ func TestServicesDetection(t *testing.T) {
 				env: "# services: compose\nPOSTGRES_PASSWORD=x\n"}, "compose", false},
 		{"an .env from before the way was recorded came from compose",
 			machine{tools: with(running, map[string]string{"id": user}), osRelease: fedora, env: "POSTGRES_PASSWORD=x\n"}, "compose", false},
-		{"HERALD_SERVICES chooses",
-			machine{tools: with(running, map[string]string{"id": user}), osRelease: fedora, vars: []string{"HERALD_SERVICES=install"}}, "install", false},
-		{"HERALD_SERVICES must be a known way",
-			machine{tools: with(running, map[string]string{"id": user}), osRelease: fedora, vars: []string{"HERALD_SERVICES=podman"}}, "want local, compose or install", true},
+		{"SERVICES_VIA chooses",
+			machine{tools: with(running, map[string]string{"id": user}), osRelease: fedora, vars: []string{"SERVICES_VIA=install"}}, "install", false},
+		{"SERVICES_VIA must be a known way",
+			machine{tools: with(running, map[string]string{"id": user}), osRelease: fedora, vars: []string{"SERVICES_VIA=podman"}}, "want local, compose or install", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
