@@ -14,6 +14,12 @@ BEGIN
         RAISE EXCEPTION '% is not a read model that can be rebuilt', live
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- A session's temporary tables come first in its search path, even in these functions: one
+    -- named like a read model must not stand in for it.
+    IF EXISTS (SELECT FROM pg_class WHERE oid IN (to_regclass(live), to_regclass(live || '_rebuild')) AND relpersistence = 't') THEN
+        RAISE EXCEPTION 'a temporary table shadows %', live
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
 END;
 $$;
 -- +goose StatementEnd

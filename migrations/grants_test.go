@@ -60,6 +60,14 @@ func TestRuntimeRoleCannotRewriteTheLog(t *testing.T) {
 		}
 	}
 
+	// Nor does a temporary table named like a read model fool them.
+	if _, err := conn.Exec(ctx, `CREATE TEMP TABLE notification_status_rebuild (x int)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT swap_rebuild_table('notification_status')`); err == nil || !strings.Contains(err.Error(), "temporary table") {
+		t.Errorf("swap with a temporary table in the way: %v, want a refusal", err)
+	}
+
 	// The log is as it was, triggers and all.
 	var rows, enabled int
 	if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM event_log WHERE event_type = 'NotificationQueued'),
