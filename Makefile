@@ -16,7 +16,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 .PHONY: help build run test test-unit test-bench test-fuzz test-faults check vet fmt bench services clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 build: ## Build bin/herald
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/herald
