@@ -222,10 +222,10 @@ setup_install() {
 		pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null || service postgresql start
 	fi
 	wait_for PostgreSQL 60 postgres_up
-	if ! rabbitmq-plugins is_enabled rabbitmq_management >/dev/null 2>&1; then
-		rabbitmq-plugins enable --offline --quiet rabbitmq_management >/dev/null
-	fi
 	if ! rabbitmq_up; then
+		# Enabled before the start, it comes up with the node; on a running node, setup_local
+		# enables it.
+		rabbitmq-plugins enable --offline --quiet rabbitmq_management >/dev/null
 		say "starting RabbitMQ"
 		service rabbitmq-server start 2>/dev/null || rabbitmq-server -detached
 	fi
