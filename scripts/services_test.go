@@ -166,10 +166,11 @@ func TestServicesWriteNoEnvWhenStartFails(t *testing.T) {
 func TestServicesComposeWritesEnvOnceUp(t *testing.T) {
 	m := machine{
 		tools: map[string]string{
-			"docker":     `exit 0`,
+			// Both read what they are given on standard input, as the real ones do.
+			"docker":     `read -r -d '' _; exit 0`,
 			"pg_isready": fail,
 			"id":         user,
-			"curl":       `cat >/dev/null; exit 0`,
+			"curl":       `read -r -d '' _; exit 0`,
 			"openssl":    `printf '%032x\n' $RANDOM$RANDOM`,
 		},
 		osRelease: fedora,
@@ -197,9 +198,9 @@ func TestServicesComposeWritesEnvOnceUp(t *testing.T) {
 	}
 
 	m.env = string(first)
-	_, succeeded, envFile = run(t, m, real)
+	out, succeeded, envFile = run(t, m, real)
 	if !succeeded {
-		t.Fatal("services.sh run again failed")
+		t.Fatalf("services.sh run again failed: %s", out)
 	}
 	if second, _ := os.ReadFile(envFile); string(second) != string(first) {
 		t.Errorf("make services run again changed .env:\n%s\nwas:\n%s", second, first)
