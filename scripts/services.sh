@@ -190,7 +190,8 @@ setup_local() {
 		rabbitmq-plugins enable --quiet rabbitmq_management >/dev/null
 	fi
 	# rabbitmqctl reads a password from its standard input when none is given.
-	if rabbitmqctl -q list_users | awk '{print $1}' | grep -qx herald; then
+	# awk reads the whole list: an early exit would fail the pipe under pipefail.
+	if rabbitmqctl -q list_users | awk '$1 == "herald" { found = 1 } END { exit !found }'; then
 		printf '%s\n' "$MQ_PASSWORD" | rabbitmqctl -q change_password herald >/dev/null
 	else
 		printf '%s\n' "$MQ_PASSWORD" | rabbitmqctl -q add_user herald >/dev/null
