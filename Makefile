@@ -1,8 +1,8 @@
 # Herald's everyday commands. `make help` lists them.
 SHELL := /bin/bash
 
-# Secrets for the docker compose services, written by `make services`: when present, every
-# target uses them (Herald's settings and the tests' service URLs are in it).
+# Secrets of the services, written by `make services` once they are up with them: when present,
+# every target uses them (Herald's settings and the tests' service URLs are in it).
 ifneq (,$(wildcard .env))
 include .env
 export
@@ -16,7 +16,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 .PHONY: help build run test test-unit test-bench test-fuzz test-faults check vet fmt bench services clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 build: ## Build bin/herald
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/herald
@@ -55,21 +55,8 @@ fmt: ## Fail if any file needs gofmt
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-services: .env ## Start PostgreSQL and RabbitMQ with docker compose (secrets in .env)
-	docker compose up -d --wait postgres rabbitmq
-
-# .env holds fresh random secrets, made once: no credentials are built in anywhere.
-.env:
-	@pg=$$(openssl rand -hex 16); mq=$$(openssl rand -hex 16); umask 077; { \
-	  echo "POSTGRES_PASSWORD=$$pg"; \
-	  echo "RABBITMQ_USER=herald"; \
-	  echo "RABBITMQ_PASSWORD=$$mq"; \
-	  echo "HERALD_DATABASE_URL=postgres://postgres:$$pg@127.0.0.1:5432/herald?sslmode=disable"; \
-	  echo "HERALD_AMQP_URL=amqp://herald:$$mq@127.0.0.1:5672/"; \
-	  echo "HERALD_TEST_DATABASE_URL=postgres://postgres:$$pg@127.0.0.1:5432/postgres?sslmode=disable"; \
-	  echo "HERALD_TEST_AMQP_URL=amqp://herald:$$mq@127.0.0.1:5672/"; \
-	  echo "HERALD_TEST_RABBITMQ_API=http://herald:$$mq@127.0.0.1:15672"; \
-	} > .env; echo "wrote .env with fresh secrets"
+services: ## Set up PostgreSQL and RabbitMQ (running ones, docker compose, or Debian packages) and write .env
+	@scripts/services.sh
 
 clean: ## Remove build output
 	rm -rf bin

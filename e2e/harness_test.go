@@ -160,7 +160,7 @@ func startHerald(t *testing.T, opts heraldOpts) *cluster {
 	})
 	for _, name := range opts.Commands {
 		env := map[string]string{
-			"HERALD_DATABASE_URL":           opts.Deps.DB.URL,
+			"HERALD_DATABASE_URL":           opts.Deps.DB.RuntimeURL,
 			"HERALD_DATABASE_MAX_CONNS":     "6",
 			"HERALD_AMQP_URL":               opts.Deps.AMQPURL,
 			"HERALD_EMAIL_PROVIDER":         "smtp",

@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -166,6 +167,33 @@ func TestPipelineSeparateProcesses(t *testing.T) {
 	}
 	if n := h.SMS.Count(); n != 20 {
 		t.Errorf("SMS sink accepted %d messages, want 20", n)
+	}
+	checkRunsAsRuntimeRole(t, h)
+}
+
+// checkRunsAsRuntimeRole fails the test unless every connection Herald's processes hold to their
+// database is the runtime role's, which cannot alter the log, rather than its owner's.
+func checkRunsAsRuntimeRole(t *testing.T, h *cluster) {
+	t.Helper()
+	rows, err := h.DB.Pool.Query(context.Background(), `SELECT usename::text, count(*) FROM pg_stat_activity
+		WHERE datname = $1 AND application_name = 'herald' GROUP BY 1`, h.DB.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := map[string]int{}
+	for rows.Next() {
+		var user string
+		var n int
+		if err := rows.Scan(&user, &n); err != nil {
+			t.Fatal(err)
+		}
+		users[user] = n
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(users) != 1 || users[h.DB.Runtime] == 0 {
+		t.Errorf("Herald's connections by user: %v; want all of them as the runtime role %s", users, h.DB.Runtime)
 	}
 }
 

@@ -37,7 +37,7 @@ func runCLI(t *testing.T, c *cluster, args ...string) cliResult {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, "HERALD_DATABASE_URL="+c.DB.URL, "HERALD_AMQP_URL="+c.AMQPURL)
+	cmd.Env = append(cmd.Env, "HERALD_DATABASE_URL="+c.DB.RuntimeURL, "HERALD_AMQP_URL="+c.AMQPURL)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

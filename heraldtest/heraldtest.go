@@ -44,7 +44,7 @@ func unavailable(t testing.TB, format string, args ...any) {
 	if Required() {
 		t.Fatalf("%s (HERALD_TEST_REQUIRE_SERVICES=1, so this is a failure; see README: Running the tests)", msg)
 	}
-	t.Skipf("%s; skipping (start the services with `docker compose up -d postgres rabbitmq`, or set HERALD_TEST_REQUIRE_SERVICES=1 to fail instead)", msg)
+	t.Skipf("%s; skipping (start the services with `make services`, or set HERALD_TEST_REQUIRE_SERVICES=1 to fail instead)", msg)
 }
 
 func env(name, def string) string {
@@ -62,14 +62,20 @@ func randomSuffix() string {
 
 // Database is a fresh, migrated database for one test.
 type Database struct {
-	// URL connects to it; hand it to Herald's processes.
-	URL  string
+	// URL connects to it as the account that created and migrated it, which owns its tables:
+	// hand it to what runs as the owner (`herald migrate`, a projection rebuild).
+	URL string
+	// RuntimeURL connects to it as Runtime, a role of its own that holds only what
+	// migrations.GrantRuntime gives Herald's services: hand it to Herald's processes.
+	RuntimeURL string
+	Runtime    string
+	// Pool connects as the owner.
 	Pool *pgxpool.Pool
 	Name string
 }
 
-// NewDatabase creates a database, applies Herald's migrations to it, and drops it when the test
-// ends.
+// NewDatabase creates a database, applies Herald's migrations to it, creates its runtime role
+// with the grants `herald migrate` gives, and drops both when the test ends.
 func NewDatabase(t testing.TB) *Database {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -85,6 +91,9 @@ func NewDatabase(t testing.TB) *Database {
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("create test database: %v", err)
 	}
+	// Roles belong to the whole server: each database gets its own, named after it, so that
+	// suites running at the same time never share or drop one another's.
+	runtime, runtimePassword := name+"_app", randomSuffix()+randomSuffix()
 	cfg, err := pgxpool.ParseConfig(adminURL)
 	if err != nil {
 		t.Fatalf("parse %s: %v", redact.URL(adminURL), err)
@@ -107,9 +116,17 @@ func NewDatabase(t testing.TB) *Database {
 		defer conn.Close(ctx)
 		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
 			t.Logf("drop test database %s: %v", name, err)
+			return
+		}
+		// Its grants went with the database.
+		if _, err := conn.Exec(ctx, "DROP ROLE IF EXISTS "+runtime); err != nil {
+			t.Logf("drop test role %s: %v", runtime, err)
 		}
 	})
 
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+runtime+" LOGIN PASSWORD '"+runtimePassword+"'"); err != nil {
+		t.Fatalf("create test role: %v", err)
+	}
 	m, err := migrations.New(pool)
 	if err != nil {
 		t.Fatal(err)
@@ -118,9 +135,14 @@ func NewDatabase(t testing.TB) *Database {
 	if _, err := m.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if err := migrations.GrantRuntime(ctx, pool, runtime); err != nil {
+		t.Fatal(err)
+	}
 	u, _ := url.Parse(adminURL)
 	u.Path = "/" + name
-	return &Database{URL: u.String(), Pool: pool, Name: name}
+	ru := *u
+	ru.User = url.UserPassword(runtime, runtimePassword)
+	return &Database{URL: u.String(), RuntimeURL: ru.String(), Runtime: runtime, Pool: pool, Name: name}
 }
 
 // NewVHost creates a RabbitMQ virtual host for one test, so its queues (which have Herald's real

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"regexp"
 	"strings"
 	"time"
 
@@ -121,13 +120,15 @@ func (b *Rebuilder) Rebuild(ctx context.Context, p Rebuildable, opts RebuildOpti
 		_, _ = lockConn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, lockKey(p.Name()))
 	}()
 
-	if _, err := b.db.Exec(ctx, `DROP TABLE IF EXISTS `+shadow+`; CREATE TABLE `+shadow+` (LIKE `+live+` INCLUDING ALL)`); err != nil {
+	// The tables' DDL runs in functions that lend the owner's rights for exactly this
+	// (migrations/00007_rebuild_access.sql): Herald's services do not own the read models.
+	if _, err := b.db.Exec(ctx, `SELECT create_rebuild_table($1)`, live); err != nil {
 		return report, fmt.Errorf("rebuild %s: create %s: %w", p.Name(), shadow, err)
 	}
 	swapped := false
 	defer func() {
 		if !swapped {
-			if _, err := b.db.Exec(context.WithoutCancel(ctx), `DROP TABLE IF EXISTS `+shadow); err != nil {
+			if _, err := b.db.Exec(context.WithoutCancel(ctx), `SELECT drop_rebuild_table($1)`, live); err != nil {
 				b.logger.Warn("could not drop the rebuilt table", "table", shadow, "error", err)
 			}
 		}
@@ -198,8 +199,8 @@ func (b *Rebuilder) Rebuild(ctx context.Context, p Rebuildable, opts RebuildOpti
 		if opts.DryRun {
 			return errDryRun
 		}
-		if err := swap(ctx, tx, live, shadow); err != nil {
-			return err
+		if _, err := tx.Exec(ctx, `SELECT swap_rebuild_table($1)`, live); err != nil {
+			return fmt.Errorf("swap %s into %s: %w", shadow, live, err)
 		}
 		return b.log.SetConsumerCursor(ctx, tx, p.Name(), cursor)
 	})
@@ -304,58 +305,6 @@ func sample(keys []string, k string) []string {
 		return append(keys, k)
 	}
 	return keys
-}
-
-// swap drops live and puts shadow, with its indexes, in its place.
-func swap(ctx context.Context, tx pgx.Tx, live, shadow string) error {
-	liveIdx, err := indexes(ctx, tx, live)
-	if err != nil {
-		return err
-	}
-	shadowIdx, err := indexes(ctx, tx, shadow)
-	if err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, `DROP TABLE `+live+`; ALTER TABLE `+shadow+` RENAME TO `+live); err != nil {
-		return fmt.Errorf("swap %s into %s: %w", shadow, live, err)
-	}
-	// The rebuilt table's indexes take the live ones' names, so that later migrations find them.
-	for def, name := range liveIdx {
-		from, ok := shadowIdx[def]
-		if !ok {
-			return fmt.Errorf("swap %s: the rebuilt table has no index like %s", live, name)
-		}
-		if _, err := tx.Exec(ctx, `ALTER INDEX `+pgx.Identifier{from}.Sanitize()+` RENAME TO `+pgx.Identifier{name}.Sanitize()); err != nil {
-			return fmt.Errorf("swap %s: rename index %s: %w", live, from, err)
-		}
-	}
-	return nil
-}
-
-var indexName = regexp.MustCompile(`^CREATE (UNIQUE )?INDEX \S+ ON \S+ `)
-
-// indexes maps each index of table, described without its own and its table's name, to its name.
-func indexes(ctx context.Context, tx pgx.Tx, table string) (map[string]string, error) {
-	rows, err := tx.Query(ctx, `SELECT c.relname, pg_get_indexdef(i.indexrelid)
-		FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-		WHERE i.indrelid = $1::regclass`, table)
-	if err != nil {
-		return nil, fmt.Errorf("indexes of %s: %w", table, err)
-	}
-	defer rows.Close()
-	out := map[string]string{}
-	for rows.Next() {
-		var name, def string
-		if err := rows.Scan(&name, &def); err != nil {
-			return nil, fmt.Errorf("indexes of %s: %w", table, err)
-		}
-		m := indexName.FindStringSubmatch(def)
-		if m == nil {
-			return nil, fmt.Errorf("index %s of %s: unexpected definition %q", name, table, def)
-		}
-		out[m[1]+strings.TrimPrefix(def, m[0])] = name
-	}
-	return out, rows.Err()
 }
 
 func lockKey(name string) int64 {

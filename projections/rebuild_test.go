@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
@@ -70,7 +71,13 @@ func stories(t *testing.T, log *events.Log, n int) []string {
 // project runs the live projector until the test ends.
 func project(t *testing.T, db *heraldtest.Database) {
 	t.Helper()
-	p := router.NewProjector(db.Pool, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100}, discard, projections.All()...)
+	projectWith(t, db.Pool)
+}
+
+// projectWith runs the live projector on pool until the test ends.
+func projectWith(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	p := router.NewProjector(pool, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100}, discard, projections.All()...)
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
@@ -197,6 +204,65 @@ func TestRebuildRepairsCorruptedTables(t *testing.T) {
 	checkMatchesLog(t, db, ids)
 	// The live projector goes on, on the new tables, from where the rebuild stopped.
 	more := stories(t, log, 10)
+	waitCaughtUp(t, log)
+	checkMatchesLog(t, db, append(ids, more...))
+}
+
+// The services do not own the read models, yet rebuild them: the table swapped in must keep the
+// live one's owner and grants, or the projector, running as the runtime role, stops at its next
+// batch and the next migration cannot alter the table.
+func TestRebuildKeepsOwnerAndGrants(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := context.Background()
+	runtime, err := pgxpool.New(ctx, db.RuntimeURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(runtime.Close)
+	if _, err := db.Pool.Exec(ctx, `GRANT SELECT ON notification_history TO PUBLIC`); err != nil {
+		t.Fatal(err)
+	}
+	access := func() []string {
+		t.Helper()
+		rows, err := db.Pool.Query(ctx, `SELECT c.relname || ' owner=' || pg_get_userbyid(c.relowner) || ' ' ||
+				coalesce((SELECT string_agg(CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END
+					|| ':' || a.privilege_type || CASE WHEN a.is_grantable THEN '*' ELSE '' END, ',' ORDER BY 1)
+				FROM aclexplode(c.relacl) a), '') || ' indexes=' ||
+				(SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = c.relname)
+			FROM pg_class c WHERE c.relname IN ('notification_status', 'notification_history') ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	before := access()
+	if !strings.Contains(strings.Join(before, " "), db.Runtime+":UPDATE") {
+		t.Fatalf("the runtime role has no grants on the read models to keep: %v", before)
+	}
+
+	log := events.NewLog(db.Pool)
+	ids := stories(t, log, 20)
+	projectWith(t, runtime)
+	waitCaughtUp(t, log)
+	// A dry run, then the real thing, both as the runtime role.
+	rb := projections.NewRebuilder(runtime, events.NewLog(runtime), 7, discard)
+	for _, dry := range []bool{true, false} {
+		for _, p := range projections.All() {
+			if r, err := rb.Rebuild(ctx, p, projections.RebuildOptions{DryRun: dry}); err != nil || r.Swapped == dry {
+				t.Fatalf("rebuild of %s as the runtime role, dry run %v: swapped %v, %v", p.Name(), dry, r.Swapped, err)
+			}
+			assertNoTable(t, db, p.TableName()+"_rebuild")
+		}
+	}
+	if diff := cmp.Diff(before, access()); diff != "" {
+		t.Errorf("owner, grants or index names of the read models changed across a rebuild (-before +after):\n%s", diff)
+	}
+	// The projector, running as the runtime role, goes on writing to the swapped-in tables.
+	more := stories(t, log, 5)
 	waitCaughtUp(t, log)
 	checkMatchesLog(t, db, append(ids, more...))
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -65,9 +66,10 @@ func (c logConfig) logger() (*slog.Logger, error) {
 }
 
 type dbConfig struct {
-	URL      string
-	MaxConns int
-	Migrate  bool
+	URL        string
+	MigrateURL string
+	MaxConns   int
+	Migrate    bool
 }
 
 func (c *dbConfig) register(s *settings, migrateFlag bool) {
@@ -75,27 +77,62 @@ func (c *dbConfig) register(s *settings, migrateFlag bool) {
 	s.Int(&c.MaxConns, "database-max-conns", "HERALD_DATABASE_MAX_CONNS", 20, "largest number of PostgreSQL connections this process opens")
 	if migrateFlag {
 		s.Bool(&c.Migrate, "migrate", "HERALD_MIGRATE", false, "apply pending database migrations before starting")
+		c.registerOwner(s)
 	}
 }
 
-// pool connects to PostgreSQL and checks the schema is current, applying the migrations first
-// when asked to.
-func (c dbConfig) pool(ctx context.Context, logger *slog.Logger) (*pgxpool.Pool, error) {
-	pool, err := c.connect(ctx, logger, c.Migrate)
+// registerOwner adds the owner's URL, for the commands that change the schema.
+func (c *dbConfig) registerOwner(s *settings) {
+	s.Secret(&c.MigrateURL, "migrate-database-url", "HERALD_MIGRATE_DATABASE_URL",
+		"PostgreSQL connection URL of the role that owns Herald's tables, for migrations; empty: --database-url")
+}
+
+// ownerURL is where migrations and rebuilds connect: the tables' owner.
+func (c dbConfig) ownerURL() string { return cmp.Or(c.MigrateURL, c.URL) }
+
+// runtimeRole is the role the services connect as: the user of --database-url.
+func (c dbConfig) runtimeRole() (string, error) {
+	cfg, err := pgx.ParseConfig(c.URL)
 	if err != nil {
-		return nil, err
+		return "", fmt.Errorf("--database-url: %w", err)
 	}
+	return cfg.User, nil
+}
+
+// pool connects to PostgreSQL and checks the schema is current, applying the migrations first
+// (as the owner) when asked to.
+func (c dbConfig) pool(ctx context.Context, logger *slog.Logger) (*pgxpool.Pool, error) {
 	if c.Migrate {
-		if err := migrateUp(ctx, pool, logger); err != nil {
-			pool.Close()
+		if err := c.migrate(ctx, logger); err != nil {
 			return nil, err
 		}
+	}
+	pool, err := c.connect(ctx, logger, c.URL, false)
+	if err != nil {
+		return nil, err
 	}
 	if err := checkSchema(ctx, pool); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	return pool, nil
+}
+
+// migrate connects as the owner, creating the database if need be, applies the migrations and
+// grants the runtime role what it needs.
+func (c dbConfig) migrate(ctx context.Context, logger *slog.Logger) error {
+	role, err := c.runtimeRole()
+	if err != nil {
+		return err
+	}
+	owner := c
+	owner.MaxConns = 2
+	pool, err := owner.connect(ctx, logger, c.ownerURL(), true)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return migrateUp(ctx, pool, role, logger)
 }
 
 // cliConnectTimeout bounds how long a command run by hand waits for PostgreSQL: it should fail
@@ -113,11 +150,14 @@ func (c dbConfig) cliPool(ctx context.Context, logger *slog.Logger) (*pgxpool.Po
 	return pool, err
 }
 
-// connect connects to PostgreSQL, waiting for it while it is unreachable.
+// connect connects to PostgreSQL at url, waiting for it while it is unreachable.
 // With create, a database that does not exist is created.
-func (c dbConfig) connect(ctx context.Context, logger *slog.Logger, create bool) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(c.URL)
+func (c dbConfig) connect(ctx context.Context, logger *slog.Logger, url string, create bool) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
+		if url == c.MigrateURL {
+			return nil, fmt.Errorf("--migrate-database-url: %w", err)
+		}
 		return nil, fmt.Errorf("--database-url: %w", err)
 	}
 	cfg.MaxConns = int32(c.MaxConns)

@@ -12,7 +12,11 @@ import (
 	"github.com/herald-notify/herald/migrations"
 )
 
-func migrateUp(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error {
+// migrateUp applies the pending migrations through pool, which connects as the tables' owner, and
+// grants runtime — the role the services connect as — what they need. When the owner is also the
+// runtime role (a one-role setup), there is nothing to grant, and only the log's triggers keep it
+// append-only.
+func migrateUp(ctx context.Context, pool *pgxpool.Pool, runtime string, logger *slog.Logger) error {
 	m, err := migrations.New(pool)
 	if err != nil {
 		return err
@@ -30,6 +34,20 @@ func migrateUp(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) err
 		return err
 	}
 	logger.InfoContext(ctx, "database schema is current", "version", current, "applied", len(results))
+
+	var owner string
+	if err := pool.QueryRow(ctx, `SELECT current_user`).Scan(&owner); err != nil {
+		return fmt.Errorf("migrating role: %w", err)
+	}
+	if owner == runtime {
+		logger.WarnContext(ctx, "the services connect as the role that owns the tables: only the log's triggers keep it append-only; set HERALD_MIGRATE_DATABASE_URL to an owner role and HERALD_DATABASE_URL to a runtime role",
+			"role", owner)
+		return nil
+	}
+	if err := migrations.GrantRuntime(ctx, pool, runtime); err != nil {
+		return err
+	}
+	logger.InfoContext(ctx, "runtime role granted", "role", runtime, "owner", owner)
 	return nil
 }
 
@@ -62,7 +80,11 @@ func migrateCommand() *cobra.Command {
 		Short: "Apply the database migrations (event log, outbox, read models), or show their status",
 		Long: `migrate applies Herald's embedded SQL migrations to the database, in order, under an
 advisory lock so that several processes can run it at once. "herald migrate status" lists each
-migration and whether it has been applied.`,
+migration and whether it has been applied.
+
+It connects as the owner of Herald's tables (--migrate-database-url, or --database-url when that
+is empty) and then grants the user of --database-url, the role the services run as, exactly what
+they need: SELECT and INSERT on event_log, never UPDATE, DELETE, TRUNCATE or ownership.`,
 		Args:      cobra.MatchAll(cobra.MaximumNArgs(1), cobra.OnlyValidArgs),
 		ValidArgs: []string{"up", "status"},
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -71,20 +93,20 @@ migration and whether it has been applied.`,
 				return err
 			}
 			ctx := cmd.Context()
-			db.Migrate = false
-			pool, err := db.connect(ctx, logger, len(args) == 0 || args[0] == "up")
+			if len(args) == 0 || args[0] == "up" {
+				return db.migrate(ctx, logger)
+			}
+			pool, err := db.connect(ctx, logger, db.ownerURL(), false)
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
-			if len(args) == 1 && args[0] == "status" {
-				return printMigrationStatus(ctx, cmd, pool)
-			}
-			return migrateUp(ctx, pool, logger)
+			return printMigrationStatus(ctx, cmd, pool)
 		},
 	}
 	s := newSettings(cmd)
 	db.register(s, false)
+	db.registerOwner(s)
 	logs.register(s)
 	return cmd
 }

@@ -1,0 +1,136 @@
+package migrations_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/herald-notify/herald/heraldtest"
+	"github.com/herald-notify/herald/migrations"
+)
+
+// TestRuntimeRoleCannotRewriteTheLog connects as the role Herald's services run as and tries
+// every way of rewriting the log: each must be refused by PostgreSQL's privileges — not merely
+// by the log's triggers, which the table's owner could disable.
+func TestRuntimeRoleCannotRewriteTheLog(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, db.RuntimeURL)
+	if err != nil {
+		t.Fatalf("connect as the runtime role: %v", err)
+	}
+	defer conn.Close(context.Background())
+
+	// What the services need works.
+	if _, err := conn.Exec(ctx, `INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data)
+		VALUES ($1, $2, 1, 'NotificationQueued', '{}')`, uuid.New(), uuid.New()); err != nil {
+		t.Fatalf("append as the runtime role: %v", err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM event_log`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("read the log as the runtime role: %d rows, %v", n, err)
+	}
+
+	for _, stmt := range []string{
+		`UPDATE event_log SET event_type = 'Forged'`,
+		`DELETE FROM event_log`,
+		`TRUNCATE event_log`,
+		`ALTER TABLE event_log DISABLE TRIGGER ALL`,
+		`ALTER TABLE event_log DISABLE TRIGGER event_log_no_update_delete`,
+		`DROP TABLE event_log`,
+		`DROP TABLE event_log CASCADE`,
+		`ALTER TABLE event_log OWNER TO ` + pgx.Identifier{db.Runtime}.Sanitize(),
+		`DROP TRIGGER event_log_no_truncate ON event_log`,
+		`CREATE OR REPLACE FUNCTION event_log_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$`,
+		// The DDL lent for rebuilding read models does not reach the log.
+		`SELECT create_rebuild_table('event_log')`,
+		`SELECT swap_rebuild_table('event_log')`,
+		`SELECT drop_rebuild_table('event_log')`,
+		`SELECT swap_rebuild_table('public.event_log')`,
+	} {
+		_, err := conn.Exec(ctx, stmt)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "42501" || strings.Contains(pgErr.Message, "append-only") {
+			t.Errorf("%s as the runtime role: got %v, want a privilege error from PostgreSQL itself", stmt, err)
+		}
+	}
+
+	// Nor does a temporary table named like a read model fool them.
+	if _, err := conn.Exec(ctx, `CREATE TEMP TABLE notification_status_rebuild (x int)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT swap_rebuild_table('notification_status')`); err == nil || !strings.Contains(err.Error(), "temporary table") {
+		t.Errorf("swap with a temporary table in the way: %v, want a refusal", err)
+	}
+
+	// The log is as it was, triggers and all.
+	var rows, enabled int
+	if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM event_log WHERE event_type = 'NotificationQueued'),
+		(SELECT count(*) FROM pg_trigger WHERE tgrelid = 'event_log'::regclass AND NOT tgisinternal AND tgenabled = 'O')`).Scan(&rows, &enabled); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 1 || enabled != 2 {
+		t.Errorf("after the attempts: %d events (want 1), %d enabled triggers (want 2)", rows, enabled)
+	}
+}
+
+// TestRuntimeRoleKeepsWorkingTables checks the runtime role may change what the services change:
+// the outbox, the read models, the offsets and the API keys — and never the schema version.
+func TestRuntimeRoleKeepsWorkingTables(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, db.RuntimeURL)
+	if err != nil {
+		t.Fatalf("connect as the runtime role: %v", err)
+	}
+	defer conn.Close(context.Background())
+	for _, stmt := range []string{
+		`INSERT INTO event_log_offsets VALUES ('g', 0, '0')`,
+		`UPDATE event_log_offsets SET offset_acked = 1`,
+		`INSERT INTO outbox (uuid, payload, metadata, transaction_id) VALUES ('u', '{}', '{}', pg_current_xact_id())`,
+		`DELETE FROM outbox`,
+		`DELETE FROM notification_status`,
+		`UPDATE notification_history SET error = ''`,
+		`UPDATE api_keys SET revoked_at = now() WHERE false`,
+		`DELETE FROM idempotency_keys`,
+		`SELECT max(version_id) FROM ` + migrations.Table,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Errorf("%s as the runtime role: %v", stmt, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, `DELETE FROM `+migrations.Table); err == nil {
+		t.Errorf("the runtime role may change the schema version")
+	}
+}
+
+// TestGrantRuntimeRefusesAnOwner refuses to call a role that owns the log (or may act as its
+// owner) a runtime role: grants cannot take an owner's powers away.
+func TestGrantRuntimeRefusesAnOwner(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := t.Context()
+	var owner string
+	if err := db.Pool.QueryRow(ctx, `SELECT current_user`).Scan(&owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrations.GrantRuntime(ctx, db.Pool, owner); !errors.Is(err, migrations.ErrRoleOwnsLog) {
+		t.Errorf("GrantRuntime(the owner) = %v, want ErrRoleOwnsLog", err)
+	}
+	if err := migrations.GrantRuntime(ctx, db.Pool, db.Runtime+"_missing"); !errors.Is(err, migrations.ErrNoRole) {
+		t.Errorf("GrantRuntime(a missing role) = %v, want ErrNoRole", err)
+	}
+	// Run again, it grants the same.
+	if err := migrations.GrantRuntime(ctx, db.Pool, db.Runtime); err != nil {
+		t.Fatalf("GrantRuntime again: %v", err)
+	}
+	var ok bool
+	if err := db.Pool.QueryRow(ctx, `SELECT has_table_privilege($1, 'event_log', 'SELECT, INSERT')
+		AND NOT has_table_privilege($1, 'event_log', 'UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')`, db.Runtime).Scan(&ok); err != nil || !ok {
+		t.Errorf("privileges on event_log after a second grant: ok=%v err=%v", ok, err)
+	}
+}
