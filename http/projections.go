@@ -39,6 +39,9 @@ type projectionStatusJSON struct {
 	Position int64  `json:"position"`
 	Head     int64  `json:"head"`
 	Lag      int64  `json:"lag"`
+	// Stopped says where the projection stopped at a gap in a stream's versions, and since when.
+	Stopped   string     `json:"stopped,omitempty"`
+	StoppedAt *time.Time `json:"stopped_at,omitempty"`
 }
 
 func (s *Server) projectionStatuses(w http.ResponseWriter, r *http.Request) {
@@ -52,7 +55,11 @@ func (s *Server) projectionStatuses(w http.ResponseWriter, r *http.Request) {
 		Rebuilds    []jobJSON              `json:"rebuilds"`
 	}{Projections: []projectionStatusJSON{}, Rebuilds: []jobJSON{}}
 	for _, st := range statuses {
-		out.Projections = append(out.Projections, projectionStatusJSON{st.Name, st.Position, st.Head, st.Lag})
+		p := projectionStatusJSON{Name: st.Name, Position: st.Position, Head: st.Head, Lag: st.Lag, Stopped: st.Stopped}
+		if st.Stopped != "" {
+			p.StoppedAt = &st.StoppedAt
+		}
+		out.Projections = append(out.Projections, p)
 	}
 	for _, job := range s.rebuilds.Recent() {
 		out.Rebuilds = append(out.Rebuilds, toJobJSON(job))
