@@ -1,10 +1,12 @@
 package router_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,7 +69,7 @@ CREATE TRIGGER test_refuse BEFORE INSERT ON `+table+` FOR EACH ROW EXECUTE FUNCT
 func waitNotReady(t *testing.T, ready func(context.Context) error, part, why string) string {
 	t.Helper()
 	var said string
-	heraldtest.Eventually(t, 20*time.Second, "readiness to name "+part, func() (bool, error) {
+	heraldtest.Eventually(t, 90*time.Second, "readiness to name "+part, func() (bool, error) {
 		err := ready(context.Background())
 		if err == nil {
 			return false, nil
@@ -129,7 +131,7 @@ func TestRelayStartsWholeOrNotAtAll(t *testing.T) {
 	})
 	allow()
 
-	heraldtest.Eventually(t, 30*time.Second, "every command to reach RabbitMQ", func() (bool, error) {
+	heraldtest.Eventually(t, 90*time.Second, "every command to reach RabbitMQ", func() (bool, error) {
 		return heraldtest.QueueDepth(t, amqpURL, router.QueueEmail) == n, nil
 	})
 	heraldtest.Eventually(t, 10*time.Second, "the relay to be ready", func() (bool, error) {
@@ -174,7 +176,7 @@ func TestProjectorStartsWholeOrNotAtAll(t *testing.T) {
 	})
 	allow()
 
-	heraldtest.Eventually(t, 30*time.Second, "status and history to reach the head of the log", func() (bool, error) {
+	heraldtest.Eventually(t, 90*time.Second, "status and history to reach the head of the log", func() (bool, error) {
 		var lagging int
 		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM (VALUES ('notification_status'), ('notification_history')) g(name)
 			LEFT JOIN event_log_offsets o ON o.consumer_group = g.name
@@ -230,7 +232,7 @@ func TestProjectorStopsAtAVersionGap(t *testing.T) {
 		&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123", Content: "c", Body: "b"}); err != nil {
 		t.Fatal(err)
 	}
-	heraldtest.Eventually(t, 20*time.Second, "the status projection to apply v1", atHead("notification_status"))
+	heraldtest.Eventually(t, 90*time.Second, "the status projection to apply v1", atHead("notification_status"))
 	// The read model loses the notification's row, as a restore from an older backup would.
 	if _, err := db.Pool.Exec(ctx, `DELETE FROM notification_status WHERE notification_id = $1`, broken); err != nil {
 		t.Fatal(err)
@@ -253,7 +255,7 @@ func TestProjectorStopsAtAVersionGap(t *testing.T) {
 	if strings.Contains(said, "notification_history") {
 		t.Errorf("readiness %q names notification_history, which has no gap", said)
 	}
-	heraldtest.Eventually(t, 20*time.Second, "notification_history to go on to the head of the log", atHead("notification_history"))
+	heraldtest.Eventually(t, 90*time.Second, "notification_history to go on to the head of the log", atHead("notification_history"))
 	statuses, err := projections.Statuses(ctx, log)
 	if err != nil {
 		t.Fatal(err)
@@ -282,10 +284,10 @@ func TestProjectorStopsAtAVersionGap(t *testing.T) {
 	if !report.Swapped || report.LiveGap == "" || report.Compared {
 		t.Errorf("rebuild: swapped %v, live gap %q, compared %v; want swapped, the gap reported, not compared", report.Swapped, report.LiveGap, report.Compared)
 	}
-	heraldtest.Eventually(t, 20*time.Second, "the projector to resume and be ready", func() (bool, error) {
+	heraldtest.Eventually(t, 90*time.Second, "the projector to resume and be ready", func() (bool, error) {
 		return projector.Ready(ctx) == nil, nil
 	})
-	heraldtest.Eventually(t, 20*time.Second, "the status projection to reach the head of the log", atHead("notification_status"))
+	heraldtest.Eventually(t, 90*time.Second, "the status projection to reach the head of the log", atHead("notification_status"))
 	statuses, err = projections.Statuses(ctx, log)
 	if err != nil {
 		t.Fatal(err)
@@ -308,5 +310,102 @@ func TestProjectorStopsAtAVersionGap(t *testing.T) {
 		if status != string(n.Status) || version != n.Version || want != "" && status != want {
 			t.Errorf("%s: status %s v%d, want %s v%d", id, status, version, n.Status, n.Version)
 		}
+	}
+}
+
+// logBuffer collects a logger's lines, safe to read while they are written.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Two relays over one outbox (two serve processes) share its partitions: each partition is
+// forwarded by one of them, which holds its consumer group's lock, while the other stands by,
+// ready and quiet. Every command reaches RabbitMQ once, and no batch fails on the other's locks.
+func TestRelaysSharePartitions(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	amqpURL := heraldtest.NewVHost(t)
+	ctx := context.Background()
+	cfg := router.AMQPConfig{URL: amqpURL, QueueType: "classic", Prefetch: 10, PublishChannels: 4}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	run := func(f func(context.Context) error) {
+		done := make(chan error, 1)
+		go func() { done <- f(runCtx) }()
+		t.Cleanup(func() {
+			stop()
+			if err := <-done; err != nil {
+				t.Errorf("stop: %v", err)
+			}
+		})
+	}
+	const partitions = 4
+	logs := make([]*logBuffer, 2)
+	relays := make([]*router.Relay, 2)
+	for i := range relays {
+		logs[i] = &logBuffer{}
+		logger := slog.New(slog.NewTextHandler(logs[i], &slog.HandlerOptions{Level: slog.LevelDebug}))
+		topology := router.NewTopology(cfg, logger)
+		relays[i] = router.NewRelay(db.Pool, cfg, router.RelayConfig{PollInterval: 20 * time.Millisecond, BatchSize: 10, Partitions: partitions}, topology, logger)
+		run(topology.Run)
+		run(relays[i].Run)
+	}
+
+	const n = 60
+	outbox := router.NewOutbox(nil)
+	for range n {
+		err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+			return outbox.Send(ctx, tx, commands.SendNotification{NotificationID: uuid.NewString(), Channel: herald.ChannelSMS})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, l := range logs {
+				t.Logf("relay %d (ready: %v):\n%s", i, relays[i].Ready(ctx), l.String())
+			}
+		}
+	})
+	heraldtest.Eventually(t, 90*time.Second, "every partition to forward its commands", func() (bool, error) {
+		var behind int
+		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox o LEFT JOIN outbox_offsets g
+			ON g.consumer_group = 'relay-' || (o."offset" % 4) || '-of-4'
+			WHERE g.consumer_group IS NULL OR (o.transaction_id, o."offset") > (g.last_processed_transaction_id, g.offset_acked)`).Scan(&behind)
+		return behind == 0, err
+	})
+	heraldtest.Eventually(t, 10*time.Second, "RabbitMQ to hold every command", func() (bool, error) {
+		return heraldtest.QueueDepth(t, amqpURL, router.QueueSMS) >= n, nil
+	})
+	if got := heraldtest.QueueDepth(t, amqpURL, router.QueueSMS); got != n {
+		t.Errorf("RabbitMQ holds %d commands, want %d: a partition was forwarded twice", got, n)
+	}
+
+	active := 0
+	for i, l := range logs {
+		text := l.String()
+		active += strings.Count(text, "consumer group active")
+		if strings.Contains(text, "could not serialize") || strings.Contains(text, "level=WARN") || strings.Contains(text, "level=ERROR") {
+			t.Errorf("relay %d logged a warning or an error:\n%s", i, text)
+		}
+		if err := relays[i].Ready(ctx); err != nil {
+			t.Errorf("relay %d is not ready: %v", i, err)
+		}
+	}
+	if active != partitions {
+		t.Errorf("%d partitions were started across the two relays, want each of the %d once", active, partitions)
 	}
 }
