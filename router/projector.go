@@ -117,13 +117,18 @@ func (p *Projector) project(ctx context.Context, proj projections.Rebuildable, r
 	if err := p.join(ctx, offsets, proj.Name()); err != nil {
 		return err
 	}
+	// A stop recorded by an earlier run is cleared by the first batch that goes through.
+	recorded, _, err := p.log.ConsumerStop(ctx, proj.Name())
+	if err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
 	running()
 	wait := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
 	var stopped *projections.GapError
 	for ctx.Err() == nil {
 		// A batch runs to its commit even when ctx is done meanwhile: stopping never leaves
 		// one half done, and it takes milliseconds.
-		n, err := p.batch(context.WithoutCancel(ctx), proj, schema, offsets, stopped != nil)
+		n, err := p.batch(context.WithoutCancel(ctx), proj, schema, offsets, stopped != nil || recorded != "")
 		var gap *projections.GapError
 		switch {
 		case errors.As(err, &gap):
@@ -151,9 +156,9 @@ func (p *Projector) project(ctx context.Context, proj projections.Rebuildable, r
 			wait.sleep(ctx)
 			continue
 		}
-		if stopped != nil {
+		if stopped != nil || recorded != "" {
 			p.logger.InfoContext(ctx, "projection resumed", "projection", proj.Name())
-			stopped = nil
+			stopped, recorded = nil, ""
 		}
 		p.health.set(proj.Name(), "")
 		if n == 0 {

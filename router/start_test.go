@@ -409,3 +409,34 @@ func TestRelaysSharePartitions(t *testing.T) {
 		t.Errorf("%d partitions were started across the two relays, want each of the %d once", active, partitions)
 	}
 }
+
+// A stop recorded by an earlier run (of this process or another) is cleared once the projection
+// applies a batch again: "projections status" does not go on saying it stopped.
+func TestProjectorClearsAnEarlierStop(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := context.Background()
+	log := events.NewLog(db.Pool)
+	if err := log.SetConsumerCursor(ctx, nil, "notification_status", events.Cursor{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := log.StopConsumer(ctx, nil, "notification_status", "notification_status: a gap since repaired"); err != nil {
+		t.Fatal(err)
+	}
+	if err := story(ctx, log, uuid.NewString()); err != nil {
+		t.Fatal(err)
+	}
+	projector := router.NewProjector(db.Pool, router.ProjectorConfig{PollInterval: 20 * time.Millisecond}, quietLogger(), projections.All()...)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- projector.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("projector: %v", err)
+		}
+	}()
+	heraldtest.Eventually(t, 90*time.Second, "the recorded stop to be cleared", func() (bool, error) {
+		reason, _, err := log.ConsumerStop(ctx, "notification_status")
+		return reason == "", err
+	})
+}
