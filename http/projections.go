@@ -112,14 +112,15 @@ type jobJSON struct {
 		Head     int64 `json:"head"`
 	} `json:"progress"`
 	Report *struct {
-		Events    int64 `json:"events"`
-		Rows      int64 `json:"rows"`
-		Swapped   bool  `json:"swapped"`
-		Compared  bool  `json:"compared"`
-		LiveLag   int64 `json:"live_lag"`
-		Missing   int64 `json:"missing"`
-		Extra     int64 `json:"extra"`
-		Different int64 `json:"different"`
+		Events    int64  `json:"events"`
+		Rows      int64  `json:"rows"`
+		Swapped   bool   `json:"swapped"`
+		Compared  bool   `json:"compared"`
+		LiveLag   int64  `json:"live_lag"`
+		LiveGap   string `json:"live_gap,omitempty"`
+		Missing   int64  `json:"missing"`
+		Extra     int64  `json:"extra"`
+		Different int64  `json:"different"`
 	} `json:"report,omitempty"`
 	Error string `json:"error,omitempty"`
 	Links struct {
@@ -137,15 +138,16 @@ func toJobJSON(j projections.Job) jobJSON {
 	if j.State == projections.JobSucceeded {
 		rep := j.Report
 		out.Report = &struct {
-			Events    int64 `json:"events"`
-			Rows      int64 `json:"rows"`
-			Swapped   bool  `json:"swapped"`
-			Compared  bool  `json:"compared"`
-			LiveLag   int64 `json:"live_lag"`
-			Missing   int64 `json:"missing"`
-			Extra     int64 `json:"extra"`
-			Different int64 `json:"different"`
-		}{rep.Events, rep.Rows, rep.Swapped, rep.Compared, rep.LiveLag, rep.Diff.Missing, rep.Diff.Extra, rep.Diff.Different}
+			Events    int64  `json:"events"`
+			Rows      int64  `json:"rows"`
+			Swapped   bool   `json:"swapped"`
+			Compared  bool   `json:"compared"`
+			LiveLag   int64  `json:"live_lag"`
+			LiveGap   string `json:"live_gap,omitempty"`
+			Missing   int64  `json:"missing"`
+			Extra     int64  `json:"extra"`
+			Different int64  `json:"different"`
+		}{rep.Events, rep.Rows, rep.Swapped, rep.Compared, rep.LiveLag, rep.LiveGap, rep.Diff.Missing, rep.Diff.Extra, rep.Diff.Different}
 	}
 	out.Links.Self = "/api/v1/projections/rebuilds/" + j.ID
 	return out
