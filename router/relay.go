@@ -76,13 +76,17 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 			cancel()
 		}()
+		started := time.Now()
 		err = r.relay(runCtx)
 		cancel()
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			r.logger.WarnContext(ctx, "relay stopped, restarting", "error", err, "retry_in", wait.next())
+			if time.Since(started) > time.Minute {
+				wait.reset() // a failure after a long run is a new one, not the same again
+			}
+			r.logger.WarnContext(ctx, "relay stopped; it starts again whole", "error", err, "retry_in", wait.next())
 			wait.sleep(ctx)
 			continue
 		}
