@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -131,7 +132,8 @@ func (l *Log) ConsumerCursor(ctx context.Context, q Querier, group string, forUp
 	return c, nil
 }
 
-// SetConsumerCursor stores c as consumer group's offset, creating the group if it is new.
+// SetConsumerCursor stores c as consumer group's offset, creating the group if it is new, and
+// clears any stop recorded for it: the group starts afresh from c.
 func (l *Log) SetConsumerCursor(ctx context.Context, q Querier, group string, c Cursor) error {
 	if q == nil {
 		q = l.db
@@ -139,10 +141,47 @@ func (l *Log) SetConsumerCursor(ctx context.Context, q Querier, group string, c 
 	_, err := q.Exec(ctx, `INSERT INTO event_log_offsets (consumer_group, offset_acked, last_processed_transaction_id)
 		VALUES ($1, $2, $3::text::xid8)
 		ON CONFLICT (consumer_group) DO UPDATE SET offset_acked = excluded.offset_acked,
-			last_processed_transaction_id = excluded.last_processed_transaction_id`,
+			last_processed_transaction_id = excluded.last_processed_transaction_id,
+			stopped_reason = NULL, stopped_at = NULL`,
 		group, c.Position, strconv.FormatUint(c.TransactionID, 10))
 	if err != nil {
 		return fmt.Errorf("set offset of %s: %w", group, err)
 	}
 	return nil
+}
+
+// StopConsumer records why consumer group stopped, or with reason "" that it runs again. q may
+// be the log's pool (nil) or a transaction.
+func (l *Log) StopConsumer(ctx context.Context, q Querier, group, reason string) error {
+	if q == nil {
+		q = l.db
+	}
+	var err error
+	if reason == "" {
+		_, err = q.Exec(ctx, `UPDATE event_log_offsets SET stopped_reason = NULL, stopped_at = NULL
+			WHERE consumer_group = $1 AND stopped_reason IS NOT NULL`, group)
+	} else {
+		_, err = q.Exec(ctx, `UPDATE event_log_offsets SET stopped_reason = $2, stopped_at = now()
+			WHERE consumer_group = $1`, group, reason)
+	}
+	if err != nil {
+		return fmt.Errorf("record the stop of %s: %w", group, err)
+	}
+	return nil
+}
+
+// ConsumerStop returns why consumer group stopped and when, or "" if it has not.
+func (l *Log) ConsumerStop(ctx context.Context, group string) (string, time.Time, error) {
+	var (
+		reason *string
+		at     *time.Time
+	)
+	err := l.db.QueryRow(ctx, `SELECT stopped_reason, stopped_at FROM event_log_offsets WHERE consumer_group = $1`, group).Scan(&reason, &at)
+	if errors.Is(err, pgx.ErrNoRows) || err == nil && reason == nil {
+		return "", time.Time{}, nil
+	}
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("stop of %s: %w", group, err)
+	}
+	return *reason, *at, nil
 }

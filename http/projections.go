@@ -39,6 +39,9 @@ type projectionStatusJSON struct {
 	Position int64  `json:"position"`
 	Head     int64  `json:"head"`
 	Lag      int64  `json:"lag"`
+	// Stopped says where the projection stopped at a gap in a stream's versions, and since when.
+	Stopped   string     `json:"stopped,omitempty"`
+	StoppedAt *time.Time `json:"stopped_at,omitempty"`
 }
 
 func (s *Server) projectionStatuses(w http.ResponseWriter, r *http.Request) {
@@ -52,7 +55,11 @@ func (s *Server) projectionStatuses(w http.ResponseWriter, r *http.Request) {
 		Rebuilds    []jobJSON              `json:"rebuilds"`
 	}{Projections: []projectionStatusJSON{}, Rebuilds: []jobJSON{}}
 	for _, st := range statuses {
-		out.Projections = append(out.Projections, projectionStatusJSON{st.Name, st.Position, st.Head, st.Lag})
+		p := projectionStatusJSON{Name: st.Name, Position: st.Position, Head: st.Head, Lag: st.Lag, Stopped: st.Stopped}
+		if st.Stopped != "" {
+			p.StoppedAt = &st.StoppedAt
+		}
+		out.Projections = append(out.Projections, p)
 	}
 	for _, job := range s.rebuilds.Recent() {
 		out.Rebuilds = append(out.Rebuilds, toJobJSON(job))
@@ -105,14 +112,15 @@ type jobJSON struct {
 		Head     int64 `json:"head"`
 	} `json:"progress"`
 	Report *struct {
-		Events    int64 `json:"events"`
-		Rows      int64 `json:"rows"`
-		Swapped   bool  `json:"swapped"`
-		Compared  bool  `json:"compared"`
-		LiveLag   int64 `json:"live_lag"`
-		Missing   int64 `json:"missing"`
-		Extra     int64 `json:"extra"`
-		Different int64 `json:"different"`
+		Events    int64  `json:"events"`
+		Rows      int64  `json:"rows"`
+		Swapped   bool   `json:"swapped"`
+		Compared  bool   `json:"compared"`
+		LiveLag   int64  `json:"live_lag"`
+		LiveGap   string `json:"live_gap,omitempty"`
+		Missing   int64  `json:"missing"`
+		Extra     int64  `json:"extra"`
+		Different int64  `json:"different"`
 	} `json:"report,omitempty"`
 	Error string `json:"error,omitempty"`
 	Links struct {
@@ -130,15 +138,16 @@ func toJobJSON(j projections.Job) jobJSON {
 	if j.State == projections.JobSucceeded {
 		rep := j.Report
 		out.Report = &struct {
-			Events    int64 `json:"events"`
-			Rows      int64 `json:"rows"`
-			Swapped   bool  `json:"swapped"`
-			Compared  bool  `json:"compared"`
-			LiveLag   int64 `json:"live_lag"`
-			Missing   int64 `json:"missing"`
-			Extra     int64 `json:"extra"`
-			Different int64 `json:"different"`
-		}{rep.Events, rep.Rows, rep.Swapped, rep.Compared, rep.LiveLag, rep.Diff.Missing, rep.Diff.Extra, rep.Diff.Different}
+			Events    int64  `json:"events"`
+			Rows      int64  `json:"rows"`
+			Swapped   bool   `json:"swapped"`
+			Compared  bool   `json:"compared"`
+			LiveLag   int64  `json:"live_lag"`
+			LiveGap   string `json:"live_gap,omitempty"`
+			Missing   int64  `json:"missing"`
+			Extra     int64  `json:"extra"`
+			Different int64  `json:"different"`
+		}{rep.Events, rep.Rows, rep.Swapped, rep.Compared, rep.LiveLag, rep.LiveGap, rep.Diff.Missing, rep.Diff.Extra, rep.Diff.Different}
 	}
 	out.Links.Self = "/api/v1/projections/rebuilds/" + j.ID
 	return out

@@ -95,3 +95,39 @@ func TestRebuildOverHTTP(t *testing.T) {
 		t.Errorf("unknown job: %d, want 404", r.status)
 	}
 }
+
+// A projection stopped at a gap in a stream's versions says so in GET /api/v1/projections.
+func TestProjectionsShowAStop(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	log := events.NewLog(db.Pool)
+	ctx := context.Background()
+	reason := "notification_history: stream 0193: event at position 7 is version 4, but the read model is at version 2"
+	if err := log.SetConsumerCursor(ctx, nil, "notification_history", events.Cursor{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := log.StopConsumer(ctx, nil, "notification_history", reason); err != nil {
+		t.Fatal(err)
+	}
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	jobs := projections.NewJobs(ctx, projections.NewRebuilder(db.Pool, log, 100, discard), log)
+	ts := httptest.NewServer(heraldhttp.NewServer(heraldhttp.Config{}, nil, nil, nil, discard).WithRebuilds(jobs).Handler())
+	defer ts.Close()
+
+	status := decodeJSON[struct {
+		Projections []struct {
+			Name      string     `json:"name"`
+			Stopped   string     `json:"stopped"`
+			StoppedAt *time.Time `json:"stopped_at"`
+		} `json:"projections"`
+	}](t, doRequest(t, ts.URL, http.MethodGet, "/api/v1/projections", "", nil))
+	got := map[string]string{}
+	for _, p := range status.Projections {
+		got[p.Name] = p.Stopped
+		if (p.Stopped != "") != (p.StoppedAt != nil) {
+			t.Errorf("%s: stopped %q at %v: want both or neither", p.Name, p.Stopped, p.StoppedAt)
+		}
+	}
+	if got["notification_history"] != reason || got["notification_status"] != "" || len(got) != 2 {
+		t.Errorf("GET /api/v1/projections: stops %v, want only notification_history's", got)
+	}
+}

@@ -41,15 +41,59 @@ func (h History) Apply(ctx context.Context, tx pgx.Tx, r events.Recorded) error 
 	return h.ApplyBatch(ctx, tx, []events.Recorded{r})
 }
 
-// ApplyBatch inserts one row per event in one statement; events already there are skipped.
+// ApplyBatch inserts one row per event in one statement; events already there are skipped, and
+// an event past the next version of its stream is a *GapError.
 func (h History) ApplyBatch(ctx context.Context, tx pgx.Tx, recs []events.Recorded) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	n := len(recs)
+	// Each stream's rows must go on from the last version the table holds: an event at or below
+	// it is there already, one past the next is a gap.
+	ids := make([]string, 0, len(recs))
+	applied := make(map[string]int64, len(recs))
+	for _, r := range recs {
+		if _, ok := applied[r.StreamID]; !ok {
+			applied[r.StreamID] = 0
+			ids = append(ids, r.StreamID)
+		}
+	}
+	rows, err := tx.Query(ctx, `SELECT notification_id::text, max(version) FROM `+h.table()+
+		` WHERE notification_id = ANY($1::uuid[]) GROUP BY notification_id`, ids)
+	if err != nil {
+		return fmt.Errorf("%s: read %d streams' versions: %w", h.table(), len(ids), err)
+	}
 	var (
-		ids, types, statuses, providers, msgIDs, errs, reasons, actors = make([]string, 0, n), make([]string, 0, n),
-			make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		id      string
+		version int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &version}, func() error {
+		applied[id] = version
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: read %d streams' versions: %w", h.table(), len(ids), err)
+	}
+	next := recs[:0:0]
+	for _, r := range recs {
+		ok, err := follows(h.Name(), applied[r.StreamID], r)
+		if err != nil {
+			return err
+		}
+		if ok {
+			applied[r.StreamID] = r.Version
+			next = append(next, r)
+		}
+	}
+	if len(next) == 0 {
+		return nil
+	}
+	recs = next
+
+	n := len(recs)
+	ids = make([]string, 0, n)
+	var (
+		types, statuses, providers, msgIDs, errs, reasons, actors = make([]string, 0, n), make([]string, 0, n),
+			make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 		versions, positions = make([]int64, 0, n), make([]int64, 0, n)
 		attempts            = make([]int32, 0, n)
 		at                  = make([]time.Time, 0, n)
@@ -73,7 +117,7 @@ func (h History) ApplyBatch(ctx context.Context, tx pgx.Tx, recs []events.Record
 		actors = append(actors, entry.Actor)
 		at = append(at, entry.At)
 	}
-	_, err := tx.Exec(ctx, `
+	_, err = tx.Exec(ctx, `
 INSERT INTO `+h.table()+` (notification_id, version, position, event_type, status, attempt,
 	provider, provider_message_id, error, reason, actor, occurred_at)
 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::int[],

@@ -51,3 +51,37 @@ func Named(name string) (Rebuildable, error) {
 	}
 	return nil, fmt.Errorf("no projection %q: the projections are %v", name, names)
 }
+
+// GapError says a projection met an event that does not follow the version its read model holds
+// for the event's stream: version v+2 over v, or v>1 of a stream it has no row of. The log has
+// no gaps (every append names the version it follows), so the read model has lost events, or its
+// offset was moved past them; applying on would build a read model that is not a fold of the log.
+// An event at or below the held version is a duplicate, and applying it changes nothing.
+type GapError struct {
+	Projection string
+	Stream     string
+	// Applied is the version the read model holds for the stream, 0 for none; Version and
+	// Position are the event's.
+	Applied, Version, Position int64
+}
+
+func (e *GapError) Error() string {
+	if e.Applied == 0 {
+		return fmt.Sprintf("%s: stream %s: event at position %d is version %d, but the read model has no earlier version of the stream",
+			e.Projection, e.Stream, e.Position, e.Version)
+	}
+	return fmt.Sprintf("%s: stream %s: event at position %d is version %d, but the read model is at version %d",
+		e.Projection, e.Stream, e.Position, e.Version, e.Applied)
+}
+
+// follows checks that r comes next after version applied of its stream: it returns false for a
+// duplicate (already applied) and a *GapError for a gap.
+func follows(projection string, applied int64, r events.Recorded) (bool, error) {
+	switch {
+	case r.Version <= applied:
+		return false, nil
+	case r.Version == applied+1:
+		return true, nil
+	}
+	return false, &GapError{Projection: projection, Stream: r.StreamID, Applied: applied, Version: r.Version, Position: r.Position}
+}

@@ -85,8 +85,11 @@ type Report struct {
 	// paused while the comparison first catches it up. LiveLag is how far behind it was.
 	Compared bool
 	LiveLag  int64
-	Diff     Diff
-	Swapped  bool
+	// LiveGap, when the live table met a gap in a stream's versions on its way to the rebuilt
+	// one's position (see GapError), says where; the two are not compared then.
+	LiveGap string
+	Diff    Diff
+	Swapped bool
 }
 
 // MaxCompareLag bounds how many events the live table may be behind for the two to be compared.
@@ -185,13 +188,21 @@ func (b *Rebuilder) Rebuild(ctx context.Context, p Rebuildable, opts RebuildOpti
 			return err
 		}
 		if report.LiveLag <= MaxCompareLag {
-			if _, _, err := b.catchUp(ctx, tx, p, liveAt, &cursor); err != nil {
+			_, _, err := b.catchUp(ctx, tx, p, liveAt, &cursor)
+			var gap *GapError
+			switch {
+			case errors.As(err, &gap):
+				// The live table lost events: that is what this rebuild repairs. It cannot be
+				// brought to the cursor, so it is not compared.
+				report.LiveGap = gap.Error()
+			case err != nil:
 				return err
+			default:
+				if report.Diff, err = compare(ctx, tx, live, shadow, p.Key()); err != nil {
+					return err
+				}
+				report.Compared = true
 			}
-			if report.Diff, err = compare(ctx, tx, live, shadow, p.Key()); err != nil {
-				return err
-			}
-			report.Compared = true
 		}
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+shadow).Scan(&report.Rows); err != nil {
 			return fmt.Errorf("count %s: %w", shadow, err)
@@ -320,6 +331,10 @@ type ProjectionStatus struct {
 	Head     int64
 	// Lag counts the events the projection has yet to apply.
 	Lag int64
+	// Stopped, when the projection stopped at a gap in a stream's versions (see GapError), says
+	// where, and StoppedAt when; a rebuild clears it.
+	Stopped   string
+	StoppedAt time.Time
 }
 
 // Statuses reports where every projection stands.
@@ -338,7 +353,11 @@ func Statuses(ctx context.Context, log *events.Log) ([]ProjectionStatus, error) 
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, ProjectionStatus{Name: p.Name(), Position: c.Position, Head: head, Lag: lag})
+		stopped, at, err := log.ConsumerStop(ctx, p.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ProjectionStatus{Name: p.Name(), Position: c.Position, Head: head, Lag: lag, Stopped: stopped, StoppedAt: at})
 	}
 	return out, nil
 }

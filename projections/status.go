@@ -56,7 +56,7 @@ func scanStatus(row pgx.Row) (herald.Notification, error) {
 }
 
 // Apply folds r into the notification's row. The row's version is the guard: an event at or
-// below it has been applied already.
+// below it has been applied already, and one past the next version is a *GapError.
 func (s Status) Apply(ctx context.Context, tx pgx.Tx, r events.Recorded) error {
 	return s.ApplyBatch(ctx, tx, []events.Recorded{r})
 }
@@ -91,7 +91,10 @@ func (s Status) ApplyBatch(ctx context.Context, tx pgx.Tx, recs []events.Recorde
 	changed := make(map[string]bool, len(ids))
 	for _, r := range recs {
 		n := state[r.StreamID]
-		if n.Version >= r.Version {
+		if next, err := follows(s.Name(), n.Version, r); err != nil || !next {
+			if err != nil {
+				return err
+			}
 			continue
 		}
 		e, err := r.Event()

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
@@ -27,6 +27,9 @@ type ProjectorConfig struct {
 	BatchSize int
 	// Metrics, if set, receives the projector's metrics.
 	Metrics prometheus.Registerer
+	// StoppedRetry is how often a projection stopped by a gap looks again (10 s by default): a
+	// rebuild that repaired its read model lets it resume.
+	StoppedRetry time.Duration
 }
 
 // Projector keeps the read models up to date. Each projection is a consumer group on the event
@@ -39,12 +42,21 @@ type ProjectorConfig struct {
 // a small machine (three events a notification); and a nacked event comes back in the same
 // transaction with the handler's earlier writes still in it. Applying a batch as a whole, under
 // the same offsets, is many times faster and leaves no half-applied batch to reason about.
+//
+// Each projection runs in one process at a time, whichever holds its consumer group's advisory
+// lock; in other projector processes it stands by and takes over when the holder goes. The
+// projector runs whole or not at all: a projection that cannot start stops the others, and the
+// projector starts again after a backoff, while Ready names the projection. A projection that
+// meets a gap in a stream's versions stops on its own (see projections.GapError), and Ready says
+// so until a rebuild repairs it.
 type Projector struct {
 	pool    *pgxpool.Pool
 	cfg     ProjectorConfig
 	projs   []projections.Rebuildable
 	logger  *slog.Logger
 	metrics *projectorMetrics
+	health  *parts
+	log     *events.Log
 }
 
 // NewProjector returns a projector of projs over the log in pool.
@@ -55,47 +67,101 @@ func NewProjector(pool *pgxpool.Pool, cfg ProjectorConfig, logger *slog.Logger, 
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 50 * time.Millisecond
 	}
-	p := &Projector{pool: pool, cfg: cfg, projs: projs, logger: logger}
+	if cfg.StoppedRetry <= 0 {
+		cfg.StoppedRetry = 10 * time.Second
+	}
+	p := &Projector{pool: pool, cfg: cfg, projs: projs, logger: logger, log: events.NewLog(pool)}
+	p.health = newParts(p.groups()...)
 	if cfg.Metrics != nil {
 		p.metrics = newProjectorMetrics(cfg.Metrics)
 	}
 	return p
 }
 
-// Run projects until ctx is done; the batch in flight is finished or rolled back whole.
-func (p *Projector) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(p.projs))
+func (p *Projector) groups() []string {
+	groups := make([]string, len(p.projs))
 	for i, proj := range p.projs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = p.project(ctx, proj)
-		}()
+		groups[i] = proj.Name()
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return groups
 }
 
-// project runs one projection's consumer group until ctx is done.
-func (p *Projector) project(ctx context.Context, proj projections.Rebuildable) error {
+// Ready returns nil when every projection runs here or stands by for another process, and
+// otherwise an error naming those that do not, and why.
+func (p *Projector) Ready(context.Context) error { return p.health.ready() }
+
+// Run projects until ctx is done; the batch in flight is finished or rolled back whole.
+func (p *Projector) Run(ctx context.Context) error {
+	wait := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+	for {
+		started := time.Now()
+		err := runElected(ctx, p.pool, p.groups(), p.health, p.logger, func(ctx context.Context, i int, running func()) error {
+			return p.project(ctx, p.projs[i], running)
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(started) > time.Minute {
+			wait.reset()
+		}
+		p.logger.WarnContext(ctx, "projector stopped; it starts again whole", "error", err, "retry_in", wait.next())
+		wait.sleep(ctx)
+	}
+}
+
+// project runs one projection's consumer group until ctx is done. It returns an error only when
+// the projection cannot start.
+func (p *Projector) project(ctx context.Context, proj projections.Rebuildable, running func()) error {
 	schema := eventLogSchema{batchSize: p.cfg.BatchSize}
 	offsets := eventLogOffsets()
 	if err := p.join(ctx, offsets, proj.Name()); err != nil {
 		return err
 	}
+	// A stop recorded by an earlier run is cleared by the first batch that goes through.
+	recorded, _, err := p.log.ConsumerStop(ctx, proj.Name())
+	if err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
+	running()
 	wait := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+	var stopped *projections.GapError
 	for ctx.Err() == nil {
 		// A batch runs to its commit even when ctx is done meanwhile: stopping never leaves
 		// one half done, and it takes milliseconds.
-		n, err := p.batch(context.WithoutCancel(ctx), proj, schema, offsets)
+		n, err := p.batch(context.WithoutCancel(ctx), proj, schema, offsets, stopped != nil || recorded != "")
+		var gap *projections.GapError
 		switch {
+		case errors.As(err, &gap):
+			// Applying past a gap would build a read model that is not a fold of the log. The
+			// projection stops here; it looks again now and then, so a rebuild brings it back.
+			if stopped == nil || stopped.Error() != gap.Error() {
+				p.logger.ErrorContext(ctx, "projection stopped: a stream's versions have a gap; rebuild it",
+					"projection", proj.Name(), "stream", gap.Stream, "applied_version", gap.Applied,
+					"event_version", gap.Version, "position", gap.Position, "error", err)
+				if err := p.log.StopConsumer(context.WithoutCancel(ctx), nil, proj.Name(), gap.Error()); err != nil {
+					p.logger.WarnContext(ctx, "could not record the projection's stop", "projection", proj.Name(), "error", err)
+				}
+			}
+			stopped = gap
+			p.health.set(proj.Name(), "stopped: "+strings.TrimPrefix(gap.Error(), proj.Name()+": "))
+			select {
+			case <-ctx.Done():
+			case <-time.After(p.cfg.StoppedRetry):
+			}
+			continue
 		case err != nil:
+			p.health.set(proj.Name(), "batch failed: "+err.Error())
 			p.logger.WarnContext(ctx, "projection batch failed; it will be read again",
 				"projection", proj.Name(), "error", err, "retry_in", wait.next())
 			wait.sleep(ctx)
 			continue
-		case n == 0:
+		}
+		if stopped != nil || recorded != "" {
+			p.logger.InfoContext(ctx, "projection resumed", "projection", proj.Name())
+			stopped, recorded = nil, ""
+		}
+		p.health.set(proj.Name(), "")
+		if n == 0 {
 			select {
 			case <-ctx.Done():
 			case <-time.After(p.cfg.PollInterval):
@@ -110,11 +176,11 @@ func (p *Projector) project(ctx context.Context, proj projections.Rebuildable) e
 func (p *Projector) join(ctx context.Context, offsets sql.OffsetsAdapter, group string) error {
 	qs, err := offsets.BeforeSubscribingQueries(sql.BeforeSubscribingQueriesParams{Topic: TopicEventLog, ConsumerGroup: group})
 	if err != nil {
-		return fmt.Errorf("projector %s: %w", group, err)
+		return fmt.Errorf("join: %w", err)
 	}
 	for _, q := range qs {
 		if _, err := p.pool.Exec(ctx, q.Query, q.Args...); err != nil {
-			return fmt.Errorf("projector %s: %w", group, err)
+			return fmt.Errorf("join: %w", err)
 		}
 	}
 	return nil
@@ -122,7 +188,8 @@ func (p *Projector) join(ctx context.Context, offsets sql.OffsetsAdapter, group 
 
 // batch reads the next batch of the projection's events, applies it and advances the group's
 // offset, in one transaction. It returns how many events it applied.
-func (p *Projector) batch(ctx context.Context, proj projections.Rebuildable, schema eventLogSchema, offsets sql.OffsetsAdapter) (int, error) {
+// resume clears the group's recorded stop in the same transaction.
+func (p *Projector) batch(ctx context.Context, proj projections.Rebuildable, schema eventLogSchema, offsets sql.OffsetsAdapter, resume bool) (int, error) {
 	start := time.Now()
 	sel, err := schema.SelectQuery(sql.SelectQueryParams{Topic: TopicEventLog, ConsumerGroup: proj.Name(), OffsetsAdapter: offsets})
 	if err != nil {
@@ -168,6 +235,11 @@ func (p *Projector) batch(ctx context.Context, proj projections.Rebuildable, sch
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("read %s's batch: %w", proj.Name(), err)
+		}
+		if resume {
+			if err := p.log.StopConsumer(ctx, tx, proj.Name(), ""); err != nil {
+				return err
+			}
 		}
 		if len(recs) == 0 {
 			return nil

@@ -16,10 +16,18 @@ import (
 )
 
 // BenchmarkProjectorBatch measures one batch of the projector: read the next events from the
-// log, apply them to the status table, advance the offset, commit.
+// log, apply them to a read model (checking each stream's versions), advance the offset, commit.
 func BenchmarkProjectorBatch(b *testing.B) {
-	for _, size := range []int{100, 500} {
-		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+	for _, proj := range []projections.Rebuildable{projections.Status{}, projections.History{}} {
+		for _, size := range []int{100, 500} {
+			benchmarkProjectorBatch(b, proj, size)
+		}
+	}
+}
+
+func benchmarkProjectorBatch(b *testing.B, proj projections.Rebuildable, size int) {
+	{
+		b.Run(fmt.Sprintf("%s/batch=%d", proj.Name(), size), func(b *testing.B) {
 			db := heraldtest.NewDatabase(b)
 			ctx := context.Background()
 			log := events.NewLog(db.Pool)
@@ -32,22 +40,22 @@ func BenchmarkProjectorBatch(b *testing.B) {
 				}
 			}
 			heraldtest.WaitLogVisible(b, db, 3*stories)
-			p := NewProjector(db.Pool, ProjectorConfig{BatchSize: size}, slog.New(slog.NewTextHandler(io.Discard, nil)), projections.Status{})
-			if err := p.join(ctx, eventLogOffsets(), projections.Status{}.Name()); err != nil {
+			p := NewProjector(db.Pool, ProjectorConfig{BatchSize: size}, slog.New(slog.NewTextHandler(io.Discard, nil)), proj)
+			if err := p.join(ctx, eventLogOffsets(), proj.Name()); err != nil {
 				b.Fatal(err)
 			}
 			schema, offsets := eventLogSchema{batchSize: size}, eventLogOffsets()
 			applied := 0
 			b.ResetTimer()
 			for b.Loop() {
-				n, err := p.batch(ctx, projections.Status{}, schema, offsets)
+				n, err := p.batch(ctx, proj, schema, offsets, false)
 				if err != nil {
 					b.Fatal(err)
 				}
 				if n == 0 {
 					// The log is projected: start it again on an empty table.
 					b.StopTimer()
-					if _, err := db.Pool.Exec(ctx, `TRUNCATE notification_status;
+					if _, err := db.Pool.Exec(ctx, `TRUNCATE `+proj.TableName()+`;
 						UPDATE event_log_offsets SET offset_acked = 0, last_processed_transaction_id = '0'`); err != nil {
 						b.Fatal(err)
 					}

@@ -34,20 +34,32 @@ type RelayConfig struct {
 // Relay forwards commands from the outbox table to their RabbitMQ queues (watermill's forwarder).
 // A command leaves the outbox only once RabbitMQ confirmed it; while RabbitMQ is away, commands
 // wait in the outbox and the API keeps accepting.
+//
+// Each partition runs in one process at a time, whichever holds its consumer group's advisory
+// lock; in other `serve` processes it stands by. The relay runs whole or not at all: a partition
+// that fails, to start or later, stops the others, and the relay starts again after a backoff,
+// while Ready names the partition.
 type Relay struct {
 	pool     *pgxpool.Pool
 	amqp     AMQPConfig
 	cfg      RelayConfig
 	topology *Topology
 	logger   *slog.Logger
+	health   *parts
 }
 
 var _ handlers.WaitingCommands = (*Relay)(nil)
 
 // NewRelay returns a relay from the outbox in pool to RabbitMQ; topology must be running.
 func NewRelay(pool *pgxpool.Pool, amqpCfg AMQPConfig, cfg RelayConfig, topology *Topology, logger *slog.Logger) *Relay {
-	return &Relay{pool: pool, amqp: amqpCfg, cfg: cfg, topology: topology, logger: logger}
+	r := &Relay{pool: pool, amqp: amqpCfg, cfg: cfg, topology: topology, logger: logger}
+	r.health = newParts(r.groups()...)
+	return r
 }
+
+// Ready returns nil when every partition runs here or stands by for another process, and
+// otherwise an error naming those that do not, and why.
+func (r *Relay) Ready(context.Context) error { return r.health.ready() }
 
 // Run relays until ctx is done. While RabbitMQ is away the relay stops reading the outbox
 // altogether: a relay retrying a publish holds its outbox transaction open, and an open
@@ -55,6 +67,7 @@ func NewRelay(pool *pgxpool.Pool, amqpCfg AMQPConfig, cfg RelayConfig, topology 
 func (r *Relay) Run(ctx context.Context) error {
 	wait := backoff{min: 200 * time.Millisecond, max: 5 * time.Second}
 	for {
+		r.health.setAll("waiting for RabbitMQ")
 		lost, err := r.topology.Wait(ctx)
 		if err != nil {
 			return nil
@@ -68,13 +81,17 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 			cancel()
 		}()
+		started := time.Now()
 		err = r.relay(runCtx)
 		cancel()
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			r.logger.WarnContext(ctx, "relay stopped, restarting", "error", err, "retry_in", wait.next())
+			if time.Since(started) > time.Minute {
+				wait.reset() // a failure after a long run is a new one, not the same again
+			}
+			r.logger.WarnContext(ctx, "relay stopped; it starts again whole", "error", err, "retry_in", wait.next())
 			wait.sleep(ctx)
 			continue
 		}
@@ -82,34 +99,36 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
-// relay forwards until ctx is done, one forwarder per partition over one publisher.
+// relay forwards until ctx is done or a partition fails, one forwarder per partition this
+// process holds the lock of, over one publisher.
 func (r *Relay) relay(ctx context.Context) error {
 	wlog := watermillLogger(r.logger)
 	pubCfg := r.amqp.watermill()
 	pubCfg.Publish.ChannelPoolSize = max(pubCfg.Publish.ChannelPoolSize, r.partitions())
 	pub, err := amqp.NewPublisher(pubCfg, wlog)
 	if err != nil {
+		r.health.setAll("cannot connect to RabbitMQ")
 		return fmt.Errorf("connect to RabbitMQ: %w", err)
 	}
 	defer pub.Close()
 	if err := r.startPartitions(ctx); err != nil {
+		r.health.setAll(err.Error())
 		return err
 	}
-
-	errc := make(chan error, r.partitions())
-	for k := 0; k < r.partitions(); k++ {
-		go func() { errc <- r.forward(ctx, k, pub, wlog) }()
-	}
-	var first error
-	for k := 0; k < r.partitions(); k++ {
-		if err := <-errc; err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return runElected(ctx, r.pool, r.groups(), r.health, r.logger, func(ctx context.Context, k int, running func()) error {
+		return r.forward(ctx, k, pub, wlog, running)
+	})
 }
 
 func (r *Relay) partitions() int { return max(1, r.cfg.Partitions) }
+
+func (r *Relay) groups() []string {
+	groups := make([]string, r.partitions())
+	for k := range groups {
+		groups[k] = r.group(k)
+	}
+	return groups
+}
 
 // group is the consumer group of partition k: "relay" alone, or "relay-k-of-n".
 func (r *Relay) group(k int) string {
@@ -136,8 +155,9 @@ func (r *Relay) startPartitions(ctx context.Context) error {
 	return nil
 }
 
-// forward runs the forwarder of partition k until ctx is done.
-func (r *Relay) forward(ctx context.Context, k int, pub message.Publisher, wlog watermill.LoggerAdapter) error {
+// forward runs the forwarder of partition k until ctx is done; it calls running once the
+// forwarder has subscribed.
+func (r *Relay) forward(ctx context.Context, k int, pub message.Publisher, wlog watermill.LoggerAdapter, running func()) error {
 	sub, err := sql.NewSubscriber(sql.BeginnerFromPgx(r.pool), sql.SubscriberConfig{
 		ConsumerGroup:  r.group(k),
 		PollInterval:   r.cfg.PollInterval,
@@ -160,6 +180,13 @@ func (r *Relay) forward(ctx context.Context, k int, pub message.Publisher, wlog 
 	if err != nil {
 		return fmt.Errorf("forwarder %d: %w", k, err)
 	}
+	go func() {
+		select {
+		case <-fwd.Running():
+			running()
+		case <-ctx.Done():
+		}
+	}()
 	return runUntilDone(ctx, fwd.Run, fwd.Close)
 }
 

@@ -155,6 +155,7 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 		pc.Metrics = reg
 		proj := router.NewProjector(pool, pc, logger, projections.All()...)
 		comps = append(comps, component{name: "projector", run: proj.Run})
+		checks = append(checks, heraldhttp.Check{Name: "projector", Ready: proj.Ready})
 	}
 	if p.workers {
 		channels, _ := cfg.worker.channels()
@@ -179,6 +180,7 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 	var acc *handlers.Acceptor
 	if p.api {
 		relay := router.NewRelay(pool, cfg.amqp.AMQPConfig, cfg.relay.RelayConfig, topology, logger)
+		checks = append(checks, heraldhttp.Check{Name: "outbox relay", Ready: relay.Ready})
 		comps = append(comps, component{name: "outbox relay", run: relay.Run},
 			component{name: "outbox purge", run: func(ctx context.Context) error { return purgeOutbox(ctx, relay, logger) }})
 		acc = handlers.NewAcceptor(pool, log, router.NewOutbox(nil), handlers.DefaultLimits).WithIdempotencyTTL(cfg.http.IdempotencyTTL)

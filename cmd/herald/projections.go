@@ -60,23 +60,41 @@ func projectionsStatusCommand() *cobra.Command {
 			w := cmd.OutOrStdout()
 			if output == "json" {
 				type row struct {
-					Name     string `json:"name"`
-					Position int64  `json:"position"`
-					Head     int64  `json:"head"`
-					Lag      int64  `json:"lag"`
+					Name      string     `json:"name"`
+					Position  int64      `json:"position"`
+					Head      int64      `json:"head"`
+					Lag       int64      `json:"lag"`
+					Stopped   string     `json:"stopped,omitempty"`
+					StoppedAt *time.Time `json:"stopped_at,omitempty"`
 				}
 				out := []row{}
 				for _, s := range statuses {
-					out = append(out, row{s.Name, s.Position, s.Head, s.Lag})
+					r := row{Name: s.Name, Position: s.Position, Head: s.Head, Lag: s.Lag, Stopped: s.Stopped}
+					if s.Stopped != "" {
+						r.StoppedAt = &s.StoppedAt
+					}
+					out = append(out, r)
 				}
 				return writeJSONTo(w, out)
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "PROJECTION\tPOSITION\tHEAD\tLAG")
+			fmt.Fprintln(tw, "PROJECTION\tPOSITION\tHEAD\tLAG\tSTATE")
 			for _, s := range statuses {
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", s.Name, s.Position, s.Head, s.Lag)
+				state := "ok"
+				if s.Stopped != "" {
+					state = "STOPPED since " + s.StoppedAt.UTC().Format(time.RFC3339) + ": " + s.Stopped
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", s.Name, s.Position, s.Head, s.Lag, state)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, s := range statuses {
+				if s.Stopped != "" {
+					fmt.Fprintf(w, "%s stopped at a gap in a stream's versions: rebuild it with \"herald projections rebuild %s\"\n", s.Name, s.Name)
+				}
+			}
+			return nil
 		},
 	}
 	s := newSettings(cmd)
@@ -266,6 +284,7 @@ func writeRebuildReports(w io.Writer, output string, reports []projections.Repor
 			Swapped         bool    `json:"swapped"`
 			Compared        bool    `json:"compared"`
 			LiveLag         int64   `json:"live_lag"`
+			LiveGap         string  `json:"live_gap,omitempty"`
 			Diff            *diff   `json:"diff,omitempty"`
 		}
 		out := []row{}
@@ -273,7 +292,7 @@ func writeRebuildReports(w io.Writer, output string, reports []projections.Repor
 			out = append(out, row{
 				Projection: r.Projection, Events: r.Events, Rows: r.Rows, Position: r.Position,
 				DurationSeconds: r.Duration.Seconds(), EventsPerSecond: rate(r), Swapped: r.Swapped,
-				Compared: r.Compared, LiveLag: r.LiveLag,
+				Compared: r.Compared, LiveLag: r.LiveLag, LiveGap: r.LiveGap,
 			})
 			if r.Compared {
 				out[len(out)-1].Diff = &diff{r.Diff.Missing, r.Diff.Extra, r.Diff.Different, r.Diff.MissingKeys, r.Diff.ExtraKeys, r.Diff.DifferentKeys}
@@ -299,7 +318,9 @@ func writeRebuildReports(w io.Writer, output string, reports []projections.Repor
 		return err
 	}
 	for _, r := range reports {
-		if !r.Compared {
+		if r.LiveGap != "" {
+			fmt.Fprintf(w, "%s: not compared: the live table has a gap (%s)\n", r.Projection, r.LiveGap)
+		} else if !r.Compared {
 			fmt.Fprintf(w, "%s: not compared: the live table was %d events behind the log (more than %d); start the projector and run again to compare\n",
 				r.Projection, r.LiveLag, projections.MaxCompareLag)
 		}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -117,7 +119,70 @@ func TestProjectionsStatusAndRebuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "notification_status") || strings.Count(out, " 0\n") != 2 {
-		t.Errorf("status after the rebuild:\n%s\nwant both projections with a lag of 0", out)
+	if !strings.Contains(out, "notification_status") || len(regexp.MustCompile(`\s0\s+ok\n`).FindAllString(out, -1)) != 2 {
+		t.Errorf("status after the rebuild:\n%s\nwant both projections with a lag of 0, ok", out)
+	}
+}
+
+// A projection stopped at a gap in a stream's versions says so in "projections status", with the
+// stop's reason and time, in the table and in JSON, until a rebuild clears it.
+func TestProjectionsStatusShowsAStop(t *testing.T) {
+	commandSettings(t)
+	db := heraldtest.NewDatabase(t)
+	log := events.NewLog(db.Pool)
+	ctx := context.Background()
+	id := uuid.NewString()
+	if _, err := log.Append(ctx, id, 0, events.Metadata{Actor: "test"},
+		&events.NotificationQueued{Channel: herald.ChannelEmail, Recipient: "a@example.com", Content: "c", Body: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	reason := "notification_status: stream " + id + ": event at position 9 is version 3, but the read model is at version 1"
+	if err := log.SetConsumerCursor(ctx, nil, "notification_status", events.Cursor{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := log.StopConsumer(ctx, nil, "notification_status", reason); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := runHerald(t, "projections", "status", "--database-url", db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"STATE", "STOPPED since ", reason, `rebuild it with "herald projections rebuild notification_status"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status:\n%s\nwant it to say %q", out, want)
+		}
+	}
+	if !regexp.MustCompile(`notification_history\s+0\s+1\s+1\s+ok\n`).MatchString(out) {
+		t.Errorf("status:\n%s\nwant notification_history ok", out)
+	}
+
+	out, err = runHerald(t, "projections", "status", "-o", "json", "--database-url", db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var statuses []struct {
+		Name      string     `json:"name"`
+		Stopped   string     `json:"stopped"`
+		StoppedAt *time.Time `json:"stopped_at"`
+	}
+	if err := json.Unmarshal([]byte(out), &statuses); err != nil {
+		t.Fatalf("status -o json printed %q: %v", out, err)
+	}
+	if len(statuses) != 2 || statuses[0].Stopped != reason || statuses[0].StoppedAt == nil || time.Since(*statuses[0].StoppedAt) > time.Minute ||
+		statuses[1].Stopped != "" || statuses[1].StoppedAt != nil {
+		t.Errorf("status -o json:\n%s\nwant notification_status stopped now, notification_history not", out)
+	}
+
+	heraldtest.WaitLogVisible(t, db, 1)
+	if _, err := runHerald(t, "projections", "rebuild", "notification_status", "--progress", "none", "--database-url", db.URL); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runHerald(t, "projections", "status", "--database-url", db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "STOPPED") {
+		t.Errorf("status after the rebuild:\n%s\nwant the stop cleared", out)
 	}
 }
