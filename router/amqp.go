@@ -138,11 +138,14 @@ func (m headerTolerantMarshaler) Unmarshal(d amqp091.Delivery) (*message.Message
 
 // Topology keeps Herald's queues declared. A message published to the default exchange with no
 // queue to route it to is dropped silently, confirms or not; so the queues are declared before
-// anything is published, and again after every reconnection, in case the broker came back
-// without its definitions. Topology also answers whether RabbitMQ is reachable.
+// anything is published, again after every reconnection, in case the broker came back without
+// its definitions, and again whenever a publisher finds a queue missing (Unroutable) — deleted by
+// hand, say. Topology also answers whether RabbitMQ is reachable and the queues declared.
 type Topology struct {
 	cfg    AMQPConfig
 	logger *slog.Logger
+
+	redeclare chan string // queues a publisher found missing
 
 	mu       sync.Mutex
 	declared chan struct{} // closed while the queues are known to exist
@@ -153,16 +156,30 @@ type Topology struct {
 // NewTopology returns a topology keeper for cfg; Run makes it work.
 func NewTopology(cfg AMQPConfig, logger *slog.Logger) *Topology {
 	return &Topology{
-		cfg:      cfg,
-		logger:   logger,
-		declared: make(chan struct{}),
-		lost:     make(chan struct{}),
-		lastErr:  errors.New("not connected to RabbitMQ yet"),
+		cfg:       cfg,
+		logger:    logger,
+		redeclare: make(chan string, 1),
+		declared:  make(chan struct{}),
+		lost:      make(chan struct{}),
+		lastErr:   errors.New("not connected to RabbitMQ yet"),
+	}
+}
+
+// Unroutable tells the topology that RabbitMQ had no queue for a message published to queue: it
+// declares the queues again. Until it has, publishers keep failing, and their messages stay where
+// they came from. It does not block.
+func (t *Topology) Unroutable(queue string) {
+	select {
+	case t.redeclare <- queue:
+	default: // a redeclaration is already due
 	}
 }
 
 // Run connects, declares the queues, and does both again whenever the connection drops, until
-// ctx is done.
+// ctx is done. When a publisher reports a queue missing, it declares them again on the same
+// connection; if that fails (RabbitMQ refuses, say, after a permission or policy change), the
+// topology is down — publishers refuse, the relay pauses, readiness says why — and it reconnects
+// and tries again with backoff.
 func (t *Topology) Run(ctx context.Context) error {
 	wait := backoff{min: 200 * time.Millisecond, max: 5 * time.Second}
 	for ctx.Err() == nil {
@@ -180,10 +197,30 @@ func (t *Topology) Run(ctx context.Context) error {
 		closed := conn.NotifyClose(make(chan *amqp091.Error, 1))
 		t.setUp()
 		t.logger.InfoContext(ctx, "RabbitMQ queues declared", "queues", []string{QueueEmail, QueueSMS, QueuePoison})
+		if stop := t.watch(ctx, conn, closed); stop {
+			return nil
+		}
+	}
+	return nil
+}
+
+// watch holds conn until ctx is done (it returns true) or the queues can no longer be known to
+// exist (false): the connection closed, or declaring them again after an unroutable publish
+// failed.
+func (t *Topology) watch(ctx context.Context, conn *amqp091.Connection, closed <-chan *amqp091.Error) (stop bool) {
+	for {
 		select {
 		case <-ctx.Done():
 			_ = conn.Close()
-			return nil
+			return true
+		case queue := <-t.redeclare:
+			t.logger.WarnContext(ctx, "RabbitMQ could not route to a queue, declaring the queues again", "queue", queue)
+			if err := t.declare(conn); err != nil {
+				t.setDown(err)
+				t.logger.WarnContext(ctx, "RabbitMQ queues cannot be declared again", "error", err)
+				return false
+			}
+			t.logger.InfoContext(ctx, "RabbitMQ queues declared again", "queues", []string{QueueEmail, QueueSMS, QueuePoison})
 		case cerr := <-closed:
 			err := errors.New("connection closed")
 			if cerr != nil {
@@ -191,9 +228,9 @@ func (t *Topology) Run(ctx context.Context) error {
 			}
 			t.setDown(err)
 			t.logger.WarnContext(ctx, "RabbitMQ connection lost", "error", err)
+			return false
 		}
 	}
-	return nil
 }
 
 func (t *Topology) declare(conn *amqp091.Connection) error {
