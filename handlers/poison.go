@@ -59,6 +59,10 @@ type ParkedKey struct {
 type ParkedQueue interface {
 	// List returns every parked message and leaves every one of them parked.
 	List(ctx context.Context) ([]ParkedMessage, error)
+	// Walk hands the parked messages to fn one at a time, in queue order, until fn returns false
+	// or there are no more, and leaves every one of them parked. It holds no message but the one
+	// fn is given, so its memory does not grow with the queue.
+	Walk(ctx context.Context, fn func(ParkedMessage) bool) error
 	// Remove deletes every parked message one of keys names and leaves the others parked. It
 	// returns how many messages it deleted per notification id.
 	Remove(ctx context.Context, keys []ParkedKey) (map[string]int, error)
