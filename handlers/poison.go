@@ -241,7 +241,14 @@ func (o *Operator) Show(ctx context.Context, id string) (ParkedDetail, error) {
 	if err != nil {
 		return ParkedDetail{}, err
 	}
-	msgs, err := o.queue.List(ctx)
+	// Only this notification's messages are kept: memory does not grow with the queue.
+	var msgs []ParkedMessage
+	err = o.queue.Walk(ctx, func(m ParkedMessage) bool {
+		if m.NotificationID == id {
+			msgs = append(msgs, m)
+		}
+		return true
+	})
 	if err != nil {
 		return ParkedDetail{}, fmt.Errorf("show %s: %w", id, err)
 	}
@@ -251,9 +258,7 @@ func (o *Operator) Show(ctx context.Context, id string) (ParkedDetail, error) {
 	}
 	d := ParkedDetail{Notification: st.n}
 	for _, m := range msgs {
-		if m.NotificationID == id {
-			d.Messages = append(d.Messages, st.parked(m))
-		}
+		d.Messages = append(d.Messages, st.parked(m))
 	}
 	if st.n.Version == 0 && len(d.Messages) == 0 {
 		return ParkedDetail{}, herald.Errorf(herald.ENOTFOUND, "no notification %s", id)

@@ -103,6 +103,10 @@ func pageAll(t *testing.T, op *handlers.Operator, q handlers.ParkedQuery) (ids [
 }
 
 func newPagingOperator(t *testing.T, amqpURL string) *handlers.Operator {
+	return newBenchOperator(t, amqpURL)
+}
+
+func newBenchOperator(t testing.TB, amqpURL string) *handlers.Operator {
 	t.Helper()
 	db := heraldtest.NewDatabase(t)
 	return handlers.NewOperator(db.Pool, events.NewLog(db.Pool), router.NewOutbox(nil), router.NewPoisonQueue(amqpURL))
