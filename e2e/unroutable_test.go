@@ -44,3 +44,22 @@ func TestUnroutableCommandWaitsForItsQueue(t *testing.T) {
 	startHerald(t, heraldOpts{Deps: d, Commands: []string{"worker", "projector"}})
 	checkDelivered(t, h, id, c)
 }
+
+// A work queue deleted while workers consume from it: RabbitMQ cancels their consumers, the
+// workers declare it again and go on, nothing is parked for it, and what is sent next is
+// delivered.
+func TestWorkQueueDeletedUnderWorkers(t *testing.T) {
+	t.Parallel()
+	d := newDeps(t)
+	h := startHerald(t, heraldOpts{Deps: d, Commands: []string{"all"}})
+
+	before := emailCase(1)
+	checkDelivered(t, h, sendCorrelated(t, h.API, before.req, before.correlation), before)
+
+	heraldtest.RabbitAPI(t, d.AMQPURL, http.MethodDelete, "/api/queues/{vhost}/"+queueEmail, "")
+	after := emailCase(2)
+	checkDelivered(t, h, sendCorrelated(t, h.API, after.req, after.correlation), after)
+	if n := heraldtest.QueueDepth(t, d.AMQPURL, queuePoison); n != 0 {
+		t.Errorf("the poison queue holds %d messages after a work queue was deleted, want none", n)
+	}
+}

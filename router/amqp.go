@@ -123,7 +123,17 @@ type headerTolerantMarshaler struct {
 	amqp.DefaultMarshaler
 }
 
+// errNoDelivery is the error for the empty delivery a cancelled consumer's closed channel yields.
+var errNoDelivery = errors.New("no delivery: the consumer was cancelled (its queue deleted?)")
+
 func (m headerTolerantMarshaler) Unmarshal(d amqp091.Delivery) (*message.Message, error) {
+	if d.Acknowledger == nil {
+		// RabbitMQ cancels the consumers of a deleted queue, and watermill-amqp then reads the
+		// closed delivery channel's zero value as a message: without this refusal, a handler
+		// would get an empty command and park it. Refused, the subscription fails to nack it,
+		// reconnects and declares the queue again.
+		return nil, errNoDelivery
+	}
 	headers := make(amqp091.Table, len(d.Headers))
 	for k, v := range d.Headers {
 		if s, ok := v.(string); ok {
