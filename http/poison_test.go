@@ -2,6 +2,7 @@ package http_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -29,6 +30,8 @@ import (
 type memoryParked struct {
 	mu   sync.Mutex
 	msgs []handlers.ParkedMessage
+	// walkTime is how long a walk takes, as one deep in a large queue does.
+	walkTime time.Duration
 }
 
 func (q *memoryParked) List(context.Context) ([]handlers.ParkedMessage, error) {
@@ -38,6 +41,7 @@ func (q *memoryParked) List(context.Context) ([]handlers.ParkedMessage, error) {
 }
 
 func (q *memoryParked) Walk(ctx context.Context, fn func(handlers.ParkedMessage) bool) error {
+	time.Sleep(q.walkTime)
 	msgs, _ := q.List(ctx)
 	for _, m := range msgs {
 		if !fn(m) {
@@ -243,6 +247,35 @@ func TestListParkedPages(t *testing.T) {
 	r := doRequest(t, api.url, http.MethodGet, "/api/v1/poison?channel=sms", "", nil)
 	if page := decodeJSON[pageResponse](t, r); len(page.Parked) != 3 || page.NextCursor != "" {
 		t.Errorf("GET /api/v1/poison?channel=sms: %s; want the 3 SMS and no next page", r.body)
+	}
+}
+
+// A page deep in a large queue takes longer than the server's write timeout allows the rest of
+// the API; it is answered all the same.
+func TestSlowPoisonPageOutlivesWriteTimeout(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	log := events.NewLog(db.Pool)
+	parked := &memoryParked{walkTime: 600 * time.Millisecond}
+	parked.msgs = append(parked.msgs, handlers.ParkedMessage{NotificationID: uuid.NewString(), Channel: herald.ChannelSMS, MessageID: "m-1"})
+	srv := heraldhttp.NewServer(
+		heraldhttp.Config{MaxBodyBytes: 1 << 10},
+		handlers.NewAcceptor(db.Pool, log, router.NewOutbox(nil), handlers.DefaultLimits),
+		projections.NewReader(db.Pool, log),
+		nil, testLogger(t),
+	).WithOperator(handlers.NewOperator(db.Pool, log, router.NewOutbox(nil), parked))
+	ts := httptest.NewUnstartedServer(srv.Handler())
+	ts.Config.WriteTimeout = 200 * time.Millisecond
+	ts.Start()
+	t.Cleanup(ts.Close)
+
+	resp, err := http.Get(ts.URL + "/api/v1/poison")
+	if err != nil {
+		t.Fatalf("GET /api/v1/poison with a walk slower than the write timeout: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"m-1"`) {
+		t.Errorf("GET /api/v1/poison: %d %s (%v); want 200 with the parked message", resp.StatusCode, body, err)
 	}
 }
 
