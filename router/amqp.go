@@ -149,11 +149,14 @@ func (m headerTolerantMarshaler) Unmarshal(d amqp091.Delivery) (*message.Message
 // Topology keeps Herald's queues declared. A message published to the default exchange with no
 // queue to route it to is dropped silently, confirms or not; so the queues are declared before
 // anything is published, again after every reconnection, in case the broker came back without
-// its definitions, and again whenever a publisher finds a queue missing (Unroutable) — deleted by
+// its definitions, and again when a publisher finds a queue missing (Unroutable) — deleted by
 // hand, say. Topology also answers whether RabbitMQ is reachable and the queues declared.
 type Topology struct {
 	cfg    AMQPConfig
 	logger *slog.Logger
+	// missingGrace is how long the topology stays down after a publisher found a queue missing
+	// before it declares the queues again.
+	missingGrace time.Duration
 
 	redeclare chan string // queues a publisher found missing
 
@@ -166,18 +169,19 @@ type Topology struct {
 // NewTopology returns a topology keeper for cfg; Run makes it work.
 func NewTopology(cfg AMQPConfig, logger *slog.Logger) *Topology {
 	return &Topology{
-		cfg:       cfg,
-		logger:    logger,
-		redeclare: make(chan string, 1),
-		declared:  make(chan struct{}),
-		lost:      make(chan struct{}),
-		lastErr:   errors.New("not connected to RabbitMQ yet"),
+		cfg:          cfg,
+		logger:       logger,
+		missingGrace: time.Second,
+		redeclare:    make(chan string, 1),
+		declared:     make(chan struct{}),
+		lost:         make(chan struct{}),
+		lastErr:      errors.New("not connected to RabbitMQ yet"),
 	}
 }
 
-// Unroutable tells the topology that RabbitMQ had no queue for a message published to queue: it
-// declares the queues again. Until it has, publishers keep failing, and their messages stay where
-// they came from. It does not block.
+// Unroutable tells the topology that RabbitMQ had no queue for a message published to queue: the
+// topology goes down — publishers refuse, the relay pauses, readiness says why — and declares the
+// queues again shortly. It does not block.
 func (t *Topology) Unroutable(queue string) {
 	select {
 	case t.redeclare <- queue:
@@ -185,11 +189,9 @@ func (t *Topology) Unroutable(queue string) {
 	}
 }
 
-// Run connects, declares the queues, and does both again whenever the connection drops, until
-// ctx is done. When a publisher reports a queue missing, it declares them again on the same
-// connection; if that fails (RabbitMQ refuses, say, after a permission or policy change), the
-// topology is down — publishers refuse, the relay pauses, readiness says why — and it reconnects
-// and tries again with backoff.
+// Run connects, declares the queues, and does both again whenever the connection drops or a
+// queue is found missing, until ctx is done. If declaring fails (RabbitMQ refuses, say, after a
+// permission or policy change), the topology stays down and tries again with backoff.
 func (t *Topology) Run(ctx context.Context) error {
 	wait := backoff{min: 200 * time.Millisecond, max: 5 * time.Second}
 	for ctx.Err() == nil {
@@ -214,32 +216,39 @@ func (t *Topology) Run(ctx context.Context) error {
 	return nil
 }
 
-// watch holds conn until ctx is done (it returns true) or the queues can no longer be known to
-// exist (false): the connection closed, or declaring them again after an unroutable publish
-// failed.
+// watch holds conn until ctx is done (it returns true), the connection closes, or a queue is
+// found missing (false).
+//
+// A missing queue is not declared again at once. Deleting a queue makes RabbitMQ cancel its
+// consumers, asynchronously; declaring the same name before it has done so can leave the
+// workers' consumers attached to nothing (measured with quorum queues on RabbitMQ 3.10: the new
+// queue shows the consumers and hands a command to one that never receives it). Workers that were
+// cancelled declare the queue themselves as they subscribe again; the topology declares it after
+// missingGrace, for when no worker runs.
 func (t *Topology) watch(ctx context.Context, conn *amqp091.Connection, closed <-chan *amqp091.Error) (stop bool) {
-	for {
+	select {
+	case <-ctx.Done():
+		_ = conn.Close()
+		return true
+	case queue := <-t.redeclare:
+		t.setDown(fmt.Errorf("queue %s is missing: RabbitMQ could not route to it", queue))
+		t.logger.WarnContext(ctx, "RabbitMQ could not route to a queue, declaring the queues again shortly",
+			"queue", queue, "retry_in", t.missingGrace)
+		_ = conn.Close()
 		select {
 		case <-ctx.Done():
-			_ = conn.Close()
 			return true
-		case queue := <-t.redeclare:
-			t.logger.WarnContext(ctx, "RabbitMQ could not route to a queue, declaring the queues again", "queue", queue)
-			if err := t.declare(conn); err != nil {
-				t.setDown(err)
-				t.logger.WarnContext(ctx, "RabbitMQ queues cannot be declared again", "error", err)
-				return false
-			}
-			t.logger.InfoContext(ctx, "RabbitMQ queues declared again", "queues", []string{QueueEmail, QueueSMS, QueuePoison})
-		case cerr := <-closed:
-			err := errors.New("connection closed")
-			if cerr != nil {
-				err = cerr
-			}
-			t.setDown(err)
-			t.logger.WarnContext(ctx, "RabbitMQ connection lost", "error", err)
-			return false
+		case <-time.After(t.missingGrace):
 		}
+		return false
+	case cerr := <-closed:
+		err := errors.New("connection closed")
+		if cerr != nil {
+			err = cerr
+		}
+		t.setDown(err)
+		t.logger.WarnContext(ctx, "RabbitMQ connection lost", "error", err)
+		return false
 	}
 }
 
