@@ -192,6 +192,10 @@ func ParseID(id string) (string, error) {
 // Parked lists every parked message, of channel only unless it is empty, with its notification's
 // state: failed first, by when they failed, then stale, orphaned and unreadable messages. It
 // returns the queue's EUNAVAILABLE when it cannot look.
+//
+// Sorting needs every message at once, so Parked holds the whole queue in memory: fine for a
+// few thousand, not for a deep queue. The API and the CLI list with ParkedPage and WalkParked,
+// whose memory is bounded by a page.
 func (o *Operator) Parked(ctx context.Context, channel herald.Channel) ([]Parked, error) {
 	msgs, err := o.queue.List(ctx)
 	if err != nil {
