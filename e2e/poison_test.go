@@ -76,6 +76,7 @@ type parkedListJSON struct {
 		Stale     bool       `json:"stale"`
 		MessageID string     `json:"message_id"`
 	} `json:"parked"`
+	NextCursor string `json:"next_cursor"`
 }
 
 // operatorEntry is a history entry with the fields operator actions fill in.
@@ -133,6 +134,24 @@ func TestPoisonRequeueAndDiscard(t *testing.T) {
 	}
 	if !found || len(list.Parked) != 2 {
 		t.Fatalf("poison list shows %+v; want both failed notifications, %s among them", list.Parked, smsID)
+	}
+	// A page at a time: the CLI's pages are the API's, and together they hold both, once.
+	var first, second, api parkedListJSON
+	if err := json.Unmarshal([]byte(mustRunCLI(t, h, "poison", "list", "--limit", "1", "-o", "json")), &first); err != nil {
+		t.Fatalf("poison list --limit 1 -o json: %v", err)
+	}
+	if len(first.Parked) != 1 || first.NextCursor == "" {
+		t.Fatalf("poison list --limit 1 shows %+v; want one message and a cursor", first)
+	}
+	if err := json.Unmarshal([]byte(mustRunCLI(t, h, "poison", "list", "--limit", "1", "--cursor", first.NextCursor, "-o", "json")), &second); err != nil {
+		t.Fatalf("poison list --cursor -o json: %v", err)
+	}
+	if len(second.Parked) != 1 || second.NextCursor != "" || second.Parked[0].ID == first.Parked[0].ID {
+		t.Errorf("poison list --cursor shows %+v after %+v; want the other message and no cursor", second, first)
+	}
+	getJSON(t, h.API+"/api/v1/poison?limit=1", &api)
+	if len(api.Parked) != 1 || api.Parked[0].MessageID != first.Parked[0].MessageID || api.NextCursor != first.NextCursor {
+		t.Errorf("GET /api/v1/poison?limit=1 = %+v; want what the CLI showed, %+v", api, first)
 	}
 	// Listing takes nothing away.
 	waitQueueDepth(t, h.AMQPURL, queuePoison, 2, 10*time.Second)

@@ -59,6 +59,10 @@ type ParkedKey struct {
 type ParkedQueue interface {
 	// List returns every parked message and leaves every one of them parked.
 	List(ctx context.Context) ([]ParkedMessage, error)
+	// Walk hands the parked messages to fn one at a time, in queue order, until fn returns false
+	// or there are no more, and leaves every one of them parked. It holds no message but the one
+	// fn is given, so its memory does not grow with the queue.
+	Walk(ctx context.Context, fn func(ParkedMessage) bool) error
 	// Remove deletes every parked message one of keys names and leaves the others parked. It
 	// returns how many messages it deleted per notification id.
 	Remove(ctx context.Context, keys []ParkedKey) (map[string]int, error)
@@ -188,6 +192,10 @@ func ParseID(id string) (string, error) {
 // Parked lists every parked message, of channel only unless it is empty, with its notification's
 // state: failed first, by when they failed, then stale, orphaned and unreadable messages. It
 // returns the queue's EUNAVAILABLE when it cannot look.
+//
+// Sorting needs every message at once, so Parked holds the whole queue in memory: fine for a
+// few thousand, not for a deep queue. The API and the CLI list with ParkedPage and WalkParked,
+// whose memory is bounded by a page.
 func (o *Operator) Parked(ctx context.Context, channel herald.Channel) ([]Parked, error) {
 	msgs, err := o.queue.List(ctx)
 	if err != nil {
@@ -237,7 +245,14 @@ func (o *Operator) Show(ctx context.Context, id string) (ParkedDetail, error) {
 	if err != nil {
 		return ParkedDetail{}, err
 	}
-	msgs, err := o.queue.List(ctx)
+	// Only this notification's messages are kept: memory does not grow with the queue.
+	var msgs []ParkedMessage
+	err = o.queue.Walk(ctx, func(m ParkedMessage) bool {
+		if m.NotificationID == id {
+			msgs = append(msgs, m)
+		}
+		return true
+	})
 	if err != nil {
 		return ParkedDetail{}, fmt.Errorf("show %s: %w", id, err)
 	}
@@ -247,9 +262,7 @@ func (o *Operator) Show(ctx context.Context, id string) (ParkedDetail, error) {
 	}
 	d := ParkedDetail{Notification: st.n}
 	for _, m := range msgs {
-		if m.NotificationID == id {
-			d.Messages = append(d.Messages, st.parked(m))
-		}
+		d.Messages = append(d.Messages, st.parked(m))
 	}
 	if st.n.Version == 0 && len(d.Messages) == 0 {
 		return ParkedDetail{}, herald.Errorf(herald.ENOTFOUND, "no notification %s", id)

@@ -43,6 +43,16 @@ func (q *fakeParked) List(context.Context) ([]handlers.ParkedMessage, error) {
 	return slices.Clone(q.msgs), nil
 }
 
+func (q *fakeParked) Walk(ctx context.Context, fn func(handlers.ParkedMessage) bool) error {
+	msgs, _ := q.List(ctx)
+	for _, m := range msgs {
+		if !fn(m) {
+			return nil
+		}
+	}
+	return nil
+}
+
 func (q *fakeParked) Remove(_ context.Context, keys []handlers.ParkedKey) (map[string]int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -22,8 +23,9 @@ import (
 
 // Operator is what operators do to failed notifications (see handlers.Operator).
 type Operator interface {
-	// Parked lists the parked messages, of channel unless it is empty, with their notifications.
-	Parked(ctx context.Context, channel herald.Channel) ([]handlers.Parked, error)
+	// ParkedPage lists one page of the parked messages, in queue order, with their notifications:
+	// EINVALID for a limit out of range or a cursor it did not give.
+	ParkedPage(ctx context.Context, q handlers.ParkedQuery) (handlers.ParkedPage, error)
 	// Requeue and Discard act on the selected notifications, or on none of them: EINVALID for a
 	// bad actor or reason, ENOTFOUND for an unknown notification, ECONFLICT for one that is not
 	// failed (or already discarded) and has nothing parked.
@@ -79,38 +81,76 @@ func toParkedJSON(p handlers.Parked) parkedJSON {
 	return out
 }
 
+// poisonPageWriteTimeout is how long a page of the poison queue may take to answer. A page is
+// found by walking the queue from its head, so one deep in a large queue takes far longer than
+// the server's usual write timeout allows (about 20–45 s for the last of 100,000 on a small,
+// busy machine).
+const poisonPageWriteTimeout = 5 * time.Minute
+
+// listParked serves GET /api/v1/poison: a page of the poison queue, in queue order.
 func (s *Server) listParked(w http.ResponseWriter, r *http.Request) {
+	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(poisonPageWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.writeError(w, r, fmt.Errorf("extend the write deadline: %w", err))
+		return
+	}
 	q := r.URL.Query()
 	fields := map[string]string{}
 	for name := range q {
-		if name != "channel" {
-			fields[name] = "is not a known parameter: use channel"
+		switch name {
+		case "channel", "limit", "cursor":
+		default:
+			fields[name] = "is not a known parameter: use channel, limit and cursor"
 		}
 	}
-	var channel herald.Channel
+	query := handlers.ParkedQuery{Cursor: q.Get("cursor")}
 	if v := q.Get("channel"); v != "" {
 		c, err := herald.ParseChannel(v)
 		if err != nil {
 			fields["channel"] = herald.ErrorMessage(err)
 		}
-		channel = c
+		query.Channel = c
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > handlers.MaxParkedPageSize {
+			fields["limit"] = fmt.Sprintf("must be a whole number from 1 to %d", handlers.MaxParkedPageSize)
+		}
+		query.Limit = n
 	}
 	if len(fields) > 0 {
 		s.writeError(w, r, herald.Invalid("the listing is invalid", fields))
 		return
 	}
-	parked, err := s.operator.Parked(r.Context(), channel)
+	page, err := s.operator.ParkedPage(r.Context(), query)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	out := struct {
-		Parked []parkedJSON `json:"parked"`
-	}{Parked: make([]parkedJSON, 0, len(parked))}
-	for _, p := range parked {
-		out.Parked = append(out.Parked, toParkedJSON(p))
+	out := NewParkedPageJSON(page)
+	if page.Next != "" {
+		nq := r.URL.Query()
+		nq.Set("cursor", page.Next)
+		out.Next = "/api/v1/poison?" + nq.Encode()
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// ParkedPageJSON is a page of the poison queue as the API and `herald poison list -o json` show
+// it.
+type ParkedPageJSON struct {
+	Parked     []parkedJSON `json:"parked"`
+	NextCursor string       `json:"next_cursor,omitempty"`
+	// Next is the API path of the next page.
+	Next string `json:"next,omitempty"`
+}
+
+// NewParkedPageJSON returns the JSON shape of page, without the API link to the next page.
+func NewParkedPageJSON(page handlers.ParkedPage) ParkedPageJSON {
+	out := ParkedPageJSON{Parked: make([]parkedJSON, 0, len(page.Parked)), NextCursor: page.Next}
+	for _, p := range page.Parked {
+		out.Parked = append(out.Parked, toParkedJSON(p))
+	}
+	return out
 }
 
 // operatorResultJSON is the answer to a requeue or discard.

@@ -2,6 +2,7 @@ package http_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -29,12 +30,25 @@ import (
 type memoryParked struct {
 	mu   sync.Mutex
 	msgs []handlers.ParkedMessage
+	// walkTime is how long a walk takes, as one deep in a large queue does.
+	walkTime time.Duration
 }
 
 func (q *memoryParked) List(context.Context) ([]handlers.ParkedMessage, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return slices.Clone(q.msgs), nil
+}
+
+func (q *memoryParked) Walk(ctx context.Context, fn func(handlers.ParkedMessage) bool) error {
+	time.Sleep(q.walkTime)
+	msgs, _ := q.List(ctx)
+	for _, m := range msgs {
+		if !fn(m) {
+			return nil
+		}
+	}
+	return nil
 }
 
 func (q *memoryParked) Remove(_ context.Context, keys []handlers.ParkedKey) (map[string]int, error) {
@@ -169,15 +183,99 @@ func TestListParked(t *testing.T) {
 		ids = append(ids, p.ID)
 	}
 	if !slices.Equal(ids, []string{sms, email}) {
-		t.Errorf("GET /api/v1/poison listed %v, want %v (by failure time)", ids, []string{sms, email})
+		t.Errorf("GET /api/v1/poison listed %v, want %v (in queue order)", ids, []string{sms, email})
 	}
 
-	for query, field := range map[string]string{"?channel=fax": "channel", "?status=failed": "status"} {
+	for query, field := range map[string]string{
+		"?channel=fax": "channel", "?status=failed": "status", "?limit=0": "limit", "?limit=501": "limit", "?limit=x": "limit",
+		"?cursor=nonsense": "cursor",
+	} {
 		r := doRequest(t, api.url, http.MethodGet, "/api/v1/poison"+query, "", nil)
 		e := decodeErrorBody(t, r.header.Get("Content-Type"), r.body)
 		if r.status != http.StatusUnprocessableEntity || e.Error.Fields[field] == "" {
 			t.Errorf("GET /api/v1/poison%s: %d %s, want 422 naming %s", query, r.status, r.body, field)
 		}
+	}
+}
+
+// GET /api/v1/poison answers a page at a time, in queue order, with the cursor and the path of
+// the next page; following them visits every parked message once.
+func TestListParkedPages(t *testing.T) {
+	api := newPoisonAPI(t)
+	var want []string
+	for i := range 7 {
+		c := herald.ChannelEmail
+		if i%2 == 1 {
+			c = herald.ChannelSMS
+		}
+		want = append(want, api.notification(t, c, "+14155550123", true, failedTwice...))
+	}
+	type pageResponse struct {
+		Parked []struct {
+			ID string `json:"id"`
+		} `json:"parked"`
+		NextCursor string `json:"next_cursor"`
+		Next       string `json:"next"`
+	}
+
+	var got []string
+	var sizes []int
+	path := "/api/v1/poison?limit=3"
+	for path != "" {
+		r := doRequest(t, api.url, http.MethodGet, path, "", nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, r.status, r.body)
+		}
+		page := decodeJSON[pageResponse](t, r)
+		sizes = append(sizes, len(page.Parked))
+		for _, p := range page.Parked {
+			got = append(got, p.ID)
+		}
+		if (page.Next == "") != (page.NextCursor == "") || (page.Next != "" && !strings.Contains(page.Next, "cursor="+page.NextCursor)) {
+			t.Fatalf("GET %s: next %q does not carry next_cursor %q", path, page.Next, page.NextCursor)
+		}
+		path = page.Next
+		if len(sizes) > 5 {
+			t.Fatalf("more than 5 pages of 3 for 7 messages: %v", sizes)
+		}
+	}
+	if !slices.Equal(got, want) || !slices.Equal(sizes, []int{3, 3, 1}) {
+		t.Errorf("pages of 3 gave %v in pages of %v; want %v in pages of [3 3 1]", got, sizes, want)
+	}
+
+	// Without a limit, a page holds up to 50.
+	r := doRequest(t, api.url, http.MethodGet, "/api/v1/poison?channel=sms", "", nil)
+	if page := decodeJSON[pageResponse](t, r); len(page.Parked) != 3 || page.NextCursor != "" {
+		t.Errorf("GET /api/v1/poison?channel=sms: %s; want the 3 SMS and no next page", r.body)
+	}
+}
+
+// A page deep in a large queue takes longer than the server's write timeout allows the rest of
+// the API; it is answered all the same.
+func TestSlowPoisonPageOutlivesWriteTimeout(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	log := events.NewLog(db.Pool)
+	parked := &memoryParked{walkTime: 600 * time.Millisecond}
+	parked.msgs = append(parked.msgs, handlers.ParkedMessage{NotificationID: uuid.NewString(), Channel: herald.ChannelSMS, MessageID: "m-1"})
+	srv := heraldhttp.NewServer(
+		heraldhttp.Config{MaxBodyBytes: 1 << 10},
+		handlers.NewAcceptor(db.Pool, log, router.NewOutbox(nil), handlers.DefaultLimits),
+		projections.NewReader(db.Pool, log),
+		nil, testLogger(t),
+	).WithOperator(handlers.NewOperator(db.Pool, log, router.NewOutbox(nil), parked))
+	ts := httptest.NewUnstartedServer(srv.Handler())
+	ts.Config.WriteTimeout = 200 * time.Millisecond
+	ts.Start()
+	t.Cleanup(ts.Close)
+
+	resp, err := http.Get(ts.URL + "/api/v1/poison")
+	if err != nil {
+		t.Fatalf("GET /api/v1/poison with a walk slower than the write timeout: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"m-1"`) {
+		t.Errorf("GET /api/v1/poison: %d %s (%v); want 200 with the parked message", resp.StatusCode, body, err)
 	}
 }
 

@@ -123,7 +123,17 @@ type headerTolerantMarshaler struct {
 	amqp.DefaultMarshaler
 }
 
+// errNoDelivery is the error for the empty delivery a cancelled consumer's closed channel yields.
+var errNoDelivery = errors.New("no delivery: the consumer was cancelled (its queue deleted?)")
+
 func (m headerTolerantMarshaler) Unmarshal(d amqp091.Delivery) (*message.Message, error) {
+	if d.Acknowledger == nil {
+		// RabbitMQ cancels the consumers of a deleted queue, and watermill-amqp then reads the
+		// closed delivery channel's zero value as a message: without this refusal, a handler
+		// would get an empty command and park it. Refused, the subscription fails to nack it,
+		// reconnects and declares the queue again.
+		return nil, errNoDelivery
+	}
 	headers := make(amqp091.Table, len(d.Headers))
 	for k, v := range d.Headers {
 		if s, ok := v.(string); ok {
@@ -138,11 +148,17 @@ func (m headerTolerantMarshaler) Unmarshal(d amqp091.Delivery) (*message.Message
 
 // Topology keeps Herald's queues declared. A message published to the default exchange with no
 // queue to route it to is dropped silently, confirms or not; so the queues are declared before
-// anything is published, and again after every reconnection, in case the broker came back
-// without its definitions. Topology also answers whether RabbitMQ is reachable.
+// anything is published, again after every reconnection, in case the broker came back without
+// its definitions, and again when a publisher finds a queue missing (Unroutable) — deleted by
+// hand, say. Topology also answers whether RabbitMQ is reachable and the queues declared.
 type Topology struct {
 	cfg    AMQPConfig
 	logger *slog.Logger
+	// missingGrace is how long the topology stays down after a publisher found a queue missing
+	// before it declares the queues again.
+	missingGrace time.Duration
+
+	redeclare chan string // queues a publisher found missing
 
 	mu       sync.Mutex
 	declared chan struct{} // closed while the queues are known to exist
@@ -153,16 +169,29 @@ type Topology struct {
 // NewTopology returns a topology keeper for cfg; Run makes it work.
 func NewTopology(cfg AMQPConfig, logger *slog.Logger) *Topology {
 	return &Topology{
-		cfg:      cfg,
-		logger:   logger,
-		declared: make(chan struct{}),
-		lost:     make(chan struct{}),
-		lastErr:  errors.New("not connected to RabbitMQ yet"),
+		cfg:          cfg,
+		logger:       logger,
+		missingGrace: time.Second,
+		redeclare:    make(chan string, 1),
+		declared:     make(chan struct{}),
+		lost:         make(chan struct{}),
+		lastErr:      errors.New("not connected to RabbitMQ yet"),
 	}
 }
 
-// Run connects, declares the queues, and does both again whenever the connection drops, until
-// ctx is done.
+// Unroutable tells the topology that RabbitMQ had no queue for a message published to queue: the
+// topology goes down — publishers refuse, the relay pauses, readiness says why — and declares the
+// queues again shortly. It does not block.
+func (t *Topology) Unroutable(queue string) {
+	select {
+	case t.redeclare <- queue:
+	default: // a redeclaration is already due
+	}
+}
+
+// Run connects, declares the queues, and does both again whenever the connection drops or a
+// queue is found missing, until ctx is done. If declaring fails (RabbitMQ refuses, say, after a
+// permission or policy change), the topology stays down and tries again with backoff.
 func (t *Topology) Run(ctx context.Context) error {
 	wait := backoff{min: 200 * time.Millisecond, max: 5 * time.Second}
 	for ctx.Err() == nil {
@@ -180,20 +209,47 @@ func (t *Topology) Run(ctx context.Context) error {
 		closed := conn.NotifyClose(make(chan *amqp091.Error, 1))
 		t.setUp()
 		t.logger.InfoContext(ctx, "RabbitMQ queues declared", "queues", []string{QueueEmail, QueueSMS, QueuePoison})
-		select {
-		case <-ctx.Done():
-			_ = conn.Close()
+		if stop := t.watch(ctx, conn, closed); stop {
 			return nil
-		case cerr := <-closed:
-			err := errors.New("connection closed")
-			if cerr != nil {
-				err = cerr
-			}
-			t.setDown(err)
-			t.logger.WarnContext(ctx, "RabbitMQ connection lost", "error", err)
 		}
 	}
 	return nil
+}
+
+// watch holds conn until ctx is done (it returns true), the connection closes, or a queue is
+// found missing (false).
+//
+// A missing queue is not declared again at once. Deleting a queue makes RabbitMQ cancel its
+// consumers, asynchronously; declaring the same name before it has done so can leave the
+// workers' consumers attached to nothing (measured with quorum queues on RabbitMQ 3.10: the new
+// queue shows the consumers and hands a command to one that never receives it). Workers that were
+// cancelled declare the queue themselves as they subscribe again; the topology declares it after
+// missingGrace, for when no worker runs.
+func (t *Topology) watch(ctx context.Context, conn *amqp091.Connection, closed <-chan *amqp091.Error) (stop bool) {
+	select {
+	case <-ctx.Done():
+		_ = conn.Close()
+		return true
+	case queue := <-t.redeclare:
+		t.setDown(fmt.Errorf("queue %s is missing: RabbitMQ could not route to it", queue))
+		t.logger.WarnContext(ctx, "RabbitMQ could not route to a queue, declaring the queues again shortly",
+			"queue", queue, "retry_in", t.missingGrace)
+		_ = conn.Close()
+		select {
+		case <-ctx.Done():
+			return true
+		case <-time.After(t.missingGrace):
+		}
+		return false
+	case cerr := <-closed:
+		err := errors.New("connection closed")
+		if cerr != nil {
+			err = cerr
+		}
+		t.setDown(err)
+		t.logger.WarnContext(ctx, "RabbitMQ connection lost", "error", err)
+		return false
+	}
 }
 
 func (t *Topology) declare(conn *amqp091.Connection) error {

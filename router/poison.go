@@ -51,16 +51,36 @@ var ErrPoisonQueueMissing = errors.New("poison queue not declared yet: start a w
 // List returns every parked message, in queue order, and leaves them all in the queue.
 func (q *PoisonQueue) List(ctx context.Context) ([]handlers.ParkedMessage, error) {
 	var out []handlers.ParkedMessage
+	err := q.Walk(ctx, func(m handlers.ParkedMessage) bool {
+		out = append(out, m)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// errWalkDone stops a walk when its function has seen enough.
+var errWalkDone = errors.New("walk done")
+
+// Walk hands the parked messages to fn, in queue order, until fn returns false or the queue has
+// none left, and then hands them all back. It keeps nothing of a message fn has been given: the
+// broker holds the messages taken (unacknowledged, which is what bounds Walk's memory), and the
+// client only their delivery tags.
+func (q *PoisonQueue) Walk(ctx context.Context, fn func(handlers.ParkedMessage) bool) error {
 	err := q.session(ctx, func(ch *amqp091.Channel) error {
 		return q.drain(ctx, ch, func(d amqp091.Delivery) error {
-			out = append(out, decodeParked(d))
+			if !fn(decodeParked(d)) {
+				return errWalkDone
+			}
 			return nil
 		})
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", q.queue, err)
+	if err != nil && !errors.Is(err, errWalkDone) {
+		return fmt.Errorf("list %s: %w", q.queue, err)
 	}
-	return out, nil
+	return nil
 }
 
 // Remove deletes every message a key names — all copies: a command can be parked twice — and

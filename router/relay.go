@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
 	"github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/components/forwarder"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -32,8 +31,9 @@ type RelayConfig struct {
 }
 
 // Relay forwards commands from the outbox table to their RabbitMQ queues (watermill's forwarder).
-// A command leaves the outbox only once RabbitMQ confirmed it; while RabbitMQ is away, commands
-// wait in the outbox and the API keeps accepting.
+// A command leaves the outbox only once RabbitMQ routed it to its queue and confirmed it; while
+// RabbitMQ is away or its queue is missing, commands wait in the outbox and the API keeps
+// accepting.
 //
 // Each partition runs in one process at a time, whichever holds its consumer group's advisory
 // lock; in other `serve` processes it stands by. The relay runs whole or not at all: a partition
@@ -103,13 +103,7 @@ func (r *Relay) Run(ctx context.Context) error {
 // process holds the lock of, over one publisher.
 func (r *Relay) relay(ctx context.Context) error {
 	wlog := watermillLogger(r.logger)
-	pubCfg := r.amqp.watermill()
-	pubCfg.Publish.ChannelPoolSize = max(pubCfg.Publish.ChannelPoolSize, r.partitions())
-	pub, err := amqp.NewPublisher(pubCfg, wlog)
-	if err != nil {
-		r.health.setAll("cannot connect to RabbitMQ")
-		return fmt.Errorf("connect to RabbitMQ: %w", err)
-	}
+	pub := newRoutedPublisher(r.amqp, max(r.amqp.PublishChannels, r.partitions()), "herald relay", r.topology)
 	defer pub.Close()
 	if err := r.startPartitions(ctx); err != nil {
 		r.health.setAll(err.Error())
@@ -172,7 +166,9 @@ func (r *Relay) forward(ctx context.Context, k int, pub message.Publisher, wlog 
 		return fmt.Errorf("outbox subscriber %d: %w", k, err)
 	}
 	defer sub.Close()
-	fwd, err := forwarder.NewForwarder(sub, &declaredPublisher{pub: pub, topology: r.topology}, wlog, forwarder.Config{
+	// A command RabbitMQ cannot route is nacked and stays in the outbox: the publisher fails, and
+	// the topology declares the queues again.
+	fwd, err := forwarder.NewForwarder(sub, pub, wlog, forwarder.Config{
 		ForwarderTopic: TopicOutbox,
 		// An envelope that cannot be read never will be; it is logged, not retried forever.
 		AckWhenCannotUnwrap: true,
@@ -244,22 +240,6 @@ AND c.notification_id = ANY($2::text[])`, r.partitions(), ids)
 	}
 	return out, nil
 }
-
-// declaredPublisher publishes only while the queues are known to exist, so that a broker that
-// came back without its definitions does not swallow commands.
-type declaredPublisher struct {
-	pub      message.Publisher
-	topology *Topology
-}
-
-func (p *declaredPublisher) Publish(topic string, msgs ...*message.Message) error {
-	if err := p.topology.Ready(context.Background()); err != nil {
-		return err
-	}
-	return p.pub.Publish(topic, msgs...)
-}
-
-func (p *declaredPublisher) Close() error { return p.pub.Close() }
 
 // runUntilDone runs run (a watermill router or forwarder) and closes it when ctx is done. Closing
 // rather than cancelling lets messages in flight finish.

@@ -84,15 +84,19 @@ func (w *Workers) Run(ctx context.Context) error {
 		}
 	}
 	defer conn.Close()
+	// Parking checks, as the relay does, that RabbitMQ routed the command to the poison queue: a
+	// command parked nowhere would be acknowledged and lost.
+	poisonPub := newRoutedPublisher(w.amqp, w.amqp.PublishChannels, "herald worker poison", w.topology)
+	defer poisonPub.Close()
 
-	router, err := w.router(conn, wlog)
+	router, err := w.router(conn, poisonPub, wlog)
 	if err != nil {
 		return err
 	}
 	return runUntilDone(ctx, router.Run, router.Close)
 }
 
-func (w *Workers) router(conn *amqp.ConnectionWrapper, wlog watermill.LoggerAdapter) (*message.Router, error) {
+func (w *Workers) router(conn *amqp.ConnectionWrapper, poisonPub message.Publisher, wlog watermill.LoggerAdapter) (*message.Router, error) {
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: w.cfg.CloseTimeout}, wlog)
 	if err != nil {
 		return nil, fmt.Errorf("workers: %w", err)
@@ -102,11 +106,7 @@ func (w *Workers) router(conn *amqp.ConnectionWrapper, wlog watermill.LoggerAdap
 	}
 
 	amqpCfg := w.amqp.watermill()
-	poisonPub, err := amqp.NewPublisherWithConnection(amqpCfg, wlog, conn)
-	if err != nil {
-		return nil, fmt.Errorf("workers: poison publisher: %w", err)
-	}
-	poison, err := middleware.PoisonQueueWithFilter(&detachedPublisher{&declaredPublisher{pub: poisonPub, topology: w.topology}}, QueuePoison, handlers.Final)
+	poison, err := middleware.PoisonQueueWithFilter(&detachedPublisher{poisonPub}, QueuePoison, handlers.Final)
 	if err != nil {
 		return nil, fmt.Errorf("workers: poison queue: %w", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
+	heraldhttp "github.com/herald-notify/herald/http"
 	"github.com/herald-notify/herald/router"
 )
 
@@ -103,16 +104,24 @@ func poisonListCommand() *cobra.Command {
 	var (
 		cfg     poisonConfig
 		channel string
+		limit   int
+		cursor  string
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the parked notifications: id, channel, recipient, reason, attempts, when they failed",
-		Long: `list shows every message in the poison queue with its notification's state from the event
-log: channel, recipient, why it failed (permanent_error or attempts_exhausted, and the last
-error), how many attempts were made and when it failed. A message whose notification is no
-longer failed is stale: left over from a requeue or a discard whose removal did not happen, or
+		Long: `list shows the messages in the poison queue, in queue order, with their notifications' state
+from the event log: channel, recipient, why it failed (permanent_error or attempts_exhausted, and
+the last error), how many attempts were made and when it failed. A message whose notification is
+no longer failed is stale: left over from a requeue or a discard whose removal did not happen, or
 a command RabbitMQ dead-lettered while its notification was still under way (a requeue sends
-that one again). The messages stay in the queue.`,
+that one again). The messages stay in the queue.
+
+Without --limit, list walks the whole queue once and prints it as it goes, 50 messages at a
+time. With --limit N it prints one page of at most N messages and, when there are more, the
+cursor of the next page; --cursor C prints the page after the one that gave C (its JSON is the
+API's GET /api/v1/poison). Memory stays bounded by the page, whatever the queue's depth; a page
+takes longer the further into the queue it is, since AMQP cannot seek.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := cfg.validate(); err != nil {
@@ -122,22 +131,85 @@ that one again). The messages stay in the queue.`,
 			if err != nil {
 				return err
 			}
+			if limit < 0 || limit > handlers.MaxParkedPageSize {
+				return fmt.Errorf("--limit %d: want 1 to %d, or 0 for the whole queue", limit, handlers.MaxParkedPageSize)
+			}
 			op, done, err := cfg.operator(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			parked, err := op.Parked(cmd.Context(), c)
+			if limit == 0 && cursor == "" {
+				return streamParked(cmd.Context(), cmd.OutOrStdout(), cfg.output, op, c)
+			}
+			page, err := op.ParkedPage(cmd.Context(), handlers.ParkedQuery{Channel: c, Limit: limit, Cursor: cursor})
 			if err != nil {
 				return poisonCLIError(err)
 			}
-			return printParked(cmd.OutOrStdout(), cfg.output, parked)
+			if cfg.output == "json" {
+				return poisonWriteJSON(cmd.OutOrStdout(), heraldhttp.NewParkedPageJSON(page))
+			}
+			if err := printParked(cmd.OutOrStdout(), page.Parked, true); err != nil {
+				return err
+			}
+			if page.Next != "" {
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "\nMore are parked: --cursor %s\n", page.Next)
+			}
+			return err
 		},
 	}
 	cfg.register(newSettings(cmd))
 	cmd.Flags().StringVar(&channel, "channel", "", "list only the notifications of this channel: email or sms")
-	markArguments(cmd.Flags(), "channel")
+	cmd.Flags().IntVar(&limit, "limit", 0, fmt.Sprintf("print one page of at most this many messages (1 to %d; 0: the whole queue)", handlers.MaxParkedPageSize))
+	cmd.Flags().StringVar(&cursor, "cursor", "", "print the page after the one that gave this cursor")
+	markArguments(cmd.Flags(), "channel", "limit", "cursor")
 	return cmd
+}
+
+// streamParked prints the whole poison queue in one walk, a page at a time, holding no more than
+// a page. Its JSON is the shape of one page that holds them all.
+func streamParked(ctx context.Context, w io.Writer, output string, op *handlers.Operator, c herald.Channel) error {
+	first, listed := true, false
+	if output == "json" {
+		if _, err := io.WriteString(w, "{\n  \"parked\": ["); err != nil {
+			return err
+		}
+	}
+	err := op.WalkParked(ctx, c, handlers.DefaultParkedPageSize, func(batch []handlers.Parked) error {
+		listed = listed || len(batch) > 0
+		if output != "json" {
+			err := printParked(w, batch, first)
+			first = false
+			return err
+		}
+		// The API's shape of each message, written as it comes.
+		for _, p := range heraldhttp.NewParkedPageJSON(handlers.ParkedPage{Parked: batch}).Parked {
+			b, err := json.MarshalIndent(p, "    ", "  ")
+			if err != nil {
+				return err
+			}
+			sep := ",\n    "
+			if first {
+				sep, first = "\n    ", false
+			}
+			if _, err := fmt.Fprintf(w, "%s%s", sep, b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return poisonCLIError(err)
+	}
+	switch {
+	case output == "json" && listed:
+		_, err = io.WriteString(w, "\n  ]\n}\n")
+	case output == "json":
+		_, err = io.WriteString(w, "]\n}\n")
+	case !listed:
+		_, err = fmt.Fprintln(w, "Nothing is parked.")
+	}
+	return err
 }
 
 func poisonShowCommand() *cobra.Command {
@@ -353,40 +425,6 @@ func poisonCLIError(err error) error {
 // The JSON shapes the poison commands print for scripts. The list's items are those of the
 // API's GET /api/v1/poison.
 
-type parkedJSON struct {
-	ID         string     `json:"id"`
-	Type       string     `json:"type"`
-	Recipient  string     `json:"recipient"`
-	Status     string     `json:"status"`
-	Reason     string     `json:"reason"`
-	Error      string     `json:"error"`
-	Attempts   int        `json:"attempts"`
-	FailedAt   *time.Time `json:"failed_at"`
-	Stale      bool       `json:"stale"`
-	MessageID  string     `json:"message_id"`
-	Unreadable string     `json:"unreadable,omitempty"`
-}
-
-func toParkedJSON(p handlers.Parked) parkedJSON {
-	out := parkedJSON{
-		ID:         p.Message.NotificationID,
-		Type:       string(p.Channel()),
-		Recipient:  p.Notification.Recipient,
-		Status:     string(p.Notification.Status),
-		Reason:     p.FailReason,
-		Error:      p.FailError,
-		Attempts:   p.Notification.Attempts,
-		Stale:      p.Stale,
-		MessageID:  p.Message.MessageID,
-		Unreadable: p.Message.Unreadable,
-	}
-	if !p.FailedAt.IsZero() {
-		at := p.FailedAt.UTC()
-		out.FailedAt = &at
-	}
-	return out
-}
-
 type parkedMessageJSON struct {
 	MessageID     string            `json:"message_id"`
 	CorrelationID string            `json:"correlation_id"`
@@ -429,22 +467,19 @@ func poisonWriteJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func printParked(w io.Writer, output string, parked []handlers.Parked) error {
-	if output == "json" {
-		out := struct {
-			Parked []parkedJSON `json:"parked"`
-		}{Parked: make([]parkedJSON, 0, len(parked))}
-		for _, p := range parked {
-			out.Parked = append(out.Parked, toParkedJSON(p))
-		}
-		return poisonWriteJSON(w, out)
-	}
+// printParked prints parked messages as a table, with its header when header is set.
+func printParked(w io.Writer, parked []handlers.Parked, header bool) error {
 	if len(parked) == 0 {
+		if !header {
+			return nil
+		}
 		_, err := fmt.Fprintln(w, "Nothing is parked.")
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tCHANNEL\tRECIPIENT\tREASON\tATTEMPTS\tFAILED AT\tERROR\tNOTE")
+	if header {
+		fmt.Fprintln(tw, "ID\tCHANNEL\tRECIPIENT\tREASON\tATTEMPTS\tFAILED AT\tERROR\tNOTE")
+	}
 	for _, p := range parked {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n",
 			poisonCell(p.Message.NotificationID), poisonCell(string(p.Channel())), poisonCell(p.Notification.Recipient),

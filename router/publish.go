@@ -1,0 +1,199 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
+	"github.com/ThreeDotsLabs/watermill/message"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
+// ErrUnroutable is wrapped by the error of a publish RabbitMQ could not route to any queue.
+var ErrUnroutable = errors.New("RabbitMQ has no queue to route the message to")
+
+// confirmTimeout bounds the wait for RabbitMQ's confirm of one message.
+const confirmTimeout = 30 * time.Second
+
+// routedPublisher publishes each message to the default exchange with the queue's name as routing
+// key, and returns only once RabbitMQ has both routed it to its queue and confirmed it.
+//
+// A publisher confirm alone does not say a message reached a queue: RabbitMQ confirms a message
+// it routed nowhere — a work queue deleted by hand, or lost with a broker's definitions — and
+// drops it. watermill-amqp passes the mandatory flag on but never listens for basic.return, so
+// such a message would count as published and its command would leave the outbox. Here every
+// message is mandatory, and each channel listens for returns: RabbitMQ sends the basic.return of
+// an unroutable message before its basic.ack, on the same channel, and the client hands them over
+// in that order, so a return is waiting by the time the confirm arrives. A returned message is an
+// error wrapping ErrUnroutable, and the topology is asked to declare the queues again.
+//
+// A channel carries one publish at a time; up to size channels publish side by side.
+type routedPublisher struct {
+	url       string
+	name      string // connection name, as RabbitMQ's management UI shows it
+	marshaler amqp.Marshaler
+	topology  *Topology
+
+	idle chan *confirmingChannel // channels ready for a publish; capacity is the pool size
+
+	mu     sync.Mutex
+	conn   *amqp091.Connection
+	closed bool
+}
+
+type confirmingChannel struct {
+	ch      *amqp091.Channel
+	conn    *amqp091.Connection
+	returns chan amqp091.Return
+}
+
+// newRoutedPublisher returns a publisher to the RabbitMQ of cfg with up to size channels. It
+// connects on first use, and again after its connection is lost.
+func newRoutedPublisher(cfg AMQPConfig, size int, name string, topology *Topology) *routedPublisher {
+	return &routedPublisher{
+		url:       cfg.URL,
+		name:      name,
+		marshaler: cfg.watermill().Marshaler,
+		topology:  topology,
+		idle:      make(chan *confirmingChannel, max(1, size)),
+	}
+}
+
+// Publish publishes msgs, in order, to queue topic. It refuses while the topology says the queues
+// are not declared.
+func (p *routedPublisher) Publish(topic string, msgs ...*message.Message) error {
+	if err := p.topology.Ready(context.Background()); err != nil {
+		return err
+	}
+	for _, msg := range msgs {
+		if err := p.publish(topic, msg); err != nil {
+			return fmt.Errorf("publish message %s to %s: %w", msg.UUID, topic, err)
+		}
+	}
+	return nil
+}
+
+func (p *routedPublisher) publish(queue string, msg *message.Message) error {
+	pub, err := p.marshaler.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("marshal: %w", err)
+	}
+	c, err := p.channel()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(msg.Context(), confirmTimeout)
+	defer cancel()
+	dc, err := c.ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, pub)
+	if err != nil {
+		p.discard(c)
+		return err
+	}
+	acked, err := dc.WaitContext(ctx)
+	if err != nil {
+		// The confirm may still come; the channel cannot be trusted with another publish.
+		p.discard(c)
+		return fmt.Errorf("wait for confirm: %w", err)
+	}
+	select {
+	case ret, ok := <-c.returns:
+		if !ok {
+			p.discard(c)
+			return errors.New("channel closed while publishing")
+		}
+		p.release(c)
+		p.topology.Unroutable(queue)
+		return fmt.Errorf("%w (%d %s)", ErrUnroutable, ret.ReplyCode, ret.ReplyText)
+	default:
+	}
+	if !acked {
+		p.release(c)
+		return errors.New("RabbitMQ refused the message (nack)")
+	}
+	p.release(c)
+	return nil
+}
+
+// channel returns an idle channel of the pool, or opens one.
+func (p *routedPublisher) channel() (*confirmingChannel, error) {
+	for {
+		select {
+		case c := <-p.idle:
+			if c.ch.IsClosed() {
+				continue
+			}
+			return c, nil
+		default:
+		}
+		break
+	}
+	conn, err := p.connection()
+	if err != nil {
+		return nil, err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("open channel: %w", err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("put channel in confirm mode: %w", err)
+	}
+	return &confirmingChannel{ch: ch, conn: conn, returns: ch.NotifyReturn(make(chan amqp091.Return, 1))}, nil
+}
+
+// connection returns the open connection, dialling when there is none.
+func (p *routedPublisher) connection() (*amqp091.Connection, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, errors.New("publisher closed")
+	}
+	if p.conn != nil && !p.conn.IsClosed() {
+		return p.conn, nil
+	}
+	props := amqp091.NewConnectionProperties()
+	props.SetClientConnectionName(p.name)
+	conn, err := amqp091.DialConfig(p.url, amqp091.Config{Properties: props})
+	if err != nil {
+		return nil, fmt.Errorf("connect to RabbitMQ: %w", err)
+	}
+	p.conn = conn
+	return conn, nil
+}
+
+// release puts c back in the pool, or closes it when the pool is full or c's connection is not
+// the current one.
+func (p *routedPublisher) release(c *confirmingChannel) {
+	p.mu.Lock()
+	current := !p.closed && c.conn == p.conn
+	p.mu.Unlock()
+	if !current {
+		p.discard(c)
+		return
+	}
+	select {
+	case p.idle <- c:
+	default:
+		p.discard(c)
+	}
+}
+
+func (p *routedPublisher) discard(c *confirmingChannel) { _ = c.ch.Close() }
+
+// Close closes the publisher's connection; publishes under way fail.
+func (p *routedPublisher) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	if p.conn == nil || p.conn.IsClosed() {
+		return nil
+	}
+	if err := p.conn.Close(); err != nil {
+		return fmt.Errorf("close publisher connection: %w", err)
+	}
+	return nil
+}
