@@ -74,7 +74,7 @@ type dbConfig struct {
 
 func (c *dbConfig) register(s *settings, migrateFlag bool) {
 	s.URL(&c.URL, "database-url", "HERALD_DATABASE_URL", defaultDatabaseURL, "PostgreSQL connection URL")
-	s.Int(&c.MaxConns, "database-max-conns", "HERALD_DATABASE_MAX_CONNS", 20, "largest number of PostgreSQL connections this process opens")
+	s.Int(&c.MaxConns, "database-max-conns", "HERALD_DATABASE_MAX_CONNS", 20, "largest number of connections in this process's PostgreSQL pool (the relay and the projector each hold one more, for their consumer groups' locks)")
 	if migrateFlag {
 		s.Bool(&c.Migrate, "migrate", "HERALD_MIGRATE", false, "apply pending database migrations before starting")
 		c.registerOwner(s)
@@ -83,11 +83,12 @@ func (c *dbConfig) register(s *settings, migrateFlag bool) {
 
 // registerOwner adds the owner's URL, for the commands that change the schema.
 func (c *dbConfig) registerOwner(s *settings) {
-	s.Secret(&c.MigrateURL, "migrate-database-url", "HERALD_MIGRATE_DATABASE_URL",
+	s.URL(&c.MigrateURL, "migrate-database-url", "HERALD_MIGRATE_DATABASE_URL", "",
 		"PostgreSQL connection URL of the role that owns Herald's tables, for migrations; empty: --database-url")
 }
 
-// ownerURL is where migrations and rebuilds connect: the tables' owner.
+// ownerURL is where migrations connect: the tables' owner. (Rebuilds run as the runtime role,
+// through the functions migration 00007 lends it.)
 func (c dbConfig) ownerURL() string { return cmp.Or(c.MigrateURL, c.URL) }
 
 // runtimeRole is the role the services connect as: the user of --database-url.
