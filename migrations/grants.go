@@ -33,6 +33,11 @@ var ErrNoRole = errors.New("the runtime role does not exist")
 // table and give the rebuilt table the live one's owner and grants.
 func GrantRuntime(ctx context.Context, pool *pgxpool.Pool, role string) error {
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		// Processes started together with --migrate all grant: one at a time, or PostgreSQL
+		// refuses the second's catalogue updates ("tuple concurrently updated").
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('herald: grant the runtime role'))`); err != nil {
+			return fmt.Errorf("wait for other grants: %w", err)
+		}
 		var exists bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)`, role).Scan(&exists); err != nil {
 			return err

@@ -134,3 +134,22 @@ func TestGrantRuntimeRefusesAnOwner(t *testing.T) {
 		t.Errorf("privileges on event_log after a second grant: ok=%v err=%v", ok, err)
 	}
 }
+
+// Several processes starting with --migrate grant the runtime role at once; none of them may
+// fail on the others' catalogue updates ("tuple concurrently updated").
+func TestGrantRuntimeConcurrently(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := context.Background()
+	const n = 6
+	for round := range 5 {
+		errs := make(chan error, n)
+		for range n {
+			go func() { errs <- migrations.GrantRuntime(ctx, db.Pool, db.Runtime) }()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: GrantRuntime beside %d others: %v", round, n-1, err)
+			}
+		}
+	}
+}
