@@ -13,7 +13,7 @@ BIN       ?= bin/herald
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 
-.PHONY: help build run test test-unit test-bench test-fuzz test-faults check vet fmt bench services clean
+.PHONY: help build run apikey test test-unit test-bench test-fuzz test-faults check vet fmt bench services clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,10 @@ build: ## Build bin/herald
 
 run: build ## Migrate the database and run everything in one process (herald all)
 	$(BIN) all --migrate
+
+KEY_NAME ?= dev
+apikey: build ## Make an API key with every scope, named KEY_NAME (dev); it is printed once
+	$(BIN) apikeys create --name $(KEY_NAME) --scopes send,read,operate
 
 test: check test-unit test-bench test-fuzz test-faults ## Everything CI runs: vet, formatting, tests, one pass of each benchmark, fuzzing, the fault suite
 

@@ -47,8 +47,9 @@ debian_like() {
 	return 1
 }
 
-# recorded prints the way the existing .env was made with ("# services: <way>"); an .env from
-# before it was recorded came from docker compose.
+# recorded prints the way the existing .env was made with ("# services: <way>"). An .env from
+# before the way was recorded was written for docker compose, but also where compose then failed
+# (it used to be written first): it counts as compose only where compose works.
 recorded() {
 	[ -f "$ENV_FILE" ] || return 1
 	local line
@@ -58,6 +59,7 @@ recorded() {
 			return 0
 		fi
 	done <"$ENV_FILE"
+	compose_ready || return 1
 	echo compose
 }
 
