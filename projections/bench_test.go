@@ -12,6 +12,7 @@ import (
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/handlers"
 	"github.com/herald-notify/herald/heraldtest"
 	"github.com/herald-notify/herald/projections"
 )
@@ -90,7 +91,7 @@ FROM generate_series(1, $1::int) i`, n); err != nil {
 			r := projections.NewReader(db.Pool, events.NewLog(db.Pool))
 			b.ResetTimer()
 			for b.Loop() {
-				ids, _, err := r.Unfinished(ctx, 10*time.Minute, 500)
+				ids, _, err := r.Unfinished(ctx, handlers.RecoveryWaits(10*time.Minute), 500)
 				if err != nil || len(ids) != 500 {
 					b.Fatalf("Unfinished = %d ids, %v; want 500", len(ids), err)
 				}
