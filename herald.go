@@ -78,6 +78,9 @@ type Notification struct {
 	// or died while sending.
 	AttemptOpen      bool
 	AttemptStartedAt time.Time
+	// Recoveries counts the NotificationRecovered events at the end of its stream: the
+	// reconciler's recoveries in a row, with no progress in between. Any other event resets it.
+	Recoveries int
 
 	LastError         string
 	Provider          string

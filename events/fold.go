@@ -13,6 +13,11 @@ func Evolve(n herald.Notification, r Recorded, e Event) herald.Notification {
 	n.Version = r.Version
 	n.Position = r.Position
 	n.UpdatedAt = r.Time
+	if _, ok := e.(*NotificationRecovered); ok {
+		n.Recoveries++
+	} else {
+		n.Recoveries = 0
+	}
 	switch e := e.(type) {
 	case *NotificationQueued:
 		n.ID = r.StreamID

@@ -33,6 +33,18 @@ var (
 // k-th recovery in a row waits After·2^(k-1), at most After·maxRecoveryBackoff.
 const maxRecoveryBackoff = 16
 
+// RecoveryWaits returns how long a notification must have had no event before the reconciler
+// recovers it, by the recoveries in a row already made: waits[k] after k of them, the last one
+// for that many and more. The read model's scan for candidates (Unfinished) and DecideRecover
+// both follow it.
+func RecoveryWaits(after time.Duration) []time.Duration {
+	var waits []time.Duration
+	for m := 1; m <= maxRecoveryBackoff; m *= 2 {
+		waits = append(waits, after*time.Duration(m))
+	}
+	return waits
+}
+
 // Stall is what the reconciler knows of a notification beyond its state.
 type Stall struct {
 	// Idle is how long ago its last event was recorded, on the database's clock.
@@ -79,7 +91,8 @@ func DecideRecover(n herald.Notification, s Stall, after time.Duration) ([]event
 		// Only a notification waiting for a worker is owed a command.
 		return nil, fmt.Errorf("%w: %s waits for no worker", ErrNotStalled, n.Status)
 	}
-	wait := after * time.Duration(min(1<<min(s.Recoveries, 30), maxRecoveryBackoff))
+	waits := RecoveryWaits(after)
+	wait := waits[min(s.Recoveries, len(waits)-1)]
 	if s.Idle < wait {
 		return nil, fmt.Errorf("%w: %s, last event %s ago, recovered after %s", ErrNotStalled, n.Status, s.Idle.Round(time.Second), wait)
 	}
@@ -100,10 +113,11 @@ func DecideRecover(n herald.Notification, s Stall, after time.Duration) ([]event
 
 // Unfinished finds the notifications the reconciler looks at (see projections.Reader).
 type Unfinished interface {
-	// Unfinished returns the ids of up to limit notifications that are neither sent nor failed
-	// and have not changed for at least idle, least recently changed first, with the database's
-	// time of the look.
-	Unfinished(ctx context.Context, idle time.Duration, limit int) ([]string, time.Time, error)
+	// Unfinished returns the ids of up to limit notifications that wait for a worker and have
+	// not changed for at least waits[k], k being their recoveries in a row (the last wait for
+	// that many and more), least recently changed first, with the database's time of the look.
+	// Notifications still in their backoff are left out, so that they cannot fill the limit.
+	Unfinished(ctx context.Context, waits []time.Duration, limit int) ([]string, time.Time, error)
 }
 
 // WaitingCommands tells which notifications have a command in the outbox that the relay has
@@ -201,7 +215,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		}
 	}()
 
-	ids, now, err := r.unfinished.Unfinished(ctx, r.policy.After, r.policy.Limit)
+	ids, now, err := r.unfinished.Unfinished(ctx, RecoveryWaits(r.policy.After), r.policy.Limit)
 	if err != nil {
 		return report, fmt.Errorf("reconcile: %w", err)
 	}

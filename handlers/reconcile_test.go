@@ -421,3 +421,74 @@ func TestOneReconcileScanAtATime(t *testing.T) {
 		t.Errorf("a scan after the first ended = %+v, %v; want it to take the lock", report, err)
 	}
 }
+
+// Notifications stuck for good — recovered again and again, their channel with no worker — wait
+// out their backoff outside the scan: more of them than a scan's limit do not hide a notification
+// that stalled since, which is recovered in the first scan after it is due.
+func TestReconcilerReachesAFreshStallPastStuckOnes(t *testing.T) {
+	t.Parallel()
+	env := newReconcileEnv(t)
+	ctx := context.Background()
+	const after, limit = time.Second, 10
+	rec := handlers.NewReconciler(env.db.Pool, env.log, router.NewOutbox(nil), projections.NewReader(env.db.Pool, env.log),
+		env.relay, handlers.ReconcilePolicy{After: after, Interval: time.Hour, Limit: limit}, slog.New(slog.DiscardHandler))
+
+	// Recovered four times in a row: each waits 16 s for its next recovery, and each changed
+	// before the fresh one, so a scan in order of change meets them first.
+	again := recovered(herald.StatusPending, "stalled")
+	var stuck []string
+	for range limit + 5 {
+		stuck = append(stuck, env.accept(t, herald.ChannelSMS, again, again, again, again))
+	}
+	fresh := env.accept(t, herald.ChannelEmail)
+	env.forwardAll(t)
+	env.project(t, 0, append(stuck, fresh)...)
+
+	heraldtest.Eventually(t, 10*time.Second, fresh+" to be due", func() (bool, error) {
+		var due bool
+		err := env.db.Pool.QueryRow(ctx, `SELECT updated_at <= now() - $2::double precision * interval '1 second'
+			FROM notification_status WHERE notification_id = $1`, fresh, after.Seconds()+0.05).Scan(&due)
+		return due, err
+	})
+	report, err := rec.Reconcile(ctx)
+	if err != nil || !cmp.Equal(report.Recovered, []string{fresh}) || report.Candidates != 1 {
+		t.Errorf("Reconcile = %+v, %v; want %s alone a candidate and recovered", report, err, fresh)
+	}
+	for _, id := range stuck {
+		if types := env.types(t, id); len(types) != 5 {
+			t.Errorf("%s, still in its backoff, was recovered: %v", id, types)
+		}
+	}
+}
+
+// The status read model counts the recoveries in a row that the scan's backoff follows, and
+// the schedule doubles up to sixteen times the age.
+func TestRecoveriesInARow(t *testing.T) {
+	rec := recovered(herald.StatusPending, "r")
+	tests := []struct {
+		given []events.Event
+		want  int
+	}{
+		{given: []events.Event{queued}, want: 0},
+		{given: []events.Event{queued, rec}, want: 1},
+		{given: []events.Event{queued, rec, rec, rec}, want: 3},
+		{given: []events.Event{queued, rec, processing(1)}, want: 0},
+		{given: []events.Event{queued, rec, processing(1), failedOnce(1), rec}, want: 1},
+	}
+	for _, tt := range tests {
+		var types []string
+		for _, e := range tt.given {
+			types = append(types, e.EventType())
+		}
+		if got := given(tt.given...).Recoveries; got != tt.want {
+			t.Errorf("after %v: %d recoveries in a row, want %d", types, got, tt.want)
+		}
+		if got := handlers.StallOf(recorded(tt.given...), t0, false).Recoveries; got != tt.want {
+			t.Errorf("StallOf after %v: %d recoveries in a row, want %d", types, got, tt.want)
+		}
+	}
+	m := time.Minute
+	if diff := cmp.Diff([]time.Duration{m, 2 * m, 4 * m, 8 * m, 16 * m}, handlers.RecoveryWaits(m)); diff != "" {
+		t.Errorf("RecoveryWaits (-want +got):\n%s", diff)
+	}
+}

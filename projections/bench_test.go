@@ -12,6 +12,7 @@ import (
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/handlers"
 	"github.com/herald-notify/herald/heraldtest"
 	"github.com/herald-notify/herald/projections"
 )
@@ -71,18 +72,31 @@ func BenchmarkHistoryApply(b *testing.B) {
 func jsonOf(e events.Event) ([]byte, error) { return json.Marshal(e) }
 
 // BenchmarkUnfinished measures the reconciler's look for stalled notifications in a status table
-// of n rows, all but one in 200 sent, the rest pending and idle for an hour.
+// of n rows, all but one in 200 sent, the rest pending and idle for an hour; with stuck=true, a
+// further n/2 rows are pending, idle as long but recovered four times in a row, so still in their
+// backoff (16 × 10 minutes), and changed before any of the others: the look must pass them by.
 func BenchmarkUnfinished(b *testing.B) {
-	for _, n := range []int{100_000, 1_000_000} {
-		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
+	for _, c := range []struct {
+		n     int
+		stuck bool
+	}{{100_000, false}, {1_000_000, false}, {100_000, true}} {
+		b.Run(fmt.Sprintf("rows=%d/stuck=%v", c.n, c.stuck), func(b *testing.B) {
 			db := heraldtest.NewDatabase(b)
 			ctx := context.Background()
 			if _, err := db.Pool.Exec(ctx, `
 INSERT INTO notification_status (notification_id, channel, recipient, status, version, position, created_at, updated_at)
 SELECT gen_random_uuid(), 'email', 'u' || i || '@example.com', CASE WHEN i % 200 = 0 THEN 'pending' ELSE 'sent' END,
 	1, i, now() - interval '1 hour', now() - interval '1 hour' + i * interval '1 microsecond'
-FROM generate_series(1, $1::int) i`, n); err != nil {
+FROM generate_series(1, $1::int) i`, c.n); err != nil {
 				b.Fatal(err)
+			}
+			if c.stuck {
+				if _, err := db.Pool.Exec(ctx, `
+INSERT INTO notification_status (notification_id, channel, recipient, status, version, position, created_at, updated_at, recoveries)
+SELECT gen_random_uuid(), 'sms', '+1' || i, 'pending', 5, i, now() - interval '2 hours', now() - interval '2 hours' + i * interval '1 microsecond', 4
+FROM generate_series(1, $1::int / 2) i`, c.n); err != nil {
+					b.Fatal(err)
+				}
 			}
 			if _, err := db.Pool.Exec(ctx, `ANALYZE notification_status`); err != nil {
 				b.Fatal(err)
@@ -90,7 +104,7 @@ FROM generate_series(1, $1::int) i`, n); err != nil {
 			r := projections.NewReader(db.Pool, events.NewLog(db.Pool))
 			b.ResetTimer()
 			for b.Loop() {
-				ids, _, err := r.Unfinished(ctx, 10*time.Minute, 500)
+				ids, _, err := r.Unfinished(ctx, handlers.RecoveryWaits(10*time.Minute), 500)
 				if err != nil || len(ids) != 500 {
 					b.Fatalf("Unfinished = %d ids, %v; want 500", len(ids), err)
 				}

@@ -191,17 +191,37 @@ func notFound(id string) error {
 }
 
 // Unfinished returns the ids of up to limit notifications the status read model shows waiting
-// for a worker (pending or processing) and unchanged for at least idle, least recently changed first, and the
-// database's time when it looked: idleness is judged on the database's clock, the clock the log's
-// times come from. Notifications the projector has not reached are not among them, and the read
-// model may lag behind the log: the reconciler decides on the log.
-func (r *Reader) Unfinished(ctx context.Context, idle time.Duration, limit int) ([]string, time.Time, error) {
-	// The statuses that wait for a worker: only they are owed a command.
-	open := []string{string(herald.StatusPending), string(herald.StatusProcessing)}
+// for a worker (pending or processing) and due for the reconciler, least recently changed first,
+// and the database's time when it looked (zero when none is): idleness is judged on the database's clock, the clock
+// the log's times come from. waits[k] is how long a notification with k recoveries in a row must
+// have been unchanged to be due; the last wait holds for that many recoveries and more. A
+// notification still in its backoff is not returned, so that notifications stuck for good cannot
+// fill the limit and hide one that stalled since.
+//
+// Each backoff level is one ordered range of notification_status_unfinished_idx, which covers the
+// reconciler's five levels (LEAST(recoveries, 4)): the scan reads at most limit rows per level,
+// however many notifications are stuck. Notifications the projector has not reached are not
+// among them, and the read model may lag behind the log: the reconciler decides on the log.
+func (r *Reader) Unfinished(ctx context.Context, waits []time.Duration, limit int) ([]string, time.Time, error) {
+	if len(waits) == 0 {
+		return nil, time.Time{}, fmt.Errorf("unfinished notifications: no recovery waits")
+	}
+	last := len(waits) - 1
+	// The statuses that wait for a worker, only they are owed a command; written out as the
+	// index's predicate is, so that the planner can use it.
+	open := fmt.Sprintf("status IN ('%s', '%s')", herald.StatusPending, herald.StatusProcessing)
+	branches := make([]string, len(waits))
+	args := []any{limit}
+	for k, w := range waits {
+		args = append(args, w.Seconds())
+		branches[k] = fmt.Sprintf(`(SELECT notification_id, updated_at FROM notification_status
+	WHERE %s AND LEAST(recoveries, %d) = %d AND updated_at <= now() - $%d::double precision * interval '1 second'
+	ORDER BY updated_at LIMIT $1)`, open, last, k, len(args))
+	}
 	rows, err := r.db.Query(ctx, `
-SELECT notification_id::text, now() FROM notification_status
-WHERE status = ANY($1) AND updated_at <= now() - $2::double precision * interval '1 second'
-ORDER BY updated_at LIMIT $3`, open, idle.Seconds(), limit)
+SELECT notification_id::text, now() FROM (
+`+strings.Join(branches, "\nUNION ALL\n")+`
+) due ORDER BY updated_at LIMIT $1`, args...)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("unfinished notifications: %w", err)
 	}

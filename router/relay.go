@@ -2,6 +2,8 @@ package router
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/herald-notify/herald/commands"
 	"github.com/herald-notify/herald/handlers"
 )
 
@@ -210,35 +213,80 @@ DELETE FROM outbox WHERE ctid IN (
 
 // Waiting returns which of the notifications ids have a SendNotification command in the outbox
 // that the relay has not forwarded yet (with this relay's partitions), so that the reconciler
-// does not send again a command that is only waiting for RabbitMQ. The command is read from the
-// forwarder's envelope, where the command's JSON is the base64 "payload".
+// does not send again a command that is only waiting for RabbitMQ.
+//
+// The database picks the unforwarded rows by their partition's offset alone, from a range of
+// the outbox's key, so rows forwarded but not yet purged are not read; only the unforwarded are, and
+// their commands are decoded here from the forwarder's envelope, where the command's JSON is the
+// base64 "payload". A row that does not decode is no command anyone can send: it is skipped and
+// counted in a warning instead of failing the check of every other notification.
 func (r *Relay) Waiting(ctx context.Context, ids []string) (map[string]bool, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	// Every partition's rows lie past the lowest of the partitions' positions: that bound is a
+	// range of the outbox's key, and only the rows in it are read and matched to their partition.
 	rows, err := r.pool.Query(ctx, `
-SELECT DISTINCT c.notification_id
-FROM outbox o
-LEFT JOIN outbox_offsets g
-	ON g.consumer_group = CASE WHEN $1::int = 1 THEN 'relay' ELSE 'relay-' || (o."offset" % $1::int) || '-of-' || $1::int END
-CROSS JOIN LATERAL (
-	SELECT convert_from(decode(o.payload->>'payload', 'base64'), 'UTF8')::json->>'notification_id' AS notification_id
-) c
-WHERE (g.consumer_group IS NULL
-	OR (o.transaction_id, o."offset") > (g.last_processed_transaction_id, coalesce(g.offset_acked, 0)))
-AND c.notification_id = ANY($2::text[])`, r.partitions(), ids)
+WITH parts AS MATERIALIZED (
+	SELECT k, g.last_processed_transaction_id AS tx, coalesce(g.offset_acked, 0) AS acked
+	FROM generate_series(0, $1::int - 1) k
+	LEFT JOIN outbox_offsets g
+		ON g.consumer_group = CASE WHEN $1::int = 1 THEN 'relay' ELSE 'relay-' || k || '-of-' || $1::int END
+)
+SELECT o."offset", o.payload->>'payload'
+FROM outbox o JOIN parts p ON p.k = o."offset" % $1::int
+WHERE (o.transaction_id, o."offset") > (
+		SELECT coalesce(tx, '0'::xid8), CASE WHEN tx IS NULL THEN 0 ELSE acked END
+		FROM parts ORDER BY tx NULLS FIRST, acked LIMIT 1)
+	AND (p.tx IS NULL OR (o.transaction_id, o."offset") > (p.tx, p.acked))`, r.partitions())
 	if err != nil {
 		return nil, fmt.Errorf("commands waiting in the outbox: %w", err)
 	}
-	out := map[string]bool{}
-	var id string
-	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error {
-		out[id] = true
+	var (
+		out       = map[string]bool{}
+		offset    int64
+		payload   []byte
+		malformed int
+		first     int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&offset, &payload}, func() error {
+		id, ok := waitingCommand(payload)
+		switch {
+		case !ok:
+			if malformed == 0 {
+				first = offset
+			}
+			malformed++
+		case want[id]:
+			out[id] = true
+		}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("commands waiting in the outbox: %w", err)
 	}
+	if malformed > 0 {
+		r.logger.WarnContext(ctx, "outbox rows that hold no command were skipped", "rows", malformed, "first_offset", first)
+	}
 	return out, nil
+}
+
+// waitingCommand returns the notification of the SendNotification command whose base64 JSON is
+// payload, and false when payload is not one.
+func waitingCommand(payload []byte) (string, bool) {
+	raw := make([]byte, base64.StdEncoding.DecodedLen(len(payload)))
+	n, err := base64.StdEncoding.Decode(raw, payload)
+	if err != nil {
+		return "", false
+	}
+	var cmd commands.SendNotification
+	if err := json.Unmarshal(raw[:n], &cmd); err != nil || cmd.NotificationID == "" {
+		return "", false
+	}
+	return cmd.NotificationID, true
 }
 
 // runUntilDone runs run (a watermill router or forwarder) and closes it when ctx is done. Closing

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"testing"
 	"time"
 
@@ -80,4 +81,54 @@ func TestRelayWaitingUntilForwarded(t *testing.T) {
 		waiting, err := relay.Waiting(ctx, ids)
 		return err == nil && len(waiting) == 0, fmt.Errorf("waiting %v, error %v", waiting, err)
 	})
+}
+
+// A row in the outbox whose payload is no command — not base64, not UTF-8, not JSON, none at
+// all — is skipped: the check still answers for every other notification. Rows the relay has
+// forwarded are not waiting, whatever they hold.
+func TestRelayWaitingSkipsMalformedRows(t *testing.T) {
+	t.Parallel()
+	db := heraldtest.NewDatabase(t)
+	ctx := context.Background()
+	outbox := router.NewOutbox(nil)
+	send := func(id string) {
+		t.Helper()
+		if err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+			return outbox.Send(ctx, tx, commands.SendNotification{NotificationID: id, Channel: herald.ChannelEmail})
+		}); err != nil {
+			t.Fatalf("put the command of %s in the outbox: %v", id, err)
+		}
+	}
+	forwarded, before, after := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	send(forwarded)
+	if _, err := db.Pool.Exec(ctx, `
+INSERT INTO outbox_offsets (consumer_group, offset_acked, last_processed_transaction_id)
+SELECT 'relay-' || k || '-of-2', (SELECT max("offset") FROM outbox), (SELECT max(transaction_id) FROM outbox)
+FROM generate_series(0, 1) k`); err != nil {
+		t.Fatal(err)
+	}
+	send(before)
+	for _, payload := range []string{
+		`{"destination_topic": "email_notifications", "payload": "not base64!"}`,
+		`{"destination_topic": "email_notifications", "payload": "/w=="}`,     // 0xFF: not UTF-8
+		`{"destination_topic": "email_notifications", "payload": "e25vdA=="}`, // "{not": not JSON
+		`{"destination_topic": "email_notifications", "payload": "e30="}`,     // "{}": no notification
+		`{"destination_topic": "email_notifications"}`,
+		`null`,
+	} {
+		if _, err := db.Pool.Exec(ctx, `INSERT INTO outbox (uuid, payload, metadata, transaction_id)
+			VALUES (gen_random_uuid()::text, $1::json, '{}', pg_current_xact_id())`, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(after)
+
+	relay := router.NewRelay(db.Pool, router.AMQPConfig{}, router.RelayConfig{Partitions: 2}, nil, slog.New(slog.DiscardHandler))
+	waiting, err := relay.Waiting(ctx, []string{forwarded, before, after})
+	if err != nil {
+		t.Fatalf("Waiting: %v", err)
+	}
+	if want := map[string]bool{before: true, after: true}; !maps.Equal(waiting, want) {
+		t.Errorf("Waiting = %v; want %v (%s forwarded)", waiting, want, forwarded)
+	}
 }
