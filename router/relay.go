@@ -169,6 +169,11 @@ ON CONFLICT (consumer_group) DO NOTHING`, r.partitions())
 	return nil
 }
 
+// relayStopGrace bounds how long a stopping partition waits for the command it is publishing
+// (whose wait is bounded by the subscriber's ack deadline) and then for its batch's offset to be
+// recorded.
+const relayStopGrace = 10 * time.Second
+
 // forward runs the forwarder of partition k until ctx is done; it calls running once the
 // forwarder has subscribed.
 func (r *Relay) forward(ctx context.Context, k int, pub message.Publisher, wlog watermill.LoggerAdapter, running func()) error {
@@ -185,10 +190,13 @@ func (r *Relay) forward(ctx context.Context, k int, pub message.Publisher, wlog 
 	if err != nil {
 		return fmt.Errorf("outbox subscriber %d: %w", k, err)
 	}
-	defer sub.Close()
+	// Stopping finishes the command being published and records the batch's progress, so the
+	// next run does not forward those commands again.
+	drained := newDrainingSubscriber(sub, relayStopGrace)
+	defer drained.Close()
 	// A command RabbitMQ cannot route is nacked and stays in the outbox: the publisher fails, and
 	// the topology declares the queues again.
-	fwd, err := forwarder.NewForwarder(sub, pub, wlog, forwarder.Config{
+	fwd, err := forwarder.NewForwarder(drained, pub, wlog, forwarder.Config{
 		ForwarderTopic: TopicOutbox,
 		// An envelope that cannot be read never will be; it is logged, not retried forever.
 		AckWhenCannotUnwrap: true,

@@ -224,3 +224,69 @@ func TestRelayStartsAMissingPartitionSafely(t *testing.T) {
 		})
 	}
 }
+
+// A relay that stops while it forwards — shutdown, RabbitMQ lost, a partition failing — finishes
+// the command it is publishing and records what it forwarded: started again, it forwards nothing
+// twice.
+func TestRelayStopsWithoutForwardingTwice(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	amqpURL := heraldtest.NewVHost(t)
+	ctx := context.Background()
+	logger := slog.New(slog.DiscardHandler)
+	const n = 1000
+	ids := sendCommands(t, db.Pool, n, 50)
+
+	amqpCfg := router.AMQPConfig{URL: amqpURL, QueueType: "classic", Prefetch: 1, PublishChannels: 4}
+	topology := router.NewTopology(amqpCfg, logger)
+	topoCtx, stopTopology := context.WithCancel(ctx)
+	topoDone := make(chan struct{})
+	go func() { _ = topology.Run(topoCtx); close(topoDone) }()
+	defer func() { stopTopology(); <-topoDone }()
+	heraldtest.Eventually(t, 30*time.Second, "the queues to be declared", func() (bool, error) {
+		err := topology.Ready(ctx)
+		return err == nil, err
+	})
+	relayCfg := router.RelayConfig{PollInterval: 20 * time.Millisecond, BatchSize: 10, Partitions: 4}
+
+	left := func(relay *router.Relay) int {
+		waiting, err := relay.Waiting(ctx, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(waiting)
+	}
+	stops := 0
+	for waiting := n; waiting > 0; {
+		relay := router.NewRelay(db.Pool, amqpCfg, relayCfg, topology, logger)
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- relay.Run(runCtx) }()
+		// Stop it once it has forwarded a few more commands, in the middle of its batches.
+		from := waiting
+		heraldtest.Eventually(t, 30*time.Second, "the relay to forward", func() (bool, error) {
+			waiting = left(relay)
+			return waiting <= max(0, from-40), nil
+		})
+		stop()
+		if err := <-done; err != nil {
+			t.Fatalf("relay: %v", err)
+		}
+		stops++
+		waiting = left(relay)
+	}
+	got := takeForwarded(t, amqpURL, router.QueueEmail)
+	twice := 0
+	for _, id := range ids {
+		switch got[id] {
+		case 0:
+			t.Errorf("command %s never reached RabbitMQ", id)
+		case 1:
+		default:
+			twice++
+		}
+	}
+	if twice > 0 || len(got) != n {
+		t.Fatalf("stopped %d times: %d of %d commands were forwarded more than once, %d distinct in RabbitMQ", stops, twice, n, len(got))
+	}
+	t.Logf("the relay stopped %d times while forwarding %d commands, each forwarded once", stops, n)
+}
