@@ -135,22 +135,47 @@ func (r *Relay) group(k int) string {
 	return fmt.Sprintf("relay-%d-of-%d", k, r.partitions())
 }
 
-// startPartitions gives every partition that has no offset yet the lowest offset any relay
-// group has: with another partition count, earlier groups' progress is not thrown away, and at
-// worst a few commands are forwarded twice, which the workers acknowledge.
+// startPartitions gives every partition that has no offset yet a safe place to start. With a
+// partition count changed, a new group starts at the lowest offset of the groups of an earlier
+// count, when every one of that count's groups exists: each of them has forwarded its own commands
+// up to its offset, so every command at or below their lowest has been forwarded, and earlier
+// progress is not thrown away (at worst a few commands are forwarded twice, which the workers
+// acknowledge). Groups of the current count, and the groups of a count that never got all its
+// rows, say nothing about the commands of a missing partition: started at another partition's
+// offset, it would skip its own commands below it. Without such a count, a missing group starts
+// at the beginning of the outbox. All missing groups are inserted in one statement, so a failure
+// leaves none of them half there.
 func (r *Relay) startPartitions(ctx context.Context) error {
-	for k := 0; k < r.partitions(); k++ {
-		_, err := r.pool.Exec(ctx, `INSERT INTO outbox_offsets (consumer_group, offset_acked, last_processed_transaction_id)
-			SELECT $1, offset_acked, last_processed_transaction_id FROM outbox_offsets
-			WHERE consumer_group = 'relay' OR consumer_group LIKE 'relay-%-of-%'
-			ORDER BY last_processed_transaction_id, offset_acked LIMIT 1
-			ON CONFLICT (consumer_group) DO NOTHING`, r.group(k))
-		if err != nil {
-			return fmt.Errorf("relay partition %d: %w", k, err)
-		}
+	_, err := r.pool.Exec(ctx, `
+WITH relay_groups AS (
+	SELECT offset_acked, last_processed_transaction_id,
+		CASE WHEN consumer_group = 'relay' THEN 0
+			ELSE substring(consumer_group FROM '^relay-([0-9]{1,9})-of-[0-9]{1,9}$')::int END AS k,
+		CASE WHEN consumer_group = 'relay' THEN 1
+			ELSE substring(consumer_group FROM '^relay-[0-9]{1,9}-of-([0-9]{1,9})$')::int END AS n
+	FROM outbox_offsets
+	WHERE consumer_group = 'relay' OR consumer_group ~ '^relay-[0-9]{1,9}-of-[0-9]{1,9}$'
+), complete AS (
+	SELECT n FROM relay_groups WHERE n <> $1::int AND k < n GROUP BY n HAVING count(*) = n
+), seed AS (
+	SELECT offset_acked, last_processed_transaction_id FROM relay_groups JOIN complete USING (n)
+	ORDER BY last_processed_transaction_id, offset_acked LIMIT 1
+)
+INSERT INTO outbox_offsets (consumer_group, offset_acked, last_processed_transaction_id)
+SELECT CASE WHEN $1::int = 1 THEN 'relay' ELSE 'relay-' || k || '-of-' || $1::int END, seed.offset_acked, seed.last_processed_transaction_id
+FROM seed CROSS JOIN generate_series(0, $1::int - 1) AS k
+ORDER BY k
+ON CONFLICT (consumer_group) DO NOTHING`, r.partitions())
+	if err != nil {
+		return fmt.Errorf("start relay partitions: %w", err)
 	}
 	return nil
 }
+
+// relayStopGrace bounds how long a stopping partition waits for the command it is publishing
+// (whose wait is bounded by the subscriber's ack deadline) and then for its batch's offset to be
+// recorded.
+const relayStopGrace = 10 * time.Second
 
 // forward runs the forwarder of partition k until ctx is done; it calls running once the
 // forwarder has subscribed.
@@ -168,10 +193,13 @@ func (r *Relay) forward(ctx context.Context, k int, pub message.Publisher, wlog 
 	if err != nil {
 		return fmt.Errorf("outbox subscriber %d: %w", k, err)
 	}
-	defer sub.Close()
+	// Stopping finishes the command being published and records the batch's progress, so the
+	// next run does not forward those commands again.
+	drained := newDrainingSubscriber(sub, relayStopGrace)
+	defer drained.Close()
 	// A command RabbitMQ cannot route is nacked and stays in the outbox: the publisher fails, and
 	// the topology declares the queues again.
-	fwd, err := forwarder.NewForwarder(sub, pub, wlog, forwarder.Config{
+	fwd, err := forwarder.NewForwarder(drained, pub, wlog, forwarder.Config{
 		ForwarderTopic: TopicOutbox,
 		// An envelope that cannot be read never will be; it is logged, not retried forever.
 		AckWhenCannotUnwrap: true,
