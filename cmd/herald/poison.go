@@ -96,7 +96,7 @@ func (c *poisonConfig) operator(ctx context.Context) (*handlers.Operator, func()
 	if err != nil {
 		return nil, nil, err
 	}
-	op := handlers.NewOperator(pool, events.NewLog(pool), router.NewOutbox(nil), router.NewPoisonQueue(c.amqpURL))
+	op := handlers.NewOperator(pool, events.NewLog(pool), router.NewOutbox(nil), router.NewPoisonQueue(c.amqpURL, logger))
 	return op, pool.Close, nil
 }
 
