@@ -257,11 +257,16 @@ func TestPoisonLockDiesWithItsHolder(t *testing.T) {
 	done := make(chan result, 1)
 	bounded, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	logs := &waitLog{}
+	waiter := router.NewPoisonQueue(amqpURL, slog.New(logs))
 	go func() {
 		start := time.Now()
-		msgs, err := q.List(bounded)
+		msgs, err := waiter.List(bounded)
 		done <- result{msgs, err, time.Since(start)}
 	}()
+	heraldtest.Eventually(t, 5*time.Second, "the next look to wait for the lock", func() (bool, error) {
+		return logs.count() == 1, nil
+	})
 	if err := sock.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -276,4 +281,83 @@ func TestPoisonLockDiesWithItsHolder(t *testing.T) {
 	t.Logf("the lock was free %s after the holder's socket was cut", time.Since(cut))
 	assertNoLockQueue(t, amqpURL)
 	waitDepth(t, amqpURL, 1)
+}
+
+// The lock goes with every way a look ends: the next look gets it at once, and no lock queue
+// is left behind.
+func TestPoisonLockReleasedOnEveryPath(t *testing.T) {
+	amqpURL := heraldtest.NewVHost(t)
+	declarePoison(t, amqpURL)
+	var cmds []parkedCommand
+	for range 20 {
+		cmds = append(cmds, sendCommand(uuid.NewString(), herald.ChannelSMS))
+	}
+	park(t, amqpURL, cmds...)
+	waitDepth(t, amqpURL, len(cmds))
+	q := router.NewPoisonQueue(amqpURL, nil)
+
+	for _, tc := range []struct {
+		name string
+		look func(t *testing.T)
+		// mayWait: the connection is closed under the look, and the broker drops the lock
+		// with it a moment later.
+		mayWait bool
+	}{
+		{"walked to the end", func(t *testing.T) {
+			if err := q.Walk(context.Background(), func(handlers.ParkedMessage) bool { return true }); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"stopped by its function", func(t *testing.T) {
+			if err := q.Walk(context.Background(), func(handlers.ParkedMessage) bool { return false }); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"removal", func(t *testing.T) {
+			if _, err := q.Remove(context.Background(), []handlers.ParkedKey{{NotificationID: uuid.NewString()}}); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"panic in its function", func(t *testing.T) {
+			defer func() {
+				if r := recover(); r != "boom" {
+					t.Errorf("recovered %v, want the function's panic", r)
+				}
+			}()
+			_ = q.Walk(context.Background(), func(handlers.ParkedMessage) bool { panic("boom") })
+		}, false},
+		{"context cancelled midway", func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			n := 0
+			err := q.Walk(ctx, func(handlers.ParkedMessage) bool {
+				if n++; n == 5 {
+					cancel()
+				}
+				return true
+			})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("Walk cancelled midway: %v, want %v", err, context.Canceled)
+			}
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.look(t)
+			// The next look gets the lock at once, or (mayWait) within its deadline.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			logs := &waitLog{}
+			msgs, err := router.NewPoisonQueue(amqpURL, slog.New(logs)).List(ctx)
+			if err != nil {
+				t.Fatalf("the next look: %v", err)
+			}
+			if len(msgs) != len(cmds) {
+				t.Errorf("the next look saw %d messages, want the %d parked", len(msgs), len(cmds))
+			}
+			if n := logs.count(); n != 0 && !tc.mayWait {
+				t.Errorf("the next look waited for the lock (%d records)", n)
+			}
+			assertNoLockQueue(t, amqpURL)
+		})
+	}
 }
