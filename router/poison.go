@@ -304,8 +304,21 @@ func (q *PoisonQueue) lock(ctx context.Context, conn *amqp091.Connection) (relea
 // busy is the error of a wait for the lock that ctx ended.
 func (q *PoisonQueue) busy(ctxErr error) error {
 	return &herald.Error{Code: herald.EUNAVAILABLE, Message: ErrPoisonQueueBusy.Error(),
-		Err: fmt.Errorf("wait for the lock %s: %w: %w", q.lockQueue, ErrPoisonQueueBusy, ctxErr)}
+		Err: &lockWaitError{lock: q.lockQueue, err: ctxErr}}
 }
+
+// lockWaitError is why a wait for the lock ended; it is ErrPoisonQueueBusy, without saying so
+// again after the message that already does.
+type lockWaitError struct {
+	lock string
+	err  error
+}
+
+func (e *lockWaitError) Error() string {
+	return fmt.Sprintf("waited for the lock %s: %v", e.lock, e.err)
+}
+func (e *lockWaitError) Unwrap() error        { return e.err }
+func (e *lockWaitError) Is(target error) bool { return target == ErrPoisonQueueBusy }
 
 // awaitReturn waits, at most returnTimeout, until the queue holds at least want messages ready.
 // Messages a closed channel hands back are ready again a moment after the close; releasing the
