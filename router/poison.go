@@ -230,10 +230,9 @@ func (q *PoisonQueue) session(ctx context.Context, fn func(ch *amqp091.Channel, 
 	}
 	closed := ch.NotifyClose(make(chan *amqp091.Error, 1))
 	var l look
-	var closeErr error
 	defer func() {
 		// Deferred, so that a panic in fn hands the messages back before the lock goes too.
-		closeErr = ch.Close()
+		closeErr := ch.Close()
 		if cerr, ok := <-closed; ok && cerr != nil {
 			closeErr = cerr
 		}
