@@ -56,6 +56,11 @@ type ParkedKey struct {
 
 // ParkedQueue is the poison queue as operators work it (see router.PoisonQueue). Its methods
 // return EUNAVAILABLE when the broker cannot be reached or the queue does not exist.
+//
+// One look at a time: each call, in any process, has the queue to itself from its first message
+// to its last, so it sees every parked message (and removes every one it names) however many
+// operators work the queue at once. A call made while another runs waits for it, and returns
+// EUNAVAILABLE if ctx ends first.
 type ParkedQueue interface {
 	// List returns every parked message and leaves every one of them parked.
 	List(ctx context.Context) ([]ParkedMessage, error)

@@ -81,18 +81,36 @@ func toParkedJSON(p handlers.Parked) parkedJSON {
 	return out
 }
 
-// poisonPageWriteTimeout is how long a page of the poison queue may take to answer. A page is
+// DefaultPoisonTimeout is how long a request to the poison queue may take to answer. A page is
 // found by walking the queue from its head, so one deep in a large queue takes far longer than
 // the server's usual write timeout allows (about 20–45 s for the last of 100,000 on a small,
-// busy machine).
-const poisonPageWriteTimeout = 5 * time.Minute
+// busy machine); and one look at the queue at a time, in any process, so a request may first
+// wait for another to finish.
+const DefaultPoisonTimeout = 5 * time.Minute
+
+// poisonContext extends the write deadline of a request to the poison queue and returns its
+// context, which ends a tenth of that time earlier: a wait for another look that lasts too long
+// is then answered 503 rather than cut off by the write deadline.
+func (s *Server) poisonContext(w http.ResponseWriter, r *http.Request) (context.Context, context.CancelFunc, error) {
+	timeout := s.cfg.PoisonTimeout
+	if timeout <= 0 {
+		timeout = DefaultPoisonTimeout
+	}
+	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return nil, nil, fmt.Errorf("extend the write deadline: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout-timeout/10)
+	return ctx, cancel, nil
+}
 
 // listParked serves GET /api/v1/poison: a page of the poison queue, in queue order.
 func (s *Server) listParked(w http.ResponseWriter, r *http.Request) {
-	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(poisonPageWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		s.writeError(w, r, fmt.Errorf("extend the write deadline: %w", err))
+	ctx, cancel, err := s.poisonContext(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
+	defer cancel()
 	q := r.URL.Query()
 	fields := map[string]string{}
 	for name := range q {
@@ -121,7 +139,7 @@ func (s *Server) listParked(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, herald.Invalid("the listing is invalid", fields))
 		return
 	}
-	page, err := s.operator.ParkedPage(r.Context(), query)
+	page, err := s.operator.ParkedPage(ctx, query)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -194,7 +212,13 @@ func (s *Server) operate(act func(context.Context, handlers.Selection, string, s
 		} else if _, given := body["actor"]; !given {
 			actor = defaultOperatorActor
 		}
-		results, err := act(r.Context(), handlers.Selection{IDs: []string{id}}, actor, body["reason"])
+		ctx, cancel, err := s.poisonContext(w, r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		defer cancel()
+		results, err := act(ctx, handlers.Selection{IDs: []string{id}}, actor, body["reason"])
 		if err != nil {
 			s.writeError(w, r, err)
 			return

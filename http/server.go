@@ -68,6 +68,9 @@ type Config struct {
 	// client cannot choose its own address. Invalid prefixes make Handler panic: check them
 	// with ParseTrustedProxies.
 	TrustedProxies []string
+	// PoisonTimeout is how long a request to the poison queue may take, waiting for another
+	// look at it included, before it is answered 503; 0 means DefaultPoisonTimeout.
+	PoisonTimeout time.Duration
 }
 
 // ParseTrustedProxies checks prefixes for Config.TrustedProxies.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -20,30 +21,61 @@ import (
 )
 
 // PoisonQueue reads and removes the commands workers parked in poison_notifications, for
-// operators. It opens a connection of its own for each call and declares nothing: the queue is
-// the workers' and the relay's to declare (see Topology).
+// operators. It opens a connection of its own for each call and declares nothing but its lock:
+// the queue is the workers' and the relay's to declare (see Topology).
 //
 // AMQP 0-9-1 has no way to look at a message without taking it, so List takes every message
 // unacknowledged (basic.get) and then closes its channel, which hands them all back untouched.
 // Meanwhile the messages count as unacknowledged rather than ready, so the queue's total depth,
-// as RabbitMQ's management UI shows it, stays true; another reader of the queue does not see
-// them for that moment (two operators working the queue at once may each miss what the other
-// holds). The poison queue is a classic queue for this reason: a quorum queue would count each
-// return as a redelivery and, past its delivery limit (20 by default since RabbitMQ 4.0), drop
-// the parked command.
+// as RabbitMQ's management UI shows it, stays true; but another reader of the queue would not
+// see them. So every look and removal, in any process, first takes a lock held by the broker:
+// the exclusive queue QueuePoisonLock, declared on the looking connection. A declaration from
+// another connection fails with 405 RESOURCE_LOCKED, and that caller waits (saying so once in
+// its log) until the lock is free or its context ends. The broker deletes an exclusive queue
+// when its connection closes, so a holder that dies releases the lock with its connection; one
+// that finishes deletes it at once, after its messages are back in the queue.
+//
+// The poison queue is a classic queue: a quorum queue would count each return as a redelivery
+// and, past its delivery limit (20 by default since RabbitMQ 4.0), drop the parked command.
 type PoisonQueue struct {
-	url   string
-	queue string
+	url       string
+	queue     string
+	lockQueue string
+	logger    *slog.Logger
 	// dialTimeout bounds connecting when the caller's context has no deadline.
 	dialTimeout time.Duration
 }
 
 var _ handlers.ParkedQueue = (*PoisonQueue)(nil)
 
-// NewPoisonQueue returns the poison queue of the RabbitMQ at url.
-func NewPoisonQueue(url string) *PoisonQueue {
-	return &PoisonQueue{url: url, queue: QueuePoison, dialTimeout: 30 * time.Second}
+// QueuePoisonLock is the queue whose existence means a look at the poison queue is under way.
+// It is exclusive to the looking connection, never durable, and holds no message (its
+// x-max-length is 0): nothing is ever routed to it.
+const QueuePoisonLock = QueuePoison + ".lock"
+
+// Waiting for the lock asks again after lockRetryMin, doubling up to lockRetryMax: each ask
+// costs a channel (a failed declaration closes it) and a line in the broker's log.
+const (
+	lockRetryMin = 50 * time.Millisecond
+	lockRetryMax = time.Second
+)
+
+// returnTimeout bounds how long a look waits, before it releases the lock, for the messages it
+// handed back to be ready again.
+const returnTimeout = 5 * time.Second
+
+// NewPoisonQueue returns the poison queue of the RabbitMQ at url. logger says when a call waits
+// for another look to finish; nil logs nothing.
+func NewPoisonQueue(url string, logger *slog.Logger) *PoisonQueue {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &PoisonQueue{url: url, queue: QueuePoison, lockQueue: QueuePoisonLock, logger: logger, dialTimeout: 30 * time.Second}
 }
+
+// ErrPoisonQueueBusy is wrapped by the error of a call whose context ended while another look at
+// the poison queue held the lock.
+var ErrPoisonQueueBusy = errors.New("another look at the poison queue is under way; try again once it is done")
 
 // ErrPoisonQueueMissing is wrapped by the errors of a PoisonQueue whose queue does not exist.
 var ErrPoisonQueueMissing = errors.New("poison queue not declared yet: start a worker or serve once")
@@ -69,8 +101,8 @@ var errWalkDone = errors.New("walk done")
 // broker holds the messages taken (unacknowledged, which is what bounds Walk's memory), and the
 // client only their delivery tags.
 func (q *PoisonQueue) Walk(ctx context.Context, fn func(handlers.ParkedMessage) bool) error {
-	err := q.session(ctx, func(ch *amqp091.Channel) error {
-		return q.drain(ctx, ch, func(d amqp091.Delivery) error {
+	err := q.session(ctx, func(ch *amqp091.Channel, l *look) error {
+		return q.drain(ctx, ch, l, func(d amqp091.Delivery) error {
 			if !fn(decodeParked(d)) {
 				return errWalkDone
 			}
@@ -93,8 +125,8 @@ func (q *PoisonQueue) Remove(ctx context.Context, keys []handlers.ParkedKey) (ma
 		wanted[k] = true
 	}
 	removed := map[string]int{}
-	err := q.session(ctx, func(ch *amqp091.Channel) error {
-		return q.drain(ctx, ch, func(d amqp091.Delivery) error {
+	err := q.session(ctx, func(ch *amqp091.Channel, l *look) error {
+		return q.drain(ctx, ch, l, func(d amqp091.Delivery) error {
 			m := decodeParked(d)
 			if m.NotificationID == "" {
 				return nil
@@ -106,6 +138,7 @@ func (q *PoisonQueue) Remove(ctx context.Context, keys []handlers.ParkedKey) (ma
 			if err := ch.Ack(d.DeliveryTag, false); err != nil {
 				return fmt.Errorf("acknowledge message %s of %s: %w", m.MessageID, m.NotificationID, err)
 			}
+			l.acked++
 			removed[m.NotificationID]++
 			return nil
 		})
@@ -116,9 +149,21 @@ func (q *PoisonQueue) Remove(ctx context.Context, keys []handlers.ParkedKey) (ma
 	return removed, nil
 }
 
+// look counts what a session took from the queue, so that it can tell when all it hands back
+// is ready again.
+type look struct {
+	taken int // messages got, unacknowledged
+	acked int // of those, acknowledged (removed)
+	left  int // messages ready in the queue after the last get
+}
+
+// back is how many messages the queue holds ready at least once the session's channel has
+// handed back what it took: no other look takes any meanwhile, and parking only adds.
+func (l *look) back() int { return l.taken - l.acked + l.left }
+
 // drain gets every message of the queue, unacknowledged, and hands each to fn, until the queue
 // has none left to give. Closing the channel returns those fn did not acknowledge.
-func (q *PoisonQueue) drain(ctx context.Context, ch *amqp091.Channel, fn func(amqp091.Delivery) error) error {
+func (q *PoisonQueue) drain(ctx context.Context, ch *amqp091.Channel, l *look, fn func(amqp091.Delivery) error) error {
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -128,19 +173,24 @@ func (q *PoisonQueue) drain(ctx context.Context, ch *amqp091.Channel, fn func(am
 			return fmt.Errorf("get: %w", err)
 		}
 		if !ok {
+			l.left = 0
 			return nil
 		}
+		l.taken++
+		l.left = int(d.MessageCount)
 		if err := fn(d); err != nil {
 			return err
 		}
 	}
 }
 
-// session connects, checks the queue exists, and runs fn on a channel of its own. It then closes
-// the channel — which returns every message fn took and did not acknowledge — and reports a
-// channel that did not close in order, since an acknowledgement may then have been lost. ctx
-// bounds it all: when ctx is done the connection is closed under fn.
-func (q *PoisonQueue) session(ctx context.Context, fn func(ch *amqp091.Channel) error) (err error) {
+// session connects, checks the queue exists, takes the lock, and runs fn on a channel of its
+// own. It then closes the channel — which returns every message fn took and did not acknowledge
+// — waits until those are ready again, and releases the lock; it reports a channel that did not
+// close in order, since an acknowledgement may then have been lost. The lock goes on every path:
+// deleted in order after fn, or with the connection, which is closed last, on a panic or a
+// broken connection. ctx bounds it all: when ctx is done the connection is closed under fn.
+func (q *PoisonQueue) session(ctx context.Context, fn func(ch *amqp091.Channel, l *look) error) (err error) {
 	conn, err := q.dial(ctx)
 	if err != nil {
 		return err
@@ -169,23 +219,132 @@ func (q *PoisonQueue) session(ctx context.Context, fn func(ch *amqp091.Channel) 
 	}
 	_ = check.Close()
 
+	release, err := q.lock(ctx, conn)
+	if err != nil {
+		return err
+	}
 	ch, err := conn.Channel()
 	if err != nil {
+		_ = release()
 		return fmt.Errorf("open channel: %w", err)
 	}
 	closed := ch.NotifyClose(make(chan *amqp091.Error, 1))
-	fnErr := fn(ch)
-	closeErr := ch.Close()
-	if cerr, ok := <-closed; ok && cerr != nil {
-		closeErr = cerr
+	var l look
+	defer func() {
+		// Deferred, so that a panic in fn hands the messages back before the lock goes too.
+		closeErr := ch.Close()
+		if cerr, ok := <-closed; ok && cerr != nil {
+			closeErr = cerr
+		}
+		q.awaitReturn(conn, l.back())
+		// Should the delete fail, the connection is gone or about to be closed, which
+		// releases the lock all the same.
+		_ = release()
+		if err == nil && closeErr != nil {
+			err = fmt.Errorf("close channel: %w", closeErr)
+		}
+	}()
+	return fn(ch, &l)
+}
+
+// lock takes the poison queue's lock on conn: it declares QueuePoisonLock exclusive to conn.
+// While another connection holds it, it asks again with a backoff, logging once that it waits,
+// until ctx ends (ErrPoisonQueueBusy, EUNAVAILABLE). release deletes the lock queue.
+func (q *PoisonQueue) lock(ctx context.Context, conn *amqp091.Connection) (release func() error, err error) {
+	wait, waiting := lockRetryMin, false
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, q.busy(err)
+		}
+		ch, err := conn.Channel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, q.busy(ctx.Err())
+			}
+			return nil, fmt.Errorf("open lock channel: %w", err)
+		}
+		_, err = ch.QueueDeclare(q.lockQueue, false, true, true, false, amqp091.Table{"x-max-length": int32(0)})
+		if err == nil {
+			if waiting {
+				q.logger.InfoContext(ctx, "the other look at the poison queue is done", "queue", q.queue)
+			}
+			return func() error {
+				defer ch.Close()
+				if _, err := ch.QueueDelete(q.lockQueue, false, false, false); err != nil {
+					return fmt.Errorf("delete %s: %w", q.lockQueue, err)
+				}
+				return nil
+			}, nil
+		}
+		var amqpErr *amqp091.Error
+		if !errors.As(err, &amqpErr) || amqpErr.Code != amqp091.ResourceLocked {
+			_ = ch.Close()
+			if ctx.Err() != nil {
+				return nil, q.busy(ctx.Err())
+			}
+			return nil, fmt.Errorf("declare lock %s: %w", q.lockQueue, err)
+		}
+		// The failed declaration closed ch.
+		if !waiting {
+			waiting = true
+			q.logger.InfoContext(ctx, "waiting for another look at the poison queue to finish", "queue", q.queue, "lock_queue", q.lockQueue)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, q.busy(ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, lockRetryMax)
 	}
-	if fnErr != nil {
-		return fnErr
+}
+
+// busy is the error of a wait for the lock that ctx ended.
+func (q *PoisonQueue) busy(ctxErr error) error {
+	return &herald.Error{Code: herald.EUNAVAILABLE, Message: ErrPoisonQueueBusy.Error(),
+		Err: &lockWaitError{lock: q.lockQueue, err: ctxErr}}
+}
+
+// lockWaitError is why a wait for the lock ended; it is ErrPoisonQueueBusy, without saying so
+// again after the message that already does.
+type lockWaitError struct {
+	lock string
+	err  error
+}
+
+func (e *lockWaitError) Error() string {
+	return fmt.Sprintf("waited for the lock %s: %v", e.lock, e.err)
+}
+func (e *lockWaitError) Unwrap() error        { return e.err }
+func (e *lockWaitError) Is(target error) bool { return target == ErrPoisonQueueBusy }
+
+// awaitReturn waits, at most returnTimeout, until the queue holds at least want messages ready.
+// Messages a closed channel hands back are ready again a moment after the close; releasing the
+// lock before then would let the next look miss them. It gives up early on a broken connection
+// (whose messages come back as it closes) and, at the timeout, on a queue someone else emptied.
+func (q *PoisonQueue) awaitReturn(conn *amqp091.Connection, want int) {
+	if want == 0 || conn.IsClosed() {
+		return
 	}
-	if closeErr != nil {
-		return fmt.Errorf("close channel: %w", closeErr)
+	ch, err := conn.Channel()
+	if err != nil {
+		return
 	}
-	return nil
+	defer ch.Close()
+	deadline := time.Now().Add(returnTimeout)
+	for {
+		st, err := ch.QueueDeclarePassive(q.queue, true, false, false, false, nil)
+		if err != nil || st.Messages >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			q.logger.Warn("the poison queue holds fewer messages than a look handed back; releasing its lock anyway",
+				"queue", q.queue, "ready", st.Messages, "want", want)
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // dial connects within ctx (or dialTimeout, when ctx has no deadline), handshake included.

@@ -59,7 +59,7 @@ func BenchmarkPoisonPage(b *testing.B) {
 		})
 	}
 	b.Run("list-all", func(b *testing.B) {
-		pq := router.NewPoisonQueue(amqpURL)
+		pq := router.NewPoisonQueue(amqpURL, nil)
 		peak := measurePeakHeap(b, func() {
 			msgs, err := pq.List(ctx)
 			if err != nil {

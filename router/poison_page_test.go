@@ -109,7 +109,7 @@ func newPagingOperator(t *testing.T, amqpURL string) *handlers.Operator {
 func newBenchOperator(t testing.TB, amqpURL string) *handlers.Operator {
 	t.Helper()
 	db := heraldtest.NewDatabase(t)
-	return handlers.NewOperator(db.Pool, events.NewLog(db.Pool), router.NewOutbox(nil), router.NewPoisonQueue(amqpURL))
+	return handlers.NewOperator(db.Pool, events.NewLog(db.Pool), router.NewOutbox(nil), router.NewPoisonQueue(amqpURL, nil))
 }
 
 // Paging through a deep poison queue visits every parked command once, in queue order, and
@@ -154,7 +154,7 @@ func TestPoisonPageAfterRemoval(t *testing.T) {
 	want := parkMany(t, amqpURL, 30)
 	waitDepth(t, amqpURL, 30)
 	op := newPagingOperator(t, amqpURL)
-	pq := router.NewPoisonQueue(amqpURL)
+	pq := router.NewPoisonQueue(amqpURL, nil)
 	ctx := context.Background()
 
 	first, err := op.ParkedPage(ctx, handlers.ParkedQuery{Limit: 10})

@@ -136,7 +136,7 @@ func TestPoisonQueueListsWithoutTaking(t *testing.T) {
 	park(t, amqpURL, a1, b1, other, notJSON)
 	want := []seen{expect(a1, a, herald.ChannelSMS), expect(b1, b, herald.ChannelEmail), expect(other, "", ""), expect(notJSON, "", "")}
 
-	q := router.NewPoisonQueue(amqpURL)
+	q := router.NewPoisonQueue(amqpURL, nil)
 	for look := 1; look <= 2; look++ {
 		msgs, err := q.List(ctx)
 		if err != nil {
@@ -172,7 +172,7 @@ func TestPoisonQueueRemovesExactlyTheNamedMessages(t *testing.T) {
 	park(t, amqpURL, a1, a2, b1, c1, c2, a1, junk)
 	waitDepth(t, amqpURL, 7)
 
-	q := router.NewPoisonQueue(amqpURL)
+	q := router.NewPoisonQueue(amqpURL, nil)
 	removed, err := q.Remove(ctx, []handlers.ParkedKey{
 		{NotificationID: a},                             // every message of a
 		{NotificationID: b, MessageID: "not-b1s-id"},    // no message of b has that id
@@ -199,7 +199,7 @@ func TestPoisonQueueRemovesExactlyTheNamedMessages(t *testing.T) {
 
 func TestPoisonQueueMissing(t *testing.T) {
 	amqpURL := heraldtest.NewVHost(t)
-	q := router.NewPoisonQueue(amqpURL)
+	q := router.NewPoisonQueue(amqpURL, nil)
 	_, err := q.List(context.Background())
 	if !errors.Is(err, router.ErrPoisonQueueMissing) || !strings.Contains(err.Error(), "start a worker or serve once") {
 		t.Errorf("List of a vhost without the queue: %v, want %v", err, router.ErrPoisonQueueMissing)
@@ -226,7 +226,7 @@ func TestPoisonQueueMissing(t *testing.T) {
 func TestPoisonQueueUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := router.NewPoisonQueue("amqp://guest:guest@127.0.0.1:1/").List(ctx)
+	_, err := router.NewPoisonQueue("amqp://guest:guest@127.0.0.1:1/", nil).List(ctx)
 	if herald.ErrorCode(err) != herald.EUNAVAILABLE {
 		t.Errorf("List from a closed port: %v, want an %s error", err, herald.EUNAVAILABLE)
 	}
@@ -245,7 +245,7 @@ func TestPoisonQueueStopsWithItsContext(t *testing.T) {
 	}
 	park(t, amqpURL, cmds...)
 	waitDepth(t, amqpURL, len(cmds))
-	q := router.NewPoisonQueue(amqpURL)
+	q := router.NewPoisonQueue(amqpURL, nil)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

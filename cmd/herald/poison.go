@@ -45,7 +45,8 @@ show it. Each command exits with status 0 only when it did everything asked; -o 
 for scripts.
 
 Looking at the queue takes its messages for a moment and hands them straight back, so its depth
-stays true. poison_notifications is a classic queue, so looking is not counted against any
+stays true. One look runs at a time, across every process: a command started while another
+looks says so and waits for it (Ctrl-C gives up). poison_notifications is a classic queue, so looking is not counted against any
 delivery limit; the work queues dead-letter into it the commands RabbitMQ gives up on.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
@@ -96,7 +97,7 @@ func (c *poisonConfig) operator(ctx context.Context) (*handlers.Operator, func()
 	if err != nil {
 		return nil, nil, err
 	}
-	op := handlers.NewOperator(pool, events.NewLog(pool), router.NewOutbox(nil), router.NewPoisonQueue(c.amqpURL))
+	op := handlers.NewOperator(pool, events.NewLog(pool), router.NewOutbox(nil), router.NewPoisonQueue(c.amqpURL, logger))
 	return op, pool.Close, nil
 }
 

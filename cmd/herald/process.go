@@ -200,7 +200,7 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 			TrustedProxies: cfg.http.trustedProxies()},
 			acceptor, reader, checks, logger)
 		if p.api {
-			srv.WithOperator(handlers.NewOperator(pool, log, router.NewOutbox(nil), router.NewPoisonQueue(cfg.amqp.URL)))
+			srv.WithOperator(handlers.NewOperator(pool, log, router.NewOutbox(nil), router.NewPoisonQueue(cfg.amqp.URL, logger)))
 			srv.WithAuth(apikeys.NewStore(pool), heraldhttp.RateLimit{
 				Requests: cfg.http.RateLimit, Window: cfg.http.RateWindow, PerAddress: cfg.http.AddressLimit})
 			srv.WithRebuilds(projections.NewJobs(ctx, projections.NewRebuilder(pool, log, 5000, logger), log))

@@ -1,0 +1,13 @@
+package router
+
+import (
+	"context"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
+// LockPoison takes q's lock on conn, as every look does, for tests that hold it from a
+// connection they control.
+func LockPoison(ctx context.Context, q *PoisonQueue, conn *amqp091.Connection) (release func() error, err error) {
+	return q.lock(ctx, conn)
+}
