@@ -310,3 +310,54 @@ func TestProjectorRecoversAPanic(t *testing.T) {
 		}
 	}
 }
+
+// A projector does not call a group "standing by", and ready, while the session holding its lock
+// is one of its own former sessions: here one it cannot end (another role's), so the group stays
+// named as not running for as long as that session holds it.
+func TestProjectorNotReadyWhileItsFormerSessionHolds(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := context.Background()
+	runtime, err := pgxpool.New(ctx, db.RuntimeURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runtime.Close()
+	projector := router.NewProjector(runtime, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 50},
+		quietLogger(), projections.All()...)
+
+	// The owner's session, named as the projector's: the runtime role may not end it.
+	cfg := db.Pool.Config().ConnConfig.Copy()
+	cfg.RuntimeParams["application_name"] = router.ElectionName(projector)
+	former, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer former.Close(context.Background())
+	if _, err := former.Exec(ctx, `SELECT pg_advisory_lock($1)`, router.GroupLockKey("notification_status")); err != nil {
+		t.Fatal(err)
+	}
+
+	runProjector(t, projector)
+	var said string
+	heraldtest.Eventually(t, 15*time.Second, "readiness to name notification_status", func() (bool, error) {
+		err := projector.Ready(ctx)
+		if err == nil {
+			return false, nil
+		}
+		said = err.Error()
+		return strings.Contains(said, "notification_status: ") && strings.Contains(said, "former session"), nil
+	})
+	t.Logf("while its former session holds notification_status, the projector says: %s", said)
+	// It stays so: at no point in the next three seconds does it call itself ready.
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if err := projector.Ready(ctx); err == nil {
+			t.Fatal("the projector is ready while its former session holds notification_status")
+		}
+	}
+	if err := former.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	heraldtest.Eventually(t, 20*time.Second, "the projector to be ready once the former session is gone", func() (bool, error) {
+		return projector.Ready(ctx) == nil, nil
+	})
+}
