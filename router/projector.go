@@ -57,6 +57,8 @@ type Projector struct {
 	metrics *projectorMetrics
 	health  *parts
 	log     *events.Log
+	// election is the application_name of its lock sessions.
+	election string
 }
 
 // NewProjector returns a projector of projs over the log in pool.
@@ -70,7 +72,7 @@ func NewProjector(pool *pgxpool.Pool, cfg ProjectorConfig, logger *slog.Logger, 
 	if cfg.StoppedRetry <= 0 {
 		cfg.StoppedRetry = 10 * time.Second
 	}
-	p := &Projector{pool: pool, cfg: cfg, projs: projs, logger: logger, log: events.NewLog(pool)}
+	p := &Projector{pool: pool, cfg: cfg, projs: projs, logger: logger, log: events.NewLog(pool), election: electionName("projector")}
 	p.health = newParts(p.groups()...)
 	if cfg.Metrics != nil {
 		p.metrics = newProjectorMetrics(cfg.Metrics)
@@ -95,7 +97,7 @@ func (p *Projector) Run(ctx context.Context) error {
 	wait := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
 	for {
 		started := time.Now()
-		err := runElected(ctx, p.pool, p.groups(), p.health, p.logger, func(ctx context.Context, i int, running func()) error {
+		err := runElected(ctx, p.pool, p.election, p.groups(), p.health, p.logger, func(ctx context.Context, i int, running func()) error {
 			return p.project(ctx, p.projs[i], running)
 		})
 		if ctx.Err() != nil {

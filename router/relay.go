@@ -49,13 +49,14 @@ type Relay struct {
 	topology *Topology
 	logger   *slog.Logger
 	health   *parts
+	election string // application_name of its lock sessions
 }
 
 var _ handlers.WaitingCommands = (*Relay)(nil)
 
 // NewRelay returns a relay from the outbox in pool to RabbitMQ; topology must be running.
 func NewRelay(pool *pgxpool.Pool, amqpCfg AMQPConfig, cfg RelayConfig, topology *Topology, logger *slog.Logger) *Relay {
-	r := &Relay{pool: pool, amqp: amqpCfg, cfg: cfg, topology: topology, logger: logger}
+	r := &Relay{pool: pool, amqp: amqpCfg, cfg: cfg, topology: topology, logger: logger, election: electionName("relay")}
 	r.health = newParts(r.groups()...)
 	return r
 }
@@ -112,7 +113,7 @@ func (r *Relay) relay(ctx context.Context) error {
 		r.health.setAll(err.Error())
 		return err
 	}
-	return runElected(ctx, r.pool, r.groups(), r.health, r.logger, func(ctx context.Context, k int, running func()) error {
+	return runElected(ctx, r.pool, r.election, r.groups(), r.health, r.logger, func(ctx context.Context, k int, running func()) error {
 		return r.forward(ctx, k, pub, wlog, running)
 	})
 }
