@@ -131,6 +131,10 @@ write_env() { # write_env <way> <admin user> <file>
 			"HERALD_TEST_AMQP_URL=amqp://herald:$MQ_PASSWORD@127.0.0.1:5672/" \
 			"HERALD_TEST_RABBITMQ_API=http://herald:$MQ_PASSWORD@127.0.0.1:15672" >"$file"
 	)
+	# Run through sudo, .env belongs to the user who asked: make run and make test read it as them.
+	if is_root && [ -n "${SUDO_UID:-}" ] && [ -n "${SUDO_GID:-}" ]; then
+		chown "$SUDO_UID:$SUDO_GID" "$file"
+	fi
 }
 
 wait_for() { # wait_for <what> <seconds> <command...>

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -206,5 +207,39 @@ func TestServicesComposeWritesEnvOnceUp(t *testing.T) {
 	}
 	if second, _ := os.ReadFile(envFile); string(second) != string(first) {
 		t.Errorf("make services run again changed .env:\n%s\nwas:\n%s", second, first)
+	}
+}
+
+// Run through sudo, make services leaves .env to the user who ran sudo: make run and make test,
+// run as that user, must be able to read it.
+func TestServicesGiveEnvToTheSudoUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to give a file away")
+	}
+	m := machine{
+		tools: map[string]string{
+			"docker":     `read -r -d '' _; exit 0`,
+			"pg_isready": fail,
+			"id":         root,
+			"curl":       `read -r -d '' _; exit 0`,
+			"openssl":    `printf '%032x\n' $RANDOM$RANDOM`,
+		},
+		osRelease: fedora,
+		vars:      []string{"SUDO_UID=65534", "SUDO_GID=65534"},
+	}
+	out, succeeded, envFile := run(t, m, []string{"rm", "mv", "seq", "sed", "chown"})
+	if !succeeded {
+		t.Fatalf("services.sh through sudo: %s", out)
+	}
+	info, err := os.Stat(envFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid != 65534 || st.Gid != 65534 {
+		t.Errorf(".env belongs to %v; want 65534:65534, the user who ran sudo", info.Sys())
+	}
+	if info.Mode().Perm() != 0o600 {
+		t.Errorf(".env mode %v; want 0600", info.Mode().Perm())
 	}
 }
