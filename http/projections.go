@@ -111,21 +111,24 @@ type jobJSON struct {
 		Position int64 `json:"position"`
 		Head     int64 `json:"head"`
 	} `json:"progress"`
-	Report *struct {
-		Events    int64  `json:"events"`
-		Rows      int64  `json:"rows"`
-		Swapped   bool   `json:"swapped"`
-		Compared  bool   `json:"compared"`
-		LiveLag   int64  `json:"live_lag"`
-		LiveGap   string `json:"live_gap,omitempty"`
-		Missing   int64  `json:"missing"`
-		Extra     int64  `json:"extra"`
-		Different int64  `json:"different"`
-	} `json:"report,omitempty"`
-	Error string `json:"error,omitempty"`
-	Links struct {
+	Report *rebuildReportJSON `json:"report,omitempty"`
+	Error  string             `json:"error,omitempty"`
+	Links  struct {
 		Self string `json:"self"`
 	} `json:"links"`
+}
+
+// rebuildReportJSON is what a finished rebuild reports.
+type rebuildReportJSON struct {
+	Events    int64  `json:"events"`
+	Rows      int64  `json:"rows"`
+	Swapped   bool   `json:"swapped"`
+	Compared  bool   `json:"compared"`
+	LiveLag   int64  `json:"live_lag"`
+	LiveGap   string `json:"live_gap,omitempty"`
+	Missing   int64  `json:"missing"`
+	Extra     int64  `json:"extra"`
+	Different int64  `json:"different"`
 }
 
 func toJobJSON(j projections.Job) jobJSON {
@@ -137,17 +140,7 @@ func toJobJSON(j projections.Job) jobJSON {
 	out.Progress.Applied, out.Progress.Position, out.Progress.Head = j.Progress.Applied, j.Progress.Position, j.Progress.Head
 	if j.State == projections.JobSucceeded {
 		rep := j.Report
-		out.Report = &struct {
-			Events    int64  `json:"events"`
-			Rows      int64  `json:"rows"`
-			Swapped   bool   `json:"swapped"`
-			Compared  bool   `json:"compared"`
-			LiveLag   int64  `json:"live_lag"`
-			LiveGap   string `json:"live_gap,omitempty"`
-			Missing   int64  `json:"missing"`
-			Extra     int64  `json:"extra"`
-			Different int64  `json:"different"`
-		}{rep.Events, rep.Rows, rep.Swapped, rep.Compared, rep.LiveLag, rep.LiveGap, rep.Diff.Missing, rep.Diff.Extra, rep.Diff.Different}
+		out.Report = &rebuildReportJSON{rep.Events, rep.Rows, rep.Swapped, rep.Compared, rep.LiveLag, rep.LiveGap, rep.Diff.Missing, rep.Diff.Extra, rep.Diff.Different}
 	}
 	out.Links.Self = "/api/v1/projections/rebuilds/" + j.ID
 	return out
