@@ -11,13 +11,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/delivery"
 	"github.com/herald-notify/herald/handlers"
 	heraldhttp "github.com/herald-notify/herald/http"
+	"github.com/herald-notify/herald/postgres"
 	"github.com/herald-notify/herald/redact"
 	"github.com/herald-notify/herald/router"
 )
@@ -154,67 +154,13 @@ func (c dbConfig) cliPool(ctx context.Context, logger *slog.Logger) (*pgxpool.Po
 // connect connects to PostgreSQL at url, waiting for it while it is unreachable.
 // With create, a database that does not exist is created.
 func (c dbConfig) connect(ctx context.Context, logger *slog.Logger, url string, create bool) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		if url == c.MigrateURL {
-			return nil, fmt.Errorf("--migrate-database-url: %w", err)
-		}
-		return nil, fmt.Errorf("--database-url: %w", err)
+	source := "--database-url"
+	if url == c.MigrateURL {
+		source = "--migrate-database-url"
 	}
-	cfg.MaxConns = int32(c.MaxConns)
-	cfg.ConnConfig.RuntimeParams["application_name"] = "herald"
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	wait := 200 * time.Millisecond
-	for {
-		err := pool.Ping(ctx)
-		if err == nil {
-			break
-		}
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "3D000" && create {
-			// A newcomer's first `herald migrate` should not need a createdb first.
-			if err := createDatabase(ctx, cfg.ConnConfig); err != nil {
-				pool.Close()
-				return nil, err
-			}
-			logger.InfoContext(ctx, "database created", "database", cfg.ConnConfig.Database)
-			continue
-		}
-		if ctx.Err() != nil {
-			pool.Close()
-			return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
-		}
-		logger.WarnContext(ctx, "PostgreSQL unreachable, retrying", "error", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
-	return pool, nil
-}
-
-// createDatabase creates the database cfg names, connecting to the server's "postgres" database.
-func createDatabase(ctx context.Context, cfg *pgx.ConnConfig) error {
-	admin := cfg.Copy()
-	admin.Database = "postgres"
-	conn, err := pgx.ConnectConfig(ctx, admin)
-	if err != nil {
-		return fmt.Errorf("create database %s: %w", cfg.Database, err)
-	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{cfg.Database}.Sanitize())
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42P04" {
-		return nil // created meanwhile by another process
-	}
-	if err != nil {
-		return fmt.Errorf("create database %s: %w", cfg.Database, err)
-	}
-	return nil
+	return postgres.Connect(ctx, url, postgres.Options{
+		Source: source, MaxConns: c.MaxConns, Wait: true, CreateMissing: create, Logger: logger,
+	})
 }
 
 type amqpConfig struct {
