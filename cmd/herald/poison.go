@@ -22,8 +22,8 @@ import (
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
-	heraldhttp "github.com/herald-notify/herald/http"
 	"github.com/herald-notify/herald/router"
+	"github.com/herald-notify/herald/wire"
 )
 
 func poisonCommand() *cobra.Command {
@@ -148,7 +148,7 @@ takes longer the further into the queue it is, since AMQP cannot seek.`,
 				return poisonCLIError(err)
 			}
 			if cfg.output == "json" {
-				return poisonWriteJSON(cmd.OutOrStdout(), heraldhttp.NewParkedPageJSON(page))
+				return poisonWriteJSON(cmd.OutOrStdout(), wire.NewParkedPage(page))
 			}
 			if err := printParked(cmd.OutOrStdout(), page.Parked, true); err != nil {
 				return err
@@ -184,7 +184,7 @@ func streamParked(ctx context.Context, w io.Writer, output string, op *handlers.
 			return err
 		}
 		// The API's shape of each message, written as it comes.
-		for _, p := range heraldhttp.NewParkedPageJSON(handlers.ParkedPage{Parked: batch}).Parked {
+		for _, p := range wire.NewParkedPage(handlers.ParkedPage{Parked: batch}).Parked {
 			b, err := json.MarshalIndent(p, "    ", "  ")
 			if err != nil {
 				return err
