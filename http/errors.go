@@ -78,6 +78,8 @@ func unavailable(err error) bool {
 	return false
 }
 
+// writeJSON answers with status and v as JSON, without escaping <, > and & (recipients and
+// message ids hold them).
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)

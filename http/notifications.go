@@ -15,6 +15,8 @@ import (
 	"github.com/herald-notify/herald/wire"
 )
 
+// send serves POST /api/v1/notifications/send: accept the notification (or replay the answer
+// to an idempotency key seen before) and answer 202 with where to follow it.
 func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 	req, err := DecodeSend(r, w, s.cfg.MaxBodyBytes)
 	if err != nil {
@@ -34,6 +36,8 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, wire.NewNotification(a.Notification))
 }
 
+// status serves GET /api/v1/notifications/{id}/status from the status read model, or, with
+// as_of, from the log.
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if q := r.URL.Query(); q.Has("as_of") {
 		s.statusAsOf(w, r, q.Get("as_of"))
@@ -68,6 +72,7 @@ func (s *Server) statusAsOf(w http.ResponseWriter, r *http.Request, asOf string)
 	writeJSON(w, http.StatusOK, wire.NewNotificationAsOf(n, at))
 }
 
+// history serves GET /api/v1/notifications/{id}/history from the history read model.
 func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	id := pathID(r)
 	entries, err := s.reader.History(r.Context(), id)
@@ -78,6 +83,8 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, wire.NewHistory(id, entries))
 }
 
+// events serves GET /api/v1/notifications/{id}/events: the notification's stream as the log
+// holds it, for auditors.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	id := pathID(r)
 	recs, err := s.reader.Events(r.Context(), id)
@@ -94,6 +101,8 @@ func pathID(r *http.Request) string { return strings.ToLower(chi.URLParam(r, "id
 // DefaultListLimit is a page's size when the client names none.
 const DefaultListLimit = 50
 
+// list serves GET /api/v1/notifications: a page of notifications, newest first, filtered by
+// status and type; every bad parameter is reported at once.
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := herald.ListFilter{Limit: DefaultListLimit, Cursor: q.Get("cursor")}
@@ -144,6 +153,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// healthz serves GET /healthz: the process is up.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
@@ -151,6 +161,8 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 // readyTimeout bounds the readiness checks, so a hung dependency reads as not ready.
 const readyTimeout = 2 * time.Second
 
+// readyz serves GET /readyz: every check of the process, each bounded by readyTimeout, with what
+// failed (secrets masked); 503 while any fails.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	checks := make(map[string]string, len(s.checks))
 	status, code := "ready", http.StatusOK

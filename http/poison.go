@@ -40,6 +40,7 @@ const maxClientActorChars = 200
 // defaultOperatorActor is who acts when a request names no actor.
 const defaultOperatorActor = "api"
 
+// poisonRoutes mounts the poison queue's endpoints.
 func (s *Server) poisonRoutes(r chi.Router) {
 	r.Get("/", s.listParked)
 	r.Post("/{id}/requeue", s.operate(s.operator.Requeue))

@@ -28,12 +28,15 @@ func (s *Server) WithRebuilds(r Rebuilds) *Server {
 	return s
 }
 
+// projectionRoutes mounts the read models' endpoints.
 func (s *Server) projectionRoutes(r chi.Router) {
 	r.Get("/", s.projectionStatuses)
 	r.Post("/{name}/rebuild", s.startRebuild)
 	r.Get("/rebuilds/{job}", s.rebuildJob)
 }
 
+// projectionStatuses serves GET /api/v1/projections: where each read model stands, and the
+// rebuilds this process ran lately.
 func (s *Server) projectionStatuses(w http.ResponseWriter, r *http.Request) {
 	statuses, err := s.rebuilds.Statuses(r.Context())
 	if err != nil {
@@ -43,6 +46,8 @@ func (s *Server) projectionStatuses(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, wire.NewProjections(statuses, s.rebuilds.Recent()))
 }
 
+// startRebuild serves POST /api/v1/projections/{name}/rebuild: start a rebuild (or a dry run)
+// in the background and answer 202 with the job to follow.
 func (s *Server) startRebuild(w http.ResponseWriter, r *http.Request) {
 	body, err := readObject(r, w, s.cfg.MaxBodyBytes, "dry_run")
 	if err != nil {
@@ -66,6 +71,7 @@ func (s *Server) startRebuild(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, out)
 }
 
+// rebuildJob serves GET /api/v1/projections/rebuilds/{job}: the job now.
 func (s *Server) rebuildJob(w http.ResponseWriter, r *http.Request) {
 	job, err := s.rebuilds.Job(chi.URLParam(r, "job"))
 	if err != nil {
