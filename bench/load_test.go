@@ -5,6 +5,8 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,5 +133,28 @@ func TestFinishWithoutSinks(t *testing.T) {
 	}
 	if rep.Status.Sampled != sampledAccepted || rep.Outcome.Source != "status API" {
 		t.Errorf("sampled %d, source %q; want %d, status API", rep.Status.Sampled, rep.Outcome.Source, sampledAccepted)
+	}
+}
+
+// TestStoreMaxKeepsTheLargest: concurrent writers, in any order, leave the largest value.
+func TestStoreMaxKeepsTheLargest(t *testing.T) {
+	var v atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for x := range int64(1000) {
+				storeMax(&v, (x*7+int64(w)*131)%1000)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := v.Load(); got != 999 {
+		t.Errorf("storeMax left %d, want 999", got)
+	}
+	storeMax(&v, 5)
+	if got := v.Load(); got != 999 {
+		t.Errorf("a smaller value lowered it to %d", got)
 	}
 }

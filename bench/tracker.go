@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/herald-notify/herald"
 )
 
 // Per-notification state is kept in parallel slices indexed by the notification's number in the
@@ -91,12 +93,7 @@ func (t *tracker) deliver(i int, id string, at time.Time) (first, accepted bool)
 	t.deliveredHash[i].Store(h)
 	v := t.since(at)
 	t.deliveredAt[i].Store(v)
-	for {
-		last := t.lastDelivery.Load()
-		if v <= last || t.lastDelivery.CompareAndSwap(last, v) {
-			break
-		}
-	}
+	storeMax(&t.lastDelivery, v)
 	t.distinct.Add(1)
 	return true, t.flags[i].Or(flagDelivered)&flagAccepted != 0
 }
@@ -147,6 +144,14 @@ func recipientIndex(recipient string) int {
 		return -1
 	}
 	return i
+}
+
+// channelOf is the channel notification i is sent through, as isSMS decides.
+func channelOf(i int, ratio float64) herald.Channel {
+	if isSMS(i, ratio) {
+		return herald.ChannelSMS
+	}
+	return herald.ChannelEmail
 }
 
 // isSMS says whether notification i is an SMS: a share ratio of the numbers, spread evenly.
