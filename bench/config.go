@@ -101,85 +101,118 @@ const (
 // maxN bounds N: the SMS recipients carry the number in nine digits.
 const maxN = 1_000_000_000
 
-// Validate checks the configuration and names every bad flag.
+// Validate checks the configuration and names every bad flag, so that one try shows them all.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	var errs flagErrors
+	c.validateLoad(&errs)
+	if c.Ceiling || c.spawning() {
+		c.validateServices(&errs)
+	}
+	if c.spawning() {
+		c.validateSpawnMode(&errs)
+	} else {
+		c.validateURLMode(&errs)
+	}
+	return errors.Join(errs...)
+}
+
+// flagErrors collects what is wrong with the flags, in the order they are checked.
+type flagErrors []error
+
+// bad adds one flag's fault.
+func (e *flagErrors) bad(format string, args ...any) { *e = append(*e, fmt.Errorf(format, args...)) }
+
+// validateLoad checks the flags that shape the load, the watching and the ceiling.
+func (c Config) validateLoad(errs *flagErrors) {
 	if c.N < 1 || c.N > maxN {
-		bad("-n %d: want 1 to %d notifications", c.N, maxN)
+		errs.bad("-n %d: want 1 to %d notifications", c.N, maxN)
 	}
 	// Comparisons are false for NaN, so each range is checked as "inside", not "outside".
 	if !(c.SMSRatio >= 0 && c.SMSRatio <= 1) {
-		bad("--sms-ratio %g: want 0 (all email) to 1 (all SMS)", c.SMSRatio)
+		errs.bad("--sms-ratio %g: want 0 (all email) to 1 (all SMS)", c.SMSRatio)
 	}
 	if !(c.Rate == 0 || (c.Rate >= minRate && c.Rate <= maxRate)) {
-		bad("--rate %g: want 0 (closed loop) or %.3g to %.0f requests per second", c.Rate, minRate, maxRate)
+		errs.bad("--rate %g: want 0 (closed loop) or %.3g to %.0f requests per second", c.Rate, minRate, maxRate)
 	}
 	if c.MaxInFlight < 1 {
-		bad("--max-in-flight %d: want at least 1", c.MaxInFlight)
+		errs.bad("--max-in-flight %d: want at least 1", c.MaxInFlight)
 	}
 	if c.Concurrency < 1 {
-		bad("--concurrency %d: want at least 1", c.Concurrency)
+		errs.bad("--concurrency %d: want at least 1", c.Concurrency)
 	}
 	if c.RequestTimeout <= 0 {
-		bad("--request-timeout %s: want more than 0", c.RequestTimeout)
+		errs.bad("--request-timeout %s: want more than 0", c.RequestTimeout)
 	}
 	if c.Sample < 0 {
-		bad("--sample %d: want 0 (no status polling) or more", c.Sample)
+		errs.bad("--sample %d: want 0 (no status polling) or more", c.Sample)
 	}
 	if c.PollInterval <= 0 {
-		bad("--poll-interval %s: want more than 0", c.PollInterval)
+		errs.bad("--poll-interval %s: want more than 0", c.PollInterval)
 	}
 	if !(c.PollRate >= minRate && c.PollRate <= maxRate) {
-		bad("--poll-rate %g: want %.3g to %.0f requests per second", c.PollRate, minRate, maxRate)
+		errs.bad("--poll-rate %g: want %.3g to %.0f requests per second", c.PollRate, minRate, maxRate)
 	}
 	if c.Drain <= 0 {
-		bad("--drain %s: want more than 0", c.Drain)
+		errs.bad("--drain %s: want more than 0", c.Drain)
 	}
 	if c.Ceiling && c.CeilingDuration < 100*time.Millisecond {
-		bad("--ceiling-duration %s: want at least 100ms", c.CeilingDuration)
+		errs.bad("--ceiling-duration %s: want at least 100ms", c.CeilingDuration)
 	}
-	if c.Ceiling || c.spawning() {
-		if _, err := url.Parse(c.AdminDatabaseURL); err != nil || !strings.HasPrefix(c.AdminDatabaseURL, "postgres") {
-			bad("--admin-database-url %q: want a postgres:// URL", c.AdminDatabaseURL)
-		}
-		if u, err := url.Parse(c.RabbitMQAPI); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("--rabbitmq-api %q: want the management API's http:// URL, with credentials", c.RabbitMQAPI)
-		}
-		if u, err := url.Parse(c.AMQPURL); err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
-			bad("--amqp-url %q: want an amqp:// URL", c.AMQPURL)
-		}
+}
+
+// validateServices checks the URLs of the services the run makes its database and vhost on.
+func (c Config) validateServices(errs *flagErrors) {
+	if _, err := url.Parse(c.AdminDatabaseURL); err != nil || !strings.HasPrefix(c.AdminDatabaseURL, "postgres") {
+		errs.bad("--admin-database-url %q: want a postgres:// URL", c.AdminDatabaseURL)
 	}
-	if c.spawning() {
-		if err := validateSpawn(c.Spawn, c.Workers); err != nil {
-			errs = append(errs, err)
-		}
-		for _, kv := range c.Env {
-			k, _, ok := strings.Cut(kv, "=")
-			if !ok || k == "" {
-				bad("--env %q: want KEY=VALUE", kv)
-			}
-		}
-		if c.ReadyTimeout <= 0 {
-			bad("--ready-timeout %s: want more than 0", c.ReadyTimeout)
-		}
-		if c.APIKey != "" {
-			bad("--api-key goes with --url; without it bench makes its own key")
-		}
-	} else {
-		if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("--url %q: want Herald's base URL, e.g. http://127.0.0.1:8080", c.URL)
-		}
-		if c.APIKey == "" {
-			bad("--url needs --api-key: a key with the send and read scopes (herald apikeys create)")
+	if !hasScheme(c.RabbitMQAPI, "http", "https") {
+		errs.bad("--rabbitmq-api %q: want the management API's http:// URL, with credentials", c.RabbitMQAPI)
+	}
+	if !hasScheme(c.AMQPURL, "amqp", "amqps") {
+		errs.bad("--amqp-url %q: want an amqp:// URL", c.AMQPURL)
+	}
+}
+
+// validateSpawnMode checks the flags of a run that starts Herald itself.
+func (c Config) validateSpawnMode(errs *flagErrors) {
+	if err := validateSpawn(c.Spawn, c.Workers); err != nil {
+		*errs = append(*errs, err)
+	}
+	for _, kv := range c.Env {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			errs.bad("--env %q: want KEY=VALUE", kv)
 		}
 	}
-	return errors.Join(errs...)
+	if c.ReadyTimeout <= 0 {
+		errs.bad("--ready-timeout %s: want more than 0", c.ReadyTimeout)
+	}
+	if c.APIKey != "" {
+		errs.bad("--api-key goes with --url; without it bench makes its own key")
+	}
+}
+
+// validateURLMode checks the flags of a run against a Herald already running.
+func (c Config) validateURLMode(errs *flagErrors) {
+	if !hasScheme(c.URL, "http", "https") {
+		errs.bad("--url %q: want Herald's base URL, e.g. http://127.0.0.1:8080", c.URL)
+	}
+	if c.APIKey == "" {
+		errs.bad("--url needs --api-key: a key with the send and read scopes (herald apikeys create)")
+	}
+}
+
+// hasScheme says whether raw is a URL with a host and one of schemes.
+func hasScheme(raw string, schemes ...string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && slices.Contains(schemes, u.Scheme) && u.Host != ""
 }
 
 // roles a spawned process can have.
 var roles = []string{"all", "serve", "worker", "projector"}
 
+// validateSpawn checks that --spawn and --workers make one working Herald: every part run once,
+// one API, and extra workers only as worker processes.
 func validateSpawn(spawn []string, workers int) error {
 	if len(spawn) == 0 {
 		return errors.New("--spawn: name all, or serve, worker and projector")

@@ -103,6 +103,7 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 	return h.quantileLocked(q)
 }
 
+// quantileLocked is Quantile for a caller that holds h.mu, such as Summary, which reads several.
 func (h *Histogram) quantileLocked(q float64) time.Duration {
 	if h.n == 0 {
 		return 0

@@ -37,10 +37,13 @@ type memorySampler struct {
 	maxRabbit   int64
 }
 
+// newMemorySampler samples the processes pids and the services' processes serving dbName,
+// timing the samples from start.
 func newMemorySampler(pids []int, dbName string, start time.Time) *memorySampler {
 	return &memorySampler{pids: pids, dbName: dbName, start: start, maxPer: make([]int64, len(pids))}
 }
 
+// run samples until ctx is done, then once more, so that the series ends with the run.
 func (m *memorySampler) run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -55,6 +58,8 @@ func (m *memorySampler) run(ctx context.Context) {
 	}
 }
 
+// sample reads Herald's processes' resident memory, and the services' when services is set
+// (reading every process's smaps is too dear to do each second), and keeps the maxima.
 func (m *memorySampler) sample(services bool) {
 	s := RSSSample{T: time.Since(m.start).Seconds(), PerProcess: make([]int64, len(m.pids))}
 	for i, pid := range m.pids {
@@ -144,6 +149,8 @@ type cpuWatch struct {
 	own0          map[int]time.Duration
 }
 
+// startCPUWatch starts measuring, taking the CPU times of the machine and of every process the
+// run accounts for: Herald's pids, the services serving dbName and the bench.
 func startCPUWatch(pids []int, dbName string) *cpuWatch {
 	w := &cpuWatch{pids: pids, dbName: dbName, own0: ownCPU(pids, dbName)}
 	w.busy0, w.total0 = cpuTimes()

@@ -10,6 +10,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/events"
 )
 
 // poller watches sampled notifications on the status API until it shows them sent or failed,
@@ -42,6 +45,7 @@ type poller struct {
 	negativeLag   atomic.Int64
 }
 
+// pollItem is a watched notification waiting for its next poll.
 type pollItem struct {
 	due   time.Time
 	i     int
@@ -49,6 +53,8 @@ type pollItem struct {
 	polls int
 }
 
+// pollQueue is the watched notifications, a heap ordered by when each is next due
+// (container/heap's interface).
 type pollQueue []pollItem
 
 func (q pollQueue) Len() int           { return len(q) }
@@ -57,6 +63,8 @@ func (q pollQueue) Swap(a, b int)      { q[a], q[b] = q[b], q[a] }
 func (q *pollQueue) Push(x any)        { *q = append(*q, x.(pollItem)) }
 func (q *pollQueue) Pop() any          { old := *q; it := old[len(old)-1]; *q = old[:len(old)-1]; return it }
 
+// newPoller makes a poller for r's notifications that asks about each every interval at most,
+// and makes rate requests a second at most in all.
 func newPoller(r *runner, interval time.Duration, rate float64) *poller {
 	return &poller{r: r, interval: interval, rate: rate, wake: make(chan struct{}, 1),
 		acceptToSent: NewHistogram(), projectionLag: NewHistogram()}
@@ -81,7 +89,8 @@ func (p *poller) outstanding() int {
 	return p.added - p.settled
 }
 
-// run polls until ctx is done, with a few workers sharing the request budget.
+// run polls until ctx is done, with a few workers sharing the request budget: one request per
+// tick of a ticker at rate.
 func (p *poller) run(ctx context.Context) {
 	budget := time.NewTicker(time.Duration(float64(time.Second) / p.rate))
 	defer budget.Stop()
@@ -98,23 +107,13 @@ func (p *poller) run(ctx context.Context) {
 	wg.Wait()
 }
 
+// work polls notifications as they fall due, one request per tick of the shared budget, and
+// puts each back in the queue until it settles.
 func (p *poller) work(ctx context.Context, budget <-chan time.Time) {
 	for {
 		// Wait for a notification that is due, then for the budget.
-		p.mu.Lock()
-		it, ok := pollItem{}, len(p.queue) > 0
-		if ok {
-			it = p.queue[0]
-		}
-		wait := p.interval
-		if ok {
-			wait = time.Until(it.due)
-		}
-		if ok && wait <= 0 {
-			heap.Pop(&p.queue)
-		}
-		p.mu.Unlock()
-		if !ok || wait > 0 {
+		it, wait := p.next()
+		if wait > 0 {
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
@@ -149,53 +148,89 @@ func (p *poller) work(ctx context.Context, budget <-chan time.Time) {
 	}
 }
 
+// next takes the earliest notification off the queue if it is due; otherwise it returns how
+// long until it is (an interval when the queue is empty: add wakes the worker sooner).
+func (p *poller) next() (pollItem, time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.queue) == 0 {
+		return pollItem{}, p.interval
+	}
+	if wait := time.Until(p.queue[0].due); wait > 0 {
+		return pollItem{}, wait
+	}
+	return heap.Pop(&p.queue).(pollItem), 0
+}
+
 // poll asks the status of it once; it reports whether the notification is settled (terminal,
-// or no longer worth asking about).
+// or no longer worth asking about). A notification seen sent costs a second request, from the
+// same budget, for its projection lag.
 func (p *poller) poll(ctx context.Context, it pollItem, budget <-chan time.Time) bool {
-	now := time.Now()
 	if !it.last.IsZero() {
-		p.gapSum.Add(int64(now.Sub(it.last)))
+		p.gapSum.Add(int64(time.Since(it.last)))
 		p.gaps.Add(1)
 	}
 	id := p.r.t.id(it.i)
+	status, seen, ok := p.status(ctx, id)
+	if !ok {
+		return false
+	}
+	switch status {
+	case herald.StatusFailed:
+		p.r.t.flags[it.i].Or(flagFailed)
+		p.seenFailed.Add(1)
+		return true
+	case herald.StatusSent:
+	default:
+		return false
+	}
+	p.recordSent(ctx, it.i, id, seen)
+	select {
+	case <-ctx.Done():
+		return true
+	case <-budget:
+	}
+	p.recordProjectionLag(ctx, id, seen)
+	return true
+}
+
+// status asks the status API for notification id's status, and returns it with the time the
+// answer came; ok is false when there was no answer to read (counted as an error unless the
+// run is ending).
+func (p *poller) status(ctx context.Context, id string) (status herald.Status, seen time.Time, ok bool) {
 	var st struct {
-		Status string `json:"status"`
+		Status herald.Status `json:"status"`
 	}
 	p.statusGETs.Add(1)
 	code, err := p.r.getJSON(ctx, "/api/v1/notifications/"+id+"/status", &st)
-	seen := time.Now()
+	seen = time.Now()
 	if err != nil || code != http.StatusOK {
 		if ctx.Err() == nil {
 			p.getErrors.Add(1)
 		}
-		return false
+		return "", seen, false
 	}
-	switch st.Status {
-	case "failed":
-		p.r.t.flags[it.i].Or(flagFailed)
-		p.seenFailed.Add(1)
-		return true
-	case "sent":
-	default:
-		return false
-	}
-	p.r.t.flags[it.i].Or(flagSent)
+	return st.Status, seen, true
+}
+
+// recordSent counts notification i, id, as seen sent at seen: the time since its 202, and
+// whether the status API said so before the read model did (it folds the log for
+// notifications the projector has not reached).
+func (p *poller) recordSent(ctx context.Context, i int, id string, seen time.Time) {
+	p.r.t.flags[i].Or(flagSent)
 	p.seenSent.Add(1)
-	accepted := p.r.t.at(p.r.t.acceptedAt[it.i].Load())
+	accepted := p.r.t.at(p.r.t.acceptedAt[i].Load())
 	p.acceptToSent.Record(seen.Sub(accepted))
 	if p.foldCheck != nil {
 		if projected, err := p.foldCheck(ctx, id); err == nil && !projected {
 			p.viaLogFold.Add(1)
 		}
 	}
+}
 
-	// Projection lag: from the NotificationSent event's time (PostgreSQL's clock, on this
-	// machine) to the moment status first said sent. The request spends the budget too.
-	select {
-	case <-ctx.Done():
-		return true
-	case <-budget:
-	}
+// recordProjectionLag records, for notification id first seen sent at seen, the time from its
+// NotificationSent event's time (PostgreSQL's clock, on this machine) to seen.
+func (p *poller) recordProjectionLag(ctx context.Context, id string, seen time.Time) {
 	var evs struct {
 		Events []struct {
 			Type string    `json:"type"`
@@ -203,24 +238,23 @@ func (p *poller) poll(ctx context.Context, it pollItem, budget <-chan time.Time)
 		} `json:"events"`
 	}
 	p.eventsGETs.Add(1)
-	code, err = p.r.getJSON(ctx, "/api/v1/notifications/"+id+"/events", &evs)
+	code, err := p.r.getJSON(ctx, "/api/v1/notifications/"+id+"/events", &evs)
 	if err != nil || code != http.StatusOK {
 		if ctx.Err() == nil {
 			p.getErrors.Add(1)
 		}
-		return true
+		return
 	}
 	for k := len(evs.Events) - 1; k >= 0; k-- {
-		if evs.Events[k].Type == "NotificationSent" {
+		if evs.Events[k].Type == events.TypeNotificationSent {
 			lag := seen.Sub(evs.Events[k].Time)
 			if lag < 0 {
 				p.negativeLag.Add(1)
 			}
 			p.projectionLag.Record(lag)
-			break
+			return
 		}
 	}
-	return true
 }
 
 // getJSON GETs path from the API and decodes a 200 answer into out.

@@ -56,14 +56,78 @@ func sampleReport() *bench.Report {
 	}
 }
 
+// urlRunReport is sampleReport as a failed run against --url would report it: no sinks, no
+// memory, no ratios.
+func urlRunReport() *bench.Report {
+	r := sampleReport()
+	r.Settings.Mode, r.Settings.URL = "url", "http://127.0.0.1:8080"
+	r.Delivery, r.Memory = nil, nil
+	r.Ceiling.DeliveredOverAMQP, r.Ceiling.DeliveredOverPGCommits = nil, nil
+	r.Load.Errors, r.Load.ErrorsByKind = 3, map[string]int64{"503 unavailable": 1, "503": 1, "transport: timeout": 1}
+	r.Outcome.DrainTimedOut, r.Outcome.Source = true, "status API"
+	r.OK, r.Problems = false, []string{"3 accepted notifications were neither sent nor failed after 300.0s (lost)"}
+	return r
+}
+
+// interruptedRunReport is sampleReport as an interrupted closed-loop run of separate processes
+// would report it, with a failed ceiling: every branch of the table sampleReport does not take.
+func interruptedRunReport() *bench.Report {
+	r := sampleReport()
+	r.Settings.Loop, r.Settings.Rate, r.Settings.MaxInFlight = "closed", 0, 0
+	r.Settings.Spawn, r.Settings.Workers, r.Settings.Env = []string{"serve", "worker", "projector"}, 3, nil
+	r.Load.Errors, r.Load.ErrorsByKind, r.Load.MaxStartDelayMS, r.Load.LateStarts = 0, map[string]int64{}, 0, 0
+	r.Load.APILatency = bench.Summary{}
+	r.Delivery.AcceptToDeliveryByChannel = map[string]bench.Summary{"sms": r.Delivery.AcceptToDeliveryByChannel["sms"]}
+	r.Status.SampleEvery = 0
+	r.Outcome.Settled, r.Outcome.DrainTimedOut = false, true
+	r.Memory.Processes = []bench.ProcessFigures{
+		{Role: "serve", PID: 11, PeakRSS: 40 << 20, MaxSampledRSS: 39 << 20, CPUSeconds: 10},
+		{Role: "worker", PID: 12, PeakRSS: 30 << 20, MaxSampledRSS: 29 << 20, CPUSeconds: 12.25},
+	}
+	r.Ceiling = &bench.CeilingReport{Seconds: 1, Error: "amqp ceiling: connect: refused"}
+	r.Environment.PostgresVersion, r.Environment.LoadAverage = "", ""
+	r.OK, r.Problems, r.Warnings = false, []string{"the run stopped after 10 of 20000 POSTs"}, []string{}
+	r.LogDir = "/tmp/herald-bench-1"
+	return r
+}
+
+// TestReportTableGolden pins the table, byte for byte, for the runs that between them take
+// every branch of WriteTable.
 func TestReportTableGolden(t *testing.T) {
+	tests := []struct {
+		golden string
+		report *bench.Report
+	}{
+		{"report.golden", sampleReport()},
+		{"report-url.golden", urlRunReport()},
+		{"report-interrupted.golden", interruptedRunReport()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.golden, func(t *testing.T) {
+			var got bytes.Buffer
+			if err := tt.report.WriteTable(&got); err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, tt.golden, got.Bytes())
+		})
+	}
+}
+
+// TestReportJSONGolden pins the JSON report, byte for byte: scripts read it.
+func TestReportJSONGolden(t *testing.T) {
 	var got bytes.Buffer
-	if err := sampleReport().WriteTable(&got); err != nil {
+	if err := sampleReport().WriteJSON(&got); err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "report.golden")
+	checkGolden(t, "report.json.golden", got.Bytes())
+}
+
+// checkGolden compares got with testdata/name, or rewrites the file with -update.
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	golden := filepath.Join("testdata", name)
 	if *update {
-		if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -71,17 +135,13 @@ func TestReportTableGolden(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v (run go test ./bench -run Golden -update to create it)", err)
 	}
-	if diff := cmp.Diff(string(want), got.String()); diff != "" {
-		t.Errorf("table mismatch (-want +got; go test ./bench -run Golden -update if intended):\n%s", diff)
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s mismatch (-want +got; go test ./bench -run Golden -update if intended):\n%s", name, diff)
 	}
 }
 
 func TestReportTableOfAFailedURLRun(t *testing.T) {
-	r := sampleReport()
-	r.Settings.Mode, r.Settings.URL = "url", "http://127.0.0.1:8080"
-	r.Delivery, r.Memory = nil, nil
-	r.Ceiling.DeliveredOverAMQP, r.Ceiling.DeliveredOverPGCommits = nil, nil
-	r.OK, r.Problems = false, []string{"3 accepted notifications were neither sent nor failed after 300.0s (lost)"}
+	r := urlRunReport()
 	var got bytes.Buffer
 	if err := r.WriteTable(&got); err != nil {
 		t.Fatal(err)

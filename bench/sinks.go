@@ -106,13 +106,17 @@ type smtpSession struct {
 	to  []int
 }
 
+// Mail accepts any sender: Herald's is its own configuration's business.
 func (ss *smtpSession) Mail(string, *smtp.MailOptions) error { return nil }
 
+// Rcpt notes the number the recipient's address carries (-1 for a stranger's, which counts as
+// unexpected) and accepts it.
 func (ss *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ss.to = append(ss.to, recipientIndex(to))
 	return nil
 }
 
+// Data reports one arrival per recipient, carrying the notification id of the message's header.
 func (ss *smtpSession) Data(r io.Reader) error {
 	// Only the header matters; the body is read to the end, as the protocol requires.
 	// A header the sink cannot read is still a delivery: it counts without an id (and so as a
@@ -129,10 +133,15 @@ func (ss *smtpSession) Data(r io.Reader) error {
 	return nil
 }
 
+// Reset forgets the recipients, for the next message on the connection.
 func (ss *smtpSession) Reset() { ss.to = ss.to[:0] }
 
+// Logout has nothing to release.
 func (ss *smtpSession) Logout() error { return nil }
 
+// smsHandler is the gateway's send endpoint: it checks the credentials the bench gave Herald,
+// reports the arrival with the idempotency token Herald sends as the notification id, and
+// answers as Twilio does. What it refuses is counted: it means Herald is misconfigured.
 func (s *sinks) smsHandler(got arrival) http.HandlerFunc {
 	var sids atomic.Uint64
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -155,6 +164,7 @@ func (s *sinks) smsHandler(got arrival) http.HandlerFunc {
 	}
 }
 
+// writeTwilioError answers with an error in Twilio's shape, which Herald's SMS provider reads.
 func writeTwilioError(w http.ResponseWriter, status, code int, message string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/herald-notify/herald"
 )
 
 // Per-notification state is kept in parallel slices indexed by the notification's number in the
@@ -40,6 +42,8 @@ type tracker struct {
 	hashMismatch atomic.Int64 // deliveries that carried another notification's id
 }
 
+// What is known of a notification, as bits of tracker.flags: the 202, an arrival at a sink,
+// the status API saying sent or failed, and whether it is in the sample.
 const (
 	flagAccepted uint32 = 1 << iota
 	flagDelivered
@@ -48,6 +52,7 @@ const (
 	flagSampled
 )
 
+// newTracker tracks n notifications, timing them from start.
 func newTracker(n int, start time.Time) *tracker {
 	return &tracker{
 		n:             n,
@@ -61,8 +66,11 @@ func newTracker(n int, start time.Time) *tracker {
 	}
 }
 
+// since turns at into the tracker's time: nanoseconds since start, plus one, so that 0 is
+// free to mean "not yet".
 func (t *tracker) since(at time.Time) int64 { return int64(at.Sub(t.start)) + 1 }
 
+// at turns a tracker time back into a time.
 func (t *tracker) at(v int64) time.Time { return t.start.Add(time.Duration(v - 1)) }
 
 // accept records that notification i was accepted with id at at. It reports whether i was
@@ -91,12 +99,7 @@ func (t *tracker) deliver(i int, id string, at time.Time) (first, accepted bool)
 	t.deliveredHash[i].Store(h)
 	v := t.since(at)
 	t.deliveredAt[i].Store(v)
-	for {
-		last := t.lastDelivery.Load()
-		if v <= last || t.lastDelivery.CompareAndSwap(last, v) {
-			break
-		}
-	}
+	storeMax(&t.lastDelivery, v)
 	t.distinct.Add(1)
 	return true, t.flags[i].Or(flagDelivered)&flagAccepted != 0
 }
@@ -111,10 +114,13 @@ func idHash(id string) uint32 {
 	return f.Sum32() | 1
 }
 
+// accepted says whether notification i was answered 202.
 func (t *tracker) accepted(i int) bool { return t.flags[i].Load()&flagAccepted != 0 }
 
+// terminal says whether notification i is known to be sent or failed.
 func (t *tracker) terminal(i int) bool { return t.flags[i].Load()&(flagSent|flagFailed) != 0 }
 
+// id is the notification id the API answered for notification i; valid once it is accepted.
 func (t *tracker) id(i int) string { return uuid.UUID(t.ids[i]).String() }
 
 // Recipients carry the notification's number: b<i>@bench.herald.test and +1999<i, 9 digits>.
@@ -123,8 +129,10 @@ const (
 	smsPrefix   = "+1999"
 )
 
+// emailRecipient is notification i's email address.
 func emailRecipient(i int) string { return "b" + strconv.Itoa(i) + emailDomain }
 
+// smsRecipient is notification i's phone number: the number, zero-padded to nine digits.
 func smsRecipient(i int) string {
 	s := strconv.Itoa(i)
 	return smsPrefix + strings.Repeat("0", max(0, 9-len(s))) + s
@@ -147,6 +155,14 @@ func recipientIndex(recipient string) int {
 		return -1
 	}
 	return i
+}
+
+// channelOf is the channel notification i is sent through, as isSMS decides.
+func channelOf(i int, ratio float64) herald.Channel {
+	if isSMS(i, ratio) {
+		return herald.ChannelSMS
+	}
+	return herald.ChannelEmail
 }
 
 // isSMS says whether notification i is an SMS: a share ratio of the numbers, spread evenly.

@@ -1,0 +1,169 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// body is notification i's request: a small template with two variables.
+func body(i int, smsRatio float64) []byte {
+	b := make([]byte, 0, 256)
+	if isSMS(i, smsRatio) {
+		b = append(b, `{"type":"sms","recipient":"`...)
+		b = append(b, smsRecipient(i)...)
+		b = append(b, `","content":`...)
+	} else {
+		b = append(b, `{"type":"email","recipient":"`...)
+		b = append(b, emailRecipient(i)...)
+		b = append(b, `","subject":"Bench {{.n}}","content":`...)
+	}
+	b = append(b, `"Hello {{.name}}, this is notification {{.n}} of the bench.","variables":{"name":"Ada","n":`...)
+	b = strconv.AppendInt(b, int64(i), 10)
+	return append(b, "}}"...)
+}
+
+// post sends notification i and records the answer: its latency, and either the id the API
+// accepted it with or why it was not accepted.
+func (r *runner) post(ctx context.Context, i int) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.base+"/api/v1/notifications/send", bytes.NewReader(body(i, r.cfg.SMSRatio)))
+	if err != nil {
+		r.errs.add("request: "+err.Error(), err.Error())
+		return
+	}
+	req.Header.Set("Authorization", "Bearer "+r.cfg.APIKey)
+	req.Header.Set("Content-Type", "application/json")
+	sent := time.Now()
+	r.firstPost.CompareAndSwap(0, r.t.since(sent))
+	r.posted.Add(1)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		if ctx.Err() == nil {
+			// A request that timed out or lost its connection took this long too: leaving it out
+			// would make the tail look best when requests are failing.
+			r.apiLatency.Record(time.Since(sent))
+			r.errs.add("transport: "+transportCause(err), err.Error())
+		}
+		return
+	}
+	answer, readErr := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	answered := time.Now()
+	r.apiLatency.Record(answered.Sub(sent))
+	storeMax(&r.lastAnswer, r.t.since(answered))
+	if resp.StatusCode != http.StatusAccepted {
+		r.errs.add(refusal(resp.StatusCode, resp.Status, answer))
+		return
+	}
+	if readErr != nil {
+		r.errs.add("transport: read answer", readErr.Error())
+		return
+	}
+	id, ok := acceptedID(answer)
+	if !ok {
+		r.errs.add("202 without an id", string(answer))
+		return
+	}
+	r.recordAccepted(i, id, answered)
+}
+
+// refusal names a POST the API did not accept by its status and error code ("503
+// unavailable"), the kind it is counted under, and keeps the status and message for the samples.
+func refusal(code int, status string, answer []byte) (kind, message string) {
+	var e struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(answer, &e)
+	kind = strconv.Itoa(code)
+	if e.Error.Code != "" {
+		kind += " " + e.Error.Code
+	}
+	return kind, fmt.Sprintf("%s: %s", status, e.Error.Message)
+}
+
+// acceptedID returns the notification id a 202 answer carries, and whether it carries one.
+func acceptedID(answer []byte) (uuid.UUID, bool) {
+	var a struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(answer, &a); err != nil {
+		return uuid.UUID{}, false
+	}
+	id, err := uuid.Parse(a.ID)
+	return id, err == nil
+}
+
+// recordAccepted counts notification i as accepted with id, and starts watching it when it is
+// sampled: at once without sinks, and with them once it has arrived (see poller).
+func (r *runner) recordAccepted(i int, id uuid.UUID, answered time.Time) {
+	r.accepted.Add(1)
+	delivered := r.t.accept(i, id, answered)
+	if delivered {
+		r.acceptedDelivered.Add(1)
+	}
+	if r.sampled(i) && (delivered || !r.sinks) {
+		r.poller.add(i)
+	}
+}
+
+// transportCause names the cause of a failed request in a few words.
+func transportCause(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed"
+	}
+	return "other"
+}
+
+// errorCounter counts failed POSTs by kind and keeps a few messages.
+type errorCounter struct {
+	total   atomic.Int64
+	mu      sync.Mutex
+	byKind  map[string]int64
+	samples []string
+}
+
+// add counts one failed POST of kind. The first message of each kind is kept as a sample, five
+// at most and cut to 300 bytes, so that a report says what went wrong without growing with the
+// failures.
+func (e *errorCounter) add(kind, message string) {
+	e.total.Add(1)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.byKind[kind]++
+	if len(e.samples) < 5 && e.byKind[kind] == 1 {
+		if len(message) > 300 {
+			message = message[:300] + "…"
+		}
+		e.samples = append(e.samples, message)
+	}
+}
+
+// counts returns the counts by kind and the samples, for the report.
+func (e *errorCounter) counts() (byKind map[string]int64, samples []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.byKind, e.samples
+}
