@@ -151,11 +151,13 @@ func (v *statusAfter) NotificationRecovered(e *NotificationRecovered) {
 // the attempt it concerns.
 func HistoryEntry(r Recorded, e Event) herald.HistoryEntry {
 	v := historyEntries.get()
+	// StatusAfter's visitor, inside this pooled one, costs no allocation of its own.
+	e.Accept(&v.after)
 	v.h = herald.HistoryEntry{
 		Version:  r.Version,
 		Position: r.Position,
 		Event:    r.Type,
-		Status:   StatusAfter(e),
+		Status:   v.after.status,
 		Actor:    r.Metadata.Actor,
 		At:       r.Time,
 	}
@@ -169,7 +171,10 @@ var historyEntries visitors[historyEntry]
 
 // historyEntry is HistoryEntry's Visitor: what of each event the history shows beside its status.
 // An operator's event names the operator as its actor, rather than the request's metadata.
-type historyEntry struct{ h herald.HistoryEntry }
+type historyEntry struct {
+	h     herald.HistoryEntry
+	after statusAfter
+}
 
 func (v *historyEntry) NotificationQueued(*NotificationQueued) {
 	// Its time and status say it all: what was sent is in the event itself.
