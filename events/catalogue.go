@@ -25,6 +25,7 @@ var Types = catalogueTypes()
 // byType finds an event type's entry in the catalogue by its stored name.
 var byType = catalogueIndex()
 
+// catalogueTypes is the stored name of each catalogued type, in catalogue order.
 func catalogueTypes() []string {
 	out := make([]string, len(catalogue))
 	for i, newEvent := range catalogue {
@@ -33,6 +34,7 @@ func catalogueTypes() []string {
 	return out
 }
 
+// catalogueIndex maps each catalogued type's stored name to its entry.
 func catalogueIndex() map[string]func() Event {
 	out := make(map[string]func() Event, len(catalogue))
 	for _, newEvent := range catalogue {

@@ -37,6 +37,7 @@ type evolver struct {
 	recoveriesBefore int
 }
 
+// NotificationQueued opens the notification: what it is, to whom, and that it is pending.
 func (v *evolver) NotificationQueued(e *NotificationQueued) {
 	v.n.ID = v.stream
 	v.n.Channel = e.Channel
@@ -47,6 +48,7 @@ func (v *evolver) NotificationQueued(e *NotificationQueued) {
 	v.n.CreatedAt = v.at
 }
 
+// NotificationProcessing opens an attempt, whose lease runs from the event's time.
 func (v *evolver) NotificationProcessing(e *NotificationProcessing) {
 	v.n.Status = herald.StatusProcessing
 	v.n.Attempts = e.Attempt
@@ -54,6 +56,7 @@ func (v *evolver) NotificationProcessing(e *NotificationProcessing) {
 	v.n.AttemptStartedAt = v.at
 }
 
+// NotificationSent closes the attempt and the story: the provider took the message.
 func (v *evolver) NotificationSent(e *NotificationSent) {
 	v.n.Status = herald.StatusSent
 	v.n.AttemptOpen = false
@@ -62,13 +65,16 @@ func (v *evolver) NotificationSent(e *NotificationSent) {
 	v.n.LastError = ""
 }
 
+// DeliveryAttemptFailed closes the attempt with its error; the notification stays processing,
+// as a retry follows.
 func (v *evolver) DeliveryAttemptFailed(e *DeliveryAttemptFailed) {
-	// Still processing: a retry follows.
 	v.n.AttemptOpen = false
 	v.n.Provider = e.Provider
 	v.n.LastError = e.Error
 }
 
+// NotificationFailed closes the attempt and fails the notification for good, unless an operator
+// requeues it. An abandoned attempt names no provider: the one before stands.
 func (v *evolver) NotificationFailed(e *NotificationFailed) {
 	v.n.Status = herald.StatusFailed
 	v.n.AttemptOpen = false
@@ -78,19 +84,22 @@ func (v *evolver) NotificationFailed(e *NotificationFailed) {
 	v.n.LastError = e.Error
 }
 
+// NotificationRequeued makes the notification pending again, for a new round of attempts
+// counted from here.
 func (v *evolver) NotificationRequeued(*NotificationRequeued) {
 	v.n.Status = herald.StatusPending
 	v.n.AttemptOpen = false
 	v.n.RoundStart = v.n.Attempts
 }
 
-func (v *evolver) NotificationDiscarded(*NotificationDiscarded) {
-	// Still failed; the history says an operator gave up on it.
-}
+// NotificationDiscarded changes nothing of the notification: it stays failed, and the history
+// says an operator gave up on it.
+func (v *evolver) NotificationDiscarded(*NotificationDiscarded) {}
 
+// NotificationRecovered counts one more recovery in a row and changes nothing else: the command
+// was queued again and the state it was in goes on. An attempt left open stays open, so that the
+// worker that takes the command judges its lease and records it.
 func (v *evolver) NotificationRecovered(*NotificationRecovered) {
-	// Its command was queued again; the state it was in goes on. An attempt left open stays
-	// open, so that the worker that takes the command judges its lease and records it.
 	v.n.Recoveries = v.recoveriesBefore + 1
 }
 
@@ -125,21 +134,27 @@ var statusAfters visitors[statusAfter]
 type statusAfter struct{ status herald.Status }
 
 func (v *statusAfter) NotificationQueued(*NotificationQueued) { v.status = herald.StatusPending }
+
 func (v *statusAfter) NotificationProcessing(*NotificationProcessing) {
 	v.status = herald.StatusProcessing
 }
+
 func (v *statusAfter) NotificationSent(*NotificationSent) { v.status = herald.StatusSent }
 
 // DeliveryAttemptFailed leaves it processing: a retry follows.
 func (v *statusAfter) DeliveryAttemptFailed(*DeliveryAttemptFailed) {
 	v.status = herald.StatusProcessing
 }
-func (v *statusAfter) NotificationFailed(*NotificationFailed)       { v.status = herald.StatusFailed }
-func (v *statusAfter) NotificationRequeued(*NotificationRequeued)   { v.status = herald.StatusPending }
+
+func (v *statusAfter) NotificationFailed(*NotificationFailed) { v.status = herald.StatusFailed }
+
+func (v *statusAfter) NotificationRequeued(*NotificationRequeued) { v.status = herald.StatusPending }
+
+// NotificationDiscarded: still failed.
 func (v *statusAfter) NotificationDiscarded(*NotificationDiscarded) { v.status = herald.StatusFailed }
 
-// NotificationRecovered keeps the status the notification was found in; events written before
-// it said so were recorded only for notifications under way.
+// NotificationRecovered keeps the status the notification was found in; one that does not say
+// is taken for processing.
 func (v *statusAfter) NotificationRecovered(e *NotificationRecovered) {
 	v.status = e.Status
 	if v.status == "" {
@@ -176,26 +191,29 @@ type historyEntry struct {
 	after statusAfter
 }
 
-func (v *historyEntry) NotificationQueued(*NotificationQueued) {
-	// Its time and status say it all: what was sent is in the event itself.
-}
+// NotificationQueued: nothing beside its status; what was sent is in the event itself.
+func (v *historyEntry) NotificationQueued(*NotificationQueued) {}
 
+// NotificationProcessing: the attempt it starts.
 func (v *historyEntry) NotificationProcessing(e *NotificationProcessing) {
 	v.h.Attempt = e.Attempt
 }
 
+// NotificationSent: the attempt, and the provider that took the message, with its id for it.
 func (v *historyEntry) NotificationSent(e *NotificationSent) {
 	v.h.Attempt = e.Attempt
 	v.h.Provider = e.Provider
 	v.h.ProviderMessageID = e.ProviderMessageID
 }
 
+// DeliveryAttemptFailed: the attempt, its provider and its error.
 func (v *historyEntry) DeliveryAttemptFailed(e *DeliveryAttemptFailed) {
 	v.h.Attempt = e.Attempt
 	v.h.Provider = e.Provider
 	v.h.Error = e.Error
 }
 
+// NotificationFailed: the last attempt, its provider and error, and why Herald gave up.
 func (v *historyEntry) NotificationFailed(e *NotificationFailed) {
 	v.h.Attempt = e.Attempt
 	v.h.Provider = e.Provider
@@ -203,16 +221,19 @@ func (v *historyEntry) NotificationFailed(e *NotificationFailed) {
 	v.h.Reason = e.Reason
 }
 
+// NotificationRequeued: the operator and their reason.
 func (v *historyEntry) NotificationRequeued(e *NotificationRequeued) {
 	v.h.Reason = e.Reason
 	v.h.Actor = e.Actor
 }
 
+// NotificationDiscarded: the operator and their reason.
 func (v *historyEntry) NotificationDiscarded(e *NotificationDiscarded) {
 	v.h.Reason = e.Reason
 	v.h.Actor = e.Actor
 }
 
+// NotificationRecovered: the reconciler and what it found.
 func (v *historyEntry) NotificationRecovered(e *NotificationRecovered) {
 	v.h.Reason = e.Reason
 	v.h.Actor = e.Actor
