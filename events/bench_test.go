@@ -49,3 +49,57 @@ func BenchmarkLoad(b *testing.B) {
 		}
 	}
 }
+
+// story is one notification's events as a worker and an operator record them: every kind of
+// event Evolve treats differently, with the records they were read as.
+func story() ([]events.Recorded, []events.Event) {
+	evs := []events.Event{
+		queued(),
+		&events.NotificationProcessing{Attempt: 1, Worker: "w"},
+		&events.DeliveryAttemptFailed{Attempt: 1, Provider: "smtp", Error: "421 try later"},
+		&events.NotificationProcessing{Attempt: 2, Worker: "w"},
+		&events.NotificationFailed{Attempt: 2, Provider: "smtp", Error: "550 no such user", Reason: events.ReasonPermanentError},
+		&events.NotificationDiscarded{Actor: "ops", Reason: "gone"},
+		&events.NotificationRequeued{Actor: "ops", Attempts: 2},
+		&events.NotificationRecovered{Actor: "system:reconciler", Reason: "stalled", Status: herald.StatusPending},
+		&events.NotificationProcessing{Attempt: 3, Worker: "w"},
+		&events.NotificationSent{Attempt: 3, Provider: "smtp", ProviderMessageID: "<m@example.com>"},
+	}
+	recs := make([]events.Recorded, len(evs))
+	for i, e := range evs {
+		recs[i] = events.Recorded{StreamID: "s", Version: int64(i + 1), Position: int64(i + 1), Type: e.EventType()}
+	}
+	return recs, evs
+}
+
+// BenchmarkEvolve measures folding decoded events into a notification, as the status projection
+// and the worker do for each event; reported per event.
+func BenchmarkEvolve(b *testing.B) {
+	recs, evs := story()
+	var n herald.Notification
+	for b.Loop() {
+		n = herald.Notification{}
+		for i, e := range evs {
+			n = events.Evolve(n, recs[i], e)
+		}
+	}
+	if n.Status != herald.StatusSent {
+		b.Fatal(n.Status)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/event")
+}
+
+// BenchmarkHistoryEntry measures describing decoded events for the history read model, per event.
+func BenchmarkHistoryEntry(b *testing.B) {
+	recs, evs := story()
+	var h herald.HistoryEntry
+	for b.Loop() {
+		for i, e := range evs {
+			h = events.HistoryEntry(recs[i], e)
+		}
+	}
+	if h.Status != herald.StatusSent {
+		b.Fatal(h.Status)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/event")
+}

@@ -3,17 +3,19 @@
 // every event also has a global position in the log. Status and history are folds of a stream.
 package events
 
-import (
-	"encoding/json"
-	"fmt"
-
-	"github.com/herald-notify/herald"
-)
+import "github.com/herald-notify/herald"
 
 // Event is a fact in a notification's stream.
+//
+// Every event type is a pointer to a struct of this file, registered in the catalogue (see
+// Types), and has a method of its own on Visitor, which its Accept calls. That method is what
+// makes a new event type a compile error in every place that must say what it means: see
+// Visitor.
 type Event interface {
 	// EventType is the stable name the log stores; renaming one is a breaking change.
 	EventType() string
+	// Accept calls v's method for the event's type, with the event.
+	Accept(v Visitor)
 }
 
 // Event type names, as stored in event_log.event_type.
@@ -121,43 +123,11 @@ func (NotificationRequeued) EventType() string   { return TypeNotificationRequeu
 func (NotificationDiscarded) EventType() string  { return TypeNotificationDiscarded }
 func (NotificationRecovered) EventType() string  { return TypeNotificationRecovered }
 
-// Types lists every event type the log may hold.
-var Types = []string{
-	TypeNotificationQueued,
-	TypeNotificationProcessing,
-	TypeNotificationSent,
-	TypeDeliveryAttemptFailed,
-	TypeNotificationFailed,
-	TypeNotificationRequeued,
-	TypeNotificationDiscarded,
-	TypeNotificationRecovered,
-}
-
-// Decode returns the event stored as type typ with JSON data.
-func Decode(typ string, data []byte) (Event, error) {
-	var e Event
-	switch typ {
-	case TypeNotificationQueued:
-		e = &NotificationQueued{}
-	case TypeNotificationProcessing:
-		e = &NotificationProcessing{}
-	case TypeNotificationSent:
-		e = &NotificationSent{}
-	case TypeDeliveryAttemptFailed:
-		e = &DeliveryAttemptFailed{}
-	case TypeNotificationFailed:
-		e = &NotificationFailed{}
-	case TypeNotificationRequeued:
-		e = &NotificationRequeued{}
-	case TypeNotificationDiscarded:
-		e = &NotificationDiscarded{}
-	case TypeNotificationRecovered:
-		e = &NotificationRecovered{}
-	default:
-		return nil, fmt.Errorf("decode event: unknown type %q", typ)
-	}
-	if err := json.Unmarshal(data, e); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", typ, err)
-	}
-	return e, nil
-}
+func (e *NotificationQueued) Accept(v Visitor)     { v.NotificationQueued(e) }
+func (e *NotificationProcessing) Accept(v Visitor) { v.NotificationProcessing(e) }
+func (e *NotificationSent) Accept(v Visitor)       { v.NotificationSent(e) }
+func (e *DeliveryAttemptFailed) Accept(v Visitor)  { v.DeliveryAttemptFailed(e) }
+func (e *NotificationFailed) Accept(v Visitor)     { v.NotificationFailed(e) }
+func (e *NotificationRequeued) Accept(v Visitor)   { v.NotificationRequeued(e) }
+func (e *NotificationDiscarded) Accept(v Visitor)  { v.NotificationDiscarded(e) }
+func (e *NotificationRecovered) Accept(v Visitor)  { v.NotificationRecovered(e) }

@@ -2,6 +2,7 @@ package events
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/herald-notify/herald"
 )
@@ -13,54 +14,93 @@ func Evolve(n herald.Notification, r Recorded, e Event) herald.Notification {
 	n.Version = r.Version
 	n.Position = r.Position
 	n.UpdatedAt = r.Time
-	if _, ok := e.(*NotificationRecovered); ok {
-		n.Recoveries++
-	} else {
-		n.Recoveries = 0
-	}
-	switch e := e.(type) {
-	case *NotificationQueued:
-		n.ID = r.StreamID
-		n.Channel = e.Channel
-		n.Recipient = e.Recipient
-		n.Subject = e.RenderedSubject
-		n.Body = e.Body
-		n.Status = herald.StatusPending
-		n.CreatedAt = r.Time
-	case *NotificationProcessing:
-		n.Status = herald.StatusProcessing
-		n.Attempts = e.Attempt
-		n.AttemptOpen = true
-		n.AttemptStartedAt = r.Time
-	case *NotificationSent:
-		n.Status = herald.StatusSent
-		n.AttemptOpen = false
-		n.Provider = e.Provider
-		n.ProviderMessageID = e.ProviderMessageID
-		n.LastError = ""
-	case *DeliveryAttemptFailed:
-		// Still processing: a retry follows.
-		n.AttemptOpen = false
-		n.Provider = e.Provider
-		n.LastError = e.Error
-	case *NotificationFailed:
-		n.Status = herald.StatusFailed
-		n.AttemptOpen = false
-		if e.Provider != "" {
-			n.Provider = e.Provider
-		}
-		n.LastError = e.Error
-	case *NotificationRequeued:
-		n.Status = herald.StatusPending
-		n.AttemptOpen = false
-		n.RoundStart = n.Attempts
-	case *NotificationDiscarded:
-		// Still failed; the history says an operator gave up on it.
-	case *NotificationRecovered:
-		// Its command was queued again; the state it was in goes on. An attempt left open stays
-		// open, so that the worker that takes the command judges its lease and records it.
-	}
+	v := evolvers.get()
+	v.n, v.stream, v.at = n, r.StreamID, r.Time
+	// Recoveries counts the NotificationRecovered events at the end of the stream: every other
+	// event ends the run, and NotificationRecovered counts itself in.
+	v.n.Recoveries = 0
+	v.recoveriesBefore = n.Recoveries
+	e.Accept(v)
+	n = v.n
+	evolvers.put(v)
 	return n
+}
+
+var evolvers visitors[evolver]
+
+// evolver is Evolve's Visitor: what each event does to the notification n. The event is of
+// stream, recorded at at.
+type evolver struct {
+	n                herald.Notification
+	stream           string
+	at               time.Time
+	recoveriesBefore int
+}
+
+// NotificationQueued opens the notification: what it is, to whom, and that it is pending.
+func (v *evolver) NotificationQueued(e *NotificationQueued) {
+	v.n.ID = v.stream
+	v.n.Channel = e.Channel
+	v.n.Recipient = e.Recipient
+	v.n.Subject = e.RenderedSubject
+	v.n.Body = e.Body
+	v.n.Status = herald.StatusPending
+	v.n.CreatedAt = v.at
+}
+
+// NotificationProcessing opens an attempt, whose lease runs from the event's time.
+func (v *evolver) NotificationProcessing(e *NotificationProcessing) {
+	v.n.Status = herald.StatusProcessing
+	v.n.Attempts = e.Attempt
+	v.n.AttemptOpen = true
+	v.n.AttemptStartedAt = v.at
+}
+
+// NotificationSent closes the attempt and the story: the provider took the message.
+func (v *evolver) NotificationSent(e *NotificationSent) {
+	v.n.Status = herald.StatusSent
+	v.n.AttemptOpen = false
+	v.n.Provider = e.Provider
+	v.n.ProviderMessageID = e.ProviderMessageID
+	v.n.LastError = ""
+}
+
+// DeliveryAttemptFailed closes the attempt with its error; the notification stays processing,
+// as a retry follows.
+func (v *evolver) DeliveryAttemptFailed(e *DeliveryAttemptFailed) {
+	v.n.AttemptOpen = false
+	v.n.Provider = e.Provider
+	v.n.LastError = e.Error
+}
+
+// NotificationFailed closes the attempt and fails the notification for good, unless an operator
+// requeues it. An abandoned attempt names no provider: the one before stands.
+func (v *evolver) NotificationFailed(e *NotificationFailed) {
+	v.n.Status = herald.StatusFailed
+	v.n.AttemptOpen = false
+	if e.Provider != "" {
+		v.n.Provider = e.Provider
+	}
+	v.n.LastError = e.Error
+}
+
+// NotificationRequeued makes the notification pending again, for a new round of attempts
+// counted from here.
+func (v *evolver) NotificationRequeued(*NotificationRequeued) {
+	v.n.Status = herald.StatusPending
+	v.n.AttemptOpen = false
+	v.n.RoundStart = v.n.Attempts
+}
+
+// NotificationDiscarded changes nothing of the notification: it stays failed, and the history
+// says an operator gave up on it.
+func (v *evolver) NotificationDiscarded(*NotificationDiscarded) {}
+
+// NotificationRecovered counts one more recovery in a row and changes nothing else: the command
+// was queued again and the state it was in goes on. An attempt left open stays open, so that the
+// worker that takes the command judges its lease and records it.
+func (v *evolver) NotificationRecovered(*NotificationRecovered) {
+	v.n.Recoveries = v.recoveriesBefore + 1
 }
 
 // Fold replays a stream, in version order, into the notification it describes.
@@ -81,59 +121,120 @@ func Fold(stream []Recorded) (herald.Notification, error) {
 
 // StatusAfter returns the status a notification has right after e.
 func StatusAfter(e Event) herald.Status {
-	switch e := e.(type) {
-	case *NotificationQueued:
-		return herald.StatusPending
-	case *NotificationSent:
-		return herald.StatusSent
-	case *NotificationFailed, *NotificationDiscarded:
-		return herald.StatusFailed
-	case *NotificationRequeued:
-		return herald.StatusPending
-	case *NotificationRecovered:
-		if e.Status != "" {
-			return e.Status
-		}
+	v := statusAfters.get()
+	e.Accept(v)
+	s := v.status
+	statusAfters.put(v)
+	return s
+}
+
+var statusAfters visitors[statusAfter]
+
+// statusAfter is StatusAfter's Visitor: the status each event leaves a notification in.
+type statusAfter struct{ status herald.Status }
+
+func (v *statusAfter) NotificationQueued(*NotificationQueued) { v.status = herald.StatusPending }
+
+func (v *statusAfter) NotificationProcessing(*NotificationProcessing) {
+	v.status = herald.StatusProcessing
+}
+
+func (v *statusAfter) NotificationSent(*NotificationSent) { v.status = herald.StatusSent }
+
+// DeliveryAttemptFailed leaves it processing: a retry follows.
+func (v *statusAfter) DeliveryAttemptFailed(*DeliveryAttemptFailed) {
+	v.status = herald.StatusProcessing
+}
+
+func (v *statusAfter) NotificationFailed(*NotificationFailed) { v.status = herald.StatusFailed }
+
+func (v *statusAfter) NotificationRequeued(*NotificationRequeued) { v.status = herald.StatusPending }
+
+// NotificationDiscarded: still failed.
+func (v *statusAfter) NotificationDiscarded(*NotificationDiscarded) { v.status = herald.StatusFailed }
+
+// NotificationRecovered keeps the status the notification was found in; one that does not say
+// is taken for processing.
+func (v *statusAfter) NotificationRecovered(e *NotificationRecovered) {
+	v.status = e.Status
+	if v.status == "" {
+		v.status = herald.StatusProcessing
 	}
-	return herald.StatusProcessing
 }
 
 // HistoryEntry describes r (decoded as e) for the history read model: the status after it and
 // the attempt it concerns.
 func HistoryEntry(r Recorded, e Event) herald.HistoryEntry {
-	h := herald.HistoryEntry{
+	v := historyEntries.get()
+	// StatusAfter's visitor, inside this pooled one, costs no allocation of its own.
+	e.Accept(&v.after)
+	v.h = herald.HistoryEntry{
 		Version:  r.Version,
 		Position: r.Position,
 		Event:    r.Type,
-		Status:   StatusAfter(e),
+		Status:   v.after.status,
 		Actor:    r.Metadata.Actor,
 		At:       r.Time,
 	}
-	switch e := e.(type) {
-	case *NotificationProcessing:
-		h.Attempt = e.Attempt
-	case *NotificationSent:
-		h.Attempt = e.Attempt
-		h.Provider = e.Provider
-		h.ProviderMessageID = e.ProviderMessageID
-	case *DeliveryAttemptFailed:
-		h.Attempt = e.Attempt
-		h.Provider = e.Provider
-		h.Error = e.Error
-	case *NotificationFailed:
-		h.Attempt = e.Attempt
-		h.Provider = e.Provider
-		h.Error = e.Error
-		h.Reason = e.Reason
-	case *NotificationRequeued:
-		h.Reason = e.Reason
-		h.Actor = e.Actor
-	case *NotificationDiscarded:
-		h.Reason = e.Reason
-		h.Actor = e.Actor
-	case *NotificationRecovered:
-		h.Reason = e.Reason
-		h.Actor = e.Actor
-	}
+	e.Accept(v)
+	h := v.h
+	historyEntries.put(v)
 	return h
+}
+
+var historyEntries visitors[historyEntry]
+
+// historyEntry is HistoryEntry's Visitor: what of each event the history shows beside its status.
+// An operator's event names the operator as its actor, rather than the request's metadata.
+type historyEntry struct {
+	h     herald.HistoryEntry
+	after statusAfter
+}
+
+// NotificationQueued: nothing beside its status; what was sent is in the event itself.
+func (v *historyEntry) NotificationQueued(*NotificationQueued) {}
+
+// NotificationProcessing: the attempt it starts.
+func (v *historyEntry) NotificationProcessing(e *NotificationProcessing) {
+	v.h.Attempt = e.Attempt
+}
+
+// NotificationSent: the attempt, and the provider that took the message, with its id for it.
+func (v *historyEntry) NotificationSent(e *NotificationSent) {
+	v.h.Attempt = e.Attempt
+	v.h.Provider = e.Provider
+	v.h.ProviderMessageID = e.ProviderMessageID
+}
+
+// DeliveryAttemptFailed: the attempt, its provider and its error.
+func (v *historyEntry) DeliveryAttemptFailed(e *DeliveryAttemptFailed) {
+	v.h.Attempt = e.Attempt
+	v.h.Provider = e.Provider
+	v.h.Error = e.Error
+}
+
+// NotificationFailed: the last attempt, its provider and error, and why Herald gave up.
+func (v *historyEntry) NotificationFailed(e *NotificationFailed) {
+	v.h.Attempt = e.Attempt
+	v.h.Provider = e.Provider
+	v.h.Error = e.Error
+	v.h.Reason = e.Reason
+}
+
+// NotificationRequeued: the operator and their reason.
+func (v *historyEntry) NotificationRequeued(e *NotificationRequeued) {
+	v.h.Reason = e.Reason
+	v.h.Actor = e.Actor
+}
+
+// NotificationDiscarded: the operator and their reason.
+func (v *historyEntry) NotificationDiscarded(e *NotificationDiscarded) {
+	v.h.Reason = e.Reason
+	v.h.Actor = e.Actor
+}
+
+// NotificationRecovered: the reconciler and what it found.
+func (v *historyEntry) NotificationRecovered(e *NotificationRecovered) {
+	v.h.Reason = e.Reason
+	v.h.Actor = e.Actor
 }

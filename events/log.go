@@ -59,30 +59,68 @@ func (l *Log) Append(ctx context.Context, stream string, expected int64, md Meta
 	if err != nil {
 		return nil, fmt.Errorf("append %s v%d: metadata: %w", stream, expected+1, err)
 	}
-	ids := make([]string, len(evs))
-	versions := make([]int64, len(evs))
-	types := make([]string, len(evs))
-	data := make([]string, len(evs))
-	out := make([]Recorded, len(evs))
-	byID := make(map[string]int, len(evs))
+	b, err := newAppendBatch(stream, expected, md, evs)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := l.db.Query(ctx, appendSQL, stream, expected, meta, b.ids, b.versions, b.types, b.data)
+	if err != nil {
+		return nil, appendError(stream, expected, err)
+	}
+	n, err := b.scan(rows, stream, expected)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, &herald.Error{
+			Code:    herald.ECONFLICT,
+			Message: fmt.Sprintf("notification %s is no longer at version %d", stream, expected),
+			Err:     ErrConflict,
+		}
+	}
+	return b.out, nil
+}
+
+// appendBatch is what Append sends for several events, one array per column of appendSQL, and
+// the events as they will be recorded once the database has given them positions and times.
+type appendBatch struct {
+	ids, types, data []string
+	versions         []int64
+	out              []Recorded
+	// byID finds an event in out by the id the database returns it with.
+	byID map[string]int
+}
+
+// newAppendBatch gives each of evs an id and its version after expected, and encodes it.
+func newAppendBatch(stream string, expected int64, md Metadata, evs []Event) (*appendBatch, error) {
+	b := &appendBatch{
+		ids:      make([]string, len(evs)),
+		types:    make([]string, len(evs)),
+		data:     make([]string, len(evs)),
+		versions: make([]int64, len(evs)),
+		out:      make([]Recorded, len(evs)),
+		byID:     make(map[string]int, len(evs)),
+	}
 	for i, e := range evs {
 		id, err := uuid.NewV7()
 		if err != nil {
 			return nil, fmt.Errorf("append %s: event id: %w", stream, err)
 		}
-		b, err := json.Marshal(e)
+		data, err := json.Marshal(e)
 		if err != nil {
 			return nil, fmt.Errorf("append %s v%d: encode %s: %w", stream, expected+int64(i)+1, e.EventType(), err)
 		}
-		ids[i], versions[i], types[i], data[i] = id.String(), expected+int64(i)+1, e.EventType(), string(b)
-		byID[ids[i]] = i
-		out[i] = Recorded{ID: ids[i], StreamID: stream, Version: versions[i], Type: types[i], Data: b, Metadata: md}
+		b.ids[i], b.versions[i], b.types[i], b.data[i] = id.String(), expected+int64(i)+1, e.EventType(), string(data)
+		b.byID[b.ids[i]] = i
+		b.out[i] = Recorded{ID: b.ids[i], StreamID: stream, Version: b.versions[i], Type: b.types[i], Data: data, Metadata: md}
 	}
+	return b, nil
+}
 
-	rows, err := l.db.Query(ctx, appendSQL, stream, expected, meta, ids, versions, types, data)
-	if err != nil {
-		return nil, appendError(stream, expected, err)
-	}
+// scan reads the positions and times appendSQL returns into b.out and says how many events were
+// inserted: none when the stream was not at version expected.
+func (b *appendBatch) scan(rows pgx.Rows, stream string, expected int64) (int, error) {
+	defer rows.Close()
 	n := 0
 	for rows.Next() {
 		var (
@@ -92,24 +130,16 @@ func (l *Log) Append(ctx context.Context, stream string, expected int64, md Meta
 			at       time.Time
 		)
 		if err := rows.Scan(&id, &version, &position, &at); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("append %s v%d: %w", stream, expected+1, err)
+			return 0, fmt.Errorf("append %s v%d: %w", stream, expected+1, err)
 		}
-		i := byID[id]
-		out[i].Position, out[i].Time = position, at
+		i := b.byID[id]
+		b.out[i].Position, b.out[i].Time = position, at
 		n++
 	}
 	if err := rows.Err(); err != nil {
-		return nil, appendError(stream, expected, err)
+		return 0, appendError(stream, expected, err)
 	}
-	if n == 0 {
-		return nil, &herald.Error{
-			Code:    herald.ECONFLICT,
-			Message: fmt.Sprintf("notification %s is no longer at version %d", stream, expected),
-			Err:     ErrConflict,
-		}
-	}
-	return out, nil
+	return n, nil
 }
 
 const appendOneSQL = `

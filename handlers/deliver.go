@@ -1,7 +1,3 @@
-// Package handlers owns Herald's decisions: accepting a notification (validate, render, record it
-// and queue its delivery in one transaction) and delivering it (load the stream, decide, append,
-// send, append the outcome). Pure decision functions say which events follow a state and an
-// input; the handlers around them do the loading and appending.
 package handlers
 
 import (
@@ -94,39 +90,9 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 	if !ok {
 		return fmt.Errorf("deliver %s: %w: no provider for channel %q", cmd.NotificationID, ErrFinal, cmd.Channel)
 	}
-
-	// The lease of an open attempt is judged on the database's clock, which stamped the attempt's
-	// start: a worker whose clock runs ahead must not declare a live attempt abandoned and send
-	// again, nor one whose clock runs behind keep a dead attempt alive.
-	asked := d.now()
-	n, dbNow, err := d.store.NotificationNow(ctx, cmd.NotificationID)
-	if herald.ErrorCode(err) == herald.ENOTFOUND {
-		return fmt.Errorf("deliver %s: %w: %w", cmd.NotificationID, ErrFinal, ErrNotQueued)
-	} else if err != nil {
-		return fmt.Errorf("deliver %s: %w", cmd.NotificationID, err)
-	}
-	if n.Channel != cmd.Channel {
-		return fmt.Errorf("deliver %s: %w: command for %s but notification is %s", n.ID, ErrFinal, cmd.Channel, n.Channel)
-	}
-
-	d.checkClock(ctx, asked, dbNow)
-	start, err := DecideStart(n, d.policy, dbNow, d.worker)
-	switch {
-	case errors.Is(err, ErrAlreadySent):
-		d.logger.DebugContext(ctx, "redelivered command for a sent notification acknowledged", "notification_id", n.ID)
-		return nil
-	case errors.Is(err, ErrAlreadyFailed):
-		// Park it again: if an earlier park was lost with its acknowledgement, this restores it.
-		return fmt.Errorf("deliver %s: %w: %w", n.ID, ErrFinal, err)
-	case err != nil:
-		return fmt.Errorf("deliver %s: %w", n.ID, err)
-	}
-	n, err = d.append(ctx, n, md, start)
-	if err != nil {
-		return fmt.Errorf("deliver %s: start attempt %d: %w", n.ID, n.Attempts+1, err)
-	}
-	if n.Status == herald.StatusFailed {
-		return fmt.Errorf("deliver %s: %w: %s", n.ID, ErrFinal, n.LastError)
+	n, send, err := d.start(ctx, cmd, md)
+	if !send || err != nil {
+		return err
 	}
 
 	// Once the provider is called, its answer must be recorded whatever happens to ctx: a shutdown
@@ -150,22 +116,69 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 	if err != nil {
 		return fmt.Errorf("deliver %s: record attempt %d: %w", n.ID, n.Attempts, err)
 	}
+	return d.report(ctx, n, provider.Name(), msgID, sendErr)
+}
 
+// start loads the notification cmd names and records the start of its next attempt. send is
+// true when that attempt is to be made with the n it returns; false with a nil error when the
+// notification was sent already (a redelivered command, acknowledged), and false with an error
+// when no attempt can start (wrapping ErrFinal when none ever will).
+func (d *Deliverer) start(ctx context.Context, cmd commands.SendNotification, md events.Metadata) (n herald.Notification, send bool, err error) {
+	// The lease of an open attempt is judged on the database's clock, which stamped the attempt's
+	// start: a worker whose clock runs ahead must not declare a live attempt abandoned and send
+	// again, nor one whose clock runs behind keep a dead attempt alive.
+	asked := d.now()
+	n, dbNow, err := d.store.NotificationNow(ctx, cmd.NotificationID)
+	if herald.ErrorCode(err) == herald.ENOTFOUND {
+		return n, false, fmt.Errorf("deliver %s: %w: %w", cmd.NotificationID, ErrFinal, ErrNotQueued)
+	} else if err != nil {
+		return n, false, fmt.Errorf("deliver %s: %w", cmd.NotificationID, err)
+	}
+	if n.Channel != cmd.Channel {
+		return n, false, fmt.Errorf("deliver %s: %w: command for %s but notification is %s", n.ID, ErrFinal, cmd.Channel, n.Channel)
+	}
+
+	d.checkClock(ctx, asked, dbNow)
+	start, err := DecideStart(n, d.policy, dbNow, d.worker)
+	switch {
+	case errors.Is(err, ErrAlreadySent):
+		d.logger.DebugContext(ctx, "redelivered command for a sent notification acknowledged", "notification_id", n.ID)
+		return n, false, nil
+	case errors.Is(err, ErrAlreadyFailed):
+		// Park it again: if an earlier park was lost with its acknowledgement, this restores it.
+		return n, false, fmt.Errorf("deliver %s: %w: %w", n.ID, ErrFinal, err)
+	case err != nil:
+		return n, false, fmt.Errorf("deliver %s: %w", n.ID, err)
+	}
+	n, err = d.append(ctx, n, md, start)
+	if err != nil {
+		return n, false, fmt.Errorf("deliver %s: start attempt %d: %w", n.ID, n.Attempts+1, err)
+	}
+	if n.Status == herald.StatusFailed {
+		return n, false, fmt.Errorf("deliver %s: %w: %s", n.ID, ErrFinal, n.LastError)
+	}
+	return n, true, nil
+}
+
+// report logs how the attempt recorded in n went, through provider, and returns what Deliver
+// returns for it: nil when sent, an error wrapping ErrFinal when the notification failed for
+// good, and sendErr otherwise, so that the command is retried.
+func (d *Deliverer) report(ctx context.Context, n herald.Notification, provider, msgID string, sendErr error) error {
 	switch n.Status {
 	case herald.StatusSent:
 		if msgID == "" {
 			// The provider took the message but gave no id Herald could read (an SMS gateway's
 			// 2xx with an unreadable body): sent, but not traceable at the provider by id.
 			d.logger.WarnContext(ctx, "notification sent; the provider's answer carried no message id", "notification_id", n.ID,
-				"attempt", n.Attempts, "provider", provider.Name())
+				"attempt", n.Attempts, "provider", provider)
 			return nil
 		}
 		d.logger.InfoContext(ctx, "notification sent", "notification_id", n.ID, "attempt", n.Attempts,
-			"provider", provider.Name(), "provider_message_id", msgID)
+			"provider", provider, "provider_message_id", msgID)
 		return nil
 	case herald.StatusFailed:
 		d.logger.WarnContext(ctx, "notification failed", "notification_id", n.ID, "attempt", n.Attempts,
-			"provider", provider.Name(), "error", sendErr)
+			"provider", provider, "error", sendErr)
 		return fmt.Errorf("deliver %s: %w: attempt %d: %w", n.ID, ErrFinal, n.Attempts, sendErr)
 	}
 	return fmt.Errorf("deliver %s: attempt %d of %d: %w", n.ID, n.Attempts, d.policy.MaxAttempts, sendErr)

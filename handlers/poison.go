@@ -4,159 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/commands"
 	"github.com/herald-notify/herald/events"
-)
-
-// ParkedMessage is a command as it lies in the poison queue: what the worker that parked it said,
-// and the command itself.
-type ParkedMessage struct {
-	// NotificationID and Channel are read from the command. Both are empty when the message is
-	// not a readable SendNotification command; Unreadable then says why.
-	NotificationID string
-	Channel        herald.Channel
-	Unreadable     string
-
-	// MessageID is the message's own id. Copies of one message (a command parked twice) share it;
-	// a command parked again after a requeue has a new one.
-	MessageID     string
-	CorrelationID string
-	// Reason is the error that parked the command; Queue and Handler are where it was handled.
-	Reason  string
-	Queue   string
-	Handler string
-	// Timestamp is the message's AMQP timestamp, zero when its publisher set none (watermill sets
-	// none: when a notification failed is read from its stream instead).
-	Timestamp time.Time
-	// Deliveries is how often the broker has handed the message out, as far as it says (quorum
-	// queues count every look at the poison queue too); 0 when it does not say.
-	Deliveries int
-	// Headers are every header of the message, as text; Body is the message body as it is.
-	Headers map[string]string
-	Body    []byte
-}
-
-// ParkedKey names parked messages: every copy of the message MessageID of the notification
-// NotificationID, or, with MessageID empty, every message of the notification.
-type ParkedKey struct {
-	NotificationID string
-	MessageID      string
-}
-
-// ParkedQueue is the poison queue as operators work it (see router.PoisonQueue). Its methods
-// return EUNAVAILABLE when the broker cannot be reached or the queue does not exist.
-//
-// One look at a time: each call, in any process, has the queue to itself from its first message
-// to its last, so it sees every parked message (and removes every one it names) however many
-// operators work the queue at once. A call made while another runs waits for it, and returns
-// EUNAVAILABLE if ctx ends first.
-type ParkedQueue interface {
-	// List returns every parked message and leaves every one of them parked.
-	List(ctx context.Context) ([]ParkedMessage, error)
-	// Walk hands the parked messages to fn one at a time, in queue order, until fn returns false
-	// or there are no more, and leaves every one of them parked. It holds no message but the one
-	// fn is given, so its memory does not grow with the queue.
-	Walk(ctx context.Context, fn func(ParkedMessage) bool) error
-	// Remove deletes every parked message one of keys names and leaves the others parked. It
-	// returns how many messages it deleted per notification id.
-	Remove(ctx context.Context, keys []ParkedKey) (map[string]int, error)
-}
-
-// Parked is a parked message with the state of its notification, folded from the log.
-type Parked struct {
-	Message ParkedMessage
-	// Notification is the notification the command is for. Its Version is 0 when the log holds
-	// no such notification (or the message is unreadable).
-	Notification herald.Notification
-	// FailedAt, FailReason and FailError come from the notification's latest NotificationFailed:
-	// when it failed, why (events.ReasonPermanentError or events.ReasonAttemptsExhausted) and the
-	// last attempt's error.
-	FailedAt   time.Time
-	FailReason string
-	FailError  string
-	// Discarded is true when an operator discarded the notification since it last failed.
-	Discarded bool
-	// Stale is true when the notification is not failed, or was discarded since it failed. A
-	// stale message of a sent or discarded notification is left over from an operator action
-	// whose removal of it did not happen, and needs only removing; one of a notification still
-	// pending or processing may also be a command RabbitMQ dead-lettered, and a requeue sends it
-	// again (ActionResent).
-	Stale bool
-}
-
-// Channel returns the channel of the parked notification: the log's, or the command's when the
-// log does not know the notification.
-func (p Parked) Channel() herald.Channel {
-	if p.Notification.Version > 0 {
-		return p.Notification.Channel
-	}
-	return p.Message.Channel
-}
-
-// ParkedDetail is everything known of one notification that may be parked.
-type ParkedDetail struct {
-	// Notification is the notification folded from its stream; Version 0 when the log has none.
-	Notification herald.Notification
-	// Messages are its parked messages, none when it is not parked.
-	Messages []Parked
-	// History is its whole stream as history entries, oldest first.
-	History []herald.HistoryEntry
-}
-
-// Selection names the notifications an operator acts on: those in IDs, or with All every
-// notification that has a parked message (only those of Channel, if it is set).
-type Selection struct {
-	IDs     []string
-	All     bool
-	Channel herald.Channel
-}
-
-// Action is what an operator's requeue or discard did to one notification.
-type Action string
-
-const (
-	// ActionRequeued: NotificationRequeued was appended and the command queued again.
-	ActionRequeued Action = "requeued"
-	// ActionDiscarded: NotificationDiscarded was appended.
-	ActionDiscarded Action = "discarded"
-	// ActionRemoved: only stale (or, for a discard, orphaned) parked messages were removed; no
-	// event was appended.
-	ActionRemoved Action = "removed"
-	// ActionResent: the notification is still pending or processing, yet its command was parked
-	// (RabbitMQ dead-letters a command redelivered past a quorum queue's delivery limit, and a
-	// requeue whose removal failed leaves a copy behind). Its command was queued again, with no
-	// event: its story goes on where it was, and a worker that finds an attempt under way or the
-	// notification sent acknowledges the extra command.
-	ActionResent Action = "resent"
-)
-
-// Result is the outcome of a requeue or discard for one notification.
-type Result struct {
-	ID     string
-	Action Action
-	// Status is the notification's status afterwards; empty for an orphaned message.
-	Status herald.Status
-	// Version is the notification's stream version afterwards.
-	Version int64
-	// Removed counts the parked messages removed.
-	Removed int
-}
-
-// Limits of what an operator may say about an action.
-const (
-	maxActorChars  = 300 // a name an operator gives (200) and the API key it came through
-	maxReasonChars = 2000
 )
 
 // Operator is what operators do about failed notifications: list the parked ones, send them back
@@ -183,15 +39,6 @@ type Operator struct {
 // commands in outbox, and working the parked messages in queue.
 func NewOperator(db Beginner, log *events.Log, outbox Outbox, queue ParkedQueue) *Operator {
 	return &Operator{db: db, log: log, outbox: outbox, queue: queue, writeTimeout: 30 * time.Second}
-}
-
-// ParseID returns id in the canonical form of notification ids (a lower-case UUID), or an
-// EINVALID error.
-func ParseID(id string) (string, error) {
-	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
-		return "", herald.Errorf(herald.EINVALID, "%q is not a notification id (a UUID)", id)
-	}
-	return strings.ToLower(id), nil
 }
 
 // Parked lists every parked message, of channel only unless it is empty, with its notification's
@@ -228,18 +75,6 @@ func (o *Operator) Parked(ctx context.Context, channel herald.Channel) ([]Parked
 		return a.Message.NotificationID < b.Message.NotificationID
 	})
 	return out, nil
-}
-
-func parkedRank(p Parked) int {
-	switch {
-	case p.Message.Unreadable != "":
-		return 3
-	case p.Notification.Version == 0:
-		return 2
-	case p.Stale:
-		return 1
-	}
-	return 0
 }
 
 // Show returns notification id's state, parked messages and whole history. It returns EINVALID
@@ -309,22 +144,9 @@ func (o *Operator) Discard(ctx context.Context, sel Selection, actor, reason str
 	return o.act(ctx, verbDiscard, sel, actor, reason)
 }
 
-type verb string
-
-const (
-	verbRequeue verb = "requeue"
-	verbDiscard verb = "discard"
-)
-
-// step is what an action will do to one notification.
-type step struct {
-	id     string
-	state  notificationState
-	msgs   []ParkedMessage
-	action Action
-	evs    []events.Event
-}
-
+// act is Requeue and Discard: it checks what the operator says and selects, plans every
+// notification from the queue and the log, refuses the whole batch if one cannot be acted on,
+// and otherwise runs the plan.
 func (o *Operator) act(ctx context.Context, v verb, sel Selection, actor, reason string) ([]Result, error) {
 	if err := checkWords(v, actor, reason); err != nil {
 		return nil, err
@@ -371,175 +193,6 @@ func (o *Operator) act(ctx context.Context, v verb, sel Selection, actor, reason
 		return nil, refusal(v, problems, len(ids))
 	}
 	return o.run(ctx, v, steps, actor)
-}
-
-// checkWords checks what an operator says about an action.
-func checkWords(v verb, actor, reason string) error {
-	fields := map[string]string{}
-	switch {
-	case strings.TrimSpace(actor) == "":
-		fields["actor"] = "is required: say who is acting"
-	case utf8.RuneCountInString(actor) > maxActorChars:
-		fields["actor"] = fmt.Sprintf("is longer than %d characters", maxActorChars)
-	case !utf8.ValidString(actor) || strings.ContainsRune(actor, 0):
-		fields["actor"] = "must be UTF-8 text without NUL characters"
-	}
-	switch {
-	case v == verbDiscard && strings.TrimSpace(reason) == "":
-		fields["reason"] = "is required: say why the notification is given up on"
-	case utf8.RuneCountInString(reason) > maxReasonChars:
-		fields["reason"] = fmt.Sprintf("is longer than %d characters", maxReasonChars)
-	case !utf8.ValidString(reason) || strings.ContainsRune(reason, 0):
-		fields["reason"] = "must be UTF-8 text without NUL characters"
-	}
-	if len(fields) > 0 {
-		return herald.Invalid(fmt.Sprintf("the %s is invalid", v), fields)
-	}
-	return nil
-}
-
-// checkSelection returns the selected ids, canonical and without repeats.
-func checkSelection(sel Selection) ([]string, error) {
-	switch {
-	case sel.All && len(sel.IDs) > 0:
-		return nil, herald.Invalid("name notifications or all of them, not both", map[string]string{"all": "cannot be combined with ids"})
-	case !sel.All && len(sel.IDs) == 0:
-		return nil, herald.Invalid("name at least one notification, or all of them", map[string]string{"ids": "are required without all"})
-	case !sel.All && sel.Channel != "":
-		return nil, herald.Invalid("a channel narrows only a selection of all parked notifications", map[string]string{"channel": "needs all"})
-	}
-	if sel.Channel != "" {
-		if _, err := herald.ParseChannel(string(sel.Channel)); err != nil {
-			return nil, herald.Invalid(herald.ErrorMessage(err), map[string]string{"channel": herald.ErrorMessage(err)})
-		}
-	}
-	var ids []string
-	fields := map[string]string{}
-	for _, raw := range sel.IDs {
-		id, err := ParseID(raw)
-		if err != nil {
-			fields[raw] = "is not a notification id (a UUID)"
-			continue
-		}
-		if !slices.Contains(ids, id) {
-			ids = append(ids, id)
-		}
-	}
-	if len(fields) > 0 {
-		return nil, herald.Invalid(fmt.Sprintf("%s: nothing was done", listProblems(fields)), fields)
-	}
-	return ids, nil
-}
-
-// selectAll returns the ids of every parked notification v can act on, of channel if it is set:
-// a requeue leaves out orphaned messages, which there is nothing to requeue for.
-func selectAll(v verb, msgs []ParkedMessage, states map[string]notificationState, channel herald.Channel) []string {
-	var ids []string
-	for _, m := range msgs {
-		st := states[m.NotificationID]
-		p := st.parked(m)
-		switch {
-		case m.NotificationID == "", slices.Contains(ids, m.NotificationID):
-		case channel != "" && p.Channel() != channel:
-		case v == verbRequeue && st.n.Version == 0:
-		case v == verbDiscard && st.n.Version > 0 && !st.n.Status.Terminal():
-			// Still under way: a requeue resends its command; discarding it is refused, and
-			// --all must not refuse the whole batch for it.
-		default:
-			ids = append(ids, m.NotificationID)
-		}
-	}
-	return ids
-}
-
-// problem is why one notification cannot be acted on.
-type problem struct {
-	code string
-	text string
-}
-
-// plan decides what v does to notification id, or why it cannot. all says the notification
-// was not named but swept up by --all.
-func plan(v verb, id string, st notificationState, msgs []ParkedMessage, actor, reason string, all bool) (step, *problem) {
-	s := step{id: id, state: st, msgs: msgs}
-	n := st.n
-	switch {
-	case v == verbRequeue && all && st.discarded && len(msgs) > 0:
-		// An operator gave up on it: its parked message is left over from the discard, and
-		// only a requeue that names it brings it back.
-		s.action = ActionRemoved
-		return s, nil
-	case n.Version == 0 && len(msgs) == 0:
-		return s, &problem{herald.ENOTFOUND, "no such notification"}
-	case n.Version == 0 && v == verbRequeue:
-		return s, &problem{herald.ENOTFOUND, fmt.Sprintf("no such notification, though %d message(s) for it are parked: discard them", len(msgs))}
-	case n.Version == 0:
-		s.action = ActionRemoved
-		return s, nil
-	case n.Status != herald.StatusFailed && len(msgs) == 0:
-		return s, &problem{herald.ECONFLICT, fmt.Sprintf("is %s, not failed, and has nothing parked", n.Status)}
-	case !n.Status.Terminal() && v == verbDiscard:
-		// Removing the parked command of a notification still under way could strand it.
-		return s, &problem{herald.ECONFLICT, fmt.Sprintf("is %s, not failed; requeue it to send its parked command again", n.Status)}
-	case !n.Status.Terminal():
-		s.action = ActionResent
-		return s, nil
-	case n.Status != herald.StatusFailed:
-		s.action = ActionRemoved
-		return s, nil
-	}
-
-	var err error
-	if v == verbRequeue {
-		s.action = ActionRequeued
-		s.evs, err = DecideRequeue(n, actor, reason)
-	} else {
-		if st.discarded {
-			if len(msgs) == 0 {
-				return s, &problem{herald.ECONFLICT, "was already discarded and has nothing parked"}
-			}
-			s.action = ActionRemoved
-			return s, nil
-		}
-		s.action = ActionDiscarded
-		s.evs, err = DecideDiscard(n, actor, reason)
-	}
-	if err != nil {
-		code := herald.ErrorCode(err)
-		if errors.Is(err, ErrNotFailed) {
-			code = herald.ECONFLICT
-		}
-		return s, &problem{code, err.Error()}
-	}
-	return s, nil
-}
-
-// refusal is the error that refuses a whole batch because of problems.
-func refusal(v verb, problems map[string]problem, total int) error {
-	code := herald.ECONFLICT
-	fields := make(map[string]string, len(problems))
-	for id, p := range problems {
-		fields[id] = p.text
-		switch {
-		case p.code == herald.EINVALID:
-			code = herald.EINVALID
-		case p.code == herald.ENOTFOUND && code != herald.EINVALID:
-			code = herald.ENOTFOUND
-		}
-	}
-	msg := fmt.Sprintf("cannot %s %s; nothing was done", v, listProblems(fields))
-	if total > 1 {
-		msg = fmt.Sprintf("%d of %d notifications cannot be %sd (%s); nothing was done", len(problems), total, v, listProblems(fields))
-	}
-	return &herald.Error{Code: code, Message: msg, Fields: fields}
-}
-
-func listProblems(fields map[string]string) string {
-	parts := make([]string, 0, len(fields))
-	for _, k := range slices.Sorted(maps.Keys(fields)) {
-		parts = append(parts, k+": "+fields[k])
-	}
-	return strings.Join(parts, "; ")
 }
 
 // run carries out the steps: each one's events (and command) in its own transaction, then one
@@ -636,31 +289,6 @@ func (o *Operator) record(ctx context.Context, s step, actor string) (Result, er
 	return r, nil
 }
 
-// notificationState is a notification folded from the log, with what operators need beyond it.
-type notificationState struct {
-	n    herald.Notification
-	recs []events.Recorded
-	// failedAt, failReason and failError are from the latest NotificationFailed.
-	failedAt   time.Time
-	failReason string
-	failError  string
-	// discarded: a NotificationDiscarded follows the latest NotificationFailed.
-	discarded     bool
-	correlationID string
-}
-
-func (st notificationState) parked(m ParkedMessage) Parked {
-	p := Parked{Message: m}
-	if m.NotificationID == "" || st.n.Version == 0 {
-		return p
-	}
-	p.Notification = st.n
-	p.FailedAt, p.FailReason, p.FailError = st.failedAt, st.failReason, st.failError
-	p.Discarded = st.discarded
-	p.Stale = st.n.Status != herald.StatusFailed || st.discarded
-	return p
-}
-
 // states loads the notifications of msgs.
 func (o *Operator) states(ctx context.Context, msgs []ParkedMessage) (map[string]notificationState, error) {
 	out := map[string]notificationState{}
@@ -694,24 +322,5 @@ func (o *Operator) state(ctx context.Context, id string) (notificationState, err
 	if err != nil {
 		return notificationState{}, err
 	}
-	st := notificationState{n: n, recs: recs}
-	if len(recs) > 0 {
-		st.correlationID = recs[0].Metadata.CorrelationID
-	}
-	for _, r := range recs {
-		switch r.Type {
-		case events.TypeNotificationFailed:
-			e, err := r.Event()
-			if err != nil {
-				return notificationState{}, fmt.Errorf("load %s v%d: %w", id, r.Version, err)
-			}
-			f := e.(*events.NotificationFailed)
-			st.failedAt, st.failReason, st.failError, st.discarded = r.Time, f.Reason, f.Error, false
-		case events.TypeNotificationDiscarded:
-			st.discarded = true
-		case events.TypeNotificationRequeued:
-			st.discarded = false
-		}
-	}
-	return st, nil
+	return foldState(n, recs)
 }

@@ -300,6 +300,14 @@ func TestReconcilerRecoversStalledNotifications(t *testing.T) {
 	// idle, but the log says they were just recovered: a second scan leaves them alone, and
 	// recovers only the one whose command has left the outbox since.
 	env.forwardAll(t)
+	// waiting was accepted after the others: on a loaded machine the two recoveries can come
+	// before it has been idle long enough to be a candidate.
+	heraldtest.Eventually(t, 10*time.Second, waiting+" to be idle", func() (bool, error) {
+		var idle bool
+		err := env.db.Pool.QueryRow(ctx, `SELECT updated_at < now() - $2::double precision * interval '1 second'
+			FROM notification_status WHERE notification_id = $1`, waiting, reconcileAfter.Seconds()+0.1).Scan(&idle)
+		return idle, err
+	})
 	report, err = env.rec.Reconcile(ctx)
 	if err != nil || !cmp.Equal(report.Recovered, []string{waiting}) || report.Candidates != 4 {
 		t.Errorf("second Reconcile = %+v, %v; want 4 candidates and only %s recovered", report, err, waiting)

@@ -1,0 +1,97 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/events"
+)
+
+// DefaultIdempotencyTTL is how long an idempotency key is remembered by default.
+const DefaultIdempotencyTTL = 24 * time.Hour
+
+// anonymousKey scopes the idempotency keys of requests made without an API key (tests, and
+// servers built without authentication).
+const anonymousKey = "00000000-0000-0000-0000-000000000000"
+
+// claimIdempotencyKey records key for req and stream, inside tx. If the same API key used it
+// before, within its time to live, it returns the notification it created then — or EINVALID if
+// that was another request.
+func (a *Acceptor) claimIdempotencyKey(ctx context.Context, tx pgx.Tx, keyID string, req SendRequest, stream string) (*herald.Notification, error) {
+	hash, err := requestHash(req)
+	if err != nil {
+		return nil, err
+	}
+	// One statement claims the key, or takes over an expired one, or finds the request that holds
+	// it, and locks its row until tx ends. Reading the row in a second statement would leave a
+	// window in which a purge deletes an expired key between the two, and the read finds nothing.
+	// A concurrent request with the same key waits here until the first one commits or rolls back;
+	// a purge waits for tx, and then finds the key fresh.
+	var (
+		earlierHash []byte
+		earlierID   string
+	)
+	err = tx.QueryRow(ctx, `INSERT INTO idempotency_keys AS k (api_key_id, key, request_hash, notification_id)
+		VALUES ($1, $2, $3, $4)
+		ON CONFLICT (api_key_id, key) DO UPDATE SET
+			request_hash = CASE WHEN k.created_at < now() - $5::interval THEN excluded.request_hash ELSE k.request_hash END,
+			notification_id = CASE WHEN k.created_at < now() - $5::interval THEN excluded.notification_id ELSE k.notification_id END,
+			created_at = CASE WHEN k.created_at < now() - $5::interval THEN now() ELSE k.created_at END
+		RETURNING request_hash, notification_id::text`,
+		keyID, req.IdempotencyKey, hash, stream, a.idempotencyTTL.String()).Scan(&earlierHash, &earlierID)
+	if err != nil {
+		return nil, fmt.Errorf("idempotency key: %w", err)
+	}
+	if earlierID == stream {
+		// A new key, or an expired one now standing for this request.
+		return nil, nil
+	}
+	if !bytes.Equal(earlierHash, hash) {
+		return nil, herald.Invalid("the idempotency key was used with another request", map[string]string{
+			"Idempotency-Key": "was used before with a different request; use a new key for a new request",
+		})
+	}
+	recs, err := a.log.In(tx).Load(ctx, earlierID)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("idempotency key %q names notification %s, which has no events", req.IdempotencyKey, earlierID)
+	}
+	e, err := recs[0].Event()
+	if err != nil {
+		return nil, err
+	}
+	// The answer the first request got: the notification as it was accepted.
+	n := events.Evolve(herald.Notification{}, recs[0], e)
+	return &n, nil
+}
+
+// requestHash identifies a request's content: the same fields and values give the same hash.
+func requestHash(req SendRequest) ([]byte, error) {
+	b, err := json.Marshal(map[string]any{
+		"type": req.Type, "recipient": req.Recipient, "subject": req.Subject,
+		"content": req.Content, "variables": req.Variables,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("idempotency: hash request: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return sum[:], nil
+}
+
+// PurgeIdempotencyKeys forgets the idempotency keys older than their time to live.
+func (a *Acceptor) PurgeIdempotencyKeys(ctx context.Context, db events.Querier) (int64, error) {
+	tag, err := db.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < now() - $1::interval`, a.idempotencyTTL.String())
+	if err != nil {
+		return 0, fmt.Errorf("purge idempotency keys: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}

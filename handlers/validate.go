@@ -1,0 +1,182 @@
+package handlers
+
+import (
+	"fmt"
+	"maps"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/templates"
+)
+
+// Limits bound what a client may ask to send.
+type Limits struct {
+	MaxContentBytes   int // raw content template
+	MaxEmailBodyBytes int // rendered email body
+	MaxSMSBodyChars   int // rendered SMS body, in characters
+	MaxSubjectChars   int // rendered email subject
+}
+
+// DefaultLimits are generous for email and follow the usual gateway limit for SMS (10 segments).
+var DefaultLimits = Limits{
+	MaxContentBytes:   32 << 10,
+	MaxEmailBodyBytes: 64 << 10,
+	MaxSMSBodyChars:   1600,
+	MaxSubjectChars:   255,
+}
+
+// DefaultSubject is the subject of an email sent without one.
+const DefaultSubject = "Notification"
+
+// Validate checks req against every rule and renders its templates. All offending fields are
+// reported at once, as an EINVALID *herald.Error.
+func (a *Acceptor) Validate(req SendRequest) (*events.NotificationQueued, error) {
+	fields := map[string]string{}
+	channel := checkAddress(req, fields)
+	a.checkContent(req, channel, fields)
+	q := &events.NotificationQueued{
+		Channel:   channel,
+		Recipient: req.Recipient,
+		Subject:   req.Subject,
+		Content:   req.Content,
+		Variables: req.Variables,
+	}
+	if _, bad := fields["content"]; !bad && channel != "" {
+		q.Body = a.renderBody(req, channel, fields)
+	}
+	if channel == herald.ChannelEmail {
+		q.RenderedSubject = a.renderSubject(req, fields)
+	}
+	if len(fields) > 0 {
+		return nil, herald.Invalid("the notification is invalid", fields)
+	}
+	return q, nil
+}
+
+// checkAddress checks the idempotency key, the channel and the recipient, noting what is wrong
+// in fields. It returns the channel, empty when the type names none.
+func checkAddress(req SendRequest, fields map[string]string) herald.Channel {
+	if k := req.IdempotencyKey; k != "" && !validIdempotencyKey(k) {
+		fields["Idempotency-Key"] = "must be 1 to 255 printable ASCII characters"
+	}
+	channel, err := herald.ParseChannel(req.Type)
+	if err != nil {
+		if req.Type == "" {
+			fields["type"] = "is required: email or sms"
+		} else {
+			fields["type"] = fmt.Sprintf("unknown type %q: want email or sms", req.Type)
+		}
+	} else if err := herald.ValidateRecipient(channel, req.Recipient); err != nil {
+		maps.Copy(fields, herald.ErrorFields(err))
+	}
+	return channel
+}
+
+// checkContent checks the templates and variables as sent, before anything is rendered, noting
+// what is wrong in fields.
+func (a *Acceptor) checkContent(req SendRequest, channel herald.Channel, fields map[string]string) {
+	switch {
+	case strings.TrimSpace(req.Content) == "":
+		fields["content"] = "is required"
+	case len(req.Content) > a.limits.MaxContentBytes:
+		fields["content"] = fmt.Sprintf("is %d bytes, more than the limit of %d", len(req.Content), a.limits.MaxContentBytes)
+	}
+	if req.Subject != "" && channel == herald.ChannelSMS {
+		fields["subject"] = "is only for email"
+	}
+	// PostgreSQL cannot store U+0000 in JSON, and no message needs one.
+	for name, v := range map[string]string{"content": req.Content, "subject": req.Subject} {
+		if strings.ContainsRune(v, 0) {
+			fields[name] = "contains a NUL character"
+		}
+	}
+	if path := nulPath(req.Variables, "variables"); path != "" {
+		fields[path] = "contains a NUL character"
+	}
+	if path := hugeNumberPath(req.Variables, "variables"); path != "" {
+		fields[path] = "is a number too large or too small to store: send it as a string"
+	}
+}
+
+// renderBody renders the content with the variables and checks the message it makes against the
+// channel's limits, noting what is wrong in fields.
+func (a *Acceptor) renderBody(req SendRequest, channel herald.Channel, fields map[string]string) string {
+	maxOut := a.limits.MaxEmailBodyBytes
+	if channel == herald.ChannelSMS {
+		// Characters, checked below; a character is at most 4 bytes.
+		maxOut = 4 * a.limits.MaxSMSBodyChars
+	}
+	body, err := templates.Render("content", req.Content, req.Variables, maxOut)
+	switch n := utf8.RuneCountInString(body); {
+	case err != nil && channel == herald.ChannelSMS && strings.HasPrefix(herald.ErrorFields(err)["content"], "renders to more than"):
+		fields["content"] = fmt.Sprintf("renders to more than the SMS limit of %d characters", a.limits.MaxSMSBodyChars)
+	case err != nil:
+		mergeFields(fields, err)
+	case channel == herald.ChannelSMS && n > a.limits.MaxSMSBodyChars:
+		fields["content"] = fmt.Sprintf("renders to %d characters, more than the SMS limit of %d", n, a.limits.MaxSMSBodyChars)
+	case strings.TrimSpace(body) == "":
+		fields["content"] = "renders to an empty message"
+	case strings.ContainsRune(body, 0):
+		// A template literal can write what the content itself may not hold.
+		fields["content"] = "renders to text with a NUL character"
+	}
+	return body
+}
+
+// renderSubject renders an email's subject, DefaultSubject when none was sent, and checks it is
+// one line that fits a mail header, noting what is wrong in fields.
+func (a *Acceptor) renderSubject(req SendRequest, fields map[string]string) string {
+	subject := req.Subject
+	if strings.TrimSpace(subject) == "" {
+		subject = DefaultSubject
+	}
+	rendered, err := templates.Render("subject", subject, req.Variables, 4*a.limits.MaxSubjectChars)
+	switch {
+	case err != nil:
+		mergeFields(fields, err)
+	case strings.IndexFunc(rendered, breaksHeader) >= 0:
+		// A line break in a header would let a client write headers of its own.
+		fields["subject"] = "must be a single line of text, without control characters"
+	case utf8.RuneCountInString(rendered) > a.limits.MaxSubjectChars:
+		fields["subject"] = fmt.Sprintf("renders to more than %d characters", a.limits.MaxSubjectChars)
+	}
+	return rendered
+}
+
+// validIdempotencyKey reports whether k can be stored and sent back in a header: at most 255
+// printable ASCII characters.
+func validIdempotencyKey(k string) bool {
+	if len(k) > 255 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// breaksHeader reports whether r has no place in a mail header: control characters, and the
+// Unicode line and paragraph separators some clients treat as line breaks.
+func breaksHeader(r rune) bool {
+	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029'
+}
+
+// mergeFields copies the offending fields of an EINVALID error; any other error is reported
+// against the field it came from by the caller's render call.
+func mergeFields(fields map[string]string, err error) {
+	f := herald.ErrorFields(err)
+	if len(f) == 0 {
+		fields["content"] = herald.ErrorMessage(err)
+		return
+	}
+	for k, v := range f {
+		if _, seen := fields[k]; !seen {
+			fields[k] = v
+		}
+	}
+}
