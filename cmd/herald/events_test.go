@@ -530,14 +530,14 @@ func TestEventsRefusesBadFlags(t *testing.T) {
 		{[]string{"list", "--since", "-1h"}, `--since "-1h"`},
 		{[]string{"list", "--limit", "-1"}, "--limit: -1"},
 		{[]string{"list", "--limit", "ten"}, `invalid argument "ten" for "--limit"`},
-		{[]string{"list", "-o", "yaml"}, `--output "yaml": want table, jsonl or json`},
+		{[]string{"list", "-o", "yaml"}, `invalid argument "yaml" for "-o, --output" flag: want table, jsonl or json`},
 		{[]string{"list", "extra"}, "unknown command"},
 		{[]string{"list", "--stream", "x", "--limit", "-2"}, `--limit: -2: want 0 (no limit) or more; --stream: "x" is not a notification id`},
 		{[]string{"replay"}, "--as-of: required"},
 		{[]string{"replay", "--stream", id}, "--as-of: required"},
 		{[]string{"replay", "--as-of", "last week"}, `--as-of "last week": want an RFC 3339 time`},
 		{[]string{"replay", "--as-of", "1h", "--stream", "nope"}, `--stream "nope": not a notification id`},
-		{[]string{"replay", "--as-of", "1h", "-o", "csv"}, `--output "csv"`},
+		{[]string{"replay", "--as-of", "1h", "-o", "csv"}, `invalid argument "csv" for "-o, --output" flag: want table, jsonl or json`},
 		{[]string{"replay", "--as-of", "1h", "extra"}, "unknown command"},
 	}
 	for _, tt := range tests {

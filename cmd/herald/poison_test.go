@@ -46,7 +46,7 @@ func TestPoisonArgumentsAreCheckedBeforeConnecting(t *testing.T) {
 		{[]string{"poison", "requeue", id, "--channel", "sms"}, "--channel only narrows --all"},
 		{[]string{"poison", "discard", id}, "discard needs --reason"},
 		{[]string{"poison", "discard", "--all", "--reason", "  "}, "discard needs --reason"},
-		{[]string{"poison", "list", "-o", "yaml"}, `-o "yaml": want table or json`},
+		{[]string{"poison", "list", "-o", "yaml"}, `invalid argument "yaml" for "-o, --output" flag: want table or json`},
 		{[]string{"poison", "list", "--channel", "pigeon"}, `--channel: unknown channel "pigeon"`},
 		{[]string{"poison", "list", "extra"}, "unknown command"},
 		{[]string{"poison", "show"}, "accepts 1 arg"},

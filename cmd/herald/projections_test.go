@@ -39,10 +39,10 @@ func TestProjectionsRebuildArguments(t *testing.T) {
 		{[]string{"projections", "rebuild", "notification_status", "--all"}, "not both"},
 		{[]string{"projections", "rebuild", "a", "b"}, "name one projection"},
 		{[]string{"projections", "rebuild", "bogus"}, `no projection "bogus"`},
-		{[]string{"projections", "rebuild", "--all", "-o", "yaml"}, `output "yaml"`},
-		{[]string{"projections", "rebuild", "--all", "--progress", "fancy"}, "--progress"},
+		{[]string{"projections", "rebuild", "--all", "-o", "yaml"}, `invalid argument "yaml" for "-o, --output" flag: want table or json`},
+		{[]string{"projections", "rebuild", "--all", "--progress", "fancy"}, `invalid argument "fancy" for "--progress" flag: want auto, bar, log or none`},
 		{[]string{"projections", "rebuild", "--all", "--batch-size", "0"}, "--batch-size"},
-		{[]string{"projections", "status", "-o", "xml"}, `output "xml"`},
+		{[]string{"projections", "status", "-o", "xml"}, `invalid argument "xml" for "-o, --output" flag: want table or json`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

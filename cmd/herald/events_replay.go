@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/events"
+)
+
+// eventsReplayLong is the help of events replay.
+const eventsReplayLong = `replay answers what Herald would have said at an instant, from the event log alone (never
+from the read models): each notification's status, attempts, last error and provider as they
+were after the last of its events that occurred at or before --as-of.
+
+--as-of is an RFC 3339 time (2026-11-28T10:00:00Z), or a duration ago ("90m": 90 minutes before
+now). An instant in the future gives the current state.
+
+With --stream ID, one notification: its state at the instant and its history up to it. It is an
+error if the notification did not exist yet then.
+  table   the state, then the history as a table
+  json    {"as_of", "notification": {...}, "history": [...]}, indented
+  jsonl   the same object on one line
+
+Without --stream, every notification that existed at the instant, streamed in id order (for
+Herald's time-ordered ids, roughly the order they were accepted), one in memory at a time:
+  table   one row per notification, then a summary line of counts per status
+  json    {"as_of", "notifications": [...], "summary": {"total", "by_status": {...}}}; the
+          notifications are written as they are folded, the summary closes the object
+  jsonl   one notification per line; the last line is {"summary": {"as_of", "total",
+          "by_status": {...}}}, written only when the replay completed — a stream without
+          it was cut short
+
+Notification objects have the fields of the API's status: id, type, recipient, status,
+attempts, last_error, provider, provider_message_id, version, created_at, updated_at; and
+position, the place in the log of the last event folded in.`
+
+// eventsReplayFlags are the flags of events replay: the instant, which notifications, and how
+// to print them.
+type eventsReplayFlags struct {
+	cli    cliDB
+	asOf   string
+	stream string
+	format *format
+}
+
+// eventsReplayCommand lets an auditor see what Herald would have said at an instant, from the
+// log alone.
+func eventsReplayCommand() *cobra.Command {
+	var f eventsReplayFlags
+	cmd := &cobra.Command{
+		Use:   "replay --as-of T [--stream ID]",
+		Short: "Fold the log into what notifications' status was at an instant",
+		Long:  eventsReplayLong,
+		Example: `  herald events replay --as-of 2026-11-28T10:00:00Z --stream 0190f3b2-7c1e-7a4b-9d2e-5f6a7b8c9d0e
+  herald events replay --as-of 24h -o jsonl`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return f.run(cmd) },
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.asOf, "as-of", "", `the instant to replay to: RFC 3339, or a duration ago ("24h"); required`)
+	fs.StringVar(&f.stream, "stream", "", "replay only this notification id, with its history")
+	f.format = registerFormat(fs, formatTable, formatJSONL, formatJSON)
+	markArguments(fs, "as-of", "stream")
+	f.cli.register(newSettings(cmd))
+	return cmd
+}
+
+// run checks the flags, then replays one notification or streams them all.
+func (f eventsReplayFlags) run(cmd *cobra.Command) error {
+	at, stream, err := f.parse(time.Now())
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	pool, _, err := f.cli.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	log := events.NewLog(pool)
+	if stream != "" {
+		n, recs, err := log.NotificationAsOf(ctx, stream, at)
+		if err != nil {
+			return cliError(err, fieldsAsFlags)
+		}
+		return writeReplayedNotification(cmd.OutOrStdout(), *f.format, at, n, recs)
+	}
+	out := newReplayWriter(cmd.OutOrStdout(), *f.format, at)
+	if err := log.ScanStreamsAsOf(ctx, at, out.write); err != nil {
+		return cliError(err, fieldsAsFlags)
+	}
+	return out.close()
+}
+
+// parse returns the instant to replay to and the notification id asked for, if any, in its
+// canonical form.
+func (f eventsReplayFlags) parse(now time.Time) (time.Time, string, error) {
+	if f.asOf == "" {
+		return time.Time{}, "", errors.New("--as-of: required: the instant to replay to, an RFC 3339 time such as 2026-11-28T10:00:00Z, or a duration ago such as 24h")
+	}
+	at, err := eventsInstant("as-of", f.asOf, now)
+	if err != nil || f.stream == "" {
+		return at, "", err
+	}
+	id, err := uuid.Parse(f.stream)
+	if err != nil {
+		return at, "", fmt.Errorf("--stream %q: not a notification id (a UUID such as 0190f3b2-7c1e-7a4b-9d2e-5f6a7b8c9d0e)", f.stream)
+	}
+	return at, id.String(), nil
+}
+
+// replayedJSON is a notification as replay writes it: the API's status fields, and its position.
+type replayedJSON struct {
+	ID                string    `json:"id"`
+	Type              string    `json:"type"`
+	Recipient         string    `json:"recipient"`
+	Status            string    `json:"status"`
+	Attempts          int       `json:"attempts"`
+	LastError         string    `json:"last_error,omitempty"`
+	Provider          string    `json:"provider,omitempty"`
+	ProviderMessageID string    `json:"provider_message_id,omitempty"`
+	Version           int64     `json:"version"`
+	Position          int64     `json:"position"`
+	CreatedAt         time.Time `json:"created_at"`
+	UpdatedAt         time.Time `json:"updated_at"`
+}
+
+// replayedJSONOf is n as replay writes it.
+func replayedJSONOf(n herald.Notification) replayedJSON {
+	return replayedJSON{
+		ID: n.ID, Type: string(n.Channel), Recipient: n.Recipient, Status: string(n.Status), Attempts: n.Attempts,
+		LastError: n.LastError, Provider: n.Provider, ProviderMessageID: n.ProviderMessageID,
+		Version: n.Version, Position: n.Position, CreatedAt: n.CreatedAt.UTC(), UpdatedAt: n.UpdatedAt.UTC(),
+	}
+}
+
+// replayedHistoryJSON is a history entry as replay writes it, with the API's history fields.
+type replayedHistoryJSON struct {
+	Version           int64     `json:"version"`
+	Position          int64     `json:"position"`
+	Event             string    `json:"event"`
+	Status            string    `json:"status"`
+	Attempt           int       `json:"attempt,omitempty"`
+	Provider          string    `json:"provider,omitempty"`
+	ProviderMessageID string    `json:"provider_message_id,omitempty"`
+	Error             string    `json:"error,omitempty"`
+	Reason            string    `json:"reason,omitempty"`
+	Actor             string    `json:"actor,omitempty"`
+	At                time.Time `json:"at"`
+}
+
+// writeReplayedNotification prints one notification as it was at, with its history up to then.
+func writeReplayedNotification(w io.Writer, f format, at time.Time, n herald.Notification, recs []events.Recorded) error {
+	history := make([]herald.HistoryEntry, 0, len(recs))
+	for _, r := range recs {
+		e, err := r.Event()
+		if err != nil {
+			return fmt.Errorf("history of %s v%d: %w", r.StreamID, r.Version, err)
+		}
+		history = append(history, events.HistoryEntry(r, e))
+	}
+	if f == formatTable {
+		return printReplayedNotification(w, at, n, history)
+	}
+	out := struct {
+		AsOf         time.Time             `json:"as_of"`
+		Notification replayedJSON          `json:"notification"`
+		History      []replayedHistoryJSON `json:"history"`
+	}{AsOf: at.UTC(), Notification: replayedJSONOf(n), History: make([]replayedHistoryJSON, 0, len(history))}
+	for _, h := range history {
+		out.History = append(out.History, replayedHistoryJSON{
+			Version: h.Version, Position: h.Position, Event: h.Event, Status: string(h.Status),
+			Attempt: h.Attempt, Provider: h.Provider, ProviderMessageID: h.ProviderMessageID,
+			Error: h.Error, Reason: h.Reason, Actor: h.Actor, At: h.At.UTC(),
+		})
+	}
+	if f == formatJSONL {
+		return writeJSONLine(w, out)
+	}
+	return writeJSON(w, out)
+}
+
+// printReplayedNotification prints the table format of one replayed notification: its state as
+// name and value, then its history.
+func printReplayedNotification(w io.Writer, at time.Time, n herald.Notification, history []herald.HistoryEntry) error {
+	buf := bufio.NewWriter(w)
+	tw := newTable(buf)
+	fmt.Fprintf(tw, "notification\t%s\n", n.ID)
+	fmt.Fprintf(tw, "as of\t%s\n", logTime(at))
+	fmt.Fprintf(tw, "type\t%s\n", n.Channel)
+	fmt.Fprintf(tw, "recipient\t%s\n", cell(n.Recipient, 200))
+	fmt.Fprintf(tw, "status\t%s\n", n.Status)
+	fmt.Fprintf(tw, "attempts\t%d\n", n.Attempts)
+	fmt.Fprintf(tw, "last error\t%s\n", cell(orDash(n.LastError), 200))
+	fmt.Fprintf(tw, "provider\t%s\n", cell(orDash(n.Provider), 100))
+	if n.ProviderMessageID != "" {
+		fmt.Fprintf(tw, "provider message id\t%s\n", cell(n.ProviderMessageID, 200))
+	}
+	fmt.Fprintf(tw, "version\t%d (position %d)\n", n.Version, n.Position)
+	fmt.Fprintf(tw, "created\t%s\n", logTime(n.CreatedAt))
+	fmt.Fprintf(tw, "updated\t%s\n", logTime(n.UpdatedAt))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(buf)
+	tw = newTable(buf)
+	fmt.Fprint(tw, "VERSION\tAT\tEVENT\tSTATUS\tATTEMPT\tACTOR\tDETAIL\n")
+	for _, h := range history {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Version, logTime(h.At), h.Event, h.Status, attemptCell(h.Attempt),
+			cell(orDash(h.Actor), 40), cell(replayHistoryDetail(h), 100))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return buf.Flush()
+}
+
+// attemptCell is an attempt's number, or "-" for an event that belongs to no attempt.
+func attemptCell(attempt int) string {
+	if attempt > 0 {
+		return fmt.Sprint(attempt)
+	}
+	return "-"
+}
+
+// replayHistoryDetail says in one cell what a history entry adds to its event and status.
+func replayHistoryDetail(h herald.HistoryEntry) string {
+	var parts []string
+	if h.Provider != "" {
+		parts = append(parts, "via "+h.Provider)
+	}
+	if h.ProviderMessageID != "" {
+		parts = append(parts, "id "+h.ProviderMessageID)
+	}
+	if h.Reason != "" {
+		parts = append(parts, "reason "+h.Reason)
+	}
+	if h.Error != "" {
+		parts = append(parts, "error: "+h.Error)
+	}
+	return orDash(strings.Join(parts, ", "))
+}
