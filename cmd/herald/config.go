@@ -20,6 +20,7 @@ const (
 	defaultAMQPURL     = "amqp://guest:guest@127.0.0.1:5672/"
 )
 
+// logConfig is where and how a command logs: its level and format, on stderr.
 type logConfig struct {
 	Level  string
 	Format string
@@ -27,6 +28,7 @@ type logConfig struct {
 	secrets func() *redact.Secrets
 }
 
+// register binds the log settings to the command's flags.
 func (c *logConfig) register(s *settings) {
 	s.String(&c.Level, "log-level", "HERALD_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 	s.String(&c.Format, "log-format", "HERALD_LOG_FORMAT", "text", "log format: text or json")
@@ -57,10 +59,12 @@ func (c logConfig) logger() (*slog.Logger, error) {
 	return slog.New(secrets.Handler(h)), nil
 }
 
+// amqpConfig is how the API and the workers reach RabbitMQ and declare their queues.
 type amqpConfig struct {
 	router.AMQPConfig
 }
 
+// register binds the RabbitMQ settings to the command's flags.
 func (c *amqpConfig) register(s *settings) {
 	s.URL(&c.URL, "amqp-url", "HERALD_AMQP_URL", defaultAMQPURL, "RabbitMQ connection URL")
 	s.String(&c.QueueType, "amqp-queue-type", "HERALD_AMQP_QUEUE_TYPE", "quorum", "type of the queues Herald declares: quorum or classic")
@@ -68,10 +72,12 @@ func (c *amqpConfig) register(s *settings) {
 	s.Int(&c.PublishChannels, "amqp-publish-channels", "HERALD_AMQP_PUBLISH_CHANNELS", 4, "channels in each publisher's pool")
 }
 
+// relayConfig is how the outbox relay forwards commands to RabbitMQ: how often, how many at a time.
 type relayConfig struct {
 	router.RelayConfig
 }
 
+// register binds the relay's settings to the command's flags.
 func (c *relayConfig) register(s *settings) {
 	s.Duration(&c.PollInterval, "relay-poll-interval", "HERALD_RELAY_POLL_INTERVAL", 50*time.Millisecond, "how often an idle outbox relay looks for new commands")
 	s.Int(&c.BatchSize, "relay-batch-size", "HERALD_RELAY_BATCH_SIZE", 20, "commands forwarded per outbox transaction")
@@ -87,12 +93,14 @@ type reconcileConfig struct {
 	handlers.ReconcilePolicy
 }
 
+// register binds the reconciler's settings to the command's flags.
 func (c *reconcileConfig) register(s *settings) {
 	s.Duration(&c.After, "reconcile-after", "HERALD_RECONCILE_AFTER", 10*time.Minute, "how long a notification neither sent nor failed may go without an event, with no command waiting in the outbox, before its command is sent again; 0: never")
 	s.Duration(&c.Interval, "reconcile-interval", "HERALD_RECONCILE_INTERVAL", time.Minute, "how often the reconciler looks for stalled notifications")
 	s.Int(&c.Limit, "reconcile-limit", "HERALD_RECONCILE_LIMIT", 500, "most stalled notifications one look sends again")
 }
 
+// validate checks the reconciler's settings before anything connects.
 func (c reconcileConfig) validate() error {
 	var errs []error
 	if c.After < 0 {
@@ -107,15 +115,19 @@ func (c reconcileConfig) validate() error {
 	return errors.Join(errs...)
 }
 
+// projectorConfig is how the projector reads the log: how often, how many events at a time.
 type projectorConfig struct {
 	router.ProjectorConfig
 }
 
+// register binds the projector's settings to the command's flags.
 func (c *projectorConfig) register(s *settings) {
 	s.Duration(&c.PollInterval, "projector-poll-interval", "HERALD_PROJECTOR_POLL_INTERVAL", 50*time.Millisecond, "how often an idle projection looks for new events")
 	s.Int(&c.BatchSize, "projector-batch-size", "HERALD_PROJECTOR_BATCH_SIZE", 500, "events applied per projection transaction")
 }
 
+// httpConfig is how the API listens and what it allows: body size, rate limits, proxies, and how
+// long an Idempotency-Key is remembered.
 type httpConfig struct {
 	Addr           string
 	MaxBodyBytes   int
@@ -126,6 +138,7 @@ type httpConfig struct {
 	IdempotencyTTL time.Duration
 }
 
+// register binds the API's settings to the command's flags; def is the default address.
 func (c *httpConfig) register(s *settings, def string) {
 	s.String(&c.Addr, "http-addr", "HERALD_HTTP_ADDR", def, "address the HTTP API listens on")
 	s.Int(&c.MaxBodyBytes, "max-body-bytes", "HERALD_MAX_BODY_BYTES", 256<<10, "largest request body accepted, in bytes")
@@ -147,6 +160,7 @@ func (c httpConfig) trustedProxies() []string {
 	return out
 }
 
+// validate checks the API's settings before anything connects.
 func (c httpConfig) validate() error {
 	var errs []error
 	if c.RateLimit < 0 {

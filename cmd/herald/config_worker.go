@@ -29,6 +29,7 @@ type workerConfig struct {
 	Providers     providerConfig
 }
 
+// register binds the worker's settings, its providers' among them, to the command's flags.
 func (c *workerConfig) register(s *settings) {
 	s.Strings(&c.Channels, "channels", "HERALD_WORKER_CHANNELS", []string{"email", "sms"}, "channels this worker delivers")
 	s.Int(&c.Concurrency, "concurrency", "HERALD_WORKER_CONCURRENCY", 8, "notifications delivered at once per channel")
@@ -42,6 +43,7 @@ func (c *workerConfig) register(s *settings) {
 	c.Providers.register(s)
 }
 
+// validate checks the worker's settings before anything connects, naming the flags at fault.
 func (c workerConfig) validate() error {
 	var errs []error
 	if _, err := c.channels(); err != nil {
@@ -71,6 +73,7 @@ func (c workerConfig) validate() error {
 	return errors.Join(errs...)
 }
 
+// channels is --channels, parsed, each once.
 func (c workerConfig) channels() ([]herald.Channel, error) {
 	var out []herald.Channel
 	seen := map[herald.Channel]bool{}
@@ -90,6 +93,7 @@ func (c workerConfig) channels() ([]herald.Channel, error) {
 	return out, nil
 }
 
+// policy is what the deliverer needs to decide: how many attempts, and how long one may run.
 func (c workerConfig) policy() handlers.Policy {
 	// An attempt still running after its timeout is cut off; the lease adds room for recording
 	// its outcome before another worker may presume it abandoned.
@@ -100,6 +104,7 @@ func (c workerConfig) policy() handlers.Policy {
 	return handlers.Policy{MaxAttempts: c.MaxAttempts, Lease: lease, Timeout: c.Timeout}
 }
 
+// routerConfig is what the router needs to run the workers: channels, concurrency, retries.
 func (c workerConfig) routerConfig() router.WorkerConfig {
 	chans, _ := c.channels()
 	return router.WorkerConfig{
@@ -118,6 +123,8 @@ func (c workerConfig) routerConfig() router.WorkerConfig {
 	}
 }
 
+// providerConfig says through what each channel delivers (a real provider, or the log) and how
+// to reach it.
 type providerConfig struct {
 	Email string
 	SMS   string
@@ -125,6 +132,7 @@ type providerConfig struct {
 	HTTP  delivery.SMSConfig
 }
 
+// register binds the providers' settings to the command's flags.
 func (c *providerConfig) register(s *settings) {
 	s.String(&c.Email, "email-provider", "HERALD_EMAIL_PROVIDER", "log", "how email is delivered: smtp, or log (write it to the log)")
 	s.String(&c.SMTP.Host, "smtp-host", "HERALD_SMTP_HOST", "127.0.0.1", "SMTP server host")

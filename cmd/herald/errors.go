@@ -12,6 +12,7 @@ import (
 // fieldNames says how cliError names an invalid input's fields.
 type fieldNames int
 
+// The ways cliError names fields.
 const (
 	// fieldsAsWords names fields as the domain does ("channel", "ids") after the error's message.
 	fieldsAsWords fieldNames = iota

@@ -156,6 +156,7 @@ func eventJSONOf(r events.Recorded) eventJSON {
 		Time: r.Time.UTC(), Data: r.Data, Metadata: r.Metadata}
 }
 
+// eventsTableHeader heads the table of events; it is written even when no event matched.
 const eventsTableHeader = "POSITION\tTIME\tSTREAM\tVERSION\tTYPE\tACTOR\tDATA\n"
 
 // write prints one event, flushing every eventsFlushEvery of them.

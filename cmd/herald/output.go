@@ -37,6 +37,7 @@ type choice[T ~string] struct {
 	allowed []T
 }
 
+// String is the chosen word.
 func (c choice[T]) String() string {
 	if c.value == nil {
 		return ""

@@ -19,6 +19,7 @@ type poisonAction struct {
 	act               func(*handlers.Operator) func(context.Context, handlers.Selection, string, string) ([]handlers.Result, error)
 }
 
+// The two things an operator can do with parked notifications: try again, or give up.
 var (
 	actionRequeue = poisonAction{
 		name:  "requeue",
