@@ -4,7 +4,11 @@
 //
 // The subpackages adapt one concern each: events (the facts and the append-only log), commands (the
 // intents sent to workers), handlers (the decisions), projections (the read models), http (the
-// edge), router (brokers, topics and middleware), delivery (the providers) and cmd/herald (wiring).
+// edge), wire (every JSON shape users see, for the API and the CLI alike), router (brokers, topics
+// and middleware), delivery (the providers), templates (the content language), apikeys (who may
+// call the API), redact (what is never printed), postgres (connections to PostgreSQL), migrations
+// (the schema), bench (the load tool behind `herald bench`) and cmd/herald (wiring and the CLI's
+// presentation).
 package herald
 
 import (

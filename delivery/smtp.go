@@ -224,6 +224,8 @@ func (s *SMTP) Send(ctx context.Context, m Message) (string, error) {
 	return messageID, nil
 }
 
+// build turns m into the MIME message to send and returns it with its Message-ID; a message of
+// another channel is refused.
 func (s *SMTP) build(m Message) (*gomail.Msg, string, error) {
 	if m.Channel != "" && m.Channel != herald.ChannelEmail {
 		return nil, "", fmt.Errorf("channel %q is not %q", m.Channel, herald.ChannelEmail)

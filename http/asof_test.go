@@ -142,7 +142,7 @@ func TestStatusAsOfEndpoint(t *testing.T) {
 	}
 	midway := asMap(t, api.do(t, http.MethodGet, statusAsOfPath(id, recs[2].Time), "", nil))
 	// Midway it has failed once and is not sent: a last error, no provider message id yet.
-	want := []string{"as_of", "attempts", "created_at", "id", "last_error", "links", "provider", "recipient",
+	want := []string{"as_of", "attempts", "created_at", "id", "last_error", "links", "position", "provider", "recipient",
 		"status", "type", "updated_at", "version"}
 	if got := slices.Sorted(maps.Keys(midway)); !slices.Equal(got, want) {
 		t.Errorf("as-of answer midway has fields %v, want %v", got, want)

@@ -42,6 +42,8 @@ func DecodeSend(r *http.Request, w http.ResponseWriter, limit int64) (handlers.S
 	return decodeSendBody(body)
 }
 
+// decodeSendBody reads the body of a send strictly: one JSON object, exact field names, no
+// repeats, the right types; every problem found is reported at once.
 func decodeSendBody(body []byte) (handlers.SendRequest, error) {
 	malformed := func(format string, args ...any) error {
 		return &herald.Error{Code: codeMalformed, Message: fmt.Sprintf(format, args...)}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/wire"
 )
 
 // Error codes only the edge produces.
@@ -39,16 +40,6 @@ var statusOf = map[string]int{
 	herald.ERATELIMITED:  http.StatusTooManyRequests,
 }
 
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    string            `json:"code"`
-	Message string            `json:"message"`
-	Fields  map[string]string `json:"fields,omitempty"`
-}
-
 // writeError answers with err as JSON. Internal errors are logged here, once, and reach the
 // client only as "internal error"; the others are the client's to read and are not logged.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -65,11 +56,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path,
 			"error", err, "correlation_id", herald.CorrelationID(r.Context()))
 	}
-	writeJSON(w, status, errorBody{Error: errorDetail{
-		Code:    code,
-		Message: herald.ErrorMessage(err),
-		Fields:  herald.ErrorFields(err),
-	}})
+	writeJSON(w, status, wire.NewError(code, herald.ErrorMessage(err), herald.ErrorFields(err)))
 }
 
 // unavailable reports whether err comes from a dependency that could not be reached in time,
@@ -91,6 +78,8 @@ func unavailable(err error) bool {
 	return false
 }
 
+// writeJSON answers with status and v as JSON, without escaping <, > and & (recipients and
+// message ids hold them).
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)

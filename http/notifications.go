@@ -2,7 +2,6 @@ package http
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -13,52 +12,11 @@ import (
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/projections"
+	"github.com/herald-notify/herald/wire"
 )
 
-// notificationJSON is a notification as the API shows it.
-type notificationJSON struct {
-	ID                string    `json:"id"`
-	Type              string    `json:"type"`
-	Recipient         string    `json:"recipient"`
-	Status            string    `json:"status"`
-	Attempts          int       `json:"attempts"`
-	LastError         string    `json:"last_error,omitempty"`
-	Provider          string    `json:"provider,omitempty"`
-	ProviderMessageID string    `json:"provider_message_id,omitempty"`
-	Version           int64     `json:"version"`
-	CreatedAt         time.Time `json:"created_at"`
-	UpdatedAt         time.Time `json:"updated_at"`
-	Links             links     `json:"links"`
-}
-
-type links struct {
-	Status  string `json:"status"`
-	History string `json:"history"`
-	Events  string `json:"events"`
-}
-
-func linksFor(id string) links {
-	base := "/api/v1/notifications/" + id
-	return links{Status: base + "/status", History: base + "/history", Events: base + "/events"}
-}
-
-func toJSON(n herald.Notification) notificationJSON {
-	return notificationJSON{
-		ID:                n.ID,
-		Type:              string(n.Channel),
-		Recipient:         n.Recipient,
-		Status:            string(n.Status),
-		Attempts:          n.Attempts,
-		LastError:         n.LastError,
-		Provider:          n.Provider,
-		ProviderMessageID: n.ProviderMessageID,
-		Version:           n.Version,
-		CreatedAt:         n.CreatedAt.UTC(),
-		UpdatedAt:         n.UpdatedAt.UTC(),
-		Links:             linksFor(n.ID),
-	}
-}
-
+// send serves POST /api/v1/notifications/send: accept the notification (or replay the answer
+// to an idempotency key seen before) and answer 202 with where to follow it.
 func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 	req, err := DecodeSend(r, w, s.cfg.MaxBodyBytes)
 	if err != nil {
@@ -71,13 +29,15 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	w.Header().Set("Location", linksFor(a.ID).Status)
+	w.Header().Set("Location", wire.LinksFor(a.ID).Status)
 	if a.Replayed {
 		w.Header().Set(ReplayedHeader, "true")
 	}
-	writeJSON(w, http.StatusAccepted, toJSON(a.Notification))
+	writeJSON(w, http.StatusAccepted, wire.NewNotification(a.Notification))
 }
 
+// status serves GET /api/v1/notifications/{id}/status from the status read model, or, with
+// as_of, from the log.
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if q := r.URL.Query(); q.Has("as_of") {
 		s.statusAsOf(w, r, q.Get("as_of"))
@@ -88,7 +48,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toJSON(n))
+	writeJSON(w, http.StatusOK, wire.NewNotification(n))
 }
 
 // statusAsOf answers what the status was at the instant asOf names, derived from the log.
@@ -109,26 +69,10 @@ func (s *Server) statusAsOf(w http.ResponseWriter, r *http.Request, asOf string)
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, struct {
-		notificationJSON
-		AsOf time.Time `json:"as_of"`
-	}{toJSON(n), at.UTC()})
+	writeJSON(w, http.StatusOK, wire.NewNotificationAsOf(n, at))
 }
 
-type historyEntryJSON struct {
-	Version           int64     `json:"version"`
-	Position          int64     `json:"position"`
-	Event             string    `json:"event"`
-	Status            string    `json:"status"`
-	Attempt           int       `json:"attempt,omitempty"`
-	Provider          string    `json:"provider,omitempty"`
-	ProviderMessageID string    `json:"provider_message_id,omitempty"`
-	Error             string    `json:"error,omitempty"`
-	Reason            string    `json:"reason,omitempty"`
-	Actor             string    `json:"actor,omitempty"`
-	At                time.Time `json:"at"`
-}
-
+// history serves GET /api/v1/notifications/{id}/history from the history read model.
 func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	id := pathID(r)
 	entries, err := s.reader.History(r.Context(), id)
@@ -136,31 +80,11 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	out := struct {
-		ID      string             `json:"id"`
-		History []historyEntryJSON `json:"history"`
-		Links   links              `json:"links"`
-	}{ID: id, History: make([]historyEntryJSON, 0, len(entries)), Links: linksFor(id)}
-	for _, h := range entries {
-		out.History = append(out.History, historyEntryJSON{
-			Version: h.Version, Position: h.Position, Event: h.Event, Status: string(h.Status),
-			Attempt: h.Attempt, Provider: h.Provider, ProviderMessageID: h.ProviderMessageID,
-			Error: h.Error, Reason: h.Reason, Actor: h.Actor, At: h.At.UTC(),
-		})
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, wire.NewHistory(id, entries))
 }
 
-type eventJSON struct {
-	ID       string          `json:"id"`
-	Type     string          `json:"type"`
-	Version  int64           `json:"version"`
-	Position int64           `json:"position"`
-	Time     time.Time       `json:"time"`
-	Data     json.RawMessage `json:"data"`
-	Metadata any             `json:"metadata"`
-}
-
+// events serves GET /api/v1/notifications/{id}/events: the notification's stream as the log
+// holds it, for auditors.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	id := pathID(r)
 	recs, err := s.reader.Events(r.Context(), id)
@@ -168,18 +92,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	out := struct {
-		ID     string      `json:"id"`
-		Events []eventJSON `json:"events"`
-		Links  links       `json:"links"`
-	}{ID: id, Events: make([]eventJSON, 0, len(recs)), Links: linksFor(id)}
-	for _, rec := range recs {
-		out.Events = append(out.Events, eventJSON{
-			ID: rec.ID, Type: rec.Type, Version: rec.Version, Position: rec.Position,
-			Time: rec.Time.UTC(), Data: rec.Data, Metadata: rec.Metadata,
-		})
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, wire.NewStream(id, recs))
 }
 
 // pathID returns the notification id in the path, in the canonical lower case of UUIDs.
@@ -188,6 +101,8 @@ func pathID(r *http.Request) string { return strings.ToLower(chi.URLParam(r, "id
 // DefaultListLimit is a page's size when the client names none.
 const DefaultListLimit = 50
 
+// list serves GET /api/v1/notifications: a page of notifications, newest first, filtered by
+// status and type; every bad parameter is reported at once.
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := herald.ListFilter{Limit: DefaultListLimit, Cursor: q.Get("cursor")}
@@ -229,14 +144,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	out := struct {
-		Notifications []notificationJSON `json:"notifications"`
-		NextCursor    string             `json:"next_cursor,omitempty"`
-		Next          string             `json:"next,omitempty"`
-	}{Notifications: make([]notificationJSON, 0, len(list)), NextCursor: next}
-	for _, n := range list {
-		out.Notifications = append(out.Notifications, toJSON(n))
-	}
+	out := wire.NewNotificationList(list, next)
 	if next != "" {
 		nq := r.URL.Query()
 		nq.Set("cursor", next)
@@ -245,6 +153,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// healthz serves GET /healthz: the process is up.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
@@ -252,6 +161,8 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 // readyTimeout bounds the readiness checks, so a hung dependency reads as not ready.
 const readyTimeout = 2 * time.Second
 
+// readyz serves GET /readyz: every check of the process, each bounded by readyTimeout, with what
+// failed (secrets masked); 503 while any fails.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	checks := make(map[string]string, len(s.checks))
 	status, code := "ready", http.StatusOK

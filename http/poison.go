@@ -19,6 +19,7 @@ import (
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/handlers"
+	"github.com/herald-notify/herald/wire"
 )
 
 // Operator is what operators do to failed notifications (see handlers.Operator).
@@ -39,46 +40,11 @@ const maxClientActorChars = 200
 // defaultOperatorActor is who acts when a request names no actor.
 const defaultOperatorActor = "api"
 
+// poisonRoutes mounts the poison queue's endpoints.
 func (s *Server) poisonRoutes(r chi.Router) {
 	r.Get("/", s.listParked)
 	r.Post("/{id}/requeue", s.operate(s.operator.Requeue))
 	r.Post("/{id}/discard", s.operate(s.operator.Discard))
-}
-
-// parkedJSON is a parked message as the API shows it.
-type parkedJSON struct {
-	ID        string     `json:"id"`
-	Type      string     `json:"type"`
-	Recipient string     `json:"recipient"`
-	Status    string     `json:"status"`
-	Reason    string     `json:"reason"`
-	Error     string     `json:"error"`
-	Attempts  int        `json:"attempts"`
-	FailedAt  *time.Time `json:"failed_at"`
-	Stale     bool       `json:"stale"`
-	MessageID string     `json:"message_id"`
-	// Unreadable says why a parked message is not a command Herald can read.
-	Unreadable string `json:"unreadable,omitempty"`
-}
-
-func toParkedJSON(p handlers.Parked) parkedJSON {
-	out := parkedJSON{
-		ID:         p.Message.NotificationID,
-		Type:       string(p.Channel()),
-		Recipient:  p.Notification.Recipient,
-		Status:     string(p.Notification.Status),
-		Reason:     p.FailReason,
-		Error:      p.FailError,
-		Attempts:   p.Notification.Attempts,
-		Stale:      p.Stale,
-		MessageID:  p.Message.MessageID,
-		Unreadable: p.Message.Unreadable,
-	}
-	if !p.FailedAt.IsZero() {
-		at := p.FailedAt.UTC()
-		out.FailedAt = &at
-	}
-	return out
 }
 
 // DefaultPoisonTimeout is how long a request to the poison queue may take to answer. A page is
@@ -115,18 +81,28 @@ func (s *Server) listParked(w http.ResponseWriter, r *http.Request) {
 	fields := map[string]string{}
 	for name := range q {
 		switch name {
-		case "channel", "limit", "cursor":
+		case "type", "channel", "limit", "cursor":
 		default:
-			fields[name] = "is not a known parameter: use channel, limit and cursor"
+			fields[name] = "is not a known parameter: use type, limit and cursor"
 		}
 	}
 	query := handlers.ParkedQuery{Cursor: q.Get("cursor")}
-	if v := q.Get("channel"); v != "" {
-		c, err := herald.ParseChannel(v)
-		if err != nil {
-			fields["channel"] = herald.ErrorMessage(err)
+	// The channel is "type", as in a notification and in GET /api/v1/notifications; "channel"
+	// is the deprecated name it had here first, still understood.
+	for _, name := range []string{"type", "channel"} {
+		v := q.Get(name)
+		if v == "" {
+			continue
 		}
-		query.Channel = c
+		c, err := herald.ParseChannel(v)
+		switch {
+		case err != nil:
+			fields[name] = herald.ErrorMessage(err)
+		case query.Channel != "" && c != query.Channel:
+			fields[name] = fmt.Sprintf("is %s, but type is %s: give one (channel is the deprecated name of type)", c, query.Channel)
+		default:
+			query.Channel = c
+		}
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -144,42 +120,13 @@ func (s *Server) listParked(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	out := NewParkedPageJSON(page)
+	out := wire.NewParkedPage(page)
 	if page.Next != "" {
 		nq := r.URL.Query()
 		nq.Set("cursor", page.Next)
 		out.Next = "/api/v1/poison?" + nq.Encode()
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// ParkedPageJSON is a page of the poison queue as the API and `herald poison list -o json` show
-// it.
-type ParkedPageJSON struct {
-	Parked     []parkedJSON `json:"parked"`
-	NextCursor string       `json:"next_cursor,omitempty"`
-	// Next is the API path of the next page.
-	Next string `json:"next,omitempty"`
-}
-
-// NewParkedPageJSON returns the JSON shape of page, without the API link to the next page.
-func NewParkedPageJSON(page handlers.ParkedPage) ParkedPageJSON {
-	out := ParkedPageJSON{Parked: make([]parkedJSON, 0, len(page.Parked)), NextCursor: page.Next}
-	for _, p := range page.Parked {
-		out.Parked = append(out.Parked, toParkedJSON(p))
-	}
-	return out
-}
-
-// operatorResultJSON is the answer to a requeue or discard.
-type operatorResultJSON struct {
-	ID      string `json:"id"`
-	Action  string `json:"action"`
-	Status  string `json:"status"`
-	Version int64  `json:"version"`
-	// Removed counts the parked messages removed.
-	Removed int   `json:"removed"`
-	Links   links `json:"links"`
 }
 
 // operate serves POST /{id}/requeue and /{id}/discard with act. The body is optional: a JSON
@@ -227,11 +174,7 @@ func (s *Server) operate(act func(context.Context, handlers.Selection, string, s
 			s.writeError(w, r, fmt.Errorf("operator action on %s: %d results, want 1", id, len(results)))
 			return
 		}
-		res := results[0]
-		writeJSON(w, http.StatusOK, operatorResultJSON{
-			ID: res.ID, Action: string(res.Action), Status: string(res.Status), Version: res.Version,
-			Removed: res.Removed, Links: linksFor(res.ID),
-		})
+		writeJSON(w, http.StatusOK, wire.NewResult(results[0]))
 	}
 }
 

@@ -163,9 +163,13 @@ func TestListParked(t *testing.T) {
 	}
 	failedAt := recs[len(recs)-1].Time
 
-	r := doRequest(t, api.url, http.MethodGet, "/api/v1/poison?channel=sms", "", nil)
+	// The channel filter is "type", as everywhere else; "channel", its deprecated name, still works.
+	r := doRequest(t, api.url, http.MethodGet, "/api/v1/poison?type=sms", "", nil)
 	if r.status != http.StatusOK {
-		t.Fatalf("GET /api/v1/poison?channel=sms: %d %s", r.status, r.body)
+		t.Fatalf("GET /api/v1/poison?type=sms: %d %s", r.status, r.body)
+	}
+	if old := doRequest(t, api.url, http.MethodGet, "/api/v1/poison?channel=sms", "", nil); old.status != http.StatusOK || string(old.body) != string(r.body) {
+		t.Errorf("GET /api/v1/poison?channel=sms: %d %s, want what ?type=sms answers: %s", old.status, old.body, r.body)
 	}
 	got := decodeJSON[parkedResponse](t, r)
 	if len(got.Parked) != 1 {
@@ -187,7 +191,7 @@ func TestListParked(t *testing.T) {
 	}
 
 	for query, field := range map[string]string{
-		"?channel=fax": "channel", "?status=failed": "status", "?limit=0": "limit", "?limit=501": "limit", "?limit=x": "limit",
+		"?channel=fax": "channel", "?type=fax": "type", "?type=sms&channel=email": "channel", "?status=failed": "status", "?limit=0": "limit", "?limit=501": "limit", "?limit=x": "limit",
 		"?cursor=nonsense": "cursor",
 	} {
 		r := doRequest(t, api.url, http.MethodGet, "/api/v1/poison"+query, "", nil)

@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/projections"
+	"github.com/herald-notify/herald/wire"
 )
 
 // Rebuilds runs and reports projection rebuilds (see projections.Jobs).
@@ -28,45 +28,26 @@ func (s *Server) WithRebuilds(r Rebuilds) *Server {
 	return s
 }
 
+// projectionRoutes mounts the read models' endpoints.
 func (s *Server) projectionRoutes(r chi.Router) {
 	r.Get("/", s.projectionStatuses)
 	r.Post("/{name}/rebuild", s.startRebuild)
 	r.Get("/rebuilds/{job}", s.rebuildJob)
 }
 
-type projectionStatusJSON struct {
-	Name     string `json:"name"`
-	Position int64  `json:"position"`
-	Head     int64  `json:"head"`
-	Lag      int64  `json:"lag"`
-	// Stopped says where the projection stopped at a gap in a stream's versions, and since when.
-	Stopped   string     `json:"stopped,omitempty"`
-	StoppedAt *time.Time `json:"stopped_at,omitempty"`
-}
-
+// projectionStatuses serves GET /api/v1/projections: where each read model stands, and the
+// rebuilds this process ran lately.
 func (s *Server) projectionStatuses(w http.ResponseWriter, r *http.Request) {
 	statuses, err := s.rebuilds.Statuses(r.Context())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	out := struct {
-		Projections []projectionStatusJSON `json:"projections"`
-		Rebuilds    []jobJSON              `json:"rebuilds"`
-	}{Projections: []projectionStatusJSON{}, Rebuilds: []jobJSON{}}
-	for _, st := range statuses {
-		p := projectionStatusJSON{Name: st.Name, Position: st.Position, Head: st.Head, Lag: st.Lag, Stopped: st.Stopped}
-		if st.Stopped != "" {
-			p.StoppedAt = &st.StoppedAt
-		}
-		out.Projections = append(out.Projections, p)
-	}
-	for _, job := range s.rebuilds.Recent() {
-		out.Rebuilds = append(out.Rebuilds, toJobJSON(job))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, wire.NewProjections(statuses, s.rebuilds.Recent()))
 }
 
+// startRebuild serves POST /api/v1/projections/{name}/rebuild: start a rebuild (or a dry run)
+// in the background and answer 202 with the job to follow.
 func (s *Server) startRebuild(w http.ResponseWriter, r *http.Request) {
 	body, err := readObject(r, w, s.cfg.MaxBodyBytes, "dry_run")
 	if err != nil {
@@ -85,63 +66,17 @@ func (s *Server) startRebuild(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	out := toJobJSON(job)
+	out := wire.NewRebuildJob(job)
 	w.Header().Set("Location", out.Links.Self)
 	writeJSON(w, http.StatusAccepted, out)
 }
 
+// rebuildJob serves GET /api/v1/projections/rebuilds/{job}: the job now.
 func (s *Server) rebuildJob(w http.ResponseWriter, r *http.Request) {
 	job, err := s.rebuilds.Job(chi.URLParam(r, "job"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toJobJSON(job))
-}
-
-type jobJSON struct {
-	ID         string     `json:"id"`
-	Projection string     `json:"projection"`
-	DryRun     bool       `json:"dry_run"`
-	State      string     `json:"state"`
-	StartedAt  time.Time  `json:"started_at"`
-	EndedAt    *time.Time `json:"ended_at,omitempty"`
-	Progress   struct {
-		Applied  int64 `json:"applied"`
-		Position int64 `json:"position"`
-		Head     int64 `json:"head"`
-	} `json:"progress"`
-	Report *rebuildReportJSON `json:"report,omitempty"`
-	Error  string             `json:"error,omitempty"`
-	Links  struct {
-		Self string `json:"self"`
-	} `json:"links"`
-}
-
-// rebuildReportJSON is what a finished rebuild reports.
-type rebuildReportJSON struct {
-	Events    int64  `json:"events"`
-	Rows      int64  `json:"rows"`
-	Swapped   bool   `json:"swapped"`
-	Compared  bool   `json:"compared"`
-	LiveLag   int64  `json:"live_lag"`
-	LiveGap   string `json:"live_gap,omitempty"`
-	Missing   int64  `json:"missing"`
-	Extra     int64  `json:"extra"`
-	Different int64  `json:"different"`
-}
-
-func toJobJSON(j projections.Job) jobJSON {
-	var out jobJSON
-	out.ID, out.Projection, out.DryRun, out.State, out.StartedAt, out.Error = j.ID, j.Projection, j.DryRun, string(j.State), j.StartedAt, j.Error
-	if !j.EndedAt.IsZero() {
-		out.EndedAt = &j.EndedAt
-	}
-	out.Progress.Applied, out.Progress.Position, out.Progress.Head = j.Progress.Applied, j.Progress.Position, j.Progress.Head
-	if j.State == projections.JobSucceeded {
-		rep := j.Report
-		out.Report = &rebuildReportJSON{rep.Events, rep.Rows, rep.Swapped, rep.Compared, rep.LiveLag, rep.LiveGap, rep.Diff.Missing, rep.Diff.Extra, rep.Diff.Different}
-	}
-	out.Links.Self = "/api/v1/projections/rebuilds/" + j.ID
-	return out
+	writeJSON(w, http.StatusOK, wire.NewRebuildJob(job))
 }

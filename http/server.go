@@ -260,6 +260,8 @@ type httpMetrics struct {
 	duration *prometheus.HistogramVec
 }
 
+// newHTTPMetrics registers the API's request counter and latency histogram, by route and
+// status, on reg.
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	m := &httpMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -39,10 +39,13 @@ type eventLogSchema struct {
 
 var _ sql.SchemaAdapter = eventLogSchema{}
 
+// InsertQuery refuses: events are appended only through events.Log.
 func (eventLogSchema) InsertQuery(sql.InsertQueryParams) (sql.Query, error) {
 	return sql.Query{}, errors.New("the event log is appended through events.Log, which checks stream versions")
 }
 
+// SelectQuery reads the next batch of events after the consumer group's offset, in the order
+// every consumer reads the log: by transaction, then by position.
 func (s eventLogSchema) SelectQuery(params sql.SelectQueryParams) (sql.Query, error) {
 	next, err := params.OffsetsAdapter.NextOffsetQuery(sql.NextOffsetQueryParams{
 		Topic:         params.Topic,
@@ -66,6 +69,7 @@ LIMIT ` + strconv.Itoa(s.batchSize)
 	return sql.Query{Query: q, Args: next.Args}, nil
 }
 
+// UnmarshalMessage turns an event_log row into a watermill message carrying the recorded event.
 func (eventLogSchema) UnmarshalMessage(params sql.UnmarshalMessageParams) (sql.Row, error) {
 	var (
 		row      sql.Row

@@ -139,6 +139,8 @@ func (o *Outbox) Queue(ctx context.Context, b *pgx.Batch, cmd commands.SendNotif
 	return o.send(ctx, batchExecutor{b}, cmd)
 }
 
+// send stores cmd in the outbox through db (a transaction or a batch), for the relay to forward
+// to its channel's queue.
 func (o *Outbox) send(ctx context.Context, db sql.ContextExecutor, cmd commands.SendNotification) error {
 	// A publisher bound to a transaction cannot create tables: they come from the migrations.
 	pub, err := sql.NewPublisher(db, sql.PublisherConfig{SchemaAdapter: outboxSchema{}}, o.logger)

@@ -270,6 +270,8 @@ type projectorMetrics struct {
 	duration *prometheus.HistogramVec
 }
 
+// newProjectorMetrics registers the projector's counters of events applied and its histogram of
+// batch durations, per read model, on reg.
 func newProjectorMetrics(reg prometheus.Registerer) *projectorMetrics {
 	m := &projectorMetrics{
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{

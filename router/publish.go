@@ -76,6 +76,9 @@ func (p *routedPublisher) Publish(topic string, msgs ...*message.Message) error 
 	return nil
 }
 
+// publish sends msg to queue as a mandatory message and waits for the broker's confirm: a
+// message no queue takes comes back as ErrUnroutable rather than being dropped. A channel that
+// fails is discarded, so the next publish opens a fresh one.
 func (p *routedPublisher) publish(queue string, msg *message.Message) error {
 	pub, err := p.marshaler.Marshal(msg)
 	if err != nil {

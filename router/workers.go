@@ -96,6 +96,9 @@ func (w *Workers) Run(ctx context.Context) error {
 	return runUntilDone(ctx, router.Run, router.Close)
 }
 
+// router builds the watermill router of the workers: metrics, the middleware chain (outermost
+// first: correlation id, poison queue, restore context, retry, timeout, park undecodable,
+// recoverer) and one handler per channel, each on its own queue.
 func (w *Workers) router(conn *amqp.ConnectionWrapper, poisonPub message.Publisher, wlog watermill.LoggerAdapter) (*message.Router, error) {
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: w.cfg.CloseTimeout}, wlog)
 	if err != nil {
@@ -160,6 +163,9 @@ type channelHandler struct {
 	channel herald.Channel
 }
 
+// handle returns the handler of channel c's queue: it refuses a command of another channel for
+// good (it would be delivered through the wrong provider) and hands the rest to the deliverer,
+// with metadata naming the request, the command and this worker.
 func (w *Workers) handle(c herald.Channel) func(context.Context, *commands.SendNotification) error {
 	return func(ctx context.Context, cmd *commands.SendNotification) error {
 		if cmd.Channel != c {
@@ -248,6 +254,8 @@ type fanIn struct {
 	n   int
 }
 
+// Subscribe opens n subscriptions to topic and merges them into one channel, closed when all of
+// them are; a message taken after ctx ended is nacked, so the broker hands it to another consumer.
 func (f *fanIn) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	out := make(chan *message.Message)
 	var wg sync.WaitGroup
@@ -276,4 +284,5 @@ func (f *fanIn) Subscribe(ctx context.Context, topic string) (<-chan *message.Me
 	return out, nil
 }
 
+// Close closes the underlying subscriber, which ends every subscription.
 func (f *fanIn) Close() error { return f.sub.Close() }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/handlers"
-	heraldhttp "github.com/herald-notify/herald/http"
+	"github.com/herald-notify/herald/wire"
 )
 
 // poisonListLong is the help of poison list.
@@ -79,7 +79,7 @@ func (f poisonListFlags) run(cmd *cobra.Command) error {
 		return cliError(err, fieldsAsWords)
 	}
 	if output == formatJSON {
-		return writeJSON(w, heraldhttp.NewParkedPageJSON(page))
+		return writeJSON(w, wire.NewParkedPage(page))
 	}
 	if err := printParked(w, page.Parked, true); err != nil {
 		return err
@@ -125,7 +125,7 @@ func streamParked(ctx context.Context, w io.Writer, output format, op *handlers.
 // writeParkedElements writes batch as elements of the page's "parked" array, in the API's shape,
 // indented as writeJSON indents a page; first says whether none was written before.
 func writeParkedElements(w io.Writer, batch []handlers.Parked, first *bool) error {
-	for _, p := range heraldhttp.NewParkedPageJSON(handlers.ParkedPage{Parked: batch}).Parked {
+	for _, p := range wire.NewParkedPage(handlers.ParkedPage{Parked: batch}).Parked {
 		b, err := json.MarshalIndent(p, "    ", "  ")
 		if err != nil {
 			return err
