@@ -10,6 +10,7 @@ import (
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/apikeys"
+	"github.com/herald-notify/herald/wire"
 )
 
 // apikeysCommand groups the commands that manage the keys API clients authenticate with.
@@ -50,27 +51,6 @@ func keyCommand(use, short string, args cobra.PositionalArgs, run func(cmd *cobr
 	return cmd
 }
 
-// keyJSON is a key as the apikeys commands print it for scripts; Token only when it is created.
-type keyJSON struct {
-	ID        string     `json:"id"`
-	Name      string     `json:"name"`
-	Prefix    string     `json:"prefix"`
-	Scopes    []string   `json:"scopes"`
-	CreatedAt time.Time  `json:"created_at"`
-	CreatedBy string     `json:"created_by,omitempty"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
-	Token     string     `json:"token,omitempty"`
-}
-
-// toKeyJSON is k as printed for scripts, with its token when it has just been made.
-func toKeyJSON(k apikeys.Key, token string) keyJSON {
-	out := keyJSON{ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt.UTC(), CreatedBy: k.CreatedBy, RevokedAt: k.RevokedAt, Token: token}
-	for _, s := range k.Scopes {
-		out.Scopes = append(out.Scopes, string(s))
-	}
-	return out
-}
-
 // apikeysCreateCommand makes a key and prints it the one time it can be seen.
 func apikeysCreateCommand() *cobra.Command {
 	var scopes, createdBy string
@@ -90,9 +70,9 @@ func apikeysCreateCommand() *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			if output == formatJSON {
-				return writeJSON(w, toKeyJSON(k, token))
+				return writeJSON(w, wire.NewAPIKey(k, token))
 			}
-			fmt.Fprintf(w, "Created API key %q (%s) with scopes %s.\n", k.Name, k.ID, strings.Join(toKeyJSON(k, "").Scopes, ","))
+			fmt.Fprintf(w, "Created API key %q (%s) with scopes %s.\n", k.Name, k.ID, strings.Join(wire.NewAPIKey(k, "").Scopes, ","))
 			fmt.Fprintf(w, "Keep it now; it is not stored and cannot be shown again:\n\n%s\n", token)
 			return nil
 		})
@@ -132,7 +112,7 @@ func apikeysRevokeCommand() *cobra.Command {
 				return cliError(err, fieldsAsWords)
 			}
 			if output == formatJSON {
-				return writeJSON(cmd.OutOrStdout(), toKeyJSON(k, ""))
+				return writeJSON(cmd.OutOrStdout(), wire.NewAPIKey(k, ""))
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Revoked API key %q (%s); running processes refuse it within %s.\n", k.Name, k.ID, apikeys.CacheFor)
 			return nil
@@ -143,9 +123,9 @@ func apikeysRevokeCommand() *cobra.Command {
 // writeKeys prints keys in output, never the keys themselves.
 func writeKeys(w io.Writer, output format, keys []apikeys.Key) error {
 	if output == formatJSON {
-		out := []keyJSON{}
+		out := make([]wire.APIKey, 0, len(keys))
 		for _, k := range keys {
-			out = append(out, toKeyJSON(k, ""))
+			out = append(out, wire.NewAPIKey(k, ""))
 		}
 		return writeJSON(w, out)
 	}
@@ -156,7 +136,7 @@ func writeKeys(w io.Writer, output format, keys []apikeys.Key) error {
 		if k.RevokedAt != nil {
 			revoked = k.RevokedAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s…\t%s\t%s\t%s\t%s\n", k.Name, k.ID, k.Prefix, strings.Join(toKeyJSON(k, "").Scopes, ","),
+		fmt.Fprintf(tw, "%s\t%s\t%s…\t%s\t%s\t%s\t%s\n", k.Name, k.ID, k.Prefix, strings.Join(wire.NewAPIKey(k, "").Scopes, ","),
 			k.CreatedAt.UTC().Format(time.RFC3339), k.CreatedBy, revoked)
 	}
 	return tw.Flush()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/wire"
 )
 
 // eventsListLong is the help of events list. (A variable: it lists the event types.)
@@ -138,24 +138,6 @@ func newEventsListWriter(w io.Writer, f format) *eventsListWriter {
 	return out
 }
 
-// eventJSON is an event as list writes it.
-type eventJSON struct {
-	ID       string          `json:"id"`
-	StreamID string          `json:"stream_id"`
-	Version  int64           `json:"version"`
-	Position int64           `json:"position"`
-	Type     string          `json:"type"`
-	Time     time.Time       `json:"time"`
-	Data     json.RawMessage `json:"data"`
-	Metadata events.Metadata `json:"metadata"`
-}
-
-// eventJSONOf is r as list writes it.
-func eventJSONOf(r events.Recorded) eventJSON {
-	return eventJSON{ID: r.ID, StreamID: r.StreamID, Version: r.Version, Position: r.Position, Type: r.Type,
-		Time: r.Time.UTC(), Data: r.Data, Metadata: r.Metadata}
-}
-
 // eventsTableHeader heads the table of events; it is written even when no event matched.
 const eventsTableHeader = "POSITION\tTIME\tSTREAM\tVERSION\tTYPE\tACTOR\tDATA\n"
 
@@ -172,7 +154,7 @@ func (o *eventsListWriter) write(r events.Recorded) error {
 		_, err = fmt.Fprintf(o.table, "%d\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Position, logTime(r.Time), r.StreamID,
 			r.Version, cell(r.Type, 40), cell(orDash(r.Metadata.Actor), 40), cell(eventsDataSummary(r), 100))
 	case formatJSONL:
-		err = writeJSONLine(o.buf, eventJSONOf(r))
+		err = writeJSONLine(o.buf, wire.NewEvent(r))
 	case formatJSON:
 		sep := ",\n"
 		if o.rows == 0 {
@@ -181,7 +163,7 @@ func (o *eventsListWriter) write(r events.Recorded) error {
 		if _, err := o.buf.WriteString(sep); err != nil {
 			return err
 		}
-		err = writeJSONCompact(o.buf, eventJSONOf(r))
+		err = writeJSONCompact(o.buf, wire.NewEvent(r))
 	}
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/wire"
 )
 
 // eventsReplayLong is the help of events replay.
@@ -38,9 +39,10 @@ Herald's time-ordered ids, roughly the order they were accepted), one in memory 
           "by_status": {...}}}, written only when the replay completed — a stream without
           it was cut short
 
-Notification objects have the fields of the API's status: id, type, recipient, status,
-attempts, last_error, provider, provider_message_id, version, created_at, updated_at; and
-position, the place in the log of the last event folded in.`
+Notification objects are the API's answer to GET /api/v1/notifications/{id}/status?as_of=T:
+id, type, recipient, status, attempts, last_error, provider, provider_message_id, version,
+position (the place in the log of the last event folded in), created_at, updated_at, as_of and
+links. History entries are the API's history entries.`
 
 // eventsReplayFlags are the flags of events replay: the instant, which notifications, and how
 // to print them.
@@ -117,46 +119,6 @@ func (f eventsReplayFlags) parse(now time.Time) (time.Time, string, error) {
 	return at, id.String(), nil
 }
 
-// replayedJSON is a notification as replay writes it: the API's status fields, and its position.
-type replayedJSON struct {
-	ID                string    `json:"id"`
-	Type              string    `json:"type"`
-	Recipient         string    `json:"recipient"`
-	Status            string    `json:"status"`
-	Attempts          int       `json:"attempts"`
-	LastError         string    `json:"last_error,omitempty"`
-	Provider          string    `json:"provider,omitempty"`
-	ProviderMessageID string    `json:"provider_message_id,omitempty"`
-	Version           int64     `json:"version"`
-	Position          int64     `json:"position"`
-	CreatedAt         time.Time `json:"created_at"`
-	UpdatedAt         time.Time `json:"updated_at"`
-}
-
-// replayedJSONOf is n as replay writes it.
-func replayedJSONOf(n herald.Notification) replayedJSON {
-	return replayedJSON{
-		ID: n.ID, Type: string(n.Channel), Recipient: n.Recipient, Status: string(n.Status), Attempts: n.Attempts,
-		LastError: n.LastError, Provider: n.Provider, ProviderMessageID: n.ProviderMessageID,
-		Version: n.Version, Position: n.Position, CreatedAt: n.CreatedAt.UTC(), UpdatedAt: n.UpdatedAt.UTC(),
-	}
-}
-
-// replayedHistoryJSON is a history entry as replay writes it, with the API's history fields.
-type replayedHistoryJSON struct {
-	Version           int64     `json:"version"`
-	Position          int64     `json:"position"`
-	Event             string    `json:"event"`
-	Status            string    `json:"status"`
-	Attempt           int       `json:"attempt,omitempty"`
-	Provider          string    `json:"provider,omitempty"`
-	ProviderMessageID string    `json:"provider_message_id,omitempty"`
-	Error             string    `json:"error,omitempty"`
-	Reason            string    `json:"reason,omitempty"`
-	Actor             string    `json:"actor,omitempty"`
-	At                time.Time `json:"at"`
-}
-
 // writeReplayedNotification prints one notification as it was at, with its history up to then.
 func writeReplayedNotification(w io.Writer, f format, at time.Time, n herald.Notification, recs []events.Recorded) error {
 	history := make([]herald.HistoryEntry, 0, len(recs))
@@ -170,18 +132,13 @@ func writeReplayedNotification(w io.Writer, f format, at time.Time, n herald.Not
 	if f == formatTable {
 		return printReplayedNotification(w, at, n, history)
 	}
+	// The notification is the API's answer to GET /api/v1/notifications/{id}/status?as_of=, its
+	// history the API's history up to the instant.
 	out := struct {
-		AsOf         time.Time             `json:"as_of"`
-		Notification replayedJSON          `json:"notification"`
-		History      []replayedHistoryJSON `json:"history"`
-	}{AsOf: at.UTC(), Notification: replayedJSONOf(n), History: make([]replayedHistoryJSON, 0, len(history))}
-	for _, h := range history {
-		out.History = append(out.History, replayedHistoryJSON{
-			Version: h.Version, Position: h.Position, Event: h.Event, Status: string(h.Status),
-			Attempt: h.Attempt, Provider: h.Provider, ProviderMessageID: h.ProviderMessageID,
-			Error: h.Error, Reason: h.Reason, Actor: h.Actor, At: h.At.UTC(),
-		})
-	}
+		AsOf         time.Time           `json:"as_of"`
+		Notification wire.Notification   `json:"notification"`
+		History      []wire.HistoryEntry `json:"history"`
+	}{AsOf: at.UTC(), Notification: wire.NewNotificationAsOf(n, at), History: wire.NewHistoryEntries(history)}
 	if f == formatJSONL {
 		return writeJSONLine(w, out)
 	}

@@ -308,7 +308,7 @@ func TestEventsArgumentsHaveNoEnvironmentVariable(t *testing.T) {
 	}
 }
 
-// replayed is a notification as replay writes it.
+// replayed is a notification as replay writes it: the API's status as of the instant.
 type replayed struct {
 	ID                string    `json:"id"`
 	Type              string    `json:"type"`
@@ -322,21 +322,28 @@ type replayed struct {
 	Position          int64     `json:"position"`
 	CreatedAt         time.Time `json:"created_at"`
 	UpdatedAt         time.Time `json:"updated_at"`
+	AsOf              time.Time `json:"as_of"`
+	Links             struct {
+		Status  string `json:"status"`
+		History string `json:"history"`
+		Events  string `json:"events"`
+	} `json:"links"`
 }
 
 type replayedStream struct {
 	AsOf         time.Time `json:"as_of"`
 	Notification replayed  `json:"notification"`
 	History      []struct {
-		Version  int64     `json:"version"`
-		Position int64     `json:"position"`
-		Event    string    `json:"event"`
-		Status   string    `json:"status"`
-		Attempt  int       `json:"attempt"`
-		Provider string    `json:"provider"`
-		Error    string    `json:"error"`
-		Actor    string    `json:"actor"`
-		At       time.Time `json:"at"`
+		Version           int64     `json:"version"`
+		Position          int64     `json:"position"`
+		Event             string    `json:"event"`
+		Status            string    `json:"status"`
+		Attempt           int       `json:"attempt"`
+		Provider          string    `json:"provider"`
+		ProviderMessageID string    `json:"provider_message_id"`
+		Error             string    `json:"error"`
+		Actor             string    `json:"actor"`
+		At                time.Time `json:"at"`
 	} `json:"history"`
 }
 
@@ -371,7 +378,8 @@ func TestEventsReplayOneNotification(t *testing.T) {
 	n := got.Notification
 	if !got.AsOf.Equal(asOf) || n.ID != l.a || n.Type != "email" || n.Recipient != "ada@example.com" || n.Status != "processing" ||
 		n.Attempts != 1 || n.LastError != "421 try later" || n.Provider != "smtp" || n.Version != 3 ||
-		n.Position != l.all[3].Position || !n.UpdatedAt.Equal(asOf) || !n.CreatedAt.Equal(l.all[0].Time) {
+		n.Position != l.all[3].Position || !n.UpdatedAt.Equal(asOf) || !n.CreatedAt.Equal(l.all[0].Time) ||
+		!n.AsOf.Equal(asOf) || n.Links.Status != "/api/v1/notifications/"+l.a+"/status" {
 		t.Errorf("as of a's failed attempt: %+v", got)
 	}
 	var story []string

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/handlers"
+	"github.com/herald-notify/herald/wire"
 	"github.com/spf13/cobra"
 )
 
@@ -144,25 +145,10 @@ func parsePoisonSelection(verb string, args []string, all bool, channel string) 
 	return sel, nil
 }
 
-// poisonResultJSON is what requeue or discard did to one notification, as printed for scripts.
-type poisonResultJSON struct {
-	ID      string `json:"id"`
-	Action  string `json:"action"`
-	Status  string `json:"status"`
-	Version int64  `json:"version"`
-	Removed int    `json:"removed"`
-}
-
 // printPoisonResults prints what requeue or discard did to each notification.
 func printPoisonResults(w io.Writer, output format, results []handlers.Result) error {
 	if output == formatJSON {
-		out := struct {
-			Results []poisonResultJSON `json:"results"`
-		}{Results: make([]poisonResultJSON, 0, len(results))}
-		for _, r := range results {
-			out.Results = append(out.Results, poisonResultJSON{ID: r.ID, Action: string(r.Action), Status: string(r.Status), Version: r.Version, Removed: r.Removed})
-		}
-		return writeJSON(w, out)
+		return writeJSON(w, wire.NewResults(results))
 	}
 	if len(results) == 0 {
 		_, err := fmt.Fprintln(w, "Nothing is parked: nothing was done.")

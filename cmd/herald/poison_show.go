@@ -5,11 +5,11 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/herald-notify/herald/handlers"
+	"github.com/herald-notify/herald/wire"
 )
 
 // poisonShowCommand lets an operator read one parked message whole, beside the history of its
@@ -41,90 +41,13 @@ notification that is not parked is shown too, with no message.`,
 				return cliError(err, fieldsAsWords)
 			}
 			if *cfg.output == formatJSON {
-				return writeJSON(cmd.OutOrStdout(), parkedDetailJSONOf(id, d))
+				return writeJSON(cmd.OutOrStdout(), wire.NewParkedDetail(id, d))
 			}
 			return printParkedDetail(cmd.OutOrStdout(), id, d)
 		},
 	}
 	cfg.register(newSettings(cmd))
 	return cmd
-}
-
-// parkedMessageJSON is a parked AMQP message as show prints it.
-type parkedMessageJSON struct {
-	MessageID     string            `json:"message_id"`
-	CorrelationID string            `json:"correlation_id"`
-	ParkedBecause string            `json:"parked_because"`
-	Queue         string            `json:"queue"`
-	Handler       string            `json:"handler"`
-	Deliveries    int               `json:"deliveries"`
-	Timestamp     *time.Time        `json:"timestamp"`
-	Stale         bool              `json:"stale"`
-	Unreadable    string            `json:"unreadable,omitempty"`
-	Headers       map[string]string `json:"headers"`
-	Body          string            `json:"body"`
-}
-
-// parkedHistoryJSON is a history entry as show prints it.
-type parkedHistoryJSON struct {
-	Version  int64     `json:"version"`
-	Position int64     `json:"position"`
-	Event    string    `json:"event"`
-	Status   string    `json:"status"`
-	Attempt  int       `json:"attempt,omitempty"`
-	Provider string    `json:"provider,omitempty"`
-	Error    string    `json:"error,omitempty"`
-	Reason   string    `json:"reason,omitempty"`
-	Actor    string    `json:"actor,omitempty"`
-	At       time.Time `json:"at"`
-}
-
-// parkedNotificationJSON is the state of a parked message's notification as show prints it.
-type parkedNotificationJSON struct {
-	Type      string    `json:"type"`
-	Recipient string    `json:"recipient"`
-	Status    string    `json:"status"`
-	Attempts  int       `json:"attempts"`
-	LastError string    `json:"last_error,omitempty"`
-	Version   int64     `json:"version"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
-// parkedDetailJSON is what show prints for scripts.
-type parkedDetailJSON struct {
-	ID           string                  `json:"id"`
-	Notification *parkedNotificationJSON `json:"notification"`
-	Parked       []parkedMessageJSON     `json:"parked"`
-	History      []parkedHistoryJSON     `json:"history"`
-}
-
-// parkedDetailJSONOf is d, the detail of notification id, as show prints it for scripts.
-func parkedDetailJSONOf(id string, d handlers.ParkedDetail) parkedDetailJSON {
-	out := parkedDetailJSON{ID: id, Parked: []parkedMessageJSON{}, History: []parkedHistoryJSON{}}
-	if n := d.Notification; n.Version > 0 {
-		out.Notification = &parkedNotificationJSON{string(n.Channel), n.Recipient, string(n.Status), n.Attempts, n.LastError, n.Version, n.CreatedAt.UTC(), n.UpdatedAt.UTC()}
-	}
-	for _, p := range d.Messages {
-		m := p.Message
-		mj := parkedMessageJSON{
-			MessageID: m.MessageID, CorrelationID: m.CorrelationID, ParkedBecause: m.Reason, Queue: m.Queue,
-			Handler: m.Handler, Deliveries: m.Deliveries, Stale: p.Stale, Unreadable: m.Unreadable,
-			Headers: m.Headers, Body: string(m.Body),
-		}
-		if !m.Timestamp.IsZero() {
-			ts := m.Timestamp.UTC()
-			mj.Timestamp = &ts
-		}
-		out.Parked = append(out.Parked, mj)
-	}
-	for _, h := range d.History {
-		out.History = append(out.History, parkedHistoryJSON{
-			Version: h.Version, Position: h.Position, Event: h.Event, Status: string(h.Status), Attempt: h.Attempt,
-			Provider: h.Provider, Error: h.Error, Reason: h.Reason, Actor: h.Actor, At: h.At.UTC(),
-		})
-	}
-	return out
 }
 
 // printParkedDetail prints for people the notification id: its state, its parked messages

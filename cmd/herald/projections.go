@@ -9,6 +9,7 @@ import (
 
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/projections"
+	"github.com/herald-notify/herald/wire"
 )
 
 // projectionsCommand groups the operators' commands on the read models: where they stand, and
@@ -47,7 +48,7 @@ func projectionsStatusCommand() *cobra.Command {
 				return err
 			}
 			if *output == formatJSON {
-				return writeJSON(cmd.OutOrStdout(), projectionStatusesJSON(statuses))
+				return writeJSON(cmd.OutOrStdout(), wire.NewProjectionStatuses(statuses))
 			}
 			return printProjectionStatuses(cmd.OutOrStdout(), statuses)
 		},
@@ -55,29 +56,6 @@ func projectionsStatusCommand() *cobra.Command {
 	cli.register(newSettings(cmd))
 	output = registerFormat(cmd.Flags(), formatTable, formatJSON)
 	return cmd
-}
-
-// projectionStatusJSON is a projection's place in the log as status prints it for scripts.
-type projectionStatusJSON struct {
-	Name      string     `json:"name"`
-	Position  int64      `json:"position"`
-	Head      int64      `json:"head"`
-	Lag       int64      `json:"lag"`
-	Stopped   string     `json:"stopped,omitempty"`
-	StoppedAt *time.Time `json:"stopped_at,omitempty"`
-}
-
-// projectionStatusesJSON is statuses as status prints them for scripts.
-func projectionStatusesJSON(statuses []projections.ProjectionStatus) []projectionStatusJSON {
-	out := []projectionStatusJSON{}
-	for _, s := range statuses {
-		r := projectionStatusJSON{Name: s.Name, Position: s.Position, Head: s.Head, Lag: s.Lag, Stopped: s.Stopped}
-		if s.Stopped != "" {
-			r.StoppedAt = &s.StoppedAt
-		}
-		out = append(out, r)
-	}
-	return out
 }
 
 // printProjectionStatuses prints statuses for people, and what to do about a projection that

@@ -11,6 +11,7 @@ import (
 
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/projections"
+	"github.com/herald-notify/herald/wire"
 )
 
 // projectionsRebuildLong is the help of projections rebuild.
@@ -108,9 +109,9 @@ func (f projectionsRebuildFlags) run(cmd *cobra.Command, args []string) error {
 // writeRebuildReports prints what each rebuild did, in output.
 func writeRebuildReports(w io.Writer, output format, reports []projections.Report) error {
 	if output == formatJSON {
-		out := []rebuildReportJSON{}
+		out := make([]wire.RebuildReport, 0, len(reports))
 		for _, r := range reports {
-			out = append(out, rebuildReportJSONOf(r))
+			out = append(out, wire.NewRebuildReport(r))
 		}
 		return writeJSON(w, out)
 	}
@@ -132,7 +133,7 @@ func printRebuildReports(w io.Writer, reports []projections.Report) error {
 			missing, extra, different = fmt.Sprint(r.Diff.Missing), fmt.Sprint(r.Diff.Extra), fmt.Sprint(r.Diff.Different)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\n", r.Projection, r.Events, r.Rows, r.Position,
-			r.Duration.Round(time.Millisecond), rate(r), missing, extra, different, result)
+			r.Duration.Round(time.Millisecond), wire.RebuildRate(r), missing, extra, different, result)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -160,48 +161,4 @@ func printRebuildNotes(w io.Writer, r projections.Report) {
 			fmt.Fprintf(w, "%s: %s, e.g. %s\n", r.Projection, g.what, strings.Join(g.keys, ", "))
 		}
 	}
-}
-
-// rebuildDiffJSON is how the rebuilt table differed from the live one.
-type rebuildDiffJSON struct {
-	Missing       int64    `json:"missing"`
-	Extra         int64    `json:"extra"`
-	Different     int64    `json:"different"`
-	MissingKeys   []string `json:"missing_keys,omitempty"`
-	ExtraKeys     []string `json:"extra_keys,omitempty"`
-	DifferentKeys []string `json:"different_keys,omitempty"`
-}
-
-// rebuildReportJSON is a rebuild's report as rebuild prints it for scripts.
-type rebuildReportJSON struct {
-	Projection      string           `json:"projection"`
-	Events          int64            `json:"events"`
-	Rows            int64            `json:"rows"`
-	Position        int64            `json:"position"`
-	DurationSeconds float64          `json:"duration_seconds"`
-	EventsPerSecond float64          `json:"events_per_second"`
-	Swapped         bool             `json:"swapped"`
-	Compared        bool             `json:"compared"`
-	LiveLag         int64            `json:"live_lag"`
-	LiveGap         string           `json:"live_gap,omitempty"`
-	Diff            *rebuildDiffJSON `json:"diff,omitempty"`
-}
-
-// rebuildReportJSONOf is r as rebuild prints it for scripts.
-func rebuildReportJSONOf(r projections.Report) rebuildReportJSON {
-	out := rebuildReportJSON{
-		Projection: r.Projection, Events: r.Events, Rows: r.Rows, Position: r.Position,
-		DurationSeconds: r.Duration.Seconds(), EventsPerSecond: rate(r), Swapped: r.Swapped,
-		Compared: r.Compared, LiveLag: r.LiveLag, LiveGap: r.LiveGap,
-	}
-	if r.Compared {
-		d := r.Diff
-		out.Diff = &rebuildDiffJSON{d.Missing, d.Extra, d.Different, d.MissingKeys, d.ExtraKeys, d.DifferentKeys}
-	}
-	return out
-}
-
-// rate is how many events a rebuild applied per second.
-func rate(r projections.Report) float64 {
-	return float64(r.Events) / max(r.Duration.Seconds(), 0.001)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/wire"
 )
 
 // replayCounts counts notifications per status, in life order.
@@ -75,7 +76,7 @@ func (o *replayWriter) write(n herald.Notification) error {
 		_, err = fmt.Fprintf(o.table, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", n.ID, n.Channel, cell(n.Recipient, 60),
 			n.Status, n.Attempts, n.Version, logTime(n.UpdatedAt), cell(orDash(n.LastError), 80))
 	case formatJSONL:
-		err = writeJSONLine(o.buf, replayedJSONOf(n))
+		err = writeJSONLine(o.buf, wire.NewNotificationAsOf(n, o.at))
 	case formatJSON:
 		sep := ",\n"
 		if o.summary.Total == 0 {
@@ -87,7 +88,7 @@ func (o *replayWriter) write(n herald.Notification) error {
 		if _, err := o.buf.WriteString(sep); err != nil {
 			return err
 		}
-		err = writeJSONCompact(o.buf, replayedJSONOf(n))
+		err = writeJSONCompact(o.buf, wire.NewNotificationAsOf(n, o.at))
 	}
 	if err != nil {
 		return err
