@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -130,7 +128,7 @@ func writeReplayedNotification(w io.Writer, f format, at time.Time, n herald.Not
 		history = append(history, events.HistoryEntry(r, e))
 	}
 	if f == formatTable {
-		return printReplayedNotification(w, at, n, history)
+		return printNotification(w, n, at, history)
 	}
 	// The notification is the API's answer to GET /api/v1/notifications/{id}/status?as_of=, its
 	// history the API's history up to the instant.
@@ -143,65 +141,4 @@ func writeReplayedNotification(w io.Writer, f format, at time.Time, n herald.Not
 		return writeJSONLine(w, out)
 	}
 	return writeJSON(w, out)
-}
-
-// printReplayedNotification prints the table format of one replayed notification: its state as
-// name and value, then its history.
-func printReplayedNotification(w io.Writer, at time.Time, n herald.Notification, history []herald.HistoryEntry) error {
-	buf := bufio.NewWriter(w)
-	tw := newTable(buf)
-	fmt.Fprintf(tw, "notification\t%s\n", n.ID)
-	fmt.Fprintf(tw, "as of\t%s\n", logTime(at))
-	fmt.Fprintf(tw, "type\t%s\n", n.Channel)
-	fmt.Fprintf(tw, "recipient\t%s\n", cell(n.Recipient, 200))
-	fmt.Fprintf(tw, "status\t%s\n", n.Status)
-	fmt.Fprintf(tw, "attempts\t%d\n", n.Attempts)
-	fmt.Fprintf(tw, "last error\t%s\n", cell(orDash(n.LastError), 200))
-	fmt.Fprintf(tw, "provider\t%s\n", cell(orDash(n.Provider), 100))
-	if n.ProviderMessageID != "" {
-		fmt.Fprintf(tw, "provider message id\t%s\n", cell(n.ProviderMessageID, 200))
-	}
-	fmt.Fprintf(tw, "version\t%d (position %d)\n", n.Version, n.Position)
-	fmt.Fprintf(tw, "created\t%s\n", logTime(n.CreatedAt))
-	fmt.Fprintf(tw, "updated\t%s\n", logTime(n.UpdatedAt))
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintln(buf)
-	tw = newTable(buf)
-	fmt.Fprint(tw, "VERSION\tAT\tEVENT\tSTATUS\tATTEMPT\tACTOR\tDETAIL\n")
-	for _, h := range history {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Version, logTime(h.At), h.Event, h.Status, attemptCell(h.Attempt),
-			cell(orDash(h.Actor), 40), cell(replayHistoryDetail(h), 100))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	return buf.Flush()
-}
-
-// attemptCell is an attempt's number, or "-" for an event that belongs to no attempt.
-func attemptCell(attempt int) string {
-	if attempt > 0 {
-		return fmt.Sprint(attempt)
-	}
-	return "-"
-}
-
-// replayHistoryDetail says in one cell what a history entry adds to its event and status.
-func replayHistoryDetail(h herald.HistoryEntry) string {
-	var parts []string
-	if h.Provider != "" {
-		parts = append(parts, "via "+h.Provider)
-	}
-	if h.ProviderMessageID != "" {
-		parts = append(parts, "id "+h.ProviderMessageID)
-	}
-	if h.Reason != "" {
-		parts = append(parts, "reason "+h.Reason)
-	}
-	if h.Error != "" {
-		parts = append(parts, "error: "+h.Error)
-	}
-	return orDash(strings.Join(parts, ", "))
 }

@@ -1,17 +1,18 @@
 // Command herald is Herald, the event-sourced notification service, as one binary. Its
 // subcommands:
 //
-//	serve        the HTTP API, the outbox relay and the reconciler
-//	worker       the delivery workers, consuming email_notifications and sms_notifications
-//	projector    the projector, keeping notification_status and notification_history
-//	all          all of the above in one process
-//	migrate      apply the database migrations, or show their status
-//	events       read the event log: list its events, replay notifications as of an instant
-//	projections  show where the read models stand, rebuild them from the log
-//	poison       inspect and re-drive the poison queue
-//	apikeys      create, list and revoke API keys
-//	bench        measure Herald end to end against the machine's raw ceiling
-//	version      print the version
+//	serve          the HTTP API, the outbox relay and the reconciler
+//	worker         the delivery workers, consuming email_notifications and sms_notifications
+//	projector      the projector, keeping notification_status and notification_history
+//	all            all of the above in one process
+//	migrate        apply the database migrations, or show their status
+//	events         read the event log: list its events, replay notifications as of an instant
+//	notifications  show a notification's status and history as the API serves them
+//	projections    show where the read models stand, rebuild them from the log
+//	poison         inspect and re-drive the poison queue
+//	apikeys        create, list and revoke API keys
+//	bench          measure Herald end to end against the machine's raw ceiling
+//	version        print the version
 //
 // This package owns wiring and presentation only: it reads flags and HERALD_* environment
 // variables (every setting is a flag with a variable behind it, defaulting to PostgreSQL and
@@ -87,6 +88,7 @@ Run "herald migrate" once, then "herald all" for everything in one process, or "
 		migrateCommand(),
 		poisonCommand(),
 		eventsCommand(),
+		notificationsCommand(),
 		projectionsCommand(),
 		apikeysCommand(),
 		versionCommand(),
