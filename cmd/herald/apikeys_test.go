@@ -35,15 +35,6 @@ func apikeysDatabase(t *testing.T) *heraldtest.Database {
 	return heraldtest.NewDatabase(t)
 }
 
-func mustRunHerald(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := runHerald(t, args...)
-	if err != nil {
-		t.Fatalf("herald %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return out
-}
-
 // authenticates fails the test unless token is a live key named name with scopes.
 func authenticates(t *testing.T, db *heraldtest.Database, token, name string, scopes ...herald.Scope) {
 	t.Helper()

@@ -46,10 +46,11 @@ func getJSON(t *testing.T, base, path string) any {
 	return v
 }
 
-// The CLI and the API print the same JSON for the same notification: notifications show's
-// notification is the API's status answer, and its history the entries of the API's history
-// answer, for a notification accepted through the API, delivered, and projected.
-func TestNotificationsShowPrintsWhatTheAPIAnswers(t *testing.T) {
+// deliveredThroughTheAPI accepts a notification through the API on a scratch database, records
+// a delivery that failed once and then went through, and projects it. It returns the database,
+// the API's base URL and the notification's id.
+func deliveredThroughTheAPI(t *testing.T) (*heraldtest.Database, string, string) {
+	t.Helper()
 	commandSettings(t)
 	db := heraldtest.NewDatabase(t)
 	log := events.NewLog(db.Pool)
@@ -84,8 +85,17 @@ func TestNotificationsShowPrintsWhatTheAPIAnswers(t *testing.T) {
 	heraldtest.WaitLogVisible(t, db, 5)
 	mustRunHerald(t, "projections", "rebuild", "--all", "--progress", "none", "--database-url", db.URL)
 
-	status := getJSON(t, api.URL, "/api/v1/notifications/"+id+"/status")
-	history := getJSON(t, api.URL, "/api/v1/notifications/"+id+"/history").(map[string]any)["history"]
+	return db, api.URL, id
+}
+
+// The CLI and the API print the same JSON for the same notification: notifications show's
+// notification is the API's status answer, and its history the entries of the API's history
+// answer, for a notification accepted through the API, delivered, and projected.
+func TestNotificationsShowPrintsWhatTheAPIAnswers(t *testing.T) {
+	db, apiURL, id := deliveredThroughTheAPI(t)
+
+	status := getJSON(t, apiURL, "/api/v1/notifications/"+id+"/status")
+	history := getJSON(t, apiURL, "/api/v1/notifications/"+id+"/history").(map[string]any)["history"]
 	if s := status.(map[string]any)["status"]; s != "sent" {
 		t.Fatalf("the API says %v, want sent: the notification was not projected", s)
 	}

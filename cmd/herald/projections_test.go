@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"regexp"
@@ -15,18 +14,6 @@ import (
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/heraldtest"
 )
-
-// runHerald runs the herald command line in process and returns what it wrote to stdout.
-func runHerald(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	root := rootCommand()
-	var out, errOut bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	return out.String(), err
-}
 
 func TestProjectionsRebuildArguments(t *testing.T) {
 	commandSettings(t)
