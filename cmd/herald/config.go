@@ -66,10 +66,16 @@ type amqpConfig struct {
 
 // register binds the RabbitMQ settings to the command's flags.
 func (c *amqpConfig) register(s *settings) {
-	s.URL(&c.URL, "amqp-url", "HERALD_AMQP_URL", defaultAMQPURL, "RabbitMQ connection URL")
+	registerAMQPURL(s, &c.URL)
 	s.String(&c.QueueType, "amqp-queue-type", "HERALD_AMQP_QUEUE_TYPE", "quorum", "type of the queues Herald declares: quorum or classic")
 	s.Int(&c.Prefetch, "amqp-prefetch", "HERALD_AMQP_PREFETCH", 4, "unacknowledged messages each consumer may hold")
 	s.Int(&c.PublishChannels, "amqp-publish-channels", "HERALD_AMQP_PUBLISH_CHANNELS", 4, "channels in each publisher's pool")
+}
+
+// registerAMQPURL binds where RabbitMQ is: the one definition of --amqp-url, for the processes and
+// the poison commands alike.
+func registerAMQPURL(s *settings, url *string) {
+	s.URL(url, "amqp-url", "HERALD_AMQP_URL", defaultAMQPURL, "RabbitMQ connection URL")
 }
 
 // relayConfig is how the outbox relay forwards commands to RabbitMQ: how often, how many at a time.

@@ -32,7 +32,3 @@ func eventsInstant(flag, value string, now time.Time) (time.Time, error) {
 	}
 	return time.Time{}, fmt.Errorf("--%s %q: want an RFC 3339 time such as 2026-11-28T10:00:00Z, or a duration ago such as 90m or 24h", flag, value)
 }
-
-// eventsFlushEvery is how many rows are written between flushes: the table's columns are aligned
-// within each such block, and output reaches a reader of a pipe while the scan goes on.
-const eventsFlushEvery = 500

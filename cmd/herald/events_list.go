@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -122,26 +120,17 @@ func (f eventsListFlags) filter(now time.Time) (events.Filter, error) {
 }
 
 // eventsListWriter writes events as they arrive, in one of the formats, holding none of them.
-type eventsListWriter struct {
-	format format
-	buf    *bufio.Writer
-	table  *tabwriter.Writer
-	rows   int
-}
+type eventsListWriter struct{ stream }
 
 // newEventsListWriter returns a writer of events to w in format.
 func newEventsListWriter(w io.Writer, f format) *eventsListWriter {
-	out := &eventsListWriter{format: f, buf: bufio.NewWriter(w)}
-	if f == formatTable {
-		out.table = newTable(out.buf)
-	}
-	return out
+	return &eventsListWriter{newStream(w, f)}
 }
 
 // eventsTableHeader heads the table of events; it is written even when no event matched.
 const eventsTableHeader = "POSITION\tTIME\tSTREAM\tVERSION\tTYPE\tACTOR\tDATA\n"
 
-// write prints one event, flushing every eventsFlushEvery of them.
+// write prints one event.
 func (o *eventsListWriter) write(r events.Recorded) error {
 	var err error
 	switch o.format {
@@ -163,26 +152,12 @@ func (o *eventsListWriter) write(r events.Recorded) error {
 		if _, err := o.buf.WriteString(sep); err != nil {
 			return err
 		}
-		err = writeJSONCompact(o.buf, wire.NewEvent(r))
+		err = encodeJSON(o.buf, wire.NewEvent(r), "", "")
 	}
 	if err != nil {
 		return err
 	}
-	o.rows++
-	if o.rows%eventsFlushEvery == 0 {
-		return o.flush()
-	}
-	return nil
-}
-
-// flush sends what is buffered on, aligning the table's last block.
-func (o *eventsListWriter) flush() error {
-	if o.table != nil {
-		if err := o.table.Flush(); err != nil {
-			return err
-		}
-	}
-	return o.buf.Flush()
+	return o.row()
 }
 
 // close ends the output of a scan that completed.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -85,30 +86,37 @@ func orList[T ~string](words []T) string {
 	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
 }
 
+// Every JSON a command prints leaves <, > and & as they are: message ids have them, and no
+// browser reads this output.
+
 // writeJSON writes v as indented JSON and a newline: what a command prints once, whole.
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-// writeJSONLine writes v as JSON on one line, ending it: one record of a jsonl stream.
-func writeJSONLine(w io.Writer, v any) error {
-	if err := writeJSONCompact(w, v); err != nil {
+	if err := encodeJSON(w, v, "", "  "); err != nil {
 		return err
 	}
 	_, err := io.WriteString(w, "\n")
 	return err
 }
 
-// writeJSONCompact writes v as JSON on one line without ending it: an element of an array that
-// is written as it is read. Like every JSON a command prints, it leaves <, > and & as they are:
-// message ids have them, and no browser reads this output.
-func writeJSONCompact(w io.Writer, v any) error {
+// writeJSONLine writes v as JSON on one line, ending it: one record of a jsonl stream.
+func writeJSONLine(w io.Writer, v any) error {
+	if err := encodeJSON(w, v, "", ""); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\n")
+	return err
+}
+
+// encodeJSON writes v as JSON without ending it, for an element of an array written as it is
+// read: on one line when indent is empty, else indented by indent with prefix before every line
+// but the first, so that it sits at its place in an enclosing indented document.
+func encodeJSON(w io.Writer, v any, prefix, indent string) error {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
+	if indent != "" {
+		enc.SetIndent(prefix, indent)
+	}
 	if err := enc.Encode(v); err != nil {
 		return err
 	}
@@ -153,6 +161,47 @@ func tableTime(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// streamFlushEvery is how many rows a stream writes between flushes: a table's columns are
+// aligned within each such block, and output reaches a reader of a pipe while the scan goes on.
+const streamFlushEvery = 500
+
+// stream is output written while a scan goes on, one row at a time, holding none of them: in the
+// table format through a tabwriter whose columns are aligned a block of rows at a time.
+type stream struct {
+	format format
+	buf    *bufio.Writer
+	table  *tabwriter.Writer // the table format only
+	rows   int
+}
+
+// newStream returns a stream to w in format f.
+func newStream(w io.Writer, f format) stream {
+	s := stream{format: f, buf: bufio.NewWriter(w)}
+	if f == formatTable {
+		s.table = newTable(s.buf)
+	}
+	return s
+}
+
+// row counts a row written, flushing every streamFlushEvery rows.
+func (s *stream) row() error {
+	s.rows++
+	if s.rows%streamFlushEvery == 0 {
+		return s.flush()
+	}
+	return nil
+}
+
+// flush sends on what is buffered, aligning the table's last block.
+func (s *stream) flush() error {
+	if s.table != nil {
+		if err := s.table.Flush(); err != nil {
+			return err
+		}
+	}
+	return s.buf.Flush()
 }
 
 // printer writes a sequence of lines and keeps the first error, so that the sequence checks it

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -66,5 +67,44 @@ func TestWriteJSON(t *testing.T) {
 	b.Reset()
 	if err := writeJSONLine(&b, v); err != nil || b.String() != "{\"id\":\"<m@example.com>\"}\n" {
 		t.Errorf("writeJSONLine: %v %q", err, b.String())
+	}
+}
+
+// A stream hands its output on every streamFlushEvery rows, so a reader of a pipe sees rows while
+// the scan goes on, and a table's columns are aligned within each block.
+func TestStreamFlushesEveryBlock(t *testing.T) {
+	var b bytes.Buffer
+	s := newStream(&b, formatTable)
+	for i := range streamFlushEvery {
+		if b.Len() != 0 {
+			t.Fatalf("output after %d rows, want none before %d", i, streamFlushEvery)
+		}
+		if _, err := fmt.Fprintf(s.table, "%d\tx\n", i); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.row(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := strings.Count(b.String(), "\n"); got != streamFlushEvery {
+		t.Fatalf("%d lines out after %d rows, want all of them", got, streamFlushEvery)
+	}
+	fmt.Fprintf(s.table, "a much longer first cell\tx\n")
+	if err := s.flush(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	if first, last := lines[0], lines[len(lines)-1]; first != "0    x" || last != "a much longer first cell  x" {
+		t.Errorf("blocks aligned apart: first %q, last %q", first, last)
+	}
+}
+
+func TestEncodeJSONIndentsInPlace(t *testing.T) {
+	var b bytes.Buffer
+	if err := encodeJSON(&b, map[string]int{"a": 1}, "  ", "  "); err != nil {
+		t.Fatal(err)
+	}
+	if want := "{\n    \"a\": 1\n  }"; b.String() != want {
+		t.Errorf("got %q, want %q", b.String(), want)
 	}
 }

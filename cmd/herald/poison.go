@@ -58,7 +58,7 @@ type poisonConfig struct {
 // register binds the settings and -o to the command's flags.
 func (c *poisonConfig) register(s *settings) {
 	c.cli.register(s)
-	s.URL(&c.amqpURL, "amqp-url", "HERALD_AMQP_URL", defaultAMQPURL, "RabbitMQ connection URL")
+	registerAMQPURL(s, &c.amqpURL)
 	c.output = registerFormat(s.fs, formatTable, formatJSON)
 }
 

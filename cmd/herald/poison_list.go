@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 
@@ -126,15 +125,14 @@ func streamParked(ctx context.Context, w io.Writer, output format, op *handlers.
 // indented as writeJSON indents a page; first says whether none was written before.
 func writeParkedElements(w io.Writer, batch []handlers.Parked, first *bool) error {
 	for _, p := range wire.NewParkedPage(handlers.ParkedPage{Parked: batch}).Parked {
-		b, err := json.MarshalIndent(p, "    ", "  ")
-		if err != nil {
-			return err
-		}
 		sep := ",\n    "
 		if *first {
 			sep, *first = "\n    ", false
 		}
-		if _, err := fmt.Fprintf(w, "%s%s", sep, b); err != nil {
+		if _, err := io.WriteString(w, sep); err != nil {
+			return err
+		}
+		if err := encodeJSON(w, p, "    ", "  "); err != nil {
 			return err
 		}
 	}

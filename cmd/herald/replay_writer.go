@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
-	"text/tabwriter"
 	"time"
 
 	"github.com/herald-notify/herald"
@@ -44,26 +42,20 @@ type replaySummary struct {
 // replayWriter writes notifications as they are folded, in one of the formats, and the summary
 // at the end.
 type replayWriter struct {
-	format  format
+	stream
 	at      time.Time
-	buf     *bufio.Writer
-	table   *tabwriter.Writer
 	summary replaySummary
 }
 
 // newReplayWriter returns a writer of the notifications replayed to at, to w in f.
 func newReplayWriter(w io.Writer, f format, at time.Time) *replayWriter {
-	out := &replayWriter{format: f, at: at.UTC(), buf: bufio.NewWriter(w)}
-	if f == formatTable {
-		out.table = newTable(out.buf)
-	}
-	return out
+	return &replayWriter{stream: newStream(w, f), at: at.UTC()}
 }
 
 // replayTableHeader heads the table of every notification replayed.
 const replayTableHeader = "ID\tTYPE\tRECIPIENT\tSTATUS\tATTEMPTS\tVERSION\tUPDATED\tLAST ERROR\n"
 
-// write prints one notification and counts it, flushing every eventsFlushEvery of them.
+// write prints one notification and counts it.
 func (o *replayWriter) write(n herald.Notification) error {
 	var err error
 	switch o.format {
@@ -88,22 +80,14 @@ func (o *replayWriter) write(n herald.Notification) error {
 		if _, err := o.buf.WriteString(sep); err != nil {
 			return err
 		}
-		err = writeJSONCompact(o.buf, wire.NewNotificationAsOf(n, o.at))
+		err = encodeJSON(o.buf, wire.NewNotificationAsOf(n, o.at), "", "")
 	}
 	if err != nil {
 		return err
 	}
 	o.summary.Total++
 	o.summary.ByStatus.add(n.Status)
-	if o.summary.Total%eventsFlushEvery == 0 {
-		if o.table != nil {
-			if err := o.table.Flush(); err != nil {
-				return err
-			}
-		}
-		return o.buf.Flush()
-	}
-	return nil
+	return o.row()
 }
 
 // openJSON begins the json format's object. It is written with the first notification, or at
@@ -156,7 +140,7 @@ func (o *replayWriter) close() error {
 		if _, err := o.buf.WriteString(`],"summary":`); err != nil {
 			return err
 		}
-		if err := writeJSONCompact(o.buf, o.summary); err != nil {
+		if err := encodeJSON(o.buf, o.summary, "", ""); err != nil {
 			return err
 		}
 		if _, err := o.buf.WriteString("}\n"); err != nil {
