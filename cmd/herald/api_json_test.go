@@ -1,5 +1,7 @@
 package main
 
+// The tests here hold the CLI's -o json to what the API answers about the same notification.
+
 import (
 	"context"
 	"encoding/json"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
@@ -133,5 +136,57 @@ func TestNotificationsShowPrintsWhatTheAPIAnswers(t *testing.T) {
 		if _, err := runHerald(t, "notifications", "show", tt.id, "--database-url", db.URL); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("show %s: %v, want an error saying %q", tt.id, err, tt.want)
 		}
+	}
+}
+
+// poison show prints a notification's state and history as the API does: its history entries
+// are the API's (with provider_message_id), its notification the API's status.
+func TestPoisonShowPrintsWhatTheAPIAnswers(t *testing.T) {
+	db, apiURL, id := deliveredThroughTheAPI(t)
+	status := getJSON(t, apiURL, "/api/v1/notifications/"+id+"/status")
+	history := getJSON(t, apiURL, "/api/v1/notifications/"+id+"/history").(map[string]any)["history"]
+
+	amqpURL := heraldtest.NewVHost(t)
+	declareQueues(t, amqpURL)
+	out := mustRunHerald(t, "poison", "show", id, "-o", "json", "--database-url", db.URL, "--amqp-url", amqpURL)
+	var shown struct {
+		ID           string `json:"id"`
+		Notification any    `json:"notification"`
+		Parked       []any  `json:"parked"`
+		History      any    `json:"history"`
+	}
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&shown); err != nil {
+		t.Fatalf("poison show -o json: %v\n%s", err, out)
+	}
+	if shown.ID != id || len(shown.Parked) != 0 {
+		t.Errorf("poison show of a notification that is not parked: id %s, %d parked", shown.ID, len(shown.Parked))
+	}
+	if diff := cmp.Diff(status, shown.Notification); diff != "" {
+		t.Errorf("the notification differs from the API's status (-api +cli):\n%s", diff)
+	}
+	if diff := cmp.Diff(history, shown.History); diff != "" {
+		t.Errorf("the history differs from the API's (-api +cli):\n%s", diff)
+	}
+}
+
+// declareQueues declares Herald's queues in the vhost at amqpURL, as a worker or serve does at
+// start-up.
+func declareQueues(t *testing.T, amqpURL string) {
+	t.Helper()
+	conn, err := amqp091.Dial(amqpURL)
+	if err != nil {
+		t.Fatalf("connect to RabbitMQ: %v", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	cfg := router.AMQPConfig{URL: amqpURL, QueueType: "quorum", Prefetch: 1, PublishChannels: 1}
+	if err := cfg.Declare(ch); err != nil {
+		t.Fatalf("declare Herald's queues: %v", err)
 	}
 }
