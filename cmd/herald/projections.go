@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -66,7 +65,7 @@ func printProjectionStatuses(w io.Writer, statuses []projections.ProjectionStatu
 	for _, s := range statuses {
 		state := "ok"
 		if s.Stopped != "" {
-			state = "STOPPED since " + s.StoppedAt.UTC().Format(time.RFC3339) + ": " + s.Stopped
+			state = "STOPPED since " + tableTime(s.StoppedAt) + ": " + cell(s.Stopped, 0)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", s.Name, s.Position, s.Head, s.Lag, state)
 	}
