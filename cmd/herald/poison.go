@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/user"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/spf13/cobra"
 
@@ -81,8 +83,13 @@ func (c *poisonConfig) operator(ctx context.Context) (*handlers.Operator, func()
 	if err != nil {
 		return nil, nil, err
 	}
-	op := handlers.NewOperator(pool, events.NewLog(pool), router.NewOutbox(nil), router.NewPoisonQueue(c.amqpURL, logger))
-	return op, pool.Close, nil
+	return newOperator(pool, events.NewLog(pool), c.amqpURL, logger), pool.Close, nil
+}
+
+// newOperator wires the operator's actions on the poison queue at amqpURL: the one wiring for
+// the poison commands and the API's poison endpoints alike.
+func newOperator(pool *pgxpool.Pool, log *events.Log, amqpURL string, logger *slog.Logger) *handlers.Operator {
+	return handlers.NewOperator(pool, log, router.NewOutbox(nil), router.NewPoisonQueue(amqpURL, logger))
 }
 
 // parsePoisonChannel reads --channel: empty for every channel.

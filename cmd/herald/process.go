@@ -254,7 +254,7 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 	pr.add("idempotency key purge", func(ctx context.Context) error { return purgeIdempotencyKeys(ctx, acc, pool, logger) }, nil)
 
 	srv := cfg.newServer(pr, acc, projections.NewReader(pool, log))
-	srv.WithOperator(handlers.NewOperator(pool, log, router.NewOutbox(nil), router.NewPoisonQueue(cfg.amqp.URL, logger)))
+	srv.WithOperator(newOperator(pool, log, cfg.amqp.URL, logger))
 	srv.WithAuth(apikeys.NewStore(pool), heraldhttp.RateLimit{
 		Requests: cfg.http.RateLimit, Window: cfg.http.RateWindow, PerAddress: cfg.http.AddressLimit})
 	srv.WithRebuilds(projections.NewJobs(ctx, projections.NewRebuilder(pool, log, 5000, logger), log))
