@@ -87,7 +87,13 @@ func TestEventsListFormats(t *testing.T) {
 		}
 	}
 
-	// Nothing selected: an empty table, no lines, an empty array.
+	checkEventsListEmpty(t, l)
+}
+
+// checkEventsListEmpty checks what list prints when nothing is selected: an empty table, no
+// lines, an empty array.
+func checkEventsListEmpty(t *testing.T, l *eventsLog) {
+	t.Helper()
 	unknown := uuid.NewString()
 	for format, want := range map[string]string{
 		"table": "POSITION  TIME  STREAM  VERSION  TYPE  ACTOR  DATA\n",

@@ -139,77 +139,89 @@ func TestEventsReplayAll(t *testing.T) {
 	l := newEventsLog(t)
 	ids := []string{l.a, l.b}
 	slices.Sort(ids)
-	tests := []struct {
-		name   string
-		asOf   time.Time
-		ids    []string
-		status map[string]string
-		counts replayedCounts
-	}{
+	tests := []replayAllCase{
 		{"before anything", l.all[0].Time.Add(-time.Microsecond), []string{}, nil, replayedCounts{}},
 		{"at a's first event", l.all[0].Time, []string{l.a}, map[string]string{l.a: "pending"}, replayedCounts{Pending: 1}},
 		{"at a's failed attempt", l.all[3].Time, ids, map[string]string{l.a: "processing", l.b: "pending"}, replayedCounts{Pending: 1, Processing: 1}},
 		{"in the future", time.Now().Add(time.Hour), ids, map[string]string{l.a: "sent", l.b: "pending"}, replayedCounts{Pending: 1, Sent: 1}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			args := []string{"events", "replay", "--database-url", l.url, "--as-of", tt.asOf.Format(time.RFC3339Nano)}
+		t.Run(tt.name, func(t *testing.T) { checkReplayAll(t, l, tt) })
+	}
+}
 
-			var all replayedAll
-			out := mustRunHerald(t, append(args, "-o", "json")...)
-			dec := json.NewDecoder(strings.NewReader(out))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&all); err != nil {
-				t.Fatalf("json: %v\n%s", err, out)
-			}
-			var gotIDs []string
-			for _, n := range all.Notifications {
-				gotIDs = append(gotIDs, n.ID)
-				if n.Status != tt.status[n.ID] {
-					t.Errorf("%s is %s, want %s", n.ID, n.Status, tt.status[n.ID])
-				}
-			}
-			if !slices.Equal(gotIDs, tt.ids) {
-				t.Errorf("notifications %v, want %v in id order", gotIDs, tt.ids)
-			}
-			if !all.AsOf.Equal(tt.asOf) || all.Summary.Total != len(tt.ids) || all.Summary.ByStatus != tt.counts {
-				t.Errorf("as_of %s, summary %+v; want %s, %d and %+v", all.AsOf, all.Summary, tt.asOf, len(tt.ids), tt.counts)
-			}
+// replayAllCase is an instant to replay every notification to, and what replay should say then.
+type replayAllCase struct {
+	name   string
+	asOf   time.Time
+	ids    []string
+	status map[string]string
+	counts replayedCounts
+}
 
-			// jsonl: the same notifications, one a line, and the summary last.
-			lines := strings.Split(strings.TrimSuffix(mustRunHerald(t, append(args, "-o", "jsonl")...), "\n"), "\n")
-			notifications := decodeJSONL[replayed](t, strings.Join(lines[:len(lines)-1], "\n"))
-			if diff := cmp.Diff(all.Notifications, notifications); diff != "" {
-				t.Errorf("jsonl notifications differ from json (-json +jsonl):\n%s", diff)
-			}
-			var last struct {
-				Summary struct {
-					AsOf     time.Time      `json:"as_of"`
-					Total    int            `json:"total"`
-					ByStatus replayedCounts `json:"by_status"`
-				} `json:"summary"`
-			}
-			if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last.Summary.Total != len(tt.ids) ||
-				last.Summary.ByStatus != tt.counts || !last.Summary.AsOf.Equal(tt.asOf) {
-				t.Errorf("last jsonl line %q (%v), want the summary", lines[len(lines)-1], err)
-			}
+// checkReplayAll replays l's log to tt.asOf in every format and checks each says what tt says.
+func checkReplayAll(t *testing.T, l *eventsLog, tt replayAllCase) {
+	t.Helper()
+	args := []string{"events", "replay", "--database-url", l.url, "--as-of", tt.asOf.Format(time.RFC3339Nano)}
 
-			// table: a row per notification, then the counts.
-			rows := strings.Split(strings.TrimSuffix(mustRunHerald(t, args...), "\n"), "\n")
-			if len(rows) != len(tt.ids)+2 || !strings.HasPrefix(rows[0], "ID ") {
-				t.Fatalf("table has %d lines, want a header, %d rows and a summary:\n%s", len(rows), len(tt.ids), strings.Join(rows, "\n"))
-			}
-			for i, id := range tt.ids {
-				if !strings.HasPrefix(rows[i+1], id) || !strings.Contains(rows[i+1], " "+tt.status[id]+" ") {
-					t.Errorf("row %q, want %s %s", rows[i+1], id, tt.status[id])
-				}
-			}
-			c := tt.counts
-			want := fmt.Sprintf("%d notifications as of %s: %d pending, %d processing, %d sent, %d failed",
-				len(tt.ids), tt.asOf.UTC().Format("2006-01-02T15:04:05.000000Z"), c.Pending, c.Processing, c.Sent, c.Failed)
-			if rows[len(rows)-1] != want {
-				t.Errorf("summary %q, want %q", rows[len(rows)-1], want)
-			}
-		})
+	var all replayedAll
+	out := mustRunHerald(t, append(args, "-o", "json")...)
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&all); err != nil {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	var gotIDs []string
+	for _, n := range all.Notifications {
+		gotIDs = append(gotIDs, n.ID)
+		if n.Status != tt.status[n.ID] {
+			t.Errorf("%s is %s, want %s", n.ID, n.Status, tt.status[n.ID])
+		}
+	}
+	if !slices.Equal(gotIDs, tt.ids) {
+		t.Errorf("notifications %v, want %v in id order", gotIDs, tt.ids)
+	}
+	if !all.AsOf.Equal(tt.asOf) || all.Summary.Total != len(tt.ids) || all.Summary.ByStatus != tt.counts {
+		t.Errorf("as_of %s, summary %+v; want %s, %d and %+v", all.AsOf, all.Summary, tt.asOf, len(tt.ids), tt.counts)
+	}
+
+	// jsonl: the same notifications, one a line, and the summary last.
+	lines := strings.Split(strings.TrimSuffix(mustRunHerald(t, append(args, "-o", "jsonl")...), "\n"), "\n")
+	notifications := decodeJSONL[replayed](t, strings.Join(lines[:len(lines)-1], "\n"))
+	if diff := cmp.Diff(all.Notifications, notifications); diff != "" {
+		t.Errorf("jsonl notifications differ from json (-json +jsonl):\n%s", diff)
+	}
+	var last struct {
+		Summary struct {
+			AsOf     time.Time      `json:"as_of"`
+			Total    int            `json:"total"`
+			ByStatus replayedCounts `json:"by_status"`
+		} `json:"summary"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last.Summary.Total != len(tt.ids) ||
+		last.Summary.ByStatus != tt.counts || !last.Summary.AsOf.Equal(tt.asOf) {
+		t.Errorf("last jsonl line %q (%v), want the summary", lines[len(lines)-1], err)
+	}
+
+	checkReplayAllTable(t, args, tt)
+}
+
+// checkReplayAllTable checks replay's table: a row per notification, then the counts.
+func checkReplayAllTable(t *testing.T, args []string, tt replayAllCase) {
+	t.Helper()
+	rows := strings.Split(strings.TrimSuffix(mustRunHerald(t, args...), "\n"), "\n")
+	if len(rows) != len(tt.ids)+2 || !strings.HasPrefix(rows[0], "ID ") {
+		t.Fatalf("table has %d lines, want a header, %d rows and a summary:\n%s", len(rows), len(tt.ids), strings.Join(rows, "\n"))
+	}
+	for i, id := range tt.ids {
+		if !strings.HasPrefix(rows[i+1], id) || !strings.Contains(rows[i+1], " "+tt.status[id]+" ") {
+			t.Errorf("row %q, want %s %s", rows[i+1], id, tt.status[id])
+		}
+	}
+	c := tt.counts
+	want := fmt.Sprintf("%d notifications as of %s: %d pending, %d processing, %d sent, %d failed",
+		len(tt.ids), tt.asOf.UTC().Format("2006-01-02T15:04:05.000000Z"), c.Pending, c.Processing, c.Sent, c.Failed)
+	if rows[len(rows)-1] != want {
+		t.Errorf("summary %q, want %q", rows[len(rows)-1], want)
 	}
 }
