@@ -1,19 +1,19 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/apikeys"
+	"github.com/herald-notify/herald/wire"
 )
 
+// apikeysCommand groups the commands that manage the keys API clients authenticate with.
 func apikeysCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "apikeys",
@@ -28,80 +28,51 @@ Only a hash of each key is stored: the key itself is shown once, when it is crea
 }
 
 // keyCommand builds an apikeys subcommand: database and log settings, -o, and run with the store.
-func keyCommand(use, short string, args cobra.PositionalArgs, run func(cmd *cobra.Command, args []string, store *apikeys.Store, output string) error) (*cobra.Command, *string) {
+func keyCommand(use, short string, args cobra.PositionalArgs, run func(cmd *cobra.Command, args []string, store *apikeys.Store, output format) error) *cobra.Command {
 	var (
-		db     dbConfig
-		logs   logConfig
-		output string
+		cli    cliDB
+		output *format
 	)
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
 		Args:  args,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(output, "table", "json"); err != nil {
-				return err
-			}
-			logger, err := logs.logger()
-			if err != nil {
-				return err
-			}
-			pool, err := db.cliPool(cmd.Context(), logger)
+			pool, _, err := cli.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
-			return run(cmd, args, apikeys.NewStore(pool), output)
+			return run(cmd, args, apikeys.NewStore(pool), *output)
 		},
 	}
-	s := newSettings(cmd)
-	db.register(s, false)
-	logs.register(s)
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
-	markArguments(cmd.Flags(), "output")
-	return cmd, &output
+	cli.register(newSettings(cmd))
+	output = registerFormat(cmd.Flags(), formatTable, formatJSON)
+	return cmd
 }
 
-type keyJSON struct {
-	ID        string     `json:"id"`
-	Name      string     `json:"name"`
-	Prefix    string     `json:"prefix"`
-	Scopes    []string   `json:"scopes"`
-	CreatedAt time.Time  `json:"created_at"`
-	CreatedBy string     `json:"created_by,omitempty"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
-	Token     string     `json:"token,omitempty"`
-}
-
-func toKeyJSON(k apikeys.Key, token string) keyJSON {
-	out := keyJSON{ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt.UTC(), CreatedBy: k.CreatedBy, RevokedAt: k.RevokedAt, Token: token}
-	for _, s := range k.Scopes {
-		out.Scopes = append(out.Scopes, string(s))
-	}
-	return out
-}
-
+// apikeysCreateCommand makes a key and prints it the one time it can be seen.
 func apikeysCreateCommand() *cobra.Command {
 	var scopes, createdBy string
-	cmd, _ := keyCommand("create --name NAME --scopes send,read,operate", "Create an API key and print it, once", cobra.NoArgs,
-		func(cmd *cobra.Command, _ []string, store *apikeys.Store, output string) error {
+	cmd := keyCommand("create --name NAME --scopes send,read,operate", "Create an API key and print it, once", cobra.NoArgs,
+		func(cmd *cobra.Command, _ []string, store *apikeys.Store, output format) error {
 			name, _ := cmd.Flags().GetString("name")
 			sc, err := herald.ParseScopes(scopes)
 			if err != nil {
-				return errors.New(describe(err))
+				return cliError(err, fieldsAsWords)
 			}
 			if createdBy == "" {
 				createdBy, _ = poisonActor("")
 			}
 			k, token, err := store.Create(cmd.Context(), name, sc, createdBy)
 			if err != nil {
-				return errors.New(describe(err))
+				return cliError(err, fieldsAsWords)
 			}
 			w := cmd.OutOrStdout()
-			if output == "json" {
-				return writeJSONTo(w, toKeyJSON(k, token))
+			if output == formatJSON {
+				return writeJSON(w, wire.NewAPIKey(k, token))
 			}
-			fmt.Fprintf(w, "Created API key %q (%s) with scopes %s.\n", k.Name, k.ID, strings.Join(toKeyJSON(k, "").Scopes, ","))
+			fmt.Fprintf(w, "Created API key %q (%s) with scopes %s.\n", k.Name, k.ID, strings.Join(wire.NewAPIKey(k, "").Scopes, ","))
 			fmt.Fprintf(w, "Keep it now; it is not stored and cannot be shown again:\n\n%s\n", token)
 			return nil
 		})
@@ -116,10 +87,11 @@ Use it as "Authorization: Bearer <key>".`
 	return cmd
 }
 
+// apikeysListCommand lists the keys by name, prefix and scopes.
 func apikeysListCommand() *cobra.Command {
 	var all bool
-	cmd, _ := keyCommand("list", "List the API keys (never the keys themselves)", cobra.NoArgs,
-		func(cmd *cobra.Command, _ []string, store *apikeys.Store, output string) error {
+	cmd := keyCommand("list", "List the API keys (never the keys themselves)", cobra.NoArgs,
+		func(cmd *cobra.Command, _ []string, store *apikeys.Store, output format) error {
 			keys, err := store.List(cmd.Context(), all)
 			if err != nil {
 				return err
@@ -131,15 +103,16 @@ func apikeysListCommand() *cobra.Command {
 	return cmd
 }
 
+// apikeysRevokeCommand stops a key from working.
 func apikeysRevokeCommand() *cobra.Command {
-	cmd, _ := keyCommand("revoke NAME|ID", "Revoke an API key: it stops working within seconds", cobra.ExactArgs(1),
-		func(cmd *cobra.Command, args []string, store *apikeys.Store, output string) error {
+	cmd := keyCommand("revoke NAME|ID", "Revoke an API key: it stops working within seconds", cobra.ExactArgs(1),
+		func(cmd *cobra.Command, args []string, store *apikeys.Store, output format) error {
 			k, err := store.Revoke(cmd.Context(), args[0])
 			if err != nil {
-				return errors.New(describe(err))
+				return cliError(err, fieldsAsWords)
 			}
-			if output == "json" {
-				return writeJSONTo(cmd.OutOrStdout(), toKeyJSON(k, ""))
+			if output == formatJSON {
+				return writeJSON(cmd.OutOrStdout(), wire.NewAPIKey(k, ""))
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Revoked API key %q (%s); running processes refuse it within %s.\n", k.Name, k.ID, apikeys.CacheFor)
 			return nil
@@ -147,35 +120,24 @@ func apikeysRevokeCommand() *cobra.Command {
 	return cmd
 }
 
-func writeKeys(w io.Writer, output string, keys []apikeys.Key) error {
-	if output == "json" {
-		out := []keyJSON{}
+// writeKeys prints keys in output, never the keys themselves.
+func writeKeys(w io.Writer, output format, keys []apikeys.Key) error {
+	if output == formatJSON {
+		out := make([]wire.APIKey, 0, len(keys))
 		for _, k := range keys {
-			out = append(out, toKeyJSON(k, ""))
+			out = append(out, wire.NewAPIKey(k, ""))
 		}
-		return writeJSONTo(w, out)
+		return writeJSON(w, out)
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := newTable(w)
 	fmt.Fprintln(tw, "NAME\tID\tPREFIX\tSCOPES\tCREATED\tCREATED BY\tREVOKED")
 	for _, k := range keys {
 		revoked := "-"
 		if k.RevokedAt != nil {
 			revoked = k.RevokedAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s…\t%s\t%s\t%s\t%s\n", k.Name, k.ID, k.Prefix, strings.Join(toKeyJSON(k, "").Scopes, ","),
+		fmt.Fprintf(tw, "%s\t%s\t%s…\t%s\t%s\t%s\t%s\n", k.Name, k.ID, k.Prefix, strings.Join(wire.NewAPIKey(k, "").Scopes, ","),
 			k.CreatedAt.UTC().Format(time.RFC3339), k.CreatedBy, revoked)
 	}
 	return tw.Flush()
-}
-
-// describe renders a *herald.Error with its fields for the command line.
-func describe(err error) string {
-	msg := herald.ErrorMessage(err)
-	if herald.ErrorCode(err) == herald.EINTERNAL {
-		return err.Error()
-	}
-	for k, v := range herald.ErrorFields(err) {
-		msg += fmt.Sprintf("; %s %s", k, v)
-	}
-	return msg
 }

@@ -35,15 +35,6 @@ func apikeysDatabase(t *testing.T) *heraldtest.Database {
 	return heraldtest.NewDatabase(t)
 }
 
-func mustRunHerald(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := runHerald(t, args...)
-	if err != nil {
-		t.Fatalf("herald %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return out
-}
-
 // authenticates fails the test unless token is a live key named name with scopes.
 func authenticates(t *testing.T, db *heraldtest.Database, token, name string, scopes ...herald.Scope) {
 	t.Helper()
@@ -94,41 +85,51 @@ func TestAPIKeysCreatePrintsTheTokenOnce(t *testing.T) {
 	}
 }
 
-func TestAPIKeysListAndRevoke(t *testing.T) {
-	db := apikeysDatabase(t)
+// createKeys creates a key for each "name:scopes" with apikeys create -o json, and returns them
+// as printed.
+func createKeys(t *testing.T, db *heraldtest.Database, keys ...string) []keyOutput {
+	t.Helper()
 	var created []keyOutput
-	for _, args := range [][]string{
-		{"--name", "first", "--scopes", "send"},
-		{"--name", "second", "--scopes", "read"},
-		{"--name", "third", "--scopes", "send,read,operate"},
-	} {
-		out := mustRunHerald(t, append([]string{"apikeys", "create", "-o", "json", "--database-url", db.URL}, args...)...)
+	for _, key := range keys {
+		name, scopes, _ := strings.Cut(key, ":")
+		out := mustRunHerald(t, "apikeys", "create", "-o", "json", "--database-url", db.URL, "--name", name, "--scopes", scopes)
 		var k keyOutput
 		if err := json.Unmarshal([]byte(out), &k); err != nil {
 			t.Fatal(err)
 		}
 		created = append(created, k)
 	}
-	listJSON := func(args ...string) []keyOutput {
-		t.Helper()
-		out := mustRunHerald(t, append([]string{"apikeys", "list", "-o", "json", "--database-url", db.URL}, args...)...)
-		if m := tokenPattern.FindAllString(out, -1); len(m) > 0 || strings.Contains(out, `"token"`) {
-			t.Errorf("list printed a token:\n%s", out)
-		}
-		var keys []keyOutput
-		if err := json.Unmarshal([]byte(out), &keys); err != nil {
-			t.Fatalf("list -o json printed %q: %v", out, err)
-		}
-		return keys
+	return created
+}
+
+// listKeys runs apikeys list -o json with args, failing the test if it prints a token.
+func listKeys(t *testing.T, db *heraldtest.Database, args ...string) []keyOutput {
+	t.Helper()
+	out := mustRunHerald(t, append([]string{"apikeys", "list", "-o", "json", "--database-url", db.URL}, args...)...)
+	if m := tokenPattern.FindAllString(out, -1); len(m) > 0 || strings.Contains(out, `"token"`) {
+		t.Errorf("list printed a token:\n%s", out)
 	}
-	withoutToken := func(keys ...keyOutput) []keyOutput {
-		var out []keyOutput
-		for _, k := range keys {
-			k.Token = ""
-			out = append(out, k)
-		}
-		return out
+	var keys []keyOutput
+	if err := json.Unmarshal([]byte(out), &keys); err != nil {
+		t.Fatalf("list -o json printed %q: %v", out, err)
 	}
+	return keys
+}
+
+// withoutToken is keys as list shows them: never with their token.
+func withoutToken(keys ...keyOutput) []keyOutput {
+	var out []keyOutput
+	for _, k := range keys {
+		k.Token = ""
+		out = append(out, k)
+	}
+	return out
+}
+
+func TestAPIKeysListAndRevoke(t *testing.T) {
+	db := apikeysDatabase(t)
+	created := createKeys(t, db, "first:send", "second:read", "third:send,read,operate")
+	listJSON := func(args ...string) []keyOutput { t.Helper(); return listKeys(t, db, args...) }
 	if diff := cmp.Diff(withoutToken(created...), listJSON()); diff != "" {
 		t.Errorf("list -o json (-want +got):\n%s", diff)
 	}

@@ -13,17 +13,8 @@ import (
 	"github.com/herald-notify/herald/bench"
 )
 
-func benchCommand() *cobra.Command {
-	cfg := bench.DefaultConfig()
-	var (
-		output   string
-		jsonFile string
-		quiet    bool
-	)
-	cmd := &cobra.Command{
-		Use:   "bench",
-		Short: "Measure Herald's throughput and latencies end to end, against the machine's raw ceiling",
-		Long: `bench sends notifications to a Herald over HTTP and measures what happens to them: how
+// benchLong is the help of bench: what it measures and how.
+const benchLong = `bench sends notifications to a Herald over HTTP and measures what happens to them: how
 fast the API accepts them, how fast they reach an SMTP server and an SMS gateway, how long until
 the status API says sent, how far the read model lags the log, and how much memory Herald uses.
 In the same run it measures what PostgreSQL and RabbitMQ do raw, through the same client
@@ -83,52 +74,50 @@ file as well, beside the table. Progress goes to stderr (-q: none).
 bench exits with status 1 when a notification was lost, failed or never delivered, none was
 accepted, a delivery carried another notification's id, the SMS sink refused Herald's requests,
 a process died, or the run could not be made; POSTs refused, duplicates and a ceiling that could
-not be measured are reported but fail nothing.`,
+not be measured are reported but fail nothing.`
+
+// benchFlags are bench's flags besides the run's configuration: what to print, and where.
+type benchFlags struct {
+	output   *format
+	jsonFile string
+	quiet    bool
+}
+
+// benchCommand measures Herald end to end against the machine's raw ceiling, so that a change
+// to Herald is judged by numbers, not impressions.
+func benchCommand() *cobra.Command {
+	cfg := bench.DefaultConfig()
+	var bf benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure Herald's throughput and latencies end to end, against the machine's raw ceiling",
+		Long:  benchLong,
 		Example: `  herald bench -n 20000 --rate 500
   herald bench -n 30000 --concurrency 32 -o json > run.json
   herald bench --spawn serve,worker,projector --workers 2 --env HERALD_RELAY_BATCH_SIZE=100
   herald bench --url http://127.0.0.1:8080 --api-key "$HERALD_KEY" --ceiling=false`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output, "table", "json"); err != nil {
-				return err
-			}
-			if cmd.Flags().Changed("url") && (cmd.Flags().Changed("spawn") || cmd.Flags().Changed("workers") || cmd.Flags().Changed("env") || cmd.Flags().Changed("keep")) {
-				return errors.New("--url drives a running Herald: --spawn, --workers, --env and --keep are for the Herald bench starts itself")
-			}
-			cfg.HeraldVersion = version
-			var progress io.Writer = cmd.ErrOrStderr()
-			if quiet {
-				progress = nil
-			}
-			rep, err := bench.Run(cmd.Context(), cfg, progress)
-			if rep == nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			var werr error
-			if output == "json" {
-				werr = rep.WriteJSON(w)
-			} else {
-				werr = rep.WriteTable(w)
-			}
-			if jsonFile != "" {
-				werr = errors.Join(werr, writeReportFile(jsonFile, rep))
-			}
-			switch {
-			case err != nil && cmd.Context().Err() != nil:
-				return errors.New("interrupted")
-			case err != nil:
-				return err
-			case werr != nil:
-				return werr
-			case !rep.OK:
-				return fmt.Errorf("bench failed: %s", strings.Join(rep.Problems, "; "))
-			}
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, &cfg, bf) },
 	}
 	f := cmd.Flags()
+	registerBenchConfig(f, &cfg)
+	bf.output = registerFormat(f, formatTable, formatJSON)
+	f.StringVar(&bf.jsonFile, "json-file", "", "also write the JSON report to this file")
+	f.BoolVarP(&bf.quiet, "quiet", "q", false, "print no progress on stderr")
+	// Every flag says what one run does: none reads the environment, or a variable left set
+	// would silently change every later run.
+	f.VisitAll(func(fl *pflag.Flag) { markArguments(f, fl.Name) })
+	def := bench.DefaultConfig()
+	markSecret(f, "admin-database-url", secretURL, def.AdminDatabaseURL)
+	markSecret(f, "rabbitmq-api", secretURL, def.RabbitMQAPI)
+	markSecret(f, "amqp-url", secretURL, def.AMQPURL)
+	markSecret(f, "url", secretURL, "")
+	markSecret(f, "api-key", secretValue, "")
+	return cmd
+}
+
+// registerBenchConfig binds the run's configuration to bench's flags, its defaults bench's own.
+func registerBenchConfig(f *pflag.FlagSet, cfg *bench.Config) {
 	f.IntVarP(&cfg.N, "notifications", "n", cfg.N, "number of notifications to send")
 	f.Float64Var(&cfg.SMSRatio, "sms-ratio", cfg.SMSRatio, "share of the notifications that are SMS, 0 to 1; the rest are emails")
 	f.Float64Var(&cfg.Rate, "rate", cfg.Rate, "requests per second, sent on schedule (open loop); 0: closed loop with --concurrency clients")
@@ -151,21 +140,46 @@ not be measured are reported but fail nothing.`,
 	f.BoolVar(&cfg.Keep, "keep", cfg.Keep, "keep the database, the vhost and the logs after the run")
 	f.StringVar(&cfg.URL, "url", "", "drive the Herald running at this base URL instead of starting one (no sinks: see above)")
 	f.StringVar(&cfg.APIKey, "api-key", "", "with --url, an API key with the send and read scopes")
-	f.StringVarP(&output, "output", "o", "table", "output format: table or json")
-	f.StringVar(&jsonFile, "json-file", "", "also write the JSON report to this file")
-	f.BoolVarP(&quiet, "quiet", "q", false, "print no progress on stderr")
-	// Every flag says what one run does: none reads the environment, or a variable left set
-	// would silently change every later run.
-	f.VisitAll(func(fl *pflag.Flag) { markArguments(f, fl.Name) })
-	def := bench.DefaultConfig()
-	markSecret(f, "admin-database-url", secretURL, def.AdminDatabaseURL)
-	markSecret(f, "rabbitmq-api", secretURL, def.RabbitMQAPI)
-	markSecret(f, "amqp-url", secretURL, def.AMQPURL)
-	markSecret(f, "url", secretURL, "")
-	markSecret(f, "api-key", secretValue, "")
-	return cmd
 }
 
+// runBench runs the benchmark, prints its report, and fails when the run found a problem.
+func runBench(cmd *cobra.Command, cfg *bench.Config, bf benchFlags) error {
+	if cmd.Flags().Changed("url") && (cmd.Flags().Changed("spawn") || cmd.Flags().Changed("workers") || cmd.Flags().Changed("env") || cmd.Flags().Changed("keep")) {
+		return errors.New("--url drives a running Herald: --spawn, --workers, --env and --keep are for the Herald bench starts itself")
+	}
+	cfg.HeraldVersion = version
+	var progress io.Writer = cmd.ErrOrStderr()
+	if bf.quiet {
+		progress = nil
+	}
+	rep, err := bench.Run(cmd.Context(), *cfg, progress)
+	if rep == nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	var werr error
+	if *bf.output == formatJSON {
+		werr = rep.WriteJSON(w)
+	} else {
+		werr = rep.WriteTable(w)
+	}
+	if bf.jsonFile != "" {
+		werr = errors.Join(werr, writeReportFile(bf.jsonFile, rep))
+	}
+	switch {
+	case err != nil && cmd.Context().Err() != nil:
+		return errors.New("interrupted")
+	case err != nil:
+		return err
+	case werr != nil:
+		return werr
+	case !rep.OK:
+		return fmt.Errorf("bench failed: %s", strings.Join(rep.Problems, "; "))
+	}
+	return nil
+}
+
+// writeReportFile writes the JSON report to path, for --json-file.
 func writeReportFile(path string, rep *bench.Report) error {
 	f, err := os.Create(path)
 	if err != nil {

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,14 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/herald-notify/herald"
-	"github.com/herald-notify/herald/delivery"
 	"github.com/herald-notify/herald/handlers"
 	heraldhttp "github.com/herald-notify/herald/http"
-	"github.com/herald-notify/herald/postgres"
 	"github.com/herald-notify/herald/redact"
 	"github.com/herald-notify/herald/router"
 )
@@ -28,6 +20,7 @@ const (
 	defaultAMQPURL     = "amqp://guest:guest@127.0.0.1:5672/"
 )
 
+// logConfig is where and how a command logs: its level and format, on stderr.
 type logConfig struct {
 	Level  string
 	Format string
@@ -35,6 +28,7 @@ type logConfig struct {
 	secrets func() *redact.Secrets
 }
 
+// register binds the log settings to the command's flags.
 func (c *logConfig) register(s *settings) {
 	s.String(&c.Level, "log-level", "HERALD_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 	s.String(&c.Format, "log-format", "HERALD_LOG_FORMAT", "text", "log format: text or json")
@@ -65,119 +59,31 @@ func (c logConfig) logger() (*slog.Logger, error) {
 	return slog.New(secrets.Handler(h)), nil
 }
 
-type dbConfig struct {
-	URL        string
-	MigrateURL string
-	MaxConns   int
-	Migrate    bool
-}
-
-func (c *dbConfig) register(s *settings, migrateFlag bool) {
-	s.URL(&c.URL, "database-url", "HERALD_DATABASE_URL", defaultDatabaseURL, "PostgreSQL connection URL")
-	s.Int(&c.MaxConns, "database-max-conns", "HERALD_DATABASE_MAX_CONNS", 20, "largest number of connections in this process's PostgreSQL pool (the relay and the projector each hold one more, for their consumer groups' locks)")
-	if migrateFlag {
-		s.Bool(&c.Migrate, "migrate", "HERALD_MIGRATE", false, "apply pending database migrations before starting")
-		c.registerOwner(s)
-	}
-}
-
-// registerOwner adds the owner's URL, for the commands that change the schema.
-func (c *dbConfig) registerOwner(s *settings) {
-	s.URL(&c.MigrateURL, "migrate-database-url", "HERALD_MIGRATE_DATABASE_URL", "",
-		"PostgreSQL connection URL of the role that owns Herald's tables, for migrations; empty: --database-url")
-}
-
-// ownerURL is where migrations connect: the tables' owner. (Rebuilds run as the runtime role,
-// through the functions migration 00007 lends it.)
-func (c dbConfig) ownerURL() string { return cmp.Or(c.MigrateURL, c.URL) }
-
-// runtimeRole is the role the services connect as: the user of --database-url.
-func (c dbConfig) runtimeRole() (string, error) {
-	cfg, err := pgx.ParseConfig(c.URL)
-	if err != nil {
-		return "", fmt.Errorf("--database-url: %w", err)
-	}
-	return cfg.User, nil
-}
-
-// pool connects to PostgreSQL and checks the schema is current, applying the migrations first
-// (as the owner) when asked to.
-func (c dbConfig) pool(ctx context.Context, logger *slog.Logger) (*pgxpool.Pool, error) {
-	if c.Migrate {
-		if err := c.migrate(ctx, logger); err != nil {
-			return nil, err
-		}
-	}
-	pool, err := c.connect(ctx, logger, c.URL, false)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkSchema(ctx, pool); err != nil {
-		pool.Close()
-		return nil, err
-	}
-	return pool, nil
-}
-
-// migrate connects as the owner, creating the database if need be, applies the migrations and
-// grants the runtime role what it needs.
-func (c dbConfig) migrate(ctx context.Context, logger *slog.Logger) error {
-	role, err := c.runtimeRole()
-	if err != nil {
-		return err
-	}
-	owner := c
-	owner.MaxConns = 2
-	pool, err := owner.connect(ctx, logger, c.ownerURL(), true)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	return migrateUp(ctx, pool, role, logger)
-}
-
-// cliConnectTimeout bounds how long a command run by hand waits for PostgreSQL: it should fail
-// with the reason, not wait for ever as a service does.
-const cliConnectTimeout = 15 * time.Second
-
-// cliPool is pool for a command run by hand: it gives up after cliConnectTimeout.
-func (c dbConfig) cliPool(ctx context.Context, logger *slog.Logger) (*pgxpool.Pool, error) {
-	cctx, cancel := context.WithTimeout(ctx, cliConnectTimeout)
-	defer cancel()
-	pool, err := c.pool(cctx, logger)
-	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		return nil, fmt.Errorf("PostgreSQL did not answer within %s (the warnings above say why): %w", cliConnectTimeout, err)
-	}
-	return pool, err
-}
-
-// connect connects to PostgreSQL at url, waiting for it while it is unreachable.
-// With create, a database that does not exist is created.
-func (c dbConfig) connect(ctx context.Context, logger *slog.Logger, url string, create bool) (*pgxpool.Pool, error) {
-	source := "--database-url"
-	if url == c.MigrateURL {
-		source = "--migrate-database-url"
-	}
-	return postgres.Connect(ctx, url, postgres.Options{
-		Source: source, MaxConns: c.MaxConns, Wait: true, CreateMissing: create, Logger: logger,
-	})
-}
-
+// amqpConfig is how the API and the workers reach RabbitMQ and declare their queues.
 type amqpConfig struct {
 	router.AMQPConfig
 }
 
+// register binds the RabbitMQ settings to the command's flags.
 func (c *amqpConfig) register(s *settings) {
-	s.URL(&c.URL, "amqp-url", "HERALD_AMQP_URL", defaultAMQPURL, "RabbitMQ connection URL")
+	registerAMQPURL(s, &c.URL)
 	s.String(&c.QueueType, "amqp-queue-type", "HERALD_AMQP_QUEUE_TYPE", "quorum", "type of the queues Herald declares: quorum or classic")
 	s.Int(&c.Prefetch, "amqp-prefetch", "HERALD_AMQP_PREFETCH", 4, "unacknowledged messages each consumer may hold")
 	s.Int(&c.PublishChannels, "amqp-publish-channels", "HERALD_AMQP_PUBLISH_CHANNELS", 4, "channels in each publisher's pool")
 }
 
+// registerAMQPURL binds where RabbitMQ is: the one definition of --amqp-url, for the processes and
+// the poison commands alike.
+func registerAMQPURL(s *settings, url *string) {
+	s.URL(url, "amqp-url", "HERALD_AMQP_URL", defaultAMQPURL, "RabbitMQ connection URL")
+}
+
+// relayConfig is how the outbox relay forwards commands to RabbitMQ: how often, how many at a time.
 type relayConfig struct {
 	router.RelayConfig
 }
 
+// register binds the relay's settings to the command's flags.
 func (c *relayConfig) register(s *settings) {
 	s.Duration(&c.PollInterval, "relay-poll-interval", "HERALD_RELAY_POLL_INTERVAL", 50*time.Millisecond, "how often an idle outbox relay looks for new commands")
 	s.Int(&c.BatchSize, "relay-batch-size", "HERALD_RELAY_BATCH_SIZE", 20, "commands forwarded per outbox transaction")
@@ -193,12 +99,14 @@ type reconcileConfig struct {
 	handlers.ReconcilePolicy
 }
 
+// register binds the reconciler's settings to the command's flags.
 func (c *reconcileConfig) register(s *settings) {
 	s.Duration(&c.After, "reconcile-after", "HERALD_RECONCILE_AFTER", 10*time.Minute, "how long a notification neither sent nor failed may go without an event, with no command waiting in the outbox, before its command is sent again; 0: never")
 	s.Duration(&c.Interval, "reconcile-interval", "HERALD_RECONCILE_INTERVAL", time.Minute, "how often the reconciler looks for stalled notifications")
 	s.Int(&c.Limit, "reconcile-limit", "HERALD_RECONCILE_LIMIT", 500, "most stalled notifications one look sends again")
 }
 
+// validate checks the reconciler's settings before anything connects.
 func (c reconcileConfig) validate() error {
 	var errs []error
 	if c.After < 0 {
@@ -213,176 +121,19 @@ func (c reconcileConfig) validate() error {
 	return errors.Join(errs...)
 }
 
+// projectorConfig is how the projector reads the log: how often, how many events at a time.
 type projectorConfig struct {
 	router.ProjectorConfig
 }
 
+// register binds the projector's settings to the command's flags.
 func (c *projectorConfig) register(s *settings) {
 	s.Duration(&c.PollInterval, "projector-poll-interval", "HERALD_PROJECTOR_POLL_INTERVAL", 50*time.Millisecond, "how often an idle projection looks for new events")
 	s.Int(&c.BatchSize, "projector-batch-size", "HERALD_PROJECTOR_BATCH_SIZE", 500, "events applied per projection transaction")
 }
 
-type workerConfig struct {
-	Channels      []string
-	Concurrency   int
-	MaxAttempts   int
-	Timeout       time.Duration
-	Lease         time.Duration
-	RetryInitial  time.Duration
-	RetryMax      time.Duration
-	RetryMultiply float64
-	RetryJitter   float64
-	Providers     providerConfig
-}
-
-func (c *workerConfig) register(s *settings) {
-	s.Strings(&c.Channels, "channels", "HERALD_WORKER_CHANNELS", []string{"email", "sms"}, "channels this worker delivers")
-	s.Int(&c.Concurrency, "concurrency", "HERALD_WORKER_CONCURRENCY", 8, "notifications delivered at once per channel")
-	s.Int(&c.MaxAttempts, "max-attempts", "HERALD_MAX_ATTEMPTS", 5, "delivery attempts before a notification fails")
-	s.Duration(&c.Timeout, "delivery-timeout", "HERALD_DELIVERY_TIMEOUT", 30*time.Second, "time limit of one delivery attempt")
-	s.Duration(&c.Lease, "attempt-lease", "HERALD_ATTEMPT_LEASE", 0, "how long an attempt without an outcome is presumed alive before another worker takes over; 0: --delivery-timeout + 30s")
-	s.Duration(&c.RetryInitial, "retry-initial-interval", "HERALD_RETRY_INITIAL_INTERVAL", time.Second, "delay before the second attempt")
-	s.Duration(&c.RetryMax, "retry-max-interval", "HERALD_RETRY_MAX_INTERVAL", 30*time.Second, "longest delay between attempts")
-	s.Float(&c.RetryMultiply, "retry-multiplier", "HERALD_RETRY_MULTIPLIER", 2, "factor the delay grows by after each attempt")
-	s.Float(&c.RetryJitter, "retry-jitter", "HERALD_RETRY_JITTER", 0.2, "random spread of each delay, as a fraction of it")
-	c.Providers.register(s)
-}
-
-func (c workerConfig) validate() error {
-	var errs []error
-	if _, err := c.channels(); err != nil {
-		errs = append(errs, err)
-	}
-	if c.Concurrency < 1 {
-		errs = append(errs, fmt.Errorf("--concurrency %d: want at least 1", c.Concurrency))
-	}
-	if c.MaxAttempts < 1 {
-		errs = append(errs, fmt.Errorf("--max-attempts %d: want at least 1", c.MaxAttempts))
-	}
-	if c.Timeout <= 0 {
-		errs = append(errs, fmt.Errorf("--delivery-timeout %s: want more than 0", c.Timeout))
-	}
-	if c.Lease != 0 && c.Lease <= c.Timeout {
-		errs = append(errs, fmt.Errorf("--attempt-lease %s: want more than --delivery-timeout %s, or a running attempt would be duplicated", c.Lease, c.Timeout))
-	}
-	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
-		errs = append(errs, fmt.Errorf("--retry-initial-interval %s and --retry-max-interval %s: want 0 < initial ≤ max", c.RetryInitial, c.RetryMax))
-	}
-	if c.RetryMultiply < 1 {
-		errs = append(errs, fmt.Errorf("--retry-multiplier %g: want at least 1", c.RetryMultiply))
-	}
-	if c.RetryJitter < 0 || c.RetryJitter >= 1 {
-		errs = append(errs, fmt.Errorf("--retry-jitter %g: want 0 ≤ jitter < 1", c.RetryJitter))
-	}
-	return errors.Join(errs...)
-}
-
-func (c workerConfig) channels() ([]herald.Channel, error) {
-	var out []herald.Channel
-	seen := map[herald.Channel]bool{}
-	for _, name := range c.Channels {
-		ch, err := herald.ParseChannel(strings.TrimSpace(name))
-		if err != nil {
-			return nil, fmt.Errorf("--channels: %s", herald.ErrorMessage(err))
-		}
-		if !seen[ch] {
-			seen[ch] = true
-			out = append(out, ch)
-		}
-	}
-	if len(out) == 0 {
-		return nil, errors.New("--channels: name at least one of email, sms")
-	}
-	return out, nil
-}
-
-func (c workerConfig) policy() handlers.Policy {
-	// An attempt still running after its timeout is cut off; the lease adds room for recording
-	// its outcome before another worker may presume it abandoned.
-	lease := c.Lease
-	if lease == 0 {
-		lease = c.Timeout + 30*time.Second
-	}
-	return handlers.Policy{MaxAttempts: c.MaxAttempts, Lease: lease, Timeout: c.Timeout}
-}
-
-func (c workerConfig) routerConfig() router.WorkerConfig {
-	chans, _ := c.channels()
-	return router.WorkerConfig{
-		Channels:    chans,
-		Concurrency: c.Concurrency,
-		Retry: router.RetryConfig{
-			MaxRetries:      2 * c.MaxAttempts,
-			InitialInterval: c.RetryInitial,
-			MaxInterval:     c.RetryMax,
-			Multiplier:      c.RetryMultiply,
-			Jitter:          c.RetryJitter,
-		},
-		Timeout: c.Timeout,
-		// Attempts in flight finish and record their outcome before the process exits.
-		CloseTimeout: c.Timeout + 35*time.Second,
-	}
-}
-
-type providerConfig struct {
-	Email string
-	SMS   string
-	SMTP  delivery.SMTPConfig
-	HTTP  delivery.SMSConfig
-}
-
-func (c *providerConfig) register(s *settings) {
-	s.String(&c.Email, "email-provider", "HERALD_EMAIL_PROVIDER", "log", "how email is delivered: smtp, or log (write it to the log)")
-	s.String(&c.SMTP.Host, "smtp-host", "HERALD_SMTP_HOST", "127.0.0.1", "SMTP server host")
-	s.Int(&c.SMTP.Port, "smtp-port", "HERALD_SMTP_PORT", 0, "SMTP server port; 0: 25 with --smtp-tls none, 587 with starttls or require, 465 with implicit")
-	s.String(&c.SMTP.Username, "smtp-username", "HERALD_SMTP_USERNAME", "", "SMTP user; empty: no authentication")
-	s.Secret(&c.SMTP.Password, "smtp-password", "HERALD_SMTP_PASSWORD", "SMTP password")
-	s.String(&c.SMTP.From, "smtp-from", "HERALD_SMTP_FROM", "Herald <herald@localhost>", "sender address of emails")
-	s.String(&c.SMTP.TLS, "smtp-tls", "HERALD_SMTP_TLS", "starttls", "SMTP TLS: none, starttls (when offered), require, or implicit")
-	s.Duration(&c.SMTP.Timeout, "smtp-timeout", "HERALD_SMTP_TIMEOUT", 20*time.Second, "SMTP connection timeout")
-	s.Duration(&c.SMTP.IdleTimeout, "smtp-idle-timeout", "HERALD_SMTP_IDLE_TIMEOUT", 30*time.Second, "how long an idle SMTP connection is kept for the next email")
-	s.String(&c.SMTP.MessageIDDomain, "smtp-message-id-domain", "HERALD_SMTP_MESSAGE_ID_DOMAIN", "", "domain of Message-IDs; empty: the sender's domain")
-
-	s.String(&c.SMS, "sms-provider", "HERALD_SMS_PROVIDER", "log", "how SMS is delivered: http (a Twilio-style gateway), or log")
-	s.URL(&c.HTTP.URL, "sms-url", "HERALD_SMS_URL", "https://api.twilio.com", "base URL of the SMS gateway")
-	s.String(&c.HTTP.AccountSID, "sms-account-sid", "HERALD_SMS_ACCOUNT_SID", "", "SMS gateway account id")
-	s.Secret(&c.HTTP.AuthToken, "sms-auth-token", "HERALD_SMS_AUTH_TOKEN", "SMS gateway auth token")
-	s.String(&c.HTTP.From, "sms-from", "HERALD_SMS_FROM", "", "sender number of SMS, E.164")
-	s.Duration(&c.HTTP.Timeout, "sms-timeout", "HERALD_SMS_TIMEOUT", 20*time.Second, "SMS gateway request timeout")
-}
-
-// build returns a provider for each channel, masking secrets in the errors they return: those
-// errors are recorded in the log and shown to API clients.
-func (c providerConfig) build(channels []herald.Channel, concurrency int, secrets *redact.Secrets, logger *slog.Logger) (map[herald.Channel]delivery.Provider, error) {
-	out := map[herald.Channel]delivery.Provider{}
-	for _, ch := range channels {
-		var (
-			p   delivery.Provider
-			err error
-		)
-		switch {
-		case ch == herald.ChannelEmail && c.Email == "smtp":
-			cfg := c.SMTP
-			// One idle connection per sender: fewer would be dialled and closed every round.
-			cfg.MaxIdle = concurrency
-			p, err = delivery.NewSMTP(cfg)
-		case ch == herald.ChannelSMS && c.SMS == "http":
-			p, err = delivery.NewHTTPSMS(c.HTTP)
-		case ch == herald.ChannelEmail && c.Email == "log", ch == herald.ChannelSMS && c.SMS == "log":
-			p = delivery.NewLog(logger)
-		case ch == herald.ChannelEmail:
-			err = fmt.Errorf("--email-provider %q: want smtp or log", c.Email)
-		default:
-			err = fmt.Errorf("--sms-provider %q: want http or log", c.SMS)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s provider: %w", ch, err)
-		}
-		out[ch] = delivery.Masked(p, secrets)
-	}
-	return out, nil
-}
-
+// httpConfig is how the API listens and what it allows: body size, rate limits, proxies, and how
+// long an Idempotency-Key is remembered.
 type httpConfig struct {
 	Addr           string
 	MaxBodyBytes   int
@@ -393,6 +144,7 @@ type httpConfig struct {
 	IdempotencyTTL time.Duration
 }
 
+// register binds the API's settings to the command's flags; def is the default address.
 func (c *httpConfig) register(s *settings, def string) {
 	s.String(&c.Addr, "http-addr", "HERALD_HTTP_ADDR", def, "address the HTTP API listens on")
 	s.Int(&c.MaxBodyBytes, "max-body-bytes", "HERALD_MAX_BODY_BYTES", 256<<10, "largest request body accepted, in bytes")
@@ -414,6 +166,7 @@ func (c httpConfig) trustedProxies() []string {
 	return out
 }
 
+// validate checks the API's settings before anything connects.
 func (c httpConfig) validate() error {
 	var errs []error
 	if c.RateLimit < 0 {

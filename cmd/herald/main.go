@@ -1,14 +1,29 @@
-// Command herald runs Herald, the event-sourced notification service: the API and outbox relay
-// (serve), the delivery workers (worker), the read-model projector (projector), or all of them in
-// one process (all); and applies its database migrations (migrate).
+// Command herald is Herald, the event-sourced notification service, as one binary. Its
+// subcommands:
 //
-// Every setting is a flag with a HERALD_* environment variable behind it; the defaults point at
-// PostgreSQL and RabbitMQ on this machine.
+//	serve          the HTTP API, the outbox relay and the reconciler
+//	worker         the delivery workers, consuming email_notifications and sms_notifications
+//	projector      the projector, keeping notification_status and notification_history
+//	all            all of the above in one process
+//	migrate        apply the database migrations, or show their status
+//	events         read the event log: list its events, replay notifications as of an instant
+//	notifications  show a notification's status and history as the API serves them
+//	projections    show where the read models stand, rebuild them from the log
+//	poison         inspect and re-drive the poison queue
+//	apikeys        create, list and revoke API keys
+//	bench          measure Herald end to end against the machine's raw ceiling
+//	version        print the version
+//
+// This package owns wiring and presentation only: it reads flags and HERALD_* environment
+// variables (every setting is a flag with a variable behind it, defaulting to PostgreSQL and
+// RabbitMQ on this machine), connects to the services, assembles the other packages into
+// processes and runs them, and prints what the operator commands find — in one set of formats
+// (output.go) with one rendering of errors (errors.go). What a notification or an event means
+// lives in the packages it wires.
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -22,6 +37,7 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
+// main runs the command line and turns an error into a message on stderr and exit status 1.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	go func() {
@@ -50,6 +66,7 @@ func execute(ctx context.Context, root *cobra.Command) (err error) {
 	return root.ExecuteContext(ctx)
 }
 
+// rootCommand is the herald command with every subcommand: what the binary can do.
 func rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "herald",
@@ -71,6 +88,7 @@ Run "herald migrate" once, then "herald all" for everything in one process, or "
 		migrateCommand(),
 		poisonCommand(),
 		eventsCommand(),
+		notificationsCommand(),
 		projectionsCommand(),
 		apikeysCommand(),
 		versionCommand(),
@@ -79,6 +97,7 @@ Run "herald migrate" once, then "herald all" for everything in one process, or "
 	return root
 }
 
+// versionCommand prints which herald this is, for a bug report or a deployment check.
 func versionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
@@ -96,12 +115,4 @@ func versionCommand() *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "herald %s%s %s %s/%s\n", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		},
 	}
-}
-
-// newSettings binds settings to cmd's flags and reports malformed environment variables before
-// the command runs.
-func newSettings(cmd *cobra.Command) *settings {
-	s := &settings{fs: cmd.Flags()}
-	cmd.PreRunE = func(*cobra.Command, []string) error { return errors.Join(s.errs...) }
-	return s
 }

@@ -19,11 +19,7 @@ type setting struct {
 // when no variable is set.
 func commandSettings(t *testing.T) map[string]setting {
 	t.Helper()
-	for _, kv := range os.Environ() {
-		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "HERALD_") {
-			t.Setenv(name, "")
-		}
-	}
+	clearHeraldEnv(t)
 	envRef := regexp.MustCompile(`\[\$(HERALD_[A-Z0-9_]+)\]`)
 	out := map[string]setting{}
 	var walk func(*cobra.Command)

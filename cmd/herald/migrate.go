@@ -54,6 +54,8 @@ func migrateUp(ctx context.Context, pool *pgxpool.Pool, runtime string, logger *
 // errSchemaBehind says what to do when the database is older than the binary.
 var errSchemaBehind = errors.New("database schema is behind this herald")
 
+// checkSchema refuses to run a herald newer than its database: the services start only on the
+// schema they were built for.
 func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	m, err := migrations.New(pool)
 	if err != nil {
@@ -70,6 +72,7 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
+// migrateCommand applies the migrations, or shows which are applied.
 func migrateCommand() *cobra.Command {
 	var (
 		db   dbConfig
@@ -111,6 +114,7 @@ they need: SELECT and INSERT on event_log, never UPDATE, DELETE, TRUNCATE or own
 	return cmd
 }
 
+// printMigrationStatus prints each migration and whether and when it was applied.
 func printMigrationStatus(ctx context.Context, cmd *cobra.Command, pool *pgxpool.Pool) error {
 	m, err := migrations.New(pool)
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -18,18 +17,13 @@ func runPoison(t *testing.T, args ...string) (stdout string, err error) {
 	return runPoisonContext(t, context.Background(), args...)
 }
 
+// runPoisonContext is runPoison under ctx.
 func runPoisonContext(t *testing.T, ctx context.Context, args ...string) (stdout string, err error) {
 	t.Helper()
 	commandSettings(t) // clears HERALD_* for the test
 	t.Setenv("HERALD_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
 	t.Setenv("HERALD_AMQP_URL", "amqp://nobody:none@127.0.0.1:1/")
-	root := rootCommand()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(args)
-	err = root.ExecuteContext(ctx)
-	return out.String(), err
+	return runHeraldContext(t, ctx, args...)
 }
 
 func TestPoisonArgumentsAreCheckedBeforeConnecting(t *testing.T) {
@@ -46,7 +40,7 @@ func TestPoisonArgumentsAreCheckedBeforeConnecting(t *testing.T) {
 		{[]string{"poison", "requeue", id, "--channel", "sms"}, "--channel only narrows --all"},
 		{[]string{"poison", "discard", id}, "discard needs --reason"},
 		{[]string{"poison", "discard", "--all", "--reason", "  "}, "discard needs --reason"},
-		{[]string{"poison", "list", "-o", "yaml"}, `-o "yaml": want table or json`},
+		{[]string{"poison", "list", "-o", "yaml"}, `invalid argument "yaml" for "-o, --output" flag: want table or json`},
 		{[]string{"poison", "list", "--channel", "pigeon"}, `--channel: unknown channel "pigeon"`},
 		{[]string{"poison", "list", "extra"}, "unknown command"},
 		{[]string{"poison", "show"}, "accepts 1 arg"},

@@ -45,6 +45,8 @@ type processConfig struct {
 	secrets func() *redact.Secrets
 }
 
+// processCommand builds a command that runs the parts p of Herald as a long-running process,
+// with the settings those parts use.
 func processCommand(use, short, long string, p parts) *cobra.Command {
 	var cfg processConfig
 	cmd := &cobra.Command{
@@ -81,6 +83,7 @@ func processCommand(use, short, long string, p parts) *cobra.Command {
 	return cmd
 }
 
+// serveCommand runs the API and the outbox relay.
 func serveCommand() *cobra.Command {
 	return processCommand("serve", "Run the HTTP API and the outbox relay",
 		`serve runs the HTTP API, which accepts notifications into the event log and the outbox in one
@@ -90,6 +93,7 @@ again the command of a notification that stalled (--reconcile-after): RabbitMQ l
 		parts{api: true})
 }
 
+// workerCommand runs the delivery workers.
 func workerCommand() *cobra.Command {
 	return processCommand("worker", "Run delivery workers for email and SMS",
 		`worker consumes SendNotification commands from the email_notifications and sms_notifications
@@ -99,6 +103,7 @@ and its command parked in poison_notifications. Any number of workers may run at
 		parts{workers: true})
 }
 
+// projectorCommand runs the projector.
 func projectorCommand() *cobra.Command {
 	return processCommand("projector", "Run the projector that keeps status and history up to date",
 		`projector reads the event log in order and maintains the notification_status and
@@ -106,6 +111,7 @@ notification_history read models, each in the same transaction as its position i
 		parts{projector: true})
 }
 
+// allCommand runs every part of Herald in one process.
 func allCommand() *cobra.Command {
 	return processCommand("all", "Run the API, relay, workers and projector in one process",
 		`all runs everything Herald needs in one process: the HTTP API with the outbox relay and the
@@ -113,11 +119,31 @@ reconciler, the delivery workers and the projector. It is the easiest way to run
 		parts{api: true, workers: true, projector: true})
 }
 
+// runProcess runs the parts p of Herald with cfg until ctx is done or one of them fails: it
+// checks the settings, connects, assembles the components and runs them.
 func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 	logger, err := cfg.logs.logger()
 	if err != nil {
 		return err
 	}
+	if err := cfg.validate(p); err != nil {
+		return err
+	}
+	pool, err := cfg.db.pool(ctx, logger)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	comps, err := cfg.assemble(ctx, p, &process{pool: pool, log: events.NewLog(pool), logger: logger, reg: newMetricsRegistry(),
+		checks: []heraldhttp.Check{{Name: "postgres", Ready: pool.Ping}}})
+	if err != nil {
+		return err
+	}
+	return runComponents(ctx, logger, cfg.grace, comps...)
+}
+
+// validate checks the settings of the parts p runs, before anything connects.
+func (cfg *processConfig) validate(p parts) error {
 	var errs []error
 	if p.api || p.workers {
 		errs = append(errs, cfg.amqp.Validate())
@@ -128,126 +154,117 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 	if p.api {
 		errs = append(errs, cfg.http.validate(), cfg.reconcile.validate())
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
+	return errors.Join(errs...)
+}
 
-	pool, err := cfg.db.pool(ctx, logger)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+// process is what the components of one process share while they are assembled: the database,
+// the metrics, the readiness checks, and the components so far.
+type process struct {
+	pool     *pgxpool.Pool
+	log      *events.Log
+	logger   *slog.Logger
+	reg      *prometheus.Registry
+	checks   []heraldhttp.Check
+	comps    []component
+	topology *router.Topology
+}
 
+// add appends a component; ready, when given, becomes one of /readyz's checks.
+func (pr *process) add(name string, run func(context.Context) error, ready func(context.Context) error) {
+	pr.comps = append(pr.comps, component{name: name, run: run})
+	if ready != nil {
+		pr.checks = append(pr.checks, heraldhttp.Check{Name: name, Ready: ready})
+	}
+}
+
+// newMetricsRegistry returns the registry /metrics serves, with the Go runtime's and the
+// process's collectors.
+func newMetricsRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	log := events.NewLog(pool)
-	checks := []heraldhttp.Check{{Name: "postgres", Ready: pool.Ping}}
-	var comps []component
+	return reg
+}
 
-	var topology *router.Topology
+// assemble builds the components of the parts p, in the order they start: they stop in reverse.
+func (cfg *processConfig) assemble(ctx context.Context, p parts, pr *process) ([]component, error) {
 	if p.api || p.workers {
-		topology = router.NewTopology(cfg.amqp.AMQPConfig, logger)
-		comps = append(comps, component{name: "rabbitmq topology", run: topology.Run})
-		checks = append(checks, heraldhttp.Check{Name: "rabbitmq", Ready: topology.Ready})
+		pr.topology = router.NewTopology(cfg.amqp.AMQPConfig, pr.logger)
+		pr.comps = append(pr.comps, component{name: "rabbitmq topology", run: pr.topology.Run})
+		pr.checks = append(pr.checks, heraldhttp.Check{Name: "rabbitmq", Ready: pr.topology.Ready})
 	}
 	if p.projector {
 		pc := cfg.projector.ProjectorConfig
-		pc.Metrics = reg
-		proj := router.NewProjector(pool, pc, logger, projections.All()...)
-		comps = append(comps, component{name: "projector", run: proj.Run})
-		checks = append(checks, heraldhttp.Check{Name: "projector", Ready: proj.Ready})
+		pc.Metrics = pr.reg
+		proj := router.NewProjector(pr.pool, pc, pr.logger, projections.All()...)
+		pr.add("projector", proj.Run, proj.Ready)
 	}
 	if p.workers {
-		channels, _ := cfg.worker.channels()
-		providers, err := cfg.worker.Providers.build(channels, cfg.worker.Concurrency, cfg.secrets(), logger)
-		if err != nil {
-			return err
+		if err := cfg.addWorkers(pr); err != nil {
+			return nil, err
 		}
-		host, _ := os.Hostname()
-		worker := fmt.Sprintf("%s/%d", host, os.Getpid())
-		deliverer := handlers.NewDeliverer(log, providers, cfg.worker.policy(), worker, logger)
-		wc := cfg.worker.routerConfig()
-		wc.Metrics = reg
-		workers := router.NewWorkers(cfg.amqp.AMQPConfig, wc, deliverer, topology, worker, logger)
-		comps = append(comps, component{name: "workers", run: workers.Run})
 	}
-
-	var (
-		acceptor heraldhttp.Acceptor
-		reader   heraldhttp.Reader
-		addr     = cfg.opsAddr
-	)
-	var acc *handlers.Acceptor
+	var srv *heraldhttp.Server
+	addr := cfg.opsAddr
 	if p.api {
-		relay := router.NewRelay(pool, cfg.amqp.AMQPConfig, cfg.relay.RelayConfig, topology, logger)
-		checks = append(checks, heraldhttp.Check{Name: "outbox relay", Ready: relay.Ready})
-		comps = append(comps, component{name: "outbox relay", run: relay.Run},
-			component{name: "outbox purge", run: func(ctx context.Context) error { return purgeOutbox(ctx, relay, logger) }})
-		acc = handlers.NewAcceptor(pool, log, router.NewOutbox(nil), handlers.DefaultLimits).WithIdempotencyTTL(cfg.http.IdempotencyTTL)
-		acceptor = acc
-		reader = projections.NewReader(pool, log)
-		if cfg.reconcile.After > 0 {
-			rec := handlers.NewReconciler(pool, log, router.NewOutbox(nil), projections.NewReader(pool, log), relay, cfg.reconcile.ReconcilePolicy, logger)
-			comps = append(comps, component{name: "reconciler", run: rec.Run})
-		}
+		srv = cfg.addAPI(ctx, pr)
 		addr = cfg.http.Addr
-		comps = append(comps, component{name: "idempotency key purge", run: func(ctx context.Context) error {
-			return purgeIdempotencyKeys(ctx, acc, pool, logger)
-		}})
 	}
 	if addr != "" {
-		srv := heraldhttp.NewServer(heraldhttp.Config{MaxBodyBytes: int64(cfg.http.MaxBodyBytes), Metrics: reg, Profiling: cfg.pprof, Secrets: cfg.secrets(),
-			TrustedProxies: cfg.http.trustedProxies()},
-			acceptor, reader, checks, logger)
-		if p.api {
-			srv.WithOperator(handlers.NewOperator(pool, log, router.NewOutbox(nil), router.NewPoisonQueue(cfg.amqp.URL, logger)))
-			srv.WithAuth(apikeys.NewStore(pool), heraldhttp.RateLimit{
-				Requests: cfg.http.RateLimit, Window: cfg.http.RateWindow, PerAddress: cfg.http.AddressLimit})
-			srv.WithRebuilds(projections.NewJobs(ctx, projections.NewRebuilder(pool, log, 5000, logger), log))
+		if srv == nil {
+			srv = cfg.newServer(pr, nil, nil)
 		}
-		c, err := httpComponent("http", addr, srv.Handler(), logger)
+		c, err := httpComponent("http", addr, srv.Handler(), pr.logger)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		comps = append(comps, c)
+		pr.comps = append(pr.comps, c)
 	}
-	return runComponents(ctx, logger, cfg.grace, comps...)
+	return pr.comps, nil
 }
 
-// purgeIdempotencyKeys forgets expired idempotency keys every ten minutes until ctx is done.
-func purgeIdempotencyKeys(ctx context.Context, acc *handlers.Acceptor, pool *pgxpool.Pool, logger *slog.Logger) error {
-	tick := time.NewTicker(10 * time.Minute)
-	defer tick.Stop()
-	for {
-		n, err := acc.PurgeIdempotencyKeys(ctx, pool)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			logger.WarnContext(ctx, "purging expired idempotency keys failed", "error", err)
-		case n > 0:
-			logger.InfoContext(ctx, "expired idempotency keys purged", "keys", n)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
+// addWorkers adds the delivery workers, with a provider for each of their channels.
+func (cfg *processConfig) addWorkers(pr *process) error {
+	channels, _ := cfg.worker.channels()
+	providers, err := cfg.worker.Providers.build(channels, cfg.worker.Concurrency, cfg.secrets(), pr.logger)
+	if err != nil {
+		return err
 	}
+	host, _ := os.Hostname()
+	worker := fmt.Sprintf("%s/%d", host, os.Getpid())
+	deliverer := handlers.NewDeliverer(pr.log, providers, cfg.worker.policy(), worker, pr.logger)
+	wc := cfg.worker.routerConfig()
+	wc.Metrics = pr.reg
+	workers := router.NewWorkers(cfg.amqp.AMQPConfig, wc, deliverer, pr.topology, worker, pr.logger)
+	pr.add("workers", workers.Run, nil)
+	return nil
 }
 
-// purgeOutbox deletes forwarded commands from the outbox every 30 seconds until ctx is done.
-func purgeOutbox(ctx context.Context, relay *router.Relay, logger *slog.Logger) error {
-	tick := time.NewTicker(30 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		if n, err := relay.PurgeOutbox(ctx); err != nil && ctx.Err() == nil {
-			logger.WarnContext(ctx, "purging forwarded commands failed", "error", err)
-		} else if n > 0 {
-			logger.DebugContext(ctx, "forwarded commands purged from the outbox", "commands", n)
-		}
+// addAPI adds the outbox relay and its purge, the reconciler and the idempotency keys' purge,
+// and returns the API's server, with the operator's, the keys' and the rebuilds' endpoints.
+func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.Server {
+	pool, log, logger := pr.pool, pr.log, pr.logger
+	relay := router.NewRelay(pool, cfg.amqp.AMQPConfig, cfg.relay.RelayConfig, pr.topology, logger)
+	pr.add("outbox relay", relay.Run, relay.Ready)
+	pr.add("outbox purge", func(ctx context.Context) error { return purgeOutbox(ctx, relay, logger) }, nil)
+	acc := handlers.NewAcceptor(pool, log, router.NewOutbox(nil), handlers.DefaultLimits).WithIdempotencyTTL(cfg.http.IdempotencyTTL)
+	if cfg.reconcile.After > 0 {
+		rec := handlers.NewReconciler(pool, log, router.NewOutbox(nil), projections.NewReader(pool, log), relay, cfg.reconcile.ReconcilePolicy, logger)
+		pr.add("reconciler", rec.Run, nil)
 	}
+	pr.add("idempotency key purge", func(ctx context.Context) error { return purgeIdempotencyKeys(ctx, acc, pool, logger) }, nil)
+
+	srv := cfg.newServer(pr, acc, projections.NewReader(pool, log))
+	srv.WithOperator(newOperator(pool, log, cfg.amqp.URL, logger))
+	srv.WithAuth(apikeys.NewStore(pool), heraldhttp.RateLimit{
+		Requests: cfg.http.RateLimit, Window: cfg.http.RateWindow, PerAddress: cfg.http.AddressLimit})
+	srv.WithRebuilds(projections.NewJobs(ctx, projections.NewRebuilder(pool, log, 5000, logger), log))
+	return srv
+}
+
+// newServer returns the HTTP server of the process: the API when acceptor and reader are given,
+// and always /healthz, /readyz and /metrics.
+func (cfg *processConfig) newServer(pr *process, acceptor heraldhttp.Acceptor, reader heraldhttp.Reader) *heraldhttp.Server {
+	return heraldhttp.NewServer(heraldhttp.Config{MaxBodyBytes: int64(cfg.http.MaxBodyBytes), Metrics: pr.reg, Profiling: cfg.pprof,
+		Secrets: cfg.secrets(), TrustedProxies: cfg.http.trustedProxies()},
+		acceptor, reader, pr.checks, pr.logger)
 }

@@ -1,44 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-
-	"github.com/herald-notify/herald/heraldtest"
 )
-
-// heraldMainEnv makes the test binary run main instead of the tests, so a test can run herald
-// as a process and read everything it prints, as a user would.
-const heraldMainEnv = "HERALD_TEST_RUN_MAIN"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(heraldMainEnv) == "1" {
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
 
 // secretName is a setting whose name says it holds a secret, or may (a URL may carry a password).
 var secretName = regexp.MustCompile(`_URL$|PASSWORD|TOKEN|SECRET|_KEYS?$`)
@@ -149,78 +122,6 @@ func (p planted) check(t *testing.T, what, out string) {
 	}
 }
 
-// heraldProcess is one run of this package's main as a process.
-type heraldProcess struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer // stdout and stderr
-	done chan struct{}
-	err  error // cmd.Wait's, once done is closed
-}
-
-func (h *heraldProcess) Write(b []byte) (int, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.out.Write(b)
-}
-
-func (h *heraldProcess) output() string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.out.String()
-}
-
-// spawnHerald runs herald with args and env, and none of the test's own HERALD_* variables.
-func spawnHerald(t *testing.T, env map[string]string, args ...string) *heraldProcess {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "HERALD_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, heraldMainEnv+"=1")
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	h := &heraldProcess{cmd: cmd, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = h, h
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start herald %s: %v", strings.Join(args, " "), err)
-	}
-	go func() {
-		h.err = cmd.Wait()
-		close(h.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-h.done
-	})
-	return h
-}
-
-// wait waits up to timeout for h to exit, killing it then; it reports whether h exited by itself.
-func (h *heraldProcess) wait(timeout time.Duration) bool {
-	select {
-	case <-h.done:
-		return true
-	case <-time.After(timeout):
-		_ = h.cmd.Process.Kill()
-		<-h.done
-		return false
-	}
-}
-
-// execHerald runs herald to its end and returns what it printed and its exit code.
-func execHerald(t *testing.T, env map[string]string, args ...string) (string, int) {
-	t.Helper()
-	h := spawnHerald(t, env, args...)
-	if !h.wait(90 * time.Second) {
-		t.Errorf("herald %s did not exit within 90s", strings.Join(args, " "))
-	}
-	return h.output(), h.cmd.ProcessState.ExitCode()
-}
-
 // commandPaths lists every command, as the arguments that name it ("poison list").
 func commandPaths() [][]string {
 	var out [][]string
@@ -263,202 +164,66 @@ var defaultBases = map[string]string{
 func TestSecretsNeverPrinted(t *testing.T) {
 	secrets := secretSettings(t)
 	p := plant(secrets)
-
-	t.Run("help", func(t *testing.T) {
-		env := p.env(secrets, defaultBases, false)
-		for _, path := range commandPaths() {
-			args := append(slices.Clone(path), "--help")
-			out, code := execHerald(t, env, args...)
-			if code != 0 || !strings.Contains(out, "Usage:") {
-				t.Errorf("herald %s: exit %d, want usage:\n%s", strings.Join(args, " "), code, out)
-			}
-			p.check(t, "herald "+strings.Join(args, " "), out)
-		}
-	})
-
-	t.Run("version", func(t *testing.T) {
-		out, code := execHerald(t, p.env(secrets, defaultBases, false), "version")
-		if code != 0 || !strings.HasPrefix(out, "herald ") {
-			t.Errorf("herald version: exit %d:\n%s", code, out)
-		}
-		p.check(t, "herald version", out)
-	})
-
-	t.Run("malformed", func(t *testing.T) {
-		// Every URL fails to parse: each command fails at once, quoting whatever its driver
-		// quotes.
-		env := p.env(secrets, defaultBases, true)
-		ran := 0
-		for _, path := range commandPaths() {
-			if !hasSecret(path) {
-				continue
-			}
-			ran++
-			out, code := execHerald(t, env, path...)
-			if code == 0 || !strings.Contains(out, "herald:") {
-				t.Errorf("herald %s: exit %d, want a failure:\n%s", strings.Join(path, " "), code, out)
-			}
-			p.check(t, "herald "+strings.Join(path, " "), out)
-		}
-		if ran < 5 {
-			t.Errorf("only %d commands hold secrets", ran)
-		}
-	})
-
-	t.Run("bench", func(t *testing.T) {
-		// bench's credentials are flags of one run, not settings; an invalid run quotes them.
-		admin, key := p.password("HERALD_DATABASE_URL"), p.password("HERALD_SMTP_PASSWORD")
-		out, code := execHerald(t, nil, "bench", "-n", "1", "--sms-ratio", "2",
-			"--admin-database-url", "postgres://postgres:"+admin+"@127.0.0.1:bad/postgres", "--api-key", key)
-		if code == 0 || !strings.Contains(out, "--admin-database-url") {
-			t.Errorf("herald bench with invalid flags: exit %d, want its flags refused:\n%s", code, out)
-		}
-		p.check(t, "herald bench", out)
-	})
-
-	t.Run("unreachable", func(t *testing.T) {
-		// Nothing listens on port 1: herald waits, logging why, until stopped.
-		bases := map[string]string{
-			"HERALD_DATABASE_URL": "postgres://herald@127.0.0.1:1/herald?connect_timeout=2",
-			"HERALD_AMQP_URL":     "amqp://herald@127.0.0.1:1/",
-		}
-		env := p.env(secrets, bases, false)
-		env["HERALD_HTTP_ADDR"] = "127.0.0.1:0"
-		env["HERALD_LOG_LEVEL"] = "debug"
-		h := spawnHerald(t, env, "all")
-		heraldtest.Eventually(t, 60*time.Second, "herald all to log that PostgreSQL is unreachable", func() (bool, error) {
-			return strings.Contains(h.output(), "PostgreSQL unreachable"), nil
-		})
-		_ = h.cmd.Process.Signal(syscall.SIGTERM)
-		if !h.wait(60 * time.Second) {
-			t.Error("herald all did not exit within 60s of SIGTERM")
-		}
-		out := h.output()
-		if !strings.Contains(out, "herald: connect to PostgreSQL") {
-			t.Errorf("herald all stopped while connecting; want the error printed:\n%s", out)
-		}
-		p.check(t, "herald all with unreachable services", out)
-	})
-
-	t.Run("running", func(t *testing.T) {
-		db := heraldtest.NewDatabase(t) // trust authentication: the planted password is accepted
-		bases := map[string]string{
-			"HERALD_DATABASE_URL": db.URL,
-			// A wrong password: RabbitMQ refuses the connection, a dead dependency.
-			"HERALD_AMQP_URL": heraldtest.NewVHost(t),
-			"HERALD_SMS_URL":  "http://sid@127.0.0.1:1/",
-		}
-		env := p.env(secrets, bases, false)
-		addr := freeAddr(t)
-		for k, v := range map[string]string{
-			"HERALD_HTTP_ADDR": addr, "HERALD_LOG_LEVEL": "debug", "HERALD_SHUTDOWN_GRACE": "20s",
-			"HERALD_EMAIL_PROVIDER": "smtp", "HERALD_SMTP_USERNAME": "herald", "HERALD_SMTP_HOST": "127.0.0.1", "HERALD_SMTP_PORT": "1",
-			"HERALD_SMS_PROVIDER": "http", "HERALD_SMS_ACCOUNT_SID": "AC0123", "HERALD_SMS_FROM": "+15005550006",
-		} {
-			env[k] = v
-		}
-		h := spawnHerald(t, env, "all")
-
-		readyz := func() string {
-			resp, err := http.Get("http://" + addr + "/readyz")
-			if err != nil {
-				return err.Error()
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
-			return string(body)
-		}
-		var bodies []string
-		heraldtest.Eventually(t, 60*time.Second, "/readyz to tell RabbitMQ refused", func() (bool, error) {
-			body := readyz()
-			ok := strings.Contains(body, `"rabbitmq"`) && !strings.Contains(body, "not connected to RabbitMQ yet") &&
-				strings.Contains(body, `"postgres":"ok"`)
-			if ok {
-				bodies = append(bodies, body)
-			}
-			return ok, fmt.Errorf("last answer: %s", body)
-		})
-
-		// Then PostgreSQL goes too: the database is dropped under the process.
-		admin := strings.Replace(db.URL, "/"+db.Name, "/postgres", 1)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(ctx, "DROP DATABASE "+db.Name+" WITH (FORCE)"); err != nil {
-			t.Fatal(err)
-		}
-		heraldtest.Eventually(t, 60*time.Second, "/readyz to tell PostgreSQL is gone", func() (bool, error) {
-			body := readyz()
-			ok := strings.Contains(body, `"postgres"`) && !strings.Contains(body, `"postgres":"ok"`)
-			if ok {
-				bodies = append(bodies, body)
-			}
-			return ok, fmt.Errorf("last answer: %s", body)
-		})
-		for _, b := range bodies {
-			p.check(t, "/readyz", b)
-		}
-
-		_ = h.cmd.Process.Signal(syscall.SIGTERM)
-		if !h.wait(90 * time.Second) {
-			t.Error("herald all did not exit within 90s of SIGTERM")
-		}
-		out := h.output()
-		if !strings.Contains(out, "RabbitMQ unreachable") {
-			t.Errorf("the log does not tell RabbitMQ refused:\n%s", out)
-		}
-		p.check(t, "herald all's log", out)
-	})
+	t.Run("help", func(t *testing.T) { secretsInHelp(t, p, secrets) })
+	t.Run("version", func(t *testing.T) { secretsInVersion(t, p, secrets) })
+	t.Run("malformed", func(t *testing.T) { secretsInMalformed(t, p, secrets) })
+	t.Run("bench", func(t *testing.T) { secretsInBench(t, p, secrets) })
+	t.Run("unreachable", func(t *testing.T) { secretsInUnreachable(t, p, secrets) })
+	t.Run("running", func(t *testing.T) { secretsInRunning(t, p, secrets) })
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// secretsInHelp checks every command's --help.
+func secretsInHelp(t *testing.T, p planted, secrets map[string]string) {
+	env := p.env(secrets, defaultBases, false)
+	for _, path := range commandPaths() {
+		args := append(slices.Clone(path), "--help")
+		out, code := execHerald(t, env, args...)
+		if code != 0 || !strings.Contains(out, "Usage:") {
+			t.Errorf("herald %s: exit %d, want usage:\n%s", strings.Join(args, " "), code, out)
+		}
+		p.check(t, "herald "+strings.Join(args, " "), out)
 	}
-	defer l.Close()
-	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
-// A panic in a component becomes the component's error, whose text is masked like any other,
-// rather than a crash printed by the runtime as it is.
-func TestComponentPanicIsMasked(t *testing.T) {
-	commandSettings(t)
-	const token = "Pl4nted-panic-token"
-	t.Setenv("HERALD_SMS_AUTH_TOKEN", token)
-	root := rootCommand()
-	worker, _, err := root.Find([]string{"worker"})
-	if err != nil {
-		t.Fatal(err)
+// secretsInVersion checks herald version.
+func secretsInVersion(t *testing.T, p planted, secrets map[string]string) {
+	out, code := execHerald(t, p.env(secrets, defaultBases, false), "version")
+	if code != 0 || !strings.HasPrefix(out, "herald ") {
+		t.Errorf("herald version: exit %d:\n%s", code, out)
 	}
-	var log bytes.Buffer
-	logger := slog.New(flagSecrets(worker.Flags()).Handler(slog.NewTextHandler(&log, nil)))
-	err = runComponents(t.Context(), logger, 5*time.Second, component{name: "gateway", run: func(context.Context) error {
-		panic("refused token " + token)
-	}})
-	if err == nil || !strings.Contains(err.Error(), "gateway: panic: refused token") {
-		t.Fatalf("runComponents = %v, want the component's panic", err)
-	}
-	if !strings.Contains(log.String(), "panic: refused token xxxxx") {
-		t.Errorf("the log does not tell the panic, masked:\n%s", log.String())
-	}
-	if strings.Contains(log.String(), token) {
-		t.Errorf("the log shows the token:\n%s", log.String())
-	}
-	if msg := commandSecrets(root).Error(err).Error(); strings.Contains(msg, token) {
-		t.Errorf("the error main prints shows the token: %s", msg)
-	}
+	p.check(t, "herald version", out)
+}
 
-	// A panic in the command itself becomes execute's error.
-	boom := &cobra.Command{Use: "boom", RunE: func(*cobra.Command, []string) error { panic("token " + token) }}
-	boom.SetArgs([]string{})
-	err = execute(t.Context(), boom)
-	if err == nil || !strings.HasPrefix(err.Error(), "panic: token") {
-		t.Errorf("execute = %v, want the panic as an error", err)
+// secretsInMalformed checks every command that holds a secret, failing to start on malformed URLs.
+func secretsInMalformed(t *testing.T, p planted, secrets map[string]string) {
+	// Every URL fails to parse: each command fails at once, quoting whatever its driver
+	// quotes.
+	env := p.env(secrets, defaultBases, true)
+	ran := 0
+	for _, path := range commandPaths() {
+		if !hasSecret(path) {
+			continue
+		}
+		ran++
+		out, code := execHerald(t, env, path...)
+		if code == 0 || !strings.Contains(out, "herald:") {
+			t.Errorf("herald %s: exit %d, want a failure:\n%s", strings.Join(path, " "), code, out)
+		}
+		p.check(t, "herald "+strings.Join(path, " "), out)
 	}
+	if ran < 5 {
+		t.Errorf("only %d commands hold secrets", ran)
+	}
+}
+
+// secretsInBench checks bench refusing invalid flags that carry credentials.
+func secretsInBench(t *testing.T, p planted, secrets map[string]string) {
+	// bench's credentials are flags of one run, not settings; an invalid run quotes them.
+	admin, key := p.password("HERALD_DATABASE_URL"), p.password("HERALD_SMTP_PASSWORD")
+	out, code := execHerald(t, nil, "bench", "-n", "1", "--sms-ratio", "2",
+		"--admin-database-url", "postgres://postgres:"+admin+"@127.0.0.1:bad/postgres", "--api-key", key)
+	if code == 0 || !strings.Contains(out, "--admin-database-url") {
+		t.Errorf("herald bench with invalid flags: exit %d, want its flags refused:\n%s", code, out)
+	}
+	p.check(t, "herald bench", out)
 }

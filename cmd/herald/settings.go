@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -21,13 +22,17 @@ type settings struct {
 	errs []error
 }
 
+// env is the environment variable name, trimmed, and whether it holds anything: a variable set
+// to blanks counts as unset.
 func (s *settings) env(name string) (string, bool) {
 	v, ok := os.LookupEnv(name)
 	return strings.TrimSpace(v), ok && strings.TrimSpace(v) != ""
 }
 
+// usage is a flag's usage naming its environment variable, as --help and the README show it.
 func (s *settings) usage(usage, env string) string { return fmt.Sprintf("%s [$%s]", usage, env) }
 
+// String binds a string setting to its flag and its environment variable.
 func (s *settings) String(p *string, flag, env, def, usage string) {
 	v, fromEnv := s.env(env)
 	if fromEnv {
@@ -68,11 +73,14 @@ func (s *settings) Secret(p *string, flag, env, usage string) {
 // or secretValue) and, for a URL, the compiled-in default, whose password is public.
 const secretAnnotation = "herald_secret"
 
+// The kinds of secret: a URL that may carry a password, or a value secret as a whole.
+// The kinds of secret: a URL that may carry a password, or a value secret as a whole.
 const (
 	secretURL   = "url"
 	secretValue = "value"
 )
 
+// markSecret marks one of s's flags as a secret (see markSecret).
 func (s *settings) markSecret(flag, kind, def string) { markSecret(s.fs, flag, kind, def) }
 
 // markSecret marks fs's flag as a secret of kind; def is a URL's compiled-in default. A flag that
@@ -124,6 +132,7 @@ func commandSecrets(root *cobra.Command) *redact.Secrets {
 	return flagSecrets(sets...)
 }
 
+// Int binds a whole-number setting; a malformed variable is an error of the command.
 func (s *settings) Int(p *int, flag, env string, def int, usage string) {
 	if v, ok := s.env(env); ok {
 		n, err := strconv.Atoi(v)
@@ -136,6 +145,7 @@ func (s *settings) Int(p *int, flag, env string, def int, usage string) {
 	s.fs.IntVar(p, flag, def, s.usage(usage, env))
 }
 
+// Float binds a number setting; a malformed variable is an error of the command.
 func (s *settings) Float(p *float64, flag, env string, def float64, usage string) {
 	if v, ok := s.env(env); ok {
 		n, err := strconv.ParseFloat(v, 64)
@@ -148,6 +158,7 @@ func (s *settings) Float(p *float64, flag, env string, def float64, usage string
 	s.fs.Float64Var(p, flag, def, s.usage(usage, env))
 }
 
+// Duration binds a duration setting; a malformed variable is an error of the command.
 func (s *settings) Duration(p *time.Duration, flag, env string, def time.Duration, usage string) {
 	if v, ok := s.env(env); ok {
 		d, err := time.ParseDuration(v)
@@ -160,6 +171,7 @@ func (s *settings) Duration(p *time.Duration, flag, env string, def time.Duratio
 	s.fs.DurationVar(p, flag, def, s.usage(usage, env))
 }
 
+// Bool binds a true-or-false setting; a malformed variable is an error of the command.
 func (s *settings) Bool(p *bool, flag, env string, def bool, usage string) {
 	if v, ok := s.env(env); ok {
 		b, err := strconv.ParseBool(v)
@@ -172,6 +184,7 @@ func (s *settings) Bool(p *bool, flag, env string, def bool, usage string) {
 	s.fs.BoolVar(p, flag, def, s.usage(usage, env))
 }
 
+// Strings binds a comma-separated list setting.
 func (s *settings) Strings(p *[]string, flag, env string, def []string, usage string) {
 	if v, ok := s.env(env); ok {
 		def = strings.Split(v, ",")
@@ -191,4 +204,12 @@ func markArguments(fs *pflag.FlagSet, names ...string) {
 			panic(err) // a flag that was never defined: a bug in the command
 		}
 	}
+}
+
+// newSettings binds settings to cmd's flags and reports malformed environment variables before
+// the command runs.
+func newSettings(cmd *cobra.Command) *settings {
+	s := &settings{fs: cmd.Flags()}
+	cmd.PreRunE = func(*cobra.Command, []string) error { return errors.Join(s.errs...) }
+	return s
 }

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/wire"
+)
+
+// replayCounts counts notifications per status, in life order.
+type replayCounts struct {
+	Pending    int `json:"pending"`
+	Processing int `json:"processing"`
+	Sent       int `json:"sent"`
+	Failed     int `json:"failed"`
+}
+
+// add counts one notification of status s.
+func (c *replayCounts) add(s herald.Status) {
+	switch s {
+	case herald.StatusPending:
+		c.Pending++
+	case herald.StatusProcessing:
+		c.Processing++
+	case herald.StatusSent:
+		c.Sent++
+	case herald.StatusFailed:
+		c.Failed++
+	}
+}
+
+// replaySummary closes a replay of every notification: how many there were, by status.
+type replaySummary struct {
+	AsOf     time.Time    `json:"as_of,omitzero"`
+	Total    int          `json:"total"`
+	ByStatus replayCounts `json:"by_status"`
+}
+
+// replayWriter writes notifications as they are folded, in one of the formats, and the summary
+// at the end.
+type replayWriter struct {
+	stream
+	at      time.Time
+	summary replaySummary
+}
+
+// newReplayWriter returns a writer of the notifications replayed to at, to w in f.
+func newReplayWriter(w io.Writer, f format, at time.Time) *replayWriter {
+	return &replayWriter{stream: newStream(w, f), at: at.UTC()}
+}
+
+// replayTableHeader heads the table of every notification replayed.
+const replayTableHeader = "ID\tTYPE\tRECIPIENT\tSTATUS\tATTEMPTS\tVERSION\tUPDATED\tLAST ERROR\n"
+
+// write prints one notification and counts it.
+func (o *replayWriter) write(n herald.Notification) error {
+	var err error
+	switch o.format {
+	case formatTable:
+		if o.summary.Total == 0 {
+			if _, err := io.WriteString(o.table, replayTableHeader); err != nil {
+				return err
+			}
+		}
+		_, err = fmt.Fprintf(o.table, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", n.ID, n.Channel, cell(n.Recipient, 60),
+			n.Status, n.Attempts, n.Version, logTime(n.UpdatedAt), cell(orDash(n.LastError), 80))
+	case formatJSONL:
+		err = writeJSONLine(o.buf, wire.NewNotificationAsOf(n, o.at))
+	case formatJSON:
+		sep := ",\n"
+		if o.summary.Total == 0 {
+			sep = "\n"
+			if err := o.openJSON(); err != nil {
+				return err
+			}
+		}
+		if _, err := o.buf.WriteString(sep); err != nil {
+			return err
+		}
+		err = encodeJSON(o.buf, wire.NewNotificationAsOf(n, o.at), "", "")
+	}
+	if err != nil {
+		return err
+	}
+	o.summary.Total++
+	o.summary.ByStatus.add(n.Status)
+	return o.row()
+}
+
+// openJSON begins the json format's object. It is written with the first notification, or at
+// the end of a replay that found none, so a replay that fails at once writes nothing.
+func (o *replayWriter) openJSON() error {
+	at, err := json.Marshal(o.at)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(o.buf, `{"as_of":%s,"notifications":[`, at)
+	return err
+}
+
+// close ends the output of a replay that completed, with its summary.
+func (o *replayWriter) close() error {
+	switch o.format {
+	case formatTable:
+		if o.summary.Total == 0 {
+			if _, err := io.WriteString(o.table, replayTableHeader); err != nil {
+				return err
+			}
+		}
+		if err := o.table.Flush(); err != nil {
+			return err
+		}
+		c := o.summary.ByStatus
+		if _, err := fmt.Fprintf(o.buf, "%d notifications as of %s: %d pending, %d processing, %d sent, %d failed\n",
+			o.summary.Total, logTime(o.at), c.Pending, c.Processing, c.Sent, c.Failed); err != nil {
+			return err
+		}
+	case formatJSONL:
+		s := o.summary
+		s.AsOf = o.at
+		if err := writeJSONLine(o.buf, struct {
+			Summary replaySummary `json:"summary"`
+		}{s}); err != nil {
+			return err
+		}
+	case formatJSON:
+		end := "\n"
+		if o.summary.Total == 0 {
+			end = ""
+			if err := o.openJSON(); err != nil {
+				return err
+			}
+		}
+		if _, err := o.buf.WriteString(end); err != nil {
+			return err
+		}
+		if _, err := o.buf.WriteString(`],"summary":`); err != nil {
+			return err
+		}
+		if err := encodeJSON(o.buf, o.summary, "", ""); err != nil {
+			return err
+		}
+		if _, err := o.buf.WriteString("}\n"); err != nil {
+			return err
+		}
+	}
+	return o.buf.Flush()
+}
