@@ -79,7 +79,7 @@ func faultWorkerSIGKILL(t *testing.T, rabbit *rabbitNode, name string) {
 		}
 	}
 	sigkill(t, worker)
-	t.Logf("worker (pid %d) killed with SIGKILL while the sinks had %d emails and %d SMS in flight", worker.cmd.Process.Pid, emails, sms)
+	t.Logf("worker (pid %d) killed with SIGKILL while the sinks had %d emails and %d SMS in flight", worker.PID(), emails, sms)
 	time.Sleep(500 * time.Millisecond)
 	c.start(t, "worker")
 	l.wait(t)
@@ -139,7 +139,7 @@ func faultRabbitConnectionsDropped(t *testing.T, rabbit *rabbitNode, name string
 	for _, p := range []*process{procs[0], procs[2]} {
 		// The connection that declares the queues is one of each process's; the others drop with it.
 		if lost := logged(p, "RabbitMQ connection lost"); lost < 2 {
-			r.problem("herald %s logged %d lost RabbitMQ connections, want 2: the drops did not reach it", p.name, lost)
+			r.problem("herald %s logged %d lost RabbitMQ connections, want 2: the drops did not reach it", p.Command, lost)
 		}
 	}
 	if r.sent != r.accepted+r.unconfirmed || r.refused+r.unanswered > 0 {
@@ -181,7 +181,7 @@ func faultRabbitRestarted(t *testing.T, rabbit *rabbitNode, name string) {
 	}
 	for _, p := range []*process{procs[0], procs[2]} {
 		if logged(p, "RabbitMQ connection lost") == 0 {
-			r.problem("herald %s never logged that it lost RabbitMQ: the restart did not reach it", p.name)
+			r.problem("herald %s never logged that it lost RabbitMQ: the restart did not reach it", p.Command)
 		}
 	}
 	if r.refused+r.unanswered > 0 {
@@ -328,7 +328,7 @@ func faultProjectorTakeover(t *testing.T, rabbit *rabbitNode, name string) {
 	before := offsets()
 	sigkill(t, active)
 	killed := time.Now()
-	t.Logf("active projector (pid %d) killed with SIGKILL at offsets %v", active.cmd.Process.Pid, before)
+	t.Logf("active projector (pid %d) killed with SIGKILL at offsets %v", active.PID(), before)
 
 	var held, advancing time.Duration
 	for time.Since(killed) < 3*takeOver && advancing == 0 {
@@ -363,11 +363,11 @@ func faultProjectorTakeover(t *testing.T, rabbit *rabbitNode, name string) {
 		r.problem("%d of %d notifications sent; a projector crash must not fail any", r.sent, r.accepted+r.unconfirmed)
 	}
 	for _, p := range []*process{active, standby} {
-		if n := strings.Count(p.readLog(), "could not serialize"); n > 0 {
-			r.problem("herald %s (pid %d) logged %d serialization failures", p.name, p.cmd.Process.Pid, n)
+		if n := strings.Count(p.Output(), "could not serialize"); n > 0 {
+			r.problem("herald %s (pid %d) logged %d serialization failures", p.Command, p.PID(), n)
 		}
 	}
-	for _, line := range strings.Split(standby.readLog(), "\n") {
+	for _, line := range strings.Split(standby.Output(), "\n") {
 		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
 			r.problem("the standby logged: %s", line)
 		}

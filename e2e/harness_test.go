@@ -7,22 +7,21 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
+	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/apikeys"
 	"github.com/herald-notify/herald/delivery/deliverytest"
+	"github.com/herald-notify/herald/harness"
 	"github.com/herald-notify/herald/heraldtest"
 )
 
@@ -30,25 +29,8 @@ import (
 var heraldBin string
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "herald-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: temp dir:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	heraldBin = filepath.Join(dir, "herald")
 	// The tests run in <module>/e2e.
-	build := exec.Command("go", "build", "-o", heraldBin, "./cmd/herald")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: go build ./cmd/herald: %v\n%s", err, out)
-		return 1
-	}
-	return m.Run()
+	os.Exit(heraldtest.RunWithHerald(m, "..", &heraldBin))
 }
 
 // Timeouts of the waits. They are generous: the machine is small and shared.
@@ -71,13 +53,19 @@ type deps struct {
 // newDeps creates a fresh, migrated database with an API key, a private vhost and both sinks.
 func newDeps(t *testing.T) *deps {
 	t.Helper()
+	return newDepsOn(t, heraldtest.NewVHost(t), "e2e")
+}
+
+// newDepsOn is newDeps with the vhost at amqpURL, and an API key named keyName.
+func newDepsOn(t *testing.T, amqpURL, keyName string) *deps {
+	t.Helper()
 	d := &deps{
 		DB:      heraldtest.NewDatabase(t),
-		AMQPURL: heraldtest.NewVHost(t),
+		AMQPURL: amqpURL,
 		SMTP:    deliverytest.NewSMTPSink(t),
 		SMS:     deliverytest.NewSMSSink(t),
 	}
-	_, token, err := apikeys.NewStore(d.DB.Pool).Create(context.Background(), "e2e", herald.Scopes, "e2e")
+	_, token, err := apikeys.NewStore(d.DB.Pool).Create(context.Background(), keyName, herald.Scopes, keyName)
 	if err != nil {
 		t.Fatalf("create an API key: %v", err)
 	}
@@ -122,7 +110,7 @@ type cluster struct {
 func (c *cluster) proc(t *testing.T, name string) *process {
 	t.Helper()
 	for _, p := range c.procs {
-		if p.name == name {
+		if p.Command == name {
 			return p
 		}
 	}
@@ -149,7 +137,7 @@ func startHerald(t *testing.T, opts heraldOpts) *cluster {
 		for i := len(c.procs) - 1; i >= 0; i-- {
 			p := c.procs[i]
 			if err := p.stop(); err != nil {
-				t.Errorf("herald %s: %v", p.name, err)
+				t.Errorf("herald %s: %v", p.Command, err)
 			}
 		}
 		if t.Failed() {
@@ -159,194 +147,67 @@ func startHerald(t *testing.T, opts heraldOpts) *cluster {
 		}
 	})
 	for _, name := range opts.Commands {
-		env := map[string]string{
-			"HERALD_DATABASE_URL":           opts.Deps.DB.RuntimeURL,
-			"HERALD_DATABASE_MAX_CONNS":     "6",
-			"HERALD_AMQP_URL":               opts.Deps.AMQPURL,
-			"HERALD_EMAIL_PROVIDER":         "smtp",
-			"HERALD_SMTP_HOST":              opts.Deps.SMTP.Host(),
-			"HERALD_SMTP_PORT":              strconv.Itoa(opts.Deps.SMTP.Port()),
-			"HERALD_SMTP_TLS":               "none",
-			"HERALD_SMTP_FROM":              smtpFrom,
-			"HERALD_SMS_PROVIDER":           "http",
-			"HERALD_SMS_URL":                opts.Deps.SMS.URL(),
-			"HERALD_SMS_ACCOUNT_SID":        opts.Deps.SMS.AccountSID,
-			"HERALD_SMS_AUTH_TOKEN":         opts.Deps.SMS.AuthToken,
-			"HERALD_SMS_FROM":               smsFrom,
-			"HERALD_RETRY_INITIAL_INTERVAL": "50ms",
-			"HERALD_RETRY_MAX_INTERVAL":     "400ms",
-			"HERALD_MAX_ATTEMPTS":           strconv.Itoa(opts.MaxAttempts),
-			"HERALD_DELIVERY_TIMEOUT":       "10s",
-			"HERALD_LOG_FORMAT":             "json",
-		}
-		for k, v := range opts.Env {
-			env[k] = v
-		}
-		for k, v := range opts.EnvFor[name] {
-			env[k] = v
-		}
 		probe := "/readyz"
 		if slices.Contains(opts.HealthOnly, name) {
 			probe = "/healthz"
 		}
-		p := startProcess(t, logDir, name, env, probe)
+		p := &process{Process: heraldtest.StartHerald(t, harness.Spec{
+			Executable: heraldBin, Command: name, Env: processEnv(opts, name), LogDir: logDir,
+			Probe: probe, ReadyTimeout: readyTimeout, StopTimeout: stopTimeout,
+		})}
 		c.procs = append(c.procs, p)
 		if name == "serve" || name == "all" {
-			c.API = p.url
-			tokens.Store(strings.TrimPrefix(p.url, "http://"), opts.Deps.Token)
-			t.Cleanup(func() { tokens.Delete(strings.TrimPrefix(p.url, "http://")) })
+			c.API = p.URL
+			tokens.Store(strings.TrimPrefix(p.URL, "http://"), opts.Deps.Token)
+			t.Cleanup(func() { tokens.Delete(strings.TrimPrefix(p.URL, "http://")) })
 		}
 	}
 	return c
 }
 
-// process is one running herald.
+// processEnv is the environment of the process running subcommand name: the test's services and
+// short retries, then opts.Env, then opts.EnvFor[name].
+func processEnv(opts heraldOpts, name string) map[string]string {
+	env := map[string]string{
+		"HERALD_DATABASE_URL":           opts.Deps.DB.RuntimeURL,
+		"HERALD_DATABASE_MAX_CONNS":     "6",
+		"HERALD_AMQP_URL":               opts.Deps.AMQPURL,
+		"HERALD_EMAIL_PROVIDER":         "smtp",
+		"HERALD_SMTP_HOST":              opts.Deps.SMTP.Host(),
+		"HERALD_SMTP_PORT":              strconv.Itoa(opts.Deps.SMTP.Port()),
+		"HERALD_SMTP_TLS":               "none",
+		"HERALD_SMTP_FROM":              smtpFrom,
+		"HERALD_SMS_PROVIDER":           "http",
+		"HERALD_SMS_URL":                opts.Deps.SMS.URL(),
+		"HERALD_SMS_ACCOUNT_SID":        opts.Deps.SMS.AccountSID,
+		"HERALD_SMS_AUTH_TOKEN":         opts.Deps.SMS.AuthToken,
+		"HERALD_SMS_FROM":               smsFrom,
+		"HERALD_RETRY_INITIAL_INTERVAL": "50ms",
+		"HERALD_RETRY_MAX_INTERVAL":     "400ms",
+		"HERALD_MAX_ATTEMPTS":           strconv.Itoa(opts.MaxAttempts),
+		"HERALD_DELIVERY_TIMEOUT":       "10s",
+		"HERALD_LOG_FORMAT":             "json",
+	}
+	maps.Copy(env, opts.Env)
+	maps.Copy(env, opts.EnvFor[name])
+	return env
+}
+
+// process is one running herald, started by startHerald.
 type process struct {
-	name   string
-	cmd    *exec.Cmd
-	log    string // the file its stdout and stderr go to
-	url    string // base URL of its HTTP listener
-	done   chan struct{}
-	result error // cmd.Wait's, once done is closed
+	*harness.Process
 	// judged is set once a test has stopped the process and checked how it exited.
 	judged bool
-}
-
-// startProcess runs `herald name` with env (and nothing else of the test's HERALD_* variables)
-// on a free port, and waits until probe answers 200. A port that was taken meanwhile is
-// replaced.
-func startProcess(t *testing.T, logDir, name string, env map[string]string, probe string) *process {
-	t.Helper()
-	for try := 1; ; try++ {
-		p, err := tryStart(t, logDir, name, env, probe)
-		if err == nil {
-			return p
-		}
-		if try < 3 && p != nil && p.exited() && strings.Contains(p.readLog(), "address already in use") {
-			t.Logf("herald %s: port taken, trying another: %v", name, err)
-			continue
-		}
-		if p != nil {
-			_ = p.stop()
-			p.logTail(t, 60)
-		}
-		t.Fatalf("herald %s did not start: %v", name, err)
-	}
-}
-
-func tryStart(t *testing.T, logDir, name string, env map[string]string, probe string) (*process, error) {
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	vars := map[string]string{}
-	for k, v := range env {
-		vars[k] = v
-	}
-	if name == "serve" || name == "all" {
-		vars["HERALD_HTTP_ADDR"] = addr
-	} else {
-		vars["HERALD_OPS_ADDR"] = addr
-	}
-	var environ []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "HERALD_") {
-			environ = append(environ, kv)
-		}
-	}
-	for k, v := range vars {
-		environ = append(environ, k+"="+v)
-	}
-
-	logFile, err := os.CreateTemp(logDir, "herald-"+name+"-*.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	cmd := exec.Command(heraldBin, name)
-	cmd.Env = environ
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start herald %s: %v", name, err)
-	}
-	p := &process{name: name, cmd: cmd, log: logFile.Name(), url: "http://" + addr, done: make(chan struct{})}
-	go func() {
-		p.result = cmd.Wait()
-		close(p.done)
-	}()
-
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(readyTimeout)
-	var last string
-	for {
-		resp, err := client.Get(p.url + probe)
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, nil
-			}
-			last = fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-p.done:
-			return p, fmt.Errorf("exited before %s answered 200: %v", probe, p.result)
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return p, fmt.Errorf("%s did not answer 200 within %s; last: %s", probe, readyTimeout, last)
-		}
-	}
-}
-
-// freePort returns a TCP port nobody listened on a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// terminate sends SIGTERM and waits up to stopTimeout for the process to exit, then kills it. It
-// returns the exit error (nil for status 0) and how long the process took to exit.
-func (p *process) terminate() (time.Duration, error) {
-	start := time.Now()
-	if p.exited() {
-		return 0, fmt.Errorf("had already exited: %v", p.result)
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return 0, fmt.Errorf("send SIGTERM: %w", err)
-	}
-	select {
-	case <-p.done:
-		return time.Since(start), p.result
-	case <-time.After(stopTimeout):
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	return time.Since(start), fmt.Errorf("did not exit within %s of SIGTERM; killed", stopTimeout)
 }
 
 // shutdown stops the process with SIGTERM and fails the test unless it exits with status 0 within
 // stopTimeout. It returns how long the process took.
 func (p *process) shutdown(t *testing.T) time.Duration {
 	t.Helper()
-	took, err := p.terminate()
+	took, err := p.Terminate(stopTimeout)
 	p.judged = true
 	if err != nil {
-		t.Errorf("herald %s after SIGTERM: %v (after %s), want exit status 0", p.name, err, took)
+		t.Errorf("herald %s after SIGTERM: %v (after %s), want exit status 0", p.Command, err, took)
 	}
 	return took
 }
@@ -356,36 +217,21 @@ func (p *process) stop() error {
 	switch {
 	case p.judged:
 		return nil
-	case p.exited():
-		return fmt.Errorf("exited on its own: %v", p.result)
+	case p.Exited():
+		return fmt.Errorf("exited on its own: %v", p.Err())
 	}
-	_, err := p.terminate()
-	if err != nil {
+	if _, err := p.Terminate(stopTimeout); err != nil {
 		return fmt.Errorf("unclean shutdown after SIGTERM: %w", err)
 	}
 	return nil
-}
-
-func (p *process) readLog() string {
-	b, _ := os.ReadFile(p.log)
-	return string(b)
 }
 
 // logTail prints the first errors and the last n lines of the process's log, leaving out
 // successful HTTP requests, which only repeat what the test did.
 func (p *process) logTail(t *testing.T, n int) {
 	t.Helper()
-	f, err := os.Open(p.log)
-	if err != nil {
-		t.Logf("herald %s log: %v", p.name, err)
-		return
-	}
-	defer f.Close()
 	var firstErrors, lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
+	for _, line := range strings.Split(strings.TrimRight(p.Output(), "\n"), "\n") {
 		if strings.Contains(line, `"msg":"http request"`) && strings.Contains(line, `"status":2`) {
 			continue
 		}
@@ -401,12 +247,17 @@ func (p *process) logTail(t *testing.T, n int) {
 		}
 	}
 	if len(firstErrors) > 0 {
-		t.Logf("herald %s: first errors:\n%s", p.name, strings.Join(firstErrors, "\n"))
+		t.Logf("herald %s: first errors:\n%s", p.Command, strings.Join(firstErrors, "\n"))
 	}
-	t.Logf("herald %s: last %d lines of %s:\n%s", p.name, len(lines), p.log, strings.Join(lines, "\n"))
+	t.Logf("herald %s: last %d lines of %s:\n%s", p.Command, len(lines), p.Log, strings.Join(lines, "\n"))
+	keepLog(p, filepath.Base(p.Log))
+}
+
+// keepLog copies p's log as name into E2E_KEEP_LOGS, when that names a directory.
+func keepLog(p *process, name string) {
 	if dir := os.Getenv("E2E_KEEP_LOGS"); dir != "" {
-		b, _ := os.ReadFile(p.log)
-		_ = os.WriteFile(filepath.Join(dir, filepath.Base(p.log)), b, 0o644)
+		b, _ := os.ReadFile(p.Log)
+		_ = os.WriteFile(filepath.Join(dir, name), b, 0o644)
 	}
 }
 

@@ -1,16 +1,22 @@
 package heraldtest
 
 import (
+	"context"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/herald-notify/herald/harness"
 	"github.com/herald-notify/herald/redact"
 )
 
-func queueDepth(t testing.TB, amqpURL, queue string) int {
+// QueueDepth returns the number of messages ready for delivery in queue of the vhost amqpURL
+// names, asking the broker itself (the management API's figures are sampled every few seconds).
+// Messages delivered to a consumer and not yet acknowledged are not counted.
+func QueueDepth(t testing.TB, amqpURL, queue string) int {
 	t.Helper()
 	conn, err := amqp091.Dial(amqpURL)
 	if err != nil {
@@ -39,8 +45,21 @@ func RabbitAPI(t testing.TB, amqpURL, method, path, body string) {
 		t.Fatal(err)
 	}
 	path = strings.ReplaceAll(path, "{vhost}", url.PathEscape(strings.TrimPrefix(u.Path, "/")))
-	api := strings.TrimRight(env("HERALD_TEST_RABBITMQ_API", defaultRabbitAPI), "/")
-	if err := rabbitAPIBody(method, api, path, body); err != nil {
+	if err := harness.RabbitAPI(context.Background(), RabbitMQAPI(), method, path, body, nil); err != nil {
 		t.Fatalf("RabbitMQ management API: %v", err)
+	}
+}
+
+// PurgeQueue empties queue in the vhost amqpURL names through RabbitMQ's management API, as an
+// operator purging it by hand would: its ready messages are gone for good.
+func PurgeQueue(t testing.TB, amqpURL, queue string) {
+	t.Helper()
+	vhost, err := harness.VHostOf(amqpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/api/queues/" + url.PathEscape(vhost) + "/" + url.PathEscape(queue) + "/contents"
+	if err := harness.RabbitAPI(context.Background(), RabbitMQAPI(), http.MethodDelete, path, "", nil); err != nil {
+		t.Fatalf("purge queue %s in vhost %s: %v", queue, vhost, err)
 	}
 }
