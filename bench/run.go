@@ -20,6 +20,7 @@ import (
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/apikeys"
+	"github.com/herald-notify/herald/harness"
 	"github.com/herald-notify/herald/redact"
 )
 
@@ -115,13 +116,13 @@ func runSpawned(ctx context.Context, cfg Config, rep *Report, say func(string, .
 		return err
 	}
 	rep.LogDir = logDir
-	fl, err := startFleet(ctx, cfg, heraldEnv(s, sk), logDir, say)
+	fl, err := startFleet(ctx, cfg, heraldEnv(cfg, s, sk), logDir, say)
 	if err != nil {
 		return fmt.Errorf("%w (logs: %s)", err, logDir)
 	}
 	var pids []int
 	for _, p := range fl.procs {
-		pids = append(pids, p.cmd.Process.Pid)
+		pids = append(pids, p.PID())
 	}
 	mem := newMemorySampler(pids, s.Name, time.Now())
 	memCtx, stopMem := context.WithCancel(ctx)
@@ -146,7 +147,7 @@ func runSpawned(ctx context.Context, cfg Config, rep *Report, say func(string, .
 	go func() {
 		select {
 		case p := <-fl.died():
-			abort(fmt.Errorf("herald %s (pid %d) exited during the run: %v; its log: %s\n%s", p.Role, p.cmd.Process.Pid, p.err, p.Log, tail(p.Log, 15)))
+			abort(fmt.Errorf("herald %s (pid %d) exited during the run: %v; its log: %s\n%s", p.Role, p.PID(), p.Err(), p.Log, p.Tail(15)))
 		case <-runCtx.Done():
 		}
 	}()
@@ -299,26 +300,12 @@ func settingsOf(cfg Config) Settings {
 	if cfg.spawning() {
 		s.Spawn, s.Workers = cfg.Spawn, cfg.Workers
 		for _, kv := range cfg.Env {
-			s.Env = append(s.Env, redactEnv(kv))
+			s.Env = append(s.Env, harness.RedactSetting(kv))
 		}
 	} else {
 		s.Mode, s.URL = "url", redact.URL(cfg.URL)
 	}
 	return s
-}
-
-// redactEnv hides the value of a variable that looks secret.
-func redactEnv(kv string) string {
-	k, _, _ := strings.Cut(kv, "=")
-	for _, secret := range []string{"PASSWORD", "TOKEN", "SECRET", "KEY"} {
-		if strings.Contains(strings.ToUpper(k), secret) {
-			return k + "=…"
-		}
-	}
-	if strings.Contains(kv, "://") {
-		return k + "=" + redact.URL(strings.TrimPrefix(kv, k+"="))
-	}
-	return kv
 }
 
 func environment(cfg Config) Environment {
@@ -356,7 +343,7 @@ func (r *runner) memoryFigures(fl *fleet, mem *memorySampler) *Memory {
 	}
 	for i, p := range fl.procs {
 		peak := max(p.peakRSS, mem.maxPer[i])
-		m.Processes = append(m.Processes, ProcessFigures{Role: p.Role, PID: p.cmd.Process.Pid, PeakRSS: peak, MaxSampledRSS: mem.maxPer[i], CPUSeconds: p.cpu.Seconds()})
+		m.Processes = append(m.Processes, ProcessFigures{Role: p.Role, PID: p.PID(), PeakRSS: peak, MaxSampledRSS: mem.maxPer[i], CPUSeconds: p.cpu.Seconds()})
 		m.PeakRSSSum += peak
 	}
 	return m

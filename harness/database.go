@@ -35,7 +35,8 @@ func (e *UnreachableError) Unwrap() error { return e.Err }
 
 // DatabaseOptions says what scratch database to make.
 type DatabaseOptions struct {
-	// Prefix starts the database's name, which ends with random hex ("herald_test_").
+	// Name is the database's name; when empty it is Prefix followed by random hex.
+	Name   string
 	Prefix string
 	// Migrate applies Herald's migrations.
 	Migrate bool
@@ -79,7 +80,10 @@ func CreateDatabase(ctx context.Context, adminURL string, o DatabaseOptions) (_ 
 	if err := ping(ctx, cfg); err != nil {
 		return nil, &UnreachableError{Service: "PostgreSQL", Addr: redact.URL(adminURL), Err: err}
 	}
-	d := &Database{Name: RandomName(o.Prefix), admin: cfg}
+	d := &Database{Name: o.Name, admin: cfg}
+	if d.Name == "" {
+		d.Name = RandomName(o.Prefix)
+	}
 	if err := postgres.CreateDatabase(ctx, cfg, d.Name); err != nil {
 		return nil, err
 	}
