@@ -49,12 +49,7 @@ type SMSSink struct {
 
 	mu       sync.Mutex
 	messages []SMSMessage
-	attempts map[string]int
-	failures map[string]failure
-	delays   map[string]time.Duration
-	// delayTimes and failAll are set by DelayTimes and FailAll (faults.go).
-	delayTimes map[string]timedDelay
-	failAll    int
+	script   script
 	// answers replace the JSON answer to an accepted message, per recipient (AnswerAccepted).
 	answers map[string]AcceptedAnswer
 	// received is closed and replaced whenever a message is recorded, to wake waiters.
@@ -74,9 +69,7 @@ func NewSMSSink(t testing.TB) *SMSSink {
 		t:          t,
 		listener:   l,
 		done:       make(chan struct{}),
-		attempts:   make(map[string]int),
-		failures:   make(map[string]failure),
-		delays:     make(map[string]time.Duration),
+		script:     newScript(),
 		answers:    make(map[string]AcceptedAnswer),
 		received:   make(chan struct{}),
 	}
@@ -136,7 +129,7 @@ func (s *SMSSink) Count() int {
 func (s *SMSSink) Attempts(to string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.attempts[to]
+	return s.script.attempts[to]
 }
 
 // Wait blocks until at least n messages to to were accepted and returns them, or returns ctx's
@@ -162,8 +155,8 @@ func (s *SMSSink) Wait(ctx context.Context, to string, n int) ([]SMSMessage, err
 // error body, then accepts again. n of 0 removes a programmed failure.
 func (s *SMSSink) FailTimes(to string, n int, status int) {
 	s.t.Helper()
-	if status < 400 || status > 599 || n < 0 {
-		s.t.Fatalf("sms sink: FailTimes(%q, %d, %d): want n >= 0 and a 4xx or 5xx status", to, n, status)
+	if msg := checkFailure(status, n); msg != "" {
+		s.t.Fatalf("sms sink: FailTimes(%q, %d, %d): %s", to, n, status, msg)
 	}
 	s.program(to, failure{code: status, remaining: n})
 }
@@ -172,8 +165,8 @@ func (s *SMSSink) FailTimes(to string, n int, status int) {
 // invalid-number error, code 21211.
 func (s *SMSSink) AlwaysFail(to string, status int) {
 	s.t.Helper()
-	if status < 400 || status > 599 {
-		s.t.Fatalf("sms sink: AlwaysFail(%q, %d): want a 4xx or 5xx status", to, status)
+	if msg := checkFailure(status, 0); msg != "" {
+		s.t.Fatalf("sms sink: AlwaysFail(%q, %d): %s", to, status, msg)
 	}
 	s.program(to, failure{code: status, remaining: -1})
 }
@@ -181,11 +174,17 @@ func (s *SMSSink) AlwaysFail(to string, status int) {
 func (s *SMSSink) program(to string, f failure) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if f.remaining == 0 {
-		delete(s.failures, to)
-		return
-	}
-	s.failures[to] = f
+	s.script.fail(to, f)
+}
+
+// FailAll answers every request, whatever its recipient, with the HTTP status (e.g. 503) and a
+// Twilio-style error body until FailAll(0) is called; programmed per-recipient failures are not
+// consumed meanwhile. It is how a test makes the whole gateway flap. It may be called from any
+// goroutine.
+func (s *SMSSink) FailAll(status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.script.setFailAll("SMSSink", status)
 }
 
 // AcceptedAnswer is how the sink answers a message it accepted, in place of its JSON with a sid.
@@ -217,7 +216,16 @@ func (s *SMSSink) AnswerAccepted(to string, a AcceptedAnswer) {
 func (s *SMSSink) Delay(to string, d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.delays[to] = d
+	s.script.delays[to] = d
+}
+
+// DelayTimes makes the sink wait d before answering the next n requests to to, then answer as
+// programmed otherwise (Delay, if any, still applies; the longer of the two wins). A client that
+// gives up first leaves nothing recorded. n of 0 removes the programmed delays.
+func (s *SMSSink) DelayTimes(to string, n int, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.script.delayTimes(to, n, d)
 }
 
 func (s *SMSSink) handleMessages(w http.ResponseWriter, r *http.Request) {
@@ -229,8 +237,8 @@ func (s *SMSSink) handleMessages(w http.ResponseWriter, r *http.Request) {
 	to := r.PostForm.Get("To")
 
 	s.mu.Lock()
-	s.attempts[to]++
-	delay := max(s.delays[to], s.takeTimedDelayLocked(to))
+	s.script.attempts[to]++
+	delay := s.script.delayFor(to)
 	s.mu.Unlock()
 
 	if delay > 0 {
@@ -255,7 +263,10 @@ func (s *SMSSink) handleMessages(w http.ResponseWriter, r *http.Request) {
 		writeTwilioError(w, http.StatusNotFound, 20404, "The requested resource "+r.URL.Path+" was not found")
 		return
 	}
-	if status, failed := s.takeFailure(to); failed {
+	s.mu.Lock()
+	status, _, failed := s.script.takeFailure(to)
+	s.mu.Unlock()
+	if failed {
 		code, message := 20000+status, http.StatusText(status)
 		if status == http.StatusBadRequest {
 			code, message = 21211, "The 'To' number is not a valid phone number."
@@ -311,28 +322,6 @@ func (s *SMSSink) handleMessages(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"sid": m.SID, "account_sid": m.AccountSID, "to": m.To, "from": m.From, "body": m.Body, "status": "queued",
 	})
-}
-
-// takeFailure consumes one programmed failure for to, if there is one.
-func (s *SMSSink) takeFailure(to string) (status int, failed bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.failAll != 0 {
-		return s.failAll, true
-	}
-	f, ok := s.failures[to]
-	if !ok {
-		return 0, false
-	}
-	if f.remaining > 0 {
-		f.remaining--
-		if f.remaining == 0 {
-			delete(s.failures, to)
-		} else {
-			s.failures[to] = f
-		}
-	}
-	return f.code, true
 }
 
 func writeTwilioError(w http.ResponseWriter, status, code int, message string) {

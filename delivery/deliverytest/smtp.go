@@ -65,12 +65,8 @@ type SMTPSink struct {
 
 	mu       sync.Mutex
 	messages []SMTPMessage
-	attempts map[string]int
-	failures map[string]failure
-	delays   map[string]time.Duration
-	// delayTimes and failAll are set by DelayTimes and FailAll (faults.go).
-	delayTimes map[string]timedDelay
-	failAll    int
+	// script is keyed by addressKey.
+	script script
 	// received is closed and replaced whenever a message is recorded, to wake waiters.
 	received chan struct{}
 	// connections counts the connections that greeted the sink; open holds those still open.
@@ -78,13 +74,6 @@ type SMTPSink struct {
 	open        map[*smtpSession]struct{}
 	// closeAfter is the CloseAfter cap; 0 for none.
 	closeAfter int
-}
-
-// failure is a programmed rejection: code is the SMTP reply or HTTP status, remaining how many
-// more attempts get it (negative: all of them).
-type failure struct {
-	code      int
-	remaining int
 }
 
 // NewSMTPSink starts an SMTP sink; it stops when the test ends.
@@ -98,9 +87,7 @@ func NewSMTPSink(t testing.TB) *SMTPSink {
 		t:        t,
 		listener: l,
 		done:     make(chan struct{}),
-		attempts: make(map[string]int),
-		failures: make(map[string]failure),
-		delays:   make(map[string]time.Duration),
+		script:   newScript(),
 		received: make(chan struct{}),
 		open:     make(map[*smtpSession]struct{}),
 	}
@@ -181,7 +168,7 @@ func (s *SMTPSink) Count() int {
 func (s *SMTPSink) Attempts(recipient string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.attempts[addressKey(recipient)]
+	return s.script.attempts[addressKey(recipient)]
 }
 
 // Wait blocks until at least n messages for recipient were accepted and returns them, or returns
@@ -208,8 +195,8 @@ func (s *SMTPSink) Wait(ctx context.Context, recipient string, n int) ([]SMTPMes
 // times, then accepts it again. n of 0 removes a programmed failure.
 func (s *SMTPSink) FailTimes(recipient string, n int, code int) {
 	s.t.Helper()
-	if code < 400 || code > 599 || n < 0 {
-		s.t.Fatalf("smtp sink: FailTimes(%q, %d, %d): want n >= 0 and a 4xx or 5xx code", recipient, n, code)
+	if msg := checkFailure(code, n); msg != "" {
+		s.t.Fatalf("smtp sink: FailTimes(%q, %d, %d): %s", recipient, n, code, msg)
 	}
 	s.program(recipient, failure{code: code, remaining: n})
 }
@@ -217,8 +204,8 @@ func (s *SMTPSink) FailTimes(recipient string, n int, code int) {
 // AlwaysFail rejects RCPT TO for recipient with the SMTP reply code from now on.
 func (s *SMTPSink) AlwaysFail(recipient string, code int) {
 	s.t.Helper()
-	if code < 400 || code > 599 {
-		s.t.Fatalf("smtp sink: AlwaysFail(%q, %d): want a 4xx or 5xx code", recipient, code)
+	if msg := checkFailure(code, 0); msg != "" {
+		s.t.Fatalf("smtp sink: AlwaysFail(%q, %d): %s", recipient, code, msg)
 	}
 	s.program(recipient, failure{code: code, remaining: -1})
 }
@@ -226,11 +213,16 @@ func (s *SMTPSink) AlwaysFail(recipient string, code int) {
 func (s *SMTPSink) program(recipient string, f failure) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if f.remaining == 0 {
-		delete(s.failures, addressKey(recipient))
-		return
-	}
-	s.failures[addressKey(recipient)] = f
+	s.script.fail(addressKey(recipient), f)
+}
+
+// FailAll rejects RCPT TO for every recipient with the SMTP reply code (e.g. 451) until
+// FailAll(0) is called; programmed per-recipient failures are not consumed meanwhile. It is how
+// a test makes the whole relay flap. It may be called from any goroutine.
+func (s *SMTPSink) FailAll(code int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.script.setFailAll("SMTPSink", code)
 }
 
 // Delay makes the sink wait d after receiving a message for recipient before it answers the
@@ -238,7 +230,17 @@ func (s *SMTPSink) program(recipient string, f failure) {
 func (s *SMTPSink) Delay(recipient string, d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.delays[addressKey(recipient)] = d
+	s.script.delays[addressKey(recipient)] = d
+}
+
+// DelayTimes makes the sink wait d after receiving the next n messages for recipient before it
+// answers their DATA, then answer as programmed otherwise (Delay, if any, still applies; the
+// longer of the two wins). As with Delay, a delayed message is still accepted afterwards, even if
+// its client gave up meanwhile, unless the test ended. n of 0 removes the programmed delays.
+func (s *SMTPSink) DelayTimes(recipient string, n int, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.script.delayTimes(addressKey(recipient), n, d)
 }
 
 // rcpt counts an attempt for recipient and returns the programmed rejection, if any.
@@ -246,31 +248,15 @@ func (s *SMTPSink) rcpt(recipient string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := addressKey(recipient)
-	s.attempts[key]++
-	if s.failAll != 0 {
-		return &smtp.SMTPError{
-			Code:         s.failAll,
-			EnhancedCode: smtp.EnhancedCodeNotSet,
-			Message:      "deliverytest: every recipient is rejected for now",
-		}
-	}
-	f, ok := s.failures[key]
-	if !ok {
+	s.script.attempts[key]++
+	code, everyone, failed := s.script.takeFailure(key)
+	switch {
+	case !failed:
 		return nil
+	case everyone:
+		return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCodeNotSet, Message: "deliverytest: every recipient is rejected for now"}
 	}
-	if f.remaining > 0 {
-		f.remaining--
-		if f.remaining == 0 {
-			delete(s.failures, key)
-		} else {
-			s.failures[key] = f
-		}
-	}
-	return &smtp.SMTPError{
-		Code:         f.code,
-		EnhancedCode: smtp.EnhancedCodeNotSet,
-		Message:      "deliverytest: programmed rejection of " + recipient,
-	}
+	return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCodeNotSet, Message: "deliverytest: programmed rejection of " + recipient}
 }
 
 func (s *SMTPSink) delayFor(recipients []string) time.Duration {
@@ -278,7 +264,7 @@ func (s *SMTPSink) delayFor(recipients []string) time.Duration {
 	defer s.mu.Unlock()
 	var d time.Duration
 	for _, r := range recipients {
-		d = max(d, s.delays[addressKey(r)], s.takeTimedDelayLocked(addressKey(r)))
+		d = max(d, s.script.delayFor(addressKey(r)))
 	}
 	return d
 }
