@@ -13,6 +13,23 @@ import (
 	"github.com/herald-notify/herald/redact"
 )
 
+// AMQPChannel opens a connection to amqpURL and a channel on it, for a test to look at or
+// prepare queues directly. The connection closes when the test ends; a test that needs the
+// channel closed earlier (to hand back unacknowledged messages) closes it itself.
+func AMQPChannel(t testing.TB, amqpURL string) *amqp091.Channel {
+	t.Helper()
+	conn, err := amqp091.Dial(amqpURL)
+	if err != nil {
+		t.Fatalf("connect to RabbitMQ at %s: %v", redact.URL(amqpURL), err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("open a channel: %v", err)
+	}
+	return ch
+}
+
 // QueueDepth returns the number of messages ready for delivery in queue of the vhost amqpURL
 // names, asking the broker itself (the management API's figures are sampled every few seconds).
 // Messages delivered to a consumer and not yet acknowledged are not counted.
@@ -27,7 +44,6 @@ func QueueDepth(t testing.TB, amqpURL, queue string) int {
 	if err != nil {
 		t.Fatalf("open channel: %v", err)
 	}
-	defer ch.Close()
 	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 	if err != nil {
 		t.Fatalf("inspect queue %s: %v", queue, err)

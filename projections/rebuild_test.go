@@ -83,15 +83,7 @@ func project(t *testing.T, db *heraldtest.Database) {
 func projectWith(t *testing.T, pool *pgxpool.Pool) {
 	t.Helper()
 	p := router.NewProjector(pool, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100}, discard, projections.All()...)
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("projector: %v", err)
-		}
-	})
+	heraldtest.RunInBackground(t, "projector", p.Run)
 }
 
 func waitCaughtUp(t *testing.T, log *events.Log) {

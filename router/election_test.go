@@ -136,15 +136,7 @@ func projectedToHead(ctx context.Context, db *heraldtest.Database) (bool, error)
 
 func runProjector(t *testing.T, p *router.Projector) {
 	t.Helper()
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("projector: %v", err)
-		}
-	})
+	heraldtest.RunInBackground(t, "projector", p.Run)
 }
 
 // A projector whose lock connection stops answering — its peer hangs, the network drops its

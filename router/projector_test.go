@@ -121,7 +121,7 @@ func TestProjectorExactlyOnceUnderFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer projPool.Close()
+	t.Cleanup(projPool.Close)
 
 	projs := []*flaky{
 		{Rebuildable: projections.Status{}, rate: 0.3},
@@ -134,15 +134,7 @@ func TestProjectorExactlyOnceUnderFaults(t *testing.T) {
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	projector := router.NewProjector(projPool, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 50}, logger, list...)
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- projector.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("projector: %v", err)
-		}
-	}()
+	heraldtest.RunInBackground(t, "projector", projector.Run)
 
 	log := events.NewLog(db.Pool)
 	const notifications = 150

@@ -102,18 +102,8 @@ func TestRelayStartsWholeOrNotAtAll(t *testing.T) {
 	logger := quietLogger()
 	topology := router.NewTopology(cfg, logger)
 	relay := router.NewRelay(db.Pool, cfg, router.RelayConfig{PollInterval: 20 * time.Millisecond, BatchSize: 10, Partitions: 4}, topology, logger)
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	for _, run := range []func(context.Context) error{topology.Run, relay.Run} {
-		done := make(chan error, 1)
-		go func() { done <- run(runCtx) }()
-		defer func() {
-			stop()
-			if err := <-done; err != nil {
-				t.Errorf("stop: %v", err)
-			}
-		}()
-	}
+	heraldtest.RunInBackground(t, "topology", topology.Run)
+	heraldtest.RunInBackground(t, "relay", relay.Run)
 
 	const n = 40
 	ids := sendCommands(t, db.Pool, n, 1)
@@ -155,15 +145,7 @@ func TestProjectorStartsWholeOrNotAtAll(t *testing.T) {
 
 	projector := router.NewProjector(db.Pool, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 50},
 		quietLogger(), projections.All()...)
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- projector.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("projector: %v", err)
-		}
-	}()
+	heraldtest.RunInBackground(t, "projector", projector.Run)
 
 	log := events.NewLog(db.Pool)
 	streams := make([]string, 30)
@@ -214,15 +196,7 @@ func TestProjectorStopsAtAVersionGap(t *testing.T) {
 	log := events.NewLog(db.Pool)
 	projector := router.NewProjector(db.Pool, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 50, StoppedRetry: 100 * time.Millisecond},
 		quietLogger(), projections.All()...)
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- projector.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("projector: %v", err)
-		}
-	}()
+	heraldtest.RunInBackground(t, "projector", projector.Run)
 	atHead := func(group string) func() (bool, error) {
 		return func() (bool, error) {
 			var at bool
@@ -431,15 +405,7 @@ func TestProjectorClearsAnEarlierStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	projector := router.NewProjector(db.Pool, router.ProjectorConfig{PollInterval: 20 * time.Millisecond}, quietLogger(), projections.All()...)
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- projector.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("projector: %v", err)
-		}
-	}()
+	heraldtest.RunInBackground(t, "projector", projector.Run)
 	heraldtest.Eventually(t, 90*time.Second, "the recorded stop to be cleared", func() (bool, error) {
 		reason, _, err := log.ConsumerStop(ctx, "notification_status")
 		return reason == "", err
