@@ -58,6 +58,14 @@ func (r *faultReport) problem(format string, args ...any) {
 	r.problems = append(r.problems, fmt.Sprintf(format, args...))
 }
 
+// wantAllSent notes a problem unless every notification accepted (or unconfirmed) ended sent; why
+// says what the case's fault must not do.
+func (r *faultReport) wantAllSent(why string) {
+	if r.sent != r.accepted+r.unconfirmed {
+		r.problem("%d of %d notifications sent; %s", r.sent, r.accepted+r.unconfirmed, why)
+	}
+}
+
 // line is the case's summary, after its name: accepted=N sent=N failed=N lost=N duplicates=N,
 // and refused=N when refusals are part of the case or happened.
 func (r *faultReport) line(withRefused bool) string {
