@@ -2,13 +2,8 @@ package deliverytest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
-	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -226,123 +221,4 @@ func (s *SMSSink) DelayTimes(to string, n int, d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.script.delayTimes(to, n, d)
-}
-
-func (s *SMSSink) handleMessages(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-	if err := r.ParseForm(); err != nil {
-		writeTwilioError(w, http.StatusBadRequest, 20001, "Malformed request body: "+err.Error())
-		return
-	}
-	to := r.PostForm.Get("To")
-
-	s.mu.Lock()
-	s.script.attempts[to]++
-	delay := s.script.delayFor(to)
-	s.mu.Unlock()
-
-	if delay > 0 {
-		timer := time.NewTimer(delay)
-		defer timer.Stop()
-		select {
-		case <-timer.C:
-		case <-r.Context().Done():
-			return
-		case <-s.done:
-			writeTwilioError(w, http.StatusServiceUnavailable, 20503, "Sink stopped")
-			return
-		}
-	}
-
-	sid, token, ok := r.BasicAuth()
-	if !ok || sid != s.AccountSID || token != s.AuthToken {
-		writeTwilioError(w, http.StatusUnauthorized, 20003, "Authenticate")
-		return
-	}
-	if r.PathValue("sid") != s.AccountSID {
-		writeTwilioError(w, http.StatusNotFound, 20404, "The requested resource "+r.URL.Path+" was not found")
-		return
-	}
-	s.mu.Lock()
-	status, _, failed := s.script.takeFailure(to)
-	s.mu.Unlock()
-	if failed {
-		code, message := 20000+status, http.StatusText(status)
-		if status == http.StatusBadRequest {
-			code, message = 21211, "The 'To' number is not a valid phone number."
-		}
-		writeTwilioError(w, status, code, message)
-		return
-	}
-	switch {
-	case to == "":
-		writeTwilioError(w, http.StatusBadRequest, 21604, "A 'To' phone number is required.")
-		return
-	case r.PostForm.Get("From") == "":
-		writeTwilioError(w, http.StatusBadRequest, 21603, "A 'From' phone number is required.")
-		return
-	case r.PostForm.Get("Body") == "":
-		writeTwilioError(w, http.StatusBadRequest, 21602, "Message body is required.")
-		return
-	}
-
-	m := SMSMessage{
-		SID:              newMessageSID(),
-		AccountSID:       sid,
-		To:               to,
-		From:             r.PostForm.Get("From"),
-		Body:             r.PostForm.Get("Body"),
-		IdempotencyToken: r.Header.Get("I-Twilio-Idempotency-Token"),
-	}
-	s.mu.Lock()
-	s.messages = append(s.messages, m)
-	close(s.received)
-	s.received = make(chan struct{})
-	answer, odd := s.answers[to]
-	s.mu.Unlock()
-
-	if odd {
-		if answer.ContentType != "" {
-			w.Header().Set("Content-Type", answer.ContentType)
-		}
-		if answer.Cut {
-			w.Header().Set("Content-Length", strconv.Itoa(len(answer.Body)+64))
-		}
-		w.WriteHeader(answer.Status)
-		_, _ = io.WriteString(w, answer.Body)
-		if answer.Cut {
-			// What was written goes out; then the connection is dropped.
-			if f, ok := w.(http.Flusher); ok {
-				f.Flush()
-			}
-			panic(http.ErrAbortHandler)
-		}
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{
-		"sid": m.SID, "account_sid": m.AccountSID, "to": m.To, "from": m.From, "body": m.Body, "status": "queued",
-	})
-}
-
-func writeTwilioError(w http.ResponseWriter, status, code int, message string) {
-	writeJSON(w, status, map[string]any{
-		"code":      code,
-		"message":   message,
-		"more_info": "https://www.twilio.com/docs/errors/" + strconv.Itoa(code),
-		"status":    status,
-	})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	// An encoding failure means the client went away; there is no one left to tell.
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// newMessageSID returns a Twilio-shaped message sid: "SM" and 32 hex digits.
-func newMessageSID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return "SM" + hex.EncodeToString(b[:])
 }
