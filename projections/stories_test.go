@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -95,37 +93,12 @@ func waitCaughtUp(t *testing.T, log *events.Log) {
 	})
 }
 
-// checkMatchesLog compares the read models with a fold of the log, notification by notification.
+// checkMatchesLog checks the read models against a fold of the log for ids, and that they hold
+// one status row per stream and one history row per event, nothing else.
 func checkMatchesLog(t *testing.T, db *heraldtest.Database, ids []string) {
 	t.Helper()
 	ctx := context.Background()
-	log := events.NewLog(db.Pool)
-	reader := projections.NewReader(db.Pool, log)
-	for _, id := range ids {
-		want, recs, err := log.Notification(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := reader.Status(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(herald.Notification{}, "Subject", "Body"), cmpopts.EquateApproxTime(time.Microsecond)); diff != "" {
-			t.Errorf("status of %s (-fold of the log +projection):\n%s", id, diff)
-		}
-		var wantHistory []herald.HistoryEntry
-		for _, r := range recs {
-			e, _ := r.Event()
-			wantHistory = append(wantHistory, events.HistoryEntry(r, e))
-		}
-		history, err := reader.History(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(wantHistory, history, cmpopts.EquateApproxTime(time.Microsecond)); diff != "" {
-			t.Errorf("history of %s (-log +projection):\n%s", id, diff)
-		}
-	}
+	heraldtest.CheckReadModels(t, db, ids)
 	var rows, streams, entries, evs int
 	if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM notification_status), (SELECT count(DISTINCT stream_id) FROM event_log),
 		(SELECT count(*) FROM notification_history), (SELECT count(*) FROM event_log)`).Scan(&rows, &streams, &entries, &evs); err != nil {

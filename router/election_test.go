@@ -127,6 +127,20 @@ func TestProjectorLockConnectionHangs(t *testing.T) {
 	})
 }
 
+// runtimeProjector returns a projector of every projection on a pool that connects as Herald's
+// runtime role, as the service does. The pool closes when the test ends, after the projector
+// stopped.
+func runtimeProjector(t *testing.T, db *heraldtest.Database) (*pgxpool.Pool, *router.Projector) {
+	t.Helper()
+	runtime, err := pgxpool.New(context.Background(), db.RuntimeURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(runtime.Close)
+	return runtime, router.NewProjector(runtime, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 50},
+		quietLogger(), projections.All()...)
+}
+
 // A projector that finds a consumer group's lock held by a former session of its own — a close
 // that never reached the server — ends that session and runs the group, rather than stand by,
 // ready, for nobody.
@@ -134,13 +148,7 @@ func TestProjectorEndsItsFormerLockSession(t *testing.T) {
 	db := heraldtest.NewDatabase(t)
 	ctx := context.Background()
 	// Herald's own role, not the owner, ends the session: it needs no more grants for that.
-	runtime, err := pgxpool.New(ctx, db.RuntimeURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer runtime.Close()
-	projector := router.NewProjector(runtime, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 50},
-		quietLogger(), projections.All()...)
+	runtime, projector := runtimeProjector(t, db)
 
 	cfg := runtime.Config().ConnConfig.Copy()
 	cfg.RuntimeParams["application_name"] = router.ElectionName(projector)
@@ -222,13 +230,7 @@ func TestProjectorRecoversAPanic(t *testing.T) {
 func TestProjectorNotReadyWhileItsFormerSessionHolds(t *testing.T) {
 	db := heraldtest.NewDatabase(t)
 	ctx := context.Background()
-	runtime, err := pgxpool.New(ctx, db.RuntimeURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer runtime.Close()
-	projector := router.NewProjector(runtime, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 50},
-		quietLogger(), projections.All()...)
+	_, projector := runtimeProjector(t, db)
 
 	// The owner's session, named as the projector's: the runtime role may not end it.
 	cfg := db.Pool.Config().ConnConfig.Copy()
