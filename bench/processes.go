@@ -167,6 +167,7 @@ func (f *fleet) stop(timeout time.Duration) []string {
 	return problems
 }
 
+// readFile returns the file at path, or "" when it cannot be read (a /proc file gone).
 func readFile(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)

@@ -27,10 +27,12 @@ type UnreachableError struct {
 	Err  error
 }
 
+// Error says which service was not reachable where, and why.
 func (e *UnreachableError) Error() string {
 	return fmt.Sprintf("%s is not reachable at %s: %v", e.Service, e.Addr, e.Err)
 }
 
+// Unwrap gives the connection error, for errors.Is and errors.As.
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
 // DatabaseOptions says what scratch database to make.
@@ -121,6 +123,7 @@ func ping(ctx context.Context, cfg *pgx.ConnConfig) error {
 	return conn.Close(ctx)
 }
 
+// migrate applies Herald's migrations to d as its owner.
 func migrate(ctx context.Context, d *Database) error {
 	m, err := migrations.New(d.Pool)
 	if err != nil {

@@ -81,6 +81,7 @@ func Start(ctx context.Context, spec Spec) (*Process, error) {
 	}
 }
 
+// or returns v, or def when v is the zero value: the defaults of a Spec.
 func or[T comparable](v, def T) T {
 	var zero T
 	if v == zero {
@@ -139,6 +140,7 @@ func environ(vars map[string]string, command, addr string) []string {
 	return append(out, "HERALD_OPS_ADDR="+addr)
 }
 
+// createLog creates the file the process writes to: LogName in LogDir, or a fresh name there.
 func createLog(spec Spec) (*os.File, error) {
 	if spec.LogName != "" {
 		return os.Create(filepath.Join(spec.LogDir, spec.LogName))

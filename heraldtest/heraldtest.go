@@ -44,6 +44,8 @@ func RabbitMQAPI() string {
 	return strings.TrimRight(env("HERALD_TEST_RABBITMQ_API", defaultRabbitAPI), "/")
 }
 
+// unavailable skips the test because a service is missing, or fails it when services are
+// required (HERALD_TEST_REQUIRE_SERVICES=1).
 func unavailable(t testing.TB, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
@@ -53,6 +55,7 @@ func unavailable(t testing.TB, format string, args ...any) {
 	t.Skipf("%s; skipping (start the services with `make services`, or set HERALD_TEST_REQUIRE_SERVICES=1 to fail instead)", msg)
 }
 
+// env returns the environment variable name, or def when it is unset or empty.
 func env(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
@@ -105,6 +108,8 @@ func NewVHostAt(t testing.TB, api, amqpURL string) string {
 	return newVHost(t, api, amqpURL, false)
 }
 
+// newVHost creates a vhost for the test and deletes it when the test ends. mayBeMissing says
+// whether an unreachable RabbitMQ skips the test (the shared services) or fails it.
 func newVHost(t testing.TB, api, amqpURL string, mayBeMissing bool) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

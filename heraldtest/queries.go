@@ -30,16 +30,19 @@ func CountQueries(db Querier) *QueryCounter { return &QueryCounter{db: db} }
 // Count returns how many statements ran through c.
 func (c *QueryCounter) Count() int64 { return c.n.Load() }
 
+// Exec counts the statement and runs it.
 func (c *QueryCounter) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	c.n.Add(1)
 	return c.db.Exec(ctx, sql, args...)
 }
 
+// Query counts the statement and runs it.
 func (c *QueryCounter) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	c.n.Add(1)
 	return c.db.Query(ctx, sql, args...)
 }
 
+// QueryRow counts the statement and runs it.
 func (c *QueryCounter) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	c.n.Add(1)
 	return c.db.QueryRow(ctx, sql, args...)

@@ -29,6 +29,7 @@ type timedDelay struct {
 	remaining int
 }
 
+// newScript returns a script that accepts everything at once.
 func newScript() script {
 	return script{
 		attempts:    make(map[string]int),
@@ -81,6 +82,7 @@ func (s *script) setFailAll(sink string, code int) {
 	s.failAll = code
 }
 
+// takeTimedDelay consumes one of key's timed delays and returns it, or 0 when none is left.
 func (s *script) takeTimedDelay(key string) time.Duration {
 	td, ok := s.timedDelays[key]
 	if !ok {

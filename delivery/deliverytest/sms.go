@@ -103,6 +103,7 @@ func (s *SMSSink) Received(to string) []SMSMessage {
 	return s.receivedLocked(to)
 }
 
+// receivedLocked returns the accepted messages to to; s.mu is held.
 func (s *SMSSink) receivedLocked(to string) []SMSMessage {
 	var out []SMSMessage
 	for _, m := range s.messages {
@@ -166,6 +167,7 @@ func (s *SMSSink) AlwaysFail(to string, status int) {
 	s.program(to, failure{code: status, remaining: -1})
 }
 
+// program sets to's programmed failure.
 func (s *SMSSink) program(to string, f failure) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

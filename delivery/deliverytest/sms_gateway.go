@@ -137,6 +137,7 @@ func (a AcceptedAnswer) write(w http.ResponseWriter) {
 	}
 }
 
+// writeTwilioError answers status with a Twilio-shaped error body.
 func writeTwilioError(w http.ResponseWriter, status, code int, message string) {
 	writeJSON(w, status, map[string]any{
 		"code":      code,
@@ -146,6 +147,7 @@ func writeTwilioError(w http.ResponseWriter, status, code int, message string) {
 	})
 }
 
+// writeJSON answers status with v as JSON.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

@@ -106,6 +106,7 @@ func (s *SMTPSink) Received(recipient string) []SMTPMessage {
 	return s.receivedLocked(addressKey(recipient))
 }
 
+// receivedLocked returns copies of the accepted messages addressed to key; s.mu is held.
 func (s *SMTPSink) receivedLocked(key string) []SMTPMessage {
 	var out []SMTPMessage
 	for _, m := range s.messages {
@@ -169,6 +170,7 @@ func (s *SMTPSink) AlwaysFail(recipient string, code int) {
 	s.program(recipient, failure{code: code, remaining: -1})
 }
 
+// program sets recipient's programmed failure.
 func (s *SMTPSink) program(recipient string, f failure) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -218,6 +220,7 @@ func (s *SMTPSink) rcpt(recipient string) error {
 	return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCodeNotSet, Message: "deliverytest: programmed rejection of " + recipient}
 }
 
+// delayFor returns how long to hold back a message to recipients: the longest of their delays.
 func (s *SMTPSink) delayFor(recipients []string) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -228,6 +231,7 @@ func (s *SMTPSink) delayFor(recipients []string) time.Duration {
 	return d
 }
 
+// record keeps an accepted message and wakes whoever waits for one.
 func (s *SMTPSink) record(m SMTPMessage) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

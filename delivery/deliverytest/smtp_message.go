@@ -32,6 +32,7 @@ type SMTPMessage struct {
 	Body string
 }
 
+// clone returns a deep copy, so that a test cannot change what the sink recorded.
 func (m SMTPMessage) clone() SMTPMessage {
 	m.To = slices.Clone(m.To)
 	m.Data = bytes.Clone(m.Data)

@@ -24,6 +24,7 @@ type smtpSession struct {
 	dropCode      int
 }
 
+// Mail starts a transaction (MAIL FROM).
 func (ss *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
 	ss.sink.mu.Lock()
 	ss.inTransaction = true
@@ -32,6 +33,7 @@ func (ss *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
 	return nil
 }
 
+// Rcpt takes a recipient (RCPT TO), unless the script rejects it.
 func (ss *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if err := ss.sink.rcpt(to); err != nil {
 		return err
@@ -40,6 +42,7 @@ func (ss *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
+// Data receives the message, holds it back as scripted, and records it.
 func (ss *smtpSession) Data(r io.Reader) error {
 	data, err := io.ReadAll(r)
 	if err != nil {
@@ -90,6 +93,7 @@ func (ss *smtpSession) hangUp(code int) {
 	_ = c.Close()
 }
 
+// Logout ends the connection (QUIT, or a client that hung up).
 func (ss *smtpSession) Logout() error {
 	ss.sink.disconnect(ss)
 	return nil
