@@ -4,16 +4,14 @@ import (
 	"context"
 	"sync/atomic"
 
+	"github.com/herald-notify/herald/events"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Querier runs statements: a *pgxpool.Pool, a *pgx.Conn or a pgx.Tx (events.Querier).
-type Querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+// Querier runs statements: a *pgxpool.Pool, a *pgx.Conn or a pgx.Tx. It is events.Querier, the
+// interface the code under test takes.
+type Querier = events.Querier
 
 // QueryCounter runs statements on a real database and counts them, so that a test can say what a
 // path costs in queries.
