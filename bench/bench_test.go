@@ -4,12 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +13,7 @@ import (
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/apikeys"
 	"github.com/herald-notify/herald/bench"
+	"github.com/herald-notify/herald/harness"
 	"github.com/herald-notify/herald/heraldtest"
 )
 
@@ -25,39 +22,16 @@ import (
 var heraldBin string
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "herald-bench-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench: temp dir:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	heraldBin = filepath.Join(dir, "herald")
-	build := exec.Command("go", "build", "-o", heraldBin, "./cmd/herald")
-	build.Dir = ".." // the tests run in <module>/bench
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "bench: go build ./cmd/herald: %v\n%s", err, out)
-		return 1
-	}
-	return m.Run()
-}
-
-func env(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
+	// The tests run in <module>/bench.
+	os.Exit(heraldtest.RunWithHerald(m, "..", &heraldBin))
 }
 
 // serviceFlags are the bench flags that point at the services the tests use.
 func serviceFlags() []string {
 	return []string{
-		"--admin-database-url", env("HERALD_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
-		"--rabbitmq-api", env("HERALD_TEST_RABBITMQ_API", "http://guest:guest@127.0.0.1:15672"),
-		"--amqp-url", env("HERALD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+		"--admin-database-url", heraldtest.AdminDatabaseURL(),
+		"--rabbitmq-api", heraldtest.RabbitMQAPI(),
+		"--amqp-url", heraldtest.AMQPURL(),
 	}
 }
 
@@ -218,42 +192,18 @@ func TestBenchDrivesARunningHerald(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cmd := exec.Command(heraldBin, "all")
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "HERALD_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "HERALD_DATABASE_URL="+db.URL, "HERALD_AMQP_URL="+heraldtest.NewVHost(t),
-		"HERALD_HTTP_ADDR="+addr, "HERALD_RATE_LIMIT=0", "HERALD_LOG_LEVEL=warn")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("herald all:\n%s", logs.String())
-		}
+	p := heraldtest.StartHerald(t, harness.Spec{
+		Executable: heraldBin, Command: "all",
+		Env: map[string]string{"HERALD_DATABASE_URL": db.URL, "HERALD_AMQP_URL": heraldtest.NewVHost(t), "HERALD_RATE_LIMIT": "0", "HERALD_LOG_LEVEL": "warn"},
 	})
-	heraldtest.Eventually(t, 30*time.Second, "herald all to be ready", func() (bool, error) {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false, err
+	t.Cleanup(func() {
+		_, _ = p.Terminate(30 * time.Second)
+		if t.Failed() {
+			t.Logf("herald all:\n%s", p.Output())
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
 	})
 
-	rep, err := runBench(t, append(serviceFlags(), "--url", "http://"+addr, "--api-key", token, "-n", "100", "--sample", "5", "--ceiling=false", "--drain", "2m")...)
+	rep, err := runBench(t, append(serviceFlags(), "--url", p.URL, "--api-key", token, "-n", "100", "--sample", "5", "--ceiling=false", "--drain", "2m")...)
 	if err != nil {
 		t.Fatalf("herald bench: %v; problems: %v", err, rep.Problems)
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-notify/herald/postgres"
 )
 
 // The raw ceiling: what the same services do, through the same client libraries, for the
@@ -104,11 +106,5 @@ func pgClientCounts(concurrency int) []int {
 
 // newCeilingPool connects to the scratch database with enough connections for the clients.
 func newCeilingPool(ctx context.Context, databaseURL string, clients []int) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(databaseURL)
-	if err != nil {
-		return nil, err
-	}
-	cfg.MaxConns = int32(slices.Max(clients))
-	cfg.ConnConfig.RuntimeParams["application_name"] = "herald-bench-ceiling"
-	return pgxpool.NewWithConfig(ctx, cfg)
+	return postgres.Connect(ctx, databaseURL, postgres.Options{MaxConns: slices.Max(clients), AppName: "herald-bench-ceiling"})
 }

@@ -6,40 +6,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/herald-notify/herald/harness"
 )
 
-// process is one spawned herald.
+// process is one spawned herald, with what the bench reads of it.
 type process struct {
+	*harness.Process
 	Role string
-	cmd  *exec.Cmd
-	Log  string
-	URL  string // base URL of its API or ops listener
-	done chan struct{}
-	err  error // cmd.Wait's, once done is closed
 	// stopping is closed when the bench itself stops the process.
 	stopping chan struct{}
 	// Final figures, read before it is stopped.
 	peakRSS int64
 	cpu     time.Duration
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
 }
 
 // fleet is the spawned processes, in start order.
@@ -64,7 +47,7 @@ func (f *fleet) died() <-chan *process {
 	for _, p := range f.procs {
 		go func() {
 			select {
-			case <-p.done:
+			case <-p.Done():
 				out <- p
 			case <-p.stopping:
 			}
@@ -73,10 +56,11 @@ func (f *fleet) died() <-chan *process {
 	return out
 }
 
-// heraldEnv is the environment every spawned process gets, before --env.
-func heraldEnv(s *scratch, sk *sinks) map[string]string {
+// heraldEnv is the environment every spawned process gets: the scratch services and sinks, then
+// --env. The listening address is the harness's, whatever --env says.
+func heraldEnv(cfg Config, s *scratch, sk *sinks) map[string]string {
 	host, port := sk.smtpAddr()
-	return map[string]string{
+	env := map[string]string{
 		"HERALD_DATABASE_URL":    s.DatabaseURL,
 		"HERALD_AMQP_URL":        s.AMQPURL,
 		"HERALD_EMAIL_PROVIDER":  "smtp",
@@ -92,6 +76,11 @@ func heraldEnv(s *scratch, sk *sinks) map[string]string {
 		"HERALD_RATE_LIMIT":      "0",
 		"HERALD_LOG_LEVEL":       "warn",
 	}
+	for _, kv := range cfg.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	return env
 }
 
 // spawnList expands --spawn and --workers into the processes to start, in order: the projector
@@ -120,147 +109,53 @@ func spawnList(spawn []string, workers int) []string {
 func startFleet(ctx context.Context, cfg Config, env map[string]string, logDir string, progress func(string, ...any)) (*fleet, error) {
 	f := &fleet{logDir: logDir}
 	for _, role := range spawnList(cfg.Spawn, cfg.Workers) {
-		p, err := startProcess(ctx, cfg, role, len(f.procs), env, logDir)
+		hp, err := harness.Start(ctx, harness.Spec{
+			Executable: cfg.Executable, Command: role, Env: env,
+			LogDir: logDir, LogName: fmt.Sprintf("herald-%s-%d.log", role, len(f.procs)),
+			ReadyTimeout: cfg.ReadyTimeout, StopTimeout: cfg.StopTimeout, OwnProcessGroup: true,
+		})
 		if err != nil {
 			f.stop(cfg.StopTimeout)
+			if hp != nil && ctx.Err() == nil {
+				err = fmt.Errorf("%w; its log: %s\n%s", err, hp.Log, hp.Tail(15))
+			}
 			return nil, err
 		}
+		p := &process{Process: hp, Role: role, stopping: make(chan struct{})}
 		f.procs = append(f.procs, p)
-		progress("started herald %s (pid %d) on %s", role, p.cmd.Process.Pid, strings.TrimPrefix(p.URL, "http://"))
+		progress("started herald %s (pid %d) on %s", role, p.PID(), strings.TrimPrefix(p.URL, "http://"))
 	}
 	return f, nil
 }
 
-func startProcess(ctx context.Context, cfg Config, role string, n int, env map[string]string, logDir string) (*process, error) {
-	for try := 1; ; try++ {
-		p, err := tryStart(ctx, cfg, role, n, env, logDir)
-		if err == nil {
-			return p, nil
-		}
-		if try < 3 && p != nil && p.exited() && strings.Contains(readFile(p.Log), "address already in use") {
-			continue // the free port was taken meanwhile
-		}
-		return nil, err
-	}
-}
-
-func tryStart(ctx context.Context, cfg Config, role string, n int, env map[string]string, logDir string) (*process, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	vars := map[string]string{}
-	for k, v := range env {
-		vars[k] = v
-	}
-	if role == "all" || role == "serve" {
-		vars["HERALD_HTTP_ADDR"] = addr
-	} else {
-		vars["HERALD_OPS_ADDR"] = addr
-	}
-	// --env wins, except over the listening address the bench must know.
-	for _, kv := range cfg.Env {
-		k, v, _ := strings.Cut(kv, "=")
-		if k != "HERALD_HTTP_ADDR" && k != "HERALD_OPS_ADDR" {
-			vars[k] = v
-		}
-	}
-	var environ []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "HERALD_") {
-			environ = append(environ, kv)
-		}
-	}
-	for k, v := range vars {
-		environ = append(environ, k+"="+v)
-	}
-
-	logFile, err := os.Create(filepath.Join(logDir, fmt.Sprintf("herald-%s-%d.log", role, n)))
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close()
-	cmd := exec.Command(cfg.Executable, role)
-	cmd.Env = environ
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	// Its own process group: a Ctrl-C at the terminal reaches the bench, which stops Herald in
-	// order, rather than every process at once.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start herald %s: %w", role, err)
-	}
-	p := &process{Role: role, cmd: cmd, Log: logFile.Name(), URL: "http://" + addr, done: make(chan struct{}), stopping: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(cfg.ReadyTimeout)
-	var last string
-	for {
-		resp, err := client.Get(p.URL + "/readyz")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, nil
-			}
-			last = fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-p.done:
-			return p, fmt.Errorf("herald %s exited before it was ready (%v); its log: %s\n%s", role, p.err, p.Log, tail(p.Log, 15))
-		case <-ctx.Done():
-			p.terminate(cfg.StopTimeout)
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			p.terminate(cfg.StopTimeout)
-			return nil, fmt.Errorf("herald %s: /readyz did not answer 200 within %s (last: %s); its log: %s", role, cfg.ReadyTimeout, last, p.Log)
-		}
-	}
-}
-
-// terminate stops p with SIGTERM, and SIGKILL after timeout. It returns the exit error.
+// terminate stops p with SIGTERM, and SIGKILL after timeout. It returns how it exited; one
+// that had exited on its own is judged by its exit status.
 func (p *process) terminate(timeout time.Duration) error {
 	select {
 	case <-p.stopping:
 	default:
 		close(p.stopping)
 	}
-	if p.exited() {
-		return p.err
+	if p.Exited() {
+		return p.Err()
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(timeout):
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	return fmt.Errorf("did not exit within %s of SIGTERM; killed", timeout)
+	_, err := p.Terminate(timeout)
+	return err
 }
 
 // stop reads each process's final figures, then stops them in reverse order of start. It
 // returns the problems met, one per process.
 func (f *fleet) stop(timeout time.Duration) []string {
 	for _, p := range f.procs {
-		if !p.exited() {
-			p.peakRSS = procStatusKB(p.cmd.Process.Pid, "VmHWM") * 1024
-			p.cpu = procCPU(p.cmd.Process.Pid)
+		if !p.Exited() {
+			p.peakRSS = procStatusKB(p.PID(), "VmHWM") * 1024
+			p.cpu = procCPU(p.PID())
 		}
 	}
 	var problems []string
 	for i := len(f.procs) - 1; i >= 0; i-- {
 		p := f.procs[i]
-		wasRunning := !p.exited()
+		wasRunning := !p.Exited()
 		if err := p.terminate(timeout); err != nil {
 			what := "exited on its own"
 			if wasRunning {
@@ -272,31 +167,10 @@ func (f *fleet) stop(timeout time.Duration) []string {
 	return problems
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
+// readFile returns the file at path, or "" when it cannot be read (a /proc file gone).
 func readFile(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
-}
-
-// tail returns the last n lines of the file at path, indented.
-func tail(path string, n int) string {
-	text := strings.TrimRight(readFile(path), "\n")
-	if text == "" {
-		return "    (empty)"
-	}
-	lines := strings.Split(text, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "    " + strings.Join(lines, "\n    ")
 }
 
 // procStatusKB returns a "kB" field of /proc/<pid>/status (VmRSS, VmHWM), or 0.

@@ -15,11 +15,13 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/apikeys"
+	"github.com/herald-notify/herald/harness"
 	"github.com/herald-notify/herald/redact"
 )
 
@@ -63,6 +65,8 @@ func (c cleanups) run(ctx context.Context) {
 	}
 }
 
+// runSpawned is a run on Herald processes of its own: a scratch database and vhost, the ceiling
+// if asked, the sinks, the processes, the load, and everything taken down again.
 func runSpawned(ctx context.Context, cfg Config, rep *Report, say func(string, ...any)) (err error) {
 	if cfg.Executable == "" {
 		if cfg.Executable, err = os.Executable(); err != nil {
@@ -72,24 +76,10 @@ func runSpawned(ctx context.Context, cfg Config, rep *Report, say func(string, .
 	var cleanup cleanups
 	defer func() { cleanup.run(ctx) }()
 
-	s, err := createScratch(ctx, cfg, true)
+	s, err := prepareScratch(ctx, cfg, rep, say, &cleanup)
 	if err != nil {
 		return err
 	}
-	rep.Settings.Database, rep.Settings.VHost = s.Name, s.Name
-	say("created database and vhost %s", s.Name)
-	cleanup.add(func(ctx context.Context) {
-		if cfg.Keep {
-			say("kept database and vhost %s (--keep)", s.Name)
-			s.Pool.Close()
-			return
-		}
-		if err := s.drop(ctx); err != nil {
-			rep.Warnings = append(rep.Warnings, err.Error())
-		}
-	})
-	rep.Environment.PostgresVersion, rep.Environment.RabbitMQVersion, rep.Environment.ErlangVersion = serviceVersions(ctx, cfg, s.Pool)
-
 	if cfg.Ceiling {
 		rep.Ceiling = measureCeiling(ctx, cfg, s, say)
 		settleAfterCeiling(ctx, rep, say)
@@ -110,72 +100,124 @@ func runSpawned(ctx context.Context, cfg Config, rep *Report, say func(string, .
 	}
 	r.cfg.APIKey = token
 
-	logDir, err := os.MkdirTemp("", "herald-bench-")
+	wf, err := startWatchedFleet(ctx, cfg, rep, heraldEnv(cfg, s, sk), s.Name, say)
 	if err != nil {
 		return err
 	}
-	rep.LogDir = logDir
-	fl, err := startFleet(ctx, cfg, heraldEnv(s, sk), logDir, say)
-	if err != nil {
-		return fmt.Errorf("%w (logs: %s)", err, logDir)
-	}
-	var pids []int
-	for _, p := range fl.procs {
-		pids = append(pids, p.cmd.Process.Pid)
-	}
-	mem := newMemorySampler(pids, s.Name, time.Now())
-	memCtx, stopMem := context.WithCancel(ctx)
-	memDone := make(chan struct{})
-	go func() { mem.run(memCtx); close(memDone) }()
-	stopped := false
-	stopFleet := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		stopMem()
-		<-memDone
-		say("stopping herald")
-		rep.Problems = append(rep.Problems, fl.stop(cfg.StopTimeout)...)
-	}
-	cleanup.add(func(context.Context) { stopFleet() })
+	cleanup.add(func(context.Context) { wf.stop() })
 
 	// A process that dies ends the run: what follows would measure a broken Herald.
 	runCtx, abort := context.WithCancelCause(ctx)
 	defer abort(nil)
-	go func() {
-		select {
-		case p := <-fl.died():
-			abort(fmt.Errorf("herald %s (pid %d) exited during the run: %v; its log: %s\n%s", p.Role, p.cmd.Process.Pid, p.err, p.Log, tail(p.Log, 15)))
-		case <-runCtx.Done():
-		}
-	}()
+	go abortOnDeath(runCtx, wf.fleet, abort)
 
-	r.base = fl.api().URL
-	r.sinks = true
-	r.pids, r.dbName = pids, s.Name
-	r.poller.foldCheck = func(ctx context.Context, id string) (bool, error) {
-		var projected bool
-		err := s.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM notification_status WHERE notification_id = $1 AND status = 'sent')`, id).Scan(&projected)
-		return projected, err
-	}
-	r.terminal = func(ctx context.Context) (terminalCounts, error) { return readModelCounts(ctx, s) }
+	r.watch(wf, s)
 	runErr := r.run(runCtx, rep, say)
 	if cause := context.Cause(runCtx); cause != nil && ctx.Err() == nil && !errors.Is(cause, context.Canceled) {
 		runErr = cause
 	}
 	r.interrupted = interruption(ctx, runErr)
 
-	stopFleet()
-	rep.Memory = r.memoryFigures(fl, mem)
+	wf.stop()
+	rep.Memory = r.memoryFigures(wf.fleet, wf.mem)
 	r.finish(rep, sk.refused.Load())
 	if runErr == nil && !cfg.Keep && rep.OK {
-		_ = os.RemoveAll(logDir)
+		_ = os.RemoveAll(rep.LogDir)
 		rep.LogDir = ""
 	}
 	return runErr
 }
 
+// prepareScratch creates the run's migrated database and vhost, names them in the report with the
+// services' versions, and registers their removal (or their keeping, with --keep) in cleanup.
+func prepareScratch(ctx context.Context, cfg Config, rep *Report, say func(string, ...any), cleanup *cleanups) (*scratch, error) {
+	s, err := createScratch(ctx, cfg, true)
+	if err != nil {
+		return nil, err
+	}
+	rep.Settings.Database, rep.Settings.VHost = s.Name, s.Name
+	say("created database and vhost %s", s.Name)
+	cleanup.add(func(ctx context.Context) {
+		if cfg.Keep {
+			say("kept database and vhost %s (--keep)", s.Name)
+			s.Pool.Close()
+			return
+		}
+		if err := s.drop(ctx); err != nil {
+			rep.Warnings = append(rep.Warnings, err.Error())
+		}
+	})
+	rep.Environment.PostgresVersion, rep.Environment.RabbitMQVersion, rep.Environment.ErlangVersion = serviceVersions(ctx, cfg, s.Pool)
+	return s, nil
+}
+
+// watchedFleet is the run's Herald processes with the sampler of their memory.
+type watchedFleet struct {
+	fleet *fleet
+	mem   *memorySampler
+	pids  []int
+	// stop ends the sampling and stops the processes, once; their problems go to the report.
+	stop func()
+}
+
+// startWatchedFleet starts the processes, with their logs in a new directory the report names,
+// and samples their memory (and the database's, named dbName) until stopped.
+func startWatchedFleet(ctx context.Context, cfg Config, rep *Report, env map[string]string, dbName string, say func(string, ...any)) (*watchedFleet, error) {
+	logDir, err := os.MkdirTemp("", "herald-bench-")
+	if err != nil {
+		return nil, err
+	}
+	rep.LogDir = logDir
+	fl, err := startFleet(ctx, cfg, env, logDir, say)
+	if err != nil {
+		return nil, fmt.Errorf("%w (logs: %s)", err, logDir)
+	}
+	wf := &watchedFleet{fleet: fl}
+	for _, p := range fl.procs {
+		wf.pids = append(wf.pids, p.PID())
+	}
+	wf.mem = newMemorySampler(wf.pids, dbName, time.Now())
+	memCtx, stopMem := context.WithCancel(ctx)
+	memDone := make(chan struct{})
+	go func() { wf.mem.run(memCtx); close(memDone) }()
+	var once sync.Once
+	wf.stop = func() {
+		once.Do(func() {
+			stopMem()
+			<-memDone
+			say("stopping herald")
+			rep.Problems = append(rep.Problems, fl.stop(cfg.StopTimeout)...)
+		})
+	}
+	return wf, nil
+}
+
+// abortOnDeath aborts the run with the story of the first process that exits on its own, until
+// ctx ends.
+func abortOnDeath(ctx context.Context, fl *fleet, abort context.CancelCauseFunc) {
+	select {
+	case p := <-fl.died():
+		abort(fmt.Errorf("herald %s (pid %d) exited during the run: %v; its log: %s\n%s", p.Role, p.PID(), p.Err(), p.Log, p.Tail(15)))
+	case <-ctx.Done():
+	}
+}
+
+// watch points the runner at the fleet's API and sinks, and at the scratch database's read
+// models for what is projected and terminal.
+func (r *runner) watch(wf *watchedFleet, s *scratch) {
+	r.base = wf.fleet.api().URL
+	r.sinks = true
+	r.pids, r.dbName = wf.pids, s.Name
+	r.poller.foldCheck = func(ctx context.Context, id string) (bool, error) {
+		var projected bool
+		err := s.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM notification_status WHERE notification_id = $1 AND status = 'sent')`, id).Scan(&projected)
+		return projected, err
+	}
+	r.terminal = func(ctx context.Context) (terminalCounts, error) { return readModelCounts(ctx, s) }
+}
+
+// runAgainstURL is a run on a Herald someone else started: the ceiling on a scratch database
+// and vhost if asked, then the load, settled on the status API.
 func runAgainstURL(ctx context.Context, cfg Config, rep *Report, say func(string, ...any)) error {
 	rep.Environment.PostgresVersion, rep.Environment.RabbitMQVersion, rep.Environment.ErlangVersion = serviceVersions(ctx, cfg, nil)
 	if cfg.Ceiling {
@@ -299,26 +341,12 @@ func settingsOf(cfg Config) Settings {
 	if cfg.spawning() {
 		s.Spawn, s.Workers = cfg.Spawn, cfg.Workers
 		for _, kv := range cfg.Env {
-			s.Env = append(s.Env, redactEnv(kv))
+			s.Env = append(s.Env, harness.RedactSetting(kv))
 		}
 	} else {
 		s.Mode, s.URL = "url", redact.URL(cfg.URL)
 	}
 	return s
-}
-
-// redactEnv hides the value of a variable that looks secret.
-func redactEnv(kv string) string {
-	k, _, _ := strings.Cut(kv, "=")
-	for _, secret := range []string{"PASSWORD", "TOKEN", "SECRET", "KEY"} {
-		if strings.Contains(strings.ToUpper(k), secret) {
-			return k + "=…"
-		}
-	}
-	if strings.Contains(kv, "://") {
-		return k + "=" + redact.URL(strings.TrimPrefix(kv, k+"="))
-	}
-	return kv
 }
 
 func environment(cfg Config) Environment {
@@ -356,7 +384,7 @@ func (r *runner) memoryFigures(fl *fleet, mem *memorySampler) *Memory {
 	}
 	for i, p := range fl.procs {
 		peak := max(p.peakRSS, mem.maxPer[i])
-		m.Processes = append(m.Processes, ProcessFigures{Role: p.Role, PID: p.cmd.Process.Pid, PeakRSS: peak, MaxSampledRSS: mem.maxPer[i], CPUSeconds: p.cpu.Seconds()})
+		m.Processes = append(m.Processes, ProcessFigures{Role: p.Role, PID: p.PID(), PeakRSS: peak, MaxSampledRSS: mem.maxPer[i], CPUSeconds: p.cpu.Seconds()})
 		m.PeakRSSSum += peak
 	}
 	return m

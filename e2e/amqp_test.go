@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/uuid"
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/herald-notify/herald/heraldtest"
 )
 
 // sendCommand is the SendNotification command as it travels through RabbitMQ.
@@ -21,15 +23,7 @@ type sendCommand struct {
 // consumer died.
 func peekCommands(t *testing.T, amqpURL, queue string) []string {
 	t.Helper()
-	conn, err := amqp091.Dial(amqpURL)
-	if err != nil {
-		t.Fatalf("connect to RabbitMQ: %v", err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatalf("open channel: %v", err)
-	}
+	ch := heraldtest.AMQPChannel(t, amqpURL)
 	var ids []string
 	for {
 		d, ok, err := ch.Get(queue, false)
@@ -61,15 +55,7 @@ func publishCommand(t *testing.T, amqpURL, queue string, cmd sendCommand) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := amqp091.Dial(amqpURL)
-	if err != nil {
-		t.Fatalf("connect to RabbitMQ: %v", err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatalf("open channel: %v", err)
-	}
+	ch := heraldtest.AMQPChannel(t, amqpURL)
 	defer ch.Close()
 	if err := ch.Confirm(false); err != nil {
 		t.Fatalf("enable publisher confirms: %v", err)

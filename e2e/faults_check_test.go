@@ -6,15 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/heraldtest"
 )
@@ -56,6 +53,14 @@ type faultReport struct {
 
 func (r *faultReport) problem(format string, args ...any) {
 	r.problems = append(r.problems, fmt.Sprintf(format, args...))
+}
+
+// wantAllSent notes a problem unless every notification accepted (or unconfirmed) ended sent; why
+// says what the case's fault must not do.
+func (r *faultReport) wantAllSent(why string) {
+	if r.sent != r.accepted+r.unconfirmed {
+		r.problem("%d of %d notifications sent; %s", r.sent, r.accepted+r.unconfirmed, why)
+	}
 }
 
 // line is the case's summary, after its name: accepted=N sent=N failed=N lost=N duplicates=N,
@@ -127,9 +132,22 @@ func logStreams(ctx context.Context, db events.Querier) (map[string]streamSummar
 // each promise of the README and counts what the case line prints.
 func (c *faultCluster) settle(t *testing.T, l *load, deadline time.Duration, bounds faultBounds) *faultReport {
 	t.Helper()
-	ctx := context.Background()
-	pool := c.DB.Pool
+	r := reportOf(t, l)
+	accepted := l.acceptances()
+	streams := c.waitFinal(t, len(accepted), deadline)
+	c.accountFor(t, r, accepted, streams, deadline)
+	c.waitSinksQuiet()
+	c.waitProjections(t, r)
+	c.compareWithLog(context.Background(), t, r, streams, bounds)
+	c.checkQueues(t, r)
+	return r
+}
+
+// reportOf starts a case's report with how the load's requests were answered.
+func reportOf(t *testing.T, l *load) *faultReport {
+	t.Helper()
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	r := &faultReport{accepted: len(l.accepted), refused: l.refused, unanswered: l.unanswered}
 	for _, u := range l.unexpected {
 		r.problem("unexpected answer to a request: %s", u)
@@ -137,15 +155,16 @@ func (c *faultCluster) settle(t *testing.T, l *load, deadline time.Duration, bou
 	if len(l.firstNo) > 0 {
 		t.Logf("requests not accepted (the first %d): %s", len(l.firstNo), strings.Join(l.firstNo, "; "))
 	}
-	l.mu.Unlock()
-	accepted := l.acceptances()
+	return r
+}
 
-	// Every accepted notification, and anything else in the log, ends sent or failed.
-	var streams map[string]streamSummary
+// waitFinal waits until the log holds at least accepted streams and every stream in it ends sent
+// or failed, or deadline passes, and returns the streams.
+func (c *faultCluster) waitFinal(t *testing.T, accepted int, deadline time.Duration) map[string]streamSummary {
+	t.Helper()
 	start := time.Now()
 	for {
-		var err error
-		streams, err = logStreams(ctx, pool)
+		streams, err := logStreams(context.Background(), c.DB.Pool)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,17 +174,23 @@ func (c *faultCluster) settle(t *testing.T, l *load, deadline time.Duration, bou
 				open++
 			}
 		}
-		if open == 0 && len(streams) >= len(accepted) {
+		if open == 0 && len(streams) >= accepted {
 			t.Logf("every notification was final %s after the load ended", time.Since(start).Round(100*time.Millisecond))
-			break
+			return streams
 		}
 		if time.Since(start) > deadline {
 			t.Logf("%d notifications were still open %s after the load ended", open, deadline)
-			break
+			return streams
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
 
+// accountFor checks that every accepted notification is in the log and final, and counts the
+// lost ones and those in the log whose request got no 202 (unconfirmed), which must be final too.
+func (c *faultCluster) accountFor(t *testing.T, r *faultReport, accepted []acceptance, streams map[string]streamSummary, deadline time.Duration) {
+	t.Helper()
+	ctx := context.Background()
 	acceptedIDs := map[string]bool{}
 	var lostIDs []string
 	for _, a := range accepted {
@@ -200,24 +225,27 @@ func (c *faultCluster) settle(t *testing.T, l *load, deadline time.Duration, bou
 	if r.unconfirmed > 0 {
 		t.Logf("%d notifications are in the log although their request got no 202 (the answer was lost)", r.unconfirmed)
 	}
+}
 
-	// A message may land at the SMTP sink a moment after Herald gave up on it: let them land.
+// waitSinksQuiet waits, up to 10 s, until the sinks have received nothing for 1.5 s: a message
+// may land at the SMTP sink a moment after Herald gave up on it.
+func (c *faultCluster) waitSinksQuiet() {
 	quietSince, last := time.Now(), -1
 	for wait := time.Now(); time.Since(wait) < 10*time.Second; time.Sleep(100 * time.Millisecond) {
 		if n := c.SMTP.Count() + c.SMS.Count(); n != last {
 			quietSince, last = time.Now(), n
 		}
 		if time.Since(quietSince) >= 1500*time.Millisecond {
-			break
+			return
 		}
 	}
+}
 
-	c.waitProjections(t, r)
-	c.compareWithLog(ctx, t, r, streams, bounds)
-
-	// Nothing is left to deliver: the work queues drain, and the poison queue holds the commands
-	// of the failed notifications (a command parked twice is allowed: a redelivered command of a
-	// failed notification is parked again) and nothing else.
+// checkQueues checks that nothing is left to deliver: the work queues drain, and the poison
+// queue holds the commands of the failed notifications (a command parked twice is allowed: a
+// redelivered command of a failed notification is parked again) and nothing else.
+func (c *faultCluster) checkQueues(t *testing.T, r *faultReport) {
+	t.Helper()
 	for _, q := range []string{queueEmail, queueSMS, queuePoison} {
 		var depth int
 		for wait := time.Now(); ; time.Sleep(200 * time.Millisecond) {
@@ -235,7 +263,6 @@ func (c *faultCluster) settle(t *testing.T, l *load, deadline time.Duration, bou
 			}
 		}
 	}
-	return r
 }
 
 // showDuplicate logs the story of one duplicated notification, as evidence of where its
@@ -272,206 +299,6 @@ SELECT (SELECT count(*) FROM event_log),
 			return
 		}
 	}
-}
-
-// compareWithLog folds every stream from the log and compares the fold with the status row and
-// the history rows; it counts outcomes and attempts, and judges the sinks' deliveries against
-// bounds.
-func (c *faultCluster) compareWithLog(ctx context.Context, t *testing.T, r *faultReport, streams map[string]streamSummary, bounds faultBounds) {
-	t.Helper()
-	pool := c.DB.Pool
-	rows, err := pool.Query(ctx, `SELECT `+faultStatusColumns+` FROM notification_status`)
-	if err != nil {
-		t.Fatalf("read notification_status: %v", err)
-	}
-	status := map[string]herald.Notification{}
-	for rows.Next() {
-		n, err := scanFaultStatus(rows)
-		if err != nil {
-			t.Fatalf("read notification_status: %v", err)
-		}
-		status[n.ID] = n
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatalf("read notification_status: %v", err)
-	}
-	rows, err = pool.Query(ctx, `SELECT notification_id::text, version, event_type FROM notification_history ORDER BY notification_id, version`)
-	if err != nil {
-		t.Fatalf("read notification_history: %v", err)
-	}
-	history := map[string][]string{}
-	var (
-		id, typ string
-		version int64
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&id, &version, &typ}, func() error {
-		history[id] = append(history[id], fmt.Sprintf("v%d %s", version, typ))
-		return nil
-	}); err != nil {
-		t.Fatalf("read notification_history: %v", err)
-	}
-
-	deliveries := map[string]int{}
-	for _, m := range c.SMTP.Messages() {
-		deliveries[m.NotificationID]++
-	}
-	for _, m := range c.SMS.Messages() {
-		deliveries[m.IdempotencyToken]++
-	}
-	for id := range deliveries {
-		if _, ok := streams[id]; !ok {
-			r.problem("the sinks received %d messages for %q, which is no notification in the log", deliveries[id], id)
-		}
-	}
-
-	log := events.NewLog(pool)
-	ids := make([]string, 0, len(streams))
-	for id := range streams {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	mismatches := 0
-	for _, id := range ids {
-		folded, recs, err := log.Notification(ctx, id)
-		if err != nil {
-			r.problem("fold %s: %v", id, err)
-			continue
-		}
-		var abandoned, timeouts int
-		var wantHistory []string
-		for _, rec := range recs {
-			wantHistory = append(wantHistory, fmt.Sprintf("v%d %s", rec.Version, rec.Type))
-			e, err := rec.Event()
-			if err != nil {
-				r.problem("%s v%d: %v", id, rec.Version, err)
-				continue
-			}
-			var errText string
-			switch e := e.(type) {
-			case *events.DeliveryAttemptFailed:
-				errText = e.Error
-			case *events.NotificationFailed:
-				errText = e.Error
-			default:
-				continue
-			}
-			r.failedAttempts++
-			switch {
-			case strings.HasPrefix(errText, abandonedPrefix):
-				abandoned++
-			case timedOut(errText):
-				timeouts++
-			}
-		}
-		r.abandoned += abandoned
-		r.timedOut += timeouts
-		switch folded.Status {
-		case herald.StatusSent:
-			r.sent++
-		case herald.StatusFailed:
-			r.failed++
-		}
-
-		// The status row is the fold (the projection does not keep the message itself).
-		folded.Subject, folded.Body = "", ""
-		row, ok := status[id]
-		if !ok {
-			r.problem("%s has no notification_status row; the log folds to %s v%d", id, folded.Status, folded.Version)
-			mismatches++
-		} else if diff := cmp.Diff(folded, row); diff != "" {
-			mismatches++
-			if mismatches <= 3 {
-				r.problem("%s: notification_status differs from the fold of the log (-fold +status):\n%s", id, diff)
-			}
-		}
-		if diff := cmp.Diff(wantHistory, history[id]); diff != "" {
-			mismatches++
-			if mismatches <= 3 {
-				r.problem("%s: notification_history differs from the log (-log +history):\n%s", id, diff)
-			}
-		}
-
-		// What reached the sink, against what the log says was attempted.
-		got := deliveries[id]
-		if got > 1 {
-			r.duplicates += got - 1
-			r.duplicated = append(r.duplicated, id)
-		}
-		allowed := 0
-		if folded.Status == herald.StatusSent {
-			allowed = 1
-			if got == 0 {
-				r.problem("%s is sent, but no message for it reached the sink; its story:\n%s", id, c.story(ctx, id))
-			}
-		}
-		if bounds.AfterAbandoned {
-			allowed += abandoned
-		}
-		if bounds.AfterTimeout {
-			allowed += timeouts
-		}
-		if got > allowed {
-			r.problem("%s reached its sink %d times, more than the %d its story explains (%s; %d attempts abandoned, %d timed out); its story:\n%s",
-				id, got, allowed, folded.Status, abandoned, timeouts, c.story(ctx, id))
-		}
-	}
-	if mismatches > 3 {
-		r.problem("… %d notifications in all differ between the read models and the log", mismatches)
-	}
-	if bounds.MaxTotal > 0 && r.duplicates > bounds.MaxTotal {
-		r.problem("%d duplicate deliveries, more than the %d this case allows", r.duplicates, bounds.MaxTotal)
-	}
-}
-
-const faultStatusColumns = `notification_id::text, channel, recipient, status, attempts, round_start, attempt_open,
-	attempt_started_at, last_error, provider, provider_message_id, version, position, created_at, updated_at`
-
-func scanFaultStatus(row pgx.Row) (herald.Notification, error) {
-	var (
-		n       herald.Notification
-		started *time.Time
-	)
-	err := row.Scan(&n.ID, &n.Channel, &n.Recipient, &n.Status, &n.Attempts, &n.RoundStart, &n.AttemptOpen,
-		&started, &n.LastError, &n.Provider, &n.ProviderMessageID, &n.Version, &n.Position, &n.CreatedAt, &n.UpdatedAt)
-	if started != nil {
-		n.AttemptStartedAt = *started
-	}
-	return n, err
-}
-
-// story renders a notification's events and deliveries, as evidence for a report.
-func (c *faultCluster) story(ctx context.Context, id string) string {
-	recs, err := events.NewLog(c.DB.Pool).Load(ctx, id)
-	if err != nil {
-		return "  (" + err.Error() + ")"
-	}
-	var b strings.Builder
-	for _, rec := range recs {
-		fmt.Fprintf(&b, "  v%d %s %s %s by %s\n", rec.Version, rec.Time.Format("15:04:05.000"), rec.Type, compactData(rec), rec.Metadata.Actor)
-	}
-	for _, m := range c.SMTP.Messages() {
-		if m.NotificationID == id {
-			fmt.Fprintf(&b, "  the SMTP sink accepted it (Message-ID %s)\n", m.MessageID)
-		}
-	}
-	for _, m := range c.SMS.Messages() {
-		if m.IdempotencyToken == id {
-			fmt.Fprintf(&b, "  the SMS sink accepted it (sid %s)\n", m.SID)
-		}
-	}
-	return strings.TrimRight(b.String(), "\n")
-}
-
-// compactData is an event's data without the message itself, which says nothing about faults.
-func compactData(rec events.Recorded) string {
-	if rec.Type == events.TypeNotificationQueued {
-		return ""
-	}
-	s := string(rec.Data)
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
 }
 
 // projectionTransaction returns a description of a projection transaction holding uncommitted

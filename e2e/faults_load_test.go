@@ -4,25 +4,17 @@ package e2e_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/herald-notify/herald"
-	"github.com/herald-notify/herald/apikeys"
-	"github.com/herald-notify/herald/delivery/deliverytest"
-	"github.com/herald-notify/herald/heraldtest"
 )
 
 // faultSettings are the knobs a fault case turns; everything else is faultCluster's defaults.
@@ -46,17 +38,7 @@ type faultCluster struct {
 // newFaultCluster creates a case's services; start starts its processes.
 func newFaultCluster(t *testing.T, rabbit *rabbitNode, s faultSettings) *faultCluster {
 	t.Helper()
-	d := &deps{
-		DB:      heraldtest.NewDatabase(t),
-		AMQPURL: rabbit.newVHost(t),
-		SMTP:    deliverytest.NewSMTPSink(t),
-		SMS:     deliverytest.NewSMSSink(t),
-	}
-	_, token, err := apikeys.NewStore(d.DB.Pool).Create(context.Background(), "faults", herald.Scopes, "faults")
-	if err != nil {
-		t.Fatalf("create an API key: %v", err)
-	}
-	d.Token = token
+	d := newDepsOn(t, rabbit.newVHost(t), "faults")
 	return &faultCluster{
 		deps:     d,
 		settings: s,
@@ -92,13 +74,8 @@ func (c *faultCluster) start(t *testing.T, names ...string) []*process {
 // sigkill kills p at once, as a crash or the OOM killer would: no shutdown, nothing flushed.
 func sigkill(t *testing.T, p *process) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatalf("SIGKILL herald %s: %v", p.name, err)
-	}
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("herald %s still running 10s after SIGKILL", p.name)
+	if err := p.Kill(10 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 	// Killed on purpose: the harness must not count its exit as a failure.
 	p.judged = true
@@ -114,21 +91,17 @@ func (c *faultCluster) shutdownAll(t *testing.T) {
 			continue
 		}
 		took := p.shutdown(t)
-		t.Logf("herald %s (pid %d) stopped on SIGTERM in %s", p.name, p.cmd.Process.Pid, took.Round(time.Millisecond))
+		t.Logf("herald %s (pid %d) stopped on SIGTERM in %s", p.Command, p.PID(), took.Round(time.Millisecond))
 	}
 	// E2E_KEEP_LOGS=dir keeps every process's log, failed or not: a fault case is read in them.
-	if dir := os.Getenv("E2E_KEEP_LOGS"); dir != "" {
-		for _, p := range c.procs {
-			b, _ := os.ReadFile(p.log)
-			name := strings.ReplaceAll(t.Name(), "/", "_") + "-" + filepath.Base(p.log)
-			_ = os.WriteFile(filepath.Join(dir, name), b, 0o644)
-		}
+	for _, p := range c.procs {
+		keepLog(p, strings.ReplaceAll(t.Name(), "/", "_")+"-"+filepath.Base(p.Log))
 	}
 }
 
 // logged counts the lines of p's log with message msg: evidence that a fault reached it.
 func logged(p *process, msg string) int {
-	return strings.Count(p.readLog(), `"msg":"`+msg+`"`)
+	return strings.Count(p.Output(), `"msg":"`+msg+`"`)
 }
 
 // delayAll makes every recipient of the first n notifications wait d at its sink, so that some

@@ -4,8 +4,6 @@ package e2e_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
@@ -21,6 +19,7 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/herald-notify/herald/harness"
 	"github.com/herald-notify/herald/heraldtest"
 )
 
@@ -46,6 +45,16 @@ func requireTool(t *testing.T, format string, args ...any) {
 	t.Skipf("%s; skipping the fault suite (install rabbitmq-server, or set HERALD_TEST_REQUIRE_SERVICES=1 to fail instead)", msg)
 }
 
+// freePort returns a loopback port nobody listened on a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	port, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
 // startRabbitNode starts a RabbitMQ node in a temporary directory and waits until it takes AMQP
 // connections and answers on its management API. It is stopped and removed when the test ends.
 func startRabbitNode(t *testing.T) *rabbitNode {
@@ -63,10 +72,8 @@ func startRabbitNode(t *testing.T) *rabbitNode {
 	uid, _ := strconv.Atoi(owner.Uid)
 	gid, _ := strconv.Atoi(owner.Gid)
 
-	suffix := make([]byte, 4)
-	_, _ = rand.Read(suffix)
 	n := &rabbitNode{
-		name:     "herald-faults-" + hex.EncodeToString(suffix) + "@localhost",
+		name:     harness.RandomName("herald-faults-") + "@localhost",
 		port:     freePort(t),
 		mgmtPort: freePort(t),
 		distPort: freePort(t),
@@ -154,7 +161,7 @@ func (n *rabbitNode) ping() error {
 		return fmt.Errorf("AMQP: %w", err)
 	}
 	_ = conn.Close()
-	return n.api(http.MethodGet, "/api/overview", "")
+	return harness.RabbitAPI(context.Background(), n.apiURL(), http.MethodGet, "/api/overview", "", nil)
 }
 
 // down reports whether the node refuses AMQP connections.
@@ -280,38 +287,10 @@ func (n *rabbitNode) amqpURL(vhost string) string {
 // and returns its AMQP URL. It is deleted when the test ends, if the node is up.
 func (n *rabbitNode) newVHost(t *testing.T) string {
 	t.Helper()
-	suffix := make([]byte, 4)
-	_, _ = rand.Read(suffix)
-	vhost := "faults_" + hex.EncodeToString(suffix)
-	if err := n.api(http.MethodPut, "/api/vhosts/"+vhost, ""); err != nil {
-		t.Fatalf("create vhost %s: %v", vhost, err)
-	}
-	if err := n.api(http.MethodPut, "/api/permissions/"+vhost+"/guest", `{"configure":".*","write":".*","read":".*"}`); err != nil {
-		t.Fatalf("grant guest vhost %s: %v", vhost, err)
-	}
-	t.Cleanup(func() {
-		if err := n.api(http.MethodDelete, "/api/vhosts/"+vhost, ""); err != nil {
-			t.Logf("delete vhost %s: %v", vhost, err)
-		}
-	})
-	return n.amqpURL(vhost)
+	return heraldtest.NewVHostAt(t, n.apiURL(), n.amqpURL("/"))
 }
 
-// api calls the node's management API as guest.
-func (n *rabbitNode) api(method, path, body string) error {
-	req, err := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", n.mgmtPort, path), strings.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.SetBasicAuth("guest", "guest")
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
-	}
-	return nil
+// apiURL is the base URL of the node's management API, as guest.
+func (n *rabbitNode) apiURL() string {
+	return fmt.Sprintf("http://guest:guest@127.0.0.1:%d", n.mgmtPort)
 }

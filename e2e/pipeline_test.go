@@ -217,7 +217,7 @@ func TestAllInOneProcess(t *testing.T) {
 	p := h.proc(t, "all")
 	took := p.shutdown(t)
 	t.Logf("herald all stopped in %s", took)
-	if log := p.readLog(); !strings.Contains(log, `"msg":"shutting down"`) {
+	if log := p.Output(); !strings.Contains(log, `"msg":"shutting down"`) {
 		t.Errorf("herald all did not log that it was shutting down")
 	}
 }

@@ -29,7 +29,7 @@ func TestReadinessNamesComponents(t *testing.T) {
 		t.Errorf("serve's /readyz: %d (-want +got):\n%s", code, diff)
 	}
 	for _, p := range []*process{active, standby} {
-		code, checks := readiness(t, p.url)
+		code, checks := readiness(t, p.URL)
 		if diff := cmp.Diff(map[string]string{"postgres": "ok", "projector": "ok"}, checks); code != 200 || diff != "" {
 			t.Errorf("projector's /readyz: %d (-want +got):\n%s", code, diff)
 		}
@@ -53,14 +53,14 @@ func TestReadinessNamesComponents(t *testing.T) {
 	if _, err := log.Append(ctx, id, 1, events.Metadata{}, &events.NotificationProcessing{Attempt: 1, Worker: "w"}); err != nil {
 		t.Fatal(err)
 	}
-	waitReadiness(t, active.url, 503, 90*time.Second)
-	_, checks = readiness(t, active.url)
+	waitReadiness(t, active.URL, 503, 90*time.Second)
+	_, checks = readiness(t, active.URL)
 	for _, want := range []string{"notification_status: stopped", id, "version 2"} {
 		if !strings.Contains(checks["projector"], want) {
 			t.Errorf("the active projector's /readyz says %q, want it to name %q", checks["projector"], want)
 		}
 	}
-	if code, checks := readiness(t, standby.url); code != 200 {
+	if code, checks := readiness(t, standby.URL); code != 200 {
 		t.Errorf("the standby's /readyz: %d %v, want 200: it runs nothing", code, checks)
 	}
 }

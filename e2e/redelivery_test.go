@@ -29,7 +29,7 @@ func stays(t *testing.T, d time.Duration, what string, cond func() error) {
 // subscriberMetric sums the worker's watermill subscriber counter for messages acked or nacked.
 func subscriberMetric(t *testing.T, worker *process, acked string) float64 {
 	t.Helper()
-	return metric(t, worker.url+"/metrics", "herald_subscriber_messages_received_total", map[string]string{"acked": acked})
+	return metric(t, worker.URL+"/metrics", "herald_subscriber_messages_received_total", map[string]string{"acked": acked})
 }
 
 // A SendNotification command delivered again after its notification was sent — as RabbitMQ does

@@ -14,17 +14,24 @@ import (
 	"github.com/herald-notify/herald/migrations"
 )
 
+// runtimeConn connects to db as the role Herald's services run as, until the test ends.
+func runtimeConn(t *testing.T, db *heraldtest.Database) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), db.RuntimeURL)
+	if err != nil {
+		t.Fatalf("connect as the runtime role: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
 // TestRuntimeRoleCannotRewriteTheLog connects as the role Herald's services run as and tries
 // every way of rewriting the log: each must be refused by PostgreSQL's privileges — not merely
 // by the log's triggers, which the table's owner could disable.
 func TestRuntimeRoleCannotRewriteTheLog(t *testing.T) {
 	db := heraldtest.NewDatabase(t)
 	ctx := t.Context()
-	conn, err := pgx.Connect(ctx, db.RuntimeURL)
-	if err != nil {
-		t.Fatalf("connect as the runtime role: %v", err)
-	}
-	defer conn.Close(context.Background())
+	conn := runtimeConn(t, db)
 
 	// What the services need works.
 	if _, err := conn.Exec(ctx, `INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data)
@@ -84,11 +91,7 @@ func TestRuntimeRoleCannotRewriteTheLog(t *testing.T) {
 func TestRuntimeRoleKeepsWorkingTables(t *testing.T) {
 	db := heraldtest.NewDatabase(t)
 	ctx := t.Context()
-	conn, err := pgx.Connect(ctx, db.RuntimeURL)
-	if err != nil {
-		t.Fatalf("connect as the runtime role: %v", err)
-	}
-	defer conn.Close(context.Background())
+	conn := runtimeConn(t, db)
 	for _, stmt := range []string{
 		`INSERT INTO event_log_offsets VALUES ('g', 0, '0')`,
 		`UPDATE event_log_offsets SET offset_acked = 1`,

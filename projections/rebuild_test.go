@@ -3,153 +3,19 @@ package projections_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
-	"log/slog"
-	"math/rand/v2"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/heraldtest"
 	"github.com/herald-notify/herald/projections"
-	"github.com/herald-notify/herald/router"
 )
-
-var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-// story appends a valid story for one notification, in steps, as the API and workers do.
-func story(ctx context.Context, log *events.Log, stream string) error {
-	evs := []events.Event{&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123", Content: "c", Body: "b"}}
-	if rand.IntN(4) == 0 {
-		evs = append(evs, &events.NotificationRecovered{Actor: "system:reconciler", Reason: "lost", Status: herald.StatusPending})
-	}
-	attempts := 1 + rand.IntN(3)
-	if rand.IntN(6) == 0 {
-		// Stuck: no worker ever takes it, the reconciler recovers it again and again.
-		attempts = 0
-		evs = append(evs, &events.NotificationRecovered{Actor: "system:reconciler", Reason: "lost again", Status: herald.StatusPending})
-	}
-	for a := 1; a <= attempts; a++ {
-		evs = append(evs, &events.NotificationProcessing{Attempt: a, Worker: "w"})
-		switch {
-		case a < attempts:
-			evs = append(evs, &events.DeliveryAttemptFailed{Attempt: a, Provider: "p", Error: fmt.Sprintf("try %d", a)})
-		case rand.IntN(3) == 0:
-			evs = append(evs, &events.NotificationFailed{Attempt: a, Provider: "p", Error: "550", Reason: events.ReasonPermanentError},
-				&events.NotificationRequeued{Actor: "ops", Reason: "retry", Attempts: a})
-		default:
-			evs = append(evs, &events.NotificationSent{Attempt: a, Provider: "p", ProviderMessageID: "m-" + stream})
-		}
-	}
-	for v := 0; v < len(evs); v++ {
-		md := events.Metadata{Actor: "test"}
-		if _, err := log.Append(ctx, stream, int64(v), md, evs[v]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func stories(t *testing.T, log *events.Log, n int) []string {
-	t.Helper()
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = uuid.NewString()
-		if err := story(context.Background(), log, ids[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return ids
-}
-
-// project runs the live projector until the test ends.
-func project(t *testing.T, db *heraldtest.Database) {
-	t.Helper()
-	projectWith(t, db.Pool)
-}
-
-// projectWith runs the live projector on pool until the test ends.
-func projectWith(t *testing.T, pool *pgxpool.Pool) {
-	t.Helper()
-	p := router.NewProjector(pool, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 100}, discard, projections.All()...)
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("projector: %v", err)
-		}
-	})
-}
-
-func waitCaughtUp(t *testing.T, log *events.Log) {
-	t.Helper()
-	heraldtest.Eventually(t, 30*time.Second, "the projections to catch up with the log", func() (bool, error) {
-		statuses, err := projections.Statuses(context.Background(), log)
-		if err != nil {
-			return false, err
-		}
-		for _, s := range statuses {
-			if s.Lag != 0 {
-				return false, fmt.Errorf("%s lags by %d", s.Name, s.Lag)
-			}
-		}
-		return true, nil
-	})
-}
-
-// checkMatchesLog compares the read models with a fold of the log, notification by notification.
-func checkMatchesLog(t *testing.T, db *heraldtest.Database, ids []string) {
-	t.Helper()
-	ctx := context.Background()
-	log := events.NewLog(db.Pool)
-	reader := projections.NewReader(db.Pool, log)
-	for _, id := range ids {
-		want, recs, err := log.Notification(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := reader.Status(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(herald.Notification{}, "Subject", "Body"), cmpopts.EquateApproxTime(time.Microsecond)); diff != "" {
-			t.Errorf("status of %s (-fold of the log +projection):\n%s", id, diff)
-		}
-		var wantHistory []herald.HistoryEntry
-		for _, r := range recs {
-			e, _ := r.Event()
-			wantHistory = append(wantHistory, events.HistoryEntry(r, e))
-		}
-		history, err := reader.History(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(wantHistory, history, cmpopts.EquateApproxTime(time.Microsecond)); diff != "" {
-			t.Errorf("history of %s (-log +projection):\n%s", id, diff)
-		}
-	}
-	var rows, streams, entries, evs int
-	if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM notification_status), (SELECT count(DISTINCT stream_id) FROM event_log),
-		(SELECT count(*) FROM notification_history), (SELECT count(*) FROM event_log)`).Scan(&rows, &streams, &entries, &evs); err != nil {
-		t.Fatal(err)
-	}
-	if rows != streams || entries != evs {
-		t.Errorf("%d status rows for %d streams, %d history rows for %d events", rows, streams, entries, evs)
-	}
-}
 
 // A read model damaged by hand is found out by a dry run, which changes nothing, and repaired by
 // a rebuild.
@@ -273,96 +139,6 @@ func TestRebuildKeepsOwnerAndGrants(t *testing.T) {
 	checkMatchesLog(t, db, append(ids, more...))
 }
 
-// A rebuild while notifications are appended and read: readers never miss one, and afterwards the
-// read models equal a fold of the log — nothing applied twice or skipped across the swap.
-func TestRebuildUnderLoad(t *testing.T) {
-	db := heraldtest.NewDatabase(t)
-	ctx := context.Background()
-	log := events.NewLog(db.Pool)
-	ids := stories(t, log, 300)
-	project(t, db)
-
-	var (
-		mu      sync.Mutex
-		written = append([]string(nil), ids...)
-		stop    = make(chan struct{})
-		wg      sync.WaitGroup
-		reads   atomic.Int64
-		errs    = make(chan error, 100)
-	)
-	for w := 0; w < 3; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				id := uuid.NewString()
-				if err := story(ctx, log, id); err != nil {
-					errs <- err
-					return
-				}
-				mu.Lock()
-				written = append(written, id)
-				mu.Unlock()
-			}
-		}()
-	}
-	reader := projections.NewReader(db.Pool, log)
-	for r := 0; r < 2; r++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				mu.Lock()
-				id := written[rand.IntN(len(written))]
-				mu.Unlock()
-				if _, err := reader.Status(ctx, id); err != nil {
-					errs <- fmt.Errorf("status of %s during the rebuild: %w", id, err)
-					return
-				}
-				if _, err := reader.History(ctx, id); err != nil {
-					errs <- fmt.Errorf("history of %s during the rebuild: %w", id, err)
-					return
-				}
-				reads.Add(1)
-			}
-		}()
-	}
-
-	rb := projections.NewRebuilder(db.Pool, log, 200, discard)
-	for _, p := range projections.All() {
-		report, err := rb.Rebuild(ctx, p, projections.RebuildOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !report.Swapped || !report.Diff.Equal() {
-			t.Errorf("rebuild of %s under load: swapped %v, diff %+v; want swapped and equal", p.Name(), report.Swapped, report.Diff)
-		}
-		t.Logf("%s: %d events in %s", p.Name(), report.Events, report.Duration)
-	}
-	close(stop)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if reads.Load() == 0 {
-		t.Fatal("no read happened during the rebuild: the test proved nothing about readers")
-	}
-	waitCaughtUp(t, log)
-	t.Logf("%d notifications, %d reads during the rebuild", len(written), reads.Load())
-	checkMatchesLog(t, db, written)
-}
-
 // A live table far behind the log is not caught up just to be compared: that would hold the
 // live projector paused for as long.
 func TestRebuildSkipsComparingAFarBehindTable(t *testing.T) {
@@ -436,34 +212,6 @@ func TestFailedRebuildLeavesLiveTable(t *testing.T) {
 		t.Errorf("the failed rebuild changed the live table (-before +after):\n%s", diff)
 	}
 	assertNoTable(t, db, "notification_status_rebuild")
-}
-
-func TestOneRebuildAtATime(t *testing.T) {
-	db := heraldtest.NewDatabase(t)
-	ctx := context.Background()
-	log := events.NewLog(db.Pool)
-	stories(t, log, 5)
-	// Hold the first rebuild inside its first batch while a second one starts.
-	started, release := make(chan struct{}), make(chan struct{})
-	first := make(chan error, 1)
-	go func() {
-		_, err := projections.NewRebuilder(db.Pool, log, 100, discard).Rebuild(ctx, blocking{projections.History{}, started, release}, projections.RebuildOptions{})
-		first <- err
-	}()
-	<-started
-	_, err := projections.NewRebuilder(db.Pool, log, 100, discard).Rebuild(ctx, projections.History{}, projections.RebuildOptions{})
-	if !errors.Is(err, projections.ErrRebuildRunning) {
-		t.Errorf("second rebuild: error %v, want ErrRebuildRunning", err)
-	}
-	close(release)
-	if err := <-first; err != nil {
-		t.Errorf("first rebuild: %v", err)
-	}
-}
-
-type blocking struct {
-	projections.Rebuildable
-	started, release chan struct{}
 }
 
 func (b blocking) Into(table string) projections.Rebuildable {

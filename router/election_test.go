@@ -6,7 +6,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,92 +19,6 @@ import (
 	"github.com/herald-notify/herald/projections"
 	"github.com/herald-notify/herald/router"
 )
-
-// freezingProxy forwards TCP connections to PostgreSQL and can freeze one of them: from then on
-// it swallows what either side sends on it and keeps both sockets open, as a connection whose
-// peer hangs, or a network that drops packets, looks to the other end. Other connections, and
-// new ones, go on as before.
-type freezingProxy struct {
-	ln     net.Listener
-	target string
-
-	mu     sync.Mutex
-	frozen map[int]*atomic.Bool // by the local port of the connection to PostgreSQL
-	conns  []net.Conn
-}
-
-func newFreezingProxy(t *testing.T, target string) *freezingProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("proxy: listen: %v", err)
-	}
-	p := &freezingProxy{ln: ln, target: target, frozen: map[int]*atomic.Bool{}}
-	go p.serve()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for _, c := range p.conns {
-			_ = c.Close()
-		}
-	})
-	return p
-}
-
-func (p *freezingProxy) port() uint16 { return uint16(p.ln.Addr().(*net.TCPAddr).Port) }
-
-func (p *freezingProxy) serve() {
-	for {
-		client, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		server, err := net.Dial("tcp", p.target)
-		if err != nil {
-			_ = client.Close()
-			continue
-		}
-		frozen := new(atomic.Bool)
-		p.mu.Lock()
-		p.frozen[server.LocalAddr().(*net.TCPAddr).Port] = frozen
-		p.conns = append(p.conns, client, server)
-		p.mu.Unlock()
-		go pipe(server, client, frozen)
-		go pipe(client, server, frozen)
-	}
-}
-
-// pipe copies from src to dst until src ends; once frozen, it reads and drops.
-func pipe(dst, src net.Conn, frozen *atomic.Bool) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 && !frozen.Load() {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			if !frozen.Load() {
-				_ = dst.Close()
-			}
-			return
-		}
-	}
-}
-
-// freeze freezes the connection whose session PostgreSQL sees coming from clientPort.
-func (p *freezingProxy) freeze(t *testing.T, clientPort int) {
-	t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	f, ok := p.frozen[clientPort]
-	if !ok {
-		t.Fatalf("proxy: no connection from port %d", clientPort)
-	}
-	f.Store(true)
-}
 
 // lockHolders returns the sessions holding advisory locks in db, by application_name.
 func lockHolders(ctx context.Context, db *heraldtest.Database) (map[int32]string, error) {
@@ -136,15 +49,7 @@ func projectedToHead(ctx context.Context, db *heraldtest.Database) (bool, error)
 
 func runProjector(t *testing.T, p *router.Projector) {
 	t.Helper()
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("projector: %v", err)
-		}
-	})
+	heraldtest.RunInBackground(t, "projector", p.Run)
 }
 
 // A projector whose lock connection stops answering — its peer hangs, the network drops its
@@ -222,6 +127,20 @@ func TestProjectorLockConnectionHangs(t *testing.T) {
 	})
 }
 
+// runtimeProjector returns a projector of every projection on a pool that connects as Herald's
+// runtime role, as the service does. The pool closes when the test ends, after the projector
+// stopped.
+func runtimeProjector(t *testing.T, db *heraldtest.Database) (*pgxpool.Pool, *router.Projector) {
+	t.Helper()
+	runtime, err := pgxpool.New(context.Background(), db.RuntimeURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(runtime.Close)
+	return runtime, router.NewProjector(runtime, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 50},
+		quietLogger(), projections.All()...)
+}
+
 // A projector that finds a consumer group's lock held by a former session of its own — a close
 // that never reached the server — ends that session and runs the group, rather than stand by,
 // ready, for nobody.
@@ -229,13 +148,7 @@ func TestProjectorEndsItsFormerLockSession(t *testing.T) {
 	db := heraldtest.NewDatabase(t)
 	ctx := context.Background()
 	// Herald's own role, not the owner, ends the session: it needs no more grants for that.
-	runtime, err := pgxpool.New(ctx, db.RuntimeURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer runtime.Close()
-	projector := router.NewProjector(runtime, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 50},
-		quietLogger(), projections.All()...)
+	runtime, projector := runtimeProjector(t, db)
 
 	cfg := runtime.Config().ConnConfig.Copy()
 	cfg.RuntimeParams["application_name"] = router.ElectionName(projector)
@@ -317,13 +230,7 @@ func TestProjectorRecoversAPanic(t *testing.T) {
 func TestProjectorNotReadyWhileItsFormerSessionHolds(t *testing.T) {
 	db := heraldtest.NewDatabase(t)
 	ctx := context.Background()
-	runtime, err := pgxpool.New(ctx, db.RuntimeURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer runtime.Close()
-	projector := router.NewProjector(runtime, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 50},
-		quietLogger(), projections.All()...)
+	_, projector := runtimeProjector(t, db)
 
 	// The owner's session, named as the projector's: the runtime role may not end it.
 	cfg := db.Pool.Config().ConnConfig.Copy()

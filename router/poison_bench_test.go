@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	amqp091 "github.com/rabbitmq/amqp091-go"
-
 	"github.com/herald-notify/herald/handlers"
 	"github.com/herald-notify/herald/heraldtest"
 	"github.com/herald-notify/herald/router"
@@ -127,15 +125,8 @@ func measurePeakHeap(b *testing.B, op func()) float64 {
 
 func declareQueues(b *testing.B, amqpURL string) {
 	b.Helper()
-	conn, err := amqp091.Dial(amqpURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		b.Fatal(err)
-	}
+	ch := heraldtest.AMQPChannel(b, amqpURL)
+	defer ch.Close()
 	cfg := router.AMQPConfig{URL: amqpURL, QueueType: "quorum", Prefetch: 1, PublishChannels: 1}
 	if err := cfg.Declare(ch); err != nil {
 		b.Fatal(err)

@@ -202,15 +202,7 @@ func checkSeen(t *testing.T, what string, got, want []string) {
 // assertNoLockQueue fails the test if the lock queue is still declared.
 func assertNoLockQueue(t *testing.T, amqpURL string) {
 	t.Helper()
-	conn, err := amqp091.Dial(amqpURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := heraldtest.AMQPChannel(t, amqpURL)
 	if _, err := ch.QueueDeclarePassive(router.QueuePoisonLock, false, true, true, false, nil); err == nil {
 		t.Errorf("%s is still declared after every look ended", router.QueuePoisonLock)
 	}

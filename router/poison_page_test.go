@@ -23,15 +23,8 @@ import (
 // notifications are unknown to any log. It returns the message ids in queue order.
 func parkMany(t testing.TB, amqpURL string, n int) []string {
 	t.Helper()
-	conn, err := amqp091.Dial(amqpURL)
-	if err != nil {
-		t.Fatalf("connect to RabbitMQ: %v", err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := heraldtest.AMQPChannel(t, amqpURL)
+	defer ch.Close()
 	if err := ch.Confirm(false); err != nil {
 		t.Fatal(err)
 	}

@@ -27,15 +27,7 @@ import (
 // declarePoison declares Herald's queues in the vhost at amqpURL as router.Topology does.
 func declarePoison(t *testing.T, amqpURL string) {
 	t.Helper()
-	conn, err := amqp091.Dial(amqpURL)
-	if err != nil {
-		t.Fatalf("connect to RabbitMQ: %v", err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := heraldtest.AMQPChannel(t, amqpURL)
 	defer ch.Close()
 	cfg := router.AMQPConfig{URL: amqpURL, QueueType: "quorum", Prefetch: 1, PublishChannels: 1}
 	if err := cfg.Declare(ch); err != nil {
@@ -209,15 +201,7 @@ func TestPoisonQueueMissing(t *testing.T) {
 		t.Errorf("Remove from a vhost without the queue: %v, want %v", err, router.ErrPoisonQueueMissing)
 	}
 	// Nothing was declared on the way.
-	conn, err := amqp091.Dial(amqpURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := heraldtest.AMQPChannel(t, amqpURL)
 	if _, err := ch.QueueDeclarePassive(router.QueuePoison, true, false, false, false, nil); err == nil {
 		t.Errorf("the poison queue exists after List and Remove; they must declare nothing")
 	}

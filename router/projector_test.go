@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -121,7 +119,7 @@ func TestProjectorExactlyOnceUnderFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer projPool.Close()
+	t.Cleanup(projPool.Close)
 
 	projs := []*flaky{
 		{Rebuildable: projections.Status{}, rate: 0.3},
@@ -134,15 +132,7 @@ func TestProjectorExactlyOnceUnderFaults(t *testing.T) {
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	projector := router.NewProjector(projPool, router.ProjectorConfig{PollInterval: 20 * time.Millisecond, BatchSize: 50}, logger, list...)
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- projector.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("projector: %v", err)
-		}
-	}()
+	heraldtest.RunInBackground(t, "projector", projector.Run)
 
 	log := events.NewLog(db.Pool)
 	const notifications = 150
@@ -220,33 +210,7 @@ func TestProjectorExactlyOnceUnderFaults(t *testing.T) {
 	}
 	t.Logf("%d events, %d injected failures, %d projector connections terminated", total, injected, killed)
 
-	reader := projections.NewReader(db.Pool, log)
-	for _, id := range streams {
-		want, recs, err := log.Notification(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := reader.Status(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The projection keeps what the API shows, not the message itself.
-		if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(herald.Notification{}, "Subject", "Body"), cmpopts.EquateApproxTime(time.Microsecond)); diff != "" {
-			t.Errorf("status of %s (-fold of log +projection):\n%s", id, diff)
-		}
-		history, err := reader.History(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var wantHistory []herald.HistoryEntry
-		for _, r := range recs {
-			e, _ := r.Event()
-			wantHistory = append(wantHistory, events.HistoryEntry(r, e))
-		}
-		if diff := cmp.Diff(wantHistory, history, cmpopts.EquateApproxTime(time.Microsecond)); diff != "" {
-			t.Errorf("history of %s (-log +projection):\n%s", id, diff)
-		}
-	}
+	heraldtest.CheckReadModels(t, db, streams)
 }
 
 // The projector's statements are planned for their arguments every time, never with a generic

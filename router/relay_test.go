@@ -13,7 +13,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/commands"
@@ -141,15 +140,7 @@ FROM generate_series(0, 1) k`); err != nil {
 // was there.
 func takeForwarded(t *testing.T, amqpURL, queue string) map[string]int {
 	t.Helper()
-	conn, err := amqp091.Dial(amqpURL)
-	if err != nil {
-		t.Fatalf("connect to RabbitMQ: %v", err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatalf("open channel: %v", err)
-	}
+	ch := heraldtest.AMQPChannel(t, amqpURL)
 	defer ch.Close()
 	seen := map[string]int{}
 	for {

@@ -2,13 +2,8 @@ package deliverytest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
-	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -49,12 +44,7 @@ type SMSSink struct {
 
 	mu       sync.Mutex
 	messages []SMSMessage
-	attempts map[string]int
-	failures map[string]failure
-	delays   map[string]time.Duration
-	// delayTimes and failAll are set by DelayTimes and FailAll (faults.go).
-	delayTimes map[string]timedDelay
-	failAll    int
+	script   script
 	// answers replace the JSON answer to an accepted message, per recipient (AnswerAccepted).
 	answers map[string]AcceptedAnswer
 	// received is closed and replaced whenever a message is recorded, to wake waiters.
@@ -74,9 +64,7 @@ func NewSMSSink(t testing.TB) *SMSSink {
 		t:          t,
 		listener:   l,
 		done:       make(chan struct{}),
-		attempts:   make(map[string]int),
-		failures:   make(map[string]failure),
-		delays:     make(map[string]time.Duration),
+		script:     newScript(),
 		answers:    make(map[string]AcceptedAnswer),
 		received:   make(chan struct{}),
 	}
@@ -115,6 +103,7 @@ func (s *SMSSink) Received(to string) []SMSMessage {
 	return s.receivedLocked(to)
 }
 
+// receivedLocked returns the accepted messages to to; s.mu is held.
 func (s *SMSSink) receivedLocked(to string) []SMSMessage {
 	var out []SMSMessage
 	for _, m := range s.messages {
@@ -136,7 +125,7 @@ func (s *SMSSink) Count() int {
 func (s *SMSSink) Attempts(to string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.attempts[to]
+	return s.script.attempts[to]
 }
 
 // Wait blocks until at least n messages to to were accepted and returns them, or returns ctx's
@@ -162,8 +151,8 @@ func (s *SMSSink) Wait(ctx context.Context, to string, n int) ([]SMSMessage, err
 // error body, then accepts again. n of 0 removes a programmed failure.
 func (s *SMSSink) FailTimes(to string, n int, status int) {
 	s.t.Helper()
-	if status < 400 || status > 599 || n < 0 {
-		s.t.Fatalf("sms sink: FailTimes(%q, %d, %d): want n >= 0 and a 4xx or 5xx status", to, n, status)
+	if msg := checkFailure(status, n); msg != "" {
+		s.t.Fatalf("sms sink: FailTimes(%q, %d, %d): %s", to, n, status, msg)
 	}
 	s.program(to, failure{code: status, remaining: n})
 }
@@ -172,20 +161,27 @@ func (s *SMSSink) FailTimes(to string, n int, status int) {
 // invalid-number error, code 21211.
 func (s *SMSSink) AlwaysFail(to string, status int) {
 	s.t.Helper()
-	if status < 400 || status > 599 {
-		s.t.Fatalf("sms sink: AlwaysFail(%q, %d): want a 4xx or 5xx status", to, status)
+	if msg := checkFailure(status, 0); msg != "" {
+		s.t.Fatalf("sms sink: AlwaysFail(%q, %d): %s", to, status, msg)
 	}
 	s.program(to, failure{code: status, remaining: -1})
 }
 
+// program sets to's programmed failure.
 func (s *SMSSink) program(to string, f failure) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if f.remaining == 0 {
-		delete(s.failures, to)
-		return
-	}
-	s.failures[to] = f
+	s.script.fail(to, f)
+}
+
+// FailAll answers every request, whatever its recipient, with the HTTP status (e.g. 503) and a
+// Twilio-style error body until FailAll(0) is called; programmed per-recipient failures are not
+// consumed meanwhile. It is how a test makes the whole gateway flap. It may be called from any
+// goroutine.
+func (s *SMSSink) FailAll(status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.script.setFailAll("SMSSink", status)
 }
 
 // AcceptedAnswer is how the sink answers a message it accepted, in place of its JSON with a sid.
@@ -217,143 +213,14 @@ func (s *SMSSink) AnswerAccepted(to string, a AcceptedAnswer) {
 func (s *SMSSink) Delay(to string, d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.delays[to] = d
+	s.script.delays[to] = d
 }
 
-func (s *SMSSink) handleMessages(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-	if err := r.ParseForm(); err != nil {
-		writeTwilioError(w, http.StatusBadRequest, 20001, "Malformed request body: "+err.Error())
-		return
-	}
-	to := r.PostForm.Get("To")
-
-	s.mu.Lock()
-	s.attempts[to]++
-	delay := max(s.delays[to], s.takeTimedDelayLocked(to))
-	s.mu.Unlock()
-
-	if delay > 0 {
-		timer := time.NewTimer(delay)
-		defer timer.Stop()
-		select {
-		case <-timer.C:
-		case <-r.Context().Done():
-			return
-		case <-s.done:
-			writeTwilioError(w, http.StatusServiceUnavailable, 20503, "Sink stopped")
-			return
-		}
-	}
-
-	sid, token, ok := r.BasicAuth()
-	if !ok || sid != s.AccountSID || token != s.AuthToken {
-		writeTwilioError(w, http.StatusUnauthorized, 20003, "Authenticate")
-		return
-	}
-	if r.PathValue("sid") != s.AccountSID {
-		writeTwilioError(w, http.StatusNotFound, 20404, "The requested resource "+r.URL.Path+" was not found")
-		return
-	}
-	if status, failed := s.takeFailure(to); failed {
-		code, message := 20000+status, http.StatusText(status)
-		if status == http.StatusBadRequest {
-			code, message = 21211, "The 'To' number is not a valid phone number."
-		}
-		writeTwilioError(w, status, code, message)
-		return
-	}
-	switch {
-	case to == "":
-		writeTwilioError(w, http.StatusBadRequest, 21604, "A 'To' phone number is required.")
-		return
-	case r.PostForm.Get("From") == "":
-		writeTwilioError(w, http.StatusBadRequest, 21603, "A 'From' phone number is required.")
-		return
-	case r.PostForm.Get("Body") == "":
-		writeTwilioError(w, http.StatusBadRequest, 21602, "Message body is required.")
-		return
-	}
-
-	m := SMSMessage{
-		SID:              newMessageSID(),
-		AccountSID:       sid,
-		To:               to,
-		From:             r.PostForm.Get("From"),
-		Body:             r.PostForm.Get("Body"),
-		IdempotencyToken: r.Header.Get("I-Twilio-Idempotency-Token"),
-	}
-	s.mu.Lock()
-	s.messages = append(s.messages, m)
-	close(s.received)
-	s.received = make(chan struct{})
-	answer, odd := s.answers[to]
-	s.mu.Unlock()
-
-	if odd {
-		if answer.ContentType != "" {
-			w.Header().Set("Content-Type", answer.ContentType)
-		}
-		if answer.Cut {
-			w.Header().Set("Content-Length", strconv.Itoa(len(answer.Body)+64))
-		}
-		w.WriteHeader(answer.Status)
-		_, _ = io.WriteString(w, answer.Body)
-		if answer.Cut {
-			// What was written goes out; then the connection is dropped.
-			if f, ok := w.(http.Flusher); ok {
-				f.Flush()
-			}
-			panic(http.ErrAbortHandler)
-		}
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{
-		"sid": m.SID, "account_sid": m.AccountSID, "to": m.To, "from": m.From, "body": m.Body, "status": "queued",
-	})
-}
-
-// takeFailure consumes one programmed failure for to, if there is one.
-func (s *SMSSink) takeFailure(to string) (status int, failed bool) {
+// DelayTimes makes the sink wait d before answering the next n requests to to, then answer as
+// programmed otherwise (Delay, if any, still applies; the longer of the two wins). A client that
+// gives up first leaves nothing recorded. n of 0 removes the programmed delays.
+func (s *SMSSink) DelayTimes(to string, n int, d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.failAll != 0 {
-		return s.failAll, true
-	}
-	f, ok := s.failures[to]
-	if !ok {
-		return 0, false
-	}
-	if f.remaining > 0 {
-		f.remaining--
-		if f.remaining == 0 {
-			delete(s.failures, to)
-		} else {
-			s.failures[to] = f
-		}
-	}
-	return f.code, true
-}
-
-func writeTwilioError(w http.ResponseWriter, status, code int, message string) {
-	writeJSON(w, status, map[string]any{
-		"code":      code,
-		"message":   message,
-		"more_info": "https://www.twilio.com/docs/errors/" + strconv.Itoa(code),
-		"status":    status,
-	})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	// An encoding failure means the client went away; there is no one left to tell.
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// newMessageSID returns a Twilio-shaped message sid: "SM" and 32 hex digits.
-func newMessageSID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return "SM" + hex.EncodeToString(b[:])
+	s.script.delayTimes(to, n, d)
 }
