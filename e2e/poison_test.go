@@ -155,9 +155,9 @@ func TestPoisonRequeueAndDiscard(t *testing.T) {
 	}
 	// Listing takes nothing away.
 	waitQueueDepth(t, h.AMQPURL, queuePoison, 2, 10*time.Second)
-	table := mustRunCLI(t, h, "poison", "list", "--channel", "sms")
+	table := mustRunCLI(t, h, "poison", "list", "--type", "sms")
 	if !strings.Contains(table, "RECIPIENT") || !strings.Contains(table, smsID) || strings.Contains(table, emailID) {
-		t.Errorf("poison list --channel sms:\n%s\nwant a table with the SMS and not the email", table)
+		t.Errorf("poison list --type sms:\n%s\nwant a table with the SMS and not the email", table)
 	}
 	shown := mustRunCLI(t, h, "poison", "show", smsID)
 	for _, want := range []string{"parked because:", "send_sms", "NotificationFailed", `"notification_id":"` + smsID + `"`} {
@@ -255,7 +255,7 @@ func TestPoisonCLIRefusesBadArguments(t *testing.T) {
 		{[]string{"poison", "requeue"}, "name the notifications"},
 		{[]string{"poison", "requeue", "--all", id}, "not both"},
 		{[]string{"poison", "requeue", "12345"}, "not a notification id"},
-		{[]string{"poison", "requeue", "--all", "--channel", "fax"}, `unknown channel "fax"`},
+		{[]string{"poison", "requeue", "--all", "--type", "fax"}, `unknown channel "fax"`},
 		{[]string{"poison", "discard", id}, "needs --reason"},
 		{[]string{"poison", "list", "-o", "yaml"}, "want table or json"},
 	}

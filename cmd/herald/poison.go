@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
@@ -92,16 +93,42 @@ func newOperator(pool *pgxpool.Pool, log *events.Log, amqpURL string, logger *sl
 	return handlers.NewOperator(pool, log, router.NewOutbox(nil), router.NewPoisonQueue(amqpURL, logger))
 }
 
-// parsePoisonChannel reads --channel: empty for every channel.
-func parsePoisonChannel(channel string) (herald.Channel, error) {
-	if channel == "" {
-		return "", nil
+// channelFilter is the --type flag that narrows the poison commands to one channel, named as in a
+// notification and in the API's ?type=; --channel is its deprecated name, still understood.
+type channelFilter struct {
+	typ, channel string
+}
+
+// register defines --type, and --channel as its deprecated, hidden alias, on fs.
+func (f *channelFilter) register(fs *pflag.FlagSet, usage string) {
+	fs.StringVar(&f.typ, "type", "", usage)
+	fs.StringVar(&f.channel, "channel", "", usage)
+	if err := fs.MarkDeprecated("channel", "use --type"); err != nil {
+		panic(err) // a flag that was never defined: a bug in the command
 	}
-	c, err := herald.ParseChannel(channel)
-	if err != nil {
-		return "", fmt.Errorf("--channel: %s", herald.ErrorMessage(err))
+	markArguments(fs, "type", "channel")
+}
+
+// given reports whether either name of the flag was given.
+func (f *channelFilter) given() bool { return f.typ != "" || f.channel != "" }
+
+// parse returns the channel asked for: empty for every channel.
+func (f *channelFilter) parse() (herald.Channel, error) {
+	var out herald.Channel
+	for _, g := range []struct{ flag, value string }{{"--type", f.typ}, {"--channel", f.channel}} {
+		if g.value == "" {
+			continue
+		}
+		c, err := herald.ParseChannel(g.value)
+		if err != nil {
+			return "", fmt.Errorf("%s: %s", g.flag, herald.ErrorMessage(err))
+		}
+		if out != "" && c != out {
+			return "", fmt.Errorf("--channel is %s, but --type is %s: give one (--channel is the deprecated name of --type)", c, out)
+		}
+		out = c
 	}
-	return c, nil
+	return out, nil
 }
 
 // poisonActor returns actor, or when it is empty the OS user's name.

@@ -25,7 +25,7 @@ var (
 	actionRequeue = poisonAction{
 		name:  "requeue",
 		short: "Send failed notifications back to their work queue for a new round of attempts",
-		long: `requeue sends each named notification (or with --all every parked one, of --channel only if
+		long: `requeue sends each named notification (or with --all every parked one, of --type only if
 given) back to its work queue: NotificationRequeued, saying --actor and --reason, is appended to
 its stream together with a new delivery command, which the relay of "herald serve" forwards;
 the workers then make a new round of attempts (as many as the workers' --max-attempts), numbered
@@ -43,7 +43,7 @@ notification is only removed under --all, and requeued when named.`,
 		name:  "discard",
 		short: "Give up on failed notifications and remove them from the poison queue",
 		long: `discard records that you gave up on each named notification (or with --all every parked one, of
---channel only if given): NotificationDiscarded, saying --actor and --reason (required), is
+--type only if given): NotificationDiscarded, saying --actor and --reason (required), is
 appended to its stream, and its parked messages are removed. It stays failed.
 
 Every notification is checked first; if one is unknown, or is not failed (or already discarded)
@@ -62,12 +62,12 @@ func poisonActionCommand(a poisonAction) *cobra.Command {
 	var (
 		cfg     poisonConfig
 		all     bool
-		channel string
+		channel channelFilter
 		actor   string
 		reason  string
 	)
 	cmd := &cobra.Command{
-		Use:   a.name + " ID... | --all [--channel email|sms]",
+		Use:   a.name + " ID... | --all [--type email|sms]",
 		Short: a.short,
 		Long:  a.long,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -103,29 +103,29 @@ func poisonActionCommand(a poisonAction) *cobra.Command {
 	cfg.register(newSettings(cmd))
 	fs := cmd.Flags()
 	fs.BoolVar(&all, "all", false, "act on every parked notification instead of the ids given")
-	fs.StringVar(&channel, "channel", "", "with --all: only the notifications of this channel, email or sms")
+	channel.register(fs, "with --all: only the notifications of this channel, email or sms")
 	fs.StringVar(&actor, "actor", "", "who is acting, recorded in the log (default: your OS user name)")
 	reasonUsage := "why, recorded in the log"
 	if a.reasonRequired {
 		reasonUsage += " (required)"
 	}
 	fs.StringVar(&reason, "reason", "", reasonUsage)
-	markArguments(fs, "all", "channel", "actor", "reason")
+	markArguments(fs, "all", "actor", "reason")
 	return cmd
 }
 
 // parsePoisonSelection checks the notifications named on the command line, before anything connects.
-func parsePoisonSelection(verb string, args []string, all bool, channel string) (handlers.Selection, error) {
+func parsePoisonSelection(verb string, args []string, all bool, channel channelFilter) (handlers.Selection, error) {
 	sel := handlers.Selection{All: all}
 	switch {
 	case all && len(args) > 0:
 		return sel, fmt.Errorf("%s: give notification ids or --all, not both", verb)
 	case !all && len(args) == 0:
 		return sel, fmt.Errorf("%s: name the notifications (their ids), or give --all", verb)
-	case !all && channel != "":
-		return sel, fmt.Errorf("%s: --channel only narrows --all; give it with --all", verb)
+	case !all && channel.given():
+		return sel, fmt.Errorf("%s: --type only narrows --all; give it with --all", verb)
 	}
-	c, err := parsePoisonChannel(channel)
+	c, err := channel.parse()
 	if err != nil {
 		return sel, err
 	}

@@ -29,7 +29,7 @@ takes longer the further into the queue it is, since AMQP cannot seek.`
 // poisonListFlags are the flags of poison list: which messages, and how to print them.
 type poisonListFlags struct {
 	cfg     poisonConfig
-	channel string
+	channel channelFilter
 	limit   int
 	cursor  string
 }
@@ -45,10 +45,10 @@ func poisonListCommand() *cobra.Command {
 		RunE:  func(cmd *cobra.Command, _ []string) error { return f.run(cmd) },
 	}
 	f.cfg.register(newSettings(cmd))
-	cmd.Flags().StringVar(&f.channel, "channel", "", "list only the notifications of this channel: email or sms")
+	f.channel.register(cmd.Flags(), "list only the notifications of this channel: email or sms")
 	cmd.Flags().IntVar(&f.limit, "limit", 0, fmt.Sprintf("print one page of at most this many messages (1 to %d; 0: the whole queue)", handlers.MaxParkedPageSize))
 	cmd.Flags().StringVar(&f.cursor, "cursor", "", "print the page after the one that gave this cursor")
-	markArguments(cmd.Flags(), "channel", "limit", "cursor")
+	markArguments(cmd.Flags(), "limit", "cursor")
 	return cmd
 }
 
@@ -57,7 +57,7 @@ func (f poisonListFlags) run(cmd *cobra.Command) error {
 	if err := f.cfg.validate(); err != nil {
 		return err
 	}
-	c, err := parsePoisonChannel(f.channel)
+	c, err := f.channel.parse()
 	if err != nil {
 		return err
 	}

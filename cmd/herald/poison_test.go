@@ -36,11 +36,15 @@ func TestPoisonArgumentsAreCheckedBeforeConnecting(t *testing.T) {
 		{[]string{"poison", "discard", "--reason", "r"}, "name the notifications"},
 		{[]string{"poison", "requeue", "--all", id}, "not both"},
 		{[]string{"poison", "requeue", "not-a-uuid", id}, `not a notification id (a UUID): "not-a-uuid"`},
+		{[]string{"poison", "requeue", "--all", "--type", "fax"}, `--type: unknown channel "fax"`},
 		{[]string{"poison", "requeue", "--all", "--channel", "fax"}, `--channel: unknown channel "fax"`},
-		{[]string{"poison", "requeue", id, "--channel", "sms"}, "--channel only narrows --all"},
+		{[]string{"poison", "requeue", id, "--type", "sms"}, "--type only narrows --all"},
+		{[]string{"poison", "requeue", id, "--channel", "sms"}, "--type only narrows --all"},
+		{[]string{"poison", "requeue", "--all", "--type", "sms", "--channel", "email"}, "--channel is email, but --type is sms"},
 		{[]string{"poison", "discard", id}, "discard needs --reason"},
 		{[]string{"poison", "discard", "--all", "--reason", "  "}, "discard needs --reason"},
 		{[]string{"poison", "list", "-o", "yaml"}, `invalid argument "yaml" for "-o, --output" flag: want table or json`},
+		{[]string{"poison", "list", "--type", "pigeon"}, `--type: unknown channel "pigeon"`},
 		{[]string{"poison", "list", "--channel", "pigeon"}, `--channel: unknown channel "pigeon"`},
 		{[]string{"poison", "list", "extra"}, "unknown command"},
 		{[]string{"poison", "show"}, "accepts 1 arg"},
@@ -78,9 +82,9 @@ func TestPoisonHelpSaysWhatItDoes(t *testing.T) {
 		want []string
 	}{
 		{[]string{"poison", "--help"}, []string{"list", "show", "requeue", "discard", "--actor", "--reason"}},
-		{[]string{"poison", "requeue", "--help"}, []string{"--all", "--channel", "--actor", "--reason", "-o, --output", "$HERALD_DATABASE_URL", "$HERALD_AMQP_URL", "new round"}},
+		{[]string{"poison", "requeue", "--help"}, []string{"--all", "--type", "--actor", "--reason", "-o, --output", "$HERALD_DATABASE_URL", "$HERALD_AMQP_URL", "new round"}},
 		{[]string{"poison", "discard", "--help"}, []string{"--reason", "(required)", "stay", "failed"}},
-		{[]string{"poison", "list", "--help"}, []string{"--channel", "-o, --output", "stale"}},
+		{[]string{"poison", "list", "--help"}, []string{"--type", "-o, --output", "stale"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -115,7 +119,7 @@ func TestPoisonArgumentsHaveNoEnvironmentVariable(t *testing.T) {
 			_, arg := f.Annotations[argumentAnnotation]
 			hasEnv := strings.Contains(f.Usage, "[$HERALD_")
 			switch f.Name {
-			case "all", "channel", "actor", "reason", "output", "limit", "cursor":
+			case "all", "type", "channel", "actor", "reason", "output", "limit", "cursor":
 				if !arg || hasEnv {
 					t.Errorf("poison %s --%s: argument %t, environment variable %t; want an argument without one", sub, f.Name, arg, hasEnv)
 				}
