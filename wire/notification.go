@@ -80,11 +80,7 @@ type NotificationList struct {
 
 // NewNotificationList returns a page of list, continued by cursor next (empty when it is the last).
 func NewNotificationList(list []herald.Notification, next string) NotificationList {
-	out := NotificationList{Notifications: make([]Notification, 0, len(list)), NextCursor: next}
-	for _, n := range list {
-		out.Notifications = append(out.Notifications, NewNotification(n))
-	}
-	return out
+	return NotificationList{Notifications: all(list, NewNotification), NextCursor: next}
 }
 
 // HistoryEntry is one event of a notification's story, as the history read model keeps it.
@@ -113,11 +109,7 @@ func NewHistoryEntry(h herald.HistoryEntry) HistoryEntry {
 
 // NewHistoryEntries returns entries as users see them, never nil.
 func NewHistoryEntries(entries []herald.HistoryEntry) []HistoryEntry {
-	out := make([]HistoryEntry, 0, len(entries))
-	for _, h := range entries {
-		out = append(out, NewHistoryEntry(h))
-	}
-	return out
+	return all(entries, NewHistoryEntry)
 }
 
 // History is a notification's whole story.
@@ -159,9 +151,5 @@ type Stream struct {
 
 // NewStream returns the stream of notification id.
 func NewStream(id string, recs []events.Recorded) Stream {
-	out := Stream{ID: id, Events: make([]Event, 0, len(recs)), Links: LinksFor(id)}
-	for _, r := range recs {
-		out.Events = append(out.Events, NewEvent(r))
-	}
-	return out
+	return Stream{ID: id, Events: all(recs, NewEvent), Links: LinksFor(id)}
 }

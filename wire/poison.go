@@ -50,11 +50,7 @@ type ParkedPage struct {
 
 // NewParkedPage returns page as users see it, without the API path of the next page.
 func NewParkedPage(page handlers.ParkedPage) ParkedPage {
-	out := ParkedPage{Parked: make([]Parked, 0, len(page.Parked)), NextCursor: page.Next}
-	for _, p := range page.Parked {
-		out.Parked = append(out.Parked, NewParked(p))
-	}
-	return out
+	return ParkedPage{Parked: all(page.Parked, NewParked), NextCursor: page.Next}
 }
 
 // ParkedMessage is a parked message as RabbitMQ holds it, for an operator who looks into one.
@@ -98,13 +94,10 @@ type ParkedDetail struct {
 
 // NewParkedDetail returns d, about notification id, as users see it.
 func NewParkedDetail(id string, d handlers.ParkedDetail) ParkedDetail {
-	out := ParkedDetail{ID: id, Parked: make([]ParkedMessage, 0, len(d.Messages)), History: NewHistoryEntries(d.History)}
+	out := ParkedDetail{ID: id, Parked: all(d.Messages, NewParkedMessage), History: NewHistoryEntries(d.History)}
 	if d.Notification.Version > 0 {
 		n := NewNotification(d.Notification)
 		out.Notification = &n
-	}
-	for _, p := range d.Messages {
-		out.Parked = append(out.Parked, NewParkedMessage(p))
 	}
 	return out
 }
@@ -134,9 +127,5 @@ type Results struct {
 
 // NewResults returns results as users see them.
 func NewResults(results []handlers.Result) Results {
-	out := Results{Results: make([]Result, 0, len(results))}
-	for _, r := range results {
-		out.Results = append(out.Results, NewResult(r))
-	}
-	return out
+	return Results{Results: all(results, NewResult)}
 }

@@ -29,11 +29,7 @@ func NewProjectionStatus(s projections.ProjectionStatus) ProjectionStatus {
 
 // NewProjectionStatuses returns statuses as users see them, never nil.
 func NewProjectionStatuses(statuses []projections.ProjectionStatus) []ProjectionStatus {
-	out := make([]ProjectionStatus, 0, len(statuses))
-	for _, s := range statuses {
-		out = append(out, NewProjectionStatus(s))
-	}
-	return out
+	return all(statuses, NewProjectionStatus)
 }
 
 // RebuildReport is what a finished rebuild did. Missing, Extra and Different count the rows that
@@ -124,9 +120,5 @@ type Projections struct {
 
 // NewProjections returns statuses and jobs as users see them.
 func NewProjections(statuses []projections.ProjectionStatus, jobs []projections.Job) Projections {
-	out := Projections{Projections: NewProjectionStatuses(statuses), Rebuilds: make([]RebuildJob, 0, len(jobs))}
-	for _, j := range jobs {
-		out.Rebuilds = append(out.Rebuilds, NewRebuildJob(j))
-	}
-	return out
+	return Projections{Projections: NewProjectionStatuses(statuses), Rebuilds: all(jobs, NewRebuildJob)}
 }

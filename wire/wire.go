@@ -18,3 +18,12 @@ func utc(t time.Time) *time.Time {
 	t = t.UTC()
 	return &t
 }
+
+// all returns f of each of in, in order: an empty list, never nil, for none.
+func all[T, U any](in []T, f func(T) U) []U {
+	out := make([]U, 0, len(in))
+	for _, v := range in {
+		out = append(out, f(v))
+	}
+	return out
+}
