@@ -232,7 +232,7 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 		{[]string{"--spawn", "serve"}, "nothing would run worker, projector"},
 		{[]string{"--url", "http://127.0.0.1:1", "--spawn", "all"}, "--url drives a running Herald"},
 		{[]string{"--api-key", "x"}, "--api-key goes with --url"},
-		{[]string{"-o", "yaml"}, `output "yaml"`},
+		{[]string{"-o", "yaml"}, `invalid argument "yaml" for "-o, --output" flag: want table or json`},
 		{[]string{"--rate", "fast"}, "invalid argument"},
 		{[]string{"extra"}, "unknown command"},
 	}

@@ -24,7 +24,7 @@ type Options struct {
 	Source string
 	// AppName is the application_name the server shows for each connection (default "herald").
 	AppName string
-	// MaxConns bounds the pool (pgxpool's default when 0).
+	// MaxConns bounds the pool (pgxpool's default when 0; a negative bound is refused).
 	MaxConns int
 	// Database, when set, replaces the database the URL names.
 	Database string
@@ -47,7 +47,10 @@ func Connect(ctx context.Context, rawURL string, o Options) (*pgxpool.Pool, erro
 		}
 		return nil, fmt.Errorf("parse the database URL: %w", err)
 	}
-	if o.MaxConns > 0 {
+	switch {
+	case o.MaxConns < 0:
+		return nil, fmt.Errorf("a pool of %d connections: want at least 1", o.MaxConns)
+	case o.MaxConns > 0:
 		cfg.MaxConns = int32(o.MaxConns)
 	}
 	if o.Database != "" {
@@ -97,10 +100,10 @@ func IsMissingDatabase(err error) bool {
 }
 
 // CreateDatabase creates the database name on the server cfg connects to, connecting as cfg's
-// user to the server's "postgres" database. A database that exists already (made meanwhile by
-// another process) is not an error.
+// user to cfg's database (to the server's "postgres" database when that is name itself). A
+// database that exists already (made meanwhile by another process) is not an error.
 func CreateDatabase(ctx context.Context, cfg *pgx.ConnConfig, name string) error {
-	conn, err := adminConn(ctx, cfg)
+	conn, err := adminConn(ctx, cfg, name)
 	if err != nil {
 		return fmt.Errorf("create database %s: %w", name, err)
 	}
@@ -116,10 +119,10 @@ func CreateDatabase(ctx context.Context, cfg *pgx.ConnConfig, name string) error
 	return nil
 }
 
-// DropDatabase drops the database name, ending its sessions; one that does not exist is not an
-// error.
+// DropDatabase drops the database name, ending its sessions, connecting as CreateDatabase does;
+// one that does not exist is not an error.
 func DropDatabase(ctx context.Context, cfg *pgx.ConnConfig, name string) error {
-	conn, err := adminConn(ctx, cfg)
+	conn, err := adminConn(ctx, cfg, name)
 	if err != nil {
 		return fmt.Errorf("drop database %s: %w", name, err)
 	}
@@ -130,10 +133,13 @@ func DropDatabase(ctx context.Context, cfg *pgx.ConnConfig, name string) error {
 	return nil
 }
 
-// adminConn connects as cfg's user to the server's "postgres" database, which always exists.
-func adminConn(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
+// adminConn connects as cfg's user to cfg's database, from which to create or drop the database
+// name; when cfg names that very database (or none), to the server's "postgres" database.
+func adminConn(ctx context.Context, cfg *pgx.ConnConfig, name string) (*pgx.Conn, error) {
 	admin := cfg.Copy()
-	admin.Database = "postgres"
+	if admin.Database == "" || admin.Database == name {
+		admin.Database = "postgres"
+	}
 	return pgx.ConnectConfig(ctx, admin)
 }
 

@@ -90,6 +90,9 @@ func TestParseErrorsNameTheSettingAndHideThePassword(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("got %v, want an error without the password", err)
 	}
+	if _, err := postgres.Connect(context.Background(), "postgres://u@127.0.0.1:1/db", postgres.Options{MaxConns: -1}); err == nil || !strings.Contains(err.Error(), "at least 1") {
+		t.Fatalf("a pool of -1 connections: got %v, want it refused", err)
+	}
 	got, err := postgres.WithDatabase("postgres://u:p@h:5432/a?sslmode=disable", "b")
 	if err != nil || got != "postgres://u:p@h:5432/b?sslmode=disable" {
 		t.Fatalf("WithDatabase = %q, %v", got, err)

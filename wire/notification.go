@@ -20,7 +20,7 @@ type Notification struct {
 	Provider          string `json:"provider,omitempty"`
 	ProviderMessageID string `json:"provider_message_id,omitempty"`
 	// Version is the stream version the state reflects; Position is that event's position in the
-	// whole log, absent where it is not known yet (the answer that accepts a notification).
+	// whole log (omitted only by a caller that does not know it).
 	Version   int64     `json:"version"`
 	Position  int64     `json:"position,omitempty"`
 	CreatedAt time.Time `json:"created_at"`

@@ -35,7 +35,7 @@ func TestShapesLeaveOutWhatIsUnknownAndNeverPrintNull(t *testing.T) {
 		got  any
 		want string
 	}{{
-		name: "a notification just accepted has no position yet, and its times are UTC",
+		name: "a notification whose position is not known omits it, and its times are UTC",
 		got: wire.NewNotification(herald.Notification{ID: "n1", Channel: herald.ChannelSMS, Recipient: "+1",
 			Status: herald.StatusPending, Version: 1, CreatedAt: at, UpdatedAt: at}),
 		want: `{"id":"n1","type":"sms","recipient":"+1","status":"pending","attempts":0,"version":1,

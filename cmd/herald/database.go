@@ -128,6 +128,9 @@ func (c cliDB) connect(ctx context.Context) (*pgxpool.Pool, *slog.Logger, error)
 // connect connects to PostgreSQL at url, waiting for it while it is unreachable.
 // With create, a database that does not exist is created.
 func (c dbConfig) connect(ctx context.Context, logger *slog.Logger, url string, create bool) (*pgxpool.Pool, error) {
+	if c.MaxConns < 1 {
+		return nil, fmt.Errorf("--database-max-conns: must be at least 1, not %d", c.MaxConns)
+	}
 	source := "--database-url"
 	if url == c.MigrateURL {
 		source = "--migrate-database-url"

@@ -128,6 +128,8 @@ func TestInvalidSettingsAreRefusedBeforeConnecting(t *testing.T) {
 		{[]string{"serve", "--log-level", "loud"}, "--log-level"},
 		{[]string{"serve", "--trusted-proxies", "10.0.0.0/8,proxy.internal"}, "--trusted-proxies"},
 		{[]string{"serve", "--address-rate-limit", "-1"}, "--address-rate-limit"},
+		{[]string{"serve", "--database-max-conns", "0"}, "--database-max-conns"},
+		{[]string{"projections", "status", "--database-max-conns", "-1"}, "--database-max-conns"},
 		{[]string{"serve", "extra"}, "unknown command"},
 		{[]string{"migrate", "sideways"}, "invalid argument"},
 	}

@@ -74,7 +74,6 @@ func (s *settings) Secret(p *string, flag, env, usage string) {
 const secretAnnotation = "herald_secret"
 
 // The kinds of secret: a URL that may carry a password, or a value secret as a whole.
-// The kinds of secret: a URL that may carry a password, or a value secret as a whole.
 const (
 	secretURL   = "url"
 	secretValue = "value"
