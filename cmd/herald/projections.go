@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -47,14 +48,35 @@ func projectionsStatusCommand() *cobra.Command {
 				return err
 			}
 			if *output == formatJSON {
-				return writeJSON(cmd.OutOrStdout(), wire.NewProjectionStatuses(statuses))
+				err = writeJSON(cmd.OutOrStdout(), wire.NewProjectionStatuses(statuses))
+			} else {
+				err = printProjectionStatuses(cmd.OutOrStdout(), statuses)
 			}
-			return printProjectionStatuses(cmd.OutOrStdout(), statuses)
+			if err != nil {
+				return err
+			}
+			return stoppedProjections(statuses)
 		},
 	}
 	cli.register(newSettings(cmd))
 	output = registerFormat(cmd.Flags(), formatTable, formatJSON)
 	return cmd
+}
+
+// stoppedProjections fails when a projection stopped, so that a script or a monitor running
+// "herald projections status" sees a read model that has stopped following the log in the exit
+// status, not only in what is printed.
+func stoppedProjections(statuses []projections.ProjectionStatus) error {
+	var stopped []string
+	for _, s := range statuses {
+		if s.Stopped != "" {
+			stopped = append(stopped, s.Name)
+		}
+	}
+	if len(stopped) == 0 {
+		return nil
+	}
+	return fmt.Errorf("stopped at a gap, not following the log: %s (rebuild with \"herald projections rebuild\")", strings.Join(stopped, ", "))
 }
 
 // printProjectionStatuses prints statuses for people, and what to do about a projection that
