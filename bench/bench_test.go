@@ -155,6 +155,13 @@ func TestBenchSpawnsHeraldAndAccountsForEveryNotification(t *testing.T) {
 	if exists || rep.Settings.Database == "" {
 		t.Errorf("database %q still exists after the run", rep.Settings.Database)
 	}
+	// Herald ran as the database's runtime role, which goes with it.
+	if err := db.Pool.QueryRow(context.Background(), "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", rep.Settings.Database+"_app").Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	if exists {
+		t.Errorf("runtime role %s_app still exists after the run", rep.Settings.Database)
+	}
 	if rep.LogDir != "" {
 		t.Errorf("log dir %s kept after a good run", rep.LogDir)
 	}

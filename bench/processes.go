@@ -61,7 +61,7 @@ func (f *fleet) died() <-chan *process {
 func heraldEnv(cfg Config, s *scratch, sk *sinks) map[string]string {
 	host, port := sk.smtpAddr()
 	env := map[string]string{
-		"HERALD_DATABASE_URL":    s.DatabaseURL,
+		"HERALD_DATABASE_URL":    s.ServiceURL,
 		"HERALD_AMQP_URL":        s.AMQPURL,
 		"HERALD_EMAIL_PROVIDER":  "smtp",
 		"HERALD_SMTP_HOST":       host,

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,9 +18,12 @@ import (
 // scratch is the database and RabbitMQ vhost one run creates, and drops afterwards.
 type scratch struct {
 	Name        string // of both the database and the vhost
-	DatabaseURL string
-	AMQPURL     string
-	Pool        *pgxpool.Pool
+	DatabaseURL string // as the owner of its tables: for the ceiling and the bench's own reads
+	// ServiceURL is what Herald's processes connect as: the database's runtime role, holding only
+	// what `herald migrate` grants, as in production (the owner when the database is not migrated).
+	ServiceURL string
+	AMQPURL    string
+	Pool       *pgxpool.Pool
 
 	db    *harness.Database
 	vhost *harness.VHost
@@ -37,7 +41,7 @@ func createScratch(ctx context.Context, cfg Config, migrate bool) (_ *scratch, e
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	s.db, err = harness.CreateDatabase(cctx, cfg.AdminDatabaseURL, harness.DatabaseOptions{
-		Name: s.Name, Migrate: migrate, MaxConns: max(4, cfg.Concurrency, 16), AppName: "herald-bench",
+		Name: s.Name, Migrate: migrate, RuntimeRole: migrate, MaxConns: max(4, cfg.Concurrency, 16), AppName: "herald-bench",
 	})
 	if unreachable := (*harness.UnreachableError)(nil); errors.As(err, &unreachable) {
 		return nil, fmt.Errorf("connect to PostgreSQL at %s (--admin-database-url): %w", unreachable.Addr, unreachable.Err)
@@ -45,7 +49,7 @@ func createScratch(ctx context.Context, cfg Config, migrate bool) (_ *scratch, e
 	if err != nil {
 		return nil, err
 	}
-	s.DatabaseURL, s.Pool = s.db.URL, s.db.Pool
+	s.DatabaseURL, s.ServiceURL, s.Pool = s.db.URL, cmp.Or(s.db.RuntimeURL, s.db.URL), s.db.Pool
 
 	s.vhost, err = harness.CreateVHost(ctx, cfg.RabbitMQAPI, cfg.AMQPURL, s.Name)
 	if unreachable := (*harness.UnreachableError)(nil); errors.As(err, &unreachable) {
