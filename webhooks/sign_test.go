@@ -3,6 +3,7 @@ package webhooks_test
 import (
 	"errors"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -199,5 +200,37 @@ func TestHeraldVerifiesLibrary(t *testing.T) {
 				t.Fatalf("Verify: %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestDocsExampleIsSignedAsShown holds the signed request shown in docs/api.md to what Sign
+// produces, so that the example a receiver tests against stays true.
+func TestDocsExampleIsSignedAsShown(t *testing.T) {
+	doc, err := os.ReadFile("../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, example, ok := strings.Cut(string(doc), "POST <your endpoint>\n")
+	if !ok {
+		t.Fatal("docs/api.md: no example request")
+	}
+	example, _, _ = strings.Cut(example, "\n```")
+	head, body, ok := strings.Cut(example, "\n\n")
+	if !ok {
+		t.Fatal("docs/api.md: example request without a body")
+	}
+	h := http.Header{}
+	for _, line := range strings.Split(head, "\n") {
+		k, v, _ := strings.Cut(line, ": ")
+		h.Set(k, v)
+	}
+	unix, err := strconv.ParseInt(h.Get("webhook-timestamp"), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := webhooks.Sign(h.Get("webhook-id"), time.Unix(unix, 0), []byte(body),
+		mustSecret(t, vectorSecret), mustSecret(t, "whsec_c2Vjb25kLXNlY3JldC1mb3ItZG9jcy1vbmx5"))
+	if want := h.Get("webhook-signature"); got != want {
+		t.Fatalf("docs/api.md shows webhook-signature %q, Sign gives %q", want, got)
 	}
 }
