@@ -1,5 +1,5 @@
 // Package wire defines every shape Herald shows its users as JSON — the HTTP API's answers, the
-// CLI's `-o json` and `-o jsonl` output, and (as they come) webhook payloads and the console's
+// CLI's `-o json` and `-o jsonl` output, webhook payloads, and (as they come) the console's
 // views — each as one tagged type with one constructor from the domain. The API and the CLI print
 // the same JSON for the same thing because both go through here; a field added to a shape reaches
 // every place that shows it.
