@@ -84,6 +84,8 @@ func NewClient(p Policy, o ClientOptions) *Client {
 		MaxIdleConnsPerHost:   4,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		// Headers are not kept; an endpoint must not make Herald hold a megabyte of them.
+		MaxResponseHeaderBytes: 64 << 10,
 	}
 	return &Client{
 		policy: p,
@@ -95,6 +97,12 @@ func NewClient(p Policy, o ClientOptions) *Client {
 		},
 		maxAnswer: o.MaxAnswerBytes,
 	}
+}
+
+// CloseIdleConnections closes the connections kept alive for later POSTs, for a dispatcher that
+// stops or whose endpoints are gone. The Client stays usable.
+func (c *Client) CloseIdleConnections() {
+	c.http.CloseIdleConnections()
 }
 
 // policyControl returns the dialer hook that refuses a connection to an address p refuses. It

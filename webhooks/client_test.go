@@ -228,3 +228,19 @@ func postThroughEnvironmentProxy(t *testing.T) {
 		}
 	}
 }
+
+func TestPostKeepsMaxAnswerBytes(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "thanks, received")
+	}))
+	t.Cleanup(srv.Close)
+	client := webhooks.NewClient(local, webhooks.ClientOptions{MaxAnswerBytes: 6})
+	t.Cleanup(client.CloseIdleConnections)
+
+	for range 2 { // the second POST may reuse the first's connection
+		answer, err := client.Post(context.Background(), srv.URL, nil, nil)
+		if err != nil || string(answer.Body) != "thanks" {
+			t.Fatalf("Post = %q, %v; want the first 6 bytes, \"thanks\"", answer.Body, err)
+		}
+	}
+}

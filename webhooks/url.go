@@ -31,7 +31,8 @@ type Policy struct {
 // ValidateURL checks a webhook URL when an endpoint is registered and returns it parsed. It
 // refuses what can never be a proper destination: not absolute http(s), plain http unless
 // p.AllowHTTP, credentials in the URL (they would end up in logs), no host, a bad port, an
-// overlong URL, and a literal IP address that p refuses. Host names are only resolved when a
+// overlong URL, a literal IP address that p refuses, and a host written as an IPv4 address in a
+// form only some resolvers read ("127.1", "2130706433"). Host names are only resolved when a
 // webhook is sent, where the Client checks the address it actually dials. The error is an
 // herald.EINVALID whose message names what is wrong and never repeats the URL, which may hold a
 // password.
@@ -135,15 +136,20 @@ var (
 	thisNetwork   = netip.MustParsePrefix("0.0.0.0/8")     // "this host on this network"
 	sharedSpace   = netip.MustParsePrefix("100.64.0.0/10") // carrier-grade NAT, inside providers
 	ipv4Broadcast = netip.MustParseAddr("255.255.255.255")
+	nat64         = netip.MustParsePrefix("64:ff9b::/96") // RFC 6052: an IPv4 address in the low 32 bits
 )
 
 // refusal says why p refuses to send to addr, or "" when it may. IPv4-mapped IPv6 addresses
-// (::ffff:127.0.0.1) are judged as the IPv4 address they reach.
+// (::ffff:127.0.0.1) and NAT64 ones (64:ff9b::7f00:1) are judged as the IPv4 address they reach.
 func refusal(addr netip.Addr, p Policy) string {
 	if p.AllowPrivate {
 		return ""
 	}
 	a := addr.Unmap().WithZone("")
+	if nat64.Contains(a) {
+		b := a.As16()
+		a = netip.AddrFrom4([4]byte(b[12:]))
+	}
 	switch {
 	case slices.Contains(metadataAddrs, a):
 		return "a cloud metadata address"
