@@ -41,12 +41,12 @@ func TestPostToLoopbackOnlyWithAllowPrivate(t *testing.T) {
 	got := make(chan received, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		got <- received{r.Method, r.Header.Get("Herald-Signature"), body}
+		got <- received{r.Method, r.Header.Get("Webhook-Signature"), body}
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = io.WriteString(w, "thanks")
 	}))
 	t.Cleanup(srv.Close)
-	header := http.Header{"Herald-Signature": {"t=1,v1=abc"}, "Content-Type": {"application/json"}}
+	header := http.Header{"Webhook-Signature": {"v1,c2lnbmF0dXJl"}, "Content-Type": {"application/json"}}
 	payload := []byte(`{"type":"notification.sent"}`)
 
 	_, err := webhooks.NewClient(webhooks.Policy{AllowHTTP: true}, webhooks.ClientOptions{}).
@@ -68,7 +68,7 @@ func TestPostToLoopbackOnlyWithAllowPrivate(t *testing.T) {
 			answer.Status, answer.Body, answer.Duration)
 	}
 	r := <-got
-	if r.method != http.MethodPost || r.signature != "t=1,v1=abc" || !bytes.Equal(r.body, payload) {
+	if r.method != http.MethodPost || r.signature != "v1,c2lnbmF0dXJl" || !bytes.Equal(r.body, payload) {
 		t.Errorf("server got %s signature %q body %q, want POST with the header and payload",
 			r.method, r.signature, r.body)
 	}
