@@ -5,4 +5,13 @@
 // wire.WebhookPayload.
 //
 // Receivers verify with Verify, or with any Standard Webhooks library.
+//
+// Client posts a payload where Policy allows and nowhere else: https only, no credentials in the
+// URL, and no loopback, private, link-local or metadata address — checked when an endpoint is
+// registered (ValidateURL) and again on the address actually dialled, so a name that resolves
+// inside, or a DNS answer that changes later, is refused too. Redirects are not followed, no proxy
+// is used, and answers are read only up to a cap.
+//
+// Endpoints, the dispatcher that reads the log for each of them, retries and replay are not built
+// yet.
 package webhooks
