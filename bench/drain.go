@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/wire"
 )
 
 // drain waits until every accepted notification arrived (with sinks), is terminal and, if
@@ -99,15 +100,13 @@ func (r *runner) sweep(ctx context.Context) (terminalCounts, error) {
 // askStatus asks the status API about notification i and marks it in the tracker if it is
 // terminal; an error leaves it as it was, to be asked again.
 func (r *runner) askStatus(ctx context.Context, i int) {
-	var st struct {
-		Status herald.Status `json:"status"`
-	}
+	var st wire.Notification
 	r.sweepGETs.Add(1)
 	code, err := r.getJSON(ctx, "/api/v1/notifications/"+r.t.id(i)+"/status", &st)
 	if err != nil || code != http.StatusOK {
 		return
 	}
-	switch st.Status {
+	switch herald.Status(st.Status) {
 	case herald.StatusSent:
 		r.t.flags[i].Or(flagSent)
 	case herald.StatusFailed:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/wire"
 )
 
 // poller watches sampled notifications on the status API until it shows them sent or failed,
@@ -198,9 +199,7 @@ func (p *poller) poll(ctx context.Context, it pollItem, budget <-chan time.Time)
 // answer came; ok is false when there was no answer to read (counted as an error unless the
 // run is ending).
 func (p *poller) status(ctx context.Context, id string) (status herald.Status, seen time.Time, ok bool) {
-	var st struct {
-		Status herald.Status `json:"status"`
-	}
+	var st wire.Notification
 	p.statusGETs.Add(1)
 	code, err := p.r.getJSON(ctx, "/api/v1/notifications/"+id+"/status", &st)
 	seen = time.Now()
@@ -210,7 +209,7 @@ func (p *poller) status(ctx context.Context, id string) (status herald.Status, s
 		}
 		return "", seen, false
 	}
-	return st.Status, seen, true
+	return herald.Status(st.Status), seen, true
 }
 
 // recordSent counts notification i, id, as seen sent at seen: the time since its 202, and
@@ -231,12 +230,7 @@ func (p *poller) recordSent(ctx context.Context, i int, id string, seen time.Tim
 // recordProjectionLag records, for notification id first seen sent at seen, the time from its
 // NotificationSent event's time (PostgreSQL's clock, on this machine) to seen.
 func (p *poller) recordProjectionLag(ctx context.Context, id string, seen time.Time) {
-	var evs struct {
-		Events []struct {
-			Type string    `json:"type"`
-			Time time.Time `json:"time"`
-		} `json:"events"`
-	}
+	var evs wire.Stream
 	p.eventsGETs.Add(1)
 	code, err := p.r.getJSON(ctx, "/api/v1/notifications/"+id+"/events", &evs)
 	if err != nil || code != http.StatusOK {

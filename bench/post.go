@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/herald-notify/herald/wire"
 )
 
 // body is notification i's request: a small template with two variables.
@@ -82,12 +84,7 @@ func (r *runner) post(ctx context.Context, i int) {
 // refusal names a POST the API did not accept by its status and error code ("503
 // unavailable"), the kind it is counted under, and keeps the status and message for the samples.
 func refusal(code int, status string, answer []byte) (kind, message string) {
-	var e struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
+	var e wire.Error
 	_ = json.Unmarshal(answer, &e)
 	kind = strconv.Itoa(code)
 	if e.Error.Code != "" {
@@ -98,9 +95,7 @@ func refusal(code int, status string, answer []byte) (kind, message string) {
 
 // acceptedID returns the notification id a 202 answer carries, and whether it carries one.
 func acceptedID(answer []byte) (uuid.UUID, bool) {
-	var a struct {
-		ID string `json:"id"`
-	}
+	var a wire.Notification
 	if err := json.Unmarshal(answer, &a); err != nil {
 		return uuid.UUID{}, false
 	}
