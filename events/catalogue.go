@@ -17,10 +17,28 @@ var catalogue = []func() Event{
 	func() Event { return new(NotificationRequeued) },
 	func() Event { return new(NotificationDiscarded) },
 	func() Event { return new(NotificationRecovered) },
+	func() Event { return new(WebhookEndpointCreated) },
+	func() Event { return new(WebhookEndpointUpdated) },
+	func() Event { return new(WebhookEndpointDisabled) },
+	func() Event { return new(WebhookEndpointEnabled) },
+	func() Event { return new(WebhookEndpointSecretRotated) },
+	func() Event { return new(WebhookEndpointDeleted) },
 }
 
 // Types lists every event type the log may hold.
 var Types = catalogueTypes()
+
+// NotificationTypes lists the types of the events of notifications' streams, in catalogue order:
+// the ones a webhook endpoint can subscribe to. The rest are endpoints' own (EndpointEvent).
+var NotificationTypes = func() []string {
+	var out []string
+	for _, t := range Types {
+		if IsNotificationType(t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}()
 
 // byType finds an event type's entry in the catalogue by its stored name.
 var byType = catalogueIndex()

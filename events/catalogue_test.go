@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -34,37 +35,101 @@ func (v *visited) NotificationRecovered(*events.NotificationRecovered) {
 	v.method = "NotificationRecovered"
 }
 
-// TestCatalogueKnowsEveryEvent holds the catalogue to Visitor: every type Visitor has a method
-// for is an Event named as its method, listed in Types once, decoded by Decode into its own type,
-// and dispatched by Accept to its own method. A new event type with its Visitor method but not
-// in the catalogue fails here.
+func (v *visited) WebhookEndpoint(e events.EndpointEvent) { e.AcceptEndpoint(v) }
+func (v *visited) WebhookEndpointCreated(*events.WebhookEndpointCreated) {
+	v.method = "WebhookEndpointCreated"
+}
+func (v *visited) WebhookEndpointUpdated(*events.WebhookEndpointUpdated) {
+	v.method = "WebhookEndpointUpdated"
+}
+func (v *visited) WebhookEndpointDisabled(*events.WebhookEndpointDisabled) {
+	v.method = "WebhookEndpointDisabled"
+}
+func (v *visited) WebhookEndpointEnabled(*events.WebhookEndpointEnabled) {
+	v.method = "WebhookEndpointEnabled"
+}
+func (v *visited) WebhookEndpointSecretRotated(*events.WebhookEndpointSecretRotated) {
+	v.method = "WebhookEndpointSecretRotated"
+}
+func (v *visited) WebhookEndpointDeleted(*events.WebhookEndpointDeleted) {
+	v.method = "WebhookEndpointDeleted"
+}
+
+// TestCatalogueKnowsEveryEvent holds the catalogue to the visitors: every type Visitor (for the
+// notifications' events) or EndpointVisitor (for the endpoints') has a method for is an Event
+// named as its method, listed in Types once, decoded by Decode into its own type, and dispatched
+// by Accept to its own method. A new event type with its visitor method but not in the
+// catalogue fails here.
 func TestCatalogueKnowsEveryEvent(t *testing.T) {
-	visitor := reflect.TypeFor[events.Visitor]()
-	if visitor.NumMethod() != len(events.Types) {
-		t.Errorf("Visitor has %d methods, Types lists %d event types: %v", visitor.NumMethod(), len(events.Types), events.Types)
+	methods := 0
+	for _, family := range []struct {
+		visitor  reflect.Type
+		endpoint bool
+	}{
+		{reflect.TypeFor[events.Visitor](), false},
+		{reflect.TypeFor[events.EndpointVisitor](), true},
+	} {
+		for i := range family.visitor.NumMethod() {
+			m := family.visitor.Method(i)
+			if m.Name == "WebhookEndpoint" {
+				continue // the door to EndpointVisitor
+			}
+			methods++
+			if m.Type.NumIn() != 1 || m.Type.In(0).Kind() != reflect.Pointer {
+				t.Errorf("%s.%s takes %s, want one pointer to an event", family.visitor, m.Name, m.Type)
+				continue
+			}
+			e, ok := reflect.New(m.Type.In(0).Elem()).Interface().(events.Event)
+			if !ok {
+				t.Errorf("%s.%s takes %s, which is not an Event", family.visitor, m.Name, m.Type.In(0))
+				continue
+			}
+			if _, isEndpoint := e.(events.EndpointEvent); isEndpoint != family.endpoint {
+				t.Errorf("%T: EndpointEvent is %v, want %v", e, isEndpoint, family.endpoint)
+			}
+			if got := events.IsNotificationType(e.EventType()); got == family.endpoint {
+				t.Errorf("IsNotificationType(%s) = %v", e.EventType(), got)
+			}
+			if e.EventType() != m.Name {
+				t.Errorf("%T is stored as %q, but its visitor method is %s", e, e.EventType(), m.Name)
+			}
+			if n := slices.Index(events.Types, e.EventType()); n < 0 || slices.Index(events.Types[n+1:], e.EventType()) >= 0 {
+				t.Errorf("Types = %v, want %q in it once", events.Types, e.EventType())
+			}
+			var v visited
+			e.Accept(&v)
+			if v.method != m.Name {
+				t.Errorf("%T.Accept called %s, want %s", e, v.method, m.Name)
+			}
+		}
 	}
-	for i := range visitor.NumMethod() {
-		m := visitor.Method(i)
-		if m.Type.NumIn() != 1 || m.Type.In(0).Kind() != reflect.Pointer {
-			t.Errorf("Visitor.%s takes %s, want one pointer to an event", m.Name, m.Type)
-			continue
+	if methods != len(events.Types) {
+		t.Errorf("the visitors have %d event methods, Types lists %d event types: %v", methods, len(events.Types), events.Types)
+	}
+	for _, typ := range events.NotificationTypes {
+		if !events.IsNotificationType(typ) {
+			t.Errorf("NotificationTypes lists %s, which is not a notification's", typ)
 		}
-		e, ok := reflect.New(m.Type.In(0).Elem()).Interface().(events.Event)
-		if !ok {
-			t.Errorf("Visitor.%s takes %s, which is not an Event", m.Name, m.Type.In(0))
-			continue
-		}
-		if e.EventType() != m.Name {
-			t.Errorf("%T is stored as %q, but its Visitor method is %s", e, e.EventType(), m.Name)
-		}
-		if n := slices.Index(events.Types, e.EventType()); n < 0 || slices.Index(events.Types[n+1:], e.EventType()) >= 0 {
-			t.Errorf("Types = %v, want %q in it once", events.Types, e.EventType())
-		}
-		var v visited
-		e.Accept(&v)
-		if v.method != m.Name {
-			t.Errorf("%T.Accept called Visitor.%s, want %s", e, v.method, m.Name)
-		}
+	}
+}
+
+// TestNotificationOnly keeps the endpoints' events out of what notification read models fold.
+func TestNotificationOnly(t *testing.T) {
+	recs := []events.Recorded{
+		{Type: events.TypeNotificationQueued, Position: 1},
+		{Type: events.TypeWebhookEndpointCreated, Position: 2},
+		{Type: events.TypeNotificationSent, Position: 3},
+		{Type: events.TypeWebhookEndpointDeleted, Position: 4},
+	}
+	var got []int64
+	for _, r := range events.NotificationOnly(recs) {
+		got = append(got, r.Position)
+	}
+	if !slices.Equal(got, []int64{1, 3}) {
+		t.Errorf("NotificationOnly kept positions %v, want [1 3]", got)
+	}
+	if all := recs[:1]; &events.NotificationOnly(all)[0] != &all[0] {
+		t.Error("NotificationOnly copied a batch that had nothing to leave out")
 	}
 }
 
@@ -81,8 +146,19 @@ func everyEvent() []events.Event {
 		&events.NotificationRequeued{Actor: "ops", Reason: "mailbox fixed", Attempts: 3},
 		&events.NotificationDiscarded{Actor: "ops", Reason: "address gone"},
 		&events.NotificationRecovered{Actor: "system:reconciler", Reason: "stalled", Status: herald.StatusProcessing},
+		&events.WebhookEndpointCreated{URL: "https://hooks.example.com/herald", Description: "shop",
+			EventTypes: []string{events.TypeNotificationSent, events.TypeNotificationFailed}},
+		&events.WebhookEndpointUpdated{URL: ptr("https://hooks.example.com/v2"), Description: ptr(""),
+			EventTypes: ptr([]string{events.TypeNotificationSent})},
+		&events.WebhookEndpointDisabled{Cause: events.DisabledFailing, Reason: "no success for 120h0m0s",
+			FailingSince: ptr(time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC))},
+		&events.WebhookEndpointEnabled{},
+		&events.WebhookEndpointSecretRotated{PreviousValidUntil: time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)},
+		&events.WebhookEndpointDeleted{},
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // TestDecodeRoundTrips checks that every registered type comes back from its JSON as it went in.
 func TestDecodeRoundTrips(t *testing.T) {

@@ -185,3 +185,30 @@ func (l *Log) ConsumerStop(ctx context.Context, group string) (string, time.Time
 	}
 	return *reason, *at, nil
 }
+
+// VisibleHead returns the cursor of the newest event a consumer reading now could be handed: a
+// consumer that starts there is handed every event committed from then on, and none before. It
+// is the zero cursor for an empty log. q may be the log's pool (nil) or a transaction that has
+// not written yet.
+func (l *Log) VisibleHead(ctx context.Context, q Querier) (Cursor, error) {
+	if q == nil {
+		q = l.db
+	}
+	var (
+		c   Cursor
+		xid string
+	)
+	err := q.QueryRow(ctx, `SELECT transaction_id::text, global_position FROM event_log
+		WHERE transaction_id < (`+visibleBelow+`)
+		ORDER BY transaction_id DESC, global_position DESC LIMIT 1`).Scan(&xid, &c.Position)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Cursor{}, nil
+	}
+	if err != nil {
+		return Cursor{}, fmt.Errorf("head of the log: %w", err)
+	}
+	if c.TransactionID, err = strconv.ParseUint(xid, 10, 64); err != nil {
+		return Cursor{}, fmt.Errorf("head of the log: transaction id %q: %w", xid, err)
+	}
+	return c, nil
+}

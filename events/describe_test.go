@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
@@ -39,6 +40,20 @@ func TestDescribe(t *testing.T) {
 		{&events.NotificationDiscarded{Actor: "ops", Reason: "address gone"}, "discarded by ops: address gone"},
 		{&events.NotificationRecovered{Actor: "system:reconciler", Reason: "pending with no event for 10m0s", Status: herald.StatusPending},
 			"recovered by system:reconciler: pending with no event for 10m0s"},
+		{&events.WebhookEndpointCreated{URL: "https://hooks.example.com/h"}, "endpoint https://hooks.example.com/h for all events"},
+		{&events.WebhookEndpointCreated{URL: "https://hooks.example.com/h", EventTypes: []string{"NotificationSent", "NotificationFailed"}},
+			"endpoint https://hooks.example.com/h for NotificationSent,NotificationFailed"},
+		{&events.WebhookEndpointUpdated{URL: ptr("https://b.example.com/"), EventTypes: ptr([]string{})},
+			"changed url https://b.example.com/, events all events"},
+		{&events.WebhookEndpointUpdated{Description: ptr("billing")}, `changed description "billing"`},
+		{&events.WebhookEndpointDisabled{Cause: events.DisabledByOperator, Reason: "receiver moved"}, "disabled by operator: receiver moved"},
+		{&events.WebhookEndpointDisabled{Cause: events.DisabledFailing, Reason: "no success for 120h0m0s",
+			FailingSince: ptr(time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC))},
+			"disabled: failing since 2026-12-01T08:00:00Z: no success for 120h0m0s"},
+		{&events.WebhookEndpointEnabled{}, "enabled"},
+		{&events.WebhookEndpointSecretRotated{PreviousValidUntil: time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)},
+			"secret rotated; the old one signs too until 2026-12-06T08:00:00Z"},
+		{&events.WebhookEndpointDeleted{}, "deleted"},
 	}
 	described := map[string]bool{}
 	for _, tt := range tests {

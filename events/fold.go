@@ -238,3 +238,12 @@ func (v *historyEntry) NotificationRecovered(e *NotificationRecovered) {
 	v.h.Reason = e.Reason
 	v.h.Actor = e.Actor
 }
+
+// WebhookEndpoint: an endpoint's change is no part of any notification's story.
+func (v *evolver) WebhookEndpoint(EndpointEvent) {}
+
+// WebhookEndpoint: an endpoint's change leaves no notification in any status.
+func (v *statusAfter) WebhookEndpoint(EndpointEvent) { v.status = "" }
+
+// WebhookEndpoint: an endpoint's change is in no notification's history.
+func (v *historyEntry) WebhookEndpoint(EndpointEvent) {}

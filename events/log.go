@@ -265,7 +265,7 @@ func (l *Log) Notification(ctx context.Context, stream string) (herald.Notificat
 	if err != nil {
 		return herald.Notification{}, nil, err
 	}
-	if len(recs) == 0 {
+	if !IsNotificationStream(recs) {
 		return herald.Notification{}, nil, herald.Errorf(herald.ENOTFOUND, "no notification %s", stream)
 	}
 	n, err := Fold(recs)
@@ -287,11 +287,17 @@ func (l *Log) NotificationNow(ctx context.Context, stream string) (herald.Notifi
 	if err != nil {
 		return herald.Notification{}, time.Time{}, fmt.Errorf("load %s: %w", stream, err)
 	}
-	if len(recs) == 0 {
+	if !IsNotificationStream(recs) {
 		return herald.Notification{}, time.Time{}, herald.Errorf(herald.ENOTFOUND, "no notification %s", stream)
 	}
 	n, err := Fold(recs)
 	return n, now, err
+}
+
+// IsNotificationStream reports whether recs is a notification's stream: one that NotificationQueued
+// opens. An unknown stream has no events; a webhook endpoint's opens with its own.
+func IsNotificationStream(recs []Recorded) bool {
+	return len(recs) > 0 && recs[0].Type == TypeNotificationQueued
 }
 
 // Head returns the position of the newest event in the log, 0 when it is empty.
@@ -301,4 +307,18 @@ func (l *Log) Head(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("log head: %w", err)
 	}
 	return head, nil
+}
+
+// AtPositions returns the events at positions, by position; a position that holds none is left
+// out.
+func (l *Log) AtPositions(ctx context.Context, positions []int64) (map[int64]Recorded, error) {
+	recs, err := l.loadWhere(ctx, "positions", `WHERE global_position = ANY($1)`, positions)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]Recorded, len(recs))
+	for _, r := range recs {
+		out[r.Position] = r
+	}
+	return out, nil
 }

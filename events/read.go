@@ -16,7 +16,8 @@ import (
 
 // Filter selects events of the log for reading. Its zero value selects every event.
 type Filter struct {
-	// Stream, if set, is the one notification whose events are read.
+	// Stream, if set, is the one stream whose events are read: a notification's or a webhook
+	// endpoint's.
 	Stream string
 	// Types, if any, are the event types read (see Types).
 	Types []string
@@ -37,7 +38,7 @@ func (f Filter) Validate() error {
 	fields := map[string]string{}
 	if f.Stream != "" {
 		if _, err := uuid.Parse(f.Stream); err != nil {
-			fields["stream"] = fmt.Sprintf("%q is not a notification id (a UUID such as 0190f3b2-7c1e-7a4b-9d2e-5f6a7b8c9d0e)", f.Stream)
+			fields["stream"] = fmt.Sprintf("%q is not a stream id (a UUID such as 0190f3b2-7c1e-7a4b-9d2e-5f6a7b8c9d0e)", f.Stream)
 		}
 	}
 	var unknown []string
@@ -217,7 +218,7 @@ func (l *Log) NotificationAsOf(ctx context.Context, stream string, at time.Time)
 	if err != nil {
 		return herald.Notification{}, nil, err
 	}
-	if len(recs) == 0 {
+	if !IsNotificationStream(recs) {
 		return herald.Notification{}, nil, herald.Errorf(herald.ENOTFOUND, "notification %s did not exist at %s",
 			stream, at.UTC().Format(time.RFC3339Nano))
 	}
@@ -243,8 +244,8 @@ ORDER BY event_log.stream_id, event_log.stream_version`
 			next   int64 // the version that continues stream; past a gap, none does
 		)
 		flush := func() error {
-			if n.Version == 0 {
-				return nil
+			if n.ID == "" {
+				return nil // no stream yet, or a webhook endpoint's
 			}
 			if err := fn(n); err != nil {
 				return errCallback{err}

@@ -195,7 +195,7 @@ func TestScanRejectsInvalidFilterBeforeQuerying(t *testing.T) {
 		{"two unknown types", events.Filter{Types: []string{"Sent", "notificationqueued"}}, "type",
 			[]string{`unknown event types "Sent", "notificationqueued"`}},
 		{"empty type", events.Filter{Types: []string{""}}, "type", []string{`unknown event type ""`}},
-		{"stream that is no id", events.Filter{Stream: "ada@example.com"}, "stream", []string{`"ada@example.com" is not a notification id`}},
+		{"stream that is no id", events.Filter{Stream: "ada@example.com"}, "stream", []string{`"ada@example.com" is not a stream id`}},
 		{"from after to", events.Filter{FromPosition: 9, ToPosition: 3}, "from_position", []string{"9 is past the end of the range, 3"}},
 		{"negative from", events.Filter{FromPosition: -1}, "from_position", []string{"-1"}},
 		{"negative to", events.Filter{ToPosition: -5}, "to_position", []string{"-5"}},

@@ -21,6 +21,9 @@ type Visitor interface {
 	NotificationRequeued(*NotificationRequeued)
 	NotificationDiscarded(*NotificationDiscarded)
 	NotificationRecovered(*NotificationRecovered)
+	// WebhookEndpoint is called for every event of a webhook endpoint's stream, which says
+	// nothing about a notification; EndpointVisitor tells those events apart.
+	WebhookEndpoint(EndpointEvent)
 }
 
 // visitors reuses visitors of type V. A visitor handed to Accept escapes to the heap, and

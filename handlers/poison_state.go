@@ -84,3 +84,6 @@ func (lastFailure) DeliveryAttemptFailed(*events.DeliveryAttemptFailed) {}
 // NotificationRecovered changes neither: a recovery resends the command of a notification
 // under way, never of a failed one.
 func (lastFailure) NotificationRecovered(*events.NotificationRecovered) {}
+
+// WebhookEndpoint: an endpoint's change is in no notification's stream.
+func (lastFailure) WebhookEndpoint(events.EndpointEvent) {}

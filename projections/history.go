@@ -44,6 +44,7 @@ func (h History) Apply(ctx context.Context, tx pgx.Tx, r events.Recorded) error 
 // ApplyBatch inserts one row per event in one statement; events already there are skipped, and
 // an event past the next version of its stream is a *GapError.
 func (h History) ApplyBatch(ctx context.Context, tx pgx.Tx, recs []events.Recorded) error {
+	recs = events.NotificationOnly(recs)
 	if len(recs) == 0 {
 		return nil
 	}

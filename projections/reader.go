@@ -85,7 +85,7 @@ FROM notification_history WHERE notification_id = $1 ORDER BY version`, id)
 	if err != nil {
 		return nil, err
 	}
-	if len(recs) == 0 {
+	if !events.IsNotificationStream(recs) {
 		return nil, notFound(id)
 	}
 	for _, rec := range recs {
@@ -107,7 +107,7 @@ func (r *Reader) Events(ctx context.Context, id string) ([]events.Recorded, erro
 	if err != nil {
 		return nil, err
 	}
-	if len(recs) == 0 {
+	if !events.IsNotificationStream(recs) {
 		return nil, notFound(id)
 	}
 	return recs, nil

@@ -64,6 +64,7 @@ func (s Status) Apply(ctx context.Context, tx pgx.Tx, r events.Recorded) error {
 // ApplyBatch folds recs, in delivery order, into their notifications' rows: it reads the rows
 // the batch touches in one statement and writes them back in another.
 func (s Status) ApplyBatch(ctx context.Context, tx pgx.Tx, recs []events.Recorded) error {
+	recs = events.NotificationOnly(recs)
 	if len(recs) == 0 {
 		return nil
 	}

@@ -153,7 +153,7 @@ func TestEventsRefusesBadFlags(t *testing.T) {
 	}{
 		{[]string{"list", "--type", "NotificationExploded"}, `--type: unknown event type "NotificationExploded"; the log holds NotificationQueued, NotificationProcessing, NotificationSent`},
 		{[]string{"list", "--type", "NotificationSent,sent"}, `--type: unknown event type "sent"`},
-		{[]string{"list", "--stream", "ada@example.com"}, `--stream: "ada@example.com" is not a notification id`},
+		{[]string{"list", "--stream", "ada@example.com"}, `--stream: "ada@example.com" is not a stream id`},
 		{[]string{"list", "--from-position", "9", "--to-position", "3"}, "--from-position: 9 is past the end of the range, 3"},
 		{[]string{"list", "--from-position", "-1"}, "--from-position: -1"},
 		{[]string{"list", "--since", "2026-11-28T10:00:00Z", "--until", "2026-11-28T09:00:00Z"}, "--since: 2026-11-28T10:00:00Z is after the end of the range, 2026-11-28T09:00:00Z"},
@@ -164,7 +164,7 @@ func TestEventsRefusesBadFlags(t *testing.T) {
 		{[]string{"list", "--limit", "ten"}, `invalid argument "ten" for "--limit"`},
 		{[]string{"list", "-o", "yaml"}, `invalid argument "yaml" for "-o, --output" flag: want table, jsonl or json`},
 		{[]string{"list", "extra"}, "unknown command"},
-		{[]string{"list", "--stream", "x", "--limit", "-2"}, `--limit: -2: want 0 (no limit) or more; --stream: "x" is not a notification id`},
+		{[]string{"list", "--stream", "x", "--limit", "-2"}, `--limit: -2: want 0 (no limit) or more; --stream: "x" is not a stream id`},
 		{[]string{"replay"}, "--as-of: required"},
 		{[]string{"replay", "--stream", id}, "--as-of: required"},
 		{[]string{"replay", "--as-of", "last week"}, `--as-of "last week": want an RFC 3339 time`},

@@ -1,0 +1,445 @@
+package webhooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/events"
+)
+
+// DispatcherConfig configures a Dispatcher.
+type DispatcherConfig struct {
+	// Owner names this dispatcher in the endpoints' leases; unique per process.
+	Owner string
+	// Lanes is how many requests one endpoint's live delivery has under way at once
+	// (HERALD_WEBHOOK_CONCURRENCY); the events of one notification always share a lane.
+	Lanes int
+	// Batch is how many events of the log a live delivery reads at a time.
+	Batch int
+	// Poll is how often a caught-up live delivery looks for new events, and the dispatcher for
+	// due retries and endpoints to take.
+	Poll time.Duration
+	// Lease is how long an endpoint stays a dispatcher's without it renewing: how soon another
+	// process takes over the live delivery of one that died.
+	Lease time.Duration
+	// RetryBatch is how many due retries the dispatcher takes at a time.
+	RetryBatch int
+	Logger     *slog.Logger
+}
+
+func (c DispatcherConfig) withDefaults() DispatcherConfig {
+	if c.Lanes < 1 {
+		c.Lanes = 8
+	}
+	if c.Batch < 1 {
+		c.Batch = 500
+	}
+	if c.Poll <= 0 {
+		c.Poll = 100 * time.Millisecond
+	}
+	if c.Lease <= 0 {
+		c.Lease = 15 * time.Second
+	}
+	if c.RetryBatch < 1 {
+		c.RetryBatch = 200
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Dispatcher delivers the log to the webhook endpoints. Each enabled endpoint is a consumer of
+// the log with its own offset (webhook_endpoints.cursor_*), read in the log's delivery order by
+// the one dispatcher that holds the endpoint's lease; every dispatcher takes the due retries of
+// any endpoint, under a short lease of their own. Several processes can run one each: an
+// endpoint's live delivery runs in one of them at a time, and moves to another within Lease of
+// its holder dying.
+type Dispatcher struct {
+	db     DB
+	log    *events.Log
+	sender *Sender
+	cfg    DispatcherConfig
+
+	mu      sync.Mutex
+	running map[string]bool // endpoints whose live delivery runs here
+	lastErr error
+}
+
+// NewDispatcher returns a dispatcher sending through sender.
+func NewDispatcher(db DB, sender *Sender, cfg DispatcherConfig) *Dispatcher {
+	return &Dispatcher{db: db, log: events.NewLog(db), sender: sender, cfg: cfg.withDefaults(), running: map[string]bool{}}
+}
+
+// Run delivers until ctx is done, then finishes the requests under way, records them, and
+// releases its endpoints so that another process takes them at once.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.retryLoop(ctx)
+	}()
+	tick := time.NewTicker(d.cfg.Poll * 10)
+	defer tick.Stop()
+	for {
+		ids, err := d.claim(ctx)
+		d.setErr(err)
+		if err != nil && ctx.Err() == nil {
+			d.cfg.Logger.Warn("webhook dispatcher: take endpoints", "error", err)
+		}
+		for _, id := range ids {
+			if d.start(id) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer d.stop(id)
+					d.live(ctx, id)
+				}()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			d.release()
+			d.sender.client.CloseIdleConnections()
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// Ready is nil while the dispatcher can reach its endpoints' table.
+func (d *Dispatcher) Ready() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lastErr
+}
+
+func (d *Dispatcher) setErr(err error) {
+	d.mu.Lock()
+	d.lastErr = err
+	d.mu.Unlock()
+}
+
+func (d *Dispatcher) start(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running[id] {
+		return false
+	}
+	d.running[id] = true
+	return true
+}
+
+func (d *Dispatcher) stop(id string) {
+	d.mu.Lock()
+	delete(d.running, id)
+	d.mu.Unlock()
+	d.sender.metrics.forget(id)
+}
+
+// claim renews the leases this dispatcher holds and takes at most one endpoint nobody holds
+// (or whose holder's lease ran out), so that the endpoints spread over the dispatchers that ask.
+// It returns every endpoint it holds.
+func (d *Dispatcher) claim(ctx context.Context) ([]string, error) {
+	rows, err := d.db.Query(ctx, `
+WITH renewed AS (
+	UPDATE webhook_endpoints SET lease_until = now() + $2::interval
+	WHERE lease_owner = $1 AND enabled AND deleted_at IS NULL
+	RETURNING id
+), free AS (
+	SELECT id FROM webhook_endpoints
+	WHERE enabled AND deleted_at IS NULL AND (lease_owner IS NULL OR lease_until < now()) AND lease_owner IS DISTINCT FROM $1
+	ORDER BY lease_until NULLS FIRST, id LIMIT 1 FOR UPDATE SKIP LOCKED
+), taken AS (
+	UPDATE webhook_endpoints e SET lease_owner = $1, lease_until = now() + $2::interval
+	FROM free WHERE e.id = free.id
+	RETURNING e.id
+)
+SELECT id::text FROM renewed UNION SELECT id::text FROM taken`, d.cfg.Owner, d.cfg.Lease.String())
+	if err != nil {
+		return nil, fmt.Errorf("take webhook endpoints: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// release gives up every endpoint this dispatcher holds.
+func (d *Dispatcher) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := d.db.Exec(ctx, `UPDATE webhook_endpoints SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1`, d.cfg.Owner); err != nil {
+		d.cfg.Logger.Warn("webhook dispatcher: release endpoints", "error", err)
+	}
+}
+
+// errLeaseLost ends a live delivery whose endpoint another dispatcher holds now, or that was
+// disabled or deleted.
+var errLeaseLost = errors.New("the endpoint is no longer this dispatcher's")
+
+// live runs endpoint id's live delivery while this dispatcher holds it and it is enabled.
+func (d *Dispatcher) live(ctx context.Context, id string) {
+	d.cfg.Logger.Info("webhook delivery started", "endpoint", id)
+	defer d.cfg.Logger.Info("webhook delivery stopped", "endpoint", id)
+	backoff := d.cfg.Poll
+	for ctx.Err() == nil {
+		more, err := d.liveBatch(ctx, id)
+		switch {
+		case errors.Is(err, errLeaseLost):
+			return
+		case err != nil:
+			if ctx.Err() != nil {
+				return
+			}
+			d.cfg.Logger.Warn("webhook delivery", "endpoint", id, "error", err)
+			backoff = min(backoff*2, 5*time.Second)
+			sleep(ctx, backoff)
+			continue
+		}
+		backoff = d.cfg.Poll
+		if !more {
+			sleep(ctx, d.cfg.Poll)
+		}
+	}
+}
+
+// liveBatch delivers the next events after the endpoint's offset and moves the offset past
+// them, recording every post. It reports whether there may be more to read at once.
+func (d *Dispatcher) liveBatch(ctx context.Context, id string) (bool, error) {
+	t, err := d.sender.loadTarget(ctx, id)
+	if err != nil {
+		if herald.ErrorCode(err) == herald.ENOTFOUND {
+			return false, errLeaseLost
+		}
+		return false, err
+	}
+	if !t.Enabled || t.owner != d.cfg.Owner {
+		return false, errLeaseLost
+	}
+	recs, next, err := d.log.ReadAfter(ctx, nil, t.cursor, d.cfg.Batch)
+	if err != nil {
+		return false, err
+	}
+	if len(recs) == 0 {
+		d.sender.metrics.lag(id, 0, 0)
+		return false, nil
+	}
+	var (
+		sel      []events.Recorded
+		attempts []int
+	)
+	for _, r := range recs {
+		if t.Takes(r.Type) {
+			sel = append(sel, r)
+			attempts = append(attempts, 1)
+		}
+	}
+	outs := d.sender.postAll(ctx, t, sel, attempts, TriggerLive, d.cfg.Lanes)
+	h, err := d.commit(ctx, t, next, outs)
+	if err != nil {
+		return false, err
+	}
+	d.sender.disableIfFailing(ctx, id, h)
+	full := len(recs) == d.cfg.Batch
+	var lagSeconds float64
+	if full {
+		lagSeconds = time.Since(recs[len(recs)-1].Time).Seconds()
+	}
+	if head, err := d.log.Head(ctx); err == nil {
+		d.sender.metrics.lag(id, max(head-next.Position, 0), lagSeconds)
+	}
+	return full, nil
+}
+
+// commit moves the endpoint's offset from t.cursor to next and records outs, in one transaction,
+// provided the endpoint is still this dispatcher's at t.cursor: otherwise it records the
+// attempts made (they happened) but leaves the retries, and the offset, to the new holder.
+func (d *Dispatcher) commit(ctx context.Context, t target, next events.Cursor, outs []outcome) (health, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	var (
+		h    health
+		lost bool
+	)
+	err := pgx.BeginFunc(ctx, d.db, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET cursor_transaction_id = $3::text::xid8, cursor_position = $4
+			WHERE id = $1 AND lease_owner = $2 AND cursor_transaction_id = $5::text::xid8 AND cursor_position = $6`,
+			t.ID, d.cfg.Owner, fmt.Sprint(next.TransactionID), next.Position, fmt.Sprint(t.cursor.TransactionID), t.cursor.Position)
+		if err != nil {
+			return fmt.Errorf("move the offset of endpoint %s: %w", t.ID, err)
+		}
+		if tag.RowsAffected() != 1 {
+			lost = true
+			var posted []outcome
+			for _, o := range outs {
+				if o.posted {
+					o.trigger = TriggerLive
+					posted = append(posted, o)
+				}
+			}
+			outs = posted
+		}
+		h, err = d.sender.record(ctx, tx, t.ID, outs)
+		return err
+	})
+	if err == nil && lost {
+		return h, errLeaseLost
+	}
+	return h, err
+}
+
+// retryLoop takes due retries of any endpoint and sends them, until ctx is done.
+func (d *Dispatcher) retryLoop(ctx context.Context) {
+	pendingEvery := time.NewTicker(5 * time.Second)
+	defer pendingEvery.Stop()
+	for ctx.Err() == nil {
+		n, err := d.retryBatch(ctx)
+		if err != nil && ctx.Err() == nil {
+			d.cfg.Logger.Warn("webhook retries", "error", err)
+		}
+		select {
+		case <-pendingEvery.C:
+			d.countPending(ctx)
+		default:
+		}
+		if n < d.cfg.RetryBatch {
+			// Spread the dispatchers' looks over the interval.
+			sleep(ctx, d.cfg.Poll*2+time.Duration(rand.Int64N(int64(d.cfg.Poll))))
+		}
+	}
+}
+
+// due is a retry taken by a dispatcher.
+type due struct {
+	endpoint string
+	position int64
+	attempt  int
+	origin   string
+}
+
+// retryBatch takes up to RetryBatch due retries under a lease, sends them, and records what
+// came of them. It returns how many it took.
+func (d *Dispatcher) retryBatch(ctx context.Context) (int, error) {
+	rows, err := d.db.Query(ctx, `
+WITH picked AS (
+	SELECT r.endpoint_id, r.event_position FROM webhook_retries r
+	JOIN webhook_endpoints e ON e.id = r.endpoint_id AND e.enabled AND e.deleted_at IS NULL
+	WHERE r.due_at <= now() AND (r.lease_until IS NULL OR r.lease_until < now())
+	ORDER BY r.due_at LIMIT $1 FOR UPDATE OF r SKIP LOCKED
+)
+UPDATE webhook_retries r SET lease_until = now() + $2::interval
+FROM picked WHERE r.endpoint_id = picked.endpoint_id AND r.event_position = picked.event_position
+RETURNING r.endpoint_id::text, r.event_position, r.attempt, r.trigger`, d.cfg.RetryBatch, (d.cfg.Lease + time.Minute).String())
+	if err != nil {
+		return 0, fmt.Errorf("take due webhook retries: %w", err)
+	}
+	taken, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (due, error) {
+		var x due
+		return x, row.Scan(&x.endpoint, &x.position, &x.attempt, &x.origin)
+	})
+	if err != nil || len(taken) == 0 {
+		return 0, err
+	}
+	byEndpoint := map[string][]due{}
+	for _, x := range taken {
+		byEndpoint[x.endpoint] = append(byEndpoint[x.endpoint], x)
+	}
+	var wg sync.WaitGroup
+	for id, xs := range byEndpoint {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.retryEndpoint(ctx, id, xs); err != nil && ctx.Err() == nil {
+				d.cfg.Logger.Warn("webhook retries", "endpoint", id, "error", err)
+			}
+		}()
+	}
+	wg.Wait()
+	return len(taken), nil
+}
+
+// retryEndpoint sends the retries xs of one endpoint. An event the endpoint no longer takes is
+// dropped from the retries.
+func (d *Dispatcher) retryEndpoint(ctx context.Context, id string, xs []due) error {
+	t, err := d.sender.loadTarget(ctx, id)
+	if err != nil {
+		return err
+	}
+	positions := make([]int64, len(xs))
+	for i, x := range xs {
+		positions[i] = x.position
+	}
+	recs, err := d.log.AtPositions(ctx, positions)
+	if err != nil {
+		return err
+	}
+	var (
+		sel      []events.Recorded
+		attempts []int
+		dropped  []int64
+	)
+	for i, x := range xs {
+		r, ok := recs[x.position]
+		if !ok || !t.Takes(r.Type) {
+			dropped = append(dropped, x.position)
+			continue
+		}
+		sel = append(sel, r)
+		attempts = append(attempts, xs[i].attempt)
+	}
+	if len(dropped) > 0 {
+		if _, err := d.db.Exec(ctx, `DELETE FROM webhook_retries WHERE endpoint_id = $1 AND event_position = ANY($2)`, id, dropped); err != nil {
+			return fmt.Errorf("drop retries of endpoint %s: %w", id, err)
+		}
+	}
+	// A retry after a replay's first attempt is a retry all the same.
+	outs := d.sender.postAll(ctx, t, sel, attempts, TriggerRetry, d.cfg.Lanes)
+	h, err := d.sender.recordIn(ctx, id, outs)
+	if err != nil {
+		return err
+	}
+	d.sender.disableIfFailing(ctx, id, h)
+	return nil
+}
+
+// countPending sets the retries-pending gauge.
+func (d *Dispatcher) countPending(ctx context.Context) {
+	if d.sender.metrics == nil {
+		return
+	}
+	rows, err := d.db.Query(ctx, `SELECT endpoint_id::text, count(*) FROM webhook_retries GROUP BY endpoint_id`)
+	if err != nil {
+		return
+	}
+	counts := map[string]int64{}
+	for rows.Next() {
+		var (
+			id string
+			n  int64
+		)
+		if rows.Scan(&id, &n) == nil {
+			counts[id] = n
+		}
+	}
+	if rows.Err() == nil {
+		d.sender.metrics.setPending(counts)
+	}
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
