@@ -91,6 +91,7 @@ Run "herald migrate" once, then "herald all" for everything in one process, or "
 		notificationsCommand(),
 		projectionsCommand(),
 		apikeysCommand(),
+		webhooksCommand(),
 		versionCommand(),
 		benchCommand(),
 	)

@@ -20,11 +20,12 @@ import (
 	"github.com/herald-notify/herald/projections"
 	"github.com/herald-notify/herald/redact"
 	"github.com/herald-notify/herald/router"
+	"github.com/herald-notify/herald/webhooks"
 )
 
 // parts says which components a process runs.
 type parts struct {
-	api, workers, projector bool
+	api, workers, projector, webhooks bool
 }
 
 // processConfig holds every setting a process may need; each command registers the ones its
@@ -40,6 +41,7 @@ type processConfig struct {
 	reconcile reconcileConfig
 	projector projectorConfig
 	worker    workerConfig
+	webhooks  webhookConfig
 	grace     time.Duration
 	// secrets are the secret settings' values, once the command line is parsed.
 	secrets func() *redact.Secrets
@@ -78,6 +80,10 @@ func processCommand(use, short, long string, p parts) *cobra.Command {
 	if p.projector {
 		cfg.projector.register(s)
 	}
+	if p.api || p.webhooks {
+		// The API registers endpoints (checking their URLs) and runs replays.
+		cfg.webhooks.register(s)
+	}
 	s.Duration(&cfg.grace, "shutdown-grace", "HERALD_SHUTDOWN_GRACE", 75*time.Second, "how long each component may take to stop")
 	s.Bool(&cfg.pprof, "pprof", "HERALD_PPROF", false, "serve Go's profiler at /debug/pprof/ beside /metrics (for measuring; keep it off the open network)")
 	return cmd
@@ -113,10 +119,22 @@ notification_history read models, each in the same transaction as its position i
 
 // allCommand runs every part of Herald in one process.
 func allCommand() *cobra.Command {
-	return processCommand("all", "Run the API, relay, workers and projector in one process",
+	return processCommand("all", "Run the API, relay, workers, projector and webhook delivery in one process",
 		`all runs everything Herald needs in one process: the HTTP API with the outbox relay and the
-reconciler, the delivery workers and the projector. It is the easiest way to run Herald on one machine.`,
-		parts{api: true, workers: true, projector: true})
+reconciler, the delivery workers, the projector and the webhook dispatcher. It is the easiest way to
+run Herald on one machine.`,
+		parts{api: true, workers: true, projector: true, webhooks: true})
+}
+
+// webhooksServeCommand runs the webhook dispatcher alone.
+func webhooksServeCommand() *cobra.Command {
+	return processCommand("serve", "Deliver webhooks: post the log's events to the registered endpoints",
+		`serve runs the webhook dispatcher: each enabled endpoint reads the event log as a consumer of
+its own and receives the events it subscribed to, signed, in log order, with retries on the
+schedule (--webhook-retry-schedule). Any number may run: an endpoint's live delivery runs in one
+process at a time (another takes over within --webhook-lease of it dying), and all of them share
+the retries. herald all runs it too.`,
+		parts{webhooks: true})
 }
 
 // runProcess runs the parts p of Herald with cfg until ctx is done or one of them fails: it
@@ -154,6 +172,9 @@ func (cfg *processConfig) validate(p parts) error {
 	if p.api {
 		errs = append(errs, cfg.http.validate(), cfg.reconcile.validate())
 	}
+	if p.api || p.webhooks {
+		errs = append(errs, cfg.webhooks.validate())
+	}
 	return errors.Join(errs...)
 }
 
@@ -167,6 +188,8 @@ type process struct {
 	checks   []heraldhttp.Check
 	comps    []component
 	topology *router.Topology
+	// webhookSender is shared by the dispatcher and the API's replays.
+	webhookSender *webhooks.Sender
 }
 
 // add appends a component; ready, when given, becomes one of /readyz's checks.
@@ -202,6 +225,9 @@ func (cfg *processConfig) assemble(ctx context.Context, p parts, pr *process) ([
 		if err := cfg.addWorkers(pr); err != nil {
 			return nil, err
 		}
+	}
+	if p.webhooks {
+		cfg.addDispatcher(pr)
 	}
 	var srv *heraldhttp.Server
 	addr := cfg.opsAddr
