@@ -308,6 +308,7 @@ func (d *Dispatcher) retryLoop(ctx context.Context) {
 		select {
 		case <-pendingEvery.C:
 			d.countPending(ctx)
+			d.disableFailing(ctx)
 		default:
 		}
 		if n < d.cfg.RetryBatch {
@@ -408,6 +409,31 @@ func (d *Dispatcher) retryEndpoint(ctx context.Context, id string, xs []due) err
 	}
 	d.sender.disableIfFailing(ctx, id, h)
 	return nil
+}
+
+// disableFailing disables the endpoints that have failed for too long, whether or not anything is
+// being sent to them now: an endpoint whose last retry has been given up is not left enabled.
+func (d *Dispatcher) disableFailing(ctx context.Context) {
+	cutoff := d.sender.now().Add(-d.sender.disableAfter)
+	rows, err := d.db.Query(ctx, `SELECT id::text, failing_since FROM webhook_endpoints
+		WHERE enabled AND deleted_at IS NULL AND failing_since < $1`, cutoff)
+	if err != nil {
+		return
+	}
+	type failing struct {
+		id    string
+		since time.Time
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (failing, error) {
+		var f failing
+		return f, row.Scan(&f.id, &f.since)
+	})
+	if err != nil {
+		return
+	}
+	for _, f := range list {
+		d.sender.disableIfFailing(ctx, f.id, health{enabled: true, failingSince: &f.since})
+	}
 }
 
 // countPending sets the retries-pending gauge.
