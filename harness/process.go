@@ -21,7 +21,7 @@ import (
 // Spec says how to start one herald process.
 type Spec struct {
 	// Executable is the herald binary; Command its subcommand ("serve", "worker", "projector",
-	// "all").
+	// "all", "webhooks serve": words separated by spaces).
 	Executable string
 	Command    string
 	// Env is the process's HERALD_* settings. None of the caller's own HERALD_* variables reach
@@ -103,7 +103,7 @@ func start(spec Spec) (*Process, error) {
 		return nil, err
 	}
 	defer logFile.Close()
-	cmd := exec.Command(spec.Executable, spec.Command)
+	cmd := exec.Command(spec.Executable, strings.Fields(spec.Command)...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if spec.OwnProcessGroup {
@@ -145,7 +145,7 @@ func createLog(spec Spec) (*os.File, error) {
 	if spec.LogName != "" {
 		return os.Create(filepath.Join(spec.LogDir, spec.LogName))
 	}
-	return os.CreateTemp(spec.LogDir, "herald-"+spec.Command+"-*.log")
+	return os.CreateTemp(spec.LogDir, "herald-"+strings.ReplaceAll(spec.Command, " ", "-")+"-*.log")
 }
 
 // awaitReady polls the probe every 50 ms until it answers 200, the process exits, ctx ends or
