@@ -276,18 +276,8 @@ func (d *Dispatcher) commit(ctx context.Context, t target, next events.Cursor, o
 		if err != nil {
 			return fmt.Errorf("move the offset of endpoint %s: %w", t.ID, err)
 		}
-		if tag.RowsAffected() != 1 {
-			lost = true
-			var posted []outcome
-			for _, o := range outs {
-				if o.posted {
-					o.trigger = TriggerLive
-					posted = append(posted, o)
-				}
-			}
-			outs = posted
-		}
-		h, err = d.sender.record(ctx, tx, t.ID, outs)
+		lost = tag.RowsAffected() != 1
+		h, err = d.sender.recordAttempts(ctx, tx, t.ID, outs, !lost)
 		return err
 	})
 	if err == nil && lost {

@@ -219,6 +219,11 @@ func (s *Sender) postAll(ctx context.Context, t target, recs []events.Recorded, 
 // retry on the schedule, or none once the schedule is spent; for an event not posted a retry due
 // at once; for a success, no retry left. It updates the endpoint's health and returns it.
 func (s *Sender) record(ctx context.Context, tx pgx.Tx, endpointID string, outs []outcome) (health, error) {
+	return s.recordAttempts(ctx, tx, endpointID, outs, true)
+}
+
+// recordAttempts is record, with the retries left alone unless retries is set.
+func (s *Sender) recordAttempts(ctx context.Context, tx pgx.Tx, endpointID string, outs []outcome, retries bool) (health, error) {
 	b := &pgx.Batch{}
 	for _, o := range outs {
 		if o.posted {
@@ -229,6 +234,7 @@ func (s *Sender) record(ctx context.Context, tx pgx.Tx, endpointID string, outs 
 				o.answer.Duration.Seconds(), statusOrNil(o), o.succeeded(), clean(o.errorText(), 1000), clean(string(o.answer.Body), 1024))
 		}
 		switch {
+		case !retries:
 		case o.succeeded():
 			b.Queue(`DELETE FROM webhook_retries WHERE endpoint_id = $1 AND event_position = $2`, endpointID, o.rec.Position)
 		case !o.posted:
