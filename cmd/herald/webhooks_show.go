@@ -78,7 +78,7 @@ func writeEndpointHistory(w io.Writer, history []events.Recorded) error {
 	fmt.Fprintln(tw, "TIME\tVERSION\tACTOR\tEVENT\tWHAT")
 	for _, r := range history {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", logTime(r.Time), r.Version, orDash(cell(r.Metadata.Actor, 40)), r.Type,
-			orDash(cell(eventsDataSummary(r), 80)))
+			orDash(cell(eventsDataSummary(r), 120)))
 	}
 	return tw.Flush()
 }
