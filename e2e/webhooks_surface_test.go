@@ -22,6 +22,7 @@ type hookReceiver struct {
 	bodies []string
 }
 
+// newHookReceiver starts a receiver that accepts every request.
 func newHookReceiver(t *testing.T) *hookReceiver {
 	t.Helper()
 	rc := &hookReceiver{}

@@ -33,6 +33,8 @@ type webhookAPI struct {
 	operator, reader http.Header
 }
 
+// newWebhookAPI serves the webhook endpoints' API over a fresh database, with an operator's and a
+// reader's key.
 func newWebhookAPI(t *testing.T) *webhookAPI {
 	t.Helper()
 	db := heraldtest.NewDatabase(t)
@@ -300,6 +302,7 @@ type receiver struct {
 	fail   string
 }
 
+// newReceiver starts a receiver that answers 500 to the bodies that mention fail ("" for none).
 func newReceiver(t *testing.T, fail string) *receiver {
 	t.Helper()
 	rc := &receiver{fail: fail}
@@ -318,6 +321,7 @@ func newReceiver(t *testing.T, fail string) *receiver {
 	return rc
 }
 
+// received counts the requests the receiver got.
 func (rc *receiver) received() int {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()

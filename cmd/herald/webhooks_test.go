@@ -42,6 +42,7 @@ type webhooksCLI struct {
 	db *heraldtest.Database
 }
 
+// newWebhooksCLI is the webhooks commands over a fresh database, without the caller's HERALD_*.
 func newWebhooksCLI(t *testing.T) *webhooksCLI {
 	t.Helper()
 	commandSettings(t)
@@ -92,6 +93,7 @@ func (c *webhooksCLI) count(t *testing.T, table string) int {
 	return n
 }
 
+// decodeOutput parses what a command printed as JSON into into.
 func decodeOutput(t *testing.T, out string, into any) {
 	t.Helper()
 	if err := json.Unmarshal([]byte(out), into); err != nil {
