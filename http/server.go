@@ -90,6 +90,8 @@ type Server struct {
 	checks   []Check
 	operator Operator
 	rebuilds Rebuilds
+	webhooks WebhookEndpoints
+	replays  WebhookReplays
 	auth     *auth
 	cfg      Config
 	logger   *slog.Logger
@@ -168,6 +170,12 @@ func (s *Server) Handler() http.Handler {
 		r.Route("/api/v1/projections", func(r chi.Router) {
 			r.Use(s.authenticate, s.require(herald.ScopeOperate))
 			s.projectionRoutes(r)
+		})
+	}
+	if s.webhooks != nil && s.replays != nil {
+		r.Route("/api/v1/webhooks", func(r chi.Router) {
+			r.Use(s.authenticate, s.require(herald.ScopeOperate))
+			s.webhookRoutes(r)
 		})
 	}
 	return r

@@ -20,8 +20,8 @@ func apikeysCommand() *cobra.Command {
 		Short: "Create, list and revoke the API keys clients authenticate with",
 		Long: `Every API endpoint but /healthz, /readyz and /metrics needs an API key, sent as
 "Authorization: Bearer <key>" (or "X-API-Key: <key>"). A key carries scopes: send (POST
-notifications), read (status, history, events, listings) and operate (the poison queue over HTTP).
-Only a hash of each key is stored: the key itself is shown once, when it is created.`,
+notifications), read (status, history, events, listings) and operate (the poison queue, projection
+rebuilds and webhook endpoints over HTTP). Only a hash of each key is stored: the key itself is shown once, when it is created.`,
 	}
 	cmd.AddCommand(apikeysCreateCommand(), apikeysListCommand(), apikeysRevokeCommand())
 	return cmd

@@ -64,7 +64,7 @@ func eventsListCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error { return f.run(cmd) },
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&f.stream, "stream", "", "only the events of this notification id")
+	fs.StringVar(&f.stream, "stream", "", "only the events of this stream: a notification's id, or a webhook endpoint's")
 	fs.StringSliceVar(&f.types, "type", nil, "only events of these types (repeat, or separate with commas)")
 	fs.Int64Var(&f.from, "from-position", 0, "first global position to read; 0: the start of the log")
 	fs.Int64Var(&f.to, "to-position", 0, "last global position to read; 0: the end of the log")

@@ -266,7 +266,8 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 }
 
 // addAPI adds the outbox relay and its purge, the reconciler and the idempotency keys' purge,
-// and returns the API's server, with the operator's, the keys' and the rebuilds' endpoints.
+// and returns the API's server, with the operator's, the keys', the rebuilds' and the webhooks'
+// routes.
 func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.Server {
 	pool, log, logger := pr.pool, pr.log, pr.logger
 	relay := router.NewRelay(pool, cfg.amqp.AMQPConfig, cfg.relay.RelayConfig, pr.topology, logger)
@@ -284,6 +285,8 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 	srv.WithAuth(apikeys.NewStore(pool), heraldhttp.RateLimit{
 		Requests: cfg.http.RateLimit, Window: cfg.http.RateWindow, PerAddress: cfg.http.AddressLimit})
 	srv.WithRebuilds(projections.NewJobs(ctx, projections.NewRebuilder(pool, log, 5000, logger), log))
+	srv.WithWebhooks(webhooks.NewEndpoints(pool, cfg.webhooks.policy()),
+		webhooks.NewReplayJobs(ctx, cfg.webhookSender(pr), cfg.webhooks.Lanes))
 	return srv
 }
 
