@@ -15,17 +15,17 @@ import (
 	"github.com/herald-notify/herald/heraldtest"
 )
 
-// hookReceiver is a webhook receiver on loopback that keeps the bodies it was posted.
-type hookReceiver struct {
+// bodyReceiver is a webhook receiver on loopback that keeps the bodies it was posted.
+type bodyReceiver struct {
 	*httptest.Server
 	mu     sync.Mutex
 	bodies []string
 }
 
-// newHookReceiver starts a receiver that accepts every request.
-func newHookReceiver(t *testing.T) *hookReceiver {
+// newBodyReceiver starts a receiver that accepts every request.
+func newBodyReceiver(t *testing.T) *bodyReceiver {
 	t.Helper()
-	rc := &hookReceiver{}
+	rc := &bodyReceiver{}
 	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		rc.mu.Lock()
@@ -38,7 +38,7 @@ func newHookReceiver(t *testing.T) *hookReceiver {
 }
 
 // about counts the bodies that mention s.
-func (rc *hookReceiver) about(s string) int {
+func (rc *bodyReceiver) about(s string) int {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	n := 0
@@ -54,7 +54,7 @@ func (rc *hookReceiver) about(s string) int {
 // events, and the CLI and the API show the same endpoint and the same deliveries, as the same JSON.
 func TestWebhookEndpointThroughTheAPIAndTheCLI(t *testing.T) {
 	t.Parallel()
-	rc := newHookReceiver(t)
+	rc := newBodyReceiver(t)
 	h := startHerald(t, heraldOpts{Commands: []string{"all"}, Env: map[string]string{
 		"HERALD_WEBHOOK_ALLOW_PRIVATE": "true", "HERALD_WEBHOOK_ALLOW_HTTP": "true", "HERALD_WEBHOOK_POLL_INTERVAL": "50ms",
 	}})
