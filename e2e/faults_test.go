@@ -17,6 +17,7 @@ import (
 //
 //	<case>: accepted=N sent=N failed=N lost=0 duplicates=D
 //
+// (the webhook case adds what reached its endpoint: events=E webhook_lost=0 webhook_duplicates=W)
 // and finally stops every process with SIGTERM, which must end it with status 0.
 //
 // RabbitMQ is a node of the suite's own (see rabbitNode), since the suite stops it. The cases run
@@ -38,6 +39,7 @@ func TestFaults(t *testing.T) {
 		{"projector_takeover", faultProjectorTakeover},
 		{"slow_provider", faultSlowProvider},
 		{"flapping_provider", faultFlappingProvider},
+		{"webhook_dispatcher_sigkill", faultWebhookDispatcherSIGKILL},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
