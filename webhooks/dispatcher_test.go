@@ -356,3 +356,43 @@ func TestRefusedAddressIsAFailedAttempt(t *testing.T) {
 		t.Errorf("the receiver on loopback got %d requests", n)
 	}
 }
+
+// TestStoppedReplayReportsWhatItDid: a replay stopped midway says how far it went, so that the
+// operator knows where to resume.
+func TestStoppedReplayReportsWhatItDid(t *testing.T) {
+	s := newSetup(t)
+	rcv := newReceiver(t)
+	ep := s.register(t, rcv)
+	sender := webhooks.NewSender(s.pool, s.eps, webhooks.SenderConfig{Client: webhooks.NewClient(testPolicy, webhooks.ClientOptions{})})
+	s.sendStory(t)
+	heraldtest.WaitLogVisible(t, s.db, 6)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rep, err := sender.Replay(ctx, ep.ID, webhooks.ReplayRequest{FromPosition: 1}, 2, func(webhooks.ReplayProgress) { cancel() })
+	if err == nil {
+		t.Fatal("a stopped replay returned no error")
+	}
+	if rep.Matched != 5 || rep.Sent != 5 || len(rcv.got()) != 5 {
+		t.Errorf("stopped after one page: report %+v, %d arrivals; want 5 matched and sent", rep, len(rcv.got()))
+	}
+}
+
+// TestDeleteDropsRetries: a deleted endpoint's pending retries go with it.
+func TestDeleteDropsRetries(t *testing.T) {
+	s := newSetup(t)
+	rcv := newReceiver(t)
+	rcv.failing(func(string, int) bool { return true })
+	ep := s.register(t, rcv)
+	s.dispatcher(t, "d1", webhooks.SenderConfig{Schedule: []time.Duration{time.Hour}})
+	s.sendStory(t)
+	heraldtest.Eventually(t, 30*time.Second, "five retries pending", func() (bool, error) {
+		n, err := s.eps.Pending(context.Background(), ep.ID)
+		return n == 5, err
+	})
+	if err := s.eps.Delete(context.Background(), ep.ID, "tester"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.eps.Pending(context.Background(), ep.ID); n != 0 || err != nil {
+		t.Errorf("%d retries left after the delete (%v)", n, err)
+	}
+}

@@ -354,13 +354,7 @@ func (s *Endpoints) Delete(ctx context.Context, id, actor string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.change(ctx, cur, actor, &events.WebhookEndpointDeleted{}, `deleted_at = now(), enabled = false, lease_owner = NULL`); err != nil {
-		return err
-	}
-	if _, err := s.db.Exec(ctx, `DELETE FROM webhook_retries WHERE endpoint_id = $1`, id); err != nil {
-		return fmt.Errorf("drop the retries of endpoint %s: %w", id, err)
-	}
-	return nil
+	return s.change(ctx, cur, actor, &events.WebhookEndpointDeleted{}, `deleted_at = now(), enabled = false, lease_owner = NULL`)
 }
 
 // RotateSecret gives the endpoint a new signing secret, returned this once. For RotationOverlap
@@ -403,6 +397,12 @@ func (s *Endpoints) change(ctx context.Context, cur Endpoint, actor string, ev e
 		}
 		if tag.RowsAffected() != 1 {
 			return herald.Errorf(herald.ECONFLICT, "endpoint %s changed meanwhile; read it again", cur.ID)
+		}
+		if _, deleted := ev.(*events.WebhookEndpointDeleted); deleted {
+			// Nothing will be posted to it again: its retries go with it.
+			if _, err := tx.Exec(ctx, `DELETE FROM webhook_retries WHERE endpoint_id = $1`, cur.ID); err != nil {
+				return fmt.Errorf("drop the retries of endpoint %s: %w", cur.ID, err)
+			}
 		}
 		return nil
 	})

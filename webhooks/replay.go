@@ -99,7 +99,7 @@ func (s *Sender) Replay(ctx context.Context, endpointID string, r ReplayRequest,
 		var page []events.Recorded
 		f := events.Filter{FromPosition: next, ToPosition: head, Since: r.Since, Until: r.Until, Types: want, Limit: replayPage}
 		if err := log.Scan(ctx, f, func(rec events.Recorded) error { page = append(page, rec); return nil }); err != nil {
-			return rep, fmt.Errorf("replay to endpoint %s: %w", endpointID, err)
+			return rep.with(p, start), fmt.Errorf("replay to endpoint %s: %w", endpointID, err)
 		}
 		if len(page) == 0 {
 			break
@@ -109,19 +109,25 @@ func (s *Sender) Replay(ctx context.Context, endpointID string, r ReplayRequest,
 		p.Matched += int64(len(page))
 		if !r.DryRun {
 			if err := s.replayPage(ctx, t, page, lanes, &p); err != nil {
-				return rep, err
+				return rep.with(p, start), err
 			}
 		}
 		if progress != nil {
 			progress(p)
 		}
 		if ctx.Err() != nil {
-			return rep, ctx.Err()
+			return rep.with(p, start), ctx.Err()
 		}
 	}
-	rep.Matched, rep.Sent, rep.Failed = p.Matched, p.Sent, p.Failed
-	rep.Duration = time.Since(start)
-	return rep, nil
+	return rep.with(p, start), nil
+}
+
+// with returns r with the counts of p and the time since start: what a replay had done when it
+// ended, whether it finished or was stopped.
+func (r ReplayReport) with(p ReplayProgress, start time.Time) ReplayReport {
+	r.Matched, r.Sent, r.Failed = p.Matched, p.Sent, p.Failed
+	r.Duration = time.Since(start)
+	return r
 }
 
 // replayPage sends one page of a replay and records it.
