@@ -61,7 +61,7 @@ func checkURL(u *url.URL, p Policy) error {
 	case u.Scheme == "https":
 	case u.Scheme == "http" && p.AllowHTTP:
 	case u.Scheme == "http":
-		return invalidURL("must use https (plain http is not allowed)")
+		return invalidURL("must use https (plain http only where HERALD_WEBHOOK_ALLOW_HTTP=true)")
 	case u.Scheme == "":
 		return invalidURL("must be absolute (https://host/path)")
 	default:
@@ -97,7 +97,7 @@ func checkPort(port string) error {
 func checkHost(host string, p Policy) error {
 	if addr, err := netip.ParseAddr(host); err == nil {
 		if reason := refusal(addr, p); reason != "" {
-			return invalidURL("points at %s, %s", addr.WithZone(""), reason)
+			return invalidURL("points at %s, %s (allowed only where HERALD_WEBHOOK_ALLOW_PRIVATE=true)", addr.WithZone(""), reason)
 		}
 		return nil
 	}
