@@ -220,10 +220,10 @@ func TestBenchChecksWebhooks(t *testing.T) {
 	if w.ArrivedPerSec <= 0 || w.Seconds <= 0 {
 		t.Errorf("arrived %.1f/s over %.1fs, want a rate", w.ArrivedPerSec, w.Seconds)
 	}
-	// The failing endpoint answered 500 to its first attempts, and with a 1s first retry some
-	// events were tried again before the run ended.
-	if f := w.Failing; f == nil || f.Events == 0 || f.Events > w.Expected/2 || f.Requests <= f.Events {
-		t.Errorf("failing endpoint %+v; want retries of some of the %d events", f, w.Expected/2)
+	// The failing endpoint got a first request for every event (bench waits for them), each
+	// answered 500; whether retries came before the run ended depends on the machine.
+	if f := w.Failing; f == nil || f.Events != w.Expected/2 || f.Untried != 0 || f.Requests < f.Events {
+		t.Errorf("failing endpoint %+v; want at least one request for each of the %d events", f, w.Expected/2)
 	}
 	if !rep.OK || rep.Outcome.Sent != 200 || rep.Settings.Webhooks != 2 || !rep.Settings.WebhookFailing {
 		t.Errorf("ok %v, problems %v, sent %d, settings %+v", rep.OK, rep.Problems, rep.Outcome.Sent, rep.Settings)

@@ -241,8 +241,9 @@ type WebhookFigures struct {
 	// Arrived over it, every endpoint together.
 	Seconds       float64 `json:"seconds"`
 	ArrivedPerSec float64 `json:"arrived_per_sec"`
-	// WaitSeconds is how long, after the drain, the bench waited for the last events (at most
-	// --drain); WaitTimedOut says the wait ended with events missing.
+	// WaitSeconds is how long, after the drain, the bench waited for the last events at every
+	// endpoint, the failing one's first attempts included (at most --drain); WaitTimedOut says
+	// the wait ended with events missing.
 	WaitSeconds  float64 `json:"wait_seconds"`
 	WaitTimedOut bool    `json:"wait_timed_out"`
 	// Failing is the endpoint that answers 500 to everything, with --webhook-failing.
@@ -254,7 +255,9 @@ type WebhookFigures struct {
 type FailingWebhook struct {
 	Requests int64 `json:"requests"`
 	// Events is the distinct events among them; Requests over Events is the attempts per event.
-	Events int64 `json:"events"`
+	// Untried is the notification events of the log it never got a first request for.
+	Events  int64 `json:"events"`
+	Untried int64 `json:"untried"`
 	// EventToFirstAttempt is the time from an event to its first request, as for a healthy one.
 	EventToFirstAttempt Summary `json:"event_to_first_attempt"`
 }

@@ -53,21 +53,29 @@ type webhookReceiver struct {
 // answer 500 to everything. It refuses every request until setSecret gives it the secret its
 // endpoint was registered with.
 func startWebhookReceiver(failing bool) (*webhookReceiver, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("webhook receiver: listen: %w", err)
+	w := newWebhookReceiver(failing)
+	if err := w.serve(); err != nil {
+		return nil, err
 	}
-	w := newWebhookReceiver(webhooks.Secret{}, failing)
-	w.listener = l
-	w.server = &http.Server{Handler: w, ReadHeaderTimeout: time.Minute, ErrorLog: log.New(io.Discard, "", 0)}
-	go func() { _ = w.server.Serve(l); close(w.done) }()
 	return w, nil
 }
 
-// newWebhookReceiver returns a receiver that is not listening: its handler alone.
-func newWebhookReceiver(secret webhooks.Secret, failing bool) *webhookReceiver {
-	return &webhookReceiver{secret: secret, failing: failing, done: make(chan struct{}), now: time.Now,
+// newWebhookReceiver returns a receiver that is not listening yet: serve starts it.
+func newWebhookReceiver(failing bool) *webhookReceiver {
+	return &webhookReceiver{failing: failing, done: make(chan struct{}), now: time.Now,
 		seen: map[string]int{}, latency: NewHistogram()}
+}
+
+// serve starts listening on 127.0.0.1 with an ephemeral port.
+func (w *webhookReceiver) serve() error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("webhook receiver: listen: %w", err)
+	}
+	w.listener = l
+	w.server = &http.Server{Handler: w, ReadHeaderTimeout: time.Minute, ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = w.server.Serve(l); close(w.done) }()
+	return nil
 }
 
 // url is where Herald posts to the receiver. The path names its kind, for whoever reads the

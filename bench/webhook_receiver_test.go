@@ -65,13 +65,13 @@ func newSecret(t *testing.T) webhooks.Secret {
 // startReceiver starts a receiver that verifies with secret and whose clock stands at now.
 func startReceiver(t *testing.T, secret webhooks.Secret, failing bool, now time.Time) *webhookReceiver {
 	t.Helper()
-	w, err := startWebhookReceiver(failing)
-	if err != nil {
+	w := newWebhookReceiver(failing)
+	w.setSecret(secret)
+	w.now = func() time.Time { return now }
+	if err := w.serve(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.close)
-	w.setSecret(secret)
-	w.now = func() time.Time { return now }
 	return w
 }
 
@@ -156,8 +156,8 @@ func TestFailingWebhookReceiverAnswers500AndCounts(t *testing.T) {
 
 func TestWebhookFiguresCountEveryEndpointApart(t *testing.T) {
 	start := time.Now()
-	a, b := newWebhookReceiver(webhooks.Secret{}, false), newWebhookReceiver(webhooks.Secret{}, false)
-	failing := newWebhookReceiver(webhooks.Secret{}, true)
+	a, b := newWebhookReceiver(false), newWebhookReceiver(false)
+	failing := newWebhookReceiver(true)
 	ids := []string{"e1", "e2", "e3"}
 	for _, id := range ids {
 		a.arrived(id, start, start.Add(100*time.Millisecond))
@@ -180,7 +180,7 @@ func TestWebhookFiguresCountEveryEndpointApart(t *testing.T) {
 	if f.Seconds != 2 || !f.WaitTimedOut || f.WaitSeconds != 3 {
 		t.Errorf("seconds %g, wait %g (timed out %v); want 2 (the last first arrival), 3, true", f.Seconds, f.WaitSeconds, f.WaitTimedOut)
 	}
-	if f.Failing == nil || f.Failing.Requests != 2 || f.Failing.Events != 1 {
-		t.Errorf("failing %+v, want 2 requests for 1 event", f.Failing)
+	if f.Failing == nil || f.Failing.Requests != 2 || f.Failing.Events != 1 || f.Failing.Untried != 2 {
+		t.Errorf("failing %+v, want 2 requests for 1 event, 2 events untried", f.Failing)
 	}
 }

@@ -97,11 +97,13 @@ func notificationEventIDs(ctx context.Context, pool *pgxpool.Pool) ([]string, er
 	return ids, nil
 }
 
-// wait waits until every healthy receiver has had every event of ids, for at most limit. It
-// returns how long it waited and whether events were still missing at its end.
+// wait waits until every receiver, the failing one included, has had every event of ids, for
+// at most limit. It returns how long it waited and whether events were still missing at its end.
+// The failing one's first attempts are waited for too: an endpoint that fails must not hold
+// back the live delivery of the events after, and its retries are counted only if they happen.
 func (ws *webhookSet) wait(ctx context.Context, ids []string, limit time.Duration, say func(string, ...any)) (time.Duration, bool) {
 	start := time.Now()
-	want := int64(len(ids) * len(ws.healthy))
+	want := int64(len(ids) * len(ws.all()))
 	lastSaid := start
 	for {
 		got := ws.arrived(ids)
@@ -122,13 +124,21 @@ func (ws *webhookSet) wait(ctx context.Context, ids []string, limit time.Duratio
 	}
 }
 
-// arrived counts the events of ids that reached the healthy receivers, each receiver apart.
+// arrived counts the events of ids that reached the receivers, each receiver apart.
 func (ws *webhookSet) arrived(ids []string) int64 {
 	var n int64
-	for _, w := range ws.healthy {
+	for _, w := range ws.all() {
 		n += w.countSeen(ids)
 	}
 	return n
+}
+
+// all returns the healthy receivers and the failing one.
+func (ws *webhookSet) all() []*webhookReceiver {
+	if ws.failing == nil {
+		return ws.healthy
+	}
+	return append(append([]*webhookReceiver(nil), ws.healthy...), ws.failing)
 }
 
 // figures is what the receivers counted, against ids, the notification events of the log. Times
@@ -163,7 +173,8 @@ func (ws *webhookSet) figures(ids []string, firstPost time.Time, waited time.Dur
 		c := ws.failing.counts()
 		f.BadSignatures += c.badSignatures
 		f.Undecodable += c.undecodable
-		f.Failing = &FailingWebhook{Requests: c.requests, Events: c.distinct, EventToFirstAttempt: ws.failing.latency.Summary()}
+		f.Failing = &FailingWebhook{Requests: c.requests, Events: c.distinct, Untried: int64(len(ids)) - ws.failing.countSeen(ids),
+			EventToFirstAttempt: ws.failing.latency.Summary()}
 	}
 	return f
 }
@@ -176,7 +187,10 @@ func (r *runner) awaitWebhooks(ctx context.Context, ws *webhookSet, pool *pgxpoo
 	if v := r.firstPost.Load(); v != 0 {
 		firstPost = r.t.at(v)
 	}
-	ids, err := notificationEventIDs(context.WithoutCancel(ctx), pool)
+	// The figures are read even when the run was interrupted: what arrived is worth reporting.
+	readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	ids, err := notificationEventIDs(readCtx, pool)
 	if err != nil {
 		return nil, err
 	}
@@ -185,10 +199,10 @@ func (r *runner) awaitWebhooks(ctx context.Context, ws *webhookSet, pool *pgxpoo
 		timedOut bool
 	)
 	if settled {
-		say("waiting up to %s for %d events at each of %d webhook endpoints", r.cfg.Drain, len(ids), len(ws.healthy))
+		say("waiting up to %s for %d events at each of %d webhook endpoints", r.cfg.Drain, len(ids), len(ws.all()))
 		waited, timedOut = ws.wait(ctx, ids, r.cfg.Drain, say)
 	} else {
-		timedOut = ws.arrived(ids) < int64(len(ids)*len(ws.healthy))
+		timedOut = ws.arrived(ids) < int64(len(ids)*len(ws.all()))
 	}
 	return ws.figures(ids, firstPost, waited, timedOut), nil
 }

@@ -74,7 +74,8 @@ The figures:
                       every notification event of the log to reach every endpoint: arrived,
                       missing, duplicates (same webhook-id again), event→arrival (the payload's
                       event time to its arrival: p50/p90/p99/max). --webhook-failing adds an
-                      endpoint answering 500 to everything, and counts the requests it got.
+                      endpoint answering 500 to everything; bench waits for its first attempt
+                      of every event too, and counts the requests it got (retries included).
                       Herald then runs with HERALD_WEBHOOK_ALLOW_PRIVATE=true,
                       HERALD_WEBHOOK_ALLOW_HTTP=true and HERALD_WEBHOOK_RETRY_SCHEDULE=1s,2s,4s
                       (--env overrides them)
@@ -84,9 +85,9 @@ versions of Go, PostgreSQL and RabbitMQ, and the machine; --json-file writes tha
 file as well, beside the table. Progress goes to stderr (-q: none).
 bench exits with status 1 when a notification was lost, failed or never delivered, none was
 accepted, a delivery carried another notification's id, the SMS sink refused Herald's requests,
-a webhook event never reached a healthy endpoint, a webhook request was badly signed, a process
-died, or the run could not be made; POSTs refused, duplicates and a ceiling that could not be
-measured are reported but fail nothing.`
+a webhook event never reached a healthy endpoint, a webhook request was badly signed or
+unreadable, a process died, or the run could not be made; POSTs refused, duplicates and a
+ceiling that could not be measured are reported but fail nothing.`
 
 // benchFlags are bench's flags besides the run's configuration: what to print, and where.
 type benchFlags struct {
