@@ -192,6 +192,44 @@ func TestBenchRunsSeparateProcesses(t *testing.T) {
 	}
 }
 
+// With --webhooks the bench's endpoints get every notification event, signed, and the failing
+// one gets Herald's retries.
+func TestBenchChecksWebhooks(t *testing.T) {
+	requireServices(t)
+	rep, err := runBench(t, append(serviceFlags(), "-n", "200", "--rate", "200", "--ceiling=false", "--drain", "2m",
+		"--webhooks", "2", "--webhook-failing")...)
+	if err != nil {
+		t.Fatalf("herald bench: %v; problems: %v", err, rep.Problems)
+	}
+	w := rep.Webhooks
+	if w == nil {
+		t.Fatal("no webhook figures")
+	}
+	// Each notification has at least NotificationQueued, NotificationProcessing and
+	// NotificationSent, and each healthy endpoint gets all of them.
+	if w.Endpoints != 2 || w.Expected < 2*3*200 || w.Expected%2 != 0 {
+		t.Errorf("%d endpoints expecting %d events; want 2 expecting at least 1200", w.Endpoints, w.Expected)
+	}
+	if w.Arrived != w.Expected || w.Missing != 0 || w.WaitTimedOut {
+		t.Errorf("arrived %d of %d, missing %d, timed out %v; want every event", w.Arrived, w.Expected, w.Missing, w.WaitTimedOut)
+	}
+	if w.BadSignatures != 0 || w.Undecodable != 0 || w.Unexpected != 0 {
+		t.Errorf("webhooks: %+v; want nothing refused or unexpected", *w)
+	}
+	checkOrdered(t, "event→arrival", w.EventToArrival, uint64(w.Arrived))
+	if w.ArrivedPerSec <= 0 || w.Seconds <= 0 {
+		t.Errorf("arrived %.1f/s over %.1fs, want a rate", w.ArrivedPerSec, w.Seconds)
+	}
+	// The failing endpoint got a first request for every event (bench waits for them), each
+	// answered 500; whether retries came before the run ended depends on the machine.
+	if f := w.Failing; f == nil || f.Events != w.Expected/2 || f.Untried != 0 || f.Requests < f.Events {
+		t.Errorf("failing endpoint %+v; want at least one request for each of the %d events", f, w.Expected/2)
+	}
+	if !rep.OK || rep.Outcome.Sent != 200 || rep.Settings.Webhooks != 2 || !rep.Settings.WebhookFailing {
+		t.Errorf("ok %v, problems %v, sent %d, settings %+v", rep.OK, rep.Problems, rep.Outcome.Sent, rep.Settings)
+	}
+}
+
 // With --url the bench drives a Herald it did not start, and settles on the status API.
 func TestBenchDrivesARunningHerald(t *testing.T) {
 	db := requireServices(t)
@@ -242,6 +280,7 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 		{[]string{"-o", "yaml"}, `invalid argument "yaml" for "-o, --output" flag: want table or json`},
 		{[]string{"--rate", "fast"}, "invalid argument"},
 		{[]string{"extra"}, "unknown command"},
+		{[]string{"--webhooks", "1", "--spawn", "serve,worker,projector"}, "need all in --spawn"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -258,7 +297,7 @@ func TestBenchHelpDescribesEveryFigure(t *testing.T) {
 	if err != nil {
 		t.Fatalf("--help: %v\n%s", err, out)
 	}
-	for _, want := range []string{"accepted/s", "API latency", "delivered/s", "accept→sent", "projection lag", "lost", "peak RSS", "ceiling", "ratios", "--url", "--spawn", "--env", "exits with status 1"} {
+	for _, want := range []string{"accepted/s", "API latency", "delivered/s", "accept→sent", "projection lag", "lost", "peak RSS", "ceiling", "ratios", "--url", "--spawn", "--env", "webhooks", "event→arrival", "--webhook-failing", "exits with status 1"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("--help does not mention %q", want)
 		}

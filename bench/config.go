@@ -60,6 +60,12 @@ type Config struct {
 	URL    string
 	APIKey string
 
+	// Webhooks is how many healthy webhook endpoints, subscribed to every notification event,
+	// the run registers before the load; WebhookFailing adds one that answers 500 to everything.
+	// Both need a spawned process that runs the dispatcher ("all").
+	Webhooks       int
+	WebhookFailing bool
+
 	// HeraldVersion is reported as is.
 	HeraldVersion string
 }
@@ -113,8 +119,33 @@ func (c Config) Validate() error {
 	} else {
 		c.validateURLMode(&errs)
 	}
+	c.validateWebhooks(&errs)
 	return errors.Join(errs...)
 }
+
+// maxWebhooks bounds --webhooks: each endpoint is a reader of the whole log, and a few already
+// show what one more costs.
+const maxWebhooks = 16
+
+// validateWebhooks checks the webhook flags: the bench registers endpoints only in the database
+// it made, and only `herald all` runs the dispatcher among the processes it can spawn.
+func (c Config) validateWebhooks(errs *flagErrors) {
+	if c.Webhooks < 0 || c.Webhooks > maxWebhooks {
+		errs.bad("--webhooks %d: want 0 (none) to %d endpoints", c.Webhooks, maxWebhooks)
+	}
+	if !c.webhooks() {
+		return
+	}
+	switch {
+	case !c.spawning():
+		errs.bad("--webhooks and --webhook-failing need a Herald bench starts itself, not --url")
+	case !slices.Contains(c.Spawn, "all"):
+		errs.bad("--webhooks and --webhook-failing need all in --spawn: it runs the webhook dispatcher")
+	}
+}
+
+// webhooks reports whether the run registers webhook endpoints.
+func (c Config) webhooks() bool { return c.Webhooks > 0 || c.WebhookFailing }
 
 // flagErrors collects what is wrong with the flags, in the order they are checked.
 type flagErrors []error

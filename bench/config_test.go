@@ -48,6 +48,14 @@ func TestValidateNamesTheBadFlag(t *testing.T) {
 		{"amqp url", func(c *bench.Config) { c.AMQPURL = "http://x" }, "--amqp-url"},
 		{"url without key", func(c *bench.Config) { c.URL = "http://127.0.0.1:8080" }, "--api-key"},
 		{"bad url", func(c *bench.Config) { c.URL, c.APIKey = "127.0.0.1:8080", "k" }, "--url"},
+		{"webhooks", func(c *bench.Config) { c.Webhooks, c.WebhookFailing = 2, true }, ""},
+		{"failing webhook alone", func(c *bench.Config) { c.WebhookFailing = true }, ""},
+		{"negative webhooks", func(c *bench.Config) { c.Webhooks = -1 }, "--webhooks -1"},
+		{"too many webhooks", func(c *bench.Config) { c.Webhooks = 1000 }, "--webhooks 1000"},
+		{"webhooks with url", func(c *bench.Config) { c.URL, c.APIKey, c.Webhooks = "http://127.0.0.1:8080", "k", 1 }, "not --url"},
+		{"webhooks without all", func(c *bench.Config) {
+			c.Spawn, c.WebhookFailing = []string{"serve", "worker", "projector"}, true
+		}, "need all in --spawn"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -159,6 +159,7 @@ func (r *runner) verdict(rep *Report) {
 	v := findings{rep}
 	v.outcome()
 	v.delivery()
+	v.webhooks()
 	v.watching()
 	rep.OK = len(rep.Problems) == 0
 }
@@ -212,6 +213,33 @@ func (v findings) delivery() {
 	}
 	if d.SinkRefusals > 0 {
 		v.problem("the SMS sink refused %d requests (credentials or form): Herald is misconfigured", d.SinkRefusals)
+	}
+}
+
+// webhooks finds what the webhook endpoints received wrongly: events missing at a healthy
+// endpoint, requests whose signature or payload a receiver refused, repeats and strangers.
+func (v findings) webhooks() {
+	w := v.rep.Webhooks
+	if w == nil {
+		return
+	}
+	if w.Missing > 0 {
+		v.problem("%d of %d webhook events never reached the healthy endpoints (waited %s after the drain)", w.Missing, w.Expected, secs(w.WaitSeconds))
+	}
+	if w.BadSignatures > 0 {
+		v.problem("%d webhook requests failed signature verification", w.BadSignatures)
+	}
+	if w.Undecodable > 0 {
+		v.problem("%d signed webhook requests were not a payload whose event id is the webhook-id", w.Undecodable)
+	}
+	if w.Duplicates > 0 {
+		v.warn("webhook duplicates: %d requests beyond an event's first at the healthy endpoints", w.Duplicates)
+	}
+	if w.Unexpected > 0 {
+		v.warn("%d webhook events received are not notification events of the log when the drain ended", w.Unexpected)
+	}
+	if f := w.Failing; f != nil && f.Untried > 0 {
+		v.warn("the failing webhook endpoint never got a first request for %d events", f.Untried)
 	}
 }
 

@@ -133,6 +133,7 @@ type Summary struct {
 	MinMS  float64 `json:"min_ms"`
 	MeanMS float64 `json:"mean_ms"`
 	P50MS  float64 `json:"p50_ms"`
+	P90MS  float64 `json:"p90_ms"`
 	P95MS  float64 `json:"p95_ms"`
 	P99MS  float64 `json:"p99_ms"`
 	MaxMS  float64 `json:"max_ms"`
@@ -151,6 +152,7 @@ func (h *Histogram) Summary() Summary {
 		MinMS:  float64(h.min) / 1000,
 		MeanMS: h.sum / float64(h.n) / 1000,
 		P50MS:  ms(h.quantileLocked(0.50)),
+		P90MS:  ms(h.quantileLocked(0.90)),
 		P95MS:  ms(h.quantileLocked(0.95)),
 		P99MS:  ms(h.quantileLocked(0.99)),
 		MaxMS:  float64(h.max) / 1000,

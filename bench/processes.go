@@ -56,8 +56,8 @@ func (f *fleet) died() <-chan *process {
 	return out
 }
 
-// heraldEnv is the environment every spawned process gets: the scratch services and sinks, then
-// --env. The listening address is the harness's, whatever --env says.
+// heraldEnv is the environment every spawned process gets: the scratch services and sinks, what
+// webhooks to the bench's receivers need (with --webhooks), then --env. The listening address is the harness's, whatever --env says.
 func heraldEnv(cfg Config, s *scratch, sk *sinks) map[string]string {
 	host, port := sk.smtpAddr()
 	env := map[string]string{
@@ -75,6 +75,11 @@ func heraldEnv(cfg Config, s *scratch, sk *sinks) map[string]string {
 		"HERALD_SMS_FROM":        smsFrom,
 		"HERALD_RATE_LIMIT":      "0",
 		"HERALD_LOG_LEVEL":       "warn",
+	}
+	if cfg.webhooks() {
+		for k, v := range webhookEnv {
+			env[k] = v
+		}
 	}
 	for _, kv := range cfg.Env {
 		k, v, _ := strings.Cut(kv, "=")

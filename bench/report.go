@@ -24,6 +24,9 @@ type Report struct {
 	Outcome  Outcome        `json:"outcome"`
 	Memory   *Memory        `json:"memory,omitempty"`
 	Ceiling  *CeilingReport `json:"ceiling,omitempty"`
+	// Webhooks is what the bench's webhook endpoints received; absent without --webhooks and
+	// --webhook-failing.
+	Webhooks *WebhookFigures `json:"webhooks,omitempty"`
 	// OK is false when a notification was lost, failed or never delivered, or the run failed;
 	// Problems says why. Warnings are worth a look but fail nothing.
 	OK       bool     `json:"ok"`
@@ -55,6 +58,8 @@ type Settings struct {
 	URL            string   `json:"url,omitempty"`
 	Database       string   `json:"database,omitempty"`
 	VHost          string   `json:"vhost,omitempty"`
+	Webhooks       int      `json:"webhooks,omitempty"`
+	WebhookFailing bool     `json:"webhook_failing,omitempty"`
 }
 
 // Environment is the machine and the versions of what ran.
@@ -208,6 +213,53 @@ type CeilingReport struct {
 	// commits/s: a notification costs at least four commits.
 	DeliveredOverPGCommits *float64 `json:"ratio_delivered_over_pg_commits_div_4"`
 	Error                  string   `json:"error,omitempty"`
+}
+
+// WebhookFigures is what reached the run's webhook endpoints. The healthy ones should each get
+// every event of every notification in the log, once; the failing one answers 500 to everything.
+type WebhookFigures struct {
+	// Endpoints is the healthy endpoints; Expected is the notification events in the log when
+	// the drain ended, times Endpoints.
+	Endpoints int   `json:"endpoints"`
+	Expected  int64 `json:"expected"`
+	// Arrived is expected events received at least once, Missing the rest when the wait ended.
+	Arrived int64 `json:"arrived"`
+	Missing int64 `json:"missing"`
+	// Duplicates is requests beyond an event's first (same webhook-id); Unexpected is events
+	// received that are not notification events of the log.
+	Duplicates int64 `json:"duplicates"`
+	Unexpected int64 `json:"unexpected"`
+	// BadSignatures is requests refused because webhooks.Verify refused them (every endpoint,
+	// the failing one included); Undecodable is signed requests whose body is not a payload whose
+	// event id is the webhook-id.
+	BadSignatures int64 `json:"bad_signatures"`
+	Undecodable   int64 `json:"undecodable"`
+	// EventToArrival is, for every event's first arrival at a healthy endpoint, the time from the
+	// event's time in the log (the payload's timestamp) to its arrival.
+	EventToArrival Summary `json:"event_to_arrival"`
+	// Seconds runs from the start of the first POST to the last first arrival; ArrivedPerSec is
+	// Arrived over it, every endpoint together.
+	Seconds       float64 `json:"seconds"`
+	ArrivedPerSec float64 `json:"arrived_per_sec"`
+	// WaitSeconds is how long, after the drain, the bench waited for the last events at every
+	// endpoint, the failing one's first attempts included (at most --drain); WaitTimedOut says
+	// the wait ended with events missing.
+	WaitSeconds  float64 `json:"wait_seconds"`
+	WaitTimedOut bool    `json:"wait_timed_out"`
+	// Failing is the endpoint that answers 500 to everything, with --webhook-failing.
+	Failing *FailingWebhook `json:"failing,omitempty"`
+}
+
+// FailingWebhook is what the endpoint that answers 500 to everything received by the end of the
+// wait: Herald's first attempts and its retries on the schedule.
+type FailingWebhook struct {
+	Requests int64 `json:"requests"`
+	// Events is the distinct events among them; Requests over Events is the attempts per event.
+	// Untried is the notification events of the log it never got a first request for.
+	Events  int64 `json:"events"`
+	Untried int64 `json:"untried"`
+	// EventToFirstAttempt is the time from an event to its first request, as for a healthy one.
+	EventToFirstAttempt Summary `json:"event_to_first_attempt"`
 }
 
 // WriteJSON writes r as one indented JSON object.

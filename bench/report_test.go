@@ -25,7 +25,7 @@ func sampleReport() *bench.Report {
 		Finished:      time.Date(2026, 11, 28, 10, 1, 2, 0, time.UTC),
 		Settings: bench.Settings{Mode: "spawn", N: 20000, SMSRatio: 0.5, Loop: "open", Rate: 500, MaxInFlight: 256, Concurrency: 16,
 			RequestTimeout: 30, Sample: 10, PollInterval: 20, PollRate: 500, Drain: 300, Ceiling: true, CeilingSeconds: 5,
-			Spawn: []string{"all"}, Workers: 1, Env: []string{"HERALD_RELAY_BATCH_SIZE=100"}},
+			Spawn: []string{"all"}, Workers: 1, Env: []string{"HERALD_RELAY_BATCH_SIZE=100"}, Webhooks: 1, WebhookFailing: true},
 		Environment: bench.Environment{Hostname: "vm", CPUs: 2, CPUModel: "AMD EPYC", OS: "linux/amd64", GoVersion: "go1.26.8",
 			HeraldVersion: "dev", PostgresVersion: "15.20", RabbitMQVersion: "3.10.8", LoadAverage: "1.02 0.80 0.75"},
 		Load: bench.Load{Requested: 20000, Posted: 20000, Accepted: 19998, Errors: 2,
@@ -50,6 +50,10 @@ func sampleReport() *bench.Report {
 			AMQP:         &bench.AMQPCeiling{Publishers: 16, ConfirmWindow: 100, Prefetch: 50, PublishedPerSec: 15800, ConsumedPerSec: 15700},
 			Postgres:     []bench.PGCeiling{{Clients: 1, InsertsPer: 2800}, {Clients: 4, InsertsPer: 5300}, {Clients: 16, InsertsPer: 6666}},
 			PostgresBest: 6666, DeliveredOverAMQP: &amqpRatio, DeliveredOverPGCommits: &pgRatio},
+		Webhooks: &bench.WebhookFigures{Endpoints: 1, Expected: 59994, Arrived: 59994, Duplicates: 2, Seconds: 41.2, ArrivedPerSec: 1456.2,
+			EventToArrival: bench.Summary{Count: 59994, P50MS: 120, P90MS: 210, P95MS: 260, P99MS: 480, MaxMS: 1200}, WaitSeconds: 0.8,
+			Failing: &bench.FailingWebhook{Requests: 239976, Events: 59994,
+				EventToFirstAttempt: bench.Summary{Count: 59994, P50MS: 130, P90MS: 230, P95MS: 280, P99MS: 500, MaxMS: 1300}}},
 		OK:       true,
 		Problems: []string{},
 		Warnings: []string{"duplicates: 1 arrivals beyond a notification's first"},
@@ -61,7 +65,7 @@ func sampleReport() *bench.Report {
 func urlRunReport() *bench.Report {
 	r := sampleReport()
 	r.Settings.Mode, r.Settings.URL = "url", "http://127.0.0.1:8080"
-	r.Delivery, r.Memory = nil, nil
+	r.Delivery, r.Memory, r.Webhooks = nil, nil, nil
 	r.Ceiling.DeliveredOverAMQP, r.Ceiling.DeliveredOverPGCommits = nil, nil
 	r.Load.Errors, r.Load.ErrorsByKind = 3, map[string]int64{"503 unavailable": 1, "503": 1, "transport: timeout": 1}
 	r.Outcome.DrainTimedOut, r.Outcome.Source = true, "status API"
@@ -79,6 +83,7 @@ func interruptedRunReport() *bench.Report {
 	r.Load.APILatency = bench.Summary{}
 	r.Delivery.AcceptToDeliveryByChannel = map[string]bench.Summary{"sms": r.Delivery.AcceptToDeliveryByChannel["sms"]}
 	r.Status.SampleEvery = 0
+	r.Webhooks.Failing, r.Webhooks.Arrived, r.Webhooks.Missing, r.Webhooks.WaitTimedOut = nil, 59000, 994, true
 	r.Outcome.Settled, r.Outcome.DrainTimedOut = false, true
 	r.Memory.Processes = []bench.ProcessFigures{
 		{Role: "serve", PID: 11, PeakRSS: 40 << 20, MaxSampledRSS: 39 << 20, CPUSeconds: 10},
@@ -175,6 +180,9 @@ func TestReportJSONHasEveryFigure(t *testing.T) {
 		{"ceiling", "ratio_delivered_over_amqp_consumed"}, {"ceiling", "ratio_delivered_over_pg_commits_div_4"},
 		{"environment", "cpus"}, {"environment", "go_version"}, {"environment", "postgres_version"},
 		{"environment", "rabbitmq_version"}, {"settings", "n"}, {"started"}, {"finished"}, {"ok"},
+		{"webhooks", "expected"}, {"webhooks", "arrived"}, {"webhooks", "missing"}, {"webhooks", "duplicates"},
+		{"webhooks", "bad_signatures"}, {"webhooks", "event_to_arrival", "p50_ms"}, {"webhooks", "event_to_arrival", "p90_ms"},
+		{"webhooks", "event_to_arrival", "p99_ms"}, {"webhooks", "event_to_arrival", "max_ms"}, {"webhooks", "failing", "requests"},
 	}
 	for _, p := range paths {
 		var v any = doc

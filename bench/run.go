@@ -100,6 +100,19 @@ func runSpawned(ctx context.Context, cfg Config, rep *Report, say func(string, .
 	}
 	r.cfg.APIKey = token
 
+	var ws *webhookSet
+	if cfg.webhooks() {
+		if ws, err = startWebhooks(ctx, cfg, s.Pool); err != nil {
+			return err
+		}
+		cleanup.add(func(context.Context) { ws.close() })
+		failing := 0
+		if ws.failing != nil {
+			failing = 1
+		}
+		say("registered %d healthy and %d failing webhook endpoints", len(ws.healthy), failing)
+	}
+
 	wf, err := startWatchedFleet(ctx, cfg, rep, heraldEnv(cfg, s, sk), s.Name, say)
 	if err != nil {
 		return err
@@ -117,6 +130,18 @@ func runSpawned(ctx context.Context, cfg Config, rep *Report, say func(string, .
 		runErr = cause
 	}
 	r.interrupted = interruption(ctx, runErr)
+	if ws != nil {
+		wh, err := r.awaitWebhooks(runCtx, ws, s.Pool, runErr == nil, say)
+		if err != nil {
+			rep.Warnings = append(rep.Warnings, err.Error())
+		}
+		rep.Webhooks = wh
+		if cause := context.Cause(runCtx); runErr == nil && cause != nil && ctx.Err() == nil {
+			// A process died while the bench waited for the webhooks.
+			runErr = cause
+			r.interrupted = interruption(ctx, runErr)
+		}
+	}
 
 	wf.stop()
 	rep.Memory = r.memoryFigures(wf.fleet, wf.mem)
@@ -330,7 +355,7 @@ func settingsOf(cfg Config) Settings {
 		Mode: "spawn", N: cfg.N, SMSRatio: cfg.SMSRatio, Loop: "closed", Concurrency: cfg.Concurrency,
 		RequestTimeout: cfg.RequestTimeout.Seconds(), Sample: cfg.Sample,
 		PollInterval: float64(cfg.PollInterval) / float64(time.Millisecond), PollRate: cfg.PollRate,
-		Drain: cfg.Drain.Seconds(), Ceiling: cfg.Ceiling,
+		Drain: cfg.Drain.Seconds(), Ceiling: cfg.Ceiling, Webhooks: cfg.Webhooks, WebhookFailing: cfg.WebhookFailing,
 	}
 	if cfg.Rate > 0 {
 		s.Loop, s.Rate, s.MaxInFlight = "open", cfg.Rate, cfg.MaxInFlight

@@ -21,6 +21,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	rows := table{tw}
 	r.loadRows(rows)
 	r.deliveryRows(rows)
+	r.webhookRows(rows)
 	r.statusRows(rows)
 	r.outcomeRows(rows)
 	r.memoryRows(rows)
@@ -105,6 +106,35 @@ func (r *Report) deliveryRows(t table) {
 			t.row("    "+string(ch), pcts(c, false), "")
 		}
 	}
+}
+
+// webhookRows shows what reached the bench's webhook endpoints; nothing when it registered none.
+func (r *Report) webhookRows(t table) {
+	w := r.Webhooks
+	if w == nil {
+		return
+	}
+	t.row(fmt.Sprintf("WEBHOOKS (%d healthy %s)", w.Endpoints, plural(w.Endpoints, "endpoint", "endpoints")), "", "")
+	waited := fmt.Sprintf("waited %s after the drain", secs(w.WaitSeconds))
+	if w.WaitTimedOut {
+		waited += ", gave up"
+	}
+	t.row("  arrived", fmt.Sprintf("%d of %d events, %d missing", w.Arrived, w.Expected, w.Missing), rate(w.ArrivedPerSec)+" end to end, "+waited)
+	t.row("  refused", fmt.Sprintf("%d bad signatures, %d undecodable", w.BadSignatures, w.Undecodable), "")
+	t.row("  duplicates", fmt.Sprintf("%d duplicates, %d unexpected", w.Duplicates, w.Unexpected), "")
+	t.row("  event→arrival", webhookPcts(w.EventToArrival), fmt.Sprintf("n=%d, event's time in the log → arrival", w.EventToArrival.Count))
+	if f := w.Failing; f != nil {
+		t.row("  failing endpoint", fmt.Sprintf("%d requests for %d events, %d untried", f.Requests, f.Events, f.Untried), "answers 500 to everything")
+		t.row("    event→1st attempt", webhookPcts(f.EventToFirstAttempt), fmt.Sprintf("n=%d", f.EventToFirstAttempt.Count))
+	}
+}
+
+// webhookPcts is a latency's p50, p90, p99 and max.
+func webhookPcts(s Summary) string {
+	if s.Count == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("p50 %s  p90 %s  p99 %s  max %s", ms(s.P50MS), ms(s.P90MS), ms(s.P99MS), ms(s.MaxMS))
 }
 
 // statusRows shows what watching the sample on the status API saw; nothing when no
@@ -291,4 +321,12 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// plural is one when n is 1, else many.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

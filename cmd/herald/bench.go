@@ -67,14 +67,27 @@ The figures:
                       again, so that the load does not also measure the ceiling's aftermath
   ratios              delivered/s ÷ AMQP consumed msgs/s, and delivered/s ÷ (best PostgreSQL
                       commits/s ÷ 4), since a notification costs at least four commits
+  webhooks            with --webhooks N: N loopback endpoints, registered in the database before
+                      Herald starts, each taking every notification event; each request's
+                      Standard Webhooks signature is verified (refused and counted when bad)
+                      and its payload read. After the drain bench waits up to --drain more for
+                      every notification event of the log to reach every endpoint: arrived,
+                      missing, duplicates (same webhook-id again), event→arrival (the payload's
+                      event time to its arrival: p50/p90/p99/max). --webhook-failing adds an
+                      endpoint answering 500 to everything; bench waits for its first attempt
+                      of every event too, and counts the requests it got (retries included).
+                      Herald then runs with HERALD_WEBHOOK_ALLOW_PRIVATE=true,
+                      HERALD_WEBHOOK_ALLOW_HTTP=true and HERALD_WEBHOOK_RETRY_SCHEDULE=1s,2s,4s
+                      (--env overrides them)
 
 Output is a table, or with -o json one JSON object with every figure, the settings, the
 versions of Go, PostgreSQL and RabbitMQ, and the machine; --json-file writes that object to a
 file as well, beside the table. Progress goes to stderr (-q: none).
 bench exits with status 1 when a notification was lost, failed or never delivered, none was
 accepted, a delivery carried another notification's id, the SMS sink refused Herald's requests,
-a process died, or the run could not be made; POSTs refused, duplicates and a ceiling that could
-not be measured are reported but fail nothing.`
+a webhook event never reached a healthy endpoint, a webhook request was badly signed or
+unreadable, a process died, or the run could not be made; POSTs refused, duplicates and a
+ceiling that could not be measured are reported but fail nothing.`
 
 // benchFlags are bench's flags besides the run's configuration: what to print, and where.
 type benchFlags struct {
@@ -95,6 +108,7 @@ func benchCommand() *cobra.Command {
 		Example: `  herald bench -n 20000 --rate 500
   herald bench -n 30000 --concurrency 32 -o json > run.json
   herald bench --spawn serve,worker,projector --workers 2 --env HERALD_RELAY_BATCH_SIZE=100
+  herald bench -n 24000 --rate 400 --webhooks 1 --webhook-failing
   herald bench --url http://127.0.0.1:8080 --api-key "$HERALD_KEY" --ceiling=false`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, &cfg, bf) },
@@ -127,7 +141,7 @@ func registerBenchConfig(f *pflag.FlagSet, cfg *bench.Config) {
 	f.IntVar(&cfg.Sample, "sample", cfg.Sample, "watch one notification in this many on the status API (10: about 10%); 0: none")
 	f.DurationVar(&cfg.PollInterval, "poll-interval", cfg.PollInterval, "how often a watched notification's status is asked")
 	f.Float64Var(&cfg.PollRate, "poll-rate", cfg.PollRate, "most status and events requests per second the watching makes in all")
-	f.DurationVar(&cfg.Drain, "drain", cfg.Drain, "how long to wait after the load for every accepted notification to arrive and be terminal")
+	f.DurationVar(&cfg.Drain, "drain", cfg.Drain, "how long to wait after the load for every accepted notification to arrive and be terminal; with webhooks, as long again for their events")
 	f.BoolVar(&cfg.Ceiling, "ceiling", cfg.Ceiling, "measure the raw AMQP and PostgreSQL ceiling before the load")
 	f.DurationVar(&cfg.CeilingDuration, "ceiling-duration", cfg.CeilingDuration, "how long each ceiling measurement runs")
 	f.StringSliceVar(&cfg.Spawn, "spawn", cfg.Spawn, "Herald processes to start, comma-separated: all, or serve,worker,projector (all,worker adds worker processes to all)")
@@ -138,6 +152,8 @@ func registerBenchConfig(f *pflag.FlagSet, cfg *bench.Config) {
 	f.StringVar(&cfg.RabbitMQAPI, "rabbitmq-api", cfg.RabbitMQAPI, "RabbitMQ management API URL, with credentials; bench makes its own vhost there")
 	f.StringVar(&cfg.AMQPURL, "amqp-url", cfg.AMQPURL, "RabbitMQ AMQP URL; bench replaces its vhost with its own")
 	f.BoolVar(&cfg.Keep, "keep", cfg.Keep, "keep the database, the vhost and the logs after the run")
+	f.IntVar(&cfg.Webhooks, "webhooks", cfg.Webhooks, "webhook endpoints, each taking every notification event, that bench registers and checks (needs all in --spawn); 0: none")
+	f.BoolVar(&cfg.WebhookFailing, "webhook-failing", cfg.WebhookFailing, "also register a webhook endpoint that answers 500 to everything, so that Herald retries it")
 	f.StringVar(&cfg.URL, "url", "", "drive the Herald running at this base URL instead of starting one (no sinks: see above)")
 	f.StringVar(&cfg.APIKey, "api-key", "", "with --url, an API key with the send and read scopes")
 }
