@@ -72,7 +72,8 @@ CREATE TABLE webhook_retries (
     created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (endpoint_id, event_position)
 );
-CREATE INDEX webhook_retries_due_idx ON webhook_retries (due_at);
+-- An endpoint's due retries in due order: what a dispatcher takes.
+CREATE INDEX webhook_retries_endpoint_due_idx ON webhook_retries (endpoint_id, due_at);
 
 -- +goose Down
 DROP TABLE webhook_retries;

@@ -319,23 +319,7 @@ type due struct {
 // retryBatch takes up to RetryBatch due retries under a lease, sends them, and records what
 // came of them. It returns how many it took.
 func (d *Dispatcher) retryBatch(ctx context.Context) (int, error) {
-	rows, err := d.db.Query(ctx, `
-WITH picked AS (
-	SELECT r.endpoint_id, r.event_position FROM webhook_retries r
-	JOIN webhook_endpoints e ON e.id = r.endpoint_id AND e.enabled AND e.deleted_at IS NULL
-	WHERE r.due_at <= now() AND (r.lease_until IS NULL OR r.lease_until < now())
-	ORDER BY r.due_at LIMIT $1 FOR UPDATE OF r SKIP LOCKED
-)
-UPDATE webhook_retries r SET lease_until = now() + $2::interval
-FROM picked WHERE r.endpoint_id = picked.endpoint_id AND r.event_position = picked.event_position
-RETURNING r.endpoint_id::text, r.event_position, r.attempt, r.trigger`, d.cfg.RetryBatch, (d.cfg.Lease + time.Minute).String())
-	if err != nil {
-		return 0, fmt.Errorf("take due webhook retries: %w", err)
-	}
-	taken, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (due, error) {
-		var x due
-		return x, row.Scan(&x.endpoint, &x.position, &x.attempt, &x.origin)
-	})
+	taken, err := d.takeDue(ctx)
 	if err != nil || len(taken) == 0 {
 		return 0, err
 	}
@@ -355,6 +339,53 @@ RETURNING r.endpoint_id::text, r.event_position, r.attempt, r.trigger`, d.cfg.Re
 	}
 	wg.Wait()
 	return len(taken), nil
+}
+
+// takeDuePlan makes takeDueSQL read each endpoint's retries through its index, in order.
+const takeDuePlan = `SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off`
+
+// takeDueSQL leases due retries: $1 the most, $2 the lease.
+const takeDueSQL = `
+WITH picked AS (
+	SELECT due.endpoint_id, due.event_position
+	FROM webhook_endpoints e
+	CROSS JOIN LATERAL (
+		SELECT r.endpoint_id, r.event_position FROM webhook_retries r
+		WHERE r.endpoint_id = e.id AND r.due_at <= now() AND (r.lease_until IS NULL OR r.lease_until < now())
+		ORDER BY r.due_at LIMIT $1 FOR UPDATE OF r SKIP LOCKED
+	) due
+	WHERE e.enabled AND e.deleted_at IS NULL
+	LIMIT $1
+)
+UPDATE webhook_retries r SET lease_until = now() + $2::interval
+FROM picked WHERE r.endpoint_id = picked.endpoint_id AND r.event_position = picked.event_position
+RETURNING r.endpoint_id::text, r.event_position, r.attempt, r.trigger`
+
+// takeDue leases up to RetryBatch due retries of enabled endpoints, in one short transaction.
+// Each endpoint's are read in due order through (endpoint_id, due_at), planned so whatever the
+// table's statistics say: the cost is the retries taken, not the backlog. Left to itself the
+// planner, while webhook_endpoints had no statistics, read and sorted every pending retry for
+// each batch (400–770 ms with 70,000 pending, against 7 ms), so a backlog slowed its own draining.
+func (d *Dispatcher) takeDue(ctx context.Context) ([]due, error) {
+	var taken []due
+	err := pgx.BeginFunc(ctx, d.db, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, takeDuePlan); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, takeDueSQL, d.cfg.RetryBatch, (d.cfg.Lease + time.Minute).String())
+		if err != nil {
+			return err
+		}
+		taken, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (due, error) {
+			var x due
+			return x, row.Scan(&x.endpoint, &x.position, &x.attempt, &x.origin)
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("take due webhook retries: %w", err)
+	}
+	return taken, nil
 }
 
 // retryEndpoint sends the retries xs of one endpoint. An event the endpoint no longer takes is
