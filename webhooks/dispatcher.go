@@ -32,7 +32,10 @@ type DispatcherConfig struct {
 	Lease time.Duration
 	// RetryBatch is how many due retries the dispatcher takes at a time.
 	RetryBatch int
-	Logger     *slog.Logger
+	// RequestTimeout is the longest a request to an endpoint may take (the client's timeout):
+	// taken retries are leased for long enough to post them.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
 }
 
 func (c DispatcherConfig) withDefaults() DispatcherConfig {
@@ -50,6 +53,9 @@ func (c DispatcherConfig) withDefaults() DispatcherConfig {
 	}
 	if c.RetryBatch < 1 {
 		c.RetryBatch = 200
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -69,14 +75,16 @@ type Dispatcher struct {
 	sender *Sender
 	cfg    DispatcherConfig
 
-	mu      sync.Mutex
-	running map[string]bool // endpoints whose live delivery runs here
-	lastErr error
+	mu       sync.Mutex
+	running  map[string]bool // endpoints whose live delivery runs here
+	retrying map[string]bool // endpoints whose retries are being sent here
+	lastErr  error
 }
 
 // NewDispatcher returns a dispatcher sending through sender.
 func NewDispatcher(db DB, sender *Sender, cfg DispatcherConfig) *Dispatcher {
-	return &Dispatcher{db: db, log: events.NewLog(db), sender: sender, cfg: cfg.withDefaults(), running: map[string]bool{}}
+	return &Dispatcher{db: db, log: events.NewLog(db), sender: sender, cfg: cfg.withDefaults(), running: map[string]bool{},
+		retrying: map[string]bool{}}
 }
 
 // Run delivers until ctx is done, then finishes the requests under way, records them, and
@@ -88,7 +96,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		defer wg.Done()
 		d.retryLoop(ctx)
 	}()
-	tick := time.NewTicker(d.cfg.Poll * 10)
+	// Leases are renewed at least three times within their length, however slow the polling.
+	tick := time.NewTicker(min(d.cfg.Poll*10, d.cfg.Lease/3))
 	defer tick.Stop()
 	for {
 		ids, err := d.claim(ctx)
@@ -229,7 +238,10 @@ func (d *Dispatcher) liveBatch(ctx context.Context, id string) (bool, error) {
 		return false, err
 	}
 	if len(recs) == 0 {
-		d.sender.metrics.lag(id, 0, 0)
+		// Nothing visible yet is not nothing behind: an open transaction may hold events back.
+		if head, err := d.log.Head(ctx); err == nil {
+			d.sender.metrics.lag(id, max(head-t.cursor.Position, 0), 0)
+		}
 		return false, nil
 	}
 	var (
@@ -286,12 +298,15 @@ func (d *Dispatcher) commit(ctx context.Context, t target, next events.Cursor, o
 	return h, err
 }
 
-// retryLoop takes due retries of any endpoint and sends them, until ctx is done.
+// retryLoop takes due retries of any endpoint and sends them, until ctx is done; then it waits
+// for the retries under way to be sent and recorded.
 func (d *Dispatcher) retryLoop(ctx context.Context) {
 	pendingEvery := time.NewTicker(5 * time.Second)
 	defer pendingEvery.Stop()
+	var inFlight sync.WaitGroup
+	defer inFlight.Wait()
 	for ctx.Err() == nil {
-		n, err := d.retryBatch(ctx)
+		n, err := d.retryBatch(ctx, &inFlight)
 		if err != nil && ctx.Err() == nil {
 			d.cfg.Logger.Warn("webhook retries", "error", err)
 		}
@@ -308,6 +323,15 @@ func (d *Dispatcher) retryLoop(ctx context.Context) {
 	}
 }
 
+// perEndpoint is the most retries of one endpoint taken at a time: two rounds of its lanes, so
+// that a lease of two request timeouts covers them.
+func (d *Dispatcher) perEndpoint() int { return 2 * d.cfg.Lanes }
+
+// retryLease is how long taken retries stay this dispatcher's: long enough to post them all
+// (two rounds of requests, each up to the request timeout) and record them, after which
+// another dispatcher may take them again.
+func (d *Dispatcher) retryLease() time.Duration { return 2*d.cfg.RequestTimeout + d.cfg.Lease }
+
 // due is a retry taken by a dispatcher.
 type due struct {
 	endpoint string
@@ -316,10 +340,18 @@ type due struct {
 	origin   string
 }
 
-// retryBatch takes up to RetryBatch due retries under a lease, sends them, and records what
-// came of them. It returns how many it took.
-func (d *Dispatcher) retryBatch(ctx context.Context) (int, error) {
-	taken, err := d.takeDue(ctx)
+// retryBatch takes up to RetryBatch due retries under a lease, of endpoints that have none
+// under way in this dispatcher, and sends each endpoint's in a goroutine of its own, which
+// records what came of them: a slow endpoint's retries hold back no other endpoint's. It
+// returns how many it took.
+func (d *Dispatcher) retryBatch(ctx context.Context, inFlight *sync.WaitGroup) (int, error) {
+	d.mu.Lock()
+	busy := make([]string, 0, len(d.retrying))
+	for id := range d.retrying {
+		busy = append(busy, id)
+	}
+	d.mu.Unlock()
+	taken, err := d.takeDue(ctx, busy)
 	if err != nil || len(taken) == 0 {
 		return 0, err
 	}
@@ -327,24 +359,31 @@ func (d *Dispatcher) retryBatch(ctx context.Context) (int, error) {
 	for _, x := range taken {
 		byEndpoint[x.endpoint] = append(byEndpoint[x.endpoint], x)
 	}
-	var wg sync.WaitGroup
 	for id, xs := range byEndpoint {
-		wg.Add(1)
+		d.mu.Lock()
+		d.retrying[id] = true
+		d.mu.Unlock()
+		inFlight.Add(1)
 		go func() {
-			defer wg.Done()
+			defer inFlight.Done()
+			defer func() {
+				d.mu.Lock()
+				delete(d.retrying, id)
+				d.mu.Unlock()
+			}()
 			if err := d.retryEndpoint(ctx, id, xs); err != nil && ctx.Err() == nil {
 				d.cfg.Logger.Warn("webhook retries", "endpoint", id, "error", err)
 			}
 		}()
 	}
-	wg.Wait()
 	return len(taken), nil
 }
 
 // takeDuePlan makes takeDueSQL read each endpoint's retries through its index, in order.
 const takeDuePlan = `SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off`
 
-// takeDueSQL leases due retries: $1 the most, $2 the lease.
+// takeDueSQL leases due retries: $1 the most, $2 the lease, $3 the most per endpoint, $4 the
+// endpoints left out.
 const takeDueSQL = `
 WITH picked AS (
 	SELECT due.endpoint_id, due.event_position
@@ -352,9 +391,9 @@ WITH picked AS (
 	CROSS JOIN LATERAL (
 		SELECT r.endpoint_id, r.event_position FROM webhook_retries r
 		WHERE r.endpoint_id = e.id AND r.due_at <= now() AND (r.lease_until IS NULL OR r.lease_until < now())
-		ORDER BY r.due_at LIMIT $1 FOR UPDATE OF r SKIP LOCKED
+		ORDER BY r.due_at LIMIT $3 FOR UPDATE OF r SKIP LOCKED
 	) due
-	WHERE e.enabled AND e.deleted_at IS NULL
+	WHERE e.enabled AND e.deleted_at IS NULL AND e.id <> ALL($4::uuid[])
 	LIMIT $1
 )
 UPDATE webhook_retries r SET lease_until = now() + $2::interval
@@ -366,13 +405,16 @@ RETURNING r.endpoint_id::text, r.event_position, r.attempt, r.trigger`
 // table's statistics say: the cost is the retries taken, not the backlog. Left to itself the
 // planner, while webhook_endpoints had no statistics, read and sorted every pending retry for
 // each batch (400–770 ms with 70,000 pending, against 7 ms), so a backlog slowed its own draining.
-func (d *Dispatcher) takeDue(ctx context.Context) ([]due, error) {
+func (d *Dispatcher) takeDue(ctx context.Context, busy []string) ([]due, error) {
+	if busy == nil {
+		busy = []string{}
+	}
 	var taken []due
 	err := pgx.BeginFunc(ctx, d.db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, takeDuePlan); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, takeDueSQL, d.cfg.RetryBatch, (d.cfg.Lease + time.Minute).String())
+		rows, err := tx.Query(ctx, takeDueSQL, d.cfg.RetryBatch, d.retryLease().String(), d.perEndpoint(), busy)
 		if err != nil {
 			return err
 		}
@@ -393,6 +435,12 @@ func (d *Dispatcher) takeDue(ctx context.Context) ([]due, error) {
 func (d *Dispatcher) retryEndpoint(ctx context.Context, id string, xs []due) error {
 	t, err := d.sender.loadTarget(ctx, id)
 	if err != nil {
+		return err
+	}
+	if !t.Enabled {
+		// Disabled since they were taken: they wait, released, for an enable.
+		_, err := d.db.Exec(ctx, `UPDATE webhook_retries SET lease_until = NULL WHERE endpoint_id = $1 AND event_position = ANY($2)`,
+			id, positionsOf(xs))
 		return err
 	}
 	positions := make([]int64, len(xs))
@@ -457,12 +505,22 @@ func (d *Dispatcher) disableFailing(ctx context.Context) {
 	}
 }
 
+// positionsOf lists the event positions of xs.
+func positionsOf(xs []due) []int64 {
+	out := make([]int64, len(xs))
+	for i, x := range xs {
+		out[i] = x.position
+	}
+	return out
+}
+
 // countPending sets the retries-pending gauge.
 func (d *Dispatcher) countPending(ctx context.Context) {
 	if d.sender.metrics == nil {
 		return
 	}
-	rows, err := d.db.Query(ctx, `SELECT endpoint_id::text, count(*) FROM webhook_retries GROUP BY endpoint_id`)
+	rows, err := d.db.Query(ctx, `SELECT r.endpoint_id::text, count(*) FROM webhook_retries r
+		JOIN webhook_endpoints e ON e.id = r.endpoint_id AND e.deleted_at IS NULL GROUP BY r.endpoint_id`)
 	if err != nil {
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -417,11 +418,11 @@ func TestTakingRetriesReadsOnlyWhatItTakes(t *testing.T) {
 		t.Fatal(err)
 	}
 	var plan string
-	if err := tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT TEXT) `+webhooks.TakeDueSQL, 200, "1m").Scan(&plan); err != nil {
+	if err := tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT TEXT) `+webhooks.TakeDueSQL, 200, "1m", 200, []string{}).Scan(&plan); err != nil {
 		// EXPLAIN returns one row per line; the first is enough to know it ran.
 		t.Fatal(err)
 	}
-	rows, err := tx.Query(ctx, `EXPLAIN `+webhooks.TakeDueSQL, 200, "1m")
+	rows, err := tx.Query(ctx, `EXPLAIN `+webhooks.TakeDueSQL, 200, "1m", 200, []string{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,5 +437,49 @@ func TestTakingRetriesReadsOnlyWhatItTakes(t *testing.T) {
 	text := strings.Join(lines, "\n")
 	if strings.Contains(text, "Sort") || strings.Contains(text, "Bitmap") || !strings.Contains(text, "webhook_retries_endpoint_due_idx") {
 		t.Errorf("taking due retries is planned as:\n%s\nwant an index scan of webhook_retries_endpoint_due_idx, no sort, no bitmap", text)
+	}
+}
+
+// TestDisableAndEnableMidBatchSendsNothingTwice: an endpoint disabled and enabled again while
+// its holder is posting a batch stays with that holder; another dispatcher does not take it and
+// post the same batch beside it.
+func TestDisableAndEnableMidBatchSendsNothingTwice(t *testing.T) {
+	s := newSetup(t)
+	rcv := newReceiver(t)
+	rcv.gate = make(chan struct{})
+	var open sync.Once
+	release := func() { open.Do(func() { close(rcv.gate) }) }
+	t.Cleanup(release) // before the receiver closes, which waits for the requests it holds
+	ep := s.register(t, rcv)
+	s.dispatcher(t, "d1", webhooks.SenderConfig{})
+	s.sendStory(t)
+	heraldtest.Eventually(t, 30*time.Second, "d1 to hold the endpoint and post", func() (bool, error) {
+		var owner string
+		err := s.db.Pool.QueryRow(context.Background(), `SELECT coalesce(lease_owner, '') FROM webhook_endpoints WHERE id = $1`, ep.ID).Scan(&owner)
+		return owner == "d1", err
+	})
+	ctx := context.Background()
+	if _, err := s.eps.Disable(ctx, ep.ID, "ops", "maintenance"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.eps.Enable(ctx, ep.ID, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	// Still d1's, which renews it: no other dispatcher can take it while d1 posts the batch.
+	var owner string
+	if err := s.db.Pool.QueryRow(ctx, `SELECT coalesce(lease_owner, '') FROM webhook_endpoints WHERE id = $1`, ep.ID).Scan(&owner); err != nil || owner != "d1" {
+		t.Fatalf("after a disable and an enable the endpoint is held by %q (%v), want d1 still", owner, err)
+	}
+	s.dispatcher(t, "d2", webhooks.SenderConfig{})
+	release()
+	heraldtest.Eventually(t, 30*time.Second, "the story's events", func() (bool, error) { return len(rcv.got()) >= 5, nil })
+	seen := map[string]int{}
+	for _, a := range rcv.got() {
+		seen[a.id]++
+	}
+	for id, n := range seen {
+		if n > 1 {
+			t.Errorf("%s arrived %d times", id, n)
+		}
 	}
 }

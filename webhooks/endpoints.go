@@ -319,7 +319,9 @@ func (s *Endpoints) Disable(ctx context.Context, id, actor, reason string) (Endp
 		return cur, err
 	}
 	ev := &events.WebhookEndpointDisabled{Cause: events.DisabledByOperator, Reason: reason}
-	if err := s.change(ctx, cur, actor, ev, `enabled = false, disabled_reason = $3, lease_owner = NULL`, describeDisable(actor, reason)); err != nil {
+	// The lease stays with its holder, which sees the endpoint disabled and stops: freed, it
+	// could go to another dispatcher on an enable while the holder still posts its last batch.
+	if err := s.change(ctx, cur, actor, ev, `enabled = false, disabled_reason = $3`, describeDisable(actor, reason)); err != nil {
 		return Endpoint{}, err
 	}
 	return s.Get(ctx, id)
@@ -385,13 +387,19 @@ func (s *Endpoints) RotateSecret(ctx context.Context, id, actor string) (Endpoin
 // transaction's first write, as every append past version 1 must be (see the projector). ECONFLICT
 // when the endpoint changed since cur was read.
 func (s *Endpoints) change(ctx context.Context, cur Endpoint, actor string, ev events.EndpointEvent, set string, args ...any) error {
+	return s.changeIf(ctx, cur, actor, ev, "true", set, args...)
+}
+
+// changeIf is change, made only while the endpoint's row meets cond (SQL over its columns):
+// ECONFLICT otherwise.
+func (s *Endpoints) changeIf(ctx context.Context, cur Endpoint, actor string, ev events.EndpointEvent, cond, set string, args ...any) error {
 	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		md := events.Metadata{Actor: actor, CorrelationID: herald.CorrelationID(ctx)}
 		if _, err := s.log.In(tx).Append(ctx, cur.ID, cur.Version, md, ev); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET `+set+`, version = version + 1, updated_at = now()
-			WHERE id = $1 AND version = $2 AND deleted_at IS NULL`, append([]any{cur.ID, cur.Version}, args...)...)
+			WHERE id = $1 AND version = $2 AND deleted_at IS NULL AND (`+cond+`)`, append([]any{cur.ID, cur.Version}, args...)...)
 		if err != nil {
 			return fmt.Errorf("%s of endpoint %s: %w", ev.EventType(), cur.ID, err)
 		}

@@ -30,7 +30,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"endpoint"}),
 		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "herald", Subsystem: "webhook", Name: "retries_pending",
-			Help: "Failed deliveries waiting for their next try, by endpoint.",
+			Help: "Failed deliveries waiting for their next try, by endpoint: a figure of the database, the same from every process.",
 		}, []string{"endpoint"}),
 		lagEvents: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "herald", Subsystem: "webhook", Name: "lag_events",
@@ -38,7 +38,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"endpoint"}),
 		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "herald", Subsystem: "webhook", Name: "lag_seconds",
-			Help: "Age of the oldest event an endpoint's live delivery has not gone past yet (0 when it is caught up).",
+			Help: "Age of the newest event an endpoint's live delivery handled, while it had more to read (0 when caught up): how far behind the log it runs.",
 		}, []string{"endpoint"}),
 	}
 	m.deliveries = register(reg, m.deliveries)

@@ -34,6 +34,9 @@ type receiver struct {
 	t   *testing.T
 	srv *httptest.Server
 
+	// gate, when set, holds every request until it is closed.
+	gate chan struct{}
+
 	mu       sync.Mutex
 	secrets  []webhooks.Secret
 	fail     func(id string, n int) bool
@@ -67,6 +70,9 @@ func (r *receiver) failing(f func(id string, n int) bool) {
 }
 
 func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
+	if r.gate != nil {
+		<-r.gate
+	}
 	body, _ := io.ReadAll(req.Body)
 	r.mu.Lock()
 	defer r.mu.Unlock()

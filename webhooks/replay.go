@@ -108,6 +108,11 @@ func (s *Sender) Replay(ctx context.Context, endpointID string, r ReplayRequest,
 		p.Position = page[len(page)-1].Position
 		p.Matched += int64(len(page))
 		if !r.DryRun {
+			// Read again for each page: a replay posts where the endpoint is now, signed with
+			// its secrets now, and ends if it was deleted.
+			if t, err = s.loadTarget(ctx, endpointID); err != nil {
+				return rep.with(p, start), err
+			}
 			if err := s.replayPage(ctx, t, page, lanes, &p); err != nil {
 				return rep.with(p, start), err
 			}

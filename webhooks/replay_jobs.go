@@ -20,6 +20,8 @@ type ReplayJobs struct {
 
 	mu   sync.Mutex
 	jobs []*ReplayJob // newest last, at most keepReplayJobs
+	// running counts the jobs under way, for Wait.
+	running sync.WaitGroup
 }
 
 const keepReplayJobs = 50
@@ -71,9 +73,18 @@ func (j *ReplayJobs) Start(ctx context.Context, id string, r ReplayRequest) (Rep
 	if len(j.jobs) > keepReplayJobs {
 		j.jobs = j.jobs[len(j.jobs)-keepReplayJobs:]
 	}
-	go j.run(job)
+	j.running.Add(1)
+	go func() {
+		defer j.running.Done()
+		j.run(job)
+	}()
 	return *job, nil
 }
+
+// Wait returns once every job has ended. A job ends soon after base is done: the page under way
+// is posted and recorded. The process waits for it before it closes its database pool, or what
+// the page posted would go unrecorded.
+func (j *ReplayJobs) Wait() { j.running.Wait() }
 
 // run runs job to its end.
 func (j *ReplayJobs) run(job *ReplayJob) {

@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/wire"
 )
@@ -224,7 +227,26 @@ func (s *Sender) record(ctx context.Context, tx pgx.Tx, endpointID string, outs 
 
 // recordAttempts is record, with the retries left alone unless retries is set.
 func (s *Sender) recordAttempts(ctx context.Context, tx pgx.Tx, endpointID string, outs []outcome, retries bool) (health, error) {
+	// Every record locks in one order — the endpoint's row, then its retries by position — so
+	// that the live delivery, the retries and a replay recording at once wait for each other
+	// instead of deadlocking (and losing the record of posts that were made).
+	outs = slices.Clone(outs)
+	slices.SortFunc(outs, func(a, b outcome) int { return cmp.Compare(a.rec.Position, b.rec.Position) })
+	h := healthOf(outs)
+	var got health
 	b := &pgx.Batch{}
+	// failing_since is the first failure after the last success, whatever order the records of
+	// the live delivery, the retries and replays arrive in: a failure older than the last
+	// success counts for nothing, and a success clears only failures older than itself.
+	b.Queue(`UPDATE webhook_endpoints SET
+			last_success_at = greatest(last_success_at, $2),
+			failing_since = (SELECT min(f) FROM (VALUES
+				(CASE WHEN failing_since > coalesce(greatest(last_success_at, $2), '-infinity') THEN failing_since END),
+				(CASE WHEN $3::timestamptz > coalesce(greatest(last_success_at, $2), '-infinity') THEN $3::timestamptz END)) AS v(f))
+		WHERE id = $1 RETURNING enabled AND deleted_at IS NULL, failing_since`,
+		endpointID, h.lastSuccess, h.failingSince).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&got.enabled, &got.failingSince)
+	})
 	for _, o := range outs {
 		if o.posted {
 			b.Queue(`INSERT INTO webhook_attempts (endpoint_id, event_id, event_position, event_type, notification_id,
@@ -233,27 +255,10 @@ func (s *Sender) recordAttempts(ctx context.Context, tx pgx.Tx, endpointID strin
 				endpointID, o.rec.ID, o.rec.Position, o.rec.Type, o.rec.StreamID, o.attempt, o.trigger, o.at,
 				o.answer.Duration.Seconds(), statusOrNil(o), o.succeeded(), clean(o.errorText(), 1000), clean(string(o.answer.Body), 1024))
 		}
-		switch {
-		case !retries:
-		case o.succeeded():
-			b.Queue(`DELETE FROM webhook_retries WHERE endpoint_id = $1 AND event_position = $2`, endpointID, o.rec.Position)
-		case !o.posted:
-			s.queueRetry(b, endpointID, o, o.attempt, s.now())
-		case o.attempt <= len(s.schedule):
-			s.queueRetry(b, endpointID, o, o.attempt+1, o.at.Add(s.schedule[o.attempt-1]))
-		default:
-			b.Queue(`DELETE FROM webhook_retries WHERE endpoint_id = $1 AND event_position = $2`, endpointID, o.rec.Position)
+		if retries {
+			s.queueRetryChange(b, endpointID, o)
 		}
 	}
-	h := healthOf(outs)
-	var got health
-	b.Queue(`UPDATE webhook_endpoints SET
-			last_success_at = greatest(last_success_at, $2),
-			failing_since = CASE WHEN $2::timestamptz IS NOT NULL THEN $3 ELSE coalesce(failing_since, $3) END
-		WHERE id = $1 RETURNING enabled AND deleted_at IS NULL, failing_since`,
-		endpointID, h.lastSuccess, h.failingSince).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&got.enabled, &got.failingSince)
-	})
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return health{}, fmt.Errorf("record %d deliveries to endpoint %s: %w", len(outs), endpointID, err)
 	}
@@ -261,16 +266,37 @@ func (s *Sender) recordAttempts(ctx context.Context, tx pgx.Tx, endpointID strin
 	return got, nil
 }
 
-func (s *Sender) queueRetry(b *pgx.Batch, endpointID string, o outcome, attempt int, due time.Time) {
-	origin := o.trigger
-	if origin == TriggerRetry {
-		origin = ""
+// queueRetryChange queues what o does to its event's retry. A retry owns its row, which it
+// advances, releases or deletes only while the row is still at its attempt. The live delivery and
+// replays only add a retry where none is pending: one already pending keeps its schedule and
+// whoever holds it.
+func (s *Sender) queueRetryChange(b *pgx.Batch, endpointID string, o outcome) {
+	const (
+		add = `INSERT INTO webhook_retries (endpoint_id, event_position, attempt, trigger, due_at)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (endpoint_id, event_position) DO NOTHING`
+		advance = `UPDATE webhook_retries SET attempt = $4, due_at = $5, lease_until = NULL
+			WHERE endpoint_id = $1 AND event_position = $2 AND attempt = $3`
+		drop = `DELETE FROM webhook_retries WHERE endpoint_id = $1 AND event_position = $2 AND attempt = $3`
+	)
+	exhausted := o.attempt > len(s.schedule)
+	if o.trigger == TriggerRetry {
+		switch {
+		case o.succeeded() || (o.posted && exhausted):
+			b.Queue(drop, endpointID, o.rec.Position, o.attempt)
+		case !o.posted:
+			b.Queue(advance, endpointID, o.rec.Position, o.attempt, o.attempt, s.now())
+		default:
+			b.Queue(advance, endpointID, o.rec.Position, o.attempt, o.attempt+1, o.at.Add(s.schedule[o.attempt-1]))
+		}
+		return
 	}
-	b.Queue(`INSERT INTO webhook_retries (endpoint_id, event_position, attempt, trigger, due_at)
-		VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (endpoint_id, event_position) DO UPDATE SET attempt = excluded.attempt, due_at = excluded.due_at,
-			lease_until = NULL, trigger = CASE WHEN excluded.trigger = '' THEN webhook_retries.trigger ELSE excluded.trigger END`,
-		endpointID, o.rec.Position, attempt, origin, due)
+	switch {
+	case o.succeeded():
+	case !o.posted:
+		b.Queue(add, endpointID, o.rec.Position, o.attempt, o.trigger, s.now())
+	case !exhausted:
+		b.Queue(add, endpointID, o.rec.Position, o.attempt+1, o.trigger, o.at.Add(s.schedule[o.attempt-1]))
+	}
 }
 
 func statusOrNil(o outcome) any {
@@ -340,7 +366,11 @@ func (s *Sender) disableIfFailing(ctx context.Context, endpointID string, h heal
 	since := h.failingSince.UTC()
 	reason := fmt.Sprintf("no successful delivery since %s (more than %s)", since.Format(time.RFC3339), s.disableAfter)
 	ev := &events.WebhookEndpointDisabled{Cause: events.DisabledFailing, Reason: reason, FailingSince: &since}
-	err = s.endpoints.change(ctx, cur, SystemActor, ev, `enabled = false, disabled_reason = $3, lease_owner = NULL`, "disabled: "+reason)
+	// Only if it is still failing since then: a success recorded meanwhile clears it.
+	err = s.endpoints.changeIf(ctx, cur, SystemActor, ev, `failing_since = $4`, `enabled = false, disabled_reason = $3`, "disabled: "+reason, since)
+	if herald.ErrorCode(err) == herald.ECONFLICT {
+		return // it succeeded, or changed, meanwhile
+	}
 	if err != nil {
 		s.logger.Warn("disable a failing webhook endpoint", "endpoint", endpointID, "error", err)
 		return

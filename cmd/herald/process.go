@@ -285,8 +285,11 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 	srv.WithAuth(apikeys.NewStore(pool), heraldhttp.RateLimit{
 		Requests: cfg.http.RateLimit, Window: cfg.http.RateWindow, PerAddress: cfg.http.AddressLimit})
 	srv.WithRebuilds(projections.NewJobs(ctx, projections.NewRebuilder(pool, log, 5000, logger), log))
-	srv.WithWebhooks(webhooks.NewEndpoints(pool, cfg.webhooks.policy()),
-		webhooks.NewReplayJobs(ctx, cfg.webhookSender(pr), cfg.webhooks.Lanes))
+	replays := webhooks.NewReplayJobs(ctx, cfg.webhookSender(pr), cfg.webhooks.Lanes)
+	// Stops the replays under way, and waits for their last page to be recorded, before the
+	// process closes its pool.
+	pr.add("webhook replays", func(ctx context.Context) error { <-ctx.Done(); replays.Wait(); return nil }, nil)
+	srv.WithWebhooks(webhooks.NewEndpoints(pool, cfg.webhooks.policy()), replays)
 	return srv
 }
 

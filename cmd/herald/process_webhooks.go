@@ -23,7 +23,8 @@ func (cfg *processConfig) webhookSender(pr *process) *webhooks.Sender {
 // addDispatcher adds the webhook dispatcher.
 func (cfg *processConfig) addDispatcher(pr *process) {
 	d := webhooks.NewDispatcher(pr.pool, cfg.webhookSender(pr), webhooks.DispatcherConfig{
-		Owner: dispatcherOwner(), Lanes: cfg.webhooks.Lanes, Poll: cfg.webhooks.Poll, Lease: cfg.webhooks.Lease, Logger: pr.logger,
+		Owner: dispatcherOwner(), Lanes: cfg.webhooks.Lanes, Poll: cfg.webhooks.Poll, Lease: cfg.webhooks.Lease,
+		RequestTimeout: cfg.webhooks.Timeout, Logger: pr.logger,
 	})
 	pr.add("webhooks", d.Run, func(context.Context) error { return d.Ready() })
 }
