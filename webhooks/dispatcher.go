@@ -351,7 +351,7 @@ func (d *Dispatcher) retryBatch(ctx context.Context, inFlight *sync.WaitGroup) (
 		busy = append(busy, id)
 	}
 	d.mu.Unlock()
-	taken, err := d.takeDue(ctx, busy)
+	taken, err := d.takeDue(ctx, busy, nil)
 	if err != nil || len(taken) == 0 {
 		return 0, err
 	}
@@ -371,19 +371,39 @@ func (d *Dispatcher) retryBatch(ctx context.Context, inFlight *sync.WaitGroup) (
 				delete(d.retrying, id)
 				d.mu.Unlock()
 			}()
-			if err := d.retryEndpoint(ctx, id, xs); err != nil && ctx.Err() == nil {
-				d.cfg.Logger.Warn("webhook retries", "endpoint", id, "error", err)
-			}
+			d.retryEndpointWhileDue(ctx, id, xs)
 		}()
 	}
 	return len(taken), nil
+}
+
+// retryEndpointWhileDue sends the retries xs of one endpoint, then takes and sends its next due
+// ones at once, as long as it finds a full batch: an endpoint's backlog drains as fast as it
+// answers, not one batch per look of the dispatcher.
+func (d *Dispatcher) retryEndpointWhileDue(ctx context.Context, id string, xs []due) {
+	for {
+		if err := d.retryEndpoint(ctx, id, xs); err != nil {
+			if ctx.Err() == nil {
+				d.cfg.Logger.Warn("webhook retries", "endpoint", id, "error", err)
+			}
+			return
+		}
+		if len(xs) < d.perEndpoint() || ctx.Err() != nil {
+			return
+		}
+		next, err := d.takeDue(ctx, nil, &id)
+		if err != nil || len(next) == 0 {
+			return
+		}
+		xs = next
+	}
 }
 
 // takeDuePlan makes takeDueSQL read each endpoint's retries through its index, in order.
 const takeDuePlan = `SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off`
 
 // takeDueSQL leases due retries: $1 the most, $2 the lease, $3 the most per endpoint, $4 the
-// endpoints left out.
+// endpoints left out, $5 the one endpoint taken from (NULL: any).
 const takeDueSQL = `
 WITH picked AS (
 	SELECT due.endpoint_id, due.event_position
@@ -393,7 +413,7 @@ WITH picked AS (
 		WHERE r.endpoint_id = e.id AND r.due_at <= now() AND (r.lease_until IS NULL OR r.lease_until < now())
 		ORDER BY r.due_at LIMIT $3 FOR UPDATE OF r SKIP LOCKED
 	) due
-	WHERE e.enabled AND e.deleted_at IS NULL AND e.id <> ALL($4::uuid[])
+	WHERE e.enabled AND e.deleted_at IS NULL AND e.id <> ALL($4::uuid[]) AND ($5::uuid IS NULL OR e.id = $5)
 	LIMIT $1
 )
 UPDATE webhook_retries r SET lease_until = now() + $2::interval
@@ -405,7 +425,7 @@ RETURNING r.endpoint_id::text, r.event_position, r.attempt, r.trigger`
 // table's statistics say: the cost is the retries taken, not the backlog. Left to itself the
 // planner, while webhook_endpoints had no statistics, read and sorted every pending retry for
 // each batch (400–770 ms with 70,000 pending, against 7 ms), so a backlog slowed its own draining.
-func (d *Dispatcher) takeDue(ctx context.Context, busy []string) ([]due, error) {
+func (d *Dispatcher) takeDue(ctx context.Context, busy []string, only *string) ([]due, error) {
 	if busy == nil {
 		busy = []string{}
 	}
@@ -414,7 +434,7 @@ func (d *Dispatcher) takeDue(ctx context.Context, busy []string) ([]due, error) 
 		if _, err := tx.Exec(ctx, takeDuePlan); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, takeDueSQL, d.cfg.RetryBatch, d.retryLease().String(), d.perEndpoint(), busy)
+		rows, err := tx.Query(ctx, takeDueSQL, d.cfg.RetryBatch, d.retryLease().String(), d.perEndpoint(), busy, only)
 		if err != nil {
 			return err
 		}

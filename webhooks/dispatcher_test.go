@@ -418,11 +418,11 @@ func TestTakingRetriesReadsOnlyWhatItTakes(t *testing.T) {
 		t.Fatal(err)
 	}
 	var plan string
-	if err := tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT TEXT) `+webhooks.TakeDueSQL, 200, "1m", 200, []string{}).Scan(&plan); err != nil {
+	if err := tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT TEXT) `+webhooks.TakeDueSQL, 200, "1m", 200, []string{}, nil).Scan(&plan); err != nil {
 		// EXPLAIN returns one row per line; the first is enough to know it ran.
 		t.Fatal(err)
 	}
-	rows, err := tx.Query(ctx, `EXPLAIN `+webhooks.TakeDueSQL, 200, "1m", 200, []string{})
+	rows, err := tx.Query(ctx, `EXPLAIN `+webhooks.TakeDueSQL, 200, "1m", 200, []string{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

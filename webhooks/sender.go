@@ -247,17 +247,9 @@ func (s *Sender) recordAttempts(ctx context.Context, tx pgx.Tx, endpointID strin
 		endpointID, h.lastSuccess, h.failingSince).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&got.enabled, &got.failingSince)
 	})
-	for _, o := range outs {
-		if o.posted {
-			b.Queue(`INSERT INTO webhook_attempts (endpoint_id, event_id, event_position, event_type, notification_id,
-				attempt, trigger, attempted_at, duration_seconds, status_code, succeeded, error, response)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-				endpointID, o.rec.ID, o.rec.Position, o.rec.Type, o.rec.StreamID, o.attempt, o.trigger, o.at,
-				o.answer.Duration.Seconds(), statusOrNil(o), o.succeeded(), clean(o.errorText(), 1000), clean(string(o.answer.Body), 1024))
-		}
-		if retries {
-			s.queueRetryChange(b, endpointID, o)
-		}
+	queueAttempts(b, endpointID, outs)
+	if retries {
+		s.queueRetryChanges(b, endpointID, outs)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return health{}, fmt.Errorf("record %d deliveries to endpoint %s: %w", len(outs), endpointID, err)
@@ -266,44 +258,96 @@ func (s *Sender) recordAttempts(ctx context.Context, tx pgx.Tx, endpointID strin
 	return got, nil
 }
 
-// queueRetryChange queues what o does to its event's retry. A retry owns its row, which it
-// advances, releases or deletes only while the row is still at its attempt. The live delivery and
-// replays only add a retry where none is pending: one already pending keeps its schedule and
-// whoever holds it.
-func (s *Sender) queueRetryChange(b *pgx.Batch, endpointID string, o outcome) {
-	const (
-		add = `INSERT INTO webhook_retries (endpoint_id, event_position, attempt, trigger, due_at)
-			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (endpoint_id, event_position) DO NOTHING`
-		advance = `UPDATE webhook_retries SET attempt = $4, due_at = $5, lease_until = NULL
-			WHERE endpoint_id = $1 AND event_position = $2 AND attempt = $3`
-		drop = `DELETE FROM webhook_retries WHERE endpoint_id = $1 AND event_position = $2 AND attempt = $3`
+// queueAttempts queues one statement that inserts an attempt row for each post among outs: one
+// statement for a batch of hundreds, rather than one each, is most of what recording costs.
+func queueAttempts(b *pgx.Batch, endpointID string, outs []outcome) {
+	var (
+		eventIDs, types, streams, triggers, errs, responses []string
+		positions                                           []int64
+		attempts                                            []int32
+		ats                                                 []time.Time
+		durations                                           []float64
+		statuses                                            []*int32
+		succeeded                                           []bool
 	)
-	exhausted := o.attempt > len(s.schedule)
-	if o.trigger == TriggerRetry {
-		switch {
-		case o.succeeded() || (o.posted && exhausted):
-			b.Queue(drop, endpointID, o.rec.Position, o.attempt)
-		case !o.posted:
-			b.Queue(advance, endpointID, o.rec.Position, o.attempt, o.attempt, s.now())
-		default:
-			b.Queue(advance, endpointID, o.rec.Position, o.attempt, o.attempt+1, o.at.Add(s.schedule[o.attempt-1]))
+	for _, o := range outs {
+		if !o.posted {
+			continue
 		}
+		var status *int32
+		if o.answer.Status != 0 {
+			st := int32(o.answer.Status)
+			status = &st
+		}
+		eventIDs, positions, types, streams = append(eventIDs, o.rec.ID), append(positions, o.rec.Position), append(types, o.rec.Type), append(streams, o.rec.StreamID)
+		attempts, triggers, ats, durations = append(attempts, int32(o.attempt)), append(triggers, o.trigger), append(ats, o.at), append(durations, o.answer.Duration.Seconds())
+		statuses, succeeded = append(statuses, status), append(succeeded, o.succeeded())
+		errs, responses = append(errs, clean(o.errorText(), 1000)), append(responses, clean(string(o.answer.Body), 1024))
+	}
+	if len(eventIDs) == 0 {
 		return
 	}
-	switch {
-	case o.succeeded():
-	case !o.posted:
-		b.Queue(add, endpointID, o.rec.Position, o.attempt, o.trigger, s.now())
-	case !exhausted:
-		b.Queue(add, endpointID, o.rec.Position, o.attempt+1, o.trigger, o.at.Add(s.schedule[o.attempt-1]))
-	}
+	b.Queue(`INSERT INTO webhook_attempts (endpoint_id, event_id, event_position, event_type, notification_id,
+		attempt, trigger, attempted_at, duration_seconds, status_code, succeeded, error, response)
+		SELECT $1, a.* FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::uuid[], $6::int[], $7::text[],
+			$8::timestamptz[], $9::float8[], $10::int[], $11::bool[], $12::text[], $13::text[]) AS a`,
+		endpointID, eventIDs, positions, types, streams, attempts, triggers, ats, durations, statuses, succeeded, errs, responses)
 }
 
-func statusOrNil(o outcome) any {
-	if o.answer.Status == 0 {
-		return nil
+// queueRetryChanges queues what outs do to their events' retries, in at most three statements.
+// A retry owns its row, which it advances, releases or deletes only while the row is still at its
+// attempt. The live delivery and replays only add a retry where none is pending: one already
+// pending keeps its schedule and whoever holds it. (Every record updates the endpoint's row
+// first, so two records of one endpoint never hold each other's retry rows.)
+func (s *Sender) queueRetryChanges(b *pgx.Batch, endpointID string, outs []outcome) {
+	var (
+		addPos, advPos, dropPos          []int64
+		addAttempt, advFrom, advTo, drop []int32
+		addTrigger                       []string
+		addDue, advDue                   []time.Time
+	)
+	add := func(o outcome, attempt int, due time.Time) {
+		addPos, addAttempt, addTrigger, addDue = append(addPos, o.rec.Position), append(addAttempt, int32(attempt)), append(addTrigger, o.trigger), append(addDue, due)
 	}
-	return o.answer.Status
+	advance := func(o outcome, to int, due time.Time) {
+		advPos, advFrom, advTo, advDue = append(advPos, o.rec.Position), append(advFrom, int32(o.attempt)), append(advTo, int32(to)), append(advDue, due)
+	}
+	for _, o := range outs {
+		exhausted := o.attempt > len(s.schedule)
+		if o.trigger == TriggerRetry {
+			switch {
+			case o.succeeded() || (o.posted && exhausted):
+				dropPos, drop = append(dropPos, o.rec.Position), append(drop, int32(o.attempt))
+			case !o.posted:
+				advance(o, o.attempt, s.now())
+			default:
+				advance(o, o.attempt+1, o.at.Add(s.schedule[o.attempt-1]))
+			}
+			continue
+		}
+		switch {
+		case o.succeeded():
+		case !o.posted:
+			add(o, o.attempt, s.now())
+		case !exhausted:
+			add(o, o.attempt+1, o.at.Add(s.schedule[o.attempt-1]))
+		}
+	}
+	if len(addPos) > 0 {
+		b.Queue(`INSERT INTO webhook_retries (endpoint_id, event_position, attempt, trigger, due_at)
+			SELECT $1, a.* FROM unnest($2::bigint[], $3::int[], $4::text[], $5::timestamptz[]) AS a
+			ON CONFLICT (endpoint_id, event_position) DO NOTHING`, endpointID, addPos, addAttempt, addTrigger, addDue)
+	}
+	if len(advPos) > 0 {
+		b.Queue(`UPDATE webhook_retries r SET attempt = a.next, due_at = a.due, lease_until = NULL
+			FROM unnest($2::bigint[], $3::int[], $4::int[], $5::timestamptz[]) AS a(position, attempt, next, due)
+			WHERE r.endpoint_id = $1 AND r.event_position = a.position AND r.attempt = a.attempt`,
+			endpointID, advPos, advFrom, advTo, advDue)
+	}
+	if len(dropPos) > 0 {
+		b.Queue(`DELETE FROM webhook_retries r USING unnest($2::bigint[], $3::int[]) AS a(position, attempt)
+			WHERE r.endpoint_id = $1 AND r.event_position = a.position AND r.attempt = a.attempt`, endpointID, dropPos, drop)
+	}
 }
 
 // clean makes s storable as text: valid UTF-8, no NUL, at most max bytes.
