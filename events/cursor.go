@@ -27,15 +27,24 @@ func (c Cursor) Before(d Cursor) bool {
 // is older than every other transaction still open, so no event can later appear before the
 // cursor. q may be the log's pool or a transaction.
 func (l *Log) ReadAfter(ctx context.Context, q Querier, c Cursor, limit int) ([]Recorded, Cursor, error) {
-	return l.read(ctx, q, c, nil, limit)
+	recs, _, next, err := l.read(ctx, q, c, nil, limit)
+	return recs, next, err
+}
+
+// ReadAfterEach is ReadAfter that also returns each event's own cursor, for a consumer that may
+// stop part way through what it read.
+func (l *Log) ReadAfterEach(ctx context.Context, q Querier, c Cursor, limit int) ([]Recorded, []Cursor, error) {
+	recs, cursors, _, err := l.read(ctx, q, c, nil, limit)
+	return recs, cursors, err
 }
 
 // ReadBetween is ReadAfter that stops at upTo (included).
 func (l *Log) ReadBetween(ctx context.Context, q Querier, c, upTo Cursor, limit int) ([]Recorded, Cursor, error) {
-	return l.read(ctx, q, c, &upTo, limit)
+	recs, _, next, err := l.read(ctx, q, c, &upTo, limit)
+	return recs, next, err
 }
 
-func (l *Log) read(ctx context.Context, q Querier, c Cursor, upTo *Cursor, limit int) ([]Recorded, Cursor, error) {
+func (l *Log) read(ctx context.Context, q Querier, c Cursor, upTo *Cursor, limit int) ([]Recorded, []Cursor, Cursor, error) {
 	if q == nil {
 		q = l.db
 	}
@@ -52,28 +61,32 @@ WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2) `+bound+`
 ORDER BY e.transaction_id, e.global_position
 LIMIT $3`, args...)
 	if err != nil {
-		return nil, c, fmt.Errorf("read log after %d/%d: %w", c.TransactionID, c.Position, err)
+		return nil, nil, c, fmt.Errorf("read log after %d/%d: %w", c.TransactionID, c.Position, err)
 	}
 	defer rows.Close()
-	var out []Recorded
+	var (
+		out     []Recorded
+		cursors []Cursor
+	)
 	next := c
 	for rows.Next() {
 		var xid string
 		r, err := scanRecorded(rowWithPrefix{rows, &xid})
 		if err != nil {
-			return nil, c, fmt.Errorf("read log after %d/%d: %w", c.TransactionID, c.Position, err)
+			return nil, nil, c, fmt.Errorf("read log after %d/%d: %w", c.TransactionID, c.Position, err)
 		}
 		tx, err := strconv.ParseUint(xid, 10, 64)
 		if err != nil {
-			return nil, c, fmt.Errorf("read log: transaction id %q: %w", xid, err)
+			return nil, nil, c, fmt.Errorf("read log: transaction id %q: %w", xid, err)
 		}
 		out = append(out, r)
 		next = Cursor{TransactionID: tx, Position: r.Position}
+		cursors = append(cursors, next)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, c, fmt.Errorf("read log after %d/%d: %w", c.TransactionID, c.Position, err)
+		return nil, nil, c, fmt.Errorf("read log after %d/%d: %w", c.TransactionID, c.Position, err)
 	}
-	return out, next, nil
+	return out, cursors, next, nil
 }
 
 // visibleBelow is the transaction id below which every transaction has finished, leaving out the

@@ -35,7 +35,11 @@ type DispatcherConfig struct {
 	// RequestTimeout is the longest a request to an endpoint may take (the client's timeout):
 	// taken retries are leased for long enough to post them.
 	RequestTimeout time.Duration
-	Logger         *slog.Logger
+	// TripAfter is how many live posts in a row may fail before the live delivery stops
+	// posting every event and probes with one at a time; Probe is the wait between probes.
+	TripAfter int
+	Probe     time.Duration
+	Logger    *slog.Logger
 }
 
 func (c DispatcherConfig) withDefaults() DispatcherConfig {
@@ -56,6 +60,12 @@ func (c DispatcherConfig) withDefaults() DispatcherConfig {
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = DefaultTimeout
+	}
+	if c.TripAfter < 1 {
+		c.TripAfter = 20
+	}
+	if c.Probe <= 0 {
+		c.Probe = 5 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -199,8 +209,9 @@ func (d *Dispatcher) live(ctx context.Context, id string) {
 	d.cfg.Logger.Info("webhook delivery started", "endpoint", id)
 	defer d.cfg.Logger.Info("webhook delivery stopped", "endpoint", id)
 	backoff := d.cfg.Poll
+	var failedInARow int
 	for ctx.Err() == nil {
-		more, err := d.liveBatch(ctx, id)
+		more, err := d.liveBatch(ctx, id, &failedInARow)
 		switch {
 		case errors.Is(err, errLeaseLost):
 			return
@@ -214,7 +225,10 @@ func (d *Dispatcher) live(ctx context.Context, id string) {
 			continue
 		}
 		backoff = d.cfg.Poll
-		if !more {
+		switch {
+		case failedInARow >= d.cfg.TripAfter:
+			sleep(ctx, d.cfg.Probe)
+		case !more:
 			sleep(ctx, d.cfg.Poll)
 		}
 	}
@@ -222,7 +236,15 @@ func (d *Dispatcher) live(ctx context.Context, id string) {
 
 // liveBatch delivers the next events after the endpoint's offset and moves the offset past
 // them, recording every post. It reports whether there may be more to read at once.
-func (d *Dispatcher) liveBatch(ctx context.Context, id string) (bool, error) {
+//
+// failedInARow counts the live posts that failed since the last success. Once it reaches
+// TripAfter the endpoint fails everything it is sent, and posting each new event to it would
+// cost as much as delivering it and achieve nothing: the live delivery then posts one event, a
+// probe, every Probe, and leaves the rest in the log, where they wait without costing anything.
+// A probe that succeeds ends it, and the events that waited are delivered in log order. A probe
+// that fails is retried on the schedule, like any failed delivery; the endpoint's failure time
+// goes on, so a dead endpoint is still disabled after HERALD_WEBHOOK_DISABLE_AFTER.
+func (d *Dispatcher) liveBatch(ctx context.Context, id string, failedInARow *int) (bool, error) {
 	t, err := d.sender.loadTarget(ctx, id)
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENOTFOUND {
@@ -233,7 +255,7 @@ func (d *Dispatcher) liveBatch(ctx context.Context, id string) (bool, error) {
 	if !t.Enabled || t.owner != d.cfg.Owner {
 		return false, errLeaseLost
 	}
-	recs, next, err := d.log.ReadAfter(ctx, nil, t.cursor, d.cfg.Batch)
+	recs, cursors, err := d.log.ReadAfterEach(ctx, nil, t.cursor, d.cfg.Batch)
 	if err != nil {
 		return false, err
 	}
@@ -244,23 +266,40 @@ func (d *Dispatcher) liveBatch(ctx context.Context, id string) (bool, error) {
 		}
 		return false, nil
 	}
+	full := len(recs) == d.cfg.Batch
+	probing := *failedInARow >= d.cfg.TripAfter
 	var (
 		sel      []events.Recorded
 		attempts []int
 	)
-	for _, r := range recs {
-		if t.Takes(r.Type) {
-			sel = append(sel, r)
-			attempts = append(attempts, 1)
+	for i, r := range recs {
+		if !t.Takes(r.Type) {
+			continue
+		}
+		sel = append(sel, r)
+		attempts = append(attempts, 1)
+		if probing {
+			// One event, and the offset goes no further than it.
+			recs, cursors, full = recs[:i+1], cursors[:i+1], true
+			break
 		}
 	}
+	next := cursors[len(cursors)-1]
 	outs := d.sender.postAll(ctx, t, sel, attempts, TriggerLive, d.cfg.Lanes)
 	h, err := d.commit(ctx, t, next, outs)
 	if err != nil {
 		return false, err
 	}
+	if anySucceeded(outs) {
+		*failedInARow = 0
+	} else {
+		for _, o := range outs {
+			if o.posted {
+				*failedInARow++
+			}
+		}
+	}
 	d.sender.disableIfFailing(ctx, id, h)
-	full := len(recs) == d.cfg.Batch
 	var lagSeconds float64
 	if full {
 		lagSeconds = time.Since(recs[len(recs)-1].Time).Seconds()
@@ -269,6 +308,16 @@ func (d *Dispatcher) liveBatch(ctx context.Context, id string) (bool, error) {
 		d.sender.metrics.lag(id, max(head-next.Position, 0), lagSeconds)
 	}
 	return full, nil
+}
+
+// anySucceeded reports whether any of outs succeeded.
+func anySucceeded(outs []outcome) bool {
+	for _, o := range outs {
+		if o.succeeded() {
+			return true
+		}
+	}
+	return false
 }
 
 // commit moves the endpoint's offset from t.cursor to next and records outs, in one transaction,

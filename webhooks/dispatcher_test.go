@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -481,5 +482,59 @@ func TestDisableAndEnableMidBatchSendsNothingTwice(t *testing.T) {
 		if n > 1 {
 			t.Errorf("%s arrived %d times", id, n)
 		}
+	}
+}
+
+// TestDeadEndpointIsProbedNotFlooded: an endpoint that fails every request stops getting every
+// event: after TripAfter failures in a row it gets one probe per Probe, the rest wait in the log,
+// and once it answers again every event reaches it (or has its retry pending).
+func TestDeadEndpointIsProbedNotFlooded(t *testing.T) {
+	s := newSetup(t)
+	rcv := newReceiver(t)
+	var down atomic.Bool
+	down.Store(true)
+	rcv.failing(func(string, int) bool { return down.Load() })
+	ep := s.register(t, rcv)
+	const probe = 100 * time.Millisecond
+	s.dispatcherWith(t, webhooks.DispatcherConfig{Owner: "d1", Poll: 20 * time.Millisecond, Lease: 2 * time.Second, Lanes: 4,
+		TripAfter: 5, Probe: probe}, webhooks.SenderConfig{Schedule: []time.Duration{time.Hour}})
+	// Two stories trip it (ten failures); the next eighteen find it tripped.
+	for range 2 {
+		s.sendStory(t)
+	}
+	heraldtest.Eventually(t, 30*time.Second, "the first ten events to fail", func() (bool, error) {
+		n, _ := rcv.stats()
+		return n >= 10, nil
+	})
+	for range 18 {
+		s.sendStory(t)
+	}
+	heraldtest.Eventually(t, 30*time.Second, "five more requests", func() (bool, error) {
+		n, _ := rcv.stats()
+		return n >= 15, nil
+	})
+	// Tripped, it sends one event per probe: the requests after the first ten come a probe
+	// apart, where posting every event would have sent them all at once.
+	times := rcv.requestTimes()[10:15]
+	for i := 1; i < len(times); i++ {
+		if gap := times[i].Sub(times[i-1]); gap < probe/2 {
+			t.Fatalf("requests %d and %d to a dead endpoint came %s apart: want one probe per %s", 10+i, 11+i, gap, probe)
+		}
+	}
+	down.Store(false)
+	heraldtest.Eventually(t, 30*time.Second, "every event, arrived or with a retry pending", func() (bool, error) {
+		pending, err := s.eps.Pending(context.Background(), ep.ID)
+		return len(rcv.got())+int(pending) >= 100, err
+	})
+	pending, _ := s.eps.Pending(context.Background(), ep.ID)
+	seen := map[string]bool{}
+	for _, a := range rcv.got() {
+		if seen[a.id] {
+			t.Errorf("%s arrived twice", a.id)
+		}
+		seen[a.id] = true
+	}
+	if len(seen)+int(pending) != 100 {
+		t.Errorf("%d events arrived and %d wait for a retry: want the 100 events", len(seen), pending)
 	}
 }

@@ -44,6 +44,7 @@ type receiver struct {
 	arrived  []arrival
 	badSigs  int
 	requests int
+	times    []time.Time // of every request, answered or not
 }
 
 func newReceiver(t *testing.T) *receiver {
@@ -77,6 +78,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.requests++
+	r.times = append(r.times, time.Now())
 	id := req.Header.Get("webhook-id")
 	r.tries[id]++
 	if err := webhooks.Verify(req.Header, body, 5*time.Minute, time.Now(), r.secrets...); err != nil {
@@ -116,6 +118,13 @@ func splitSpace(s string) []string {
 		}
 	}
 	return out
+}
+
+// requestTimes returns when each request came.
+func (r *receiver) requestTimes() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.times...)
 }
 
 // got returns a copy of what arrived.
@@ -178,13 +187,18 @@ func (s setup) sendStory(t *testing.T) (string, []string) {
 // stops when the test ends.
 func (s setup) dispatcher(t *testing.T, owner string, sc webhooks.SenderConfig) *webhooks.Sender {
 	t.Helper()
+	return s.dispatcherWith(t, webhooks.DispatcherConfig{Owner: owner, Poll: 20 * time.Millisecond, Lease: 2 * time.Second, Lanes: 4}, sc)
+}
+
+// dispatcherWith is dispatcher with the dispatcher's settings dc.
+func (s setup) dispatcherWith(t *testing.T, dc webhooks.DispatcherConfig, sc webhooks.SenderConfig) *webhooks.Sender {
+	t.Helper()
+	owner := dc.Owner
 	if sc.Client == nil {
 		sc.Client = webhooks.NewClient(testPolicy, webhooks.ClientOptions{Timeout: 5 * time.Second})
 	}
 	sender := webhooks.NewSender(s.pool, s.eps, sc)
-	d := webhooks.NewDispatcher(s.pool, sender, webhooks.DispatcherConfig{
-		Owner: owner, Poll: 20 * time.Millisecond, Lease: 2 * time.Second, Lanes: 4,
-	})
+	d := webhooks.NewDispatcher(s.pool, sender, dc)
 	heraldtest.RunInBackground(t, "dispatcher "+owner, d.Run)
 	return sender
 }
