@@ -220,10 +220,11 @@ func TestBenchChecksWebhooks(t *testing.T) {
 	if w.ArrivedPerSec <= 0 || w.Seconds <= 0 {
 		t.Errorf("arrived %.1f/s over %.1fs, want a rate", w.ArrivedPerSec, w.Seconds)
 	}
-	// The failing endpoint got a first request for every event (bench waits for them), each
-	// answered 500; whether retries came before the run ended depends on the machine.
-	if f := w.Failing; f == nil || f.Events != w.Expected/2 || f.Untried != 0 || f.Requests < f.Events {
-		t.Errorf("failing endpoint %+v; want at least one request for each of the %d events", f, w.Expected/2)
+	// The failing endpoint got requests, each answered 500, and Herald, finding it failing
+	// everything, stopped posting it every event: some were never tried. How many depends on
+	// when it tripped.
+	if f := w.Failing; f == nil || f.Requests == 0 || f.Untried == 0 || f.Events+f.Untried != w.Expected/2 {
+		t.Errorf("failing endpoint %+v; want requests, and some of the %d events left untried", f, w.Expected/2)
 	}
 	if !rep.OK || rep.Outcome.Sent != 200 || rep.Settings.Webhooks != 2 || !rep.Settings.WebhookFailing {
 		t.Errorf("ok %v, problems %v, sent %d, settings %+v", rep.OK, rep.Problems, rep.Outcome.Sent, rep.Settings)

@@ -238,9 +238,7 @@ func (v findings) webhooks() {
 	if w.Unexpected > 0 {
 		v.warn("%d webhook events received are not notification events of the log when the drain ended", w.Unexpected)
 	}
-	if f := w.Failing; f != nil && f.Untried > 0 {
-		v.warn("the failing webhook endpoint never got a first request for %d events", f.Untried)
-	}
+
 }
 
 // watching finds what the load and the status API showed that is worth a look: refused POSTs,

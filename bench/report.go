@@ -255,7 +255,8 @@ type WebhookFigures struct {
 type FailingWebhook struct {
 	Requests int64 `json:"requests"`
 	// Events is the distinct events among them; Requests over Events is the attempts per event.
-	// Untried is the notification events of the log it never got a first request for.
+	// Untried is the notification events of the log it never got a first request for: Herald
+	// probes an endpoint that fails everything rather than post every event to it.
 	Events  int64 `json:"events"`
 	Untried int64 `json:"untried"`
 	// EventToFirstAttempt is the time from an event to its first request, as for a healthy one.

@@ -124,7 +124,7 @@ func (r *Report) webhookRows(t table) {
 	t.row("  duplicates", fmt.Sprintf("%d duplicates, %d unexpected", w.Duplicates, w.Unexpected), "")
 	t.row("  event→arrival", webhookPcts(w.EventToArrival), fmt.Sprintf("n=%d, event's time in the log → arrival", w.EventToArrival.Count))
 	if f := w.Failing; f != nil {
-		t.row("  failing endpoint", fmt.Sprintf("%d requests for %d events, %d untried", f.Requests, f.Events, f.Untried), "answers 500 to everything")
+		t.row("  failing endpoint", fmt.Sprintf("%d requests for %d events, %d untried", f.Requests, f.Events, f.Untried), "answers 500; probed once it trips")
 		t.row("    event→1st attempt", webhookPcts(f.EventToFirstAttempt), fmt.Sprintf("n=%d", f.EventToFirstAttempt.Count))
 	}
 }

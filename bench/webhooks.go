@@ -97,13 +97,13 @@ func notificationEventIDs(ctx context.Context, pool *pgxpool.Pool) ([]string, er
 	return ids, nil
 }
 
-// wait waits until every receiver, the failing one included, has had every event of ids, for
-// at most limit. It returns how long it waited and whether events were still missing at its end.
-// The failing one's first attempts are waited for too: an endpoint that fails must not hold
-// back the live delivery of the events after, and its retries are counted only if they happen.
+// wait waits until every healthy receiver has had every event of ids, for at most limit. It
+// returns how long it waited and whether events were still missing at its end. The failing one
+// is not waited for: Herald stops posting every event to an endpoint that fails everything and
+// probes it instead, so most events never reach it while it fails (its figures say how many).
 func (ws *webhookSet) wait(ctx context.Context, ids []string, limit time.Duration, say func(string, ...any)) (time.Duration, bool) {
 	start := time.Now()
-	want := int64(len(ids) * len(ws.all()))
+	want := int64(len(ids) * len(ws.healthy))
 	lastSaid := start
 	for {
 		got := ws.arrived(ids)
@@ -124,10 +124,10 @@ func (ws *webhookSet) wait(ctx context.Context, ids []string, limit time.Duratio
 	}
 }
 
-// arrived counts the events of ids that reached the receivers, each receiver apart.
+// arrived counts the events of ids that reached the healthy receivers, each receiver apart.
 func (ws *webhookSet) arrived(ids []string) int64 {
 	var n int64
-	for _, w := range ws.all() {
+	for _, w := range ws.healthy {
 		n += w.countSeen(ids)
 	}
 	return n
