@@ -14,6 +14,7 @@ package herald
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -37,18 +38,25 @@ func ParseChannel(s string) (Channel, error) {
 	return "", Errorf(EINVALID, "unknown channel %q: want email or sms", s)
 }
 
-// Status is where a notification is in its life: pending → processing → sent | failed.
+// Status is where a notification is in its life: pending → processing → sent | failed, and
+// after sent what the provider or the recipient's mail server reported: delivered, undelivered,
+// bounced or complained.
 type Status string
 
 const (
-	StatusPending    Status = "pending"
-	StatusProcessing Status = "processing"
-	StatusSent       Status = "sent"
-	StatusFailed     Status = "failed"
+	StatusPending     Status = "pending"
+	StatusProcessing  Status = "processing"
+	StatusSent        Status = "sent"
+	StatusDelivered   Status = "delivered"
+	StatusUndelivered Status = "undelivered"
+	StatusBounced     Status = "bounced"
+	StatusComplained  Status = "complained"
+	StatusFailed      Status = "failed"
 )
 
 // Statuses lists every status in life order.
-var Statuses = []Status{StatusPending, StatusProcessing, StatusSent, StatusFailed}
+var Statuses = []Status{StatusPending, StatusProcessing, StatusSent, StatusDelivered, StatusUndelivered,
+	StatusBounced, StatusComplained, StatusFailed}
 
 // ParseStatus returns the status named s, or an EINVALID error.
 func ParseStatus(s string) (Status, error) {
@@ -57,11 +65,26 @@ func ParseStatus(s string) (Status, error) {
 			return st, nil
 		}
 	}
-	return "", Errorf(EINVALID, "unknown status %q: want pending, processing, sent or failed", s)
+	names := make([]string, len(Statuses))
+	for i, st := range Statuses {
+		names[i] = string(st)
+	}
+	return "", Errorf(EINVALID, "unknown status %q: want one of %s", s, strings.Join(names, ", "))
 }
 
-// Terminal reports whether no event can follow this status: sent and failed are final.
-func (s Status) Terminal() bool { return s == StatusSent || s == StatusFailed }
+// WasSent reports whether a provider took the notification: sent, or any status a report after
+// sending leads to. Nothing is sent again from such a status.
+func (s Status) WasSent() bool {
+	switch s {
+	case StatusSent, StatusDelivered, StatusUndelivered, StatusBounced, StatusComplained:
+		return true
+	}
+	return false
+}
+
+// Terminal reports whether no delivery attempt can follow this status: it was sent (reports may
+// still follow), or it failed.
+func (s Status) Terminal() bool { return s.WasSent() || s == StatusFailed }
 
 // Notification is the state of one notification, folded from its event stream. The status
 // projection stores the same fields; the log is the truth both are derived from.

@@ -35,6 +35,16 @@ func (v *visited) NotificationRecovered(*events.NotificationRecovered) {
 	v.method = "NotificationRecovered"
 }
 
+func (v *visited) NotificationDelivered(*events.NotificationDelivered) {
+	v.method = "NotificationDelivered"
+}
+func (v *visited) NotificationUndelivered(*events.NotificationUndelivered) {
+	v.method = "NotificationUndelivered"
+}
+func (v *visited) NotificationBounced(*events.NotificationBounced) { v.method = "NotificationBounced" }
+func (v *visited) NotificationComplained(*events.NotificationComplained) {
+	v.method = "NotificationComplained"
+}
 func (v *visited) WebhookEndpoint(e events.EndpointEvent) { e.AcceptEndpoint(v) }
 func (v *visited) WebhookEndpointCreated(*events.WebhookEndpointCreated) {
 	v.method = "WebhookEndpointCreated"
@@ -146,6 +156,11 @@ func everyEvent() []events.Event {
 		&events.NotificationRequeued{Actor: "ops", Reason: "mailbox fixed", Attempts: 3},
 		&events.NotificationDiscarded{Actor: "ops", Reason: "address gone"},
 		&events.NotificationRecovered{Actor: "system:reconciler", Reason: "stalled", Status: herald.StatusProcessing},
+		&events.NotificationDelivered{Provider: "http-sms", ProviderMessageID: "SM1", ProviderStatus: "delivered"},
+		&events.NotificationUndelivered{Provider: "http-sms", ProviderMessageID: "SM1", ProviderStatus: "undelivered", ErrorCode: "30003", Error: "Unreachable destination handset"},
+		&events.NotificationBounced{Kind: events.BounceHard, Status: "5.1.1", Diagnostic: "smtp; 550 5.1.1 user unknown",
+			ReportingMTA: "mx.example.com", Recipient: "ada@example.com", ReportID: "r1"},
+		&events.NotificationComplained{FeedbackType: "abuse", ReportingMTA: "fbl.example.net", UserAgent: "FBL/1.0", ReportID: "r2"},
 		&events.WebhookEndpointCreated{URL: "https://hooks.example.com/herald", Description: "shop",
 			EventTypes: []string{events.TypeNotificationSent, events.TypeNotificationFailed}},
 		&events.WebhookEndpointUpdated{URL: ptr("https://hooks.example.com/v2"), Description: ptr(""),

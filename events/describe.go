@@ -78,3 +78,44 @@ func (v *describer) NotificationDiscarded(e *NotificationDiscarded) {
 func (v *describer) NotificationRecovered(e *NotificationRecovered) {
 	v.text = fmt.Sprintf("recovered by %s: %s", e.Actor, e.Reason)
 }
+
+// NotificationDelivered: delivered, per the provider: delivered via twilio, id SM….
+func (v *describer) NotificationDelivered(e *NotificationDelivered) {
+	v.text = "delivered" + via(e.Provider)
+	if e.ProviderMessageID != "" {
+		v.text += ", id " + e.ProviderMessageID
+	}
+}
+
+// NotificationUndelivered: undelivered, per the provider, and why: undelivered via twilio: 30003.
+func (v *describer) NotificationUndelivered(e *NotificationUndelivered) {
+	v.text = "undelivered" + via(e.Provider)
+	if why := joinNonEmpty(e.ErrorCode, e.Error); why != "" {
+		v.text += ": " + why
+	}
+}
+
+// NotificationBounced: the kind, the status and the server's words: hard bounce 5.1.1 from mx.example.com: user unknown.
+func (v *describer) NotificationBounced(e *NotificationBounced) {
+	v.text = e.Kind + " bounce"
+	if e.Status != "" {
+		v.text += " " + e.Status
+	}
+	if e.ReportingMTA != "" {
+		v.text += " from " + e.ReportingMTA
+	}
+	if e.Diagnostic != "" {
+		v.text += ": " + e.Diagnostic
+	}
+}
+
+// NotificationComplained: the feedback type and who reported it: complaint (abuse) from mx.example.com.
+func (v *describer) NotificationComplained(e *NotificationComplained) {
+	v.text = "complaint"
+	if e.FeedbackType != "" {
+		v.text += " (" + e.FeedbackType + ")"
+	}
+	if e.ReportingMTA != "" {
+		v.text += " from " + e.ReportingMTA
+	}
+}

@@ -60,6 +60,24 @@ func TestEvolve(t *testing.T) {
 		{&events.NotificationSent{Attempt: 3, Provider: "log", ProviderMessageID: "m1"}, after(10, func(n *herald.Notification) {
 			n.Status, n.Attempts, n.RoundStart, n.AttemptStartedAt, n.Provider, n.ProviderMessageID = herald.StatusSent, 3, 2, at(9), "log", "m1"
 		})},
+		// Reports after sending: a soft bounce leaves it sent, the rest set the status.
+		{&events.NotificationBounced{Kind: events.BounceSoft, Status: "4.2.2", Diagnostic: "mailbox full"}, after(11, func(n *herald.Notification) {
+			n.Status, n.Attempts, n.RoundStart, n.AttemptStartedAt, n.Provider, n.ProviderMessageID = herald.StatusSent, 3, 2, at(9), "log", "m1"
+		})},
+		{&events.NotificationDelivered{Provider: "log", ProviderMessageID: "m1"}, after(12, func(n *herald.Notification) {
+			n.Status, n.Attempts, n.RoundStart, n.AttemptStartedAt, n.Provider, n.ProviderMessageID = herald.StatusDelivered, 3, 2, at(9), "log", "m1"
+		})},
+		{&events.NotificationComplained{FeedbackType: "abuse"}, after(13, func(n *herald.Notification) {
+			n.Status, n.Attempts, n.RoundStart, n.AttemptStartedAt, n.Provider, n.ProviderMessageID = herald.StatusComplained, 3, 2, at(9), "log", "m1"
+		})},
+		{&events.NotificationBounced{Kind: events.BounceHard, Status: "5.1.1", Diagnostic: "user unknown"}, after(14, func(n *herald.Notification) {
+			n.Status, n.Attempts, n.RoundStart, n.AttemptStartedAt, n.Provider, n.ProviderMessageID = herald.StatusBounced, 3, 2, at(9), "log", "m1"
+			n.LastError = "5.1.1: user unknown"
+		})},
+		{&events.NotificationUndelivered{Provider: "log", ErrorCode: "30003", Error: "unreachable"}, after(15, func(n *herald.Notification) {
+			n.Status, n.Attempts, n.RoundStart, n.AttemptStartedAt, n.Provider, n.ProviderMessageID = herald.StatusUndelivered, 3, 2, at(9), "log", "m1"
+			n.LastError = "30003: unreachable"
+		})},
 	}
 	var n herald.Notification
 	for i, s := range steps {

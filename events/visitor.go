@@ -21,6 +21,10 @@ type Visitor interface {
 	NotificationRequeued(*NotificationRequeued)
 	NotificationDiscarded(*NotificationDiscarded)
 	NotificationRecovered(*NotificationRecovered)
+	NotificationDelivered(*NotificationDelivered)
+	NotificationUndelivered(*NotificationUndelivered)
+	NotificationBounced(*NotificationBounced)
+	NotificationComplained(*NotificationComplained)
 	// WebhookEndpoint is called for every event of a webhook endpoint's stream, which says
 	// nothing about a notification; EndpointVisitor tells those events apart.
 	WebhookEndpoint(EndpointEvent)

@@ -54,7 +54,7 @@ func DecideStart(n herald.Notification, p Policy, now time.Time, worker string) 
 	switch {
 	case n.Version == 0:
 		return nil, ErrNotQueued
-	case n.Status == herald.StatusSent:
+	case n.Status.WasSent():
 		return nil, ErrAlreadySent
 	case n.Status == herald.StatusFailed:
 		return nil, ErrAlreadyFailed

@@ -63,6 +63,21 @@ func TestDecideStart(t *testing.T) {
 			wantErr: handlers.ErrAlreadySent,
 		},
 		{
+			// A report after sending never leads to sending again, whatever it says.
+			name: "bounced after sending",
+			given: []events.Event{queued, processing(1), &events.NotificationSent{Attempt: 1, Provider: "smtp"},
+				&events.NotificationBounced{Kind: events.BounceHard, Status: "5.1.1"}},
+			now:     t0.Add(time.Hour),
+			wantErr: handlers.ErrAlreadySent,
+		},
+		{
+			name: "undelivered after sending",
+			given: []events.Event{queued, processing(1), &events.NotificationSent{Attempt: 1, Provider: "http-sms"},
+				&events.NotificationUndelivered{Provider: "http-sms", ErrorCode: "30003"}},
+			now:     t0.Add(time.Hour),
+			wantErr: handlers.ErrAlreadySent,
+		},
+		{
 			name:    "already failed",
 			given:   []events.Event{queued, processing(1), &events.NotificationFailed{Attempt: 1, Error: "550", Reason: events.ReasonPermanentError}},
 			now:     t0.Add(time.Hour),

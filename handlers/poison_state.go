@@ -87,3 +87,15 @@ func (lastFailure) NotificationRecovered(*events.NotificationRecovered) {}
 
 // WebhookEndpoint: an endpoint's change is in no notification's stream.
 func (lastFailure) WebhookEndpoint(events.EndpointEvent) {}
+
+// NotificationDelivered: a report after sending; no failure to act on.
+func (lastFailure) NotificationDelivered(*events.NotificationDelivered) {}
+
+// NotificationUndelivered: a report after sending; the poison queue has nothing to do with it.
+func (lastFailure) NotificationUndelivered(*events.NotificationUndelivered) {}
+
+// NotificationBounced: a report after sending; the poison queue has nothing to do with it.
+func (lastFailure) NotificationBounced(*events.NotificationBounced) {}
+
+// NotificationComplained: a report after sending; no failure to act on.
+func (lastFailure) NotificationComplained(*events.NotificationComplained) {}

@@ -83,7 +83,7 @@ func DecideRecover(n herald.Notification, s Stall, after time.Duration) ([]event
 	switch {
 	case n.Version == 0:
 		return nil, ErrNotQueued
-	case n.Status == herald.StatusSent:
+	case n.Status.WasSent():
 		return nil, ErrAlreadySent
 	case n.Status == herald.StatusFailed:
 		return nil, ErrAlreadyFailed

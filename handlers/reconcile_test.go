@@ -64,6 +64,8 @@ func TestDecideRecover(t *testing.T) {
 		{name: "requeued, idle", given: []events.Event{queued, processing(1), failed, requeued}, since: 11 * time.Minute,
 			then: []events.Event{recovered(herald.StatusPending, "pending with no event for 11m0s and no command waiting in the outbox: command sent again")}},
 		{name: "sent", given: []events.Event{queued, processing(1), sent}, since: time.Hour, wantErr: handlers.ErrAlreadySent},
+		{name: "delivered", given: []events.Event{queued, processing(1), sent, &events.NotificationDelivered{Provider: "http-sms"}},
+			since: time.Hour, wantErr: handlers.ErrAlreadySent},
 		{name: "failed", given: []events.Event{queued, processing(1), failed}, since: time.Hour, wantErr: handlers.ErrAlreadyFailed},
 		{name: "never queued", since: time.Hour, wantErr: handlers.ErrNotQueued},
 		{name: "recovered once: waits twice the age", given: []events.Event{queued, rec}, since: 19 * time.Minute,

@@ -53,10 +53,14 @@ type replayedStream struct {
 
 // replayedCounts are the summary's counts by status.
 type replayedCounts struct {
-	Pending    int `json:"pending"`
-	Processing int `json:"processing"`
-	Sent       int `json:"sent"`
-	Failed     int `json:"failed"`
+	Pending     int `json:"pending"`
+	Processing  int `json:"processing"`
+	Sent        int `json:"sent"`
+	Delivered   int `json:"delivered"`
+	Undelivered int `json:"undelivered"`
+	Bounced     int `json:"bounced"`
+	Complained  int `json:"complained"`
+	Failed      int `json:"failed"`
 }
 
 // replayedAll is what replay writes in json for every notification.

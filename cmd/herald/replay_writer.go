@@ -12,10 +12,14 @@ import (
 
 // replayCounts counts notifications per status, in life order.
 type replayCounts struct {
-	Pending    int `json:"pending"`
-	Processing int `json:"processing"`
-	Sent       int `json:"sent"`
-	Failed     int `json:"failed"`
+	Pending     int `json:"pending"`
+	Processing  int `json:"processing"`
+	Sent        int `json:"sent"`
+	Delivered   int `json:"delivered"`
+	Undelivered int `json:"undelivered"`
+	Bounced     int `json:"bounced"`
+	Complained  int `json:"complained"`
+	Failed      int `json:"failed"`
 }
 
 // add counts one notification of status s.
@@ -27,6 +31,14 @@ func (c *replayCounts) add(s herald.Status) {
 		c.Processing++
 	case herald.StatusSent:
 		c.Sent++
+	case herald.StatusDelivered:
+		c.Delivered++
+	case herald.StatusUndelivered:
+		c.Undelivered++
+	case herald.StatusBounced:
+		c.Bounced++
+	case herald.StatusComplained:
+		c.Complained++
 	case herald.StatusFailed:
 		c.Failed++
 	}
