@@ -101,7 +101,7 @@ func notificationEventIDs(ctx context.Context, pool *pgxpool.Pool) ([]string, er
 // first request, for at most limit. It returns how long it waited and whether events were still
 // missing at its end. The failing one is not waited for beyond that: Herald stops posting every
 // event to an endpoint that fails everything and probes it instead, so most events never reach
-// it while it fails (its figures say how many); but a short run could otherwise end before a
+// it while it fails (its figures say how many); but a short run could otherwise end before the
 // dispatcher took up that endpoint at all.
 func (ws *webhookSet) wait(ctx context.Context, ids []string, limit time.Duration, say func(string, ...any)) (time.Duration, bool) {
 	start := time.Now()

@@ -166,9 +166,10 @@ func (d *Dispatcher) stop(id string) {
 	d.sender.metrics.forget(id)
 }
 
-// claim renews the leases this dispatcher holds and takes at most one endpoint nobody holds
-// (or whose holder's lease ran out), so that the endpoints spread over the dispatchers that ask.
-// It returns every endpoint it holds.
+// claim renews the leases this dispatcher holds and takes half of the endpoints nobody holds (or
+// whose holder's lease ran out), at least one: dispatchers asking together share them out, and
+// one alone has them all within a few rounds (taking one a round, a process starting alone with
+// fifty endpoints left the last one waiting fifty seconds). It returns every endpoint it holds.
 func (d *Dispatcher) claim(ctx context.Context) ([]string, error) {
 	rows, err := d.db.Query(ctx, `
 WITH renewed AS (
@@ -178,7 +179,10 @@ WITH renewed AS (
 ), free AS (
 	SELECT id FROM webhook_endpoints
 	WHERE enabled AND deleted_at IS NULL AND (lease_owner IS NULL OR lease_until < now()) AND lease_owner IS DISTINCT FROM $1
-	ORDER BY lease_until NULLS FIRST, id LIMIT 1 FOR UPDATE SKIP LOCKED
+	ORDER BY lease_until NULLS FIRST, id
+	LIMIT (SELECT greatest(1, (count(*) + 1) / 2) FROM webhook_endpoints
+		WHERE enabled AND deleted_at IS NULL AND (lease_owner IS NULL OR lease_until < now()) AND lease_owner IS DISTINCT FROM $1)
+	FOR UPDATE SKIP LOCKED
 ), taken AS (
 	UPDATE webhook_endpoints e SET lease_owner = $1, lease_until = now() + $2::interval
 	FROM free WHERE e.id = free.id

@@ -3,6 +3,7 @@ package webhooks
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -106,5 +107,32 @@ func TestRecordsDoNotDeadlock(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	}
+}
+
+// TestClaimTakesHalfOfTheFreeEndpoints: a dispatcher asking takes half of the endpoints nobody
+// holds (at least one), so that one alone holds them all within a few rounds and several asking
+// together share them out.
+func TestClaimTakesHalfOfTheFreeEndpoints(t *testing.T) {
+	pool, s, _ := recordSetup(t)
+	ctx := context.Background()
+	for i := range 7 {
+		if _, _, err := s.endpoints.Create(ctx, NewEndpoint{URL: "http://127.0.0.1:1/e" + string(rune('a'+i))}, "tester"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d1 := NewDispatcher(pool, s, DispatcherConfig{Owner: "d1"})
+	d2 := NewDispatcher(pool, s, DispatcherConfig{Owner: "d2"})
+	var got []int
+	for _, d := range []*Dispatcher{d1, d2, d1, d1} {
+		held, err := d.claim(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, len(held))
+	}
+	// 8 free: d1 takes 4; 4 free: d2 takes 2; 2 free: d1 holds 5; 1 free: d1 holds 6.
+	if want := []int{4, 2, 5, 6}; !slices.Equal(got, want) {
+		t.Errorf("endpoints held after each ask: %v, want %v", got, want)
 	}
 }
