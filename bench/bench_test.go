@@ -15,6 +15,7 @@ import (
 	"github.com/herald-notify/herald/bench"
 	"github.com/herald-notify/herald/harness"
 	"github.com/herald-notify/herald/heraldtest"
+	"github.com/herald-notify/herald/redact"
 )
 
 // heraldBin is the herald binary TestMain builds: herald bench runs Herald's processes from its
@@ -63,7 +64,8 @@ func runBench(t *testing.T, args ...string) (*bench.Report, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
-	t.Logf("herald bench %s\n%s", strings.Join(args, " "), stderr.String())
+	// The service URLs carry the test accounts' passwords: the log shows them masked.
+	t.Logf("herald bench %s\n%s", redact.Text(strings.Join(args, " ")), redact.Text(stderr.String()))
 	var rep bench.Report
 	if jerr := json.Unmarshal(stdout.Bytes(), &rep); jerr != nil {
 		t.Fatalf("herald bench (%v) did not print a JSON report: %v\nstdout:\n%s", err, jerr, stdout.String())
