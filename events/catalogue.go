@@ -27,13 +27,16 @@ var catalogue = []func() Event{
 	func() Event { return new(WebhookEndpointEnabled) },
 	func() Event { return new(WebhookEndpointSecretRotated) },
 	func() Event { return new(WebhookEndpointDeleted) },
+	func() Event { return new(RecipientSuppressed) },
+	func() Event { return new(RecipientUnsuppressed) },
 }
 
 // Types lists every event type the log may hold.
 var Types = catalogueTypes()
 
 // NotificationTypes lists the types of the events of notifications' streams, in catalogue order:
-// the ones a webhook endpoint can subscribe to. The rest are endpoints' own (EndpointEvent).
+// the ones a webhook endpoint can subscribe to. The rest are endpoints' own (EndpointEvent) and
+// suppressions' (SuppressionEvent).
 var NotificationTypes = func() []string {
 	var out []string
 	for _, t := range Types {

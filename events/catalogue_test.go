@@ -64,25 +64,34 @@ func (v *visited) WebhookEndpointSecretRotated(*events.WebhookEndpointSecretRota
 func (v *visited) WebhookEndpointDeleted(*events.WebhookEndpointDeleted) {
 	v.method = "WebhookEndpointDeleted"
 }
+func (v *visited) Suppression(e events.SuppressionEvent) { e.AcceptSuppression(v) }
+func (v *visited) RecipientSuppressed(*events.RecipientSuppressed) {
+	v.method = "RecipientSuppressed"
+}
+func (v *visited) RecipientUnsuppressed(*events.RecipientUnsuppressed) {
+	v.method = "RecipientUnsuppressed"
+}
 
 // TestCatalogueKnowsEveryEvent holds the catalogue to the visitors: every type Visitor (for the
-// notifications' events) or EndpointVisitor (for the endpoints') has a method for is an Event
+// notifications' events), EndpointVisitor (for the endpoints') or SuppressionVisitor (for the
+// suppressions') has a method for is an Event
 // named as its method, listed in Types once, decoded by Decode into its own type, and dispatched
 // by Accept to its own method. A new event type with its visitor method but not in the
 // catalogue fails here.
 func TestCatalogueKnowsEveryEvent(t *testing.T) {
 	methods := 0
 	for _, family := range []struct {
-		visitor  reflect.Type
-		endpoint bool
+		visitor               reflect.Type
+		endpoint, suppression bool
 	}{
-		{reflect.TypeFor[events.Visitor](), false},
-		{reflect.TypeFor[events.EndpointVisitor](), true},
+		{reflect.TypeFor[events.Visitor](), false, false},
+		{reflect.TypeFor[events.EndpointVisitor](), true, false},
+		{reflect.TypeFor[events.SuppressionVisitor](), false, true},
 	} {
 		for i := range family.visitor.NumMethod() {
 			m := family.visitor.Method(i)
-			if m.Name == "WebhookEndpoint" {
-				continue // the door to EndpointVisitor
+			if m.Name == "WebhookEndpoint" || m.Name == "Suppression" {
+				continue // the doors to EndpointVisitor and SuppressionVisitor
 			}
 			methods++
 			if m.Type.NumIn() != 1 || m.Type.In(0).Kind() != reflect.Pointer {
@@ -97,7 +106,10 @@ func TestCatalogueKnowsEveryEvent(t *testing.T) {
 			if _, isEndpoint := e.(events.EndpointEvent); isEndpoint != family.endpoint {
 				t.Errorf("%T: EndpointEvent is %v, want %v", e, isEndpoint, family.endpoint)
 			}
-			if got := events.IsNotificationType(e.EventType()); got == family.endpoint {
+			if _, isSuppression := e.(events.SuppressionEvent); isSuppression != family.suppression {
+				t.Errorf("%T: SuppressionEvent is %v, want %v", e, isSuppression, family.suppression)
+			}
+			if got := events.IsNotificationType(e.EventType()); got == (family.endpoint || family.suppression) {
 				t.Errorf("IsNotificationType(%s) = %v", e.EventType(), got)
 			}
 			if e.EventType() != m.Name {
@@ -130,6 +142,7 @@ func TestNotificationOnly(t *testing.T) {
 		{Type: events.TypeWebhookEndpointCreated, Position: 2},
 		{Type: events.TypeNotificationSent, Position: 3},
 		{Type: events.TypeWebhookEndpointDeleted, Position: 4},
+		{Type: events.TypeRecipientSuppressed, Position: 5},
 	}
 	var got []int64
 	for _, r := range events.NotificationOnly(recs) {
@@ -170,6 +183,10 @@ func everyEvent() []events.Event {
 		&events.WebhookEndpointEnabled{},
 		&events.WebhookEndpointSecretRotated{PreviousValidUntil: time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)},
 		&events.WebhookEndpointDeleted{},
+		&events.RecipientSuppressed{Channel: herald.ChannelEmail, Recipient: "ada@example.com", Cause: events.SuppressedHardBounce,
+			Reason: "5.1.1 user unknown", NotificationID: "0193a4f2-7c1e-7000-8000-000000000001",
+			ExpiresAt: ptr(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))},
+		&events.RecipientUnsuppressed{Channel: herald.ChannelSMS, Recipient: "+14155550123", Reason: "START from the recipient"},
 	}
 }
 

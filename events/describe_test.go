@@ -61,6 +61,11 @@ func TestDescribe(t *testing.T) {
 		{&events.WebhookEndpointSecretRotated{PreviousValidUntil: time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)},
 			"secret rotated; the old one signs too until 2026-12-06T08:00:00Z"},
 		{&events.WebhookEndpointDeleted{}, "deleted"},
+		{&events.RecipientSuppressed{Channel: herald.ChannelEmail, Recipient: "ada@example.com", Cause: events.SuppressedHardBounce,
+			Reason: "5.1.1 user unknown", ExpiresAt: ptr(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))},
+			"email ada@example.com suppressed (hard_bounce: 5.1.1 user unknown) until 2027-01-01T00:00:00Z"},
+		{&events.RecipientSuppressed{Channel: herald.ChannelSMS, Recipient: "+14155550123", Cause: events.SuppressedOptOut}, "sms +14155550123 suppressed (opt_out)"},
+		{&events.RecipientUnsuppressed{Channel: herald.ChannelSMS, Recipient: "+14155550123", Reason: "START"}, "sms +14155550123 no longer suppressed: START"},
 	}
 	described := map[string]bool{}
 	for _, tt := range tests {

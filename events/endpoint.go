@@ -111,14 +111,17 @@ func (e *WebhookEndpointSecretRotated) AcceptEndpoint(v EndpointVisitor) {
 func (e *WebhookEndpointDeleted) AcceptEndpoint(v EndpointVisitor) { v.WebhookEndpointDeleted(e) }
 
 // IsNotificationType reports whether typ is the type of a notification's event, as opposed to
-// an endpoint's (or an unknown type).
+// an endpoint's or a suppression's (or an unknown type).
 func IsNotificationType(typ string) bool {
 	newEvent, ok := byType[typ]
 	if !ok {
 		return false
 	}
-	_, endpoint := newEvent().(EndpointEvent)
-	return !endpoint
+	switch newEvent().(type) {
+	case EndpointEvent, SuppressionEvent:
+		return false
+	}
+	return true
 }
 
 // NotificationOnly returns the notifications' events of recs, in their order: what a read model

@@ -247,3 +247,12 @@ func (v *statusAfter) WebhookEndpoint(EndpointEvent) { v.status = "" }
 
 // WebhookEndpoint: an endpoint's change is in no notification's history.
 func (v *historyEntry) WebhookEndpoint(EndpointEvent) {}
+
+// Suppression: the suppression list is no part of any notification's story.
+func (v *evolver) Suppression(SuppressionEvent) {}
+
+// Suppression: a suppression's change leaves no notification in any status.
+func (v *statusAfter) Suppression(SuppressionEvent) { v.status = "" }
+
+// Suppression: a suppression's change is in no notification's history.
+func (v *historyEntry) Suppression(SuppressionEvent) {}

@@ -28,6 +28,9 @@ type Visitor interface {
 	// WebhookEndpoint is called for every event of a webhook endpoint's stream, which says
 	// nothing about a notification; EndpointVisitor tells those events apart.
 	WebhookEndpoint(EndpointEvent)
+	// Suppression is called for every event of a suppression's stream, which says nothing about
+	// a notification either; SuppressionVisitor tells those events apart.
+	Suppression(SuppressionEvent)
 }
 
 // visitors reuses visitors of type V. A visitor handed to Accept escapes to the heap, and

@@ -88,6 +88,9 @@ func (lastFailure) NotificationRecovered(*events.NotificationRecovered) {}
 // WebhookEndpoint: an endpoint's change is in no notification's stream.
 func (lastFailure) WebhookEndpoint(events.EndpointEvent) {}
 
+// Suppression: a suppression's change is in no notification's stream.
+func (lastFailure) Suppression(events.SuppressionEvent) {}
+
 // NotificationDelivered: a report after sending; no failure to act on.
 func (lastFailure) NotificationDelivered(*events.NotificationDelivered) {}
 
