@@ -75,6 +75,8 @@ type DeliveryAttemptFailed struct {
 const (
 	ReasonPermanentError    = "permanent_error"
 	ReasonAttemptsExhausted = "attempts_exhausted"
+	// ReasonSuppressed: the recipient is on the suppression list; no provider was called.
+	ReasonSuppressed = "suppressed"
 )
 
 // NotificationFailed records that Herald gave up: the error was permanent or the attempts ran

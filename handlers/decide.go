@@ -9,6 +9,7 @@ import (
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/delivery"
 	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/suppressions"
 )
 
 // Policy is how hard workers try.
@@ -104,6 +105,37 @@ func DecideOutcome(n herald.Notification, p Policy, provider, providerMessageID 
 	return []events.Event{&events.DeliveryAttemptFailed{
 		Attempt: n.Attempts, Provider: provider, Error: sendErr.Error(),
 	}}, nil
+}
+
+// DecideSuppressed returns start — the events DecideStart gave for n's next attempt — with
+// that attempt replaced by the notification's failure, reason suppressed: its recipient is on
+// the suppression list (s), so no provider is called. The outcome of an abandoned attempt, if
+// start records one, stays before it. failed is false when start began no attempt (the
+// notification fails for another reason): then start is returned as it is.
+func DecideSuppressed(start []events.Event, n herald.Notification, s suppressions.Suppression) (out []events.Event, failed bool) {
+	out = make([]events.Event, 0, len(start))
+	for _, e := range start {
+		if _, attempt := e.(*events.NotificationProcessing); attempt {
+			e = &events.NotificationFailed{Attempt: n.Attempts, Error: SuppressedError(s), Reason: events.ReasonSuppressed}
+			failed = true
+		}
+		out = append(out, e)
+	}
+	return out, failed
+}
+
+// SuppressedError says why a suppressed recipient is not sent to: recipient suppressed
+// (hard_bounce: 5.1.1 user unknown) since 2026-12-05T10:00:00Z.
+func SuppressedError(s suppressions.Suppression) string {
+	why := s.Cause
+	if s.Reason != "" {
+		why += ": " + s.Reason
+	}
+	text := fmt.Sprintf("recipient suppressed (%s) since %s", why, s.CreatedAt.UTC().Format(time.RFC3339))
+	if s.ExpiresAt != nil {
+		text += " until " + s.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	return text
 }
 
 // roundAttempts counts the attempts of the current round: MaxAttempts applies to each round.

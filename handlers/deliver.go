@@ -12,6 +12,7 @@ import (
 	"github.com/herald-notify/herald/commands"
 	"github.com/herald-notify/herald/delivery"
 	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/suppressions"
 )
 
 // ErrFinal is wrapped by the errors after which retrying a command cannot help: the notification
@@ -49,7 +50,17 @@ type Deliverer struct {
 	skewWarned *atomic.Int64
 	// recordFor bounds how long an outcome is retried against the log after the provider answered.
 	recordFor time.Duration
+	// suppressions, when set, is asked about the recipient before each attempt.
+	suppressions Suppressions
 }
+
+// Suppressions is the suppression list as the deliverer asks it (see suppressions.Store).
+type Suppressions interface {
+	// Lookup returns the suppression that holds for recipient on channel now, if one does.
+	Lookup(ctx context.Context, channel herald.Channel, recipient string) (suppressions.Suppression, bool, error)
+}
+
+var _ Suppressions = (*suppressions.Store)(nil)
 
 // NewDeliverer returns a deliverer sending through providers, appending to store, identified in
 // the log as worker.
@@ -69,6 +80,16 @@ func NewDeliverer(store Store, providers map[herald.Channel]delivery.Provider, p
 		// so that no other worker presumes the attempt abandoned while its outcome is on its way.
 		recordFor: max(time.Second, policy.Lease-policy.Timeout),
 	}
+}
+
+// WithSuppressions returns a copy of d that asks list before each attempt: a notification whose
+// recipient is suppressed fails, reason suppressed, and no provider is called. The list is asked
+// at the last moment, so a suppression that arrives while a notification waits in its queue
+// holds for it too.
+func (d *Deliverer) WithSuppressions(list Suppressions) *Deliverer {
+	c := *d
+	c.suppressions = list
+	return &c
 }
 
 // WithClock returns a copy of d whose own clock reads now. Leases are judged on the database's
@@ -145,19 +166,50 @@ func (d *Deliverer) start(ctx context.Context, cmd commands.SendNotification, md
 		d.logger.DebugContext(ctx, "redelivered command for a sent notification acknowledged", "notification_id", n.ID)
 		return n, false, nil
 	case errors.Is(err, ErrAlreadyFailed):
+		if sup, suppressed, lookupErr := d.suppressed(ctx, n); lookupErr == nil && suppressed {
+			// Its suppression's failure was recorded and its acknowledgement lost: nothing to park.
+			d.logger.DebugContext(ctx, "redelivered command for a suppressed recipient acknowledged", "notification_id", n.ID,
+				"cause", sup.Cause)
+			return n, false, nil
+		}
 		// Park it again: if an earlier park was lost with its acknowledgement, this restores it.
 		return n, false, fmt.Errorf("deliver %s: %w: %w", n.ID, ErrFinal, err)
 	case err != nil:
 		return n, false, fmt.Errorf("deliver %s: %w", n.ID, err)
 	}
+	sup, suppressed, err := d.suppressed(ctx, n)
+	if err != nil {
+		return n, false, fmt.Errorf("deliver %s: %w", n.ID, err)
+	}
+	if suppressed {
+		start, suppressed = DecideSuppressed(start, n, sup)
+	}
 	n, err = d.append(ctx, n, md, start)
 	if err != nil {
 		return n, false, fmt.Errorf("deliver %s: start attempt %d: %w", n.ID, n.Attempts+1, err)
+	}
+	if suppressed {
+		// Not a failure anyone must act on: the command is acknowledged, not parked.
+		d.logger.InfoContext(ctx, "notification not sent: its recipient is suppressed", "notification_id", n.ID,
+			"cause", sup.Cause)
+		return n, false, nil
 	}
 	if n.Status == herald.StatusFailed {
 		return n, false, fmt.Errorf("deliver %s: %w: %s", n.ID, ErrFinal, n.LastError)
 	}
 	return n, true, nil
+}
+
+// suppressed asks the suppression list, if d has one, about n's recipient.
+func (d *Deliverer) suppressed(ctx context.Context, n herald.Notification) (suppressions.Suppression, bool, error) {
+	if d.suppressions == nil {
+		return suppressions.Suppression{}, false, nil
+	}
+	sup, ok, err := d.suppressions.Lookup(ctx, n.Channel, n.Recipient)
+	if err != nil {
+		return sup, false, fmt.Errorf("ask the suppression list: %w", err)
+	}
+	return sup, ok, nil
 }
 
 // report logs how the attempt recorded in n went, through provider, and returns what Deliver

@@ -20,6 +20,7 @@ import (
 	"github.com/herald-notify/herald/projections"
 	"github.com/herald-notify/herald/redact"
 	"github.com/herald-notify/herald/router"
+	"github.com/herald-notify/herald/suppressions"
 	"github.com/herald-notify/herald/webhooks"
 )
 
@@ -257,7 +258,8 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 	}
 	host, _ := os.Hostname()
 	worker := fmt.Sprintf("%s/%d", host, os.Getpid())
-	deliverer := handlers.NewDeliverer(pr.log, providers, cfg.worker.policy(), worker, pr.logger)
+	deliverer := handlers.NewDeliverer(pr.log, providers, cfg.worker.policy(), worker, pr.logger).
+		WithSuppressions(suppressions.New(pr.pool))
 	wc := cfg.worker.routerConfig()
 	wc.Metrics = pr.reg
 	workers := router.NewWorkers(cfg.amqp.AMQPConfig, wc, deliverer, pr.topology, worker, pr.logger)
