@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+
+	"github.com/herald-notify/herald/redact"
 )
 
 // Where the gateway posts, under the public URL Herald is reached at.
@@ -25,22 +27,22 @@ const SignatureHeader = "X-Twilio-Signature"
 // ParsePublicURL checks the base URL the gateway reaches Herald's API at (e.g.
 // https://herald.example.com, or https://example.com/herald behind a proxy that strips the
 // prefix) and returns it without a trailing slash. It must be an absolute http or https URL with
-// a host, without a query, a fragment or credentials.
+// a host and without a query or a fragment. It may carry credentials, for a proxy in front of
+// Herald that asks the gateway for them (HTTP basic auth); errors never show the password.
 func ParsePublicURL(s string) (string, error) {
 	u, err := url.Parse(s)
+	shown := redact.URL(s)
 	switch {
 	case s == "":
 		return "", errors.New("is empty")
 	case err != nil:
-		return "", fmt.Errorf("%q does not parse as a URL", s)
+		return "", fmt.Errorf("%q does not parse as a URL", shown)
 	case u.Scheme != "http" && u.Scheme != "https":
-		return "", fmt.Errorf("%q: want an http or https URL, such as https://herald.example.com", s)
+		return "", fmt.Errorf("%q: want an http or https URL, such as https://herald.example.com", shown)
 	case u.Host == "":
-		return "", fmt.Errorf("%q has no host", s)
-	case u.User != nil:
-		return "", fmt.Errorf("%s: a public URL carries no credentials", u.Redacted())
+		return "", fmt.Errorf("%q has no host", shown)
 	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
-		return "", fmt.Errorf("%q: a public URL has no query or fragment", s)
+		return "", fmt.Errorf("%q: a public URL has no query or fragment", shown)
 	}
 	return strings.TrimRight(s, "/"), nil
 }
@@ -76,7 +78,9 @@ func Sign(authToken, fullURL string, params url.Values) string {
 // URL the gateway posted to — the public URL, whatever scheme and host a proxy in front of
 // Herald changed — and of its form, by the account's auth token.
 type Verifier struct {
-	base  string
+	// bases are the public URL as given and, when it carries credentials, without them: which
+	// of the two a gateway signs is its own affair, and either takes the token to sign.
+	bases []string
 	token string
 }
 
@@ -90,7 +94,12 @@ func NewVerifier(base, authToken string) (*Verifier, error) {
 	if authToken == "" {
 		return nil, errors.New("the gateway's auth token is required to verify its signatures")
 	}
-	return &Verifier{base: b, token: authToken}, nil
+	v := &Verifier{bases: []string{b}, token: authToken}
+	if u, err := url.Parse(b); err == nil && u.User != nil {
+		u.User = nil
+		v.bases = append(v.bases, u.String())
+	}
+	return v, nil
 }
 
 // Verify reports whether signature is the gateway's signature of a POST of params to the
@@ -100,6 +109,10 @@ func (v *Verifier) Verify(requestURI string, params url.Values, signature string
 	if signature == "" {
 		return false
 	}
-	want := Sign(v.token, v.base+requestURI, params)
-	return hmac.Equal([]byte(want), []byte(signature))
+	ok := false
+	for _, base := range v.bases {
+		want := Sign(v.token, base+requestURI, params)
+		ok = hmac.Equal([]byte(want), []byte(signature)) || ok
+	}
+	return ok
 }

@@ -89,7 +89,9 @@ func TestParsePublicURL(t *testing.T) {
 		{in: "herald.example.com", wantErr: "want an http or https URL"},
 		{in: "ftp://herald.example.com", wantErr: "want an http or https URL"},
 		{in: "https://", wantErr: "has no host"},
-		{in: "https://user:hunter2@herald.example.com", wantErr: "carries no credentials"},
+		{in: "https://gw:hunter2@herald.example.com/", want: "https://gw:hunter2@herald.example.com"},
+		{in: "ftp://gw:hunter2@herald.example.com", wantErr: "want an http or https URL"},
+		{in: "https://gw:hunter2@herald.example.com/?a=b", wantErr: "no query or fragment"},
 		{in: "https://herald.example.com/?a=b", wantErr: "no query or fragment"},
 		{in: "https://herald.example.com/#x", wantErr: "no query or fragment"},
 		{in: "http://[::1", wantErr: "does not parse"},
@@ -104,6 +106,24 @@ func TestParsePublicURL(t *testing.T) {
 		case err != nil && strings.Contains(err.Error(), "hunter2"):
 			t.Errorf("ParsePublicURL(%q): the error shows the password: %v", tt.in, err)
 		}
+	}
+}
+
+// A public URL with credentials (for a proxy that asks the gateway for them) is accepted signed
+// with them or without them, and by nothing else.
+func TestVerifierWithCredentials(t *testing.T) {
+	v, err := receipts.NewVerifier("https://gw:pw@herald.example.com", "secret-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := url.Values{"MessageSid": {"SM1"}, "MessageStatus": {"delivered"}}
+	for _, signed := range []string{"https://gw:pw@herald.example.com/api/v1/receipts/sms", "https://herald.example.com/api/v1/receipts/sms"} {
+		if !v.Verify("/api/v1/receipts/sms", params, receipts.Sign("secret-token", signed, params)) {
+			t.Errorf("a signature over %s is refused", signed)
+		}
+	}
+	if v.Verify("/api/v1/receipts/sms", params, receipts.Sign("secret-token", "https://gw:other@herald.example.com/api/v1/receipts/sms", params)) {
+		t.Error("a signature over other credentials is accepted")
 	}
 }
 
