@@ -99,7 +99,7 @@ func newReceiptsAPI(t *testing.T, rc func(*heraldhttp.SMSReceipts)) *receiptsAPI
 func (a *receiptsAPI) sentSMS(t *testing.T, sid string) string {
 	t.Helper()
 	id := uuid.Must(uuid.NewV7()).String()
-	_, err := events.NewLog(a.runtime).Append(t.Context(), id, 0, events.Metadata{Actor: "test"},
+	_, err := events.NewLog(a.runtime).Append(t.Context(), id, 0, events.Metadata{Actor: "test", CorrelationID: "send-" + sid},
 		&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+15550100001", Content: "hi", Body: "hi"},
 		&events.NotificationProcessing{Attempt: 1},
 		&events.NotificationSent{Attempt: 1, Provider: "http-sms", ProviderMessageID: sid})
@@ -173,8 +173,8 @@ func TestSMSStatusDelivered(t *testing.T) {
 	}
 	last := recs[len(recs)-1]
 	if last.Type != events.TypeNotificationDelivered || last.Metadata.Actor != "gateway:http-sms" ||
-		last.Metadata.CorrelationID != r.header.Get(heraldhttp.CorrelationHeader) {
-		t.Fatalf("last event %s %+v, want NotificationDelivered by gateway:http-sms with the request's correlation id %s",
+		last.Metadata.CorrelationID != "send-SMd1" || last.Metadata.CausationID != r.header.Get(heraldhttp.CorrelationHeader) {
+		t.Fatalf("last event %s %+v, want NotificationDelivered by gateway:http-sms, the notification's correlation id and the callback's (%s) as the cause",
 			last.Type, last.Metadata, r.header.Get(heraldhttp.CorrelationHeader))
 	}
 	project(t, a.owner, id)

@@ -112,7 +112,8 @@ const maxConflicts = 5
 
 // Record takes in cb: it appends NotificationDelivered or NotificationUndelivered to the stream
 // of the notification sent with cb's message id, with that stream's expected version, and says
-// what it did. Nothing is written for an intermediate status, an unknown message id, or a
+// what it did. The event carries the notification's correlation id, and the correlation id of
+// ctx (the callback's request) as its causation id. Nothing is written for an intermediate status, an unknown message id, or a
 // notification past sent already. EINVALID for a callback without a message id or status.
 func (r *Recorder) Record(ctx context.Context, cb StatusCallback) (Outcome, error) {
 	if err := cb.Validate(); err != nil {
@@ -125,9 +126,8 @@ func (r *Recorder) Record(ctx context.Context, cb StatusCallback) (Outcome, erro
 	if err != nil || stream == "" {
 		return OutcomeUnmatched, err
 	}
-	md := events.Metadata{Actor: Actor, CorrelationID: herald.CorrelationID(ctx)}
 	for range maxConflicts {
-		n, _, err := r.log.Notification(ctx, stream)
+		n, recs, err := r.log.Notification(ctx, stream)
 		if err != nil {
 			return "", fmt.Errorf("status callback for %s: %w", cb.MessageSID, err)
 		}
@@ -140,6 +140,9 @@ func (r *Recorder) Record(ctx context.Context, cb StatusCallback) (Outcome, erro
 			}
 			return outcome, nil
 		}
+		// As an operator's events do: the notification's correlation id, so its story stays one,
+		// and the callback's request as the cause.
+		md := events.Metadata{CorrelationID: recs[0].Metadata.CorrelationID, CausationID: herald.CorrelationID(ctx), Actor: Actor}
 		_, err = r.log.Append(ctx, stream, n.Version, md, e)
 		if errors.Is(err, events.ErrConflict) {
 			continue

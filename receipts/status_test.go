@@ -97,7 +97,7 @@ func newRecorderDB(t *testing.T) *recorderDB {
 func (d *recorderDB) sentSMS(t *testing.T, sid string) string {
 	t.Helper()
 	id := uuid.Must(uuid.NewV7()).String()
-	_, err := events.NewLog(d.runtime).Append(t.Context(), id, 0, events.Metadata{Actor: "test"},
+	_, err := events.NewLog(d.runtime).Append(t.Context(), id, 0, events.Metadata{Actor: "test", CorrelationID: "send-" + sid},
 		&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+15550100001", Content: "hi", Body: "hi"},
 		&events.NotificationProcessing{Attempt: 1},
 		&events.NotificationSent{Attempt: 1, Provider: "http-sms", ProviderMessageID: sid})
@@ -151,8 +151,8 @@ func TestRecordDelivered(t *testing.T) {
 	if got != want {
 		t.Errorf("event data %+v, want %+v", got, want)
 	}
-	if md := last.Metadata; md.Actor != "gateway:http-sms" || md.CorrelationID != "corr-1" {
-		t.Errorf("metadata %+v, want actor gateway:http-sms and correlation id corr-1", md)
+	if md, want := last.Metadata, (events.Metadata{CorrelationID: "send-SMdelivered1", CausationID: "corr-1", Actor: "gateway:http-sms"}); md != want {
+		t.Errorf("metadata %+v, want %+v: the notification's correlation id, the callback's as the cause", md, want)
 	}
 	n, err := events.Fold(recs)
 	if err != nil || n.Status != herald.StatusDelivered {
