@@ -1,6 +1,7 @@
 // Package http is Herald's edge: the JSON API clients send notifications through and read their
-// status, history and events from, plus the health, readiness and metrics endpoints. It speaks
-// in handlers' and projections' terms and knows nothing of brokers.
+// status, history and events from, the SMS gateway's signed callbacks, plus the health, readiness
+// and metrics endpoints. It speaks in handlers' and projections' terms and knows nothing of
+// brokers.
 package http
 
 import (

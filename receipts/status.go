@@ -133,7 +133,7 @@ func (r *Recorder) Record(ctx context.Context, cb StatusCallback) (Outcome, erro
 		}
 		e, outcome := Decide(n, cb)
 		if e == nil {
-			if outcome == OutcomeDuplicate && events.StatusAfter(mustDecide(cb)) != n.Status {
+			if outcome == OutcomeDuplicate && reportedStatus(cb) != n.Status {
 				r.logger.WarnContext(ctx, "sms status report contradicts the recorded status; nothing recorded",
 					"notification_id", stream, "provider_message_id", cb.MessageSID, "reported", cb.MessageStatus,
 					"status", n.Status, "correlation_id", herald.CorrelationID(ctx))
@@ -155,10 +155,10 @@ func (r *Recorder) Record(ctx context.Context, cb StatusCallback) (Outcome, erro
 	return "", fmt.Errorf("status callback for %s: notification %s kept changing: %w", cb.MessageSID, stream, events.ErrConflict)
 }
 
-// mustDecide is the event a final status callback records on a sent notification.
-func mustDecide(cb StatusCallback) events.Event {
+// reportedStatus is the status a final callback would have left a sent notification in.
+func reportedStatus(cb StatusCallback) herald.Status {
 	e, _ := Decide(herald.Notification{Status: herald.StatusSent}, cb)
-	return e
+	return events.StatusAfter(e)
 }
 
 // matchSQL finds the notification sent with a message id, through the partial index
