@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/apikeys"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
 	"github.com/herald-notify/herald/heraldtest"
@@ -42,6 +43,9 @@ type receiptsAPI struct {
 	reg     *prometheus.Registry
 	optOuts *receiptstest.OptOuts
 	logs    *syncBuffer
+	// reader is an API key's header with the read scope: the API's own routes need one, the
+	// gateway's do not.
+	reader http.Header
 }
 
 // syncBuffer is a log destination tests read while the server writes.
@@ -81,9 +85,17 @@ func newReceiptsAPI(t *testing.T, rc func(*heraldhttp.SMSReceipts)) *receiptsAPI
 		rc(&cfg)
 	}
 	log := events.NewLog(runtime)
+	keys := apikeys.NewStore(runtime)
+	_, token, err := keys.Create(t.Context(), "auditor", []herald.Scope{herald.ScopeRead}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.reader = bearer(token)
 	srv := heraldhttp.NewServer(heraldhttp.Config{MaxBodyBytes: apiMaxBody, Metrics: a.reg},
 		handlers.NewAcceptor(runtime, log, router.NewOutbox(nil), handlers.DefaultLimits),
-		projections.NewReader(runtime, log), nil, logger).WithReceipts(cfg)
+		projections.NewReader(runtime, log), nil, logger).
+		WithAuth(keys, heraldhttp.RateLimit{}).
+		WithReceipts(cfg)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	t.Cleanup(func() {
@@ -178,7 +190,7 @@ func TestSMSStatusDelivered(t *testing.T) {
 			last.Type, last.Metadata, r.header.Get(heraldhttp.CorrelationHeader))
 	}
 	project(t, a.owner, id)
-	st := doRequest(t, a.url, http.MethodGet, "/api/v1/notifications/"+id+"/status", "", nil)
+	st := doRequest(t, a.url, http.MethodGet, "/api/v1/notifications/"+id+"/status", "", a.reader)
 	if st.status != http.StatusOK || !strings.Contains(string(st.body), `"status":"delivered"`) {
 		t.Errorf("status after the callback: %d %s, want delivered", st.status, st.body)
 	}
@@ -231,7 +243,7 @@ func TestSMSStatusUndelivered(t *testing.T) {
 		t.Errorf("recorded event (-want +got):\n%s", diff)
 	}
 	project(t, a.owner, id)
-	st := doRequest(t, a.url, http.MethodGet, "/api/v1/notifications/"+id+"/status", "", nil)
+	st := doRequest(t, a.url, http.MethodGet, "/api/v1/notifications/"+id+"/status", "", a.reader)
 	if !strings.Contains(string(st.body), `"status":"undelivered"`) || !strings.Contains(string(st.body), "30003") {
 		t.Errorf("status after the callback: %s, want undelivered with error 30003", st.body)
 	}
@@ -317,6 +329,15 @@ func TestSMSStatusWritesNothing(t *testing.T) {
 		if got := a.callbacks(t, "status", outcome); got != want {
 			t.Errorf("%s callbacks metric = %v, want %v", outcome, got, want)
 		}
+	}
+	// Larger than the body limit: refused, nothing written.
+	big := statusForm("SMn1", "delivered")
+	big.Set("ErrorMessage", strings.Repeat("x", apiMaxBody))
+	if r := a.postSigned(t, receipts.StatusPath, big); r.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized callback: %d %s, want 413", r.status, r.body)
+	}
+	if after := a.logSize(t); after != before {
+		t.Errorf("the oversized callback grew the log from %d to %d events", before, after)
 	}
 	// Not a form: refused before anything is read.
 	r := doRequest(t, a.url, http.MethodPost, receipts.StatusPath, `{"MessageSid":"SMn1"}`, jsonHeader())
