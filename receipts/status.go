@@ -113,8 +113,9 @@ const maxConflicts = 5
 // Record takes in cb: it appends NotificationDelivered or NotificationUndelivered to the stream
 // of the notification sent with cb's message id, with that stream's expected version, and says
 // what it did. The event carries the notification's correlation id, and the correlation id of
-// ctx (the callback's request) as its causation id. Nothing is written for an intermediate status, an unknown message id, or a
-// notification past sent already. EINVALID for a callback without a message id or status.
+// ctx (the callback's request) as its causation id. Nothing is written for an intermediate
+// status, an unknown message id, or a notification past sent already. EINVALID for a callback
+// without a message id or status.
 func (r *Recorder) Record(ctx context.Context, cb StatusCallback) (Outcome, error) {
 	if err := cb.Validate(); err != nil {
 		return "", err
@@ -123,8 +124,11 @@ func (r *Recorder) Record(ctx context.Context, cb StatusCallback) (Outcome, erro
 		return OutcomeIntermediate, nil
 	}
 	stream, err := r.match(ctx, cb.MessageSID)
-	if err != nil || stream == "" {
-		return OutcomeUnmatched, err
+	if err != nil {
+		return "", err
+	}
+	if stream == "" {
+		return OutcomeUnmatched, nil
 	}
 	for range maxConflicts {
 		n, recs, err := r.log.Notification(ctx, stream)
