@@ -34,6 +34,10 @@ type SMSConfig struct {
 	AuthToken  string
 	// From is the sender number or id.
 	From string
+	// StatusCallback, if set, is the URL the gateway posts each message's status reports to
+	// (Twilio's StatusCallback): where Herald takes in delivery receipts. It must be an absolute
+	// http or https URL.
+	StatusCallback string
 	// Timeout bounds one Send, including reading the answer. Zero means 30s.
 	Timeout time.Duration
 	// Client sends the requests; nil means a client of its own. Its own Timeout, if any, also applies.
@@ -46,6 +50,7 @@ type HTTPSMS struct {
 	accountSID string
 	authToken  string
 	from       string
+	callback   string
 	timeout    time.Duration
 	client     *http.Client
 }
@@ -75,6 +80,17 @@ func NewHTTPSMS(cfg SMSConfig) (*HTTPSMS, error) {
 	if cfg.From == "" {
 		problems = append(problems, "from is required")
 	}
+	if cfg.StatusCallback != "" {
+		cb, err := url.Parse(cfg.StatusCallback)
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("status callback %q does not parse: %v", cfg.StatusCallback, err))
+		case cb.Scheme != "http" && cb.Scheme != "https":
+			problems = append(problems, fmt.Sprintf("status callback %q: scheme must be http or https", cfg.StatusCallback))
+		case cb.Host == "":
+			problems = append(problems, fmt.Sprintf("status callback %q has no host", cfg.StatusCallback))
+		}
+	}
 	if cfg.Timeout < 0 {
 		problems = append(problems, fmt.Sprintf("timeout %s is negative", cfg.Timeout))
 	}
@@ -95,13 +111,17 @@ func NewHTTPSMS(cfg SMSConfig) (*HTTPSMS, error) {
 		accountSID: cfg.AccountSID,
 		authToken:  cfg.AuthToken,
 		from:       cfg.From,
+		callback:   cfg.StatusCallback,
 		timeout:    timeout,
 		client:     client,
 	}, nil
 }
 
-// Name returns "http-sms".
-func (p *HTTPSMS) Name() string { return "http-sms" }
+// HTTPSMSName is the name of the HTTP SMS provider in events and logs.
+const HTTPSMSName = "http-sms"
+
+// Name returns HTTPSMSName.
+func (p *HTTPSMS) Name() string { return HTTPSMSName }
 
 // Send posts m to the gateway and returns the sid it assigned. The notification id goes along as
 // the idempotency token, so a gateway that did accept an attempt we saw fail does not send the
@@ -123,6 +143,9 @@ func (p *HTTPSMS) Send(ctx context.Context, m Message) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	form := url.Values{"To": {m.Recipient}, "From": {p.from}, "Body": {m.Body}}
+	if p.callback != "" {
+		form.Set("StatusCallback", p.callback)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return "", Permanent(fmt.Errorf("http-sms send %s: build request: %w", m.NotificationID, err))

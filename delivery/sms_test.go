@@ -78,6 +78,36 @@ func TestHTTPSMSSend(t *testing.T) {
 	}
 }
 
+// With a status callback configured every request names it, so the gateway posts the message's
+// status reports there; without one the field is absent and the gateway posts none.
+func TestHTTPSMSStatusCallback(t *testing.T) {
+	const callback = "https://herald.example.com/api/v1/receipts/sms"
+	tests := []struct {
+		name     string
+		callback string
+		to       string
+	}{
+		{name: "set", callback: callback, to: "+15550100011"},
+		{name: "unset", callback: "", to: "+15550100012"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := deliverytest.NewSMSSink(t)
+			p := newHTTPSMS(t, sink, func(c *delivery.SMSConfig) { c.StatusCallback = tt.callback })
+			if _, err := p.Send(context.Background(), sms("ntf-cb", tt.to)); err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			got := sink.Received(tt.to)
+			if len(got) != 1 {
+				t.Fatalf("received %d messages, want 1", len(got))
+			}
+			if got[0].StatusCallback != tt.callback {
+				t.Errorf("StatusCallback = %q, want %q", got[0].StatusCallback, tt.callback)
+			}
+		})
+	}
+}
+
 func TestHTTPSMSBaseURLWithTrailingSlash(t *testing.T) {
 	const to = "+15550100002"
 	sink := deliverytest.NewSMSSink(t)
@@ -341,6 +371,9 @@ func TestNewHTTPSMS(t *testing.T) {
 		{name: "missing account sid", adjust: func(c *delivery.SMSConfig) { c.AccountSID = "" }, wantErr: "account sid is required"},
 		{name: "missing auth token", adjust: func(c *delivery.SMSConfig) { c.AuthToken = "" }, wantErr: "auth token is required"},
 		{name: "missing from", adjust: func(c *delivery.SMSConfig) { c.From = "" }, wantErr: "from is required"},
+		{name: "status callback", adjust: func(c *delivery.SMSConfig) { c.StatusCallback = "https://herald.example.com/api/v1/receipts/sms" }},
+		{name: "status callback not http", adjust: func(c *delivery.SMSConfig) { c.StatusCallback = "ftp://herald.example.com/x" }, wantErr: "status callback \"ftp://herald.example.com/x\": scheme must be http or https"},
+		{name: "status callback without host", adjust: func(c *delivery.SMSConfig) { c.StatusCallback = "https:///x" }, wantErr: "has no host"},
 		{name: "negative timeout", adjust: func(c *delivery.SMSConfig) { c.Timeout = -time.Second }, wantErr: "timeout -1s is negative"},
 		{
 			name:    "every problem at once",

@@ -1,6 +1,7 @@
 // Package http is Herald's edge: the JSON API clients send notifications through and read their
-// status, history and events from, plus the health, readiness and metrics endpoints. It speaks
-// in handlers' and projections' terms and knows nothing of brokers.
+// status, history and events from, the SMS gateway's signed callbacks, plus the health, readiness
+// and metrics endpoints. It speaks in handlers' and projections' terms and knows nothing of
+// brokers.
 package http
 
 import (
@@ -23,6 +24,7 @@ import (
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
+	"github.com/herald-notify/herald/receipts"
 	"github.com/herald-notify/herald/redact"
 )
 
@@ -92,10 +94,13 @@ type Server struct {
 	rebuilds Rebuilds
 	webhooks WebhookEndpoints
 	replays  WebhookReplays
+	receipts *SMSReceipts
 	auth     *auth
 	cfg      Config
 	logger   *slog.Logger
 	metrics  *httpMetrics
+	// receiptMetrics counts the SMS gateway's callbacks, when receipts and metrics are on.
+	receiptMetrics *receiptMetrics
 }
 
 // NewServer returns a server over its dependencies. Without an acceptor and a reader it serves
@@ -171,6 +176,11 @@ func (s *Server) Handler() http.Handler {
 			r.Use(s.authenticate, s.require(herald.ScopeOperate))
 			s.projectionRoutes(r)
 		})
+	}
+	if s.receipts != nil {
+		// Outside the API keys: the gateway signs its requests instead.
+		r.Post(receipts.StatusPath, s.smsStatus)
+		r.Post(receipts.InboundPath, s.smsInbound)
 	}
 	if s.webhooks != nil && s.replays != nil {
 		r.Route("/api/v1/webhooks", func(r chi.Router) {

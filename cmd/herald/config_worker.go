@@ -10,6 +10,7 @@ import (
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/delivery"
 	"github.com/herald-notify/herald/handlers"
+	"github.com/herald-notify/herald/receipts"
 	"github.com/herald-notify/herald/redact"
 	"github.com/herald-notify/herald/router"
 )
@@ -148,14 +149,14 @@ func (c *providerConfig) register(s *settings) {
 	s.String(&c.SMS, "sms-provider", "HERALD_SMS_PROVIDER", "log", "how SMS is delivered: http (a Twilio-style gateway), or log")
 	s.URL(&c.HTTP.URL, "sms-url", "HERALD_SMS_URL", "https://api.twilio.com", "base URL of the SMS gateway")
 	s.String(&c.HTTP.AccountSID, "sms-account-sid", "HERALD_SMS_ACCOUNT_SID", "", "SMS gateway account id")
-	s.Secret(&c.HTTP.AuthToken, "sms-auth-token", "HERALD_SMS_AUTH_TOKEN", "SMS gateway auth token")
 	s.String(&c.HTTP.From, "sms-from", "HERALD_SMS_FROM", "", "sender number of SMS, E.164")
 	s.Duration(&c.HTTP.Timeout, "sms-timeout", "HERALD_SMS_TIMEOUT", 20*time.Second, "SMS gateway request timeout")
 }
 
 // build returns a provider for each channel, masking secrets in the errors they return: those
-// errors are recorded in the log and shown to API clients.
-func (c providerConfig) build(channels []herald.Channel, concurrency int, secrets *redact.Secrets, logger *slog.Logger) (map[herald.Channel]delivery.Provider, error) {
+// errors are recorded in the log and shown to API clients. The SMS gateway's token and where
+// its status reports go come from gateway.
+func (c providerConfig) build(channels []herald.Channel, concurrency int, gateway gatewayConfig, secrets *redact.Secrets, logger *slog.Logger) (map[herald.Channel]delivery.Provider, error) {
 	out := map[herald.Channel]delivery.Provider{}
 	for _, ch := range channels {
 		var (
@@ -169,7 +170,9 @@ func (c providerConfig) build(channels []herald.Channel, concurrency int, secret
 			cfg.MaxIdle = concurrency
 			p, err = delivery.NewSMTP(cfg)
 		case ch == herald.ChannelSMS && c.SMS == "http":
-			p, err = delivery.NewHTTPSMS(c.HTTP)
+			cfg := c.HTTP
+			cfg.AuthToken, cfg.StatusCallback = gateway.AuthToken, gateway.statusCallback()
+			p, err = delivery.NewHTTPSMS(cfg)
 		case ch == herald.ChannelEmail && c.Email == "log", ch == herald.ChannelSMS && c.SMS == "log":
 			p = delivery.NewLog(logger)
 		case ch == herald.ChannelEmail:
@@ -183,4 +186,54 @@ func (c providerConfig) build(channels []herald.Channel, concurrency int, secret
 		out[ch] = delivery.Masked(p, secrets)
 	}
 	return out, nil
+}
+
+// gatewayConfig is what the workers and the API share of the SMS gateway: its auth token, which
+// the workers authenticate with and the API checks the gateway's signatures with, and the public
+// URL the gateway reaches Herald's API at, where the workers ask it to post status reports.
+type gatewayConfig struct {
+	PublicURL string
+	AuthToken string
+}
+
+// register binds the gateway's shared settings to the command's flags.
+func (c *gatewayConfig) register(s *settings) {
+	s.Secret(&c.AuthToken, "sms-auth-token", "HERALD_SMS_AUTH_TOKEN", "SMS gateway auth token; the API also checks the gateway's signed callbacks with it")
+	s.URL(&c.PublicURL, "public-url", "HERALD_PUBLIC_URL", "", "base URL the SMS gateway reaches Herald's API at, e.g. https://herald.example.com: each SMS asks for its status reports there, and the API takes in the gateway's signed callbacks; empty: no SMS receipts")
+}
+
+// validate checks the public URL, when one is set.
+func (c gatewayConfig) validate() error {
+	if c.PublicURL == "" {
+		return nil
+	}
+	if _, err := receipts.ParsePublicURL(c.PublicURL); err != nil {
+		return fmt.Errorf("--public-url %w", err)
+	}
+	return nil
+}
+
+// statusCallback is the URL each SMS asks the gateway to post its status reports to; empty
+// without a public URL.
+func (c gatewayConfig) statusCallback() string {
+	base, err := receipts.ParsePublicURL(c.PublicURL)
+	if err != nil {
+		return ""
+	}
+	return receipts.StatusCallbackURL(base)
+}
+
+// verifier returns what checks the gateway's callbacks, or nil and why there is none.
+func (c gatewayConfig) verifier() (*receipts.Verifier, string) {
+	switch {
+	case c.PublicURL == "":
+		return nil, "no --public-url"
+	case c.AuthToken == "":
+		return nil, "no --sms-auth-token"
+	}
+	v, err := receipts.NewVerifier(c.PublicURL, c.AuthToken)
+	if err != nil {
+		return nil, err.Error()
+	}
+	return v, ""
 }

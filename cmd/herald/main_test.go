@@ -130,6 +130,9 @@ func TestInvalidSettingsAreRefusedBeforeConnecting(t *testing.T) {
 		{[]string{"serve", "--address-rate-limit", "-1"}, "--address-rate-limit"},
 		{[]string{"serve", "--database-max-conns", "0"}, "--database-max-conns"},
 		{[]string{"projections", "status", "--database-max-conns", "-1"}, "--database-max-conns"},
+		{[]string{"serve", "--public-url", "herald.example.com"}, "--public-url"},
+		{[]string{"worker", "--public-url", "ftp://herald.example.com"}, "--public-url"},
+		{[]string{"all", "--public-url", "https://herald.example.com/?from=gateway"}, "--public-url"},
 		{[]string{"serve", "extra"}, "unknown command"},
 		{[]string{"migrate", "sideways"}, "invalid argument"},
 	}

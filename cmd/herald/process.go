@@ -42,6 +42,7 @@ type processConfig struct {
 	reconcile reconcileConfig
 	projector projectorConfig
 	worker    workerConfig
+	gateway   gatewayConfig
 	webhooks  webhookConfig
 	grace     time.Duration
 	// secrets are the secret settings' values, once the command line is parsed.
@@ -67,6 +68,8 @@ func processCommand(use, short, long string, p parts) *cobra.Command {
 	cfg.db.register(s, true)
 	if p.api || p.workers {
 		cfg.amqp.register(s)
+		// The workers send SMS through the gateway; the API takes in its callbacks.
+		cfg.gateway.register(s)
 	}
 	if p.api {
 		cfg.http.register(s, ":8080")
@@ -165,7 +168,7 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 func (cfg *processConfig) validate(p parts) error {
 	var errs []error
 	if p.api || p.workers {
-		errs = append(errs, cfg.amqp.Validate())
+		errs = append(errs, cfg.amqp.Validate(), cfg.gateway.validate())
 	}
 	if p.workers {
 		errs = append(errs, cfg.worker.validate())
@@ -252,7 +255,7 @@ func (cfg *processConfig) assemble(ctx context.Context, p parts, pr *process) ([
 // addWorkers adds the delivery workers, with a provider for each of their channels.
 func (cfg *processConfig) addWorkers(pr *process) error {
 	channels, _ := cfg.worker.channels()
-	providers, err := cfg.worker.Providers.build(channels, cfg.worker.Concurrency, cfg.secrets(), pr.logger)
+	providers, err := cfg.worker.Providers.build(channels, cfg.worker.Concurrency, cfg.gateway, cfg.secrets(), pr.logger)
 	if err != nil {
 		return err
 	}
@@ -292,6 +295,7 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 	// process closes its pool.
 	pr.add("webhook replays", func(ctx context.Context) error { <-ctx.Done(); replays.Wait(); return nil }, nil)
 	srv.WithWebhooks(webhooks.NewEndpoints(pool, cfg.webhooks.policy()), replays)
+	srv.WithReceipts(cfg.smsReceipts(pr))
 	return srv
 }
 

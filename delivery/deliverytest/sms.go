@@ -25,6 +25,8 @@ type SMSMessage struct {
 	Body       string
 	// IdempotencyToken is the I-Twilio-Idempotency-Token header.
 	IdempotencyToken string
+	// StatusCallback is the URL the message's status reports are to be posted to, if any.
+	StatusCallback string
 }
 
 // SMSSink is a Twilio-style SMS gateway on the loopback interface. It serves

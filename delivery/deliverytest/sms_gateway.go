@@ -32,6 +32,7 @@ func (s *SMSSink) handleMessages(w http.ResponseWriter, r *http.Request) {
 		From:             r.PostForm.Get("From"),
 		Body:             r.PostForm.Get("Body"),
 		IdempotencyToken: r.Header.Get("I-Twilio-Idempotency-Token"),
+		StatusCallback:   r.PostForm.Get("StatusCallback"),
 	}
 	s.mu.Lock()
 	s.messages = append(s.messages, m)
