@@ -374,8 +374,19 @@ func TestListenerWritesDuplicatesOnce(t *testing.T) {
 			}
 		})
 	}
+	// A delay reported after the hard bounce changes nothing.
+	id := e.sentEmail(t, "late@example.net")
+	e.mustSend(t, verp(id), withID(fixture(t, "postfix_hard.eml"), id))
+	e.mustSend(t, verp(id), withID(fixture(t, "postfix_delayed.eml"), id))
+	if r := e.newest(t); r.Outcome != bounces.OutcomeIgnored || !strings.Contains(r.Detail, "is bounced") {
+		t.Errorf("delay after a hard bounce: outcome %q (%s), want ignored", r.Outcome, r.Detail)
+	}
+	if evs := e.reports(t, id); len(evs) != 1 {
+		t.Errorf("events after a hard bounce and a late delay = %d, want 1", len(evs))
+	}
+
 	// A soft bounce with another Message-ID is a new report.
-	id := e.sentEmail(t, "again@example.net")
+	id = e.sentEmail(t, "again@example.net")
 	raw := withID(fixture(t, "postfix_delayed.eml"), id)
 	e.mustSend(t, verp(id), raw)
 	e.mustSend(t, verp(id), bytes.Replace(raw, []byte("<20261203170540."), []byte("<20261203210540."), 1))

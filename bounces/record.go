@@ -161,6 +161,11 @@ func (rc *Recorder) decide(ctx context.Context, tx pgx.Tx, id int64, env Envelop
 		res.Outcome, res.Detail = OutcomeIgnored, fmt.Sprintf("notification %s is %s: it was never sent", nid, n.Status)
 		return res, nil
 	}
+	if outcome == OutcomeSoftBounce && n.Status != herald.StatusSent {
+		// A delay says the message may still arrive: news only while nothing more final is known.
+		res.Outcome, res.Detail = OutcomeIgnored, fmt.Sprintf("notification %s is %s: a delay report changes nothing", nid, n.Status)
+		return res, nil
+	}
 	if dup, err := rc.duplicate(ctx, tx, id, n, report, outcome); err != nil || dup != "" {
 		res.Outcome, res.Detail = OutcomeDuplicate, dup
 		return res, err
