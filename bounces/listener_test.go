@@ -463,3 +463,41 @@ func TestSweepDeletesOldReports(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestStoreListsAndRefuses: the list pages newest first and filters by outcome; bad filters and
+// ids are refused as invalid.
+func TestStoreListsAndRefuses(t *testing.T) {
+	e := newEnv(t)
+	for range 3 {
+		e.mustSend(t, verp(fixtureID), fixture(t, "autoreply.eml"))
+	}
+	e.mustSend(t, verp(fixtureID), fixture(t, "postfix_hard.eml"))
+	ctx := context.Background()
+
+	page, next, err := e.store.List(ctx, bounces.Filter{Limit: 3})
+	if err != nil || len(page) != 3 || next != page[2].ID || page[0].Outcome != bounces.OutcomeUnmatched {
+		t.Fatalf("first page = %d reports, next %d, err %v; want 3 newest first (unmatched), next = the last's id", len(page), next, err)
+	}
+	rest, next, err := e.store.List(ctx, bounces.Filter{Limit: 3, Before: next})
+	if err != nil || len(rest) != 1 || next != 0 || rest[0].ID >= page[2].ID {
+		t.Fatalf("second page = %d reports, next %d, err %v; want the oldest one and no next", len(rest), next, err)
+	}
+	if len(page[0].Raw) != 0 {
+		t.Errorf("a list carries raw messages (%d bytes), want none", len(page[0].Raw))
+	}
+	only, _, err := e.store.List(ctx, bounces.Filter{Outcome: bounces.OutcomeUnparsable})
+	if err != nil || len(only) != 3 {
+		t.Errorf("unparsable reports = %d (%v), want 3", len(only), err)
+	}
+
+	for _, f := range []bounces.Filter{{Outcome: "bounced"}, {Limit: -1}, {Limit: bounces.MaxListPage + 1}, {Before: -5}} {
+		if _, _, err := e.store.List(ctx, f); herald.ErrorCode(err) != herald.EINVALID {
+			t.Errorf("List(%+v) = %v, want invalid", f, err)
+		}
+	}
+	for _, id := range []string{"x", "0", "-1", "1e3"} {
+		if _, err := e.store.Get(ctx, id); herald.ErrorCode(err) != herald.EINVALID {
+			t.Errorf("Get(%q) = %v, want invalid", id, err)
+		}
+	}
+}
