@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +33,9 @@ const (
 	maxRecipients = 10
 	// recordTimeout bounds recording one message.
 	recordTimeout = 30 * time.Second
+	// DefaultMaxConnections bounds the conversations under way, and so the memory messages can
+	// take (each up to MaxMessageBytes): a client past it is told 451 at HELO and tries again.
+	DefaultMaxConnections = 64
 )
 
 // ListenerConfig configures the bounce listener.
@@ -46,7 +50,9 @@ type ListenerConfig struct {
 	Retention time.Duration
 	// SweepEvery is how often old reports are deleted; 0 means hourly.
 	SweepEvery time.Duration
-	Logger     *slog.Logger
+	// MaxConnections bounds the conversations under way; 0 means DefaultMaxConnections.
+	MaxConnections int
+	Logger         *slog.Logger
 }
 
 // Listener is the inbound SMTP server of the bounce domain.
@@ -56,6 +62,7 @@ type Listener struct {
 	store    *Store
 	logger   *slog.Logger
 	serving  atomic.Bool
+	sessions atomic.Int64
 }
 
 // NewListener returns a listener that hands what it receives to recorder and sweeps store.
@@ -64,9 +71,10 @@ func NewListener(recorder *Recorder, store *Store, cfg ListenerConfig) (*Listene
 	if cfg.Domain == "" || strings.ContainsAny(cfg.Domain, " @<>") {
 		return nil, fmt.Errorf("bounce listener: domain %q is not a domain name", cfg.Domain)
 	}
-	if cfg.MaxMessageBytes < 0 || cfg.Retention < 0 || cfg.SweepEvery < 0 {
-		return nil, errors.New("bounce listener: size, retention and sweep interval must not be negative")
+	if cfg.MaxMessageBytes < 0 || cfg.Retention < 0 || cfg.SweepEvery < 0 || cfg.MaxConnections < 0 {
+		return nil, errors.New("bounce listener: size, retention, sweep interval and connections must not be negative")
 	}
+	cfg.MaxConnections = cmp.Or(cfg.MaxConnections, DefaultMaxConnections)
 	cfg.MaxMessageBytes = cmp.Or(cfg.MaxMessageBytes, DefaultMaxMessageBytes)
 	cfg.Retention = cmp.Or(cfg.Retention, DefaultRetention)
 	cfg.SweepEvery = cmp.Or(cfg.SweepEvery, sweepEvery)
@@ -154,7 +162,12 @@ func (l *Listener) sweep(ctx context.Context) {
 // backend makes a session per connection.
 type backend struct{ l *Listener }
 
+// NewSession starts a conversation, unless MaxConnections are under way.
 func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	if b.l.sessions.Add(1) > int64(b.l.cfg.MaxConnections) {
+		b.l.sessions.Add(-1)
+		return nil, errors.New("too many connections; try again later")
+	}
 	return &session{l: b.l, remote: c.Conn().RemoteAddr().String()}, nil
 }
 
@@ -164,6 +177,7 @@ type session struct {
 	remote string
 	from   string
 	to     []string
+	ended  sync.Once
 }
 
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
@@ -205,7 +219,11 @@ func (s *session) Reset() {
 	s.to = nil
 }
 
-func (s *session) Logout() error { return nil }
+// Logout ends the conversation; go-smtp may call it more than once.
+func (s *session) Logout() error {
+	s.ended.Do(func() { s.l.sessions.Add(-1) })
+	return nil
+}
 
 // slogPrinter is go-smtp's error log, through slog.
 type slogPrinter struct{ logger *slog.Logger }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
@@ -69,6 +70,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, bounces.ListenerConfig{Domain: bounceDomain, MaxMessageBytes: 64 << 10})
+}
+
+// newEnvWith is newEnv with the listener configured by cfg.
+func newEnvWith(t *testing.T, cfg bounces.ListenerConfig) *env {
+	t.Helper()
 	db := heraldtest.NewDatabase(t)
 	pool, err := pgxpool.New(context.Background(), db.RuntimeURL)
 	if err != nil {
@@ -78,7 +85,7 @@ func newEnv(t *testing.T) *env {
 	e := &env{pool: pool, log: events.NewLog(pool), store: bounces.NewStore(pool), reg: prometheus.NewRegistry(),
 		suppressor: &recordingSuppressor{}}
 	rec := bounces.NewRecorder(pool, bounces.RecorderConfig{Suppressor: e.suppressor, Metrics: bounces.NewMetrics(e.reg)})
-	l, err := bounces.NewListener(rec, e.store, bounces.ListenerConfig{Domain: bounceDomain, MaxMessageBytes: 64 << 10})
+	l, err := bounces.NewListener(rec, e.store, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,4 +507,37 @@ func TestStoreListsAndRefuses(t *testing.T) {
 			t.Errorf("Get(%q) = %v, want invalid", id, err)
 		}
 	}
+}
+
+// TestListenerBoundsConnections: past MaxConnections conversations, a client is told to try
+// again (451) at HELO; once one ends, the next is served.
+func TestListenerBoundsConnections(t *testing.T) {
+	e := newEnvWith(t, bounces.ListenerConfig{Domain: bounceDomain, MaxConnections: 2})
+	var open []*smtp.Client
+	for range 2 {
+		c, err := smtp.Dial(e.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Hello("client.test"); err != nil {
+			t.Fatalf("HELO within the limit: %v", err)
+		}
+		open = append(open, c)
+	}
+	extra, err := smtp.Dial(e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reply *textproto.Error
+	if err := extra.Hello("client.test"); !errors.As(err, &reply) || reply.Code != 451 {
+		t.Fatalf("HELO past the limit: %v, want 451", err)
+	}
+	extra.Close()
+	if err := open[0].Quit(); err != nil {
+		t.Fatal(err)
+	}
+	open[1].Close()
+	heraldtest.Eventually(t, 5*time.Second, "a conversation to be served again", func() (bool, error) {
+		return e.send(verp(fixtureID), fixture(t, "autoreply.eml")) == nil, nil
+	})
 }

@@ -101,6 +101,11 @@ func Parse(raw []byte) (Report, error) {
 			break
 		}
 		if err != nil {
+			if found {
+				// Reports often cut the returned message short, closing boundary and all: what
+				// came before it is whole.
+				break
+			}
 			return r, fmt.Errorf("read the report's parts: %w", err)
 		}
 		ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))

@@ -1,6 +1,7 @@
 package bounces_test
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -198,5 +199,19 @@ func TestInterpretWorstRecipient(t *testing.T) {
 				t.Errorf("bounce = %s for %s, want %s for %s", b.Kind, b.Recipient, tt.wantKind, tt.wantRcpt)
 			}
 		})
+	}
+}
+
+// TestParseTruncatedReport: a report whose returned message was cut short, closing boundary and
+// all, still says what its status part says.
+func TestParseTruncatedReport(t *testing.T) {
+	raw := fixture(t, "exim_hard.eml")
+	cut := raw[:bytes.Index(raw, []byte("Hello Carol"))]
+	got, err := bounces.Parse(cut)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if len(got.Recipients) != 1 || got.Recipients[0].Status != "5.0.0" || got.Original.NotificationID != fixtureID {
+		t.Errorf("Parse = %+v, want the failure of carol and the returned headers", got)
 	}
 }
