@@ -154,7 +154,7 @@ func (e *env) newest(t *testing.T) bounces.Inbound {
 	if err != nil || len(list) != 1 {
 		t.Fatalf("newest report: %v (%d)", err, len(list))
 	}
-	r, err := e.store.Get(context.Background(), itoa(list[0].ID))
+	r, err := e.store.Get(context.Background(), list[0].ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +461,7 @@ func TestSweepDeletesOldReports(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("Sweep = %d, %v; want 1 deleted", n, err)
 	}
-	if _, err := e.store.Get(context.Background(), itoa(old.ID)); herald.ErrorCode(err) != herald.ENOTFOUND {
+	if _, err := e.store.Get(context.Background(), old.ID); herald.ErrorCode(err) != herald.ENOTFOUND {
 		t.Errorf("Get(swept) = %v, want not found", err)
 	}
 	if list, _, _ := e.store.List(context.Background(), bounces.Filter{}); len(list) != 1 {
@@ -503,8 +503,8 @@ func TestStoreListsAndRefuses(t *testing.T) {
 		}
 	}
 	for _, id := range []string{"x", "0", "-1", "1e3"} {
-		if _, err := e.store.Get(ctx, id); herald.ErrorCode(err) != herald.EINVALID {
-			t.Errorf("Get(%q) = %v, want invalid", id, err)
+		if _, err := bounces.ParseReportID(id); herald.ErrorCode(err) != herald.EINVALID {
+			t.Errorf("ParseReportID(%q) = %v, want invalid", id, err)
 		}
 	}
 }

@@ -85,6 +85,10 @@ func Parse(raw []byte) (Report, error) {
 		return r, fmt.Errorf("%w: content type %q: %v", ErrNotReport, msg.Header.Get("Content-Type"), err)
 	}
 	reportType := strings.ToLower(params["report-type"])
+	if reportType == "global-delivery-status" {
+		// RFC 6533: the same fields, in UTF-8.
+		reportType = TypeDeliveryStatus
+	}
 	if mediaType != "multipart/report" || (reportType != TypeDeliveryStatus && reportType != TypeFeedbackReport) {
 		return r, fmt.Errorf("%w: content type %s, report type %q", ErrNotReport, mediaType, params["report-type"])
 	}

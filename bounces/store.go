@@ -181,13 +181,18 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Inbound, int64, error) {
 	return list, next, nil
 }
 
-// Get returns report id with its raw message. It fails with ENOTFOUND when there is none (or
-// it was swept) and EINVALID when id is not a report id.
-func (s *Store) Get(ctx context.Context, id string) (Inbound, error) {
+// ParseReportID reads a report id as an operator writes it; it fails with EINVALID.
+func ParseReportID(id string) (int64, error) {
 	n, err := strconv.ParseInt(id, 10, 64)
 	if err != nil || n <= 0 {
-		return Inbound{}, herald.Errorf(herald.EINVALID, "report id %q: want a positive number", id)
+		return 0, herald.Errorf(herald.EINVALID, "report id %q: want a positive number", id)
 	}
+	return n, nil
+}
+
+// Get returns report n with its raw message. It fails with ENOTFOUND when there is none (or it
+// was swept).
+func (s *Store) Get(ctx context.Context, n int64) (Inbound, error) {
 	var raw []byte
 	r, err := scanInbound(s.db.QueryRow(ctx, `SELECT `+inboundColumns+`, raw FROM inbound_reports WHERE id = $1`, n), &raw)
 	if errors.Is(err, pgx.ErrNoRows) {

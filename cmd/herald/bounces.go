@@ -60,6 +60,10 @@ unparsable, failed) and the notification it concerned. A page holds --limit of t
 page is --before the last one's id.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if filter.Limit < 1 {
+				// The store reads 0 as its default; on the command line the default is written.
+				return fmt.Errorf("--limit %d: want 1 to %d", filter.Limit, bounces.MaxListPage)
+			}
 			if err := filter.Validate(); err != nil {
 				return cliError(err, fieldsAsFlags)
 			}
@@ -133,12 +137,16 @@ first 256 KiB; it says when there was more). Control characters other than line 
 are shown as '?', so that a report cannot drive the terminal.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := bounces.ParseReportID(args[0])
+			if err != nil {
+				return cliError(err, fieldsAsWords)
+			}
 			pool, _, err := cli.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
-			r, err := bounces.NewStore(pool).Get(cmd.Context(), args[0])
+			r, err := bounces.NewStore(pool).Get(cmd.Context(), id)
 			if err != nil {
 				return cliError(err, fieldsAsWords)
 			}
