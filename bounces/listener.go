@@ -112,16 +112,16 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 	defer l.serving.Store(false)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	sweepCtx, stopSweeps := context.WithCancel(ctx)
 	sweeps := make(chan struct{})
-	go func() { defer close(sweeps); l.sweep(ctx) }()
+	go func() { defer close(sweeps); l.sweep(sweepCtx) }()
+	defer func() { stopSweeps(); <-sweeps }()
 
 	select {
 	case err := <-served:
-		<-sweeps
 		return fmt.Errorf("bounce listener: %w", err)
 	case <-ctx.Done():
 	}
-	<-sweeps
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(stopCtx); err != nil && !errors.Is(err, smtp.ErrServerClosed) {

@@ -541,3 +541,32 @@ func TestListenerBoundsConnections(t *testing.T) {
 		return e.send(verp(fixtureID), fixture(t, "autoreply.eml")) == nil, nil
 	})
 }
+
+// TestListenerReturnsWhenItsSocketFails: a listener whose socket is closed under it returns an
+// error instead of hanging, so that the process stops rather than run deaf.
+func TestListenerReturnsWhenItsSocketFails(t *testing.T) {
+	pool := heraldtest.NewDatabase(t).Pool
+	l, err := bounces.NewListener(bounces.NewRecorder(pool, bounces.RecorderConfig{}), bounces.NewStore(pool),
+		bounces.ListenerConfig{Domain: bounceDomain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.Serve(t.Context(), ln) }()
+	heraldtest.Eventually(t, 5*time.Second, "the listener to serve", func() (bool, error) {
+		return l.Ready(context.Background()) == nil, nil
+	})
+	ln.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Serve returned nil after its socket closed, want an error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve still running 10s after its socket closed")
+	}
+}
