@@ -6,9 +6,9 @@
 // intents sent to workers), handlers (the decisions), projections (the read models), http (the
 // edge), wire (every JSON shape users see, for the API and the CLI alike), router (brokers, topics
 // and middleware), delivery (the providers), templates (the content language), apikeys (who may
-// call the API), redact (what is never printed), postgres (connections to PostgreSQL), migrations
-// (the schema), bench (the load tool behind `herald bench`) and cmd/herald (wiring and the CLI's
-// presentation).
+// call the API), bounces (the email bounces and complaints that come back), redact (what is never
+// printed), postgres (connections to PostgreSQL), migrations (the schema), bench (the load tool
+// behind `herald bench`) and cmd/herald (wiring and the CLI's presentation).
 package herald
 
 import (

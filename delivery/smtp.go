@@ -77,7 +77,15 @@ type SMTPConfig struct {
 	// IdleTimeout closes a connection that waited this long for a message. Keep it below the
 	// relay's own idle limit. Zero means 30s.
 	IdleTimeout time.Duration
+	// BounceDomain, when set, makes each message's envelope sender (MAIL FROM, the return path)
+	// bounces+NOTIFICATION_ID@BounceDomain, so that a bounce names the notification it is about
+	// (VERP). The From header does not change. Empty: the envelope sender is From's address.
+	BounceDomain string
 }
+
+// ReturnPath is the envelope sender of notification id's message with bounces going to domain:
+// bounces+ID@DOMAIN. Package bounces reads the id back from it.
+func ReturnPath(id, domain string) string { return "bounces+" + id + "@" + domain }
 
 // SMTP sends email through an SMTP relay. Connections (TCP, EHLO, STARTTLS, AUTH) are reused: a
 // Send takes one that is waiting, or opens one, and after a success puts it back to wait for the
@@ -93,6 +101,7 @@ type SMTP struct {
 	domain      string
 	maxIdle     int
 	idleTimeout time.Duration
+	bounceTo    string
 
 	mu sync.Mutex
 	// idle holds the connections waiting for a message, most recently used last: taking from the
@@ -174,6 +183,10 @@ func NewSMTP(cfg SMTPConfig) (*SMTP, error) {
 		problems = append(problems, fmt.Sprintf("message-id domain %q is not a plain domain name; set MessageIDDomain", domain))
 	}
 
+	if cfg.BounceDomain != "" && !isDotAtom(cfg.BounceDomain) {
+		problems = append(problems, fmt.Sprintf("bounce domain %q is not a plain domain name", cfg.BounceDomain))
+	}
+
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("smtp config: %s", strings.Join(problems, "; "))
 	}
@@ -189,6 +202,7 @@ func NewSMTP(cfg SMTPConfig) (*SMTP, error) {
 		domain:      domain,
 		maxIdle:     cmp.Or(cfg.MaxIdle, defaultSMTPMaxIdle),
 		idleTimeout: cmp.Or(cfg.IdleTimeout, defaultSMTPIdleTimeout),
+		bounceTo:    cfg.BounceDomain,
 	}, nil
 }
 
@@ -249,6 +263,11 @@ func (s *SMTP) build(m Message) (*gomail.Msg, string, error) {
 	msg.SetMessageIDWithValue(messageID)
 	msg.SetGenHeader(gomail.Header(HeaderNotificationID), m.NotificationID)
 	msg.SetDate()
+	if s.bounceTo != "" {
+		if err := msg.EnvelopeFrom(ReturnPath(m.NotificationID, s.bounceTo)); err != nil {
+			return nil, "", fmt.Errorf("return path: %w", err)
+		}
+	}
 	return msg, messageID, nil
 }
 

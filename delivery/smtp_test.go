@@ -118,6 +118,45 @@ func TestSMTPSend(t *testing.T) {
 	}
 }
 
+// TestSMTPReturnPath: with a bounce domain the envelope sender names the notification (VERP) and
+// the From header stays the configured sender; without one the envelope sender is From's address.
+func TestSMTPReturnPath(t *testing.T) {
+	tests := []struct {
+		name         string
+		adjust       func(*delivery.SMTPConfig)
+		wantEnvelope string
+	}{
+		{name: "no bounce domain", wantEnvelope: "herald@example.com"},
+		{
+			name:         "bounce domain",
+			adjust:       func(c *delivery.SMTPConfig) { c.BounceDomain = "bounces.herald.test" },
+			wantEnvelope: "bounces+ntf-42@bounces.herald.test",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := deliverytest.NewSMTPSink(t)
+			p := newSMTP(t, sink, tt.adjust)
+			if _, err := p.Send(context.Background(), email("ntf-42", "bob@example.net")); err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			got := sink.Received("bob@example.net")
+			if len(got) != 1 {
+				t.Fatalf("sink received %d messages for bob, want 1", len(got))
+			}
+			if got[0].From != tt.wantEnvelope {
+				t.Errorf("envelope sender = %q, want %q", got[0].From, tt.wantEnvelope)
+			}
+			if from := headerAddress(t, got[0], "From"); from.Address != "herald@example.com" {
+				t.Errorf("From header = %q, want herald@example.com", from.Address)
+			}
+			if h := got[0].Header.Get("EnvelopeFrom"); h != "" {
+				t.Errorf("the envelope sender leaked into the headers: EnvelopeFrom: %s", h)
+			}
+		})
+	}
+}
+
 func TestSMTPMessageID(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -455,6 +494,7 @@ func TestNewSMTP(t *testing.T) {
 		{name: "negative idle timeout", adjust: func(c *delivery.SMTPConfig) { c.IdleTimeout = -time.Second }, wantErr: "idle timeout -1s is negative"},
 		{name: "password without username", adjust: func(c *delivery.SMTPConfig) { c.Password = "p" }, wantErr: "password is set but username is empty"},
 		{name: "bad message-id domain", adjust: func(c *delivery.SMTPConfig) { c.MessageIDDomain = "exa mple.com" }, wantErr: `message-id domain "exa mple.com"`},
+		{name: "bad bounce domain", adjust: func(c *delivery.SMTPConfig) { c.BounceDomain = "bad domain" }, wantErr: `bounce domain "bad domain"`},
 		{
 			name:    "every problem at once",
 			adjust:  func(c *delivery.SMTPConfig) { *c = delivery.SMTPConfig{TLS: "tls"} },

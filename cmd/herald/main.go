@@ -92,6 +92,7 @@ Run "herald migrate" once, then "herald all" for everything in one process, or "
 		projectionsCommand(),
 		apikeysCommand(),
 		webhooksCommand(),
+		bouncesCommand(),
 		versionCommand(),
 		benchCommand(),
 	)

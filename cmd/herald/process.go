@@ -27,6 +27,9 @@ import (
 // parts says which components a process runs.
 type parts struct {
 	api, workers, projector, webhooks bool
+	// bounces runs the bounce listener: always in `herald bounces serve`, and in `herald all`
+	// when a bounce domain is set.
+	bounces bool
 }
 
 // processConfig holds every setting a process may need; each command registers the ones its
@@ -44,6 +47,7 @@ type processConfig struct {
 	worker    workerConfig
 	gateway   gatewayConfig
 	webhooks  webhookConfig
+	bounces   bounceConfig
 	grace     time.Duration
 	// secrets are the secret settings' values, once the command line is parsed.
 	secrets func() *redact.Secrets
@@ -88,6 +92,13 @@ func processCommand(use, short, long string, p parts) *cobra.Command {
 		// The API registers endpoints (checking their URLs) and runs replays.
 		cfg.webhooks.register(s)
 	}
+	if p.workers || p.bounces {
+		// The workers put it in each email's return path; the listener takes mail for it.
+		cfg.bounces.registerDomain(s)
+	}
+	if p.bounces {
+		cfg.bounces.registerListener(s)
+	}
 	s.Duration(&cfg.grace, "shutdown-grace", "HERALD_SHUTDOWN_GRACE", 75*time.Second, "how long each component may take to stop")
 	s.Bool(&cfg.pprof, "pprof", "HERALD_PPROF", false, "serve Go's profiler at /debug/pprof/ beside /metrics (for measuring; keep it off the open network)")
 	return cmd
@@ -123,11 +134,11 @@ notification_history read models, each in the same transaction as its position i
 
 // allCommand runs every part of Herald in one process.
 func allCommand() *cobra.Command {
-	return processCommand("all", "Run the API, relay, workers, projector and webhook delivery in one process",
+	return processCommand("all", "Run the API, relay, workers, projector, webhook delivery and bounce listener in one process",
 		`all runs everything Herald needs in one process: the HTTP API with the outbox relay and the
-reconciler, the delivery workers, the projector and the webhook dispatcher. It is the easiest way to
-run Herald on one machine.`,
-		parts{api: true, workers: true, projector: true, webhooks: true})
+reconciler, the delivery workers, the projector, the webhook dispatcher and, when --bounce-domain
+is set, the bounce listener. It is the easiest way to run Herald on one machine.`,
+		parts{api: true, workers: true, projector: true, webhooks: true, bounces: true})
 }
 
 // webhooksServeCommand runs the webhook dispatcher alone.
@@ -178,6 +189,13 @@ func (cfg *processConfig) validate(p parts) error {
 	}
 	if p.api || p.webhooks {
 		errs = append(errs, cfg.webhooks.validate())
+	}
+	if p.workers || p.bounces {
+		// `herald bounces serve` runs nothing but the listener, which needs the domain.
+		errs = append(errs, cfg.bounces.validateDomain(p.bounces && !p.workers))
+	}
+	if p.bounces {
+		errs = append(errs, cfg.bounces.validateListener())
 	}
 	return errors.Join(errs...)
 }
@@ -233,6 +251,11 @@ func (cfg *processConfig) assemble(ctx context.Context, p parts, pr *process) ([
 	if p.webhooks {
 		cfg.addDispatcher(pr)
 	}
+	if p.bounces && cfg.bounces.Domain != "" {
+		if err := cfg.addBounceListener(pr); err != nil {
+			return nil, err
+		}
+	}
 	var srv *heraldhttp.Server
 	addr := cfg.opsAddr
 	if p.api {
@@ -255,6 +278,7 @@ func (cfg *processConfig) assemble(ctx context.Context, p parts, pr *process) ([
 // addWorkers adds the delivery workers, with a provider for each of their channels.
 func (cfg *processConfig) addWorkers(pr *process) error {
 	channels, _ := cfg.worker.channels()
+	cfg.worker.Providers.SMTP.BounceDomain = cfg.bounces.Domain
 	providers, err := cfg.worker.Providers.build(channels, cfg.worker.Concurrency, cfg.gateway, cfg.secrets(), pr.logger)
 	if err != nil {
 		return err
