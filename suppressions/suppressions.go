@@ -280,8 +280,7 @@ func (s *Store) Lookup(ctx context.Context, channel herald.Channel, recipient st
 		// A recipient the channel would not take was refused when it was sent; none is suppressed.
 		return Suppression{}, false, nil
 	}
-	sup, err := scan(s.db.QueryRow(ctx, `SELECT `+columns+` FROM suppressions
-		WHERE channel = $1 AND recipient = $2 AND removed_at IS NULL AND (expires_at IS NULL OR expires_at > now())`, channel, key))
+	sup, err := scan(s.db.QueryRow(ctx, lookupQuery, channel, key))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Suppression{}, false, nil
 	}
@@ -290,6 +289,10 @@ func (s *Store) Lookup(ctx context.Context, channel herald.Channel, recipient st
 	}
 	return sup, true, nil
 }
+
+// lookupQuery is Lookup's statement: the entry of $2 on $1, if it holds now.
+const lookupQuery = `SELECT ` + columns + ` FROM suppressions
+	WHERE channel = $1 AND recipient = $2 AND removed_at IS NULL AND (expires_at IS NULL OR expires_at > now())`
 
 // Get returns the entry of recipient on channel, whether it holds or not. ENOTFOUND when the
 // recipient was never on the list.
