@@ -99,12 +99,15 @@ type Add struct {
 	Reason string
 	// ExpiresAt, if set, must be in the future: the suppression lapses then.
 	ExpiresAt *time.Time
+	// ExpiresIn, if set, must be positive: the suppression lapses that long after it is added.
+	// It stands instead of ExpiresAt; giving both is EINVALID.
+	ExpiresIn time.Duration
 }
 
 // Add suppresses a.Recipient on a.Channel by actor's decision (cause manual) and returns the
 // entry. An entry that holds already is replaced: its cause, reason and expiry become these.
 // EINVALID, naming the fields, and nothing written, for a bad channel, recipient, reason or
-// expiry.
+// expiry (expires_at, expires_in).
 func (s *Store) Add(ctx context.Context, a Add, actor string) (Suppression, error) {
 	problems := map[string]string{}
 	if !slices.Contains(herald.Channels, a.Channel) {
@@ -119,8 +122,18 @@ func (s *Store) Add(ctx context.Context, a Add, actor string) (Suppression, erro
 	if p := reasonProblem(a.Reason); p != "" {
 		problems["reason"] = p
 	}
-	if a.ExpiresAt != nil && !a.ExpiresAt.After(s.now()) {
+	now := s.now()
+	switch {
+	case a.ExpiresAt != nil && a.ExpiresIn != 0:
+		problems["expires_at"] = "give expires_at or expires_in, not both"
+		problems["expires_in"] = "give expires_at or expires_in, not both"
+	case a.ExpiresAt != nil && !a.ExpiresAt.After(now):
 		problems["expires_at"] = "must be in the future"
+	case a.ExpiresIn < 0:
+		problems["expires_in"] = "must be a positive duration, such as 720h"
+	case a.ExpiresIn > 0:
+		at := now.Add(a.ExpiresIn)
+		a.ExpiresAt = &at
 	}
 	if len(problems) > 0 {
 		return Suppression{}, herald.Invalid("invalid suppression: "+joinFields(problems), problems)
