@@ -92,10 +92,12 @@ type Server struct {
 	rebuilds Rebuilds
 	webhooks WebhookEndpoints
 	replays  WebhookReplays
-	auth     *auth
-	cfg      Config
-	logger   *slog.Logger
-	metrics  *httpMetrics
+	// suppressions is the suppression list, when the operators' API serves it.
+	suppressions Suppressions
+	auth         *auth
+	cfg          Config
+	logger       *slog.Logger
+	metrics      *httpMetrics
 }
 
 // NewServer returns a server over its dependencies. Without an acceptor and a reader it serves
@@ -176,6 +178,12 @@ func (s *Server) Handler() http.Handler {
 		r.Route("/api/v1/webhooks", func(r chi.Router) {
 			r.Use(s.authenticate, s.require(herald.ScopeOperate))
 			s.webhookRoutes(r)
+		})
+	}
+	if s.suppressions != nil {
+		r.Route(suppressionsPrefix, func(r chi.Router) {
+			r.Use(s.authenticate, s.require(herald.ScopeOperate))
+			s.suppressionRoutes(r)
 		})
 	}
 	return r

@@ -20,6 +20,7 @@ import (
 	"github.com/herald-notify/herald/projections"
 	"github.com/herald-notify/herald/redact"
 	"github.com/herald-notify/herald/router"
+	"github.com/herald-notify/herald/suppressions"
 	"github.com/herald-notify/herald/webhooks"
 )
 
@@ -266,8 +267,8 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 }
 
 // addAPI adds the outbox relay and its purge, the reconciler and the idempotency keys' purge,
-// and returns the API's server, with the operator's, the keys', the rebuilds' and the webhooks'
-// routes.
+// and returns the API's server, with the operator's, the keys', the rebuilds', the webhooks' and
+// the suppression list's routes.
 func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.Server {
 	pool, log, logger := pr.pool, pr.log, pr.logger
 	relay := router.NewRelay(pool, cfg.amqp.AMQPConfig, cfg.relay.RelayConfig, pr.topology, logger)
@@ -290,6 +291,7 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 	// process closes its pool.
 	pr.add("webhook replays", func(ctx context.Context) error { <-ctx.Done(); replays.Wait(); return nil }, nil)
 	srv.WithWebhooks(webhooks.NewEndpoints(pool, cfg.webhooks.policy()), replays)
+	srv.WithSuppressions(suppressions.New(pool))
 	return srv
 }
 
