@@ -179,10 +179,20 @@ func (s *Server) addSuppression(w http.ResponseWriter, r *http.Request) {
 		add.ExpiresIn = d
 	}
 	if len(fields) > 0 {
+		// Every problem at once: what the list would say of the fields read well, too.
+		for name, p := range add.Problems(time.Now()) {
+			if _, given := raw[name]; given && fields[name] == "" {
+				fields[name] = p
+			}
+		}
 		s.writeError(w, r, herald.Invalid("the suppression is invalid", fields))
 		return
 	}
 	sup, err := s.suppressions.Add(r.Context(), add, actor(r))
+	if herald.ErrorCode(err) == herald.EINVALID {
+		// The fields say what is wrong, as for a body refused before it reached the list.
+		err = &herald.Error{Code: herald.EINVALID, Message: "the suppression is invalid", Fields: herald.ErrorFields(err), Err: err}
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -234,6 +234,8 @@ func TestSuppressionsRefuseBadInput(t *testing.T) {
 		{"no reason", "POST", "", `{"channel":"email","recipient":"a@example.com"}`, 422, "reason"},
 		{"blank reason", "POST", "", `{"channel":"email","recipient":"a@example.com","reason":"  "}`, 422, "reason"},
 		{"no recipient", "POST", "", `{"channel":"email","reason":"r"}`, 422, "recipient"},
+		{"no reason, and a bad number", "POST", "", `{"channel":"sms","recipient":"4155550123"}`, 422, "recipient"},
+		{"a bad duration, and a blank reason", "POST", "", `{"channel":"email","recipient":"a@example.com","reason":" ","expires_in":"30d"}`, 422, "reason"},
 		{"unknown channel", "POST", "", `{"channel":"fax","recipient":"a@example.com","reason":"r"}`, 422, "channel"},
 		{"bad email", "POST", "", `{"channel":"email","recipient":"not-an-address","reason":"r"}`, 422, "recipient"},
 		{"bad number", "POST", "", `{"channel":"sms","recipient":"555","reason":"r"}`, 422, "recipient"},

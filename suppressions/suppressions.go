@@ -109,38 +109,18 @@ type Add struct {
 // EINVALID, naming the fields, and nothing written, for a bad channel, recipient, reason or
 // expiry (expires_at, expires_in).
 func (s *Store) Add(ctx context.Context, a Add, actor string) (Suppression, error) {
-	problems := map[string]string{}
-	if !slices.Contains(herald.Channels, a.Channel) {
-		problems["channel"] = fmt.Sprintf("unknown channel %q: want email or sms", a.Channel)
-	}
-	key, err := "", error(nil)
-	if slices.Contains(herald.Channels, a.Channel) {
-		if key, err = Key(a.Channel, a.Recipient); err != nil {
-			problems["recipient"] = fieldOf(err, "recipient")
-		}
-	}
-	if p := reasonProblem(a.Reason); p != "" {
-		problems["reason"] = p
-	}
 	now := s.now()
-	switch {
-	case a.ExpiresAt != nil && a.ExpiresIn != 0:
-		problems["expires_at"] = "give expires_at or expires_in, not both"
-		problems["expires_in"] = "give expires_at or expires_in, not both"
-	case a.ExpiresAt != nil && !a.ExpiresAt.After(now):
-		problems["expires_at"] = "must be in the future"
-	case a.ExpiresIn < 0:
-		problems["expires_in"] = "must be a positive duration, such as 720h"
-	case a.ExpiresIn > 0:
+	if problems := a.Problems(now); len(problems) > 0 {
+		return Suppression{}, herald.Invalid("invalid suppression: "+joinFields(problems), problems)
+	}
+	key, _ := Key(a.Channel, a.Recipient)
+	if a.ExpiresIn > 0 {
 		at := now.Add(a.ExpiresIn)
 		a.ExpiresAt = &at
 	}
-	if len(problems) > 0 {
-		return Suppression{}, herald.Invalid("invalid suppression: "+joinFields(problems), problems)
-	}
 	ev := &events.RecipientSuppressed{Channel: a.Channel, Recipient: key, Cause: events.SuppressedManual,
 		Reason: strings.TrimSpace(a.Reason), ExpiresAt: utc(a.ExpiresAt)}
-	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		_, err := s.suppress(ctx, tx, ev, actor, true)
 		return err
 	})
@@ -148,6 +128,31 @@ func (s *Store) Add(ctx context.Context, a Add, actor string) (Suppression, erro
 		return Suppression{}, err
 	}
 	return s.Get(ctx, a.Channel, key)
+}
+
+// Problems returns what is wrong with a, by field (channel, recipient, reason, expires_at,
+// expires_in), at the instant now: none when Add would take it. An edge that refuses part of a
+// request itself can report the rest with it.
+func (a Add) Problems(now time.Time) map[string]string {
+	problems := map[string]string{}
+	if !slices.Contains(herald.Channels, a.Channel) {
+		problems["channel"] = fmt.Sprintf("unknown channel %q: want email or sms", a.Channel)
+	} else if _, err := Key(a.Channel, a.Recipient); err != nil {
+		problems["recipient"] = fieldOf(err, "recipient")
+	}
+	if p := reasonProblem(a.Reason); p != "" {
+		problems["reason"] = p
+	}
+	switch {
+	case a.ExpiresAt != nil && a.ExpiresIn != 0:
+		problems["expires_at"] = "give one expiry, a time or a duration, not both"
+		problems["expires_in"] = "give one expiry, a time or a duration, not both"
+	case a.ExpiresAt != nil && !a.ExpiresAt.After(now):
+		problems["expires_at"] = "must be in the future"
+	case a.ExpiresIn < 0:
+		problems["expires_in"] = "must be a positive duration, such as 720h"
+	}
+	return problems
 }
 
 // SuppressIn suppresses recipient on channel for good, inside tx, because of what a report

@@ -337,13 +337,13 @@ func printSuppression(w io.Writer, output format, done string, s suppressions.Su
 	if output == formatJSON {
 		return writeJSON(w, suppressions.Wire(s))
 	}
-	until := "until removed"
-	if s.ExpiresAt != nil {
-		until = "until " + tableTime(*s.ExpiresAt)
+	what := " (until removed)."
+	switch {
+	case !s.Active:
+		what = ": Herald sends to this recipient again."
+	case s.ExpiresAt != nil:
+		what = " (until " + tableTime(*s.ExpiresAt) + ")."
 	}
-	if !s.Active {
-		until = "it may receive again"
-	}
-	fmt.Fprintf(w, "%s %s %s (%s).\n\n", done, s.Channel, cell(s.Recipient, 0), until)
+	fmt.Fprintf(w, "%s %s %s%s\n\n", done, s.Channel, cell(s.Recipient, 0), what)
 	return writeSuppressionFields(w, s)
 }
