@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/apikeys"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/heraldtest"
 	"github.com/herald-notify/herald/suppressions"
@@ -193,5 +197,61 @@ func TestSuppressionsHelpHasExamples(t *testing.T) {
 		if !strings.Contains(out, "Examples:") || !strings.Contains(out, "herald suppressions "+sub+" ") {
 			t.Errorf("herald suppressions %s --help has no example of itself:\n%s", sub, out)
 		}
+	}
+}
+
+// TestServeAndAllServeTheSuppressionList: herald serve and herald all answer the suppression
+// list's API, with the JSON the CLI prints for the same entry; what the API adds, the CLI shows
+// with the API key as its actor.
+func TestServeAndAllServeTheSuppressionList(t *testing.T) {
+	for _, process := range []string{"serve", "all"} {
+		t.Run(process, func(t *testing.T) {
+			c := newSuppressionsCLI(t)
+			_, token, err := apikeys.NewStore(c.db.Pool).Create(t.Context(), "ops", []herald.Scope{herald.ScopeOperate}, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := freeAddr(t)
+			// RabbitMQ out of reach: the API answers without it.
+			spawnHerald(t, map[string]string{"HERALD_DATABASE_URL": c.db.URL, "HERALD_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/",
+				"HERALD_HTTP_ADDR": addr}, process)
+			base := "http://" + addr
+			call := func(method, path, body string) (int, string) {
+				req, err := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Authorization", "Bearer "+token)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return 0, err.Error()
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(b)
+			}
+			heraldtest.Eventually(t, 60*time.Second, "herald "+process+" to answer", func() (bool, error) {
+				code, body := call(http.MethodGet, "/api/v1/suppressions", "")
+				return code == http.StatusOK, fmt.Errorf("last answer: %d %s", code, body)
+			})
+
+			c.must(t, "add", "sms", "+14155550123", "--reason", "from the shell", "--actor", "ann")
+			code, body := call(http.MethodGet, "/api/v1/suppressions/sms/%2B14155550123", "")
+			var fromAPI wire.Suppression
+			decodeOutput(t, body, &fromAPI)
+			var fromCLI wire.Suppression
+			decodeOutput(t, c.must(t, "show", "sms", "+14155550123", "-o", "json"), &fromCLI)
+			if diff := cmp.Diff(fromCLI, fromAPI); code != http.StatusOK || diff != "" {
+				t.Errorf("GET the entry: %d; the API and the CLI differ (-cli +api):\n%s", code, diff)
+			}
+
+			if code, body := call(http.MethodPost, "/api/v1/suppressions", `{"channel":"email","recipient":"bob@example.com","reason":"from the API"}`); code != http.StatusCreated {
+				t.Fatalf("POST: %d %s", code, body)
+			}
+			if show := c.must(t, "show", "email", "bob@example.com"); !strings.Contains(show, "by apikey:ops") || !strings.Contains(show, "from the API") {
+				t.Errorf("show of the entry the API added:\n%s", show)
+			}
+		})
 	}
 }
