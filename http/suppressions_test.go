@@ -247,6 +247,7 @@ func TestSuppressionsRefuseBadInput(t *testing.T) {
 		{"expires_in a number", "POST", "", `{"channel":"email","recipient":"a@example.com","reason":"r","expires_in":3600}`, 422, "expires_in"},
 		{"unknown field", "POST", "", `{"channel":"email","recipient":"a@example.com","reason":"r","cause":"hard_bounce"}`, 422, "cause"},
 		{"malformed", "POST", "", `{"channel":"email",`, 400, ""},
+		{"too large", "POST", "", `{"channel":"email","recipient":"a@example.com","reason":"` + strings.Repeat("x", apiMaxBody) + `"}`, 413, ""},
 		{"list channel", "GET", "?channel=fax", "", 422, "channel"},
 		{"list cause", "GET", "?cause=spite", "", 422, "cause"},
 		{"list all", "GET", "?all=maybe", "", 422, "all"},
@@ -259,10 +260,7 @@ func TestSuppressionsRefuseBadInput(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := api.do(t, tt.method, "/api/v1/suppressions"+tt.path, tt.body)
-			code := herald.EINVALID
-			if tt.status == 400 {
-				code = "malformed_json"
-			}
+			code := map[int]string{400: "malformed_json", 413: "too_large", 422: herald.EINVALID}[tt.status]
 			e := wantError(t, r, tt.status, code)
 			if tt.field != "" && e.Error.Fields[tt.field] == "" {
 				t.Errorf("%s: fields %v, want %s named", r.body, e.Error.Fields, tt.field)
@@ -292,6 +290,11 @@ func TestSuppressionsRefuseBadInput(t *testing.T) {
 	}
 	if got := decodeJSON[suppressionAnswer](t, api.do(t, http.MethodGet, sup.Links.Self, "")); !got.Active {
 		t.Error("a refused removal lifted the suppression")
+	}
+	// The reason given both ways, the same: taken.
+	r := api.do(t, http.MethodDelete, sup.Links.Self+"?reason=done", `{"reason":"done"}`)
+	if got := decodeJSON[suppressionAnswer](t, r); r.status != http.StatusOK || got.Active {
+		t.Errorf("DELETE with the same reason in the query and the body: %d %s", r.status, r.body)
 	}
 }
 
