@@ -13,7 +13,7 @@ type Scope string
 const (
 	ScopeSend    Scope = "send"    // POST notifications
 	ScopeRead    Scope = "read"    // read status, history, events and listings
-	ScopeOperate Scope = "operate" // work the poison queue, rebuilds and webhook endpoints over HTTP
+	ScopeOperate Scope = "operate" // work the poison queue, rebuilds, webhook endpoints and the suppression list over HTTP
 )
 
 // Scopes lists every scope.

@@ -95,10 +95,12 @@ type Server struct {
 	webhooks WebhookEndpoints
 	replays  WebhookReplays
 	receipts *SMSReceipts
-	auth     *auth
-	cfg      Config
-	logger   *slog.Logger
-	metrics  *httpMetrics
+	// suppressions is the suppression list, when the operators' API serves it.
+	suppressions Suppressions
+	auth         *auth
+	cfg          Config
+	logger       *slog.Logger
+	metrics      *httpMetrics
 	// receiptMetrics counts the SMS gateway's callbacks, when receipts and metrics are on.
 	receiptMetrics *receiptMetrics
 }
@@ -186,6 +188,12 @@ func (s *Server) Handler() http.Handler {
 		r.Route("/api/v1/webhooks", func(r chi.Router) {
 			r.Use(s.authenticate, s.require(herald.ScopeOperate))
 			s.webhookRoutes(r)
+		})
+	}
+	if s.suppressions != nil {
+		r.Route(suppressionsPrefix, func(r chi.Router) {
+			r.Use(s.authenticate, s.require(herald.ScopeOperate))
+			s.suppressionRoutes(r)
 		})
 	}
 	return r

@@ -99,35 +99,28 @@ type Add struct {
 	Reason string
 	// ExpiresAt, if set, must be in the future: the suppression lapses then.
 	ExpiresAt *time.Time
+	// ExpiresIn, if set, must be positive: the suppression lapses that long after it is added.
+	// It stands instead of ExpiresAt; giving both is EINVALID.
+	ExpiresIn time.Duration
 }
 
 // Add suppresses a.Recipient on a.Channel by actor's decision (cause manual) and returns the
 // entry. An entry that holds already is replaced: its cause, reason and expiry become these.
 // EINVALID, naming the fields, and nothing written, for a bad channel, recipient, reason or
-// expiry.
+// expiry (expires_at, expires_in).
 func (s *Store) Add(ctx context.Context, a Add, actor string) (Suppression, error) {
-	problems := map[string]string{}
-	if !slices.Contains(herald.Channels, a.Channel) {
-		problems["channel"] = fmt.Sprintf("unknown channel %q: want email or sms", a.Channel)
-	}
-	key, err := "", error(nil)
-	if slices.Contains(herald.Channels, a.Channel) {
-		if key, err = Key(a.Channel, a.Recipient); err != nil {
-			problems["recipient"] = fieldOf(err, "recipient")
-		}
-	}
-	if p := reasonProblem(a.Reason); p != "" {
-		problems["reason"] = p
-	}
-	if a.ExpiresAt != nil && !a.ExpiresAt.After(s.now()) {
-		problems["expires_at"] = "must be in the future"
-	}
-	if len(problems) > 0 {
+	now := s.now()
+	if problems := a.Problems(now); len(problems) > 0 {
 		return Suppression{}, herald.Invalid("invalid suppression: "+joinFields(problems), problems)
+	}
+	key, _ := Key(a.Channel, a.Recipient)
+	if a.ExpiresIn > 0 {
+		at := now.Add(a.ExpiresIn)
+		a.ExpiresAt = &at
 	}
 	ev := &events.RecipientSuppressed{Channel: a.Channel, Recipient: key, Cause: events.SuppressedManual,
 		Reason: strings.TrimSpace(a.Reason), ExpiresAt: utc(a.ExpiresAt)}
-	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		_, err := s.suppress(ctx, tx, ev, actor, true)
 		return err
 	})
@@ -135,6 +128,31 @@ func (s *Store) Add(ctx context.Context, a Add, actor string) (Suppression, erro
 		return Suppression{}, err
 	}
 	return s.Get(ctx, a.Channel, key)
+}
+
+// Problems returns what is wrong with a, by field (channel, recipient, reason, expires_at,
+// expires_in), at the instant now: none when Add would take it. An edge that refuses part of a
+// request itself can report the rest with it.
+func (a Add) Problems(now time.Time) map[string]string {
+	problems := map[string]string{}
+	if !slices.Contains(herald.Channels, a.Channel) {
+		problems["channel"] = fmt.Sprintf("unknown channel %q: want email or sms", a.Channel)
+	} else if _, err := Key(a.Channel, a.Recipient); err != nil {
+		problems["recipient"] = fieldOf(err, "recipient")
+	}
+	if p := reasonProblem(a.Reason); p != "" {
+		problems["reason"] = p
+	}
+	switch {
+	case a.ExpiresAt != nil && a.ExpiresIn != 0:
+		problems["expires_at"] = "give one expiry, a time or a duration, not both"
+		problems["expires_in"] = "give one expiry, a time or a duration, not both"
+	case a.ExpiresAt != nil && !a.ExpiresAt.After(now):
+		problems["expires_at"] = "must be in the future"
+	case a.ExpiresIn < 0:
+		problems["expires_in"] = "must be a positive duration, such as 720h"
+	}
+	return problems
 }
 
 // SuppressIn suppresses recipient on channel for good, inside tx, because of what a report
@@ -280,8 +298,7 @@ func (s *Store) Lookup(ctx context.Context, channel herald.Channel, recipient st
 		// A recipient the channel would not take was refused when it was sent; none is suppressed.
 		return Suppression{}, false, nil
 	}
-	sup, err := scan(s.db.QueryRow(ctx, `SELECT `+columns+` FROM suppressions
-		WHERE channel = $1 AND recipient = $2 AND removed_at IS NULL AND (expires_at IS NULL OR expires_at > now())`, channel, key))
+	sup, err := scan(s.db.QueryRow(ctx, lookupQuery, channel, key))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Suppression{}, false, nil
 	}
@@ -290,6 +307,10 @@ func (s *Store) Lookup(ctx context.Context, channel herald.Channel, recipient st
 	}
 	return sup, true, nil
 }
+
+// lookupQuery is Lookup's statement: the entry of $2 on $1, if it holds now.
+const lookupQuery = `SELECT ` + columns + ` FROM suppressions
+	WHERE channel = $1 AND recipient = $2 AND removed_at IS NULL AND (expires_at IS NULL OR expires_at > now())`
 
 // Get returns the entry of recipient on channel, whether it holds or not. ENOTFOUND when the
 // recipient was never on the list.

@@ -152,11 +152,25 @@ func TestExpiry(t *testing.T) {
 	}
 }
 
+// TestExpiresIn: an expiry given as a duration is counted from the addition.
+func TestExpiresIn(t *testing.T) {
+	s := newSetup(t)
+	before := time.Now()
+	sup, err := s.store.Add(context.Background(), suppressions.Add{Channel: herald.ChannelSMS, Recipient: "+14155550123", Reason: "a month off", ExpiresIn: 720 * time.Hour}, "ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sup.ExpiresAt == nil || sup.ExpiresAt.Before(before.Add(720*time.Hour).Truncate(time.Microsecond)) ||
+		sup.ExpiresAt.After(time.Now().Add(720*time.Hour)) || !sup.Active {
+		t.Errorf("expires_at = %v, want 720h after the addition, and holding", sup.ExpiresAt)
+	}
+}
+
 // TestAddRefusesBadInput names each bad field and writes nothing.
 func TestAddRefusesBadInput(t *testing.T) {
 	s := newSetup(t)
 	ctx := context.Background()
-	past := time.Now().Add(-time.Minute)
+	past, future := time.Now().Add(-time.Minute), time.Now().Add(time.Hour)
 	for _, tt := range []struct {
 		name  string
 		add   suppressions.Add
@@ -167,6 +181,8 @@ func TestAddRefusesBadInput(t *testing.T) {
 		{"sms recipient", suppressions.Add{Channel: herald.ChannelSMS, Recipient: "555", Reason: "r"}, "recipient"},
 		{"reason", suppressions.Add{Channel: herald.ChannelEmail, Recipient: "a@example.com", Reason: "  "}, "reason"},
 		{"expiry", suppressions.Add{Channel: herald.ChannelEmail, Recipient: "a@example.com", Reason: "r", ExpiresAt: &past}, "expires_at"},
+		{"negative expires_in", suppressions.Add{Channel: herald.ChannelEmail, Recipient: "a@example.com", Reason: "r", ExpiresIn: -time.Hour}, "expires_in"},
+		{"both expiries", suppressions.Add{Channel: herald.ChannelEmail, Recipient: "a@example.com", Reason: "r", ExpiresAt: &future, ExpiresIn: time.Hour}, "expires_in"},
 	} {
 		_, err := s.store.Add(ctx, tt.add, "ops")
 		if herald.ErrorCode(err) != herald.EINVALID || herald.ErrorFields(err)[tt.field] == "" {

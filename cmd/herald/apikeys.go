@@ -21,7 +21,7 @@ func apikeysCommand() *cobra.Command {
 		Long: `Every API endpoint but /healthz, /readyz and /metrics needs an API key, sent as
 "Authorization: Bearer <key>" (or "X-API-Key: <key>"). A key carries scopes: send (POST
 notifications), read (status, history, events, listings) and operate (the poison queue, projection
-rebuilds and webhook endpoints over HTTP). Only a hash of each key is stored: the key itself is shown once, when it is created.`,
+rebuilds, webhook endpoints and the suppression list over HTTP). Only a hash of each key is stored: the key itself is shown once, when it is created.`,
 	}
 	cmd.AddCommand(apikeysCreateCommand(), apikeysListCommand(), apikeysRevokeCommand())
 	return cmd

@@ -11,6 +11,8 @@
 //	projections    show where the read models stand, rebuild them from the log
 //	poison         inspect and re-drive the poison queue
 //	apikeys        create, list and revoke API keys
+//	webhooks       register webhook endpoints and deliver the log's events to them
+//	suppressions   manage the suppression list: the recipients Herald does not send to
 //	bench          measure Herald end to end against the machine's raw ceiling
 //	version        print the version
 //
@@ -93,6 +95,7 @@ Run "herald migrate" once, then "herald all" for everything in one process, or "
 		apikeysCommand(),
 		webhooksCommand(),
 		bouncesCommand(),
+		suppressionsCommand(),
 		versionCommand(),
 		benchCommand(),
 	)

@@ -295,8 +295,8 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 }
 
 // addAPI adds the outbox relay and its purge, the reconciler and the idempotency keys' purge,
-// and returns the API's server, with the operator's, the keys', the rebuilds' and the webhooks'
-// routes.
+// and returns the API's server, with the operator's, the keys', the rebuilds', the webhooks' and
+// the suppression list's routes.
 func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.Server {
 	pool, log, logger := pr.pool, pr.log, pr.logger
 	relay := router.NewRelay(pool, cfg.amqp.AMQPConfig, cfg.relay.RelayConfig, pr.topology, logger)
@@ -320,6 +320,7 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 	pr.add("webhook replays", func(ctx context.Context) error { <-ctx.Done(); replays.Wait(); return nil }, nil)
 	srv.WithWebhooks(webhooks.NewEndpoints(pool, cfg.webhooks.policy()), replays)
 	srv.WithReceipts(cfg.smsReceipts(pr))
+	srv.WithSuppressions(suppressions.New(pool))
 	return srv
 }
 

@@ -37,7 +37,7 @@ func webhooksShowCommand() *cobra.Command {
 			if err := writeEndpointFields(w, e, &pending); err != nil {
 				return err
 			}
-			return writeEndpointHistory(w, history)
+			return writeStreamHistory(w, history)
 		})
 	cmd.Long = `show prints a webhook endpoint: its URL, event types, whether it is enabled (and why not),
 its place in the log, its health (failing since, last success), the deliveries waiting for a
@@ -71,8 +71,8 @@ func writeEndpointFields(w io.Writer, e webhooks.Endpoint, pending *int64) error
 	return tw.Flush()
 }
 
-// writeEndpointHistory prints the endpoint's stream: when, who, what.
-func writeEndpointHistory(w io.Writer, history []events.Recorded) error {
+// writeStreamHistory prints a stream of the log (an endpoint's, an entry of the suppression list's): when, who, what.
+func writeStreamHistory(w io.Writer, history []events.Recorded) error {
 	fmt.Fprintln(w, "\nHistory:")
 	tw := newTable(w)
 	fmt.Fprintln(tw, "TIME\tVERSION\tACTOR\tEVENT\tWHAT")
