@@ -83,6 +83,43 @@ func TestEmailBounceEndToEnd(t *testing.T) {
 	if shown.Outcome != "hard_bounce" || shown.NotificationID != id || !strings.Contains(shown.Raw, "X-Postfix-Queue-ID: 4Xk2Lm0Qz9z9sWc") {
 		t.Errorf("herald bounces show: outcome %q, notification %q, want hard_bounce for %s with the raw report", shown.Outcome, shown.NotificationID, id)
 	}
+
+	// The hard bounce put the recipient on the suppression list, naming the notification.
+	var entry struct {
+		Cause          string `json:"cause"`
+		NotificationID string `json:"notification_id"`
+		Active         bool   `json:"active"`
+	}
+	out = mustRunCLI(t, c, "suppressions", "show", "email", "Bob@Example.net", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &entry); err != nil {
+		t.Fatalf("herald suppressions show -o json: %v\n%s", err, out)
+	}
+	if entry.Cause != "hard_bounce" || entry.NotificationID != id || !entry.Active {
+		t.Fatalf("suppression of bob@example.net = %+v, want an active hard_bounce from %s", entry, id)
+	}
+
+	// The next email to that address is accepted, fails as suppressed, and reaches no server.
+	again := send(t, c.API, sendRequest{Type: "email", Recipient: "Bob <bob@example.net>", Subject: "Your code", Content: "Hello again."})
+	failed := waitStatus(t, c.API, again, "failed", deliveryTimeout)
+	if !strings.HasPrefix(failed.LastError, "recipient suppressed (hard_bounce: 5.1.1") {
+		t.Errorf("last error = %q, want the suppression named", failed.LastError)
+	}
+	againHistory, _ := story(t, c.API, again, 2)
+	if last := againHistory[len(againHistory)-1]; last.Event != "NotificationFailed" || last.Reason != "suppressed" {
+		t.Errorf("last history entry = %+v, want NotificationFailed, reason suppressed", last)
+	}
+
+	// Lifted by an operator, the recipient receives again.
+	mustRunCLI(t, c, "suppressions", "remove", "email", "bob@example.net", "--reason", "mailbox restored")
+	third := send(t, c.API, sendRequest{Type: "email", Recipient: "bob@example.net", Subject: "Your code", Content: "Third time."})
+	waitStatus(t, c.API, third, "sent", deliveryTimeout)
+	var ids []string
+	for _, m := range c.SMTP.Received("bob@example.net") {
+		ids = append(ids, m.NotificationID)
+	}
+	if len(ids) != 2 || ids[0] != id || ids[1] != third {
+		t.Errorf("the sink received %v, want %s and %s only: the suppressed one must reach no server", ids, id, third)
+	}
 }
 
 // sendMail delivers raw to the SMTP server at addr, from the null sender (as bounces are) to

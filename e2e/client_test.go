@@ -44,6 +44,7 @@ type historyEntry struct {
 	Provider          string `json:"provider"`
 	ProviderMessageID string `json:"provider_message_id"`
 	Error             string `json:"error"`
+	Reason            string `json:"reason"`
 }
 
 type historyJSON struct {

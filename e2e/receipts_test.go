@@ -100,3 +100,41 @@ func postCallback(t *testing.T, u string, form url.Values, sig string) (int, str
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
 }
+
+// TestSMSOptOut: a recipient's STOP, posted signed by the gateway to the inbound route, puts the
+// number on the suppression list; the next SMS to it is accepted, fails as suppressed and never
+// reaches the gateway; the recipient's START lets the one after it through.
+func TestSMSOptOut(t *testing.T) {
+	const public = "https://herald.e2e.test"
+	d := newDeps(t)
+	c := startHerald(t, heraldOpts{Deps: d, Commands: []string{"all"}, Env: map[string]string{"HERALD_PUBLIC_URL": public}})
+	req := smsCase(7).req
+	inbound := func(body string) {
+		t.Helper()
+		form := url.Values{"MessageSid": {"SM" + strings.Repeat("7", 32)}, "AccountSid": {d.SMS.AccountSID},
+			"From": {req.Recipient}, "To": {smsFrom}, "Body": {body}}
+		status, answer := postCallback(t, c.API+receipts.InboundPath, form, receipts.Sign(d.SMS.AuthToken, public+receipts.InboundPath, form))
+		if status != http.StatusOK || !strings.Contains(answer, "<Response>") {
+			t.Fatalf("inbound %q: %d %s, want 200 with an empty TwiML reply", body, status, answer)
+		}
+	}
+
+	inbound(" Stop ")
+	stopped := send(t, c.API, req)
+	failed := waitStatus(t, c.API, stopped, "failed", deliveryTimeout)
+	if !strings.HasPrefix(failed.LastError, "recipient suppressed (opt_out") {
+		t.Errorf("last error = %q, want the opt-out named", failed.LastError)
+	}
+	out := mustRunCLI(t, c, "suppressions", "list", "--channel", "sms")
+	if !strings.Contains(out, req.Recipient) || !strings.Contains(out, "opt_out") {
+		t.Errorf("herald suppressions list --channel sms:\n%s\nwant %s, opt_out", out, req.Recipient)
+	}
+
+	inbound("START")
+	resumed := send(t, c.API, req)
+	waitStatus(t, c.API, resumed, "sent", deliveryTimeout)
+	msgs := d.SMS.Received(req.Recipient)
+	if len(msgs) != 1 {
+		t.Errorf("the gateway received %d messages for %s, want 1: the one sent while opted out must not reach it", len(msgs), req.Recipient)
+	}
+}
