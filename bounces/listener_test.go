@@ -570,3 +570,39 @@ func TestListenerReturnsWhenItsSocketFails(t *testing.T) {
 		t.Fatal("Serve still running 10s after its socket closed")
 	}
 }
+
+// TestListenerTakesEightBitReports: mail servers write diagnostics and headers in any charset; a
+// report with bytes that are not UTF-8 is recorded (the bytes replaced), and one with a NUL is
+// kept as unparsable, neither refused with 451 for the sender to retry, failing, for days.
+func TestListenerTakesEightBitReports(t *testing.T) {
+	e := newEnv(t)
+	id := e.sentEmail(t, "latin@example.net")
+	raw := withID(fixture(t, "postfix_hard.eml"), id)
+	latin := bytes.Replace(raw, []byte("Diagnostic-Code: smtp;"), []byte("Diagnostic-Code: smtp; Adresse inconnue \xe9\xe8;"), 1)
+	latin = bytes.Replace(latin, []byte("Message-Id: <"), []byte("Message-Id: <\xe9"), 1)
+	if !bytes.Contains(latin, []byte("inconnue \xe9\xe8")) || !bytes.Contains(latin, []byte("<\xe9")) {
+		t.Fatal("the fixture has no Diagnostic-Code or Message-ID to spoil")
+	}
+	e.mustSend(t, verp(id), latin)
+	r := e.newest(t)
+	if r.Outcome != bounces.OutcomeHardBounce || r.NotificationID != id {
+		t.Fatalf("report outcome %q for %q (%s), want hard_bounce for %s", r.Outcome, r.NotificationID, r.Detail, id)
+	}
+	evs := e.reports(t, id)
+	if len(evs) != 1 {
+		t.Fatalf("events after sent = %#v, want one bounce", evs)
+	}
+	if b := evs[0].(*events.NotificationBounced); !strings.Contains(b.Diagnostic, "Adresse inconnue \uFFFD;") {
+		t.Errorf("diagnostic = %q, want the 8-bit bytes replaced", b.Diagnostic)
+	}
+	if !strings.HasPrefix(r.MessageID, "\uFFFD") {
+		t.Errorf("report Message-ID = %q, want its 8-bit byte replaced", r.MessageID)
+	}
+
+	other := e.sentEmail(t, "nul@example.net")
+	nul := bytes.Replace(withID(fixture(t, "postfix_hard.eml"), other), []byte("Diagnostic-Code: smtp;"), []byte("Diagnostic-Code: smtp; \x00 \xe9;"), 1)
+	e.mustSend(t, verp(other), nul)
+	if r := e.newest(t); r.Outcome != bounces.OutcomeUnparsable || strings.ContainsRune(r.Detail, 0) {
+		t.Errorf("a report with a NUL: outcome %q, detail %q; want it kept as unparsable", r.Outcome, r.Detail)
+	}
+}

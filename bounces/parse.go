@@ -74,12 +74,13 @@ type Original struct {
 
 // Parse reads raw as a multipart/report of type delivery-status or feedback-report. Anything
 // else fails with an error wrapping ErrNotReport; a report whose parts cannot be read fails too.
-func Parse(raw []byte) (Report, error) {
+func Parse(raw []byte) (r Report, err error) {
+	defer r.clean()
 	msg, err := mail.ReadMessage(bytes.NewReader(raw))
 	if err != nil {
 		return Report{}, fmt.Errorf("%w: read the message: %v", ErrNotReport, err)
 	}
-	r := Report{MessageID: trimAngles(msg.Header.Get("Message-Id"))}
+	r = Report{MessageID: trimAngles(msg.Header.Get("Message-Id"))}
 	mediaType, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
 	if err != nil {
 		return r, fmt.Errorf("%w: content type %q: %v", ErrNotReport, msg.Header.Get("Content-Type"), err)
@@ -139,6 +140,25 @@ func Parse(raw []byte) (Report, error) {
 		return r, fmt.Errorf("%w: a %s report without its message/%s part", ErrNotReport, r.Type, r.Type)
 	}
 	return r, nil
+}
+
+// clean makes every field of r text PostgreSQL keeps: mail servers write their diagnostics and
+// headers in any 8-bit charset, and a byte sequence that is not UTF-8, or a NUL, would make the
+// report's row and events fail to insert — and the sender retry it, failing, for days.
+func (r *Report) clean() {
+	for _, f := range []*string{&r.Type, &r.MessageID, &r.ReportingMTA, &r.Feedback.Type, &r.Feedback.UserAgent,
+		&r.Feedback.SourceIP, &r.Feedback.OriginalRcptTo, &r.Original.MessageID, &r.Original.NotificationID} {
+		*f = text(*f)
+	}
+	for i := range r.Recipients {
+		rs := &r.Recipients[i]
+		rs.Recipient, rs.Action, rs.Status, rs.Diagnostic = text(rs.Recipient), text(rs.Action), text(rs.Status), text(rs.Diagnostic)
+	}
+}
+
+// text is s as UTF-8 without NULs: invalid bytes become U+FFFD.
+func text(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
 }
 
 // decodePart undoes a part's base64 transfer encoding; multipart.Reader undoes quoted-printable

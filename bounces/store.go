@@ -96,11 +96,20 @@ func (s *Store) add(ctx context.Context, env Envelope, raw []byte, messageID str
 	var id int64
 	err := s.db.QueryRow(ctx, `INSERT INTO inbound_reports (remote_addr, envelope_from, envelope_to, size, raw, truncated, message_id)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-		env.RemoteAddr, env.From, nonNil(env.To), int64(len(raw)), kept, truncated, messageID).Scan(&id)
+		text(env.RemoteAddr), text(env.From), texts(nonNil(env.To)), int64(len(raw)), kept, truncated, text(messageID)).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("keep inbound report: %w", err)
 	}
 	return id, nil
+}
+
+// texts is text of each of ss.
+func texts(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = text(s)
+	}
+	return out
 }
 
 // settle records what became of report id, through q (the transaction of its events, if any).
@@ -110,7 +119,7 @@ func settle(ctx context.Context, q events.Querier, id int64, outcome, notificati
 		nid = notificationID
 	}
 	if _, err := q.Exec(ctx, `UPDATE inbound_reports SET outcome = $2, notification_id = $3, detail = $4 WHERE id = $1`,
-		id, outcome, nid, detail); err != nil {
+		id, outcome, nid, text(detail)); err != nil {
 		return fmt.Errorf("record outcome of inbound report %d: %w", id, err)
 	}
 	return nil
