@@ -33,8 +33,9 @@ const (
 	maxRecipients = 10
 	// recordTimeout bounds recording one message.
 	recordTimeout = 30 * time.Second
-	// DefaultMaxConnections bounds the conversations under way, and so the memory messages can
-	// take (each up to MaxMessageBytes): a client past it is told 451 at HELO and tries again.
+	// DefaultMaxConnections bounds the conversations under way: a client past it is told 451 at
+	// HELO and tries again. Each holds at most MaxStoredBytes of its message in memory, however
+	// large the message: 16 MiB for all of them.
 	DefaultMaxConnections = 64
 )
 
@@ -199,14 +200,23 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 // Data keeps and records the message. Only a failure to keep or record it (the database) is
 // answered with an error, a temporary one, so that the sender tries again: mail that is no
 // report, or names no notification, is answered 250 like the rest.
+//
+// Only the message's first MaxStoredBytes are read into memory, which is all that is kept: the
+// report's own parts come first and the returned message after them, so they are whole in it;
+// the rest is read and counted, not held.
 func (s *session) Data(r io.Reader) error {
-	raw, err := io.ReadAll(r)
+	raw, err := io.ReadAll(io.LimitReader(r, MaxStoredBytes))
 	if err != nil {
 		return err // ErrDataTooLarge is a 552
 	}
+	rest, err := io.Copy(io.Discard, r)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 	defer cancel()
-	res, err := s.l.recorder.Receive(ctx, Envelope{RemoteAddr: s.remote, From: s.from, To: append([]string(nil), s.to...)}, raw)
+	env := Envelope{RemoteAddr: s.remote, From: s.from, To: append([]string(nil), s.to...), Size: int64(len(raw)) + rest}
+	res, err := s.l.recorder.Receive(ctx, env, raw)
 	if err != nil {
 		s.l.logger.Error("record inbound report", "report_id", res.ReportID, "remote_addr", s.remote, "error", err)
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "cannot record the report now; try again later"}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/smtp"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -604,5 +605,29 @@ func TestListenerTakesEightBitReports(t *testing.T) {
 	e.mustSend(t, verp(other), nul)
 	if r := e.newest(t); r.Outcome != bounces.OutcomeUnparsable || strings.ContainsRune(r.Detail, 0) {
 		t.Errorf("a report with a NUL: outcome %q, detail %q; want it kept as unparsable", r.Outcome, r.Detail)
+	}
+}
+
+// TestListenerKeepsTheBeginningOfALargeReport: a report that returns a large message is
+// recorded from its beginning; the size kept says how large it was, and the rest is not kept.
+func TestListenerKeepsTheBeginningOfALargeReport(t *testing.T) {
+	e := newEnvWith(t, bounces.ListenerConfig{Domain: bounceDomain, MaxMessageBytes: 4 * bounces.MaxStoredBytes})
+	id := e.sentEmail(t, "large@example.net")
+	raw := withID(fixture(t, "postfix_hard.eml"), id)
+	// A long body for the returned message, before the closing boundary.
+	end := bytes.LastIndex(raw, []byte("\n--"))
+	if end < 0 {
+		t.Fatal("the fixture has no closing boundary")
+	}
+	filler := bytes.Repeat([]byte(strings.Repeat("x", 76)+"\n"), (3*bounces.MaxStoredBytes)/77)
+	large := slices.Concat(raw[:end+1], filler, raw[end+1:])
+	e.mustSend(t, verp(id), large)
+
+	r := e.newest(t)
+	if r.Outcome != bounces.OutcomeHardBounce || r.NotificationID != id {
+		t.Fatalf("report outcome %q for %q (%s), want hard_bounce for %s", r.Outcome, r.NotificationID, r.Detail, id)
+	}
+	if !r.Truncated || len(r.Raw) != bounces.MaxStoredBytes || r.Size < int64(len(large)) {
+		t.Errorf("kept %d bytes of %d (truncated %v), want the first %d of at least %d", len(r.Raw), r.Size, r.Truncated, bounces.MaxStoredBytes, len(large))
 	}
 }

@@ -80,23 +80,28 @@ type Store struct {
 // NewStore returns the reports kept in db.
 func NewStore(db events.Querier) *Store { return &Store{db: db} }
 
-// Envelope is how a message arrived: from where, MAIL FROM and the accepted RCPT TOs.
+// Envelope is how a message arrived: from where, MAIL FROM and the accepted RCPT TOs, and its
+// size.
 type Envelope struct {
 	RemoteAddr string
 	From       string
 	To         []string
+	// Size is the message's length in bytes, when only its beginning is handed on with the
+	// envelope; 0 means the message handed on is all of it.
+	Size int64
 }
 
 // add keeps raw, received with env, as a report being handled, and returns its id.
 func (s *Store) add(ctx context.Context, env Envelope, raw []byte, messageID string) (int64, error) {
-	kept, truncated := raw, false
+	kept, size := raw, max(env.Size, int64(len(raw)))
 	if len(kept) > MaxStoredBytes {
-		kept, truncated = kept[:MaxStoredBytes], true
+		kept = kept[:MaxStoredBytes]
 	}
+	truncated := int64(len(kept)) < size
 	var id int64
 	err := s.db.QueryRow(ctx, `INSERT INTO inbound_reports (remote_addr, envelope_from, envelope_to, size, raw, truncated, message_id)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-		text(env.RemoteAddr), text(env.From), texts(nonNil(env.To)), int64(len(raw)), kept, truncated, text(messageID)).Scan(&id)
+		text(env.RemoteAddr), text(env.From), texts(nonNil(env.To)), size, kept, truncated, text(messageID)).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("keep inbound report: %w", err)
 	}
