@@ -28,6 +28,8 @@ type Store interface {
 	// NotificationNow folds a stream and returns it with the database's clock, read with it: the
 	// clock its events' times come from. ENOTFOUND when it has no events.
 	NotificationNow(ctx context.Context, stream string) (herald.Notification, time.Time, error)
+	// Load returns a stream's events in version order.
+	Load(ctx context.Context, stream string) ([]events.Recorded, error)
 	// Append adds events after version expected; ECONFLICT wrapping events.ErrConflict when the
 	// stream moved on.
 	Append(ctx context.Context, stream string, expected int64, md events.Metadata, evs ...events.Event) ([]events.Recorded, error)
@@ -166,10 +168,10 @@ func (d *Deliverer) start(ctx context.Context, cmd commands.SendNotification, md
 		d.logger.DebugContext(ctx, "redelivered command for a sent notification acknowledged", "notification_id", n.ID)
 		return n, false, nil
 	case errors.Is(err, ErrAlreadyFailed):
-		if sup, suppressed, lookupErr := d.suppressed(ctx, n); lookupErr == nil && suppressed {
-			// Its suppression's failure was recorded and its acknowledgement lost: nothing to park.
-			d.logger.DebugContext(ctx, "redelivered command for a suppressed recipient acknowledged", "notification_id", n.ID,
-				"cause", sup.Cause)
+		if reason, rerr := d.failureReason(ctx, n.ID); rerr == nil && reason == events.ReasonSuppressed {
+			// It failed because its recipient was suppressed, and that acknowledgement was lost:
+			// nothing to park, whatever the list says now.
+			d.logger.DebugContext(ctx, "redelivered command of a suppressed notification acknowledged", "notification_id", n.ID)
 			return n, false, nil
 		}
 		// Park it again: if an earlier park was lost with its acknowledgement, this restores it.
@@ -198,6 +200,26 @@ func (d *Deliverer) start(ctx context.Context, cmd commands.SendNotification, md
 		return n, false, fmt.Errorf("deliver %s: %w: %s", n.ID, ErrFinal, n.LastError)
 	}
 	return n, true, nil
+}
+
+// failureReason is the reason of the latest NotificationFailed in stream: why it failed. Only a
+// redelivered command of a failed notification asks, so the stream is loaded only then.
+func (d *Deliverer) failureReason(ctx context.Context, stream string) (string, error) {
+	recs, err := d.store.Load(ctx, stream)
+	if err != nil {
+		return "", err
+	}
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i].Type != events.TypeNotificationFailed {
+			continue
+		}
+		e, err := recs[i].Event()
+		if err != nil {
+			return "", err
+		}
+		return e.(*events.NotificationFailed).Reason, nil
+	}
+	return "", nil
 }
 
 // suppressed asks the suppression list, if d has one, about n's recipient.

@@ -45,11 +45,25 @@ func TestDeliverSuppressed(t *testing.T) {
 	checkOutcome(t, err, delivered, nil)
 	checkCalls(t, email, nil)
 
+	// A notification that failed for another reason is parked again on redelivery, even while
+	// its recipient is suppressed.
+	permanent := queue(t, eventLog, q)
+	if _, err := eventLog.Append(ctx, permanent, 1, cmdMD(3), &events.NotificationProcessing{Attempt: 1, Worker: "w1"},
+		&events.NotificationFailed{Attempt: 1, Provider: "fake-smtp", Error: "550 no such user", Reason: events.ReasonPermanentError}); err != nil {
+		t.Fatal(err)
+	}
+	err = d.Deliver(ctx, commands.SendNotification{NotificationID: permanent, Channel: herald.ChannelEmail}, cmdMD(4))
+	checkOutcome(t, err, givenUp, handlers.ErrAlreadyFailed)
+
 	if _, err := list.Remove(ctx, herald.ChannelEmail, "ada@example.com", "ops", "mailbox open again"); err != nil {
 		t.Fatal(err)
 	}
+	// The suppressed one's redelivery is acknowledged however the list changed since.
+	err = d.Deliver(ctx, commands.SendNotification{NotificationID: id, Channel: herald.ChannelEmail}, cmdMD(5))
+	checkOutcome(t, err, delivered, nil)
+	checkCalls(t, email, nil)
 	id2 := queue(t, eventLog, q)
-	err = d.Deliver(ctx, commands.SendNotification{NotificationID: id2, Channel: herald.ChannelEmail}, cmdMD(3))
+	err = d.Deliver(ctx, commands.SendNotification{NotificationID: id2, Channel: herald.ChannelEmail}, cmdMD(6))
 	checkOutcome(t, err, delivered, nil)
 	checkCalls(t, email, []delivery.Message{message(id2, q, 1)})
 }
