@@ -36,7 +36,9 @@ type SMSConfig struct {
 	From string
 	// StatusCallback, if set, is the URL the gateway posts each message's status reports to
 	// (Twilio's StatusCallback): where Herald takes in delivery receipts. It must be an absolute
-	// http or https URL.
+	// http or https URL. Each message asks for its reports at this URL with the notification's
+	// id added to the query (CallbackNotificationParam, see StatusCallbackFor), so that a report
+	// names its notification even before Herald has recorded the gateway's message id.
 	StatusCallback string
 	// Timeout bounds one Send, including reading the answer. Zero means 30s.
 	Timeout time.Duration
@@ -117,6 +119,33 @@ func NewHTTPSMS(cfg SMSConfig) (*HTTPSMS, error) {
 	}, nil
 }
 
+// CallbackNotificationParam is the query parameter of a message's status callback URL that
+// names its notification. The gateway signs the whole URL, query included, so a signed report
+// cannot name another notification than the one its message was sent for.
+const CallbackNotificationParam = "notification"
+
+// StatusCallbackFor returns the status callback URL of the message of notification id: base with
+// CallbackNotificationParam=id added to its query, before any fragment (where Twilio reads its
+// connection overrides). The rest of base is kept byte for byte. An empty base or id gives base.
+func StatusCallbackFor(base, id string) string {
+	if base == "" || id == "" {
+		return base
+	}
+	u, fragment, hasFragment := strings.Cut(base, "#")
+	sep := "?"
+	switch {
+	case strings.HasSuffix(u, "?") || strings.HasSuffix(u, "&"):
+		sep = ""
+	case strings.Contains(u, "?"):
+		sep = "&"
+	}
+	u += sep + CallbackNotificationParam + "=" + url.QueryEscape(id)
+	if hasFragment {
+		u += "#" + fragment
+	}
+	return u
+}
+
 // HTTPSMSName is the name of the HTTP SMS provider in events and logs.
 const HTTPSMSName = "http-sms"
 
@@ -144,7 +173,7 @@ func (p *HTTPSMS) Send(ctx context.Context, m Message) (string, error) {
 	defer cancel()
 	form := url.Values{"To": {m.Recipient}, "From": {p.from}, "Body": {m.Body}}
 	if p.callback != "" {
-		form.Set("StatusCallback", p.callback)
+		form.Set("StatusCallback", StatusCallbackFor(p.callback, m.NotificationID))
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.endpoint, strings.NewReader(form.Encode()))
 	if err != nil {

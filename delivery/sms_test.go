@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"syscall"
 	"testing"
@@ -78,31 +79,53 @@ func TestHTTPSMSSend(t *testing.T) {
 	}
 }
 
-// With a status callback configured every request names it, so the gateway posts the message's
-// status reports there; without one the field is absent and the gateway posts none.
+// With a status callback configured every request names it, with the message's notification
+// in the query, so the gateway posts the message's status reports there and each names its
+// notification; without one the field is absent and the gateway posts none.
 func TestHTTPSMSStatusCallback(t *testing.T) {
 	const callback = "https://herald.example.com/api/v1/receipts/sms"
+	const id = "0193a5c4-7b1e-7f00-8000-0000000000cb"
 	tests := []struct {
 		name     string
 		callback string
+		id       string
 		to       string
+		want     string
 	}{
-		{name: "set", callback: callback, to: "+15550100011"},
-		{name: "unset", callback: "", to: "+15550100012"},
+		{name: "set", callback: callback, id: id, to: "+15550100011", want: callback + "?notification=" + id},
+		{name: "unset", callback: "", id: id, to: "+15550100012", want: ""},
+		// Whatever the id holds, it stays one query value.
+		{name: "id escaped", callback: callback, id: "a&b=c #d", to: "+15550100013",
+			want: callback + "?notification=a%26b%3Dc+%23d"},
+		{name: "callback with a query", callback: callback + "?tenant=x", id: id, to: "+15550100014",
+			want: callback + "?tenant=x&notification=" + id},
+		// Twilio reads its connection overrides from the fragment: the query goes before it.
+		{name: "callback with a fragment", callback: callback + "#rc=3&rp=all", id: id, to: "+15550100015",
+			want: callback + "?notification=" + id + "#rc=3&rp=all"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sink := deliverytest.NewSMSSink(t)
 			p := newHTTPSMS(t, sink, func(c *delivery.SMSConfig) { c.StatusCallback = tt.callback })
-			if _, err := p.Send(context.Background(), sms("ntf-cb", tt.to)); err != nil {
+			if _, err := p.Send(context.Background(), sms(tt.id, tt.to)); err != nil {
 				t.Fatalf("Send: %v", err)
 			}
 			got := sink.Received(tt.to)
 			if len(got) != 1 {
 				t.Fatalf("received %d messages, want 1", len(got))
 			}
-			if got[0].StatusCallback != tt.callback {
-				t.Errorf("StatusCallback = %q, want %q", got[0].StatusCallback, tt.callback)
+			if got[0].StatusCallback != tt.want {
+				t.Errorf("StatusCallback = %q, want %q", got[0].StatusCallback, tt.want)
+			}
+			if tt.want == "" {
+				return
+			}
+			u, err := url.Parse(got[0].StatusCallback)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if named := u.Query().Get(delivery.CallbackNotificationParam); named != tt.id {
+				t.Errorf("the callback names notification %q, want %q", named, tt.id)
 			}
 		})
 	}

@@ -29,20 +29,23 @@ func TestSMSDeliveryReceipt(t *testing.T) {
 	if len(msgs) != 1 || sent.ProviderMessageID == "" || msgs[0].SID != sent.ProviderMessageID {
 		t.Fatalf("gateway has %+v, Herald recorded message id %q: want one message with that id", msgs, sent.ProviderMessageID)
 	}
-	if want := public + receipts.StatusPath; msgs[0].StatusCallback != want {
-		t.Errorf("the SMS asked for status reports at %q, want %q", msgs[0].StatusCallback, want)
+	// Each SMS names its notification in the callback's query, under the gateway's signature.
+	if want := public + receipts.StatusPath + "?notification=" + id; msgs[0].StatusCallback != want {
+		t.Fatalf("the SMS asked for status reports at %q, want %q", msgs[0].StatusCallback, want)
 	}
+	// The proxy strips the public URL's prefix and passes the query on.
+	callbackURL := c.API + receipts.StatusPath + "?notification=" + url.QueryEscape(id)
 
 	form := url.Values{"MessageSid": {sent.ProviderMessageID}, "SmsSid": {sent.ProviderMessageID}, "MessageStatus": {"delivered"},
 		"SmsStatus": {"delivered"}, "AccountSid": {d.SMS.AccountSID}, "To": {req.Recipient}, "From": {smsFrom}, "ApiVersion": {"2010-04-01"}}
 	signedURL := msgs[0].StatusCallback
 
 	// A forgery first: refused, and the notification stays sent.
-	if status, body := postCallback(t, c.API+receipts.StatusPath, form, receipts.Sign("not-the-token", signedURL, form)); status != http.StatusForbidden {
+	if status, body := postCallback(t, callbackURL, form, receipts.Sign("not-the-token", signedURL, form)); status != http.StatusForbidden {
 		t.Fatalf("forged callback: %d %s, want 403", status, body)
 	}
 	// The gateway's own: signed with the account's token over the URL it was given.
-	if status, body := postCallback(t, c.API+receipts.StatusPath, form, receipts.Sign(d.SMS.AuthToken, signedURL, form)); status != http.StatusNoContent || body != "" {
+	if status, body := postCallback(t, callbackURL, form, receipts.Sign(d.SMS.AuthToken, signedURL, form)); status != http.StatusNoContent || body != "" {
 		t.Fatalf("delivered callback: %d %q, want 204 and no body", status, body)
 	}
 
@@ -67,7 +70,7 @@ func TestSMSDeliveryReceipt(t *testing.T) {
 	}
 
 	// The gateway retries a callback it did not see answered: nothing more is recorded.
-	if status, body := postCallback(t, c.API+receipts.StatusPath, form, receipts.Sign(d.SMS.AuthToken, signedURL, form)); status != http.StatusNoContent {
+	if status, body := postCallback(t, callbackURL, form, receipts.Sign(d.SMS.AuthToken, signedURL, form)); status != http.StatusNoContent {
 		t.Errorf("repeated callback: %d %s, want 204", status, body)
 	}
 	heraldtest.Eventually(t, 15*time.Second, "the callbacks metric", func() (bool, error) {

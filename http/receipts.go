@@ -14,11 +14,13 @@ import (
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/receipts"
+	"github.com/herald-notify/herald/wire"
 )
 
 // StatusRecorder records the SMS gateway's status callbacks (see receipts.Recorder).
 type StatusRecorder interface {
-	// Record says what became of cb; EINVALID for a callback without a message id or status.
+	// Record says what became of cb; EINVALID for a callback without a message id or status,
+	// or naming something that is not a notification id.
 	Record(ctx context.Context, cb receipts.StatusCallback) (receipts.Outcome, error)
 }
 
@@ -54,7 +56,7 @@ type receiptMetrics struct {
 func newReceiptMetrics(reg prometheus.Registerer) *receiptMetrics {
 	m := &receiptMetrics{callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "herald", Subsystem: "sms", Name: "callbacks_total",
-		Help: "SMS gateway callbacks by callback (status, inbound) and outcome (status: recorded, duplicate, intermediate, unmatched; inbound: opt_out, opt_in, none; both: forged, invalid, error).",
+		Help: "SMS gateway callbacks by callback (status, inbound) and outcome (status: recorded, duplicate, intermediate, unmatched, mismatched, early; inbound: opt_out, opt_in, none; both: forged, invalid, error).",
 	}, []string{"callback", "outcome"})}
 	reg.MustRegister(m.callbacks)
 	return m
@@ -76,8 +78,15 @@ const (
 // emptyTwiML answers an inbound message with nothing: the gateway sends no reply.
 const emptyTwiML = `<?xml version="1.0" encoding="UTF-8"?><Response></Response>`
 
+// earlyRetryAfter is the Retry-After of a callback answered 503 because its notification was not
+// recorded sent yet: the gateway, if its retry policy retries, should find it sent by then.
+const earlyRetryAfter = "5"
+
 // smsStatus takes in a status callback: 204 when it was recorded or needed nothing (a repeat,
-// an intermediate status), 404 for a message Herald did not send, 403 unsigned.
+// an intermediate status), 404 for a message Herald did not send (or a notification that
+// failed), 409 for a notification sent as another message than the callback's, 503 with
+// Retry-After for a notification not recorded sent within the recorder's wait, 403 unsigned.
+// The notification a callback concerns is named in the query of the URL the gateway signed.
 func (s *Server) smsStatus(w http.ResponseWriter, r *http.Request) {
 	const kind = "status"
 	if s.receipts.Verifier == nil {
@@ -90,7 +99,7 @@ func (s *Server) smsStatus(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	cb := receipts.StatusCallback{
+	cb := receipts.StatusCallback{NotificationID: r.URL.Query().Get(receipts.NotificationParam),
 		MessageSID: form.Get("MessageSid"), MessageStatus: form.Get("MessageStatus"),
 		ErrorCode: form.Get("ErrorCode"), ErrorMessage: form.Get("ErrorMessage"),
 		To: form.Get("To"), From: form.Get("From"), AccountSID: form.Get("AccountSid"),
@@ -103,8 +112,26 @@ func (s *Server) smsStatus(w http.ResponseWriter, r *http.Request) {
 	case outcome == receipts.OutcomeUnmatched:
 		s.countReceipt(kind, string(outcome))
 		s.logger.InfoContext(r.Context(), "sms status callback for a message Herald did not send",
-			"provider_message_id", cb.MessageSID, "status", cb.MessageStatus, "correlation_id", herald.CorrelationID(r.Context()))
+			"notification_id", cb.NotificationID, "provider_message_id", cb.MessageSID, "status", cb.MessageStatus,
+			"correlation_id", herald.CorrelationID(r.Context()))
+		if cb.NotificationID != "" {
+			s.writeError(w, r, herald.Errorf(herald.ENOTFOUND, "notification %s is not an SMS that was sent", cb.NotificationID))
+			return
+		}
 		s.writeError(w, r, herald.Errorf(herald.ENOTFOUND, "no notification was sent with message %s", cb.MessageSID))
+	case outcome == receipts.OutcomeMismatched:
+		s.countReceipt(kind, string(outcome))
+		s.writeError(w, r, herald.Errorf(herald.ECONFLICT, "notification %s was sent as another message than %s", cb.NotificationID, cb.MessageSID))
+	case outcome == receipts.OutcomeEarly:
+		// Not an error of Herald's: the worker has yet to record the send. Answered directly, so
+		// that it is logged once, here, at warn.
+		s.countReceipt(kind, string(outcome))
+		s.logger.WarnContext(r.Context(), "sms status callback before its notification was recorded sent; the gateway may post it again",
+			"notification_id", cb.NotificationID, "provider_message_id", cb.MessageSID, "status", cb.MessageStatus,
+			"correlation_id", herald.CorrelationID(r.Context()))
+		w.Header().Set("Retry-After", earlyRetryAfter)
+		writeJSON(w, http.StatusServiceUnavailable, wire.NewError(herald.EUNAVAILABLE,
+			fmt.Sprintf("notification %s is not recorded sent yet; post the report again later", cb.NotificationID), nil))
 	default:
 		s.countReceipt(kind, string(outcome))
 		w.WriteHeader(http.StatusNoContent)

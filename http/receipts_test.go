@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
@@ -401,5 +402,67 @@ func TestSMSInboundWithoutOptOuts(t *testing.T) {
 	r := a.postSigned(t, receipts.InboundPath, url.Values{"MessageSid": {"SMx"}, "From": {"+15550100001"}, "Body": {"STOP"}})
 	if r.status != http.StatusNotFound || !strings.Contains(string(r.body), "opt-outs are off") {
 		t.Errorf("%d %s, want 404 saying opt-outs are off", r.status, r.body)
+	}
+}
+
+// A callback to the URL that names its notification is matched by it: recorded once sent, 409
+// for a notification sent as another message, 503 with Retry-After while it is not sent, 404
+// for a notification that failed; only the first writes anything. The name is under the
+// signature: a report signed for one notification cannot be posted for another.
+func TestSMSStatusNamedNotification(t *testing.T) {
+	a := newReceiptsAPI(t, func(rc *heraldhttp.SMSReceipts) {
+		rc.Status = rc.Status.(*receipts.Recorder).WithWait(200 * time.Millisecond)
+	})
+	path := func(id string) string { return receipts.StatusPath + "?notification=" + url.QueryEscape(id) }
+	sent := a.sentSMS(t, "SMn1")
+	other := a.sentSMS(t, "SMn2")
+	processing := uuid.Must(uuid.NewV7()).String()
+	failed := uuid.Must(uuid.NewV7()).String()
+	log := events.NewLog(a.runtime)
+	queued := &events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+15550100001", Content: "hi", Body: "hi"}
+	if _, err := log.Append(t.Context(), processing, 0, events.Metadata{}, queued, &events.NotificationProcessing{Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := log.Append(t.Context(), failed, 0, events.Metadata{}, queued, &events.NotificationProcessing{Attempt: 1},
+		&events.NotificationFailed{Attempt: 1, Provider: "http-sms", Reason: events.ReasonAttemptsExhausted, Error: "timeout"}); err != nil {
+		t.Fatal(err)
+	}
+
+	before := a.logSize(t)
+	forged := statusForm("SMn2", "delivered")
+	if r := a.post(t, path(sent), forged, receipts.Sign(receiptsToken, receiptsPublicURL+path(other), forged)); r.status != http.StatusForbidden {
+		t.Errorf("a report signed for another notification: %d %s, want 403", r.status, r.body)
+	}
+	if r := a.postSigned(t, path(sent), statusForm("SMn2", "delivered")); r.status != http.StatusConflict {
+		t.Errorf("a report of another message: %d %s, want 409", r.status, r.body)
+	}
+	r := a.postSigned(t, path(processing), statusForm("SMn3", "delivered"))
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Errorf("a report before the send is recorded: %d %s (Retry-After %q), want 503 with Retry-After", r.status, r.body, r.header.Get("Retry-After"))
+	}
+	if r := a.postSigned(t, path(failed), statusForm("SMn4", "delivered")); r.status != http.StatusNotFound {
+		t.Errorf("a report of a failed notification: %d %s, want 404", r.status, r.body)
+	}
+	if r := a.postSigned(t, receipts.StatusPath+"?notification=SMn1", statusForm("SMn1", "delivered")); r.status != http.StatusUnprocessableEntity {
+		t.Errorf("a report naming no notification id: %d %s, want 422", r.status, r.body)
+	}
+	if after := a.logSize(t); after != before {
+		t.Errorf("refused reports grew the log from %d to %d events", before, after)
+	}
+	for outcome, want := range map[string]float64{"forged": 1, "mismatched": 1, "early": 1, "unmatched": 1, "invalid": 1} {
+		if got := a.callbacks(t, "status", outcome); got != want {
+			t.Errorf("%s callbacks metric = %v, want %v", outcome, got, want)
+		}
+	}
+
+	if r := a.postSigned(t, path(sent), statusForm("SMn1", "delivered")); r.status != http.StatusNoContent {
+		t.Fatalf("the report of the message sent: %d %s, want 204", r.status, r.body)
+	}
+	recs, err := events.NewLog(a.owner).Load(t.Context(), sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := recs[len(recs)-1]; last.Type != events.TypeNotificationDelivered || last.Version != 4 {
+		t.Errorf("last event %s v%d, want NotificationDelivered v4", last.Type, last.Version)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/herald-notify/herald"
@@ -17,15 +19,22 @@ import (
 // Actor is who appends the events a gateway's report causes.
 const Actor = "gateway:" + delivery.HTTPSMSName
 
+// NotificationParam is the query parameter of the status callback URL that names the
+// notification the message was sent for (see delivery.StatusCallbackFor).
+const NotificationParam = delivery.CallbackNotificationParam
+
 // StatusCallback is what the gateway posts about one message (Twilio's status callback).
 type StatusCallback struct {
-	MessageSID    string
-	MessageStatus string
-	ErrorCode     string
-	ErrorMessage  string
-	To            string
-	From          string
-	AccountSID    string
+	// NotificationID is the notification the callback URL names, under the gateway's signature;
+	// empty for a message sent before Herald named it there, which is matched by MessageSID.
+	NotificationID string
+	MessageSID     string
+	MessageStatus  string
+	ErrorCode      string
+	ErrorMessage   string
+	To             string
+	From           string
+	AccountSID     string
 }
 
 // Validate returns EINVALID naming the fields a callback cannot go without.
@@ -36,6 +45,12 @@ func (cb StatusCallback) Validate() error {
 	}
 	if strings.TrimSpace(cb.MessageStatus) == "" {
 		fields["MessageStatus"] = "is required"
+	}
+	if cb.NotificationID != "" {
+		// Only the canonical form Herald writes: uuid.Parse also takes braces and urn:uuid:.
+		if _, err := uuid.Parse(cb.NotificationID); err != nil || len(cb.NotificationID) != 36 {
+			fields[NotificationParam] = "is not a notification id"
+		}
 	}
 	if len(fields) > 0 {
 		return herald.Invalid("the status callback is incomplete", fields)
@@ -56,8 +71,17 @@ const (
 	// OutcomeIntermediate: a status on the way (queued, sent, …) or one Herald does not record
 	// (read); nothing written.
 	OutcomeIntermediate Outcome = "intermediate"
-	// OutcomeUnmatched: no notification was sent with the message id; nothing written.
+	// OutcomeUnmatched: no notification was sent with the message id, or the notification the
+	// callback names is not an SMS or ended failed (Herald gave up on it, yet the gateway had
+	// taken a message); nothing written.
 	OutcomeUnmatched Outcome = "unmatched"
+	// OutcomeMismatched: the notification the callback names was sent as another message than
+	// the callback's; nothing written.
+	OutcomeMismatched Outcome = "mismatched"
+	// OutcomeEarly: the notification the callback names was not recorded sent within the
+	// recorder's wait (the report overtook the worker's NotificationSent and the worker is slow,
+	// or the attempt will be retried); nothing written, the gateway may post it again.
+	OutcomeEarly Outcome = "early"
 	// OutcomeForged: the signature is missing or wrong; nothing written. The edge decides it.
 	OutcomeForged Outcome = "forged"
 )
@@ -99,11 +123,32 @@ type Recorder struct {
 	db     events.Querier
 	log    *events.Log
 	logger *slog.Logger
+	// wait bounds how long Record waits for a named notification to be recorded sent.
+	wait time.Duration
+	// onEarly, when set (by tests), is called each time Record finds a named notification not
+	// sent yet, before it waits.
+	onEarly func(n herald.Notification)
 }
 
-// NewRecorder returns a recorder over the log in db.
+// DefaultWait is how long Record waits, by default, for the notification a callback names to be
+// recorded sent. The gateway gives up on a callback after 15 seconds; the answer must come well
+// before, and a worker whose PostgreSQL needs longer to take one event is a worker in trouble.
+const DefaultWait = 5 * time.Second
+
+// pollEvery is how often Record reads the stream of a named notification it waits for.
+const pollEvery = 50 * time.Millisecond
+
+// NewRecorder returns a recorder over the log in db that waits DefaultWait for a named
+// notification to be sent.
 func NewRecorder(db events.Querier, logger *slog.Logger) *Recorder {
-	return &Recorder{db: db, log: events.NewLog(db), logger: logger}
+	return &Recorder{db: db, log: events.NewLog(db), logger: logger, wait: DefaultWait}
+}
+
+// WithWait sets how long Record waits for a named notification to be recorded sent (zero: it
+// does not wait), and returns r.
+func (r *Recorder) WithWait(d time.Duration) *Recorder {
+	r.wait = max(d, 0)
+	return r
 }
 
 // maxConflicts bounds how often Record reloads a stream that changed under it: two reports of
@@ -111,17 +156,29 @@ func NewRecorder(db events.Querier, logger *slog.Logger) *Recorder {
 const maxConflicts = 5
 
 // Record takes in cb: it appends NotificationDelivered or NotificationUndelivered to the stream
-// of the notification sent with cb's message id, with that stream's expected version, and says
-// what it did. The event carries the notification's correlation id, and the correlation id of
-// ctx (the callback's request) as its causation id. Nothing is written for an intermediate
-// status, an unknown message id, or a notification past sent already. EINVALID for a callback
-// without a message id or status.
+// of the notification cb concerns, with that stream's expected version, and says what it did.
+// The event carries the notification's correlation id, and the correlation id of ctx (the
+// callback's request) as its causation id.
+//
+// A callback whose URL names its notification (cb.NotificationID) is matched by that id; one
+// that does not, by the message id NotificationSent recorded. A named notification that is not
+// sent yet (the report overtook the worker's NotificationSent) is waited for, reading its
+// stream every 50 ms for up to the recorder's wait: OutcomeEarly when it is still not sent then.
+// OutcomeMismatched when it was sent with another message id.
+//
+// Nothing is written for an intermediate status, an unknown message id or notification, a
+// notification past sent already, one that failed, or an outcome other than recorded.
+// EINVALID for a callback without a message id or status, or naming something that is not a
+// notification id.
 func (r *Recorder) Record(ctx context.Context, cb StatusCallback) (Outcome, error) {
 	if err := cb.Validate(); err != nil {
 		return "", err
 	}
 	if !Final(cb.MessageStatus) {
 		return OutcomeIntermediate, nil
+	}
+	if cb.NotificationID != "" {
+		return r.recordNamed(ctx, cb)
 	}
 	stream, err := r.match(ctx, cb.MessageSID)
 	if err != nil {
@@ -130,6 +187,65 @@ func (r *Recorder) Record(ctx context.Context, cb StatusCallback) (Outcome, erro
 	if stream == "" {
 		return OutcomeUnmatched, nil
 	}
+	return r.record(ctx, stream, cb)
+}
+
+// recordNamed records cb on the notification it names, once that notification is sent.
+func (r *Recorder) recordNamed(ctx context.Context, cb StatusCallback) (Outcome, error) {
+	id := cb.NotificationID
+	deadline := time.Now().Add(r.wait)
+	for {
+		n, _, err := r.log.Notification(ctx, id)
+		if herald.ErrorCode(err) == herald.ENOTFOUND {
+			return OutcomeUnmatched, nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("status callback for %s of %s: %w", cb.MessageSID, id, err)
+		}
+		switch {
+		case n.Channel != herald.ChannelSMS:
+			return OutcomeUnmatched, nil
+		case n.Status == herald.StatusFailed:
+			// The gateway took a message Herald gave up on (an attempt that timed out, say): the
+			// recipient may well have it. The story stays failed; an operator should know.
+			r.logger.WarnContext(ctx, "sms status report for a notification recorded failed; nothing recorded",
+				"notification_id", id, "provider_message_id", cb.MessageSID, "reported", cb.MessageStatus,
+				"correlation_id", herald.CorrelationID(ctx))
+			return OutcomeUnmatched, nil
+		case !n.Status.WasSent():
+			// Pending or processing: the worker has the gateway's answer but has not recorded it
+			// yet, or it will retry the attempt (whose idempotency token gets the same message).
+			if !time.Now().Before(deadline) {
+				return OutcomeEarly, nil
+			}
+			if r.onEarly != nil {
+				r.onEarly(n)
+			}
+			t := time.NewTimer(min(pollEvery, time.Until(deadline)))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return "", fmt.Errorf("status callback for %s of %s: wait for sent: %w", cb.MessageSID, id, ctx.Err())
+			case <-t.C:
+			}
+			continue
+		case n.ProviderMessageID != "" && n.ProviderMessageID != cb.MessageSID:
+			// Another message of the same notification (a gateway that ignored the idempotency
+			// token of a retried attempt): the one recorded is the one whose story this is.
+			r.logger.WarnContext(ctx, "sms status report for another message than the one the notification was sent as; nothing recorded",
+				"notification_id", id, "provider_message_id", cb.MessageSID, "sent_as", n.ProviderMessageID,
+				"reported", cb.MessageStatus, "correlation_id", herald.CorrelationID(ctx))
+			return OutcomeMismatched, nil
+		}
+		// Sent, as this message, or with a message id the gateway's answer did not carry: the
+		// signed URL says the report is this notification's.
+		return r.record(ctx, id, cb)
+	}
+}
+
+// record appends what cb adds to the sent notification of stream, deciding again when the
+// stream moved on under it.
+func (r *Recorder) record(ctx context.Context, stream string, cb StatusCallback) (Outcome, error) {
 	for range maxConflicts {
 		n, recs, err := r.log.Notification(ctx, stream)
 		if err != nil {

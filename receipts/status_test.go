@@ -3,10 +3,13 @@ package receipts_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
@@ -304,5 +307,177 @@ func TestMatchUsesTheIndex(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(plan, "\n"), "event_log_sent_provider_message_id_idx") {
 		t.Errorf("the match does not use event_log_sent_provider_message_id_idx:\n%s", strings.Join(plan, "\n"))
+	}
+}
+
+// processingSMS appends an SMS notification whose first attempt is open: the worker has the
+// gateway's answer, or is waiting for it, and has not recorded it yet. It returns its id.
+func (d *recorderDB) processingSMS(t *testing.T) string {
+	t.Helper()
+	id := uuid.Must(uuid.NewV7()).String()
+	_, err := events.NewLog(d.runtime).Append(t.Context(), id, 0, events.Metadata{Actor: "test", CorrelationID: "send-" + id},
+		&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+15550100001", Content: "hi", Body: "hi"},
+		&events.NotificationProcessing{Attempt: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// named is cb as posted to the callback URL that names notification id.
+func named(id string, cb receipts.StatusCallback) receipts.StatusCallback {
+	cb.NotificationID = id
+	return cb
+}
+
+// A report that overtakes the worker's NotificationSent waits for it, and is recorded after it.
+func TestRecordNamedWaitsForSent(t *testing.T) {
+	d := newRecorderDB(t)
+	id := d.processingSMS(t)
+	seen := make(chan herald.Status, 1)
+	receipts.OnEarly(d.recorder, func(n herald.Notification) {
+		select {
+		case seen <- n.Status:
+		default:
+		}
+	})
+	type result struct {
+		outcome receipts.Outcome
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		outcome, err := d.recorder.Record(context.Background(), named(id, delivered("SMearly1")))
+		done <- result{outcome, err}
+	}()
+
+	select {
+	case st := <-seen:
+		if st != herald.StatusProcessing {
+			t.Fatalf("the recorder waited on a notification %s, want processing", st)
+		}
+	case r := <-done:
+		t.Fatalf("Record = %q, %v before the notification was sent; want it to wait", r.outcome, r.err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the recorder never waited for the notification to be sent")
+	}
+	// The worker records the send while the callback waits.
+	if _, err := events.NewLog(d.runtime).Append(t.Context(), id, 2, events.Metadata{Actor: "worker", CorrelationID: "send-" + id},
+		&events.NotificationSent{Attempt: 1, Provider: "http-sms", ProviderMessageID: "SMearly1"}); err != nil {
+		t.Fatal(err)
+	}
+
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(receipts.DefaultWait + 5*time.Second):
+		t.Fatal("Record did not return after the notification was sent")
+	}
+	if r.err != nil || r.outcome != receipts.OutcomeRecorded {
+		t.Fatalf("Record = %q, %v; want recorded", r.outcome, r.err)
+	}
+	recs := d.stream(t, id)
+	var types []string
+	for _, rec := range recs {
+		types = append(types, fmt.Sprintf("%s v%d", rec.Type, rec.Version))
+	}
+	want := []string{"NotificationQueued v1", "NotificationProcessing v2", "NotificationSent v3", "NotificationDelivered v4"}
+	if diff := cmp.Diff(want, types); diff != "" {
+		t.Errorf("stream (-want +got):\n%s", diff)
+	}
+}
+
+// A report whose notification is not recorded sent within the wait is answered early, and
+// nothing is written: the gateway may post it again.
+func TestRecordNamedGivesUpAtTheBound(t *testing.T) {
+	d := newRecorderDB(t)
+	id := d.processingSMS(t)
+	const wait = 300 * time.Millisecond
+	d.recorder.WithWait(wait)
+	var polls atomic.Int32
+	receipts.OnEarly(d.recorder, func(herald.Notification) { polls.Add(1) })
+	before := d.logSize(t)
+
+	start := time.Now()
+	outcome, err := d.recorder.Record(t.Context(), named(id, delivered("SMnever")))
+	took := time.Since(start)
+	if err != nil || outcome != receipts.OutcomeEarly {
+		t.Fatalf("Record = %q, %v; want early", outcome, err)
+	}
+	if took < wait || took > wait+3*time.Second {
+		t.Errorf("Record answered after %s, want just past its wait of %s", took, wait)
+	}
+	if polls.Load() < 2 {
+		t.Errorf("the stream was read %d times while waiting, want it read again and again", polls.Load())
+	}
+	if after := d.logSize(t); after != before {
+		t.Errorf("the log grew from %d to %d events", before, after)
+	}
+}
+
+// What a named report finds when its notification is not a sent SMS of this message: nothing is
+// written, whatever it finds.
+func TestRecordNamedWritesNothing(t *testing.T) {
+	d := newRecorderDB(t)
+	sent := d.sentSMS(t, "SMrecorded")
+	log := events.NewLog(d.runtime)
+	failed := uuid.Must(uuid.NewV7()).String()
+	if _, err := log.Append(t.Context(), failed, 0, events.Metadata{},
+		&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+15550100001", Content: "hi", Body: "hi"},
+		&events.NotificationProcessing{Attempt: 1},
+		&events.NotificationFailed{Attempt: 1, Provider: "http-sms", Reason: events.ReasonAttemptsExhausted, Error: "timeout"}); err != nil {
+		t.Fatal(err)
+	}
+	email := uuid.Must(uuid.NewV7()).String()
+	if _, err := log.Append(t.Context(), email, 0, events.Metadata{},
+		&events.NotificationQueued{Channel: herald.ChannelEmail, Recipient: "a@example.com", Content: "hi", Body: "hi"},
+		&events.NotificationProcessing{Attempt: 1},
+		&events.NotificationSent{Attempt: 1, Provider: "smtp", ProviderMessageID: "SMlookalike"}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		cb      receipts.StatusCallback
+		want    receipts.Outcome
+		wantErr string
+	}{
+		// Another message of the same notification: the one recorded tells its story.
+		{"sent as another message", named(sent, delivered("SMother")), receipts.OutcomeMismatched, ""},
+		{"failed", named(failed, delivered("SMfailed")), receipts.OutcomeUnmatched, ""},
+		{"an email", named(email, delivered("SMlookalike")), receipts.OutcomeUnmatched, ""},
+		{"unknown notification", named(uuid.Must(uuid.NewV7()).String(), delivered("SMrecorded")), receipts.OutcomeUnmatched, ""},
+		{"intermediate", named(sent, receipts.StatusCallback{MessageSID: "SMrecorded", MessageStatus: "sent"}), receipts.OutcomeIntermediate, ""},
+		{"not a notification id", named("SMrecorded'; --", delivered("SMrecorded")), "", herald.EINVALID},
+	}
+	before := d.logSize(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			outcome, err := d.recorder.Record(t.Context(), tt.cb)
+			if outcome != tt.want || (tt.wantErr == "") != (err == nil) || (err != nil && herald.ErrorCode(err) != tt.wantErr) {
+				t.Errorf("Record = %q, %v; want %q with error code %q", outcome, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+	if after := d.logSize(t); after != before {
+		t.Errorf("the log grew from %d to %d events", before, after)
+	}
+}
+
+// A named report is matched by its notification, without the message id lookup: even one whose
+// gateway answer carried no readable message id is recorded.
+func TestRecordNamedWithoutRecordedMessageID(t *testing.T) {
+	d := newRecorderDB(t)
+	id := d.sentSMS(t, "")
+	outcome, err := d.recorder.Record(t.Context(), named(id, delivered("SMunread")))
+	if err != nil || outcome != receipts.OutcomeRecorded {
+		t.Fatalf("Record = %q, %v; want recorded", outcome, err)
+	}
+	recs := d.stream(t, id)
+	if last := recs[len(recs)-1]; last.Type != events.TypeNotificationDelivered || last.Version != 4 {
+		t.Errorf("last event %s v%d, want NotificationDelivered v4", last.Type, last.Version)
+	}
+	// And once more: a duplicate.
+	if outcome, err := d.recorder.Record(t.Context(), named(id, delivered("SMunread"))); err != nil || outcome != receipts.OutcomeDuplicate {
+		t.Errorf("Record again = %q, %v; want duplicate", outcome, err)
 	}
 }
