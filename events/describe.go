@@ -61,6 +61,11 @@ func (v *describer) DeliveryAttemptFailed(e *DeliveryAttemptFailed) {
 
 // NotificationFailed: as a failed attempt, with why Herald gave up.
 func (v *describer) NotificationFailed(e *NotificationFailed) {
+	if e.Reason == ReasonSuppressed {
+		// No attempt was made: the recipient is on the suppression list.
+		v.text = "failed for good, not sent: " + e.Error
+		return
+	}
 	v.text = fmt.Sprintf("attempt %d failed for good (%s)%s: %s", e.Attempt, e.Reason, via(e.Provider), e.Error)
 }
 

@@ -32,6 +32,8 @@ func TestDescribe(t *testing.T) {
 		{&events.DeliveryAttemptFailed{Attempt: 2, Error: "attempt abandoned"}, "attempt 2 failed: attempt abandoned"},
 		{&events.NotificationFailed{Attempt: 3, Provider: "smtp", Error: "550 no such user", Reason: events.ReasonPermanentError},
 			"attempt 3 failed for good (permanent_error) via smtp: 550 no such user"},
+		{&events.NotificationFailed{Error: "recipient suppressed (opt_out: STOP) since 2026-12-05T10:00:00Z", Reason: events.ReasonSuppressed},
+			"failed for good, not sent: recipient suppressed (opt_out: STOP) since 2026-12-05T10:00:00Z"},
 		{&events.NotificationFailed{Attempt: 5, Error: "attempt abandoned", Reason: events.ReasonAttemptsExhausted},
 			"attempt 5 failed for good (attempts_exhausted): attempt abandoned"},
 		{&events.NotificationRequeued{Actor: "ops via apikey:oncall", Reason: "mailbox fixed", Attempts: 3},
