@@ -1,8 +1,10 @@
 package templates_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -184,4 +186,49 @@ func TestPlainText(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzRenderHTML holds RenderHTML to Render's promises — an EINVALID error naming a field, or
+// valid UTF-8 within the cap — whatever the contexts, and PlainText to reading any rendering.
+func FuzzRenderHTML(f *testing.F) {
+	seeds := []struct {
+		html, vars string
+		max        uint16
+	}{
+		{`<p>Hello {{.name}}</p>`, `{"name": "<b>Ada</b>"}`, 100},
+		{`<a href="{{.u}}" title={{.t}}>{{.t}}</a>`, `{"u": "javascript:x", "t": "\" x"}`, 200},
+		{`<script>var a = {{.a}}; var s = "{{.s}}";</script>`, `{"a": [1, "</script>"], "s": "\\"x"}`, 200},
+		{`<style>p { color: {{.c}} }</style><p style="{{.c}}">x</p>`, `{"c": "</style>"}`, 200},
+		{`<ul>{{range .items}}<li class="{{.}}">{{upper .}}</li>{{else}}<li>none</li>{{end}}</ul>`, `{"items": ["a", "b"]}`, 200},
+		{`{{range .items}}{{if eq . "b"}}{{break}}{{end}}<i>{{.}}</i>{{end}}`, `{"items": ["a", "b", "c"]}`, 100},
+		{`<a href="{{.u}}`, `{"u": "x"}`, 100},
+		{`{{if .x}}<a href="{{end}}`, `{"x": true}`, 100},
+		{`<!-- {{.x}} --><textarea>{{.x}}</textarea><title>{{.x}}</title>`, `{"x": "</textarea>"}`, 200},
+		{`<img src="data:{{.x}}" srcset="{{.x}} 1x" onerror="{{.x}}">`, `{"x": "javascript:alert(1)"}`, 200},
+		{`<p>{{html .x}}{{urlquery .x}}{{js .x}}</p>`, `{"x": "y"}`, 100},
+		{`<p {{.a}}={{.b}}>`, `{"a": "onclick", "b": "x"}`, 100},
+	}
+	for _, s := range seeds {
+		f.Add(s.html, s.vars, s.max)
+	}
+	f.Fuzz(func(t *testing.T, html, varsJSON string, maxOutput uint16) {
+		vars, err := decodeJSONVars(varsJSON)
+		if err != nil {
+			vars = nil
+		}
+		out, err := templates.RenderHTML("html", html, vars, int(maxOutput))
+		if err != nil {
+			var e *herald.Error
+			if !errors.As(err, &e) || e.Code != herald.EINVALID || len(e.Fields) == 0 {
+				t.Fatalf("RenderHTML(%q, %s) error %v (%T), want an EINVALID *herald.Error naming a field", html, varsJSON, err, err)
+			}
+			return
+		}
+		if len(out) > int(maxOutput) || !utf8.ValidString(out) {
+			t.Fatalf("RenderHTML(%q, %s) = %q: over the cap of %d or not UTF-8", html, varsJSON, out, maxOutput)
+		}
+		if _, err := templates.PlainText(out); err != nil {
+			t.Fatalf("PlainText(%q): %v", out, err)
+		}
+	})
 }
