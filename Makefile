@@ -41,10 +41,11 @@ bench: ## The Go benchmarks of the hot paths, with their figures (docs/benchmark
 	$(GO) test -count=1 -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./...
 
 FUZZTIME ?= 20s
-test-fuzz: ## Fuzz the request decoder, the whole send path, the template renderer and the bounce report parser, FUZZTIME each
+test-fuzz: ## Fuzz the request decoder, the whole send path, the template renderers and the bounce report parser, FUZZTIME each
 	$(GO) test -count=1 -run='^$$' -fuzz='^FuzzDecodeSend$$' -fuzztime=$(FUZZTIME) ./http/
 	$(GO) test -count=1 -run='^$$' -fuzz='^FuzzSendEndToEnd$$' -fuzztime=$(FUZZTIME) ./http/
 	$(GO) test -count=1 -run='^$$' -fuzz='^FuzzRender$$' -fuzztime=$(FUZZTIME) ./templates/
+	$(GO) test -count=1 -run='^$$' -fuzz='^FuzzRenderHTML$$' -fuzztime=$(FUZZTIME) ./templates/
 	$(GO) test -count=1 -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./bounces/
 
 test-faults: ## The fault suite: kills and restarts processes, RabbitMQ (a private node) and connections

@@ -94,6 +94,8 @@ type Notification struct {
 	Recipient string
 	Subject   string
 	Body      string
+	// HTML is the HTML part of an email, empty when it has none; Body is then its only part.
+	HTML string
 
 	Status Status
 	// Attempts counts the delivery attempts started so far, over every round.

@@ -21,6 +21,8 @@ type Message struct {
 	Recipient      string
 	Subject        string // email only
 	Body           string
+	// HTML is an email's HTML part, sent beside Body (the text part) when not empty.
+	HTML string
 }
 
 // Provider delivers the messages of one channel.

@@ -32,14 +32,18 @@ func (l *Log) Send(ctx context.Context, m Message) (string, error) {
 		return "", fmt.Errorf("log send %s: %w", m.NotificationID, err)
 	}
 	id := "log-" + m.NotificationID
-	l.logger.LogAttrs(ctx, slog.LevelInfo, "notification logged instead of sent",
+	attrs := []slog.Attr{
 		slog.String("notification_id", m.NotificationID),
 		slog.Int("attempt", m.Attempt),
 		slog.String("channel", string(m.Channel)),
 		slog.String("recipient", m.Recipient),
 		slog.String("subject", m.Subject),
 		slog.String("body", m.Body),
-		slog.String("provider_message_id", id),
-	)
+	}
+	if m.HTML != "" {
+		attrs = append(attrs, slog.String("html", m.HTML))
+	}
+	attrs = append(attrs, slog.String("provider_message_id", id))
+	l.logger.LogAttrs(ctx, slog.LevelInfo, "notification logged instead of sent", attrs...)
 	return id, nil
 }

@@ -258,7 +258,12 @@ func (s *SMTP) build(m Message) (*gomail.Msg, string, error) {
 	msg.FromMailAddress(s.from)
 	msg.ToMailAddress(to)
 	msg.Subject(m.Subject)
+	// With HTML the body is multipart/alternative: the text first, the HTML last, as readers
+	// show the last part they can display. go-mail writes both as UTF-8, quoted-printable.
 	msg.SetBodyString(gomail.TypeTextPlain, m.Body)
+	if m.HTML != "" {
+		msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
+	}
 	messageID := m.NotificationID + "@" + s.domain
 	msg.SetMessageIDWithValue(messageID)
 	msg.SetGenHeader(gomail.Header(HeaderNotificationID), m.NotificationID)

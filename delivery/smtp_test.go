@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"mime"
 	"net"
 	"net/mail"
 	"runtime"
@@ -115,6 +116,60 @@ func TestSMTPSend(t *testing.T) {
 	}
 	if diff := cmp.Diff(wantView, gotView); diff != "" {
 		t.Errorf("received message mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestSMTPSendsHTMLAsAlternative: a message with HTML arrives as multipart/alternative, the text
+// part first and the HTML last, each UTF-8 with a transfer encoding that carries long lines and
+// non-ASCII text, and decodes to exactly what was sent; the headers that tie it to its
+// notification and the return path are those of a text-only message.
+func TestSMTPSendsHTMLAsAlternative(t *testing.T) {
+	sink := deliverytest.NewSMTPSink(t)
+	p := newSMTP(t, sink, func(c *delivery.SMTPConfig) { c.BounceDomain = "bounces.herald.test" })
+	m := email("ntf-html-1", "Bob <bob@example.net>")
+	m.HTML = "<!DOCTYPE html>\n<html><body><h1>Grüße, Bob</h1>\n<p style=\"color: #333\">Your code is <b>1234</b>. " +
+		strings.Repeat("A line far longer than any SMTP line may be. ", 40) + "</p>\n</body></html>"
+	if _, err := p.Send(context.Background(), m); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	got := sink.Received("bob@example.net")
+	if len(got) != 1 {
+		t.Fatalf("sink received %d messages for bob, want 1", len(got))
+	}
+	msg := got[0]
+	mediaType, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil || mediaType != "multipart/alternative" || params["boundary"] == "" {
+		t.Fatalf("Content-Type = %q, want multipart/alternative with a boundary", msg.Header.Get("Content-Type"))
+	}
+	type part struct{ ContentType, Encoding, Body string }
+	want := []part{
+		{"text/plain; charset=UTF-8", "quoted-printable", m.Body},
+		{"text/html; charset=UTF-8", "quoted-printable", m.HTML},
+	}
+	var parts []part
+	for _, p := range msg.Parts {
+		parts = append(parts, part{p.Header.Get("Content-Type"), p.Header.Get("Content-Transfer-Encoding"), p.Body})
+	}
+	if diff := cmp.Diff(want, parts); diff != "" {
+		t.Errorf("parts (-want +got):\n%s", diff)
+	}
+	for _, line := range strings.Split(string(msg.Data), "\r\n") {
+		if len(line) > 998 {
+			t.Fatalf("a line of %d bytes was transmitted; SMTP allows 998", len(line))
+		}
+	}
+	headers := []string{msg.MessageID, msg.NotificationID, msg.From}
+	if diff := cmp.Diff([]string{"ntf-html-1@example.com", "ntf-html-1", "bounces+ntf-html-1@bounces.herald.test"}, headers); diff != "" {
+		t.Errorf("Message-ID, X-Herald-Notification-Id, return path (-want +got):\n%s", diff)
+	}
+
+	// Without HTML the message stays a single text part.
+	if _, err := p.Send(context.Background(), email("ntf-text-1", "carol@example.net")); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	plain := sink.Received("carol@example.net")
+	if len(plain) != 1 || plain[0].Header.Get("Content-Type") != "text/plain; charset=UTF-8" || plain[0].Parts != nil {
+		t.Errorf("a message without HTML arrived as %+v, want one text/plain part", plain)
 	}
 }
 

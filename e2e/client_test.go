@@ -76,6 +76,7 @@ type sendRequest struct {
 	Recipient string         `json:"recipient"`
 	Subject   string         `json:"subject,omitempty"`
 	Content   string         `json:"content"`
+	HTML      string         `json:"html,omitempty"`
 	Variables map[string]any `json:"variables,omitempty"`
 }
 

@@ -161,6 +161,7 @@ func everyEvent() []events.Event {
 	return []events.Event{
 		&events.NotificationQueued{Channel: herald.ChannelEmail, Recipient: "ada@example.com", Subject: "Hi {{.n}}",
 			Content: "Hello {{.n}}", Variables: map[string]any{"n": "Ada"}, RenderedSubject: "Hi Ada", Body: "Hello Ada",
+			HTML: "<p>Hello {{.n}}</p>", RenderedHTML: "<p>Hello Ada</p>",
 			APIKey: &events.APIKeyRef{ID: "k1", Name: "shop"}},
 		&events.NotificationProcessing{Attempt: 2, Worker: "host/1"},
 		&events.NotificationSent{Attempt: 2, Provider: "smtp", ProviderMessageID: "<m@example.com>"},
@@ -226,6 +227,39 @@ func TestDecodeRefuses(t *testing.T) {
 	} {
 		if e, err := events.Decode(tt.typ, []byte(tt.data)); err == nil {
 			t.Errorf("Decode(%q, %s) = %#v, want an error", tt.typ, tt.data, e)
+		}
+	}
+}
+
+// TestQueuedWithoutHTML: a NotificationQueued written before emails had an HTML part still
+// decodes and folds, to a notification without HTML, and one without HTML is written without
+// the html fields.
+func TestQueuedWithoutHTML(t *testing.T) {
+	old := `{"channel": "email", "recipient": "ada@example.com", "subject": "Hi", "content": "Hello {{.n}}",
+		"variables": {"n": "Ada"}, "rendered_subject": "Hi", "body": "Hello Ada"}`
+	e, err := events.Decode(events.TypeNotificationQueued, []byte(old))
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	at := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	n := events.Evolve(herald.Notification{}, events.Recorded{StreamID: "s", Version: 1, Position: 7, Time: at}, e)
+	want := herald.Notification{ID: "s", Channel: herald.ChannelEmail, Recipient: "ada@example.com", Subject: "Hi",
+		Body: "Hello Ada", Status: herald.StatusPending, Version: 1, Position: 7, CreatedAt: at, UpdatedAt: at}
+	if diff := cmp.Diff(want, n); diff != "" {
+		t.Errorf("fold of an event without HTML (-want +got):\n%s", diff)
+	}
+
+	data, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(data, &fields); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"html", "rendered_html"} {
+		if _, ok := fields[name]; ok {
+			t.Errorf("%s is written as %s, want no %q", e.EventType(), data, name)
 		}
 	}
 }

@@ -38,9 +38,15 @@ type NotificationQueued struct {
 	Subject   string         `json:"subject,omitempty"`
 	Content   string         `json:"content"`
 	Variables map[string]any `json:"variables,omitempty"`
-	// RenderedSubject and Body are what will be delivered.
+	// HTML is the HTML template of an email as the client sent it, filled with the same
+	// Variables; absent when the client sent none (and in every event written before there was
+	// HTML).
+	HTML string `json:"html,omitempty"`
+	// RenderedSubject, Body and RenderedHTML are what will be delivered. Body is the text part:
+	// Content rendered, or, when only HTML was sent, the plain text read from RenderedHTML.
 	RenderedSubject string `json:"rendered_subject,omitempty"`
 	Body            string `json:"body"`
+	RenderedHTML    string `json:"rendered_html,omitempty"`
 	// APIKey is the key the notification was sent with.
 	APIKey *APIKeyRef `json:"api_key,omitempty"`
 }

@@ -44,6 +44,7 @@ func (v *evolver) NotificationQueued(e *NotificationQueued) {
 	v.n.Recipient = e.Recipient
 	v.n.Subject = e.RenderedSubject
 	v.n.Body = e.Body
+	v.n.HTML = e.RenderedHTML
 	v.n.Status = herald.StatusPending
 	v.n.CreatedAt = v.at
 }

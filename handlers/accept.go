@@ -18,8 +18,11 @@ type SendRequest struct {
 	Type      string
 	Recipient string
 	// Subject is an optional template for the email subject.
-	Subject   string
-	Content   string
+	Subject string
+	Content string
+	// HTML is an optional template for the HTML part of an email; Content, when empty, is then
+	// generated from it.
+	HTML      string
 	Variables map[string]any
 	// IdempotencyKey, if set, makes a retried request safe: the same key with the same request
 	// answers with the notification created the first time.

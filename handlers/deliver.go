@@ -129,6 +129,7 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 		Recipient:      n.Recipient,
 		Subject:        n.Subject,
 		Body:           n.Body,
+		HTML:           n.HTML,
 	})
 
 	outcome, err := DecideOutcome(n, d.policy, provider.Name(), msgID, sendErr)

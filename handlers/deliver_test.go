@@ -103,6 +103,7 @@ func queuedOn(c herald.Channel) *events.NotificationQueued {
 	return &events.NotificationQueued{
 		Channel: c, Recipient: "ada@example.com", Subject: "Hello {{.name}}", Content: "Hi {{.name}}, your code is {{.code}}",
 		Variables: map[string]any{"name": "Ada", "code": "1234"}, RenderedSubject: "Hello Ada", Body: "Hi Ada, your code is 1234",
+		HTML: "<p>Hi {{.name}}, your code is <b>{{.code}}</b></p>", RenderedHTML: "<p>Hi Ada, your code is <b>1234</b></p>",
 	}
 }
 
@@ -120,7 +121,7 @@ func queue(t *testing.T, eventLog *events.Log, q *events.NotificationQueued) str
 func message(id string, q *events.NotificationQueued, attempt int) delivery.Message {
 	return delivery.Message{
 		NotificationID: id, Attempt: attempt, Channel: q.Channel,
-		Recipient: q.Recipient, Subject: q.RenderedSubject, Body: q.Body,
+		Recipient: q.Recipient, Subject: q.RenderedSubject, Body: q.Body, HTML: q.RenderedHTML,
 	}
 }
 

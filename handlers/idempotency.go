@@ -75,11 +75,17 @@ func (a *Acceptor) claimIdempotencyKey(ctx context.Context, tx pgx.Tx, keyID str
 }
 
 // requestHash identifies a request's content: the same fields and values give the same hash.
+// html counts only when sent, so that a request without it hashes as it did before emails had
+// an HTML part, and a key claimed then still answers its retries.
 func requestHash(req SendRequest) ([]byte, error) {
-	b, err := json.Marshal(map[string]any{
+	fields := map[string]any{
 		"type": req.Type, "recipient": req.Recipient, "subject": req.Subject,
 		"content": req.Content, "variables": req.Variables,
-	})
+	}
+	if req.HTML != "" {
+		fields["html"] = req.HTML
+	}
+	b, err := json.Marshal(fields)
 	if err != nil {
 		return nil, fmt.Errorf("idempotency: hash request: %w", err)
 	}

@@ -156,6 +156,7 @@ func TestIdempotencyKeyWithAnotherRequest(t *testing.T) {
 		{"content", func(r *handlers.SendRequest) { r.Content = "Hello again {{.name}}!" }},
 		{"subject", func(r *handlers.SendRequest) { r.Subject = "Hello {{.name}}" }},
 		{"no subject", func(r *handlers.SendRequest) { r.Subject = "" }},
+		{"html", func(r *handlers.SendRequest) { r.HTML = "<p>Hello {{.name}}!</p>" }},
 		{"a variable's value", func(r *handlers.SendRequest) { r.Variables = map[string]any{"name": "Grace"} }},
 		{"a variable's type", func(r *handlers.SendRequest) { r.Variables = map[string]any{"name": []any{"Ada"}} }},
 		{"one variable more", func(r *handlers.SendRequest) { r.Variables = map[string]any{"name": "Ada", "unused": "x"} }},

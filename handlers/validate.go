@@ -15,7 +15,9 @@ import (
 // Limits bound what a client may ask to send.
 type Limits struct {
 	MaxContentBytes   int // raw content template
-	MaxEmailBodyBytes int // rendered email body
+	MaxEmailBodyBytes int // rendered email body: the text part
+	MaxHTMLBytes      int // raw HTML template
+	MaxHTMLBodyBytes  int // rendered HTML part, after escaping
 	MaxSMSBodyChars   int // rendered SMS body, in characters
 	MaxSubjectChars   int // rendered email subject
 }
@@ -24,6 +26,8 @@ type Limits struct {
 var DefaultLimits = Limits{
 	MaxContentBytes:   32 << 10,
 	MaxEmailBodyBytes: 64 << 10,
+	MaxHTMLBytes:      128 << 10,
+	MaxHTMLBodyBytes:  256 << 10,
 	MaxSMSBodyChars:   1600,
 	MaxSubjectChars:   255,
 }
@@ -42,10 +46,18 @@ func (a *Acceptor) Validate(req SendRequest) (*events.NotificationQueued, error)
 		Recipient: req.Recipient,
 		Subject:   req.Subject,
 		Content:   req.Content,
+		HTML:      req.HTML,
 		Variables: req.Variables,
 	}
+	if _, bad := fields["html"]; !bad && req.HTML != "" && channel == herald.ChannelEmail {
+		q.RenderedHTML = a.renderHTML(req, fields)
+	}
 	if _, bad := fields["content"]; !bad && channel != "" {
-		q.Body = a.renderBody(req, channel, fields)
+		if hasText(req.Content) || req.HTML == "" {
+			q.Body = a.renderBody(req, channel, fields)
+		} else if _, bad := fields["html"]; !bad && q.RenderedHTML != "" {
+			q.Body = a.textOfHTML(q.RenderedHTML, fields)
+		}
 	}
 	if channel == herald.ChannelEmail {
 		q.RenderedSubject = a.renderSubject(req, fields)
@@ -79,16 +91,25 @@ func checkAddress(req SendRequest, fields map[string]string) herald.Channel {
 // what is wrong in fields.
 func (a *Acceptor) checkContent(req SendRequest, channel herald.Channel, fields map[string]string) {
 	switch {
-	case strings.TrimSpace(req.Content) == "":
+	case !hasText(req.Content) && req.HTML == "":
 		fields["content"] = "is required"
 	case len(req.Content) > a.limits.MaxContentBytes:
 		fields["content"] = fmt.Sprintf("is %d bytes, more than the limit of %d", len(req.Content), a.limits.MaxContentBytes)
+	}
+	switch {
+	case req.HTML == "":
+	case channel == herald.ChannelSMS:
+		fields["html"] = "is only for email"
+	case !hasText(req.HTML):
+		fields["html"] = "is blank: send an HTML template, or leave html out"
+	case len(req.HTML) > a.limits.MaxHTMLBytes:
+		fields["html"] = fmt.Sprintf("is %d bytes, more than the limit of %d", len(req.HTML), a.limits.MaxHTMLBytes)
 	}
 	if req.Subject != "" && channel == herald.ChannelSMS {
 		fields["subject"] = "is only for email"
 	}
 	// PostgreSQL cannot store U+0000 in JSON, and no message needs one.
-	for name, v := range map[string]string{"content": req.Content, "subject": req.Subject} {
+	for name, v := range map[string]string{"content": req.Content, "subject": req.Subject, "html": req.HTML} {
 		if strings.ContainsRune(v, 0) {
 			fields[name] = "contains a NUL character"
 		}
@@ -125,6 +146,40 @@ func (a *Acceptor) renderBody(req SendRequest, channel herald.Channel, fields ma
 	}
 	return body
 }
+
+// renderHTML renders an email's HTML template, escaping every variable for its context, and
+// checks the part it makes, noting what is wrong in fields.
+func (a *Acceptor) renderHTML(req SendRequest, fields map[string]string) string {
+	rendered, err := templates.RenderHTML("html", req.HTML, req.Variables, a.limits.MaxHTMLBodyBytes)
+	switch {
+	case err != nil:
+		mergeFields(fields, err)
+	case !hasText(rendered):
+		fields["html"] = "renders to an empty message"
+	case strings.ContainsRune(rendered, 0):
+		fields["html"] = "renders to HTML with a NUL character"
+	}
+	return rendered
+}
+
+// textOfHTML is the text part of an email sent with HTML only: the readable text of the
+// rendered HTML, which must say something and fit the limit of a text body.
+func (a *Acceptor) textOfHTML(rendered string, fields map[string]string) string {
+	text, err := templates.PlainText(rendered)
+	switch {
+	case err != nil:
+		fields["html"] = "could not be read as HTML: " + err.Error()
+	case !hasText(text):
+		fields["html"] = "renders to HTML without readable text: send content for the text part"
+	case len(text) > a.limits.MaxEmailBodyBytes:
+		fields["html"] = fmt.Sprintf("renders to more than %d bytes of text; send a shorter content for the text part",
+			a.limits.MaxEmailBodyBytes)
+	}
+	return text
+}
+
+// hasText reports whether a template or a rendering holds more than white space.
+func hasText(s string) bool { return strings.TrimSpace(s) != "" }
 
 // renderSubject renders an email's subject, DefaultSubject when none was sent, and checks it is
 // one line that fits a mail header, noting what is wrong in fields.

@@ -39,6 +39,9 @@ var decodeSeeds = []struct {
 	{"application/json", `{"type":"email","recipient":"a@example.com","content":"{{.n}} {{.f}} {{.e}}","variables":{"n":12345678901234567890,"f":-0.0,"e":1e400,"z":-0,"l":[1,2.5,{"x":null}],"b":true}}`},
 	{"application/json", `{"type":"email","recipient":"a@example.com","content":"caf\u00e9 \ud800 \"q\" \u0000","subject":"\u2028"}`},
 	{"application/json", `{"type":"email","recipient":"a@example.com\r\nBcc: x@example.com","content":"Hi"}`},
+	{"application/json", `{"type":"email","recipient":"a@example.com","html":"<p title=\"{{.t}}\"><a href=\"{{.u}}\">{{.t}}</a></p>","variables":{"t":"\" x","u":"javascript:x"}}`},
+	{"application/json", `{"type":"email","recipient":"a@example.com","content":"Hi","html":"<script>var a = {{.a}};</script><a href=\"{{.a}}","variables":{"a":"</script>"}}`},
+	{"application/json", `{"type":"sms","recipient":"+14155550123","html":"<p>hi</p>"}`},
 	{"application/json", `{"type":"email","recipient":"a@example.com","content":"{{range .a}}{{.}}{{end}}","variables":{"a":[[[[[]]]]]}}`},
 	{"application/json", ""},
 	{"application/json", " \n\t "},
@@ -105,7 +108,7 @@ func FuzzDecodeSend(f *testing.F) {
 		if req.IdempotencyKey != "" {
 			t.Errorf("DecodeSend set the idempotency key %q from the body", req.IdempotencyKey)
 		}
-		for name, s := range map[string]string{"type": req.Type, "recipient": req.Recipient, "subject": req.Subject, "content": req.Content} {
+		for name, s := range map[string]string{"type": req.Type, "recipient": req.Recipient, "subject": req.Subject, "content": req.Content, "html": req.HTML} {
 			if !utf8.ValidString(s) {
 				t.Errorf("decoded %s %q is not valid UTF-8", name, s)
 			}
@@ -170,8 +173,9 @@ func encodeSend(t *testing.T, req handlers.SendRequest) *http.Request {
 		Recipient string         `json:"recipient"`
 		Subject   string         `json:"subject"`
 		Content   string         `json:"content"`
+		HTML      string         `json:"html"`
 		Variables map[string]any `json:"variables"`
-	}{req.Type, req.Recipient, req.Subject, req.Content, req.Variables})
+	}{req.Type, req.Recipient, req.Subject, req.Content, req.HTML, req.Variables})
 	if err != nil {
 		t.Fatalf("encode %+v: %v", req, err)
 	}
@@ -299,9 +303,15 @@ func checkQueued(t *testing.T, q *events.NotificationQueued) {
 		if q.Subject != "" || q.RenderedSubject != "" {
 			t.Errorf("accepted an SMS with subject %q", q.Subject)
 		}
+		if q.HTML != "" || q.RenderedHTML != "" {
+			t.Errorf("accepted an SMS with html %q", q.HTML)
+		}
 	case herald.ChannelEmail:
 		if len(q.Body) > handlers.DefaultLimits.MaxEmailBodyBytes {
 			t.Errorf("accepted an email body of %d bytes", len(q.Body))
+		}
+		if len(q.RenderedHTML) > handlers.DefaultLimits.MaxHTMLBodyBytes || (q.HTML == "") != (q.RenderedHTML == "") {
+			t.Errorf("accepted html %q rendered as %d bytes", q.HTML, len(q.RenderedHTML))
 		}
 		if strings.IndexFunc(q.RenderedSubject, func(r rune) bool {
 			return unicode.IsControl(r) || r == '\u2028' || r == '\u2029'

@@ -33,6 +33,9 @@ type scope struct {
 type checker struct {
 	tree    *parse.Tree
 	content string
+	// html says html/template runs the tree: each action that prints passes its value through
+	// escaping functions, which scan it.
+	html bool
 	// longestLiteral is the length of the longest string literal seen so far.
 	longestLiteral int
 
@@ -46,10 +49,11 @@ type checker struct {
 	loops []cost
 }
 
-func newChecker(tree *parse.Tree, content string) *checker {
+func newChecker(tree *parse.Tree, content string, html bool) *checker {
 	return &checker{
 		tree:     tree,
 		content:  content,
+		html:     html,
 		required: make(map[string]bool),
 		optional: make(map[string]bool),
 	}
@@ -89,7 +93,13 @@ func (c *checker) node(n parse.Node, s scope) cost {
 		*parse.BoolNode, *parse.NumberNode, *parse.NilNode, *parse.DotNode:
 		return cost{nodes: 1}
 	case *parse.ActionNode:
-		return c.pipe(n.Pipe, s).plus(cost{nodes: 1})
+		total := c.pipe(n.Pipe, s).plus(cost{nodes: 1})
+		if c.html && len(n.Pipe.Decl) == 0 {
+			// html/template chains up to three escapers on a printed value (a URL is filtered,
+			// normalized, then escaped for its attribute), each reading it whole.
+			total = total.plus(cost{nodes: 3, scans: 3})
+		}
+		return total
 	case *parse.IfNode:
 		return c.branch(&n.BranchNode, s, s)
 	case *parse.WithNode:

@@ -1,5 +1,6 @@
 // Package templates owns the rendering of notification content: a small, safe subset of Go's
-// text/template, filled with the client's variables.
+// text/template, filled with the client's variables, and the same subset in html/template for the
+// HTML part of an email (RenderHTML), with the plain text read back from that HTML (PlainText).
 //
 // Content and variables both come from API clients, so the subset is chosen for bounded work
 // and plain text output:
@@ -27,11 +28,19 @@
 // text/template's "<no value>". Integers become int64, so {{if gt .count 1}} and {{index .list
 // .i}} work; other numbers stay json.Number, which renders exactly as the client wrote it
 // (9.50 stays 9.50) but compares only as text.
+//
+// RenderHTML takes the same subset, functions and checks, and executes the template with
+// html/template, whose contextual escaping escapes every value for where it lands: element text,
+// attribute values, URLs (a javascript: URL becomes "#ZgotmplZ"), JavaScript and CSS. A
+// template whose contexts cannot be escaped safely (an action inside an unquoted or unfinished
+// attribute that html/template cannot place) is refused with its position, before any output.
 package templates
 
 import (
 	"errors"
 	"fmt"
+	htmltemplate "html/template"
+	"io"
 	"strconv"
 	"strings"
 	"text/template"
@@ -50,6 +59,17 @@ import (
 // read, never modified. Size limits on content itself are the caller's, which knows them per
 // channel.
 func Render(field, content string, vars map[string]any, maxOutput int) (string, error) {
+	return render(field, content, vars, maxOutput, false)
+}
+
+// RenderHTML is Render for an HTML template: the same subset, functions, checks and errors,
+// executed by html/template so that every value is escaped for its context. An action that
+// html/template cannot escape safely is refused on field with its position.
+func RenderHTML(field, content string, vars map[string]any, maxOutput int) (string, error) {
+	return render(field, content, vars, maxOutput, true)
+}
+
+func render(field, content string, vars map[string]any, maxOutput int, html bool) (string, error) {
 	if strings.TrimSpace(content) == "" {
 		return "", invalid(field+" is required", field, "is required")
 	}
@@ -65,7 +85,7 @@ func Render(field, content string, vars map[string]any, maxOutput int) (string, 
 		return "", err
 	}
 
-	c := newChecker(tree, content)
+	c := newChecker(tree, content, html)
 	top := c.node(tree.Root, scope{rootDot: true})
 	if c.problem != "" {
 		return "", invalid(field+" uses a template feature that is not allowed", field, c.problem)
@@ -90,14 +110,18 @@ func Render(field, content string, vars map[string]any, maxOutput int) (string, 
 	for i, body := range c.loops {
 		funcs[guardName(i)] = rangeGuard(body.steps(longest), &spent)
 	}
-	t := template.New(field).Option("missingkey=error").Funcs(funcs)
-	if _, err := t.AddParseTree(field, tree); err != nil {
-		return "", fmt.Errorf("render %s: %w", field, err)
+	execute, err := executor(field, tree, funcs, html)
+	if err != nil {
+		return "", err
 	}
 	w := &limitedWriter{max: maxOutput}
-	if err := t.Execute(w, data); err != nil {
+	if err := execute(w, data); err != nil {
 		if w.exceeded {
 			return "", tooLong(field, maxOutput)
+		}
+		var escapeErr *htmltemplate.Error
+		if errors.As(err, &escapeErr) {
+			return "", invalid(field+" cannot be escaped safely", field, escapeProblem(content, escapeErr))
 		}
 		return "", invalid(field+" could not be rendered", field, execProblem(field, err))
 	}
@@ -107,6 +131,49 @@ func Render(field, content string, vars map[string]any, maxOutput int) (string, 
 		return "", invalid(field+" renders to invalid UTF-8", field, "renders to invalid UTF-8")
 	}
 	return out, nil
+}
+
+// executor returns the execution of the checked tree: by text/template, or by html/template,
+// which escapes the tree (adding its escaping functions to every action) at the first execution.
+func executor(field string, tree *parse.Tree, funcs template.FuncMap, html bool) (func(io.Writer, any) error, error) {
+	if html {
+		t, err := htmltemplate.New(field).Option("missingkey=error").Funcs(funcs).AddParseTree(field, tree)
+		if err != nil {
+			return nil, fmt.Errorf("render %s: %w", field, err)
+		}
+		// The template AddParseTree returns holds the tree; the one it was called on does not.
+		return t.Execute, nil
+	}
+	t := template.New(field).Option("missingkey=error").Funcs(funcs)
+	if _, err := t.AddParseTree(field, tree); err != nil {
+		return nil, fmt.Errorf("render %s: %w", field, err)
+	}
+	return t.Execute, nil
+}
+
+// escapeProblem says where and why html/template refused to escape the template: "line 1,
+// column 10: ..." from the node when it knows it.
+func escapeProblem(content string, err *htmltemplate.Error) string {
+	// The description ends with html/template's internal contexts ({stateURL delimDoubleQuote
+	// ...}), which mean nothing to a client.
+	problem := err.Description
+	if i := strings.Index(problem, ": {state"); i >= 0 {
+		problem = problem[:i]
+	}
+	where := ""
+	switch {
+	case err.ErrorCode == htmltemplate.ErrEndContext:
+		where = "line " + strconv.Itoa(1+strings.Count(content, "\n"))
+		problem = "ends inside a tag, an attribute, a comment, a script or a style: close it"
+	case err.Node != nil:
+		where = position(content, err.Node)
+	case err.Line > 0:
+		where = fmt.Sprintf("line %d", err.Line)
+	}
+	if where == "" {
+		return problem
+	}
+	return where + ": " + problem
 }
 
 // parseContent parses content without resolving functions, so that the checker, not the

@@ -220,3 +220,49 @@ func TestSMSSinkWait(t *testing.T) {
 		t.Errorf("Wait returned %+v, want 2 messages with distinct sids", got)
 	}
 }
+
+// TestSMTPSinkParsesParts: a multipart message's leaf parts are kept in order, nested parts
+// flattened, each with its header as transmitted and its body decoded.
+func TestSMTPSinkParsesParts(t *testing.T) {
+	raw := "From: alice@example.com\r\n" +
+		"To: bob@example.net\r\n" +
+		"MIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=outer\r\n" +
+		"\r\n" +
+		"--outer\r\n" +
+		"Content-Type: multipart/alternative; boundary=inner\r\n" +
+		"\r\n" +
+		"--inner\r\n" +
+		"Content-Type: text/plain; charset=UTF-8\r\n" +
+		"Content-Transfer-Encoding: base64\r\n" +
+		"\r\n" +
+		"R3LDvMOfZQ0KQm9i\r\n" + // "Grüße\r\nBob"
+		"--inner\r\n" +
+		"Content-Type: text/html; charset=UTF-8\r\n" +
+		"Content-Transfer-Encoding: quoted-printable\r\n" +
+		"\r\n" +
+		"<p style=3D\"x\">Gr=C3=BC=C3=9Fe</p>\r\n" +
+		"--inner--\r\n" +
+		"--outer\r\n" +
+		"Content-Type: text/csv\r\n" +
+		"\r\n" +
+		"a,b\r\n" +
+		"--outer--\r\n"
+	sink := deliverytest.NewSMTPSink(t)
+	if err := sendMail(sink.Addr(), "alice@example.com", []string{"bob@example.net"}, raw); err != nil {
+		t.Fatalf("SendMail: %v", err)
+	}
+	type part struct{ MediaType, Charset, Encoding, Body string }
+	var got []part
+	for _, p := range sink.Messages()[0].Parts {
+		got = append(got, part{p.MediaType, p.Charset, p.Header.Get("Content-Transfer-Encoding"), p.Body})
+	}
+	want := []part{
+		{"text/plain", "UTF-8", "base64", "Grüße\nBob"},
+		{"text/html", "UTF-8", "quoted-printable", `<p style="x">Grüße</p>`},
+		{"text/csv", "", "", "a,b"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("parts (-want +got):\n%s", diff)
+	}
+}

@@ -3,10 +3,14 @@ package deliverytest
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"io"
 	"mime"
+	"mime/multipart"
 	"mime/quotedprintable"
+	"net/http"
 	"net/mail"
+	"net/textproto"
 	"slices"
 	"strings"
 )
@@ -30,12 +34,35 @@ type SMTPMessage struct {
 	// final line break, which SMTP senders add when the text lacks one. A multipart body is left as
 	// transmitted.
 	Body string
+	// Parts are the leaf parts of a multipart body, in order, nested multiparts flattened; nil
+	// for a single-part message or a multipart body that does not parse.
+	Parts []SMTPPart
+}
+
+// SMTPPart is one part of a multipart message.
+type SMTPPart struct {
+	// Header is the part's header as transmitted (Content-Type, Content-Transfer-Encoding).
+	Header textproto.MIMEHeader
+	// MediaType is the part's media type, lower-cased ("text/html"); Charset its charset
+	// parameter as given ("UTF-8").
+	MediaType, Charset string
+	// Body is the part's body with its transfer encoding undone, line ends as "\n" and without
+	// the final line break.
+	Body string
 }
 
 // clone returns a deep copy, so that a test cannot change what the sink recorded.
 func (m SMTPMessage) clone() SMTPMessage {
 	m.To = slices.Clone(m.To)
 	m.Data = bytes.Clone(m.Data)
+	if m.Parts != nil {
+		parts := make([]SMTPPart, len(m.Parts))
+		for i, p := range m.Parts {
+			p.Header = textproto.MIMEHeader(http.Header(p.Header).Clone())
+			parts[i] = p
+		}
+		m.Parts = parts
+	}
 	if m.Header != nil {
 		h := make(mail.Header, len(m.Header))
 		for k, v := range m.Header {
@@ -62,19 +89,66 @@ func parseSMTPMessage(from string, to []string, data []byte) SMTPMessage {
 		m.Subject = subject
 	}
 	raw, _ := io.ReadAll(parsed.Body)
-	body := strings.ReplaceAll(string(decodeBody(parsed.Header, raw)), "\r\n", "\n")
-	m.Body = strings.TrimSuffix(body, "\n")
+	m.Body = text(decodeBody(parsed.Header.Get("Content-Type"), parsed.Header.Get("Content-Transfer-Encoding"), raw))
+	if mediaType, params, err := mime.ParseMediaType(parsed.Header.Get("Content-Type")); err == nil && strings.HasPrefix(mediaType, "multipart/") {
+		m.Parts, _ = parseParts(raw, params["boundary"], 0)
+	}
 	return m
 }
 
-// decodeBody undoes the transfer encoding of a single-part body. The charset is taken to be
-// UTF-8, which is what Herald sends.
-func decodeBody(h mail.Header, raw []byte) []byte {
-	if mediaType, _, err := mime.ParseMediaType(h.Get("Content-Type")); err == nil && strings.HasPrefix(mediaType, "multipart/") {
+// parseParts returns the leaf parts of a multipart body, descending into nested multiparts up
+// to a small depth.
+func parseParts(raw []byte, boundary string, depth int) ([]SMTPPart, error) {
+	if boundary == "" || depth > 4 {
+		return nil, errors.New("no boundary")
+	}
+	r := multipart.NewReader(bytes.NewReader(raw), boundary)
+	var parts []SMTPPart
+	for {
+		// NextRawPart leaves the transfer encoding in place, so that the header shows it.
+		p, err := r.NextRawPart()
+		if err == io.EOF {
+			return parts, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		body, err := io.ReadAll(p)
+		if err != nil {
+			return nil, err
+		}
+		ct := p.Header.Get("Content-Type")
+		mediaType, params, _ := mime.ParseMediaType(ct)
+		if strings.HasPrefix(mediaType, "multipart/") {
+			nested, err := parseParts(body, params["boundary"], depth+1)
+			if err != nil {
+				return nil, err
+			}
+			parts = append(parts, nested...)
+			continue
+		}
+		parts = append(parts, SMTPPart{
+			Header:    p.Header,
+			MediaType: mediaType,
+			Charset:   params["charset"],
+			Body:      text(decodeBody(ct, p.Header.Get("Content-Transfer-Encoding"), body)),
+		})
+	}
+}
+
+// text is a decoded body with line ends as "\n" and without the final line break.
+func text(body []byte) string {
+	return strings.TrimSuffix(strings.ReplaceAll(string(body), "\r\n", "\n"), "\n")
+}
+
+// decodeBody undoes the transfer encoding of a single-part body or part, given its Content-Type
+// and Content-Transfer-Encoding. The charset is taken to be UTF-8, which is what Herald sends.
+func decodeBody(contentType, encoding string, raw []byte) []byte {
+	if mediaType, _, err := mime.ParseMediaType(contentType); err == nil && strings.HasPrefix(mediaType, "multipart/") {
 		return raw
 	}
 	var r io.Reader
-	switch strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))) {
+	switch strings.ToLower(strings.TrimSpace(encoding)) {
 	case "quoted-printable":
 		r = quotedprintable.NewReader(bytes.NewReader(raw))
 	case "base64":
