@@ -87,7 +87,7 @@ func (v *visited) TemplateRestored(*events.TemplateRestored) { v.method = "Templ
 func TestCatalogueKnowsEveryEvent(t *testing.T) {
 	methods := 0
 	for _, family := range []struct {
-		visitor               reflect.Type
+		visitor                         reflect.Type
 		endpoint, suppression, template bool
 	}{
 		{reflect.TypeFor[events.Visitor](), false, false, false},
