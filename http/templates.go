@@ -154,10 +154,11 @@ func draft(req wire.TemplateRequest) templatestore.Draft {
 		HTML: req.HTML, Variables: wire.TemplateVariables(req.Variables), Description: req.Description}
 }
 
-// templateInvalid keeps the store's fields and says what was refused.
+// templateInvalid keeps the store's fields, which say what is wrong, as for a body refused
+// before it reached the store.
 func templateInvalid(err error) error {
 	if herald.ErrorCode(err) == herald.EINVALID {
-		return &herald.Error{Code: herald.EINVALID, Message: "the template is invalid: " + herald.ErrorMessage(err),
+		return &herald.Error{Code: herald.EINVALID, Message: "the template is invalid",
 			Fields: herald.ErrorFields(err), Err: err}
 	}
 	return err
