@@ -1,13 +1,19 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/apikeys"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/heraldtest"
 	"github.com/herald-notify/herald/templatestore"
@@ -196,5 +202,58 @@ func TestTemplatesHelpHasExamples(t *testing.T) {
 		if !strings.Contains(out, "Examples:") || !strings.Contains(out, "herald templates "+sub+" ") {
 			t.Errorf("herald templates %s --help has no example of itself:\n%s", sub, out)
 		}
+	}
+}
+
+// TestServeAndAllServeTheTemplates: herald serve and herald all answer the stored templates'
+// API, with the JSON the CLI prints for the same template; what the API saves, the CLI shows
+// with the API key as its actor.
+func TestServeAndAllServeTheTemplates(t *testing.T) {
+	for _, process := range []string{"serve", "all"} {
+		t.Run(process, func(t *testing.T) {
+			c := newTemplatesCLI(t)
+			_, token, err := apikeys.NewStore(c.db.Pool).Create(t.Context(), "ops", []herald.Scope{herald.ScopeOperate}, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := freeAddr(t)
+			// RabbitMQ out of reach: the API answers without it.
+			spawnHerald(t, map[string]string{"HERALD_DATABASE_URL": c.db.URL, "HERALD_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/",
+				"HERALD_HTTP_ADDR": addr}, process)
+			call := func(method, path, body string) (int, string) {
+				req, err := http.NewRequestWithContext(t.Context(), method, "http://"+addr+path, strings.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Authorization", "Bearer "+token)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return 0, err.Error()
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(b)
+			}
+			heraldtest.Eventually(t, 60*time.Second, "herald "+process+" to answer", func() (bool, error) {
+				code, body := call(http.MethodGet, "/api/v1/templates", "")
+				return code == http.StatusOK, fmt.Errorf("last answer: %d %s", code, body)
+			})
+
+			c.must(t, "create", "otp", "--channel", "sms", "--content", "Code {{.code}}", "--var", "code", "--actor", "ann")
+			code, body := call(http.MethodGet, "/api/v1/templates/otp", "")
+			var fromAPI, fromCLI wire.Template
+			decodeOutput(t, body, &fromAPI)
+			decodeOutput(t, c.must(t, "show", "otp", "-o", "json"), &fromCLI)
+			if diff := cmp.Diff(fromCLI, fromAPI); code != http.StatusOK || diff != "" {
+				t.Errorf("GET the template: %d; the API and the CLI differ (-cli +api):\n%s", code, diff)
+			}
+			if code, body := call(http.MethodPost, "/api/v1/templates/otp/versions", `{"content":"Your code: {{.code}}","variables":[{"name":"code"}]}`); code != http.StatusCreated {
+				t.Fatalf("POST a version: %d %s", code, body)
+			}
+			if show := c.must(t, "show", "otp"); !strings.Contains(show, "by apikey:ops") || !strings.Contains(show, "Your code: {{.code}}") {
+				t.Errorf("show of the version the API saved:\n%s", show)
+			}
+		})
 	}
 }
