@@ -260,6 +260,13 @@ func (s *Store) Create(ctx context.Context, name string, d Draft, actor string) 
 // updates are made one after the other, each getting the next version. Nothing is written
 // when it fails.
 func (s *Store) Update(ctx context.Context, name string, d Draft, actor string) (Template, error) {
+	return s.UpdateFrom(ctx, name, 0, d, actor)
+}
+
+// UpdateFrom is Update of a draft made from version base of the template: ECONFLICT, and
+// nothing written, when the template's latest version is another by then, so that an edit of
+// what was read never silently replaces a version saved meanwhile. base 0 is Update.
+func (s *Store) UpdateFrom(ctx context.Context, name string, base int, d Draft, actor string) (Template, error) {
 	if p := NameProblem(name); p != "" {
 		return Template{}, invalid("invalid template name", map[string]string{"name": p})
 	}
@@ -271,6 +278,9 @@ func (s *Store) Update(ctx context.Context, name string, d Draft, actor string) 
 		}
 		if !exists {
 			return notFound(name)
+		}
+		if base != 0 && cur.Latest.Version != base {
+			return herald.Errorf(herald.ECONFLICT, "template %s is at version %d, not %d: it changed since it was read", name, cur.Latest.Version, base)
 		}
 		if d.Channel == "" {
 			d.Channel = cur.Latest.Channel
@@ -305,8 +315,15 @@ func (s *Store) saveVersion(ctx context.Context, tx pgx.Tx, name string, version
 	if vars == nil {
 		vars = []events.TemplateVariable{}
 	}
-	ev := &events.TemplateVersionCreated{Name: name, Version: version, Channel: d.Channel, Subject: d.Subject,
-		Content: d.Content, HTML: d.HTML, Variables: vars, Description: strings.TrimSpace(d.Description)}
+	// A blank part is no part: an email whose content is spaces has only its HTML.
+	blank := func(part string) string {
+		if strings.TrimSpace(part) == "" {
+			return ""
+		}
+		return part
+	}
+	ev := &events.TemplateVersionCreated{Name: name, Version: version, Channel: d.Channel, Subject: blank(d.Subject),
+		Content: blank(d.Content), HTML: blank(d.HTML), Variables: vars, Description: strings.TrimSpace(d.Description)}
 	md := events.Metadata{Actor: actor, CorrelationID: herald.CorrelationID(ctx)}
 	recs, err := s.log.In(tx).Append(ctx, Stream(name), expected, md, ev)
 	if err != nil {

@@ -268,8 +268,13 @@ func TestCreateRefusesBadInput(t *testing.T) {
 	// What is allowed: a declared variable that no part uses, default's own variables, html only.
 	ok := templatestore.Draft{Channel: herald.ChannelEmail, HTML: `<p>Hi {{default "friend" .nick}}</p>`,
 		Variables: []events.TemplateVariable{{Name: "nick"}, {Name: "unused"}}}
-	if _, err := s.store.Create(ctx, "html-only_1", ok, "ops"); err != nil {
-		t.Errorf("Create of an html-only email: %v", err)
+	ok.Content, ok.Subject = " \n", "  "
+	got, err := s.store.Create(ctx, "html-only_1", ok, "ops")
+	if err != nil {
+		t.Fatalf("Create of an html-only email: %v", err)
+	}
+	if got.Latest.Content != "" || got.Latest.Subject != "" || got.Latest.HTML != ok.HTML {
+		t.Errorf("blank parts saved as %q, %q; want none", got.Latest.Subject, got.Latest.Content)
 	}
 }
 
@@ -355,6 +360,30 @@ func TestConcurrentUpdates(t *testing.T) {
 	}
 	if latest, err := s.store.Get(ctx, "otp"); err != nil || latest.Latest.Version != n+1 || latest.StreamVersion != n+1 {
 		t.Errorf("Get = %+v, %v", latest, err)
+	}
+}
+
+// TestUpdateFrom: an edit of a version that is no longer the latest is refused, and writes
+// nothing; an edit of the latest is saved.
+func TestUpdateFrom(t *testing.T) {
+	s := newSetup(t)
+	ctx := context.Background()
+	if _, err := s.store.Create(ctx, "otp", templatestore.Draft{Channel: herald.ChannelSMS, Content: "v1"}, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.store.Update(ctx, "otp", templatestore.Draft{Content: "v2"}, "ann"); err != nil {
+		t.Fatal(err)
+	}
+	before := s.written(t)
+	if _, err := s.store.UpdateFrom(ctx, "otp", 1, templatestore.Draft{Content: "edit of v1"}, "bob"); herald.ErrorCode(err) != herald.ECONFLICT {
+		t.Errorf("UpdateFrom version 1 at version 2: %v, want ECONFLICT", err)
+	}
+	if after := s.written(t); after != before {
+		t.Errorf("a refused UpdateFrom wrote: %s, then %s", before, after)
+	}
+	got, err := s.store.UpdateFrom(ctx, "otp", 2, templatestore.Draft{Content: "edit of v2"}, "bob")
+	if err != nil || got.Latest.Version != 3 || got.Latest.Content != "edit of v2" {
+		t.Errorf("UpdateFrom version 2 = %+v, %v; want version 3", got.Latest, err)
 	}
 }
 

@@ -273,7 +273,7 @@ func templatesUpdateCommand() *cobra.Command {
 			if err := f.apply(cmd, &d); err != nil {
 				return err
 			}
-			t, err := store.Update(ctx, args[0], d, actor)
+			t, err := store.UpdateFrom(ctx, args[0], l.Version, d, actor)
 			if err != nil {
 				return templateError(err)
 			}
@@ -283,7 +283,8 @@ func templatesUpdateCommand() *cobra.Command {
 here replaced — --subject, --content or --content-file, --html-file, --description — and, when
 any --var is given, the variables replaced by those given. An empty file (or --subject '')
 clears a part. The new version is checked as create checks one. An archived template takes no
-new version until it is restored; a template keeps its channel.`
+new version until it is restored; a template keeps its channel. If another version is saved
+between the read of the latest and the save, update fails and saves nothing: run it again.`
 	cmd.Example = `  herald templates update welcome --html-file welcome-v2.html
   herald templates update otp --content 'Your code: {{.code}} (valid {{.minutes}} min)' --var code --var minutes=10
   herald templates update welcome --html-file /dev/null -o json`
