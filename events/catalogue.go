@@ -29,14 +29,17 @@ var catalogue = []func() Event{
 	func() Event { return new(WebhookEndpointDeleted) },
 	func() Event { return new(RecipientSuppressed) },
 	func() Event { return new(RecipientUnsuppressed) },
+	func() Event { return new(TemplateVersionCreated) },
+	func() Event { return new(TemplateArchived) },
+	func() Event { return new(TemplateRestored) },
 }
 
 // Types lists every event type the log may hold.
 var Types = catalogueTypes()
 
 // NotificationTypes lists the types of the events of notifications' streams, in catalogue order:
-// the ones a webhook endpoint can subscribe to. The rest are endpoints' own (EndpointEvent) and
-// suppressions' (SuppressionEvent).
+// the ones a webhook endpoint can subscribe to. The rest are endpoints' own (EndpointEvent),
+// suppressions' (SuppressionEvent) and stored templates' (TemplateEvent).
 var NotificationTypes = func() []string {
 	var out []string
 	for _, t := range Types {

@@ -71,27 +71,34 @@ func (v *visited) RecipientSuppressed(*events.RecipientSuppressed) {
 func (v *visited) RecipientUnsuppressed(*events.RecipientUnsuppressed) {
 	v.method = "RecipientUnsuppressed"
 }
+func (v *visited) Template(e events.TemplateEvent) { e.AcceptTemplate(v) }
+func (v *visited) TemplateVersionCreated(*events.TemplateVersionCreated) {
+	v.method = "TemplateVersionCreated"
+}
+func (v *visited) TemplateArchived(*events.TemplateArchived) { v.method = "TemplateArchived" }
+func (v *visited) TemplateRestored(*events.TemplateRestored) { v.method = "TemplateRestored" }
 
 // TestCatalogueKnowsEveryEvent holds the catalogue to the visitors: every type Visitor (for the
-// notifications' events), EndpointVisitor (for the endpoints') or SuppressionVisitor (for the
-// suppressions') has a method for is an Event
+// notifications' events), EndpointVisitor (for the endpoints'), SuppressionVisitor (for the
+// suppressions') or TemplateVisitor (for stored templates') has a method for is an Event
 // named as its method, listed in Types once, decoded by Decode into its own type, and dispatched
 // by Accept to its own method. A new event type with its visitor method but not in the
 // catalogue fails here.
 func TestCatalogueKnowsEveryEvent(t *testing.T) {
 	methods := 0
 	for _, family := range []struct {
-		visitor               reflect.Type
-		endpoint, suppression bool
+		visitor                         reflect.Type
+		endpoint, suppression, template bool
 	}{
-		{reflect.TypeFor[events.Visitor](), false, false},
-		{reflect.TypeFor[events.EndpointVisitor](), true, false},
-		{reflect.TypeFor[events.SuppressionVisitor](), false, true},
+		{reflect.TypeFor[events.Visitor](), false, false, false},
+		{reflect.TypeFor[events.EndpointVisitor](), true, false, false},
+		{reflect.TypeFor[events.SuppressionVisitor](), false, true, false},
+		{reflect.TypeFor[events.TemplateVisitor](), false, false, true},
 	} {
 		for i := range family.visitor.NumMethod() {
 			m := family.visitor.Method(i)
-			if m.Name == "WebhookEndpoint" || m.Name == "Suppression" {
-				continue // the doors to EndpointVisitor and SuppressionVisitor
+			if m.Name == "WebhookEndpoint" || m.Name == "Suppression" || m.Name == "Template" {
+				continue // the doors to EndpointVisitor, SuppressionVisitor and TemplateVisitor
 			}
 			methods++
 			if m.Type.NumIn() != 1 || m.Type.In(0).Kind() != reflect.Pointer {
@@ -109,7 +116,10 @@ func TestCatalogueKnowsEveryEvent(t *testing.T) {
 			if _, isSuppression := e.(events.SuppressionEvent); isSuppression != family.suppression {
 				t.Errorf("%T: SuppressionEvent is %v, want %v", e, isSuppression, family.suppression)
 			}
-			if got := events.IsNotificationType(e.EventType()); got == (family.endpoint || family.suppression) {
+			if _, isTemplate := e.(events.TemplateEvent); isTemplate != family.template {
+				t.Errorf("%T: TemplateEvent is %v, want %v", e, isTemplate, family.template)
+			}
+			if got := events.IsNotificationType(e.EventType()); got == (family.endpoint || family.suppression || family.template) {
 				t.Errorf("IsNotificationType(%s) = %v", e.EventType(), got)
 			}
 			if e.EventType() != m.Name {
@@ -143,6 +153,7 @@ func TestNotificationOnly(t *testing.T) {
 		{Type: events.TypeNotificationSent, Position: 3},
 		{Type: events.TypeWebhookEndpointDeleted, Position: 4},
 		{Type: events.TypeRecipientSuppressed, Position: 5},
+		{Type: events.TypeTemplateVersionCreated, Position: 6},
 	}
 	var got []int64
 	for _, r := range events.NotificationOnly(recs) {
@@ -188,6 +199,12 @@ func everyEvent() []events.Event {
 			Reason: "5.1.1 user unknown", NotificationID: "0193a4f2-7c1e-7000-8000-000000000001",
 			ExpiresAt: ptr(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))},
 		&events.RecipientUnsuppressed{Channel: herald.ChannelSMS, Recipient: "+14155550123", Reason: "START from the recipient"},
+		&events.TemplateVersionCreated{Name: "welcome", Version: 2, Channel: herald.ChannelEmail, Subject: "Welcome, {{.name}}",
+			Content: "Hello {{.name}}, you are on {{.plan}}.", HTML: "<p>Hello {{.name}}</p>",
+			Variables:   []events.TemplateVariable{{Name: "name"}, {Name: "plan", Default: ptr("free")}},
+			Description: "sent on sign-up"},
+		&events.TemplateArchived{Name: "welcome", Reason: "replaced by onboarding"},
+		&events.TemplateRestored{Name: "welcome", Reason: "onboarding withdrawn"},
 	}
 }
 

@@ -68,6 +68,12 @@ func TestDescribe(t *testing.T) {
 			"email ada@example.com suppressed (hard_bounce: 5.1.1 user unknown) until 2027-01-01T00:00:00Z"},
 		{&events.RecipientSuppressed{Channel: herald.ChannelSMS, Recipient: "+14155550123", Cause: events.SuppressedOptOut}, "sms +14155550123 suppressed (opt_out)"},
 		{&events.RecipientUnsuppressed{Channel: herald.ChannelSMS, Recipient: "+14155550123", Reason: "START"}, "sms +14155550123 no longer suppressed: START"},
+		{&events.TemplateVersionCreated{Name: "welcome", Version: 2, Channel: herald.ChannelEmail,
+			Variables: []events.TemplateVariable{{Name: "name"}, {Name: "plan", Default: ptr("free")}}},
+			"template welcome v2 (email; variables name, plan=free)"},
+		{&events.TemplateVersionCreated{Name: "otp", Version: 1, Channel: herald.ChannelSMS}, "template otp v1 (sms)"},
+		{&events.TemplateArchived{Name: "welcome", Reason: "replaced"}, "template welcome archived: replaced"},
+		{&events.TemplateRestored{Name: "welcome"}, "template welcome restored"},
 	}
 	described := map[string]bool{}
 	for _, tt := range tests {

@@ -111,14 +111,14 @@ func (e *WebhookEndpointSecretRotated) AcceptEndpoint(v EndpointVisitor) {
 func (e *WebhookEndpointDeleted) AcceptEndpoint(v EndpointVisitor) { v.WebhookEndpointDeleted(e) }
 
 // IsNotificationType reports whether typ is the type of a notification's event, as opposed to
-// an endpoint's or a suppression's (or an unknown type).
+// an endpoint's, a suppression's or a stored template's (or an unknown type).
 func IsNotificationType(typ string) bool {
 	newEvent, ok := byType[typ]
 	if !ok {
 		return false
 	}
 	switch newEvent().(type) {
-	case EndpointEvent, SuppressionEvent:
+	case EndpointEvent, SuppressionEvent, TemplateEvent:
 		return false
 	}
 	return true

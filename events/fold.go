@@ -257,3 +257,12 @@ func (v *statusAfter) Suppression(SuppressionEvent) { v.status = "" }
 
 // Suppression: a suppression's change is in no notification's history.
 func (v *historyEntry) Suppression(SuppressionEvent) {}
+
+// Template: a stored template is no part of any notification's story.
+func (v *evolver) Template(TemplateEvent) {}
+
+// Template: a template's change leaves no notification in any status.
+func (v *statusAfter) Template(TemplateEvent) { v.status = "" }
+
+// Template: a template's change is in no notification's history.
+func (v *historyEntry) Template(TemplateEvent) {}

@@ -31,6 +31,9 @@ type Visitor interface {
 	// Suppression is called for every event of a suppression's stream, which says nothing about
 	// a notification either; SuppressionVisitor tells those events apart.
 	Suppression(SuppressionEvent)
+	// Template is called for every event of a stored template's stream, which says nothing
+	// about a notification either; TemplateVisitor tells those events apart.
+	Template(TemplateEvent)
 }
 
 // visitors reuses visitors of type V. A visitor handed to Accept escapes to the heap, and

@@ -91,6 +91,9 @@ func (lastFailure) WebhookEndpoint(events.EndpointEvent) {}
 // Suppression: a suppression's change is in no notification's stream.
 func (lastFailure) Suppression(events.SuppressionEvent) {}
 
+// Template: a stored template's change is in no notification's stream.
+func (lastFailure) Template(events.TemplateEvent) {}
+
 // NotificationDelivered: a report after sending; no failure to act on.
 func (lastFailure) NotificationDelivered(*events.NotificationDelivered) {}
 

@@ -26,6 +26,7 @@ import (
 	"github.com/herald-notify/herald/handlers"
 	"github.com/herald-notify/herald/receipts"
 	"github.com/herald-notify/herald/redact"
+	"github.com/herald-notify/herald/wire"
 )
 
 // Acceptor accepts notifications (see handlers.Acceptor).
@@ -97,10 +98,12 @@ type Server struct {
 	receipts *SMSReceipts
 	// suppressions is the suppression list, when the operators' API serves it.
 	suppressions Suppressions
-	auth         *auth
-	cfg          Config
-	logger       *slog.Logger
-	metrics      *httpMetrics
+	// templates are the stored templates, when the operators' API serves them.
+	templates Templates
+	auth      *auth
+	cfg       Config
+	logger    *slog.Logger
+	metrics   *httpMetrics
 	// receiptMetrics counts the SMS gateway's callbacks, when receipts and metrics are on.
 	receiptMetrics *receiptMetrics
 }
@@ -194,6 +197,12 @@ func (s *Server) Handler() http.Handler {
 		r.Route(suppressionsPrefix, func(r chi.Router) {
 			r.Use(s.authenticate, s.require(herald.ScopeOperate))
 			s.suppressionRoutes(r)
+		})
+	}
+	if s.templates != nil {
+		r.Route(wire.TemplatesPrefix, func(r chi.Router) {
+			r.Use(s.authenticate, s.require(herald.ScopeOperate))
+			s.templateRoutes(r)
 		})
 	}
 	return r

@@ -3,6 +3,7 @@ package templates_test
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -318,6 +319,47 @@ func BenchmarkRender(b *testing.B) {
 	for b.Loop() {
 		if _, err := templates.Render("content", content, vars, 64<<10); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestVariables(t *testing.T) {
+	for _, tt := range []struct {
+		content string
+		want    []string
+	}{
+		{"Hello {{.name}}", []string{"name"}},
+		{"{{.b}} {{$.a}} {{.b}}", []string{"a", "b"}},
+		{`Hi {{default "friend" .nick}}`, []string{"nick"}},
+		{"{{range .items}}{{.title}}{{$.sep}}{{end}}", []string{"items", "sep"}},
+		{"{{with .user}}{{.name}}{{end}}", []string{"user"}},
+		{"no actions", []string{}},
+	} {
+		got, err := templates.Variables("content", tt.content)
+		if err != nil {
+			t.Errorf("Variables(%q): %v", tt.content, err)
+			continue
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("Variables(%q) = %v, want %v", tt.content, got, tt.want)
+		}
+	}
+	for _, content := range []string{"", "{{.name", `{{printf "%d" 1}}`, `{{define "x"}}{{end}}`} {
+		if _, err := templates.Variables("content", content); herald.ErrorFields(err)["content"] == "" {
+			t.Errorf("Variables(%q): %v, want EINVALID naming content", content, err)
+		}
+	}
+}
+
+func TestHTMLVariables(t *testing.T) {
+	got, err := templates.HTMLVariables("html", `<p class="{{.cls}}">Hello {{.name | upper}}</p>`)
+	if err != nil || !slices.Equal(got, []string{"cls", "name"}) {
+		t.Errorf("HTMLVariables = %v, %v", got, err)
+	}
+	// Refusals name the html field, whether the subset or the parser refuses.
+	for _, content := range []string{`{{.x}`, `{{call .f}}`} {
+		if _, err := templates.HTMLVariables("html", content); herald.ErrorFields(err)["html"] == "" {
+			t.Errorf("HTMLVariables(%q): %v, want EINVALID naming html", content, err)
 		}
 	}
 }

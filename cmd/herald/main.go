@@ -96,6 +96,7 @@ Run "herald migrate" once, then "herald all" for everything in one process, or "
 		webhooksCommand(),
 		bouncesCommand(),
 		suppressionsCommand(),
+		templatesCommand(),
 		versionCommand(),
 		benchCommand(),
 	)

@@ -21,6 +21,7 @@ import (
 	"github.com/herald-notify/herald/redact"
 	"github.com/herald-notify/herald/router"
 	"github.com/herald-notify/herald/suppressions"
+	"github.com/herald-notify/herald/templatestore"
 	"github.com/herald-notify/herald/webhooks"
 )
 
@@ -295,8 +296,8 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 }
 
 // addAPI adds the outbox relay and its purge, the reconciler and the idempotency keys' purge,
-// and returns the API's server, with the operator's, the keys', the rebuilds', the webhooks' and
-// the suppression list's routes.
+// and returns the API's server, with the operator's, the keys', the rebuilds', the webhooks', the
+// suppression list's and the stored templates' routes.
 func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.Server {
 	pool, log, logger := pr.pool, pr.log, pr.logger
 	relay := router.NewRelay(pool, cfg.amqp.AMQPConfig, cfg.relay.RelayConfig, pr.topology, logger)
@@ -321,6 +322,7 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 	srv.WithWebhooks(webhooks.NewEndpoints(pool, cfg.webhooks.policy()), replays)
 	srv.WithReceipts(cfg.smsReceipts(pr))
 	srv.WithSuppressions(suppressions.New(pool))
+	srv.WithTemplates(templatestore.New(pool))
 	return srv
 }
 
