@@ -27,9 +27,7 @@ func variables(field, content string, html bool) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The checker checks text and HTML parts alike until it has rules of its own for HTML.
-	_ = html
-	c := newChecker(tree, content)
+	c := newChecker(tree, content, html)
 	c.node(tree.Root, scope{rootDot: true})
 	if c.problem != "" {
 		return nil, invalid(field+" uses a template feature that is not allowed", field, c.problem)
