@@ -78,6 +78,7 @@ type sendRequest struct {
 	Content   string         `json:"content"`
 	HTML      string         `json:"html,omitempty"`
 	Variables map[string]any `json:"variables,omitempty"`
+	Template  string         `json:"template,omitempty"`
 }
 
 var client = &http.Client{Timeout: 10 * time.Second, Transport: withAPIKey{http.DefaultTransport}}

@@ -173,7 +173,7 @@ func everyEvent() []events.Event {
 		&events.NotificationQueued{Channel: herald.ChannelEmail, Recipient: "ada@example.com", Subject: "Hi {{.n}}",
 			Content: "Hello {{.n}}", Variables: map[string]any{"n": "Ada"}, RenderedSubject: "Hi Ada", Body: "Hello Ada",
 			HTML: "<p>Hello {{.n}}</p>", RenderedHTML: "<p>Hello Ada</p>",
-			APIKey: &events.APIKeyRef{ID: "k1", Name: "shop"}},
+			APIKey: &events.APIKeyRef{ID: "k1", Name: "shop"}, Template: &events.TemplateRef{Name: "welcome", Version: 3}},
 		&events.NotificationProcessing{Attempt: 2, Worker: "host/1"},
 		&events.NotificationSent{Attempt: 2, Provider: "smtp", ProviderMessageID: "<m@example.com>"},
 		&events.DeliveryAttemptFailed{Attempt: 1, Provider: "smtp", Error: "421 try later"},

@@ -36,6 +36,9 @@ func (v *describer) NotificationQueued(e *NotificationQueued) {
 	if e.RenderedSubject != "" {
 		v.text += fmt.Sprintf(": %q", e.RenderedSubject)
 	}
+	if e.Template != nil {
+		v.text += fmt.Sprintf(" from template %s@%d", e.Template.Name, e.Template.Version)
+	}
 }
 
 // NotificationProcessing: the attempt and the worker making it: attempt 1 by host/1.

@@ -16,6 +16,8 @@ func TestDescribe(t *testing.T) {
 		// The events of the CLI's listing test, as its table shows them.
 		{&events.NotificationQueued{Channel: herald.ChannelEmail, Recipient: "ada@example.com", Content: "Hi",
 			Body: "Hi", RenderedSubject: "Welcome"}, `email to ada@example.com: "Welcome"`},
+		{&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123", Content: "Hi", Body: "Hi",
+			Template: &events.TemplateRef{Name: "otp", Version: 3}}, "sms to +14155550123 from template otp@3"},
 		{&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123", Content: "Hi", Body: "Hi"},
 			"sms to +14155550123"},
 		{&events.NotificationProcessing{Attempt: 1, Worker: "host/1"}, "attempt 1 by host/1"},

@@ -49,6 +49,16 @@ type NotificationQueued struct {
 	RenderedHTML    string `json:"rendered_html,omitempty"`
 	// APIKey is the key the notification was sent with.
 	APIKey *APIKeyRef `json:"api_key,omitempty"`
+	// Template names the stored template version the client sent by, when it sent by name:
+	// Subject, Content and HTML are then that version's, and Variables the client's with the
+	// version's defaults filled in.
+	Template *TemplateRef `json:"template,omitempty"`
+}
+
+// TemplateRef names one version of a stored template in the log.
+type TemplateRef struct {
+	Name    string `json:"name"`
+	Version int    `json:"version"`
 }
 
 // APIKeyRef names an API key in the log.

@@ -11,6 +11,7 @@ import (
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/commands"
 	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/templatestore"
 )
 
 // SendRequest is a client's request to send a notification, as decoded from the API.
@@ -24,6 +25,9 @@ type SendRequest struct {
 	// generated from it.
 	HTML      string
 	Variables map[string]any
+	// Template, instead of Subject, Content and HTML, names a stored template: "welcome" (its
+	// latest version) or "welcome@3".
+	Template string
 	// IdempotencyKey, if set, makes a retried request safe: the same key with the same request
 	// answers with the notification created the first time.
 	IdempotencyKey string
@@ -48,6 +52,24 @@ type Acceptor struct {
 	writeTimeout time.Duration
 	// idempotencyTTL is how long an idempotency key is remembered.
 	idempotencyTTL time.Duration
+	// templates resolves the stored templates sends name; nil: sending by name is refused.
+	templates Templates
+}
+
+// Templates resolves a stored template's reference for a send (see templatestore.Store).
+type Templates interface {
+	// Resolve returns the version ref names: EINVALID (field "template") for a bad or archived
+	// ref, ENOTFOUND for no such template or version.
+	Resolve(ctx context.Context, ref string) (templatestore.Version, error)
+}
+
+var _ Templates = (*templatestore.Store)(nil)
+
+// WithTemplates returns a copy of a that sends by the stored templates ts resolves.
+func (a *Acceptor) WithTemplates(ts Templates) *Acceptor {
+	c := *a
+	c.templates = ts
+	return &c
 }
 
 // NewAcceptor returns an acceptor writing through db.
@@ -73,10 +95,15 @@ func (a *Acceptor) WithIdempotencyTTL(ttl time.Duration) *Acceptor {
 // is EINVALID. Concurrent requests with one key wait for each other: one creates, the others
 // replay.
 func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error) {
-	queued, err := a.Validate(req)
+	filled, ref, err := a.fromTemplate(ctx, req)
 	if err != nil {
 		return Accepted{}, err
 	}
+	queued, err := a.Validate(filled)
+	if err != nil {
+		return Accepted{}, err
+	}
+	queued.Template = ref
 	id, err := uuid.NewV7()
 	if err != nil {
 		return Accepted{}, fmt.Errorf("accept: notification id: %w", err)

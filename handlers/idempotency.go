@@ -75,8 +75,9 @@ func (a *Acceptor) claimIdempotencyKey(ctx context.Context, tx pgx.Tx, keyID str
 }
 
 // requestHash identifies a request's content: the same fields and values give the same hash.
-// html counts only when sent, so that a request without it hashes as it did before emails had
-// an HTML part, and a key claimed then still answers its retries.
+// html and template count only when sent, so that a request without them hashes as it did before
+// emails had an HTML part or templates were stored, and a key claimed then still answers its
+// retries.
 func requestHash(req SendRequest) ([]byte, error) {
 	fields := map[string]any{
 		"type": req.Type, "recipient": req.Recipient, "subject": req.Subject,
@@ -84,6 +85,11 @@ func requestHash(req SendRequest) ([]byte, error) {
 	}
 	if req.HTML != "" {
 		fields["html"] = req.HTML
+	}
+	if req.Template != "" {
+		// The reference as the client gave it: "welcome" stays the same request when the
+		// template gets a new version.
+		fields["template"] = req.Template
 	}
 	b, err := json.Marshal(fields)
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 
 // sendFields are the fields of a send request, matched exactly (encoding/json would also take
 // "TYPE" for "type").
-var sendFields = map[string]bool{"type": true, "recipient": true, "subject": true, "content": true, "html": true, "variables": true}
+var sendFields = map[string]bool{"type": true, "recipient": true, "subject": true, "content": true, "html": true, "variables": true, "template": true}
 
 // DecodeSend reads a send request from r, at most limit bytes. Body that is not JSON is a 400;
 // JSON that does not fit the request's shape (unknown fields, wrong types, missing fields) is a
@@ -62,7 +62,7 @@ func decodeSendBody(body []byte) (handlers.SendRequest, error) {
 	fields := map[string]string{}
 	for name := range raw {
 		if !sendFields[name] {
-			fields[name] = "is not a known field: send type, recipient, content, variables and optionally subject and html (names are case-sensitive)"
+			fields[name] = "is not a known field: send type, recipient, content, variables and optionally subject and html, or template instead of subject, content and html (names are case-sensitive)"
 		}
 	}
 	str := func(name string, required bool) string {
@@ -84,10 +84,11 @@ func decodeSendBody(body []byte) (handlers.SendRequest, error) {
 		Recipient: str("recipient", true),
 		Subject:   str("subject", false),
 		HTML:      str("html", false),
+		Template:  str("template", false),
 	}
-	// content is required unless html gives the text part; the acceptor says so with the other
-	// rules of content.
-	req.Content = str("content", req.HTML == "" && raw["html"] == nil)
+	// content is required unless html gives the text part or a stored template gives every
+	// part; the acceptor says so with the other rules of content.
+	req.Content = str("content", req.HTML == "" && raw["html"] == nil && req.Template == "" && raw["template"] == nil)
 	if v, ok := raw["variables"]; ok && string(v) != "null" {
 		dec := json.NewDecoder(bytes.NewReader(v))
 		dec.UseNumber()

@@ -151,6 +151,12 @@ func TestDecodeSendValid(t *testing.T) {
 				Content: "Hello {{.name}}!", Variables: map[string]any{"name": "Ada"}},
 		},
 		{
+			name: "by a stored template, without content",
+			body: `{"type":"email","recipient":"ada@example.com","template":"welcome@2","variables":{"name":"Ada"}}`,
+			want: handlers.SendRequest{Type: "email", Recipient: "ada@example.com", Template: "welcome@2",
+				Variables: map[string]any{"name": "Ada"}},
+		},
+		{
 			name: "sms with null variables",
 			body: `{"type":"sms","recipient":"+14155550123","content":"Code 42","variables":null}`,
 			want: handlers.SendRequest{Type: "sms", Recipient: "+14155550123", Content: "Code 42"},

@@ -303,7 +303,8 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 	relay := router.NewRelay(pool, cfg.amqp.AMQPConfig, cfg.relay.RelayConfig, pr.topology, logger)
 	pr.add("outbox relay", relay.Run, relay.Ready)
 	pr.add("outbox purge", func(ctx context.Context) error { return purgeOutbox(ctx, relay, logger) }, nil)
-	acc := handlers.NewAcceptor(pool, log, router.NewOutbox(nil), handlers.DefaultLimits).WithIdempotencyTTL(cfg.http.IdempotencyTTL)
+	acc := handlers.NewAcceptor(pool, log, router.NewOutbox(nil), handlers.DefaultLimits).WithIdempotencyTTL(cfg.http.IdempotencyTTL).
+		WithTemplates(templatestore.New(pool))
 	if cfg.reconcile.After > 0 {
 		rec := handlers.NewReconciler(pool, log, router.NewOutbox(nil), projections.NewReader(pool, log), relay, cfg.reconcile.ReconcilePolicy, logger)
 		pr.add("reconciler", rec.Run, nil)
