@@ -111,7 +111,7 @@ func benchCommand() *cobra.Command {
   herald bench -n 30000 --concurrency 32 -o json > run.json
   herald bench --spawn serve,worker,projector --workers 2 --env HERALD_RELAY_BATCH_SIZE=100
   herald bench -n 24000 --rate 400 --webhooks 1 --webhook-failing
-  herald bench -n 6000 --rate 300 --html
+  herald bench -n 4500 --rate 150 --html
   herald bench --url http://127.0.0.1:8080 --api-key "$HERALD_KEY" --ceiling=false`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, &cfg, bf) },
