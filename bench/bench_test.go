@@ -233,6 +233,25 @@ func TestBenchChecksWebhooks(t *testing.T) {
 	}
 }
 
+// With --html every email carries the newsletter, and the SMTP sink still counts each one: it
+// takes multipart/alternative messages as it takes plain ones.
+func TestBenchSendsHTMLEmails(t *testing.T) {
+	requireServices(t)
+	rep, err := runBench(t, append(serviceFlags(), "-n", "100", "--rate", "100", "--html", "--ceiling=false", "--drain", "2m")...)
+	if err != nil {
+		t.Fatalf("herald bench: %v; problems: %v", err, rep.Problems)
+	}
+	if !rep.OK || !rep.Settings.HTML || rep.Load.Accepted != 100 || rep.Load.Errors != 0 || rep.Outcome.Sent != 100 {
+		t.Errorf("ok %v, problems %v, html %v, accepted %d, errors %d (%v), sent %d; want 100 accepted and sent",
+			rep.OK, rep.Problems, rep.Settings.HTML, rep.Load.Accepted, rep.Load.Errors, rep.Load.ErrorsByKind, rep.Outcome.Sent)
+	}
+	d := rep.Delivery
+	if d == nil || d.Delivered != 100 || d.Undelivered != 0 || d.IDMismatches != 0 || d.Unexpected != 0 ||
+		d.AcceptToDeliveryByChannel["email"].Count != 50 {
+		t.Errorf("delivery %+v; want 100 delivered, 50 of them emails", d)
+	}
+}
+
 // With --url the bench drives a Herald it did not start, and settles on the status API.
 func TestBenchDrivesARunningHerald(t *testing.T) {
 	db := requireServices(t)
@@ -300,7 +319,7 @@ func TestBenchHelpDescribesEveryFigure(t *testing.T) {
 	if err != nil {
 		t.Fatalf("--help: %v\n%s", err, out)
 	}
-	for _, want := range []string{"accepted/s", "API latency", "delivered/s", "accept→sent", "projection lag", "lost", "peak RSS", "ceiling", "ratios", "--url", "--spawn", "--env", "webhooks", "event→arrival", "--webhook-failing", "exits with status 1"} {
+	for _, want := range []string{"accepted/s", "API latency", "delivered/s", "accept→sent", "projection lag", "lost", "peak RSS", "ceiling", "ratios", "--url", "--spawn", "--env", "webhooks", "event→arrival", "--webhook-failing", "--html", "exits with status 1"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("--help does not mention %q", want)
 		}

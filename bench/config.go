@@ -15,6 +15,9 @@ type Config struct {
 	N int
 	// SMSRatio is the share of them that are SMS (the rest are emails), 0 to 1.
 	SMSRatio float64
+	// HTML sends each email with an HTML newsletter of about 20 KB as its template instead of
+	// a line of text.
+	HTML bool
 	// Rate, when above 0, sends open-loop at this many requests a second, with at most
 	// MaxInFlight requests outstanding; 0 sends closed-loop from Concurrency clients.
 	Rate        float64

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,27 +21,78 @@ import (
 	"github.com/herald-notify/herald/wire"
 )
 
-// body is notification i's request: a small template with two variables.
-func body(i int, smsRatio float64) []byte {
-	b := make([]byte, 0, 256)
+// body is notification i's request: a small template with two variables, or with html an email
+// carrying the newsletter as its HTML template, with its ten variables and no text template (the
+// text part is read back from the rendered HTML).
+func body(i int, smsRatio float64, html bool) []byte {
 	if isSMS(i, smsRatio) {
+		b := make([]byte, 0, 256)
 		b = append(b, `{"type":"sms","recipient":"`...)
 		b = append(b, smsRecipient(i)...)
 		b = append(b, `","content":`...)
-	} else {
-		b = append(b, `{"type":"email","recipient":"`...)
-		b = append(b, emailRecipient(i)...)
-		b = append(b, `","subject":"Bench {{.n}}","content":`...)
+		return textContent(b, i)
 	}
+	if html {
+		return htmlBody(i)
+	}
+	b := make([]byte, 0, 256)
+	b = append(b, `{"type":"email","recipient":"`...)
+	b = append(b, emailRecipient(i)...)
+	b = append(b, `","subject":"Bench {{.n}}","content":`...)
+	return textContent(b, i)
+}
+
+// textContent appends the small template and its two variables to b, and closes the request.
+func textContent(b []byte, i int) []byte {
 	b = append(b, `"Hello {{.name}}, this is notification {{.n}} of the bench.","variables":{"name":"Ada","n":`...)
 	b = strconv.AppendInt(b, int64(i), 10)
 	return append(b, "}}"...)
 }
 
+// newsletter is an HTML newsletter of about 20 KB: a header, seven article blocks laid out in
+// tables with inline styles, links, and a footer, with ten variables in element text,
+// attributes and URLs. It is templates/testdata/newsletter.html, which the Go benchmarks render.
+//
+//go:embed newsletter.html
+var newsletter string
+
+// newsletterJSON is the newsletter as a JSON string, encoded once for every request.
+var newsletterJSON = func() []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(newsletter); err != nil {
+		panic(err)
+	}
+	return bytes.TrimSpace(buf.Bytes())
+}()
+
+// htmlBody is email i's request with the newsletter.
+func htmlBody(i int) []byte {
+	b := make([]byte, 0, len(newsletterJSON)+768)
+	b = append(b, `{"type":"email","recipient":"`...)
+	b = append(b, emailRecipient(i)...)
+	b = append(b, `","subject":"{{.company}} news, issue {{.issue}}","html":`...)
+	b = append(b, newsletterJSON...)
+	b = append(b, `,"variables":{"name":"Ada","email":"`...)
+	b = append(b, emailRecipient(i)...)
+	b = append(b, `","n":`...)
+	b = strconv.AppendInt(b, int64(i), 10)
+	b = append(b, `,"issue":37,"date":"November 2026","company":"Herald & Co",`+
+		`"logo_url":"https://cdn.example.com/newsletter/logo.png",`+
+		`"view_url":"https://news.example.com/issues/37?u=`...)
+	b = strconv.AppendInt(b, int64(i), 10)
+	b = append(b, `","preferences_url":"https://news.example.com/preferences?u=`...)
+	b = strconv.AppendInt(b, int64(i), 10)
+	b = append(b, `&t=5f2b","unsubscribe_url":"https://news.example.com/unsubscribe?u=`...)
+	b = strconv.AppendInt(b, int64(i), 10)
+	return append(b, `&t=5f2b"}}`...)
+}
+
 // post sends notification i and records the answer: its latency, and either the id the API
 // accepted it with or why it was not accepted.
 func (r *runner) post(ctx context.Context, i int) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.base+"/api/v1/notifications/send", bytes.NewReader(body(i, r.cfg.SMSRatio)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.base+"/api/v1/notifications/send", bytes.NewReader(body(i, r.cfg.SMSRatio, r.cfg.HTML)))
 	if err != nil {
 		r.errs.add("request: "+err.Error(), err.Error())
 		return

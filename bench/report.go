@@ -41,7 +41,8 @@ type Settings struct {
 	Mode           string   `json:"mode"` // "spawn" or "url"
 	N              int      `json:"n"`
 	SMSRatio       float64  `json:"sms_ratio"`
-	Loop           string   `json:"loop"` // "open" (--rate) or "closed" (--concurrency)
+	HTML           bool     `json:"html,omitempty"` // emails carry the HTML newsletter
+	Loop           string   `json:"loop"`           // "open" (--rate) or "closed" (--concurrency)
 	Rate           float64  `json:"rate,omitempty"`
 	MaxInFlight    int      `json:"max_in_flight,omitempty"`
 	Concurrency    int      `json:"concurrency"`

@@ -352,7 +352,7 @@ const maxPGClients = 64
 
 func settingsOf(cfg Config) Settings {
 	s := Settings{
-		Mode: "spawn", N: cfg.N, SMSRatio: cfg.SMSRatio, Loop: "closed", Concurrency: cfg.Concurrency,
+		Mode: "spawn", N: cfg.N, SMSRatio: cfg.SMSRatio, HTML: cfg.HTML, Loop: "closed", Concurrency: cfg.Concurrency,
 		RequestTimeout: cfg.RequestTimeout.Seconds(), Sample: cfg.Sample,
 		PollInterval: float64(cfg.PollInterval) / float64(time.Millisecond), PollRate: cfg.PollRate,
 		Drain: cfg.Drain.Seconds(), Ceiling: cfg.Ceiling, Webhooks: cfg.Webhooks, WebhookFailing: cfg.WebhookFailing,

@@ -44,7 +44,11 @@ func (t table) row(cells ...string) { fmt.Fprintln(t.tw, strings.Join(cells, "\t
 // writeHeader says what the run sent, to what, on which machine and when.
 func (r *Report) writeHeader(b *strings.Builder) {
 	s, e := r.Settings, r.Environment
-	fmt.Fprintf(b, "herald bench: %d notifications (%.0f%% SMS), %s, against %s\n", s.N, 100*s.SMSRatio, loopOf(s), targetOf(s))
+	emails := ""
+	if s.HTML {
+		emails = ", emails with the HTML newsletter"
+	}
+	fmt.Fprintf(b, "herald bench: %d notifications (%.0f%% SMS%s), %s, against %s\n", s.N, 100*s.SMSRatio, emails, loopOf(s), targetOf(s))
 	if len(s.Env) > 0 {
 		fmt.Fprintf(b, "env: %s\n", strings.Join(s.Env, " "))
 	}

@@ -1,10 +1,15 @@
 package bench
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +17,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/handlers"
+	heraldhttp "github.com/herald-notify/herald/http"
 )
 
 func TestBucketsTileEveryValue(t *testing.T) {
@@ -91,8 +98,8 @@ func TestBodiesAreValidRequests(t *testing.T) {
 			Type, Recipient, Subject, Content string
 			Variables                         map[string]any
 		}
-		if err := json.Unmarshal(body(i, 0.5), &req); err != nil {
-			t.Fatalf("body(%d): %v\n%s", i, err, body(i, 0.5))
+		if err := json.Unmarshal(body(i, 0.5, false), &req); err != nil {
+			t.Fatalf("body(%d): %v\n%s", i, err, body(i, 0.5, false))
 		}
 		if recipientIndex(req.Recipient) != i || req.Variables["n"] != float64(i) || !strings.Contains(req.Content, "{{.name}}") {
 			t.Errorf("body(%d) = %+v", i, req)
@@ -185,5 +192,47 @@ func TestSampleIsIndependentOfTheChannel(t *testing.T) {
 	}
 	if sampled(5, 0) {
 		t.Error("sampled with every 0")
+	}
+}
+
+// With --html every email carries the newsletter, which the API decodes and accepts as it
+// stands: the same template the Go benchmarks render, with all ten variables.
+func TestHTMLBodiesAreValidRequests(t *testing.T) {
+	testdata, err := os.ReadFile("../templates/testdata/newsletter.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if newsletter != string(testdata) {
+		t.Fatal("bench/newsletter.html differs from templates/testdata/newsletter.html: copy it again")
+	}
+	a := handlers.NewAcceptor(nil, nil, nil, handlers.DefaultLimits)
+	for _, i := range []int{0, 1, 77} {
+		raw := body(i, 0.5, true)
+		r := httptest.NewRequest(http.MethodPost, "/api/v1/notifications/send", bytes.NewReader(raw))
+		r.Header.Set("Content-Type", "application/json")
+		req, err := heraldhttp.DecodeSend(r, httptest.NewRecorder(), heraldhttp.DefaultMaxBodyBytes)
+		if err != nil {
+			t.Fatalf("body(%d) does not decode: %v", i, err)
+		}
+		if recipientIndex(req.Recipient) != i {
+			t.Errorf("body(%d) recipient %q", i, req.Recipient)
+		}
+		if isSMS(i, 0.5) {
+			if req.HTML != "" || req.Type != "sms" {
+				t.Errorf("body(%d) is an SMS of type %q with html %q", i, req.Type, req.HTML)
+			}
+			continue
+		}
+		if req.Type != "email" || req.HTML != newsletter || req.Content != "" || len(req.Variables) != 10 {
+			t.Errorf("body(%d): type %q, html of %d bytes, content %q, %d variables; want the newsletter alone, with 10",
+				i, req.Type, len(req.HTML), req.Content, len(req.Variables))
+		}
+		q, err := a.Validate(req)
+		if err != nil {
+			t.Fatalf("body(%d) is not accepted: %v", i, err)
+		}
+		if !strings.Contains(q.RenderedHTML, "Reference "+strconv.Itoa(i)+".") || !strings.Contains(q.Body, "Hello Ada,") {
+			t.Errorf("body(%d) renders to html %.200q…, text %.200q…", i, q.RenderedHTML, q.Body)
+		}
 	}
 }
