@@ -18,6 +18,9 @@ type Config struct {
 	// HTML sends each email with an HTML newsletter of about 20 KB as its template instead of
 	// a line of text.
 	HTML bool
+	// Template sends by stored templates (created by the run) instead of carrying them in each
+	// request: the same templates and variables.
+	Template bool
 	// Rate, when above 0, sends open-loop at this many requests a second, with at most
 	// MaxInFlight requests outstanding; 0 sends closed-loop from Concurrency clients.
 	Rate        float64
@@ -228,6 +231,9 @@ func (c Config) validateSpawnMode(errs *flagErrors) {
 
 // validateURLMode checks the flags of a run against a Herald already running.
 func (c Config) validateURLMode(errs *flagErrors) {
+	if c.Template {
+		errs.bad("--template needs a Herald bench starts itself, not --url: it stores the templates in its database")
+	}
 	if !hasScheme(c.URL, "http", "https") {
 		errs.bad("--url %q: want Herald's base URL, e.g. http://127.0.0.1:8080", c.URL)
 	}

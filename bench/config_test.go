@@ -53,6 +53,7 @@ func TestValidateNamesTheBadFlag(t *testing.T) {
 		{"negative webhooks", func(c *bench.Config) { c.Webhooks = -1 }, "--webhooks -1"},
 		{"too many webhooks", func(c *bench.Config) { c.Webhooks = 1000 }, "--webhooks 1000"},
 		{"webhooks with url", func(c *bench.Config) { c.URL, c.APIKey, c.Webhooks = "http://127.0.0.1:8080", "k", 1 }, "not --url"},
+		{"stored templates with url", func(c *bench.Config) { c.URL, c.APIKey, c.Template = "http://127.0.0.1:8080", "k", true }, "--template needs"},
 		{"webhooks without all", func(c *bench.Config) {
 			c.Spawn, c.WebhookFailing = []string{"serve", "worker", "projector"}, true
 		}, "need all in --spawn"},

@@ -38,13 +38,13 @@ func body(i int, smsRatio float64, html bool) []byte {
 	b := make([]byte, 0, 256)
 	b = append(b, `{"type":"email","recipient":"`...)
 	b = append(b, emailRecipient(i)...)
-	b = append(b, `","subject":"Bench {{.n}}","content":`...)
+	b = append(b, `","subject":"`+benchSubject+`","content":`...)
 	return textContent(b, i)
 }
 
 // textContent appends the small template and its two variables to b, and closes the request.
 func textContent(b []byte, i int) []byte {
-	b = append(b, `"Hello {{.name}}, this is notification {{.n}} of the bench.","variables":{"name":"Ada","n":`...)
+	b = append(b, `"`+benchText+`","variables":{"name":"Ada","n":`...)
 	b = strconv.AppendInt(b, int64(i), 10)
 	return append(b, "}}"...)
 }
@@ -74,7 +74,14 @@ func htmlBody(i int) []byte {
 	b = append(b, emailRecipient(i)...)
 	b = append(b, `","subject":"{{.company}} news, issue {{.issue}}","html":`...)
 	b = append(b, newsletterJSON...)
-	b = append(b, `,"variables":{"name":"Ada","email":"`...)
+	b = append(b, ',')
+	return newsletterVariables(b, i)
+}
+
+// newsletterVariables appends the newsletter's ten variables for email i to b, and closes the
+// request.
+func newsletterVariables(b []byte, i int) []byte {
+	b = append(b, `"variables":{"name":"Ada","email":"`...)
 	b = append(b, emailRecipient(i)...)
 	b = append(b, `","n":`...)
 	b = strconv.AppendInt(b, int64(i), 10)
@@ -89,10 +96,42 @@ func htmlBody(i int) []byte {
 	return append(b, `&t=5f2b"}}`...)
 }
 
+// storedBody is notification i's request by a stored template: the same templates as body's,
+// kept on the server under the names createTemplates gives them, with the same variables.
+func storedBody(i int, smsRatio float64, html bool) []byte {
+	b := make([]byte, 0, 1024)
+	switch {
+	case isSMS(i, smsRatio):
+		b = append(b, `{"type":"sms","recipient":"`...)
+		b = append(b, smsRecipient(i)...)
+		b = append(b, `","template":"`+smsTemplate+`",`...)
+	case html:
+		b = append(b, `{"type":"email","recipient":"`...)
+		b = append(b, emailRecipient(i)...)
+		b = append(b, `","template":"`+newsletterTemplate+`",`...)
+		return newsletterVariables(b, i)
+	default:
+		b = append(b, `{"type":"email","recipient":"`...)
+		b = append(b, emailRecipient(i)...)
+		b = append(b, `","template":"`+emailTemplate+`",`...)
+	}
+	b = append(b, `"variables":{"name":"Ada","n":`...)
+	b = strconv.AppendInt(b, int64(i), 10)
+	return append(b, "}}"...)
+}
+
+// requestBody is notification i's request as cfg asks: inline templates, or stored ones.
+func requestBody(i int, cfg Config) []byte {
+	if cfg.Template {
+		return storedBody(i, cfg.SMSRatio, cfg.HTML)
+	}
+	return body(i, cfg.SMSRatio, cfg.HTML)
+}
+
 // post sends notification i and records the answer: its latency, and either the id the API
 // accepted it with or why it was not accepted.
 func (r *runner) post(ctx context.Context, i int) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.base+"/api/v1/notifications/send", bytes.NewReader(body(i, r.cfg.SMSRatio, r.cfg.HTML)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.base+"/api/v1/notifications/send", bytes.NewReader(requestBody(i, r.cfg)))
 	if err != nil {
 		r.errs.add("request: "+err.Error(), err.Error())
 		return

@@ -41,8 +41,9 @@ type Settings struct {
 	Mode           string   `json:"mode"` // "spawn" or "url"
 	N              int      `json:"n"`
 	SMSRatio       float64  `json:"sms_ratio"`
-	HTML           bool     `json:"html,omitempty"` // emails carry the HTML newsletter
-	Loop           string   `json:"loop"`           // "open" (--rate) or "closed" (--concurrency)
+	HTML           bool     `json:"html,omitempty"`     // emails carry the HTML newsletter
+	Template       bool     `json:"template,omitempty"` // sent by stored templates
+	Loop           string   `json:"loop"`               // "open" (--rate) or "closed" (--concurrency)
 	Rate           float64  `json:"rate,omitempty"`
 	MaxInFlight    int      `json:"max_in_flight,omitempty"`
 	Concurrency    int      `json:"concurrency"`

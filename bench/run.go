@@ -99,6 +99,11 @@ func runSpawned(ctx context.Context, cfg Config, rep *Report, say func(string, .
 		return fmt.Errorf("create an API key: %w", err)
 	}
 	r.cfg.APIKey = token
+	if cfg.Template {
+		if err := createTemplates(ctx, s.Pool); err != nil {
+			return err
+		}
+	}
 
 	var ws *webhookSet
 	if cfg.webhooks() {
@@ -352,7 +357,7 @@ const maxPGClients = 64
 
 func settingsOf(cfg Config) Settings {
 	s := Settings{
-		Mode: "spawn", N: cfg.N, SMSRatio: cfg.SMSRatio, HTML: cfg.HTML, Loop: "closed", Concurrency: cfg.Concurrency,
+		Mode: "spawn", N: cfg.N, SMSRatio: cfg.SMSRatio, HTML: cfg.HTML, Template: cfg.Template, Loop: "closed", Concurrency: cfg.Concurrency,
 		RequestTimeout: cfg.RequestTimeout.Seconds(), Sample: cfg.Sample,
 		PollInterval: float64(cfg.PollInterval) / float64(time.Millisecond), PollRate: cfg.PollRate,
 		Drain: cfg.Drain.Seconds(), Ceiling: cfg.Ceiling, Webhooks: cfg.Webhooks, WebhookFailing: cfg.WebhookFailing,

@@ -48,6 +48,9 @@ func (r *Report) writeHeader(b *strings.Builder) {
 	if s.HTML {
 		emails = ", emails with the HTML newsletter"
 	}
+	if s.Template {
+		emails += ", sent by stored templates"
+	}
 	fmt.Fprintf(b, "herald bench: %d notifications (%.0f%% SMS%s), %s, against %s\n", s.N, 100*s.SMSRatio, emails, loopOf(s), targetOf(s))
 	if len(s.Env) > 0 {
 		fmt.Fprintf(b, "env: %s\n", strings.Join(s.Env, " "))

@@ -37,6 +37,8 @@ scratch database and vhost made through --admin-database-url and --rabbitmq-api
 The load: -n notifications, a share --sms-ratio of them SMS, each to its own recipient, with a
 small template and two variables; with --html each email carries instead an HTML newsletter of
 about 20 KB with ten variables, whose text part Herald reads back from the rendered HTML. With
+--template the run stores those templates first (herald bench starting Herald only) and each
+request names one instead of carrying it, with the same variables. With
 --rate bench starts requests on a fixed schedule (open loop) whatever the answers, at most
 --max-in-flight at once; otherwise --concurrency clients each send their next request when the
 last is answered (closed loop). One HTTP client with keep-alive.
@@ -138,6 +140,7 @@ func registerBenchConfig(f *pflag.FlagSet, cfg *bench.Config) {
 	f.IntVarP(&cfg.N, "notifications", "n", cfg.N, "number of notifications to send")
 	f.Float64Var(&cfg.SMSRatio, "sms-ratio", cfg.SMSRatio, "share of the notifications that are SMS, 0 to 1; the rest are emails")
 	f.BoolVar(&cfg.HTML, "html", cfg.HTML, "send each email with an HTML newsletter of about 20 KB (ten variables) as its template, instead of a line of text")
+	f.BoolVar(&cfg.Template, "template", cfg.Template, "store the load's templates first and send each notification by its template's name, with the same variables")
 	f.Float64Var(&cfg.Rate, "rate", cfg.Rate, "requests per second, sent on schedule (open loop); 0: closed loop with --concurrency clients")
 	f.IntVar(&cfg.MaxInFlight, "max-in-flight", cfg.MaxInFlight, "with --rate, the most requests outstanding at once; a request that waits for one starts late, and is counted")
 	f.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "closed-loop clients; also the AMQP publishers and a PostgreSQL client count of the ceiling")
