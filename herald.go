@@ -96,6 +96,9 @@ type Notification struct {
 	Body      string
 	// HTML is the HTML part of an email, empty when it has none; Body is then its only part.
 	HTML string
+	// Attachments are the files an email carries, by reference: their bytes are loaded by hash
+	// when it is sent.
+	Attachments []Attachment
 
 	Status Status
 	// Attempts counts the delivery attempts started so far, over every round.
@@ -121,6 +124,15 @@ type Notification struct {
 
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+// Attachment names a file an email carries: its name and media type as the client sent them, its
+// size in bytes, and the SHA-256 of its bytes in lower-case hex, by which it is stored.
+type Attachment struct {
+	Filename    string
+	ContentType string
+	Size        int64
+	SHA256      string
 }
 
 // HistoryEntry is one event of a notification's story, as the history read model shows it.

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/herald-notify/herald/apikeys"
+	"github.com/herald-notify/herald/attachments"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
 	heraldhttp "github.com/herald-notify/herald/http"
@@ -287,7 +288,7 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 	host, _ := os.Hostname()
 	worker := fmt.Sprintf("%s/%d", host, os.Getpid())
 	deliverer := handlers.NewDeliverer(pr.log, providers, cfg.worker.policy(), worker, pr.logger).
-		WithSuppressions(suppressions.New(pr.pool))
+		WithSuppressions(suppressions.New(pr.pool)).WithFiles(attachments.New(pr.pool))
 	wc := cfg.worker.routerConfig()
 	wc.Metrics = pr.reg
 	workers := router.NewWorkers(cfg.amqp.AMQPConfig, wc, deliverer, pr.topology, worker, pr.logger)
