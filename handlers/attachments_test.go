@@ -19,6 +19,7 @@ import (
 	"github.com/herald-notify/herald/handlers"
 	"github.com/herald-notify/herald/heraldtest"
 	"github.com/herald-notify/herald/router"
+	"github.com/herald-notify/herald/templatestore"
 )
 
 // attachmentLimits are small, so that the table reaches each limit with a few bytes.
@@ -87,6 +88,7 @@ func TestAcceptRefusesBadAttachments(t *testing.T) {
 		{name: "name missing", req: email(pdf("", "1")), code: herald.EINVALID, field: "attachments[0].filename", what: "is required"},
 		{name: "name with a slash", req: email(pdf("../etc/passwd", "1")), code: herald.EINVALID, field: "attachments[0].filename", what: "without /"},
 		{name: "name with a backslash", req: email(pdf(`c:\x.pdf`, "1")), code: herald.EINVALID, field: "attachments[0].filename", what: "without /"},
+		{name: "name with a double quote", req: email(pdf(`a".pdf`, "1")), code: herald.EINVALID, field: "attachments[0].filename", what: "double quote"},
 		{name: "name with a control character", req: email(pdf("a\r\nb.pdf", "1")), code: herald.EINVALID, field: "attachments[0].filename", what: "control characters"},
 		{name: "name at its length limit", req: email(pdf(strings.Repeat("n", 251)+".pdf", "1"))},
 		{name: "name over its length limit", req: email(pdf(strings.Repeat("n", 252)+".pdf", "1")),
@@ -267,5 +269,35 @@ func TestDeliverLoadsAttachments(t *testing.T) {
 	last, _ := recs[len(recs)-1].Event()
 	if f, ok := last.(*events.NotificationFailed); !ok || f.Reason != events.ReasonPermanentError {
 		t.Errorf("last event %T %+v, want NotificationFailed for a permanent error", last, last)
+	}
+}
+
+// TestAttachmentsWithStoredTemplate: a send by stored template carries the client's attachments;
+// they are checked the same way, and are never the template's.
+func TestAttachmentsWithStoredTemplate(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := context.Background()
+	store := templatestore.New(db.Pool)
+	log := events.NewLog(db.Pool)
+	a := handlers.NewAcceptor(db.Pool, log, router.NewOutbox(nil), handlers.DefaultLimits).WithTemplates(store)
+	if _, err := store.Create(ctx, "invoice", templatestore.Draft{Channel: herald.ChannelEmail, Subject: "Invoice {{.n}}",
+		Content: "Invoice {{.n}} is attached.", Variables: []events.TemplateVariable{{Name: "n"}}}, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Accept(ctx, handlers.SendRequest{Type: "email", Recipient: "ada@example.com", Template: "invoice",
+		Variables: map[string]any{"n": "42"}, Attachments: []handlers.Attachment{pdf("invoice-42.pdf", "%PDF 42")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []herald.Attachment{{Filename: "invoice-42.pdf", ContentType: "application/pdf", Size: 7, SHA256: hexSHA("%PDF 42")}}; !cmp.Equal(want, got.Attachments) {
+		t.Errorf("accepted attachments %+v, want %+v", got.Attachments, want)
+	}
+	if n := countRows(t, db, "attachments"); n != 1 {
+		t.Errorf("%d attachment rows, want 1", n)
+	}
+	_, err = a.Accept(ctx, handlers.SendRequest{Type: "email", Recipient: "ada@example.com", Template: "invoice",
+		Variables: map[string]any{"n": "43"}, Attachments: []handlers.Attachment{pdf("a/b.pdf", "%PDF 43")}})
+	if herald.ErrorFields(err)["attachments[0].filename"] == "" {
+		t.Errorf("a bad filename with a template: %v, want it named", err)
 	}
 }

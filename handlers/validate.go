@@ -182,6 +182,9 @@ func checkFilename(name string) string {
 		return "must be a file's name, without / or \\"
 	case name == "." || name == "..":
 		return "must name a file"
+	case strings.ContainsRune(name, '"'):
+		// A mail header quotes the name; mail libraries replace a quote in it.
+		return "must not contain a double quote"
 	case strings.IndexFunc(name, breaksHeader) >= 0:
 		return "must not contain control characters or line breaks"
 	}
@@ -201,7 +204,11 @@ func (a *Acceptor) checkContentType(ct string) (string, string) {
 	if !slices.Contains(a.limits.AttachmentTypes, mediaType) {
 		return "", fmt.Sprintf("%s is not allowed; allowed: %s", mediaType, strings.Join(a.limits.AttachmentTypes, ", "))
 	}
-	return mime.FormatMediaType(mediaType, params), ""
+	formatted := mime.FormatMediaType(mediaType, params)
+	if formatted == "" {
+		return "", "must be a media type, such as application/pdf"
+	}
+	return formatted, ""
 }
 
 // checkAddress checks the idempotency key, the channel and the recipient, noting what is wrong

@@ -225,7 +225,7 @@ func (c httpConfig) validate() error {
 		errs = append(errs, fmt.Errorf("--max-attachments-bytes %d: want at most 64 MiB; mail servers refuse larger messages", c.MaxAttachmentsBytes))
 	}
 	for _, t := range c.limits().AttachmentTypes {
-		if mt, _, err := mime.ParseMediaType(t); err != nil || mt != t {
+		if mt, _, err := mime.ParseMediaType(t); err != nil || mt != t || !strings.Contains(t, "/") {
 			errs = append(errs, fmt.Errorf("--attachment-types: %q is not a media type without parameters", t))
 		}
 	}
