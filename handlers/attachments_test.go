@@ -18,6 +18,7 @@ import (
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
 	"github.com/herald-notify/herald/heraldtest"
+	"github.com/herald-notify/herald/projections"
 	"github.com/herald-notify/herald/router"
 	"github.com/herald-notify/herald/templatestore"
 )
@@ -270,6 +271,27 @@ func TestDeliverLoadsAttachments(t *testing.T) {
 	if f, ok := last.(*events.NotificationFailed); !ok || f.Reason != events.ReasonPermanentError {
 		t.Errorf("last event %T %+v, want NotificationFailed for a permanent error", last, last)
 	}
+
+	// The read models agree with the fold, which carries the references they do not keep.
+	heraldtest.WaitLogVisible(t, db, len(recs)+3)
+	all, _, err := log.ReadAfter(ctx, nil, events.Cursor{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	for _, p := range projections.All() {
+		if err := p.ApplyBatch(ctx, tx, all); err != nil {
+			t.Fatalf("%s: %v", p.Name(), err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	heraldtest.CheckReadModels(t, db, []string{id, gone})
 }
 
 // TestAttachmentsWithStoredTemplate: a send by stored template carries the client's attachments;
