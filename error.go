@@ -9,6 +9,7 @@ import (
 // others are the client's to read.
 const (
 	EINVALID     = "invalid"     // the input breaks a rule; Fields says which
+	ETOOLARGE    = "too_large"   // the input is larger than a limit allows; Fields says which part
 	ENOTFOUND    = "not_found"   // no such notification
 	ECONFLICT    = "conflict"    // the stream moved on since it was read
 	EUNAVAILABLE = "unavailable" // a dependency is down; retrying later may succeed
@@ -75,7 +76,7 @@ func ErrorMessage(err error) string {
 	return "internal error"
 }
 
-// ErrorFields returns the offending fields of an EINVALID error, or nil.
+// ErrorFields returns the offending fields of an EINVALID or ETOOLARGE error, or nil.
 func ErrorFields(err error) map[string]string {
 	var e *Error
 	if errors.As(err, &e) {

@@ -5,7 +5,8 @@
 // The subpackages adapt one concern each: events (the facts and the append-only log), commands (the
 // intents sent to workers), handlers (the decisions), projections (the read models), http (the
 // edge), wire (every JSON shape users see, for the API and the CLI alike), router (brokers, topics
-// and middleware), delivery (the providers), templates (the content language), apikeys (who may
+// and middleware), delivery (the providers), templates (the content language), attachments (the files
+// emails carry, stored once by hash), apikeys (who may
 // call the API), bounces (the email bounces and complaints that come back), redact (what is never
 // printed), postgres (connections to PostgreSQL), migrations (the schema), bench (the load tool
 // behind `herald bench`) and cmd/herald (wiring and the CLI's presentation).
@@ -96,6 +97,9 @@ type Notification struct {
 	Body      string
 	// HTML is the HTML part of an email, empty when it has none; Body is then its only part.
 	HTML string
+	// Attachments are the files an email carries, by reference: their bytes are loaded by hash
+	// when it is sent.
+	Attachments []Attachment
 
 	Status Status
 	// Attempts counts the delivery attempts started so far, over every round.
@@ -121,6 +125,15 @@ type Notification struct {
 
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+// Attachment names a file an email carries: its name and media type as the client sent them, its
+// size in bytes, and the SHA-256 of its bytes in lower-case hex, by which it is stored.
+type Attachment struct {
+	Filename    string
+	ContentType string
+	Size        int64
+	SHA256      string
 }
 
 // HistoryEntry is one event of a notification's story, as the history read model shows it.

@@ -23,6 +23,15 @@ type Message struct {
 	Body           string
 	// HTML is an email's HTML part, sent beside Body (the text part) when not empty.
 	HTML string
+	// Attachments are files sent with an email, in order, after its text (and HTML) part.
+	Attachments []Attachment
+}
+
+// Attachment is a file sent with an email, with its bytes.
+type Attachment struct {
+	Filename    string
+	ContentType string
+	Data        []byte
 }
 
 // Provider delivers the messages of one channel.

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/tls"
@@ -263,6 +264,14 @@ func (s *SMTP) build(m Message) (*gomail.Msg, string, error) {
 	msg.SetBodyString(gomail.TypeTextPlain, m.Body)
 	if m.HTML != "" {
 		msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
+	}
+	// Attachments make the message multipart/mixed around that body, each file a part of its
+	// own with the name and type it was sent with, base64.
+	for _, a := range m.Attachments {
+		if err := msg.AttachReader(a.Filename, bytes.NewReader(a.Data), gomail.WithFileContentType(gomail.ContentType(a.ContentType)),
+			gomail.WithFileEncoding(gomail.EncodingB64)); err != nil {
+			return nil, "", fmt.Errorf("attach %q: %w", a.Filename, err)
+		}
 	}
 	messageID := m.NotificationID + "@" + s.domain
 	msg.SetMessageIDWithValue(messageID)

@@ -1,6 +1,7 @@
 package delivery_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -944,4 +945,56 @@ func BenchmarkSMTPSend(b *testing.B) {
 			}
 		})
 	})
+}
+
+// TestSMTPSendsAttachments: a message with attachments arrives as multipart/mixed around its
+// body (the text, or the text and HTML alternative), each file a base64 part with the name and
+// Content-Type it was sent with, whose decoded bytes are exactly the file's.
+func TestSMTPSendsAttachments(t *testing.T) {
+	sink := deliverytest.NewSMTPSink(t)
+	p := newSMTP(t, sink, nil)
+	pdf := append([]byte("%PDF-1.7\r\n\x00\xff\xfe binary\n"), bytes.Repeat([]byte{0, 1, 2, 0xff, '\r', '\n'}, 500)...)
+	csv := []byte("a,b\r\n1,2\r\n")
+	for _, withHTML := range []bool{false, true} {
+		id := fmt.Sprintf("ntf-att-%t", withHTML)
+		to := id + "@example.net"
+		m := email(id, to)
+		if withHTML {
+			m.HTML = "<p>See the <b>invoice</b>.</p>"
+		}
+		m.Attachments = []delivery.Attachment{
+			{Filename: "invoice 2026.pdf", ContentType: "application/pdf", Data: pdf},
+			{Filename: "rows.csv", ContentType: "text/csv", Data: csv},
+		}
+		if _, err := p.Send(context.Background(), m); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		got := sink.Received(to)
+		if len(got) != 1 {
+			t.Fatalf("sink received %d messages, want 1", len(got))
+		}
+		msg := got[0]
+		if mt, _, _ := mime.ParseMediaType(msg.Header.Get("Content-Type")); mt != "multipart/mixed" {
+			t.Fatalf("Content-Type = %q, want multipart/mixed", msg.Header.Get("Content-Type"))
+		}
+		type part struct{ MediaType, Encoding, Disposition, Body string }
+		want := []part{{MediaType: "text/plain", Encoding: "quoted-printable", Body: m.Body}}
+		if withHTML {
+			want = append(want, part{MediaType: "text/html", Encoding: "quoted-printable", Body: m.HTML})
+		}
+		want = append(want,
+			part{"application/pdf", "base64", `attachment; filename="invoice 2026.pdf"`, string(pdf)},
+			part{"text/csv", "base64", `attachment; filename="rows.csv"`, string(csv)})
+		var parts []part
+		for _, p := range msg.Parts {
+			got := part{MediaType: p.MediaType, Encoding: p.Header.Get("Content-Transfer-Encoding"), Body: p.Body}
+			if d := p.Header.Get("Content-Disposition"); d != "" {
+				got.Disposition, got.Body = d, string(p.Data)
+			}
+			parts = append(parts, got)
+		}
+		if diff := cmp.Diff(want, parts); diff != "" {
+			t.Errorf("with HTML %t: parts (-want +got):\n%s", withHTML, diff)
+		}
+	}
 }

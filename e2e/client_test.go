@@ -79,6 +79,8 @@ type sendRequest struct {
 	HTML      string         `json:"html,omitempty"`
 	Variables map[string]any `json:"variables,omitempty"`
 	Template  string         `json:"template,omitempty"`
+	// Attachments: filename, content_type and content (standard base64) each.
+	Attachments []map[string]string `json:"attachments,omitempty"`
 }
 
 var client = &http.Client{Timeout: 10 * time.Second, Transport: withAPIKey{http.DefaultTransport}}

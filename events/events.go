@@ -53,6 +53,18 @@ type NotificationQueued struct {
 	// Subject, Content and HTML are then that version's, and Variables the client's with the
 	// version's defaults filled in.
 	Template *TemplateRef `json:"template,omitempty"`
+	// Attachments are the files an email carries, in order, named by the SHA-256 of their bytes;
+	// the bytes are stored once each outside the log (package attachments). Absent when none.
+	Attachments []AttachmentRef `json:"attachments,omitempty"`
+}
+
+// AttachmentRef names an attached file in the log: its name and type as sent, its size in
+// bytes, and the SHA-256 of its bytes in lower-case hex.
+type AttachmentRef struct {
+	Filename    string `json:"filename"`
+	ContentType string `json:"content_type"`
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256"`
 }
 
 // TemplateRef names one version of a stored template in the log.

@@ -45,6 +45,10 @@ func (v *evolver) NotificationQueued(e *NotificationQueued) {
 	v.n.Subject = e.RenderedSubject
 	v.n.Body = e.Body
 	v.n.HTML = e.RenderedHTML
+	v.n.Attachments = nil
+	for _, a := range e.Attachments {
+		v.n.Attachments = append(v.n.Attachments, herald.Attachment{Filename: a.Filename, ContentType: a.ContentType, Size: a.Size, SHA256: a.SHA256})
+	}
 	v.n.Status = herald.StatusPending
 	v.n.CreatedAt = v.at
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/attachments"
 	"github.com/herald-notify/herald/commands"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/templatestore"
@@ -28,9 +29,19 @@ type SendRequest struct {
 	// Template, instead of Subject, Content and HTML, names a stored template: "welcome" (its
 	// latest version) or "welcome@3".
 	Template string
+	// Attachments are files to send with an email; never part of a stored template.
+	Attachments []Attachment
 	// IdempotencyKey, if set, makes a retried request safe: the same key with the same request
 	// answers with the notification created the first time.
 	IdempotencyKey string
+}
+
+// Attachment is a file a client sends with an email, as decoded from the API.
+type Attachment struct {
+	Filename    string
+	ContentType string
+	// Content is the file's bytes in standard base64, as sent.
+	Content string
 }
 
 // Accepted is the answer to an accepted request.
@@ -99,7 +110,7 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error
 	if err != nil {
 		return Accepted{}, err
 	}
-	queued, err := a.Validate(filled)
+	queued, files, err := a.validate(filled)
 	if err != nil {
 		return Accepted{}, err
 	}
@@ -121,7 +132,7 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error
 	defer cancel()
 	cmd := commands.SendNotification{NotificationID: stream, Channel: queued.Channel}
 	if req.IdempotencyKey == "" {
-		if rec, ok, err := a.acceptInOneRoundTrip(ctx, stream, md, queued, cmd); ok {
+		if rec, ok, err := a.acceptInOneRoundTrip(ctx, stream, md, queued, files, cmd); ok {
 			if err != nil {
 				return Accepted{}, fmt.Errorf("accept %s: %w", stream, err)
 			}
@@ -134,11 +145,14 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error
 	)
 	err = pgx.BeginFunc(ctx, a.db, func(tx pgx.Tx) error {
 		if req.IdempotencyKey != "" {
-			earlier, err := a.claimIdempotencyKey(ctx, tx, keyID, req, stream)
+			earlier, err := a.claimIdempotencyKey(ctx, tx, keyID, req, queued.Attachments, stream)
 			if err != nil || earlier != nil {
 				replayed = earlier
 				return err
 			}
+		}
+		if err := attachments.Put(ctx, tx, files); err != nil {
+			return err
 		}
 		var err error
 		if recs, err = a.log.In(tx).Append(ctx, stream, 0, md, queued); err != nil {
@@ -147,7 +161,7 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error
 		return a.outbox.Send(ctx, tx, cmd)
 	})
 	switch {
-	case err != nil && herald.ErrorCode(err) == herald.EINVALID:
+	case err != nil && (herald.ErrorCode(err) == herald.EINVALID || herald.ErrorCode(err) == herald.ETOOLARGE):
 		return Accepted{}, err
 	case err != nil:
 		return Accepted{}, fmt.Errorf("accept %s: %w", stream, err)
@@ -157,17 +171,18 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error
 	return Accepted{Notification: events.Evolve(herald.Notification{}, recs[0], queued)}, nil
 }
 
-// acceptInOneRoundTrip writes the event and the command as one pgx batch, which PostgreSQL runs as
+// acceptInOneRoundTrip writes the attachments' files, the event and the command as one pgx batch, which PostgreSQL runs as
 // one implicit transaction: a failure of either writes neither. It saves the three round trips
 // of BEGIN, a second statement and COMMIT; ok is false when the database or the outbox cannot
 // batch, and the caller takes the transaction path.
-func (a *Acceptor) acceptInOneRoundTrip(ctx context.Context, stream string, md events.Metadata, queued *events.NotificationQueued, cmd commands.SendNotification) (*events.Recorded, bool, error) {
+func (a *Acceptor) acceptInOneRoundTrip(ctx context.Context, stream string, md events.Metadata, queued *events.NotificationQueued, files []attachments.File, cmd commands.SendNotification) (*events.Recorded, bool, error) {
 	db, ok := a.db.(batcher)
 	outbox, ok2 := a.outbox.(BatchOutbox)
 	if !ok || !ok2 {
 		return nil, false, nil
 	}
 	b := &pgx.Batch{}
+	attachments.QueuePut(b, files)
 	rec, err := a.log.QueueStart(b, stream, md, queued)
 	if err != nil {
 		return nil, true, err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/attachments"
 	"github.com/herald-notify/herald/commands"
 	"github.com/herald-notify/herald/delivery"
 	"github.com/herald-notify/herald/events"
@@ -54,6 +55,24 @@ type Deliverer struct {
 	recordFor time.Duration
 	// suppressions, when set, is asked about the recipient before each attempt.
 	suppressions Suppressions
+	// files, when set, gives the bytes of the emails' attachments.
+	files Files
+}
+
+// Files is the store of attachments' bytes as the deliverer reads it (see attachments.Store).
+type Files interface {
+	// Load returns the bytes of the files hashes names, by hash, in one query; a file no longer
+	// stored is absent from the answer.
+	Load(ctx context.Context, hashes []string) (map[string][]byte, error)
+}
+
+var _ Files = (*attachments.Store)(nil)
+
+// WithFiles returns a copy of d that reads the attachments of the emails it sends from files.
+func (d *Deliverer) WithFiles(files Files) *Deliverer {
+	c := *d
+	c.files = files
+	return &c
 }
 
 // Suppressions is the suppression list as the deliverer asks it (see suppressions.Store).
@@ -122,15 +141,20 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 	// cancels ctx, but the send that is under way finishes within the attempt's deadline.
 	sendCtx, cancelSend := detach(ctx)
 	defer cancelSend()
-	msgID, sendErr := provider.Send(sendCtx, delivery.Message{
-		NotificationID: n.ID,
-		Attempt:        n.Attempts,
-		Channel:        n.Channel,
-		Recipient:      n.Recipient,
-		Subject:        n.Subject,
-		Body:           n.Body,
-		HTML:           n.HTML,
-	})
+	var msgID string
+	files, sendErr := d.attachments(sendCtx, n)
+	if sendErr == nil {
+		msgID, sendErr = provider.Send(sendCtx, delivery.Message{
+			NotificationID: n.ID,
+			Attempt:        n.Attempts,
+			Channel:        n.Channel,
+			Recipient:      n.Recipient,
+			Subject:        n.Subject,
+			Body:           n.Body,
+			HTML:           n.HTML,
+			Attachments:    files,
+		})
+	}
 
 	outcome, err := DecideOutcome(n, d.policy, provider.Name(), msgID, sendErr)
 	if err != nil {
@@ -201,6 +225,40 @@ func (d *Deliverer) start(ctx context.Context, cmd commands.SendNotification, md
 		return n, false, fmt.Errorf("deliver %s: %w: %s", n.ID, ErrFinal, n.LastError)
 	}
 	return n, true, nil
+}
+
+// ErrAttachmentGone is wrapped by the error of an attempt whose attachment is no longer stored:
+// the retention sweep deleted it. The notification fails for good; the log still names the file
+// by its hash.
+var ErrAttachmentGone = errors.New("attachment no longer stored")
+
+// attachments loads the bytes of n's attachments, at the last moment and in one query. An
+// attachment that is gone is a permanent error of the attempt; failing to read is a transient
+// one.
+func (d *Deliverer) attachments(ctx context.Context, n herald.Notification) ([]delivery.Attachment, error) {
+	if len(n.Attachments) == 0 {
+		return nil, nil
+	}
+	if d.files == nil {
+		return nil, errors.New("this worker was built without the attachments' store")
+	}
+	hashes := make([]string, len(n.Attachments))
+	for i, a := range n.Attachments {
+		hashes[i] = a.SHA256
+	}
+	data, err := d.files.Load(ctx, hashes)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]delivery.Attachment, len(n.Attachments))
+	for i, a := range n.Attachments {
+		b, ok := data[a.SHA256]
+		if !ok {
+			return nil, delivery.Permanent(fmt.Errorf("%w: %s (sha256 %s) was deleted after the retention time", ErrAttachmentGone, a.Filename, a.SHA256))
+		}
+		out[i] = delivery.Attachment{Filename: a.Filename, ContentType: a.ContentType, Data: b}
+	}
+	return out, nil
 }
 
 // failureReason is the reason of the latest NotificationFailed in stream: why it failed. Only a

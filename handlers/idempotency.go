@@ -24,8 +24,8 @@ const anonymousKey = "00000000-0000-0000-0000-000000000000"
 // claimIdempotencyKey records key for req and stream, inside tx. If the same API key used it
 // before, within its time to live, it returns the notification it created then — or EINVALID if
 // that was another request.
-func (a *Acceptor) claimIdempotencyKey(ctx context.Context, tx pgx.Tx, keyID string, req SendRequest, stream string) (*herald.Notification, error) {
-	hash, err := requestHash(req)
+func (a *Acceptor) claimIdempotencyKey(ctx context.Context, tx pgx.Tx, keyID string, req SendRequest, files []events.AttachmentRef, stream string) (*herald.Notification, error) {
+	hash, err := requestHash(req, files)
 	if err != nil {
 		return nil, err
 	}
@@ -75,10 +75,11 @@ func (a *Acceptor) claimIdempotencyKey(ctx context.Context, tx pgx.Tx, keyID str
 }
 
 // requestHash identifies a request's content: the same fields and values give the same hash.
-// html and template count only when sent, so that a request without them hashes as it did before
+// Attachments (files, as validated) count by name, type and the hash of their bytes, in order.
+// html, template and attachments count only when sent, so that a request without them hashes as it did before
 // emails had an HTML part or templates were stored, and a key claimed then still answers its
 // retries.
-func requestHash(req SendRequest) ([]byte, error) {
+func requestHash(req SendRequest, files []events.AttachmentRef) ([]byte, error) {
 	fields := map[string]any{
 		"type": req.Type, "recipient": req.Recipient, "subject": req.Subject,
 		"content": req.Content, "variables": req.Variables,
@@ -90,6 +91,13 @@ func requestHash(req SendRequest) ([]byte, error) {
 		// The reference as the client gave it: "welcome" stays the same request when the
 		// template gets a new version.
 		fields["template"] = req.Template
+	}
+	if len(files) > 0 {
+		named := make([][3]string, len(files))
+		for i, f := range files {
+			named[i] = [3]string{f.Filename, f.ContentType, f.SHA256}
+		}
+		fields["attachments"] = named
 	}
 	b, err := json.Marshal(fields)
 	if err != nil {

@@ -1,13 +1,17 @@
 package handlers
 
 import (
+	"encoding/base64"
 	"fmt"
 	"maps"
+	"mime"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/attachments"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/templates"
 )
@@ -20,7 +24,31 @@ type Limits struct {
 	MaxHTMLBodyBytes  int // rendered HTML part, after escaping
 	MaxSMSBodyChars   int // rendered SMS body, in characters
 	MaxSubjectChars   int // rendered email subject
+
+	// Attachments of an email: how many, how large each and all together (decoded bytes), and
+	// the media types allowed.
+	MaxAttachments      int
+	MaxAttachmentBytes  int
+	MaxAttachmentsBytes int
+	AttachmentTypes     []string
 }
+
+// DefaultAttachmentTypes are the media types an attachment may have by default: documents,
+// images, tables, text and calendar invitations. Executables, scripts, archives (which may carry
+// them) and HTML (which may carry scripts) are left out.
+var DefaultAttachmentTypes = []string{
+	"application/pdf",
+	"image/png", "image/jpeg", "image/gif", "image/webp",
+	"text/plain", "text/csv", "text/calendar",
+	"application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+	"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+	"application/vnd.openxmlformats-officedocument.presentationml.presentation",
+	"application/vnd.oasis.opendocument.text",
+	"application/vnd.oasis.opendocument.spreadsheet",
+}
+
+// MaxFilenameBytes bounds an attachment's filename.
+const MaxFilenameBytes = 255
 
 // DefaultLimits are generous for email and follow the usual gateway limit for SMS (10 segments).
 var DefaultLimits = Limits{
@@ -30,24 +58,45 @@ var DefaultLimits = Limits{
 	MaxHTMLBodyBytes:  256 << 10,
 	MaxSMSBodyChars:   1600,
 	MaxSubjectChars:   255,
+
+	MaxAttachments:      10,
+	MaxAttachmentBytes:  5 << 20,
+	MaxAttachmentsBytes: 10 << 20,
+	AttachmentTypes:     DefaultAttachmentTypes,
+}
+
+// SendBodyBytes is how much larger than the API's other requests a send may be: the attachments
+// at their limits in base64 (4 bytes for every 3), and their names and types with room to spare.
+func (l Limits) SendBodyBytes() int64 {
+	encoded := 4 * ((int64(l.MaxAttachmentsBytes) + 2) / 3)
+	return encoded + int64(l.MaxAttachments)*4096
 }
 
 // DefaultSubject is the subject of an email sent without one.
 const DefaultSubject = "Notification"
 
 // Validate checks req against every rule and renders its templates. All offending fields are
-// reported at once, as an EINVALID *herald.Error.
+// reported at once, as an EINVALID *herald.Error, or as an ETOOLARGE one when an attachment is
+// beyond a size limit.
 func (a *Acceptor) Validate(req SendRequest) (*events.NotificationQueued, error) {
+	q, _, err := a.validate(req)
+	return q, err
+}
+
+// validate is Validate, returning also the attachments' files to store.
+func (a *Acceptor) validate(req SendRequest) (*events.NotificationQueued, []attachments.File, error) {
 	fields := map[string]string{}
 	channel := checkAddress(req, fields)
 	a.checkContent(req, channel, fields)
+	refs, files, tooLarge := a.checkAttachments(req, channel, fields)
 	q := &events.NotificationQueued{
-		Channel:   channel,
-		Recipient: req.Recipient,
-		Subject:   req.Subject,
-		Content:   req.Content,
-		HTML:      req.HTML,
-		Variables: req.Variables,
+		Channel:     channel,
+		Recipient:   req.Recipient,
+		Subject:     req.Subject,
+		Content:     req.Content,
+		HTML:        req.HTML,
+		Variables:   req.Variables,
+		Attachments: refs,
 	}
 	if _, bad := fields["html"]; !bad && req.HTML != "" && channel == herald.ChannelEmail {
 		q.RenderedHTML = a.renderHTML(req, fields)
@@ -62,10 +111,104 @@ func (a *Acceptor) Validate(req SendRequest) (*events.NotificationQueued, error)
 	if channel == herald.ChannelEmail {
 		q.RenderedSubject = a.renderSubject(req, fields)
 	}
-	if len(fields) > 0 {
-		return nil, herald.Invalid("the notification is invalid", fields)
+	switch {
+	case tooLarge:
+		return nil, nil, &herald.Error{Code: herald.ETOOLARGE, Message: "the notification's attachments are larger than allowed", Fields: fields}
+	case len(fields) > 0:
+		return nil, nil, herald.Invalid("the notification is invalid", fields)
 	}
-	return q, nil
+	return q, files, nil
+}
+
+// checkAttachments decodes and checks an email's attachments, noting what is wrong in fields
+// (attachments[i].filename, …); tooLarge is true when one is beyond a size limit. It returns
+// the references the log keeps and the files to store, each in the order sent.
+func (a *Acceptor) checkAttachments(req SendRequest, channel herald.Channel, fields map[string]string) (refs []events.AttachmentRef, files []attachments.File, tooLarge bool) {
+	switch n := len(req.Attachments); {
+	case n == 0:
+		return nil, nil, false
+	case channel == herald.ChannelSMS:
+		fields["attachments"] = "are only for email"
+		return nil, nil, false
+	case n > a.limits.MaxAttachments:
+		fields["attachments"] = fmt.Sprintf("are %d files, more than the limit of %d", n, a.limits.MaxAttachments)
+		return nil, nil, false
+	}
+	total := 0
+	for i, att := range req.Attachments {
+		field := func(name string) string { return fmt.Sprintf("attachments[%d].%s", i, name) }
+		if msg := checkFilename(att.Filename); msg != "" {
+			fields[field("filename")] = msg
+		}
+		contentType, msg := a.checkContentType(att.ContentType)
+		if msg != "" {
+			fields[field("content_type")] = msg
+		}
+		// Decoding is bounded by the request body's limit; the decoded size is what the limits
+		// speak of.
+		data, err := base64.StdEncoding.Strict().DecodeString(att.Content)
+		switch {
+		case err != nil:
+			fields[field("content")] = "must be the file's bytes in standard base64 (RFC 4648, with padding)"
+			continue
+		case len(data) == 0:
+			fields[field("content")] = "is empty: attach a file of at least one byte"
+			continue
+		case len(data) > a.limits.MaxAttachmentBytes:
+			fields[field("content")] = fmt.Sprintf("is %d bytes, more than the limit of %d for one file", len(data), a.limits.MaxAttachmentBytes)
+			tooLarge = true
+		}
+		total += len(data)
+		f := attachments.NewFile(data)
+		files = append(files, f)
+		refs = append(refs, events.AttachmentRef{Filename: att.Filename, ContentType: contentType, Size: int64(len(data)), SHA256: f.Hex()})
+	}
+	if total > a.limits.MaxAttachmentsBytes {
+		fields["attachments"] = fmt.Sprintf("are %d bytes together, more than the limit of %d", total, a.limits.MaxAttachmentsBytes)
+		tooLarge = true
+	}
+	return refs, files, tooLarge
+}
+
+// checkFilename says what is wrong with an attachment's filename, or "": it names one file,
+// without a directory, and fits a mail header.
+func checkFilename(name string) string {
+	switch {
+	case strings.TrimSpace(name) == "":
+		return "is required"
+	case len(name) > MaxFilenameBytes:
+		return fmt.Sprintf("is %d bytes, more than the limit of %d", len(name), MaxFilenameBytes)
+	case strings.ContainsAny(name, `/\`):
+		return "must be a file's name, without / or \\"
+	case name == "." || name == "..":
+		return "must name a file"
+	case strings.ContainsRune(name, '"'):
+		// A mail header quotes the name; mail libraries replace a quote in it.
+		return "must not contain a double quote"
+	case strings.IndexFunc(name, breaksHeader) >= 0:
+		return "must not contain control characters or line breaks"
+	}
+	return ""
+}
+
+// checkContentType returns an attachment's media type as it will be sent (lower-case, with its
+// parameters), or says what is wrong with it: not a media type, or not one of the allowed.
+func (a *Acceptor) checkContentType(ct string) (string, string) {
+	if ct == "" {
+		return "", "is required"
+	}
+	mediaType, params, err := mime.ParseMediaType(ct)
+	if err != nil || strings.IndexFunc(ct, breaksHeader) >= 0 {
+		return "", "must be a media type, such as application/pdf"
+	}
+	if !slices.Contains(a.limits.AttachmentTypes, mediaType) {
+		return "", fmt.Sprintf("%s is not allowed; allowed: %s", mediaType, strings.Join(a.limits.AttachmentTypes, ", "))
+	}
+	formatted := mime.FormatMediaType(mediaType, params)
+	if formatted == "" {
+		return "", "must be a media type, such as application/pdf"
+	}
+	return formatted, ""
 }
 
 // checkAddress checks the idempotency key, the channel and the recipient, noting what is wrong

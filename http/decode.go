@@ -17,7 +17,10 @@ import (
 
 // sendFields are the fields of a send request, matched exactly (encoding/json would also take
 // "TYPE" for "type").
-var sendFields = map[string]bool{"type": true, "recipient": true, "subject": true, "content": true, "html": true, "variables": true, "template": true}
+var sendFields = map[string]bool{"type": true, "recipient": true, "subject": true, "content": true, "html": true, "variables": true, "template": true, "attachments": true}
+
+// attachmentFields are the fields of one attachment.
+var attachmentFields = map[string]bool{"filename": true, "content_type": true, "content": true}
 
 // DecodeSend reads a send request from r, at most limit bytes. Body that is not JSON is a 400;
 // JSON that does not fit the request's shape (unknown fields, wrong types, missing fields) is a
@@ -62,7 +65,7 @@ func decodeSendBody(body []byte) (handlers.SendRequest, error) {
 	fields := map[string]string{}
 	for name := range raw {
 		if !sendFields[name] {
-			fields[name] = "is not a known field: send type, recipient, content, variables and optionally subject and html, or template instead of subject, content and html (names are case-sensitive)"
+			fields[name] = "is not a known field: send type, recipient, content, variables and optionally subject, html and attachments, or template instead of subject, content and html (names are case-sensitive)"
 		}
 	}
 	str := func(name string, required bool) string {
@@ -96,10 +99,55 @@ func decodeSendBody(body []byte) (handlers.SendRequest, error) {
 			fields["variables"] = "must be an object, not " + jsonValueKind(v)
 		}
 	}
+	if v, ok := raw["attachments"]; ok && string(v) != "null" {
+		req.Attachments = decodeAttachments(v, fields)
+	}
 	if len(fields) > 0 {
 		return req, herald.Invalid("the notification is invalid", fields)
 	}
 	return req, nil
+}
+
+// decodeAttachments reads the attachments array: objects of exactly filename, content_type and
+// content, each a string. What is wrong is noted in fields as attachments[i].<field>; the
+// acceptor checks the values.
+func decodeAttachments(v json.RawMessage, fields map[string]string) []handlers.Attachment {
+	var items []json.RawMessage
+	if err := json.Unmarshal(v, &items); err != nil {
+		fields["attachments"] = "must be an array of objects, not " + jsonValueKind(v)
+		return nil
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	out := make([]handlers.Attachment, len(items))
+	for i, item := range items {
+		at := fmt.Sprintf("attachments[%d]", i)
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(item, &obj); err != nil || obj == nil {
+			fields[at] = "must be an object with filename, content_type and content, not " + jsonValueKind(item)
+			continue
+		}
+		for name := range obj {
+			if !attachmentFields[name] {
+				fields[at+"."+name] = "is not a known field: send filename, content_type and content (names are case-sensitive)"
+			}
+		}
+		str := func(name string) string {
+			raw, ok := obj[name]
+			if !ok || string(raw) == "null" {
+				fields[at+"."+name] = "is required"
+				return ""
+			}
+			var s string
+			if err := json.Unmarshal(raw, &s); err != nil {
+				fields[at+"."+name] = "must be a string, not " + jsonValueKind(raw)
+			}
+			return s
+		}
+		out[i] = handlers.Attachment{Filename: str("filename"), ContentType: str("content_type"), Content: str("content")}
+	}
+	return out
 }
 
 // topLevelFields splits a JSON object into its fields, refusing anything else and fields given

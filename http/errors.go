@@ -17,7 +17,7 @@ import (
 // Error codes only the edge produces.
 const (
 	codeMalformed        = "malformed_json"
-	codeTooLarge         = "too_large"
+	codeTooLarge         = herald.ETOOLARGE
 	codeUnsupportedMedia = "unsupported_media_type"
 	codeMethodNotAllowed = "method_not_allowed"
 	codeRouteNotFound    = "route_not_found"

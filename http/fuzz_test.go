@@ -43,6 +43,12 @@ var decodeSeeds = []struct {
 	{"application/json", `{"type":"email","recipient":"a@example.com","content":"Hi","html":"<script>var a = {{.a}};</script><a href=\"{{.a}}","variables":{"a":"</script>"}}`},
 	{"application/json", `{"type":"sms","recipient":"+14155550123","html":"<p>hi</p>"}`},
 	{"application/json", `{"type":"email","recipient":"a@example.com","content":"{{range .a}}{{.}}{{end}}","variables":{"a":[[[[[]]]]]}}`},
+	{"application/json", `{"type":"email","recipient":"a@example.com","content":"See attached.","attachments":[{"filename":"a.pdf","content_type":"application/pdf","content":"JVBERi0xLjc="},{"filename":"b.txt","content_type":"text/plain; charset=utf-8","content":""}]}`},
+	{"application/json", `{"type":"email","recipient":"a@example.com","content":"x","attachments":[{"filename":"../a\r\n.pdf","content_type":"text/html","content":"!!","extra":1},null,"x",[]]}`},
+	{"application/json", `{"type":"email","recipient":"a@example.com","content":"x","attachments":{"filename":"a.pdf"}}`},
+	{"application/json", `{"type":"email","recipient":"a@example.com","content":"x","attachments":[{"filename":null,"content_type":7,"content":{}}],"attachments":[]}`},
+	{"application/json", `{"type":"sms","recipient":"+14155550123","content":"x","attachments":null}`},
+	{"application/json", `{"type":"email","recipient":"a@example.com","content":"x","attachments":[]}`},
 	{"application/json", ""},
 	{"application/json", " \n\t "},
 	{"application/json", "null"},
@@ -113,6 +119,13 @@ func FuzzDecodeSend(f *testing.F) {
 				t.Errorf("decoded %s %q is not valid UTF-8", name, s)
 			}
 		}
+		for i, a := range req.Attachments {
+			for name, s := range map[string]string{"filename": a.Filename, "content_type": a.ContentType, "content": a.Content} {
+				if !utf8.ValidString(s) {
+					t.Errorf("decoded attachments[%d].%s %q is not valid UTF-8", i, name, s)
+				}
+			}
+		}
 
 		again, err := heraldhttp.DecodeSend(encodeSend(t, req), httptest.NewRecorder(), 1<<30)
 		if err != nil {
@@ -168,14 +181,24 @@ func checkDecodeError(t *testing.T, body []byte, limit int64, err error) {
 // encodeSend is the request a client would send for req.
 func encodeSend(t *testing.T, req handlers.SendRequest) *http.Request {
 	t.Helper()
+	type attachment struct {
+		Filename    string `json:"filename"`
+		ContentType string `json:"content_type"`
+		Content     string `json:"content"`
+	}
+	var atts []attachment
+	for _, a := range req.Attachments {
+		atts = append(atts, attachment{a.Filename, a.ContentType, a.Content})
+	}
 	b, err := json.Marshal(struct {
-		Type      string         `json:"type"`
-		Recipient string         `json:"recipient"`
-		Subject   string         `json:"subject"`
-		Content   string         `json:"content"`
-		HTML      string         `json:"html"`
-		Variables map[string]any `json:"variables"`
-	}{req.Type, req.Recipient, req.Subject, req.Content, req.HTML, req.Variables})
+		Type        string         `json:"type"`
+		Recipient   string         `json:"recipient"`
+		Subject     string         `json:"subject"`
+		Content     string         `json:"content"`
+		HTML        string         `json:"html"`
+		Variables   map[string]any `json:"variables"`
+		Attachments []attachment   `json:"attachments"`
+	}{req.Type, req.Recipient, req.Subject, req.Content, req.HTML, req.Variables, atts})
 	if err != nil {
 		t.Fatalf("encode %+v: %v", req, err)
 	}

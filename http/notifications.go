@@ -18,7 +18,7 @@ import (
 // send serves POST /api/v1/notifications/send: accept the notification (or replay the answer
 // to an idempotency key seen before) and answer 202 with where to follow it.
 func (s *Server) send(w http.ResponseWriter, r *http.Request) {
-	req, err := DecodeSend(r, w, s.cfg.MaxBodyBytes)
+	req, err := DecodeSend(r, w, s.cfg.SendBodyBytes)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -58,6 +58,10 @@ type Check struct {
 type Config struct {
 	// MaxBodyBytes bounds a request body; larger bodies get 413.
 	MaxBodyBytes int64
+	// SendBodyBytes bounds the body of a send, which may carry attachments in base64: set it to
+	// MaxBodyBytes plus the acceptor's Limits.SendBodyBytes, so that a send with attachments up
+	// to their limits gets through. 0 means MaxBodyBytes. The other routes keep MaxBodyBytes.
+	SendBodyBytes int64
 	// Metrics, if set, receives the HTTP metrics and is served at /metrics.
 	Metrics *prometheus.Registry
 	// Profiling serves Go's profiler at /debug/pprof/: for measuring, not for the open internet.
@@ -114,6 +118,9 @@ type Server struct {
 func NewServer(cfg Config, acceptor Acceptor, reader Reader, checks []Check, logger *slog.Logger) *Server {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.SendBodyBytes <= 0 {
+		cfg.SendBodyBytes = cfg.MaxBodyBytes
 	}
 	s := &Server{acceptor: acceptor, reader: reader, checks: checks, cfg: cfg, logger: logger}
 	if cfg.Metrics != nil {

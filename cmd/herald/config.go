@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/herald-notify/herald/attachments"
 	"github.com/herald-notify/herald/handlers"
 	heraldhttp "github.com/herald-notify/herald/http"
 	"github.com/herald-notify/herald/redact"
@@ -142,6 +144,12 @@ type httpConfig struct {
 	AddressLimit   int
 	TrustedProxies []string
 	IdempotencyTTL time.Duration
+	// Attachments: how many, how large, which types, and how long a file no send uses is kept.
+	MaxAttachments      int
+	MaxAttachmentBytes  int
+	MaxAttachmentsBytes int
+	AttachmentTypes     []string
+	AttachmentRetention time.Duration
 }
 
 // register binds the API's settings to the command's flags; def is the default address.
@@ -153,6 +161,25 @@ func (c *httpConfig) register(s *settings, def string) {
 	s.Int(&c.AddressLimit, "address-rate-limit", "HERALD_ADDRESS_RATE_LIMIT", 20, "requests with a missing or invalid API key one client address may make per --rate-limit-window, in each API process; past it the address gets 429 before any key is looked up; 0: no limit")
 	s.Strings(&c.TrustedProxies, "trusted-proxies", "HERALD_TRUSTED_PROXIES", nil, "CIDR prefixes of the reverse proxies in front of Herald, whose X-Forwarded-For gives the client address; none: the TCP peer is the client")
 	s.Duration(&c.IdempotencyTTL, "idempotency-ttl", "HERALD_IDEMPOTENCY_TTL", handlers.DefaultIdempotencyTTL, "how long an Idempotency-Key is remembered")
+	d := handlers.DefaultLimits
+	s.Int(&c.MaxAttachments, "max-attachments", "HERALD_MAX_ATTACHMENTS", d.MaxAttachments, "most files one email may attach")
+	s.Int(&c.MaxAttachmentBytes, "max-attachment-bytes", "HERALD_MAX_ATTACHMENT_BYTES", d.MaxAttachmentBytes, "largest attached file, in bytes (decoded)")
+	s.Int(&c.MaxAttachmentsBytes, "max-attachments-bytes", "HERALD_MAX_ATTACHMENTS_BYTES", d.MaxAttachmentsBytes, "largest size of one email's attached files together, in bytes (decoded); a send's body may be larger than --max-body-bytes by these in base64")
+	s.Strings(&c.AttachmentTypes, "attachment-types", "HERALD_ATTACHMENT_TYPES", d.AttachmentTypes, "media types an attached file may have")
+	s.Duration(&c.AttachmentRetention, "attachment-retention", "HERALD_ATTACHMENT_RETENTION", attachments.DefaultRetention, "how long a stored attachment no send has used is kept before the sweep deletes it")
+}
+
+// limits are what the API lets a client send.
+func (c httpConfig) limits() handlers.Limits {
+	l := handlers.DefaultLimits
+	l.MaxAttachments, l.MaxAttachmentBytes, l.MaxAttachmentsBytes = c.MaxAttachments, c.MaxAttachmentBytes, c.MaxAttachmentsBytes
+	l.AttachmentTypes = nil
+	for _, t := range c.AttachmentTypes {
+		if t = strings.ToLower(strings.TrimSpace(t)); t != "" {
+			l.AttachmentTypes = append(l.AttachmentTypes, t)
+		}
+	}
+	return l
 }
 
 // trustedProxies is --trusted-proxies without blanks: HERALD_TRUSTED_PROXIES="" means none.
@@ -186,6 +213,24 @@ func (c httpConfig) validate() error {
 	}
 	if c.MaxBodyBytes < 1 {
 		errs = append(errs, fmt.Errorf("--max-body-bytes %d: want at least 1", c.MaxBodyBytes))
+	}
+	if c.MaxAttachments < 0 {
+		errs = append(errs, fmt.Errorf("--max-attachments %d: want 0 (none) or more", c.MaxAttachments))
+	}
+	if c.MaxAttachmentBytes < 1 || c.MaxAttachmentsBytes < c.MaxAttachmentBytes {
+		errs = append(errs, fmt.Errorf("--max-attachment-bytes %d, --max-attachments-bytes %d: want at least 1 and no more than the second",
+			c.MaxAttachmentBytes, c.MaxAttachmentsBytes))
+	}
+	if c.MaxAttachmentsBytes > 64<<20 {
+		errs = append(errs, fmt.Errorf("--max-attachments-bytes %d: want at most 64 MiB; mail servers refuse larger messages", c.MaxAttachmentsBytes))
+	}
+	for _, t := range c.limits().AttachmentTypes {
+		if mt, _, err := mime.ParseMediaType(t); err != nil || mt != t || !strings.Contains(t, "/") {
+			errs = append(errs, fmt.Errorf("--attachment-types: %q is not a media type without parameters", t))
+		}
+	}
+	if c.AttachmentRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("--attachment-retention %s: want at least 1h", c.AttachmentRetention))
 	}
 	return errors.Join(errs...)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/herald-notify/herald/apikeys"
+	"github.com/herald-notify/herald/attachments"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
 	heraldhttp "github.com/herald-notify/herald/http"
@@ -287,7 +288,7 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 	host, _ := os.Hostname()
 	worker := fmt.Sprintf("%s/%d", host, os.Getpid())
 	deliverer := handlers.NewDeliverer(pr.log, providers, cfg.worker.policy(), worker, pr.logger).
-		WithSuppressions(suppressions.New(pr.pool))
+		WithSuppressions(suppressions.New(pr.pool)).WithFiles(attachments.New(pr.pool))
 	wc := cfg.worker.routerConfig()
 	wc.Metrics = pr.reg
 	workers := router.NewWorkers(cfg.amqp.AMQPConfig, wc, deliverer, pr.topology, worker, pr.logger)
@@ -295,7 +296,8 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 	return nil
 }
 
-// addAPI adds the outbox relay and its purge, the reconciler and the idempotency keys' purge,
+// addAPI adds the outbox relay and its purge, the reconciler, the idempotency keys' purge and the
+// attachments' sweep,
 // and returns the API's server, with the operator's, the keys', the rebuilds', the webhooks', the
 // suppression list's and the stored templates' routes.
 func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.Server {
@@ -303,13 +305,17 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 	relay := router.NewRelay(pool, cfg.amqp.AMQPConfig, cfg.relay.RelayConfig, pr.topology, logger)
 	pr.add("outbox relay", relay.Run, relay.Ready)
 	pr.add("outbox purge", func(ctx context.Context) error { return purgeOutbox(ctx, relay, logger) }, nil)
-	acc := handlers.NewAcceptor(pool, log, router.NewOutbox(nil), handlers.DefaultLimits).WithIdempotencyTTL(cfg.http.IdempotencyTTL).
+	acc := handlers.NewAcceptor(pool, log, router.NewOutbox(nil), cfg.http.limits()).WithIdempotencyTTL(cfg.http.IdempotencyTTL).
 		WithTemplates(templatestore.New(pool))
 	if cfg.reconcile.After > 0 {
 		rec := handlers.NewReconciler(pool, log, router.NewOutbox(nil), projections.NewReader(pool, log), relay, cfg.reconcile.ReconcilePolicy, logger)
 		pr.add("reconciler", rec.Run, nil)
 	}
 	pr.add("idempotency key purge", func(ctx context.Context) error { return purgeIdempotencyKeys(ctx, acc, pool, logger) }, nil)
+	files := attachments.New(pool)
+	pr.add("attachment sweep", func(ctx context.Context) error {
+		return purgeAttachments(ctx, files, cfg.http.AttachmentRetention, logger)
+	}, nil)
 
 	srv := cfg.newServer(pr, acc, projections.NewReader(pool, log))
 	srv.WithOperator(newOperator(pool, log, cfg.amqp.URL, logger))
@@ -330,7 +336,8 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 // newServer returns the HTTP server of the process: the API when acceptor and reader are given,
 // and always /healthz, /readyz and /metrics.
 func (cfg *processConfig) newServer(pr *process, acceptor heraldhttp.Acceptor, reader heraldhttp.Reader) *heraldhttp.Server {
-	return heraldhttp.NewServer(heraldhttp.Config{MaxBodyBytes: int64(cfg.http.MaxBodyBytes), Metrics: pr.reg, Profiling: cfg.pprof,
+	return heraldhttp.NewServer(heraldhttp.Config{MaxBodyBytes: int64(cfg.http.MaxBodyBytes),
+		SendBodyBytes: int64(cfg.http.MaxBodyBytes) + cfg.http.limits().SendBodyBytes(), Metrics: pr.reg, Profiling: cfg.pprof,
 		Secrets: cfg.secrets(), TrustedProxies: cfg.http.trustedProxies()},
 		acceptor, reader, pr.checks, pr.logger)
 }

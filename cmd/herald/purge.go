@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/herald-notify/herald/attachments"
 	"github.com/herald-notify/herald/handlers"
 	"github.com/herald-notify/herald/router"
 )
@@ -22,6 +23,27 @@ func purgeIdempotencyKeys(ctx context.Context, acc *handlers.Acceptor, pool *pgx
 			logger.WarnContext(ctx, "purging expired idempotency keys failed", "error", err)
 		case n > 0:
 			logger.InfoContext(ctx, "expired idempotency keys purged", "keys", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// purgeAttachments deletes, every hour until ctx is done, the stored attachments no send has
+// used for retention. The events keep their hashes: the log stays whole.
+func purgeAttachments(ctx context.Context, files *attachments.Store, retention time.Duration, logger *slog.Logger) error {
+	tick := time.NewTicker(time.Hour)
+	defer tick.Stop()
+	for {
+		n, err := files.Purge(ctx, retention)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			logger.WarnContext(ctx, "sweeping unused attachments failed", "error", err)
+		case n > 0:
+			logger.InfoContext(ctx, "unused attachments deleted", "attachments", n, "retention", retention.String())
 		}
 		select {
 		case <-ctx.Done():

@@ -49,6 +49,9 @@ type SMTPPart struct {
 	// Body is the part's body with its transfer encoding undone, line ends as "\n" and without
 	// the final line break.
 	Body string
+	// Data is the part's body with its transfer encoding undone and nothing else changed: the
+	// bytes of an attached file.
+	Data []byte
 }
 
 // clone returns a deep copy, so that a test cannot change what the sink recorded.
@@ -59,6 +62,7 @@ func (m SMTPMessage) clone() SMTPMessage {
 		parts := make([]SMTPPart, len(m.Parts))
 		for i, p := range m.Parts {
 			p.Header = textproto.MIMEHeader(http.Header(p.Header).Clone())
+			p.Data = bytes.Clone(p.Data)
 			parts[i] = p
 		}
 		m.Parts = parts
@@ -127,11 +131,13 @@ func parseParts(raw []byte, boundary string, depth int) ([]SMTPPart, error) {
 			parts = append(parts, nested...)
 			continue
 		}
+		data := decodeBody(ct, p.Header.Get("Content-Transfer-Encoding"), body)
 		parts = append(parts, SMTPPart{
 			Header:    p.Header,
 			MediaType: mediaType,
 			Charset:   params["charset"],
-			Body:      text(decodeBody(ct, p.Header.Get("Content-Transfer-Encoding"), body)),
+			Body:      text(data),
+			Data:      data,
 		})
 	}
 }
