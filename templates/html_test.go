@@ -2,6 +2,7 @@ package templates_test
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -231,4 +232,42 @@ func FuzzRenderHTML(f *testing.F) {
 			t.Fatalf("PlainText(%q): %v", out, err)
 		}
 	})
+}
+
+// TestPlainTextNumbersLongListsInOnePass: ordered lists are numbered from their start, each list
+// on its own, and a list of many thousand items (its length is the client's to choose) is read
+// in one pass; raw-text elements whose content a reader never sees as text are left out.
+func TestPlainTextNumbersLongListsInOnePass(t *testing.T) {
+	got, err := templates.PlainText(`<ol start="7"><li>a<li>b</ol><ol><li>c<li>d</ol><noembed><script>x()</script></noembed><xmp><b>y</b></xmp>`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "7. a\n8. b\n\n1. c\n2. d"; got != want {
+		t.Errorf("PlainText = %q, want %q", got, want)
+	}
+	const n = 60000
+	long, err := templates.PlainText("<ol>" + strings.Repeat("<li>x", n) + "</ol>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(long, strconv.Itoa(n)+". x") {
+		t.Errorf("a list of %d items ends %q", n, long[max(0, len(long)-20):])
+	}
+}
+
+// TestRenderHTMLRefusesDocumentAttributes: a srcdoc attribute's value is parsed by the browser
+// as a whole document after it is decoded, so a variable escaped for the attribute would run
+// there; such a template is refused when rendered and when stored.
+func TestRenderHTMLRefusesDocumentAttributes(t *testing.T) {
+	const tpl = `<iframe SRCDOC="<p>{{.name}}</p>"></iframe>`
+	_, err := templates.RenderHTML("html", tpl, map[string]any{"name": "<img src=x onerror=alert(1)>"}, 1<<16)
+	if herald.ErrorCode(err) != herald.EINVALID || !strings.Contains(herald.ErrorFields(err)["html"], "srcdoc attribute of <iframe> is not allowed") {
+		t.Errorf("RenderHTML of a srcdoc: %v (fields %v), want EINVALID naming it", err, herald.ErrorFields(err))
+	}
+	if _, err := templates.HTMLVariables("html", tpl); herald.ErrorCode(err) != herald.EINVALID {
+		t.Errorf("HTMLVariables of a srcdoc: %v, want EINVALID", err)
+	}
+	if _, err := templates.RenderHTML("html", `<p data-x="srcdoc">{{.name}}</p>`, map[string]any{"name": "a"}, 1<<16); err != nil {
+		t.Errorf("the word srcdoc as a value is refused: %v", err)
+	}
 }

@@ -34,6 +34,10 @@ type textWriter struct {
 	breaks int
 	space  bool
 	pre    int // depth of <pre> elements around the current node
+	// numbered is, for each ordered list met, the number of its last item written: items are
+	// numbered as they are walked, not by counting their elder siblings (quadratic in a list's
+	// length, which a client chooses).
+	numbered map[*html.Node]int
 }
 
 // blockBreaks is how many line breaks surround each block element: 2 leaves a blank line.
@@ -50,6 +54,7 @@ var blockBreaks = map[atom.Atom]int{
 var skipped = map[atom.Atom]bool{
 	atom.Head: true, atom.Script: true, atom.Style: true, atom.Template: true, atom.Title: true,
 	atom.Iframe: true, atom.Object: true, atom.Svg: true, atom.Math: true,
+	atom.Xmp: true, atom.Noembed: true, atom.Noframes: true, atom.Plaintext: true,
 }
 
 func (w *textWriter) walk(n *html.Node) {
@@ -93,7 +98,7 @@ func (w *textWriter) element(n *html.Node) {
 		w.children(n)
 		w.space = true
 	case atom.Li:
-		w.emit(listMarker(n))
+		w.emit(w.listMarker(n))
 		w.space = true
 		w.children(n)
 	case atom.Pre:
@@ -129,21 +134,24 @@ func (w *textWriter) link(n *html.Node) {
 }
 
 // listMarker is "1." for the first item of an ordered list (counting from its start attribute),
-// "-" for any other list item.
-func listMarker(li *html.Node) string {
+// the next number for each later item, and "-" for any other list item.
+func (w *textWriter) listMarker(li *html.Node) string {
 	list := li.Parent
 	if list == nil || list.DataAtom != atom.Ol {
 		return "-"
 	}
-	number := 1
-	if start, err := strconv.Atoi(strings.TrimSpace(attr(list, "start"))); err == nil {
-		number = start
+	if w.numbered == nil {
+		w.numbered = map[*html.Node]int{}
 	}
-	for c := list.FirstChild; c != nil && c != li; c = c.NextSibling {
-		if c.Type == html.ElementNode && c.DataAtom == atom.Li {
-			number++
+	number, seen := w.numbered[list]
+	if !seen {
+		number = 0
+		if start, err := strconv.Atoi(strings.TrimSpace(attr(list, "start"))); err == nil {
+			number = start - 1
 		}
 	}
+	number++
+	w.numbered[list] = number
 	return strconv.Itoa(number) + "."
 }
 

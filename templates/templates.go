@@ -87,6 +87,9 @@ func render(field, content string, vars map[string]any, maxOutput int, html bool
 
 	c := newChecker(tree, content, html)
 	top := c.node(tree.Root, scope{rootDot: true})
+	if html && c.problem == "" {
+		c.problem = htmlProblem(content)
+	}
 	if c.problem != "" {
 		return "", invalid(field+" uses a template feature that is not allowed", field, c.problem)
 	}

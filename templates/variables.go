@@ -29,6 +29,9 @@ func variables(field, content string, html bool) ([]string, error) {
 	}
 	c := newChecker(tree, content, html)
 	c.node(tree.Root, scope{rootDot: true})
+	if html && c.problem == "" {
+		c.problem = htmlProblem(content)
+	}
 	if c.problem != "" {
 		return nil, invalid(field+" uses a template feature that is not allowed", field, c.problem)
 	}
