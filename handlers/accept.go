@@ -107,6 +107,14 @@ func (a *Acceptor) WithIdempotencyTTL(ttl time.Duration) *Acceptor {
 // replay.
 func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error) {
 	filled, ref, err := a.fromTemplate(ctx, req)
+	if herald.ErrorCode(err) == herald.EINVALID && req.Template != "" && req.IdempotencyKey != "" {
+		if earlier, rerr := a.replayedByKey(ctx, keyOf(ctx), req); rerr != nil || earlier != nil {
+			if rerr != nil {
+				return Accepted{}, fmt.Errorf("accept: %w", rerr)
+			}
+			return Accepted{Notification: *earlier, Replayed: true}, nil
+		}
+	}
 	if err != nil {
 		return Accepted{}, err
 	}
@@ -169,6 +177,14 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error
 		return Accepted{Notification: *replayed, Replayed: true}, nil
 	}
 	return Accepted{Notification: events.Evolve(herald.Notification{}, recs[0], queued)}, nil
+}
+
+// keyOf is the id of the API key ctx carries, under which its idempotency keys are kept.
+func keyOf(ctx context.Context) string {
+	if p, ok := herald.PrincipalFrom(ctx); ok {
+		return p.KeyID
+	}
+	return anonymousKey
 }
 
 // acceptInOneRoundTrip writes the attachments' files, the event and the command as one pgx batch, which PostgreSQL runs as

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -58,20 +59,54 @@ func (a *Acceptor) claimIdempotencyKey(ctx context.Context, tx pgx.Tx, keyID str
 			"Idempotency-Key": "was used before with a different request; use a new key for a new request",
 		})
 	}
-	recs, err := a.log.In(tx).Load(ctx, earlierID)
+	return a.accepted(ctx, a.log.In(tx), req.IdempotencyKey, earlierID)
+}
+
+// accepted is the answer the request that claimed key got: notification id as it was accepted.
+func (a *Acceptor) accepted(ctx context.Context, log *events.Log, key, id string) (*herald.Notification, error) {
+	recs, err := log.Load(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	if len(recs) == 0 {
-		return nil, fmt.Errorf("idempotency key %q names notification %s, which has no events", req.IdempotencyKey, earlierID)
+		return nil, fmt.Errorf("idempotency key %q names notification %s, which has no events", key, id)
 	}
 	e, err := recs[0].Event()
 	if err != nil {
 		return nil, err
 	}
-	// The answer the first request got: the notification as it was accepted.
 	n := events.Evolve(herald.Notification{}, recs[0], e)
 	return &n, nil
+}
+
+// replayedByKey is the notification an earlier request with req's idempotency key and the same
+// content created, within the key's time to live, if there is one. A send by a stored template
+// asks it when the template no longer serves the request (archived, or a new version wants
+// another variable): the retry of a request that was accepted answers as the first did,
+// whatever became of its template since.
+func (a *Acceptor) replayedByKey(ctx context.Context, keyID string, req SendRequest) (*herald.Notification, error) {
+	channel, _ := herald.ParseChannel(req.Type)
+	refs, _, _ := a.checkAttachments(req, channel, map[string]string{})
+	hash, err := requestHash(req, refs)
+	if err != nil {
+		return nil, err
+	}
+	var earlier *herald.Notification
+	err = pgx.BeginFunc(ctx, a.db, func(tx pgx.Tx) error {
+		var earlierID string
+		err := tx.QueryRow(ctx, `SELECT notification_id::text FROM idempotency_keys
+			WHERE api_key_id = $1 AND key = $2 AND request_hash = $3 AND created_at >= now() - $4::interval`,
+			keyID, req.IdempotencyKey, hash, a.idempotencyTTL.String()).Scan(&earlierID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("idempotency key: %w", err)
+		}
+		earlier, err = a.accepted(ctx, a.log.In(tx), req.IdempotencyKey, earlierID)
+		return err
+	})
+	return earlier, err
 }
 
 // requestHash identifies a request's content: the same fields and values give the same hash.

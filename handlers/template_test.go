@@ -138,4 +138,26 @@ func TestIdempotencyByTemplate(t *testing.T) {
 	if _, err := a.Accept(ctx, other); herald.ErrorCode(err) != herald.EINVALID {
 		t.Errorf("same key, another template: %v, want EINVALID", err)
 	}
+
+	// The template no longer serves the request — a new version wants a variable the request
+	// does not give, then the template is archived — and the retry still answers as the first.
+	if _, err := store.Update(ctx, "a", templatestore.Draft{Channel: herald.ChannelSMS, Content: "v3 {{.code}}",
+		Variables: []events.TemplateVariable{{Name: "code"}}}, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := a.Accept(ctx, req); err != nil || !again.Replayed || again.ID != first.ID {
+		t.Errorf("retry after a version that needs another variable: %+v, %v; want the first replayed", again, err)
+	}
+	if _, err := store.Archive(ctx, "a", "gone", "ops"); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := a.Accept(ctx, req); err != nil || !again.Replayed || again.ID != first.ID {
+		t.Errorf("retry after the template was archived: %+v, %v; want the first replayed", again, err)
+	}
+	// A new key for the archived template is refused.
+	fresh := req
+	fresh.IdempotencyKey = "k-2"
+	if _, err := a.Accept(ctx, fresh); herald.ErrorFields(err)["template"] == "" {
+		t.Errorf("a new key for an archived template: %v, want EINVALID naming template", err)
+	}
 }

@@ -1,5 +1,5 @@
 // Package templatestore keeps stored templates: named, versioned email and SMS templates that
-// sends will be able to use by name. Every change is an event of a stream per template name in
+// sends use by name. Every change is an event of a stream per template name in
 // the log (events.TemplateVersionCreated, events.TemplateArchived, events.TemplateRestored),
 // appended with the stream's expected version in the transaction that writes the tables
 // templates (what a name resolves to now) and template_versions (every version, whole and
@@ -159,6 +159,11 @@ func (d Draft) Problems() map[string]string {
 			problems[field] = fmt.Sprintf("is %d bytes, more than the limit of %d", len(part), MaxPartBytes)
 			return
 		}
+		if strings.ContainsRune(part, 0) {
+			// The log keeps events as JSONB, which has no NUL; a send refuses it the same way.
+			problems[field] = "must not contain NUL characters"
+			return
+		}
 		names, err := parse(field, part)
 		if err != nil {
 			maps.Copy(problems, herald.ErrorFields(err))
@@ -196,6 +201,8 @@ func (d Draft) Problems() map[string]string {
 			problems[field] = fmt.Sprintf("%s is declared twice", v.Name)
 		case v.Default != nil && !utf8.ValidString(*v.Default):
 			problems[field] = "default is not valid UTF-8"
+		case v.Default != nil && strings.ContainsRune(*v.Default, 0):
+			problems[field] = "default must not contain NUL characters"
 		case v.Default != nil && utf8.RuneCountInString(*v.Default) > MaxDefaultChars:
 			problems[field] = fmt.Sprintf("default is longer than %d characters", MaxDefaultChars)
 		}
@@ -639,6 +646,8 @@ func textProblem(s string, required bool) string {
 		return "is required: say why"
 	case !utf8.ValidString(t):
 		return "is not valid UTF-8"
+	case strings.ContainsRune(t, 0):
+		return "must not contain NUL characters"
 	case utf8.RuneCountInString(t) > MaxTextChars:
 		return fmt.Sprintf("is longer than %d characters", MaxTextChars)
 	}
