@@ -150,7 +150,10 @@ type HistoryEntry struct {
 	Reason string
 	// Actor is who appended the event: "api", "worker:<host>/<pid>", an operator.
 	Actor string
-	At    time.Time
+	// Template names the stored template version a NotificationQueued was rendered from
+	// ("welcome@3"); empty for every other event and for inline content.
+	Template string
+	At       time.Time
 }
 
 // ListFilter selects notifications for listing, newest first.

@@ -45,6 +45,7 @@ type historyEntry struct {
 	ProviderMessageID string `json:"provider_message_id"`
 	Error             string `json:"error"`
 	Reason            string `json:"reason"`
+	Template          string `json:"template"`
 }
 
 type historyJSON struct {

@@ -29,7 +29,10 @@ func TestSendByStoredTemplate(t *testing.T) {
 		html != "<p>Hello <b>&lt;i&gt;Eve&lt;/i&gt;</b></p><p>the team</p>" {
 		t.Errorf("parts: text %q, html %q; want version 1 rendered, the HTML escaped", text, html)
 	}
-	_, evs := story(t, c.API, id, 3)
+	hist, evs := story(t, c.API, id, 3)
+	if hist[0].Template != "welcome@1" {
+		t.Errorf("history's first entry names template %q, want welcome@1", hist[0].Template)
+	}
 	queued := eventData(t, evs[0])
 	if ref, _ := queued["template"].(map[string]any); ref["name"] != "welcome" || ref["version"] != float64(1) {
 		t.Errorf("NotificationQueued template = %v, want welcome version 1", queued["template"])
@@ -46,12 +49,18 @@ func TestSendByStoredTemplate(t *testing.T) {
 	if got := c.SMTP.Received("eve@example.net"); len(got) != 2 || !strings.Contains(got[1].Body, "Hi Eve") {
 		t.Errorf("second message %+v, want version 2's text", got[len(got)-1])
 	}
-	_, evs = story(t, c.API, second, 3)
+	hist, evs = story(t, c.API, second, 3)
+	if hist[0].Template != "welcome@2" {
+		t.Errorf("second history's first entry names template %q, want welcome@2", hist[0].Template)
+	}
 	if ref, _ := eventData(t, evs[0])["template"].(map[string]any); ref["version"] != float64(2) {
 		t.Errorf("second NotificationQueued template = %v, want version 2", ref)
 	}
 	out := mustRunCLI(t, c, "events", "list", "--stream", id)
 	if !strings.Contains(out, "from template welcome@1") {
 		t.Errorf("herald events list --stream %s:\n%s\nwant it to name welcome@1", id, out)
+	}
+	if out := mustRunCLI(t, c, "notifications", "show", id); !strings.Contains(out, "from template welcome@1") {
+		t.Errorf("herald notifications show %s:\n%s\nwant its history to name welcome@1", id, out)
 	}
 }

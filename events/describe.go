@@ -37,7 +37,7 @@ func (v *describer) NotificationQueued(e *NotificationQueued) {
 		v.text += fmt.Sprintf(": %q", e.RenderedSubject)
 	}
 	if e.Template != nil {
-		v.text += fmt.Sprintf(" from template %s@%d", e.Template.Name, e.Template.Version)
+		v.text += " from template " + e.Template.String()
 	}
 }
 

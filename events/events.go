@@ -3,7 +3,11 @@
 // every event also has a global position in the log. Status and history are folds of a stream.
 package events
 
-import "github.com/herald-notify/herald"
+import (
+	"strconv"
+
+	"github.com/herald-notify/herald"
+)
 
 // Event is a fact in a notification's stream.
 //
@@ -72,6 +76,9 @@ type TemplateRef struct {
 	Name    string `json:"name"`
 	Version int    `json:"version"`
 }
+
+// String is the reference as a send names it: "welcome@3".
+func (t TemplateRef) String() string { return t.Name + "@" + strconv.Itoa(t.Version) }
 
 // APIKeyRef names an API key in the log.
 type APIKeyRef struct {

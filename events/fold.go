@@ -196,8 +196,13 @@ type historyEntry struct {
 	after statusAfter
 }
 
-// NotificationQueued: nothing beside its status; what was sent is in the event itself.
-func (v *historyEntry) NotificationQueued(*NotificationQueued) {}
+// NotificationQueued: the stored template version it was rendered from, if any; what was sent
+// is in the event itself.
+func (v *historyEntry) NotificationQueued(e *NotificationQueued) {
+	if e.Template != nil {
+		v.h.Template = e.Template.String()
+	}
+}
 
 // NotificationProcessing: the attempt it starts.
 func (v *historyEntry) NotificationProcessing(e *NotificationProcessing) {

@@ -119,6 +119,9 @@ func TestHistoryEntry(t *testing.T) {
 	}{
 		{&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123", Body: "Hi"},
 			entry("NotificationQueued", herald.StatusPending, func(*herald.HistoryEntry) {})},
+		{&events.NotificationQueued{Channel: herald.ChannelEmail, Recipient: "a@example.com", Body: "Hi",
+			Template: &events.TemplateRef{Name: "welcome", Version: 3}},
+			entry("NotificationQueued", herald.StatusPending, func(h *herald.HistoryEntry) { h.Template = "welcome@3" })},
 		{&events.NotificationProcessing{Attempt: 2, Worker: "host/1"},
 			entry("NotificationProcessing", herald.StatusProcessing, func(h *herald.HistoryEntry) { h.Attempt = 2 })},
 		{&events.NotificationSent{Attempt: 2, Provider: "smtp", ProviderMessageID: "m1"},

@@ -93,8 +93,9 @@ func (h History) ApplyBatch(ctx context.Context, tx pgx.Tx, recs []events.Record
 	n := len(recs)
 	ids = make([]string, 0, n)
 	var (
-		types, statuses, providers, msgIDs, errs, reasons, actors = make([]string, 0, n), make([]string, 0, n),
-			make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		types, statuses, providers, msgIDs, errs, reasons, actors, templates = make([]string, 0, n),
+			make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n),
+			make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 		versions, positions = make([]int64, 0, n), make([]int64, 0, n)
 		attempts            = make([]int32, 0, n)
 		at                  = make([]time.Time, 0, n)
@@ -116,15 +117,16 @@ func (h History) ApplyBatch(ctx context.Context, tx pgx.Tx, recs []events.Record
 		errs = append(errs, entry.Error)
 		reasons = append(reasons, entry.Reason)
 		actors = append(actors, entry.Actor)
+		templates = append(templates, entry.Template)
 		at = append(at, entry.At)
 	}
 	_, err = tx.Exec(ctx, `
 INSERT INTO `+h.table()+` (notification_id, version, position, event_type, status, attempt,
-	provider, provider_message_id, error, reason, actor, occurred_at)
+	provider, provider_message_id, error, reason, actor, template, occurred_at)
 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::int[],
-	$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
+	$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[])
 ON CONFLICT (notification_id, version) DO NOTHING`,
-		ids, versions, positions, types, statuses, attempts, providers, msgIDs, errs, reasons, actors, at)
+		ids, versions, positions, types, statuses, attempts, providers, msgIDs, errs, reasons, actors, templates, at)
 	if err != nil {
 		return fmt.Errorf("%s: write %d rows: %w", h.table(), n, err)
 	}

@@ -64,7 +64,8 @@ func (r *Reader) History(ctx context.Context, id string) ([]herald.HistoryEntry,
 		return nil, notFound(id)
 	}
 	rows, err := r.db.Query(ctx, `
-SELECT version, position, event_type, status, attempt, provider, provider_message_id, error, reason, actor, occurred_at
+SELECT version, position, event_type, status, attempt, provider, provider_message_id, error, reason, actor,
+	template, occurred_at
 FROM notification_history WHERE notification_id = $1 ORDER BY version`, id)
 	if err != nil {
 		return nil, fmt.Errorf("history of %s: %w", id, err)
@@ -72,7 +73,7 @@ FROM notification_history WHERE notification_id = $1 ORDER BY version`, id)
 	entries, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (herald.HistoryEntry, error) {
 		var h herald.HistoryEntry
 		err := row.Scan(&h.Version, &h.Position, &h.Event, &h.Status, &h.Attempt, &h.Provider,
-			&h.ProviderMessageID, &h.Error, &h.Reason, &h.Actor, &h.At)
+			&h.ProviderMessageID, &h.Error, &h.Reason, &h.Actor, &h.Template, &h.At)
 		return h, err
 	})
 	if err != nil {

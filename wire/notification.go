@@ -85,17 +85,19 @@ func NewNotificationList(list []herald.Notification, next string) NotificationLi
 
 // HistoryEntry is one event of a notification's story, as the history read model keeps it.
 type HistoryEntry struct {
-	Version           int64     `json:"version"`
-	Position          int64     `json:"position"`
-	Event             string    `json:"event"`
-	Status            string    `json:"status"`
-	Attempt           int       `json:"attempt,omitempty"`
-	Provider          string    `json:"provider,omitempty"`
-	ProviderMessageID string    `json:"provider_message_id,omitempty"`
-	Error             string    `json:"error,omitempty"`
-	Reason            string    `json:"reason,omitempty"`
-	Actor             string    `json:"actor,omitempty"`
-	At                time.Time `json:"at"`
+	Version           int64  `json:"version"`
+	Position          int64  `json:"position"`
+	Event             string `json:"event"`
+	Status            string `json:"status"`
+	Attempt           int    `json:"attempt,omitempty"`
+	Provider          string `json:"provider,omitempty"`
+	ProviderMessageID string `json:"provider_message_id,omitempty"`
+	Error             string `json:"error,omitempty"`
+	Reason            string `json:"reason,omitempty"`
+	Actor             string `json:"actor,omitempty"`
+	// Template is the stored template version a NotificationQueued was rendered from.
+	Template string    `json:"template,omitempty"`
+	At       time.Time `json:"at"`
 }
 
 // NewHistoryEntry returns h as users see it.
@@ -103,7 +105,7 @@ func NewHistoryEntry(h herald.HistoryEntry) HistoryEntry {
 	return HistoryEntry{
 		Version: h.Version, Position: h.Position, Event: h.Event, Status: string(h.Status),
 		Attempt: h.Attempt, Provider: h.Provider, ProviderMessageID: h.ProviderMessageID,
-		Error: h.Error, Reason: h.Reason, Actor: h.Actor, At: h.At.UTC(),
+		Error: h.Error, Reason: h.Reason, Actor: h.Actor, Template: h.Template, At: h.At.UTC(),
 	}
 }
 

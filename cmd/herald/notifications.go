@@ -148,6 +148,9 @@ func attemptCell(attempt int) string {
 // historyDetail says in one cell what a history entry adds to its event and status.
 func historyDetail(h herald.HistoryEntry) string {
 	var parts []string
+	if h.Template != "" {
+		parts = append(parts, "from template "+h.Template)
+	}
 	if h.Provider != "" {
 		parts = append(parts, "via "+h.Provider)
 	}
