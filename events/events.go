@@ -62,6 +62,16 @@ type NotificationQueued struct {
 	Attachments []AttachmentRef `json:"attachments,omitempty"`
 }
 
+// QueuedTemplateKeys are the JSON keys of NotificationQueued that hold the templates and the
+// variables that filled them; QueuedContentKeys those and the renderings: what was sent. They
+// are most of an HTML email's event. No read model keeps any of them, so the projector reads
+// the log without QueuedContentKeys; the fold needs only the renderings, so a worker reads a
+// stream without QueuedTemplateKeys.
+var (
+	QueuedTemplateKeys = []string{"subject", "content", "variables", "html"}
+	QueuedContentKeys  = append(QueuedTemplateKeys[:len(QueuedTemplateKeys):len(QueuedTemplateKeys)], "rendered_subject", "body", "rendered_html")
+)
+
 // AttachmentRef names an attached file in the log: its name and type as sent, its size in
 // bytes, and the SHA-256 of its bytes in lower-case hex.
 type AttachmentRef struct {

@@ -1,6 +1,8 @@
 package events_test
 
 import (
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,6 +143,22 @@ func TestHistoryEntry(t *testing.T) {
 	} {
 		if diff := cmp.Diff(tt.want, events.HistoryEntry(r(tt.e), tt.e)); diff != "" {
 			t.Errorf("HistoryEntry(%s) (-want +got):\n%s", tt.e.EventType(), diff)
+		}
+	}
+}
+
+// Every key the projector leaves out is a field of NotificationQueued, so a renamed field cannot
+// slip back into what the projector reads.
+func TestQueuedContentKeysAreFields(t *testing.T) {
+	tags := map[string]bool{}
+	typ := reflect.TypeFor[events.NotificationQueued]()
+	for i := range typ.NumField() {
+		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+		tags[name] = true
+	}
+	for _, key := range events.QueuedContentKeys {
+		if !tags[key] {
+			t.Errorf("QueuedContentKeys names %q, which is no field of NotificationQueued", key)
 		}
 	}
 }

@@ -1,10 +1,12 @@
 package events
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -106,7 +108,7 @@ func newAppendBatch(stream string, expected int64, md Metadata, evs []Event) (*a
 		if err != nil {
 			return nil, fmt.Errorf("append %s: event id: %w", stream, err)
 		}
-		data, err := json.Marshal(e)
+		data, err := encodeData(e)
 		if err != nil {
 			return nil, fmt.Errorf("append %s v%d: encode %s: %w", stream, expected+int64(i)+1, e.EventType(), err)
 		}
@@ -155,7 +157,7 @@ func (l *Log) appendOne(ctx context.Context, stream string, expected int64, md M
 	if err != nil {
 		return nil, fmt.Errorf("append %s v%d: metadata: %w", stream, expected+1, err)
 	}
-	data, err := json.Marshal(e)
+	data, err := encodeData(e)
 	if err != nil {
 		return nil, fmt.Errorf("append %s v%d: encode %s: %w", stream, expected+1, e.EventType(), err)
 	}
@@ -187,7 +189,7 @@ func (l *Log) QueueStart(b *pgx.Batch, stream string, md Metadata, e Event) (*Re
 	if err != nil {
 		return nil, fmt.Errorf("append %s v1: metadata: %w", stream, err)
 	}
-	data, err := json.Marshal(e)
+	data, err := encodeData(e)
 	if err != nil {
 		return nil, fmt.Errorf("append %s v1: encode %s: %w", stream, e.EventType(), err)
 	}
@@ -220,6 +222,11 @@ func appendError(stream string, expected int64, err error) error {
 }
 
 const selectColumns = `event_id::text, stream_id::text, stream_version, global_position, event_type, occurred_at, data, metadata`
+
+// foldColumns are selectColumns with a NotificationQueued's templates left out (QueuedTemplateKeys):
+// what a fold needs of it, the renderings, without the rest of an HTML email's event.
+var foldColumns = strings.Replace(selectColumns, "occurred_at, data,", "occurred_at, CASE WHEN event_type = '"+
+	TypeNotificationQueued+"' THEN data - '{"+strings.Join(QueuedTemplateKeys, ",")+"}'::text[] ELSE data END,", 1)
 
 // scanRecorded scans a row of selectColumns, followed by the columns extra scans into.
 func scanRecorded(row pgx.Row, extra ...any) (Recorded, error) {
@@ -277,7 +284,7 @@ func (l *Log) Notification(ctx context.Context, stream string) (herald.Notificat
 // their age is judged against this clock and never against the reader's own, which may be ahead
 // or behind.
 func (l *Log) NotificationNow(ctx context.Context, stream string) (herald.Notification, time.Time, error) {
-	rows, err := l.db.Query(ctx, `SELECT `+selectColumns+`, statement_timestamp() FROM event_log
+	rows, err := l.db.Query(ctx, `SELECT `+foldColumns+`, statement_timestamp() FROM event_log
 		WHERE stream_id = $1 ORDER BY stream_version`, stream)
 	if err != nil {
 		return herald.Notification{}, time.Time{}, fmt.Errorf("load %s: %w", stream, err)
@@ -321,4 +328,17 @@ func (l *Log) AtPositions(ctx context.Context, positions []int64) (map[int64]Rec
 		out[r.Position] = r
 	}
 	return out, nil
+}
+
+// encodeData encodes an event's data without escaping <, > and & as \u003c and the like, which
+// json.Marshal does for JSON bound for HTML pages: the log is not one, PostgreSQL reads both
+// spellings the same, and an HTML email's templates and rendering would grow by a fifth.
+func encodeData(e Event) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

@@ -91,7 +91,11 @@ func TestNotificationNow(t *testing.T) {
 	log := events.NewLog(db.Pool)
 	ctx := context.Background()
 	stream := uuid.NewString()
-	recs, err := log.Append(ctx, stream, 0, events.Metadata{}, queued())
+	// An HTML email: NotificationNow reads it without its templates, and folds the same.
+	e := queued()
+	e.Channel, e.Recipient, e.Subject, e.RenderedSubject = herald.ChannelEmail, "ada@example.com", "Hi {{.name}}", "Hi Ada"
+	e.HTML, e.RenderedHTML = "<p>{{.name}}</p>", "<p>Ada</p>"
+	recs, err := log.Append(ctx, stream, 0, events.Metadata{}, e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,5 +217,32 @@ func TestLogIsAppendOnly(t *testing.T) {
 	}
 	if len(recs) != 1 || recs[0].Type != events.TypeNotificationQueued {
 		t.Errorf("after refused changes the stream is %+v", recs)
+	}
+}
+
+// Event data keeps markup as it is, not as \u003c escapes: an HTML email's event would grow by a
+// fifth otherwise. It reads back the same.
+func TestAppendKeepsMarkupUnescaped(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	log := events.NewLog(db.Pool)
+	e := queued()
+	e.HTML, e.RenderedHTML = `<p class="a">{{.name}} &amp; co</p>`, `<p class="a">Ada &amp; co</p>`
+	recs, err := log.Append(t.Context(), uuid.NewString(), 0, events.Metadata{}, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data := string(recs[0].Data); !strings.Contains(data, `<p class=\"a\">Ada &amp; co</p>`) {
+		t.Errorf("recorded data %s, want the markup unescaped", data)
+	}
+	loaded, err := log.Load(t.Context(), recs[0].StreamID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := loaded[0].Event()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := back.(*events.NotificationQueued).RenderedHTML; got != e.RenderedHTML {
+		t.Errorf("read back %q, want %q", got, e.RenderedHTML)
 	}
 }

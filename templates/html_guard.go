@@ -16,6 +16,11 @@ var documentAttributes = map[string]bool{"srcdoc": true}
 // htmlProblem says what in an HTML template's source the escaping cannot protect, or "" when
 // nothing is. The tokenizer reads the template as HTML, its actions as text.
 func htmlProblem(content string) string {
+	// An attribute's name is the source's own bytes, lowercased: a source that never spells one
+	// of them, in any case, has none, and needs no tokenizing (a third of an HTML send's check).
+	if !mentionsDocumentAttribute(content) {
+		return ""
+	}
 	z := html.NewTokenizer(strings.NewReader(content))
 	for {
 		switch z.Next() {
@@ -32,4 +37,17 @@ func htmlProblem(content string) string {
 			}
 		}
 	}
+}
+
+// mentionsDocumentAttribute reports whether content spells a documentAttributes name anywhere,
+// in any case.
+func mentionsDocumentAttribute(content string) bool {
+	for name := range documentAttributes {
+		for i := 0; i+len(name) <= len(content); i++ {
+			if content[i]|0x20 == name[0] && strings.EqualFold(content[i:i+len(name)], name) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -271,3 +271,23 @@ func TestRenderHTMLRefusesDocumentAttributes(t *testing.T) {
 		t.Errorf("the word srcdoc as a value is refused: %v", err)
 	}
 }
+
+// The quick look for a document attribute's name agrees with the tokenizer: it finds every
+// spelling the tokenizer would, so skipping the tokenizer when it finds none loses nothing.
+func TestMentionsDocumentAttribute(t *testing.T) {
+	for _, tt := range []struct {
+		content string
+		want    bool
+	}{
+		{`<p>{{.name}}</p>`, false},
+		{`<iframe srcdoc="x">`, true},
+		{`<iframe SrcDoc="x">`, true},
+		{`srcdo`, false},
+		{`<p>s r c d o c</p>`, false},
+		{`xSRCDOC`, true},
+	} {
+		if got := templates.MentionsDocumentAttribute(tt.content); got != tt.want {
+			t.Errorf("MentionsDocumentAttribute(%q) = %v, want %v", tt.content, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,4 @@
+package templates
+
+// MentionsDocumentAttribute is mentionsDocumentAttribute, for the tests.
+var MentionsDocumentAttribute = mentionsDocumentAttribute
