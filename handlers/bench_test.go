@@ -25,7 +25,7 @@ func BenchmarkValidate(b *testing.B) {
 		benchmarkValidate(b, a, req)
 	})
 	b.Run("html", func(b *testing.B) {
-		newsletter, err := os.ReadFile("../templates/testdata/newsletter.html")
+		newsletter, err := os.ReadFile("../bench/newsletter.html")
 		if err != nil {
 			b.Fatal(err)
 		}
