@@ -4,27 +4,13 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
-
-	"github.com/herald-notify/herald/heraldtest"
-	"github.com/herald-notify/herald/migrations"
 )
 
 // Migration 15 gives the history rows already projected the template their NotificationQueued
 // names, and leaves every other row without one.
 func TestHistoryTemplateBackfilledFromTheLog(t *testing.T) {
-	db := heraldtest.NewDatabase(t)
+	db, p := migratedTo(t, 14)
 	ctx := t.Context()
-	sqlDB := stdlib.OpenDBFromPool(db.Pool)
-	defer sqlDB.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, migrations.FS, goose.WithTableName(migrations.Table))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.DownTo(ctx, 14); err != nil {
-		t.Fatalf("down to 14: %v", err)
-	}
 
 	byName, inline := uuid.NewString(), uuid.NewString()
 	for _, row := range []struct {

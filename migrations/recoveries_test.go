@@ -5,27 +5,13 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
-
-	"github.com/herald-notify/herald/heraldtest"
-	"github.com/herald-notify/herald/migrations"
 )
 
 // Migration 8 gives the status rows already projected the recoveries in a row that the log
 // shows up to each row's version, as a rebuild would.
 func TestRecoveriesBackfilledFromTheLog(t *testing.T) {
-	db := heraldtest.NewDatabase(t)
+	db, p := migratedTo(t, 7)
 	ctx := t.Context()
-	sqlDB := stdlib.OpenDBFromPool(db.Pool)
-	defer sqlDB.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, migrations.FS, goose.WithTableName(migrations.Table))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.DownTo(ctx, 7); err != nil {
-		t.Fatalf("down to 7: %v", err)
-	}
 
 	const q, rec, proc = "NotificationQueued", "NotificationRecovered", "NotificationProcessing"
 	streams := []struct {
