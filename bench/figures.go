@@ -137,6 +137,10 @@ func ceilingRatios(c *CeilingReport, deliveredPerSec float64) {
 	if c == nil || deliveredPerSec <= 0 {
 		return
 	}
+	if c.Skeleton != nil && c.Skeleton.DeliveredPerSec > 0 {
+		x := deliveredPerSec / c.Skeleton.DeliveredPerSec
+		c.DeliveredOverSkeleton = &x
+	}
 	if c.AMQP != nil && c.AMQP.ConsumedPerSec > 0 {
 		x := deliveredPerSec / c.AMQP.ConsumedPerSec
 		c.DeliveredOverAMQP = &x

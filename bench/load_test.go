@@ -69,7 +69,7 @@ func recordedRun(t *testing.T) (*runner, *Report) {
 	r.final = terminalCounts{sent: 8, failed: 1, nonTerminal: 1, known: 10}
 	r.drained, r.drainTimedOut = 2*time.Second, true
 	rep := &Report{Problems: []string{}, Warnings: []string{},
-		Ceiling: &CeilingReport{Seconds: 1, AMQP: &AMQPCeiling{ConsumedPerSec: 1000}, PostgresBest: 4000}}
+		Ceiling: &CeilingReport{Seconds: 1, Skeleton: &SkeletonReport{DeliveredPerSec: 800}, AMQP: &AMQPCeiling{ConsumedPerSec: 1000}, PostgresBest: 4000}}
 	return r, rep
 }
 

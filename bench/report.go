@@ -202,11 +202,15 @@ type ProcessFigures struct {
 	CPUSeconds    float64 `json:"cpu_seconds"`
 }
 
-// CeilingReport is the raw ceiling and Herald's rate against it.
+// CeilingReport is the raw ceiling, the skeleton, and Herald's rate against them.
 type CeilingReport struct {
-	Seconds  float64      `json:"seconds_each"`
-	AMQP     *AMQPCeiling `json:"amqp,omitempty"`
-	Postgres []PGCeiling  `json:"postgres"`
+	Seconds float64 `json:"seconds_each"`
+	// Skeleton is the design's own ceiling (skeleton.go), and DeliveredOverSkeleton Herald's
+	// delivered/s as a share of its delivered/s: the performance figure to read.
+	Skeleton              *SkeletonReport `json:"skeleton,omitempty"`
+	DeliveredOverSkeleton *float64        `json:"ratio_delivered_over_skeleton"`
+	AMQP                  *AMQPCeiling    `json:"amqp,omitempty"`
+	Postgres              []PGCeiling     `json:"postgres"`
 	// PostgresBest is the highest inserts/s over the client counts.
 	PostgresBest float64 `json:"postgres_best_inserts_per_sec"`
 	// DeliveredOverAMQP is Herald's delivered/s over the AMQP end-to-end (consumed) msgs/s.

@@ -290,6 +290,17 @@ func interruption(ctx context.Context, err error) string {
 // reported in the result, not returned: the load can still be measured.
 func measureCeiling(ctx context.Context, cfg Config, s *scratch, say func(string, ...any)) *CeilingReport {
 	c := &CeilingReport{Seconds: cfg.CeilingDuration.Seconds()}
+	say("measuring the skeleton for %s (%d clients)", cfg.CeilingDuration, cfg.Concurrency)
+	sk, err := measureSkeleton(ctx, s.DatabaseURL, s.AMQPURL, cfg.Concurrency, cfg.CeilingDuration, time.Minute)
+	c.Skeleton = &sk
+	if err != nil {
+		c.Error = err.Error()
+		return c
+	}
+	// The skeleton leaves work behind (tables and a queue to drop), as the ceiling does.
+	if waited, quiet := waitQuiet(ctx, quietBusy, settleLimit); quiet {
+		say("the machine was quiet again %s after the skeleton", waited.Round(time.Second))
+	}
 	say("measuring the AMQP ceiling for %s (%d publishers)", cfg.CeilingDuration, cfg.Concurrency)
 	a, err := measureAMQP(ctx, s.AMQPURL, cfg.Concurrency, cfg.CeilingDuration)
 	if err != nil {

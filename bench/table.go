@@ -203,6 +203,12 @@ func (r *Report) ceilingRows(t table) {
 	if c.Error != "" {
 		t.row("  failed", c.Error, "")
 	}
+	if sk := c.Skeleton; sk != nil {
+		t.row(fmt.Sprintf("  skeleton, %d clients, %d workers", sk.Clients, sk.Workers),
+			fmt.Sprintf("delivered %s", rate(sk.DeliveredPerSec)),
+			fmt.Sprintf("%d accepted, %d delivered", sk.Accepted, sk.Delivered))
+		t.row("  delivered/s ÷ skeleton delivered/s", ratio(c.DeliveredOverSkeleton), "Herald's share of the work its guarantees need")
+	}
 	if a := c.AMQP; a != nil {
 		t.row(fmt.Sprintf("  AMQP quorum queue, %d publishers", a.Publishers),
 			fmt.Sprintf("published %s (confirms, window %d)", rate(a.PublishedPerSec), a.ConfirmWindow),
