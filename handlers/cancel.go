@@ -113,7 +113,7 @@ type Canceler struct {
 // with the stream's expected version, so that it and a worker's start of an attempt cannot both
 // be recorded after the same version.
 type Canceller struct {
-	log *events.Log
+	log CancelLog
 	db  events.Querier
 	// writeTimeout bounds the decision and the append; they run detached from the caller, so a
 	// client that hangs up learns nothing it could not ask again.
@@ -122,8 +122,20 @@ type Canceller struct {
 	idempotencyTTL time.Duration
 }
 
+// CancelLog is the event log as the canceller uses it (see events.Log).
+type CancelLog interface {
+	// Notification folds a stream and returns it with its events: ENOTFOUND when it is not a
+	// notification's.
+	Notification(ctx context.Context, stream string) (herald.Notification, []events.Recorded, error)
+	// Append adds events after version expected: ECONFLICT wrapping events.ErrConflict when
+	// the stream moved on.
+	Append(ctx context.Context, stream string, expected int64, md events.Metadata, evs ...events.Event) ([]events.Recorded, error)
+}
+
+var _ CancelLog = (*events.Log)(nil)
+
 // NewCanceller returns a canceller appending to log, which looks idempotency keys up in db.
-func NewCanceller(db events.Querier, log *events.Log) *Canceller {
+func NewCanceller(db events.Querier, log CancelLog) *Canceller {
 	return &Canceller{log: log, db: db, writeTimeout: 10 * time.Second, idempotencyTTL: DefaultIdempotencyTTL}
 }
 
