@@ -130,7 +130,7 @@ func printCancelResults(w io.Writer, output format, results []wire.CancelResult)
 		if r.Error != nil {
 			result, detail = "not cancelled", r.Error.Message
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.ID, result, orDash(r.Status), cell(detail, 120))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.ID, result, orDash(r.Status), cell(detail, 0))
 	}
 	return tw.Flush()
 }
