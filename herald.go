@@ -41,7 +41,7 @@ func ParseChannel(s string) (Channel, error) {
 
 // Status is where a notification is in its life: pending → processing → sent | failed, and
 // after sent what the provider or the recipient's mail server reported: delivered, undelivered,
-// bounced or complained.
+// bounced or complained. A notification that has not gone out may be cancelled instead.
 type Status string
 
 const (
@@ -53,11 +53,14 @@ const (
 	StatusBounced     Status = "bounced"
 	StatusComplained  Status = "complained"
 	StatusFailed      Status = "failed"
+	// StatusCancelled: the client or an operator called it off before it went out; nothing is
+	// sent after it.
+	StatusCancelled Status = "cancelled"
 )
 
 // Statuses lists every status in life order.
 var Statuses = []Status{StatusPending, StatusProcessing, StatusSent, StatusDelivered, StatusUndelivered,
-	StatusBounced, StatusComplained, StatusFailed}
+	StatusBounced, StatusComplained, StatusFailed, StatusCancelled}
 
 // ParseStatus returns the status named s, or an EINVALID error.
 func ParseStatus(s string) (Status, error) {
@@ -84,8 +87,8 @@ func (s Status) WasSent() bool {
 }
 
 // Terminal reports whether no delivery attempt can follow this status: it was sent (reports may
-// still follow), or it failed.
-func (s Status) Terminal() bool { return s.WasSent() || s == StatusFailed }
+// still follow), it failed, or it was cancelled.
+func (s Status) Terminal() bool { return s.WasSent() || s == StatusFailed || s == StatusCancelled }
 
 // Notification is the state of one notification, folded from its event stream. The status
 // projection stores the same fields; the log is the truth both are derived from.

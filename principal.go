@@ -11,9 +11,9 @@ import (
 type Scope string
 
 const (
-	ScopeSend    Scope = "send"    // POST notifications
+	ScopeSend    Scope = "send"    // POST notifications, and cancel the ones the key sent
 	ScopeRead    Scope = "read"    // read status, history, events and listings
-	ScopeOperate Scope = "operate" // work the poison queue, rebuilds, webhook endpoints and the suppression list over HTTP
+	ScopeOperate Scope = "operate" // work the poison queue, rebuilds, webhook endpoints and the suppression list over HTTP, and cancel any notification
 )
 
 // Scopes lists every scope.

@@ -45,6 +45,9 @@ func (v *visited) NotificationBounced(*events.NotificationBounced) { v.method = 
 func (v *visited) NotificationComplained(*events.NotificationComplained) {
 	v.method = "NotificationComplained"
 }
+func (v *visited) NotificationCancelled(*events.NotificationCancelled) {
+	v.method = "NotificationCancelled"
+}
 func (v *visited) WebhookEndpoint(e events.EndpointEvent) { e.AcceptEndpoint(v) }
 func (v *visited) WebhookEndpointCreated(*events.WebhookEndpointCreated) {
 	v.method = "WebhookEndpointCreated"
@@ -187,6 +190,7 @@ func everyEvent() []events.Event {
 		&events.NotificationBounced{Kind: events.BounceHard, Status: "5.1.1", Diagnostic: "smtp; 550 5.1.1 user unknown",
 			ReportingMTA: "mx.example.com", Recipient: "ada@example.com", ReportID: "r1"},
 		&events.NotificationComplained{FeedbackType: "abuse", ReportingMTA: "fbl.example.net", UserAgent: "FBL/1.0", ReportID: "r2"},
+		&events.NotificationCancelled{Actor: "apikey:shop", Reason: "order withdrawn"},
 		&events.WebhookEndpointCreated{URL: "https://hooks.example.com/herald", Description: "shop",
 			EventTypes: []string{events.TypeNotificationSent, events.TypeNotificationFailed}},
 		&events.WebhookEndpointUpdated{URL: ptr("https://hooks.example.com/v2"), Description: ptr(""),

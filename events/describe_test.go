@@ -57,6 +57,8 @@ func TestDescribe(t *testing.T) {
 		{&events.WebhookEndpointUpdated{URL: ptr("https://b.example.com/"), EventTypes: ptr([]string{})},
 			"changed url https://b.example.com/, events all events"},
 		{&events.WebhookEndpointUpdated{Description: ptr("billing")}, `changed description "billing"`},
+		{&events.NotificationCancelled{Actor: "apikey:shop", Reason: "order withdrawn"}, "cancelled by apikey:shop: order withdrawn"},
+		{&events.NotificationCancelled{Actor: "ops"}, "cancelled by ops: no reason given"},
 		{&events.WebhookEndpointDisabled{Cause: events.DisabledByOperator, Reason: "receiver moved"}, "disabled by operator: receiver moved"},
 		{&events.WebhookEndpointDisabled{Cause: events.DisabledFailing, Reason: "no success for 120h0m0s",
 			FailingSince: ptr(time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC))},

@@ -140,6 +140,8 @@ func TestHistoryEntry(t *testing.T) {
 			entry("NotificationDiscarded", herald.StatusFailed, func(h *herald.HistoryEntry) { h.Actor, h.Reason = "ops", "gone" })},
 		{&events.NotificationRecovered{Actor: "system:reconciler", Reason: "stalled", Status: herald.StatusPending},
 			entry("NotificationRecovered", herald.StatusPending, func(h *herald.HistoryEntry) { h.Actor, h.Reason = "system:reconciler", "stalled" })},
+		{&events.NotificationCancelled{Actor: "apikey:shop", Reason: "order withdrawn"},
+			entry("NotificationCancelled", herald.StatusCancelled, func(h *herald.HistoryEntry) { h.Actor, h.Reason = "apikey:shop", "order withdrawn" })},
 	} {
 		if diff := cmp.Diff(tt.want, events.HistoryEntry(r(tt.e), tt.e)); diff != "" {
 			t.Errorf("HistoryEntry(%s) (-want +got):\n%s", tt.e.EventType(), diff)

@@ -124,7 +124,7 @@ func (d *Deliverer) WithClock(now func() time.Time) *Deliverer {
 // Deliver makes one delivery attempt for the notification cmd names.
 //
 // It returns nil when the notification is sent (now or before: redelivered commands are
-// acknowledged without sending again), an error wrapping ErrFinal when the notification failed
+// acknowledged without sending again) or was cancelled (acknowledged unsent), an error wrapping ErrFinal when the notification failed
 // for good or cmd is unusable, and any other error when the attempt failed and should be retried.
 // md is stamped on every event appended.
 func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, md events.Metadata) error {
@@ -191,6 +191,10 @@ func (d *Deliverer) start(ctx context.Context, cmd commands.SendNotification, md
 	switch {
 	case errors.Is(err, ErrAlreadySent):
 		d.logger.DebugContext(ctx, "redelivered command for a sent notification acknowledged", "notification_id", n.ID)
+		return n, false, nil
+	case errors.Is(err, ErrCancelled):
+		// Called off before it went out: nothing to send, nothing to park, nothing to record.
+		d.logger.InfoContext(ctx, "command of a cancelled notification acknowledged unsent", "notification_id", n.ID)
 		return n, false, nil
 	case errors.Is(err, ErrAlreadyFailed):
 		if reason, rerr := d.failureReason(ctx, n.ID); rerr == nil && reason == events.ReasonSuppressed {

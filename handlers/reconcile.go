@@ -77,7 +77,7 @@ func StallOf(recs []events.Recorded, now time.Time, waiting bool) Stall {
 // Its command was lost between the outbox and a worker — RabbitMQ dropped it, or it was purged
 // or parked — and nothing else would ever send it again.
 //
-// It returns ErrNotQueued, ErrAlreadySent, ErrAlreadyFailed, ErrNotStalled or ErrCommandWaiting
+// It returns ErrNotQueued, ErrAlreadySent, ErrAlreadyFailed, ErrCancelled, ErrNotStalled or ErrCommandWaiting
 // when the notification is to be left alone.
 func DecideRecover(n herald.Notification, s Stall, after time.Duration) ([]events.Event, error) {
 	switch {
@@ -87,6 +87,8 @@ func DecideRecover(n herald.Notification, s Stall, after time.Duration) ([]event
 		return nil, ErrAlreadySent
 	case n.Status == herald.StatusFailed:
 		return nil, ErrAlreadyFailed
+	case n.Status == herald.StatusCancelled:
+		return nil, ErrCancelled
 	case n.Status != herald.StatusPending && n.Status != herald.StatusProcessing:
 		// Only a notification waiting for a worker is owed a command.
 		return nil, fmt.Errorf("%w: %s waits for no worker", ErrNotStalled, n.Status)
@@ -253,7 +255,7 @@ func (r *Reconciler) recoverOne(ctx context.Context, id string, now time.Time, w
 	evs, err := DecideRecover(n, stall, r.policy.After)
 	switch {
 	case errors.Is(err, ErrNotStalled), errors.Is(err, ErrCommandWaiting),
-		errors.Is(err, ErrAlreadySent), errors.Is(err, ErrAlreadyFailed):
+		errors.Is(err, ErrAlreadySent), errors.Is(err, ErrAlreadyFailed), errors.Is(err, ErrCancelled):
 		// The read model lagged behind the log, or a command is on its way.
 		return false, nil
 	case err != nil:

@@ -104,6 +104,8 @@ type Server struct {
 	suppressions Suppressions
 	// templates are the stored templates, when the operators' API serves them.
 	templates Templates
+	// canceller calls off notifications, when the API serves the cancel endpoints.
+	canceller Canceller
 	auth      *auth
 	cfg       Config
 	logger    *slog.Logger
@@ -168,6 +170,9 @@ func (s *Server) Handler() http.Handler {
 		r.Route("/api/v1/notifications", func(r chi.Router) {
 			r.Use(s.authenticate)
 			r.With(s.require(herald.ScopeSend)).Post("/send", s.send)
+			if s.canceller != nil {
+				s.cancelRoutes(r)
+			}
 			r.Group(func(r chi.Router) {
 				r.Use(s.require(herald.ScopeRead))
 				r.Get("/", s.list)

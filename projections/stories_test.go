@@ -31,9 +31,19 @@ func story(ctx context.Context, log *events.Log, stream string) error {
 		attempts = 0
 		evs = append(evs, &events.NotificationRecovered{Actor: "system:reconciler", Reason: "lost again", Status: herald.StatusPending})
 	}
+	cancelled := &events.NotificationCancelled{Actor: "apikey:shop", Reason: "withdrawn"}
+	if attempts == 0 && rand.IntN(2) == 0 {
+		// Called off while it waited.
+		evs = append(evs, cancelled)
+	}
+attempts:
 	for a := 1; a <= attempts; a++ {
 		evs = append(evs, &events.NotificationProcessing{Attempt: a, Worker: "w"})
 		switch {
+		case a < attempts && rand.IntN(5) == 0:
+			// Called off between attempts.
+			evs = append(evs, &events.DeliveryAttemptFailed{Attempt: a, Provider: "p", Error: fmt.Sprintf("try %d", a)}, cancelled)
+			break attempts
 		case a < attempts:
 			evs = append(evs, &events.DeliveryAttemptFailed{Attempt: a, Provider: "p", Error: fmt.Sprintf("try %d", a)})
 		case rand.IntN(3) == 0:

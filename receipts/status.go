@@ -205,10 +205,11 @@ func (r *Recorder) recordNamed(ctx context.Context, cb StatusCallback) (Outcome,
 		switch {
 		case n.Channel != herald.ChannelSMS:
 			return OutcomeUnmatched, nil
-		case n.Status == herald.StatusFailed:
-			// The gateway took a message Herald gave up on (an attempt that timed out, say): the
-			// recipient may well have it. The story stays failed; an operator should know.
-			r.logger.WarnContext(ctx, "sms status report for a notification recorded failed; nothing recorded",
+		case n.Status == herald.StatusFailed, n.Status == herald.StatusCancelled:
+			// The gateway took a message Herald gave up on, or that was cancelled between attempts
+			// (an attempt that timed out, say): the recipient may well have it. The story stays as
+			// it ends; an operator should know.
+			r.logger.WarnContext(ctx, "sms status report for a notification recorded "+string(n.Status)+"; nothing recorded",
 				"notification_id", id, "provider_message_id", cb.MessageSID, "reported", cb.MessageStatus,
 				"correlation_id", herald.CorrelationID(ctx))
 			return OutcomeUnmatched, nil

@@ -428,6 +428,15 @@ func TestRecordNamedWritesNothing(t *testing.T) {
 		&events.NotificationFailed{Attempt: 1, Provider: "http-sms", Reason: events.ReasonAttemptsExhausted, Error: "timeout"}); err != nil {
 		t.Fatal(err)
 	}
+	// Cancelled between attempts: the gateway may have taken the attempt whose answer was lost.
+	cancelled := uuid.Must(uuid.NewV7()).String()
+	if _, err := log.Append(t.Context(), cancelled, 0, events.Metadata{},
+		&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+15550100002", Content: "hi", Body: "hi"},
+		&events.NotificationProcessing{Attempt: 1},
+		&events.DeliveryAttemptFailed{Attempt: 1, Provider: "http-sms", Error: "timeout"},
+		&events.NotificationCancelled{Actor: "apikey:shop"}); err != nil {
+		t.Fatal(err)
+	}
 	email := uuid.Must(uuid.NewV7()).String()
 	if _, err := log.Append(t.Context(), email, 0, events.Metadata{},
 		&events.NotificationQueued{Channel: herald.ChannelEmail, Recipient: "a@example.com", Content: "hi", Body: "hi"},
@@ -444,6 +453,7 @@ func TestRecordNamedWritesNothing(t *testing.T) {
 		// Another message of the same notification: the one recorded tells its story.
 		{"sent as another message", named(sent, delivered("SMother")), receipts.OutcomeMismatched, ""},
 		{"failed", named(failed, delivered("SMfailed")), receipts.OutcomeUnmatched, ""},
+		{"cancelled", named(cancelled, delivered("SMcancelled")), receipts.OutcomeUnmatched, ""},
 		{"an email", named(email, delivered("SMlookalike")), receipts.OutcomeUnmatched, ""},
 		{"unknown notification", named(uuid.Must(uuid.NewV7()).String(), delivered("SMrecorded")), receipts.OutcomeUnmatched, ""},
 		{"intermediate", named(sent, receipts.StatusCallback{MessageSID: "SMrecorded", MessageStatus: "sent"}), receipts.OutcomeIntermediate, ""},

@@ -61,6 +61,7 @@ type replayedCounts struct {
 	Bounced     int `json:"bounced"`
 	Complained  int `json:"complained"`
 	Failed      int `json:"failed"`
+	Cancelled   int `json:"cancelled"`
 }
 
 // replayedAll is what replay writes in json for every notification.

@@ -16,18 +16,19 @@ import (
 	"github.com/herald-notify/herald/wire"
 )
 
-// notificationsCommand groups the commands that read notifications as the API serves them: from
-// the read models, for an operator with a shell but no API key.
+// notificationsCommand groups the commands that read notifications as the API serves them (from
+// the read models) and cancel them, for an operator with a shell but no API key.
 func notificationsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "notifications",
-		Short: "Show a notification's status and history as the API serves them",
+		Short: "Show a notification's status and history as the API serves them, or cancel it",
 		Long: `notifications reads the status and history read models, as the API's GET
 /api/v1/notifications/{id}/status and /history do, from the database directly: for an operator
 with a shell on the machine but no API key. "herald events replay --stream ID" answers the same
-from the event log, as of an instant.`,
+from the event log, as of an instant. "cancel" calls off notifications that have not gone out,
+as POST /api/v1/notifications/{id}/cancel does.`,
 	}
-	cmd.AddCommand(notificationsShowCommand())
+	cmd.AddCommand(notificationsShowCommand(), notificationsCancelCommand())
 	return cmd
 }
 

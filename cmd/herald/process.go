@@ -319,6 +319,7 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 
 	srv := cfg.newServer(pr, acc, projections.NewReader(pool, log))
 	srv.WithOperator(newOperator(pool, log, cfg.amqp.URL, logger))
+	srv.WithCanceller(handlers.NewCanceller(pool, log).WithIdempotencyTTL(cfg.http.IdempotencyTTL))
 	srv.WithAuth(apikeys.NewStore(pool), heraldhttp.RateLimit{
 		Requests: cfg.http.RateLimit, Window: cfg.http.RateWindow, PerAddress: cfg.http.AddressLimit})
 	srv.WithRebuilds(projections.NewJobs(ctx, projections.NewRebuilder(pool, log, 5000, logger), log))

@@ -20,6 +20,7 @@ type replayCounts struct {
 	Bounced     int `json:"bounced"`
 	Complained  int `json:"complained"`
 	Failed      int `json:"failed"`
+	Cancelled   int `json:"cancelled"`
 }
 
 // add counts one notification of status s.
@@ -41,6 +42,8 @@ func (c *replayCounts) add(s herald.Status) {
 		c.Complained++
 	case herald.StatusFailed:
 		c.Failed++
+	case herald.StatusCancelled:
+		c.Cancelled++
 	}
 }
 
