@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,20 +51,39 @@ func (c failoverConfig) validate() error {
 	return errors.Join(errs...)
 }
 
+// validateFailover checks the failover URLs of the channels that deliver through a real
+// provider, before anything connects. Its errors name the setting and the URL's place in it,
+// never the URL: it may carry a password.
+func (c providerConfig) validateFailover() error {
+	var errs []error
+	for _, ch := range []herald.Channel{herald.ChannelEmail, herald.ChannelSMS} {
+		flag, urls, primary := c.failoverURLs(ch)
+		for i, raw := range urls {
+			if _, err := c.secondary(ch, raw, fmt.Sprintf("%s-%d", primary, i+2), 1, gatewayConfig{}); err != nil {
+				errs = append(errs, fmt.Errorf("%s: URL %d of %d: %w", flag, i+1, len(urls), err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// failoverURLs returns the failover setting of channel ch, its URLs and the primary's name; no
+// URLs when the channel delivers to the log.
+func (c providerConfig) failoverURLs(ch herald.Channel) (flag string, urls []string, primary string) {
+	switch {
+	case ch == herald.ChannelEmail && c.Email == "smtp":
+		return "--smtp-failover-urls", splitURLList(c.Failover.SMTPURLs), cmp.Or(c.SMTP.Name, "smtp")
+	case ch == herald.ChannelSMS && c.SMS == "http":
+		return "--sms-failover-urls", splitURLList(c.Failover.SMSURLs), cmp.Or(c.HTTP.Name, delivery.HTTPSMSName)
+	}
+	return "", nil, ""
+}
+
 // failover returns the failover of channel ch from primary, its provider, through the
 // secondaries its failover setting lists; nil when it lists none, or when the channel delivers
 // to the log.
 func (c providerConfig) failover(ch herald.Channel, primary delivery.Provider, concurrency int, gateway gatewayConfig, secrets *redact.Secrets) (*delivery.Failover, error) {
-	var (
-		flag string
-		urls []string
-	)
-	switch {
-	case ch == herald.ChannelEmail && c.Email == "smtp":
-		flag, urls = "--smtp-failover-urls", splitURLList(c.Failover.SMTPURLs)
-	case ch == herald.ChannelSMS && c.SMS == "http":
-		flag, urls = "--sms-failover-urls", splitURLList(c.Failover.SMSURLs)
-	}
+	flag, urls, _ := c.failoverURLs(ch)
 	if len(urls) == 0 {
 		return nil, nil
 	}

@@ -71,7 +71,7 @@ func (c workerConfig) validate() error {
 	if c.RetryJitter < 0 || c.RetryJitter >= 1 {
 		errs = append(errs, fmt.Errorf("--retry-jitter %g: want 0 ≤ jitter < 1", c.RetryJitter))
 	}
-	errs = append(errs, c.Providers.Failover.validate())
+	errs = append(errs, c.Providers.Failover.validate(), c.Providers.validateFailover())
 	return errors.Join(errs...)
 }
 
