@@ -105,7 +105,7 @@ type Source interface {
 var _ Source = (*delivery.Failover)(nil)
 
 // Run publishes the breakers of sources as process every interval, and at once when one changes
-// state, until ctx ends; then it forgets them. A failed write is logged and tried again at the
+// state (logging the change), until ctx ends; then it forgets them. A failed write is logged and tried again at the
 // next turn: the breakers work whether or not they are seen.
 func (s *Store) Run(ctx context.Context, process string, sources []Source, interval time.Duration, logger *slog.Logger) error {
 	changed := make(chan struct{}, 1)
@@ -124,10 +124,25 @@ func (s *Store) Run(ctx context.Context, process string, sources []Source, inter
 			}
 		}()
 	}
+	// Each change of state is logged once, here, where the states are read: a breaker that
+	// opens is what an operator wants to hear about.
+	last := map[[2]string]string{}
 	publish := func() {
 		var all []delivery.BreakerStatus
 		for _, src := range sources {
 			all = append(all, src.Status()...)
+		}
+		for _, st := range all {
+			key := [2]string{st.Channel, st.Provider}
+			if prev, seen := last[key]; seen && prev != st.State {
+				level := slog.LevelInfo
+				if st.State == delivery.BreakerOpen {
+					level = slog.LevelWarn
+				}
+				logger.Log(ctx, level, "provider circuit breaker changed state", "channel", st.Channel, "provider", st.Provider,
+					"from", prev, "to", st.State, "consecutive_failures", st.ConsecutiveFailures, "last_error", st.LastError)
+			}
+			last[key] = st.State
 		}
 		wctx, cancel := context.WithTimeout(ctx, interval)
 		defer cancel()

@@ -1,9 +1,10 @@
 package breakers_test
 
 import (
+	"bytes"
 	"context"
-	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,8 +132,9 @@ func TestRunPublishesAtOnceOnChangeAndForgetsAtStop(t *testing.T) {
 		last: []delivery.BreakerStatus{{Channel: "sms", Provider: "http-sms", State: delivery.BreakerClosed, ChangedAt: time.Now()}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	var logged bytes.Buffer // read once Run has returned
 	go func() {
-		done <- store.Run(ctx, "host/9", []breakers.Source{src}, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		done <- store.Run(ctx, "host/9", []breakers.Source{src}, time.Hour, slog.New(slog.NewTextHandler(&logged, nil)))
 	}()
 
 	state := func() (string, error) {
@@ -159,5 +161,8 @@ func TestRunPublishesAtOnceOnChangeAndForgetsAtStop(t *testing.T) {
 	rows, err := store.List(context.Background(), time.Minute)
 	if err != nil || len(rows) != 0 {
 		t.Errorf("after stop: rows %+v, err %v; want none", rows, err)
+	}
+	if want := `level=WARN msg="provider circuit breaker changed state" channel=sms provider=http-sms from=closed to=open`; !strings.Contains(logged.String(), want) {
+		t.Errorf("log:\n%s\nwant a line with %s", logged.String(), want)
 	}
 }

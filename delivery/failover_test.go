@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -266,5 +267,90 @@ func TestNewFailoverRefusesTwoProvidersOfOneName(t *testing.T) {
 	_, err := delivery.NewFailover(herald.ChannelEmail, delivery.BreakerConfig{}, newSMTP(t, sink, nil), newSMTP(t, sink, nil))
 	if err == nil || !strings.Contains(err.Error(), `two providers are named "smtp"`) {
 		t.Fatalf("err = %v, want two providers named smtp", err)
+	}
+}
+
+// scripted is a provider whose answer the test sets: send is called with each message.
+type scripted struct {
+	name string
+	send func(ctx context.Context) (string, error)
+}
+
+func (p *scripted) Name() string { return p.name }
+func (p *scripted) Send(ctx context.Context, _ delivery.Message) (string, error) {
+	return p.send(ctx)
+}
+
+// TestHalfOpenLetsOneTrialThrough: while the primary's trial is under way, the other attempts go
+// to the secondary instead of piling onto a provider that may still be down; the trial's success
+// closes the breaker.
+func TestHalfOpenLetsOneTrialThrough(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var healthy atomic.Bool
+	primary := &scripted{name: "a", send: func(context.Context) (string, error) {
+		if !healthy.Load() {
+			return "", errors.New("connection refused")
+		}
+		entered <- struct{}{}
+		<-release
+		return "a-id", nil
+	}}
+	secondary := &scripted{name: "b", send: func(context.Context) (string, error) { return "b-id", nil }}
+	f, err := delivery.NewFailover(herald.ChannelEmail, delivery.BreakerConfig{Failures: 1, Timeout: 50 * time.Millisecond}, primary, secondary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, route, err := f.SendVia(ctx, email("n1", "x@example.net")); err != nil || route.Provider != "b" {
+		t.Fatalf("first send: route %+v, err %v; want b", route, err)
+	}
+	heraldtest.Eventually(t, 5*time.Second, "a's breaker to turn half-open", func() (bool, error) {
+		s := state(t, f, "a")
+		return s.State == delivery.BreakerHalfOpen, fmt.Errorf("state %s", s.State)
+	})
+	healthy.Store(true)
+	trial := make(chan delivery.Route, 1)
+	go func() {
+		_, route, _ := f.SendVia(ctx, email("n2", "x@example.net"))
+		trial <- route
+	}()
+	<-entered
+	_, route, err := f.SendVia(ctx, email("n3", "x@example.net"))
+	if err != nil || route.Provider != "b" || !strings.Contains(route.FailedOverFrom[0].Error, "circuit breaker open") {
+		t.Fatalf("send during the trial: route %+v, err %v; want b after a's breaker", route, err)
+	}
+	close(release)
+	if r := <-trial; r.Provider != "a" || len(r.FailedOverFrom) != 0 {
+		t.Errorf("trial route %+v, want a alone", r)
+	}
+	if s := state(t, f, "a"); s.State != delivery.BreakerClosed {
+		t.Errorf("a's breaker is %s after a successful trial, want closed", s.State)
+	}
+}
+
+// TestCancelledAttemptIsNotTheProvidersFault: an attempt cancelled by a shutdown neither counts
+// against the provider nor moves on to the next one.
+func TestCancelledAttemptIsNotTheProvidersFault(t *testing.T) {
+	var secondaryCalls atomic.Int32
+	primary := &scripted{name: "a", send: func(ctx context.Context) (string, error) {
+		<-ctx.Done()
+		return "", fmt.Errorf("send: %w", ctx.Err())
+	}}
+	secondary := &scripted{name: "b", send: func(context.Context) (string, error) { secondaryCalls.Add(1); return "b-id", nil }}
+	f, err := delivery.NewFailover(herald.ChannelEmail, delivery.BreakerConfig{Failures: 1, Timeout: time.Minute}, primary, secondary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, route, err := f.SendVia(ctx, email("n1", "x@example.net"))
+	if !errors.Is(err, context.Canceled) || route.Provider != "a" {
+		t.Fatalf("route %+v, err %v; want a's cancellation", route, err)
+	}
+	if n := secondaryCalls.Load(); n != 0 {
+		t.Errorf("b called %d times after the attempt was cancelled, want 0", n)
+	}
+	if s := state(t, f, "a"); s.State != delivery.BreakerClosed || s.ConsecutiveFailures != 0 {
+		t.Errorf("a's breaker = %+v after a cancelled attempt, want closed with no failures", s)
 	}
 }
