@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/herald-notify/herald"
@@ -27,7 +28,7 @@ type failoverConfig struct {
 // register binds the failover settings to the command's flags.
 func (c *failoverConfig) register(s *settings) {
 	s.URLList(&c.SMTPURLs, "smtp-failover-urls", "HERALD_SMTP_FAILOVER_URLS",
-		"secondary SMTP relays, comma-separated, tried in order when the primary fails: smtp://USER:PASSWORD@HOST:PORT?tls=starttls&from=ADDR&name=NAME (smtps:// for implicit TLS; unset keys come from the --smtp-* settings; default names smtp-2, smtp-3, …)")
+		"secondary SMTP relays, comma-separated, tried in order when the primary fails: smtp://USER:PASSWORD@HOST:PORT?tls=starttls&from=ADDR&name=NAME (smtps:// for implicit TLS; other keys come from the --smtp-* settings, but the credentials; default names smtp-2, smtp-3, …)")
 	s.URLList(&c.SMSURLs, "sms-failover-urls", "HERALD_SMS_FAILOVER_URLS",
 		"secondary SMS gateways, comma-separated, tried in order when the primary fails: https://ACCOUNT_SID:AUTH_TOKEN@HOST?from=NUMBER&name=NAME (unset keys come from the --sms-* settings; default names http-sms-2, http-sms-3, …)")
 	s.Int(&c.Breaker.Failures, "breaker-failures", "HERALD_BREAKER_FAILURES", 5, "transient failures in a row that open a provider's circuit breaker (with failover URLs only)")
@@ -77,6 +78,18 @@ func (c providerConfig) failoverURLs(ch herald.Channel) (flag string, urls []str
 		return "--sms-failover-urls", splitURLList(c.Failover.SMSURLs), cmp.Or(c.HTTP.Name, delivery.HTTPSMSName)
 	}
 	return "", nil, ""
+}
+
+// warnIgnoredFailover warns that channel ch, delivered to the log, has failover URLs that are
+// not used.
+func (c providerConfig) warnIgnoredFailover(ch herald.Channel, logger *slog.Logger) {
+	flag, urls := "--smtp-failover-urls", c.Failover.SMTPURLs
+	if ch == herald.ChannelSMS {
+		flag, urls = "--sms-failover-urls", c.Failover.SMSURLs
+	}
+	if len(splitURLList(urls)) > 0 {
+		logger.Warn(flag+" ignored: the channel is delivered to the log", "channel", string(ch))
+	}
 }
 
 // failover returns the failover of channel ch from primary, its provider, through the

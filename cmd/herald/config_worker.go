@@ -181,6 +181,7 @@ func (c providerConfig) build(channels []herald.Channel, concurrency int, gatewa
 			p, err = delivery.NewHTTPSMS(cfg)
 		case ch == herald.ChannelEmail && c.Email == "log", ch == herald.ChannelSMS && c.SMS == "log":
 			p = delivery.NewLog(logger)
+			c.warnIgnoredFailover(ch, logger)
 		case ch == herald.ChannelEmail:
 			err = fmt.Errorf("--email-provider %q: want smtp or log", c.Email)
 		default:
