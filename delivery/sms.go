@@ -28,6 +28,8 @@ const (
 
 // SMSConfig configures the HTTP SMS provider for a Twilio-style gateway.
 type SMSConfig struct {
+	// Name identifies the gateway in events, logs and metrics. Empty means HTTPSMSName.
+	Name string
 	// URL is the gateway's base URL, e.g. https://api.twilio.com.
 	URL        string
 	AccountSID string
@@ -48,6 +50,7 @@ type SMSConfig struct {
 
 // HTTPSMS sends SMS through a Twilio-style HTTP gateway.
 type HTTPSMS struct {
+	name       string
 	endpoint   string
 	accountSID string
 	authToken  string
@@ -108,7 +111,12 @@ func NewHTTPSMS(cfg SMSConfig) (*HTTPSMS, error) {
 	if client == nil {
 		client = &http.Client{}
 	}
+	name := cfg.Name
+	if name == "" {
+		name = HTTPSMSName
+	}
 	return &HTTPSMS{
+		name:       name,
 		endpoint:   strings.TrimSuffix(base.String(), "/") + "/2010-04-01/Accounts/" + url.PathEscape(cfg.AccountSID) + "/Messages.json",
 		accountSID: cfg.AccountSID,
 		authToken:  cfg.AuthToken,
@@ -146,11 +154,12 @@ func StatusCallbackFor(base, id string) string {
 	return u
 }
 
-// HTTPSMSName is the name of the HTTP SMS provider in events and logs.
+// HTTPSMSName is the name of the HTTP SMS provider in events and logs, unless SMSConfig.Name
+// gives another.
 const HTTPSMSName = "http-sms"
 
-// Name returns HTTPSMSName.
-func (p *HTTPSMS) Name() string { return HTTPSMSName }
+// Name returns SMSConfig.Name: HTTPSMSName unless set.
+func (p *HTTPSMS) Name() string { return p.name }
 
 // Send posts m to the gateway and returns the sid it assigned. The notification id goes along as
 // the idempotency token, so a gateway that did accept an attempt we saw fail does not send the

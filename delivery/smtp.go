@@ -55,6 +55,8 @@ const HeaderNotificationID = "X-Herald-Notification-Id"
 
 // SMTPConfig configures the SMTP provider.
 type SMTPConfig struct {
+	// Name identifies the relay in events, logs and metrics. Empty means "smtp".
+	Name string
 	Host string
 	// Port defaults to 25 for TLSNone, 587 for TLSStartTLS and TLSRequire, 465 for TLSImplicit.
 	Port int
@@ -92,6 +94,7 @@ func ReturnPath(id, domain string) string { return "bounces+" + id + "@" + domai
 // Send takes one that is waiting, or opens one, and after a success puts it back to wait for the
 // next, up to MaxIdle of them and for IdleTimeout each. A connection carries one Send at a time.
 type SMTP struct {
+	name        string
 	host        string
 	port        int
 	username    string
@@ -193,6 +196,7 @@ func NewSMTP(cfg SMTPConfig) (*SMTP, error) {
 	}
 
 	return &SMTP{
+		name:        cmp.Or(cfg.Name, "smtp"),
 		host:        cfg.Host,
 		port:        cmp.Or(cfg.Port, defaultPort),
 		username:    cfg.Username,
@@ -207,8 +211,8 @@ func NewSMTP(cfg SMTPConfig) (*SMTP, error) {
 	}, nil
 }
 
-// Name returns "smtp".
-func (s *SMTP) Name() string { return "smtp" }
+// Name returns SMTPConfig.Name: "smtp" unless set.
+func (s *SMTP) Name() string { return s.name }
 
 // Send delivers m as a plain-text UTF-8 mail and returns its Message-ID without angle brackets:
 // NOTIFICATION_ID@DOMAIN. The id does not change between attempts, so a receiver that got an

@@ -3,6 +3,7 @@ package events
 import (
 	"cmp"
 	"fmt"
+	"strings"
 )
 
 // Describe says in a few words, on one line, what e records: what an auditor reads beside the
@@ -51,15 +52,27 @@ func (v *describer) NotificationProcessing(e *NotificationProcessing) {
 
 // NotificationSent: the attempt, the provider and its message id: attempt 2 sent via smtp, id <m@example.com>.
 func (v *describer) NotificationSent(e *NotificationSent) {
-	v.text = fmt.Sprintf("attempt %d sent%s", e.Attempt, via(e.Provider))
+	v.text = fmt.Sprintf("attempt %d sent%s%s", e.Attempt, via(e.Provider), failedOver(e.FailedOverFrom))
 	if e.ProviderMessageID != "" {
 		v.text += ", id " + e.ProviderMessageID
 	}
 }
 
+// failedOver names the providers an attempt failed over from: " (failed over from smtp)".
+func failedOver(from []PassedOver) string {
+	if len(from) == 0 {
+		return ""
+	}
+	names := make([]string, len(from))
+	for i, p := range from {
+		names[i] = p.Provider
+	}
+	return " (failed over from " + strings.Join(names, ", ") + ")"
+}
+
 // DeliveryAttemptFailed: the attempt, the provider and the error: attempt 1 failed via smtp: 421 try later.
 func (v *describer) DeliveryAttemptFailed(e *DeliveryAttemptFailed) {
-	v.text = fmt.Sprintf("attempt %d failed%s: %s", e.Attempt, via(e.Provider), e.Error)
+	v.text = fmt.Sprintf("attempt %d failed%s%s: %s", e.Attempt, via(e.Provider), failedOver(e.FailedOverFrom), e.Error)
 }
 
 // NotificationFailed: as a failed attempt, with why Herald gave up.
@@ -69,7 +82,7 @@ func (v *describer) NotificationFailed(e *NotificationFailed) {
 		v.text = "failed for good, not sent: " + e.Error
 		return
 	}
-	v.text = fmt.Sprintf("attempt %d failed for good (%s)%s: %s", e.Attempt, e.Reason, via(e.Provider), e.Error)
+	v.text = fmt.Sprintf("attempt %d failed for good (%s)%s%s: %s", e.Attempt, e.Reason, via(e.Provider), failedOver(e.FailedOverFrom), e.Error)
 }
 
 // NotificationRequeued: who requeued it, after how many attempts, and why.

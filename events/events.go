@@ -107,6 +107,17 @@ type NotificationSent struct {
 	Attempt           int    `json:"attempt"`
 	Provider          string `json:"provider"`
 	ProviderMessageID string `json:"provider_message_id,omitempty"`
+	// FailedOverFrom lists the providers the attempt went through before Provider took it.
+	FailedOverFrom []PassedOver `json:"failed_over_from,omitempty"`
+}
+
+// PassedOver is a provider an attempt failed over from, before the one its outcome names: the
+// channel has secondary providers, and this one failed transiently (Error is its error) or its
+// circuit breaker was open (Error says so). Attempt numbers count attempts, not providers: one
+// attempt may go through several.
+type PassedOver struct {
+	Provider string `json:"provider"`
+	Error    string `json:"error"`
 }
 
 // DeliveryAttemptFailed records a failed attempt that will be retried.
@@ -114,6 +125,9 @@ type DeliveryAttemptFailed struct {
 	Attempt  int    `json:"attempt"`
 	Provider string `json:"provider,omitempty"`
 	Error    string `json:"error"`
+	// FailedOverFrom lists the providers the attempt failed over from before Provider, whose
+	// error is Error.
+	FailedOverFrom []PassedOver `json:"failed_over_from,omitempty"`
 }
 
 // Reasons a notification failed for good.
@@ -131,6 +145,8 @@ type NotificationFailed struct {
 	Provider string `json:"provider,omitempty"`
 	Error    string `json:"error"`
 	Reason   string `json:"reason"`
+	// FailedOverFrom lists the providers the last attempt failed over from before Provider.
+	FailedOverFrom []PassedOver `json:"failed_over_from,omitempty"`
 }
 
 // NotificationRequeued records that an operator sent a failed notification back to its work

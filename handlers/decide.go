@@ -86,27 +86,40 @@ func DecideStart(n herald.Notification, p Policy, now time.Time, worker string) 
 // DecideOutcome returns the event that records how n's open attempt went: NotificationSent on
 // success, DeliveryAttemptFailed for a transient error with attempts left, NotificationFailed for a
 // permanent error or the last attempt.
-func DecideOutcome(n herald.Notification, p Policy, provider, providerMessageID string, sendErr error) ([]events.Event, error) {
+func DecideOutcome(n herald.Notification, p Policy, route delivery.Route, providerMessageID string, sendErr error) ([]events.Event, error) {
 	if n.Status != herald.StatusProcessing || !n.AttemptOpen {
 		return nil, fmt.Errorf("%w: notification %s is %s", ErrNoOpenAttempt, n.ID, n.Status)
 	}
+	provider, from := route.Provider, passedOver(route.FailedOverFrom)
 	switch {
 	case sendErr == nil:
 		return []events.Event{&events.NotificationSent{
-			Attempt: n.Attempts, Provider: provider, ProviderMessageID: providerMessageID,
+			Attempt: n.Attempts, Provider: provider, ProviderMessageID: providerMessageID, FailedOverFrom: from,
 		}}, nil
 	case delivery.IsPermanent(sendErr):
 		return []events.Event{&events.NotificationFailed{
-			Attempt: n.Attempts, Provider: provider, Error: sendErr.Error(), Reason: events.ReasonPermanentError,
+			Attempt: n.Attempts, Provider: provider, Error: sendErr.Error(), Reason: events.ReasonPermanentError, FailedOverFrom: from,
 		}}, nil
 	case roundAttempts(n) >= p.MaxAttempts:
 		return []events.Event{&events.NotificationFailed{
-			Attempt: n.Attempts, Provider: provider, Error: sendErr.Error(), Reason: events.ReasonAttemptsExhausted,
+			Attempt: n.Attempts, Provider: provider, Error: sendErr.Error(), Reason: events.ReasonAttemptsExhausted, FailedOverFrom: from,
 		}}, nil
 	}
 	return []events.Event{&events.DeliveryAttemptFailed{
-		Attempt: n.Attempts, Provider: provider, Error: sendErr.Error(),
+		Attempt: n.Attempts, Provider: provider, Error: sendErr.Error(), FailedOverFrom: from,
 	}}, nil
+}
+
+// passedOver is the route's failed-over providers as the events record them.
+func passedOver(from []delivery.PassedOver) []events.PassedOver {
+	if len(from) == 0 {
+		return nil
+	}
+	out := make([]events.PassedOver, len(from))
+	for i, p := range from {
+		out[i] = events.PassedOver{Provider: p.Provider, Error: p.Error}
+	}
+	return out
 }
 
 // DecideSuppressed returns start — the events DecideStart gave for n's next attempt — with

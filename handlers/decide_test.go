@@ -180,7 +180,7 @@ func TestDecideOutcome(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := handlers.DecideOutcome(given(tt.given...), policy, "p", tt.msgID, tt.sendErr)
+			got, err := handlers.DecideOutcome(given(tt.given...), policy, delivery.Route{Provider: "p"}, tt.msgID, tt.sendErr)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("error = %v, want %v", err, tt.wantErr)
 			}
@@ -288,7 +288,7 @@ func TestRequeueStartsANewRound(t *testing.T) {
 	}
 	// Two failures into the new round, the third attempt is still allowed, and its failure ends it.
 	round := append(requeued, processing(4), failedOnce(4), processing(5), failedOnce(5), processing(6))
-	out, err := handlers.DecideOutcome(given(round...), policy, "p", "", errors.New("503"))
+	out, err := handlers.DecideOutcome(given(round...), policy, delivery.Route{Provider: "p"}, "", errors.New("503"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +296,7 @@ func TestRequeueStartsANewRound(t *testing.T) {
 		t.Errorf("last attempt of the new round (-want +got):\n%s", diff)
 	}
 	mid := append(requeued, processing(4))
-	out, err = handlers.DecideOutcome(given(mid...), policy, "p", "", errors.New("503"))
+	out, err = handlers.DecideOutcome(given(mid...), policy, delivery.Route{Provider: "p"}, "", errors.New("503"))
 	if err != nil {
 		t.Fatal(err)
 	}

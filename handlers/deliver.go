@@ -142,9 +142,12 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 	sendCtx, cancelSend := detach(ctx)
 	defer cancelSend()
 	var msgID string
+	route := delivery.Route{Provider: provider.Name()}
 	files, sendErr := d.attachments(sendCtx, n)
 	if sendErr == nil {
-		msgID, sendErr = provider.Send(sendCtx, delivery.Message{
+		// A channel with secondary providers may send through another than its first: the
+		// route says which, and which it failed over from.
+		msgID, route, sendErr = delivery.SendVia(sendCtx, provider, delivery.Message{
 			NotificationID: n.ID,
 			Attempt:        n.Attempts,
 			Channel:        n.Channel,
@@ -156,7 +159,7 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 		})
 	}
 
-	outcome, err := DecideOutcome(n, d.policy, provider.Name(), msgID, sendErr)
+	outcome, err := DecideOutcome(n, d.policy, route, msgID, sendErr)
 	if err != nil {
 		return fmt.Errorf("deliver %s: %w", n.ID, err)
 	}
@@ -164,7 +167,7 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 	if err != nil {
 		return fmt.Errorf("deliver %s: record attempt %d: %w", n.ID, n.Attempts, err)
 	}
-	return d.report(ctx, n, provider.Name(), msgID, sendErr)
+	return d.report(ctx, n, route.Provider, msgID, sendErr)
 }
 
 // start loads the notification cmd names and records the start of its next attempt. send is

@@ -24,9 +24,9 @@ var ErrRoleOwnsLog = errors.New("the runtime role can act as the event log's own
 var ErrNoRole = errors.New("the runtime role does not exist")
 
 // GrantRuntime gives role — the one Herald's services connect as — exactly what they need on the
-// schema the migrations built: reading and writing the outbox, the read models, the offsets and
-// the API keys; reading and appending to the append-only tables; reading the schema version.
-// Privileges it held before are revoked first, so the grants are the same after every run. It
+// schema the migrations built: reading and writing the outbox, the read models, the offsets,
+// the API keys and the workers' circuit breaker states (provider_breakers); reading and
+// appending to the append-only tables; reading the schema version. Privileges it held before are revoked first, so the grants are the same after every run. It
 // must run as the tables' owner, after the migrations, and it runs in one transaction.
 //
 // The services never own a table: ownership is what would let them ALTER TABLE … DISABLE TRIGGER

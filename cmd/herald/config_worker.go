@@ -71,6 +71,7 @@ func (c workerConfig) validate() error {
 	if c.RetryJitter < 0 || c.RetryJitter >= 1 {
 		errs = append(errs, fmt.Errorf("--retry-jitter %g: want 0 ≤ jitter < 1", c.RetryJitter))
 	}
+	errs = append(errs, c.Providers.Failover.validate(), c.Providers.validateFailover())
 	return errors.Join(errs...)
 }
 
@@ -131,6 +132,8 @@ type providerConfig struct {
 	SMS   string
 	SMTP  delivery.SMTPConfig
 	HTTP  delivery.SMSConfig
+	// Failover holds the secondary providers of each channel and their circuit breakers.
+	Failover failoverConfig
 }
 
 // register binds the providers' settings to the command's flags.
@@ -151,13 +154,16 @@ func (c *providerConfig) register(s *settings) {
 	s.String(&c.HTTP.AccountSID, "sms-account-sid", "HERALD_SMS_ACCOUNT_SID", "", "SMS gateway account id")
 	s.String(&c.HTTP.From, "sms-from", "HERALD_SMS_FROM", "", "sender number of SMS, E.164")
 	s.Duration(&c.HTTP.Timeout, "sms-timeout", "HERALD_SMS_TIMEOUT", 20*time.Second, "SMS gateway request timeout")
+	c.Failover.register(s)
 }
 
 // build returns a provider for each channel, masking secrets in the errors they return: those
 // errors are recorded in the log and shown to API clients. The SMS gateway's token and where
-// its status reports go come from gateway.
-func (c providerConfig) build(channels []herald.Channel, concurrency int, gateway gatewayConfig, secrets *redact.Secrets, logger *slog.Logger) (map[herald.Channel]delivery.Provider, error) {
+// its status reports go come from gateway. A channel with secondary providers gets a failover
+// over all of them, returned in failovers too.
+func (c providerConfig) build(channels []herald.Channel, concurrency int, gateway gatewayConfig, secrets *redact.Secrets, logger *slog.Logger) (map[herald.Channel]delivery.Provider, []*delivery.Failover, error) {
 	out := map[herald.Channel]delivery.Provider{}
+	var failovers []*delivery.Failover
 	for _, ch := range channels {
 		var (
 			p   delivery.Provider
@@ -175,17 +181,27 @@ func (c providerConfig) build(channels []herald.Channel, concurrency int, gatewa
 			p, err = delivery.NewHTTPSMS(cfg)
 		case ch == herald.ChannelEmail && c.Email == "log", ch == herald.ChannelSMS && c.SMS == "log":
 			p = delivery.NewLog(logger)
+			c.warnIgnoredFailover(ch, logger)
 		case ch == herald.ChannelEmail:
 			err = fmt.Errorf("--email-provider %q: want smtp or log", c.Email)
 		default:
 			err = fmt.Errorf("--sms-provider %q: want http or log", c.SMS)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s provider: %w", ch, err)
+			return nil, nil, fmt.Errorf("%s provider: %w", ch, err)
 		}
-		out[ch] = delivery.Masked(p, secrets)
+		p = delivery.Masked(p, secrets)
+		f, err := c.failover(ch, p, concurrency, gateway, secrets)
+		if err != nil {
+			return nil, nil, err
+		}
+		if f != nil {
+			p = f
+			failovers = append(failovers, f)
+		}
+		out[ch] = p
 	}
-	return out, nil
+	return out, failovers, nil
 }
 
 // gatewayConfig is what the workers and the API share of the SMS gateway: its auth token, which

@@ -97,6 +97,7 @@ Run "herald migrate" once, then "herald all" for everything in one process, or "
 		bouncesCommand(),
 		suppressionsCommand(),
 		templatesCommand(),
+		providersCommand(),
 		versionCommand(),
 		benchCommand(),
 	)

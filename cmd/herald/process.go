@@ -281,12 +281,13 @@ func (cfg *processConfig) assemble(ctx context.Context, p parts, pr *process) ([
 func (cfg *processConfig) addWorkers(pr *process) error {
 	channels, _ := cfg.worker.channels()
 	cfg.worker.Providers.SMTP.BounceDomain = cfg.bounces.Domain
-	providers, err := cfg.worker.Providers.build(channels, cfg.worker.Concurrency, cfg.gateway, cfg.secrets(), pr.logger)
+	providers, failovers, err := cfg.worker.Providers.build(channels, cfg.worker.Concurrency, cfg.gateway, cfg.secrets(), pr.logger)
 	if err != nil {
 		return err
 	}
 	host, _ := os.Hostname()
 	worker := fmt.Sprintf("%s/%d", host, os.Getpid())
+	cfg.addBreakers(pr, worker, failovers)
 	deliverer := handlers.NewDeliverer(pr.log, providers, cfg.worker.policy(), worker, pr.logger).
 		WithSuppressions(suppressions.New(pr.pool)).WithFiles(attachments.New(pr.pool))
 	wc := cfg.worker.routerConfig()

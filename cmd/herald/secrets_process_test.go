@@ -48,6 +48,9 @@ func secretsInRunning(t *testing.T, p planted, secrets map[string]string) {
 		// A wrong password: RabbitMQ refuses the connection, a dead dependency.
 		"HERALD_AMQP_URL": heraldtest.NewVHost(t),
 		"HERALD_SMS_URL":  "http://sid@127.0.0.1:1/",
+		// Secondaries that parse, so the process starts with failover and its breakers.
+		"HERALD_SMTP_FAILOVER_URLS": failoverSMTPBase,
+		"HERALD_SMS_FAILOVER_URLS":  "http://sid2@127.0.0.1:1/",
 	}
 	env := p.env(secrets, bases, false)
 	addr := freeAddr(t)

@@ -153,9 +153,13 @@ func hasSecret(path []string) bool {
 
 // The built-in defaults, as bases for the planted URLs.
 var defaultBases = map[string]string{
-	"HERALD_DATABASE_URL": defaultDatabaseURL,
-	"HERALD_AMQP_URL":     defaultAMQPURL,
+	"HERALD_DATABASE_URL":       defaultDatabaseURL,
+	"HERALD_AMQP_URL":           defaultAMQPURL,
+	"HERALD_SMTP_FAILOVER_URLS": failoverSMTPBase,
 }
+
+// failoverSMTPBase is the base of the planted secondary relay: an SMTP URL, as the setting wants.
+const failoverSMTPBase = "smtp://herald@127.0.0.1:1/?tls=none"
 
 // TestSecretsNeverPrinted plants a password in every secret setting and reads everything herald
 // prints on every path: every command's --help, version, every command failing to start on

@@ -53,6 +53,37 @@ func (s *settings) URL(p *string, flag, env, def, usage string) {
 	s.markSecret(flag, secretURL, def)
 }
 
+// URLList is String for a comma-separated list of connection URLs, each of which may carry a
+// password: no password shows in --help, and each is masked in every log line and error of the
+// process (see secrets). A comma inside a URL is escaped as %2C.
+func (s *settings) URLList(p *string, flag, env, usage string) {
+	s.String(p, flag, env, "", usage)
+	if f := s.fs.Lookup(flag); f.DefValue != "" {
+		f.DefValue = redactURLList(*p)
+	}
+	s.markSecret(flag, secretURLList, "")
+}
+
+// splitURLList splits a URLList setting's value into its URLs, trimmed, leaving out empty ones.
+func splitURLList(v string) []string {
+	var out []string
+	for _, u := range strings.Split(v, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// redactURLList is v with the password of each of its URLs masked.
+func redactURLList(v string) string {
+	urls := splitURLList(v)
+	for i, u := range urls {
+		urls[i] = redact.URL(u)
+	}
+	return strings.Join(urls, ",")
+}
+
 // Secret is String for a value that is a secret as a whole (a password, a token, a key): its
 // value never shows in --help, only whether it is set, and is masked wherever the process
 // would print it (see secrets).
@@ -73,10 +104,12 @@ func (s *settings) Secret(p *string, flag, env, usage string) {
 // or secretValue) and, for a URL, the compiled-in default, whose password is public.
 const secretAnnotation = "herald_secret"
 
-// The kinds of secret: a URL that may carry a password, or a value secret as a whole.
+// The kinds of secret: a URL that may carry a password, a list of them, or a value secret as a
+// whole.
 const (
-	secretURL   = "url"
-	secretValue = "value"
+	secretURL     = "url"
+	secretURLList = "urls"
+	secretValue   = "value"
 )
 
 // markSecret marks one of s's flags as a secret (see markSecret).
@@ -109,6 +142,10 @@ func flagSecrets(sets ...*pflag.FlagSet) *redact.Secrets {
 			case secretURL:
 				if v != a[1] {
 					values = append(values, redact.Password(v))
+				}
+			case secretURLList:
+				for _, u := range splitURLList(v) {
+					values = append(values, redact.Password(u))
 				}
 			}
 		})
