@@ -39,12 +39,14 @@ func ParseChannel(s string) (Channel, error) {
 	return "", Errorf(EINVALID, "unknown channel %q: want email or sms", s)
 }
 
-// Status is where a notification is in its life: pending → processing → sent | failed, and
-// after sent what the provider or the recipient's mail server reported: delivered, undelivered,
-// bounced or complained.
+// Status is where a notification is in its life: (scheduled →) pending → processing → sent |
+// failed, and after sent what the provider or the recipient's mail server reported: delivered,
+// undelivered, bounced or complained.
 type Status string
 
 const (
+	// StatusScheduled: accepted with a send_at still to come; the scheduler releases it then.
+	StatusScheduled   Status = "scheduled"
 	StatusPending     Status = "pending"
 	StatusProcessing  Status = "processing"
 	StatusSent        Status = "sent"
@@ -56,7 +58,7 @@ const (
 )
 
 // Statuses lists every status in life order.
-var Statuses = []Status{StatusPending, StatusProcessing, StatusSent, StatusDelivered, StatusUndelivered,
+var Statuses = []Status{StatusScheduled, StatusPending, StatusProcessing, StatusSent, StatusDelivered, StatusUndelivered,
 	StatusBounced, StatusComplained, StatusFailed}
 
 // ParseStatus returns the status named s, or an EINVALID error.
@@ -102,6 +104,9 @@ type Notification struct {
 	Attachments []Attachment
 
 	Status Status
+	// SendAt is when the client asked for it to be sent, zero when it asked for no time: it is
+	// scheduled until then.
+	SendAt time.Time
 	// Attempts counts the delivery attempts started so far, over every round.
 	Attempts int
 	// RoundStart is how many attempts were made before the current round: an operator's

@@ -45,6 +45,9 @@ func (v *visited) NotificationBounced(*events.NotificationBounced) { v.method = 
 func (v *visited) NotificationComplained(*events.NotificationComplained) {
 	v.method = "NotificationComplained"
 }
+func (v *visited) NotificationReleased(*events.NotificationReleased) {
+	v.method = "NotificationReleased"
+}
 func (v *visited) WebhookEndpoint(e events.EndpointEvent) { e.AcceptEndpoint(v) }
 func (v *visited) WebhookEndpointCreated(*events.WebhookEndpointCreated) {
 	v.method = "WebhookEndpointCreated"
@@ -174,7 +177,8 @@ func everyEvent() []events.Event {
 			Content: "Hello {{.n}}", Variables: map[string]any{"n": "Ada"}, RenderedSubject: "Hi Ada", Body: "Hello Ada",
 			HTML: "<p>Hello {{.n}}</p>", RenderedHTML: "<p>Hello Ada</p>",
 			APIKey: &events.APIKeyRef{ID: "k1", Name: "shop"}, Template: &events.TemplateRef{Name: "welcome", Version: 3},
-			Attachments: []events.AttachmentRef{{Filename: "a.pdf", ContentType: "application/pdf", Size: 3, SHA256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}}},
+			Attachments: []events.AttachmentRef{{Filename: "a.pdf", ContentType: "application/pdf", Size: 3, SHA256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}},
+			SendAt:      ptr(time.Date(2026, 12, 24, 18, 0, 0, 0, time.UTC))},
 		&events.NotificationProcessing{Attempt: 2, Worker: "host/1"},
 		&events.NotificationSent{Attempt: 2, Provider: "smtp", ProviderMessageID: "<m@example.com>"},
 		&events.DeliveryAttemptFailed{Attempt: 1, Provider: "smtp", Error: "421 try later"},
@@ -187,6 +191,7 @@ func everyEvent() []events.Event {
 		&events.NotificationBounced{Kind: events.BounceHard, Status: "5.1.1", Diagnostic: "smtp; 550 5.1.1 user unknown",
 			ReportingMTA: "mx.example.com", Recipient: "ada@example.com", ReportID: "r1"},
 		&events.NotificationComplained{FeedbackType: "abuse", ReportingMTA: "fbl.example.net", UserAgent: "FBL/1.0", ReportID: "r2"},
+		&events.NotificationReleased{SendAt: time.Date(2026, 12, 24, 18, 0, 0, 0, time.UTC)},
 		&events.WebhookEndpointCreated{URL: "https://hooks.example.com/herald", Description: "shop",
 			EventTypes: []string{events.TypeNotificationSent, events.TypeNotificationFailed}},
 		&events.WebhookEndpointUpdated{URL: ptr("https://hooks.example.com/v2"), Description: ptr(""),

@@ -25,6 +25,7 @@ type Visitor interface {
 	NotificationUndelivered(*NotificationUndelivered)
 	NotificationBounced(*NotificationBounced)
 	NotificationComplained(*NotificationComplained)
+	NotificationReleased(*NotificationReleased)
 	// WebhookEndpoint is called for every event of a webhook endpoint's stream, which says
 	// nothing about a notification; EndpointVisitor tells those events apart.
 	WebhookEndpoint(EndpointEvent)

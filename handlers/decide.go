@@ -59,6 +59,8 @@ func DecideStart(n herald.Notification, p Policy, now time.Time, worker string) 
 		return nil, ErrAlreadySent
 	case n.Status == herald.StatusFailed:
 		return nil, ErrAlreadyFailed
+	case n.Status == herald.StatusScheduled:
+		return nil, ErrScheduled
 	}
 
 	var out []events.Event

@@ -192,6 +192,9 @@ func (d *Deliverer) start(ctx context.Context, cmd commands.SendNotification, md
 	case errors.Is(err, ErrAlreadySent):
 		d.logger.DebugContext(ctx, "redelivered command for a sent notification acknowledged", "notification_id", n.ID)
 		return n, false, nil
+	case errors.Is(err, ErrScheduled):
+		d.logger.WarnContext(ctx, "command of a scheduled notification acknowledged without sending: its release queues its own", "notification_id", n.ID)
+		return n, false, nil
 	case errors.Is(err, ErrAlreadyFailed):
 		if reason, rerr := d.failureReason(ctx, n.ID); rerr == nil && reason == events.ReasonSuppressed {
 			// It failed because its recipient was suppressed, and that acknowledgement was lost:
