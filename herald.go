@@ -6,7 +6,8 @@
 // intents sent to workers), handlers (the decisions), projections (the read models), http (the
 // edge), wire (every JSON shape users see, for the API and the CLI alike), router (brokers, topics
 // and middleware), delivery (the providers), templates (the content language), attachments (the files
-// emails carry, stored once by hash), apikeys (who may
+// emails carry, stored once by hash), scheduler (the release of scheduled sends when they are
+// due), apikeys (who may
 // call the API), bounces (the email bounces and complaints that come back), redact (what is never
 // printed), postgres (connections to PostgreSQL), migrations (the schema), bench (the load tool
 // behind `herald bench`) and cmd/herald (wiring and the CLI's presentation).
