@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -11,6 +12,9 @@ import (
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
+	"github.com/herald-notify/herald/heraldtest"
+	"github.com/herald-notify/herald/router"
+	"github.com/herald-notify/herald/templatestore"
 )
 
 func TestDecideRelease(t *testing.T) {
@@ -195,5 +199,80 @@ func TestDecideStartScheduled(t *testing.T) {
 	n := given(&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123", Body: "Hi", SendAt: &at})
 	if evs, err := handlers.DecideStart(n, policy, t0, "w"); !errors.Is(err, handlers.ErrScheduled) {
 		t.Errorf("DecideStart(scheduled) = %v, %v; want %v", evs, err, handlers.ErrScheduled)
+	}
+}
+
+// send_at combines with everything else a send carries: a stored template by name with
+// attachments, and inline HTML with an idempotency key; each is scheduled, keeps what it
+// carries, and stores its files at once.
+func TestAcceptScheduledCombines(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := context.Background()
+	store := templatestore.New(db.Pool)
+	log := events.NewLog(db.Pool)
+	a := handlers.NewAcceptor(db.Pool, log, router.NewOutbox(nil), handlers.DefaultLimits).WithTemplates(store)
+	if _, err := store.Create(ctx, "welcome", templatestore.Draft{Channel: herald.ChannelEmail, Subject: "Welcome, {{.name}}",
+		Content: "Hello {{.name}}", Variables: []events.TemplateVariable{{Name: "name"}}}, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(10 * time.Minute)
+	for _, req := range []handlers.SendRequest{
+		{Type: "email", Recipient: "ada@example.com", Template: "welcome", Variables: map[string]any{"name": "Ada"},
+			Attachments: []handlers.Attachment{pdf("a.pdf", "%PDF-1 a")}, SendAt: &at},
+		{Type: "email", Recipient: "ada@example.com", HTML: "<p>Hi {{.name}}</p>", Variables: map[string]any{"name": "Ada"},
+			IdempotencyKey: "html-later", Attachments: []handlers.Attachment{pdf("b.pdf", "%PDF-1 b")}, SendAt: &at},
+	} {
+		acc, err := a.Accept(ctx, req)
+		if err != nil {
+			t.Fatalf("accept %+v: %v", req, err)
+		}
+		n, recs, err := log.Notification(ctx, acc.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := recs[0].Event()
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := e.(*events.NotificationQueued)
+		if n.Status != herald.StatusScheduled || q.SendAt == nil || !q.SendAt.Equal(at) || len(q.Attachments) != 1 ||
+			(req.Template != "" && (q.Template == nil || q.Template.Name != "welcome")) || (req.HTML != "" && q.RenderedHTML == "") {
+			t.Errorf("accepted %+v as %s: %+v", req, n.Status, q)
+		}
+	}
+	if got := countRows(t, db, "attachments"); got != 2 {
+		t.Errorf("%d files stored, want 2", got)
+	}
+	if got := countRows(t, db, "scheduled_notifications"); got != 2 {
+		t.Errorf("%d schedule rows, want 2", got)
+	}
+	if got := countRows(t, db, "outbox"); got != 0 {
+		t.Errorf("%d commands, want none before the release", got)
+	}
+}
+
+// The reconciler takes a scheduled notification for stalled however long it waits: it waits for
+// no worker, and has no command to lose. Nor is it one of the read model's candidates.
+func TestReconcilerLeavesScheduledAlone(t *testing.T) {
+	env := newReconcileEnv(t)
+	ctx := context.Background()
+	at := time.Now().Add(time.Hour)
+	scheduled := queue(t, env.log, &events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123",
+		Content: "hi", Body: "hi", SendAt: &at})
+	pending := env.accept(t, herald.ChannelSMS)
+	env.forwardAll(t)
+	env.project(t, 0, scheduled, pending)
+	heraldtest.Eventually(t, 10*time.Second, "both to be idle", func() (bool, error) {
+		var idle int
+		err := env.db.Pool.QueryRow(ctx, `SELECT count(*) FROM notification_status
+			WHERE updated_at < now() - $1::double precision * interval '1 second'`, reconcileAfter.Seconds()+0.1).Scan(&idle)
+		return idle == 2, err
+	})
+	report, err := env.rec.Reconcile(ctx)
+	if err != nil || report.Candidates != 1 || !cmp.Equal(report.Recovered, []string{pending}) {
+		t.Errorf("Reconcile = %+v, %v; want only %s a candidate, and recovered", report, err, pending)
+	}
+	if types := env.types(t, scheduled); len(types) != 1 {
+		t.Errorf("the scheduled notification's stream is %v, want its NotificationQueued alone", types)
 	}
 }
