@@ -92,8 +92,8 @@ func BenchmarkScheduled(b *testing.B) {
 
 // due writes n notifications scheduled a second ago, each with its NotificationQueued and its
 // schedule row, in one statement.
-func due(b *testing.B, db *heraldtest.Database, n int) {
-	b.Helper()
+func due(tb testing.TB, db *heraldtest.Database, n int) {
+	tb.Helper()
 	if _, err := db.Pool.Exec(context.Background(), `
 WITH ids AS (SELECT gen_random_uuid() AS id FROM generate_series(1, $1)),
 ev AS (
@@ -103,14 +103,14 @@ ev AS (
 			'send_at', to_jsonb(now() - interval '1 second')), '{"actor":"bench"}'::jsonb
 	FROM ids RETURNING stream_id)
 INSERT INTO scheduled_notifications (notification_id, due_at) SELECT stream_id, now() - interval '1 second' FROM ev`, n); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 }
 
 // benchmarkLateness schedules b.N notifications at 100 per second, each due a second after it is
 // accepted, with a scheduler running as serve runs it, and reports the lateness of their
-// releases (the release's time minus send_at, both on the database's clock... send_at on the
-// API's, the same machine's here) at the 50th and 99th percentiles and the worst.
+// releases (the release's time, on the database's clock, minus send_at, on the API's: the same
+// machine's here) at the 50th and 99th percentiles and the worst.
 func benchmarkLateness(b *testing.B, db *heraldtest.Database, acc *handlers.Acceptor) {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)

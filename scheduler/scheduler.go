@@ -143,8 +143,14 @@ func (s *Scheduler) Release(ctx context.Context) (Report, error) {
 		var done []string
 		for _, id := range owned {
 			released, err := s.releaseOne(ctx, tx, log, id, streams[id], now)
+			var unreadable *unreadableError
 			switch {
 			case errors.Is(err, handlers.ErrNotDue):
+				continue
+			case errors.As(err, &unreadable):
+				// One stream that cannot be folded must not hold back the rows after it: it
+				// stays, and is reported each round until someone looks.
+				s.logger.WarnContext(ctx, "scheduled notification left waiting: its stream cannot be read", "notification_id", id, "error", err)
 				continue
 			case errors.Is(err, handlers.ErrNotScheduled), errors.Is(err, handlers.ErrNotQueued), errors.Is(err, events.ErrConflict):
 				s.logger.InfoContext(ctx, "scheduled notification dropped without a release", "notification_id", id, "reason", err.Error())
@@ -178,7 +184,7 @@ func (s *Scheduler) releaseOne(ctx context.Context, tx pgx.Tx, log *events.Log, 
 	if events.IsNotificationStream(recs) {
 		var err error
 		if n, err = events.Fold(recs); err != nil {
-			return Released{}, err
+			return Released{}, &unreadableError{err}
 		}
 	}
 	evs, err := handlers.DecideRelease(n, now)
@@ -196,6 +202,12 @@ func (s *Scheduler) releaseOne(ctx context.Context, tx pgx.Tx, log *events.Log, 
 	}
 	return Released{ID: id, SendAt: n.SendAt, At: out[0].Time}, nil
 }
+
+// unreadableError is a stream the scheduler could not fold.
+type unreadableError struct{ err error }
+
+func (e *unreadableError) Error() string { return e.err.Error() }
+func (e *unreadableError) Unwrap() error { return e.err }
 
 // Run releases due notifications until ctx is done: round after round while they fill the
 // batch, then every interval.

@@ -157,3 +157,29 @@ func TestReleaseDropsWhatIsNoLongerScheduled(t *testing.T) {
 		t.Errorf("%d releases appended, want none", got)
 	}
 }
+
+// A stream that cannot be read holds back none of the rows due after it: the round releases
+// them, and leaves it for someone to look at.
+func TestReleaseGoesPastAnUnreadableStream(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := t.Context()
+	bad := "0193a4f2-7c1e-7000-8000-0000000000ba"
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data, metadata)
+		VALUES (gen_random_uuid(), $1, 1, 'NotificationQueued', '{"channel": 5}', '{}')`, bad); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO scheduled_notifications VALUES ($1, now() - interval '1 minute')`, bad); err != nil {
+		t.Fatal(err)
+	}
+	due(t, db, 3) // due a second ago: after the unreadable one
+	rep, err := scheduler.New(db.Pool, router.NewOutbox(nil), quiet).Release(ctx)
+	if err != nil {
+		t.Fatalf("a round with an unreadable stream failed: %v", err)
+	}
+	if len(rep.Released) != 3 || len(rep.Dropped) != 0 {
+		t.Errorf("report %+v: want the three readable ones released, the unreadable one left", rep)
+	}
+	if got := count(t, db, `SELECT count(*) FROM scheduled_notifications WHERE notification_id = '`+bad+`'`); got != 1 {
+		t.Errorf("the unreadable one's row is gone")
+	}
+}
