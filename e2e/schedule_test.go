@@ -66,6 +66,9 @@ func TestScheduledSendsSurviveAKill(t *testing.T) {
 	for _, s := range sends {
 		waitStatus(t, c.API, s.id, "sent", deliveryTimeout)
 	}
+	if got := metric(t, c.API+"/metrics", "herald_scheduler_releases_total", map[string]string{"outcome": "released"}); got != n {
+		t.Errorf("herald_scheduler_releases_total{outcome=\"released\"} = %v, want %d", got, n)
+	}
 	for _, s := range sends {
 		if got := d.SMTP.Received(s.recipient); len(got) != 1 || got[0].NotificationID != s.id {
 			t.Errorf("%s: the sink received %d messages for %s, want exactly one of it", s.id, len(got), s.recipient)
