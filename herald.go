@@ -6,7 +6,8 @@
 // intents sent to workers), handlers (the decisions), projections (the read models), http (the
 // edge), wire (every JSON shape users see, for the API and the CLI alike), router (brokers, topics
 // and middleware), delivery (the providers), templates (the content language), attachments (the files
-// emails carry, stored once by hash), apikeys (who may
+// emails carry, stored once by hash), scheduler (the release of scheduled sends when they are
+// due), apikeys (who may
 // call the API), bounces (the email bounces and complaints that come back), redact (what is never
 // printed), postgres (connections to PostgreSQL), migrations (the schema), bench (the load tool
 // behind `herald bench`) and cmd/herald (wiring and the CLI's presentation).
@@ -39,12 +40,15 @@ func ParseChannel(s string) (Channel, error) {
 	return "", Errorf(EINVALID, "unknown channel %q: want email or sms", s)
 }
 
-// Status is where a notification is in its life: pending → processing → sent | failed, and
-// after sent what the provider or the recipient's mail server reported: delivered, undelivered,
-// bounced or complained. A notification that has not gone out may be cancelled instead.
+// Status is where a notification is in its life: (scheduled →) pending → processing → sent |
+// failed, and after sent what the provider or the recipient's mail server reported: delivered,
+// undelivered, bounced or complained. A notification that has not gone out may be cancelled
+// instead.
 type Status string
 
 const (
+	// StatusScheduled: accepted with a send_at still to come; the scheduler releases it then.
+	StatusScheduled   Status = "scheduled"
 	StatusPending     Status = "pending"
 	StatusProcessing  Status = "processing"
 	StatusSent        Status = "sent"
@@ -59,8 +63,8 @@ const (
 )
 
 // Statuses lists every status in life order.
-var Statuses = []Status{StatusPending, StatusProcessing, StatusSent, StatusDelivered, StatusUndelivered,
-	StatusBounced, StatusComplained, StatusFailed, StatusCancelled}
+var Statuses = []Status{StatusScheduled, StatusPending, StatusProcessing, StatusSent, StatusDelivered,
+	StatusUndelivered, StatusBounced, StatusComplained, StatusFailed, StatusCancelled}
 
 // ParseStatus returns the status named s, or an EINVALID error.
 func ParseStatus(s string) (Status, error) {
@@ -105,6 +109,9 @@ type Notification struct {
 	Attachments []Attachment
 
 	Status Status
+	// SendAt is when the client asked for it to be sent, zero when it asked for no time: it is
+	// scheduled until then.
+	SendAt time.Time
 	// Attempts counts the delivery attempts started so far, over every round.
 	Attempts int
 	// RoundStart is how many attempts were made before the current round: an operator's

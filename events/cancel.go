@@ -11,7 +11,7 @@ import (
 const TypeNotificationCancelled = "NotificationCancelled"
 
 // NotificationCancelled records that the client that sent the notification, or an operator,
-// called it off before it went out: it was pending, or waiting between attempts, with no attempt
+// called it off before it went out: it was scheduled, pending, or waiting between attempts, with no attempt
 // in flight. It is appended with the stream's expected version, so it and the start of an attempt
 // (NotificationProcessing) cannot both follow the same version: exactly one wins. Nothing is sent
 // after it, and nothing follows it.

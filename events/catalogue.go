@@ -22,6 +22,7 @@ var catalogue = []func() Event{
 	func() Event { return new(NotificationBounced) },
 	func() Event { return new(NotificationComplained) },
 	func() Event { return new(NotificationCancelled) },
+	func() Event { return new(NotificationReleased) },
 	func() Event { return new(WebhookEndpointCreated) },
 	func() Event { return new(WebhookEndpointUpdated) },
 	func() Event { return new(WebhookEndpointDisabled) },

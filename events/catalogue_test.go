@@ -48,6 +48,9 @@ func (v *visited) NotificationComplained(*events.NotificationComplained) {
 func (v *visited) NotificationCancelled(*events.NotificationCancelled) {
 	v.method = "NotificationCancelled"
 }
+func (v *visited) NotificationReleased(*events.NotificationReleased) {
+	v.method = "NotificationReleased"
+}
 func (v *visited) WebhookEndpoint(e events.EndpointEvent) { e.AcceptEndpoint(v) }
 func (v *visited) WebhookEndpointCreated(*events.WebhookEndpointCreated) {
 	v.method = "WebhookEndpointCreated"
@@ -177,7 +180,8 @@ func everyEvent() []events.Event {
 			Content: "Hello {{.n}}", Variables: map[string]any{"n": "Ada"}, RenderedSubject: "Hi Ada", Body: "Hello Ada",
 			HTML: "<p>Hello {{.n}}</p>", RenderedHTML: "<p>Hello Ada</p>",
 			APIKey: &events.APIKeyRef{ID: "k1", Name: "shop"}, Template: &events.TemplateRef{Name: "welcome", Version: 3},
-			Attachments: []events.AttachmentRef{{Filename: "a.pdf", ContentType: "application/pdf", Size: 3, SHA256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}}},
+			Attachments: []events.AttachmentRef{{Filename: "a.pdf", ContentType: "application/pdf", Size: 3, SHA256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}},
+			SendAt:      ptr(time.Date(2026, 12, 24, 18, 0, 0, 0, time.UTC))},
 		&events.NotificationProcessing{Attempt: 2, Worker: "host/1"},
 		&events.NotificationSent{Attempt: 2, Provider: "smtp", ProviderMessageID: "<m@example.com>"},
 		&events.DeliveryAttemptFailed{Attempt: 1, Provider: "smtp", Error: "421 try later"},
@@ -191,6 +195,7 @@ func everyEvent() []events.Event {
 			ReportingMTA: "mx.example.com", Recipient: "ada@example.com", ReportID: "r1"},
 		&events.NotificationComplained{FeedbackType: "abuse", ReportingMTA: "fbl.example.net", UserAgent: "FBL/1.0", ReportID: "r2"},
 		&events.NotificationCancelled{Actor: "apikey:shop", Reason: "order withdrawn"},
+		&events.NotificationReleased{SendAt: time.Date(2026, 12, 24, 18, 0, 0, 0, time.UTC)},
 		&events.WebhookEndpointCreated{URL: "https://hooks.example.com/herald", Description: "shop",
 			EventTypes: []string{events.TypeNotificationSent, events.TypeNotificationFailed}},
 		&events.WebhookEndpointUpdated{URL: ptr("https://hooks.example.com/v2"), Description: ptr(""),

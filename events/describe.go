@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Describe says in a few words, on one line, what e records: what an auditor reads beside the
@@ -39,6 +40,9 @@ func (v *describer) NotificationQueued(e *NotificationQueued) {
 	}
 	if e.Template != nil {
 		v.text += " from template " + e.Template.String()
+	}
+	if e.SendAt != nil {
+		v.text += ", scheduled for " + e.SendAt.UTC().Format(time.RFC3339Nano)
 	}
 }
 

@@ -5,6 +5,7 @@ package events
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/herald-notify/herald"
 )
@@ -60,6 +61,9 @@ type NotificationQueued struct {
 	// Attachments are the files an email carries, in order, named by the SHA-256 of their bytes;
 	// the bytes are stored once each outside the log (package attachments). Absent when none.
 	Attachments []AttachmentRef `json:"attachments,omitempty"`
+	// SendAt, when set, is when the client asked for the notification to be sent: it is
+	// scheduled until then, and NotificationReleased follows when it is due.
+	SendAt *time.Time `json:"send_at,omitempty"`
 }
 
 // QueuedTemplateKeys are the JSON keys of NotificationQueued that hold the templates and the

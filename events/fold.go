@@ -50,6 +50,11 @@ func (v *evolver) NotificationQueued(e *NotificationQueued) {
 		v.n.Attachments = append(v.n.Attachments, herald.Attachment{Filename: a.Filename, ContentType: a.ContentType, Size: a.Size, SHA256: a.SHA256})
 	}
 	v.n.Status = herald.StatusPending
+	v.n.SendAt = time.Time{}
+	if e.SendAt != nil {
+		v.n.Status = herald.StatusScheduled
+		v.n.SendAt = *e.SendAt
+	}
 	v.n.CreatedAt = v.at
 }
 
@@ -138,7 +143,13 @@ var statusAfters visitors[statusAfter]
 // statusAfter is StatusAfter's Visitor: the status each event leaves a notification in.
 type statusAfter struct{ status herald.Status }
 
-func (v *statusAfter) NotificationQueued(*NotificationQueued) { v.status = herald.StatusPending }
+// NotificationQueued: scheduled when it names a time to send at, pending otherwise.
+func (v *statusAfter) NotificationQueued(e *NotificationQueued) {
+	v.status = herald.StatusPending
+	if e.SendAt != nil {
+		v.status = herald.StatusScheduled
+	}
+}
 
 func (v *statusAfter) NotificationProcessing(*NotificationProcessing) {
 	v.status = herald.StatusProcessing

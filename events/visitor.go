@@ -26,6 +26,7 @@ type Visitor interface {
 	NotificationBounced(*NotificationBounced)
 	NotificationComplained(*NotificationComplained)
 	NotificationCancelled(*NotificationCancelled)
+	NotificationReleased(*NotificationReleased)
 	// WebhookEndpoint is called for every event of a webhook endpoint's stream, which says
 	// nothing about a notification; EndpointVisitor tells those events apart.
 	WebhookEndpoint(EndpointEvent)

@@ -31,6 +31,9 @@ type SendRequest struct {
 	Template string
 	// Attachments are files to send with an email; never part of a stored template.
 	Attachments []Attachment
+	// SendAt, if set, is when to send: the notification is scheduled until then (see
+	// Limits.MaxScheduleAhead for how far ahead).
+	SendAt *time.Time
 	// IdempotencyKey, if set, makes a retried request safe: the same key with the same request
 	// answers with the notification created the first time.
 	IdempotencyKey string
@@ -65,6 +68,8 @@ type Acceptor struct {
 	idempotencyTTL time.Duration
 	// templates resolves the stored templates sends name; nil: sending by name is refused.
 	templates Templates
+	// now is the server's clock, against which a send_at must be in the future.
+	now func() time.Time
 }
 
 // Templates resolves a stored template's reference for a send (see templatestore.Store).
@@ -86,7 +91,7 @@ func (a *Acceptor) WithTemplates(ts Templates) *Acceptor {
 // NewAcceptor returns an acceptor writing through db.
 func NewAcceptor(db Beginner, log *events.Log, outbox Outbox, limits Limits) *Acceptor {
 	return &Acceptor{db: db, log: log, outbox: outbox, limits: limits, writeTimeout: 10 * time.Second,
-		idempotencyTTL: DefaultIdempotencyTTL}
+		idempotencyTTL: DefaultIdempotencyTTL, now: time.Now}
 }
 
 // WithIdempotencyTTL returns a copy of a that remembers idempotency keys for ttl.
@@ -138,7 +143,7 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error
 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.writeTimeout)
 	defer cancel()
-	cmd := commands.SendNotification{NotificationID: stream, Channel: queued.Channel}
+	cmd := SendCommand(events.Evolve(herald.Notification{}, events.Recorded{StreamID: stream, Version: 1}, queued))
 	if req.IdempotencyKey == "" {
 		if rec, ok, err := a.acceptInOneRoundTrip(ctx, stream, md, queued, files, cmd); ok {
 			if err != nil {
@@ -166,6 +171,9 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error
 		if recs, err = a.log.In(tx).Append(ctx, stream, 0, md, queued); err != nil {
 			return err
 		}
+		if queued.SendAt != nil {
+			return Schedule(ctx, tx, stream, *queued.SendAt)
+		}
 		return a.outbox.Send(ctx, tx, cmd)
 	})
 	switch {
@@ -187,7 +195,8 @@ func keyOf(ctx context.Context) string {
 	return anonymousKey
 }
 
-// acceptInOneRoundTrip writes the attachments' files, the event and the command as one pgx batch, which PostgreSQL runs as
+// acceptInOneRoundTrip writes the attachments' files, the event and the command (or, for a
+// scheduled send, its row in scheduled_notifications) as one pgx batch, which PostgreSQL runs as
 // one implicit transaction: a failure of either writes neither. It saves the three round trips
 // of BEGIN, a second statement and COMMIT; ok is false when the database or the outbox cannot
 // batch, and the caller takes the transaction path.
@@ -203,7 +212,9 @@ func (a *Acceptor) acceptInOneRoundTrip(ctx context.Context, stream string, md e
 	if err != nil {
 		return nil, true, err
 	}
-	if err := outbox.Queue(ctx, b, cmd); err != nil {
+	if queued.SendAt != nil {
+		QueueSchedule(b, stream, *queued.SendAt)
+	} else if err := outbox.Queue(ctx, b, cmd); err != nil {
 		return nil, true, err
 	}
 	if err := db.SendBatch(ctx, b).Close(); err != nil {

@@ -15,10 +15,12 @@ import (
 )
 
 // cancellable are the statuses a notification may be cancelled in, provided no attempt is in
-// flight: pending (waiting for its first attempt, or for the first of a new round), and
-// processing between attempts (the last one failed, a retry waits). Every other status is past
-// the point of calling it off: sent and what follows it went out, failed and cancelled are final.
+// flight: scheduled (waiting for its send_at; the scheduler then drops its row unreleased),
+// pending (waiting for its first attempt, or for the first of a new round), and processing
+// between attempts (the last one failed, a retry waits). Every other status is past the point of
+// calling it off: sent and what follows it went out, failed and cancelled are final.
 var cancellable = map[herald.Status]bool{
+	herald.StatusScheduled:  true,
 	herald.StatusPending:    true,
 	herald.StatusProcessing: true,
 }
@@ -50,7 +52,7 @@ func DecideCancel(n herald.Notification, actor, reason string) ([]events.Event, 
 	case n.AttemptOpen:
 		return nil, notCancellable(n, fmt.Sprintf("attempt %d is in flight", n.Attempts))
 	case !cancellable[n.Status]:
-		return nil, notCancellable(n, "only a notification that has not gone out (pending, or waiting between attempts) can be cancelled")
+		return nil, notCancellable(n, "only a notification that has not gone out (scheduled, pending, or waiting between attempts) can be cancelled")
 	}
 	return []events.Event{&events.NotificationCancelled{Actor: actor, Reason: reason}}, nil
 }

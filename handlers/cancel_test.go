@@ -39,6 +39,20 @@ func TestDecideCancel(t *testing.T) {
 			then:  []events.Event{&events.NotificationCancelled{Actor: "ops"}},
 		},
 		{
+			name: "scheduled, before its send_at",
+			given: []events.Event{&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123", Body: "Hi",
+				SendAt: new(time.Date(2026, 12, 24, 18, 0, 0, 0, time.UTC))}},
+			actor: "apikey:shop", reason: "plans changed",
+			then: []events.Event{&events.NotificationCancelled{Actor: "apikey:shop", Reason: "plans changed"}},
+		},
+		{
+			name: "released by the scheduler, waiting for its attempt",
+			given: []events.Event{&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123", Body: "Hi",
+				SendAt: new(time.Date(2026, 12, 24, 18, 0, 0, 0, time.UTC))}, &events.NotificationReleased{SendAt: time.Date(2026, 12, 24, 18, 0, 0, 0, time.UTC)}},
+			actor: "apikey:shop",
+			then:  []events.Event{&events.NotificationCancelled{Actor: "apikey:shop"}},
+		},
+		{
 			name:  "waiting between attempts",
 			given: []events.Event{queued, processing(1), failedOnce(1)},
 			actor: "apikey:shop",

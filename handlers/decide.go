@@ -61,6 +61,8 @@ func DecideStart(n herald.Notification, p Policy, now time.Time, worker string) 
 		return nil, ErrAlreadyFailed
 	case n.Status == herald.StatusCancelled:
 		return nil, ErrCancelled
+	case n.Status == herald.StatusScheduled:
+		return nil, ErrScheduled
 	}
 
 	var out []events.Event

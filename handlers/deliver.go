@@ -199,6 +199,9 @@ func (d *Deliverer) start(ctx context.Context, cmd commands.SendNotification, md
 		// Called off before it went out: nothing to send, nothing to park, nothing to record.
 		d.logger.InfoContext(ctx, "command of a cancelled notification acknowledged unsent", "notification_id", n.ID)
 		return n, false, nil
+	case errors.Is(err, ErrScheduled):
+		d.logger.WarnContext(ctx, "command of a scheduled notification acknowledged without sending: its release queues its own", "notification_id", n.ID)
+		return n, false, nil
 	case errors.Is(err, ErrAlreadyFailed):
 		if reason, rerr := d.failureReason(ctx, n.ID); rerr == nil && reason == events.ReasonSuppressed {
 			// It failed because its recipient was suppressed, and that acknowledgement was lost:

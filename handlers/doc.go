@@ -10,5 +10,6 @@
 // Delivering: decide.go (the pure decisions), deliver.go (the Deliverer). Operators: parked.go
 // (the poison queue as they see it), poison_state.go (what they need of a stream beyond its
 // fold), poison_plan.go (the pure checks and plans of an action), poison.go (the Operator's reads
-// and writes), poison_page.go (paging the queue). Recovering: reconcile.go.
+// and writes), poison_page.go (paging the queue). Recovering: reconcile.go. Scheduled sends:
+// schedule.go (the schedule row, the release decision, and the one constructor of the command).
 package handlers

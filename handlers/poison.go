@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/herald-notify/herald"
-	"github.com/herald-notify/herald/commands"
 	"github.com/herald-notify/herald/events"
 )
 
@@ -276,7 +275,7 @@ func (o *Operator) record(ctx context.Context, s step, actor string) (Result, er
 		if s.action != ActionRequeued && s.action != ActionResent {
 			return nil
 		}
-		cmd := commands.SendNotification{NotificationID: s.id, Channel: n.Channel}
+		cmd := SendCommand(n)
 		return o.outbox.Send(herald.WithCorrelationID(wctx, md.CorrelationID), tx, cmd)
 	})
 	if err != nil {

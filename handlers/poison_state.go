@@ -105,3 +105,6 @@ func (lastFailure) NotificationBounced(*events.NotificationBounced) {}
 
 // NotificationComplained: a report after sending; no failure to act on.
 func (lastFailure) NotificationComplained(*events.NotificationComplained) {}
+
+// NotificationReleased changes neither: a scheduled notification came due, nothing has failed.
+func (lastFailure) NotificationReleased(*events.NotificationReleased) {}

@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-notify/herald"
-	"github.com/herald-notify/herald/commands"
 	"github.com/herald-notify/herald/events"
 )
 
@@ -268,8 +267,7 @@ func (r *Reconciler) recoverOne(ctx context.Context, id string, now time.Time, w
 		if _, err := r.log.In(tx).Append(wctx, id, n.Version, md, evs...); err != nil {
 			return err
 		}
-		cmd := commands.SendNotification{NotificationID: id, Channel: n.Channel}
-		return r.outbox.Send(herald.WithCorrelationID(wctx, md.CorrelationID), tx, cmd)
+		return r.outbox.Send(herald.WithCorrelationID(wctx, md.CorrelationID), tx, SendCommand(n))
 	})
 	if errors.Is(err, events.ErrConflict) {
 		// It moved since it was loaded: it is not stalled.

@@ -7,6 +7,7 @@ import (
 	"mime"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -31,6 +32,9 @@ type Limits struct {
 	MaxAttachmentBytes  int
 	MaxAttachmentsBytes int
 	AttachmentTypes     []string
+
+	// MaxScheduleAhead is how far ahead of now a send_at may be.
+	MaxScheduleAhead time.Duration
 }
 
 // DefaultAttachmentTypes are the media types an attachment may have by default: documents,
@@ -63,7 +67,12 @@ var DefaultLimits = Limits{
 	MaxAttachmentBytes:  5 << 20,
 	MaxAttachmentsBytes: 10 << 20,
 	AttachmentTypes:     DefaultAttachmentTypes,
+
+	MaxScheduleAhead: DefaultMaxScheduleAhead,
 }
+
+// DefaultMaxScheduleAhead is how far ahead a send may be scheduled by default: 30 days.
+const DefaultMaxScheduleAhead = 30 * 24 * time.Hour
 
 // SendBodyBytes is how much larger than the API's other requests a send may be: the attachments
 // at their limits in base64 (4 bytes for every 3), and their names and types with room to spare.
@@ -89,7 +98,9 @@ func (a *Acceptor) validate(req SendRequest) (*events.NotificationQueued, []atta
 	channel := checkAddress(req, fields)
 	a.checkContent(req, channel, fields)
 	refs, files, tooLarge := a.checkAttachments(req, channel, fields)
+	sendAt := a.checkSendAt(req, fields)
 	q := &events.NotificationQueued{
+		SendAt:      sendAt,
 		Channel:     channel,
 		Recipient:   req.Recipient,
 		Subject:     req.Subject,
@@ -377,4 +388,25 @@ func mergeFields(fields map[string]string, err error) {
 			fields[k] = v
 		}
 	}
+}
+
+// checkSendAt checks when a scheduled send is to go: after now on the server's clock, and at
+// most MaxScheduleAhead after it. It returns the time in UTC, or nil for a send without one.
+func (a *Acceptor) checkSendAt(req SendRequest, fields map[string]string) *time.Time {
+	if req.SendAt == nil {
+		return nil
+	}
+	at := req.SendAt.UTC()
+	now := a.now()
+	switch {
+	case !at.After(now):
+		fields["send_at"] = fmt.Sprintf("must be in the future: %s is not after the server's time %s",
+			at.Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339))
+	case a.limits.MaxScheduleAhead > 0 && at.Sub(now) > a.limits.MaxScheduleAhead:
+		fields["send_at"] = fmt.Sprintf("is too far ahead: at most %s after now (%s)",
+			a.limits.MaxScheduleAhead, now.Add(a.limits.MaxScheduleAhead).UTC().Format(time.RFC3339))
+	default:
+		return &at
+	}
+	return nil
 }

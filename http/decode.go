@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/herald-notify/herald"
@@ -17,7 +18,7 @@ import (
 
 // sendFields are the fields of a send request, matched exactly (encoding/json would also take
 // "TYPE" for "type").
-var sendFields = map[string]bool{"type": true, "recipient": true, "subject": true, "content": true, "html": true, "variables": true, "template": true, "attachments": true}
+var sendFields = map[string]bool{"type": true, "recipient": true, "subject": true, "content": true, "html": true, "variables": true, "template": true, "attachments": true, "send_at": true}
 
 // attachmentFields are the fields of one attachment.
 var attachmentFields = map[string]bool{"filename": true, "content_type": true, "content": true}
@@ -65,7 +66,7 @@ func decodeSendBody(body []byte) (handlers.SendRequest, error) {
 	fields := map[string]string{}
 	for name := range raw {
 		if !sendFields[name] {
-			fields[name] = "is not a known field: send type, recipient, content, variables and optionally subject, html and attachments, or template instead of subject, content and html (names are case-sensitive)"
+			fields[name] = "is not a known field: send type, recipient, content, variables and optionally subject, html, attachments and send_at, or template instead of subject, content and html (names are case-sensitive)"
 		}
 	}
 	str := func(name string, required bool) string {
@@ -101,6 +102,16 @@ func decodeSendBody(body []byte) (handlers.SendRequest, error) {
 	}
 	if v, ok := raw["attachments"]; ok && string(v) != "null" {
 		req.Attachments = decodeAttachments(v, fields)
+	}
+	if s := str("send_at", false); s != "" {
+		at, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			fields["send_at"] = fmt.Sprintf("must be a time in RFC 3339 with an offset (2026-12-24T18:00:00Z, 2026-12-24T19:00:00+01:00), not %q", s)
+		} else {
+			req.SendAt = &at
+		}
+	} else if _, bad := fields["send_at"]; !bad && raw["send_at"] != nil && string(raw["send_at"]) != "null" {
+		fields["send_at"] = "must be a time in RFC 3339 with an offset, not an empty string"
 	}
 	if len(fields) > 0 {
 		return req, herald.Invalid("the notification is invalid", fields)

@@ -151,6 +151,12 @@ func TestDecodeSendValid(t *testing.T) {
 				Content: "Hello {{.name}}!", Variables: map[string]any{"name": "Ada"}},
 		},
 		{
+			name: "scheduled, with an offset",
+			body: `{"type":"sms","recipient":"+14155550123","content":"Hi","send_at":"2026-12-24T19:00:00.5+01:00"}`,
+			want: handlers.SendRequest{Type: "sms", Recipient: "+14155550123", Content: "Hi",
+				SendAt: func() *time.Time { t := time.Date(2026, 12, 24, 18, 0, 0, 500e6, time.UTC); return &t }()},
+		},
+		{
 			name: "by a stored template, without content",
 			body: `{"type":"email","recipient":"ada@example.com","template":"welcome@2","variables":{"name":"Ada"}}`,
 			want: handlers.SendRequest{Type: "email", Recipient: "ada@example.com", Template: "welcome@2",
@@ -265,6 +271,26 @@ func TestSendRejectsMalformed(t *testing.T) {
 		{name: "a second value after the object", body: valid + ` 1`, wantStatus: 400, wantCode: "malformed_json"},
 		{name: "trailing comma", body: `{"type":"email","recipient":"a@example.com","content":"Hello",}`, wantStatus: 400, wantCode: "malformed_json"},
 		{name: "single quotes", body: `{'type':'email'}`, wantStatus: 400, wantCode: "malformed_json"},
+		{
+			name:       "send_at without an offset",
+			body:       `{"type":"email","recipient":"a@example.com","content":"Hello","send_at":"2026-12-24T18:00:00"}`,
+			wantStatus: 422, wantCode: "invalid", wantFields: []string{"send_at"},
+		},
+		{
+			name:       "send_at in words",
+			body:       `{"type":"email","recipient":"a@example.com","content":"Hello","send_at":"tomorrow"}`,
+			wantStatus: 422, wantCode: "invalid", wantFields: []string{"send_at"},
+		},
+		{
+			name:       "send_at empty",
+			body:       `{"type":"email","recipient":"a@example.com","content":"Hello","send_at":""}`,
+			wantStatus: 422, wantCode: "invalid", wantFields: []string{"send_at"},
+		},
+		{
+			name:       "send_at as a number",
+			body:       `{"type":"email","recipient":"a@example.com","content":"Hello","send_at":1767000000}`,
+			wantStatus: 422, wantCode: "invalid", wantFields: []string{"send_at"},
+		},
 		{
 			name:       "unknown field",
 			body:       `{"type":"email","recipient":"a@example.com","content":"Hello","priority":"high"}`,

@@ -39,18 +39,22 @@ func (Status) Key() []string { return []string{"notification_id"} }
 
 const statusColumns = `notification_id::text, channel, recipient, status, attempts, round_start, attempt_open,
 	attempt_started_at, last_error, provider, provider_message_id, version, position,
-	created_at, updated_at, recoveries`
+	created_at, updated_at, recoveries, send_at`
 
 func scanStatus(row pgx.Row) (herald.Notification, error) {
 	var (
 		n       herald.Notification
 		started *time.Time
+		sendAt  *time.Time
 	)
 	err := row.Scan(&n.ID, &n.Channel, &n.Recipient, &n.Status, &n.Attempts, &n.RoundStart, &n.AttemptOpen,
 		&started, &n.LastError, &n.Provider, &n.ProviderMessageID, &n.Version, &n.Position,
-		&n.CreatedAt, &n.UpdatedAt, &n.Recoveries)
+		&n.CreatedAt, &n.UpdatedAt, &n.Recoveries, &sendAt)
 	if started != nil {
 		n.AttemptStartedAt = *started
+	}
+	if sendAt != nil {
+		n.SendAt = *sendAt
 	}
 	return n, err
 }
@@ -118,20 +122,20 @@ func (s Status) ApplyBatch(ctx context.Context, tx pgx.Tx, recs []events.Recorde
 	_, err = tx.Exec(ctx, `
 INSERT INTO `+s.table()+` (notification_id, channel, recipient, status, attempts, round_start, attempt_open,
 	attempt_started_at, last_error, provider, provider_message_id, version, position, created_at, updated_at,
-	recoveries)
+	recoveries, send_at)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::bool[],
 	$8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::timestamptz[],
-	$15::timestamptz[], $16::int[])
+	$15::timestamptz[], $16::int[], $17::timestamptz[])
 ON CONFLICT (notification_id) DO UPDATE SET
 	channel = excluded.channel, recipient = excluded.recipient, status = excluded.status,
 	attempts = excluded.attempts, round_start = excluded.round_start, attempt_open = excluded.attempt_open,
 	attempt_started_at = excluded.attempt_started_at, last_error = excluded.last_error,
 	provider = excluded.provider, provider_message_id = excluded.provider_message_id,
 	version = excluded.version, position = excluded.position, updated_at = excluded.updated_at,
-	recoveries = excluded.recoveries
+	recoveries = excluded.recoveries, send_at = excluded.send_at
 WHERE `+s.table()+`.version < excluded.version`,
 		c.id, c.channel, c.recipient, c.status, c.attempts, c.roundStart, c.attemptOpen, c.startedAt,
-		c.lastError, c.provider, c.providerMsgID, c.version, c.position, c.createdAt, c.updatedAt, c.recoveries)
+		c.lastError, c.provider, c.providerMsgID, c.version, c.position, c.createdAt, c.updatedAt, c.recoveries, c.sendAt)
 	if err != nil {
 		return fmt.Errorf("%s: write %d rows: %w", s.table(), len(c.id), err)
 	}
@@ -143,7 +147,7 @@ type statusRows struct {
 	id, channel, recipient, status, lastError, provider, providerMsgID []string
 	attempts, roundStart, recoveries                                   []int32
 	attemptOpen                                                        []bool
-	startedAt                                                          []*time.Time
+	startedAt, sendAt                                                  []*time.Time
 	version, position                                                  []int64
 	createdAt, updatedAt                                               []time.Time
 }
@@ -169,4 +173,9 @@ func (c *statusRows) add(n herald.Notification) {
 	c.createdAt = append(c.createdAt, n.CreatedAt)
 	c.updatedAt = append(c.updatedAt, n.UpdatedAt)
 	c.recoveries = append(c.recoveries, int32(n.Recoveries))
+	var sendAt *time.Time
+	if !n.SendAt.IsZero() {
+		sendAt = &n.SendAt
+	}
+	c.sendAt = append(c.sendAt, sendAt)
 }

@@ -21,7 +21,17 @@ import (
 
 // story appends a valid story for one notification, in steps, as the API and workers do.
 func story(ctx context.Context, log *events.Log, stream string) error {
-	evs := []events.Event{&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123", Content: "c", Body: "b"}}
+	queued := &events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123", Content: "c", Body: "b"}
+	evs := []events.Event{queued}
+	if rand.IntN(4) == 0 {
+		// Scheduled: released, or still waiting for its time.
+		at := time.Now().Add(time.Duration(rand.IntN(3600)) * time.Second)
+		queued.SendAt = &at
+		if rand.IntN(3) == 0 {
+			return appendStory(ctx, log, stream, evs)
+		}
+		evs = append(evs, &events.NotificationReleased{SendAt: at})
+	}
 	if rand.IntN(4) == 0 {
 		evs = append(evs, &events.NotificationRecovered{Actor: "system:reconciler", Reason: "lost", Status: herald.StatusPending})
 	}
@@ -53,6 +63,11 @@ attempts:
 			evs = append(evs, &events.NotificationSent{Attempt: a, Provider: "p", ProviderMessageID: "m-" + stream})
 		}
 	}
+	return appendStory(ctx, log, stream, evs)
+}
+
+// appendStory appends evs to stream one at a time.
+func appendStory(ctx context.Context, log *events.Log, stream string, evs []events.Event) error {
 	for v := 0; v < len(evs); v++ {
 		md := events.Metadata{Actor: "test"}
 		if _, err := log.Append(ctx, stream, int64(v), md, evs[v]); err != nil {

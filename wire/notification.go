@@ -11,14 +11,16 @@ import (
 // Notification is a notification's state: the status read model's row, or the fold of its stream
 // (as of an instant, when AsOf is set).
 type Notification struct {
-	ID                string `json:"id"`
-	Type              string `json:"type"`
-	Recipient         string `json:"recipient"`
-	Status            string `json:"status"`
-	Attempts          int    `json:"attempts"`
-	LastError         string `json:"last_error,omitempty"`
-	Provider          string `json:"provider,omitempty"`
-	ProviderMessageID string `json:"provider_message_id,omitempty"`
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	Recipient string `json:"recipient"`
+	Status    string `json:"status"`
+	// SendAt is when the client asked for it to be sent, when it asked for a time.
+	SendAt            *time.Time `json:"send_at,omitempty"`
+	Attempts          int        `json:"attempts"`
+	LastError         string     `json:"last_error,omitempty"`
+	Provider          string     `json:"provider,omitempty"`
+	ProviderMessageID string     `json:"provider_message_id,omitempty"`
 	// Version is the stream version the state reflects; Position is that event's position in the
 	// whole log (omitted only by a caller that does not know it).
 	Version   int64     `json:"version"`
@@ -37,6 +39,7 @@ func NewNotification(n herald.Notification) Notification {
 		Type:              string(n.Channel),
 		Recipient:         n.Recipient,
 		Status:            string(n.Status),
+		SendAt:            utc(n.SendAt),
 		Attempts:          n.Attempts,
 		LastError:         n.LastError,
 		Provider:          n.Provider,

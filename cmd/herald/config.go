@@ -150,6 +150,8 @@ type httpConfig struct {
 	MaxAttachmentsBytes int
 	AttachmentTypes     []string
 	AttachmentRetention time.Duration
+	// MaxScheduleAhead is how far ahead a send's send_at may be.
+	MaxScheduleAhead time.Duration
 }
 
 // register binds the API's settings to the command's flags; def is the default address.
@@ -167,12 +169,14 @@ func (c *httpConfig) register(s *settings, def string) {
 	s.Int(&c.MaxAttachmentsBytes, "max-attachments-bytes", "HERALD_MAX_ATTACHMENTS_BYTES", d.MaxAttachmentsBytes, "largest size of one email's attached files together, in bytes (decoded); a send's body may be larger than --max-body-bytes by these in base64")
 	s.Strings(&c.AttachmentTypes, "attachment-types", "HERALD_ATTACHMENT_TYPES", d.AttachmentTypes, "media types an attached file may have")
 	s.Duration(&c.AttachmentRetention, "attachment-retention", "HERALD_ATTACHMENT_RETENTION", attachments.DefaultRetention, "how long a stored attachment no send has used is kept before the sweep deletes it")
+	s.Duration(&c.MaxScheduleAhead, "max-schedule-ahead", "HERALD_MAX_SCHEDULE_AHEAD", d.MaxScheduleAhead, "how far ahead of now a send's send_at may be")
 }
 
 // limits are what the API lets a client send.
 func (c httpConfig) limits() handlers.Limits {
 	l := handlers.DefaultLimits
 	l.MaxAttachments, l.MaxAttachmentBytes, l.MaxAttachmentsBytes = c.MaxAttachments, c.MaxAttachmentBytes, c.MaxAttachmentsBytes
+	l.MaxScheduleAhead = c.MaxScheduleAhead
 	l.AttachmentTypes = nil
 	for _, t := range c.AttachmentTypes {
 		if t = strings.ToLower(strings.TrimSpace(t)); t != "" {
@@ -231,6 +235,9 @@ func (c httpConfig) validate() error {
 	}
 	if c.AttachmentRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("--attachment-retention %s: want at least 1h", c.AttachmentRetention))
+	}
+	if c.MaxScheduleAhead < time.Second {
+		errs = append(errs, fmt.Errorf("--max-schedule-ahead %s: want at least 1s", c.MaxScheduleAhead))
 	}
 	return errors.Join(errs...)
 }

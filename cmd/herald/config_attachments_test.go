@@ -14,7 +14,8 @@ func TestAttachmentSettings(t *testing.T) {
 	valid := func() httpConfig {
 		return httpConfig{MaxBodyBytes: 1, RateWindow: time.Second, IdempotencyTTL: time.Hour,
 			MaxAttachments: 10, MaxAttachmentBytes: 5 << 20, MaxAttachmentsBytes: 10 << 20,
-			AttachmentTypes: []string{" Application/PDF", "", "text/csv"}, AttachmentRetention: 720 * time.Hour}
+			AttachmentTypes: []string{" Application/PDF", "", "text/csv"}, AttachmentRetention: 720 * time.Hour,
+			MaxScheduleAhead: 720 * time.Hour}
 	}
 	c := valid()
 	if err := c.validate(); err != nil {

@@ -53,6 +53,7 @@ type replayedStream struct {
 
 // replayedCounts are the summary's counts by status.
 type replayedCounts struct {
+	Scheduled   int `json:"scheduled"`
 	Pending     int `json:"pending"`
 	Processing  int `json:"processing"`
 	Sent        int `json:"sent"`

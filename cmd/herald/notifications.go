@@ -109,6 +109,9 @@ func printNotification(w io.Writer, n herald.Notification, asOf time.Time, histo
 	fmt.Fprintf(tw, "type\t%s\n", n.Channel)
 	fmt.Fprintf(tw, "recipient\t%s\n", cell(n.Recipient, 200))
 	fmt.Fprintf(tw, "status\t%s\n", n.Status)
+	if !n.SendAt.IsZero() {
+		fmt.Fprintf(tw, "send at\t%s\n", logTime(n.SendAt))
+	}
 	fmt.Fprintf(tw, "attempts\t%d\n", n.Attempts)
 	fmt.Fprintf(tw, "last error\t%s\n", cell(orDash(n.LastError), 200))
 	fmt.Fprintf(tw, "provider\t%s\n", cell(orDash(n.Provider), 100))

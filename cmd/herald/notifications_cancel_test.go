@@ -24,7 +24,7 @@ func TestNotificationsCancel(t *testing.T) {
 	want := []string{
 		"ID RESULT STATUS DETAIL",
 		l.b + " cancelled cancelled -",
-		l.a + " not cancelled sent notification " + l.a + " is sent: only a notification that has not gone out (pending, or waiting between attempts) can be cancelled",
+		l.a + " not cancelled sent notification " + l.a + " is sent: only a notification that has not gone out (scheduled, pending, or waiting between attempts) can be cancelled",
 		unknown + " not cancelled - no notification " + unknown,
 	}
 	if len(lines) != len(want) {

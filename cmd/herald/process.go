@@ -21,6 +21,7 @@ import (
 	"github.com/herald-notify/herald/projections"
 	"github.com/herald-notify/herald/redact"
 	"github.com/herald-notify/herald/router"
+	"github.com/herald-notify/herald/scheduler"
 	"github.com/herald-notify/herald/suppressions"
 	"github.com/herald-notify/herald/templatestore"
 	"github.com/herald-notify/herald/webhooks"
@@ -112,7 +113,8 @@ func serveCommand() *cobra.Command {
 		`serve runs the HTTP API, which accepts notifications into the event log and the outbox in one
 transaction, and the relay, which forwards the outbox's commands to RabbitMQ. The API keeps
 accepting while RabbitMQ is away; the relay catches up when it is back. The reconciler sends
-again the command of a notification that stalled (--reconcile-after): RabbitMQ lost it.`,
+again the command of a notification that stalled (--reconcile-after): RabbitMQ lost it. The
+scheduler releases scheduled sends (send_at) when they are due.`,
 		parts{api: true})
 }
 
@@ -137,8 +139,8 @@ notification_history read models, each in the same transaction as its position i
 // allCommand runs every part of Herald in one process.
 func allCommand() *cobra.Command {
 	return processCommand("all", "Run the API, relay, workers, projector, webhook delivery and bounce listener in one process",
-		`all runs everything Herald needs in one process: the HTTP API with the outbox relay and the
-reconciler, the delivery workers, the projector, the webhook dispatcher and, when --bounce-domain
+		`all runs everything Herald needs in one process: the HTTP API with the outbox relay, the
+reconciler and the scheduler, the delivery workers, the projector, the webhook dispatcher and, when --bounce-domain
 is set, the bounce listener. It is the easiest way to run Herald on one machine.`,
 		parts{api: true, workers: true, projector: true, webhooks: true, bounces: true})
 }
@@ -297,7 +299,7 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 	return nil
 }
 
-// addAPI adds the outbox relay and its purge, the reconciler, the idempotency keys' purge and the
+// addAPI adds the outbox relay and its purge, the reconciler, the scheduler, the idempotency keys' purge and the
 // attachments' sweep,
 // and returns the API's server, with the operator's, the keys', the rebuilds', the webhooks', the
 // suppression list's and the stored templates' routes.
@@ -312,6 +314,8 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 		rec := handlers.NewReconciler(pool, log, router.NewOutbox(nil), projections.NewReader(pool, log), relay, cfg.reconcile.ReconcilePolicy, logger)
 		pr.add("reconciler", rec.Run, nil)
 	}
+	sched := scheduler.New(pool, router.NewOutbox(nil), logger).WithMetrics(scheduler.NewMetrics(pr.reg))
+	pr.add("scheduler", sched.Run, nil)
 	pr.add("idempotency key purge", func(ctx context.Context) error { return purgeIdempotencyKeys(ctx, acc, pool, logger) }, nil)
 	files := attachments.New(pool)
 	pr.add("attachment sweep", func(ctx context.Context) error {

@@ -12,6 +12,7 @@ import (
 
 // replayCounts counts notifications per status, in life order.
 type replayCounts struct {
+	Scheduled   int `json:"scheduled"`
 	Pending     int `json:"pending"`
 	Processing  int `json:"processing"`
 	Sent        int `json:"sent"`
@@ -26,6 +27,8 @@ type replayCounts struct {
 // add counts one notification of status s.
 func (c *replayCounts) add(s herald.Status) {
 	switch s {
+	case herald.StatusScheduled:
+		c.Scheduled++
 	case herald.StatusPending:
 		c.Pending++
 	case herald.StatusProcessing:

@@ -1,0 +1,291 @@
+// Package scheduler releases scheduled sends when they are due: for each row of
+// scheduled_notifications whose due_at has passed on the database's clock, it appends
+// NotificationReleased to the notification's stream, queues its SendNotification command in the
+// outbox and deletes the row, in one short transaction per batch. Any number of processes may run
+// one: they share the due rows with FOR UPDATE SKIP LOCKED, and the release carries the stream's
+// expected version.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/handlers"
+)
+
+// Defaults of a Scheduler's settings.
+const (
+	// DefaultInterval is how long the scheduler waits after a round that found nothing more due:
+	// the most a release is late, beside the round's own time.
+	DefaultInterval = 100 * time.Millisecond
+	// DefaultBatch is the most notifications one transaction releases.
+	DefaultBatch = 500
+	// countEvery is how often the waiting rows are counted for the gauge.
+	countEvery = 10 * time.Second
+)
+
+// Scheduler releases due scheduled notifications.
+type Scheduler struct {
+	pool     *pgxpool.Pool
+	log      *events.Log
+	outbox   handlers.Outbox
+	logger   *slog.Logger
+	interval time.Duration
+	batch    int
+	// writeTimeout bounds each round's transaction.
+	writeTimeout time.Duration
+	metrics      *Metrics
+}
+
+// New returns a scheduler that reads and appends through pool and queues commands in outbox.
+func New(pool *pgxpool.Pool, outbox handlers.Outbox, logger *slog.Logger) *Scheduler {
+	return &Scheduler{pool: pool, log: events.NewLog(pool), outbox: outbox, logger: logger,
+		interval: DefaultInterval, batch: DefaultBatch, writeTimeout: 10 * time.Second}
+}
+
+// WithInterval returns a copy of s that waits d between rounds that found nothing more due.
+func (s *Scheduler) WithInterval(d time.Duration) *Scheduler {
+	c := *s
+	c.interval = d
+	return &c
+}
+
+// WithBatch returns a copy of s that releases at most n notifications per transaction.
+func (s *Scheduler) WithBatch(n int) *Scheduler {
+	c := *s
+	c.batch = max(n, 1)
+	return &c
+}
+
+// WithMetrics returns a copy of s that records its figures in m.
+func (s *Scheduler) WithMetrics(m *Metrics) *Scheduler {
+	c := *s
+	c.metrics = m
+	return &c
+}
+
+// Released is one notification a round released.
+type Released struct {
+	ID string
+	// SendAt is when it was scheduled for; At when NotificationReleased was recorded (the
+	// database's clock).
+	SendAt, At time.Time
+}
+
+// Report is what one round did.
+type Report struct {
+	// Due counts the rows found due; Full is true when they filled the batch (more may wait).
+	Due  int
+	Full bool
+	// Released are the notifications released; Dropped the rows deleted without a release
+	// (the notification was no longer scheduled, or moved while the round decided).
+	Released []Released
+	Dropped  []string
+}
+
+const dueSQL = `SELECT notification_id::text, now() FROM scheduled_notifications
+	WHERE due_at <= now() ORDER BY due_at LIMIT $1`
+
+// Release runs one round: one transaction that releases up to the batch of due notifications.
+//
+// The streams are read before any row is locked. Locking a row gives the transaction its id
+// (PostgreSQL writes the lock in the row), and every event the release follows must belong to a
+// transaction older than the one appending after it, or the projector, which reads the log in
+// transaction order, would meet the release before the event it follows (see the projector's
+// version guard). Read first, every event read was committed before the lock; one committed after
+// the read makes the append conflict, and the row is dropped without a release.
+func (s *Scheduler) Release(ctx context.Context) (Report, error) {
+	var rep Report
+	ctx, cancel := context.WithTimeout(ctx, s.writeTimeout)
+	defer cancel()
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rep = Report{}
+		var (
+			ids []string
+			id  string
+			now time.Time
+		)
+		rows, err := tx.Query(ctx, dueSQL, s.batch)
+		if err != nil {
+			return fmt.Errorf("due notifications: %w", err)
+		}
+		if _, err := pgx.ForEachRow(rows, []any{&id, &now}, func() error { ids = append(ids, id); return nil }); err != nil {
+			return fmt.Errorf("due notifications: %w", err)
+		}
+		rep.Due, rep.Full = len(ids), len(ids) == s.batch
+		if len(ids) == 0 {
+			return nil
+		}
+		log := s.log.In(tx)
+		streams, err := log.LoadStreams(ctx, ids)
+		if err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `SELECT notification_id::text FROM scheduled_notifications
+			WHERE notification_id = ANY($1::uuid[]) FOR UPDATE SKIP LOCKED`, ids)
+		if err != nil {
+			return fmt.Errorf("lock due notifications: %w", err)
+		}
+		owned, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("lock due notifications: %w", err)
+		}
+		var done []string
+		for _, id := range owned {
+			released, err := s.releaseOne(ctx, tx, log, id, streams[id], now)
+			var unreadable *unreadableError
+			switch {
+			case errors.Is(err, handlers.ErrNotDue):
+				continue
+			case errors.As(err, &unreadable):
+				// One stream that cannot be folded must not hold back the rows after it: it
+				// stays, and is reported each round until someone looks.
+				s.logger.WarnContext(ctx, "scheduled notification left waiting: its stream cannot be read", "notification_id", id, "error", err)
+				continue
+			case errors.Is(err, handlers.ErrNotScheduled), errors.Is(err, handlers.ErrNotQueued), errors.Is(err, events.ErrConflict):
+				s.logger.InfoContext(ctx, "scheduled notification dropped without a release", "notification_id", id, "reason", err.Error())
+				rep.Dropped = append(rep.Dropped, id)
+			case err != nil:
+				return err
+			default:
+				rep.Released = append(rep.Released, released)
+			}
+			done = append(done, id)
+		}
+		if len(done) == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM scheduled_notifications WHERE notification_id = ANY($1::uuid[])`, done); err != nil {
+			return fmt.Errorf("delete released schedules: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Report{}, fmt.Errorf("release scheduled notifications: %w", err)
+	}
+	s.metrics.observe(rep)
+	return rep, nil
+}
+
+// releaseOne decides on the notification whose stream is recs and, when it is due and still
+// scheduled, appends its release and queues its command in tx.
+func (s *Scheduler) releaseOne(ctx context.Context, tx pgx.Tx, log *events.Log, id string, recs []events.Recorded, now time.Time) (Released, error) {
+	var n herald.Notification
+	if events.IsNotificationStream(recs) {
+		var err error
+		if n, err = events.Fold(recs); err != nil {
+			return Released{}, &unreadableError{err}
+		}
+	}
+	evs, err := handlers.DecideRelease(n, now)
+	if err != nil {
+		return Released{}, err
+	}
+	md := events.Metadata{CorrelationID: recs[0].Metadata.CorrelationID, Actor: handlers.SchedulerActor}
+	out, err := log.Append(ctx, id, n.Version, md, evs...)
+	if err != nil {
+		return Released{}, err
+	}
+	n = events.Evolve(n, out[0], evs[0])
+	if err := s.outbox.Send(herald.WithCorrelationID(ctx, md.CorrelationID), tx, handlers.SendCommand(n)); err != nil {
+		return Released{}, err
+	}
+	return Released{ID: id, SendAt: n.SendAt, At: out[0].Time}, nil
+}
+
+// unreadableError is a stream the scheduler could not fold.
+type unreadableError struct{ err error }
+
+func (e *unreadableError) Error() string { return e.err.Error() }
+func (e *unreadableError) Unwrap() error { return e.err }
+
+// Run releases due notifications until ctx is done: round after round while they fill the
+// batch, then every interval.
+func (s *Scheduler) Run(ctx context.Context) error {
+	var lastCount time.Time
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if s.metrics != nil && time.Since(lastCount) >= countEvery {
+			lastCount = time.Now()
+			s.count(ctx)
+		}
+		rep, err := s.Release(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.logger.WarnContext(ctx, "releasing scheduled notifications failed", "error", err)
+		}
+		if err == nil && rep.Full {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(s.interval):
+		}
+	}
+}
+
+// count sets the gauge of waiting scheduled notifications.
+func (s *Scheduler) count(ctx context.Context) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM scheduled_notifications`).Scan(&n); err != nil {
+		if ctx.Err() == nil {
+			s.logger.WarnContext(ctx, "counting scheduled notifications failed", "error", err)
+		}
+		return
+	}
+	s.metrics.waiting.Store(n)
+}
+
+// Metrics are the scheduler's figures on /metrics. A nil *Metrics records nothing.
+type Metrics struct {
+	releases *prometheus.CounterVec
+	lateness prometheus.Histogram
+	waiting  atomic.Int64
+}
+
+// NewMetrics registers the scheduler's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		releases: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "scheduler", Name: "releases_total",
+			Help: "Scheduled notifications the scheduler handled, by outcome: released (command queued) or dropped (no longer scheduled: no release).",
+		}, []string{"outcome"}),
+		lateness: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "herald", Subsystem: "scheduler", Name: "release_lateness_seconds",
+			Help:    "How long after its send_at a scheduled notification was released (the database's clock).",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+	}
+	waiting := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "herald", Subsystem: "scheduler", Name: "waiting",
+		Help: "Scheduled notifications waiting for their time, counted every 10 s: a figure of the database, the same from every process (take the max, not the sum).",
+	}, func() float64 { return float64(m.waiting.Load()) })
+	if reg != nil {
+		reg.MustRegister(m.releases, m.lateness, waiting)
+	}
+	return m
+}
+
+// observe counts a round's releases and drops, and each release's lateness.
+func (m *Metrics) observe(rep Report) {
+	if m == nil {
+		return
+	}
+	m.releases.WithLabelValues("released").Add(float64(len(rep.Released)))
+	m.releases.WithLabelValues("dropped").Add(float64(len(rep.Dropped)))
+	for _, r := range rep.Released {
+		m.lateness.Observe(max(r.At.Sub(r.SendAt).Seconds(), 0))
+	}
+}
