@@ -57,8 +57,13 @@ func postCancel(t *testing.T, base, path, body string) cancelAnswer {
 // sendWithKey sends an SMS to recipient with an Idempotency-Key and returns its id.
 func sendWithKey(t *testing.T, base, recipient, key string) string {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, base+"/api/v1/notifications/send",
-		strings.NewReader(`{"type":"sms","recipient":"`+recipient+`","content":"Your order ships today"}`))
+	return sendBodyWithKey(t, base, `{"type":"sms","recipient":"`+recipient+`","content":"Your order ships today"}`, key).ID
+}
+
+// sendBodyWithKey sends body with an Idempotency-Key and returns the 202's notification.
+func sendBodyWithKey(t *testing.T, base, body, key string) notificationJSON {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/api/v1/notifications/send", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +78,7 @@ func sendWithKey(t *testing.T, base, recipient, key string) string {
 	if err := json.NewDecoder(resp.Body).Decode(&n); err != nil || resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("send with key %s: %d, %v", key, resp.StatusCode, err)
 	}
-	return n.ID
+	return n
 }
 
 // streamTypesOf is every notification's stream in the test's database, as its event types in
