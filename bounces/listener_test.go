@@ -419,6 +419,34 @@ func TestListenerIgnoresUnsentNotifications(t *testing.T) {
 	if recs, _ := e.log.Load(context.Background(), id); len(recs) != 1 {
 		t.Errorf("stream has %d events, want 1", len(recs))
 	}
+	if calls := e.suppressor.Calls(); len(calls) != 0 {
+		t.Errorf("a hard bounce for a pending notification suppressed %+v, want nothing", calls)
+	}
+}
+
+// TestListenerSuppressesForCancelledNotifications: an email cancelled after an attempt that
+// timed out may have reached the recipient's server after all; its hard bounce writes no event
+// (the stream is final) but puts the recipient on the list.
+func TestListenerSuppressesForCancelledNotifications(t *testing.T) {
+	e := newEnv(t)
+	id := uuid.Must(uuid.NewV7()).String()
+	if _, err := e.log.Append(context.Background(), id, 0, events.Metadata{},
+		&events.NotificationQueued{Channel: herald.ChannelEmail, Recipient: "gone@example.net", Content: "c", Body: "c"},
+		&events.NotificationProcessing{Attempt: 1},
+		&events.DeliveryAttemptFailed{Attempt: 1, Provider: "smtp", Error: "i/o timeout"},
+		&events.NotificationCancelled{Actor: "apikey:shop"}); err != nil {
+		t.Fatal(err)
+	}
+	e.mustSend(t, verp(id), withID(fixture(t, "postfix_hard.eml"), id))
+	if r := e.newest(t); r.Outcome != bounces.OutcomeIgnored || !strings.Contains(r.Detail, "suppressed all the same") {
+		t.Errorf("report outcome %q (%s), want ignored, the recipient suppressed", r.Outcome, r.Detail)
+	}
+	if recs, _ := e.log.Load(context.Background(), id); len(recs) != 4 {
+		t.Errorf("stream has %d events, want the 4 it had", len(recs))
+	}
+	if calls := e.suppressor.Calls(); len(calls) != 1 || calls[0].Recipient != "gone@example.net" || calls[0].Reason != bounces.ReasonHardBounce {
+		t.Errorf("suppressions %+v, want gone@example.net for a hard bounce", calls)
+	}
 }
 
 // TestFailingSuppressionRollsBackTheEvent: the event and the suppression are one transaction:

@@ -159,6 +159,15 @@ func (rc *Recorder) decide(ctx context.Context, tx pgx.Tx, id int64, env Envelop
 	}
 	if !n.Status.WasSent() {
 		res.Outcome, res.Detail = OutcomeIgnored, fmt.Sprintf("notification %s is %s: it was never sent", nid, n.Status)
+		if n.Status.Terminal() && (outcome == OutcomeHardBounce || outcome == OutcomeComplaint) {
+			// Failed or cancelled after an attempt the relay may have taken after all (a timeout):
+			// the message reached the recipient's server, and what it says of the recipient holds.
+			// The stream is final and takes no report, but the list does.
+			if err := rc.suppress(ctx, tx, n, outcome, detail); err != nil {
+				return res, err
+			}
+			res.Detail += "; its recipient is suppressed all the same"
+		}
 		return res, nil
 	}
 	if outcome == OutcomeSoftBounce && n.Status != herald.StatusSent {
@@ -175,17 +184,28 @@ func (rc *Recorder) decide(ctx context.Context, tx pgx.Tx, id int64, env Envelop
 	if _, err := rc.log.In(tx).Append(ctx, nid, n.Version, md, ev); err != nil {
 		return res, err
 	}
-	if rc.suppressor != nil && (outcome == OutcomeHardBounce || outcome == OutcomeComplaint) {
-		reason := ReasonHardBounce
-		if outcome == OutcomeComplaint {
-			reason = ReasonComplaint
-		}
-		if err := rc.suppressor.SuppressIn(ctx, tx, n.Channel, n.Recipient, reason, detail, nid); err != nil {
-			return res, fmt.Errorf("suppress the recipient of %s: %w", nid, err)
+	if outcome == OutcomeHardBounce || outcome == OutcomeComplaint {
+		if err := rc.suppress(ctx, tx, n, outcome, detail); err != nil {
+			return res, err
 		}
 	}
 	res.Outcome, res.Detail = outcome, detail
 	return res, nil
+}
+
+// suppress puts n's recipient on the suppression list for a hard bounce or a complaint, in tx.
+func (rc *Recorder) suppress(ctx context.Context, tx pgx.Tx, n herald.Notification, outcome, detail string) error {
+	if rc.suppressor == nil {
+		return nil
+	}
+	reason := ReasonHardBounce
+	if outcome == OutcomeComplaint {
+		reason = ReasonComplaint
+	}
+	if err := rc.suppressor.SuppressIn(ctx, tx, n.Channel, n.Recipient, reason, detail, n.ID); err != nil {
+		return fmt.Errorf("suppress the recipient of %s: %w", n.ID, err)
+	}
+	return nil
 }
 
 // duplicate says why a report of this outcome would repeat what notification n has already,
