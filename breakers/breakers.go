@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -49,10 +51,7 @@ type Row struct {
 func (s *Store) Publish(ctx context.Context, process string, statuses []delivery.BreakerStatus) error {
 	b := &pgx.Batch{}
 	for _, st := range statuses {
-		lastErr := st.LastError
-		if len(lastErr) > maxLastError {
-			lastErr = lastErr[:maxLastError] + "…"
-		}
+		lastErr := clip(st.LastError)
 		b.Queue(`INSERT INTO provider_breakers (process, channel, provider, state, consecutive_failures, last_error, changed_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, now())
 			ON CONFLICT (process, channel, provider) DO UPDATE SET state = excluded.state,
@@ -166,4 +165,19 @@ func (s *Store) Run(ctx context.Context, process string, sources []Source, inter
 		case <-changed:
 		}
 	}
+}
+
+// clip cuts an error to maxLastError bytes on a character boundary, as valid UTF-8 without NUL,
+// which PostgreSQL's text refuses: an error cut mid-character failed the whole batch, and with it
+// every breaker of the process.
+func clip(s string) string {
+	s = strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "\uFFFD")
+	if len(s) <= maxLastError {
+		return s
+	}
+	cut := maxLastError
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -164,5 +165,26 @@ func TestRunPublishesAtOnceOnChangeAndForgetsAtStop(t *testing.T) {
 	}
 	if want := `level=WARN msg="provider circuit breaker changed state" channel=sms provider=http-sms from=closed to=open`; !strings.Contains(logged.String(), want) {
 		t.Errorf("log:\n%s\nwant a line with %s", logged.String(), want)
+	}
+}
+
+// An error cut at the limit stays valid UTF-8 whatever character the limit falls in, and loses
+// its NULs: PostgreSQL refuses either, and with it the whole batch of the process's breakers.
+func TestPublishKeepsAnyErrorWritable(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	s := breakers.New(db.Pool)
+	long := strings.Repeat("a", 499) + "é" + strings.Repeat("b", 100) + "\x00"
+	err := s.Publish(t.Context(), "host/1#abc", []delivery.BreakerStatus{
+		{Channel: "email", Provider: "smtp", State: "open", LastError: long, ChangedAt: time.Now()},
+	})
+	if err != nil {
+		t.Fatalf("publish an error cut inside a character: %v", err)
+	}
+	var got string
+	if err := db.Pool.QueryRow(t.Context(), `SELECT last_error FROM provider_breakers`).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if !utf8.ValidString(got) || !strings.HasSuffix(got, "…") || strings.Contains(got, "\x00") || len(got) > 503 {
+		t.Errorf("kept %q (%d bytes), want it cut before the é, marked, at most 500 bytes and the mark", got, len(got))
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -152,6 +153,9 @@ func (cfg *processConfig) addBreakers(pr *process, process string, failovers []*
 	}
 	store := breakers.New(pr.pool)
 	interval := cfg.worker.Providers.Failover.Publish
+	// Containers on the host's network share its name and are each pid 1: a suffix of this
+	// start keeps their rows, and one's clean stop deleting its own, apart.
+	process += "#" + rand.Text()[:6]
 	pr.add("circuit breaker status", func(ctx context.Context) error {
 		return store.Run(ctx, process, sources, interval, pr.logger)
 	}, nil)
