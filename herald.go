@@ -100,6 +100,9 @@ type Notification struct {
 	// Attachments are the files an email carries, by reference: their bytes are loaded by hash
 	// when it is sent.
 	Attachments []Attachment
+	// Priority decides the notification's lane and its place among the waiters for a
+	// provider's rate limit; normal for notifications queued before there were priorities.
+	Priority Priority
 
 	Status Status
 	// Attempts counts the delivery attempts started so far, over every round.

@@ -60,6 +60,9 @@ type NotificationQueued struct {
 	// Attachments are the files an email carries, in order, named by the SHA-256 of their bytes;
 	// the bytes are stored once each outside the log (package attachments). Absent when none.
 	Attachments []AttachmentRef `json:"attachments,omitempty"`
+	// Priority is high or low when the client asked for it; absent means normal, as in every
+	// event written before there were priorities.
+	Priority herald.Priority `json:"priority,omitempty"`
 }
 
 // AttachmentRef names an attached file in the log: its name and type as sent, its size in

@@ -31,6 +31,8 @@ type SendRequest struct {
 	Template string
 	// Attachments are files to send with an email; never part of a stored template.
 	Attachments []Attachment
+	// Priority is high, normal or low; empty is normal.
+	Priority string
 	// IdempotencyKey, if set, makes a retried request safe: the same key with the same request
 	// answers with the notification created the first time.
 	IdempotencyKey string
@@ -138,7 +140,7 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error
 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.writeTimeout)
 	defer cancel()
-	cmd := commands.SendNotification{NotificationID: stream, Channel: queued.Channel}
+	cmd := commands.Send(events.Evolve(herald.Notification{}, events.Recorded{StreamID: stream, Version: 1}, queued))
 	if req.IdempotencyKey == "" {
 		if rec, ok, err := a.acceptInOneRoundTrip(ctx, stream, md, queued, files, cmd); ok {
 			if err != nil {

@@ -111,7 +111,7 @@ func (a *Acceptor) replayedByKey(ctx context.Context, keyID string, req SendRequ
 
 // requestHash identifies a request's content: the same fields and values give the same hash.
 // Attachments (files, as validated) count by name, type and the hash of their bytes, in order.
-// html, template and attachments count only when sent, so that a request without them hashes as it did before
+// html, template, attachments and a priority other than normal count only when sent, so that a request without them hashes as it did before
 // emails had an HTML part or templates were stored, and a key claimed then still answers its
 // retries.
 func requestHash(req SendRequest, files []events.AttachmentRef) ([]byte, error) {
@@ -126,6 +126,10 @@ func requestHash(req SendRequest, files []events.AttachmentRef) ([]byte, error) 
 		// The reference as the client gave it: "welcome" stays the same request when the
 		// template gets a new version.
 		fields["template"] = req.Template
+	}
+	if p, err := herald.ParsePriority(req.Priority); err == nil && p != herald.PriorityNormal {
+		// Normal, said or not, hashes as a request did before there were priorities.
+		fields["priority"] = string(p)
 	}
 	if len(files) > 0 {
 		named := make([][3]string, len(files))

@@ -276,7 +276,7 @@ func (o *Operator) record(ctx context.Context, s step, actor string) (Result, er
 		if s.action != ActionRequeued && s.action != ActionResent {
 			return nil
 		}
-		cmd := commands.SendNotification{NotificationID: s.id, Channel: n.Channel}
+		cmd := commands.Send(n)
 		return o.outbox.Send(herald.WithCorrelationID(wctx, md.CorrelationID), tx, cmd)
 	})
 	if err != nil {

@@ -266,7 +266,7 @@ func (r *Reconciler) recoverOne(ctx context.Context, id string, now time.Time, w
 		if _, err := r.log.In(tx).Append(wctx, id, n.Version, md, evs...); err != nil {
 			return err
 		}
-		cmd := commands.SendNotification{NotificationID: id, Channel: n.Channel}
+		cmd := commands.Send(n)
 		return r.outbox.Send(herald.WithCorrelationID(wctx, md.CorrelationID), tx, cmd)
 	})
 	if errors.Is(err, events.ErrConflict) {

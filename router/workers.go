@@ -39,9 +39,13 @@ type RetryConfig struct {
 // WorkerConfig says what a worker process consumes and how.
 type WorkerConfig struct {
 	Channels []herald.Channel
-	// Concurrency is the number of commands each channel handles at once.
+	// Concurrency is the number of commands each channel handles at once in its normal lane, and
+	// in its low lane.
 	Concurrency int
-	Retry       RetryConfig
+	// HighConcurrency is the number each channel handles at once in its high lane; 0: as
+	// Concurrency.
+	HighConcurrency int
+	Retry           RetryConfig
 	// Timeout bounds one delivery attempt.
 	Timeout time.Duration
 	// CloseTimeout bounds how long shutdown waits for attempts in flight.
@@ -127,32 +131,39 @@ func (w *Workers) router(conn *amqp.ConnectionWrapper, poisonPub message.Publish
 	if err != nil {
 		return nil, fmt.Errorf("workers: subscriber: %w", err)
 	}
-	concurrent := &fanIn{sub: sub, n: max(1, w.cfg.Concurrency)}
-	processor, err := cqrs.NewCommandProcessorWithConfig(router, cqrs.CommandProcessorConfig{
-		GenerateSubscribeTopic: func(p cqrs.CommandProcessorGenerateSubscribeTopicParams) (string, error) {
-			h, ok := p.CommandHandler.(channelHandler)
-			if !ok {
-				return "", fmt.Errorf("handler %s has no channel", p.CommandHandler.HandlerName())
-			}
-			return QueueFor(h.channel)
-		},
-		SubscriberConstructor: func(cqrs.CommandProcessorSubscriberConstructorParams) (message.Subscriber, error) {
-			return concurrent, nil
-		},
-		Marshaler: commandMarshaler,
-		Logger:    wlog,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("workers: command processor: %w", err)
-	}
-	for _, c := range w.cfg.Channels {
-		// One handler per channel; its name is stable, it shows in logs and metrics.
-		h := channelHandler{
-			CommandHandler: cqrs.NewCommandHandler("send_"+string(c), w.handle(c)),
-			channel:        c,
+	// Each lane has a command processor of its own, consuming its queues with consumers of its
+	// own: a lane's backlog never holds the consumers of another. The processors share the one
+	// subscriber (and its connection); a cqrs processor takes one handler per command, hence one
+	// per lane.
+	for _, p := range herald.Priorities {
+		concurrent := &fanIn{sub: sub, n: max(1, w.cfg.concurrency(p))}
+		processor, err := cqrs.NewCommandProcessorWithConfig(router, cqrs.CommandProcessorConfig{
+			GenerateSubscribeTopic: func(params cqrs.CommandProcessorGenerateSubscribeTopicParams) (string, error) {
+				h, ok := params.CommandHandler.(channelHandler)
+				if !ok {
+					return "", fmt.Errorf("handler %s has no channel", params.CommandHandler.HandlerName())
+				}
+				return QueueOf(h.channel, p)
+			},
+			SubscriberConstructor: func(cqrs.CommandProcessorSubscriberConstructorParams) (message.Subscriber, error) {
+				return concurrent, nil
+			},
+			Marshaler: commandMarshaler,
+			Logger:    wlog,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("workers: command processor: %w", err)
 		}
-		if _, err := processor.AddHandler(h); err != nil {
-			return nil, fmt.Errorf("workers: %s handler: %w", c, err)
+		for _, c := range w.cfg.Channels {
+			// One handler per channel and lane; its name is stable, it shows in logs, metrics and
+			// parked messages: send_email for the normal lane, send_email_high beside it.
+			h := channelHandler{
+				CommandHandler: cqrs.NewCommandHandler(HandlerName(c, p), w.handle(c)),
+				channel:        c,
+			}
+			if _, err := processor.AddHandler(h); err != nil {
+				return nil, fmt.Errorf("workers: %s %s handler: %w", c, p, err)
+			}
 		}
 	}
 	return router, nil

@@ -120,7 +120,8 @@ again the command of a notification that stalled (--reconcile-after): RabbitMQ l
 func workerCommand() *cobra.Command {
 	return processCommand("worker", "Run delivery workers for email and SMS",
 		`worker consumes SendNotification commands from the email_notifications and sms_notifications
-queues and delivers them through the configured providers, with retries (exponential backoff with
+queues, and from their priority lanes beside them (email_notifications_high, …_low), each lane
+with consumers of its own, and delivers them through the configured providers, with retries (exponential backoff with
 jitter); a notification whose error is permanent or whose attempts run out is recorded as failed
 and its command parked in poison_notifications. Any number of workers may run at once.`,
 		parts{workers: true})
@@ -281,7 +282,7 @@ func (cfg *processConfig) assemble(ctx context.Context, p parts, pr *process) ([
 func (cfg *processConfig) addWorkers(pr *process) error {
 	channels, _ := cfg.worker.channels()
 	cfg.worker.Providers.SMTP.BounceDomain = cfg.bounces.Domain
-	providers, err := cfg.worker.Providers.build(channels, cfg.worker.Concurrency, cfg.gateway, cfg.secrets(), pr.logger)
+	providers, err := cfg.worker.Providers.build(channels, 2*cfg.worker.Concurrency+cfg.worker.HighConcurrency, cfg.gateway, cfg.secrets(), pr.logger)
 	if err != nil {
 		return err
 	}
