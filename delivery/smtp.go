@@ -208,7 +208,10 @@ func NewSMTP(cfg SMTPConfig) (*SMTP, error) {
 }
 
 // Name returns "smtp".
-func (s *SMTP) Name() string { return "smtp" }
+func (s *SMTP) Name() string { return SMTPName }
+
+// SMTPName is the SMTP provider's name, in events and as the key of its rate limit.
+const SMTPName = "smtp"
 
 // Send delivers m as a plain-text UTF-8 mail and returns its Message-ID without angle brackets:
 // NOTIFICATION_ID@DOMAIN. The id does not change between attempts, so a receiver that got an

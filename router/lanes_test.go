@@ -124,8 +124,8 @@ func TestHighPriorityOvertakesALowBacklog(t *testing.T) {
 		handlers.Policy{MaxAttempts: 3, Lease: time.Minute, Timeout: 10 * time.Second}, "w1", logger)
 	workers := router.NewWorkers(cfg, router.WorkerConfig{
 		Channels: []herald.Channel{herald.ChannelEmail}, Concurrency: 1, HighConcurrency: 1,
-		Retry:   router.RetryConfig{MaxRetries: 1, InitialInterval: 10 * time.Millisecond, MaxInterval: 10 * time.Millisecond, Multiplier: 1},
-		Timeout: 10 * time.Second, CloseTimeout: 10 * time.Second,
+		Retry:        router.RetryConfig{MaxRetries: 1, InitialInterval: 10 * time.Millisecond, MaxInterval: 10 * time.Millisecond, Multiplier: 1},
+		CloseTimeout: 10 * time.Second,
 	}, deliverer, topology, "w1", logger)
 	heraldtest.RunInBackground(t, "workers", workers.Run)
 

@@ -46,8 +46,6 @@ type WorkerConfig struct {
 	// Concurrency.
 	HighConcurrency int
 	Retry           RetryConfig
-	// Timeout bounds one delivery attempt.
-	Timeout time.Duration
 	// CloseTimeout bounds how long shutdown waits for attempts in flight.
 	CloseTimeout time.Duration
 	// Metrics, if set, receives watermill's handler and publisher metrics.
@@ -55,7 +53,8 @@ type WorkerConfig struct {
 }
 
 // Workers consume SendNotification commands from the channels' queues and hand them to the
-// deliverer, behind the middleware: correlation id → poison queue → retry → timeout → recoverer.
+// deliverer, behind the middleware: correlation id → poison queue → retry → recoverer. The
+// deliverer bounds each attempt by its policy's timeout, after any wait for a rate limit.
 type Workers struct {
 	amqp      AMQPConfig
 	cfg       WorkerConfig
@@ -101,7 +100,7 @@ func (w *Workers) Run(ctx context.Context) error {
 }
 
 // router builds the watermill router of the workers: metrics, the middleware chain (outermost
-// first: correlation id, poison queue, restore context, retry, timeout, park undecodable,
+// first: correlation id, poison queue, restore context, retry, park undecodable,
 // recoverer) and one handler per channel, each on its own queue.
 func (w *Workers) router(conn *amqp.ConnectionWrapper, poisonPub message.Publisher, wlog watermill.LoggerAdapter) (*message.Router, error) {
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: w.cfg.CloseTimeout}, wlog)
@@ -122,7 +121,6 @@ func (w *Workers) router(conn *amqp.ConnectionWrapper, poisonPub message.Publish
 		poison,
 		restoreContext,
 		RetryMiddleware(w.cfg.Retry, wlog),
-		middleware.Timeout(w.cfg.Timeout),
 		parkUndecodable,
 		middleware.Recoverer,
 	)
@@ -215,7 +213,7 @@ func RetryMiddleware(r RetryConfig, wlog watermill.LoggerAdapter) message.Handle
 }
 
 // restoreContext gives the message its own context back once the middleware inside are done:
-// Timeout leaves its cancelled context on the message, and the poison queue, outside, would
+// Retry leaves its cancelled context on the message, and the poison queue, outside, would
 // publish with it and fail.
 func restoreContext(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {

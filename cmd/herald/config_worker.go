@@ -29,6 +29,7 @@ type workerConfig struct {
 	RetryMultiply   float64
 	RetryJitter     float64
 	Providers       providerConfig
+	Rates           rateConfig
 }
 
 // register binds the worker's settings, its providers' among them, to the command's flags.
@@ -44,6 +45,7 @@ func (c *workerConfig) register(s *settings) {
 	s.Float(&c.RetryMultiply, "retry-multiplier", "HERALD_RETRY_MULTIPLIER", 2, "factor the delay grows by after each attempt")
 	s.Float(&c.RetryJitter, "retry-jitter", "HERALD_RETRY_JITTER", 0.2, "random spread of each delay, as a fraction of it")
 	c.Providers.register(s)
+	c.Rates.register(s)
 }
 
 // validate checks the worker's settings before anything connects, naming the flags at fault.
@@ -57,6 +59,9 @@ func (c workerConfig) validate() error {
 	}
 	if c.HighConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("--high-concurrency %d: want at least 1", c.HighConcurrency))
+	}
+	if err := c.Rates.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("--max-attempts %d: want at least 1", c.MaxAttempts))
@@ -124,7 +129,6 @@ func (c workerConfig) routerConfig() router.WorkerConfig {
 			Multiplier:      c.RetryMultiply,
 			Jitter:          c.RetryJitter,
 		},
-		Timeout: c.Timeout,
 		// Attempts in flight finish and record their outcome before the process exits.
 		CloseTimeout: c.Timeout + 35*time.Second,
 	}

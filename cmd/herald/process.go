@@ -19,6 +19,7 @@ import (
 	"github.com/herald-notify/herald/handlers"
 	heraldhttp "github.com/herald-notify/herald/http"
 	"github.com/herald-notify/herald/projections"
+	"github.com/herald-notify/herald/ratelimit"
 	"github.com/herald-notify/herald/redact"
 	"github.com/herald-notify/herald/router"
 	"github.com/herald-notify/herald/suppressions"
@@ -290,6 +291,9 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 	worker := fmt.Sprintf("%s/%d", host, os.Getpid())
 	deliverer := handlers.NewDeliverer(pr.log, providers, cfg.worker.policy(), worker, pr.logger).
 		WithSuppressions(suppressions.New(pr.pool)).WithFiles(attachments.New(pr.pool))
+	if rates := cfg.worker.Rates.rates(); rates != nil {
+		deliverer = deliverer.WithRateLimiter(ratelimit.New(pr.pool, rates, ratelimit.NewMetrics(pr.reg), pr.logger))
+	}
 	wc := cfg.worker.routerConfig()
 	wc.Metrics = pr.reg
 	workers := router.NewWorkers(cfg.amqp.AMQPConfig, wc, deliverer, pr.topology, worker, pr.logger)
