@@ -82,6 +82,8 @@ type sendRequest struct {
 	Template  string         `json:"template,omitempty"`
 	// Attachments: filename, content_type and content (standard base64) each.
 	Attachments []map[string]string `json:"attachments,omitempty"`
+	// Priority is high, normal or low; empty leaves it out.
+	Priority string `json:"priority,omitempty"`
 }
 
 var client = &http.Client{Timeout: 10 * time.Second, Transport: withAPIKey{http.DefaultTransport}}

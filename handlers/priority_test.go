@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -103,5 +104,25 @@ func TestSendCommandCarriesThePriority(t *testing.T) {
 		if diff := cmp.Diff(tc.want, got); diff != "" {
 			t.Errorf("priority %q (-want +got):\n%s", tc.p, diff)
 		}
+	}
+}
+
+// An operator's requeue sends a notification back to the lane of its priority.
+func TestRequeueKeepsThePriorityLane(t *testing.T) {
+	env := newOperatorEnv(t, nil)
+	q := queuedOn(herald.ChannelSMS)
+	q.Priority = herald.PriorityHigh
+	id := queue(t, env.log, q)
+	if _, err := env.log.Append(context.Background(), id, 1, cmdMD(1), failedStory()...); err != nil {
+		t.Fatal(err)
+	}
+	env.parked.park(parkedFor(id, herald.ChannelSMS))
+	if _, err := env.op.Requeue(operatorCtx(), handlers.Selection{IDs: []string{id}}, "ops", "provider back"); err != nil {
+		t.Fatal(err)
+	}
+	cmds := outboxCommands(t, env.pool)
+	want := commands.SendNotification{NotificationID: id, Channel: herald.ChannelSMS, Priority: herald.PriorityHigh}
+	if len(cmds) != 1 || cmds[0].Queue != "sms_notifications_high" || cmds[0].Command != want {
+		t.Errorf("outbox after the requeue holds %+v; want %+v for sms_notifications_high", cmds, want)
 	}
 }

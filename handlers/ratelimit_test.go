@@ -163,3 +163,30 @@ func TestRateLimitWaitDoesNotCountAgainstTheTimeout(t *testing.T) {
 func commandFor(id string, c herald.Channel) commands.SendNotification {
 	return commands.SendNotification{NotificationID: id, Channel: c}
 }
+
+// The deliverer bounds the attempt by the policy's Timeout itself (the router has no timeout
+// middleware): a provider that hangs is cut off, and the attempt recorded as failed.
+func TestDelivererBoundsTheAttempt(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	eventLog := events.NewLog(db.Pool)
+	provider := &fakeProvider{name: "fake-smtp", channel: herald.ChannelEmail,
+		send: func(ctx context.Context, m delivery.Message) (string, error) {
+			<-ctx.Done()
+			return "", ctx.Err()
+		}}
+	d := handlers.NewDeliverer(eventLog, map[herald.Channel]delivery.Provider{herald.ChannelEmail: provider},
+		handlers.Policy{MaxAttempts: 3, Lease: time.Minute, Timeout: 300 * time.Millisecond}, "w1", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	id := queue(t, eventLog, queuedOn(herald.ChannelEmail))
+	started := time.Now()
+	err := d.Deliver(context.Background(), commandFor(id, herald.ChannelEmail), cmdMD(1))
+	if err == nil || handlers.Final(err) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a hanging provider: %v, want a retryable deadline error", err)
+	}
+	if took := time.Since(started); took > 5*time.Second {
+		t.Errorf("the attempt took %s; its timeout is 300ms", took)
+	}
+	want := []string{events.TypeNotificationQueued, events.TypeNotificationProcessing, events.TypeDeliveryAttemptFailed}
+	if diff := cmp.Diff(want, eventTypes(t, eventLog, id)); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+}
