@@ -23,6 +23,7 @@ type notificationJSON struct {
 	Type              string `json:"type"`
 	Recipient         string `json:"recipient"`
 	Status            string `json:"status"`
+	Priority          string `json:"priority"`
 	Attempts          int    `json:"attempts"`
 	LastError         string `json:"last_error"`
 	Provider          string `json:"provider"`

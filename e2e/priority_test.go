@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -19,9 +20,14 @@ func TestPriorityLanesThroughTheProcesses(t *testing.T) {
 	highID := send(t, h.API, sendRequest{Type: "email", Recipient: urgent, Content: "Your code is 4242", Priority: "high"})
 	lowID := send(t, h.API, sendRequest{Type: "email", Recipient: "later@example.com", Content: "News", Priority: "low"})
 	normalID := send(t, h.API, sendRequest{Type: "sms", Recipient: "+14155550199", Content: "Hi"})
-	waitStatus(t, h.API, lowID, "sent", deliveryTimeout)
-	waitStatus(t, h.API, normalID, "sent", deliveryTimeout)
-	waitStatus(t, h.API, highID, "failed", deliveryTimeout)
+	shown := map[string]string{
+		lowID:    waitStatus(t, h.API, lowID, "sent", deliveryTimeout).Priority,
+		normalID: waitStatus(t, h.API, normalID, "sent", deliveryTimeout).Priority,
+		highID:   waitStatus(t, h.API, highID, "failed", deliveryTimeout).Priority,
+	}
+	if want := map[string]string{lowID: "low", normalID: "", highID: "high"}; !maps.Equal(shown, want) {
+		t.Errorf("the status shows priorities %v, want %v", shown, want)
+	}
 	waitQueueDepth(t, h.AMQPURL, queuePoison, 1, 15*time.Second)
 
 	for id, want := range map[string]any{highID: "high", lowID: "low", normalID: nil} {
@@ -30,10 +36,10 @@ func TestPriorityLanesThroughTheProcesses(t *testing.T) {
 			t.Errorf("%s: NotificationQueued priority %v, want %v", id, got, want)
 		}
 	}
-	shown := mustRunCLI(t, h, "poison", "show", highID)
+	parked := mustRunCLI(t, h, "poison", "show", highID)
 	for _, want := range []string{"send_email_high", queueEmail + "_high"} {
-		if !strings.Contains(shown, want) {
-			t.Errorf("poison show does not say the command came from the high lane (%q):\n%s", want, shown)
+		if !strings.Contains(parked, want) {
+			t.Errorf("poison show does not say the command came from the high lane (%q):\n%s", want, parked)
 		}
 	}
 

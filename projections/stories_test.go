@@ -21,7 +21,8 @@ import (
 
 // story appends a valid story for one notification, in steps, as the API and workers do.
 func story(ctx context.Context, log *events.Log, stream string) error {
-	evs := []events.Event{&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123", Content: "c", Body: "b"}}
+	evs := []events.Event{&events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123", Content: "c", Body: "b",
+		Priority: []herald.Priority{"", herald.PriorityHigh, herald.PriorityLow}[rand.IntN(3)]}}
 	if rand.IntN(4) == 0 {
 		evs = append(evs, &events.NotificationRecovered{Actor: "system:reconciler", Reason: "lost", Status: herald.StatusPending})
 	}

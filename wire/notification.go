@@ -11,10 +11,12 @@ import (
 // Notification is a notification's state: the status read model's row, or the fold of its stream
 // (as of an instant, when AsOf is set).
 type Notification struct {
-	ID                string `json:"id"`
-	Type              string `json:"type"`
-	Recipient         string `json:"recipient"`
-	Status            string `json:"status"`
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	Recipient string `json:"recipient"`
+	Status    string `json:"status"`
+	// Priority is high or low; absent for normal.
+	Priority          string `json:"priority,omitempty"`
 	Attempts          int    `json:"attempts"`
 	LastError         string `json:"last_error,omitempty"`
 	Provider          string `json:"provider,omitempty"`
@@ -37,6 +39,7 @@ func NewNotification(n herald.Notification) Notification {
 		Type:              string(n.Channel),
 		Recipient:         n.Recipient,
 		Status:            string(n.Status),
+		Priority:          shownPriority(n.Priority),
 		Attempts:          n.Attempts,
 		LastError:         n.LastError,
 		Provider:          n.Provider,
@@ -154,4 +157,13 @@ type Stream struct {
 // NewStream returns the stream of notification id.
 func NewStream(id string, recs []events.Recorded) Stream {
 	return Stream{ID: id, Events: all(recs, NewEvent), Links: LinksFor(id)}
+}
+
+// shownPriority is a notification's priority as users see it: high or low, and nothing for
+// normal, as in its NotificationQueued.
+func shownPriority(p herald.Priority) string {
+	if p.OrNormal() == herald.PriorityNormal {
+		return ""
+	}
+	return string(p)
 }
