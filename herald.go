@@ -5,7 +5,8 @@
 // The subpackages adapt one concern each: events (the facts and the append-only log), commands (the
 // intents sent to workers), handlers (the decisions), projections (the read models), http (the
 // edge), wire (every JSON shape users see, for the API and the CLI alike), router (brokers, topics
-// and middleware), delivery (the providers), templates (the content language), attachments (the files
+// and middleware), delivery (the providers), ratelimit (the providers' rate limits, shared by every
+// worker), templates (the content language), attachments (the files
 // emails carry, stored once by hash), apikeys (who may
 // call the API), bounces (the email bounces and complaints that come back), redact (what is never
 // printed), postgres (connections to PostgreSQL), migrations (the schema), bench (the load tool
