@@ -5,7 +5,8 @@
 // The subpackages adapt one concern each: events (the facts and the append-only log), commands (the
 // intents sent to workers), handlers (the decisions), projections (the read models), http (the
 // edge), wire (every JSON shape users see, for the API and the CLI alike), router (brokers, topics
-// and middleware), delivery (the providers), templates (the content language), attachments (the files
+// and middleware), delivery (the providers), ratelimit (the providers' rate limits, shared by every
+// worker), templates (the content language), attachments (the files
 // emails carry, stored once by hash), scheduler (the release of scheduled sends when they are
 // due), apikeys (who may
 // call the API), bounces (the email bounces and complaints that come back), redact (what is never
@@ -107,6 +108,9 @@ type Notification struct {
 	// Attachments are the files an email carries, by reference: their bytes are loaded by hash
 	// when it is sent.
 	Attachments []Attachment
+	// Priority decides the notification's lane and its place among the waiters for a
+	// provider's rate limit; normal for notifications queued before there were priorities.
+	Priority Priority
 
 	Status Status
 	// SendAt is when the client asked for it to be sent, zero when it asked for no time: it is

@@ -11,4 +11,18 @@ import "github.com/herald-notify/herald"
 type SendNotification struct {
 	NotificationID string         `json:"notification_id"`
 	Channel        herald.Channel `json:"channel"`
+	// Priority picks the lane the command travels in; absent means normal, as in every command
+	// queued before there were priorities.
+	Priority herald.Priority `json:"priority,omitempty"`
+}
+
+// Send is the command that asks for the delivery of n, a notification folded from its stream,
+// routed to the lane of its priority. Everything that queues a delivery builds it here, so that
+// every path (accept, the reconciler's recovery, an operator's requeue) routes alike.
+func Send(n herald.Notification) SendNotification {
+	cmd := SendNotification{NotificationID: n.ID, Channel: n.Channel}
+	if p := n.Priority.OrNormal(); p != herald.PriorityNormal {
+		cmd.Priority = p
+	}
+	return cmd
 }

@@ -214,6 +214,9 @@ func NewSMTP(cfg SMTPConfig) (*SMTP, error) {
 // Name returns SMTPConfig.Name: "smtp" unless set.
 func (s *SMTP) Name() string { return s.name }
 
+// SMTPName is the primary SMTP provider's name, in events and as the key of its rate limit.
+const SMTPName = "smtp"
+
 // Send delivers m as a plain-text UTF-8 mail and returns its Message-ID without angle brackets:
 // NOTIFICATION_ID@DOMAIN. The id does not change between attempts, so a receiver that got an
 // attempt we believe failed can drop the duplicate.

@@ -23,6 +23,7 @@ type notificationJSON struct {
 	Type              string `json:"type"`
 	Recipient         string `json:"recipient"`
 	Status            string `json:"status"`
+	Priority          string `json:"priority"`
 	Attempts          int    `json:"attempts"`
 	LastError         string `json:"last_error"`
 	Provider          string `json:"provider"`
@@ -82,6 +83,8 @@ type sendRequest struct {
 	Template  string         `json:"template,omitempty"`
 	// Attachments: filename, content_type and content (standard base64) each.
 	Attachments []map[string]string `json:"attachments,omitempty"`
+	// Priority is high, normal or low; empty leaves it out.
+	Priority string `json:"priority,omitempty"`
 }
 
 var client = &http.Client{Timeout: 10 * time.Second, Transport: withAPIKey{http.DefaultTransport}}

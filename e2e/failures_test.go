@@ -17,6 +17,10 @@ const (
 	queuePoison = "poison_notifications"
 )
 
+// workQueues are every lane of every channel: the normal lanes above, and the priority lanes
+// beside them. A check that nothing is left to deliver looks at all of them.
+var workQueues = []string{queueEmail + "_high", queueEmail, queueEmail + "_low", queueSMS + "_high", queueSMS, queueSMS + "_low"}
+
 // historyShape is what the failure tests compare of a history entry: errors are checked apart,
 // by what they contain.
 type historyShape struct {
@@ -183,7 +187,7 @@ func TestPermanentAndExhaustedFailures(t *testing.T) {
 	// A worker that stops finishes what it holds and hands back what it has not acknowledged, so
 	// afterwards the queues show everything that is left.
 	h.proc(t, "worker").shutdown(t)
-	for _, q := range []string{queueEmail, queueSMS} {
+	for _, q := range workQueues {
 		if n := heraldtest.QueueDepth(t, h.AMQPURL, q); n != 0 {
 			t.Errorf("queue %s holds %d commands after the notifications failed, want none", q, n)
 		}

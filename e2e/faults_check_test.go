@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -249,7 +250,7 @@ func (c *faultCluster) waitSinksQuiet() {
 // redelivered command of a failed notification is parked again) and nothing else.
 func (c *faultCluster) checkQueues(t *testing.T, r *faultReport) {
 	t.Helper()
-	for _, q := range []string{queueEmail, queueSMS, queuePoison} {
+	for _, q := range append(slices.Clone(workQueues), queuePoison) {
 		var depth int
 		for wait := time.Now(); ; time.Sleep(200 * time.Millisecond) {
 			depth = heraldtest.QueueDepth(t, c.AMQPURL, q)

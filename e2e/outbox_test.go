@@ -130,7 +130,7 @@ func TestOutboxOutlivesRabbitMQOutage(t *testing.T) {
 	if diff := cmp.Diff(want, outboxCommands(t, h)); diff != "" {
 		t.Errorf("outbox while RabbitMQ is away (-want +got):\n%s", diff)
 	}
-	for _, q := range []string{queueEmail, queueSMS} {
+	for _, q := range workQueues {
 		if n := heraldtest.QueueDepth(t, d.AMQPURL, q); n != 0 {
 			t.Errorf("queue %s holds %d messages while the relay cannot reach RabbitMQ", q, n)
 		}

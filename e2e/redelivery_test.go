@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -67,7 +68,7 @@ func TestRedeliveredCommandDoesNotResend(t *testing.T) {
 		if n := len(h.SMS.Received(sms.req.Recipient)); n != 1 {
 			return fmt.Errorf("%d SMS for %s", n, sms.req.Recipient)
 		}
-		for _, q := range []string{queueEmail, queueSMS} {
+		for _, q := range workQueues {
 			if n := heraldtest.QueueDepth(t, h.AMQPURL, q); n != 0 {
 				return fmt.Errorf("queue %s holds %d messages", q, n)
 			}
@@ -99,7 +100,7 @@ func TestRedeliveredCommandDoesNotResend(t *testing.T) {
 
 	// Stopped, the worker hands back anything it still holds unacknowledged.
 	worker.shutdown(t)
-	for _, q := range []string{queueEmail, queueSMS, queuePoison} {
+	for _, q := range append(slices.Clone(workQueues), queuePoison) {
 		if n := heraldtest.QueueDepth(t, h.AMQPURL, q); n != 0 {
 			t.Errorf("queue %s holds %d messages after the worker stopped, want none", q, n)
 		}

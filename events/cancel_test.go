@@ -28,7 +28,7 @@ func TestEvolveCancelled(t *testing.T) {
 			t.Errorf("StatusAfter(%s) = %s, but Evolve leaves it %s", e.EventType(), got, want)
 		}
 	}
-	want := herald.Notification{ID: "s", Channel: herald.ChannelSMS, Recipient: "+14155550123", Body: "Hi",
+	want := herald.Notification{ID: "s", Channel: herald.ChannelSMS, Recipient: "+14155550123", Body: "Hi", Priority: herald.PriorityNormal,
 		Status: herald.StatusCancelled, Attempts: 1, AttemptStartedAt: t0.Add(time.Second), LastError: "503", Provider: "http-sms",
 		Version: 4, Position: 13, CreatedAt: t0, UpdatedAt: t0.Add(3 * time.Second)}
 	if diff := cmp.Diff(want, n); diff != "" {

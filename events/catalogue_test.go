@@ -271,7 +271,7 @@ func TestQueuedWithoutHTML(t *testing.T) {
 	at := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
 	n := events.Evolve(herald.Notification{}, events.Recorded{StreamID: "s", Version: 1, Position: 7, Time: at}, e)
 	want := herald.Notification{ID: "s", Channel: herald.ChannelEmail, Recipient: "ada@example.com", Subject: "Hi",
-		Body: "Hello Ada", Status: herald.StatusPending, Version: 1, Position: 7, CreatedAt: at, UpdatedAt: at}
+		Body: "Hello Ada", Priority: herald.PriorityNormal, Status: herald.StatusPending, Version: 1, Position: 7, CreatedAt: at, UpdatedAt: at}
 	if diff := cmp.Diff(want, n); diff != "" {
 		t.Errorf("fold of an event without HTML (-want +got):\n%s", diff)
 	}

@@ -64,6 +64,9 @@ type NotificationQueued struct {
 	// SendAt, when set, is when the client asked for the notification to be sent: it is
 	// scheduled until then, and NotificationReleased follows when it is due.
 	SendAt *time.Time `json:"send_at,omitempty"`
+	// Priority is high or low when the client asked for it; absent means normal, as in every
+	// event written before there were priorities.
+	Priority herald.Priority `json:"priority,omitempty"`
 }
 
 // QueuedTemplateKeys are the JSON keys of NotificationQueued that hold the templates and the

@@ -49,6 +49,7 @@ func (v *evolver) NotificationQueued(e *NotificationQueued) {
 	for _, a := range e.Attachments {
 		v.n.Attachments = append(v.n.Attachments, herald.Attachment{Filename: a.Filename, ContentType: a.ContentType, Size: a.Size, SHA256: a.SHA256})
 	}
+	v.n.Priority = e.Priority.OrNormal()
 	v.n.Status = herald.StatusPending
 	v.n.SendAt = time.Time{}
 	if e.SendAt != nil {

@@ -18,9 +18,10 @@ func TestEvolve(t *testing.T) {
 	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Second) }
 	queued := &events.NotificationQueued{Channel: herald.ChannelEmail, Recipient: "ada@example.com", Content: "Hi",
 		RenderedSubject: "Welcome", Body: "Hi Ada", HTML: "<p>Hi {{.name}}</p>", RenderedHTML: "<p>Hi Ada</p>",
-		Attachments: []events.AttachmentRef{{Filename: "a.pdf", ContentType: "application/pdf", Size: 3, SHA256: "ba78"}}}
+		Attachments: []events.AttachmentRef{{Filename: "a.pdf", ContentType: "application/pdf", Size: 3, SHA256: "ba78"}},
+		Priority:    herald.PriorityHigh}
 	base := herald.Notification{ID: "s", Channel: herald.ChannelEmail, Recipient: "ada@example.com", Subject: "Welcome",
-		Body: "Hi Ada", HTML: "<p>Hi Ada</p>", CreatedAt: t0,
+		Body: "Hi Ada", HTML: "<p>Hi Ada</p>", CreatedAt: t0, Priority: herald.PriorityHigh,
 		Attachments: []herald.Attachment{{Filename: "a.pdf", ContentType: "application/pdf", Size: 3, SHA256: "ba78"}}}
 	// after returns base as it stands after event i (from 0), changed by change.
 	after := func(i int, change func(*herald.Notification)) herald.Notification {

@@ -18,7 +18,7 @@ func TestEvolveScheduled(t *testing.T) {
 	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
 	sendAt := t0.Add(time.Hour)
 	base := herald.Notification{ID: "s", Channel: herald.ChannelSMS, Recipient: "+14155550123", Body: "Hi",
-		SendAt: sendAt, CreatedAt: t0}
+		Priority: herald.PriorityNormal, SendAt: sendAt, CreatedAt: t0}
 	steps := []struct {
 		e      events.Event
 		status herald.Status

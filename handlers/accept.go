@@ -34,6 +34,8 @@ type SendRequest struct {
 	// SendAt, if set, is when to send: the notification is scheduled until then (see
 	// Limits.MaxScheduleAhead for how far ahead).
 	SendAt *time.Time
+	// Priority is high, normal or low; empty is normal.
+	Priority string
 	// IdempotencyKey, if set, makes a retried request safe: the same key with the same request
 	// answers with the notification created the first time.
 	IdempotencyKey string
@@ -143,7 +145,7 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error
 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.writeTimeout)
 	defer cancel()
-	cmd := SendCommand(events.Evolve(herald.Notification{}, events.Recorded{StreamID: stream, Version: 1}, queued))
+	cmd := commands.Send(events.Evolve(herald.Notification{}, events.Recorded{StreamID: stream, Version: 1}, queued))
 	if req.IdempotencyKey == "" {
 		if rec, ok, err := a.acceptInOneRoundTrip(ctx, stream, md, queued, files, cmd); ok {
 			if err != nil {

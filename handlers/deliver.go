@@ -57,6 +57,8 @@ type Deliverer struct {
 	suppressions Suppressions
 	// files, when set, gives the bytes of the emails' attachments.
 	files Files
+	// limits, when set, holds each attempt to its provider's rate.
+	limits RateLimiter
 }
 
 // Files is the store of attachments' bytes as the deliverer reads it (see attachments.Store).
@@ -132,7 +134,8 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 	if !ok {
 		return fmt.Errorf("deliver %s: %w: no provider for channel %q", cmd.NotificationID, ErrFinal, cmd.Channel)
 	}
-	n, send, err := d.start(ctx, cmd, md)
+	n, ctx, cancel, send, err := d.start(ctx, provider.Name(), cmd, md)
+	defer cancel()
 	if !send || err != nil {
 		return err
 	}
@@ -174,19 +177,56 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 // true when that attempt is to be made with the n it returns; false with a nil error when the
 // notification was sent already (a redelivered command, acknowledged), and false with an error
 // when no attempt can start (wrapping ErrFinal when none ever will).
-func (d *Deliverer) start(ctx context.Context, cmd commands.SendNotification, md events.Metadata) (n herald.Notification, send bool, err error) {
+//
+// It waits for the provider's rate limit, when d has one, after deciding and before recording the
+// attempt's start: the wait is no attempt, and the attempt's timeout does not count it. The
+// decision and the attempt are each bounded by the policy's Timeout; attempt is the context of
+// the attempt, to be cancelled by the caller.
+func (d *Deliverer) start(ctx context.Context, provider string, cmd commands.SendNotification, md events.Metadata) (n herald.Notification, attempt context.Context, cancel context.CancelFunc, send bool, err error) {
+	dctx, dcancel := d.timeout(ctx)
+	n, evs, suppressed, sup, err := d.decide(dctx, cmd)
+	dcancel()
+	if err != nil || evs == nil {
+		return n, ctx, func() {}, false, err
+	}
+	if !suppressed && opensAttempt(evs) {
+		if err := d.awaitRate(ctx, provider, n); err != nil {
+			return n, ctx, func() {}, false, fmt.Errorf("deliver %s: %w", n.ID, err)
+		}
+	}
+	attempt, cancel = d.timeout(ctx)
+	n, err = d.append(attempt, n, md, evs)
+	if err != nil {
+		return n, attempt, cancel, false, fmt.Errorf("deliver %s: start attempt %d: %w", n.ID, n.Attempts+1, err)
+	}
+	if suppressed {
+		// Not a failure anyone must act on: the command is acknowledged, not parked.
+		d.logger.InfoContext(ctx, "notification not sent: its recipient is suppressed", "notification_id", n.ID,
+			"cause", sup.Cause)
+		return n, attempt, cancel, false, nil
+	}
+	if n.Status == herald.StatusFailed {
+		return n, attempt, cancel, false, fmt.Errorf("deliver %s: %w: %s", n.ID, ErrFinal, n.LastError)
+	}
+	return n, attempt, cancel, true, nil
+}
+
+// decide loads the notification cmd names and decides what starts its next attempt: the events
+// to append (nil, with a nil error, when nothing is to be done: it was sent already), and whether
+// they fail it because its recipient is suppressed (sup, then, says how).
+func (d *Deliverer) decide(ctx context.Context, cmd commands.SendNotification) (n herald.Notification, evs []events.Event, suppressed bool, sup suppressions.Suppression, err error) {
 	// The lease of an open attempt is judged on the database's clock, which stamped the attempt's
 	// start: a worker whose clock runs ahead must not declare a live attempt abandoned and send
 	// again, nor one whose clock runs behind keep a dead attempt alive.
 	asked := d.now()
 	n, dbNow, err := d.store.NotificationNow(ctx, cmd.NotificationID)
 	if herald.ErrorCode(err) == herald.ENOTFOUND {
-		return n, false, fmt.Errorf("deliver %s: %w: %w", cmd.NotificationID, ErrFinal, ErrNotQueued)
+		return n, nil, false, sup, fmt.Errorf("deliver %s: %w: %w", cmd.NotificationID, ErrFinal, ErrNotQueued)
 	} else if err != nil {
-		return n, false, fmt.Errorf("deliver %s: %w", cmd.NotificationID, err)
+		return n, nil, false, sup, fmt.Errorf("deliver %s: %w", cmd.NotificationID, err)
 	}
 	if n.Channel != cmd.Channel {
-		return n, false, fmt.Errorf("deliver %s: %w: command for %s but notification is %s", n.ID, ErrFinal, cmd.Channel, n.Channel)
+		return n, nil, false, sup, fmt.Errorf("deliver %s: %w: command for %s but notification is %s", n.ID, ErrFinal, cmd.Channel, n.Channel)
 	}
 
 	d.checkClock(ctx, asked, dbNow)
@@ -194,47 +234,34 @@ func (d *Deliverer) start(ctx context.Context, cmd commands.SendNotification, md
 	switch {
 	case errors.Is(err, ErrAlreadySent):
 		d.logger.DebugContext(ctx, "redelivered command for a sent notification acknowledged", "notification_id", n.ID)
-		return n, false, nil
+		return n, nil, false, sup, nil
 	case errors.Is(err, ErrCancelled):
 		// Called off before it went out: nothing to send, nothing to park, nothing to record.
 		d.logger.InfoContext(ctx, "command of a cancelled notification acknowledged unsent", "notification_id", n.ID)
-		return n, false, nil
+		return n, nil, false, sup, nil
 	case errors.Is(err, ErrScheduled):
 		d.logger.WarnContext(ctx, "command of a scheduled notification acknowledged without sending: its release queues its own", "notification_id", n.ID)
-		return n, false, nil
+		return n, nil, false, sup, nil
 	case errors.Is(err, ErrAlreadyFailed):
 		if reason, rerr := d.failureReason(ctx, n.ID); rerr == nil && reason == events.ReasonSuppressed {
 			// It failed because its recipient was suppressed, and that acknowledgement was lost:
 			// nothing to park, whatever the list says now.
 			d.logger.DebugContext(ctx, "redelivered command of a suppressed notification acknowledged", "notification_id", n.ID)
-			return n, false, nil
+			return n, nil, false, sup, nil
 		}
 		// Park it again: if an earlier park was lost with its acknowledgement, this restores it.
-		return n, false, fmt.Errorf("deliver %s: %w: %w", n.ID, ErrFinal, err)
+		return n, nil, false, sup, fmt.Errorf("deliver %s: %w: %w", n.ID, ErrFinal, err)
 	case err != nil:
-		return n, false, fmt.Errorf("deliver %s: %w", n.ID, err)
+		return n, nil, false, sup, fmt.Errorf("deliver %s: %w", n.ID, err)
 	}
-	sup, suppressed, err := d.suppressed(ctx, n)
+	sup, suppressed, err = d.suppressed(ctx, n)
 	if err != nil {
-		return n, false, fmt.Errorf("deliver %s: %w", n.ID, err)
+		return n, nil, false, sup, fmt.Errorf("deliver %s: %w", n.ID, err)
 	}
 	if suppressed {
 		start, suppressed = DecideSuppressed(start, n, sup)
 	}
-	n, err = d.append(ctx, n, md, start)
-	if err != nil {
-		return n, false, fmt.Errorf("deliver %s: start attempt %d: %w", n.ID, n.Attempts+1, err)
-	}
-	if suppressed {
-		// Not a failure anyone must act on: the command is acknowledged, not parked.
-		d.logger.InfoContext(ctx, "notification not sent: its recipient is suppressed", "notification_id", n.ID,
-			"cause", sup.Cause)
-		return n, false, nil
-	}
-	if n.Status == herald.StatusFailed {
-		return n, false, fmt.Errorf("deliver %s: %w: %s", n.ID, ErrFinal, n.LastError)
-	}
-	return n, true, nil
+	return n, start, suppressed, sup, nil
 }
 
 // ErrAttachmentGone is wrapped by the error of an attempt whose attachment is no longer stored:

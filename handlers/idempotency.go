@@ -111,7 +111,7 @@ func (a *Acceptor) replayedByKey(ctx context.Context, keyID string, req SendRequ
 
 // requestHash identifies a request's content: the same fields and values give the same hash.
 // Attachments (files, as validated) count by name, type and the hash of their bytes, in order.
-// html, template, attachments and send_at count only when sent, so that a request without them hashes as it did before
+// html, template, attachments, send_at and a priority other than normal count only when sent, so that a request without them hashes as it did before
 // emails had an HTML part or templates were stored, and a key claimed then still answers its
 // retries.
 func requestHash(req SendRequest, files []events.AttachmentRef) ([]byte, error) {
@@ -130,6 +130,10 @@ func requestHash(req SendRequest, files []events.AttachmentRef) ([]byte, error) 
 	if req.SendAt != nil {
 		// The instant, whatever offset it was written with.
 		fields["send_at"] = req.SendAt.UTC().Format(time.RFC3339Nano)
+	}
+	if p, err := herald.ParsePriority(req.Priority); err == nil && p != herald.PriorityNormal {
+		// Normal, said or not, hashes as a request did before there were priorities.
+		fields["priority"] = string(p)
 	}
 	if len(files) > 0 {
 		named := make([][3]string, len(files))

@@ -157,6 +157,7 @@ func TestIdempotencyKeyWithAnotherRequest(t *testing.T) {
 		{"subject", func(r *handlers.SendRequest) { r.Subject = "Hello {{.name}}" }},
 		{"no subject", func(r *handlers.SendRequest) { r.Subject = "" }},
 		{"html", func(r *handlers.SendRequest) { r.HTML = "<p>Hello {{.name}}!</p>" }},
+		{"priority", func(r *handlers.SendRequest) { r.Priority = "high" }},
 		{"a variable's value", func(r *handlers.SendRequest) { r.Variables = map[string]any{"name": "Grace"} }},
 		{"a variable's type", func(r *handlers.SendRequest) { r.Variables = map[string]any{"name": []any{"Ada"}} }},
 		{"one variable more", func(r *handlers.SendRequest) { r.Variables = map[string]any{"name": "Ada", "unused": "x"} }},

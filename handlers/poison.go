@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/commands"
 	"github.com/herald-notify/herald/events"
 )
 
@@ -275,7 +276,7 @@ func (o *Operator) record(ctx context.Context, s step, actor string) (Result, er
 		if s.action != ActionRequeued && s.action != ActionResent {
 			return nil
 		}
-		cmd := SendCommand(n)
+		cmd := commands.Send(n)
 		return o.outbox.Send(herald.WithCorrelationID(wctx, md.CorrelationID), tx, cmd)
 	})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/commands"
 	"github.com/herald-notify/herald/events"
 )
 
@@ -267,7 +268,8 @@ func (r *Reconciler) recoverOne(ctx context.Context, id string, now time.Time, w
 		if _, err := r.log.In(tx).Append(wctx, id, n.Version, md, evs...); err != nil {
 			return err
 		}
-		return r.outbox.Send(herald.WithCorrelationID(wctx, md.CorrelationID), tx, SendCommand(n))
+		cmd := commands.Send(n)
+		return r.outbox.Send(herald.WithCorrelationID(wctx, md.CorrelationID), tx, cmd)
 	})
 	if errors.Is(err, events.ErrConflict) {
 		// It moved since it was loaded: it is not stalled.

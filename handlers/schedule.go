@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/herald-notify/herald"
-	"github.com/herald-notify/herald/commands"
 	"github.com/herald-notify/herald/events"
 )
 
@@ -28,13 +27,6 @@ var (
 	// acknowledges it without sending, so that nothing goes before its time.
 	ErrScheduled = errors.New("notification is scheduled and not released yet")
 )
-
-// SendCommand is the command that has a worker deliver n. Every place that queues one builds it
-// here, from the folded notification: the acceptance, the scheduler's release, the reconciler's
-// recovery and the operators' requeue.
-func SendCommand(n herald.Notification) commands.SendNotification {
-	return commands.SendNotification{NotificationID: n.ID, Channel: n.Channel}
-}
 
 // DecideRelease returns the event that releases a scheduled notification once now (the
 // database's clock) has reached its send_at. A notification in any other status than scheduled

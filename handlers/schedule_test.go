@@ -63,13 +63,6 @@ func TestDecideRecoverLeavesScheduledAlone(t *testing.T) {
 	}
 }
 
-func TestSendCommand(t *testing.T) {
-	n := given(&events.NotificationQueued{Channel: herald.ChannelEmail, Recipient: "a@example.com", Body: "Hi"})
-	if got := handlers.SendCommand(n); got.NotificationID != n.ID || got.Channel != herald.ChannelEmail {
-		t.Errorf("SendCommand = %+v, want the notification %s on email", got, n.ID)
-	}
-}
-
 // scheduledWritten counts what accepting writes, with the schedule rows.
 type scheduledWritten struct {
 	Written   written

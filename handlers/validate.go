@@ -109,6 +109,13 @@ func (a *Acceptor) validate(req SendRequest) (*events.NotificationQueued, []atta
 		Variables:   req.Variables,
 		Attachments: refs,
 	}
+	if p, err := herald.ParsePriority(req.Priority); err != nil {
+		fields["priority"] = "must be high, normal or low"
+	} else if p != herald.PriorityNormal {
+		// Normal is left out of the event, as it is from every event written before there
+		// were priorities.
+		q.Priority = p
+	}
 	if _, bad := fields["html"]; !bad && req.HTML != "" && channel == herald.ChannelEmail {
 		q.RenderedHTML = a.renderHTML(req, fields)
 	}

@@ -18,7 +18,7 @@ import (
 
 // sendFields are the fields of a send request, matched exactly (encoding/json would also take
 // "TYPE" for "type").
-var sendFields = map[string]bool{"type": true, "recipient": true, "subject": true, "content": true, "html": true, "variables": true, "template": true, "attachments": true, "send_at": true}
+var sendFields = map[string]bool{"type": true, "recipient": true, "subject": true, "content": true, "html": true, "variables": true, "template": true, "attachments": true, "send_at": true, "priority": true}
 
 // attachmentFields are the fields of one attachment.
 var attachmentFields = map[string]bool{"filename": true, "content_type": true, "content": true}
@@ -66,7 +66,7 @@ func decodeSendBody(body []byte) (handlers.SendRequest, error) {
 	fields := map[string]string{}
 	for name := range raw {
 		if !sendFields[name] {
-			fields[name] = "is not a known field: send type, recipient, content, variables and optionally subject, html, attachments and send_at, or template instead of subject, content and html (names are case-sensitive)"
+			fields[name] = "is not a known field: send type, recipient, content, variables and optionally subject, html, attachments, send_at and priority, or template instead of subject, content and html (names are case-sensitive)"
 		}
 	}
 	str := func(name string, required bool) string {
@@ -89,6 +89,7 @@ func decodeSendBody(body []byte) (handlers.SendRequest, error) {
 		Subject:   str("subject", false),
 		HTML:      str("html", false),
 		Template:  str("template", false),
+		Priority:  str("priority", false),
 	}
 	// content is required unless html gives the text part or a stored template gives every
 	// part; the acceptor says so with the other rules of content.

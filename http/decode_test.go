@@ -293,8 +293,8 @@ func TestSendRejectsMalformed(t *testing.T) {
 		},
 		{
 			name:       "unknown field",
-			body:       `{"type":"email","recipient":"a@example.com","content":"Hello","priority":"high"}`,
-			wantStatus: 422, wantCode: "invalid", wantFields: []string{"priority"},
+			body:       `{"type":"email","recipient":"a@example.com","content":"Hello","urgency":"high"}`,
+			wantStatus: 422, wantCode: "invalid", wantFields: []string{"urgency"},
 		},
 		{
 			name:       "type as number",

@@ -3,6 +3,8 @@ package migrations_test
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -158,5 +160,28 @@ func TestGrantRuntimeConcurrently(t *testing.T) {
 				t.Fatalf("round %d: GrantRuntime beside %d others: %v", round, n-1, err)
 			}
 		}
+	}
+}
+
+// Migrations are numbered 1, 2, 3, … with none missing and none twice: goose refuses to apply
+// one older than a database's newest, so a gap filled later would stop every upgraded database.
+func TestMigrationsAreNumberedInARow(t *testing.T) {
+	entries, err := fs.ReadDir(migrations.FS, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 1
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".sql") {
+			continue
+		}
+		n, err := strconv.Atoi(strings.SplitN(e.Name(), "_", 2)[0])
+		if err != nil {
+			t.Fatalf("%s: no number: %v", e.Name(), err)
+		}
+		if n != want {
+			t.Fatalf("%s is number %d, want %d: numbers must follow each other", e.Name(), n, want)
+		}
+		want++
 	}
 }

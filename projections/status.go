@@ -39,7 +39,7 @@ func (Status) Key() []string { return []string{"notification_id"} }
 
 const statusColumns = `notification_id::text, channel, recipient, status, attempts, round_start, attempt_open,
 	attempt_started_at, last_error, provider, provider_message_id, version, position,
-	created_at, updated_at, recoveries, send_at`
+	created_at, updated_at, recoveries, send_at, priority`
 
 func scanStatus(row pgx.Row) (herald.Notification, error) {
 	var (
@@ -49,7 +49,7 @@ func scanStatus(row pgx.Row) (herald.Notification, error) {
 	)
 	err := row.Scan(&n.ID, &n.Channel, &n.Recipient, &n.Status, &n.Attempts, &n.RoundStart, &n.AttemptOpen,
 		&started, &n.LastError, &n.Provider, &n.ProviderMessageID, &n.Version, &n.Position,
-		&n.CreatedAt, &n.UpdatedAt, &n.Recoveries, &sendAt)
+		&n.CreatedAt, &n.UpdatedAt, &n.Recoveries, &sendAt, &n.Priority)
 	if started != nil {
 		n.AttemptStartedAt = *started
 	}
@@ -122,20 +122,20 @@ func (s Status) ApplyBatch(ctx context.Context, tx pgx.Tx, recs []events.Recorde
 	_, err = tx.Exec(ctx, `
 INSERT INTO `+s.table()+` (notification_id, channel, recipient, status, attempts, round_start, attempt_open,
 	attempt_started_at, last_error, provider, provider_message_id, version, position, created_at, updated_at,
-	recoveries, send_at)
+	recoveries, send_at, priority)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::bool[],
 	$8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::timestamptz[],
-	$15::timestamptz[], $16::int[], $17::timestamptz[])
+	$15::timestamptz[], $16::int[], $17::timestamptz[], $18::text[])
 ON CONFLICT (notification_id) DO UPDATE SET
 	channel = excluded.channel, recipient = excluded.recipient, status = excluded.status,
 	attempts = excluded.attempts, round_start = excluded.round_start, attempt_open = excluded.attempt_open,
 	attempt_started_at = excluded.attempt_started_at, last_error = excluded.last_error,
 	provider = excluded.provider, provider_message_id = excluded.provider_message_id,
 	version = excluded.version, position = excluded.position, updated_at = excluded.updated_at,
-	recoveries = excluded.recoveries, send_at = excluded.send_at
+	recoveries = excluded.recoveries, send_at = excluded.send_at, priority = excluded.priority
 WHERE `+s.table()+`.version < excluded.version`,
 		c.id, c.channel, c.recipient, c.status, c.attempts, c.roundStart, c.attemptOpen, c.startedAt,
-		c.lastError, c.provider, c.providerMsgID, c.version, c.position, c.createdAt, c.updatedAt, c.recoveries, c.sendAt)
+		c.lastError, c.provider, c.providerMsgID, c.version, c.position, c.createdAt, c.updatedAt, c.recoveries, c.sendAt, c.priority)
 	if err != nil {
 		return fmt.Errorf("%s: write %d rows: %w", s.table(), len(c.id), err)
 	}
@@ -144,12 +144,12 @@ WHERE `+s.table()+`.version < excluded.version`,
 
 // statusRows holds rows column by column, as unnest wants them.
 type statusRows struct {
-	id, channel, recipient, status, lastError, provider, providerMsgID []string
-	attempts, roundStart, recoveries                                   []int32
-	attemptOpen                                                        []bool
-	startedAt, sendAt                                                  []*time.Time
-	version, position                                                  []int64
-	createdAt, updatedAt                                               []time.Time
+	id, channel, recipient, status, lastError, provider, providerMsgID, priority []string
+	attempts, roundStart, recoveries                                             []int32
+	attemptOpen                                                                  []bool
+	startedAt, sendAt                                                            []*time.Time
+	version, position                                                            []int64
+	createdAt, updatedAt                                                         []time.Time
 }
 
 func (c *statusRows) add(n herald.Notification) {
@@ -178,4 +178,5 @@ func (c *statusRows) add(n herald.Notification) {
 		sendAt = &n.SendAt
 	}
 	c.sendAt = append(c.sendAt, sendAt)
+	c.priority = append(c.priority, string(n.Priority.OrNormal()))
 }

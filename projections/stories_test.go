@@ -21,7 +21,8 @@ import (
 
 // story appends a valid story for one notification, in steps, as the API and workers do.
 func story(ctx context.Context, log *events.Log, stream string) error {
-	queued := &events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123", Content: "c", Body: "b"}
+	queued := &events.NotificationQueued{Channel: herald.ChannelSMS, Recipient: "+14155550123", Content: "c", Body: "b",
+		Priority: []herald.Priority{"", herald.PriorityHigh, herald.PriorityLow}[rand.IntN(3)]}
 	evs := []events.Event{queued}
 	if rand.IntN(4) == 0 {
 		// Scheduled: released, or still waiting for its time.

@@ -100,14 +100,19 @@ func poisonQueueArguments() amqp091.Table {
 	return amqp091.Table{"x-queue-type": "classic"}
 }
 
-// Declare declares Herald's queues on ch: the work queues, and the poison queue their commands
+// Declare declares Herald's queues on ch: the work queues of every lane, and the poison queue their commands
 // are parked in. Declaring them again with the same arguments is harmless; with others, RabbitMQ
 // refuses (PRECONDITION_FAILED), and the error says so.
 func (c AMQPConfig) Declare(ch *amqp091.Channel) error {
-	for _, q := range []struct {
+	type queue struct {
 		name string
 		args amqp091.Table
-	}{{QueuePoison, poisonQueueArguments()}, {QueueEmail, c.queueArguments()}, {QueueSMS, c.queueArguments()}} {
+	}
+	queues := []queue{{QueuePoison, poisonQueueArguments()}}
+	for _, name := range WorkQueues() {
+		queues = append(queues, queue{name, c.queueArguments()})
+	}
+	for _, q := range queues {
 		if _, err := ch.QueueDeclare(q.name, true, false, false, false, q.args); err != nil {
 			return fmt.Errorf("declare queue %s (%v): %w", q.name, q.args, err)
 		}
@@ -208,7 +213,7 @@ func (t *Topology) Run(ctx context.Context) error {
 		wait.reset()
 		closed := conn.NotifyClose(make(chan *amqp091.Error, 1))
 		t.setUp()
-		t.logger.InfoContext(ctx, "RabbitMQ queues declared", "queues", []string{QueueEmail, QueueSMS, QueuePoison})
+		t.logger.InfoContext(ctx, "RabbitMQ queues declared", "queues", append(WorkQueues(), QueuePoison))
 		if stop := t.watch(ctx, conn, closed); stop {
 			return nil
 		}

@@ -155,7 +155,7 @@ func (o *Outbox) send(ctx context.Context, db sql.ContextExecutor, cmd commands.
 				if !ok {
 					return "", fmt.Errorf("no queue for command %s", p.CommandName)
 				}
-				return QueueFor(c.Channel)
+				return QueueOf(c.Channel, c.Priority)
 			},
 			OnSend: func(p cqrs.CommandBusOnSendParams) error {
 				if id := herald.CorrelationID(p.Message.Context()); id != "" {

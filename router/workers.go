@@ -39,11 +39,13 @@ type RetryConfig struct {
 // WorkerConfig says what a worker process consumes and how.
 type WorkerConfig struct {
 	Channels []herald.Channel
-	// Concurrency is the number of commands each channel handles at once.
+	// Concurrency is the number of commands each channel handles at once in its normal lane, and
+	// in its low lane.
 	Concurrency int
-	Retry       RetryConfig
-	// Timeout bounds one delivery attempt.
-	Timeout time.Duration
+	// HighConcurrency is the number each channel handles at once in its high lane; 0: as
+	// Concurrency.
+	HighConcurrency int
+	Retry           RetryConfig
 	// CloseTimeout bounds how long shutdown waits for attempts in flight.
 	CloseTimeout time.Duration
 	// Metrics, if set, receives watermill's handler and publisher metrics.
@@ -51,7 +53,8 @@ type WorkerConfig struct {
 }
 
 // Workers consume SendNotification commands from the channels' queues and hand them to the
-// deliverer, behind the middleware: correlation id → poison queue → retry → timeout → recoverer.
+// deliverer, behind the middleware: correlation id → poison queue → retry → recoverer. The
+// deliverer bounds each attempt by its policy's timeout, after any wait for a rate limit.
 type Workers struct {
 	amqp      AMQPConfig
 	cfg       WorkerConfig
@@ -97,7 +100,7 @@ func (w *Workers) Run(ctx context.Context) error {
 }
 
 // router builds the watermill router of the workers: metrics, the middleware chain (outermost
-// first: correlation id, poison queue, restore context, retry, timeout, park undecodable,
+// first: correlation id, poison queue, restore context, retry, park undecodable,
 // recoverer) and one handler per channel, each on its own queue.
 func (w *Workers) router(conn *amqp.ConnectionWrapper, poisonPub message.Publisher, wlog watermill.LoggerAdapter) (*message.Router, error) {
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: w.cfg.CloseTimeout}, wlog)
@@ -118,7 +121,6 @@ func (w *Workers) router(conn *amqp.ConnectionWrapper, poisonPub message.Publish
 		poison,
 		restoreContext,
 		RetryMiddleware(w.cfg.Retry, wlog),
-		middleware.Timeout(w.cfg.Timeout),
 		parkUndecodable,
 		middleware.Recoverer,
 	)
@@ -127,32 +129,39 @@ func (w *Workers) router(conn *amqp.ConnectionWrapper, poisonPub message.Publish
 	if err != nil {
 		return nil, fmt.Errorf("workers: subscriber: %w", err)
 	}
-	concurrent := &fanIn{sub: sub, n: max(1, w.cfg.Concurrency)}
-	processor, err := cqrs.NewCommandProcessorWithConfig(router, cqrs.CommandProcessorConfig{
-		GenerateSubscribeTopic: func(p cqrs.CommandProcessorGenerateSubscribeTopicParams) (string, error) {
-			h, ok := p.CommandHandler.(channelHandler)
-			if !ok {
-				return "", fmt.Errorf("handler %s has no channel", p.CommandHandler.HandlerName())
-			}
-			return QueueFor(h.channel)
-		},
-		SubscriberConstructor: func(cqrs.CommandProcessorSubscriberConstructorParams) (message.Subscriber, error) {
-			return concurrent, nil
-		},
-		Marshaler: commandMarshaler,
-		Logger:    wlog,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("workers: command processor: %w", err)
-	}
-	for _, c := range w.cfg.Channels {
-		// One handler per channel; its name is stable, it shows in logs and metrics.
-		h := channelHandler{
-			CommandHandler: cqrs.NewCommandHandler("send_"+string(c), w.handle(c)),
-			channel:        c,
+	// Each lane has a command processor of its own, consuming its queues with consumers of its
+	// own: a lane's backlog never holds the consumers of another. The processors share the one
+	// subscriber (and its connection); a cqrs processor takes one handler per command, hence one
+	// per lane.
+	for _, p := range herald.Priorities {
+		concurrent := &fanIn{sub: sub, n: max(1, w.cfg.concurrency(p))}
+		processor, err := cqrs.NewCommandProcessorWithConfig(router, cqrs.CommandProcessorConfig{
+			GenerateSubscribeTopic: func(params cqrs.CommandProcessorGenerateSubscribeTopicParams) (string, error) {
+				h, ok := params.CommandHandler.(channelHandler)
+				if !ok {
+					return "", fmt.Errorf("handler %s has no channel", params.CommandHandler.HandlerName())
+				}
+				return QueueOf(h.channel, p)
+			},
+			SubscriberConstructor: func(cqrs.CommandProcessorSubscriberConstructorParams) (message.Subscriber, error) {
+				return concurrent, nil
+			},
+			Marshaler: commandMarshaler,
+			Logger:    wlog,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("workers: command processor: %w", err)
 		}
-		if _, err := processor.AddHandler(h); err != nil {
-			return nil, fmt.Errorf("workers: %s handler: %w", c, err)
+		for _, c := range w.cfg.Channels {
+			// One handler per channel and lane; its name is stable, it shows in logs, metrics and
+			// parked messages: send_email for the normal lane, send_email_high beside it.
+			h := channelHandler{
+				CommandHandler: cqrs.NewCommandHandler(HandlerName(c, p), w.handle(c)),
+				channel:        c,
+			}
+			if _, err := processor.AddHandler(h); err != nil {
+				return nil, fmt.Errorf("workers: %s %s handler: %w", c, p, err)
+			}
 		}
 	}
 	return router, nil
@@ -204,7 +213,7 @@ func RetryMiddleware(r RetryConfig, wlog watermill.LoggerAdapter) message.Handle
 }
 
 // restoreContext gives the message its own context back once the middleware inside are done:
-// Timeout leaves its cancelled context on the message, and the poison queue, outside, would
+// Retry leaves its cancelled context on the message, and the poison queue, outside, would
 // publish with it and fail.
 func restoreContext(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/commands"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
 )
@@ -197,7 +198,7 @@ func (s *Scheduler) releaseOne(ctx context.Context, tx pgx.Tx, log *events.Log, 
 		return Released{}, err
 	}
 	n = events.Evolve(n, out[0], evs[0])
-	if err := s.outbox.Send(herald.WithCorrelationID(ctx, md.CorrelationID), tx, handlers.SendCommand(n)); err != nil {
+	if err := s.outbox.Send(herald.WithCorrelationID(ctx, md.CorrelationID), tx, commands.Send(n)); err != nil {
 		return Released{}, err
 	}
 	return Released{ID: id, SendAt: n.SendAt, At: out[0].Time}, nil

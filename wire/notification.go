@@ -16,11 +16,13 @@ type Notification struct {
 	Recipient string `json:"recipient"`
 	Status    string `json:"status"`
 	// SendAt is when the client asked for it to be sent, when it asked for a time.
-	SendAt            *time.Time `json:"send_at,omitempty"`
-	Attempts          int        `json:"attempts"`
-	LastError         string     `json:"last_error,omitempty"`
-	Provider          string     `json:"provider,omitempty"`
-	ProviderMessageID string     `json:"provider_message_id,omitempty"`
+	SendAt *time.Time `json:"send_at,omitempty"`
+	// Priority is high or low; absent for normal.
+	Priority          string `json:"priority,omitempty"`
+	Attempts          int    `json:"attempts"`
+	LastError         string `json:"last_error,omitempty"`
+	Provider          string `json:"provider,omitempty"`
+	ProviderMessageID string `json:"provider_message_id,omitempty"`
 	// Version is the stream version the state reflects; Position is that event's position in the
 	// whole log (omitted only by a caller that does not know it).
 	Version   int64     `json:"version"`
@@ -40,6 +42,7 @@ func NewNotification(n herald.Notification) Notification {
 		Recipient:         n.Recipient,
 		Status:            string(n.Status),
 		SendAt:            utc(n.SendAt),
+		Priority:          shownPriority(n.Priority),
 		Attempts:          n.Attempts,
 		LastError:         n.LastError,
 		Provider:          n.Provider,
@@ -157,4 +160,13 @@ type Stream struct {
 // NewStream returns the stream of notification id.
 func NewStream(id string, recs []events.Recorded) Stream {
 	return Stream{ID: id, Events: all(recs, NewEvent), Links: LinksFor(id)}
+}
+
+// shownPriority is a notification's priority as users see it: high or low, and nothing for
+// normal, as in its NotificationQueued.
+func shownPriority(p herald.Priority) string {
+	if p.OrNormal() == herald.PriorityNormal {
+		return ""
+	}
+	return string(p)
 }

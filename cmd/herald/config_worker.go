@@ -18,22 +18,25 @@ import (
 // workerConfig is how a worker delivers: which channels, how many at once, how often it tries and
 // how long it waits between tries, and through which providers.
 type workerConfig struct {
-	Channels      []string
-	Concurrency   int
-	MaxAttempts   int
-	Timeout       time.Duration
-	Lease         time.Duration
-	RetryInitial  time.Duration
-	RetryMax      time.Duration
-	RetryMultiply float64
-	RetryJitter   float64
-	Providers     providerConfig
+	Channels        []string
+	Concurrency     int
+	HighConcurrency int
+	MaxAttempts     int
+	Timeout         time.Duration
+	Lease           time.Duration
+	RetryInitial    time.Duration
+	RetryMax        time.Duration
+	RetryMultiply   float64
+	RetryJitter     float64
+	Providers       providerConfig
+	Rates           rateConfig
 }
 
 // register binds the worker's settings, its providers' among them, to the command's flags.
 func (c *workerConfig) register(s *settings) {
 	s.Strings(&c.Channels, "channels", "HERALD_WORKER_CHANNELS", []string{"email", "sms"}, "channels this worker delivers")
-	s.Int(&c.Concurrency, "concurrency", "HERALD_WORKER_CONCURRENCY", 8, "notifications delivered at once per channel")
+	s.Int(&c.Concurrency, "concurrency", "HERALD_WORKER_CONCURRENCY", 8, "notifications delivered at once per channel, in its normal lane and again in its low lane")
+	s.Int(&c.HighConcurrency, "high-concurrency", "HERALD_WORKER_HIGH_CONCURRENCY", 4, "notifications delivered at once per channel in its high-priority lane, whose consumers wait for high-priority notifications only")
 	s.Int(&c.MaxAttempts, "max-attempts", "HERALD_MAX_ATTEMPTS", 5, "delivery attempts before a notification fails")
 	s.Duration(&c.Timeout, "delivery-timeout", "HERALD_DELIVERY_TIMEOUT", 30*time.Second, "time limit of one delivery attempt")
 	s.Duration(&c.Lease, "attempt-lease", "HERALD_ATTEMPT_LEASE", 0, "how long an attempt without an outcome is presumed alive before another worker takes over; 0: --delivery-timeout + 30s")
@@ -42,6 +45,7 @@ func (c *workerConfig) register(s *settings) {
 	s.Float(&c.RetryMultiply, "retry-multiplier", "HERALD_RETRY_MULTIPLIER", 2, "factor the delay grows by after each attempt")
 	s.Float(&c.RetryJitter, "retry-jitter", "HERALD_RETRY_JITTER", 0.2, "random spread of each delay, as a fraction of it")
 	c.Providers.register(s)
+	c.Rates.register(s)
 }
 
 // validate checks the worker's settings before anything connects, naming the flags at fault.
@@ -52,6 +56,12 @@ func (c workerConfig) validate() error {
 	}
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("--concurrency %d: want at least 1", c.Concurrency))
+	}
+	if c.HighConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("--high-concurrency %d: want at least 1", c.HighConcurrency))
+	}
+	if err := c.Rates.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("--max-attempts %d: want at least 1", c.MaxAttempts))
@@ -110,8 +120,9 @@ func (c workerConfig) policy() handlers.Policy {
 func (c workerConfig) routerConfig() router.WorkerConfig {
 	chans, _ := c.channels()
 	return router.WorkerConfig{
-		Channels:    chans,
-		Concurrency: c.Concurrency,
+		Channels:        chans,
+		Concurrency:     c.Concurrency,
+		HighConcurrency: c.HighConcurrency,
 		Retry: router.RetryConfig{
 			MaxRetries:      2 * c.MaxAttempts,
 			InitialInterval: c.RetryInitial,
@@ -119,7 +130,6 @@ func (c workerConfig) routerConfig() router.WorkerConfig {
 			Multiplier:      c.RetryMultiply,
 			Jitter:          c.RetryJitter,
 		},
-		Timeout: c.Timeout,
 		// Attempts in flight finish and record their outcome before the process exits.
 		CloseTimeout: c.Timeout + 35*time.Second,
 	}

@@ -2,7 +2,7 @@
 // subcommands:
 //
 //	serve          the HTTP API, the outbox relay and the reconciler
-//	worker         the delivery workers, consuming email_notifications and sms_notifications
+//	worker         the delivery workers, consuming email_notifications, sms_notifications and their priority lanes
 //	projector      the projector, keeping notification_status and notification_history
 //	all            all of the above in one process
 //	migrate        apply the database migrations, or show their status

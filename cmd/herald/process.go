@@ -19,6 +19,7 @@ import (
 	"github.com/herald-notify/herald/handlers"
 	heraldhttp "github.com/herald-notify/herald/http"
 	"github.com/herald-notify/herald/projections"
+	"github.com/herald-notify/herald/ratelimit"
 	"github.com/herald-notify/herald/redact"
 	"github.com/herald-notify/herald/router"
 	"github.com/herald-notify/herald/scheduler"
@@ -122,7 +123,8 @@ scheduler releases scheduled sends (send_at) when they are due.`,
 func workerCommand() *cobra.Command {
 	return processCommand("worker", "Run delivery workers for email and SMS",
 		`worker consumes SendNotification commands from the email_notifications and sms_notifications
-queues and delivers them through the configured providers, with retries (exponential backoff with
+queues, and from their priority lanes beside them (email_notifications_high, …_low), each lane
+with consumers of its own, and delivers them through the configured providers, with retries (exponential backoff with
 jitter); a notification whose error is permanent or whose attempts run out is recorded as failed
 and its command parked in poison_notifications. Any number of workers may run at once.`,
 		parts{workers: true})
@@ -283,7 +285,7 @@ func (cfg *processConfig) assemble(ctx context.Context, p parts, pr *process) ([
 func (cfg *processConfig) addWorkers(pr *process) error {
 	channels, _ := cfg.worker.channels()
 	cfg.worker.Providers.SMTP.BounceDomain = cfg.bounces.Domain
-	providers, failovers, err := cfg.worker.Providers.build(channels, cfg.worker.Concurrency, cfg.gateway, cfg.secrets(), pr.logger)
+	providers, failovers, err := cfg.worker.Providers.build(channels, 2*cfg.worker.Concurrency+cfg.worker.HighConcurrency, cfg.gateway, cfg.secrets(), pr.logger)
 	if err != nil {
 		return err
 	}
@@ -292,6 +294,9 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 	cfg.addBreakers(pr, worker, failovers)
 	deliverer := handlers.NewDeliverer(pr.log, providers, cfg.worker.policy(), worker, pr.logger).
 		WithSuppressions(suppressions.New(pr.pool)).WithFiles(attachments.New(pr.pool))
+	if rates := cfg.worker.Rates.rates(); rates != nil {
+		deliverer = deliverer.WithRateLimiter(ratelimit.New(pr.pool, rates, ratelimit.NewMetrics(pr.reg), pr.logger))
+	}
 	wc := cfg.worker.routerConfig()
 	wc.Metrics = pr.reg
 	workers := router.NewWorkers(cfg.amqp.AMQPConfig, wc, deliverer, pr.topology, worker, pr.logger)

@@ -1,0 +1,60 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/ratelimit"
+)
+
+// RateLimiter holds sends to their provider's rate (see ratelimit.Buckets).
+type RateLimiter interface {
+	// Wait returns once a send to provider may start, higher priorities first, or with ctx's
+	// error.
+	Wait(ctx context.Context, provider string, p herald.Priority) error
+}
+
+var _ RateLimiter = (ratelimit.Limiter)(nil)
+
+// WithRateLimiter returns a copy of d that waits for limits before each attempt. The wait comes
+// after the decision that an attempt starts and before its NotificationProcessing is recorded:
+// waiting is not an attempt, spends none of the notification's attempts, and does not count
+// against the attempt's timeout. Only shutdown (the message's context) ends it early, and the
+// command then goes back to its queue as it would before any attempt.
+func (d *Deliverer) WithRateLimiter(limits RateLimiter) *Deliverer {
+	c := *d
+	c.limits = limits
+	return &c
+}
+
+// awaitRate waits for provider's rate limit to let n's attempt start.
+func (d *Deliverer) awaitRate(ctx context.Context, provider string, n herald.Notification) error {
+	if d.limits == nil {
+		return nil
+	}
+	if err := d.limits.Wait(ctx, provider, n.Priority); err != nil {
+		return fmt.Errorf("wait for the rate limit of %s: %w", provider, err)
+	}
+	return nil
+}
+
+// opensAttempt reports whether evs start an attempt (rather than only fail the notification).
+func opensAttempt(evs []events.Event) bool {
+	for _, e := range evs {
+		if _, ok := e.(*events.NotificationProcessing); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// timeout bounds one step of a delivery (deciding, or the attempt) by the policy's Timeout; no
+// bound when it is 0.
+func (d *Deliverer) timeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d.policy.Timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d.policy.Timeout)
+}

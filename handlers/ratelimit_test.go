@@ -1,0 +1,192 @@
+package handlers_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/commands"
+	"github.com/herald-notify/herald/delivery"
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/handlers"
+	"github.com/herald-notify/herald/heraldtest"
+)
+
+// scriptedLimiter waits as told: hold blocks each Wait until ctx ends; otherwise it pauses for
+// delay and lets the send go. It records who asked.
+type scriptedLimiter struct {
+	hold  bool
+	delay time.Duration
+
+	mu    sync.Mutex
+	asked []string
+}
+
+func (l *scriptedLimiter) Wait(ctx context.Context, provider string, p herald.Priority) error {
+	l.mu.Lock()
+	l.asked = append(l.asked, provider+"/"+string(p))
+	l.mu.Unlock()
+	if l.hold {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	select {
+	case <-time.After(l.delay):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l *scriptedLimiter) calls() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.asked...)
+}
+
+// eventTypes lists the types of stream's events, in order.
+func eventTypes(t *testing.T, eventLog *events.Log, stream string) []string {
+	t.Helper()
+	recs, err := eventLog.Load(context.Background(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range recs {
+		out = append(out, r.Type)
+	}
+	return out
+}
+
+// Waiting for the provider's rate limit is not an attempt: a wait cut short (shutdown) records
+// nothing, spends no attempt and calls no provider; the attempts that follow are numbered as if
+// it never happened. The limiter is asked with the provider's name and the notification's
+// priority.
+func TestRateLimitWaitIsNotAnAttempt(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	eventLog := events.NewLog(db.Pool)
+	provider := &fakeProvider{name: "fake-smtp", channel: herald.ChannelEmail,
+		results: []sendResult{{err: errors.New("421 try again later")}}}
+	q := queuedOn(herald.ChannelEmail)
+	q.Priority = herald.PriorityHigh
+	id := queue(t, eventLog, q)
+	cmd := commandFor(id, herald.ChannelEmail)
+
+	held := &scriptedLimiter{hold: true}
+	open := &scriptedLimiter{}
+	heldD := newDeliverer(eventLog, "w1", provider).WithRateLimiter(held)
+	openD := newDeliverer(eventLog, "w1", provider).WithRateLimiter(open)
+
+	// The first attempt fails and is recorded as attempt 1.
+	if err := openD.Deliver(context.Background(), cmd, cmdMD(1)); err == nil || handlers.Final(err) {
+		t.Fatalf("first attempt: %v, want a retryable error", err)
+	}
+	before := eventTypes(t, eventLog, id)
+
+	// Then a wait for the limit ends without a token, twice: nothing is recorded or sent, and the
+	// command is retried, not parked.
+	for i := range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		err := heldD.Deliver(ctx, cmd, cmdMD(2+i))
+		cancel()
+		if err == nil || handlers.Final(err) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a wait cut short: %v, want a retryable error wrapping the context's", err)
+		}
+	}
+	if diff := cmp.Diff(before, eventTypes(t, eventLog, id)); diff != "" {
+		t.Errorf("events after waits cut short (-before +after):\n%s", diff)
+	}
+	if n := len(provider.Calls()); n != 1 {
+		t.Errorf("the provider was called %d times; want once, before the waits", n)
+	}
+
+	// The next attempt is attempt 2, and it succeeds.
+	if err := openD.Deliver(context.Background(), cmd, cmdMD(4)); err != nil {
+		t.Fatalf("second attempt: %v", err)
+	}
+	n, _, err := eventLog.Notification(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Status != herald.StatusSent || n.Attempts != 2 {
+		t.Errorf("after a failed attempt, two waits and a send: %s after %d attempts; want sent after 2", n.Status, n.Attempts)
+	}
+	want := []string{"fake-smtp/high", "fake-smtp/high"}
+	if diff := cmp.Diff(want, held.calls()); diff != "" {
+		t.Errorf("the held limiter was asked (-want +got):\n%s", diff)
+	}
+
+	// A redelivered command of a sent notification asks no limit: nothing is sent.
+	if err := openD.Deliver(context.Background(), cmd, cmdMD(5)); err != nil {
+		t.Fatalf("redelivered: %v", err)
+	}
+	if got := len(open.calls()); got != 2 {
+		t.Errorf("the open limiter was asked %d times; want 2, once per attempt", got)
+	}
+}
+
+// The attempt's timeout starts once the wait for the limit is over: a wait longer than the
+// timeout leaves the attempt its whole time.
+func TestRateLimitWaitDoesNotCountAgainstTheTimeout(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	eventLog := events.NewLog(db.Pool)
+	const timeout = 2 * time.Second
+	var left time.Duration
+	provider := &fakeProvider{name: "fake-sms", channel: herald.ChannelSMS,
+		send: func(ctx context.Context, m delivery.Message) (string, error) {
+			deadline, ok := ctx.Deadline()
+			if !ok {
+				return "", errors.New("the attempt has no deadline")
+			}
+			left = time.Until(deadline)
+			return "SM1", nil
+		}}
+	d := handlers.NewDeliverer(eventLog, map[herald.Channel]delivery.Provider{herald.ChannelSMS: provider},
+		handlers.Policy{MaxAttempts: 3, Lease: time.Minute, Timeout: timeout}, "w1", slog.New(slog.NewTextHandler(io.Discard, nil))).
+		WithRateLimiter(&scriptedLimiter{delay: timeout + 500*time.Millisecond})
+	id := queue(t, eventLog, queuedOn(herald.ChannelSMS))
+	if err := d.Deliver(context.Background(), commandFor(id, herald.ChannelSMS), cmdMD(1)); err != nil {
+		t.Fatalf("deliver after a wait longer than the timeout: %v", err)
+	}
+	if left < timeout/2 {
+		t.Errorf("the provider had %s of its %s left; the wait was counted against the attempt", left, timeout)
+	}
+}
+
+func commandFor(id string, c herald.Channel) commands.SendNotification {
+	return commands.SendNotification{NotificationID: id, Channel: c}
+}
+
+// The deliverer bounds the attempt by the policy's Timeout itself (the router has no timeout
+// middleware): a provider that hangs is cut off, and the attempt recorded as failed.
+func TestDelivererBoundsTheAttempt(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	eventLog := events.NewLog(db.Pool)
+	provider := &fakeProvider{name: "fake-smtp", channel: herald.ChannelEmail,
+		send: func(ctx context.Context, m delivery.Message) (string, error) {
+			<-ctx.Done()
+			return "", ctx.Err()
+		}}
+	d := handlers.NewDeliverer(eventLog, map[herald.Channel]delivery.Provider{herald.ChannelEmail: provider},
+		handlers.Policy{MaxAttempts: 3, Lease: time.Minute, Timeout: 300 * time.Millisecond}, "w1", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	id := queue(t, eventLog, queuedOn(herald.ChannelEmail))
+	started := time.Now()
+	err := d.Deliver(context.Background(), commandFor(id, herald.ChannelEmail), cmdMD(1))
+	if err == nil || handlers.Final(err) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a hanging provider: %v, want a retryable deadline error", err)
+	}
+	if took := time.Since(started); took > 5*time.Second {
+		t.Errorf("the attempt took %s; its timeout is 300ms", took)
+	}
+	want := []string{events.TypeNotificationQueued, events.TypeNotificationProcessing, events.TypeDeliveryAttemptFailed}
+	if diff := cmp.Diff(want, eventTypes(t, eventLog, id)); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+}

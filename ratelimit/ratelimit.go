@@ -1,0 +1,250 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herald-notify/herald"
+)
+
+// Limiter holds sends to each provider's rate.
+type Limiter interface {
+	// Wait returns once a send to provider may start, or with ctx's error when ctx ends first.
+	// Among a process's waiters for one provider, higher priorities are served first, and equal
+	// ones in the order they came. A provider with no limit returns at once.
+	Wait(ctx context.Context, provider string, p herald.Priority) error
+}
+
+// DB is what the limiter needs of PostgreSQL: a *pgxpool.Pool.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Buckets limits providers through token buckets kept in PostgreSQL (table rate_limits), one row
+// per provider, shared by every process that limits the same provider. A process takes tokens
+// only for the waiters it has at that moment, never more than the bucket holds, so tokens are
+// not hoarded: a send starts right after its token is taken, and the bucket's bound (Burst +
+// T × rate over any window T) holds for the sends of all processes together.
+type Buckets struct {
+	db      DB
+	logger  *slog.Logger
+	metrics *Metrics
+	buckets map[string]*bucket
+}
+
+var _ Limiter = (*Buckets)(nil)
+
+// New returns a limiter holding each provider named in rates to its rate, sharing the buckets
+// through db; providers not named (or with an unlimited rate) are not limited. metrics may be nil.
+func New(db DB, rates map[string]Rate, metrics *Metrics, logger *slog.Logger) *Buckets {
+	b := &Buckets{db: db, logger: logger, metrics: metrics, buckets: map[string]*bucket{}}
+	for provider, r := range rates {
+		if r.Unlimited() {
+			continue
+		}
+		b.buckets[provider] = &bucket{provider: provider, rate: r, owner: b}
+	}
+	return b
+}
+
+// Wait returns once a send to provider may start (see Limiter).
+func (b *Buckets) Wait(ctx context.Context, provider string, p herald.Priority) error {
+	bk, ok := b.buckets[provider]
+	if !ok {
+		return nil
+	}
+	started := time.Now()
+	err := bk.wait(ctx, p)
+	if b.metrics != nil && err == nil {
+		b.metrics.waited.WithLabelValues(provider).Observe(time.Since(started).Seconds())
+	}
+	return err
+}
+
+// Waiting returns how many of this process's sends wait for provider's rate now.
+func (b *Buckets) Waiting(provider string) int {
+	bk, ok := b.buckets[provider]
+	if !ok {
+		return 0
+	}
+	bk.mu.Lock()
+	defer bk.mu.Unlock()
+	return bk.waiting()
+}
+
+// bucket is one provider's limit in this process: its waiters, by priority, and whether one
+// goroutine is taking tokens for them.
+type bucket struct {
+	provider string
+	rate     Rate
+	owner    *Buckets
+
+	mu      sync.Mutex
+	waiters [3][]*waiter // by herald.Priority.Rank, each in arrival order
+	taking  bool
+}
+
+type waiter struct {
+	ready chan struct{} // closed when the waiter has its token
+}
+
+func (bk *bucket) wait(ctx context.Context, p herald.Priority) error {
+	w := &waiter{ready: make(chan struct{})}
+	rank := p.Rank()
+	bk.mu.Lock()
+	bk.waiters[rank] = append(bk.waiters[rank], w)
+	if !bk.taking {
+		bk.taking = true
+		go bk.take()
+	}
+	bk.mu.Unlock()
+	select {
+	case <-w.ready:
+		return nil
+	case <-ctx.Done():
+	}
+	bk.mu.Lock()
+	defer bk.mu.Unlock()
+	select {
+	case <-w.ready:
+		// Granted as ctx ended: the token is spent unused, which only keeps the provider
+		// further under its rate.
+		return ctx.Err()
+	default:
+	}
+	q := bk.waiters[rank]
+	for i, x := range q {
+		if x == w {
+			bk.waiters[rank] = append(q[:i:i], q[i+1:]...)
+			break
+		}
+	}
+	return ctx.Err()
+}
+
+// waiting counts the waiters.
+func (bk *bucket) waiting() int {
+	n := 0
+	for _, q := range bk.waiters {
+		n += len(q)
+	}
+	return n
+}
+
+// take takes tokens from the shared bucket for the waiters there are, hands them out most urgent
+// first, and sleeps until the next token is due when there were too few, until no one waits.
+func (bk *bucket) take() {
+	retry := 50 * time.Millisecond
+	for {
+		bk.mu.Lock()
+		want := bk.waiting()
+		if want == 0 {
+			bk.taking = false
+			bk.mu.Unlock()
+			return
+		}
+		bk.mu.Unlock()
+
+		granted, next, err := bk.owner.takeTokens(bk.provider, bk.rate, want)
+		if err != nil {
+			bk.owner.logger.Warn("taking rate limit tokens failed, retrying", "provider", bk.provider, "error", err, "retry_in", retry)
+			time.Sleep(retry)
+			retry = min(2*retry, 2*time.Second)
+			continue
+		}
+		retry = 50 * time.Millisecond
+		if granted > 0 && bk.owner.metrics != nil {
+			bk.owner.metrics.granted.WithLabelValues(bk.provider).Add(float64(granted))
+		}
+		bk.mu.Lock()
+		for rank := range bk.waiters {
+			for granted > 0 && len(bk.waiters[rank]) > 0 {
+				close(bk.waiters[rank][0].ready)
+				bk.waiters[rank] = bk.waiters[rank][1:]
+				granted--
+			}
+		}
+		// Tokens left over belong to waiters that gave up meanwhile: they are spent, which only
+		// keeps the provider further under its rate.
+		short := bk.waiting() > 0
+		bk.mu.Unlock()
+		if short {
+			time.Sleep(next)
+		}
+	}
+}
+
+// takeTokens takes up to want tokens from provider's shared bucket in one statement and returns
+// how many it got and, when it got fewer than want, how long until the next token is due.
+func (b *Buckets) takeTokens(provider string, r Rate, want int) (granted int, next time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rate, burst := r.PerSecond(), float64(r.Burst())
+	var left float64
+	// The row is locked (FOR UPDATE); the tokens it has now are what it had, plus what the rate
+	// added since, up to the burst. Whole tokens only are handed out. The clock is read before
+	// the lock is granted: a take that waited for another's lock may hold an instant older than
+	// the row's updated_at. It then adds nothing, and updated_at never goes back, or the time in
+	// between would be counted twice.
+	err = b.db.QueryRow(ctx, `
+WITH now AS (SELECT clock_timestamp() AS t),
+cur AS (
+	SELECT provider, LEAST($2::float8, tokens + $3::float8 * GREATEST(0, EXTRACT(EPOCH FROM (SELECT t FROM now) - updated_at))) AS avail
+	FROM rate_limits WHERE provider = $1 FOR UPDATE
+), took AS (
+	SELECT provider, avail, LEAST($4::int, floor(avail)::int) AS n FROM cur
+)
+UPDATE rate_limits r SET tokens = took.avail - took.n, updated_at = GREATEST(r.updated_at, (SELECT t FROM now))
+FROM took WHERE r.provider = took.provider
+RETURNING took.n, took.avail - took.n`, provider, burst, rate, want).Scan(&granted, &left)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// The first take of this provider: a full bucket. Two processes may race here; the
+		// loser's insert does nothing, and both take again.
+		if _, err := b.db.Exec(ctx, `INSERT INTO rate_limits (provider, tokens) VALUES ($1, $2) ON CONFLICT (provider) DO NOTHING`,
+			provider, burst); err != nil {
+			return 0, 0, fmt.Errorf("rate limit of %s: create bucket: %w", provider, err)
+		}
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("rate limit of %s: take tokens: %w", provider, err)
+	}
+	if granted < want {
+		next = time.Duration((1 - left) / rate * float64(time.Second))
+		next = max(next, time.Millisecond)
+	}
+	return granted, next, nil
+}
+
+// Metrics are the limiter's: how long sends waited for their provider's rate, and how many
+// tokens were taken.
+type Metrics struct {
+	waited  *prometheus.HistogramVec
+	granted *prometheus.CounterVec
+}
+
+// NewMetrics returns the limiter's metrics, registered with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		waited: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herald_rate_limit_wait_seconds",
+			Help:    "Time a send waited for its provider's rate limit before its attempt started.",
+			Buckets: []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60},
+		}, []string{"provider"}),
+		granted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_rate_limit_tokens_granted_total",
+			Help: "Tokens this process took from the providers' shared rate limit buckets.",
+		}, []string{"provider"}),
+	}
+	reg.MustRegister(m.waited, m.granted)
+	return m
+}
