@@ -85,8 +85,10 @@ func newBreaker(name string, cfg BreakerConfig, changed func()) *breaker {
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= trip },
 		// A permanent error is the provider answering: it refused this message, not the traffic.
 		IsSuccessful: func(err error) bool { return err == nil || IsPermanent(err) },
-		// The attempt's own end (a shutdown) says nothing about the provider.
-		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
+		// The attempt's own end (a shutdown) says nothing about the provider, nor does a message
+		// Herald refused before contacting it: counted as a success, it would close a half-open
+		// breaker on a provider nobody reached.
+		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) || IsUnsent(err) },
 		OnStateChange: func(string, gobreaker.State, gobreaker.State) {
 			// gobreaker calls this holding its own lock: only note the time here.
 			b.mu.Lock()
@@ -107,6 +109,8 @@ func (b *breaker) send(ctx context.Context, send func() (string, error)) (string
 	switch {
 	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
 		return "", ErrCircuitOpen
+	case IsUnsent(err):
+		// The provider was not contacted: its breaker learnt nothing.
 	case err == nil, IsPermanent(err):
 		b.mu.Lock()
 		b.failures = 0

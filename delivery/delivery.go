@@ -64,3 +64,26 @@ func IsPermanent(err error) bool {
 	var p *permanentError
 	return errors.As(err, &p)
 }
+
+// unsentError marks a permanent error that Herald raised before contacting the provider.
+type unsentError struct{ err error }
+
+func (e *unsentError) Error() string { return e.err.Error() }
+func (e *unsentError) Unwrap() error { return e.err }
+
+// Unsent marks err as permanent (see Permanent) and raised by Herald itself before the provider
+// was contacted: the message is unfit for it, so the provider's health is not in question. A
+// provider's circuit breaker counts such an error as neither a success nor a failure. A nil err
+// stays nil.
+func Unsent(err error) error {
+	if err == nil || IsUnsent(err) {
+		return err
+	}
+	return &unsentError{err: Permanent(err)}
+}
+
+// IsUnsent reports whether any error in err's chain was marked with Unsent.
+func IsUnsent(err error) bool {
+	var u *unsentError
+	return errors.As(err, &u)
+}

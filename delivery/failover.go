@@ -49,6 +49,12 @@ func SendVia(ctx context.Context, p Provider, m Message) (string, Route, error) 
 // every provider failed or was passed over, the attempt fails with the last one's error, which is
 // transient, so the command is retried as any failed attempt.
 //
+// A permanent error is final only from the first provider tried. Once an earlier provider of the
+// attempt failed transiently (or was passed over by its open breaker), a later one's permanent
+// refusal (often its own setup: relaying denied, credentials refused) ends the attempt with a
+// transient error naming both: without the secondary the primary's outage would have been retried,
+// and the primary may be back by the next attempt.
+//
 // A breaker opens after BreakerConfig.Failures transient failures in a row and passes its
 // provider over for BreakerConfig.Timeout; then one trial goes through (half-open), and its
 // success closes the breaker: traffic returns to the provider earlier in the list.
@@ -126,6 +132,9 @@ func (f *Failover) SendVia(ctx context.Context, m Message) (string, Route, error
 			lastErr = fmt.Errorf("%s: %w", p.Name(), err)
 		case IsPermanent(err):
 			f.count(i, OutcomePermanent)
+			if lastErr != nil {
+				return "", route, &afterOutage{refusedBy: p.Name(), refused: err, provider: route.FailedOverFrom[len(route.FailedOverFrom)-1].Provider, outage: lastErr}
+			}
 			return "", route, err
 		default:
 			f.count(i, OutcomeTransient)
@@ -134,6 +143,22 @@ func (f *Failover) SendVia(ctx context.Context, m Message) (string, Route, error
 	}
 	return "", route, lastErr
 }
+
+// afterOutage is the transient error of an attempt a provider refused for good after an
+// earlier provider failed transiently: the refusal's text, but not its permanence. It unwraps to
+// the earlier provider's error.
+type afterOutage struct {
+	refusedBy string
+	refused   error
+	provider  string
+	outage    error
+}
+
+func (e *afterOutage) Error() string {
+	return fmt.Sprintf("%s refused: %s (not final: %s failed transiently before it: %s)", e.refusedBy, e.refused, e.provider, e.outage)
+}
+
+func (e *afterOutage) Unwrap() error { return e.outage }
 
 // count adds one to the outcome of the i-th provider on /metrics.
 func (f *Failover) count(i int, outcome string) {

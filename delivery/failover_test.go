@@ -354,3 +354,77 @@ func TestCancelledAttemptIsNotTheProvidersFault(t *testing.T) {
 		t.Errorf("a's breaker = %+v after a cancelled attempt, want closed with no failures", s)
 	}
 }
+
+// TestPermanentRefusalAfterAnOutageIsNotFinal: with the primary down (its port closed) and the
+// secondary refusing every message for good because of its own setup (550 to RCPT, as a relay
+// that denies relaying does), the attempt fails transiently, naming both providers: without the
+// secondary the primary's outage would have been retried. The same holds once the primary's
+// breaker is open and it is passed over without a try.
+func TestPermanentRefusalAfterAnOutageIsNotFinal(t *testing.T) {
+	r := newRelays(t)
+	r.port.Shut()
+	r.secondary.FailAll(550)
+	for i := range 3 {
+		_, route, err := r.failover.SendVia(context.Background(), email(fmt.Sprintf("ntf-relay-%d", i), "erin@example.net"))
+		if err == nil || delivery.IsPermanent(err) {
+			t.Fatalf("send %d: err %v, want a transient error", i, err)
+		}
+		if route.Provider != "smtp-2" || !cmp.Equal(passedOverNames(route), []string{"smtp"}) {
+			t.Fatalf("send %d: route %+v, want smtp-2 after smtp", i, route)
+		}
+		for _, want := range []string{"smtp-2 refused", "550", "smtp failed transiently"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("send %d: err %q does not say %q", i, err, want)
+			}
+		}
+		wantPrimary := "connection refused"
+		if i == 2 {
+			// The primary's breaker opened after two failures.
+			wantPrimary = delivery.ErrCircuitOpen.Error()
+		}
+		if !strings.Contains(route.FailedOverFrom[0].Error, wantPrimary) || !strings.Contains(err.Error(), wantPrimary) {
+			t.Errorf("send %d: smtp's error %q, attempt's %q; want both to say %q", i, route.FailedOverFrom[0].Error, err, wantPrimary)
+		}
+	}
+	if got := r.secondary.Attempts("erin@example.net"); got != 3 {
+		t.Errorf("secondary was asked %d times, want 3", got)
+	}
+}
+
+// TestUnsentIsNeitherSuccessNorFailure: a message Herald refuses before contacting the provider
+// (a recipient that is no email address) says nothing about the provider: it does not close a
+// half-open breaker, whose trial stays available to the next message.
+func TestUnsentIsNeitherSuccessNorFailure(t *testing.T) {
+	sink := deliverytest.NewSMTPSink(t)
+	port := deliverytest.NewPort(t, sink.Addr())
+	primary := newSMTP(t, sink, func(c *delivery.SMTPConfig) { c.Port = port.Port() })
+	f, err := delivery.NewFailover(herald.ChannelEmail, delivery.BreakerConfig{Failures: 1, Timeout: breakerTimeout}, primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	port.Shut()
+	if _, _, err := f.SendVia(ctx, email("ntf-down", "frank@example.net")); err == nil || delivery.IsPermanent(err) {
+		t.Fatalf("send while down: err %v, want a transient error", err)
+	}
+	heraldtest.Eventually(t, 10*time.Second, "the breaker to turn half-open", func() (bool, error) {
+		s := state(t, f, "smtp")
+		return s.State == delivery.BreakerHalfOpen, fmt.Errorf("state %s", s.State)
+	})
+
+	_, route, err := f.SendVia(ctx, email("ntf-bad", "not an address"))
+	if !delivery.IsPermanent(err) || !delivery.IsUnsent(err) || route.Provider != "smtp" {
+		t.Fatalf("send to a bad address: route %+v, err %v; want smtp's permanent refusal, unsent", route, err)
+	}
+	if s := state(t, f, "smtp"); s.State != delivery.BreakerHalfOpen || s.ConsecutiveFailures != 1 {
+		t.Fatalf("breaker after a message never sent = %+v, want still half-open with its failure", s)
+	}
+	// The trial is still free: the next message tries the provider, which is still down.
+	_, _, err = f.SendVia(ctx, email("ntf-trial", "frank@example.net"))
+	if err == nil || errors.Is(err, delivery.ErrCircuitOpen) || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("trial: err %v, want the provider's connection refused", err)
+	}
+	if s := state(t, f, "smtp"); s.State != delivery.BreakerOpen {
+		t.Errorf("breaker after a failed trial = %+v, want open", s)
+	}
+}

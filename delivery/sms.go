@@ -172,10 +172,10 @@ func (p *HTTPSMS) Name() string { return p.name }
 // carries the status and the gateway's message.
 func (p *HTTPSMS) Send(ctx context.Context, m Message) (string, error) {
 	if m.Channel != "" && m.Channel != herald.ChannelSMS {
-		return "", Permanent(fmt.Errorf("http-sms send %s: channel %q is not %q", m.NotificationID, m.Channel, herald.ChannelSMS))
+		return "", Unsent(fmt.Errorf("http-sms send %s: channel %q is not %q", m.NotificationID, m.Channel, herald.ChannelSMS))
 	}
 	if strings.TrimSpace(m.Recipient) == "" {
-		return "", Permanent(fmt.Errorf("http-sms send %s: recipient is empty", m.NotificationID))
+		return "", Unsent(fmt.Errorf("http-sms send %s: recipient is empty", m.NotificationID))
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
@@ -186,7 +186,7 @@ func (p *HTTPSMS) Send(ctx context.Context, m Message) (string, error) {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
-		return "", Permanent(fmt.Errorf("http-sms send %s: build request: %w", m.NotificationID, err))
+		return "", Unsent(fmt.Errorf("http-sms send %s: build request: %w", m.NotificationID, err))
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")

@@ -231,7 +231,7 @@ const SMTPName = "smtp"
 func (s *SMTP) Send(ctx context.Context, m Message) (string, error) {
 	msg, messageID, err := s.build(m)
 	if err != nil {
-		return "", Permanent(fmt.Errorf("smtp send %s: %w", m.NotificationID, err))
+		return "", Unsent(fmt.Errorf("smtp send %s: %w", m.NotificationID, err))
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)

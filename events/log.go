@@ -284,21 +284,29 @@ func (l *Log) Notification(ctx context.Context, stream string) (herald.Notificat
 // their age is judged against this clock and never against the reader's own, which may be ahead
 // or behind.
 func (l *Log) NotificationNow(ctx context.Context, stream string) (herald.Notification, time.Time, error) {
+	n, _, now, err := l.NotificationEventsNow(ctx, stream)
+	return n, now, err
+}
+
+// NotificationEventsNow is NotificationNow that also returns the stream's events: one read gives
+// the fold, the events and the database's clock. As the fold needs them, NotificationQueued's
+// data lacks its templates (QueuedTemplateKeys).
+func (l *Log) NotificationEventsNow(ctx context.Context, stream string) (herald.Notification, []Recorded, time.Time, error) {
 	rows, err := l.db.Query(ctx, `SELECT `+foldColumns+`, statement_timestamp() FROM event_log
 		WHERE stream_id = $1 ORDER BY stream_version`, stream)
 	if err != nil {
-		return herald.Notification{}, time.Time{}, fmt.Errorf("load %s: %w", stream, err)
+		return herald.Notification{}, nil, time.Time{}, fmt.Errorf("load %s: %w", stream, err)
 	}
 	var now time.Time
 	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Recorded, error) { return scanRecorded(row, &now) })
 	if err != nil {
-		return herald.Notification{}, time.Time{}, fmt.Errorf("load %s: %w", stream, err)
+		return herald.Notification{}, nil, time.Time{}, fmt.Errorf("load %s: %w", stream, err)
 	}
 	if !IsNotificationStream(recs) {
-		return herald.Notification{}, time.Time{}, herald.Errorf(herald.ENOTFOUND, "no notification %s", stream)
+		return herald.Notification{}, nil, time.Time{}, herald.Errorf(herald.ENOTFOUND, "no notification %s", stream)
 	}
 	n, err := Fold(recs)
-	return n, now, err
+	return n, recs, now, err
 }
 
 // IsNotificationStream reports whether recs is a notification's stream: one that NotificationQueued

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -15,7 +16,7 @@ import (
 )
 
 // cancellable are the statuses a notification may be cancelled in, provided no attempt is in
-// flight: scheduled (waiting for its send_at; the scheduler then drops its row unreleased),
+// flight (an open attempt past its lease is not: its worker is gone): scheduled (waiting for its send_at; the scheduler then drops its row unreleased),
 // pending (waiting for its first attempt, or for the first of a new round), and processing
 // between attempts (the last one failed, a retry waits). Every other status is past the point of
 // calling it off: sent and what follows it went out, failed and cancelled are final.
@@ -37,24 +38,35 @@ var (
 // maxCancelReasonChars bounds the reason given for a cancel.
 const maxCancelReasonChars = 500
 
-// DecideCancel returns the event that calls off n, on actor's say: NotificationCancelled, when n
-// is in a cancellable status with no attempt in flight. Otherwise it returns ErrNotQueued for a
-// notification that does not exist, an EINVALID error for a bad actor or reason, and an
-// ECONFLICT error wrapping ErrNotCancellable whose message and fields name n's status.
-func DecideCancel(n herald.Notification, actor, reason string) ([]events.Event, error) {
+// DecideCancel returns the events that call off n, on actor's say: NotificationCancelled, when n
+// is in a cancellable status with no attempt in flight. An open attempt older than lease is no
+// longer in flight: its worker is presumed gone, as DecideStart presumes it, and its abandonment
+// (the same DeliveryAttemptFailed DecideStart records) comes before NotificationCancelled, so
+// that no worker sends it afterwards. now is the database's clock, read with n: the clock that
+// stamped the attempt's start.
+//
+// Otherwise it returns ErrNotQueued for a notification that does not exist, an EINVALID error for
+// a bad actor or reason, and an ECONFLICT error wrapping ErrNotCancellable whose message and
+// fields name n's status.
+func DecideCancel(n herald.Notification, lease time.Duration, now time.Time, actor, reason string) ([]events.Event, error) {
 	if n.Version == 0 {
 		return nil, ErrNotQueued
 	}
 	if err := checkCancelWords(actor, reason); err != nil {
 		return nil, err
 	}
+	var out []events.Event
 	switch {
 	case n.AttemptOpen:
-		return nil, notCancellable(n, fmt.Sprintf("attempt %d is in flight", n.Attempts))
+		abandoned, err := abandonedAttempt(n, lease, now)
+		if err != nil {
+			return nil, notCancellable(n, fmt.Sprintf("attempt %d is in flight", n.Attempts))
+		}
+		out = append(out, abandoned)
 	case !cancellable[n.Status]:
 		return nil, notCancellable(n, "only a notification that has not gone out (scheduled, pending, or waiting between attempts) can be cancelled")
 	}
-	return []events.Event{&events.NotificationCancelled{Actor: actor, Reason: reason}}, nil
+	return append(out, &events.NotificationCancelled{Actor: actor, Reason: reason}), nil
 }
 
 // notCancellable is DecideCancel's refusal of n, saying why.
@@ -117,6 +129,9 @@ type Canceler struct {
 type Canceller struct {
 	log CancelLog
 	db  events.Querier
+	// lease is the workers' attempt lease (Policy.Lease): an open attempt older than it is
+	// abandoned, and its notification may be cancelled.
+	lease time.Duration
 	// writeTimeout bounds the decision and the append; they run detached from the caller, so a
 	// client that hangs up learns nothing it could not ask again.
 	writeTimeout time.Duration
@@ -126,9 +141,9 @@ type Canceller struct {
 
 // CancelLog is the event log as the canceller uses it (see events.Log).
 type CancelLog interface {
-	// Notification folds a stream and returns it with its events: ENOTFOUND when it is not a
-	// notification's.
-	Notification(ctx context.Context, stream string) (herald.Notification, []events.Recorded, error)
+	// NotificationEventsNow folds a stream and returns it with its events and the database's
+	// clock, read with them: ENOTFOUND when it is not a notification's.
+	NotificationEventsNow(ctx context.Context, stream string) (herald.Notification, []events.Recorded, time.Time, error)
 	// Append adds events after version expected: ECONFLICT wrapping events.ErrConflict when
 	// the stream moved on.
 	Append(ctx context.Context, stream string, expected int64, md events.Metadata, evs ...events.Event) ([]events.Recorded, error)
@@ -136,9 +151,15 @@ type CancelLog interface {
 
 var _ CancelLog = (*events.Log)(nil)
 
-// NewCanceller returns a canceller appending to log, which looks idempotency keys up in db.
-func NewCanceller(db events.Querier, log CancelLog) *Canceller {
-	return &Canceller{log: log, db: db, writeTimeout: 10 * time.Second, idempotencyTTL: DefaultIdempotencyTTL}
+// NewCanceller returns a canceller appending to log, which looks idempotency keys up in db. lease
+// must be the workers' attempt lease (Policy.Lease): an open attempt older than it is presumed
+// abandoned, as the workers presume it, and its notification cancelled. A lease of 0 or less
+// presumes no attempt abandoned: an open attempt always refuses the cancel.
+func NewCanceller(db events.Querier, log CancelLog, lease time.Duration) *Canceller {
+	if lease <= 0 {
+		lease = math.MaxInt64
+	}
+	return &Canceller{log: log, db: db, lease: lease, writeTimeout: 10 * time.Second, idempotencyTTL: DefaultIdempotencyTTL}
 }
 
 // WithIdempotencyTTL returns a copy of c that finds idempotency keys for as long as the acceptor
@@ -167,7 +188,7 @@ func (c *Canceller) Cancel(ctx context.Context, id string, by Canceler, reason s
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.writeTimeout)
 	defer cancel()
 	for try := 1; ; try++ {
-		n, recs, err := c.log.Notification(ctx, id)
+		n, recs, now, err := c.log.NotificationEventsNow(ctx, id)
 		if herald.ErrorCode(err) == herald.ENOTFOUND {
 			return n, herald.Errorf(herald.ENOTFOUND, "no notification %s", id)
 		}
@@ -177,7 +198,7 @@ func (c *Canceller) Cancel(ctx context.Context, id string, by Canceler, reason s
 		if !MayCancel(queuedOf(recs), by) {
 			return herald.Notification{}, herald.Errorf(herald.ENOTFOUND, "no notification %s", id)
 		}
-		evs, err := DecideCancel(n, by.Actor, reason)
+		evs, err := DecideCancel(n, c.lease, now, by.Actor, reason)
 		if err != nil {
 			return n, err
 		}

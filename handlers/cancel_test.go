@@ -18,8 +18,9 @@ func TestDecideCancel(t *testing.T) {
 	tests := []struct {
 		name  string
 		given []events.Event
-		// when: who cancels, and why
+		// when: who cancels, and why, and when (the database's clock; t0 when zero)
 		actor, reason string
+		now           time.Time
 		then          []events.Event
 		// wantErr is the error the refusal wraps; wantStatus the status it names.
 		wantErr    error
@@ -76,6 +77,32 @@ func TestDecideCancel(t *testing.T) {
 			actor: "apikey:shop", wantErr: handlers.ErrNotCancellable, wantCode: herald.ECONFLICT, wantStatus: herald.StatusProcessing,
 		},
 		{
+			// processing(1) started at t0+1s.
+			name:  "an attempt in flight, just within its lease",
+			given: []events.Event{queued, processing(1)},
+			actor: "apikey:shop", now: t0.Add(time.Second + policy.Lease - time.Nanosecond),
+			wantErr: handlers.ErrNotCancellable, wantCode: herald.ECONFLICT, wantStatus: herald.StatusProcessing,
+		},
+		{
+			name:  "an attempt past its lease: its worker is gone",
+			given: []events.Event{queued, processing(1)},
+			actor: "apikey:shop", reason: "order withdrawn", now: t0.Add(time.Second + policy.Lease),
+			then: []events.Event{
+				&events.DeliveryAttemptFailed{Attempt: 1, Error: abandonedText},
+				&events.NotificationCancelled{Actor: "apikey:shop", Reason: "order withdrawn"},
+			},
+		},
+		{
+			// The last attempt allowed, abandoned: cancelled all the same, as the client asked.
+			name:  "the last retry past its lease",
+			given: []events.Event{queued, processing(1), failedOnce(1), processing(2), failedOnce(2), processing(3)},
+			actor: "ops", now: t0.Add(5*time.Second + policy.Lease),
+			then: []events.Event{
+				&events.DeliveryAttemptFailed{Attempt: 3, Error: abandonedText},
+				&events.NotificationCancelled{Actor: "ops"},
+			},
+		},
+		{
 			name:  "a retry in flight",
 			given: []events.Event{queued, processing(1), failedOnce(1), processing(2)},
 			actor: "apikey:shop", wantErr: handlers.ErrNotCancellable, wantCode: herald.ECONFLICT, wantStatus: herald.StatusProcessing,
@@ -124,7 +151,11 @@ func TestDecideCancel(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			n := given(tt.given...)
-			got, err := handlers.DecideCancel(n, tt.actor, tt.reason)
+			now := tt.now
+			if now.IsZero() {
+				now = t0
+			}
+			got, err := handlers.DecideCancel(n, policy.Lease, now, tt.actor, tt.reason)
 			if tt.wantErr == nil && tt.wantCode == "" {
 				if err != nil {
 					t.Fatalf("DecideCancel: %v", err)

@@ -67,15 +67,16 @@ func DecideStart(n herald.Notification, p Policy, now time.Time, worker string) 
 
 	var out []events.Event
 	if n.AttemptOpen {
-		if now.Sub(n.AttemptStartedAt) < p.Lease {
-			return nil, ErrAttemptInProgress
+		abandoned, err := abandonedAttempt(n, p.Lease, now)
+		if err != nil {
+			return nil, err
 		}
 		if roundAttempts(n) >= p.MaxAttempts {
 			return []events.Event{&events.NotificationFailed{
 				Attempt: n.Attempts, Error: abandonedError, Reason: events.ReasonAttemptsExhausted,
 			}}, nil
 		}
-		out = append(out, &events.DeliveryAttemptFailed{Attempt: n.Attempts, Error: abandonedError})
+		out = append(out, abandoned)
 	} else if roundAttempts(n) >= p.MaxAttempts {
 		// Only reachable when MaxAttempts was lowered while the notification was retrying.
 		return []events.Event{&events.NotificationFailed{
@@ -83,6 +84,16 @@ func DecideStart(n herald.Notification, p Policy, now time.Time, worker string) 
 		}}, nil
 	}
 	return append(out, &events.NotificationProcessing{Attempt: n.Attempts + 1, Worker: worker}), nil
+}
+
+// abandonedAttempt returns the outcome to record for n's open attempt once it is past its lease,
+// judged at now on the database's clock: its worker is presumed gone. Within the lease it returns
+// ErrAttemptInProgress.
+func abandonedAttempt(n herald.Notification, lease time.Duration, now time.Time) (*events.DeliveryAttemptFailed, error) {
+	if now.Sub(n.AttemptStartedAt) < lease {
+		return nil, ErrAttemptInProgress
+	}
+	return &events.DeliveryAttemptFailed{Attempt: n.Attempts, Error: abandonedError}, nil
 }
 
 // DecideOutcome returns the event that records how n's open attempt went: NotificationSent on

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,7 +32,7 @@ func serveCancelAPI(t *testing.T) *authAPI {
 		handlers.NewAcceptor(pool, log, router.NewOutbox(nil), handlers.DefaultLimits),
 		projections.NewReader(pool, log),
 		nil, testLogger(t),
-	).WithCanceller(handlers.NewCanceller(pool, log)).WithAuth(keys, heraldhttp.RateLimit{})
+	).WithCanceller(handlers.NewCanceller(pool, log, time.Minute)).WithAuth(keys, heraldhttp.RateLimit{})
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return &authAPI{url: ts.URL, pool: pool, log: log, keys: keys}

@@ -22,14 +22,13 @@ type workerConfig struct {
 	Concurrency     int
 	HighConcurrency int
 	MaxAttempts     int
-	Timeout         time.Duration
-	Lease           time.Duration
-	RetryInitial    time.Duration
-	RetryMax        time.Duration
-	RetryMultiply   float64
-	RetryJitter     float64
-	Providers       providerConfig
-	Rates           rateConfig
+	attemptConfig
+	RetryInitial  time.Duration
+	RetryMax      time.Duration
+	RetryMultiply float64
+	RetryJitter   float64
+	Providers     providerConfig
+	Rates         rateConfig
 }
 
 // register binds the worker's settings, its providers' among them, to the command's flags.
@@ -38,8 +37,7 @@ func (c *workerConfig) register(s *settings) {
 	s.Int(&c.Concurrency, "concurrency", "HERALD_WORKER_CONCURRENCY", 8, "notifications delivered at once per channel, in its normal lane and again in its low lane")
 	s.Int(&c.HighConcurrency, "high-concurrency", "HERALD_WORKER_HIGH_CONCURRENCY", 4, "notifications delivered at once per channel in its high-priority lane, whose consumers wait for high-priority notifications only")
 	s.Int(&c.MaxAttempts, "max-attempts", "HERALD_MAX_ATTEMPTS", 5, "delivery attempts before a notification fails")
-	s.Duration(&c.Timeout, "delivery-timeout", "HERALD_DELIVERY_TIMEOUT", 30*time.Second, "time limit of one delivery attempt")
-	s.Duration(&c.Lease, "attempt-lease", "HERALD_ATTEMPT_LEASE", 0, "how long an attempt without an outcome is presumed alive before another worker takes over; 0: --delivery-timeout + 30s")
+	c.attemptConfig.register(s)
 	s.Duration(&c.RetryInitial, "retry-initial-interval", "HERALD_RETRY_INITIAL_INTERVAL", time.Second, "delay before the second attempt")
 	s.Duration(&c.RetryMax, "retry-max-interval", "HERALD_RETRY_MAX_INTERVAL", 30*time.Second, "longest delay between attempts")
 	s.Float(&c.RetryMultiply, "retry-multiplier", "HERALD_RETRY_MULTIPLIER", 2, "factor the delay grows by after each attempt")
@@ -66,12 +64,7 @@ func (c workerConfig) validate() error {
 	if c.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("--max-attempts %d: want at least 1", c.MaxAttempts))
 	}
-	if c.Timeout <= 0 {
-		errs = append(errs, fmt.Errorf("--delivery-timeout %s: want more than 0", c.Timeout))
-	}
-	if c.Lease != 0 && c.Lease <= c.Timeout {
-		errs = append(errs, fmt.Errorf("--attempt-lease %s: want more than --delivery-timeout %s, or a running attempt would be duplicated", c.Lease, c.Timeout))
-	}
+	errs = append(errs, c.attemptConfig.validate())
 	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
 		errs = append(errs, fmt.Errorf("--retry-initial-interval %s and --retry-max-interval %s: want 0 < initial ≤ max", c.RetryInitial, c.RetryMax))
 	}
@@ -107,13 +100,42 @@ func (c workerConfig) channels() ([]herald.Channel, error) {
 
 // policy is what the deliverer needs to decide: how many attempts, and how long one may run.
 func (c workerConfig) policy() handlers.Policy {
-	// An attempt still running after its timeout is cut off; the lease adds room for recording
-	// its outcome before another worker may presume it abandoned.
-	lease := c.Lease
-	if lease == 0 {
-		lease = c.Timeout + 30*time.Second
+	return handlers.Policy{MaxAttempts: c.MaxAttempts, Lease: c.lease(), Timeout: c.Timeout}
+}
+
+// attemptConfig is how long a delivery attempt may run, and how long one without an outcome is
+// presumed alive: the workers judge abandoned attempts by its lease, and so does a cancel (the
+// API's and the CLI's), which must therefore read the same settings as the workers.
+type attemptConfig struct {
+	Timeout time.Duration
+	Lease   time.Duration
+}
+
+// register binds the attempt's settings to the command's flags.
+func (c *attemptConfig) register(s *settings) {
+	s.Duration(&c.Timeout, "delivery-timeout", "HERALD_DELIVERY_TIMEOUT", 30*time.Second, "time limit of one delivery attempt")
+	s.Duration(&c.Lease, "attempt-lease", "HERALD_ATTEMPT_LEASE", 0, "how long an attempt without an outcome is presumed alive before another worker takes over; 0: --delivery-timeout + 30s")
+}
+
+// validate checks the attempt's settings, naming the flags at fault.
+func (c attemptConfig) validate() error {
+	var errs []error
+	if c.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("--delivery-timeout %s: want more than 0", c.Timeout))
 	}
-	return handlers.Policy{MaxAttempts: c.MaxAttempts, Lease: lease, Timeout: c.Timeout}
+	if c.Lease != 0 && c.Lease <= c.Timeout {
+		errs = append(errs, fmt.Errorf("--attempt-lease %s: want more than --delivery-timeout %s, or a running attempt would be duplicated", c.Lease, c.Timeout))
+	}
+	return errors.Join(errs...)
+}
+
+// lease is an attempt's lease. An attempt still running after its timeout is cut off; the lease
+// adds room for recording its outcome before anyone may presume it abandoned.
+func (c attemptConfig) lease() time.Duration {
+	if c.Lease == 0 {
+		return c.Timeout + 30*time.Second
+	}
+	return c.Lease
 }
 
 // routerConfig is what the router needs to run the workers: channels, concurrency, retries.

@@ -19,10 +19,11 @@ import (
 // the machine: any notification, whoever sent it.
 func notificationsCancelCommand() *cobra.Command {
 	var (
-		cli    cliDB
-		output *format
-		actor  string
-		reason string
+		cli     cliDB
+		attempt attemptConfig
+		output  *format
+		actor   string
+		reason  string
 	)
 	cmd := &cobra.Command{
 		Use:   "cancel ID... [--reason R]",
@@ -31,9 +32,11 @@ func notificationsCancelCommand() *cobra.Command {
 waiting between delivery attempts (processing, its last attempt failed, no attempt in flight).
 NotificationCancelled, saying --actor and --reason, is appended to its stream with the stream's
 expected version, so that it and a worker's start of an attempt cannot both be recorded: if a
-worker starts one first, the cancel is refused. Workers acknowledge the command of a cancelled
-notification without sending it. Any notification can be cancelled from here, as with an API key
-of the operate scope.
+worker starts one first, the cancel is refused. An attempt open for longer than the workers'
+lease (--attempt-lease, or --delivery-timeout + 30s: give it the workers' settings) is presumed
+abandoned, its worker gone: its DeliveryAttemptFailed and NotificationCancelled are appended
+together. Workers acknowledge the command of a cancelled notification without sending it. Any
+notification can be cancelled from here, as with an API key of the operate scope.
 
 Each notification is cancelled on its own, and its result printed: cancelled, or why not (the
 answer the API gives, 409, naming the status: sent and everything after it, failed, cancelled
@@ -50,12 +53,15 @@ already, or an attempt in flight). The command exits 1 if any was not cancelled.
 			if actor, err = poisonActor(actor); err != nil {
 				return err
 			}
+			if err := attempt.validate(); err != nil {
+				return err
+			}
 			pool, _, err := cli.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
-			canceller := handlers.NewCanceller(pool, events.NewLog(pool))
+			canceller := handlers.NewCanceller(pool, events.NewLog(pool), attempt.lease())
 			by := handlers.Canceler{Actor: actor, Any: true}
 			// The operator's invocation is what causes the events it appends.
 			ctx := herald.WithCorrelationID(cmd.Context(), "cli-"+uuid.NewString())
@@ -84,7 +90,10 @@ already, or an attempt in flight). The command exits 1 if any was not cancelled.
 			return nil
 		},
 	}
-	cli.register(newSettings(cmd))
+	s := newSettings(cmd)
+	cli.register(s)
+	// The same settings as the workers': an attempt open past their lease is abandoned.
+	attempt.register(s)
 	output = registerFormat(cmd.Flags(), formatTable, formatJSON)
 	fs := cmd.Flags()
 	fs.StringVar(&actor, "actor", "", "who is cancelling, recorded in the log (default: your OS user name)")

@@ -2,13 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/heraldtest"
 )
 
 // TestNotificationsCancel: the command cancels what it can, reports per id why not for the rest,
@@ -75,5 +79,51 @@ func TestNotificationsCancel(t *testing.T) {
 	_, err = runHerald(t, "notifications", "cancel", l.b, "nope", "--database-url", "postgres://nobody@127.0.0.1:1/none")
 	if err == nil || !strings.Contains(err.Error(), `not a notification id (a UUID): "nope"`) {
 		t.Errorf("cancel of a bad id: %v", err)
+	}
+}
+
+// TestNotificationsCancelReadsTheAttemptLease: the command judges an open attempt by the workers'
+// lease settings: within the lease it is in flight and refused; past it (HERALD_ATTEMPT_LEASE
+// short) the worker is presumed gone and the notification cancelled, its attempt recorded
+// abandoned. A lease the workers would refuse is refused here too, before anything connects.
+func TestNotificationsCancelReadsTheAttemptLease(t *testing.T) {
+	l := newEventsLog(t) // b is pending
+	pool, err := pgxpool.New(t.Context(), l.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	log := events.NewLog(pool)
+	if _, err := log.Append(t.Context(), l.b, 1, events.Metadata{Actor: "worker:host/9"}, &events.NotificationProcessing{Attempt: 1, Worker: "host/9"}); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := runHerald(t, "notifications", "cancel", l.b, "--database-url", l.url)
+	if err == nil || !strings.Contains(out, "attempt 1 is in flight") {
+		t.Fatalf("cancel within the default lease: %v\n%s\nwant refused, in flight", err, out)
+	}
+
+	_, err = runHerald(t, "notifications", "cancel", l.b, "--database-url", l.url, "--attempt-lease", "1s", "--delivery-timeout", "2s")
+	if err == nil || !strings.Contains(err.Error(), "--attempt-lease 1s: want more than --delivery-timeout 2s") {
+		t.Errorf("cancel with a lease shorter than the timeout: %v", err)
+	}
+
+	t.Setenv("HERALD_DELIVERY_TIMEOUT", "1ms")
+	t.Setenv("HERALD_ATTEMPT_LEASE", "20ms")
+	heraldtest.Eventually(t, 10*time.Second, "the cancel past the lease", func() (bool, error) {
+		out, err := runHerald(t, "notifications", "cancel", l.b, "--database-url", l.url)
+		return err == nil, fmt.Errorf("%v: %s", err, out)
+	})
+	recs, err := log.Load(t.Context(), l.b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, r := range recs {
+		types = append(types, r.Type)
+	}
+	want := []string{events.TypeNotificationQueued, events.TypeNotificationProcessing, events.TypeDeliveryAttemptFailed, events.TypeNotificationCancelled}
+	if !slices.Equal(types, want) {
+		t.Errorf("stream %v, want %v", types, want)
 	}
 }

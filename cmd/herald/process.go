@@ -83,6 +83,10 @@ func processCommand(use, short, long string, p parts) *cobra.Command {
 		cfg.http.register(s, ":8080")
 		cfg.relay.register(s)
 		cfg.reconcile.register(s)
+		if !p.workers {
+			// A cancel presumes an attempt abandoned after the workers' lease.
+			cfg.worker.attemptConfig.register(s)
+		}
 	} else {
 		s.String(&cfg.opsAddr, "ops-addr", "HERALD_OPS_ADDR", "", "address to serve /healthz, /readyz and /metrics on; empty: none")
 	}
@@ -192,6 +196,9 @@ func (cfg *processConfig) validate(p parts) error {
 	}
 	if p.api {
 		errs = append(errs, cfg.http.validate(), cfg.reconcile.validate())
+		if !p.workers {
+			errs = append(errs, cfg.worker.attemptConfig.validate())
+		}
 	}
 	if p.api || p.webhooks {
 		errs = append(errs, cfg.webhooks.validate())
@@ -329,7 +336,7 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 
 	srv := cfg.newServer(pr, acc, projections.NewReader(pool, log))
 	srv.WithOperator(newOperator(pool, log, cfg.amqp.URL, logger))
-	srv.WithCanceller(handlers.NewCanceller(pool, log).WithIdempotencyTTL(cfg.http.IdempotencyTTL))
+	srv.WithCanceller(handlers.NewCanceller(pool, log, cfg.worker.lease()).WithIdempotencyTTL(cfg.http.IdempotencyTTL))
 	srv.WithAuth(apikeys.NewStore(pool), heraldhttp.RateLimit{
 		Requests: cfg.http.RateLimit, Window: cfg.http.RateWindow, PerAddress: cfg.http.AddressLimit})
 	srv.WithRebuilds(projections.NewJobs(ctx, projections.NewRebuilder(pool, log, 5000, logger), log))
