@@ -186,6 +186,9 @@ func (cfg *processConfig) validate(p parts) error {
 	if p.workers {
 		errs = append(errs, cfg.worker.validate())
 	}
+	if p.projector {
+		errs = append(errs, cfg.projector.validate())
+	}
 	if p.api {
 		errs = append(errs, cfg.http.validate(), cfg.reconcile.validate())
 	}
@@ -244,6 +247,9 @@ func (cfg *processConfig) assemble(ctx context.Context, p parts, pr *process) ([
 		pc.Metrics = pr.reg
 		proj := router.NewProjector(pr.pool, pc, pr.logger, projections.All()...)
 		pr.add("projector", proj.Run, proj.Ready)
+		if err := cfg.addSealer(pr); err != nil {
+			return nil, err
+		}
 	}
 	if p.workers {
 		if err := cfg.addWorkers(pr); err != nil {
