@@ -77,7 +77,7 @@ func (m *Mismatch) Error() string {
 }
 
 // verifyFetch is how many rows each FETCH reads from a cursor.
-const verifyFetch = 5000
+const verifyFetch = 1000
 
 // eventsCursorSQL reads the log in the consumers' order, each event beside the stored hash of
 // its stream's previous version: a chain link is checked from one row, so the walk keeps no
@@ -169,38 +169,29 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Verify
 	if err := v.nextCheckpoint(ctx); err != nil {
 		return rep, err
 	}
+	// The next batch is read while this one is checked: the database and the hashing overlap.
+	fetchCtx, stopFetching := context.WithCancel(ctx)
+	defer stopFetching()
+	batches := make(chan eventBatch, 1)
+	go fetchEvents(fetchCtx, tx, batches)
 	lastProgress := time.Now()
-	for {
-		rows, err := tx.Query(ctx, fmt.Sprintf(`FETCH %d FROM ledger_events`, verifyFetch))
-		if err != nil {
-			return rep, fmt.Errorf("verify: read the log: %w", err)
+	for b := range batches {
+		if b.err != nil {
+			return rep, fmt.Errorf("verify: read the log: %w", b.err)
 		}
-		n := 0
-		var r eventRow
-		for rows.Next() {
-			n++
-			if err := rows.Scan(&r.xid, &r.position, &r.e.ID, &r.e.Stream, &r.e.Version, &r.e.Type, &r.e.Occurred,
-				&r.e.Data, &r.e.Metadata, &r.hash, &r.prev); err != nil {
-				rows.Close()
-				return rep, fmt.Errorf("verify: read the log: %w", err)
-			}
-			if err := v.event(ctx, &r); err != nil {
-				rows.Close()
+		for i := range b.rows {
+			if err := v.event(ctx, &b.rows[i]); err != nil {
 				return rep, err
 			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return rep, fmt.Errorf("verify: read the log: %w", err)
 		}
 		rep.Elapsed = time.Since(started)
 		if opts.Progress != nil && time.Since(lastProgress) >= 100*time.Millisecond {
 			lastProgress = time.Now()
 			opts.Progress(rep)
 		}
-		if n < verifyFetch {
-			break
-		}
+	}
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("verify: %w", err)
 	}
 	if v.next != nil {
 		return rep, &Mismatch{Checkpoint: v.next.Seq, Field: "tree_size", Reason: fmt.Sprintf(
@@ -209,6 +200,39 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Verify
 	rep.Unsealed = int64(v.tree.Size()) - v.lastSize
 	rep.Elapsed = time.Since(started)
 	return rep, nil
+}
+
+// eventBatch is what one FETCH read, or why it failed.
+type eventBatch struct {
+	rows []eventRow
+	err  error
+}
+
+// fetchEvents reads the events cursor into out, batch by batch, until the cursor or ctx ends,
+// and closes out. The tx is used by nothing else meanwhile.
+func fetchEvents(ctx context.Context, tx pgx.Tx, out chan<- eventBatch) {
+	defer close(out)
+	for {
+		rows, err := tx.Query(ctx, fmt.Sprintf(`FETCH %d FROM ledger_events`, verifyFetch))
+		b := eventBatch{err: err}
+		if err == nil {
+			b.rows = make([]eventRow, 0, verifyFetch)
+			var r eventRow
+			_, b.err = pgx.ForEachRow(rows, []any{&r.xid, &r.position, &r.e.ID, &r.e.Stream, &r.e.Version, &r.e.Type,
+				&r.e.Occurred, &r.e.Data, &r.e.Metadata, &r.hash, &r.prev}, func() error {
+				b.rows = append(b.rows, r)
+				return nil
+			})
+		}
+		select {
+		case out <- b:
+		case <-ctx.Done():
+			return
+		}
+		if b.err != nil || len(b.rows) < verifyFetch {
+			return
+		}
+	}
 }
 
 // eventRow is one row of the events cursor.
