@@ -176,9 +176,15 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Verify
 	}
 	// The next batch is read while this one is checked: the database and the hashing overlap.
 	fetchCtx, stopFetching := context.WithCancel(ctx)
-	defer stopFetching()
 	batches := make(chan eventBatch, 1)
 	go fetchEvents(fetchCtx, tx, batches)
+	defer func() {
+		// The reader must be done with tx before it is rolled back: a connection serves one
+		// query at a time.
+		stopFetching()
+		for range batches {
+		}
+	}()
 	lastProgress := time.Now()
 	for b := range batches {
 		if b.err != nil {
