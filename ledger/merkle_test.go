@@ -5,6 +5,9 @@ import (
 	"encoding/hex"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"github.com/herald-notify/herald/ledger"
 )
 
@@ -75,5 +78,68 @@ func TestTreeKnownVectors(t *testing.T) {
 	}
 	if n := len(tree.Frontier()); n != 2*ledger.HashSize {
 		t.Errorf("a tree of 3 leaves keeps %d bytes of frontier, want two hashes", n)
+	}
+}
+
+// naivePath is RFC 6962's PATH(m, D[n]), computed recursively from all the leaves.
+func naivePath(m int, leaves []ledger.Hash) []ledger.Hash {
+	if len(leaves) <= 1 {
+		return nil
+	}
+	k := 1
+	for k*2 < len(leaves) {
+		k *= 2
+	}
+	if m < k {
+		return append(naivePath(m, leaves[:k]), naiveRoot(leaves[k:]))
+	}
+	return append(naivePath(m-k, leaves[k:]), naiveRoot(leaves[:k]))
+}
+
+// Every leaf of every tree up to 70 leaves has a proof, the one RFC 6962 defines, that leads to
+// the root; a proof for another leaf, index or size, or with a hash changed, does not.
+func TestInclusionProofs(t *testing.T) {
+	var leaves []ledger.Hash
+	for n := 1; n <= 70; n++ {
+		leaves = append(leaves, eventHashN(n))
+		root := naiveRoot(leaves)
+		for m := range n {
+			p, err := ledger.NewInclusionProver(uint64(m), uint64(n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range leaves {
+				p.Add(l)
+			}
+			leaf, path, err := p.Proof()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if leaf != leaves[m] {
+				t.Fatalf("n=%d m=%d: leaf %x, want %x", n, m, leaf, leaves[m])
+			}
+			if diff := cmp.Diff(naivePath(m, leaves), path, cmpopts.EquateEmpty()); diff != "" {
+				t.Fatalf("n=%d m=%d: path differs from RFC 6962's (-want +got):\n%s", n, m, diff)
+			}
+			if err := ledger.VerifyInclusion(leaf, uint64(m), uint64(n), path, root); err != nil {
+				t.Fatalf("n=%d m=%d: %v", n, m, err)
+			}
+			if n > 1 {
+				if ledger.VerifyInclusion(leaves[(m+1)%n], uint64(m), uint64(n), path, root) == nil {
+					t.Errorf("n=%d m=%d: another leaf's hash verified", n, m)
+				}
+				if ledger.VerifyInclusion(leaf, uint64((m+1)%n), uint64(n), path, root) == nil {
+					t.Errorf("n=%d m=%d: another index verified", n, m)
+				}
+				bad := append([]ledger.Hash(nil), path...)
+				bad[len(bad)/2][0] ^= 1
+				if ledger.VerifyInclusion(leaf, uint64(m), uint64(n), bad, root) == nil {
+					t.Errorf("n=%d m=%d: a changed path verified", n, m)
+				}
+			}
+			if ledger.VerifyInclusion(leaf, uint64(m), uint64(n+1), path, naiveRoot(append(leaves[:n:n], eventHashN(999)))) == nil && n > 1 {
+				t.Errorf("n=%d m=%d: verified in a bigger tree", n, m)
+			}
+		}
 	}
 }
