@@ -3,7 +3,10 @@ package wire
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/herald-notify/herald/ledger"
 )
@@ -79,4 +82,103 @@ func NewVerification(r ledger.VerifyReport, m *ledger.Mismatch) Verification {
 		v.Mismatch = &Mismatch{Position: m.Position, Stream: m.Stream, Version: m.Version, Checkpoint: m.Checkpoint, Field: m.Field, Reason: m.Reason}
 	}
 	return v
+}
+
+// ProofBundle is what `herald events prove` writes and `herald verify-bundle` checks: an event as
+// its hash covers it, the inclusion path from it to a checkpoint's root, and the checkpoint. The
+// event's data and metadata are strings holding the exact text that was hashed (jsonb's
+// rendering), since re-encoding JSON could change a byte; hashes are hex.
+type ProofBundle struct {
+	Event      ProvenEvent `json:"event"`
+	LeafIndex  uint64      `json:"leaf_index"`
+	Path       []string    `json:"path"`
+	Checkpoint Checkpoint  `json:"checkpoint"`
+}
+
+// ProvenEvent is an event with everything its chain hash covers.
+type ProvenEvent struct {
+	ID            string `json:"id"`
+	StreamID      string `json:"stream_id"`
+	Version       int64  `json:"version"`
+	Type          string `json:"type"`
+	Position      int64  `json:"position"`
+	TransactionID uint64 `json:"transaction_id"`
+	// OccurredAtMicros is the time as hashed: microseconds since the Unix epoch.
+	OccurredAtMicros int64  `json:"occurred_at_us"`
+	Data             string `json:"data"`
+	Metadata         string `json:"metadata"`
+	Hash             string `json:"hash"`
+	// PreviousHash is the hash of the stream's previous version; empty for version 1.
+	PreviousHash string `json:"previous_hash,omitempty"`
+}
+
+// NewProofBundle returns the proof as users see it.
+func NewProofBundle(p *ledger.Proof) ProofBundle {
+	e := ProvenEvent{
+		ID: uuid.UUID(p.Event.ID).String(), StreamID: uuid.UUID(p.Event.Stream).String(), Version: p.Event.Version,
+		Type: p.Event.Type, Position: p.Position, TransactionID: p.TransactionID, OccurredAtMicros: p.Event.Occurred.UnixMicro(),
+		Data: string(p.Event.Data), Metadata: string(p.Event.Metadata), Hash: hex.EncodeToString(p.Hash[:]),
+	}
+	if p.Event.Version > 1 {
+		e.PreviousHash = hex.EncodeToString(p.Prev[:])
+	}
+	path := make([]string, len(p.Path))
+	for i, h := range p.Path {
+		path[i] = hex.EncodeToString(h[:])
+	}
+	return ProofBundle{Event: e, LeafIndex: p.LeafIndex, Path: path, Checkpoint: NewCheckpoint(p.Checkpoint)}
+}
+
+// Proof reads the bundle back into the proof it shows, refusing a malformed one with the
+// field at fault.
+func (b ProofBundle) Proof() (*ledger.Proof, error) {
+	p := &ledger.Proof{LeafIndex: b.LeafIndex, Position: b.Event.Position, TransactionID: b.Event.TransactionID}
+	id, err := uuid.Parse(b.Event.ID)
+	if err != nil {
+		return nil, fmt.Errorf("event.id: %w", err)
+	}
+	stream, err := uuid.Parse(b.Event.StreamID)
+	if err != nil {
+		return nil, fmt.Errorf("event.stream_id: %w", err)
+	}
+	p.Event = ledger.ChainedEvent{ID: id, Stream: stream, Version: b.Event.Version, Type: b.Event.Type,
+		Occurred: time.UnixMicro(b.Event.OccurredAtMicros).UTC(), Data: []byte(b.Event.Data), Metadata: []byte(b.Event.Metadata)}
+	if p.Hash, err = parseHash(b.Event.Hash); err != nil {
+		return nil, fmt.Errorf("event.hash: %w", err)
+	}
+	if b.Event.Version > 1 {
+		if p.Prev, err = parseHash(b.Event.PreviousHash); err != nil {
+			return nil, fmt.Errorf("event.previous_hash: %w", err)
+		}
+	}
+	for i, s := range b.Path {
+		h, err := parseHash(s)
+		if err != nil {
+			return nil, fmt.Errorf("path[%d]: %w", i, err)
+		}
+		p.Path = append(p.Path, h)
+	}
+	c := b.Checkpoint
+	p.Checkpoint = ledger.Checkpoint{Seq: c.Seq, TreeSize: c.TreeSize, LastTransactionID: c.LastTransactionID,
+		LastPosition: c.LastPosition, KeyID: c.KeyID, CreatedAt: c.CreatedAt}
+	if p.Checkpoint.Root, err = parseHash(c.Root); err != nil {
+		return nil, fmt.Errorf("checkpoint.root: %w", err)
+	}
+	if p.Checkpoint.Signature, err = base64.StdEncoding.DecodeString(c.Signature); err != nil {
+		return nil, fmt.Errorf("checkpoint.signature: %w", err)
+	}
+	return p, nil
+}
+
+func parseHash(s string) (ledger.Hash, error) {
+	var h ledger.Hash
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return h, err
+	}
+	if len(b) != ledger.HashSize {
+		return h, fmt.Errorf("%d bytes, want %d", len(b), ledger.HashSize)
+	}
+	copy(h[:], b)
+	return h, nil
 }

@@ -45,10 +45,13 @@ func TestCheckpointsSealedListedAndVerified(t *testing.T) {
 
 	log := events.NewLog(db.Pool)
 	stream := uuid.NewString()
+	var ids []string
 	for v := range int64(5) {
-		if _, err := log.Append(t.Context(), stream, v, events.Metadata{}, &events.NotificationProcessing{Attempt: int(v) + 1}); err != nil {
+		recs, err := log.Append(t.Context(), stream, v, events.Metadata{}, &events.NotificationProcessing{Attempt: int(v) + 1})
+		if err != nil {
 			t.Fatal(err)
 		}
+		ids = append(ids, recs[0].ID)
 	}
 	heraldtest.WaitLogVisible(t, db, 5)
 	h := spawnHerald(t, map[string]string{"HERALD_DATABASE_URL": db.RuntimeURL, "HERALD_CHECKPOINT_KEY": keyFile,
@@ -77,6 +80,27 @@ func TestCheckpointsSealedListedAndVerified(t *testing.T) {
 	out = mustRunHerald(t, "events", "verify", "--public-key", pub, "--database-url", db.URL)
 	if !strings.Contains(out, "Verified 5 events (1 streams begun) and 1 checkpoints") || !strings.Contains(out, "Signatures checked") {
 		t.Errorf("verify printed:\n%s", out)
+	}
+
+	// A proof of version 3, checked offline; changed, it is refused.
+	bundle := filepath.Join(dir, "proof.json")
+	if err := os.WriteFile(bundle, []byte(mustRunHerald(t, "events", "prove", ids[2], "--database-url", db.URL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = mustRunHerald(t, "verify-bundle", bundle, "--public-key", pub)
+	if !strings.Contains(out, "Event "+ids[2]+" (stream "+stream+" version 3") || !strings.Contains(out, "leaf 2 of the 5 events checkpoint 1") {
+		t.Errorf("verify-bundle printed:\n%s", out)
+	}
+	b, _ := os.ReadFile(bundle)
+	forged := strings.Replace(string(b), `\"attempt\": 3`, `\"attempt\": 4`, 1)
+	if forged == string(b) {
+		t.Fatalf("the bundle does not hold the event's data as expected:\n%s", b)
+	}
+	if err := os.WriteFile(bundle, []byte(forged), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runHerald(t, "verify-bundle", bundle, "--public-key", pub); err == nil || !strings.Contains(err.Error(), "hash") {
+		t.Errorf("verify-bundle of a changed event: %v, want its hash named", err)
 	}
 
 	for _, s := range []string{`ALTER TABLE event_log DISABLE TRIGGER event_log_no_update_delete`,

@@ -16,10 +16,11 @@ func eventsCommand() *cobra.Command {
 		Long: `The event log is the truth Herald's status and history are folded from. "herald events list"
 streams its events in log order, filtered; "herald events replay" folds it into what each
 notification's status was at an instant; "herald events verify" checks its hash chains and
-signed checkpoints. All only read, in a read-only transaction, and hold one event or
+signed checkpoints, and "herald events prove" writes the proof that one event is in a signed
+checkpoint. All only read, in a read-only transaction, and hold one event or
 notification in memory at a time however large the log is.`,
 	}
-	cmd.AddCommand(eventsListCommand(), eventsReplayCommand(), eventsVerifyCommand())
+	cmd.AddCommand(eventsListCommand(), eventsReplayCommand(), eventsVerifyCommand(), eventsProveCommand())
 	return cmd
 }
 

@@ -9,6 +9,7 @@
 //	events         read the event log: list its events, replay notifications as of an instant,
 //	               verify its hash chains and signed checkpoints
 //	checkpoints    list the event log's signed checkpoints
+//	verify-bundle  check an event's proof bundle offline, with the sealer's public key
 //	keys           make the key that signs the checkpoints
 //	notifications  show a notification's status and history as the API serves them
 //	projections    show where the read models stand, rebuild them from the log
@@ -102,6 +103,7 @@ Run "herald migrate" once, then "herald all" for everything in one process, or "
 		templatesCommand(),
 		keysCommand(),
 		checkpointsCommand(),
+		verifyBundleCommand(),
 		versionCommand(),
 		benchCommand(),
 	)
