@@ -72,3 +72,32 @@ func TestProveEveryEventOfACheckpoint(t *testing.T) {
 		t.Errorf("prove an event after the last checkpoint: %v, want ErrNotCovered", err)
 	}
 }
+
+// A stream's proofs come in one pass: one for each event the latest checkpoint covers, in
+// version order, and a count of those after it; a stream the log lacks is not found.
+func TestProveStream(t *testing.T) {
+	l := newSealedLog(t)
+	ctx := t.Context()
+	pub := l.key.Public().(ed25519.PublicKey)
+	if _, err := events.NewLog(l.db.Pool).Append(ctx, l.streams["a"], 3, events.Metadata{}, &events.NotificationSent{Attempt: 3}); err != nil {
+		t.Fatal(err)
+	}
+	proofs, unsealed, err := ledger.ProveStream(ctx, l.db.Pool, l.streams["a"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(proofs) != 3 || unsealed != 1 {
+		t.Fatalf("%d proofs, %d unsealed; want 3 and 1", len(proofs), unsealed)
+	}
+	for i, p := range proofs {
+		if p.Event.Version != int64(i+1) || p.Position != l.row(t, "a", int64(i+1)).position {
+			t.Errorf("proof %d is of version %d at %d", i, p.Event.Version, p.Position)
+		}
+		if err := p.Verify(pub); err != nil {
+			t.Errorf("proof of version %d: %v", i+1, err)
+		}
+	}
+	if _, _, err := ledger.ProveStream(ctx, l.db.Pool, uuid.NewString()); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("prove a stream the log lacks: %v, want ErrNotFound", err)
+	}
+}

@@ -182,3 +182,17 @@ func parseHash(s string) (ledger.Hash, error) {
 	copy(h[:], b)
 	return h, nil
 }
+
+// NotificationProof is GET /api/v1/notifications/{id}/proof: a proof bundle for each of the
+// notification's events a signed checkpoint covers, in version order (each checked on its own by
+// `herald verify-bundle`), and how many of its events no checkpoint covers yet.
+type NotificationProof struct {
+	NotificationID string        `json:"notification_id"`
+	Proofs         []ProofBundle `json:"proofs"`
+	Unsealed       int           `json:"unsealed"`
+}
+
+// NewNotificationProof returns the proofs of notification id as users see them.
+func NewNotificationProof(id string, proofs []*ledger.Proof, unsealed int) NotificationProof {
+	return NotificationProof{NotificationID: id, Proofs: all(proofs, NewProofBundle), Unsealed: unsealed}
+}

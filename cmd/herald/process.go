@@ -336,6 +336,7 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 	srv.WithReceipts(cfg.smsReceipts(pr))
 	srv.WithSuppressions(suppressions.New(pool))
 	srv.WithTemplates(templatestore.New(pool))
+	srv.WithProofs(ledgerProofs{pool})
 	return srv
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/herald-notify/herald/ledger"
 	"github.com/herald-notify/herald/router"
 	"github.com/herald-notify/herald/wire"
@@ -46,4 +48,11 @@ func appendCheckpoint(file string, cp ledger.Checkpoint) error {
 		return err
 	}
 	return f.Close()
+}
+
+// ledgerProofs proves notifications' events for the API.
+type ledgerProofs struct{ pool *pgxpool.Pool }
+
+func (p ledgerProofs) ProveStream(ctx context.Context, stream string) ([]*ledger.Proof, int, error) {
+	return ledger.ProveStream(ctx, p.pool, stream)
 }
