@@ -40,11 +40,14 @@ func (l *Log) In(tx pgx.Tx) *Log { return &Log{db: tx} }
 // version: another writer appended first. Reload the stream and decide again.
 var ErrConflict = errors.New("stream changed since it was read")
 
+// appendSQL inserts the versions in order: the log's chain trigger links each to the one inserted
+// before it by the same statement (migrations/00020_event_log_chain.sql).
 const appendSQL = `
 INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data, metadata)
 SELECT e.event_id, $1, e.version, e.event_type, e.data::jsonb, $3
 FROM unnest($4::uuid[], $5::bigint[], $6::text[], $7::text[]) AS e(event_id, version, event_type, data)
 WHERE (SELECT coalesce(max(stream_version), 0) FROM event_log WHERE stream_id = $1) = $2
+ORDER BY e.version
 RETURNING event_id::text, stream_version, global_position, occurred_at`
 
 // Append adds evs to stream after version expected (0 for a new stream) and returns them as

@@ -112,6 +112,8 @@ type Server struct {
 	metrics   *httpMetrics
 	// receiptMetrics counts the SMS gateway's callbacks, when receipts and metrics are on.
 	receiptMetrics *receiptMetrics
+	// proofs proves notifications' events against the log's checkpoints, when served.
+	proofs Proofs
 }
 
 // NewServer returns a server over its dependencies. Without an acceptor and a reader it serves
@@ -179,6 +181,9 @@ func (s *Server) Handler() http.Handler {
 				r.Get("/{id}/status", s.status)
 				r.Get("/{id}/history", s.history)
 				r.Get("/{id}/events", s.events)
+				if s.proofs != nil {
+					r.Get("/{id}/proof", s.proof)
+				}
 			})
 		})
 	}

@@ -12,8 +12,8 @@ import (
 // AppendOnly names the tables Herald's services may only read and append to: no UPDATE, DELETE
 // or TRUNCATE, and, since the services do not own them, no ALTER or DROP either. Beside the log,
 // the stored templates' versions: a send by name renders the row, which must stay what its
-// TemplateVersionCreated says.
-var AppendOnly = []string{"event_log", "template_versions"}
+// TemplateVersionCreated says. And the log's signed checkpoints, which a verifier holds it to.
+var AppendOnly = []string{"event_log", "template_versions", "checkpoints"}
 
 // ErrRoleOwnsLog is returned by GrantRuntime when the runtime role can act as the event log's
 // owner (it is the owner, a member of the owner's role, or a superuser): an owner can disable the

@@ -36,6 +36,9 @@ type Options struct {
 	CreateMissing bool
 	// Logger receives the warnings of Wait and the notice of a created database; nil discards.
 	Logger *slog.Logger
+	// Notices logs, on Logger, what the server says with RAISE NOTICE: a migration's report of
+	// what it did.
+	Notices bool
 }
 
 // Connect opens a pool to the database rawURL names and checks that it answers.
@@ -60,6 +63,11 @@ func Connect(ctx context.Context, rawURL string, o Options) (*pgxpool.Pool, erro
 	logger := o.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Notices {
+		cfg.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+			logger.InfoContext(ctx, n.Message, "postgres_severity", n.Severity)
+		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

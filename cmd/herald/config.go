@@ -12,6 +12,7 @@ import (
 	"github.com/herald-notify/herald/attachments"
 	"github.com/herald-notify/herald/handlers"
 	heraldhttp "github.com/herald-notify/herald/http"
+	"github.com/herald-notify/herald/ledger"
 	"github.com/herald-notify/herald/redact"
 	"github.com/herald-notify/herald/router"
 )
@@ -126,12 +127,33 @@ func (c reconcileConfig) validate() error {
 // projectorConfig is how the projector reads the log: how often, how many events at a time.
 type projectorConfig struct {
 	router.ProjectorConfig
+	// CheckpointKey is the file of the sealer's Ed25519 private key; empty: no sealer.
+	CheckpointKey      string
+	CheckpointInterval time.Duration
+	// CheckpointFile, when set, gets each new checkpoint as a JSON line.
+	CheckpointFile string
 }
 
 // register binds the projector's settings to the command's flags.
 func (c *projectorConfig) register(s *settings) {
 	s.Duration(&c.PollInterval, "projector-poll-interval", "HERALD_PROJECTOR_POLL_INTERVAL", 50*time.Millisecond, "how often an idle projection looks for new events")
 	s.Int(&c.BatchSize, "projector-batch-size", "HERALD_PROJECTOR_BATCH_SIZE", 500, "events applied per projection transaction")
+	s.String(&c.CheckpointKey, "checkpoint-key", "HERALD_CHECKPOINT_KEY", "", `file of the Ed25519 private key that signs the log's checkpoints ("herald keys generate"); empty: no checkpoints are sealed`)
+	s.Duration(&c.CheckpointInterval, "checkpoint-interval", "HERALD_CHECKPOINT_INTERVAL", 10*time.Second, "how often the sealer signs a checkpoint of the log, when the log grew")
+	s.String(&c.CheckpointFile, "checkpoint-file", "HERALD_CHECKPOINT_FILE", "", "file each new checkpoint is appended to as a JSON line, a copy outside the database; empty: none")
+}
+
+// validate checks the sealer's settings: the key must be readable before anything starts.
+func (c projectorConfig) validate() error {
+	if c.CheckpointInterval <= 0 {
+		return fmt.Errorf("--checkpoint-interval %s: must be positive", c.CheckpointInterval)
+	}
+	if c.CheckpointKey != "" {
+		if _, err := ledger.ReadPrivateKey(c.CheckpointKey); err != nil {
+			return fmt.Errorf("--checkpoint-key: %w", err)
+		}
+	}
+	return nil
 }
 
 // httpConfig is how the API listens and what it allows: body size, rate limits, proxies, and how

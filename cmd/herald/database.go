@@ -136,6 +136,7 @@ func (c dbConfig) connect(ctx context.Context, logger *slog.Logger, url string, 
 		source = "--migrate-database-url"
 	}
 	return postgres.Connect(ctx, url, postgres.Options{
-		Source: source, MaxConns: c.MaxConns, Wait: true, CreateMissing: create, Logger: logger,
+		// The owner's connection runs the migrations: what they report is worth reading.
+		Source: source, MaxConns: c.MaxConns, Wait: true, CreateMissing: create, Logger: logger, Notices: url == c.ownerURL(),
 	})
 }

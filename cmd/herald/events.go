@@ -12,13 +12,15 @@ import (
 func eventsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "events",
-		Short: "Read the event log: list its events, or replay notifications as of an instant",
+		Short: "Read the event log: list its events, replay notifications as of an instant, verify it",
 		Long: `The event log is the truth Herald's status and history are folded from. "herald events list"
 streams its events in log order, filtered; "herald events replay" folds it into what each
-notification's status was at an instant. Both only read, in a read-only transaction, and hold
-one event or notification in memory at a time however large the log is.`,
+notification's status was at an instant; "herald events verify" checks its hash chains and
+signed checkpoints, and "herald events prove" writes the proof that one event is in a signed
+checkpoint. All only read, in a read-only transaction, and hold one event or
+notification in memory at a time however large the log is.`,
 	}
-	cmd.AddCommand(eventsListCommand(), eventsReplayCommand())
+	cmd.AddCommand(eventsListCommand(), eventsReplayCommand(), eventsVerifyCommand(), eventsProveCommand())
 	return cmd
 }
 

@@ -6,7 +6,11 @@
 //	projector      the projector, keeping notification_status and notification_history
 //	all            all of the above in one process
 //	migrate        apply the database migrations, or show their status
-//	events         read the event log: list its events, replay notifications as of an instant
+//	events         read the event log: list its events, replay notifications as of an instant,
+//	               verify its hash chains and signed checkpoints
+//	checkpoints    list the event log's signed checkpoints
+//	verify-bundle  check an event's proof bundle offline, with the sealer's public key
+//	keys           make the key that signs the checkpoints
 //	notifications  show a notification's status and history as the API serves them
 //	projections    show where the read models stand, rebuild them from the log
 //	poison         inspect and re-drive the poison queue
@@ -98,6 +102,9 @@ Run "herald migrate" once, then "herald all" for everything in one process, or "
 		suppressionsCommand(),
 		templatesCommand(),
 		providersCommand(),
+		keysCommand(),
+		checkpointsCommand(),
+		verifyBundleCommand(),
 		versionCommand(),
 		benchCommand(),
 	)

@@ -194,6 +194,9 @@ func (cfg *processConfig) validate(p parts) error {
 	if p.workers {
 		errs = append(errs, cfg.worker.validate())
 	}
+	if p.projector {
+		errs = append(errs, cfg.projector.validate())
+	}
 	if p.api {
 		errs = append(errs, cfg.http.validate(), cfg.reconcile.validate())
 		if !p.workers {
@@ -255,6 +258,9 @@ func (cfg *processConfig) assemble(ctx context.Context, p parts, pr *process) ([
 		pc.Metrics = pr.reg
 		proj := router.NewProjector(pr.pool, pc, pr.logger, projections.All()...)
 		pr.add("projector", proj.Run, proj.Ready)
+		if err := cfg.addSealer(pr); err != nil {
+			return nil, err
+		}
 	}
 	if p.workers {
 		if err := cfg.addWorkers(pr); err != nil {
@@ -348,6 +354,7 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 	srv.WithReceipts(cfg.smsReceipts(pr))
 	srv.WithSuppressions(suppressions.New(pool))
 	srv.WithTemplates(templatestore.New(pool))
+	srv.WithProofs(ledgerProofs{pool})
 	return srv
 }
 

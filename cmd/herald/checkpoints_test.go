@@ -1,0 +1,156 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/heraldtest"
+	"github.com/herald-notify/herald/wire"
+)
+
+// A key made by "keys generate" signs the checkpoints "herald projector" seals, each copied to the
+// checkpoint file; "checkpoints list" shows the same; "events verify" checks the log against
+// them with the public key printed, and names what was changed behind the database's back.
+func TestCheckpointsSealedListedAndVerified(t *testing.T) {
+	clearHeraldEnv(t)
+	db := heraldtest.NewDatabase(t)
+	dir := t.TempDir()
+	keyFile, cpFile := filepath.Join(dir, "checkpoint.key"), filepath.Join(dir, "checkpoints.jsonl")
+
+	out := mustRunHerald(t, "keys", "generate", "--out", keyFile)
+	m := regexp.MustCompile(`Public key \(base64\): (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("keys generate printed no public key:\n%s", out)
+	}
+	pub := m[1]
+	if st, err := os.Stat(keyFile); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, %v; want mode 0600", st, err)
+	}
+	before, _ := os.ReadFile(keyFile)
+	if _, err := runHerald(t, "keys", "generate", "--out", keyFile); err == nil {
+		t.Error("keys generate overwrote an existing key")
+	}
+	if after, _ := os.ReadFile(keyFile); string(after) != string(before) {
+		t.Error("the existing key file changed")
+	}
+
+	log := events.NewLog(db.Pool)
+	stream := uuid.NewString()
+	var ids []string
+	for v := range int64(5) {
+		recs, err := log.Append(t.Context(), stream, v, events.Metadata{}, &events.NotificationProcessing{Attempt: int(v) + 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, recs[0].ID)
+	}
+	heraldtest.WaitLogVisible(t, db, 5)
+	h := spawnHerald(t, map[string]string{"HERALD_DATABASE_URL": db.RuntimeURL, "HERALD_CHECKPOINT_KEY": keyFile,
+		"HERALD_CHECKPOINT_INTERVAL": "100ms", "HERALD_CHECKPOINT_FILE": cpFile}, "projector")
+	var witnessed []wire.Checkpoint
+	heraldtest.Eventually(t, 30*time.Second, "a checkpoint of 5 events in the checkpoint file", func() (bool, error) {
+		b, err := os.ReadFile(cpFile)
+		if os.IsNotExist(err) {
+			return false, nil
+		}
+		witnessed = decodeJSONL[wire.Checkpoint](t, string(b))
+		return len(witnessed) > 0 && witnessed[len(witnessed)-1].TreeSize == 5, err
+	})
+	if len(witnessed) != 1 {
+		t.Errorf("%d checkpoints of a log of 5 events that did not grow, want 1:\n%+v\n%s", len(witnessed), witnessed, h.output())
+	}
+
+	var listed []wire.Checkpoint
+	if err := json.Unmarshal([]byte(mustRunHerald(t, "checkpoints", "list", "-o", "json", "--database-url", db.URL)), &listed); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(witnessed, listed); diff != "" {
+		t.Errorf("checkpoints list differs from the checkpoint file (-file +list):\n%s", diff)
+	}
+
+	out = mustRunHerald(t, "events", "verify", "--public-key", pub, "--database-url", db.URL)
+	if !strings.Contains(out, "Verified 5 events (1 streams begun) and 1 checkpoints") || !strings.Contains(out, "Signatures checked") {
+		t.Errorf("verify printed:\n%s", out)
+	}
+
+	// A proof of version 3, checked offline; changed, it is refused.
+	bundle := filepath.Join(dir, "proof.json")
+	if err := os.WriteFile(bundle, []byte(mustRunHerald(t, "events", "prove", ids[2], "--database-url", db.URL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = mustRunHerald(t, "verify-bundle", bundle, "--public-key", pub)
+	if !strings.Contains(out, "Event "+ids[2]+" (stream "+stream+" version 3") || !strings.Contains(out, "leaf 2 of the 5 events checkpoint 1") {
+		t.Errorf("verify-bundle printed:\n%s", out)
+	}
+	b, _ := os.ReadFile(bundle)
+	forged := strings.Replace(string(b), `\"attempt\": 3`, `\"attempt\": 4`, 1)
+	if forged == string(b) {
+		t.Fatalf("the bundle does not hold the event's data as expected:\n%s", b)
+	}
+	if err := os.WriteFile(bundle, []byte(forged), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runHerald(t, "verify-bundle", bundle, "--public-key", pub); err == nil || !strings.Contains(err.Error(), "hash") {
+		t.Errorf("verify-bundle of a changed event: %v, want its hash named", err)
+	}
+
+	for _, s := range []string{`ALTER TABLE event_log DISABLE TRIGGER event_log_no_update_delete`,
+		`UPDATE event_log SET data = '{"attempt": 9}' WHERE stream_version = 4`,
+		`ALTER TABLE event_log ENABLE TRIGGER event_log_no_update_delete`} {
+		if _, err := db.Pool.Exec(t.Context(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := runHerald(t, "events", "verify", "--public-key", pub, "--database-url", db.URL, "-o", "json")
+	if err == nil || !strings.Contains(err.Error(), "stream "+stream+" version 4") || !strings.Contains(err.Error(), "hash") {
+		t.Errorf("verify of a changed log: %v, want an error naming version 4's hash", err)
+	}
+	var v wire.Verification
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	if v.OK || v.Mismatch == nil || v.Mismatch.Field != "hash" || v.Mismatch.Stream != stream || v.Mismatch.Version != 4 || v.Events != 3 {
+		t.Errorf("verify -o json: %+v, mismatch %+v; want not ok, version 4's hash named, after 3 events", v, v.Mismatch)
+	}
+}
+
+// Without a key the projector runs, and says once that it seals no checkpoints.
+func TestProjectorWithoutKeySaysSo(t *testing.T) {
+	clearHeraldEnv(t)
+	db := heraldtest.NewDatabase(t)
+	h := spawnHerald(t, map[string]string{"HERALD_DATABASE_URL": db.RuntimeURL}, "projector")
+	heraldtest.Eventually(t, 30*time.Second, "the projector to say it seals no checkpoints", func() (bool, error) {
+		return strings.Contains(h.output(), "no checkpoint key"), nil
+	})
+	if n := strings.Count(h.output(), "no checkpoint key"); n != 1 {
+		t.Errorf("said %d times", n)
+	}
+}
+
+// Bad verify and keys flags are refused before anything is read or written.
+func TestLedgerCommandsRefuseBadFlags(t *testing.T) {
+	clearHeraldEnv(t)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"events", "verify", "--public-key", "not-a-key", "--database-url", "postgres://nobody@127.0.0.1:1/none"}, "--public-key"},
+		{[]string{"events", "verify", "--from-checkpoint", "-1", "--database-url", "postgres://nobody@127.0.0.1:1/none"}, "--from-checkpoint"},
+		{[]string{"keys", "generate"}, "--out"},
+		{[]string{"checkpoints", "list", "--limit", "-2", "--database-url", "postgres://nobody@127.0.0.1:1/none"}, "--limit"},
+	} {
+		_, err := runHerald(t, tt.args...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("herald %s: %v, want an error naming %s", strings.Join(tt.args, " "), err, tt.want)
+		}
+	}
+}

@@ -1,0 +1,80 @@
+package http_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/handlers"
+	"github.com/herald-notify/herald/heraldtest"
+	heraldhttp "github.com/herald-notify/herald/http"
+	"github.com/herald-notify/herald/ledger"
+	"github.com/herald-notify/herald/projections"
+	"github.com/herald-notify/herald/router"
+	"github.com/herald-notify/herald/wire"
+)
+
+type poolProofs struct{ pool *pgxpool.Pool }
+
+func (p poolProofs) ProveStream(ctx context.Context, stream string) ([]*ledger.Proof, int, error) {
+	return ledger.ProveStream(ctx, p.pool, stream)
+}
+
+// GET …/proof answers a bundle for each event a checkpoint covers, each checking out with the
+// sealer's public key alone, and counts the events after the checkpoint; an unknown
+// notification is 404.
+func TestProofOfANotification(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	log := events.NewLog(db.Pool)
+	srv := heraldhttp.NewServer(heraldhttp.Config{MaxBodyBytes: apiMaxBody},
+		handlers.NewAcceptor(db.Pool, log, router.NewOutbox(nil), handlers.DefaultLimits),
+		projections.NewReader(db.Pool, log), nil, testLogger(t)).WithProofs(poolProofs{db.Pool})
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	api := &testAPI{url: ts.URL, pool: db.Pool}
+
+	n, _ := api.send(t, `{"type":"sms","recipient":"+14155550123","content":"Hi"}`, nil)
+	if _, err := log.Append(t.Context(), n.ID, 1, events.Metadata{}, &events.NotificationProcessing{Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	heraldtest.WaitLogVisible(t, db, 2)
+	_, key, _ := ed25519.GenerateKey(nil)
+	if cp, _, err := ledger.NewSealer(db.Pool, key).Seal(t.Context()); err != nil || cp == nil {
+		t.Fatalf("seal: %v, %v", cp, err)
+	}
+	if _, err := log.Append(t.Context(), n.ID, 2, events.Metadata{}, &events.NotificationSent{Attempt: 1, Provider: "sms"}); err != nil {
+		t.Fatal(err)
+	}
+
+	r := api.do(t, http.MethodGet, "/api/v1/notifications/"+n.ID+"/proof", "", nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	got := decodeJSON[wire.NotificationProof](t, r)
+	if got.NotificationID != n.ID || len(got.Proofs) != 2 || got.Unsealed != 1 {
+		t.Fatalf("answer %+v: want 2 proofs and 1 unsealed event of %s", got, n.ID)
+	}
+	for i, b := range got.Proofs {
+		p, err := b.Proof()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Event.Version != int64(i+1) || b.Event.StreamID != n.ID {
+			t.Errorf("proof %d is of %s version %d", i, b.Event.StreamID, b.Event.Version)
+		}
+		if err := p.Verify(key.Public().(ed25519.PublicKey)); err != nil {
+			t.Errorf("proof of version %d: %v", i+1, err)
+		}
+	}
+
+	r = api.do(t, http.MethodGet, "/api/v1/notifications/"+uuid.NewString()+"/proof", "", nil)
+	if e := decodeErrorBody(t, r.header.Get("Content-Type"), r.body); r.status != http.StatusNotFound || e.Error.Code != "not_found" {
+		t.Errorf("unknown notification: %d %s", r.status, r.body)
+	}
+}

@@ -1,0 +1,168 @@
+package ledger
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Checkpoint commits to the log up to a point in the order its consumers read it
+// ((transaction_id, global_position)): the root of the Merkle tree over the TreeSize first events
+// in that order, the last of which is (LastTransactionID, LastPosition), signed with Ed25519.
+type Checkpoint struct {
+	Seq               int64
+	TreeSize          int64
+	LastTransactionID uint64
+	LastPosition      int64
+	Root              Hash
+	// Frontier lets a verifier or the next checkpoint go on from this one without reading the
+	// events before it (Tree.Frontier).
+	Frontier  []byte
+	KeyID     string
+	Signature []byte
+	CreatedAt time.Time
+}
+
+// checkpointDomain opens every signed message, so that a checkpoint's signature can never be
+// taken for the signature of anything else.
+const checkpointDomain = "herald checkpoint v1\x00"
+
+// SignedMessage is what a checkpoint's signature covers: a domain string, then seq, tree size,
+// last transaction id, last position (8 bytes each, big-endian), the root, and the time in
+// microseconds since the Unix epoch (8 bytes, big-endian). The frontier is not signed: it is
+// checked against the signed root by whoever starts from it.
+func (c *Checkpoint) SignedMessage() []byte {
+	b := make([]byte, 0, len(checkpointDomain)+4*8+HashSize+8)
+	b = append(b, checkpointDomain...)
+	b = binary.BigEndian.AppendUint64(b, uint64(c.Seq))
+	b = binary.BigEndian.AppendUint64(b, uint64(c.TreeSize))
+	b = binary.BigEndian.AppendUint64(b, c.LastTransactionID)
+	b = binary.BigEndian.AppendUint64(b, uint64(c.LastPosition))
+	b = append(b, c.Root[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(c.CreatedAt.UnixMicro()))
+	return b
+}
+
+// Sign signs c with key, setting its key id and signature.
+func (c *Checkpoint) Sign(key ed25519.PrivateKey) {
+	c.KeyID = KeyID(key.Public().(ed25519.PublicKey))
+	c.Signature = ed25519.Sign(key, c.SignedMessage())
+}
+
+// VerifySignature says whether c is signed by pub.
+func (c *Checkpoint) VerifySignature(pub ed25519.PublicKey) error {
+	if id := KeyID(pub); c.KeyID != id {
+		return fmt.Errorf("signed by key %s, not by the trusted key %s", c.KeyID, id)
+	}
+	if !ed25519.Verify(pub, c.SignedMessage(), c.Signature) {
+		return errors.New("the signature does not match the checkpoint")
+	}
+	return nil
+}
+
+// KeyID names a public key: the first 8 bytes of its SHA-256, in hex.
+func KeyID(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	return hex.EncodeToString(sum[:8])
+}
+
+// GenerateKeyFile writes a new Ed25519 private key to path, as PEM-encoded PKCS #8 readable by
+// its owner only, and returns its public key. An existing file is never overwritten.
+func GenerateKeyFile(path string) (ed25519.PublicKey, error) {
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return nil, fmt.Errorf("generate a key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("encode the key: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("write the key: %w", err)
+	}
+	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("write the key: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("write the key: %w", err)
+	}
+	return pub, nil
+}
+
+// ReadPrivateKey reads the Ed25519 private key GenerateKeyFile wrote to path (PEM, PKCS #8; an
+// OpenSSL `genpkey -algorithm ed25519` key is the same).
+func ReadPrivateKey(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read the checkpoint key: %w", err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		return nil, fmt.Errorf("read the checkpoint key %s: not a PEM PRIVATE KEY", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("read the checkpoint key %s: %w", path, err)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("read the checkpoint key %s: a %T, not an Ed25519 key", path, k)
+	}
+	return priv, nil
+}
+
+// EncodePublicKey is how Herald prints a public key: its 32 bytes in standard base64.
+func EncodePublicKey(pub ed25519.PublicKey) string { return base64.StdEncoding.EncodeToString(pub) }
+
+// ParsePublicKey reads a public key given as s: its 32 bytes in base64 (EncodePublicKey) or
+// hex, or the path of a file holding that, or a PEM PUBLIC KEY, or the private key itself.
+func ParsePublicKey(s string) (ed25519.PublicKey, error) {
+	if pub, ok := decodePublicKey(s); ok {
+		return pub, nil
+	}
+	b, err := os.ReadFile(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q is neither a public key (32 bytes in base64 or hex) nor a file that can be read: %w", s, err)
+	}
+	if pub, ok := decodePublicKey(string(b)); ok {
+		return pub, nil
+	}
+	block, _ := pem.Decode(b)
+	switch {
+	case block != nil && block.Type == "PUBLIC KEY":
+		k, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if pub, ok := k.(ed25519.PublicKey); err == nil && ok {
+			return pub, nil
+		}
+	case block != nil && block.Type == "PRIVATE KEY":
+		priv, err := ReadPrivateKey(s)
+		if err != nil {
+			return nil, err
+		}
+		return priv.Public().(ed25519.PublicKey), nil
+	}
+	return nil, fmt.Errorf("%s holds no Ed25519 public key (32 bytes in base64 or hex, or PEM)", s)
+}
+
+func decodePublicKey(s string) (ed25519.PublicKey, bool) {
+	s = strings.TrimSpace(s)
+	for _, dec := range []func(string) ([]byte, error){base64.StdEncoding.DecodeString, hex.DecodeString} {
+		if b, err := dec(s); err == nil && len(b) == ed25519.PublicKeySize {
+			return ed25519.PublicKey(b), true
+		}
+	}
+	return nil, false
+}

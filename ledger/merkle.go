@@ -1,0 +1,90 @@
+package ledger
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"math/bits"
+)
+
+// The Merkle tree over the log follows RFC 6962 (and 9162): a leaf is H(0x00 || event hash), a
+// node H(0x01 || left || right), and a tree of n leaves splits after the largest power of two
+// smaller than n. The root of an empty tree is H("").
+
+// LeafHash is the tree's leaf of an event whose chain hash is eventHash.
+func LeafHash(eventHash Hash) Hash {
+	var b [1 + HashSize]byte
+	b[0] = 0x00
+	copy(b[1:], eventHash[:])
+	return sha256.Sum256(b[:])
+}
+
+// NodeHash is the tree's node over left and right.
+func NodeHash(left, right Hash) Hash {
+	var b [1 + 2*HashSize]byte
+	b[0] = 0x01
+	copy(b[1:], left[:])
+	copy(b[1+HashSize:], right[:])
+	return sha256.Sum256(b[:])
+}
+
+// Tree is a Merkle tree kept as its compact frontier: the roots of the perfect subtrees its
+// leaves fill, one for each bit set in its size, the largest (leftmost) first. Appending a leaf
+// and computing the root each take O(log n) time, and the tree takes O(log n) memory however
+// many leaves it has.
+type Tree struct {
+	size     uint64
+	frontier []Hash
+}
+
+// NewTreeFromFrontier returns the tree of size leaves whose frontier is frontier (as Frontier
+// returned it).
+func NewTreeFromFrontier(size uint64, frontier []byte) (*Tree, error) {
+	n := bits.OnesCount64(size)
+	if len(frontier) != n*HashSize {
+		return nil, fmt.Errorf("a tree of %d leaves has a frontier of %d hashes, not %d bytes", size, n, len(frontier))
+	}
+	t := &Tree{size: size, frontier: make([]Hash, n)}
+	for i := range t.frontier {
+		copy(t.frontier[i][:], frontier[i*HashSize:])
+	}
+	return t, nil
+}
+
+// Size is how many leaves the tree has.
+func (t *Tree) Size() uint64 { return t.size }
+
+// Append adds the leaf of an event whose chain hash is eventHash.
+func (t *Tree) Append(eventHash Hash) {
+	h := LeafHash(eventHash)
+	// Each trailing one bit of the old size is a perfect subtree of the new leaf's size that
+	// merges with it.
+	for s := t.size; s&1 == 1; s >>= 1 {
+		last := len(t.frontier) - 1
+		h = NodeHash(t.frontier[last], h)
+		t.frontier = t.frontier[:last]
+	}
+	t.frontier = append(t.frontier, h)
+	t.size++
+}
+
+// Root is the tree's root hash.
+func (t *Tree) Root() Hash {
+	if len(t.frontier) == 0 {
+		return sha256.Sum256(nil)
+	}
+	root := t.frontier[len(t.frontier)-1]
+	for i := len(t.frontier) - 2; i >= 0; i-- {
+		root = NodeHash(t.frontier[i], root)
+	}
+	return root
+}
+
+// Frontier is the tree's frontier, its hashes one after the other: what NewTreeFromFrontier
+// takes back.
+func (t *Tree) Frontier() []byte {
+	b := make([]byte, 0, len(t.frontier)*HashSize)
+	for _, h := range t.frontier {
+		b = append(b, h[:]...)
+	}
+	return b
+}

@@ -1,0 +1,205 @@
+package ledger
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Proof shows, to someone holding only it and the sealer's public key, that an event is in the
+// log a signed checkpoint commits to: the event as hashed, its stream's previous hash, its leaf
+// index and the inclusion path to the checkpoint's root, and the checkpoint.
+type Proof struct {
+	Event         ChainedEvent
+	Position      int64
+	TransactionID uint64
+	Hash, Prev    Hash
+	LeafIndex     uint64
+	Path          []Hash
+	Checkpoint    Checkpoint
+}
+
+// ErrNotCovered is returned by Prove when no checkpoint covers the event yet.
+var ErrNotCovered = errors.New("no checkpoint covers the event yet")
+
+// ErrNotFound is wrapped by the errors Prove and ProveStream return for an event or stream the
+// log does not have.
+var ErrNotFound = errors.New("not in the log")
+
+// Prove returns the proof that the event eventID is in the log checkpoint seq commits to (the
+// latest checkpoint when seq is 0). It reads the hashes of the checkpoint's events once, in one
+// read-only snapshot, in O(log n) memory, and checks the proof before returning it: a log that
+// no longer matches the checkpoint gets an error, not a proof.
+func Prove(ctx context.Context, pool *pgxpool.Pool, eventID string, seq int64) (*Proof, error) {
+	id, err := uuid.Parse(eventID)
+	if err != nil {
+		return nil, fmt.Errorf("event id %q: %w", eventID, err)
+	}
+	proofs, unsealed, err := prove(ctx, pool, `e.event_id = $1`, id, seq)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("prove event %s: %w", eventID, err)
+	case unsealed > 0:
+		return nil, fmt.Errorf("prove event %s: %w", eventID, ErrNotCovered)
+	case len(proofs) == 0:
+		return nil, fmt.Errorf("prove event %s: %w", eventID, ErrNotFound)
+	}
+	return proofs[0], nil
+}
+
+// ProveStream returns the proofs of the events of stream the latest checkpoint covers, in
+// version order, and how many of its events come after that checkpoint (no proof yet), in one
+// pass over the log up to the checkpoint.
+func ProveStream(ctx context.Context, pool *pgxpool.Pool, stream string) ([]*Proof, int, error) {
+	id, err := uuid.Parse(stream)
+	if err != nil {
+		return nil, 0, fmt.Errorf("stream %q: %w: %w", stream, ErrNotFound, err)
+	}
+	proofs, unsealed, err := prove(ctx, pool, `e.stream_id = $1`, id, 0)
+	if err == nil && len(proofs) == 0 && unsealed == 0 {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("prove stream %s: %w", stream, err)
+	}
+	return proofs, unsealed, nil
+}
+
+// prove proves the events where selects (with arg) against checkpoint seq (0: the latest).
+func prove(ctx context.Context, pool *pgxpool.Pool, where string, arg any, seq int64) ([]*Proof, int, error) {
+	var proofs []*Proof
+	unsealed := 0
+	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT e.transaction_id::text::bigint, e.global_position, e.event_id, e.stream_id, e.stream_version,
+				e.event_type, e.occurred_at, e.data::text, e.metadata::text, e.hash, p.hash
+			FROM event_log e
+			LEFT JOIN event_log p ON p.stream_id = e.stream_id AND p.stream_version = e.stream_version - 1
+			WHERE `+where+` ORDER BY e.stream_id, e.stream_version`, arg)
+		if err != nil {
+			return err
+		}
+		all, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Proof, error) {
+			p := &Proof{}
+			var hash, prev []byte
+			if err := row.Scan(&p.TransactionID, &p.Position, &p.Event.ID, &p.Event.Stream, &p.Event.Version, &p.Event.Type,
+				&p.Event.Occurred, &p.Event.Data, &p.Event.Metadata, &hash, &prev); err != nil {
+				return nil, err
+			}
+			if len(hash) != HashSize || (prev != nil && len(prev) != HashSize) || (prev == nil && p.Event.Version != 1) {
+				return nil, fmt.Errorf("stream %s version %d: its chain is broken; run herald events verify",
+					uuid.UUID(p.Event.Stream), p.Event.Version)
+			}
+			copy(p.Hash[:], hash)
+			copy(p.Prev[:], prev)
+			return p, nil
+		})
+		if err != nil || len(all) == 0 {
+			return err
+		}
+
+		q, args := `SELECT `+checkpointColumns+` FROM checkpoints ORDER BY seq DESC LIMIT 1`, []any{}
+		if seq != 0 {
+			q, args = `SELECT `+checkpointColumns+` FROM checkpoints WHERE seq = $1`, []any{seq}
+		}
+		rows, err = tx.Query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		cps, err := pgx.CollectRows(rows, scanCheckpoint)
+		if err != nil {
+			return err
+		}
+		if len(cps) == 0 && seq != 0 {
+			return fmt.Errorf("there is no checkpoint %d", seq)
+		}
+		var cp Checkpoint
+		if len(cps) > 0 {
+			cp = cps[0]
+		}
+		var provers []*InclusionProver
+		for _, p := range all {
+			if len(cps) == 0 || after(p.TransactionID, p.Position, cp.LastTransactionID, cp.LastPosition) {
+				unsealed++
+				continue
+			}
+			p.Checkpoint = cp
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM event_log WHERE (transaction_id, global_position) < ($1::text::xid8, $2::bigint)`,
+				fmt.Sprint(p.TransactionID), p.Position).Scan(&p.LeafIndex); err != nil {
+				return err
+			}
+			prover, err := NewInclusionProver(p.LeafIndex, uint64(cp.TreeSize))
+			if err != nil {
+				return fmt.Errorf("checkpoint %d does not match the log; run herald events verify: %w", cp.Seq, err)
+			}
+			proofs, provers = append(proofs, p), append(provers, prover)
+		}
+		if len(proofs) == 0 {
+			return nil
+		}
+		rows, err = tx.Query(ctx, `SELECT hash FROM event_log ORDER BY transaction_id, global_position LIMIT $1`, cp.TreeSize)
+		if err != nil {
+			return err
+		}
+		var h Hash
+		if _, err := pgx.ForEachRow(rows, []any{(*rootScanner)(&h)}, func() error {
+			for _, pr := range provers {
+				pr.Add(h)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for i, pr := range provers {
+			leaf, path, err := pr.Proof()
+			if err != nil || leaf != proofs[i].Hash {
+				return fmt.Errorf("checkpoint %d does not match the log; run herald events verify", cp.Seq)
+			}
+			proofs[i].Path = path
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, p := range proofs {
+		if err := p.verify(nil); err != nil {
+			return nil, 0, fmt.Errorf("checkpoint %d does not match the log; run herald events verify: %w", p.Checkpoint.Seq, err)
+		}
+	}
+	return proofs, unsealed, nil
+}
+
+// Verify checks the proof on its own: the event hashes, with its previous hash, to its hash; the
+// path leads from it to the checkpoint's root; and the checkpoint is signed by pub.
+func (p *Proof) Verify(pub ed25519.PublicKey) error {
+	if pub == nil {
+		return errors.New("a proof is checked against a public key")
+	}
+	return p.verify(pub)
+}
+
+func (p *Proof) verify(pub ed25519.PublicKey) error {
+	prev := p.Prev
+	if p.Event.Version == 1 {
+		prev = Genesis
+	}
+	if EventHash(prev, &p.Event) != p.Hash {
+		return &Mismatch{Position: p.Position, Stream: uuid.UUID(p.Event.Stream).String(), Version: p.Event.Version, Field: "hash",
+			Reason: "the event's contents, chained to the previous hash, do not hash to its hash"}
+	}
+	if err := VerifyInclusion(p.Hash, p.LeafIndex, uint64(p.Checkpoint.TreeSize), p.Path, p.Checkpoint.Root); err != nil {
+		return &Mismatch{Position: p.Position, Stream: uuid.UUID(p.Event.Stream).String(), Version: p.Event.Version,
+			Checkpoint: p.Checkpoint.Seq, Field: "path", Reason: err.Error()}
+	}
+	if pub != nil {
+		if err := p.Checkpoint.VerifySignature(pub); err != nil {
+			return &Mismatch{Checkpoint: p.Checkpoint.Seq, Field: "signature", Reason: err.Error()}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,140 @@
+package ledger
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// DefaultSealBatch is how many events one checkpoint covers at most beyond the one before: the
+// sealer's transaction stays short however far behind it is, and it writes the next checkpoint
+// at once.
+const DefaultSealBatch = 100_000
+
+// Sealer writes checkpoints: each extends the last one's tree by the events the log's consumers
+// may read since (those of transactions older than every open one), and signs it.
+type Sealer struct {
+	pool  *pgxpool.Pool
+	key   ed25519.PrivateKey
+	batch int
+	now   func() time.Time
+}
+
+// NewSealer returns a sealer of the log in pool that signs with key.
+func NewSealer(pool *pgxpool.Pool, key ed25519.PrivateKey) *Sealer {
+	return &Sealer{pool: pool, key: key, batch: DefaultSealBatch, now: time.Now}
+}
+
+// WithBatch returns the sealer covering at most n new events a checkpoint.
+func (s *Sealer) WithBatch(n int) *Sealer {
+	c := *s
+	c.batch = max(n, 1)
+	return &c
+}
+
+// ErrSealedElsewhere is returned by Seal when another sealer wrote the checkpoint it was
+// writing: two holders of the election for a moment. Nothing is lost; the next Seal goes on from
+// that one.
+var ErrSealedElsewhere = errors.New("another sealer wrote this checkpoint first")
+
+// Seal writes the next checkpoint and returns it, or returns nil when the log has no event the
+// last checkpoint does not cover. full says the checkpoint took a whole batch: there may be
+// more to seal at once.
+func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var prev Checkpoint
+		err := tx.QueryRow(ctx, `SELECT `+checkpointColumns+` FROM checkpoints ORDER BY seq DESC LIMIT 1`).Scan(
+			&prev.Seq, &prev.TreeSize, &prev.LastTransactionID, &prev.LastPosition, (*rootScanner)(&prev.Root),
+			&prev.Frontier, &prev.KeyID, &prev.Signature, &prev.CreatedAt)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("read the last checkpoint: %w", err)
+		}
+		tree, err := NewTreeFromFrontier(uint64(prev.TreeSize), prev.Frontier)
+		if err != nil {
+			return fmt.Errorf("checkpoint %d: %w", prev.Seq, err)
+		}
+		// Sealing on top of a checkpoint whose frontier was changed would sign a lie.
+		if prev.Seq != 0 && tree.Root() != prev.Root {
+			return fmt.Errorf("checkpoint %d: its frontier does not hash to its root: the checkpoints have been changed; run herald events verify", prev.Seq)
+		}
+		rows, err := tx.Query(ctx, `SELECT transaction_id::text::bigint, global_position, hash FROM event_log
+			WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)
+			  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+			ORDER BY transaction_id, global_position LIMIT $3`, fmt.Sprint(prev.LastTransactionID), prev.LastPosition, s.batch)
+		if err != nil {
+			return fmt.Errorf("read the log: %w", err)
+		}
+		next := Checkpoint{Seq: prev.Seq + 1}
+		var h Hash
+		n := 0
+		_, err = pgx.ForEachRow(rows, []any{&next.LastTransactionID, &next.LastPosition, (*rootScanner)(&h)}, func() error {
+			tree.Append(h)
+			n++
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read the log: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+		next.TreeSize, next.Root, next.Frontier = int64(tree.Size()), tree.Root(), tree.Frontier()
+		next.CreatedAt = s.now().UTC().Truncate(time.Microsecond)
+		next.Sign(s.key)
+		tag, err := tx.Exec(ctx, `INSERT INTO checkpoints (seq, tree_size, last_transaction_id, last_position, root, frontier, key_id, signature, created_at)
+			VALUES ($1, $2, $3::text::xid8, $4, $5, $6, $7, $8, $9) ON CONFLICT (seq) DO NOTHING`,
+			next.Seq, next.TreeSize, fmt.Sprint(next.LastTransactionID), next.LastPosition, next.Root[:], next.Frontier,
+			next.KeyID, next.Signature, next.CreatedAt)
+		if err != nil {
+			return fmt.Errorf("write checkpoint %d: %w", next.Seq, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("checkpoint %d: %w", next.Seq, ErrSealedElsewhere)
+		}
+		cp, full = &next, n == s.batch
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("seal: %w", err)
+	}
+	return cp, full, nil
+}
+
+// rootScanner scans a 32-byte bytea into a Hash.
+type rootScanner Hash
+
+func (r *rootScanner) ScanBytes(b []byte) error { return r.set(b) }
+
+func (r *rootScanner) set(b []byte) error {
+	if len(b) != HashSize {
+		return fmt.Errorf("a hash of %d bytes, not %d", len(b), HashSize)
+	}
+	copy(r[:], b)
+	return nil
+}
+
+// List returns the checkpoints, oldest first; limit > 0 keeps the last limit of them.
+func List(ctx context.Context, db interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, limit int) ([]Checkpoint, error) {
+	q := `SELECT ` + checkpointColumns + ` FROM checkpoints ORDER BY seq`
+	args := []any{}
+	if limit > 0 {
+		q = `SELECT * FROM (SELECT ` + checkpointColumns + ` FROM checkpoints ORDER BY seq DESC LIMIT $1) c ORDER BY seq`
+		args = append(args, limit)
+	}
+	rows, err := db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list checkpoints: %w", err)
+	}
+	cps, err := pgx.CollectRows(rows, scanCheckpoint)
+	if err != nil {
+		return nil, fmt.Errorf("list checkpoints: %w", err)
+	}
+	return cps, nil
+}

@@ -1,0 +1,395 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// VerifyOptions say what Verify trusts.
+type VerifyOptions struct {
+	// PublicKey is the key checkpoints must be signed with. Without it signatures are not
+	// checked (a key read from the database would prove nothing against whoever holds it).
+	PublicKey ed25519.PublicKey
+	// FromCheckpoint, when not 0, starts from that checkpoint — trusted once its signature and
+	// its frontier's root check out — instead of the start of the log: only the events after it
+	// are read, and the checkpoints after it.
+	FromCheckpoint int64
+	// Progress, if set, is called now and then with the report so far.
+	Progress func(VerifyReport)
+}
+
+// VerifyReport is what Verify checked.
+type VerifyReport struct {
+	// Events is how many events were read and their chain links recomputed; Streams how many
+	// of them began a stream (version 1).
+	Events, Streams int64
+	// Checkpoints is how many checkpoints' trees (and, with a key, signatures) were checked;
+	// Signed says whether signatures were.
+	Checkpoints int64
+	Signed      bool
+	// LastCheckpoint is the seq of the last checkpoint checked, 0 for none; Unsealed is how many
+	// events come after it, which no checkpoint covers yet.
+	LastCheckpoint int64
+	Unsealed       int64
+	// FromCheckpoint is where the walk began (0: the start of the log).
+	FromCheckpoint int64
+	Elapsed        time.Duration
+}
+
+// Rate is how many events a second were verified.
+func (r VerifyReport) Rate() float64 { return float64(r.Events) / max(r.Elapsed.Seconds(), 1e-9) }
+
+// Mismatch is what Verify returns when the log or its checkpoints are not what they commit to:
+// the first place, in the consumers' order, where they differ.
+type Mismatch struct {
+	// Position and Stream locate the event, when an event is at fault (Position 0 otherwise);
+	// Version is its stream version.
+	Position int64
+	Stream   string
+	Version  int64
+	// Checkpoint is the seq of the checkpoint at fault, when one is.
+	Checkpoint int64
+	// Field names what does not match: hash, stream_version, tree_size, root, frontier,
+	// signature, seq.
+	Field  string
+	Reason string
+}
+
+func (m *Mismatch) Error() string {
+	var where string
+	switch {
+	case m.Position != 0 && m.Checkpoint != 0:
+		where = fmt.Sprintf("checkpoint %d, at position %d (stream %s version %d)", m.Checkpoint, m.Position, m.Stream, m.Version)
+	case m.Position != 0:
+		where = fmt.Sprintf("position %d (stream %s version %d)", m.Position, m.Stream, m.Version)
+	default:
+		where = fmt.Sprintf("checkpoint %d", m.Checkpoint)
+	}
+	return fmt.Sprintf("%s: %s: %s", where, m.Field, m.Reason)
+}
+
+// verifyFetch is how many rows each FETCH reads from a cursor.
+const verifyFetch = 1000
+
+// eventsCursorSQL reads the log in the consumers' order, each event beside the stored hash of
+// its stream's previous version: a chain link is checked from one row, so the walk keeps no
+// state per stream, whatever the size of the log.
+const eventsCursorSQL = `DECLARE ledger_events NO SCROLL CURSOR FOR
+SELECT e.transaction_id::text::bigint, e.global_position, e.event_id, e.stream_id, e.stream_version,
+       e.event_type, e.occurred_at, e.data::text, e.metadata::text, e.hash, p.hash
+FROM event_log e
+LEFT JOIN event_log p ON p.stream_id = e.stream_id AND p.stream_version = e.stream_version - 1
+WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2::bigint)
+ORDER BY e.transaction_id, e.global_position`
+
+const checkpointColumns = `seq, tree_size, last_transaction_id::text::bigint, last_position, root, frontier, key_id, signature, created_at`
+
+// Verify walks the log in the consumers' order and the checkpoints, in one read-only snapshot,
+// and recomputes every event's hash from its contents and its stream's previous hash (and that
+// versions run from 1 without a gap), and every checkpoint's tree size, root, frontier and
+// signature. It returns a *Mismatch for the first difference it meets. Its memory does not grow
+// with the log: events and checkpoints are read through cursors, and the tree is its frontier.
+func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (VerifyReport, error) {
+	started := time.Now()
+	rep := VerifyReport{Signed: opts.PublicKey != nil, FromCheckpoint: opts.FromCheckpoint}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("verify: %w", err)
+	}
+	defer conn.Release()
+	// Read only and repeatable read: one snapshot for the whole walk, and no transaction id, so
+	// however long it runs it holds no consumer of the log back.
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return rep, fmt.Errorf("verify: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+
+	// The checkpoints are read beside the events, on a connection of their own that shares the
+	// events' snapshot: both are streamed, and neither waits for the other's rows.
+	var snapshot string
+	if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&snapshot); err != nil {
+		return rep, fmt.Errorf("verify: %w", err)
+	}
+	cpConn, err := pool.Acquire(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("verify: %w", err)
+	}
+	defer cpConn.Release()
+	cpTx, err := cpConn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return rep, fmt.Errorf("verify: %w", err)
+	}
+	defer cpTx.Rollback(context.WithoutCancel(ctx))
+	if _, err := cpTx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+snapshot+`'`); err != nil {
+		return rep, fmt.Errorf("verify: share the snapshot: %w", err)
+	}
+
+	v := &verifier{tx: cpTx, opts: opts, rep: &rep, tree: &Tree{}}
+	var fromXID uint64
+	var fromPos int64
+	if opts.FromCheckpoint != 0 {
+		cps, err := v.readCheckpoints(ctx, `SELECT `+checkpointColumns+` FROM checkpoints WHERE seq = $1`, opts.FromCheckpoint)
+		if err != nil {
+			return rep, err
+		}
+		if len(cps) == 0 {
+			return rep, fmt.Errorf("verify: there is no checkpoint %d", opts.FromCheckpoint)
+		}
+		cp := cps[0]
+		if err := v.checkSignature(&cp); err != nil {
+			return rep, err
+		}
+		t, err := NewTreeFromFrontier(uint64(cp.TreeSize), cp.Frontier)
+		if err != nil {
+			return rep, &Mismatch{Checkpoint: cp.Seq, Field: "frontier", Reason: err.Error()}
+		}
+		if t.Root() != cp.Root {
+			return rep, &Mismatch{Checkpoint: cp.Seq, Field: "frontier", Reason: "its frontier does not hash to its signed root"}
+		}
+		v.tree, v.lastSeq, v.lastSize = t, cp.Seq, cp.TreeSize
+		fromXID, fromPos = cp.LastTransactionID, cp.LastPosition
+		rep.LastCheckpoint = cp.Seq
+	}
+	// The plan is a plain index walk with one index probe per event: compiling it costs more
+	// than it saves.
+	if _, err := tx.Exec(ctx, `SET LOCAL jit = off`); err != nil {
+		return rep, fmt.Errorf("verify: %w", err)
+	}
+	if _, err := tx.Exec(ctx, eventsCursorSQL, fmt.Sprint(fromXID), fromPos); err != nil {
+		return rep, fmt.Errorf("verify: read the log: %w", err)
+	}
+	if _, err := cpTx.Exec(ctx, `DECLARE ledger_checkpoints NO SCROLL CURSOR FOR
+		SELECT `+checkpointColumns+` FROM checkpoints WHERE seq > $1 ORDER BY seq`, opts.FromCheckpoint); err != nil {
+		return rep, fmt.Errorf("verify: read the checkpoints: %w", err)
+	}
+	if err := v.nextCheckpoint(ctx); err != nil {
+		return rep, err
+	}
+	// The next batch is read while this one is checked: the database and the hashing overlap.
+	fetchCtx, stopFetching := context.WithCancel(ctx)
+	batches := make(chan eventBatch, 1)
+	go fetchEvents(fetchCtx, tx, batches)
+	defer func() {
+		// The reader must be done with tx before it is rolled back: a connection serves one
+		// query at a time.
+		stopFetching()
+		for range batches {
+		}
+	}()
+	lastProgress := time.Now()
+	for b := range batches {
+		if b.err != nil {
+			return rep, fmt.Errorf("verify: read the log: %w", b.err)
+		}
+		for i := range b.rows {
+			if err := v.event(ctx, &b.rows[i]); err != nil {
+				return rep, err
+			}
+		}
+		rep.Elapsed = time.Since(started)
+		if opts.Progress != nil && time.Since(lastProgress) >= 100*time.Millisecond {
+			lastProgress = time.Now()
+			opts.Progress(rep)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("verify: %w", err)
+	}
+	if v.next != nil {
+		return rep, &Mismatch{Checkpoint: v.next.Seq, Field: "tree_size", Reason: fmt.Sprintf(
+			"it covers %d events up to position %d, but the log ends after %d", v.next.TreeSize, v.next.LastPosition, v.tree.Size())}
+	}
+	rep.Unsealed = int64(v.tree.Size()) - v.lastSize
+	rep.Elapsed = time.Since(started)
+	return rep, nil
+}
+
+// eventBatch is what one FETCH read, or why it failed.
+type eventBatch struct {
+	rows []eventRow
+	err  error
+}
+
+// fetchEvents reads the events cursor into out, batch by batch, until the cursor or ctx ends,
+// and closes out. The tx is used by nothing else meanwhile.
+func fetchEvents(ctx context.Context, tx pgx.Tx, out chan<- eventBatch) {
+	defer close(out)
+	for {
+		rows, err := tx.Query(ctx, fmt.Sprintf(`FETCH %d FROM ledger_events`, verifyFetch))
+		b := eventBatch{err: err}
+		if err == nil {
+			b.rows = make([]eventRow, 0, verifyFetch)
+			var r eventRow
+			_, b.err = pgx.ForEachRow(rows, []any{&r.xid, &r.position, &r.e.ID, &r.e.Stream, &r.e.Version, &r.e.Type,
+				&r.e.Occurred, &r.e.Data, &r.e.Metadata, &r.hash, &r.prev}, func() error {
+				b.rows = append(b.rows, r)
+				return nil
+			})
+		}
+		select {
+		case out <- b:
+		case <-ctx.Done():
+			return
+		}
+		if b.err != nil || len(b.rows) < verifyFetch {
+			return
+		}
+	}
+}
+
+// eventRow is one row of the events cursor.
+type eventRow struct {
+	xid        uint64
+	position   int64
+	e          ChainedEvent
+	hash, prev []byte
+}
+
+// verifier is the state of one walk.
+type verifier struct {
+	tx   pgx.Tx // reads the checkpoints
+	opts VerifyOptions
+	rep  *VerifyReport
+	tree *Tree
+	// next is the next checkpoint to meet, nil when there is none.
+	next              *Checkpoint
+	lastSeq, lastSize int64
+}
+
+// event checks one event's chain link, adds it to the tree, and checks the checkpoint it ends.
+func (v *verifier) event(ctx context.Context, r *eventRow) error {
+	mismatch := func(field, reason string) *Mismatch {
+		return &Mismatch{Position: r.position, Stream: uuid.UUID(r.e.Stream).String(), Version: r.e.Version, Field: field, Reason: reason}
+	}
+	prev := Genesis
+	switch {
+	case r.e.Version < 1:
+		return mismatch("stream_version", "versions start at 1")
+	case r.e.Version == 1:
+		v.rep.Streams++
+	case r.prev == nil:
+		return mismatch("stream_version", fmt.Sprintf("version %d of the stream is missing", r.e.Version-1))
+	case len(r.prev) != HashSize:
+		return mismatch("hash", fmt.Sprintf("version %d's hash is %d bytes, not %d", r.e.Version-1, len(r.prev), HashSize))
+	default:
+		copy(prev[:], r.prev)
+	}
+	if len(r.hash) != HashSize {
+		return mismatch("hash", fmt.Sprintf("the stored hash is %d bytes, not %d", len(r.hash), HashSize))
+	}
+	var stored Hash
+	copy(stored[:], r.hash)
+	if EventHash(prev, &r.e) != stored {
+		return mismatch("hash", "the stored hash does not match the event's contents (id, type, time, data, metadata) chained to the previous version's hash")
+	}
+	v.rep.Events++
+	// A checkpoint whose last event has been passed without being met: that event is gone.
+	for v.next != nil && after(r.xid, r.position, v.next.LastTransactionID, v.next.LastPosition) {
+		m := mismatch("tree_size", fmt.Sprintf("its last event (transaction %d, position %d) is missing from the log; %d events come before it, it covers %d",
+			v.next.LastTransactionID, v.next.LastPosition, v.tree.Size(), v.next.TreeSize))
+		m.Checkpoint = v.next.Seq
+		return m
+	}
+	v.tree.Append(stored)
+	if v.next != nil && r.xid == v.next.LastTransactionID && r.position == v.next.LastPosition {
+		cp := v.next
+		fail := func(field, reason string) error {
+			m := mismatch(field, reason)
+			m.Checkpoint = cp.Seq
+			return m
+		}
+		if int64(v.tree.Size()) != cp.TreeSize {
+			return fail("tree_size", fmt.Sprintf("the log has %d events up to here, the checkpoint covers %d", v.tree.Size(), cp.TreeSize))
+		}
+		if v.tree.Root() != cp.Root {
+			return fail("root", "the Merkle root of the log up to here is not the checkpoint's root")
+		}
+		if !bytes.Equal(v.tree.Frontier(), cp.Frontier) {
+			return fail("frontier", "the checkpoint's frontier is not the tree's")
+		}
+		v.rep.Checkpoints++
+		v.rep.LastCheckpoint, v.lastSeq, v.lastSize = cp.Seq, cp.Seq, cp.TreeSize
+		return v.nextCheckpoint(ctx)
+	}
+	return nil
+}
+
+// after says whether (xid, pos) comes after (cxid, cpos) in the consumers' order.
+func after(xid uint64, pos int64, cxid uint64, cpos int64) bool {
+	return xid > cxid || (xid == cxid && pos > cpos)
+}
+
+// nextCheckpoint reads the next checkpoint and checks what it says of itself: its seq follows,
+// it covers more than the one before, and its signature.
+func (v *verifier) nextCheckpoint(ctx context.Context) error {
+	cps, err := v.readCheckpoints(ctx, `FETCH 1 FROM ledger_checkpoints`)
+	if err != nil {
+		return err
+	}
+	if len(cps) == 0 {
+		v.next = nil
+		return nil
+	}
+	cp := &cps[0]
+	if cp.Seq != v.lastSeq+1 {
+		return &Mismatch{Checkpoint: cp.Seq, Field: "seq", Reason: fmt.Sprintf("checkpoint %d is missing", v.lastSeq+1)}
+	}
+	if cp.TreeSize <= v.lastSize {
+		return &Mismatch{Checkpoint: cp.Seq, Field: "tree_size", Reason: fmt.Sprintf("it covers %d events, no more than checkpoint %d (%d)", cp.TreeSize, v.lastSeq, v.lastSize)}
+	}
+	if err := v.checkSignature(cp); err != nil {
+		return err
+	}
+	v.next = cp
+	return nil
+}
+
+func (v *verifier) checkSignature(cp *Checkpoint) error {
+	if v.opts.PublicKey == nil {
+		return nil
+	}
+	if err := cp.VerifySignature(v.opts.PublicKey); err != nil {
+		return &Mismatch{Checkpoint: cp.Seq, Field: "signature", Reason: err.Error()}
+	}
+	return nil
+}
+
+func (v *verifier) readCheckpoints(ctx context.Context, sql string, args ...any) ([]Checkpoint, error) {
+	rows, err := v.tx.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("verify: read the checkpoints: %w", err)
+	}
+	cps, err := pgx.CollectRows(rows, scanCheckpoint)
+	if err != nil {
+		var mm *Mismatch
+		if errors.As(err, &mm) {
+			return nil, mm
+		}
+		return nil, fmt.Errorf("verify: read the checkpoints: %w", err)
+	}
+	return cps, nil
+}
+
+// scanCheckpoint reads a row of checkpointColumns.
+func scanCheckpoint(row pgx.CollectableRow) (Checkpoint, error) {
+	var cp Checkpoint
+	var root []byte
+	if err := row.Scan(&cp.Seq, &cp.TreeSize, &cp.LastTransactionID, &cp.LastPosition, &root, &cp.Frontier,
+		&cp.KeyID, &cp.Signature, &cp.CreatedAt); err != nil {
+		return cp, err
+	}
+	if len(root) != HashSize {
+		return cp, &Mismatch{Checkpoint: cp.Seq, Field: "root", Reason: fmt.Sprintf("%d bytes, not %d", len(root), HashSize)}
+	}
+	copy(cp.Root[:], root)
+	return cp, nil
+}

@@ -1,0 +1,140 @@
+-- +goose Up
+
+-- A hash chain through each stream: every event carries the SHA-256 of its predecessor's hash and
+-- of its own contents, so that changing, removing or reordering a recorded event — which the
+-- triggers of 00001 refuse, but which a superuser can do with the triggers disabled — shows as a
+-- hash that no longer matches (`herald events verify`). The hash is computed here, by the
+-- database, on every INSERT whatever the path, and whatever hash the client sent is overwritten.
+--
+-- The encoding is fixed and unambiguous: fixed-width fields as they are, variable ones after
+-- their length (4 bytes, big-endian):
+--   previous hash (32 bytes; 32 zero bytes for version 1)
+--   event_id (16) | stream_id (16) | stream_version (8, big-endian)
+--   len | event_type (UTF-8) | occurred_at (8: microseconds since the Unix epoch, UTC)
+--   len | data::text (UTF-8) | len | metadata::text (UTF-8)
+-- data and metadata are hashed in jsonb's canonical text form, which is exactly what a client
+-- reads back, so a verifier outside the database recomputes the same bytes
+-- (ledger.EventHash).
+ALTER TABLE event_log ADD COLUMN hash BYTEA CHECK (octet_length(hash) = 32);
+
+-- +goose StatementBegin
+CREATE FUNCTION event_log_hash(prev BYTEA, event_id UUID, stream_id UUID, stream_version BIGINT,
+    event_type TEXT, occurred_at TIMESTAMPTZ, data JSONB, metadata JSONB) RETURNS BYTEA
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT sha256(prev || uuid_send(event_id) || uuid_send(stream_id) || int8send(stream_version)
+        || int4send(octet_length(convert_to(event_type, 'UTF8'))) || convert_to(event_type, 'UTF8')
+        || int8send((extract(epoch FROM occurred_at) * 1000000)::bigint)
+        || int4send(octet_length(convert_to(data::text, 'UTF8'))) || convert_to(data::text, 'UTF8')
+        || int4send(octet_length(convert_to(metadata::text, 'UTF8'))) || convert_to(metadata::text, 'UTF8'))
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+-- VOLATILE (plpgsql's default): its query sees the rows inserted earlier by the same statement, so
+-- an append of several versions in one INSERT chains each to the one before.
+CREATE FUNCTION event_log_chain() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    prev BYTEA;
+BEGIN
+    IF NEW.stream_version = 1 THEN
+        prev := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+    ELSE
+        SELECT hash INTO prev FROM event_log
+        WHERE stream_id = NEW.stream_id AND stream_version = NEW.stream_version - 1;
+        IF prev IS NULL THEN
+            RAISE EXCEPTION 'event_log: stream % has no version % to chain version % to',
+                NEW.stream_id, NEW.stream_version - 1, NEW.stream_version
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+    END IF;
+    NEW.hash := event_log_hash(prev, NEW.event_id, NEW.stream_id, NEW.stream_version,
+        NEW.event_type, NEW.occurred_at, NEW.data, NEW.metadata);
+    RETURN NEW;
+END;
+$$;
+-- +goose StatementEnd
+
+-- Seal the events recorded before this migration, stream by stream in version order. The
+-- append-only trigger is lifted for this one statement of the owner's, in this transaction.
+ALTER TABLE event_log DISABLE TRIGGER event_log_no_update_delete;
+
+-- +goose StatementBegin
+DO $$
+DECLARE
+    r       RECORD;
+    prev    BYTEA;
+    stream  UUID;
+    want    BIGINT;
+    sealed  BIGINT := 0;
+    streams BIGINT := 0;
+BEGIN
+    FOR r IN SELECT ctid, event_id, stream_id, stream_version, event_type, occurred_at, data, metadata
+             FROM event_log ORDER BY stream_id, stream_version LOOP
+        IF stream IS DISTINCT FROM r.stream_id THEN
+            stream := r.stream_id;
+            streams := streams + 1;
+            want := 1;
+            prev := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+        END IF;
+        IF r.stream_version <> want THEN
+            RAISE EXCEPTION 'event_log: stream % jumps from version % to %: its history is not whole, and cannot be sealed',
+                r.stream_id, want - 1, r.stream_version;
+        END IF;
+        prev := event_log_hash(prev, r.event_id, r.stream_id, r.stream_version, r.event_type,
+            r.occurred_at, r.data, r.metadata);
+        UPDATE event_log SET hash = prev WHERE ctid = r.ctid;
+        want := want + 1;
+        sealed := sealed + 1;
+    END LOOP;
+    RAISE NOTICE 'event_log: sealed % events of % streams into their hash chains', sealed, streams;
+END;
+$$;
+-- +goose StatementEnd
+
+ALTER TABLE event_log ENABLE TRIGGER event_log_no_update_delete;
+ALTER TABLE event_log ALTER COLUMN hash SET NOT NULL;
+
+CREATE TRIGGER event_log_chain
+    BEFORE INSERT ON event_log
+    FOR EACH ROW EXECUTE FUNCTION event_log_chain();
+
+-- Signed checkpoints (ledger.Checkpoint), written by the sealer: each commits to the first
+-- tree_size events of the log in the consumers' order, the last of which is
+-- (last_transaction_id, last_position), with the Merkle root of their hashes, signed with the
+-- sealer's Ed25519 key (whose private half the database never sees). The frontier lets the next
+-- checkpoint, or a verifier, start from this one. Append-only like the log.
+CREATE TABLE checkpoints (
+    seq                 BIGINT      NOT NULL PRIMARY KEY CHECK (seq > 0),
+    tree_size           BIGINT      NOT NULL CHECK (tree_size > 0),
+    last_transaction_id xid8        NOT NULL,
+    last_position       BIGINT      NOT NULL,
+    root                BYTEA       NOT NULL CHECK (octet_length(root) = 32),
+    frontier            BYTEA       NOT NULL,
+    key_id              TEXT        NOT NULL,
+    signature           BYTEA       NOT NULL,
+    created_at          TIMESTAMPTZ NOT NULL
+);
+
+-- +goose StatementBegin
+CREATE FUNCTION checkpoints_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'checkpoints are append-only: % is not allowed', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
+-- +goose StatementEnd
+
+CREATE TRIGGER checkpoints_no_update_delete
+    BEFORE UPDATE OR DELETE ON checkpoints
+    FOR EACH ROW EXECUTE FUNCTION checkpoints_refuse_change();
+CREATE TRIGGER checkpoints_no_truncate
+    BEFORE TRUNCATE ON checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION checkpoints_refuse_change();
+
+-- +goose Down
+DROP TABLE checkpoints;
+DROP FUNCTION checkpoints_refuse_change();
+DROP TRIGGER event_log_chain ON event_log;
+DROP FUNCTION event_log_chain();
+DROP FUNCTION event_log_hash(BYTEA, UUID, UUID, BIGINT, TEXT, TIMESTAMPTZ, JSONB, JSONB);
+ALTER TABLE event_log DROP COLUMN hash;

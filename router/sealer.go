@@ -1,0 +1,106 @@
+package router
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-notify/herald/ledger"
+)
+
+// sealerGroup is the sealer's name in the election: one sealer writes checkpoints at a time.
+const sealerGroup = "checkpoint_sealer"
+
+// SealerConfig tunes the sealer.
+type SealerConfig struct {
+	// Interval is how often it seals what the log gained (10 s by default). A log that did not
+	// grow gets no checkpoint.
+	Interval time.Duration
+	// OnCheckpoint, if set, is given each checkpoint once it is committed: a copy for a witness
+	// outside the database. Its error is logged; the checkpoint stays in the database.
+	OnCheckpoint func(context.Context, ledger.Checkpoint) error
+}
+
+// Sealer is a consumer of the log that writes signed checkpoints (ledger.Sealer) every
+// Interval. Its position is its last checkpoint. It runs in one process at a time, whichever
+// holds its advisory lock, like the projector's projections; the others stand by.
+type Sealer struct {
+	pool     *pgxpool.Pool
+	sealer   *ledger.Sealer
+	cfg      SealerConfig
+	logger   *slog.Logger
+	health   *parts
+	election string
+}
+
+// NewSealer returns a sealer of the log in pool, signing with key.
+func NewSealer(pool *pgxpool.Pool, key ed25519.PrivateKey, cfg SealerConfig, logger *slog.Logger) *Sealer {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 10 * time.Second
+	}
+	return &Sealer{pool: pool, sealer: ledger.NewSealer(pool, key), cfg: cfg, logger: logger,
+		health: newParts(sealerGroup), election: electionName("sealer")}
+}
+
+// Ready returns nil when the sealer runs here or stands by for another process.
+func (s *Sealer) Ready(context.Context) error { return s.health.ready() }
+
+// Run seals until ctx is done.
+func (s *Sealer) Run(ctx context.Context) error {
+	wait := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+	for {
+		started := time.Now()
+		err := runElected(ctx, s.pool, s.election, []string{sealerGroup}, s.health, s.logger, func(ctx context.Context, _ int, running func()) error {
+			running()
+			return s.run(ctx)
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(started) > time.Minute {
+			wait.reset()
+		}
+		s.logger.WarnContext(ctx, "sealer stopped; it starts again", "error", err, "retry_in", wait.next())
+		wait.sleep(ctx)
+	}
+}
+
+// run seals now, then every Interval, until ctx is done. A seal runs to its commit even when ctx
+// is done meanwhile.
+func (s *Sealer) run(ctx context.Context) error {
+	tick := time.NewTicker(s.cfg.Interval)
+	defer tick.Stop()
+	for {
+		for {
+			cp, full, err := s.sealer.Seal(context.WithoutCancel(ctx))
+			if errors.Is(err, ledger.ErrSealedElsewhere) {
+				s.logger.WarnContext(ctx, "another sealer wrote a checkpoint", "error", err)
+				break
+			}
+			if err != nil {
+				return err
+			}
+			if cp == nil {
+				break
+			}
+			s.logger.InfoContext(ctx, "checkpoint sealed", "seq", cp.Seq, "tree_size", cp.TreeSize, "last_position", cp.LastPosition, "key_id", cp.KeyID)
+			if s.cfg.OnCheckpoint != nil {
+				if err := s.cfg.OnCheckpoint(ctx, *cp); err != nil {
+					s.logger.ErrorContext(ctx, "could not copy the checkpoint out of the database", "seq", cp.Seq, "error", err)
+				}
+			}
+			if !full || ctx.Err() != nil {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package router_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/heraldtest"
+	"github.com/herald-notify/herald/ledger"
+	"github.com/herald-notify/herald/router"
+)
+
+// Two sealers on one log: one seals, the other stands by (both ready); the log's growth is
+// sealed every interval, each checkpoint handed to OnCheckpoint once, in order, and the
+// checkpoints verify. A log that does not grow gets no more checkpoints.
+func TestSealersTakeTurnsAndSealOnlyGrowth(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	_, key, _ := ed25519.GenerateKey(nil)
+	var mu sync.Mutex
+	var copied []int64
+	cfg := router.SealerConfig{Interval: 50 * time.Millisecond, OnCheckpoint: func(_ context.Context, cp ledger.Checkpoint) error {
+		mu.Lock()
+		defer mu.Unlock()
+		copied = append(copied, cp.Seq)
+		return nil
+	}}
+	logger := slog.New(slog.DiscardHandler)
+	sealers := []*router.Sealer{router.NewSealer(db.Pool, key, cfg, logger), router.NewSealer(db.Pool, key, cfg, logger)}
+	var wg sync.WaitGroup
+	for _, s := range sealers {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = s.Run(ctx) }()
+	}
+	defer wg.Wait()
+	defer cancel()
+
+	log := events.NewLog(db.Pool)
+	for i := range 3 {
+		if _, err := log.Append(ctx, uuid.NewString(), 0, events.Metadata{}, &events.NotificationProcessing{Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+		want := int64(i + 1)
+		heraldtest.Eventually(t, 30*time.Second, "a checkpoint of the new event", func() (bool, error) {
+			var size int64
+			err := db.Pool.QueryRow(ctx, `SELECT coalesce(max(tree_size), 0) FROM checkpoints`).Scan(&size)
+			return size == want, err
+		})
+	}
+	for i, s := range sealers {
+		if err := s.Ready(ctx); err != nil {
+			t.Errorf("sealer %d not ready: %v", i, err)
+		}
+	}
+	// Several intervals with no growth: no checkpoint more.
+	var before int64
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM checkpoints`).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * cfg.Interval) // a stretch of idle intervals is the behaviour under test
+	var after int64
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM checkpoints`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if before != 3 || after != 3 {
+		t.Errorf("%d checkpoints for 3 appends, then %d after idle intervals; want 3 and 3", before, after)
+	}
+	mu.Lock()
+	if len(copied) != 3 || copied[0] != 1 || copied[2] != 3 {
+		t.Errorf("checkpoints handed out: %v, want [1 2 3]", copied)
+	}
+	mu.Unlock()
+	if _, err := ledger.Verify(ctx, db.Pool, ledger.VerifyOptions{PublicKey: key.Public().(ed25519.PublicKey)}); err != nil {
+		t.Error(err)
+	}
+}

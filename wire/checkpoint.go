@@ -1,0 +1,198 @@
+package wire
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/herald-notify/herald/ledger"
+)
+
+// Checkpoint is a signed checkpoint of the event log: `herald checkpoints list -o json`, and each
+// line of the checkpoint file (HERALD_CHECKPOINT_FILE) a witness keeps. Hashes are hex; the
+// signature is base64 (standard), over ledger.Checkpoint.SignedMessage.
+type Checkpoint struct {
+	Seq               int64     `json:"seq"`
+	TreeSize          int64     `json:"tree_size"`
+	LastTransactionID uint64    `json:"last_transaction_id"`
+	LastPosition      int64     `json:"last_position"`
+	Root              string    `json:"root"`
+	KeyID             string    `json:"key_id"`
+	Signature         string    `json:"signature"`
+	CreatedAt         time.Time `json:"created_at"`
+	// Frontier is the tree's compact frontier: the roots of its perfect subtrees, largest first.
+	Frontier []string `json:"frontier"`
+}
+
+// NewCheckpoint returns the checkpoint as users see it.
+func NewCheckpoint(cp ledger.Checkpoint) Checkpoint {
+	frontier := make([]string, 0, len(cp.Frontier)/ledger.HashSize)
+	for i := 0; i+ledger.HashSize <= len(cp.Frontier); i += ledger.HashSize {
+		frontier = append(frontier, hex.EncodeToString(cp.Frontier[i:i+ledger.HashSize]))
+	}
+	return Checkpoint{
+		Seq: cp.Seq, TreeSize: cp.TreeSize, LastTransactionID: cp.LastTransactionID, LastPosition: cp.LastPosition,
+		Root: hex.EncodeToString(cp.Root[:]), KeyID: cp.KeyID, Signature: base64.StdEncoding.EncodeToString(cp.Signature),
+		CreatedAt: cp.CreatedAt.UTC(), Frontier: frontier,
+	}
+}
+
+// Verification is what `herald events verify -o json` reports: what was checked, and, when
+// something does not match, the first thing that does not.
+type Verification struct {
+	OK     bool  `json:"ok"`
+	Events int64 `json:"events"`
+	// Streams is how many streams began (a version 1) among the events read.
+	Streams     int64 `json:"streams"`
+	Checkpoints int64 `json:"checkpoints"`
+	// SignaturesChecked is false when no public key was given: the trees were checked, the
+	// signatures were not.
+	SignaturesChecked bool  `json:"signatures_checked"`
+	FromCheckpoint    int64 `json:"from_checkpoint"`
+	LastCheckpoint    int64 `json:"last_checkpoint"`
+	// Unsealed is how many events come after the last checkpoint: chained, not yet signed.
+	Unsealed        int64     `json:"unsealed"`
+	ElapsedSeconds  float64   `json:"elapsed_seconds"`
+	EventsPerSecond float64   `json:"events_per_second"`
+	Mismatch        *Mismatch `json:"mismatch,omitempty"`
+}
+
+// Mismatch is where the log or its checkpoints first differ from what they commit to.
+type Mismatch struct {
+	Position   int64  `json:"position,omitempty"`
+	Stream     string `json:"stream,omitempty"`
+	Version    int64  `json:"version,omitempty"`
+	Checkpoint int64  `json:"checkpoint,omitempty"`
+	Field      string `json:"field"`
+	Reason     string `json:"reason"`
+}
+
+// NewVerification returns a verification's report; m is its mismatch, nil when all matched.
+func NewVerification(r ledger.VerifyReport, m *ledger.Mismatch) Verification {
+	v := Verification{
+		OK: m == nil, Events: r.Events, Streams: r.Streams, Checkpoints: r.Checkpoints, SignaturesChecked: r.Signed,
+		FromCheckpoint: r.FromCheckpoint, LastCheckpoint: r.LastCheckpoint, Unsealed: r.Unsealed,
+		ElapsedSeconds: r.Elapsed.Seconds(), EventsPerSecond: r.Rate(),
+	}
+	if m != nil {
+		v.Unsealed = 0
+		v.Mismatch = &Mismatch{Position: m.Position, Stream: m.Stream, Version: m.Version, Checkpoint: m.Checkpoint, Field: m.Field, Reason: m.Reason}
+	}
+	return v
+}
+
+// ProofBundle is what `herald events prove` writes and `herald verify-bundle` checks: an event as
+// its hash covers it, the inclusion path from it to a checkpoint's root, and the checkpoint. The
+// event's data and metadata are strings holding the exact text that was hashed (jsonb's
+// rendering), since re-encoding JSON could change a byte; hashes are hex.
+type ProofBundle struct {
+	Event      ProvenEvent `json:"event"`
+	LeafIndex  uint64      `json:"leaf_index"`
+	Path       []string    `json:"path"`
+	Checkpoint Checkpoint  `json:"checkpoint"`
+}
+
+// ProvenEvent is an event with everything its chain hash covers.
+type ProvenEvent struct {
+	ID            string `json:"id"`
+	StreamID      string `json:"stream_id"`
+	Version       int64  `json:"version"`
+	Type          string `json:"type"`
+	Position      int64  `json:"position"`
+	TransactionID uint64 `json:"transaction_id"`
+	// OccurredAtMicros is the time as hashed: microseconds since the Unix epoch.
+	OccurredAtMicros int64  `json:"occurred_at_us"`
+	Data             string `json:"data"`
+	Metadata         string `json:"metadata"`
+	Hash             string `json:"hash"`
+	// PreviousHash is the hash of the stream's previous version; empty for version 1.
+	PreviousHash string `json:"previous_hash,omitempty"`
+}
+
+// NewProofBundle returns the proof as users see it.
+func NewProofBundle(p *ledger.Proof) ProofBundle {
+	e := ProvenEvent{
+		ID: uuid.UUID(p.Event.ID).String(), StreamID: uuid.UUID(p.Event.Stream).String(), Version: p.Event.Version,
+		Type: p.Event.Type, Position: p.Position, TransactionID: p.TransactionID, OccurredAtMicros: p.Event.Occurred.UnixMicro(),
+		Data: string(p.Event.Data), Metadata: string(p.Event.Metadata), Hash: hex.EncodeToString(p.Hash[:]),
+	}
+	if p.Event.Version > 1 {
+		e.PreviousHash = hex.EncodeToString(p.Prev[:])
+	}
+	path := make([]string, len(p.Path))
+	for i, h := range p.Path {
+		path[i] = hex.EncodeToString(h[:])
+	}
+	return ProofBundle{Event: e, LeafIndex: p.LeafIndex, Path: path, Checkpoint: NewCheckpoint(p.Checkpoint)}
+}
+
+// Proof reads the bundle back into the proof it shows, refusing a malformed one with the
+// field at fault.
+func (b ProofBundle) Proof() (*ledger.Proof, error) {
+	p := &ledger.Proof{LeafIndex: b.LeafIndex, Position: b.Event.Position, TransactionID: b.Event.TransactionID}
+	id, err := uuid.Parse(b.Event.ID)
+	if err != nil {
+		return nil, fmt.Errorf("event.id: %w", err)
+	}
+	stream, err := uuid.Parse(b.Event.StreamID)
+	if err != nil {
+		return nil, fmt.Errorf("event.stream_id: %w", err)
+	}
+	p.Event = ledger.ChainedEvent{ID: id, Stream: stream, Version: b.Event.Version, Type: b.Event.Type,
+		Occurred: time.UnixMicro(b.Event.OccurredAtMicros).UTC(), Data: []byte(b.Event.Data), Metadata: []byte(b.Event.Metadata)}
+	if p.Hash, err = parseHash(b.Event.Hash); err != nil {
+		return nil, fmt.Errorf("event.hash: %w", err)
+	}
+	if b.Event.Version > 1 {
+		if p.Prev, err = parseHash(b.Event.PreviousHash); err != nil {
+			return nil, fmt.Errorf("event.previous_hash: %w", err)
+		}
+	}
+	for i, s := range b.Path {
+		h, err := parseHash(s)
+		if err != nil {
+			return nil, fmt.Errorf("path[%d]: %w", i, err)
+		}
+		p.Path = append(p.Path, h)
+	}
+	c := b.Checkpoint
+	p.Checkpoint = ledger.Checkpoint{Seq: c.Seq, TreeSize: c.TreeSize, LastTransactionID: c.LastTransactionID,
+		LastPosition: c.LastPosition, KeyID: c.KeyID, CreatedAt: c.CreatedAt}
+	if p.Checkpoint.Root, err = parseHash(c.Root); err != nil {
+		return nil, fmt.Errorf("checkpoint.root: %w", err)
+	}
+	if p.Checkpoint.Signature, err = base64.StdEncoding.DecodeString(c.Signature); err != nil {
+		return nil, fmt.Errorf("checkpoint.signature: %w", err)
+	}
+	return p, nil
+}
+
+func parseHash(s string) (ledger.Hash, error) {
+	var h ledger.Hash
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return h, err
+	}
+	if len(b) != ledger.HashSize {
+		return h, fmt.Errorf("%d bytes, want %d", len(b), ledger.HashSize)
+	}
+	copy(h[:], b)
+	return h, nil
+}
+
+// NotificationProof is GET /api/v1/notifications/{id}/proof: a proof bundle for each of the
+// notification's events a signed checkpoint covers, in version order (each checked on its own by
+// `herald verify-bundle`), and how many of its events no checkpoint covers yet.
+type NotificationProof struct {
+	NotificationID string        `json:"notification_id"`
+	Proofs         []ProofBundle `json:"proofs"`
+	Unsealed       int           `json:"unsealed"`
+}
+
+// NewNotificationProof returns the proofs of notification id as users see them.
+func NewNotificationProof(id string, proofs []*ledger.Proof, unsealed int) NotificationProof {
+	return NotificationProof{NotificationID: id, Proofs: all(proofs, NewProofBundle), Unsealed: unsealed}
+}
