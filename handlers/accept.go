@@ -178,7 +178,7 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error
 				return err
 			}
 		}
-		if err := attachments.Put(ctx, tx, files); err != nil {
+		if err := attachments.Put(ctx, tx, files, queued.SendAt); err != nil {
 			return err
 		}
 		var err error
@@ -221,7 +221,7 @@ func (a *Acceptor) acceptInOneRoundTrip(ctx context.Context, stream string, md e
 		return nil, false, nil
 	}
 	b := &pgx.Batch{}
-	attachments.QueuePut(b, files)
+	attachments.QueuePut(b, files, queued.SendAt)
 	rec, err := a.log.QueueStart(b, stream, md, queued)
 	if err != nil {
 		return nil, true, err
