@@ -178,8 +178,28 @@ func (s *Scheduler) Release(ctx context.Context) (Report, error) {
 }
 
 // releaseOne decides on the notification whose stream is recs and, when it is due and still
-// scheduled, appends its release and queues its command in tx.
+// scheduled, appends its release and queues its command in tx, under a savepoint of its own: an
+// append that conflicts with a writer that committed while it waited (unique violation) aborts
+// only the savepoint, which is rolled back, and the round goes on with its other rows.
 func (s *Scheduler) releaseOne(ctx context.Context, tx pgx.Tx, log *events.Log, id string, recs []events.Recorded, now time.Time) (Released, error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return Released{}, fmt.Errorf("release %s: savepoint: %w", id, err)
+	}
+	released, err := s.decideAndRelease(ctx, sp, log.In(sp), id, recs, now)
+	if err != nil {
+		if rerr := sp.Rollback(ctx); rerr != nil {
+			return Released{}, fmt.Errorf("release %s: roll back to the savepoint: %w (after %w)", id, rerr, err)
+		}
+		return Released{}, err
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return Released{}, fmt.Errorf("release %s: release the savepoint: %w", id, err)
+	}
+	return released, nil
+}
+
+func (s *Scheduler) decideAndRelease(ctx context.Context, tx pgx.Tx, log *events.Log, id string, recs []events.Recorded, now time.Time) (Released, error) {
 	var n herald.Notification
 	if events.IsNotificationStream(recs) {
 		var err error

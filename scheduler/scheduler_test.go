@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
@@ -181,5 +183,80 @@ func TestReleaseGoesPastAnUnreadableStream(t *testing.T) {
 	}
 	if got := count(t, db, `SELECT count(*) FROM scheduled_notifications WHERE notification_id = '`+bad+`'`); got != 1 {
 		t.Errorf("the unreadable one's row is gone")
+	}
+}
+
+// A cancel still uncommitted when the round appends to its stream holds back only its own row:
+// the round's append waits for it, and then either drops that row (the cancel committed: the
+// stream moved) or releases it (the cancel rolled back); every other row of the batch is
+// released in that round either way.
+func TestReleaseBesideAnUncommittedAppend(t *testing.T) {
+	for _, commit := range []bool{true, false} {
+		name := map[bool]string{true: "committed", false: "rolled back"}[commit]
+		t.Run(name, func(t *testing.T) {
+			db := heraldtest.NewDatabase(t)
+			ctx := t.Context()
+			due(t, db, 5)
+			var ids []string
+			rows, err := db.Pool.Query(ctx, `SELECT notification_id::text FROM scheduled_notifications ORDER BY notification_id`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ids, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+				t.Fatal(err)
+			}
+			cancelled := ids[2]
+			tx, err := db.Pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(context.Background())
+			if _, err := events.NewLog(db.Pool).In(tx).Append(ctx, cancelled, 1, events.Metadata{Actor: "apikey:shop"},
+				&events.NotificationCancelled{Actor: "apikey:shop"}); err != nil {
+				t.Fatal(err)
+			}
+
+			type result struct {
+				rep scheduler.Report
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				rep, err := scheduler.New(db.Pool, router.NewOutbox(nil), quiet).Release(context.Background())
+				done <- result{rep, err}
+			}()
+			heraldtest.Eventually(t, 10*time.Second, "the round waiting for the cancel", func() (bool, error) {
+				return count(t, db, `SELECT count(*) FROM pg_stat_activity
+					WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%event_log%'`) > 0, nil
+			})
+			if commit {
+				err = tx.Commit(ctx)
+			} else {
+				err = tx.Rollback(ctx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := <-done
+			if res.err != nil {
+				t.Fatalf("the round failed: %v", res.err)
+			}
+			released := len(ids) - 1
+			if !commit {
+				released = len(ids)
+			}
+			if len(res.rep.Released) != released {
+				t.Errorf("released %d of %d in the round, want %d: %+v", len(res.rep.Released), len(ids), released, res.rep)
+			}
+			if commit && (len(res.rep.Dropped) != 1 || res.rep.Dropped[0] != cancelled) {
+				t.Errorf("dropped %v, want the cancelled %s", res.rep.Dropped, cancelled)
+			}
+			if got := count(t, db, `SELECT count(*) FROM scheduled_notifications`); got != 0 {
+				t.Errorf("%d schedule rows left, want none", got)
+			}
+			if got := count(t, db, `SELECT count(*) FROM outbox`); got != released {
+				t.Errorf("%d commands queued, want %d", got, released)
+			}
+		})
 	}
 }
