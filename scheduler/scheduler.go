@@ -30,6 +30,9 @@ const (
 	DefaultInterval = 100 * time.Millisecond
 	// DefaultBatch is the most notifications one transaction releases.
 	DefaultBatch = 500
+	// unreadableBackoff is how far ahead a row whose stream cannot be folded is put back: far
+	// enough that such rows cannot fill every batch, near enough that a repaired one goes soon.
+	unreadableBackoff = time.Minute
 	// countEvery is how often the waiting rows are counted for the gauge.
 	countEvery = 10 * time.Second
 )
@@ -84,13 +87,18 @@ type Released struct {
 
 // Report is what one round did.
 type Report struct {
-	// Due counts the rows found due; Full is true when they filled the batch (more may wait).
+	// Due counts the rows found due; Full is true when the round handled (released, dropped or
+	// put back) a whole batch of them: more may wait. Rows another process holds locked are
+	// not handled, so that two schedulers do not spin on each other's rows.
 	Due  int
 	Full bool
 	// Released are the notifications released; Dropped the rows deleted without a release
 	// (the notification was no longer scheduled, or moved while the round decided).
 	Released []Released
 	Dropped  []string
+	// PutBack are the rows whose stream could not be folded: they stay, due unreadableBackoff
+	// later, so that they cannot fill every batch.
+	PutBack []string
 }
 
 const dueSQL = `SELECT notification_id::text, now() FROM scheduled_notifications
@@ -122,7 +130,7 @@ func (s *Scheduler) Release(ctx context.Context) (Report, error) {
 		if _, err := pgx.ForEachRow(rows, []any{&id, &now}, func() error { ids = append(ids, id); return nil }); err != nil {
 			return fmt.Errorf("due notifications: %w", err)
 		}
-		rep.Due, rep.Full = len(ids), len(ids) == s.batch
+		rep.Due = len(ids)
 		if len(ids) == 0 {
 			return nil
 		}
@@ -148,9 +156,12 @@ func (s *Scheduler) Release(ctx context.Context) (Report, error) {
 			case errors.Is(err, handlers.ErrNotDue):
 				continue
 			case errors.As(err, &unreadable):
-				// One stream that cannot be folded must not hold back the rows after it: it
-				// stays, and is reported each round until someone looks.
-				s.logger.WarnContext(ctx, "scheduled notification left waiting: its stream cannot be read", "notification_id", id, "error", err)
+				// A stream that cannot be folded must not hold back the rows after it, even
+				// when a batch's worth of them is due: it stays, put back by a while, and is
+				// reported each time until someone looks.
+				s.logger.WarnContext(ctx, "scheduled notification put back: its stream cannot be read",
+					"notification_id", id, "retry_in", unreadableBackoff.String(), "error", err)
+				rep.PutBack = append(rep.PutBack, id)
 				continue
 			case errors.Is(err, handlers.ErrNotScheduled), errors.Is(err, handlers.ErrNotQueued), errors.Is(err, events.ErrConflict):
 				s.logger.InfoContext(ctx, "scheduled notification dropped without a release", "notification_id", id, "reason", err.Error())
@@ -161,6 +172,13 @@ func (s *Scheduler) Release(ctx context.Context) (Report, error) {
 				rep.Released = append(rep.Released, released)
 			}
 			done = append(done, id)
+		}
+		rep.Full = len(done)+len(rep.PutBack) == s.batch
+		if len(rep.PutBack) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE scheduled_notifications SET due_at = now() + $2::interval
+				WHERE notification_id = ANY($1::uuid[])`, rep.PutBack, unreadableBackoff.String()); err != nil {
+				return fmt.Errorf("put back unreadable schedules: %w", err)
+			}
 		}
 		if len(done) == 0 {
 			return nil
@@ -229,8 +247,8 @@ type unreadableError struct{ err error }
 func (e *unreadableError) Error() string { return e.err.Error() }
 func (e *unreadableError) Unwrap() error { return e.err }
 
-// Run releases due notifications until ctx is done: round after round while they fill the
-// batch, then every interval.
+// Run releases due notifications until ctx is done: round after round while each handles a
+// whole batch, then every interval (also after a round whose due rows other processes held).
 func (s *Scheduler) Run(ctx context.Context) error {
 	var lastCount time.Time
 	for {

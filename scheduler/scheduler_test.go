@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/herald-notify/herald"
@@ -258,5 +259,67 @@ func TestReleaseBesideAnUncommittedAppend(t *testing.T) {
 				t.Errorf("%d commands queued, want %d", got, released)
 			}
 		})
+	}
+}
+
+// unreadable writes a stream whose NotificationQueued does not decode, with its schedule row
+// due age ago, and returns its id.
+func unreadable(t *testing.T, db *heraldtest.Database, age time.Duration) string {
+	t.Helper()
+	id := uuid.NewString()
+	if _, err := db.Pool.Exec(t.Context(), `INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data, metadata)
+		VALUES (gen_random_uuid(), $1, 1, 'NotificationQueued', '{"channel": 5}', '{}')`, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(t.Context(), `INSERT INTO scheduled_notifications VALUES ($1, now() - $2::interval)`, id, age.String()); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// Unreadable rows that fill a whole batch do not stall the rows due after them: each is put
+// back by a while, so the next round reaches the others.
+func TestUnreadableRowsDoNotFillEveryBatch(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := t.Context()
+	bad := []string{unreadable(t, db, 2*time.Minute), unreadable(t, db, time.Minute)}
+	due(t, db, 2) // due a second ago: after both unreadable ones
+	s := scheduler.New(db.Pool, router.NewOutbox(nil), quiet).WithBatch(len(bad))
+	released := 0
+	for round := 0; round < 3 && released < 2; round++ {
+		rep, err := s.Release(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		released += len(rep.Released)
+	}
+	if released != 2 {
+		t.Fatalf("released %d of the 2 readable rows in three rounds of %d, want both: the unreadable rows fill every batch", released, len(bad))
+	}
+	if got := count(t, db, `SELECT count(*) FROM scheduled_notifications WHERE due_at > now()`); got != len(bad) {
+		t.Errorf("%d rows put back ahead, want the %d unreadable ones, kept", got, len(bad))
+	}
+}
+
+// A round whose due rows another process holds locked handled none of them, and does not say
+// its batch was full: the scheduler waits instead of going round again at once.
+func TestRoundOfRowsLockedElsewhereIsNotFull(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := t.Context()
+	due(t, db, 3)
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM scheduled_notifications FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := scheduler.New(db.Pool, router.NewOutbox(nil), quiet).WithBatch(3).Release(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Due != 3 || rep.Full || len(rep.Released) != 0 {
+		t.Errorf("report %+v: want 3 due, none released, not full", rep)
 	}
 }
