@@ -37,11 +37,13 @@ type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// upsert stores each file that is not stored yet, and marks used now each that is. The rows
-// are written in hash order, so that two sends sharing files cannot deadlock.
-const upsert = `INSERT INTO attachments (sha256, size, data)
-	SELECT h, length(d), d FROM unnest($1::bytea[], $2::bytea[]) AS f(h, d)
-	ON CONFLICT (sha256) DO UPDATE SET last_used_at = now()`
+// upsert stores each file that is not stored yet, and marks used each that is: used now, or
+// at $3 when that is later (a scheduled send uses its files when it is sent), keeping the
+// later of that and the time a send marked before. The rows are written in hash order, so that
+// two sends sharing files cannot deadlock.
+const upsert = `INSERT INTO attachments (sha256, size, data, last_used_at)
+	SELECT h, length(d), d, greatest(now(), $3::timestamptz) FROM unnest($1::bytea[], $2::bytea[]) AS f(h, d)
+	ON CONFLICT (sha256) DO UPDATE SET last_used_at = greatest(attachments.last_used_at, excluded.last_used_at)`
 
 // args are upsert's arguments for files: each hash once (a statement may not update a row
 // twice), in order.
@@ -56,25 +58,27 @@ func args(files []File) ([][]byte, [][]byte) {
 	return hashes, data
 }
 
-// Put stores files through db (the accepting transaction), once each.
-func Put(ctx context.Context, db Querier, files []File) error {
+// Put stores files through db (the accepting transaction), once each, used now; for a send
+// scheduled at sendAt (nil: sent now), used at sendAt, so that the retention counts from the
+// send and not from its acceptance.
+func Put(ctx context.Context, db Querier, files []File, sendAt *time.Time) error {
 	if len(files) == 0 {
 		return nil
 	}
 	hashes, data := args(files)
-	if _, err := db.Exec(ctx, upsert, hashes, data); err != nil {
+	if _, err := db.Exec(ctx, upsert, hashes, data, sendAt); err != nil {
 		return fmt.Errorf("store attachments: %w", err)
 	}
 	return nil
 }
 
 // QueuePut queues Put in b, for an accept written in one round trip.
-func QueuePut(b *pgx.Batch, files []File) {
+func QueuePut(b *pgx.Batch, files []File, sendAt *time.Time) {
 	if len(files) == 0 {
 		return
 	}
 	hashes, data := args(files)
-	b.Queue(upsert, hashes, data)
+	b.Queue(upsert, hashes, data, sendAt)
 }
 
 // Store reads and sweeps the stored files.
@@ -114,7 +118,8 @@ func (s *Store) Load(ctx context.Context, hashes []string) (map[string][]byte, e
 	return out, nil
 }
 
-// Purge deletes the files no send has used for retention, and returns how many. A send that
+// Purge deletes the files no send has used for retention, and returns how many (a scheduled
+// send's files count as used at its send_at). A send that
 // uses a file while it is being purged keeps it: its upsert either marks the row used first,
 // which the delete then skips, or stores it anew after the delete.
 func (s *Store) Purge(ctx context.Context, retention time.Duration) (int64, error) {

@@ -18,7 +18,7 @@ func TestPurgeDeletesOnlyUnusedFiles(t *testing.T) {
 	db := heraldtest.NewDatabase(t)
 	ctx := context.Background()
 	oldUnused, oldReused, fresh := attachments.NewFile([]byte("old, unused")), attachments.NewFile([]byte("old, used again")), attachments.NewFile([]byte("fresh"))
-	if err := attachments.Put(ctx, db.Pool, []attachments.File{oldUnused, oldReused, fresh, fresh}); err != nil {
+	if err := attachments.Put(ctx, db.Pool, []attachments.File{oldUnused, oldReused, fresh, fresh}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Pool.Exec(ctx, `UPDATE attachments SET created_at = now() - interval '40 days', last_used_at = now() - interval '31 days'
@@ -26,7 +26,7 @@ func TestPurgeDeletesOnlyUnusedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A send of the same bytes marks the row used, and stores nothing new.
-	if err := attachments.Put(ctx, db.Pool, []attachments.File{oldReused}); err != nil {
+	if err := attachments.Put(ctx, db.Pool, []attachments.File{oldReused}, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -44,7 +44,7 @@ func TestPurgeDeletesOnlyUnusedFiles(t *testing.T) {
 		t.Errorf("files after the purge (-want +got):\n%s", diff)
 	}
 
-	if err := attachments.Put(ctx, db.Pool, []attachments.File{oldUnused}); err != nil {
+	if err := attachments.Put(ctx, db.Pool, []attachments.File{oldUnused}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := store.Load(ctx, []string{oldUnused.Hex()}); len(got) != 1 {
@@ -57,7 +57,7 @@ func TestLoadRefusesCorruptFiles(t *testing.T) {
 	db := heraldtest.NewDatabase(t)
 	ctx := context.Background()
 	f := attachments.NewFile([]byte("the real bytes"))
-	if err := attachments.Put(ctx, db.Pool, []attachments.File{f}); err != nil {
+	if err := attachments.Put(ctx, db.Pool, []attachments.File{f}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Pool.Exec(ctx, `UPDATE attachments SET data = 'other bytes'`); err != nil {

@@ -212,6 +212,40 @@ func (l *Log) QueueStart(b *pgx.Batch, stream string, md Metadata, e Event) (*Re
 	return r, nil
 }
 
+// QueueAppend queues, in b, the append of e to stream after version expected, and returns the
+// event as it will be recorded: its position and time are filled in when b has run. A stream at
+// another version fails b with ECONFLICT (ErrConflict), as Append does.
+func (l *Log) QueueAppend(b *pgx.Batch, stream string, expected int64, md Metadata, e Event) (*Recorded, error) {
+	meta, err := json.Marshal(md)
+	if err != nil {
+		return nil, fmt.Errorf("append %s v%d: metadata: %w", stream, expected+1, err)
+	}
+	data, err := encodeData(e)
+	if err != nil {
+		return nil, fmt.Errorf("append %s v%d: encode %s: %w", stream, expected+1, e.EventType(), err)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("append %s: event id: %w", stream, err)
+	}
+	r := &Recorded{ID: id.String(), StreamID: stream, Version: expected + 1, Type: e.EventType(), Data: data, Metadata: md}
+	b.Queue(appendOneSQL, stream, expected, r.ID, r.Type, string(data), string(meta)).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&r.Position, &r.Time)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return &herald.Error{
+				Code:    herald.ECONFLICT,
+				Message: fmt.Sprintf("notification %s is no longer at version %d", stream, expected),
+				Err:     ErrConflict,
+			}
+		}
+		if err != nil {
+			return appendError(stream, expected, err)
+		}
+		return nil
+	})
+	return r, nil
+}
+
 func appendError(stream string, expected int64, err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "event_log_stream_version_key" {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
@@ -244,5 +245,42 @@ func TestAppendKeepsMarkupUnescaped(t *testing.T) {
 	}
 	if got := back.(*events.NotificationQueued).RenderedHTML; got != e.RenderedHTML {
 		t.Errorf("read back %q, want %q", got, e.RenderedHTML)
+	}
+}
+
+// QueueAppend appends in a pgx batch as Append does: at the expected version it records the
+// event with its position and time; at another it fails the batch with ErrConflict/ECONFLICT
+// and appends nothing.
+func TestQueueAppend(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	log := events.NewLog(db.Pool)
+	ctx := context.Background()
+	stream := uuid.NewString()
+	if _, err := log.Append(ctx, stream, 0, events.Metadata{}, queued()); err != nil {
+		t.Fatal(err)
+	}
+	b := &pgx.Batch{}
+	rec, err := log.QueueAppend(b, stream, 1, events.Metadata{Actor: "a"}, &events.NotificationProcessing{Attempt: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Pool.SendBatch(ctx, b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Version != 2 || rec.Position == 0 || rec.Time.IsZero() {
+		t.Errorf("recorded %+v, want v2 with its position and time", rec)
+	}
+	for _, expected := range []int64{1, 5} {
+		b := &pgx.Batch{}
+		if _, err := log.QueueAppend(b, stream, expected, events.Metadata{}, &events.NotificationProcessing{Attempt: 2}); err != nil {
+			t.Fatal(err)
+		}
+		err := db.Pool.SendBatch(ctx, b).Close()
+		if !errors.Is(err, events.ErrConflict) || herald.ErrorCode(err) != herald.ECONFLICT {
+			t.Errorf("append at expected v%d of a v2 stream: error %v, want ErrConflict/ECONFLICT", expected, err)
+		}
+	}
+	if recs, err := log.Load(ctx, stream); err != nil || len(recs) != 2 {
+		t.Errorf("stream holds %d events (%v) after rejected appends, want 2", len(recs), err)
 	}
 }

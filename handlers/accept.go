@@ -74,6 +74,14 @@ type Acceptor struct {
 	now func() time.Time
 }
 
+// WithClock returns a copy of a whose clock, against which a send_at must be in the future,
+// reads now.
+func (a *Acceptor) WithClock(now func() time.Time) *Acceptor {
+	c := *a
+	c.now = now
+	return &c
+}
+
 // Templates resolves a stored template's reference for a send (see templatestore.Store).
 type Templates interface {
 	// Resolve returns the version ref names: EINVALID (field "template") for a bad or archived
@@ -114,7 +122,17 @@ func (a *Acceptor) WithIdempotencyTTL(ttl time.Duration) *Acceptor {
 // replay.
 func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error) {
 	filled, ref, err := a.fromTemplate(ctx, req)
-	if herald.ErrorCode(err) == herald.EINVALID && req.Template != "" && req.IdempotencyKey != "" {
+	var (
+		queued *events.NotificationQueued
+		files  []attachments.File
+	)
+	if err == nil {
+		queued, files, err = a.validate(filled)
+	}
+	// A request refused now may have been valid when its key was first used: its template
+	// archived since, its send_at passed. A retry of that request replays what it created,
+	// so that the client does not send it again under another key.
+	if herald.ErrorCode(err) == herald.EINVALID && req.IdempotencyKey != "" && validIdempotencyKey(req.IdempotencyKey) {
 		if earlier, rerr := a.replayedByKey(ctx, keyOf(ctx), req); rerr != nil || earlier != nil {
 			if rerr != nil {
 				return Accepted{}, fmt.Errorf("accept: %w", rerr)
@@ -122,10 +140,6 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error
 			return Accepted{Notification: *earlier, Replayed: true}, nil
 		}
 	}
-	if err != nil {
-		return Accepted{}, err
-	}
-	queued, files, err := a.validate(filled)
 	if err != nil {
 		return Accepted{}, err
 	}
@@ -166,7 +180,7 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error
 				return err
 			}
 		}
-		if err := attachments.Put(ctx, tx, files); err != nil {
+		if err := attachments.Put(ctx, tx, files, queued.SendAt); err != nil {
 			return err
 		}
 		var err error
@@ -209,7 +223,7 @@ func (a *Acceptor) acceptInOneRoundTrip(ctx context.Context, stream string, md e
 		return nil, false, nil
 	}
 	b := &pgx.Batch{}
-	attachments.QueuePut(b, files)
+	attachments.QueuePut(b, files, queued.SendAt)
 	rec, err := a.log.QueueStart(b, stream, md, queued)
 	if err != nil {
 		return nil, true, err

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -321,5 +322,49 @@ func TestAttachmentsWithStoredTemplate(t *testing.T) {
 		Variables: map[string]any{"n": "43"}, Attachments: []handlers.Attachment{pdf("a/b.pdf", "%PDF 43")}})
 	if herald.ErrorFields(err)["attachments[0].filename"] == "" {
 		t.Errorf("a bad filename with a template: %v, want it named", err)
+	}
+}
+
+// TestScheduledAttachmentsOutliveTheirWait: a scheduled send's files count as used at its
+// send_at, so that a retention shorter than the wait does not purge them before the release;
+// a later send of the same file now keeps the later time, with or without a key.
+func TestScheduledAttachmentsOutliveTheirWait(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := context.Background()
+	a := handlers.NewAcceptor(db.Pool, events.NewLog(db.Pool), router.NewOutbox(nil), attachmentLimits)
+	store := attachments.New(db.Pool)
+	lastUsed := func() time.Time {
+		t.Helper()
+		var at time.Time
+		if err := db.Pool.QueryRow(ctx, `SELECT last_used_at FROM attachments WHERE sha256 = decode($1, 'hex')`, hexSHA("invoice")).Scan(&at); err != nil {
+			t.Fatalf("the file is not stored: %v", err)
+		}
+		return at
+	}
+	for _, key := range []string{"", "k"} {
+		at := time.Now().Add(2 * time.Hour).Truncate(time.Microsecond)
+		req := handlers.SendRequest{Type: "email", Recipient: "ada@example.com", Content: "See attached.",
+			Attachments: []handlers.Attachment{pdf("invoice.pdf", "invoice")}, SendAt: &at, IdempotencyKey: key}
+		if _, err := a.Accept(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		if got := lastUsed(); !got.Equal(at) {
+			t.Errorf("key %q: last_used_at %v, want the send_at %v", key, got, at)
+		}
+		now := req
+		now.SendAt, now.IdempotencyKey = nil, ""
+		if _, err := a.Accept(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+		if got := lastUsed(); !got.Equal(at) {
+			t.Errorf("key %q: a send now moved last_used_at to %v, want the later send_at %v kept", key, got, at)
+		}
+		// A retention of an hour: the file waits for its send two hours ahead.
+		if n, err := store.Purge(ctx, time.Hour); err != nil || n != 0 {
+			t.Errorf("key %q: Purge(1h) deleted %d, %v; want the scheduled send's file kept", key, n, err)
+		}
+		if _, err := db.Pool.Exec(ctx, `UPDATE attachments SET last_used_at = now() - interval '2 hours'`); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -269,3 +269,44 @@ func TestReconcilerLeavesScheduledAlone(t *testing.T) {
 		t.Errorf("the scheduled notification's stream is %v, want its NotificationQueued alone", types)
 	}
 }
+
+// A retry with the same idempotency key answers the first notification even once its send_at
+// has passed, or when its template is archived since: the request was valid when it was
+// accepted, and a refusal now would lead the client to send it again under a new key.
+func TestIdempotentRetryAfterSendAtPassed(t *testing.T) {
+	env := newIdempotencyEnv(t)
+	ctx, _ := asKey(t, "shop")
+	accepted := time.Now()
+	at := accepted.Add(1200 * time.Millisecond)
+	req := welcome("k")
+	req.SendAt = &at
+	first := env.accept(t, ctx, req)
+
+	later := env.acceptor.WithClock(func() time.Time { return accepted.Add(1500 * time.Millisecond) })
+	before := env.scheduledWritten(t)
+	again, err := later.Accept(ctx, req)
+	if err != nil {
+		t.Fatalf("retry after send_at: %v, want the first notification replayed", err)
+	}
+	if again.ID != first.ID || !again.Replayed {
+		t.Errorf("retry answered %s (replayed %v), want %s replayed", again.ID, again.Replayed, first.ID)
+	}
+	if diff := cmp.Diff(before, env.scheduledWritten(t)); diff != "" {
+		t.Errorf("a replay wrote (-before +after):\n%s", diff)
+	}
+
+	// Another request under that key, or the same one from another API key, is still refused
+	// for its send_at: only the request the key recorded replays.
+	other := req
+	other.Content = "Another"
+	if _, err := later.Accept(ctx, other); herald.ErrorCode(err) != herald.EINVALID || herald.ErrorFields(err)["send_at"] == "" {
+		t.Errorf("another request with the key: error %v, want EINVALID naming send_at", err)
+	}
+	otherKey, _ := asKey(t, "other")
+	if _, err := later.Accept(otherKey, req); herald.ErrorCode(err) != herald.EINVALID || herald.ErrorFields(err)["send_at"] == "" {
+		t.Errorf("the request from another API key: error %v, want EINVALID naming send_at", err)
+	}
+	if diff := cmp.Diff(before, env.scheduledWritten(t)); diff != "" {
+		t.Errorf("a refused request wrote (-before +after):\n%s", diff)
+	}
+}

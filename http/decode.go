@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -105,8 +106,7 @@ func decodeSendBody(body []byte) (handlers.SendRequest, error) {
 		req.Attachments = decodeAttachments(v, fields)
 	}
 	if s := str("send_at", false); s != "" {
-		at, err := time.Parse(time.RFC3339, s)
-		if err != nil {
+		if at, ok := parseSendAt(s); !ok {
 			fields["send_at"] = fmt.Sprintf("must be a time in RFC 3339 with an offset (2026-12-24T18:00:00Z, 2026-12-24T19:00:00+01:00), not %q", s)
 		} else {
 			req.SendAt = &at
@@ -232,4 +232,24 @@ func decodeError(err error) error {
 		return &herald.Error{Code: codeMalformed, Err: err, Message: "request body is truncated JSON"}
 	}
 	return &herald.Error{Code: codeMalformed, Err: err, Message: "request body is not valid JSON: " + strings.TrimPrefix(err.Error(), "json: ")}
+}
+
+// rfc3339 is RFC 3339's date-time: a fraction of a second after a dot, of at most 9 digits
+// (what a time.Time holds), and an offset Z or ±hh:mm; T and Z in either case, as the RFC
+// allows. time.Parse alone lets through a comma before the fraction and any number of digits.
+var rfc3339 = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$`)
+
+// parseSendAt reads s as a strict RFC 3339 date-time, cut to microseconds: what PostgreSQL stores
+// of it (the schedule's due_at, the status table's send_at), so that the event, the tables and
+// the API's answers before and after projection all say the same instant, and a retry with
+// the nanoseconds is the same request for its idempotency key.
+func parseSendAt(s string) (time.Time, bool) {
+	if !rfc3339.MatchString(s) {
+		return time.Time{}, false
+	}
+	at, err := time.Parse(time.RFC3339, strings.ToUpper(s))
+	if err != nil {
+		return time.Time{}, false
+	}
+	return at.Truncate(time.Microsecond), true
 }

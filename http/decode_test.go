@@ -157,6 +157,12 @@ func TestDecodeSendValid(t *testing.T) {
 				SendAt: func() *time.Time { t := time.Date(2026, 12, 24, 18, 0, 0, 500e6, time.UTC); return &t }()},
 		},
 		{
+			name: "scheduled, lower-case t and z, nanoseconds cut to microseconds",
+			body: `{"type":"sms","recipient":"+14155550123","content":"Hi","send_at":"2026-12-24t18:00:00.123456789z"}`,
+			want: handlers.SendRequest{Type: "sms", Recipient: "+14155550123", Content: "Hi",
+				SendAt: func() *time.Time { t := time.Date(2026, 12, 24, 18, 0, 0, 123456000, time.UTC); return &t }()},
+		},
+		{
 			name: "by a stored template, without content",
 			body: `{"type":"email","recipient":"ada@example.com","template":"welcome@2","variables":{"name":"Ada"}}`,
 			want: handlers.SendRequest{Type: "email", Recipient: "ada@example.com", Template: "welcome@2",
@@ -274,6 +280,26 @@ func TestSendRejectsMalformed(t *testing.T) {
 		{
 			name:       "send_at without an offset",
 			body:       `{"type":"email","recipient":"a@example.com","content":"Hello","send_at":"2026-12-24T18:00:00"}`,
+			wantStatus: 422, wantCode: "invalid", wantFields: []string{"send_at"},
+		},
+		{
+			name:       "send_at with a comma before its fraction",
+			body:       `{"type":"email","recipient":"a@example.com","content":"Hello","send_at":"2026-12-24T18:00:00,5Z"}`,
+			wantStatus: 422, wantCode: "invalid", wantFields: []string{"send_at"},
+		},
+		{
+			name:       "send_at with ten digits of fraction",
+			body:       `{"type":"email","recipient":"a@example.com","content":"Hello","send_at":"2026-12-24T18:00:00.1234567890Z"}`,
+			wantStatus: 422, wantCode: "invalid", wantFields: []string{"send_at"},
+		},
+		{
+			name:       "send_at with an offset without its colon",
+			body:       `{"type":"email","recipient":"a@example.com","content":"Hello","send_at":"2026-12-24T18:00:00+0100"}`,
+			wantStatus: 422, wantCode: "invalid", wantFields: []string{"send_at"},
+		},
+		{
+			name:       "send_at with a day out of range",
+			body:       `{"type":"email","recipient":"a@example.com","content":"Hello","send_at":"2026-02-30T18:00:00Z"}`,
 			wantStatus: 422, wantCode: "invalid", wantFields: []string{"send_at"},
 		},
 		{

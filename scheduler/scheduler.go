@@ -30,7 +30,10 @@ const (
 	// the most a release is late, beside the round's own time.
 	DefaultInterval = 100 * time.Millisecond
 	// DefaultBatch is the most notifications one transaction releases.
-	DefaultBatch = 500
+	DefaultBatch = 100
+	// unreadableBackoff is how far ahead a row whose stream cannot be folded is put back: far
+	// enough that such rows cannot fill every batch, near enough that a repaired one goes soon.
+	unreadableBackoff = time.Minute
 	// countEvery is how often the waiting rows are counted for the gauge.
 	countEvery = 10 * time.Second
 )
@@ -39,7 +42,7 @@ const (
 type Scheduler struct {
 	pool     *pgxpool.Pool
 	log      *events.Log
-	outbox   handlers.Outbox
+	outbox   Outbox
 	logger   *slog.Logger
 	interval time.Duration
 	batch    int
@@ -48,8 +51,13 @@ type Scheduler struct {
 	metrics      *Metrics
 }
 
+// Outbox queues the released notifications' commands in the round's batch (router.Outbox).
+type Outbox interface {
+	Queue(ctx context.Context, b *pgx.Batch, cmd commands.SendNotification) error
+}
+
 // New returns a scheduler that reads and appends through pool and queues commands in outbox.
-func New(pool *pgxpool.Pool, outbox handlers.Outbox, logger *slog.Logger) *Scheduler {
+func New(pool *pgxpool.Pool, outbox Outbox, logger *slog.Logger) *Scheduler {
 	return &Scheduler{pool: pool, log: events.NewLog(pool), outbox: outbox, logger: logger,
 		interval: DefaultInterval, batch: DefaultBatch, writeTimeout: 10 * time.Second}
 }
@@ -85,13 +93,18 @@ type Released struct {
 
 // Report is what one round did.
 type Report struct {
-	// Due counts the rows found due; Full is true when they filled the batch (more may wait).
+	// Due counts the rows found due; Full is true when the round handled (released, dropped or
+	// put back) a whole batch of them: more may wait. Rows another process holds locked are
+	// not handled, so that two schedulers do not spin on each other's rows.
 	Due  int
 	Full bool
 	// Released are the notifications released; Dropped the rows deleted without a release
 	// (the notification was no longer scheduled, or moved while the round decided).
 	Released []Released
 	Dropped  []string
+	// PutBack are the rows whose stream could not be folded: they stay, due unreadableBackoff
+	// later, so that they cannot fill every batch.
+	PutBack []string
 }
 
 const dueSQL = `SELECT notification_id::text, now() FROM scheduled_notifications
@@ -123,12 +136,11 @@ func (s *Scheduler) Release(ctx context.Context) (Report, error) {
 		if _, err := pgx.ForEachRow(rows, []any{&id, &now}, func() error { ids = append(ids, id); return nil }); err != nil {
 			return fmt.Errorf("due notifications: %w", err)
 		}
-		rep.Due, rep.Full = len(ids), len(ids) == s.batch
+		rep.Due = len(ids)
 		if len(ids) == 0 {
 			return nil
 		}
-		log := s.log.In(tx)
-		streams, err := log.LoadStreams(ctx, ids)
+		streams, err := s.log.In(tx).LoadStreams(ctx, ids)
 		if err != nil {
 			return err
 		}
@@ -141,34 +153,58 @@ func (s *Scheduler) Release(ctx context.Context) (Report, error) {
 		if err != nil {
 			return fmt.Errorf("lock due notifications: %w", err)
 		}
-		var done []string
+		var (
+			done    []string
+			pending []release
+		)
 		for _, id := range owned {
-			released, err := s.releaseOne(ctx, tx, log, id, streams[id], now)
+			r, err := decide(id, streams[id], now)
 			var unreadable *unreadableError
 			switch {
 			case errors.Is(err, handlers.ErrNotDue):
 				continue
 			case errors.As(err, &unreadable):
-				// One stream that cannot be folded must not hold back the rows after it: it
-				// stays, and is reported each round until someone looks.
-				s.logger.WarnContext(ctx, "scheduled notification left waiting: its stream cannot be read", "notification_id", id, "error", err)
+				// A stream that cannot be folded must not hold back the rows after it, even
+				// when a batch's worth of them is due: it stays, put back by a while, and is
+				// reported each time until someone looks.
+				s.logger.WarnContext(ctx, "scheduled notification put back: its stream cannot be read",
+					"notification_id", id, "retry_in", unreadableBackoff.String(), "error", err)
+				rep.PutBack = append(rep.PutBack, id)
 				continue
-			case errors.Is(err, handlers.ErrNotScheduled), errors.Is(err, handlers.ErrNotQueued), errors.Is(err, events.ErrConflict):
-				s.logger.InfoContext(ctx, "scheduled notification dropped without a release", "notification_id", id, "reason", err.Error())
-				rep.Dropped = append(rep.Dropped, id)
+			case errors.Is(err, handlers.ErrNotScheduled), errors.Is(err, handlers.ErrNotQueued):
+				s.drop(ctx, &rep, id, err)
 			case err != nil:
 				return err
 			default:
-				rep.Released = append(rep.Released, released)
+				pending = append(pending, r)
 			}
 			done = append(done, id)
 		}
-		if len(done) == 0 {
-			return nil
+		rep.Full = len(done)+len(rep.PutBack) == s.batch
+		released, err := s.write(ctx, tx, pending, done, rep.PutBack)
+		if errors.Is(err, events.ErrConflict) {
+			// A stream moved since it was read — a cancel, committed before the round's
+			// append or while it waited for it. The batch's savepoint is rolled back; each
+			// release is written again alone, under a savepoint of its own, so that only
+			// the streams that moved lose theirs.
+			released = nil
+			for _, r := range pending {
+				one, err := s.write(ctx, tx, []release{r}, nil, nil)
+				switch {
+				case errors.Is(err, events.ErrConflict):
+					s.drop(ctx, &rep, r.n.ID, err)
+				case err != nil:
+					return err
+				default:
+					released = append(released, one...)
+				}
+			}
+			_, err = s.write(ctx, tx, nil, done, rep.PutBack)
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM scheduled_notifications WHERE notification_id = ANY($1::uuid[])`, done); err != nil {
-			return fmt.Errorf("delete released schedules: %w", err)
+		if err != nil {
+			return err
 		}
+		rep.Released = released
 		return nil
 	})
 	if err != nil {
@@ -178,30 +214,84 @@ func (s *Scheduler) Release(ctx context.Context) (Report, error) {
 	return rep, nil
 }
 
-// releaseOne decides on the notification whose stream is recs and, when it is due and still
-// scheduled, appends its release and queues its command in tx.
-func (s *Scheduler) releaseOne(ctx context.Context, tx pgx.Tx, log *events.Log, id string, recs []events.Recorded, now time.Time) (Released, error) {
+// drop notes a row deleted without a release.
+func (s *Scheduler) drop(ctx context.Context, rep *Report, id string, why error) {
+	s.logger.InfoContext(ctx, "scheduled notification dropped without a release", "notification_id", id, "reason", why.Error())
+	rep.Dropped = append(rep.Dropped, id)
+}
+
+// release is a decided release: the notification as folded, and the event that releases it.
+type release struct {
+	n  herald.Notification
+	ev events.Event
+	md events.Metadata
+}
+
+// decide folds the stream recs of notification id and decides on its release at now.
+func decide(id string, recs []events.Recorded, now time.Time) (release, error) {
 	var n herald.Notification
 	if events.IsNotificationStream(recs) {
 		var err error
 		if n, err = events.Fold(recs); err != nil {
-			return Released{}, &unreadableError{err}
+			return release{}, &unreadableError{err}
 		}
 	}
 	evs, err := handlers.DecideRelease(n, now)
 	if err != nil {
-		return Released{}, err
+		return release{}, err
 	}
-	md := events.Metadata{CorrelationID: recs[0].Metadata.CorrelationID, Actor: handlers.SchedulerActor}
-	out, err := log.Append(ctx, id, n.Version, md, evs...)
+	n.ID = id
+	return release{n: n, ev: evs[0], md: events.Metadata{CorrelationID: recs[0].Metadata.CorrelationID, Actor: handlers.SchedulerActor}}, nil
+}
+
+// write appends the releases rs with their commands, deletes the rows done and puts back the rows
+// putBack, under a savepoint of tx and in one round trip (a pgx batch). Any failure rolls the
+// savepoint back, so that tx goes on as before the call: also an append that waited for another
+// writer of its stream and then failed on the stream's unique version, which would otherwise
+// abort the whole transaction. An append to a stream that moved is ECONFLICT (events.ErrConflict).
+func (s *Scheduler) write(ctx context.Context, tx pgx.Tx, rs []release, done, putBack []string) ([]Released, error) {
+	b := &pgx.Batch{}
+	log := s.log.In(tx)
+	recs := make([]*events.Recorded, len(rs))
+	for i, r := range rs {
+		rec, err := log.QueueAppend(b, r.n.ID, r.n.Version, r.md, r.ev)
+		if err != nil {
+			return nil, err
+		}
+		recs[i] = rec
+		cmd := commands.Send(events.Evolve(r.n, *rec, r.ev))
+		if err := s.outbox.Queue(herald.WithCorrelationID(ctx, r.md.CorrelationID), b, cmd); err != nil {
+			return nil, fmt.Errorf("release %s: %w", r.n.ID, err)
+		}
+	}
+	if len(putBack) > 0 {
+		b.Queue(`UPDATE scheduled_notifications SET due_at = now() + $2::interval
+			WHERE notification_id = ANY($1::uuid[])`, putBack, unreadableBackoff.String())
+	}
+	if len(done) > 0 {
+		b.Queue(`DELETE FROM scheduled_notifications WHERE notification_id = ANY($1::uuid[])`, done)
+	}
+	if b.Len() == 0 {
+		return nil, nil
+	}
+	sp, err := tx.Begin(ctx)
 	if err != nil {
-		return Released{}, err
+		return nil, fmt.Errorf("savepoint: %w", err)
 	}
-	n = events.Evolve(n, out[0], evs[0])
-	if err := s.outbox.Send(herald.WithCorrelationID(ctx, md.CorrelationID), tx, commands.Send(n)); err != nil {
-		return Released{}, err
+	if err := sp.SendBatch(ctx, b).Close(); err != nil {
+		if rerr := sp.Rollback(ctx); rerr != nil {
+			return nil, fmt.Errorf("roll back to the savepoint: %w (after %w)", rerr, err)
+		}
+		return nil, err
 	}
-	return Released{ID: id, SendAt: n.SendAt, At: out[0].Time}, nil
+	if err := sp.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("release the savepoint: %w", err)
+	}
+	out := make([]Released, len(rs))
+	for i, r := range rs {
+		out[i] = Released{ID: r.n.ID, SendAt: r.n.SendAt, At: recs[i].Time}
+	}
+	return out, nil
 }
 
 // unreadableError is a stream the scheduler could not fold.
@@ -210,8 +300,8 @@ type unreadableError struct{ err error }
 func (e *unreadableError) Error() string { return e.err.Error() }
 func (e *unreadableError) Unwrap() error { return e.err }
 
-// Run releases due notifications until ctx is done: round after round while they fill the
-// batch, then every interval.
+// Run releases due notifications until ctx is done: round after round while each handles a
+// whole batch, then every interval (also after a round whose due rows other processes held).
 func (s *Scheduler) Run(ctx context.Context) error {
 	var lastCount time.Time
 	for {

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
@@ -181,5 +184,142 @@ func TestReleaseGoesPastAnUnreadableStream(t *testing.T) {
 	}
 	if got := count(t, db, `SELECT count(*) FROM scheduled_notifications WHERE notification_id = '`+bad+`'`); got != 1 {
 		t.Errorf("the unreadable one's row is gone")
+	}
+}
+
+// A cancel still uncommitted when the round appends to its stream holds back only its own row:
+// the round's append waits for it, and then either drops that row (the cancel committed: the
+// stream moved) or releases it (the cancel rolled back); every other row of the batch is
+// released in that round either way.
+func TestReleaseBesideAnUncommittedAppend(t *testing.T) {
+	for _, commit := range []bool{true, false} {
+		name := map[bool]string{true: "committed", false: "rolled back"}[commit]
+		t.Run(name, func(t *testing.T) {
+			db := heraldtest.NewDatabase(t)
+			ctx := t.Context()
+			due(t, db, 5)
+			var ids []string
+			rows, err := db.Pool.Query(ctx, `SELECT notification_id::text FROM scheduled_notifications ORDER BY notification_id`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ids, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+				t.Fatal(err)
+			}
+			cancelled := ids[2]
+			tx, err := db.Pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(context.Background())
+			if _, err := events.NewLog(db.Pool).In(tx).Append(ctx, cancelled, 1, events.Metadata{Actor: "apikey:shop"},
+				&events.NotificationCancelled{Actor: "apikey:shop"}); err != nil {
+				t.Fatal(err)
+			}
+
+			type result struct {
+				rep scheduler.Report
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				rep, err := scheduler.New(db.Pool, router.NewOutbox(nil), quiet).Release(context.Background())
+				done <- result{rep, err}
+			}()
+			heraldtest.Eventually(t, 10*time.Second, "the round waiting for the cancel", func() (bool, error) {
+				return count(t, db, `SELECT count(*) FROM pg_stat_activity
+					WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%event_log%'`) > 0, nil
+			})
+			if commit {
+				err = tx.Commit(ctx)
+			} else {
+				err = tx.Rollback(ctx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := <-done
+			if res.err != nil {
+				t.Fatalf("the round failed: %v", res.err)
+			}
+			released := len(ids) - 1
+			if !commit {
+				released = len(ids)
+			}
+			if len(res.rep.Released) != released {
+				t.Errorf("released %d of %d in the round, want %d: %+v", len(res.rep.Released), len(ids), released, res.rep)
+			}
+			if commit && (len(res.rep.Dropped) != 1 || res.rep.Dropped[0] != cancelled) {
+				t.Errorf("dropped %v, want the cancelled %s", res.rep.Dropped, cancelled)
+			}
+			if got := count(t, db, `SELECT count(*) FROM scheduled_notifications`); got != 0 {
+				t.Errorf("%d schedule rows left, want none", got)
+			}
+			if got := count(t, db, `SELECT count(*) FROM outbox`); got != released {
+				t.Errorf("%d commands queued, want %d", got, released)
+			}
+		})
+	}
+}
+
+// unreadable writes a stream whose NotificationQueued does not decode, with its schedule row
+// due age ago, and returns its id.
+func unreadable(t *testing.T, db *heraldtest.Database, age time.Duration) string {
+	t.Helper()
+	id := uuid.NewString()
+	if _, err := db.Pool.Exec(t.Context(), `INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data, metadata)
+		VALUES (gen_random_uuid(), $1, 1, 'NotificationQueued', '{"channel": 5}', '{}')`, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(t.Context(), `INSERT INTO scheduled_notifications VALUES ($1, now() - $2::interval)`, id, age.String()); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// Unreadable rows that fill a whole batch do not stall the rows due after them: each is put
+// back by a while, so the next round reaches the others.
+func TestUnreadableRowsDoNotFillEveryBatch(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := t.Context()
+	bad := []string{unreadable(t, db, 2*time.Minute), unreadable(t, db, time.Minute)}
+	due(t, db, 2) // due a second ago: after both unreadable ones
+	s := scheduler.New(db.Pool, router.NewOutbox(nil), quiet).WithBatch(len(bad))
+	released := 0
+	for round := 0; round < 3 && released < 2; round++ {
+		rep, err := s.Release(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		released += len(rep.Released)
+	}
+	if released != 2 {
+		t.Fatalf("released %d of the 2 readable rows in three rounds of %d, want both: the unreadable rows fill every batch", released, len(bad))
+	}
+	if got := count(t, db, `SELECT count(*) FROM scheduled_notifications WHERE due_at > now()`); got != len(bad) {
+		t.Errorf("%d rows put back ahead, want the %d unreadable ones, kept", got, len(bad))
+	}
+}
+
+// A round whose due rows another process holds locked handled none of them, and does not say
+// its batch was full: the scheduler waits instead of going round again at once.
+func TestRoundOfRowsLockedElsewhereIsNotFull(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := t.Context()
+	due(t, db, 3)
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM scheduled_notifications FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := scheduler.New(db.Pool, router.NewOutbox(nil), quiet).WithBatch(3).Release(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Due != 3 || rep.Full || len(rep.Released) != 0 {
+		t.Errorf("report %+v: want 3 due, none released, not full", rep)
 	}
 }

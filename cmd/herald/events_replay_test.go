@@ -224,9 +224,9 @@ func checkReplayAllTable(t *testing.T, args []string, tt replayAllCase) {
 			t.Errorf("row %q, want %s %s", rows[i+1], id, tt.status[id])
 		}
 	}
-	c := tt.counts
-	want := fmt.Sprintf("%d notifications as of %s: %d pending, %d processing, %d sent, %d failed",
-		len(tt.ids), tt.asOf.UTC().Format("2006-01-02T15:04:05.000000Z"), c.Pending, c.Processing, c.Sent, c.Failed)
+	// The summary's wording per count is TestReplayTableSummaryCountsEveryStatus's.
+	want := fmt.Sprintf("%d notifications as of %s%s",
+		len(tt.ids), tt.asOf.UTC().Format("2006-01-02T15:04:05.000000Z"), replayCounts(tt.counts))
 	if rows[len(rows)-1] != want {
 		t.Errorf("summary %q, want %q", rows[len(rows)-1], want)
 	}

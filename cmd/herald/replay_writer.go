@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/herald-notify/herald"
@@ -48,6 +49,48 @@ func (c *replayCounts) add(s herald.Status) {
 	case herald.StatusCancelled:
 		c.Cancelled++
 	}
+}
+
+// of is how many notifications of status s were counted.
+func (c replayCounts) of(s herald.Status) int {
+	switch s {
+	case herald.StatusScheduled:
+		return c.Scheduled
+	case herald.StatusPending:
+		return c.Pending
+	case herald.StatusProcessing:
+		return c.Processing
+	case herald.StatusSent:
+		return c.Sent
+	case herald.StatusDelivered:
+		return c.Delivered
+	case herald.StatusUndelivered:
+		return c.Undelivered
+	case herald.StatusBounced:
+		return c.Bounced
+	case herald.StatusComplained:
+		return c.Complained
+	case herald.StatusFailed:
+		return c.Failed
+	case herald.StatusCancelled:
+		return c.Cancelled
+	}
+	return 0
+}
+
+// String is the table's summary of the counts: ": 2 pending, 1 cancelled", each status with
+// notifications, in life order (herald.Statuses); empty when there are none.
+func (c replayCounts) String() string {
+	var parts []string
+	for _, st := range herald.Statuses {
+		if n := c.of(st); n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, st))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(parts, ", ")
 }
 
 // replaySummary closes a replay of every notification: how many there were, by status.
@@ -131,9 +174,7 @@ func (o *replayWriter) close() error {
 		if err := o.table.Flush(); err != nil {
 			return err
 		}
-		c := o.summary.ByStatus
-		if _, err := fmt.Fprintf(o.buf, "%d notifications as of %s: %d pending, %d processing, %d sent, %d failed\n",
-			o.summary.Total, logTime(o.at), c.Pending, c.Processing, c.Sent, c.Failed); err != nil {
+		if _, err := fmt.Fprintf(o.buf, "%d notifications as of %s%s\n", o.summary.Total, logTime(o.at), o.summary.ByStatus); err != nil {
 			return err
 		}
 	case formatJSONL:
