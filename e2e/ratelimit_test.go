@@ -128,7 +128,7 @@ func TestAPIKeyRateLimitAcrossServeProcesses(t *testing.T) {
 	if min := float64(accepted / limit.Lease()); takes < min {
 		t.Errorf("the processes leased %v times for %d accepted sends, want at least %v", takes, accepted, min)
 	}
-	t.Logf("%s: %d accepted (per process %v), %d limited; bound %d, %d per %s alone would allow about %d; %v leases",
+	t.Logf("%s: %d accepted (per process %v), %d limited; bound %d; three limits of %d per %s of their own would allow about %d; %v leases",
 		elapsed.Round(time.Millisecond), accepted, perProcess, denied, most, limit.Requests, limit.Window,
 		len(apis)*(limit.Requests+int(limit.PerSecond()*elapsed.Seconds())), takes)
 }
