@@ -218,3 +218,34 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return 0
 }
+
+// A lease is good for one window: tokens a process still holds after it are not handed out, and
+// the next request asks the shared bucket again.
+func TestKeyLeaseLapsesAfterAWindow(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	q := heraldtest.CountQueries(db.Pool)
+	limit := ratelimit.KeyLimit{Requests: 50, Window: 300 * time.Millisecond} // leases of 5
+	l := ratelimit.NewKeys(q, limit, nil, quietLogger())
+	if !l.Allow(t.Context(), "k") {
+		t.Fatal("the first request of a key refused")
+	}
+	leased := q.Count()
+	for i := range limit.Lease() - 1 {
+		if !l.Allow(t.Context(), "k") {
+			t.Fatalf("request %d of the lease refused", i+2)
+		}
+	}
+	if n := q.Count(); n != leased {
+		t.Fatalf("%d queries for one lease's requests, want %d", n, leased)
+	}
+	// One token used of the next lease, then the rest left to lapse: once a window has passed
+	// since it was taken, the very next request asks the bucket again.
+	l.Allow(t.Context(), "k")
+	taken := time.Now() // the lease lapses a window after it was taken, at the latest this
+	asked := q.Count()
+	time.Sleep(time.Until(taken.Add(limit.Window + 10*time.Millisecond)))
+	l.Allow(t.Context(), "k")
+	if n := q.Count() - asked; n != 1 {
+		t.Errorf("%d queries for the first request after the lease's window, want 1: the %d tokens left of it lapsed", n, limit.Lease()-1)
+	}
+}
