@@ -73,9 +73,6 @@ func NewKeys(db DB, limit KeyLimit, metrics *KeyMetrics, logger *slog.Logger) *K
 	return &Keys{db: db, limit: limit, metrics: metrics, logger: logger, keys: map[string]*keyLease{}}
 }
 
-// Limit is the bound each key is held to.
-func (l *Keys) Limit() KeyLimit { return l.limit }
-
 // Allow takes one of key's tokens and reports whether the request may pass now. It never waits
 // for a token: an empty bucket is an answer, false. It asks the database at most once per lease,
 // and the ask is bounded by a timeout of its own, not by ctx, so that a client hanging up does not
