@@ -5,8 +5,8 @@
 // The subpackages adapt one concern each: events (the facts and the append-only log), commands (the
 // intents sent to workers), handlers (the decisions), projections (the read models), http (the
 // edge), wire (every JSON shape users see, for the API and the CLI alike), router (brokers, topics
-// and middleware), delivery (the providers), ratelimit (the providers' rate limits, shared by every
-// worker), templates (the content language), attachments (the files
+// and middleware), delivery (the providers), ratelimit (the providers' and the API keys' rate limits, shared by every
+// worker or API process), templates (the content language), attachments (the files
 // emails carry, stored once by hash), scheduler (the release of scheduled sends when they are
 // due), apikeys (who may
 // call the API), bounces (the email bounces and complaints that come back), redact (what is never

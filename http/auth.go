@@ -32,11 +32,21 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (herald.Principal, error)
 }
 
-// RateLimit bounds the requests one API key may make: Requests per Window, in each process; and
-// the requests without a valid API key one client address may make: PerAddress per Window.
+// KeyLimiter holds each API key to its rate (see ratelimit.Keys).
+type KeyLimiter interface {
+	// Allow takes one of the key's tokens and reports whether its request may pass now; it
+	// never waits for one.
+	Allow(ctx context.Context, keyID string) bool
+}
+
+// RateLimit bounds the requests one API key may make: Requests per Window, held by Keys (across
+// every process that shares its buckets); and the requests without a valid API key one client
+// address may make: PerAddress per Window, in each process.
 type RateLimit struct {
 	Requests int
 	Window   time.Duration
+	// Keys holds each key to Requests per Window; it is needed when Requests is above 0.
+	Keys KeyLimiter
 	// PerAddress bounds the requests with a missing, malformed, unknown or revoked API key from
 	// one client address (see Config.TrustedProxies). Past it, the address is answered 429 before
 	// any key it presents is looked up, valid or not, until its rate falls below the bound again:
@@ -46,7 +56,7 @@ type RateLimit struct {
 
 type auth struct {
 	authenticator Authenticator
-	limiter       *httprate.RateLimiter
+	limit         RateLimit
 	refusals      *addressLimit
 }
 
@@ -54,20 +64,26 @@ type auth struct {
 // with the scope each needs, and limits each key and each refused client address to limit. A
 // server without it lets everyone in: only tests build one.
 func (s *Server) WithAuth(a Authenticator, limit RateLimit) *Server {
-	s.auth = &auth{authenticator: a}
+	if limit.Requests > 0 && limit.Keys == nil {
+		panic("http: a rate limit of API keys without a limiter to hold it")
+	}
+	s.auth = &auth{authenticator: a, limit: limit}
 	if limit.PerAddress > 0 {
 		s.auth.refusals = newAddressLimit(limit.PerAddress, cmp.Or(limit.Window, time.Second))
 	}
-	if limit.Requests > 0 {
-		s.auth.limiter = httprate.NewRateLimiter(limit.Requests, limit.Window,
-			httprate.WithLimitHandler(func(w http.ResponseWriter, r *http.Request) {
-				// httprate rounds the window down to whole seconds; a client told 0 would retry at once.
-				w.Header().Set("Retry-After", retryAfter(limit.Window))
-				s.writeError(w, r, herald.Errorf(herald.ERATELIMITED,
-					"this API key sent more than %d requests in %s; retry after the time in Retry-After", limit.Requests, limit.Window))
-			}))
-	}
 	return s
+}
+
+// keyLimited reports whether the API key p is over its rate, and then answers 429.
+func (s *Server) keyLimited(w http.ResponseWriter, r *http.Request, p herald.Principal) bool {
+	l := s.auth.limit
+	if l.Requests <= 0 || l.Keys.Allow(r.Context(), p.KeyID) {
+		return false
+	}
+	w.Header().Set("Retry-After", retryAfter(l.Window))
+	s.writeError(w, r, herald.Errorf(herald.ERATELIMITED,
+		"this API key sent more than %d requests in %s; retry after the time in Retry-After", l.Requests, l.Window))
+	return true
 }
 
 // authenticate finds the API key a request presents and puts its principal in the context.
@@ -89,7 +105,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if err == nil {
 			var p herald.Principal
 			if p, err = s.auth.authenticator.Authenticate(r.Context(), token); err == nil {
-				if s.auth.limiter != nil && s.auth.limiter.RespondOnLimit(w, r, p.KeyID) {
+				if s.keyLimited(w, r, p) {
 					return
 				}
 				next.ServeHTTP(w, r.WithContext(herald.WithPrincipal(r.Context(), p)))
@@ -104,8 +120,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	})
 }
 
-// retryAfter is a Retry-After in whole seconds, at least 1: httprate rounds the window down, and a
-// client told 0 would retry at once.
+// retryAfter is a Retry-After in whole seconds, at least 1: a client told 0 would retry at once.
 func retryAfter(window time.Duration) string {
 	return strconv.Itoa(max(1, int(math.Ceil(window.Seconds()))))
 }

@@ -31,7 +31,7 @@ func BenchmarkRequestWithoutValidKey(b *testing.B) {
 		srv := heraldhttp.NewServer(heraldhttp.Config{},
 			handlers.NewAcceptor(db.Pool, log, router.NewOutbox(nil), handlers.DefaultLimits),
 			projections.NewReader(db.Pool, log), nil, slog.New(slog.NewTextHandler(io.Discard, nil)),
-		).WithAuth(apikeys.NewStore(queries), heraldhttp.RateLimit{Requests: 1000, Window: time.Minute, PerAddress: perAddress})
+		).WithAuth(apikeys.NewStore(queries), sharedKeyLimit(b, db.Pool, heraldhttp.RateLimit{Requests: 1000, Window: time.Minute, PerAddress: perAddress}))
 		return srv.Handler(), queries
 	}
 	run := func(b *testing.B, h http.Handler, queries *heraldtest.QueryCounter, want int, token func(i int) string) {

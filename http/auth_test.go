@@ -3,6 +3,8 @@ package http_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -22,6 +24,7 @@ import (
 	"github.com/herald-notify/herald/heraldtest"
 	heraldhttp "github.com/herald-notify/herald/http"
 	"github.com/herald-notify/herald/projections"
+	"github.com/herald-notify/herald/ratelimit"
 	"github.com/herald-notify/herald/router"
 )
 
@@ -50,6 +53,7 @@ func serveAuthAPI(t *testing.T, pool *pgxpool.Pool, limit heraldhttp.RateLimit) 
 	log := events.NewLog(pool)
 	parked := &memoryParked{}
 	keys := apikeys.NewStore(pool)
+	limit = sharedKeyLimit(t, pool, limit)
 	srv := heraldhttp.NewServer(
 		heraldhttp.Config{MaxBodyBytes: apiMaxBody, Metrics: prometheus.NewRegistry()},
 		handlers.NewAcceptor(pool, log, router.NewOutbox(nil), handlers.DefaultLimits),
@@ -60,6 +64,16 @@ func serveAuthAPI(t *testing.T, pool *pgxpool.Pool, limit heraldhttp.RateLimit) 
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return &authAPI{url: ts.URL, pool: pool, log: log, keys: keys, parked: parked}
+}
+
+// sharedKeyLimit is limit with a limiter of its own over pool, as a newly started process has,
+// when it limits API keys.
+func sharedKeyLimit(t testing.TB, pool *pgxpool.Pool, limit heraldhttp.RateLimit) heraldhttp.RateLimit {
+	if limit.Requests > 0 && limit.Keys == nil {
+		limit.Keys = ratelimit.NewKeys(pool, ratelimit.KeyLimit{Requests: limit.Requests, Window: limit.Window}, nil,
+			slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}
+	return limit
 }
 
 // key creates an API key with scopes and returns its token.
@@ -324,6 +338,39 @@ func TestRateLimitPerKey(t *testing.T) {
 	})
 }
 
+// Two API processes over one database hold a key to one limit together, not one each; another
+// key keeps its own.
+func TestRateLimitPerKeyAcrossProcesses(t *testing.T) {
+	const limit = 4
+	first := newAuthAPI(t, heraldhttp.RateLimit{Requests: limit, Window: time.Minute})
+	second := serveAuthAPI(t, first.pool, heraldhttp.RateLimit{Requests: limit, Window: time.Minute})
+	busy := first.key(t, "busy", herald.ScopeRead)
+	calm := first.key(t, "calm", herald.ScopeRead)
+	count := func(token string, n int) (ok, limited int) {
+		for i := range n {
+			api := []*authAPI{first, second}[i%2]
+			switch r := doRequest(t, api.url, http.MethodGet, "/api/v1/notifications", "", bearer(token)); r.status {
+			case http.StatusOK:
+				ok++
+			case http.StatusTooManyRequests:
+				limited++
+				wantError(t, r, http.StatusTooManyRequests, herald.ERATELIMITED)
+			default:
+				t.Fatalf("request %d: %d %s", i, r.status, r.body)
+			}
+		}
+		return ok, limited
+	}
+	// Over a minute's window nothing is earned back during the test.
+	if ok, limited := count(busy, 3*limit); ok != limit || limited != 2*limit {
+		t.Errorf("%d requests of one key alternating between two processes: %d answered and %d limited, want %d and %d",
+			3*limit, ok, limited, limit, 2*limit)
+	}
+	if ok, _ := count(calm, limit); ok != limit {
+		t.Errorf("another key: %d of %d answered, want all", ok, limit)
+	}
+}
+
 // Retry-After is a whole number of seconds; a window shorter than a second must not tell the
 // client to retry after 0 seconds, which invites it to hammer.
 func TestRetryAfterOfAShortWindow(t *testing.T) {
@@ -492,6 +539,7 @@ func serveFloodAPI(t *testing.T, limit heraldhttp.RateLimit, trustedProxies ...s
 	log := events.NewLog(db.Pool)
 	queries := heraldtest.CountQueries(db.Pool)
 	keys := apikeys.NewStore(queries)
+	limit = sharedKeyLimit(t, db.Pool, limit)
 	srv := heraldhttp.NewServer(
 		heraldhttp.Config{MaxBodyBytes: apiMaxBody, TrustedProxies: trustedProxies},
 		handlers.NewAcceptor(db.Pool, log, router.NewOutbox(nil), handlers.DefaultLimits),

@@ -1,7 +1,8 @@
-// Package ratelimit owns the providers' rate limits: how many sends a provider takes per unit of
-// time, held across every worker process together. The shared state is a token bucket per
-// provider in PostgreSQL; each process hands the tokens it takes to its own waiters, the most
-// urgent first.
+// Package ratelimit owns the rate limits held across processes together: how many sends a
+// provider takes per unit of time, across every worker process, and how many requests an API key
+// may make per window, across every API process. The shared state is a token bucket per provider
+// or key in PostgreSQL; each process hands the tokens it takes to its own waiters (a provider's,
+// the most urgent first) or, for API keys, leases a few at a time and hands them out locally.
 package ratelimit
 
 import (

@@ -183,19 +183,34 @@ func (bk *bucket) take() {
 	}
 }
 
-// takeTokens takes up to want tokens from provider's shared bucket in one statement and returns
-// how many it got and, when it got fewer than want, how long until the next token is due.
+// takeTokens takes up to want tokens from provider's shared bucket and returns how many it got
+// and, when it got fewer than want, how long until the next token is due.
 func (b *Buckets) takeTokens(provider string, r Rate, want int) (granted int, next time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rate, burst := r.PerSecond(), float64(r.Burst())
-	var left float64
-	// The row is locked (FOR UPDATE); the tokens it has now are what it had, plus what the rate
-	// added since, up to the burst. Whole tokens only are handed out. The clock is read before
-	// the lock is granted: a take that waited for another's lock may hold an instant older than
-	// the row's updated_at. It then adds nothing, and updated_at never goes back, or the time in
-	// between would be counted twice.
-	err = b.db.QueryRow(ctx, `
+	rate := r.PerSecond()
+	granted, left, err := takeTokens(ctx, b.db, provider, rate, r.Burst(), want)
+	if err != nil {
+		return 0, 0, fmt.Errorf("rate limit of %s: %w", provider, err)
+	}
+	if granted < want {
+		next = time.Duration((1 - left) / rate * float64(time.Second))
+		next = max(next, time.Millisecond)
+	}
+	return granted, next, nil
+}
+
+// takeTokens takes up to want whole tokens from the bucket called name, which earns rate tokens
+// a second up to burst, in one statement, and returns how many it got and what the bucket holds
+// after. A bucket not there yet is created full first.
+func takeTokens(ctx context.Context, db DB, name string, rate float64, burst, want int) (granted int, left float64, err error) {
+	for range 2 {
+		// The row is locked (FOR UPDATE); the tokens it has now are what it had, plus what the
+		// rate added since, up to the burst. Whole tokens only are handed out. The clock is
+		// read before the lock is granted: a take that waited for another's lock may hold an
+		// instant older than the row's updated_at. It then adds nothing, and updated_at never
+		// goes back, or the time in between would be counted twice.
+		err = db.QueryRow(ctx, `
 WITH now AS (SELECT clock_timestamp() AS t),
 cur AS (
 	SELECT provider, LEAST($2::float8, tokens + $3::float8 * GREATEST(0, EXTRACT(EPOCH FROM (SELECT t FROM now) - updated_at))) AS avail
@@ -205,24 +220,21 @@ cur AS (
 )
 UPDATE rate_limits r SET tokens = took.avail - took.n, updated_at = GREATEST(r.updated_at, (SELECT t FROM now))
 FROM took WHERE r.provider = took.provider
-RETURNING took.n, took.avail - took.n`, provider, burst, rate, want).Scan(&granted, &left)
-	if errors.Is(err, pgx.ErrNoRows) {
-		// The first take of this provider: a full bucket. Two processes may race here; the
-		// loser's insert does nothing, and both take again.
-		if _, err := b.db.Exec(ctx, `INSERT INTO rate_limits (provider, tokens) VALUES ($1, $2) ON CONFLICT (provider) DO NOTHING`,
-			provider, burst); err != nil {
-			return 0, 0, fmt.Errorf("rate limit of %s: create bucket: %w", provider, err)
+RETURNING took.n, took.avail - took.n`, name, float64(burst), rate, want).Scan(&granted, &left)
+		if !errors.Is(err, pgx.ErrNoRows) {
+			break
 		}
-		return 0, 0, nil
+		// The first take from this bucket: a full one. Two processes may race here; the
+		// loser's insert does nothing, and both take again.
+		if _, err := db.Exec(ctx, `INSERT INTO rate_limits (provider, tokens) VALUES ($1, $2) ON CONFLICT (provider) DO NOTHING`,
+			name, float64(burst)); err != nil {
+			return 0, 0, fmt.Errorf("create bucket: %w", err)
+		}
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("rate limit of %s: take tokens: %w", provider, err)
+		return 0, 0, fmt.Errorf("take tokens: %w", err)
 	}
-	if granted < want {
-		next = time.Duration((1 - left) / rate * float64(time.Second))
-		next = max(next, time.Millisecond)
-	}
-	return granted, next, nil
+	return granted, left, nil
 }
 
 // Metrics are the limiter's: how long sends waited for their provider's rate, and how many

@@ -180,7 +180,7 @@ type httpConfig struct {
 func (c *httpConfig) register(s *settings, def string) {
 	s.String(&c.Addr, "http-addr", "HERALD_HTTP_ADDR", def, "address the HTTP API listens on")
 	s.Int(&c.MaxBodyBytes, "max-body-bytes", "HERALD_MAX_BODY_BYTES", 256<<10, "largest request body accepted, in bytes")
-	s.Int(&c.RateLimit, "rate-limit", "HERALD_RATE_LIMIT", 500, "requests one API key may make per --rate-limit-window, in each API process; 0: no limit")
+	s.Int(&c.RateLimit, "rate-limit", "HERALD_RATE_LIMIT", 500, "requests one API key may make per --rate-limit-window, across all API processes together (they share it through the database); 0: no limit")
 	s.Duration(&c.RateWindow, "rate-limit-window", "HERALD_RATE_LIMIT_WINDOW", time.Second, "window of --rate-limit and --address-rate-limit")
 	s.Int(&c.AddressLimit, "address-rate-limit", "HERALD_ADDRESS_RATE_LIMIT", 20, "requests with a missing or invalid API key one client address may make per --rate-limit-window, in each API process; past it the address gets 429 before any key is looked up; 0: no limit")
 	s.Strings(&c.TrustedProxies, "trusted-proxies", "HERALD_TRUSTED_PROXIES", nil, "CIDR prefixes of the reverse proxies in front of Herald, whose X-Forwarded-For gives the client address; none: the TCP peer is the client")

@@ -343,8 +343,13 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 	srv := cfg.newServer(pr, acc, projections.NewReader(pool, log))
 	srv.WithOperator(newOperator(pool, log, cfg.amqp.URL, logger))
 	srv.WithCanceller(handlers.NewCanceller(pool, log, cfg.worker.lease()).WithIdempotencyTTL(cfg.http.IdempotencyTTL))
-	srv.WithAuth(apikeys.NewStore(pool), heraldhttp.RateLimit{
-		Requests: cfg.http.RateLimit, Window: cfg.http.RateWindow, PerAddress: cfg.http.AddressLimit})
+	limit := heraldhttp.RateLimit{Requests: cfg.http.RateLimit, Window: cfg.http.RateWindow, PerAddress: cfg.http.AddressLimit}
+	if limit.Requests > 0 {
+		// Shared with every other API process through the database.
+		limit.Keys = ratelimit.NewKeys(pool, ratelimit.KeyLimit{Requests: limit.Requests, Window: limit.Window},
+			ratelimit.NewKeyMetrics(pr.reg), logger)
+	}
+	srv.WithAuth(apikeys.NewStore(pool), limit)
 	srv.WithRebuilds(projections.NewJobs(ctx, projections.NewRebuilder(pool, log, 5000, logger), log))
 	replays := webhooks.NewReplayJobs(ctx, cfg.webhookSender(pr), cfg.webhooks.Lanes)
 	// Stops the replays under way, and waits for their last page to be recorded, before the
