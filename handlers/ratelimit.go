@@ -29,15 +29,16 @@ func (d *Deliverer) WithRateLimiter(limits RateLimiter) *Deliverer {
 	return &c
 }
 
-// awaitRate waits for provider's rate limit to let n's attempt start.
-func (d *Deliverer) awaitRate(ctx context.Context, provider string, n herald.Notification) error {
+// awaitRate waits for provider's rate limit to let n's attempt start. waited is true when d has
+// a limiter and it let the attempt go: time may have passed since the decision.
+func (d *Deliverer) awaitRate(ctx context.Context, provider string, n herald.Notification) (waited bool, err error) {
 	if d.limits == nil {
-		return nil
+		return false, nil
 	}
 	if err := d.limits.Wait(ctx, provider, n.Priority); err != nil {
-		return fmt.Errorf("wait for the rate limit of %s: %w", provider, err)
+		return false, fmt.Errorf("wait for the rate limit of %s: %w", provider, err)
 	}
-	return nil
+	return true, nil
 }
 
 // opensAttempt reports whether evs start an attempt (rather than only fail the notification).
