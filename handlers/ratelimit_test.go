@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
 	"github.com/herald-notify/herald/heraldtest"
+	"github.com/herald-notify/herald/ratelimit"
 	"github.com/herald-notify/herald/suppressions"
 )
 
@@ -256,5 +258,33 @@ func TestSuppressedDuringRateLimitWait(t *testing.T) {
 	}
 	if f := e.(*events.NotificationFailed); f.Reason != events.ReasonSuppressed {
 		t.Errorf("failed with reason %q; want %q", f.Reason, events.ReasonSuppressed)
+	}
+}
+
+// tooLongLimiter ends every wait as the limiter's longest wait does.
+type tooLongLimiter struct{}
+
+func (tooLongLimiter) Wait(ctx context.Context, provider string, p herald.Priority) error {
+	return fmt.Errorf("%w (5m0s) of %s", ratelimit.ErrWaitTooLong, provider)
+}
+
+// A wait that lasts the limiter's longest wait sends the command back to its queue: the error is
+// neither final (the command would be parked) nor one to try again in the process, and nothing is
+// recorded or sent.
+func TestRateLimitWaitTooLongRequeues(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	eventLog := events.NewLog(db.Pool)
+	provider := &fakeProvider{name: "fake-smtp", channel: herald.ChannelEmail}
+	d := newDeliverer(eventLog, "w1", provider).WithRateLimiter(tooLongLimiter{})
+	id := queue(t, eventLog, queuedOn(herald.ChannelEmail))
+	err := d.Deliver(context.Background(), commandFor(id, herald.ChannelEmail), cmdMD(1))
+	if err == nil || handlers.Final(err) || !handlers.Requeue(err) || !errors.Is(err, ratelimit.ErrWaitTooLong) {
+		t.Fatalf("a wait past the longest wait: %v, want a requeue error wrapping ErrWaitTooLong, not final", err)
+	}
+	if diff := cmp.Diff([]string{events.TypeNotificationQueued}, eventTypes(t, eventLog, id)); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	if n := len(provider.Calls()); n != 0 {
+		t.Errorf("the provider was called %d times; want none", n)
 	}
 }

@@ -1,7 +1,8 @@
 // Package ratelimit owns the providers' rate limits: how many sends a provider takes per unit of
 // time, held across every worker process together. The shared state is a token bucket per
 // provider in PostgreSQL; each process hands the tokens it takes to its own waiters, the most
-// urgent first.
+// urgent first but with a share for the lower priorities, and no wait lasts longer than the
+// limiter's longest wait.
 package ratelimit
 
 import (

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/herald-notify/herald/delivery"
 	"github.com/herald-notify/herald/ratelimit"
@@ -10,14 +11,21 @@ import (
 
 // rateConfig is the providers' rate limits, held across every worker process together.
 type rateConfig struct {
-	SMTP string
-	SMS  string
+	SMTP    string
+	SMS     string
+	MaxWait time.Duration
 }
+
+// maxRateWait is the most --rate-limit-max-wait may be: well under RabbitMQ's default consumer
+// timeout (30 minutes), past which the broker closes the channel of a consumer that holds a
+// message unacknowledged, with room for the attempt that follows the wait.
+const maxRateWait = 15 * time.Minute
 
 // register binds the rate limits to the command's flags.
 func (c *rateConfig) register(s *settings) {
 	s.String(&c.SMTP, "smtp-rate", "HERALD_SMTP_RATE", "", "most emails the SMTP provider takes, from all workers together: N/s, N/m or N/h (e.g. 100/s); empty: no limit")
 	s.String(&c.SMS, "sms-rate", "HERALD_SMS_RATE", "", "most SMS the SMS gateway takes, from all workers together: N/s, N/m or N/h (e.g. 20/s); empty: no limit")
+	s.Duration(&c.MaxWait, "rate-limit-max-wait", "HERALD_RATE_LIMIT_MAX_WAIT", 5*time.Minute, "longest a send waits for its provider's rate; then its command goes back to its queue, no attempt spent (at most 15m, under RabbitMQ's consumer timeout)")
 }
 
 // validate checks the rates before anything connects, naming the flags at fault.
@@ -28,6 +36,9 @@ func (c rateConfig) validate() error {
 	}
 	if _, err := ratelimit.ParseRate(c.SMS); err != nil {
 		errs = append(errs, fmt.Errorf("--sms-rate: %w", err))
+	}
+	if c.MaxWait < time.Second || c.MaxWait > maxRateWait {
+		errs = append(errs, fmt.Errorf("--rate-limit-max-wait %s: want 1s to %s, under RabbitMQ's consumer timeout (30m by default)", c.MaxWait, maxRateWait))
 	}
 	return errors.Join(errs...)
 }

@@ -11,7 +11,7 @@ import (
 // TestRateSettings: the rates reach the limiter keyed by provider name, and a rate that cannot be
 // read is refused before anything connects, naming its flag.
 func TestRateSettings(t *testing.T) {
-	c := rateConfig{SMTP: "100/s", SMS: "20/m"}
+	c := rateConfig{SMTP: "100/s", SMS: "20/m", MaxWait: 5 * time.Minute}
 	if err := c.validate(); err != nil {
 		t.Fatalf("valid rates refused: %v", err)
 	}
@@ -30,6 +30,9 @@ func TestRateSettings(t *testing.T) {
 		{rateConfig{SMTP: "fast/s"}, "--smtp-rate"},
 		{rateConfig{SMS: "10/d"}, "--sms-rate"},
 		{rateConfig{SMS: "0/s"}, "--sms-rate"},
+		// The longest wait stays well under RabbitMQ's consumer timeout, and is a wait.
+		{rateConfig{MaxWait: 0}, "--rate-limit-max-wait"},
+		{rateConfig{MaxWait: 30 * time.Minute}, "--rate-limit-max-wait"},
 	} {
 		if err := tt.c.validate(); err == nil || !strings.Contains(err.Error(), tt.flag) {
 			t.Errorf("validate %+v: %v, want an error naming %s", tt.c, err, tt.flag)

@@ -308,7 +308,7 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 	deliverer := handlers.NewDeliverer(pr.log, providers, cfg.worker.policy(), worker, pr.logger).
 		WithSuppressions(suppressions.New(pr.pool)).WithFiles(attachments.New(pr.pool))
 	if rates := cfg.worker.Rates.rates(); rates != nil {
-		deliverer = deliverer.WithRateLimiter(ratelimit.New(pr.pool, rates, ratelimit.NewMetrics(pr.reg), pr.logger))
+		deliverer = deliverer.WithRateLimiter(ratelimit.New(pr.pool, rates, cfg.worker.Rates.MaxWait, ratelimit.NewMetrics(pr.reg), pr.logger))
 	}
 	wc := cfg.worker.routerConfig()
 	wc.Metrics = pr.reg
