@@ -190,8 +190,23 @@ func (d *Deliverer) start(ctx context.Context, provider string, cmd commands.Sen
 		return n, ctx, func() {}, false, err
 	}
 	if !suppressed && opensAttempt(evs) {
-		if err := d.awaitRate(ctx, provider, n); err != nil {
+		waited, err := d.awaitRate(ctx, provider, n)
+		if err != nil {
 			return n, ctx, func() {}, false, fmt.Errorf("deliver %s: %w", n.ID, err)
+		}
+		if waited {
+			// The wait may have lasted minutes, and a suppression is not on the notification's
+			// stream, so the append below would not notice one that arrived meanwhile (an SMS
+			// STOP): the list is asked again, at the last moment.
+			dctx, dcancel := d.timeout(ctx)
+			sup, suppressed, err = d.suppressed(dctx, n)
+			dcancel()
+			if err != nil {
+				return n, ctx, func() {}, false, fmt.Errorf("deliver %s: %w", n.ID, err)
+			}
+			if suppressed {
+				evs, suppressed = DecideSuppressed(evs, n, sup)
+			}
 		}
 	}
 	attempt, cancel = d.timeout(ctx)

@@ -131,9 +131,11 @@ func requestHash(req SendRequest, files []events.AttachmentRef) ([]byte, error) 
 		// The instant, whatever offset it was written with.
 		fields["send_at"] = req.SendAt.UTC().Format(time.RFC3339Nano)
 	}
-	if p, err := herald.ParsePriority(req.Priority); err == nil && p != herald.PriorityNormal {
-		// Normal, said or not, hashes as a request did before there were priorities.
-		fields["priority"] = string(p)
+	if req.Priority != "" && req.Priority != string(herald.PriorityNormal) {
+		// Normal, said or not, hashes as a request did before there were priorities. Any other
+		// value counts as written, even one that is no priority ("urgent"): such a request is
+		// not the one the key was claimed with, and must not be answered with its notification.
+		fields["priority"] = req.Priority
 	}
 	if len(files) > 0 {
 		named := make([][3]string, len(files))

@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -17,6 +18,8 @@ import (
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
 	"github.com/herald-notify/herald/heraldtest"
+	"github.com/herald-notify/herald/ratelimit"
+	"github.com/herald-notify/herald/suppressions"
 )
 
 // scriptedLimiter waits as told: hold blocks each Wait until ctx ends; otherwise it pauses for
@@ -188,5 +191,100 @@ func TestDelivererBoundsTheAttempt(t *testing.T) {
 	want := []string{events.TypeNotificationQueued, events.TypeNotificationProcessing, events.TypeDeliveryAttemptFailed}
 	if diff := cmp.Diff(want, eventTypes(t, eventLog, id)); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
+	}
+}
+
+// gateLimiter blocks each Wait until its gate is opened, and says when a Wait has begun.
+type gateLimiter struct {
+	waiting chan struct{}
+	gate    chan struct{}
+}
+
+func (l *gateLimiter) Wait(ctx context.Context, provider string, p herald.Priority) error {
+	l.waiting <- struct{}{}
+	select {
+	case <-l.gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// A recipient who opts out while their message waits for the provider's rate is not sent to: the
+// list is asked again once the wait is over, and the notification fails, reason suppressed.
+func TestSuppressedDuringRateLimitWait(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := context.Background()
+	eventLog := events.NewLog(db.Pool)
+	list := suppressions.New(db.Pool)
+	sms := &fakeProvider{name: "fake-sms", channel: herald.ChannelSMS}
+	limiter := &gateLimiter{waiting: make(chan struct{}, 1), gate: make(chan struct{})}
+	d := newDeliverer(eventLog, "w1", sms).WithSuppressions(list).WithRateLimiter(limiter)
+	q := queuedOn(herald.ChannelSMS)
+	id := queue(t, eventLog, q)
+
+	done := make(chan error, 1)
+	go func() { done <- d.Deliver(ctx, commandFor(id, herald.ChannelSMS), cmdMD(1)) }()
+	select {
+	case <-limiter.waiting:
+	case err := <-done:
+		t.Fatalf("Deliver returned %v before waiting for the rate limit", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Deliver never waited for the rate limit")
+	}
+	if err := list.OptOut(ctx, q.Recipient, "STOP"); err != nil {
+		t.Fatal(err)
+	}
+	close(limiter.gate)
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Deliver did not return after the wait")
+	}
+	checkOutcome(t, err, delivered, nil)
+	checkCalls(t, sms, nil)
+	want := []string{events.TypeNotificationQueued, events.TypeNotificationFailed}
+	if diff := cmp.Diff(want, eventTypes(t, eventLog, id)); diff != "" {
+		t.Fatalf("events (-want +got):\n%s", diff)
+	}
+	recs, err := eventLog.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := recs[1].Event()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := e.(*events.NotificationFailed); f.Reason != events.ReasonSuppressed {
+		t.Errorf("failed with reason %q; want %q", f.Reason, events.ReasonSuppressed)
+	}
+}
+
+// tooLongLimiter ends every wait as the limiter's longest wait does.
+type tooLongLimiter struct{}
+
+func (tooLongLimiter) Wait(ctx context.Context, provider string, p herald.Priority) error {
+	return fmt.Errorf("%w (5m0s) of %s", ratelimit.ErrWaitTooLong, provider)
+}
+
+// A wait that lasts the limiter's longest wait sends the command back to its queue: the error is
+// neither final (the command would be parked) nor one to try again in the process, and nothing is
+// recorded or sent.
+func TestRateLimitWaitTooLongRequeues(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	eventLog := events.NewLog(db.Pool)
+	provider := &fakeProvider{name: "fake-smtp", channel: herald.ChannelEmail}
+	d := newDeliverer(eventLog, "w1", provider).WithRateLimiter(tooLongLimiter{})
+	id := queue(t, eventLog, queuedOn(herald.ChannelEmail))
+	err := d.Deliver(context.Background(), commandFor(id, herald.ChannelEmail), cmdMD(1))
+	if err == nil || handlers.Final(err) || !handlers.Requeue(err) || !errors.Is(err, ratelimit.ErrWaitTooLong) {
+		t.Fatalf("a wait past the longest wait: %v, want a requeue error wrapping ErrWaitTooLong, not final", err)
+	}
+	if diff := cmp.Diff([]string{events.TypeNotificationQueued}, eventTypes(t, eventLog, id)); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	if n := len(provider.Calls()); n != 0 {
+		t.Errorf("the provider was called %d times; want none", n)
 	}
 }

@@ -154,6 +154,15 @@ func TestIdempotencyByTemplate(t *testing.T) {
 	if again, err := a.Accept(ctx, req); err != nil || !again.Replayed || again.ID != first.ID {
 		t.Errorf("retry after the template was archived: %+v, %v; want the first replayed", again, err)
 	}
+	// A retry that differs from the first request is no retry of it, even by a priority that is
+	// not one: it is refused, not answered with the first notification.
+	for _, priority := range []string{"high", "urgent"} {
+		changed := req
+		changed.Priority = priority
+		if again, err := a.Accept(ctx, changed); herald.ErrorCode(err) != herald.EINVALID || again.Replayed {
+			t.Errorf("same key, priority %q: %+v, %v; want EINVALID and no replay", priority, again, err)
+		}
+	}
 	// A new key for the archived template is refused.
 	fresh := req
 	fresh.IdempotencyKey = "k-2"

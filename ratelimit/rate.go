@@ -1,8 +1,10 @@
 // Package ratelimit owns the rate limits held across processes together: how many sends a
 // provider takes per unit of time, across every worker process, and how many requests an API key
 // may make per window, across every API process. The shared state is a token bucket per provider
-// or key in PostgreSQL; each process hands the tokens it takes to its own waiters (a provider's,
-// the most urgent first) or, for API keys, leases a few at a time and hands them out locally.
+// or key in PostgreSQL. For a provider, each process hands the tokens it takes to its own
+// waiters, the most urgent first but with a share for the lower priorities, and no wait lasts
+// longer than the limiter's longest wait; for API keys, each leases a few at a time and hands
+// them out locally.
 package ratelimit
 
 import (

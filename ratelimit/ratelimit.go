@@ -17,11 +17,25 @@ import (
 
 // Limiter holds sends to each provider's rate.
 type Limiter interface {
-	// Wait returns once a send to provider may start, or with ctx's error when ctx ends first.
+	// Wait returns once a send to provider may start, or with ctx's error when ctx ends first,
+	// or with an error wrapping ErrWaitTooLong when the limiter's longest wait passes first.
 	// Among a process's waiters for one provider, higher priorities are served first, and equal
-	// ones in the order they came. A provider with no limit returns at once.
+	// ones in the order they came, except that every LowerShare-th token goes to the one waiting
+	// longest among the lower priorities, so that none starves. A provider with no limit
+	// returns at once.
 	Wait(ctx context.Context, provider string, p herald.Priority) error
 }
+
+// ErrWaitTooLong is wrapped by the error of a wait that lasted the limiter's longest wait without
+// a token: the provider's rate is too low for the sends that wait for it, or the shared bucket
+// could not be reached (the error then says why). The send may be tried again later.
+var ErrWaitTooLong = errors.New("waited the longest wait for the rate limit")
+
+// LowerShare says how the tokens are shared between priorities while sends of several wait: of
+// every LowerShare tokens, one goes to the send waiting longest among those of lower priority
+// than the most urgent waiting, the rest in priority order. A backlog of normal sends slows the
+// low ones down but does not stop them.
+const LowerShare = 5
 
 // DB is what the limiter needs of PostgreSQL: a *pgxpool.Pool.
 type DB interface {
@@ -38,15 +52,17 @@ type Buckets struct {
 	db      DB
 	logger  *slog.Logger
 	metrics *Metrics
+	maxWait time.Duration
 	buckets map[string]*bucket
 }
 
 var _ Limiter = (*Buckets)(nil)
 
 // New returns a limiter holding each provider named in rates to its rate, sharing the buckets
-// through db; providers not named (or with an unlimited rate) are not limited. metrics may be nil.
-func New(db DB, rates map[string]Rate, metrics *Metrics, logger *slog.Logger) *Buckets {
-	b := &Buckets{db: db, logger: logger, metrics: metrics, buckets: map[string]*bucket{}}
+// through db; providers not named (or with an unlimited rate) are not limited. A wait lasts at
+// most maxWait (0: no bound), and then ends with ErrWaitTooLong. metrics may be nil.
+func New(db DB, rates map[string]Rate, maxWait time.Duration, metrics *Metrics, logger *slog.Logger) *Buckets {
+	b := &Buckets{db: db, logger: logger, metrics: metrics, maxWait: maxWait, buckets: map[string]*bucket{}}
 	for provider, r := range rates {
 		if r.Unlimited() {
 			continue
@@ -63,7 +79,7 @@ func (b *Buckets) Wait(ctx context.Context, provider string, p herald.Priority) 
 		return nil
 	}
 	started := time.Now()
-	err := bk.wait(ctx, p)
+	err := bk.wait(ctx, p, b.maxWait)
 	if b.metrics != nil && err == nil {
 		b.metrics.waited.WithLabelValues(provider).Observe(time.Since(started).Seconds())
 	}
@@ -91,34 +107,51 @@ type bucket struct {
 	mu      sync.Mutex
 	waiters [3][]*waiter // by herald.Priority.Rank, each in arrival order
 	taking  bool
+	arrived uint64 // waiters so far: each one's number orders them across priorities
+	passed  int    // tokens handed in priority order since one last went to a lower priority
+	failing error  // why the last take of tokens failed, nil once one succeeds
 }
 
 type waiter struct {
 	ready chan struct{} // closed when the waiter has its token
+	seq   uint64
 }
 
-func (bk *bucket) wait(ctx context.Context, p herald.Priority) error {
-	w := &waiter{ready: make(chan struct{})}
+func (bk *bucket) wait(ctx context.Context, p herald.Priority, maxWait time.Duration) error {
 	rank := p.Rank()
 	bk.mu.Lock()
+	bk.arrived++
+	w := &waiter{ready: make(chan struct{}), seq: bk.arrived}
 	bk.waiters[rank] = append(bk.waiters[rank], w)
 	if !bk.taking {
 		bk.taking = true
 		go bk.take()
 	}
 	bk.mu.Unlock()
+	var expired <-chan time.Time
+	if maxWait > 0 {
+		t := time.NewTimer(maxWait)
+		defer t.Stop()
+		expired = t.C
+	}
+	var cause error
 	select {
 	case <-w.ready:
 		return nil
 	case <-ctx.Done():
+		cause = ctx.Err()
+	case <-expired:
 	}
 	bk.mu.Lock()
 	defer bk.mu.Unlock()
 	select {
 	case <-w.ready:
+		if cause == nil {
+			return nil // granted as the longest wait passed: the send goes
+		}
 		// Granted as ctx ended: the token is spent unused, which only keeps the provider
 		// further under its rate.
-		return ctx.Err()
+		return cause
 	default:
 	}
 	q := bk.waiters[rank]
@@ -128,7 +161,47 @@ func (bk *bucket) wait(ctx context.Context, p herald.Priority) error {
 			break
 		}
 	}
-	return ctx.Err()
+	if cause != nil {
+		return cause
+	}
+	if bk.failing != nil {
+		return fmt.Errorf("%w (%s) of %s: taking tokens fails: %w", ErrWaitTooLong, maxWait, bk.provider, bk.failing)
+	}
+	return fmt.Errorf("%w (%s) of %s: %s sends at most %s", ErrWaitTooLong, maxWait, bk.provider, bk.provider, bk.rate)
+}
+
+// next removes the waiter the next token goes to and returns it: the first of the most urgent
+// priority that waits, except every LowerShare-th token while lower priorities wait too, which
+// goes to the one of them that came first.
+func (bk *bucket) next() *waiter {
+	top := -1
+	for rank, q := range bk.waiters {
+		if len(q) > 0 {
+			top = rank
+			break
+		}
+	}
+	if top < 0 {
+		return nil
+	}
+	lower := -1
+	for rank := top + 1; rank < len(bk.waiters); rank++ {
+		if q := bk.waiters[rank]; len(q) > 0 && (lower < 0 || q[0].seq < bk.waiters[lower][0].seq) {
+			lower = rank
+		}
+	}
+	rank := top
+	switch {
+	case lower < 0:
+		bk.passed = 0
+	case bk.passed >= LowerShare-1:
+		rank, bk.passed = lower, 0
+	default:
+		bk.passed++
+	}
+	w := bk.waiters[rank][0]
+	bk.waiters[rank] = bk.waiters[rank][1:]
+	return w
 }
 
 // waiting counts the waiters.
@@ -156,7 +229,12 @@ func (bk *bucket) take() {
 
 		granted, next, err := bk.owner.takeTokens(bk.provider, bk.rate, want)
 		if err != nil {
+			// Retried while anyone waits; the waiters themselves give up after the longest
+			// wait, with this error, and then the retries stop.
 			bk.owner.logger.Warn("taking rate limit tokens failed, retrying", "provider", bk.provider, "error", err, "retry_in", retry)
+			bk.mu.Lock()
+			bk.failing = err
+			bk.mu.Unlock()
 			time.Sleep(retry)
 			retry = min(2*retry, 2*time.Second)
 			continue
@@ -166,12 +244,13 @@ func (bk *bucket) take() {
 			bk.owner.metrics.granted.WithLabelValues(bk.provider).Add(float64(granted))
 		}
 		bk.mu.Lock()
-		for rank := range bk.waiters {
-			for granted > 0 && len(bk.waiters[rank]) > 0 {
-				close(bk.waiters[rank][0].ready)
-				bk.waiters[rank] = bk.waiters[rank][1:]
-				granted--
+		bk.failing = nil
+		for ; granted > 0; granted-- {
+			w := bk.next()
+			if w == nil {
+				break
 			}
+			close(w.ready)
 		}
 		// Tokens left over belong to waiters that gave up meanwhile: they are spent, which only
 		// keeps the provider further under its rate.

@@ -2,10 +2,12 @@ package ratelimit_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -45,7 +47,7 @@ func TestSharedLimitHoldsAcrossInstances(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(pool.Close)
-		l := ratelimit.New(pool, map[string]ratelimit.Rate{"smtp": rate}, nil, quietLogger())
+		l := ratelimit.New(pool, map[string]ratelimit.Rate{"smtp": rate}, 0, nil, quietLogger())
 		for range senders {
 			wg.Add(1)
 			go func() {
@@ -96,7 +98,7 @@ func TestSharedLimitHoldsAcrossInstances(t *testing.T) {
 func TestHighPriorityWaitsLess(t *testing.T) {
 	db := heraldtest.NewDatabase(t)
 	rate := ratelimit.Rate{N: 4, Per: time.Second} // a token every 250 ms, burst 1
-	l := ratelimit.New(db.Pool, map[string]ratelimit.Rate{"sms": rate}, nil, quietLogger())
+	l := ratelimit.New(db.Pool, map[string]ratelimit.Rate{"sms": rate}, 0, nil, quietLogger())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// The bucket starts full: take its burst, so that everyone below waits.
@@ -154,7 +156,7 @@ func TestHighPriorityWaitsLess(t *testing.T) {
 func TestWaitEndsWithItsContext(t *testing.T) {
 	db := heraldtest.NewDatabase(t)
 	rate := ratelimit.Rate{N: 1, Per: time.Minute}
-	l := ratelimit.New(db.Pool, map[string]ratelimit.Rate{"smtp": rate}, nil, quietLogger())
+	l := ratelimit.New(db.Pool, map[string]ratelimit.Rate{"smtp": rate}, 0, nil, quietLogger())
 	if err := l.Wait(context.Background(), "smtp", herald.PriorityNormal); err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +164,81 @@ func TestWaitEndsWithItsContext(t *testing.T) {
 	defer cancel()
 	if err := l.Wait(ctx, "smtp", herald.PriorityHigh); err != context.DeadlineExceeded {
 		t.Errorf("a wait past its context: %v, want %v", err, context.DeadlineExceeded)
+	}
+	if n := l.Waiting("smtp"); n != 0 {
+		t.Errorf("%d waiting after the only waiter gave up", n)
+	}
+}
+
+// A backlog of normal sends does not starve a low one: at 20/s, with eight senders of normal
+// priority asking again as soon as they are served, a low one still gets a token within a
+// LowerShare-th of the rate's tokens, not never.
+func TestLowPriorityProgressesUnderANormalBacklog(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	rate := ratelimit.Rate{N: 20, Per: time.Second}
+	l := ratelimit.New(db.Pool, map[string]ratelimit.Rate{"sms": rate}, 0, nil, quietLogger())
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for l.Wait(ctx, "sms", herald.PriorityNormal) == nil {
+			}
+		}()
+	}
+	heraldtest.Eventually(t, 5*time.Second, "the normal backlog", func() (bool, error) {
+		return l.Waiting("sms") >= 7, nil
+	})
+	// Tokens come every 50 ms; the low send is owed one of every LowerShare, so a second is
+	// four times what it needs.
+	lowCtx, lowCancel := context.WithTimeout(ctx, 4*time.Second)
+	defer lowCancel()
+	started := time.Now()
+	if err := l.Wait(lowCtx, "sms", herald.PriorityLow); err != nil {
+		t.Fatalf("the low send under a normal backlog: %v after %s", err, time.Since(started).Round(time.Millisecond))
+	}
+	t.Logf("the low send waited %s", time.Since(started).Round(time.Millisecond))
+}
+
+// A wait lasts at most the limiter's longest wait: then it ends with ErrWaitTooLong and leaves
+// the queue.
+func TestWaitEndsAfterTheLongestWait(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	const maxWait = 300 * time.Millisecond
+	l := ratelimit.New(db.Pool, map[string]ratelimit.Rate{"smtp": {N: 1, Per: time.Hour}}, maxWait, nil, quietLogger())
+	if err := l.Wait(context.Background(), "smtp", herald.PriorityHigh); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	err := l.Wait(context.Background(), "smtp", herald.PriorityHigh)
+	took := time.Since(started)
+	if !errors.Is(err, ratelimit.ErrWaitTooLong) {
+		t.Fatalf("a wait for a token an hour away: %v, want ErrWaitTooLong", err)
+	}
+	if took < maxWait || took > maxWait+5*time.Second {
+		t.Errorf("the wait ended after %s; the longest wait is %s", took, maxWait)
+	}
+	if n := l.Waiting("smtp"); n != 0 {
+		t.Errorf("%d waiting after the only waiter gave up", n)
+	}
+}
+
+// When the shared bucket cannot be reached, a wait does not last for ever: it ends after the
+// longest wait, saying why it got no token.
+func TestWaitEndsWhenTheBucketIsUnreachable(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	pool, err := pgxpool.New(context.Background(), db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.Close() // every take of tokens fails
+	const maxWait = 300 * time.Millisecond
+	l := ratelimit.New(pool, map[string]ratelimit.Rate{"smtp": {N: 100, Per: time.Second}}, maxWait, nil, quietLogger())
+	err = l.Wait(context.Background(), "smtp", herald.PriorityNormal)
+	if !errors.Is(err, ratelimit.ErrWaitTooLong) || !strings.Contains(err.Error(), "taking tokens fails") {
+		t.Fatalf("a wait on an unreachable bucket: %v, want ErrWaitTooLong saying taking tokens fails", err)
 	}
 	if n := l.Waiting("smtp"); n != 0 {
 		t.Errorf("%d waiting after the only waiter gave up", n)

@@ -57,3 +57,24 @@ func TestRetryStopsOnFinalErrors(t *testing.T) {
 		t.Errorf("%d tries of a final error, want 1", tries)
 	}
 }
+
+// A command whose wait for the rate limit lasted the longest wait is not tried again in this
+// process (each try could wait as long again, past the broker's consumer timeout), nor made final
+// (it would be parked): it goes back to its queue.
+func TestRetryStopsOnRequeueErrors(t *testing.T) {
+	cfg := router.RetryConfig{MaxRetries: 5, InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond, Multiplier: 2}
+	tries := 0
+	h := router.RetryMiddleware(cfg, watermill.NopLogger{})(func(*message.Message) ([]*message.Message, error) {
+		tries++
+		return nil, fmt.Errorf("deliver: %w: waited 5m for the rate limit", handlers.ErrRequeue)
+	})
+	msg := message.NewMessage("1", nil)
+	msg.SetContext(context.Background())
+	_, err := h(msg)
+	if err == nil || handlers.Final(err) || !handlers.Requeue(err) {
+		t.Errorf("error %v: want a requeue error, not final", err)
+	}
+	if tries != 1 {
+		t.Errorf("%d tries of a requeue error, want 1", tries)
+	}
+}

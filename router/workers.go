@@ -191,7 +191,8 @@ func (w *Workers) handle(c herald.Channel) func(context.Context, *commands.SendN
 }
 
 // RetryMiddleware returns watermill's Retry middleware set up so that only errors worth retrying
-// are retried (handlers.Final errors go straight on, to the poison queue), with the delays r
+// are retried (handlers.Final errors go straight on, to the poison queue; handlers.Requeue ones
+// straight back to their queue, unparked, since the poison queue passes them by), with the delays r
 // configures: InitialInterval, then ×Multiplier each time up to MaxInterval, ±Jitter.
 //
 // Retry calls NextBackOff once more whenever ShouldRetry is set, so each delay it sleeps is two
@@ -205,7 +206,7 @@ func RetryMiddleware(r RetryConfig, wlog watermill.LoggerAdapter) message.Handle
 		MaxInterval:         r.MaxInterval,
 		Multiplier:          root,
 		RandomizationFactor: r.Jitter,
-		ShouldRetry:         func(p middleware.RetryParams) bool { return !handlers.Final(p.Err) },
+		ShouldRetry:         func(p middleware.RetryParams) bool { return !handlers.Final(p.Err) && !handlers.Requeue(p.Err) },
 		// Each try gets the whole attempt timeout, not what the previous try left of it.
 		ResetContextOnRetry: true,
 		Logger:              wlog,

@@ -307,8 +307,13 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 	cfg.addBreakers(pr, worker, failovers)
 	deliverer := handlers.NewDeliverer(pr.log, providers, cfg.worker.policy(), worker, pr.logger).
 		WithSuppressions(suppressions.New(pr.pool)).WithFiles(attachments.New(pr.pool))
+	settings, names := cfg.worker.Rates.ignored(providers)
+	for i, s := range settings {
+		pr.logger.Warn("a provider rate limit is set for a channel that does not deliver through its provider; it is ignored",
+			"setting", s, "provider", names[i])
+	}
 	if rates := cfg.worker.Rates.rates(); rates != nil {
-		deliverer = deliverer.WithRateLimiter(ratelimit.New(pr.pool, rates, ratelimit.NewMetrics(pr.reg), pr.logger))
+		deliverer = deliverer.WithRateLimiter(ratelimit.New(pr.pool, rates, cfg.worker.Rates.MaxWait, ratelimit.NewMetrics(pr.reg), pr.logger))
 	}
 	wc := cfg.worker.routerConfig()
 	wc.Metrics = pr.reg
