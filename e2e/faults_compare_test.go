@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/projections"
 )
 
 // compareWithLog folds every stream from the log and compares the fold with the status row and
@@ -24,11 +24,11 @@ import (
 // bounds.
 func (c *faultCluster) compareWithLog(ctx context.Context, t *testing.T, r *faultReport, streams map[string]streamSummary, bounds faultBounds) {
 	t.Helper()
-	status := readStatusRows(ctx, t, c.DB.Pool)
+	ids := slices.Sorted(maps.Keys(streams))
+	status := readStatusRows(ctx, t, c.DB.Pool, ids)
 	history := readHistoryRows(ctx, t, c.DB.Pool)
 	deliveries := c.deliveries(r, streams)
 	log := events.NewLog(c.DB.Pool)
-	ids := slices.Sorted(maps.Keys(streams))
 	mismatches := 0
 	for _, id := range ids {
 		f, err := foldStream(ctx, log, id, r)
@@ -47,22 +47,11 @@ func (c *faultCluster) compareWithLog(ctx context.Context, t *testing.T, r *faul
 	}
 }
 
-// readStatusRows reads notification_status, by notification id.
-func readStatusRows(ctx context.Context, t *testing.T, pool *pgxpool.Pool) map[string]herald.Notification {
+// readStatusRows reads the status rows of ids, by notification id, as the API reads them.
+func readStatusRows(ctx context.Context, t *testing.T, pool *pgxpool.Pool, ids []string) map[string]herald.Notification {
 	t.Helper()
-	rows, err := pool.Query(ctx, `SELECT `+faultStatusColumns+` FROM notification_status`)
+	status, err := projections.NewReader(pool, events.NewLog(pool)).Statuses(ctx, ids)
 	if err != nil {
-		t.Fatalf("read notification_status: %v", err)
-	}
-	status := map[string]herald.Notification{}
-	for rows.Next() {
-		n, err := scanFaultStatus(rows)
-		if err != nil {
-			t.Fatalf("read notification_status: %v", err)
-		}
-		status[n.ID] = n
-	}
-	if err := rows.Err(); err != nil {
 		t.Fatalf("read notification_status: %v", err)
 	}
 	return status
@@ -211,22 +200,6 @@ func (c *faultCluster) judgeDeliveries(ctx context.Context, r *faultReport, f fo
 		r.problem("%s reached its sink %d times, more than the %d its story explains (%s; %d attempts abandoned, %d timed out); its story:\n%s",
 			f.id, got, allowed, f.folded.Status, f.abandoned, f.timedOut, c.story(ctx, f.id))
 	}
-}
-
-const faultStatusColumns = `notification_id::text, channel, recipient, status, attempts, round_start, attempt_open,
-	attempt_started_at, last_error, provider, provider_message_id, version, position, created_at, updated_at`
-
-func scanFaultStatus(row pgx.Row) (herald.Notification, error) {
-	var (
-		n       herald.Notification
-		started *time.Time
-	)
-	err := row.Scan(&n.ID, &n.Channel, &n.Recipient, &n.Status, &n.Attempts, &n.RoundStart, &n.AttemptOpen,
-		&started, &n.LastError, &n.Provider, &n.ProviderMessageID, &n.Version, &n.Position, &n.CreatedAt, &n.UpdatedAt)
-	if started != nil {
-		n.AttemptStartedAt = *started
-	}
-	return n, err
 }
 
 // story renders a notification's events and deliveries, as evidence for a report.

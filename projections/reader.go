@@ -239,3 +239,20 @@ SELECT notification_id::text, now() FROM (
 	}
 	return ids, now, nil
 }
+
+// Statuses returns the status rows of ids, by id, in one query; an id without a row is left out.
+func (r *Reader) Statuses(ctx context.Context, ids []string) (map[string]herald.Notification, error) {
+	rows, err := r.db.Query(ctx, `SELECT `+statusColumns+` FROM notification_status WHERE notification_id = ANY($1::uuid[])`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("status of %d notifications: %w", len(ids), err)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (herald.Notification, error) { return scanStatus(row) })
+	if err != nil {
+		return nil, fmt.Errorf("status of %d notifications: %w", len(ids), err)
+	}
+	out := make(map[string]herald.Notification, len(list))
+	for _, n := range list {
+		out[n.ID] = n
+	}
+	return out, nil
+}
