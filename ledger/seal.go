@@ -19,10 +19,27 @@ const DefaultSealBatch = 100_000
 // Sealer writes checkpoints: each extends the last one's tree by the events the log's consumers
 // may read since (those of transactions older than every open one), and signs it.
 type Sealer struct {
-	pool  *pgxpool.Pool
-	key   ed25519.PrivateKey
-	batch int
-	now   func() time.Time
+	pool    *pgxpool.Pool
+	key     ed25519.PrivateKey
+	batch   int
+	now     func() time.Time
+	witness Witness
+}
+
+// Witness returns the latest checkpoint the sealer signed, as kept outside the database (the
+// checkpoint file), or nil when it keeps none yet.
+type Witness func(context.Context) (*Checkpoint, error)
+
+// WithWitness returns the sealer checking, before each seal, that the database's checkpoints
+// still hold the one w returns: its latest checkpoint must be that one (same seq, tree size and
+// root) or a later one, with that one still among the checkpoints as witnessed. Otherwise
+// someone rewrote the checkpoints (and perhaps the log) behind the sealer's back, and it refuses
+// to sign on top of them. Without a witness, a superuser who deletes every checkpoint and
+// rewrites the log gets the sealer to sign the forgery from seq 1.
+func (s *Sealer) WithWitness(w Witness) *Sealer {
+	c := *s
+	c.witness = w
+	return &c
 }
 
 // NewSealer returns a sealer of the log in pool that signs with key.
@@ -42,6 +59,10 @@ func (s *Sealer) WithBatch(n int) *Sealer {
 // that one.
 var ErrSealedElsewhere = errors.New("another sealer wrote this checkpoint first")
 
+// ErrRefused is wrapped by the error Seal returns when the database's checkpoints are not what
+// the sealer signed: it writes nothing until they are (an operator must look).
+var ErrRefused = errors.New("the sealer refuses to sign on top of the database's checkpoints")
+
 // Seal writes the next checkpoint and returns it, or returns nil when the log has no event the
 // last checkpoint does not cover. full says the checkpoint took a whole batch: there may be
 // more to seal at once.
@@ -53,6 +74,17 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 			&prev.Frontier, &prev.KeyID, &prev.Signature, &prev.CreatedAt)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("read the last checkpoint: %w", err)
+		}
+		if s.witness != nil {
+			w, err := s.witness(ctx)
+			if err != nil {
+				return fmt.Errorf("%w: read the witnessed checkpoint: %w", ErrRefused, err)
+			}
+			if w != nil {
+				if err := extendsWitnessed(ctx, tx, &prev, w); err != nil {
+					return err
+				}
+			}
 		}
 		tree, err := NewTreeFromFrontier(uint64(prev.TreeSize), prev.Frontier)
 		if err != nil {
@@ -103,6 +135,35 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 		return nil, false, fmt.Errorf("seal: %w", err)
 	}
 	return cp, full, nil
+}
+
+// extendsWitnessed returns an error wrapping ErrRefused unless latest, the database's latest
+// checkpoint, is w or comes after it with w still in the database as witnessed.
+func extendsWitnessed(ctx context.Context, tx pgx.Tx, latest, w *Checkpoint) error {
+	if latest.Seq < w.Seq {
+		return fmt.Errorf("%w: the database's latest checkpoint is %d, but checkpoint %d was signed and witnessed: checkpoints were deleted",
+			ErrRefused, latest.Seq, w.Seq)
+	}
+	db := latest
+	if latest.Seq > w.Seq {
+		rows, err := tx.Query(ctx, `SELECT `+checkpointColumns+` FROM checkpoints WHERE seq = $1`, w.Seq)
+		if err != nil {
+			return fmt.Errorf("read checkpoint %d: %w", w.Seq, err)
+		}
+		cps, err := pgx.CollectRows(rows, scanCheckpoint)
+		if err != nil {
+			return fmt.Errorf("read checkpoint %d: %w", w.Seq, err)
+		}
+		if len(cps) == 0 {
+			return fmt.Errorf("%w: witnessed checkpoint %d is missing from the database", ErrRefused, w.Seq)
+		}
+		db = &cps[0]
+	}
+	if db.TreeSize != w.TreeSize || db.Root != w.Root {
+		return fmt.Errorf("%w: checkpoint %d in the database (tree size %d, root %x) is not the one witnessed (tree size %d, root %x)",
+			ErrRefused, w.Seq, db.TreeSize, db.Root[:], w.TreeSize, w.Root[:])
+	}
+	return nil
 }
 
 // rootScanner scans a 32-byte bytea into a Hash.

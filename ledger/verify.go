@@ -22,6 +22,11 @@ type VerifyOptions struct {
 	// its frontier's root check out — instead of the start of the log: only the events after it
 	// are read, and the checkpoints after it.
 	FromCheckpoint int64
+	// Witnessed are checkpoints kept outside the database (the sealer's checkpoint file, or
+	// roots an auditor noted): each must be in the database, with the same root (and tree size,
+	// when it is not 0). A log rewritten with its checkpoints deleted and signed again would
+	// otherwise verify, were the key at hand.
+	Witnessed []Checkpoint
 	// Progress, if set, is called now and then with the report so far.
 	Progress func(VerifyReport)
 }
@@ -35,6 +40,8 @@ type VerifyReport struct {
 	// Signed says whether signatures were.
 	Checkpoints int64
 	Signed      bool
+	// Witnessed is how many checkpoints kept outside the database were found in it as kept.
+	Witnessed int64
 	// LastCheckpoint is the seq of the last checkpoint checked, 0 for none; Unsealed is how many
 	// events come after it, which no checkpoint covers yet.
 	LastCheckpoint int64
@@ -58,7 +65,7 @@ type Mismatch struct {
 	// Checkpoint is the seq of the checkpoint at fault, when one is.
 	Checkpoint int64
 	// Field names what does not match: hash, stream_version, tree_size, root, frontier,
-	// signature, seq.
+	// signature, seq, witness.
 	Field  string
 	Reason string
 }
@@ -134,6 +141,9 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Verify
 	}
 
 	v := &verifier{tx: cpTx, opts: opts, rep: &rep, tree: &Tree{}}
+	if err := v.checkWitnessed(ctx); err != nil {
+		return rep, err
+	}
 	var fromXID uint64
 	var fromPos int64
 	if opts.FromCheckpoint != 0 {
@@ -350,6 +360,39 @@ func (v *verifier) nextCheckpoint(ctx context.Context) error {
 		return err
 	}
 	v.next = cp
+	return nil
+}
+
+// checkWitnessed checks that every witnessed checkpoint is in the database as witnessed. The
+// walk then checks the database's checkpoints against the log.
+func (v *verifier) checkWitnessed(ctx context.Context) error {
+	if len(v.opts.Witnessed) == 0 {
+		return nil
+	}
+	seqs := make([]int64, len(v.opts.Witnessed))
+	for i, w := range v.opts.Witnessed {
+		seqs[i] = w.Seq
+	}
+	cps, err := v.readCheckpoints(ctx, `SELECT `+checkpointColumns+` FROM checkpoints WHERE seq = ANY($1)`, seqs)
+	if err != nil {
+		return err
+	}
+	bySeq := make(map[int64]*Checkpoint, len(cps))
+	for i := range cps {
+		bySeq[cps[i].Seq] = &cps[i]
+	}
+	for _, w := range v.opts.Witnessed {
+		db, ok := bySeq[w.Seq]
+		switch {
+		case !ok:
+			return &Mismatch{Checkpoint: w.Seq, Field: "witness", Reason: "the witnessed checkpoint is missing from the database"}
+		case db.Root != w.Root:
+			return &Mismatch{Checkpoint: w.Seq, Field: "witness", Reason: fmt.Sprintf("the database's root %x is not the witnessed %x", db.Root[:], w.Root[:])}
+		case w.TreeSize != 0 && db.TreeSize != w.TreeSize:
+			return &Mismatch{Checkpoint: w.Seq, Field: "witness", Reason: fmt.Sprintf("the database's tree size %d is not the witnessed %d", db.TreeSize, w.TreeSize)}
+		}
+		v.rep.Witnessed++
+	}
 	return nil
 }
 

@@ -132,6 +132,19 @@ CREATE TRIGGER checkpoints_no_truncate
     FOR EACH STATEMENT EXECUTE FUNCTION checkpoints_refuse_change();
 
 -- +goose Down
+-- Dropping signed checkpoints would let the log be rewritten and sealed again from seq 1: the
+-- down migration refuses while there are any. Whoever means it deletes them by hand first, as
+-- the table's owner with its triggers disabled.
+-- +goose StatementBegin
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM checkpoints) THEN
+        RAISE EXCEPTION 'checkpoints: the log has signed checkpoints; migrating down would drop them, and is refused'
+            USING ERRCODE = 'object_in_use';
+    END IF;
+END;
+$$;
+-- +goose StatementEnd
 DROP TABLE checkpoints;
 DROP FUNCTION checkpoints_refuse_change();
 DROP TRIGGER event_log_chain ON event_log;

@@ -40,6 +40,27 @@ func NewCheckpoint(cp ledger.Checkpoint) Checkpoint {
 	}
 }
 
+// Checkpoint reads the checkpoint back, refusing a malformed one with the field at fault.
+func (c Checkpoint) Checkpoint() (ledger.Checkpoint, error) {
+	cp := ledger.Checkpoint{Seq: c.Seq, TreeSize: c.TreeSize, LastTransactionID: c.LastTransactionID,
+		LastPosition: c.LastPosition, KeyID: c.KeyID, CreatedAt: c.CreatedAt}
+	var err error
+	if cp.Root, err = parseHash(c.Root); err != nil {
+		return cp, fmt.Errorf("root: %w", err)
+	}
+	if cp.Signature, err = base64.StdEncoding.DecodeString(c.Signature); err != nil {
+		return cp, fmt.Errorf("signature: %w", err)
+	}
+	for i, f := range c.Frontier {
+		h, err := parseHash(f)
+		if err != nil {
+			return cp, fmt.Errorf("frontier[%d]: %w", i, err)
+		}
+		cp.Frontier = append(cp.Frontier, h[:]...)
+	}
+	return cp, nil
+}
+
 // Verification is what `herald events verify -o json` reports: what was checked, and, when
 // something does not match, the first thing that does not.
 type Verification struct {
@@ -50,9 +71,12 @@ type Verification struct {
 	Checkpoints int64 `json:"checkpoints"`
 	// SignaturesChecked is false when no public key was given: the trees were checked, the
 	// signatures were not.
-	SignaturesChecked bool  `json:"signatures_checked"`
-	FromCheckpoint    int64 `json:"from_checkpoint"`
-	LastCheckpoint    int64 `json:"last_checkpoint"`
+	SignaturesChecked bool `json:"signatures_checked"`
+	// Witnessed is how many checkpoints kept outside the database (--witness, --expect) were
+	// found in it as kept.
+	Witnessed      int64 `json:"witnessed"`
+	FromCheckpoint int64 `json:"from_checkpoint"`
+	LastCheckpoint int64 `json:"last_checkpoint"`
 	// Unsealed is how many events come after the last checkpoint: chained, not yet signed.
 	Unsealed        int64     `json:"unsealed"`
 	ElapsedSeconds  float64   `json:"elapsed_seconds"`
@@ -73,7 +97,7 @@ type Mismatch struct {
 // NewVerification returns a verification's report; m is its mismatch, nil when all matched.
 func NewVerification(r ledger.VerifyReport, m *ledger.Mismatch) Verification {
 	v := Verification{
-		OK: m == nil, Events: r.Events, Streams: r.Streams, Checkpoints: r.Checkpoints, SignaturesChecked: r.Signed,
+		OK: m == nil, Events: r.Events, Streams: r.Streams, Checkpoints: r.Checkpoints, SignaturesChecked: r.Signed, Witnessed: r.Witnessed,
 		FromCheckpoint: r.FromCheckpoint, LastCheckpoint: r.LastCheckpoint, Unsealed: r.Unsealed,
 		ElapsedSeconds: r.Elapsed.Seconds(), EventsPerSecond: r.Rate(),
 	}
@@ -158,14 +182,8 @@ func (b ProofBundle) Proof() (*ledger.Proof, error) {
 		}
 		p.Path = append(p.Path, h)
 	}
-	c := b.Checkpoint
-	p.Checkpoint = ledger.Checkpoint{Seq: c.Seq, TreeSize: c.TreeSize, LastTransactionID: c.LastTransactionID,
-		LastPosition: c.LastPosition, KeyID: c.KeyID, CreatedAt: c.CreatedAt}
-	if p.Checkpoint.Root, err = parseHash(c.Root); err != nil {
-		return nil, fmt.Errorf("checkpoint.root: %w", err)
-	}
-	if p.Checkpoint.Signature, err = base64.StdEncoding.DecodeString(c.Signature); err != nil {
-		return nil, fmt.Errorf("checkpoint.signature: %w", err)
+	if p.Checkpoint, err = b.Checkpoint.Checkpoint(); err != nil {
+		return nil, fmt.Errorf("checkpoint.%w", err)
 	}
 	return p, nil
 }

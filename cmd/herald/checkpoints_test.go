@@ -1,7 +1,9 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/heraldtest"
+	"github.com/herald-notify/herald/ledger"
 	"github.com/herald-notify/herald/wire"
 )
 
@@ -152,5 +155,54 @@ func TestLedgerCommandsRefuseBadFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("herald %s: %v, want an error naming %s", strings.Join(tt.args, " "), err, tt.want)
 		}
+	}
+}
+
+// verify --witness and --expect name a witnessed checkpoint the database lost; with
+// --public-key, a log with no checkpoint fails unless --allow-unsealed.
+func TestVerifyHoldsTheDatabaseToItsWitness(t *testing.T) {
+	clearHeraldEnv(t)
+	db := heraldtest.NewDatabase(t)
+	ctx := t.Context()
+	_, key, _ := ed25519.GenerateKey(nil)
+	pub := ledger.EncodePublicKey(key.Public().(ed25519.PublicKey))
+	if _, err := events.NewLog(db.Pool).Append(ctx, uuid.NewString(), 0, events.Metadata{}, &events.NotificationProcessing{Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	heraldtest.WaitLogVisible(t, db, 1)
+	cp, _, err := ledger.NewSealer(db.Pool, key).Seal(ctx)
+	if err != nil || cp == nil {
+		t.Fatalf("seal: %+v, %v", cp, err)
+	}
+	cpFile := filepath.Join(t.TempDir(), "checkpoints.jsonl")
+	if err := appendCheckpoint(cpFile, *cp); err != nil {
+		t.Fatal(err)
+	}
+	if last, err := lastCheckpointInFile(cpFile); err != nil || last == nil || last.Seq != 1 || last.Root != cp.Root {
+		t.Fatalf("last checkpoint in the file: %+v, %v", last, err)
+	}
+	expect := fmt.Sprintf("1:%x", cp.Root[:])
+	out := mustRunHerald(t, "events", "verify", "--public-key", pub, "--witness", cpFile, "--expect", expect, "--database-url", db.URL)
+	if !strings.Contains(out, "2 witnessed checkpoints found") {
+		t.Errorf("verify with a witness printed:\n%s", out)
+	}
+
+	for _, s := range []string{`ALTER TABLE checkpoints DISABLE TRIGGER USER`, `DELETE FROM checkpoints`, `ALTER TABLE checkpoints ENABLE TRIGGER USER`} {
+		if _, err := db.Pool.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, flag := range [][]string{{"--witness", cpFile}, {"--expect", expect}} {
+		args := append([]string{"events", "verify", "--public-key", pub, "--database-url", db.URL}, flag...)
+		if _, err := runHerald(t, args...); err == nil || !strings.Contains(err.Error(), "checkpoint 1: witness") {
+			t.Errorf("verify %s after the checkpoints were deleted: %v, want checkpoint 1's witness named", flag[0], err)
+		}
+	}
+	if _, err := runHerald(t, "events", "verify", "--public-key", pub, "--database-url", db.URL); err == nil || !strings.Contains(err.Error(), "no checkpoint") {
+		t.Errorf("verify --public-key of a log with no checkpoint: %v, want it refused", err)
+	}
+	mustRunHerald(t, "events", "verify", "--public-key", pub, "--allow-unsealed", "--database-url", db.URL)
+	if _, err := runHerald(t, "events", "verify", "--expect", "1:zz", "--database-url", db.URL); err == nil || !strings.Contains(err.Error(), "--expect") {
+		t.Errorf("verify --expect 1:zz: %v, want the flag named", err)
 	}
 }
