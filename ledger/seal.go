@@ -92,7 +92,14 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 		}
 		// Sealing on top of a checkpoint whose frontier was changed would sign a lie.
 		if prev.Seq != 0 && tree.Root() != prev.Root {
-			return fmt.Errorf("checkpoint %d: its frontier does not hash to its root: the checkpoints have been changed; run herald events verify", prev.Seq)
+			return fmt.Errorf("%w: checkpoint %d: its frontier does not hash to its root: the checkpoints have been changed; run herald events verify", ErrRefused, prev.Seq)
+		}
+		// Nor on top of a checkpoint it did not sign: its root would then vouch for whatever
+		// that checkpoint's writer put in the tree.
+		if prev.Seq != 0 {
+			if err := prev.VerifySignature(s.key.Public().(ed25519.PublicKey)); err != nil {
+				return fmt.Errorf("%w: checkpoint %d: %w; run herald events verify", ErrRefused, prev.Seq, err)
+			}
 		}
 		rows, err := tx.Query(ctx, `SELECT transaction_id::text::bigint, global_position, hash FROM event_log
 			WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)

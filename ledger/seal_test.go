@@ -2,10 +2,16 @@ package ledger_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/google/uuid"
+
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/heraldtest"
 	"github.com/herald-notify/herald/ledger"
 )
 
@@ -72,5 +78,36 @@ func TestSealerRefusesCheckpointsItDidNotWitness(t *testing.T) {
 	_, err = l.verify(t, ledger.VerifyOptions{Witnessed: []ledger.Checkpoint{witnessed}})
 	if !errors.As(err, &m) || m.Field != "witness" || m.Checkpoint != 1 {
 		t.Errorf("verify with the witness: %v, want checkpoint 1's root named", err)
+	}
+}
+
+// The sealer does not extend a checkpoint it did not sign: one written with another key, with a
+// frontier that hashes to its root, is refused, and nothing is written on top of it.
+func TestSealerRefusesACheckpointItDidNotSign(t *testing.T) {
+	l := newSealedLog(t)
+	ctx := t.Context()
+	_, other, _ := ed25519.GenerateKey(nil)
+	cps, err := ledger.List(ctx, l.db.Pool, 0)
+	if err != nil || len(cps) != 1 {
+		t.Fatalf("checkpoints: %v, %v", cps, err)
+	}
+	forged := cps[0]
+	forged.Seq = 2
+	forged.Sign(other)
+	if _, err := l.db.Pool.Exec(ctx, `INSERT INTO checkpoints (seq, tree_size, last_transaction_id, last_position, root, frontier, key_id, signature, created_at)
+		VALUES ($1, $2, $3::text::xid8, $4, $5, $6, $7, $8, $9)`, forged.Seq, forged.TreeSize, fmt.Sprint(forged.LastTransactionID),
+		forged.LastPosition, forged.Root[:], forged.Frontier, forged.KeyID, forged.Signature, forged.CreatedAt); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.NewLog(l.db.Pool).Append(ctx, uuid.NewString(), 0, events.Metadata{}, &events.NotificationProcessing{Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	heraldtest.WaitLogVisible(t, l.db, 9)
+	cp, _, err := ledger.NewSealer(l.db.Pool, l.key).Seal(ctx)
+	if !errors.Is(err, ledger.ErrRefused) || cp != nil || !strings.Contains(err.Error(), "checkpoint 2") {
+		t.Fatalf("seal on top of another key's checkpoint: %+v, %v; want checkpoint 2 refused", cp, err)
+	}
+	if cps, err := ledger.List(ctx, l.db.Pool, 0); err != nil || len(cps) != 2 {
+		t.Errorf("checkpoints after the refusal: %d, %v; want 2", len(cps), err)
 	}
 }
