@@ -125,14 +125,16 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 		next.TreeSize, next.Root, next.Frontier = int64(tree.Size()), tree.Root(), tree.Frontier()
 		next.CreatedAt = s.now().UTC().Truncate(time.Microsecond)
 		next.Sign(s.key)
-		tag, err := tx.Exec(ctx, `INSERT INTO checkpoints (seq, tree_size, last_transaction_id, last_position, root, frontier, key_id, signature, created_at)
-			VALUES ($1, $2, $3::text::xid8, $4, $5, $6, $7, $8, $9) ON CONFLICT (seq) DO NOTHING`,
+		// checkpoint_append is the services' only way to write a checkpoint (they have no
+		// INSERT on the table): the next seq only, never a smaller tree.
+		var written bool
+		err = tx.QueryRow(ctx, `SELECT checkpoint_append($1, $2, $3::text::xid8, $4, $5, $6, $7, $8, $9)`,
 			next.Seq, next.TreeSize, fmt.Sprint(next.LastTransactionID), next.LastPosition, next.Root[:], next.Frontier,
-			next.KeyID, next.Signature, next.CreatedAt)
+			next.KeyID, next.Signature, next.CreatedAt).Scan(&written)
 		if err != nil {
 			return fmt.Errorf("write checkpoint %d: %w", next.Seq, err)
 		}
-		if tag.RowsAffected() == 0 {
+		if !written {
 			return fmt.Errorf("checkpoint %d: %w", next.Seq, ErrSealedElsewhere)
 		}
 		cp, full = &next, n == s.batch
