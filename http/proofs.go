@@ -12,10 +12,11 @@ import (
 
 // Proofs proves a notification's events against the event log's signed checkpoints.
 type Proofs interface {
-	// ProveStream returns the proofs of the stream's events the latest checkpoint covers, and how
-	// many of its events come after it. An error wrapping ledger.ErrNotFound means the log has no
-	// such stream.
-	ProveStream(ctx context.Context, stream string) ([]*ledger.Proof, int, error)
+	// ProveNotification returns the proofs of the notification's events the latest checkpoint
+	// covers, and how many of its events come after it. An error wrapping ledger.ErrNotFound
+	// means the log has no such notification: no stream, or one that is not a notification's
+	// (ledger.ProveNotification).
+	ProveNotification(ctx context.Context, id string) ([]*ledger.Proof, int, error)
 }
 
 // WithProofs adds GET /api/v1/notifications/{id}/proof to s, under the read scope.
@@ -28,7 +29,7 @@ func (s *Server) WithProofs(p Proofs) *Server {
 // events a signed checkpoint covers, each checkable offline with the sealer's public key.
 func (s *Server) proof(w http.ResponseWriter, r *http.Request) {
 	id := pathID(r)
-	proofs, unsealed, err := s.proofs.ProveStream(r.Context(), id)
+	proofs, unsealed, err := s.proofs.ProveNotification(r.Context(), id)
 	if errors.Is(err, ledger.ErrNotFound) {
 		err = &herald.Error{Code: herald.ENOTFOUND, Message: "notification " + id + " not found", Err: err}
 	}

@@ -9,6 +9,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-notify/herald/events"
 )
 
 // Proof shows, to someone holding only it and the sealer's public key, that an event is in the
@@ -68,6 +70,26 @@ func ProveStream(ctx context.Context, pool *pgxpool.Pool, stream string) ([]*Pro
 		return nil, 0, fmt.Errorf("prove stream %s: %w", stream, err)
 	}
 	return proofs, unsealed, nil
+}
+
+// ProveNotification is ProveStream for a notification's stream only: a stream whose version 1
+// is not a NotificationQueued (a suppression's, a webhook endpoint's, a template's) is not
+// found, as the API shows no other stream as a notification. Nothing but the stream's first
+// row is read for one that is not.
+func ProveNotification(ctx context.Context, pool *pgxpool.Pool, id string) ([]*Proof, int, error) {
+	stream, err := uuid.Parse(id)
+	if err != nil {
+		return nil, 0, fmt.Errorf("notification %q: %w: %w", id, ErrNotFound, err)
+	}
+	var isNotification bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM event_log WHERE stream_id = $1 AND stream_version = 1 AND event_type = $2)`,
+		stream, events.TypeNotificationQueued).Scan(&isNotification); err != nil {
+		return nil, 0, fmt.Errorf("prove notification %s: %w", id, err)
+	}
+	if !isNotification {
+		return nil, 0, fmt.Errorf("prove notification %s: %w", id, ErrNotFound)
+	}
+	return ProveStream(ctx, pool, id)
 }
 
 // prove proves the events where selects (with arg) against checkpoint seq (0: the latest).

@@ -131,6 +131,6 @@ func parseCheckpointLine(line []byte) (ledger.Checkpoint, error) {
 // ledgerProofs proves notifications' events for the API.
 type ledgerProofs struct{ pool *pgxpool.Pool }
 
-func (p ledgerProofs) ProveStream(ctx context.Context, stream string) ([]*ledger.Proof, int, error) {
-	return ledger.ProveStream(ctx, p.pool, stream)
+func (p ledgerProofs) ProveNotification(ctx context.Context, id string) ([]*ledger.Proof, int, error) {
+	return ledger.ProveNotification(ctx, p.pool, id)
 }
