@@ -163,14 +163,20 @@ func prove(ctx context.Context, pool *pgxpool.Pool, where string, arg any, seq i
 		if len(proofs) == 0 {
 			return nil
 		}
-		rows, err = tx.Query(ctx, `SELECT hash FROM event_log ORDER BY transaction_id, global_position LIMIT $1`, cp.TreeSize)
+		rows, err = tx.Query(ctx, `SELECT transaction_id::text::bigint, global_position, hash FROM event_log
+			ORDER BY transaction_id, global_position LIMIT $1`, cp.TreeSize)
 		if err != nil {
 			return err
 		}
-		var h Hash
-		if _, err := pgx.ForEachRow(rows, []any{(*rootScanner)(&h)}, func() error {
+		var (
+			h   Hash
+			xid uint64
+			pos int64
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&xid, &pos, (*rootScanner)(&h)}, func() error {
+			leaf := LeafHash(xid, pos, h)
 			for _, pr := range provers {
-				pr.Add(h)
+				pr.Add(leaf)
 			}
 			return nil
 		}); err != nil {
@@ -178,7 +184,7 @@ func prove(ctx context.Context, pool *pgxpool.Pool, where string, arg any, seq i
 		}
 		for i, pr := range provers {
 			leaf, path, err := pr.Proof()
-			if err != nil || leaf != proofs[i].Hash {
+			if err != nil || leaf != LeafHash(proofs[i].TransactionID, proofs[i].Position, proofs[i].Hash) {
 				return fmt.Errorf("checkpoint %d does not match the log; run herald events verify", cp.Seq)
 			}
 			proofs[i].Path = path
@@ -214,7 +220,7 @@ func (p *Proof) verify(pub ed25519.PublicKey) error {
 		return &Mismatch{Position: p.Position, Stream: uuid.UUID(p.Event.Stream).String(), Version: p.Event.Version, Field: "hash",
 			Reason: "the event's contents, chained to the previous hash, do not hash to its hash"}
 	}
-	if err := VerifyInclusion(p.Hash, p.LeafIndex, uint64(p.Checkpoint.TreeSize), p.Path, p.Checkpoint.Root); err != nil {
+	if err := VerifyInclusion(LeafHash(p.TransactionID, p.Position, p.Hash), p.LeafIndex, uint64(p.Checkpoint.TreeSize), p.Path, p.Checkpoint.Root); err != nil {
 		return &Mismatch{Position: p.Position, Stream: uuid.UUID(p.Event.Stream).String(), Version: p.Event.Version,
 			Checkpoint: p.Checkpoint.Seq, Field: "path", Reason: err.Error()}
 	}

@@ -70,7 +70,7 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var prev Checkpoint
 		err := tx.QueryRow(ctx, `SELECT `+checkpointColumns+` FROM checkpoints ORDER BY seq DESC LIMIT 1`).Scan(
-			&prev.Seq, &prev.TreeSize, &prev.LastTransactionID, &prev.LastPosition, (*rootScanner)(&prev.Root),
+			&prev.LogID, &prev.Seq, &prev.TreeSize, &prev.LastTransactionID, &prev.LastPosition, (*rootScanner)(&prev.Root),
 			&prev.Frontier, &prev.KeyID, &prev.Signature, &prev.CreatedAt)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("read the last checkpoint: %w", err)
@@ -101,6 +101,10 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 				return fmt.Errorf("%w: checkpoint %d: %w; run herald events verify", ErrRefused, prev.Seq, err)
 			}
 		}
+		var logID [16]byte
+		if err := tx.QueryRow(ctx, `SELECT id FROM log_identity`).Scan(&logID); err != nil {
+			return fmt.Errorf("read the log's id: %w", err)
+		}
 		rows, err := tx.Query(ctx, `SELECT transaction_id::text::bigint, global_position, hash FROM event_log
 			WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)
 			  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
@@ -108,11 +112,11 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 		if err != nil {
 			return fmt.Errorf("read the log: %w", err)
 		}
-		next := Checkpoint{Seq: prev.Seq + 1}
+		next := Checkpoint{LogID: logID, Seq: prev.Seq + 1}
 		var h Hash
 		n := 0
 		_, err = pgx.ForEachRow(rows, []any{&next.LastTransactionID, &next.LastPosition, (*rootScanner)(&h)}, func() error {
-			tree.Append(h)
+			tree.Append(LeafHash(next.LastTransactionID, next.LastPosition, h))
 			n++
 			return nil
 		})

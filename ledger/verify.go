@@ -97,7 +97,7 @@ LEFT JOIN event_log p ON p.stream_id = e.stream_id AND p.stream_version = e.stre
 WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2::bigint)
 ORDER BY e.transaction_id, e.global_position`
 
-const checkpointColumns = `seq, tree_size, last_transaction_id::text::bigint, last_position, root, frontier, key_id, signature, created_at`
+const checkpointColumns = `(SELECT id FROM log_identity), seq, tree_size, last_transaction_id::text::bigint, last_position, root, frontier, key_id, signature, created_at`
 
 // Verify walks the log in the consumers' order and the checkpoints, in one read-only snapshot,
 // and recomputes every event's hash from its contents and its stream's previous hash (and that
@@ -309,7 +309,7 @@ func (v *verifier) event(ctx context.Context, r *eventRow) error {
 		m.Checkpoint = v.next.Seq
 		return m
 	}
-	v.tree.Append(stored)
+	v.tree.Append(LeafHash(r.xid, r.position, stored))
 	if v.next != nil && r.xid == v.next.LastTransactionID && r.position == v.next.LastPosition {
 		cp := v.next
 		fail := func(field, reason string) error {
@@ -426,7 +426,7 @@ func (v *verifier) readCheckpoints(ctx context.Context, sql string, args ...any)
 func scanCheckpoint(row pgx.CollectableRow) (Checkpoint, error) {
 	var cp Checkpoint
 	var root []byte
-	if err := row.Scan(&cp.Seq, &cp.TreeSize, &cp.LastTransactionID, &cp.LastPosition, &root, &cp.Frontier,
+	if err := row.Scan(&cp.LogID, &cp.Seq, &cp.TreeSize, &cp.LastTransactionID, &cp.LastPosition, &root, &cp.Frontier,
 		&cp.KeyID, &cp.Signature, &cp.CreatedAt); err != nil {
 		return cp, err
 	}

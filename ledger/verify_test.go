@@ -207,6 +207,20 @@ func TestVerifyCatchesTampering(t *testing.T) {
 				},
 				ledger.Mismatch{Position: last.position, Stream: last.stream, Version: last.version, Checkpoint: 1, Field: "root"}
 		}},
+		{"two events' positions swapped, their order and chains unchanged", func(t *testing.T, l *sealedLog) ([]string, ledger.Mismatch) {
+			// a's versions 1 and 2 are in transactions of their own: the order the tree follows
+			// is the same, and each chain holds; only the leaves, which cover the positions, differ.
+			r1, r2, last := l.row(t, "a", 1), l.row(t, "a", 2), l.rows[len(l.rows)-1]
+			if r1.xid == r2.xid {
+				t.Fatalf("a's versions 1 and 2 share transaction %s", r1.xid)
+			}
+			return []string{
+					fmt.Sprintf(`UPDATE event_log SET global_position = -1 WHERE global_position = %d`, r1.position),
+					fmt.Sprintf(`UPDATE event_log SET global_position = %d WHERE global_position = %d`, r1.position, r2.position),
+					fmt.Sprintf(`UPDATE event_log SET global_position = %d WHERE global_position = -1`, r2.position),
+				},
+				ledger.Mismatch{Position: last.position, Stream: last.stream, Version: last.version, Checkpoint: 1, Field: "root"}
+		}},
 		{"a checkpoint's root replaced without the key", func(t *testing.T, l *sealedLog) ([]string, ledger.Mismatch) {
 			return []string{`UPDATE checkpoints SET root = sha256('another log') WHERE seq = 1`},
 				ledger.Mismatch{Checkpoint: 1, Field: "signature"}

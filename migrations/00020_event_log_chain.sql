@@ -107,6 +107,17 @@ CREATE TRIGGER event_log_chain
     FOR EACH ROW EXECUTE FUNCTION event_log_chain();
 ALTER TABLE event_log ALTER COLUMN global_position DROP DEFAULT;
 
+-- The log's identity: a random id made once, here, and signed into every checkpoint, so that a
+-- checkpoint (or a proof bundle) of one log never verifies as another's — a staging database's
+-- against production's, were they to share a key. One row, never changed. A copy of the
+-- database keeps it (pg_dump, a replica, a restored backup): a copy meant to become another log
+-- gets a new one before its first checkpoint, by its owner (docs/operations.md).
+CREATE TABLE log_identity (
+    id  UUID    NOT NULL DEFAULT gen_random_uuid(),
+    one BOOLEAN NOT NULL PRIMARY KEY DEFAULT true CHECK (one)
+);
+INSERT INTO log_identity DEFAULT VALUES;
+
 -- Signed checkpoints (ledger.Checkpoint), written by the sealer: each commits to the first
 -- tree_size events of the log in the consumers' order, the last of which is
 -- (last_transaction_id, last_position), with the Merkle root of their hashes, signed with the
@@ -127,7 +138,7 @@ CREATE TABLE checkpoints (
 -- +goose StatementBegin
 CREATE FUNCTION checkpoints_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'checkpoints are append-only: % is not allowed', TG_OP
+    RAISE EXCEPTION '% is append-only: % is not allowed', TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END;
 $$;
@@ -138,6 +149,12 @@ CREATE TRIGGER checkpoints_no_update_delete
     FOR EACH ROW EXECUTE FUNCTION checkpoints_refuse_change();
 CREATE TRIGGER checkpoints_no_truncate
     BEFORE TRUNCATE ON checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION checkpoints_refuse_change();
+CREATE TRIGGER log_identity_no_update_delete
+    BEFORE UPDATE OR DELETE ON log_identity
+    FOR EACH ROW EXECUTE FUNCTION checkpoints_refuse_change();
+CREATE TRIGGER log_identity_no_truncate
+    BEFORE TRUNCATE ON log_identity
     FOR EACH STATEMENT EXECUTE FUNCTION checkpoints_refuse_change();
 
 -- +goose StatementBegin
@@ -194,6 +211,7 @@ $$;
 -- +goose StatementEnd
 DROP FUNCTION checkpoint_append(BIGINT, BIGINT, xid8, BIGINT, BYTEA, BYTEA, TEXT, BYTEA, TIMESTAMPTZ);
 DROP TABLE checkpoints;
+DROP TABLE log_identity;
 DROP FUNCTION checkpoints_refuse_change();
 ALTER TABLE event_log ALTER COLUMN global_position SET DEFAULT nextval('event_log_global_position_seq'::regclass);
 DROP TRIGGER event_log_chain ON event_log;

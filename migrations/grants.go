@@ -80,6 +80,8 @@ func GrantRuntime(ctx context.Context, pool *pgxpool.Pool, role string) error {
 		// A checkpoint is appended only through checkpoint_append, which takes the next seq
 		// alone and never a smaller tree: no INSERT of any row the client chooses.
 		stmts = append(stmts, `REVOKE INSERT ON checkpoints FROM `+r,
+			// The log's identity is made once, by the migration.
+			`REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON log_identity FROM `+r,
 			`GRANT EXECUTE ON FUNCTION checkpoint_append(bigint, bigint, xid8, bigint, bytea, bytea, text, bytea, timestamptz) TO `+r)
 		// Rebuilding a read model needs DDL, lent by the owner for the read models alone.
 		stmts = append(stmts, `GRANT EXECUTE ON FUNCTION create_rebuild_table(text), drop_rebuild_table(text), swap_rebuild_table(text) TO `+r)

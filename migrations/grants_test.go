@@ -72,6 +72,10 @@ func TestRuntimeRoleCannotRewriteTheLog(t *testing.T) {
 		`TRUNCATE checkpoints`,
 		`ALTER TABLE checkpoints DISABLE TRIGGER USER`,
 		`ALTER TABLE event_log ALTER COLUMN global_position SET DEFAULT 1`,
+		// The log's identity, signed into every checkpoint, is the migration's alone.
+		`UPDATE log_identity SET id = gen_random_uuid()`,
+		`DELETE FROM log_identity`,
+		`INSERT INTO log_identity (id, one) VALUES (gen_random_uuid(), true)`,
 	} {
 		_, err := conn.Exec(ctx, stmt)
 		var pgErr *pgconn.PgError

@@ -15,6 +15,8 @@ import (
 // line of the checkpoint file (HERALD_CHECKPOINT_FILE) a witness keeps. Hashes are hex; the
 // signature is base64 (standard), over ledger.Checkpoint.SignedMessage.
 type Checkpoint struct {
+	// LogID is the identity of the log the checkpoint is of (signed).
+	LogID             string    `json:"log_id"`
 	Seq               int64     `json:"seq"`
 	TreeSize          int64     `json:"tree_size"`
 	LastTransactionID uint64    `json:"last_transaction_id"`
@@ -34,7 +36,7 @@ func NewCheckpoint(cp ledger.Checkpoint) Checkpoint {
 		frontier = append(frontier, hex.EncodeToString(cp.Frontier[i:i+ledger.HashSize]))
 	}
 	return Checkpoint{
-		Seq: cp.Seq, TreeSize: cp.TreeSize, LastTransactionID: cp.LastTransactionID, LastPosition: cp.LastPosition,
+		LogID: uuid.UUID(cp.LogID).String(), Seq: cp.Seq, TreeSize: cp.TreeSize, LastTransactionID: cp.LastTransactionID, LastPosition: cp.LastPosition,
 		Root: hex.EncodeToString(cp.Root[:]), KeyID: cp.KeyID, Signature: base64.StdEncoding.EncodeToString(cp.Signature),
 		CreatedAt: cp.CreatedAt.UTC(), Frontier: frontier,
 	}
@@ -44,7 +46,11 @@ func NewCheckpoint(cp ledger.Checkpoint) Checkpoint {
 func (c Checkpoint) Checkpoint() (ledger.Checkpoint, error) {
 	cp := ledger.Checkpoint{Seq: c.Seq, TreeSize: c.TreeSize, LastTransactionID: c.LastTransactionID,
 		LastPosition: c.LastPosition, KeyID: c.KeyID, CreatedAt: c.CreatedAt}
-	var err error
+	logID, err := uuid.Parse(c.LogID)
+	if err != nil {
+		return cp, fmt.Errorf("log_id: %w", err)
+	}
+	cp.LogID = logID
 	if cp.Root, err = parseHash(c.Root); err != nil {
 		return cp, fmt.Errorf("root: %w", err)
 	}

@@ -91,8 +91,25 @@ func TestCheckpointsSealedListedAndVerified(t *testing.T) {
 		t.Fatal(err)
 	}
 	out = mustRunHerald(t, "verify-bundle", bundle, "--public-key", pub)
-	if !strings.Contains(out, "Event "+ids[2]+" (stream "+stream+" version 3") || !strings.Contains(out, "leaf 2 of the 5 events checkpoint 1") {
+	if !strings.Contains(out, "Event "+ids[2]+" (stream "+stream+" version 3") || !strings.Contains(out, "leaf 2 of the 5 events checkpoint 1 of log "+listed[0].LogID) {
 		t.Errorf("verify-bundle printed:\n%s", out)
+	}
+	// A bundle is of one log: another log id is refused, even with the right key.
+	mustRunHerald(t, "verify-bundle", bundle, "--public-key", pub, "--log-id", listed[0].LogID)
+	if _, err := runHerald(t, "verify-bundle", bundle, "--public-key", pub, "--log-id", uuid.NewString()); err == nil || !strings.Contains(err.Error(), "--log-id") {
+		t.Errorf("verify-bundle with another log id: %v, want it refused", err)
+	}
+	// Nor does changing the log id in the bundle make it another log's: the signature covers it.
+	b0, _ := os.ReadFile(bundle)
+	other := strings.Replace(string(b0), listed[0].LogID, uuid.NewString(), 1)
+	if err := os.WriteFile(bundle, []byte(other), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runHerald(t, "verify-bundle", bundle, "--public-key", pub); err == nil || !strings.Contains(err.Error(), "signature") {
+		t.Errorf("verify-bundle with its log id changed: %v, want the signature named", err)
+	}
+	if err := os.WriteFile(bundle, b0, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(bundle)
 	forged := strings.Replace(string(b), `\"attempt\": 3`, `\"attempt\": 4`, 1)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -56,14 +57,18 @@ checkpoint before it is written: a log that no longer matches gets an error, not
 
 // verifyBundleCommand checks a proof bundle offline.
 func verifyBundleCommand() *cobra.Command {
-	var publicKey string
+	var publicKey, logID string
 	cmd := &cobra.Command{
 		Use:   "verify-bundle FILE --public-key KEY",
 		Short: "Check a bundle from \"herald events prove\" with the sealer's public key, without the database",
 		Long: `verify-bundle checks a proof bundle ("herald events prove") on its own: the event's contents,
 chained to its stream's previous hash, hash to its hash; the inclusion path leads from it to the
-checkpoint's root; and the checkpoint is signed by --public-key. FILE "-" reads standard input.
-It exits 1, naming the field, when any of it does not hold.`,
+checkpoint's root; and the checkpoint is signed by --public-key. The leaf covers the event's
+place in the log (transaction id and position) as well as its hash, so the position printed is
+proven too. The signature covers the log's id: --log-id requires the bundle to be of that log
+(a bundle from another log, even signed with the same key, is refused); without it, the log id
+is printed for you to compare. FILE "-" reads standard input. It exits 1, naming the field, when
+any of it does not hold.`,
 		Example: `  herald verify-bundle proof.json --public-key +skVD5+luKpPda50htpeXNx1RCtn40iTB700eqGxzWI=`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -96,13 +101,17 @@ It exits 1, naming the field, when any of it does not hold.`,
 			if err := p.Verify(pub); err != nil {
 				return fmt.Errorf("the bundle does not verify: %w", err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Event %s (stream %s version %d, position %d) is leaf %d of the %d events checkpoint %d commits to, signed by key %s on %s.\n",
-				b.Event.ID, b.Event.StreamID, b.Event.Version, b.Event.Position, p.LeafIndex, p.Checkpoint.TreeSize, p.Checkpoint.Seq,
-				p.Checkpoint.KeyID, logTime(p.Checkpoint.CreatedAt))
+			if logID != "" && !strings.EqualFold(logID, b.Checkpoint.LogID) {
+				return fmt.Errorf("the bundle does not verify: --log-id: it is of log %s, not %s", b.Checkpoint.LogID, logID)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Event %s (stream %s version %d, position %d, transaction %d) is leaf %d of the %d events checkpoint %d of log %s commits to, signed by key %s on %s.\n",
+				b.Event.ID, b.Event.StreamID, b.Event.Version, b.Event.Position, b.Event.TransactionID, p.LeafIndex, p.Checkpoint.TreeSize, p.Checkpoint.Seq,
+				b.Checkpoint.LogID, p.Checkpoint.KeyID, logTime(p.Checkpoint.CreatedAt))
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&publicKey, "public-key", "", `the sealer's public key: its 32 bytes in base64 or hex (as "herald keys generate" prints it), or a file holding it`)
-	markArguments(cmd.Flags(), "public-key")
+	cmd.Flags().StringVar(&logID, "log-id", "", `the id of the log the bundle must be of (as "herald checkpoints list -o json" shows it)`)
+	markArguments(cmd.Flags(), "public-key", "log-id")
 	return cmd
 }
