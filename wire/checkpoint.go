@@ -144,6 +144,15 @@ type ProvenEvent struct {
 
 // NewProofBundle returns the proof as users see it.
 func NewProofBundle(p *ledger.Proof) ProofBundle {
+	path := make([]string, len(p.Path))
+	for i, h := range p.Path {
+		path[i] = hex.EncodeToString(h[:])
+	}
+	return ProofBundle{Event: NewProvenEvent(p), LeafIndex: p.LeafIndex, Path: path, Checkpoint: NewCheckpoint(p.Checkpoint)}
+}
+
+// NewProvenEvent returns the event of p with its chain (its hash and its previous hash).
+func NewProvenEvent(p *ledger.Proof) ProvenEvent {
 	e := ProvenEvent{
 		ID: uuid.UUID(p.Event.ID).String(), StreamID: uuid.UUID(p.Event.Stream).String(), Version: p.Event.Version,
 		Type: p.Event.Type, Position: p.Position, TransactionID: p.TransactionID, OccurredAtMicros: p.Event.Occurred.UnixMicro(),
@@ -152,11 +161,7 @@ func NewProofBundle(p *ledger.Proof) ProofBundle {
 	if p.Event.Version > 1 {
 		e.PreviousHash = hex.EncodeToString(p.Prev[:])
 	}
-	path := make([]string, len(p.Path))
-	for i, h := range p.Path {
-		path[i] = hex.EncodeToString(h[:])
-	}
-	return ProofBundle{Event: e, LeafIndex: p.LeafIndex, Path: path, Checkpoint: NewCheckpoint(p.Checkpoint)}
+	return e
 }
 
 // Proof reads the bundle back into the proof it shows, refusing a malformed one with the
@@ -219,4 +224,19 @@ type NotificationProof struct {
 // NewNotificationProof returns the proofs of notification id as users see them.
 func NewNotificationProof(id string, proofs []*ledger.Proof, unsealed int) NotificationProof {
 	return NotificationProof{NotificationID: id, Proofs: all(proofs, NewProofBundle), Unsealed: unsealed}
+}
+
+// StreamExport is what `herald events export` writes: a stream's events with their chain, in
+// version order, and, with --proof, a proof bundle for each event the latest checkpoint covers
+// (each checked on its own by `herald verify-bundle`) and how many it does not cover yet.
+type StreamExport struct {
+	StreamID string        `json:"stream_id"`
+	Events   []ProvenEvent `json:"events"`
+	Proofs   []ProofBundle `json:"proofs,omitempty"`
+	Unsealed int           `json:"unsealed"`
+}
+
+// NewStreamExport returns the export of stream as users see it.
+func NewStreamExport(stream string, e *ledger.Export) StreamExport {
+	return StreamExport{StreamID: stream, Events: all(e.Events, NewProvenEvent), Proofs: all(e.Proofs, NewProofBundle), Unsealed: e.Unsealed}
 }

@@ -223,3 +223,64 @@ func TestVerifyHoldsTheDatabaseToItsWitness(t *testing.T) {
 		t.Errorf("verify --expect 1:zz: %v, want the flag named", err)
 	}
 }
+
+// events export writes a stream's events with their chain, and with --proof a bundle for each
+// sealed one that verify-bundle accepts, counting the unsealed; a changed event is refused.
+func TestEventsExportWithProof(t *testing.T) {
+	clearHeraldEnv(t)
+	db := heraldtest.NewDatabase(t)
+	ctx := t.Context()
+	_, key, _ := ed25519.GenerateKey(nil)
+	pub := ledger.EncodePublicKey(key.Public().(ed25519.PublicKey))
+	log := events.NewLog(db.Pool)
+	stream := uuid.NewString()
+	for v := range int64(2) {
+		if _, err := log.Append(ctx, stream, v, events.Metadata{}, &events.NotificationProcessing{Attempt: int(v) + 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	heraldtest.WaitLogVisible(t, db, 2)
+	if cp, _, err := ledger.NewSealer(db.Pool, key).Seal(ctx); err != nil || cp == nil {
+		t.Fatalf("seal: %+v, %v", cp, err)
+	}
+	if _, err := log.Append(ctx, stream, 2, events.Metadata{}, &events.NotificationSent{Attempt: 2}); err != nil {
+		t.Fatal(err)
+	}
+
+	var plain wire.StreamExport
+	if err := json.Unmarshal([]byte(mustRunHerald(t, "events", "export", "--stream", stream, "--database-url", db.URL)), &plain); err != nil {
+		t.Fatal(err)
+	}
+	if len(plain.Events) != 3 || len(plain.Proofs) != 0 || plain.Events[2].PreviousHash != plain.Events[1].Hash {
+		t.Errorf("export: %+v; want 3 chained events and no proofs", plain)
+	}
+	var exp wire.StreamExport
+	if err := json.Unmarshal([]byte(mustRunHerald(t, "events", "export", "--stream", stream, "--proof", "--database-url", db.URL)), &exp); err != nil {
+		t.Fatal(err)
+	}
+	if exp.StreamID != stream || len(exp.Events) != 3 || len(exp.Proofs) != 2 || exp.Unsealed != 1 {
+		t.Fatalf("export --proof: %d events, %d proofs, %d unsealed; want 3, 2, 1", len(exp.Events), len(exp.Proofs), exp.Unsealed)
+	}
+	bundle := filepath.Join(t.TempDir(), "bundle.json")
+	b, _ := json.Marshal(exp.Proofs[1])
+	if err := os.WriteFile(bundle, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustRunHerald(t, "verify-bundle", bundle, "--public-key", pub); !strings.Contains(out, "version 2") {
+		t.Errorf("verify-bundle of the exported bundle printed:\n%s", out)
+	}
+
+	if _, err := runHerald(t, "events", "export", "--stream", uuid.NewString(), "--database-url", db.URL); err == nil || !strings.Contains(err.Error(), "no such stream") {
+		t.Errorf("export of an unknown stream: %v", err)
+	}
+	for _, s := range []string{`ALTER TABLE event_log DISABLE TRIGGER event_log_no_update_delete`,
+		`UPDATE event_log SET data = '{"attempt": 9}' WHERE stream_version = 3`,
+		`ALTER TABLE event_log ENABLE TRIGGER event_log_no_update_delete`} {
+		if _, err := db.Pool.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := runHerald(t, "events", "export", "--stream", stream, "--database-url", db.URL); err == nil || !strings.Contains(err.Error(), "version 3") {
+		t.Errorf("export of a changed event: %v, want version 3 named", err)
+	}
+}
