@@ -172,6 +172,9 @@ func extendsWitnessed(ctx context.Context, tx pgx.Tx, latest, w *Checkpoint) err
 		}
 		db = &cps[0]
 	}
+	if db.LogID != w.LogID {
+		return fmt.Errorf("%w: the witnessed checkpoint %d is of log %x, the database's of log %x", ErrRefused, w.Seq, w.LogID[:], db.LogID[:])
+	}
 	if db.TreeSize != w.TreeSize || db.Root != w.Root {
 		return fmt.Errorf("%w: checkpoint %d in the database (tree size %d, root %x) is not the one witnessed (tree size %d, root %x)",
 			ErrRefused, w.Seq, db.TreeSize, db.Root[:], w.TreeSize, w.Root[:])

@@ -45,6 +45,16 @@ func TestSealerRefusesCheckpointsItDidNotWitness(t *testing.T) {
 	witnessed := cps[0]
 	witness := func(context.Context) (*ledger.Checkpoint, error) { return &witnessed, nil }
 
+	// The same checkpoint of another log (its id differs) is not this log's witness.
+	elsewhere := witnessed
+	elsewhere.LogID[0] ^= 1
+	if _, _, err := ledger.NewSealer(l.db.Pool, l.key).WithWitness(func(context.Context) (*ledger.Checkpoint, error) { return &elsewhere, nil }).Seal(ctx); !errors.Is(err, ledger.ErrRefused) {
+		t.Errorf("seal with another log's checkpoint as witness: %v, want it refused", err)
+	}
+	if _, err := l.verify(t, ledger.VerifyOptions{Witnessed: []ledger.Checkpoint{elsewhere}}); err == nil || !strings.Contains(err.Error(), "witness") {
+		t.Errorf("verify with another log's checkpoint as witness: %v, want it named", err)
+	}
+
 	// The witnessed checkpoint is the database's latest: the sealer goes on.
 	if _, _, err := ledger.NewSealer(l.db.Pool, l.key).WithWitness(witness).Seal(ctx); err != nil {
 		t.Fatalf("seal on top of the witnessed checkpoint: %v", err)

@@ -23,8 +23,8 @@ type VerifyOptions struct {
 	// are read, and the checkpoints after it.
 	FromCheckpoint int64
 	// Witnessed are checkpoints kept outside the database (the sealer's checkpoint file, or
-	// roots an auditor noted): each must be in the database, with the same root (and tree size,
-	// when it is not 0). A log rewritten with its checkpoints deleted and signed again would
+	// roots an auditor noted): each must be in the database, with the same root (and tree size
+	// and log id, when they are not zero). A log rewritten with its checkpoints deleted and signed again would
 	// otherwise verify, were the key at hand.
 	Witnessed []Checkpoint
 	// Progress, if set, is called now and then with the report so far.
@@ -388,6 +388,8 @@ func (v *verifier) checkWitnessed(ctx context.Context) error {
 			return &Mismatch{Checkpoint: w.Seq, Field: "witness", Reason: "the witnessed checkpoint is missing from the database"}
 		case db.Root != w.Root:
 			return &Mismatch{Checkpoint: w.Seq, Field: "witness", Reason: fmt.Sprintf("the database's root %x is not the witnessed %x", db.Root[:], w.Root[:])}
+		case w.LogID != [16]byte{} && db.LogID != w.LogID:
+			return &Mismatch{Checkpoint: w.Seq, Field: "witness", Reason: fmt.Sprintf("the witnessed checkpoint is of log %s, the database is log %s", uuid.UUID(w.LogID), uuid.UUID(db.LogID))}
 		case w.TreeSize != 0 && db.TreeSize != w.TreeSize:
 			return &Mismatch{Checkpoint: w.Seq, Field: "witness", Reason: fmt.Sprintf("the database's tree size %d is not the witnessed %d", db.TreeSize, w.TreeSize)}
 		}
