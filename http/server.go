@@ -78,6 +78,12 @@ type Config struct {
 	// PoisonTimeout is how long a request to the poison queue may take, waiting for another
 	// look at it included, before it is answered 503; 0 means DefaultPoisonTimeout.
 	PoisonTimeout time.Duration
+	// ProofConcurrency is how many proofs (GET …/proof) this process computes at once; a
+	// request beyond them is answered 429 with Retry-After. 0 means DefaultProofConcurrency.
+	ProofConcurrency int
+	// ProofTimeout is how long one proof may take before it is abandoned and answered 503; 0
+	// means DefaultProofTimeout.
+	ProofTimeout time.Duration
 }
 
 // ParseTrustedProxies checks prefixes for Config.TrustedProxies.
@@ -112,8 +118,10 @@ type Server struct {
 	metrics   *httpMetrics
 	// receiptMetrics counts the SMS gateway's callbacks, when receipts and metrics are on.
 	receiptMetrics *receiptMetrics
-	// proofs proves notifications' events against the log's checkpoints, when served.
-	proofs Proofs
+	// proofs proves notifications' events against the log's checkpoints, when served;
+	// proofSlots holds a token for each proof being computed.
+	proofs     Proofs
+	proofSlots chan struct{}
 }
 
 // NewServer returns a server over its dependencies. Without an acceptor and a reader it serves

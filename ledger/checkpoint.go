@@ -19,6 +19,9 @@ import (
 // ((transaction_id, global_position)): the root of the Merkle tree over the TreeSize first events
 // in that order, the last of which is (LastTransactionID, LastPosition), signed with Ed25519.
 type Checkpoint struct {
+	// LogID is the log's identity (the one row of log_identity): signed, so that a checkpoint
+	// of one log never verifies as another's.
+	LogID             [16]byte
 	Seq               int64
 	TreeSize          int64
 	LastTransactionID uint64
@@ -36,13 +39,14 @@ type Checkpoint struct {
 // taken for the signature of anything else.
 const checkpointDomain = "herald checkpoint v1\x00"
 
-// SignedMessage is what a checkpoint's signature covers: a domain string, then seq, tree size,
-// last transaction id, last position (8 bytes each, big-endian), the root, and the time in
-// microseconds since the Unix epoch (8 bytes, big-endian). The frontier is not signed: it is
-// checked against the signed root by whoever starts from it.
+// SignedMessage is what a checkpoint's signature covers: a domain string, the log id (16
+// bytes), then seq, tree size, last transaction id, last position (8 bytes each, big-endian),
+// the root, and the time in microseconds since the Unix epoch (8 bytes, big-endian). The
+// frontier is not signed: it is checked against the signed root by whoever starts from it.
 func (c *Checkpoint) SignedMessage() []byte {
-	b := make([]byte, 0, len(checkpointDomain)+4*8+HashSize+8)
+	b := make([]byte, 0, len(checkpointDomain)+16+4*8+HashSize+8)
 	b = append(b, checkpointDomain...)
+	b = append(b, c.LogID[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(c.Seq))
 	b = binary.BigEndian.AppendUint64(b, uint64(c.TreeSize))
 	b = binary.BigEndian.AppendUint64(b, c.LastTransactionID)

@@ -2,19 +2,24 @@ package ledger
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"math/bits"
 )
 
-// The Merkle tree over the log follows RFC 6962 (and 9162): a leaf is H(0x00 || event hash), a
+// The Merkle tree over the log follows RFC 6962 (and 9162): a leaf is H(0x00 || leaf data), a
 // node H(0x01 || left || right), and a tree of n leaves splits after the largest power of two
-// smaller than n. The root of an empty tree is H("").
+// smaller than n. The root of an empty tree is H(""). An event's leaf data is its place in the
+// log — transaction id and global position, 8 bytes each, big-endian — and its chain hash, so
+// that renumbering or reordering the log changes the root even with every chain intact.
 
-// LeafHash is the tree's leaf of an event whose chain hash is eventHash.
-func LeafHash(eventHash Hash) Hash {
-	var b [1 + HashSize]byte
+// LeafHash is the tree's leaf of the event at (xid, position) whose chain hash is eventHash.
+func LeafHash(xid uint64, position int64, eventHash Hash) Hash {
+	var b [1 + 8 + 8 + HashSize]byte
 	b[0] = 0x00
-	copy(b[1:], eventHash[:])
+	binary.BigEndian.PutUint64(b[1:], xid)
+	binary.BigEndian.PutUint64(b[9:], uint64(position))
+	copy(b[17:], eventHash[:])
 	return sha256.Sum256(b[:])
 }
 
@@ -53,9 +58,9 @@ func NewTreeFromFrontier(size uint64, frontier []byte) (*Tree, error) {
 // Size is how many leaves the tree has.
 func (t *Tree) Size() uint64 { return t.size }
 
-// Append adds the leaf of an event whose chain hash is eventHash.
-func (t *Tree) Append(eventHash Hash) {
-	h := LeafHash(eventHash)
+// Append adds a leaf, as LeafHash returned it.
+func (t *Tree) Append(leaf Hash) {
+	h := leaf
 	// Each trailing one bit of the old size is a perfect subtree of the new leaf's size that
 	// merges with it.
 	for s := t.size; s&1 == 1; s >>= 1 {

@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"testing"
 
@@ -11,13 +12,13 @@ import (
 	"github.com/herald-notify/herald/ledger"
 )
 
-// naiveRoot is RFC 6962's MTH, computed recursively from all the leaves.
+// naiveRoot is RFC 6962's MTH, computed recursively from all the leaves (LeafHash).
 func naiveRoot(leaves []ledger.Hash) ledger.Hash {
 	switch len(leaves) {
 	case 0:
 		return sha256.Sum256(nil)
 	case 1:
-		return ledger.LeafHash(leaves[0])
+		return leaves[0]
 	}
 	k := 1
 	for k*2 < len(leaves) {
@@ -27,6 +28,9 @@ func naiveRoot(leaves []ledger.Hash) ledger.Hash {
 }
 
 func eventHashN(i int) ledger.Hash { return sha256.Sum256([]byte{byte(i), byte(i >> 8)}) }
+
+// leafN is the leaf of a made-up event i: transaction 100+i/3, position i, hash eventHashN(i).
+func leafN(i int) ledger.Hash { return ledger.LeafHash(uint64(100+i/3), int64(i), eventHashN(i)) }
 
 // The frontier's root is RFC 6962's root of the same leaves, at every size, and a tree rebuilt
 // from a frontier goes on exactly as the one it was taken from.
@@ -44,7 +48,7 @@ func TestTreeRootIsTheRecursiveRoot(t *testing.T) {
 			}
 			tree = again
 		}
-		leaves = append(leaves, eventHashN(i))
+		leaves = append(leaves, leafN(i))
 		tree.Append(leaves[i])
 	}
 	if _, err := ledger.NewTreeFromFrontier(5, make([]byte, 32)); err == nil {
@@ -52,27 +56,39 @@ func TestTreeRootIsTheRecursiveRoot(t *testing.T) {
 	}
 }
 
-// Known values: the empty tree's root is SHA-256 of nothing (RFC 6962 2.1); a tree of one leaf is
-// H(0x00 || h); of three, H(0x01 || H(0x01 || l0 || l1) || l2).
+// Known values: the empty tree's root is SHA-256 of nothing (RFC 6962 2.1); an event's leaf is
+// H(0x00 || xid (8 bytes) || position (8 bytes) || hash), big-endian; a tree of one leaf has it
+// as its root; of three, H(0x01 || H(0x01 || l0 || l1) || l2).
 func TestTreeKnownVectors(t *testing.T) {
 	tree := &ledger.Tree{}
 	if root := tree.Root(); hex.EncodeToString(root[:]) != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
 		t.Errorf("empty root %x", root)
 	}
 	var zero ledger.Hash
-	tree.Append(zero)
-	one := sha256.Sum256(append([]byte{0}, zero[:]...))
-	if tree.Root() != one {
-		t.Errorf("one leaf: %x, want %x", tree.Root(), one)
+	leafOf := func(xid uint64, pos int64, h ledger.Hash) []byte {
+		b := []byte{0}
+		b = binary.BigEndian.AppendUint64(b, xid)
+		b = binary.BigEndian.AppendUint64(b, uint64(pos))
+		s := sha256.Sum256(append(b, h[:]...))
+		return s[:]
 	}
-	h := []ledger.Hash{eventHashN(1), eventHashN(2), eventHashN(3)}
+	if got := ledger.LeafHash(7, 9, zero); hex.EncodeToString(got[:]) != hex.EncodeToString(leafOf(7, 9, zero)) {
+		t.Errorf("leaf of (7, 9, zero): %x, want %x", got, leafOf(7, 9, zero))
+	}
+	if ledger.LeafHash(7, 9, zero) == ledger.LeafHash(7, 10, zero) || ledger.LeafHash(7, 9, zero) == ledger.LeafHash(8, 9, zero) {
+		t.Error("the leaf does not depend on the event's place in the log")
+	}
+	tree.Append(ledger.LeafHash(7, 9, zero))
+	if tree.Root() != ledger.LeafHash(7, 9, zero) {
+		t.Errorf("one leaf: %x, want the leaf", tree.Root())
+	}
 	tree = &ledger.Tree{}
-	for _, x := range h {
-		tree.Append(x)
+	for i := 1; i <= 3; i++ {
+		tree.Append(leafN(i))
 	}
-	leaf := func(x ledger.Hash) []byte { s := sha256.Sum256(append([]byte{0}, x[:]...)); return s[:] }
+	leaf := func(i int) []byte { l := leafN(i); return l[:] }
 	node := func(l, r []byte) []byte { s := sha256.Sum256(append(append([]byte{1}, l...), r...)); return s[:] }
-	want := node(node(leaf(h[0]), leaf(h[1])), leaf(h[2]))
+	want := node(node(leaf(1), leaf(2)), leaf(3))
 	if got := tree.Root(); hex.EncodeToString(got[:]) != hex.EncodeToString(want) {
 		t.Errorf("three leaves: %x, want %x", got, want)
 	}
@@ -101,7 +117,7 @@ func naivePath(m int, leaves []ledger.Hash) []ledger.Hash {
 func TestInclusionProofs(t *testing.T) {
 	var leaves []ledger.Hash
 	for n := 1; n <= 70; n++ {
-		leaves = append(leaves, eventHashN(n))
+		leaves = append(leaves, leafN(n))
 		root := naiveRoot(leaves)
 		for m := range n {
 			p, err := ledger.NewInclusionProver(uint64(m), uint64(n))
@@ -137,7 +153,7 @@ func TestInclusionProofs(t *testing.T) {
 					t.Errorf("n=%d m=%d: a changed path verified", n, m)
 				}
 			}
-			if ledger.VerifyInclusion(leaf, uint64(m), uint64(n+1), path, naiveRoot(append(leaves[:n:n], eventHashN(999)))) == nil && n > 1 {
+			if ledger.VerifyInclusion(leaf, uint64(m), uint64(n+1), path, naiveRoot(append(leaves[:n:n], leafN(999)))) == nil && n > 1 {
 				t.Errorf("n=%d m=%d: verified in a bigger tree", n, m)
 			}
 		}

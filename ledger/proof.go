@@ -33,8 +33,8 @@ func proofRanges(m, n uint64) [][2]uint64 {
 }
 
 // InclusionProver computes the inclusion proof of leaf Index in a tree of Size leaves, given the
-// tree's event hashes one after the other (Add), in O(log n) memory: one frontier per subtree of
-// the proof.
+// tree's leaves one after the other (Add), in O(log n) memory: one frontier per subtree of the
+// proof.
 type InclusionProver struct {
 	index, size uint64
 	ranges      [][2]uint64
@@ -56,23 +56,23 @@ func NewInclusionProver(index, size uint64) (*InclusionProver, error) {
 	return p, nil
 }
 
-// Add gives the prover the next leaf's event hash.
-func (p *InclusionProver) Add(eventHash Hash) {
+// Add gives the prover the next leaf (LeafHash).
+func (p *InclusionProver) Add(leaf Hash) {
 	i := p.next
 	p.next++
 	if i == p.index {
-		p.leaf = eventHash
+		p.leaf = leaf
 		return
 	}
 	for j, r := range p.ranges {
 		if i >= r[0] && i < r[1] {
-			p.trees[j].Append(eventHash)
+			p.trees[j].Append(leaf)
 			return
 		}
 	}
 }
 
-// Proof returns the proof, once every leaf has been added: the leaf's event hash, and the path.
+// Proof returns the proof, once every leaf has been added: the leaf, and the path.
 func (p *InclusionProver) Proof() (Hash, []Hash, error) {
 	if p.next != p.size {
 		return Hash{}, nil, fmt.Errorf("the prover was given %d leaves of %d", p.next, p.size)
@@ -84,14 +84,14 @@ func (p *InclusionProver) Proof() (Hash, []Hash, error) {
 	return p.leaf, path, nil
 }
 
-// VerifyInclusion checks that the event whose chain hash is eventHash is leaf index of the tree of
-// size leaves whose root is root, by path (RFC 9162, 2.1.3.2).
-func VerifyInclusion(eventHash Hash, index, size uint64, path []Hash, root Hash) error {
+// VerifyInclusion checks that leaf (LeafHash) is leaf index of the tree of size leaves whose
+// root is root, by path (RFC 9162, 2.1.3.2).
+func VerifyInclusion(leaf Hash, index, size uint64, path []Hash, root Hash) error {
 	if index >= size {
 		return fmt.Errorf("leaf %d is not in a tree of %d leaves", index, size)
 	}
 	fn, sn := index, size-1
-	r := LeafHash(eventHash)
+	r := leaf
 	for _, p := range path {
 		if sn == 0 {
 			return errors.New("the proof is longer than the tree is deep")

@@ -9,6 +9,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-notify/herald/events"
 )
 
 // Proof shows, to someone holding only it and the sealer's public key, that an event is in the
@@ -44,7 +46,7 @@ func Prove(ctx context.Context, pool *pgxpool.Pool, eventID string, seq int64) (
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("prove event %s: %w", eventID, err)
-	case unsealed > 0:
+	case len(unsealed) > 0:
 		return nil, fmt.Errorf("prove event %s: %w", eventID, ErrNotCovered)
 	case len(proofs) == 0:
 		return nil, fmt.Errorf("prove event %s: %w", eventID, ErrNotFound)
@@ -61,43 +63,125 @@ func ProveStream(ctx context.Context, pool *pgxpool.Pool, stream string) ([]*Pro
 		return nil, 0, fmt.Errorf("stream %q: %w: %w", stream, ErrNotFound, err)
 	}
 	proofs, unsealed, err := prove(ctx, pool, `e.stream_id = $1`, id, 0)
-	if err == nil && len(proofs) == 0 && unsealed == 0 {
+	if err == nil && len(proofs) == 0 && len(unsealed) == 0 {
 		err = ErrNotFound
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("prove stream %s: %w", stream, err)
 	}
-	return proofs, unsealed, nil
+	return proofs, len(unsealed), nil
 }
 
-// prove proves the events where selects (with arg) against checkpoint seq (0: the latest).
-func prove(ctx context.Context, pool *pgxpool.Pool, where string, arg any, seq int64) ([]*Proof, int, error) {
-	var proofs []*Proof
-	unsealed := 0
-	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT e.transaction_id::text::bigint, e.global_position, e.event_id, e.stream_id, e.stream_version,
-				e.event_type, e.occurred_at, e.data::text, e.metadata::text, e.hash, p.hash
-			FROM event_log e
-			LEFT JOIN event_log p ON p.stream_id = e.stream_id AND p.stream_version = e.stream_version - 1
-			WHERE `+where+` ORDER BY e.stream_id, e.stream_version`, arg)
-		if err != nil {
-			return err
+// ProveNotification is ProveStream for a notification's stream only: a stream whose version 1
+// is not a NotificationQueued (a suppression's, a webhook endpoint's, a template's) is not
+// found, as the API shows no other stream as a notification. Nothing but the stream's first
+// row is read for one that is not.
+func ProveNotification(ctx context.Context, pool *pgxpool.Pool, id string) ([]*Proof, int, error) {
+	stream, err := uuid.Parse(id)
+	if err != nil {
+		return nil, 0, fmt.Errorf("notification %q: %w: %w", id, ErrNotFound, err)
+	}
+	var isNotification bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM event_log WHERE stream_id = $1 AND stream_version = 1 AND event_type = $2)`,
+		stream, events.TypeNotificationQueued).Scan(&isNotification); err != nil {
+		return nil, 0, fmt.Errorf("prove notification %s: %w", id, err)
+	}
+	if !isNotification {
+		return nil, 0, fmt.Errorf("prove notification %s: %w", id, ErrNotFound)
+	}
+	return ProveStream(ctx, pool, id)
+}
+
+// Export is a stream's events with their chain (Hash, Prev: each event's link to the one
+// before), in version order, and, when it was asked for, the proof of each event the latest
+// checkpoint covers.
+type Export struct {
+	// Events are every event of the stream, the checkpoint and path left empty.
+	Events []*Proof
+	// Proofs are the proofs of the events the latest checkpoint covers (with proof only).
+	Proofs []*Proof
+	// Unsealed is how many events no checkpoint covers yet (with proof only).
+	Unsealed int
+}
+
+// ExportStream returns stream's events with their chain, checked link by link, and, with
+// withProof, their proofs against the latest checkpoint (one pass over the log up to it, as
+// ProveStream).
+func ExportStream(ctx context.Context, pool *pgxpool.Pool, stream string, withProof bool) (*Export, error) {
+	id, err := uuid.Parse(stream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %q: %w: %w", stream, ErrNotFound, err)
+	}
+	var exp Export
+	if withProof {
+		var unsealed []*Proof
+		exp.Proofs, unsealed, err = prove(ctx, pool, `e.stream_id = $1`, id, 0)
+		exp.Unsealed = len(unsealed)
+		exp.Events = make([]*Proof, 0, len(exp.Proofs)+len(unsealed))
+		for _, p := range exp.Proofs {
+			e := *p
+			e.Path, e.LeafIndex, e.Checkpoint = nil, 0, Checkpoint{}
+			exp.Events = append(exp.Events, &e)
 		}
-		all, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Proof, error) {
-			p := &Proof{}
-			var hash, prev []byte
-			if err := row.Scan(&p.TransactionID, &p.Position, &p.Event.ID, &p.Event.Stream, &p.Event.Version, &p.Event.Type,
-				&p.Event.Occurred, &p.Event.Data, &p.Event.Metadata, &hash, &prev); err != nil {
-				return nil, err
-			}
-			if len(hash) != HashSize || (prev != nil && len(prev) != HashSize) || (prev == nil && p.Event.Version != 1) {
-				return nil, fmt.Errorf("stream %s version %d: its chain is broken; run herald events verify",
-					uuid.UUID(p.Event.Stream), p.Event.Version)
-			}
-			copy(p.Hash[:], hash)
-			copy(p.Prev[:], prev)
-			return p, nil
+		exp.Events = append(exp.Events, unsealed...)
+	} else {
+		err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+			exp.Events, err = chainedEvents(ctx, tx, `e.stream_id = $1`, id)
+			return err
 		})
+	}
+	if err == nil && len(exp.Events) == 0 {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("export stream %s: %w", stream, err)
+	}
+	for _, e := range exp.Events {
+		prev := e.Prev
+		if e.Event.Version == 1 {
+			prev = Genesis
+		}
+		if EventHash(prev, &e.Event) != e.Hash {
+			return nil, fmt.Errorf("export stream %s: version %d does not hash to its stored hash; run herald events verify", stream, e.Event.Version)
+		}
+	}
+	return &exp, nil
+}
+
+// chainedEvents returns the events where selects (with arg), each with its stored hash and its
+// stream's previous version's, in stream and version order.
+func chainedEvents(ctx context.Context, tx pgx.Tx, where string, arg any) ([]*Proof, error) {
+	rows, err := tx.Query(ctx, `SELECT e.transaction_id::text::bigint, e.global_position, e.event_id, e.stream_id, e.stream_version,
+			e.event_type, e.occurred_at, e.data::text, e.metadata::text, e.hash, p.hash
+		FROM event_log e
+		LEFT JOIN event_log p ON p.stream_id = e.stream_id AND p.stream_version = e.stream_version - 1
+		WHERE `+where+` ORDER BY e.stream_id, e.stream_version`, arg)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Proof, error) {
+		p := &Proof{}
+		var hash, prev []byte
+		if err := row.Scan(&p.TransactionID, &p.Position, &p.Event.ID, &p.Event.Stream, &p.Event.Version, &p.Event.Type,
+			&p.Event.Occurred, &p.Event.Data, &p.Event.Metadata, &hash, &prev); err != nil {
+			return nil, err
+		}
+		if len(hash) != HashSize || (prev != nil && len(prev) != HashSize) || (prev == nil && p.Event.Version != 1) {
+			return nil, fmt.Errorf("stream %s version %d: its chain is broken; run herald events verify",
+				uuid.UUID(p.Event.Stream), p.Event.Version)
+		}
+		copy(p.Hash[:], hash)
+		copy(p.Prev[:], prev)
+		return p, nil
+	})
+}
+
+// prove proves the events where selects (with arg) against checkpoint seq (0: the latest), and
+// returns the events the checkpoint does not cover apart, unproven.
+func prove(ctx context.Context, pool *pgxpool.Pool, where string, arg any, seq int64) ([]*Proof, []*Proof, error) {
+	var proofs, unsealed []*Proof
+	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		all, err := chainedEvents(ctx, tx, where, arg)
 		if err != nil || len(all) == 0 {
 			return err
 		}
@@ -106,7 +190,7 @@ func prove(ctx context.Context, pool *pgxpool.Pool, where string, arg any, seq i
 		if seq != 0 {
 			q, args = `SELECT `+checkpointColumns+` FROM checkpoints WHERE seq = $1`, []any{seq}
 		}
-		rows, err = tx.Query(ctx, q, args...)
+		rows, err := tx.Query(ctx, q, args...)
 		if err != nil {
 			return err
 		}
@@ -124,7 +208,7 @@ func prove(ctx context.Context, pool *pgxpool.Pool, where string, arg any, seq i
 		var provers []*InclusionProver
 		for _, p := range all {
 			if len(cps) == 0 || after(p.TransactionID, p.Position, cp.LastTransactionID, cp.LastPosition) {
-				unsealed++
+				unsealed = append(unsealed, p)
 				continue
 			}
 			p.Checkpoint = cp
@@ -141,14 +225,20 @@ func prove(ctx context.Context, pool *pgxpool.Pool, where string, arg any, seq i
 		if len(proofs) == 0 {
 			return nil
 		}
-		rows, err = tx.Query(ctx, `SELECT hash FROM event_log ORDER BY transaction_id, global_position LIMIT $1`, cp.TreeSize)
+		rows, err = tx.Query(ctx, `SELECT transaction_id::text::bigint, global_position, hash FROM event_log
+			ORDER BY transaction_id, global_position LIMIT $1`, cp.TreeSize)
 		if err != nil {
 			return err
 		}
-		var h Hash
-		if _, err := pgx.ForEachRow(rows, []any{(*rootScanner)(&h)}, func() error {
+		var (
+			h   Hash
+			xid uint64
+			pos int64
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&xid, &pos, (*rootScanner)(&h)}, func() error {
+			leaf := LeafHash(xid, pos, h)
 			for _, pr := range provers {
-				pr.Add(h)
+				pr.Add(leaf)
 			}
 			return nil
 		}); err != nil {
@@ -156,7 +246,7 @@ func prove(ctx context.Context, pool *pgxpool.Pool, where string, arg any, seq i
 		}
 		for i, pr := range provers {
 			leaf, path, err := pr.Proof()
-			if err != nil || leaf != proofs[i].Hash {
+			if err != nil || leaf != LeafHash(proofs[i].TransactionID, proofs[i].Position, proofs[i].Hash) {
 				return fmt.Errorf("checkpoint %d does not match the log; run herald events verify", cp.Seq)
 			}
 			proofs[i].Path = path
@@ -164,11 +254,11 @@ func prove(ctx context.Context, pool *pgxpool.Pool, where string, arg any, seq i
 		return nil
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	for _, p := range proofs {
 		if err := p.verify(nil); err != nil {
-			return nil, 0, fmt.Errorf("checkpoint %d does not match the log; run herald events verify: %w", p.Checkpoint.Seq, err)
+			return nil, nil, fmt.Errorf("checkpoint %d does not match the log; run herald events verify: %w", p.Checkpoint.Seq, err)
 		}
 	}
 	return proofs, unsealed, nil
@@ -192,7 +282,7 @@ func (p *Proof) verify(pub ed25519.PublicKey) error {
 		return &Mismatch{Position: p.Position, Stream: uuid.UUID(p.Event.Stream).String(), Version: p.Event.Version, Field: "hash",
 			Reason: "the event's contents, chained to the previous hash, do not hash to its hash"}
 	}
-	if err := VerifyInclusion(p.Hash, p.LeafIndex, uint64(p.Checkpoint.TreeSize), p.Path, p.Checkpoint.Root); err != nil {
+	if err := VerifyInclusion(LeafHash(p.TransactionID, p.Position, p.Hash), p.LeafIndex, uint64(p.Checkpoint.TreeSize), p.Path, p.Checkpoint.Root); err != nil {
 		return &Mismatch{Position: p.Position, Stream: uuid.UUID(p.Event.Stream).String(), Version: p.Event.Version,
 			Checkpoint: p.Checkpoint.Seq, Field: "path", Reason: err.Error()}
 	}

@@ -19,10 +19,27 @@ const DefaultSealBatch = 100_000
 // Sealer writes checkpoints: each extends the last one's tree by the events the log's consumers
 // may read since (those of transactions older than every open one), and signs it.
 type Sealer struct {
-	pool  *pgxpool.Pool
-	key   ed25519.PrivateKey
-	batch int
-	now   func() time.Time
+	pool    *pgxpool.Pool
+	key     ed25519.PrivateKey
+	batch   int
+	now     func() time.Time
+	witness Witness
+}
+
+// Witness returns the latest checkpoint the sealer signed, as kept outside the database (the
+// checkpoint file), or nil when it keeps none yet.
+type Witness func(context.Context) (*Checkpoint, error)
+
+// WithWitness returns the sealer checking, before each seal, that the database's checkpoints
+// still hold the one w returns: its latest checkpoint must be that one (same seq, tree size and
+// root) or a later one, with that one still among the checkpoints as witnessed. Otherwise
+// someone rewrote the checkpoints (and perhaps the log) behind the sealer's back, and it refuses
+// to sign on top of them. Without a witness, a superuser who deletes every checkpoint and
+// rewrites the log gets the sealer to sign the forgery from seq 1.
+func (s *Sealer) WithWitness(w Witness) *Sealer {
+	c := *s
+	c.witness = w
+	return &c
 }
 
 // NewSealer returns a sealer of the log in pool that signs with key.
@@ -42,6 +59,10 @@ func (s *Sealer) WithBatch(n int) *Sealer {
 // that one.
 var ErrSealedElsewhere = errors.New("another sealer wrote this checkpoint first")
 
+// ErrRefused is wrapped by the error Seal returns when the database's checkpoints are not what
+// the sealer signed: it writes nothing until they are (an operator must look).
+var ErrRefused = errors.New("the sealer refuses to sign on top of the database's checkpoints")
+
 // Seal writes the next checkpoint and returns it, or returns nil when the log has no event the
 // last checkpoint does not cover. full says the checkpoint took a whole batch: there may be
 // more to seal at once.
@@ -49,10 +70,21 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var prev Checkpoint
 		err := tx.QueryRow(ctx, `SELECT `+checkpointColumns+` FROM checkpoints ORDER BY seq DESC LIMIT 1`).Scan(
-			&prev.Seq, &prev.TreeSize, &prev.LastTransactionID, &prev.LastPosition, (*rootScanner)(&prev.Root),
+			&prev.LogID, &prev.Seq, &prev.TreeSize, &prev.LastTransactionID, &prev.LastPosition, (*rootScanner)(&prev.Root),
 			&prev.Frontier, &prev.KeyID, &prev.Signature, &prev.CreatedAt)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("read the last checkpoint: %w", err)
+		}
+		if s.witness != nil {
+			w, err := s.witness(ctx)
+			if err != nil {
+				return fmt.Errorf("%w: read the witnessed checkpoint: %w", ErrRefused, err)
+			}
+			if w != nil {
+				if err := extendsWitnessed(ctx, tx, &prev, w); err != nil {
+					return err
+				}
+			}
 		}
 		tree, err := NewTreeFromFrontier(uint64(prev.TreeSize), prev.Frontier)
 		if err != nil {
@@ -60,7 +92,18 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 		}
 		// Sealing on top of a checkpoint whose frontier was changed would sign a lie.
 		if prev.Seq != 0 && tree.Root() != prev.Root {
-			return fmt.Errorf("checkpoint %d: its frontier does not hash to its root: the checkpoints have been changed; run herald events verify", prev.Seq)
+			return fmt.Errorf("%w: checkpoint %d: its frontier does not hash to its root: the checkpoints have been changed; run herald events verify", ErrRefused, prev.Seq)
+		}
+		// Nor on top of a checkpoint it did not sign: its root would then vouch for whatever
+		// that checkpoint's writer put in the tree.
+		if prev.Seq != 0 {
+			if err := prev.VerifySignature(s.key.Public().(ed25519.PublicKey)); err != nil {
+				return fmt.Errorf("%w: checkpoint %d: %w; run herald events verify", ErrRefused, prev.Seq, err)
+			}
+		}
+		var logID [16]byte
+		if err := tx.QueryRow(ctx, `SELECT id FROM log_identity`).Scan(&logID); err != nil {
+			return fmt.Errorf("read the log's id: %w", err)
 		}
 		rows, err := tx.Query(ctx, `SELECT transaction_id::text::bigint, global_position, hash FROM event_log
 			WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)
@@ -69,11 +112,11 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 		if err != nil {
 			return fmt.Errorf("read the log: %w", err)
 		}
-		next := Checkpoint{Seq: prev.Seq + 1}
+		next := Checkpoint{LogID: logID, Seq: prev.Seq + 1}
 		var h Hash
 		n := 0
 		_, err = pgx.ForEachRow(rows, []any{&next.LastTransactionID, &next.LastPosition, (*rootScanner)(&h)}, func() error {
-			tree.Append(h)
+			tree.Append(LeafHash(next.LastTransactionID, next.LastPosition, h))
 			n++
 			return nil
 		})
@@ -86,14 +129,16 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 		next.TreeSize, next.Root, next.Frontier = int64(tree.Size()), tree.Root(), tree.Frontier()
 		next.CreatedAt = s.now().UTC().Truncate(time.Microsecond)
 		next.Sign(s.key)
-		tag, err := tx.Exec(ctx, `INSERT INTO checkpoints (seq, tree_size, last_transaction_id, last_position, root, frontier, key_id, signature, created_at)
-			VALUES ($1, $2, $3::text::xid8, $4, $5, $6, $7, $8, $9) ON CONFLICT (seq) DO NOTHING`,
+		// checkpoint_append is the services' only way to write a checkpoint (they have no
+		// INSERT on the table): the next seq only, never a smaller tree.
+		var written bool
+		err = tx.QueryRow(ctx, `SELECT checkpoint_append($1, $2, $3::text::xid8, $4, $5, $6, $7, $8, $9)`,
 			next.Seq, next.TreeSize, fmt.Sprint(next.LastTransactionID), next.LastPosition, next.Root[:], next.Frontier,
-			next.KeyID, next.Signature, next.CreatedAt)
+			next.KeyID, next.Signature, next.CreatedAt).Scan(&written)
 		if err != nil {
 			return fmt.Errorf("write checkpoint %d: %w", next.Seq, err)
 		}
-		if tag.RowsAffected() == 0 {
+		if !written {
 			return fmt.Errorf("checkpoint %d: %w", next.Seq, ErrSealedElsewhere)
 		}
 		cp, full = &next, n == s.batch
@@ -103,6 +148,38 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 		return nil, false, fmt.Errorf("seal: %w", err)
 	}
 	return cp, full, nil
+}
+
+// extendsWitnessed returns an error wrapping ErrRefused unless latest, the database's latest
+// checkpoint, is w or comes after it with w still in the database as witnessed.
+func extendsWitnessed(ctx context.Context, tx pgx.Tx, latest, w *Checkpoint) error {
+	if latest.Seq < w.Seq {
+		return fmt.Errorf("%w: the database's latest checkpoint is %d, but checkpoint %d was signed and witnessed: checkpoints were deleted",
+			ErrRefused, latest.Seq, w.Seq)
+	}
+	db := latest
+	if latest.Seq > w.Seq {
+		rows, err := tx.Query(ctx, `SELECT `+checkpointColumns+` FROM checkpoints WHERE seq = $1`, w.Seq)
+		if err != nil {
+			return fmt.Errorf("read checkpoint %d: %w", w.Seq, err)
+		}
+		cps, err := pgx.CollectRows(rows, scanCheckpoint)
+		if err != nil {
+			return fmt.Errorf("read checkpoint %d: %w", w.Seq, err)
+		}
+		if len(cps) == 0 {
+			return fmt.Errorf("%w: witnessed checkpoint %d is missing from the database", ErrRefused, w.Seq)
+		}
+		db = &cps[0]
+	}
+	if db.LogID != w.LogID {
+		return fmt.Errorf("%w: the witnessed checkpoint %d is of log %x, the database's of log %x", ErrRefused, w.Seq, w.LogID[:], db.LogID[:])
+	}
+	if db.TreeSize != w.TreeSize || db.Root != w.Root {
+		return fmt.Errorf("%w: checkpoint %d in the database (tree size %d, root %x) is not the one witnessed (tree size %d, root %x)",
+			ErrRefused, w.Seq, db.TreeSize, db.Root[:], w.TreeSize, w.Root[:])
+	}
+	return nil
 }
 
 // rootScanner scans a 32-byte bytea into a Hash.

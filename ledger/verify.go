@@ -22,6 +22,11 @@ type VerifyOptions struct {
 	// its frontier's root check out — instead of the start of the log: only the events after it
 	// are read, and the checkpoints after it.
 	FromCheckpoint int64
+	// Witnessed are checkpoints kept outside the database (the sealer's checkpoint file, or
+	// roots an auditor noted): each must be in the database, with the same root (and tree size
+	// and log id, when they are not zero). A log rewritten with its checkpoints deleted and signed again would
+	// otherwise verify, were the key at hand.
+	Witnessed []Checkpoint
 	// Progress, if set, is called now and then with the report so far.
 	Progress func(VerifyReport)
 }
@@ -35,6 +40,8 @@ type VerifyReport struct {
 	// Signed says whether signatures were.
 	Checkpoints int64
 	Signed      bool
+	// Witnessed is how many checkpoints kept outside the database were found in it as kept.
+	Witnessed int64
 	// LastCheckpoint is the seq of the last checkpoint checked, 0 for none; Unsealed is how many
 	// events come after it, which no checkpoint covers yet.
 	LastCheckpoint int64
@@ -58,7 +65,7 @@ type Mismatch struct {
 	// Checkpoint is the seq of the checkpoint at fault, when one is.
 	Checkpoint int64
 	// Field names what does not match: hash, stream_version, tree_size, root, frontier,
-	// signature, seq.
+	// signature, seq, witness.
 	Field  string
 	Reason string
 }
@@ -90,7 +97,7 @@ LEFT JOIN event_log p ON p.stream_id = e.stream_id AND p.stream_version = e.stre
 WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2::bigint)
 ORDER BY e.transaction_id, e.global_position`
 
-const checkpointColumns = `seq, tree_size, last_transaction_id::text::bigint, last_position, root, frontier, key_id, signature, created_at`
+const checkpointColumns = `(SELECT id FROM log_identity), seq, tree_size, last_transaction_id::text::bigint, last_position, root, frontier, key_id, signature, created_at`
 
 // Verify walks the log in the consumers' order and the checkpoints, in one read-only snapshot,
 // and recomputes every event's hash from its contents and its stream's previous hash (and that
@@ -134,6 +141,9 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Verify
 	}
 
 	v := &verifier{tx: cpTx, opts: opts, rep: &rep, tree: &Tree{}}
+	if err := v.checkWitnessed(ctx); err != nil {
+		return rep, err
+	}
 	var fromXID uint64
 	var fromPos int64
 	if opts.FromCheckpoint != 0 {
@@ -299,7 +309,7 @@ func (v *verifier) event(ctx context.Context, r *eventRow) error {
 		m.Checkpoint = v.next.Seq
 		return m
 	}
-	v.tree.Append(stored)
+	v.tree.Append(LeafHash(r.xid, r.position, stored))
 	if v.next != nil && r.xid == v.next.LastTransactionID && r.position == v.next.LastPosition {
 		cp := v.next
 		fail := func(field, reason string) error {
@@ -353,6 +363,41 @@ func (v *verifier) nextCheckpoint(ctx context.Context) error {
 	return nil
 }
 
+// checkWitnessed checks that every witnessed checkpoint is in the database as witnessed. The
+// walk then checks the database's checkpoints against the log.
+func (v *verifier) checkWitnessed(ctx context.Context) error {
+	if len(v.opts.Witnessed) == 0 {
+		return nil
+	}
+	seqs := make([]int64, len(v.opts.Witnessed))
+	for i, w := range v.opts.Witnessed {
+		seqs[i] = w.Seq
+	}
+	cps, err := v.readCheckpoints(ctx, `SELECT `+checkpointColumns+` FROM checkpoints WHERE seq = ANY($1)`, seqs)
+	if err != nil {
+		return err
+	}
+	bySeq := make(map[int64]*Checkpoint, len(cps))
+	for i := range cps {
+		bySeq[cps[i].Seq] = &cps[i]
+	}
+	for _, w := range v.opts.Witnessed {
+		db, ok := bySeq[w.Seq]
+		switch {
+		case !ok:
+			return &Mismatch{Checkpoint: w.Seq, Field: "witness", Reason: "the witnessed checkpoint is missing from the database"}
+		case db.Root != w.Root:
+			return &Mismatch{Checkpoint: w.Seq, Field: "witness", Reason: fmt.Sprintf("the database's root %x is not the witnessed %x", db.Root[:], w.Root[:])}
+		case w.LogID != [16]byte{} && db.LogID != w.LogID:
+			return &Mismatch{Checkpoint: w.Seq, Field: "witness", Reason: fmt.Sprintf("the witnessed checkpoint is of log %s, the database is log %s", uuid.UUID(w.LogID), uuid.UUID(db.LogID))}
+		case w.TreeSize != 0 && db.TreeSize != w.TreeSize:
+			return &Mismatch{Checkpoint: w.Seq, Field: "witness", Reason: fmt.Sprintf("the database's tree size %d is not the witnessed %d", db.TreeSize, w.TreeSize)}
+		}
+		v.rep.Witnessed++
+	}
+	return nil
+}
+
 func (v *verifier) checkSignature(cp *Checkpoint) error {
 	if v.opts.PublicKey == nil {
 		return nil
@@ -383,7 +428,7 @@ func (v *verifier) readCheckpoints(ctx context.Context, sql string, args ...any)
 func scanCheckpoint(row pgx.CollectableRow) (Checkpoint, error) {
 	var cp Checkpoint
 	var root []byte
-	if err := row.Scan(&cp.Seq, &cp.TreeSize, &cp.LastTransactionID, &cp.LastPosition, &root, &cp.Frontier,
+	if err := row.Scan(&cp.LogID, &cp.Seq, &cp.TreeSize, &cp.LastTransactionID, &cp.LastPosition, &root, &cp.Frontier,
 		&cp.KeyID, &cp.Signature, &cp.CreatedAt); err != nil {
 		return cp, err
 	}

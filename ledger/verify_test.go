@@ -196,8 +196,28 @@ func TestVerifyCatchesTampering(t *testing.T) {
 			return []string{
 					`CREATE TEMP TABLE forged AS SELECT * FROM event_log WHERE global_position = ` + fmt.Sprint(r.position),
 					`DELETE FROM event_log WHERE global_position = ` + fmt.Sprint(r.position),
-					`INSERT INTO event_log (global_position, event_id, stream_id, stream_version, event_type, occurred_at, data, metadata, transaction_id)
-					 SELECT global_position, event_id, stream_id, stream_version, event_type, occurred_at, '{"attempt": 3, "worker": "forger"}', metadata, transaction_id FROM forged`,
+					// The chain trigger would give the row a new place at the log's end: it is
+					// lifted, and the forger computes the hash as it would.
+					`ALTER TABLE event_log DISABLE TRIGGER event_log_chain`,
+					`INSERT INTO event_log (global_position, event_id, stream_id, stream_version, event_type, occurred_at, data, metadata, transaction_id, hash)
+					 SELECT f.global_position, f.event_id, f.stream_id, f.stream_version, f.event_type, f.occurred_at, '{"attempt": 3, "worker": "forger"}', f.metadata, f.transaction_id,
+					        event_log_hash(p.hash, f.event_id, f.stream_id, f.stream_version, f.event_type, f.occurred_at, '{"attempt": 3, "worker": "forger"}', f.metadata)
+					 FROM forged f JOIN event_log p ON p.stream_id = f.stream_id AND p.stream_version = f.stream_version - 1`,
+					`ALTER TABLE event_log ENABLE TRIGGER event_log_chain`,
+				},
+				ledger.Mismatch{Position: last.position, Stream: last.stream, Version: last.version, Checkpoint: 1, Field: "root"}
+		}},
+		{"two events' positions swapped, their order and chains unchanged", func(t *testing.T, l *sealedLog) ([]string, ledger.Mismatch) {
+			// a's versions 1 and 2 are in transactions of their own: the order the tree follows
+			// is the same, and each chain holds; only the leaves, which cover the positions, differ.
+			r1, r2, last := l.row(t, "a", 1), l.row(t, "a", 2), l.rows[len(l.rows)-1]
+			if r1.xid == r2.xid {
+				t.Fatalf("a's versions 1 and 2 share transaction %s", r1.xid)
+			}
+			return []string{
+					fmt.Sprintf(`UPDATE event_log SET global_position = -1 WHERE global_position = %d`, r1.position),
+					fmt.Sprintf(`UPDATE event_log SET global_position = %d WHERE global_position = %d`, r1.position, r2.position),
+					fmt.Sprintf(`UPDATE event_log SET global_position = %d WHERE global_position = -1`, r2.position),
 				},
 				ledger.Mismatch{Position: last.position, Stream: last.stream, Version: last.version, Checkpoint: 1, Field: "root"}
 		}},
@@ -260,10 +280,12 @@ func TestRuntimeRoleCannotChooseTheHash(t *testing.T) {
 		VALUES (gen_random_uuid(), $1, 3, 'NotificationSent', '{}')`, stream); err == nil {
 		t.Error("version 3 was appended after version 1")
 	}
-	if _, err := pool.Exec(ctx, `INSERT INTO checkpoints VALUES (1, 1, '1', 1, sha256(''), '', 'k', '', now())`); err != nil {
-		t.Fatalf("append a checkpoint as the runtime role: %v", err)
+	var written bool
+	if err := pool.QueryRow(ctx, `SELECT checkpoint_append(1, 1, '1', 1, sha256(''), '', 'k', '', now())`).Scan(&written); err != nil || !written {
+		t.Fatalf("append a checkpoint as the runtime role: %v, %v", written, err)
 	}
-	for _, stmt := range []string{`UPDATE checkpoints SET root = sha256('x')`, `DELETE FROM checkpoints`, `TRUNCATE checkpoints`,
+	for _, stmt := range []string{`INSERT INTO checkpoints VALUES (2, 1, '1', 1, sha256(''), '', 'k', '', now())`,
+		`UPDATE checkpoints SET root = sha256('x')`, `DELETE FROM checkpoints`, `TRUNCATE checkpoints`,
 		`ALTER TABLE checkpoints DISABLE TRIGGER USER`} {
 		if _, err := pool.Exec(ctx, stmt); err == nil {
 			t.Errorf("the runtime role ran %s", stmt)

@@ -32,10 +32,18 @@ $$;
 -- +goose StatementBegin
 -- VOLATILE (plpgsql's default): its query sees the rows inserted earlier by the same statement, so
 -- an append of several versions in one INSERT chains each to the one before.
+--
+-- It also sets the event's place in the log, whatever the client sent: the inserting
+-- transaction's id, and the next number of global_position's sequence (the column's default is
+-- dropped below, so that each row takes one number). The checkpoints commit to the log in
+-- (transaction_id, global_position) order; a client that chose them could place an event
+-- before others already read.
 CREATE FUNCTION event_log_chain() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     prev BYTEA;
 BEGIN
+    NEW.transaction_id := pg_current_xact_id();
+    NEW.global_position := nextval('event_log_global_position_seq'::regclass);
     IF NEW.stream_version = 1 THEN
         prev := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
     ELSE
@@ -97,6 +105,18 @@ ALTER TABLE event_log ALTER COLUMN hash SET NOT NULL;
 CREATE TRIGGER event_log_chain
     BEFORE INSERT ON event_log
     FOR EACH ROW EXECUTE FUNCTION event_log_chain();
+ALTER TABLE event_log ALTER COLUMN global_position DROP DEFAULT;
+
+-- The log's identity: a random id made once, here, and signed into every checkpoint, so that a
+-- checkpoint (or a proof bundle) of one log never verifies as another's — a staging database's
+-- against production's, were they to share a key. One row, never changed. A copy of the
+-- database keeps it (pg_dump, a replica, a restored backup): a copy meant to become another log
+-- gets a new one before its first checkpoint, by its owner (docs/operations.md).
+CREATE TABLE log_identity (
+    id  UUID    NOT NULL DEFAULT gen_random_uuid(),
+    one BOOLEAN NOT NULL PRIMARY KEY DEFAULT true CHECK (one)
+);
+INSERT INTO log_identity DEFAULT VALUES;
 
 -- Signed checkpoints (ledger.Checkpoint), written by the sealer: each commits to the first
 -- tree_size events of the log in the consumers' order, the last of which is
@@ -118,7 +138,7 @@ CREATE TABLE checkpoints (
 -- +goose StatementBegin
 CREATE FUNCTION checkpoints_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'checkpoints are append-only: % is not allowed', TG_OP
+    RAISE EXCEPTION '% is append-only: % is not allowed', TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END;
 $$;
@@ -130,10 +150,70 @@ CREATE TRIGGER checkpoints_no_update_delete
 CREATE TRIGGER checkpoints_no_truncate
     BEFORE TRUNCATE ON checkpoints
     FOR EACH STATEMENT EXECUTE FUNCTION checkpoints_refuse_change();
+CREATE TRIGGER log_identity_no_update_delete
+    BEFORE UPDATE OR DELETE ON log_identity
+    FOR EACH ROW EXECUTE FUNCTION checkpoints_refuse_change();
+CREATE TRIGGER log_identity_no_truncate
+    BEFORE TRUNCATE ON log_identity
+    FOR EACH STATEMENT EXECUTE FUNCTION checkpoints_refuse_change();
+
+-- +goose StatementBegin
+-- The one way the services (the runtime role, which has no INSERT on checkpoints) append a
+-- checkpoint: only the next seq, and never a smaller tree than the latest's. It returns false
+-- when that seq was written meanwhile (another sealer), and refuses anything else. The
+-- signature is checked by the sealer that extends the checkpoint and by verify, not here: the
+-- database holds no key.
+CREATE FUNCTION checkpoint_append(p_seq BIGINT, p_tree_size BIGINT, p_last_transaction_id xid8,
+    p_last_position BIGINT, p_root BYTEA, p_frontier BYTEA, p_key_id TEXT, p_signature BYTEA,
+    p_created_at TIMESTAMPTZ) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    latest_seq  BIGINT;
+    latest_size BIGINT;
+    n           BIGINT;
+BEGIN
+    SELECT seq, tree_size INTO latest_seq, latest_size FROM checkpoints ORDER BY seq DESC LIMIT 1;
+    latest_seq := coalesce(latest_seq, 0);
+    IF p_seq <= latest_seq THEN
+        RETURN false;
+    END IF;
+    IF p_seq <> latest_seq + 1 THEN
+        RAISE EXCEPTION 'checkpoints: seq % does not follow the latest, %', p_seq, latest_seq
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF p_tree_size < coalesce(latest_size, 0) THEN
+        RAISE EXCEPTION 'checkpoints: tree size % is smaller than checkpoint %''s, %', p_tree_size, latest_seq, latest_size
+            USING ERRCODE = 'check_violation';
+    END IF;
+    INSERT INTO checkpoints (seq, tree_size, last_transaction_id, last_position, root, frontier, key_id, signature, created_at)
+    VALUES (p_seq, p_tree_size, p_last_transaction_id, p_last_position, p_root, p_frontier, p_key_id, p_signature, p_created_at)
+    ON CONFLICT (seq) DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n = 1;
+END;
+$$;
+-- +goose StatementEnd
+REVOKE EXECUTE ON FUNCTION checkpoint_append(BIGINT, BIGINT, xid8, BIGINT, BYTEA, BYTEA, TEXT, BYTEA, TIMESTAMPTZ) FROM PUBLIC;
 
 -- +goose Down
+-- Dropping signed checkpoints would let the log be rewritten and sealed again from seq 1: the
+-- down migration refuses while there are any. Whoever means it deletes them by hand first, as
+-- the table's owner with its triggers disabled.
+-- +goose StatementBegin
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM checkpoints) THEN
+        RAISE EXCEPTION 'checkpoints: the log has signed checkpoints; migrating down would drop them, and is refused'
+            USING ERRCODE = 'object_in_use';
+    END IF;
+END;
+$$;
+-- +goose StatementEnd
+DROP FUNCTION checkpoint_append(BIGINT, BIGINT, xid8, BIGINT, BYTEA, BYTEA, TEXT, BYTEA, TIMESTAMPTZ);
 DROP TABLE checkpoints;
+DROP TABLE log_identity;
 DROP FUNCTION checkpoints_refuse_change();
+ALTER TABLE event_log ALTER COLUMN global_position SET DEFAULT nextval('event_log_global_position_seq'::regclass);
 DROP TRIGGER event_log_chain ON event_log;
 DROP FUNCTION event_log_chain();
 DROP FUNCTION event_log_hash(BYTEA, UUID, UUID, BIGINT, TEXT, TIMESTAMPTZ, JSONB, JSONB);

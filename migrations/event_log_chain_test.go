@@ -69,3 +69,20 @@ func TestChainSealsTheEventsAlreadyRecorded(t *testing.T) {
 		t.Error("the failed migration left event_log.hash behind")
 	}
 }
+
+// Migrating below 20 would drop the signed checkpoints: it is refused while there are any, and
+// the checkpoints stay.
+func TestChainDownRefusesWhileCheckpointsExist(t *testing.T) {
+	db, p := migratedTo(t, 20)
+	ctx := t.Context()
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO checkpoints VALUES (1, 1, '1', 1, sha256(''), '', 'k', '', now())`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DownTo(ctx, 19); err == nil {
+		t.Fatal("migrated down to 19 with a checkpoint in the database")
+	}
+	var n int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM checkpoints`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d checkpoints after the refused down migration (%v), want 1", n, err)
+	}
+}

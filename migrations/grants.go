@@ -26,7 +26,8 @@ var ErrNoRole = errors.New("the runtime role does not exist")
 // GrantRuntime gives role — the one Herald's services connect as — exactly what they need on the
 // schema the migrations built: reading and writing the outbox, the read models, the offsets,
 // the API keys and the workers' circuit breaker states (provider_breakers); reading and
-// appending to the append-only tables; reading the schema version. Privileges it held before are revoked first, so the grants are the same after every run. It
+// appending to the append-only tables (checkpoints only through checkpoint_append); reading the
+// schema version. Privileges it held before are revoked first, so the grants are the same after every run. It
 // must run as the tables' owner, after the migrations, and it runs in one transaction.
 //
 // The services never own a table: ownership is what would let them ALTER TABLE … DISABLE TRIGGER
@@ -76,6 +77,12 @@ func GrantRuntime(ctx context.Context, pool *pgxpool.Pool, role string) error {
 		for _, table := range AppendOnly {
 			stmts = append(stmts, `REVOKE UPDATE, DELETE ON `+pgx.Identifier{table}.Sanitize()+` FROM `+r)
 		}
+		// A checkpoint is appended only through checkpoint_append, which takes the next seq
+		// alone and never a smaller tree: no INSERT of any row the client chooses.
+		stmts = append(stmts, `REVOKE INSERT ON checkpoints FROM `+r,
+			// The log's identity is made once, by the migration.
+			`REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON log_identity FROM `+r,
+			`GRANT EXECUTE ON FUNCTION checkpoint_append(bigint, bigint, xid8, bigint, bytea, bytea, text, bytea, timestamptz) TO `+r)
 		// Rebuilding a read model needs DDL, lent by the owner for the read models alone.
 		stmts = append(stmts, `GRANT EXECUTE ON FUNCTION create_rebuild_table(text), drop_rebuild_table(text), swap_rebuild_table(text) TO `+r)
 		for _, stmt := range stmts {

@@ -65,11 +65,55 @@ func TestRuntimeRoleCannotRewriteTheLog(t *testing.T) {
 		`UPDATE template_versions SET content = 'forged'`,
 		`DELETE FROM template_versions`,
 		`TRUNCATE template_versions`,
+		// A checkpoint is appended only through checkpoint_append.
+		`INSERT INTO checkpoints VALUES (1, 1, '1', 1, sha256(''), '', 'k', '', now())`,
+		`UPDATE checkpoints SET root = sha256('x')`,
+		`DELETE FROM checkpoints`,
+		`TRUNCATE checkpoints`,
+		`ALTER TABLE checkpoints DISABLE TRIGGER USER`,
+		`ALTER TABLE event_log ALTER COLUMN global_position SET DEFAULT 1`,
+		// The log's identity, signed into every checkpoint, is the migration's alone.
+		`UPDATE log_identity SET id = gen_random_uuid()`,
+		`DELETE FROM log_identity`,
+		`INSERT INTO log_identity (id, one) VALUES (gen_random_uuid(), true)`,
 	} {
 		_, err := conn.Exec(ctx, stmt)
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || pgErr.Code != "42501" || strings.Contains(pgErr.Message, "append-only") {
 			t.Errorf("%s as the runtime role: got %v, want a privilege error from PostgreSQL itself", stmt, err)
+		}
+	}
+
+	// Whatever place in the log the client asks for, the event takes the next one: this
+	// transaction's id and the sequence's next number.
+	var pos int64
+	var xidChosen bool
+	if err := conn.QueryRow(ctx, `INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data, global_position, transaction_id)
+		VALUES ($1, $2, 1, 'NotificationQueued', '{}', 1, '3'::xid8) RETURNING global_position, transaction_id = '3'::xid8`,
+		uuid.New(), uuid.New()).Scan(&pos, &xidChosen); err != nil {
+		t.Fatalf("append choosing the position: %v", err)
+	}
+	if pos <= 1 || xidChosen {
+		t.Errorf("an append asking for position 1 and transaction 3 got position %d (chosen transaction: %v), want the next position and its own transaction", pos, xidChosen)
+	}
+	var next int64
+	if err := conn.QueryRow(ctx, `INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data)
+		VALUES ($1, $2, 1, 'NotificationQueued', '{}') RETURNING global_position`, uuid.New(), uuid.New()).Scan(&next); err != nil || next != pos+1 {
+		t.Errorf("the next append took position %d (%v), want %d: one number a row", next, err, pos+1)
+	}
+
+	// checkpoint_append takes the next seq only, and never a smaller tree.
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT checkpoint_append(1, 2, '1', 1, sha256(''), '', 'k', '', now())`).Scan(&ok); err != nil || !ok {
+		t.Fatalf("checkpoint_append of seq 1: %v, %v", ok, err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT checkpoint_append(1, 3, '1', 1, sha256(''), '', 'k', '', now())`).Scan(&ok); err != nil || ok {
+		t.Errorf("checkpoint_append of seq 1 again: %v, %v; want false, written already", ok, err)
+	}
+	for _, stmt := range []string{`SELECT checkpoint_append(3, 3, '1', 1, sha256(''), '', 'k', '', now())`,
+		`SELECT checkpoint_append(2, 1, '1', 1, sha256(''), '', 'k', '', now())`} {
+		if _, err := conn.Exec(ctx, stmt); err == nil || !strings.Contains(err.Error(), "checkpoints:") {
+			t.Errorf("%s: %v, want it refused", stmt, err)
 		}
 	}
 
@@ -83,7 +127,7 @@ func TestRuntimeRoleCannotRewriteTheLog(t *testing.T) {
 
 	// The log is as it was, triggers and all.
 	var rows, enabled int
-	if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM event_log WHERE event_type = 'NotificationQueued'),
+	if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM event_log WHERE event_type = 'NotificationQueued') - 2,
 		(SELECT count(*) FROM pg_trigger WHERE tgrelid = 'event_log'::regclass AND NOT tgisinternal AND tgenabled = 'O')`).Scan(&rows, &enabled); err != nil {
 		t.Fatal(err)
 	}

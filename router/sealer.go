@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-notify/herald/ledger"
 )
@@ -23,6 +24,13 @@ type SealerConfig struct {
 	// OnCheckpoint, if set, is given each checkpoint once it is committed: a copy for a witness
 	// outside the database. Its error is logged; the checkpoint stays in the database.
 	OnCheckpoint func(context.Context, ledger.Checkpoint) error
+	// Witness, if set, returns the latest checkpoint kept outside the database (the checkpoint
+	// file): the sealer refuses to sign unless the database's checkpoints still hold it
+	// (ledger.Sealer.WithWitness). Without one, whoever can rewrite the database can have the
+	// sealer sign a rewritten log.
+	Witness ledger.Witness
+	// Metrics, if set, gets herald_sealer_refusing: 1 while the sealer refuses to sign.
+	Metrics prometheus.Registerer
 }
 
 // Sealer is a consumer of the log that writes signed checkpoints (ledger.Sealer) every
@@ -35,6 +43,7 @@ type Sealer struct {
 	logger   *slog.Logger
 	health   *parts
 	election string
+	refusing prometheus.Gauge
 }
 
 // NewSealer returns a sealer of the log in pool, signing with key.
@@ -42,8 +51,17 @@ func NewSealer(pool *pgxpool.Pool, key ed25519.PrivateKey, cfg SealerConfig, log
 	if cfg.Interval <= 0 {
 		cfg.Interval = 10 * time.Second
 	}
-	return &Sealer{pool: pool, sealer: ledger.NewSealer(pool, key), cfg: cfg, logger: logger,
-		health: newParts(sealerGroup), election: electionName("sealer")}
+	refusing := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "herald", Subsystem: "sealer", Name: "refusing",
+		Help: "1 while the sealer refuses to sign because the database's checkpoints are not what it signed (or witnessed): alert on it"})
+	if cfg.Metrics != nil {
+		cfg.Metrics.MustRegister(refusing)
+	}
+	sealer := ledger.NewSealer(pool, key)
+	if cfg.Witness != nil {
+		sealer = sealer.WithWitness(cfg.Witness)
+	}
+	return &Sealer{pool: pool, sealer: sealer, cfg: cfg, logger: logger,
+		health: newParts(sealerGroup), election: electionName("sealer"), refusing: refusing}
 }
 
 // Ready returns nil when the sealer runs here or stands by for another process.
@@ -81,9 +99,17 @@ func (s *Sealer) run(ctx context.Context) error {
 				s.logger.WarnContext(ctx, "another sealer wrote a checkpoint", "error", err)
 				break
 			}
+			// Refusing is not a failure to retry at once: it stays until someone looks, and the
+			// sealer checks again every interval.
+			if errors.Is(err, ledger.ErrRefused) {
+				s.refusing.Set(1)
+				s.logger.ErrorContext(ctx, "the sealer refuses to sign: the checkpoints in the database are not what it signed; run herald events verify --witness", "error", err)
+				break
+			}
 			if err != nil {
 				return err
 			}
+			s.refusing.Set(0)
 			if cp == nil {
 				break
 			}

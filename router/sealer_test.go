@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/heraldtest"
@@ -79,5 +81,37 @@ func TestSealersTakeTurnsAndSealOnlyGrowth(t *testing.T) {
 	mu.Unlock()
 	if _, err := ledger.Verify(ctx, db.Pool, ledger.VerifyOptions{PublicKey: key.Public().(ed25519.PublicKey)}); err != nil {
 		t.Error(err)
+	}
+}
+
+// A sealer whose witness holds a checkpoint the database does not have refuses to sign, says so
+// in herald_sealer_refusing, and writes nothing.
+func TestSealerRefusingIsAnAlert(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	_, key, _ := ed25519.GenerateKey(nil)
+	if _, err := events.NewLog(db.Pool).Append(ctx, uuid.NewString(), 0, events.Metadata{}, &events.NotificationProcessing{Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	witnessed := &ledger.Checkpoint{Seq: 3, TreeSize: 7}
+	cfg := router.SealerConfig{Interval: 50 * time.Millisecond, Metrics: reg,
+		Witness: func(context.Context) (*ledger.Checkpoint, error) { return witnessed, nil }}
+	s := router.NewSealer(db.Pool, key, cfg, slog.New(slog.DiscardHandler))
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	heraldtest.Eventually(t, 30*time.Second, "herald_sealer_refusing at 1", func() (bool, error) {
+		n, err := testutil.GatherAndCount(reg, "herald_sealer_refusing")
+		if err != nil || n != 1 {
+			return false, err
+		}
+		mfs, err := reg.Gather()
+		return err == nil && mfs[0].GetMetric()[0].GetGauge().GetValue() == 1, err
+	})
+	var n int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM checkpoints`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d checkpoints written by a refusing sealer (%v), want 0", n, err)
 	}
 }

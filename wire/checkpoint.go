@@ -15,6 +15,8 @@ import (
 // line of the checkpoint file (HERALD_CHECKPOINT_FILE) a witness keeps. Hashes are hex; the
 // signature is base64 (standard), over ledger.Checkpoint.SignedMessage.
 type Checkpoint struct {
+	// LogID is the identity of the log the checkpoint is of (signed).
+	LogID             string    `json:"log_id"`
 	Seq               int64     `json:"seq"`
 	TreeSize          int64     `json:"tree_size"`
 	LastTransactionID uint64    `json:"last_transaction_id"`
@@ -34,10 +36,35 @@ func NewCheckpoint(cp ledger.Checkpoint) Checkpoint {
 		frontier = append(frontier, hex.EncodeToString(cp.Frontier[i:i+ledger.HashSize]))
 	}
 	return Checkpoint{
-		Seq: cp.Seq, TreeSize: cp.TreeSize, LastTransactionID: cp.LastTransactionID, LastPosition: cp.LastPosition,
+		LogID: uuid.UUID(cp.LogID).String(), Seq: cp.Seq, TreeSize: cp.TreeSize, LastTransactionID: cp.LastTransactionID, LastPosition: cp.LastPosition,
 		Root: hex.EncodeToString(cp.Root[:]), KeyID: cp.KeyID, Signature: base64.StdEncoding.EncodeToString(cp.Signature),
 		CreatedAt: cp.CreatedAt.UTC(), Frontier: frontier,
 	}
+}
+
+// Checkpoint reads the checkpoint back, refusing a malformed one with the field at fault.
+func (c Checkpoint) Checkpoint() (ledger.Checkpoint, error) {
+	cp := ledger.Checkpoint{Seq: c.Seq, TreeSize: c.TreeSize, LastTransactionID: c.LastTransactionID,
+		LastPosition: c.LastPosition, KeyID: c.KeyID, CreatedAt: c.CreatedAt}
+	logID, err := uuid.Parse(c.LogID)
+	if err != nil {
+		return cp, fmt.Errorf("log_id: %w", err)
+	}
+	cp.LogID = logID
+	if cp.Root, err = parseHash(c.Root); err != nil {
+		return cp, fmt.Errorf("root: %w", err)
+	}
+	if cp.Signature, err = base64.StdEncoding.DecodeString(c.Signature); err != nil {
+		return cp, fmt.Errorf("signature: %w", err)
+	}
+	for i, f := range c.Frontier {
+		h, err := parseHash(f)
+		if err != nil {
+			return cp, fmt.Errorf("frontier[%d]: %w", i, err)
+		}
+		cp.Frontier = append(cp.Frontier, h[:]...)
+	}
+	return cp, nil
 }
 
 // Verification is what `herald events verify -o json` reports: what was checked, and, when
@@ -50,9 +77,12 @@ type Verification struct {
 	Checkpoints int64 `json:"checkpoints"`
 	// SignaturesChecked is false when no public key was given: the trees were checked, the
 	// signatures were not.
-	SignaturesChecked bool  `json:"signatures_checked"`
-	FromCheckpoint    int64 `json:"from_checkpoint"`
-	LastCheckpoint    int64 `json:"last_checkpoint"`
+	SignaturesChecked bool `json:"signatures_checked"`
+	// Witnessed is how many checkpoints kept outside the database (--witness, --expect) were
+	// found in it as kept.
+	Witnessed      int64 `json:"witnessed"`
+	FromCheckpoint int64 `json:"from_checkpoint"`
+	LastCheckpoint int64 `json:"last_checkpoint"`
 	// Unsealed is how many events come after the last checkpoint: chained, not yet signed.
 	Unsealed        int64     `json:"unsealed"`
 	ElapsedSeconds  float64   `json:"elapsed_seconds"`
@@ -73,7 +103,7 @@ type Mismatch struct {
 // NewVerification returns a verification's report; m is its mismatch, nil when all matched.
 func NewVerification(r ledger.VerifyReport, m *ledger.Mismatch) Verification {
 	v := Verification{
-		OK: m == nil, Events: r.Events, Streams: r.Streams, Checkpoints: r.Checkpoints, SignaturesChecked: r.Signed,
+		OK: m == nil, Events: r.Events, Streams: r.Streams, Checkpoints: r.Checkpoints, SignaturesChecked: r.Signed, Witnessed: r.Witnessed,
 		FromCheckpoint: r.FromCheckpoint, LastCheckpoint: r.LastCheckpoint, Unsealed: r.Unsealed,
 		ElapsedSeconds: r.Elapsed.Seconds(), EventsPerSecond: r.Rate(),
 	}
@@ -114,6 +144,15 @@ type ProvenEvent struct {
 
 // NewProofBundle returns the proof as users see it.
 func NewProofBundle(p *ledger.Proof) ProofBundle {
+	path := make([]string, len(p.Path))
+	for i, h := range p.Path {
+		path[i] = hex.EncodeToString(h[:])
+	}
+	return ProofBundle{Event: NewProvenEvent(p), LeafIndex: p.LeafIndex, Path: path, Checkpoint: NewCheckpoint(p.Checkpoint)}
+}
+
+// NewProvenEvent returns the event of p with its chain (its hash and its previous hash).
+func NewProvenEvent(p *ledger.Proof) ProvenEvent {
 	e := ProvenEvent{
 		ID: uuid.UUID(p.Event.ID).String(), StreamID: uuid.UUID(p.Event.Stream).String(), Version: p.Event.Version,
 		Type: p.Event.Type, Position: p.Position, TransactionID: p.TransactionID, OccurredAtMicros: p.Event.Occurred.UnixMicro(),
@@ -122,11 +161,7 @@ func NewProofBundle(p *ledger.Proof) ProofBundle {
 	if p.Event.Version > 1 {
 		e.PreviousHash = hex.EncodeToString(p.Prev[:])
 	}
-	path := make([]string, len(p.Path))
-	for i, h := range p.Path {
-		path[i] = hex.EncodeToString(h[:])
-	}
-	return ProofBundle{Event: e, LeafIndex: p.LeafIndex, Path: path, Checkpoint: NewCheckpoint(p.Checkpoint)}
+	return e
 }
 
 // Proof reads the bundle back into the proof it shows, refusing a malformed one with the
@@ -158,14 +193,8 @@ func (b ProofBundle) Proof() (*ledger.Proof, error) {
 		}
 		p.Path = append(p.Path, h)
 	}
-	c := b.Checkpoint
-	p.Checkpoint = ledger.Checkpoint{Seq: c.Seq, TreeSize: c.TreeSize, LastTransactionID: c.LastTransactionID,
-		LastPosition: c.LastPosition, KeyID: c.KeyID, CreatedAt: c.CreatedAt}
-	if p.Checkpoint.Root, err = parseHash(c.Root); err != nil {
-		return nil, fmt.Errorf("checkpoint.root: %w", err)
-	}
-	if p.Checkpoint.Signature, err = base64.StdEncoding.DecodeString(c.Signature); err != nil {
-		return nil, fmt.Errorf("checkpoint.signature: %w", err)
+	if p.Checkpoint, err = b.Checkpoint.Checkpoint(); err != nil {
+		return nil, fmt.Errorf("checkpoint.%w", err)
 	}
 	return p, nil
 }
@@ -195,4 +224,19 @@ type NotificationProof struct {
 // NewNotificationProof returns the proofs of notification id as users see them.
 func NewNotificationProof(id string, proofs []*ledger.Proof, unsealed int) NotificationProof {
 	return NotificationProof{NotificationID: id, Proofs: all(proofs, NewProofBundle), Unsealed: unsealed}
+}
+
+// StreamExport is what `herald events export` writes: a stream's events with their chain, in
+// version order, and, with --proof, a proof bundle for each event the latest checkpoint covers
+// (each checked on its own by `herald verify-bundle`) and how many it does not cover yet.
+type StreamExport struct {
+	StreamID string        `json:"stream_id"`
+	Events   []ProvenEvent `json:"events"`
+	Proofs   []ProofBundle `json:"proofs,omitempty"`
+	Unsealed int           `json:"unsealed"`
+}
+
+// NewStreamExport returns the export of stream as users see it.
+func NewStreamExport(stream string, e *ledger.Export) StreamExport {
+	return StreamExport{StreamID: stream, Events: all(e.Events, NewProvenEvent), Proofs: all(e.Proofs, NewProofBundle), Unsealed: e.Unsealed}
 }

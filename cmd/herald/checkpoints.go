@@ -78,9 +78,9 @@ func checkpointsListCommand() *cobra.Command {
 		Use:   "list [flags]",
 		Short: "List the checkpoints, oldest first",
 		Long: `list prints the checkpoints, oldest first; --limit N keeps the last N. With -o json, each is
-{"seq", "tree_size", "last_transaction_id", "last_position", "root" (hex), "key_id",
+{"log_id", "seq", "tree_size", "last_transaction_id", "last_position", "root" (hex), "key_id",
 "signature" (base64), "created_at", "frontier" (hex hashes)}: the shape of each line of
-HERALD_CHECKPOINT_FILE.`,
+HERALD_CHECKPOINT_FILE. log_id is the log's identity, signed into each checkpoint.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if limit < 0 {

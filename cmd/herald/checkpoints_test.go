@@ -1,7 +1,9 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/heraldtest"
+	"github.com/herald-notify/herald/ledger"
 	"github.com/herald-notify/herald/wire"
 )
 
@@ -88,8 +91,25 @@ func TestCheckpointsSealedListedAndVerified(t *testing.T) {
 		t.Fatal(err)
 	}
 	out = mustRunHerald(t, "verify-bundle", bundle, "--public-key", pub)
-	if !strings.Contains(out, "Event "+ids[2]+" (stream "+stream+" version 3") || !strings.Contains(out, "leaf 2 of the 5 events checkpoint 1") {
+	if !strings.Contains(out, "Event "+ids[2]+" (stream "+stream+" version 3") || !strings.Contains(out, "leaf 2 of the 5 events checkpoint 1 of log "+listed[0].LogID) {
 		t.Errorf("verify-bundle printed:\n%s", out)
+	}
+	// A bundle is of one log: another log id is refused, even with the right key.
+	mustRunHerald(t, "verify-bundle", bundle, "--public-key", pub, "--log-id", listed[0].LogID)
+	if _, err := runHerald(t, "verify-bundle", bundle, "--public-key", pub, "--log-id", uuid.NewString()); err == nil || !strings.Contains(err.Error(), "--log-id") {
+		t.Errorf("verify-bundle with another log id: %v, want it refused", err)
+	}
+	// Nor does changing the log id in the bundle make it another log's: the signature covers it.
+	b0, _ := os.ReadFile(bundle)
+	other := strings.Replace(string(b0), listed[0].LogID, uuid.NewString(), 1)
+	if err := os.WriteFile(bundle, []byte(other), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runHerald(t, "verify-bundle", bundle, "--public-key", pub); err == nil || !strings.Contains(err.Error(), "signature") {
+		t.Errorf("verify-bundle with its log id changed: %v, want the signature named", err)
+	}
+	if err := os.WriteFile(bundle, b0, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(bundle)
 	forged := strings.Replace(string(b), `\"attempt\": 3`, `\"attempt\": 4`, 1)
@@ -152,5 +172,115 @@ func TestLedgerCommandsRefuseBadFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("herald %s: %v, want an error naming %s", strings.Join(tt.args, " "), err, tt.want)
 		}
+	}
+}
+
+// verify --witness and --expect name a witnessed checkpoint the database lost; with
+// --public-key, a log with no checkpoint fails unless --allow-unsealed.
+func TestVerifyHoldsTheDatabaseToItsWitness(t *testing.T) {
+	clearHeraldEnv(t)
+	db := heraldtest.NewDatabase(t)
+	ctx := t.Context()
+	_, key, _ := ed25519.GenerateKey(nil)
+	pub := ledger.EncodePublicKey(key.Public().(ed25519.PublicKey))
+	if _, err := events.NewLog(db.Pool).Append(ctx, uuid.NewString(), 0, events.Metadata{}, &events.NotificationProcessing{Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	heraldtest.WaitLogVisible(t, db, 1)
+	cp, _, err := ledger.NewSealer(db.Pool, key).Seal(ctx)
+	if err != nil || cp == nil {
+		t.Fatalf("seal: %+v, %v", cp, err)
+	}
+	cpFile := filepath.Join(t.TempDir(), "checkpoints.jsonl")
+	if err := appendCheckpoint(cpFile, *cp); err != nil {
+		t.Fatal(err)
+	}
+	if last, err := lastCheckpointInFile(cpFile); err != nil || last == nil || last.Seq != 1 || last.Root != cp.Root {
+		t.Fatalf("last checkpoint in the file: %+v, %v", last, err)
+	}
+	expect := fmt.Sprintf("1:%x", cp.Root[:])
+	out := mustRunHerald(t, "events", "verify", "--public-key", pub, "--witness", cpFile, "--expect", expect, "--database-url", db.URL)
+	if !strings.Contains(out, "2 witnessed checkpoints found") {
+		t.Errorf("verify with a witness printed:\n%s", out)
+	}
+
+	for _, s := range []string{`ALTER TABLE checkpoints DISABLE TRIGGER USER`, `DELETE FROM checkpoints`, `ALTER TABLE checkpoints ENABLE TRIGGER USER`} {
+		if _, err := db.Pool.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, flag := range [][]string{{"--witness", cpFile}, {"--expect", expect}} {
+		args := append([]string{"events", "verify", "--public-key", pub, "--database-url", db.URL}, flag...)
+		if _, err := runHerald(t, args...); err == nil || !strings.Contains(err.Error(), "checkpoint 1: witness") {
+			t.Errorf("verify %s after the checkpoints were deleted: %v, want checkpoint 1's witness named", flag[0], err)
+		}
+	}
+	if _, err := runHerald(t, "events", "verify", "--public-key", pub, "--database-url", db.URL); err == nil || !strings.Contains(err.Error(), "no checkpoint") {
+		t.Errorf("verify --public-key of a log with no checkpoint: %v, want it refused", err)
+	}
+	mustRunHerald(t, "events", "verify", "--public-key", pub, "--allow-unsealed", "--database-url", db.URL)
+	if _, err := runHerald(t, "events", "verify", "--expect", "1:zz", "--database-url", db.URL); err == nil || !strings.Contains(err.Error(), "--expect") {
+		t.Errorf("verify --expect 1:zz: %v, want the flag named", err)
+	}
+}
+
+// events export writes a stream's events with their chain, and with --proof a bundle for each
+// sealed one that verify-bundle accepts, counting the unsealed; a changed event is refused.
+func TestEventsExportWithProof(t *testing.T) {
+	clearHeraldEnv(t)
+	db := heraldtest.NewDatabase(t)
+	ctx := t.Context()
+	_, key, _ := ed25519.GenerateKey(nil)
+	pub := ledger.EncodePublicKey(key.Public().(ed25519.PublicKey))
+	log := events.NewLog(db.Pool)
+	stream := uuid.NewString()
+	for v := range int64(2) {
+		if _, err := log.Append(ctx, stream, v, events.Metadata{}, &events.NotificationProcessing{Attempt: int(v) + 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	heraldtest.WaitLogVisible(t, db, 2)
+	if cp, _, err := ledger.NewSealer(db.Pool, key).Seal(ctx); err != nil || cp == nil {
+		t.Fatalf("seal: %+v, %v", cp, err)
+	}
+	if _, err := log.Append(ctx, stream, 2, events.Metadata{}, &events.NotificationSent{Attempt: 2}); err != nil {
+		t.Fatal(err)
+	}
+
+	var plain wire.StreamExport
+	if err := json.Unmarshal([]byte(mustRunHerald(t, "events", "export", "--stream", stream, "--database-url", db.URL)), &plain); err != nil {
+		t.Fatal(err)
+	}
+	if len(plain.Events) != 3 || len(plain.Proofs) != 0 || plain.Events[2].PreviousHash != plain.Events[1].Hash {
+		t.Errorf("export: %+v; want 3 chained events and no proofs", plain)
+	}
+	var exp wire.StreamExport
+	if err := json.Unmarshal([]byte(mustRunHerald(t, "events", "export", "--stream", stream, "--proof", "--database-url", db.URL)), &exp); err != nil {
+		t.Fatal(err)
+	}
+	if exp.StreamID != stream || len(exp.Events) != 3 || len(exp.Proofs) != 2 || exp.Unsealed != 1 {
+		t.Fatalf("export --proof: %d events, %d proofs, %d unsealed; want 3, 2, 1", len(exp.Events), len(exp.Proofs), exp.Unsealed)
+	}
+	bundle := filepath.Join(t.TempDir(), "bundle.json")
+	b, _ := json.Marshal(exp.Proofs[1])
+	if err := os.WriteFile(bundle, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustRunHerald(t, "verify-bundle", bundle, "--public-key", pub); !strings.Contains(out, "version 2") {
+		t.Errorf("verify-bundle of the exported bundle printed:\n%s", out)
+	}
+
+	if _, err := runHerald(t, "events", "export", "--stream", uuid.NewString(), "--database-url", db.URL); err == nil || !strings.Contains(err.Error(), "no such stream") {
+		t.Errorf("export of an unknown stream: %v", err)
+	}
+	for _, s := range []string{`ALTER TABLE event_log DISABLE TRIGGER event_log_no_update_delete`,
+		`UPDATE event_log SET data = '{"attempt": 9}' WHERE stream_version = 3`,
+		`ALTER TABLE event_log ENABLE TRIGGER event_log_no_update_delete`} {
+		if _, err := db.Pool.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := runHerald(t, "events", "export", "--stream", stream, "--database-url", db.URL); err == nil || !strings.Contains(err.Error(), "version 3") {
+		t.Errorf("export of a changed event: %v, want version 3 named", err)
 	}
 }

@@ -20,7 +20,7 @@ signed checkpoints, and "herald events prove" writes the proof that one event is
 checkpoint. All only read, in a read-only transaction, and hold one event or
 notification in memory at a time however large the log is.`,
 	}
-	cmd.AddCommand(eventsListCommand(), eventsReplayCommand(), eventsVerifyCommand(), eventsProveCommand())
+	cmd.AddCommand(eventsListCommand(), eventsReplayCommand(), eventsVerifyCommand(), eventsProveCommand(), eventsExportCommand())
 	return cmd
 }
 

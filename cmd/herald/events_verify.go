@@ -2,10 +2,13 @@ package main
 
 import (
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -33,6 +36,15 @@ stream and version, or the checkpoint, and the field (hash, stream_version, tree
 frontier, signature, seq). Memory does not grow with the log. Progress shows on stderr when it
 is a terminal.
 
+--witness FILE reads a checkpoint file (HERALD_CHECKPOINT_FILE, the sealer's copy of each
+checkpoint it signed) and --expect SEQ:ROOT a checkpoint noted elsewhere (its root in hex; the
+flag repeats): each must be in the database with the same root (and tree size), or verify fails
+naming it (field witness). This is what catches a log rewritten whole, its checkpoints deleted
+and signed again by whoever holds the key or has the sealer sign for them.
+
+With --public-key, a log with no checkpoint at all fails (nothing signed commits to it, so
+nothing was verified against the key) unless --allow-unsealed is given.
+
 --from-checkpoint N starts from checkpoint N instead of the start of the log, once its
 signature and frontier check out: only the events and checkpoints after it are read.
 
@@ -42,23 +54,27 @@ chained, but nothing signed commits to them yet; the summary counts them as unse
 
 Formats (-o):
   table   a summary in words
-  json    {"ok", "events", "streams", "checkpoints", "signatures_checked", "from_checkpoint",
+  json    {"ok", "events", "streams", "checkpoints", "signatures_checked", "witnessed", "from_checkpoint",
           "last_checkpoint", "unsealed", "elapsed_seconds", "events_per_second",
           "mismatch": {"position", "stream", "version", "checkpoint", "field", "reason"}}`
 
 // eventsVerifyCommand checks the log's hash chains and signed checkpoints.
 func eventsVerifyCommand() *cobra.Command {
 	var (
-		cli       cliDB
-		publicKey string
-		from      int64
-		output    *format
+		cli           cliDB
+		publicKey     string
+		from          int64
+		witness       string
+		expect        []string
+		allowUnsealed bool
+		output        *format
 	)
 	cmd := &cobra.Command{
 		Use:   "verify [flags]",
 		Short: "Check the log's hash chains, Merkle checkpoints and their signatures",
 		Long:  eventsVerifyLong,
 		Example: `  herald events verify --public-key checkpoint.pub
+  herald events verify --public-key checkpoint.pub --witness /var/lib/herald/checkpoints.jsonl
   herald events verify --public-key 3q2+7w... --from-checkpoint 1200 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -72,6 +88,20 @@ func eventsVerifyCommand() *cobra.Command {
 					return fmt.Errorf("--public-key: %w", err)
 				}
 				opts.PublicKey = pub
+			}
+			if witness != "" {
+				cps, err := readCheckpointFile(witness)
+				if err != nil {
+					return fmt.Errorf("--witness: %w", err)
+				}
+				opts.Witnessed = append(opts.Witnessed, cps...)
+			}
+			for _, e := range expect {
+				cp, err := parseExpected(e)
+				if err != nil {
+					return fmt.Errorf("--expect %q: %w", e, err)
+				}
+				opts.Witnessed = append(opts.Witnessed, cp)
 			}
 			ctx := cmd.Context()
 			pool, _, err := cli.connect(ctx)
@@ -97,6 +127,9 @@ func eventsVerifyCommand() *cobra.Command {
 			if m != nil {
 				return fmt.Errorf("the log does not verify: %w (after %d events verified)", m, rep.Events)
 			}
+			if opts.PublicKey != nil && rep.LastCheckpoint == 0 && !allowUnsealed {
+				return errors.New("the log has no checkpoint: nothing signed commits to it, so nothing was checked against --public-key (pass --allow-unsealed if the log was never sealed)")
+			}
 			return nil
 		},
 	}
@@ -104,9 +137,31 @@ func eventsVerifyCommand() *cobra.Command {
 	fs.StringVar(&publicKey, "public-key", "", `the sealer's public key: its 32 bytes in base64 or hex (as "herald keys generate" prints it), or a file holding it`)
 	fs.Int64Var(&from, "from-checkpoint", 0, "start from this checkpoint (trusted once its signature checks out) instead of the start of the log")
 	output = registerFormat(fs, formatTable, formatJSON)
-	markArguments(fs, "public-key", "from-checkpoint")
+	fs.StringVar(&witness, "witness", "", "a checkpoint file (HERALD_CHECKPOINT_FILE): each of its checkpoints must be in the database as it is in the file")
+	fs.StringArrayVar(&expect, "expect", nil, "SEQ:ROOT, a checkpoint's seq and its root in hex noted outside the database: it must be in the database (repeatable)")
+	fs.BoolVar(&allowUnsealed, "allow-unsealed", false, "with --public-key, accept a log with no checkpoint at all")
+	markArguments(fs, "public-key", "from-checkpoint", "witness", "expect", "allow-unsealed")
 	cli.register(newSettings(cmd))
 	return cmd
+}
+
+// parseExpected reads SEQ:ROOT.
+func parseExpected(s string) (ledger.Checkpoint, error) {
+	seq, root, ok := strings.Cut(s, ":")
+	if !ok {
+		return ledger.Checkpoint{}, errors.New("want SEQ:ROOT, a checkpoint's seq and its root in hex")
+	}
+	var cp ledger.Checkpoint
+	var err error
+	if cp.Seq, err = strconv.ParseInt(seq, 10, 64); err != nil || cp.Seq <= 0 {
+		return cp, fmt.Errorf("seq %q: want a checkpoint's seq, 1 or more", seq)
+	}
+	b, err := hex.DecodeString(root)
+	if err != nil || len(b) != ledger.HashSize {
+		return cp, fmt.Errorf("root %q: want %d bytes in hex", root, ledger.HashSize)
+	}
+	copy(cp.Root[:], b)
+	return cp, nil
 }
 
 // printVerification says in words what a clean verification checked.
@@ -121,6 +176,11 @@ func printVerification(w io.Writer, rep ledger.VerifyReport, pub ed25519.PublicK
 		fmt.Fprintf(w, "Signatures checked with key %s.\n", ledger.KeyID(pub))
 	} else {
 		fmt.Fprintln(w, "Signatures NOT checked: pass --public-key to check them.")
+	}
+	if rep.Witnessed > 0 {
+		fmt.Fprintf(w, "%d witnessed checkpoints found in the database as witnessed.\n", rep.Witnessed)
+	} else {
+		fmt.Fprintln(w, "No witness given (--witness, --expect): a log rewritten with its checkpoints signed again would verify.")
 	}
 	switch {
 	case rep.LastCheckpoint == 0:

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -23,10 +28,13 @@ func (cfg *processConfig) addSealer(pr *process) error {
 	if err != nil {
 		return fmt.Errorf("--checkpoint-key: %w", err)
 	}
-	sc := router.SealerConfig{Interval: pc.CheckpointInterval}
+	sc := router.SealerConfig{Interval: pc.CheckpointInterval, Metrics: pr.reg}
 	if pc.CheckpointFile != "" {
 		file := pc.CheckpointFile
 		sc.OnCheckpoint = func(_ context.Context, cp ledger.Checkpoint) error { return appendCheckpoint(file, cp) }
+		sc.Witness = func(context.Context) (*ledger.Checkpoint, error) { return lastCheckpointInFile(file) }
+	} else {
+		pr.logger.Warn("no checkpoint file (--checkpoint-file, HERALD_CHECKPOINT_FILE): the sealer keeps nothing outside the database, and signs whatever checkpoints the database holds, rewritten or not")
 	}
 	sealer := router.NewSealer(pr.pool, key, sc, pr.logger)
 	pr.add("sealer", sealer.Run, sealer.Ready)
@@ -50,9 +58,79 @@ func appendCheckpoint(file string, cp ledger.Checkpoint) error {
 	return f.Close()
 }
 
+// checkpointLineMax bounds a checkpoint file's line: a checkpoint with its frontier of at most
+// 64 hashes takes under 5 KiB.
+const checkpointLineMax = 64 << 10
+
+// lastCheckpointInFile returns the last checkpoint of a checkpoint file, nil when there is no
+// file or it is empty. It reads only the file's tail, however long the file.
+func lastCheckpointInFile(file string) (*ledger.Checkpoint, error) {
+	f, err := os.Open(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	off := max(st.Size()-checkpointLineMax, 0)
+	buf := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	lines := bytes.Split(bytes.TrimRight(buf, "\n"), []byte("\n"))
+	last := lines[len(lines)-1]
+	if len(bytes.TrimSpace(last)) == 0 {
+		return nil, nil
+	}
+	if off > 0 && len(lines) == 1 {
+		return nil, fmt.Errorf("%s: its last line is longer than %d bytes", file, checkpointLineMax)
+	}
+	cp, err := parseCheckpointLine(last)
+	if err != nil {
+		return nil, fmt.Errorf("%s: its last line: %w", file, err)
+	}
+	return &cp, nil
+}
+
+// readCheckpointFile returns every checkpoint of a checkpoint file, in the file's order.
+func readCheckpointFile(file string) ([]ledger.Checkpoint, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var cps []ledger.Checkpoint
+	for i, line := range bytes.Split(b, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		cp, err := parseCheckpointLine(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s line %d: %w", file, i+1, err)
+		}
+		cps = append(cps, cp)
+	}
+	return cps, nil
+}
+
+func parseCheckpointLine(line []byte) (ledger.Checkpoint, error) {
+	var w wire.Checkpoint
+	if err := json.Unmarshal(line, &w); err != nil {
+		return ledger.Checkpoint{}, err
+	}
+	if w.Seq <= 0 {
+		return ledger.Checkpoint{}, fmt.Errorf("seq %d: want a checkpoint's seq, 1 or more", w.Seq)
+	}
+	return w.Checkpoint()
+}
+
 // ledgerProofs proves notifications' events for the API.
 type ledgerProofs struct{ pool *pgxpool.Pool }
 
-func (p ledgerProofs) ProveStream(ctx context.Context, stream string) ([]*ledger.Proof, int, error) {
-	return ledger.ProveStream(ctx, p.pool, stream)
+func (p ledgerProofs) ProveNotification(ctx context.Context, id string) ([]*ledger.Proof, int, error) {
+	return ledger.ProveNotification(ctx, p.pool, id)
 }
