@@ -112,8 +112,9 @@ func (b *breaker) send(ctx context.Context, send func() (string, error)) (string
 	case IsUnsent(err):
 		// The provider was not contacted: its breaker learnt nothing.
 	case err == nil, IsPermanent(err):
+		// The provider answered: the failures and their last error are behind it.
 		b.mu.Lock()
-		b.failures = 0
+		b.failures, b.lastError = 0, ""
 		b.mu.Unlock()
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
 	default:

@@ -121,8 +121,8 @@ func TestFailoverMovesToSecondaryAndBack(t *testing.T) {
 	if got := len(r.primary.Received("bob@example.net")); got != 3 {
 		t.Errorf("primary received %d, want 3", got)
 	}
-	if s := state(t, r.failover, "smtp"); s.State != delivery.BreakerClosed || s.ConsecutiveFailures != 0 {
-		t.Errorf("primary breaker = %+v, want closed with no failures", s)
+	if s := state(t, r.failover, "smtp"); s.State != delivery.BreakerClosed || s.ConsecutiveFailures != 0 || s.LastError != "" {
+		t.Errorf("primary breaker = %+v, want closed with no failures and no error left from its outage", s)
 	}
 	if got := len(r.secondary.Received("bob@example.net")); got != 3 {
 		t.Errorf("secondary received %d in all, want 3 (none after the primary came back)", got)

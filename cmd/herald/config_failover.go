@@ -29,9 +29,9 @@ type failoverConfig struct {
 // register binds the failover settings to the command's flags.
 func (c *failoverConfig) register(s *settings) {
 	s.URLList(&c.SMTPURLs, "smtp-failover-urls", "HERALD_SMTP_FAILOVER_URLS",
-		"secondary SMTP relays, comma-separated, tried in order when the primary fails: smtp://USER:PASSWORD@HOST:PORT?tls=starttls&from=ADDR&name=NAME (smtps:// for implicit TLS; other keys come from the --smtp-* settings, but the credentials; default names smtp-2, smtp-3, …)")
+		"secondary SMTP relays, comma-separated, tried in order when the primary fails transiently: smtp://USER:PASSWORD@HOST:PORT?tls=starttls&from=ADDR&name=NAME (smtps:// for implicit TLS; other keys come from the --smtp-* settings, but the credentials; default names smtp-2, smtp-3, …)")
 	s.URLList(&c.SMSURLs, "sms-failover-urls", "HERALD_SMS_FAILOVER_URLS",
-		"secondary SMS gateways, comma-separated, tried in order when the primary fails: https://ACCOUNT_SID:AUTH_TOKEN@HOST?from=NUMBER&name=NAME (unset keys come from the --sms-* settings; default names http-sms-2, http-sms-3, …)")
+		"secondary SMS gateways, comma-separated, tried in order when the primary fails transiently: https://ACCOUNT_SID:AUTH_TOKEN@HOST?from=NUMBER&name=NAME (unset keys come from the --sms-* settings; default names http-sms-2, http-sms-3, …)")
 	s.Int(&c.Breaker.Failures, "breaker-failures", "HERALD_BREAKER_FAILURES", 5, "transient failures in a row that open a provider's circuit breaker (with failover URLs only)")
 	s.Duration(&c.Breaker.Timeout, "breaker-timeout", "HERALD_BREAKER_TIMEOUT", 30*time.Second, "how long an open circuit breaker passes its provider over before a trial")
 	s.Duration(&c.Publish, "breaker-publish-interval", "HERALD_BREAKER_PUBLISH_INTERVAL", 10*time.Second, "how often a worker records its circuit breakers' state for herald providers status")
