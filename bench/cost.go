@@ -347,10 +347,22 @@ func countCost(ctx context.Context, meter *costMeter, before costSnapshot, befor
 	if before.at.IsZero() {
 		return &CostFigures{Tables: []TableCost{}, StatementsNote: "not counted", Error: fmt.Sprintf("count before the run: %v", beforeErr)}
 	}
-	// The counts are read even when the run was interrupted: what was done is worth reporting.
-	readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleMax+15*time.Second)
-	defer cancel()
-	after, _, err := meter.settled(readCtx)
+	var (
+		after costSnapshot
+		err   error
+	)
+	if ctx.Err() != nil {
+		// Interrupted: what was done is worth reporting, but not worth waiting for.
+		readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if after, err = meter.snapshot(readCtx); err != nil {
+			after = costSnapshot{}
+		} else {
+			err = errors.New("interrupted: counted without waiting for the late counts, a lower bound")
+		}
+	} else {
+		after, _, err = meter.settled(ctx)
+	}
 	if after.at.IsZero() {
 		return &CostFigures{Tables: []TableCost{}, StatementsNote: "not counted", Error: fmt.Sprintf("count after the run: %v", err)}
 	}
