@@ -83,6 +83,37 @@ func checkOrdered(t *testing.T, name string, s bench.Summary, count uint64) {
 	}
 }
 
+// checkCost checks what a run of n delivered notifications cost the services: every one took
+// at least three commits (accepted, started, sent), three events in the log, and one command
+// published, delivered and acknowledged.
+func checkCost(t *testing.T, name string, f *bench.CostFigures, n int64) {
+	t.Helper()
+	if f == nil {
+		t.Errorf("%s: no cost figures", name)
+		return
+	}
+	if f.Error != "" || f.Notifications != n {
+		t.Errorf("%s cost: error %q, %d notifications; want none and %d", name, f.Error, f.Notifications, n)
+	}
+	if f.Commits < 3 || f.RowsInserted < 3 || f.Publishes < 1 || f.Deliveries < 1 || f.Acks < 1 {
+		t.Errorf("%s cost: %.2f commits, %.2f rows inserted, %.2f publishes, %.2f deliveries, %.2f acks per notification; want at least 3, 3, 1, 1, 1",
+			name, f.Commits, f.RowsInserted, f.Publishes, f.Deliveries, f.Acks)
+	}
+	if (f.Statements == nil) == (f.StatementsNote == "") {
+		t.Errorf("%s cost: statements %v, note %q; want one of them", name, f.Statements, f.StatementsNote)
+	}
+	var logRows float64
+	for _, tc := range f.Tables {
+		if tc.Table == "event_log" || tc.Table == "herald_bench_skel_events" {
+			logRows = tc.RowsWritten
+		}
+	}
+	// Counts that arrive late would show as fewer than three.
+	if logRows < 3 {
+		t.Errorf("%s cost: %.2f event log rows per notification, want 3 (queued, processing, sent): %+v", name, logRows, f.Tables)
+	}
+}
+
 func TestBenchSpawnsHeraldAndAccountsForEveryNotification(t *testing.T) {
 	db := requireServices(t)
 	rep, err := runBench(t, append(serviceFlags(), "-n", "200", "--spawn", "all", "--rate", "200", "--ceiling-duration", "1s", "--drain", "2m")...)
@@ -138,6 +169,11 @@ func TestBenchSpawnsHeraldAndAccountsForEveryNotification(t *testing.T) {
 	}
 	if c.DeliveredOverAMQP == nil || *c.DeliveredOverAMQP <= 0 || c.DeliveredOverPGCommits == nil || *c.DeliveredOverPGCommits <= 0 {
 		t.Errorf("ratios missing: %v, %v", c.DeliveredOverAMQP, c.DeliveredOverPGCommits)
+	}
+
+	checkCost(t, "herald", rep.Cost.Herald, 200)
+	if sk := c.Skeleton; sk != nil {
+		checkCost(t, "skeleton", rep.Cost.Skeleton, sk.Delivered)
 	}
 
 	m := rep.Memory

@@ -36,6 +36,9 @@ type runner struct {
 	maxStartDelay     atomic.Int64
 	lateStarts        atomic.Int64
 	sweepGETs         atomic.Int64
+	// benchQueries counts the bench's own queries on the scratch database, to leave their
+	// commits out of Herald's.
+	benchQueries atomic.Int64
 	// cpuBusy is the machine's CPU busy share while the POSTs ran, and otherCPU the CPU time of
 	// processes that are neither Herald's, the bench's nor the services' (spawn mode only);
 	// benchCPU is the bench's own CPU time from the first POST to the end of the drain.

@@ -27,6 +27,9 @@ type Report struct {
 	// Webhooks is what the bench's webhook endpoints received; absent without --webhooks and
 	// --webhook-failing.
 	Webhooks *WebhookFigures `json:"webhooks,omitempty"`
+	// Cost is what a notification cost PostgreSQL and RabbitMQ, for Herald's run and the
+	// skeleton's (cost.go); spawn mode only.
+	Cost *CostReport `json:"cost,omitempty"`
 	// OK is false when a notification was lost, failed or never delivered, or the run failed;
 	// Problems says why. Warnings are worth a look but fail nothing.
 	OK       bool     `json:"ok"`

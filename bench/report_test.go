@@ -54,6 +54,22 @@ func sampleReport() *bench.Report {
 			EventToArrival: bench.Summary{Count: 59994, P50MS: 120, P90MS: 210, P95MS: 260, P99MS: 480, MaxMS: 1200}, WaitSeconds: 0.8,
 			Failing: &bench.FailingWebhook{Requests: 239976, Events: 59994,
 				EventToFirstAttempt: bench.Summary{Count: 59994, P50MS: 130, P90MS: 230, P95MS: 280, P99MS: 500, MaxMS: 1300}}},
+		Cost: &bench.CostReport{
+			Herald: &bench.CostFigures{Notifications: 19998, Seconds: 58.2, Commits: 6.1, IdleCommitsPerSec: 35.2, BenchCommits: 240,
+				RowsInserted: 7, RowsUpdated: 1, RowsDeleted: 0, RowsWritten: 8, RowsFetched: 12.5,
+				Tables:         []bench.TableCost{{Table: "event_log", RowsWritten: 3}, {Table: "notification_history", RowsWritten: 3}, {Table: "notification_status", RowsWritten: 1.5}},
+				StatementsNote: "pg_stat_statements not loaded",
+				Publishes:      1, Confirms: 1, Deliveries: 1, Acks: 1,
+				Totals: bench.CostCounts{Commits: 121988, RowsInserted: 139986, RowsUpdated: 19998, RowsFetched: 249975, Statements: -1,
+					Publishes: 19998, Confirms: 19998, Deliveries: 19998, Acks: 19998}},
+			Skeleton: &bench.CostFigures{Notifications: 5000, Seconds: 17, Commits: 3.2, Rollbacks: 0.1,
+				RowsInserted: 8, RowsUpdated: 1, RowsDeleted: 1, RowsWritten: 10, RowsFetched: 9.5,
+				Tables:         []bench.TableCost{{Table: "herald_bench_skel_events", RowsWritten: 3}},
+				StatementsNote: "pg_stat_statements not loaded",
+				Publishes:      1, Confirms: 1, Deliveries: 1, Acks: 1,
+				Totals: bench.CostCounts{Commits: 16000, Rollbacks: 500, RowsInserted: 40000, RowsUpdated: 5000, RowsDeleted: 5000, RowsFetched: 47500, Statements: -1,
+					Publishes: 5000, Confirms: 5000, Deliveries: 5000, Acks: 5000}},
+		},
 		OK:       true,
 		Problems: []string{},
 		Warnings: []string{"duplicates: 1 arrivals beyond a notification's first"},
@@ -65,7 +81,7 @@ func sampleReport() *bench.Report {
 func urlRunReport() *bench.Report {
 	r := sampleReport()
 	r.Settings.Mode, r.Settings.URL = "url", "http://127.0.0.1:8080"
-	r.Delivery, r.Memory, r.Webhooks = nil, nil, nil
+	r.Delivery, r.Memory, r.Webhooks, r.Cost = nil, nil, nil, nil
 	r.Ceiling.DeliveredOverAMQP, r.Ceiling.DeliveredOverPGCommits = nil, nil
 	r.Load.Errors, r.Load.ErrorsByKind = 3, map[string]int64{"503 unavailable": 1, "503": 1, "transport: timeout": 1}
 	r.Outcome.DrainTimedOut, r.Outcome.Source = true, "status API"
@@ -81,6 +97,8 @@ func interruptedRunReport() *bench.Report {
 	r.Settings.Spawn, r.Settings.Workers, r.Settings.Env = []string{"serve", "worker", "projector"}, 3, nil
 	r.Load.Errors, r.Load.ErrorsByKind, r.Load.MaxStartDelayMS, r.Load.LateStarts = 0, map[string]int64{}, 0, 0
 	r.Load.APILatency = bench.Summary{}
+	r.Cost.Skeleton = nil
+	r.Cost.Herald.Error = "count after the run: context canceled"
 	r.Delivery.AcceptToDeliveryByChannel = map[string]bench.Summary{"sms": r.Delivery.AcceptToDeliveryByChannel["sms"]}
 	r.Status.SampleEvery = 0
 	r.Webhooks.Failing, r.Webhooks.Arrived, r.Webhooks.Missing, r.Webhooks.WaitTimedOut = nil, 59000, 994, true
@@ -183,6 +201,10 @@ func TestReportJSONHasEveryFigure(t *testing.T) {
 		{"webhooks", "expected"}, {"webhooks", "arrived"}, {"webhooks", "missing"}, {"webhooks", "duplicates"},
 		{"webhooks", "bad_signatures"}, {"webhooks", "event_to_arrival", "p50_ms"}, {"webhooks", "event_to_arrival", "p90_ms"},
 		{"webhooks", "event_to_arrival", "p99_ms"}, {"webhooks", "event_to_arrival", "max_ms"}, {"webhooks", "failing", "requests"},
+		{"cost", "herald", "commits_per_notification"}, {"cost", "herald", "rows_written_per_notification"},
+		{"cost", "herald", "amqp_publishes_per_notification"}, {"cost", "herald", "amqp_deliveries_per_notification"},
+		{"cost", "herald", "rows_written_by_table"}, {"cost", "herald", "statements_note"},
+		{"cost", "skeleton", "commits_per_notification"}, {"cost", "skeleton", "amqp_acks_per_notification"},
 	}
 	for _, p := range paths {
 		var v any = doc

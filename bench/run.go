@@ -80,8 +80,10 @@ func runSpawned(ctx context.Context, cfg Config, rep *Report, say func(string, .
 	if err != nil {
 		return err
 	}
+	meter := newCostMeter(ctx, s, cfg.RabbitMQAPI)
+	rep.Cost = &CostReport{}
 	if cfg.Ceiling {
-		rep.Ceiling = measureCeiling(ctx, cfg, s, say)
+		rep.Ceiling, rep.Cost.Skeleton = measureCeiling(ctx, cfg, s, meter, say)
 		settleAfterCeiling(ctx, rep, say)
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -130,6 +132,8 @@ func runSpawned(ctx context.Context, cfg Config, rep *Report, say func(string, .
 	go abortOnDeath(runCtx, wf.fleet, abort)
 
 	r.watch(wf, s)
+	say("counting what the services did before the load")
+	before, idle, costErr := meter.settled(runCtx)
 	runErr := r.run(runCtx, rep, say)
 	if cause := context.Cause(runCtx); cause != nil && ctx.Err() == nil && !errors.Is(cause, context.Canceled) {
 		runErr = cause
@@ -148,6 +152,7 @@ func runSpawned(ctx context.Context, cfg Config, rep *Report, say func(string, .
 		}
 	}
 
+	rep.Cost.Herald = r.costFigures(runCtx, meter, before, idle, costErr, say)
 	wf.stop()
 	rep.Memory = r.memoryFigures(wf.fleet, wf.mem)
 	r.finish(rep, sk.refused.Load())
@@ -239,11 +244,15 @@ func (r *runner) watch(wf *watchedFleet, s *scratch) {
 	r.sinks = true
 	r.pids, r.dbName = wf.pids, s.Name
 	r.poller.foldCheck = func(ctx context.Context, id string) (bool, error) {
+		r.benchQueries.Add(1)
 		var projected bool
 		err := s.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM notification_status WHERE notification_id = $1 AND status = 'sent')`, id).Scan(&projected)
 		return projected, err
 	}
-	r.terminal = func(ctx context.Context) (terminalCounts, error) { return readModelCounts(ctx, s) }
+	r.terminal = func(ctx context.Context) (terminalCounts, error) {
+		r.benchQueries.Add(1)
+		return readModelCounts(ctx, s)
+	}
 }
 
 // runAgainstURL is a run on a Herald someone else started: the ceiling on a scratch database
@@ -255,7 +264,7 @@ func runAgainstURL(ctx context.Context, cfg Config, rep *Report, say func(string
 		if err != nil {
 			rep.Ceiling = &CeilingReport{Seconds: cfg.CeilingDuration.Seconds(), Error: err.Error() + " (--ceiling=false skips the ceiling)"}
 		} else {
-			rep.Ceiling = measureCeiling(ctx, cfg, s, say)
+			rep.Ceiling, _ = measureCeiling(ctx, cfg, s, nil, say)
 			if err := s.drop(ctx); err != nil {
 				rep.Warnings = append(rep.Warnings, err.Error())
 			}
@@ -286,16 +295,17 @@ func interruption(ctx context.Context, err error) string {
 	return ""
 }
 
-// measureCeiling measures AMQP and PostgreSQL in the scratch database and vhost. A failure is
-// reported in the result, not returned: the load can still be measured.
-func measureCeiling(ctx context.Context, cfg Config, s *scratch, say func(string, ...any)) *CeilingReport {
+// measureCeiling measures AMQP and PostgreSQL in the scratch database and vhost, and with a
+// meter what the skeleton cost them. A failure is reported in the result, not returned: the
+// load can still be measured.
+func measureCeiling(ctx context.Context, cfg Config, s *scratch, meter *costMeter, say func(string, ...any)) (*CeilingReport, *CostFigures) {
 	c := &CeilingReport{Seconds: cfg.CeilingDuration.Seconds()}
 	say("measuring the skeleton for %s (%d clients)", cfg.CeilingDuration, cfg.Concurrency)
-	sk, err := measureSkeleton(ctx, s.DatabaseURL, s.AMQPURL, cfg.Concurrency, cfg.CeilingDuration, time.Minute)
+	sk, cost, err := measureSkeleton(ctx, s.DatabaseURL, s.AMQPURL, cfg.Concurrency, cfg.CeilingDuration, time.Minute, meter)
 	c.Skeleton = &sk
 	if err != nil {
 		c.Error = err.Error()
-		return c
+		return c, cost
 	}
 	// The skeleton leaves work behind (tables and a queue to drop), as the ceiling does.
 	if waited, quiet := waitQuiet(ctx, quietBusy, settleLimit); quiet {
@@ -305,7 +315,7 @@ func measureCeiling(ctx context.Context, cfg Config, s *scratch, say func(string
 	a, err := measureAMQP(ctx, s.AMQPURL, cfg.Concurrency, cfg.CeilingDuration)
 	if err != nil {
 		c.Error = err.Error()
-		return c
+		return c, cost
 	}
 	c.AMQP = &a
 	clients := pgClientCounts(min(cfg.Concurrency, maxPGClients))
@@ -313,7 +323,7 @@ func measureCeiling(ctx context.Context, cfg Config, s *scratch, say func(string
 	pool, err := newCeilingPool(ctx, s.DatabaseURL, clients)
 	if err != nil {
 		c.Error = err.Error()
-		return c
+		return c, cost
 	}
 	defer pool.Close()
 	c.Postgres, err = measurePostgres(ctx, pool, clients, cfg.CeilingDuration)
@@ -323,7 +333,7 @@ func measureCeiling(ctx context.Context, cfg Config, s *scratch, say func(string
 	for _, p := range c.Postgres {
 		c.PostgresBest = max(c.PostgresBest, p.InsertsPer)
 	}
-	return c
+	return c, cost
 }
 
 // settleAfterCeiling waits for the machine to be quiet again before the load starts: the

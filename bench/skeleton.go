@@ -91,6 +91,9 @@ type skeleton struct {
 
 	errMu sync.Mutex
 	err   error
+	// idle, if set, is called with the notifications delivered once they are all delivered and
+	// projected, before the skeleton stops.
+	idle func(delivered int64)
 }
 
 func (s *skeleton) fail(err error) {
@@ -100,14 +103,26 @@ func (s *skeleton) fail(err error) {
 }
 
 // measureSkeleton runs the skeleton for d with clients accepting at once, then waits up to drain
-// for what it accepted to be delivered, and removes its tables and queue.
-func measureSkeleton(ctx context.Context, databaseURL, amqpURL string, clients int, d, drain time.Duration) (SkeletonReport, error) {
+// for what it accepted to be delivered, and removes its tables and queue. With a meter, it also
+// returns what the run cost the services, counted once its tables and queue exist and before
+// they are removed.
+func measureSkeleton(ctx context.Context, databaseURL, amqpURL string, clients int, d, drain time.Duration, meter *costMeter) (SkeletonReport, *CostFigures, error) {
 	s, err := openSkeleton(ctx, databaseURL, amqpURL, clients)
 	if err != nil {
-		return SkeletonReport{Clients: clients, Workers: skelWorkers}, err
+		return SkeletonReport{Clients: clients, Workers: skelWorkers}, nil, err
 	}
 	defer s.close(context.WithoutCancel(ctx))
-	return s.run(ctx, d, drain)
+	if meter == nil {
+		out, err := s.run(ctx, d, drain)
+		return out, nil, err
+	}
+	before, _, beforeErr := meter.settled(ctx)
+	var cost *CostFigures
+	// Counted while the skeleton is still up, idle: a closed channel's last counts may never
+	// reach the management API.
+	s.idle = func(delivered int64) { cost = countCost(ctx, meter, before, beforeErr, delivered, 0) }
+	out, err := s.run(ctx, d, drain)
+	return out, cost, err
 }
 
 // openSkeleton connects, creates the skeleton's tables and queue, and starts its sinks.
@@ -194,6 +209,9 @@ func (s *skeleton) run(ctx context.Context, d, drain time.Duration) (SkeletonRep
 	// The read models catch up before the stop, so that they can be checked.
 	for !s.projected(ctx, out.Accepted) && time.Now().Before(wait) && ctx.Err() == nil && s.firstErr() == nil {
 		time.Sleep(5 * time.Millisecond)
+	}
+	if s.idle != nil {
+		s.idle(s.delivered.Load())
 	}
 	stop()
 	background.Wait()

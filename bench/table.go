@@ -26,6 +26,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	r.outcomeRows(rows)
 	r.memoryRows(rows)
 	r.ceilingRows(rows)
+	r.costRows(rows)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -342,4 +343,84 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// costRows shows what a notification cost PostgreSQL and RabbitMQ, Herald's run beside the
+// skeleton's, when they were counted (spawn mode).
+func (r *Report) costRows(t table) {
+	c := r.Cost
+	if c == nil || (c.Herald == nil && c.Skeleton == nil) {
+		return
+	}
+	h, s := c.Herald, c.Skeleton
+	t.row("COST PER NOTIFICATION", "herald"+costOf(h), "skeleton"+costOf(s))
+	both := func(label string, f func(*CostFigures) string) {
+		t.row("  "+label, costCell(h, f), costCell(s, f))
+	}
+	both("PG commits", func(f *CostFigures) string {
+		if f.IdleCommitsPerSec > 0 && f.Notifications > 0 {
+			idle := f.IdleCommitsPerSec * f.Seconds / float64(f.Notifications)
+			return fmt.Sprintf("%.2f (≈%.2f idle polling)", f.Commits, idle)
+		}
+		return fmt.Sprintf("%.2f", f.Commits)
+	})
+	both("PG rollbacks", func(f *CostFigures) string { return fmt.Sprintf("%.2f", f.Rollbacks) })
+	both("PG rows written (ins/upd/del)", func(f *CostFigures) string {
+		return fmt.Sprintf("%.2f (%.2f/%.2f/%.2f)", f.RowsWritten, f.RowsInserted, f.RowsUpdated, f.RowsDeleted)
+	})
+	both("PG rows fetched", func(f *CostFigures) string { return fmt.Sprintf("%.2f", f.RowsFetched) })
+	both("statements", func(f *CostFigures) string {
+		if f.Statements == nil {
+			return f.StatementsNote
+		}
+		return fmt.Sprintf("%.2f", *f.Statements)
+	})
+	both("AMQP publishes / confirms", func(f *CostFigures) string { return fmt.Sprintf("%.2f / %.2f", f.Publishes, f.Confirms) })
+	both("AMQP deliveries / acks", func(f *CostFigures) string { return fmt.Sprintf("%.2f / %.2f", f.Deliveries, f.Acks) })
+	both("AMQP redelivered / unroutable", func(f *CostFigures) string { return fmt.Sprintf("%.2f / %.2f", f.Redeliveries, f.Unroutable) })
+	if (h != nil && len(h.Tables) > 0) || (s != nil && len(s.Tables) > 0) {
+		t.row("  PG rows written by table", "", "")
+	}
+	for _, f := range []*CostFigures{h, s} {
+		if f == nil {
+			continue
+		}
+		for _, tc := range f.Tables {
+			cell := fmt.Sprintf("%.2f rows", tc.RowsWritten)
+			if f == h {
+				t.row("    "+tc.Table, cell, "")
+			} else {
+				t.row("    "+tc.Table, "", cell)
+			}
+		}
+		for _, st := range f.TopStatements {
+			cell := fmt.Sprintf("%.2f calls", st.Calls)
+			if f == h {
+				t.row("    "+st.Query, cell, "")
+			} else {
+				t.row("    "+st.Query, "", cell)
+			}
+		}
+	}
+	for i, f := range []*CostFigures{h, s} {
+		if f != nil && f.Error != "" {
+			t.row("  "+[]string{"herald", "skeleton"}[i]+" not fully counted", f.Error, "")
+		}
+	}
+}
+
+// costOf is the heading of a run's column: what its figures are divided by.
+func costOf(f *CostFigures) string {
+	if f == nil {
+		return " (not measured)"
+	}
+	return fmt.Sprintf(" (÷ %d delivered)", f.Notifications)
+}
+
+// costCell is one figure of a run, or "-" when the run was not counted.
+func costCell(f *CostFigures, cell func(*CostFigures) string) string {
+	if f == nil || f.Notifications <= 0 {
+		return "-"
+	}
+	return cell(f)
 }

@@ -192,6 +192,7 @@ func (r *runner) awaitWebhooks(ctx context.Context, ws *webhookSet, pool *pgxpoo
 	// The figures are read even when the run was interrupted: what arrived is worth reporting.
 	readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	r.benchQueries.Add(1)
 	ids, err := notificationEventIDs(readCtx, pool)
 	if err != nil {
 		return nil, err

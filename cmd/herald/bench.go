@@ -78,6 +78,16 @@ The figures:
   ratios              delivered/s ÷ the skeleton's delivered/s, the figure to read; delivered/s ÷
                       AMQP consumed msgs/s, and delivered/s ÷ (best PostgreSQL
                       commits/s ÷ 4), since a notification costs at least four commits
+  cost                per delivered notification, for Herald's run and the skeleton's alike
+                      (herald bench starting Herald only): PostgreSQL commits and rollbacks,
+                      rows inserted/updated/deleted (and by table) and fetched, from the
+                      scratch database's pg_stat_database and pg_stat_user_tables; statements
+                      (and the most called) when pg_stat_statements is loaded; AMQP publishes,
+                      confirms, deliveries, acks, redeliveries and unroutable returns, from the
+                      vhost's message stats. Counted before and after each run, while its
+                      processes are up, once the counts have not moved for 11 s (they are
+                      reported late); commits include idle polling (its rate before the load
+                      is shown) and leave out the bench's own queries
   webhooks            with --webhooks N: N loopback endpoints, registered in the database before
                       Herald starts, each taking every notification event; each request's
                       Standard Webhooks signature is verified (refused and counted when bad)
