@@ -65,7 +65,8 @@ type Mismatch struct {
 	// Checkpoint is the seq of the checkpoint at fault, when one is.
 	Checkpoint int64
 	// Field names what does not match: hash, stream_version, tree_size, root, frontier,
-	// signature, seq, witness.
+	// signature, seq, witness; for a proof (Proof.Verify), path; for a history
+	// (VerifyHistory), also stream_id, version, previous_hash, events, proofs[i].
 	Field  string
 	Reason string
 }
@@ -77,6 +78,10 @@ func (m *Mismatch) Error() string {
 		where = fmt.Sprintf("checkpoint %d, at position %d (stream %s version %d)", m.Checkpoint, m.Position, m.Stream, m.Version)
 	case m.Position != 0:
 		where = fmt.Sprintf("position %d (stream %s version %d)", m.Position, m.Stream, m.Version)
+	case m.Stream != "" && m.Version != 0:
+		where = fmt.Sprintf("stream %s version %d", m.Stream, m.Version)
+	case m.Stream != "":
+		where = "stream " + m.Stream
 	default:
 		where = fmt.Sprintf("checkpoint %d", m.Checkpoint)
 	}
