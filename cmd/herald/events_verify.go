@@ -21,19 +21,21 @@ import (
 // eventsVerifyLong is the help of events verify.
 const eventsVerifyLong = `verify walks the event log in the order its consumers read it ((transaction_id,
 global_position)) and the signed checkpoints, in one read-only snapshot, and recomputes:
-  - every event's hash, from its contents and its stream's previous hash: a changed, swapped
-    or reordered event, or one removed from the middle of a stream, does not match;
-  - that each stream's versions run from 1 without a gap;
-  - every checkpoint's Merkle root over the events it covers, its tree size and frontier: a
-    stream removed whole, a tail cut off, or an event forged with its chain recomputed does
+  - every event's hash, from its contents and its stream's previous hash: a changed event, one
+    removed from the middle of a stream, or events of one stream swapped or reordered, does
     not match;
+  - that each stream's versions run from 1 without a gap;
+  - every checkpoint's Merkle root over the events it covers, in the log's order, its tree
+    size and frontier: a stream removed whole, a tail cut off, an event forged with its chain
+    recomputed, or events of different streams swapped in the log's order (each stream's
+    chain still links, so only the root catches it) does not match;
   - every checkpoint's Ed25519 signature, with --public-key. Without it signatures are not
     checked, and the summary says so: a key read from the database would prove nothing
     against whoever can change the database.
 
 It stops at the first thing that does not match and exits non-zero, naming the position,
 stream and version, or the checkpoint, and the field (hash, stream_version, tree_size, root,
-frontier, signature, seq). Memory does not grow with the log. Progress shows on stderr when it
+frontier, signature, seq, witness). Memory does not grow with the log. Progress shows on stderr when it
 is a terminal.
 
 --witness FILE reads a checkpoint file (HERALD_CHECKPOINT_FILE, the sealer's copy of each
@@ -49,8 +51,9 @@ nothing was verified against the key) unless --allow-unsealed is given.
 signature and frontier check out: only the events and checkpoints after it are read.
 
 What it cannot prove: events appended by someone holding both the database and the signing
-key, and events appended after the last checkpoint by someone holding the database (they are
-chained, but nothing signed commits to them yet; the summary counts them as unsealed).
+key, and events appended or reordered after the last checkpoint by someone holding the
+database (they are chained, but nothing signed commits to them or their order yet: events of
+different streams swapped there pass; the summary counts them as unsealed).
 
 Formats (-o):
   table   a summary in words
