@@ -111,8 +111,10 @@ type Verification struct {
 	FromCheckpoint int64 `json:"from_checkpoint"`
 	LastCheckpoint int64 `json:"last_checkpoint"`
 	// Unsealed is how many events come after the last checkpoint: chained, not yet signed.
-	Unsealed        int64     `json:"unsealed"`
-	ElapsedSeconds  float64   `json:"elapsed_seconds"`
+	Unsealed       int64   `json:"unsealed"`
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	// EventsPerSecond is 0 for a walk too short to measure (ledger.MinRateElapsed,
+	// ledger.MinRateEvents).
 	EventsPerSecond float64   `json:"events_per_second"`
 	Mismatch        *Mismatch `json:"mismatch,omitempty"`
 }

@@ -215,10 +215,23 @@ func TestVerifyHoldsTheDatabaseToItsWitness(t *testing.T) {
 			t.Errorf("verify %s after the checkpoints were deleted: %v, want checkpoint 1's witness named", flag[0], err)
 		}
 	}
-	if _, err := runHerald(t, "events", "verify", "--public-key", pub, "--database-url", db.URL); err == nil || !strings.Contains(err.Error(), "no checkpoint") {
+	out, err = runHerald(t, "events", "verify", "--public-key", pub, "--database-url", db.URL)
+	if err == nil || !strings.Contains(err.Error(), "no checkpoint") {
 		t.Errorf("verify --public-key of a log with no checkpoint: %v, want it refused", err)
 	}
-	mustRunHerald(t, "events", "verify", "--public-key", pub, "--allow-unsealed", "--database-url", db.URL)
+	// Nothing was checked against the key: the summary does not say it was.
+	if strings.Contains(out, "Signatures checked") || !strings.Contains(out, "No signature checked") {
+		t.Errorf("verify --public-key of a log with no checkpoint printed:\n%s", out)
+	}
+	out = mustRunHerald(t, "events", "verify", "--public-key", pub, "--allow-unsealed", "--database-url", db.URL)
+	if strings.Contains(out, "Signatures checked") {
+		t.Errorf("verify --allow-unsealed of a log with no checkpoint claims a signature check:\n%s", out)
+	}
+	jsonOut, _ := runHerald(t, "events", "verify", "--public-key", pub, "--allow-unsealed", "--database-url", db.URL, "-o", "json")
+	var v wire.Verification
+	if err := json.Unmarshal([]byte(jsonOut), &v); err != nil || v.SignaturesChecked {
+		t.Errorf("verify -o json of a log with no checkpoint: %+v, %v; want signatures_checked false", v, err)
+	}
 	if _, err := runHerald(t, "events", "verify", "--expect", "1:zz", "--database-url", db.URL); err == nil || !strings.Contains(err.Error(), "--expect") {
 		t.Errorf("verify --expect 1:zz: %v, want the flag named", err)
 	}

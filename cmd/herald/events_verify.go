@@ -115,7 +115,7 @@ func eventsVerifyCommand() *cobra.Command {
 			progress := newVerifyProgress(cmd.ErrOrStderr())
 			opts.Progress = progress.update
 			rep, err := ledger.Verify(ctx, pool, opts)
-			progress.finish()
+			progress.finish(rep)
 			var m *ledger.Mismatch
 			if err != nil && !errors.As(err, &m) {
 				return err
@@ -173,11 +173,14 @@ func printVerification(w io.Writer, rep ledger.VerifyReport, pub ed25519.PublicK
 	if rep.FromCheckpoint != 0 {
 		from = fmt.Sprintf("checkpoint %d", rep.FromCheckpoint)
 	}
-	fmt.Fprintf(w, "Verified %d events (%d streams begun) and %d checkpoints from %s in %s: %.0f events/s.\n",
-		rep.Events, rep.Streams, rep.Checkpoints, from, rep.Elapsed.Round(time.Millisecond), rep.Rate())
-	if pub != nil {
+	fmt.Fprintf(w, "Verified %d events (%d streams begun) and %d checkpoints from %s in %s%s.\n",
+		rep.Events, rep.Streams, rep.Checkpoints, from, rep.Elapsed.Round(time.Millisecond), rateSuffix(rep))
+	switch {
+	case rep.Signed:
 		fmt.Fprintf(w, "Signatures checked with key %s.\n", ledger.KeyID(pub))
-	} else {
+	case pub != nil:
+		fmt.Fprintf(w, "No signature checked: no checkpoint to check against key %s.\n", ledger.KeyID(pub))
+	default:
 		fmt.Fprintln(w, "Signatures NOT checked: pass --public-key to check them.")
 	}
 	if rep.Witnessed > 0 {
@@ -195,7 +198,29 @@ func printVerification(w io.Writer, rep ledger.VerifyReport, pub ed25519.PublicK
 	}
 }
 
-// verifyProgress shows how many events have been verified, on w when it is a terminal.
+// rateSuffix is the rate the summary gives, when the walk was long enough to measure one.
+func rateSuffix(rep ledger.VerifyReport) string {
+	if r := rep.Rate(); r > 0 {
+		return fmt.Sprintf(": %.0f events/s", r)
+	}
+	return ""
+}
+
+// progressText is what the progress line says of the walk so far: the count, and the rate once
+// there is enough behind it to mean something.
+func progressText(rep ledger.VerifyReport) string {
+	unit := "events"
+	if rep.Events == 1 {
+		unit = "event"
+	}
+	if r := rep.Rate(); r > 0 {
+		return fmt.Sprintf("verifying: %d %s, %.0f events/s", rep.Events, unit, r)
+	}
+	return fmt.Sprintf("verifying: %d %s", rep.Events, unit)
+}
+
+// verifyProgress shows how many events have been verified, on w when it is a terminal. The text
+// is ours (progressText): the bar's own rate, taken over its first microseconds, is noise.
 type verifyProgress struct{ bar *progressbar.ProgressBar }
 
 func newVerifyProgress(w io.Writer) *verifyProgress {
@@ -208,10 +233,7 @@ func newVerifyProgress(w io.Writer) *verifyProgress {
 	}
 	return &verifyProgress{bar: progressbar.NewOptions64(-1,
 		progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription("verifying"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("events"),
+		progressbar.OptionSetDescription(progressText(ledger.VerifyReport{})),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
 	)}
@@ -219,12 +241,13 @@ func newVerifyProgress(w io.Writer) *verifyProgress {
 
 func (p *verifyProgress) update(rep ledger.VerifyReport) {
 	if p.bar != nil {
-		_ = p.bar.Set64(rep.Events)
+		p.bar.Describe(progressText(rep))
 	}
 }
 
-func (p *verifyProgress) finish() {
+func (p *verifyProgress) finish(rep ledger.VerifyReport) {
 	if p.bar != nil {
+		p.bar.Describe(progressText(rep))
 		_ = p.bar.Finish()
 	}
 }
