@@ -37,7 +37,7 @@ type VerifyReport struct {
 	// of them began a stream (version 1).
 	Events, Streams int64
 	// Checkpoints is how many checkpoints' trees (and, with a key, signatures) were checked;
-	// Signed says whether signatures were.
+	// Signed says whether signatures were: a key was given, and there was a checkpoint.
 	Checkpoints int64
 	Signed      bool
 	// Witnessed is how many checkpoints kept outside the database were found in it as kept.
@@ -51,8 +51,20 @@ type VerifyReport struct {
 	Elapsed        time.Duration
 }
 
-// Rate is how many events a second were verified.
-func (r VerifyReport) Rate() float64 { return float64(r.Events) / max(r.Elapsed.Seconds(), 1e-9) }
+// A rate is computed only over at least MinRateElapsed and MinRateEvents: over less it says more
+// about the clock's resolution than about the log.
+const (
+	MinRateElapsed = 100 * time.Millisecond
+	MinRateEvents  = 1000
+)
+
+// Rate is how many events a second were verified; 0 until MinRateElapsed and MinRateEvents.
+func (r VerifyReport) Rate() float64 {
+	if r.Elapsed < MinRateElapsed || r.Events < MinRateEvents {
+		return 0
+	}
+	return float64(r.Events) / r.Elapsed.Seconds()
+}
 
 // Mismatch is what Verify returns when the log or its checkpoints are not what they commit to:
 // the first place, in the consumers' order, where they differ.
@@ -65,7 +77,8 @@ type Mismatch struct {
 	// Checkpoint is the seq of the checkpoint at fault, when one is.
 	Checkpoint int64
 	// Field names what does not match: hash, stream_version, tree_size, root, frontier,
-	// signature, seq, witness.
+	// signature, seq, witness; for a proof (Proof.Verify), path; for a history
+	// (VerifyHistory), also stream_id, version, previous_hash, events, proofs[i].
 	Field  string
 	Reason string
 }
@@ -77,6 +90,10 @@ func (m *Mismatch) Error() string {
 		where = fmt.Sprintf("checkpoint %d, at position %d (stream %s version %d)", m.Checkpoint, m.Position, m.Stream, m.Version)
 	case m.Position != 0:
 		where = fmt.Sprintf("position %d (stream %s version %d)", m.Position, m.Stream, m.Version)
+	case m.Stream != "" && m.Version != 0:
+		where = fmt.Sprintf("stream %s version %d", m.Stream, m.Version)
+	case m.Stream != "":
+		where = "stream " + m.Stream
 	default:
 		where = fmt.Sprintf("checkpoint %d", m.Checkpoint)
 	}
@@ -220,6 +237,8 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Verify
 	}
 	rep.Unsealed = int64(v.tree.Size()) - v.lastSize
 	rep.Elapsed = time.Since(started)
+	// A key with no checkpoint to check it against checked nothing.
+	rep.Signed = rep.Signed && rep.LastCheckpoint != 0
 	return rep, nil
 }
 

@@ -1,9 +1,13 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/google/uuid"
@@ -15,6 +19,16 @@ import (
 // line of the checkpoint file (HERALD_CHECKPOINT_FILE) a witness keeps. Hashes are hex; the
 // signature is base64 (standard), over ledger.Checkpoint.SignedMessage.
 type Checkpoint struct {
+	SignedCheckpoint
+	// Frontier is the tree's compact frontier: the roots of its perfect subtrees, largest first.
+	// The signature does not cover it (it follows from the events the root commits to).
+	Frontier []string `json:"frontier"`
+}
+
+// SignedCheckpoint is a checkpoint as a proof bundle carries it: what its signature covers, and
+// the signature. The frontier is left out: an inclusion proof needs only the root, and a field
+// the verifier of a bundle does not check has no place in it.
+type SignedCheckpoint struct {
 	// LogID is the identity of the log the checkpoint is of (signed).
 	LogID             string    `json:"log_id"`
 	Seq               int64     `json:"seq"`
@@ -25,8 +39,6 @@ type Checkpoint struct {
 	KeyID             string    `json:"key_id"`
 	Signature         string    `json:"signature"`
 	CreatedAt         time.Time `json:"created_at"`
-	// Frontier is the tree's compact frontier: the roots of its perfect subtrees, largest first.
-	Frontier []string `json:"frontier"`
 }
 
 // NewCheckpoint returns the checkpoint as users see it.
@@ -35,15 +47,37 @@ func NewCheckpoint(cp ledger.Checkpoint) Checkpoint {
 	for i := 0; i+ledger.HashSize <= len(cp.Frontier); i += ledger.HashSize {
 		frontier = append(frontier, hex.EncodeToString(cp.Frontier[i:i+ledger.HashSize]))
 	}
-	return Checkpoint{
+	return Checkpoint{SignedCheckpoint: NewSignedCheckpoint(cp), Frontier: frontier}
+}
+
+// NewSignedCheckpoint returns the checkpoint as a proof bundle carries it.
+func NewSignedCheckpoint(cp ledger.Checkpoint) SignedCheckpoint {
+	return SignedCheckpoint{
 		LogID: uuid.UUID(cp.LogID).String(), Seq: cp.Seq, TreeSize: cp.TreeSize, LastTransactionID: cp.LastTransactionID, LastPosition: cp.LastPosition,
 		Root: hex.EncodeToString(cp.Root[:]), KeyID: cp.KeyID, Signature: base64.StdEncoding.EncodeToString(cp.Signature),
-		CreatedAt: cp.CreatedAt.UTC(), Frontier: frontier,
+		CreatedAt: cp.CreatedAt.UTC(),
 	}
 }
 
 // Checkpoint reads the checkpoint back, refusing a malformed one with the field at fault.
 func (c Checkpoint) Checkpoint() (ledger.Checkpoint, error) {
+	cp, err := c.SignedCheckpoint.Checkpoint()
+	if err != nil {
+		return cp, err
+	}
+	for i, f := range c.Frontier {
+		h, err := parseHash(f)
+		if err != nil {
+			return cp, fmt.Errorf("frontier[%d]: %w", i, err)
+		}
+		cp.Frontier = append(cp.Frontier, h[:]...)
+	}
+	return cp, nil
+}
+
+// Checkpoint reads the checkpoint back (without a frontier), refusing a malformed one with the
+// field at fault.
+func (c SignedCheckpoint) Checkpoint() (ledger.Checkpoint, error) {
 	cp := ledger.Checkpoint{Seq: c.Seq, TreeSize: c.TreeSize, LastTransactionID: c.LastTransactionID,
 		LastPosition: c.LastPosition, KeyID: c.KeyID, CreatedAt: c.CreatedAt}
 	logID, err := uuid.Parse(c.LogID)
@@ -56,13 +90,6 @@ func (c Checkpoint) Checkpoint() (ledger.Checkpoint, error) {
 	}
 	if cp.Signature, err = base64.StdEncoding.DecodeString(c.Signature); err != nil {
 		return cp, fmt.Errorf("signature: %w", err)
-	}
-	for i, f := range c.Frontier {
-		h, err := parseHash(f)
-		if err != nil {
-			return cp, fmt.Errorf("frontier[%d]: %w", i, err)
-		}
-		cp.Frontier = append(cp.Frontier, h[:]...)
 	}
 	return cp, nil
 }
@@ -84,8 +111,10 @@ type Verification struct {
 	FromCheckpoint int64 `json:"from_checkpoint"`
 	LastCheckpoint int64 `json:"last_checkpoint"`
 	// Unsealed is how many events come after the last checkpoint: chained, not yet signed.
-	Unsealed        int64     `json:"unsealed"`
-	ElapsedSeconds  float64   `json:"elapsed_seconds"`
+	Unsealed       int64   `json:"unsealed"`
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	// EventsPerSecond is 0 for a walk too short to measure (ledger.MinRateElapsed,
+	// ledger.MinRateEvents).
 	EventsPerSecond float64   `json:"events_per_second"`
 	Mismatch        *Mismatch `json:"mismatch,omitempty"`
 }
@@ -119,10 +148,10 @@ func NewVerification(r ledger.VerifyReport, m *ledger.Mismatch) Verification {
 // event's data and metadata are strings holding the exact text that was hashed (jsonb's
 // rendering), since re-encoding JSON could change a byte; hashes are hex.
 type ProofBundle struct {
-	Event      ProvenEvent `json:"event"`
-	LeafIndex  uint64      `json:"leaf_index"`
-	Path       []string    `json:"path"`
-	Checkpoint Checkpoint  `json:"checkpoint"`
+	Event      ProvenEvent      `json:"event"`
+	LeafIndex  uint64           `json:"leaf_index"`
+	Path       []string         `json:"path"`
+	Checkpoint SignedCheckpoint `json:"checkpoint"`
 }
 
 // ProvenEvent is an event with everything its chain hash covers.
@@ -148,7 +177,7 @@ func NewProofBundle(p *ledger.Proof) ProofBundle {
 	for i, h := range p.Path {
 		path[i] = hex.EncodeToString(h[:])
 	}
-	return ProofBundle{Event: NewProvenEvent(p), LeafIndex: p.LeafIndex, Path: path, Checkpoint: NewCheckpoint(p.Checkpoint)}
+	return ProofBundle{Event: NewProvenEvent(p), LeafIndex: p.LeafIndex, Path: path, Checkpoint: NewSignedCheckpoint(p.Checkpoint)}
 }
 
 // NewProvenEvent returns the event of p with its chain (its hash and its previous hash).
@@ -167,25 +196,11 @@ func NewProvenEvent(p *ledger.Proof) ProvenEvent {
 // Proof reads the bundle back into the proof it shows, refusing a malformed one with the
 // field at fault.
 func (b ProofBundle) Proof() (*ledger.Proof, error) {
-	p := &ledger.Proof{LeafIndex: b.LeafIndex, Position: b.Event.Position, TransactionID: b.Event.TransactionID}
-	id, err := uuid.Parse(b.Event.ID)
+	p, err := b.Event.proof("event.")
 	if err != nil {
-		return nil, fmt.Errorf("event.id: %w", err)
+		return nil, err
 	}
-	stream, err := uuid.Parse(b.Event.StreamID)
-	if err != nil {
-		return nil, fmt.Errorf("event.stream_id: %w", err)
-	}
-	p.Event = ledger.ChainedEvent{ID: id, Stream: stream, Version: b.Event.Version, Type: b.Event.Type,
-		Occurred: time.UnixMicro(b.Event.OccurredAtMicros).UTC(), Data: []byte(b.Event.Data), Metadata: []byte(b.Event.Metadata)}
-	if p.Hash, err = parseHash(b.Event.Hash); err != nil {
-		return nil, fmt.Errorf("event.hash: %w", err)
-	}
-	if b.Event.Version > 1 {
-		if p.Prev, err = parseHash(b.Event.PreviousHash); err != nil {
-			return nil, fmt.Errorf("event.previous_hash: %w", err)
-		}
-	}
+	p.LeafIndex = b.LeafIndex
 	for i, s := range b.Path {
 		h, err := parseHash(s)
 		if err != nil {
@@ -195,6 +210,31 @@ func (b ProofBundle) Proof() (*ledger.Proof, error) {
 	}
 	if p.Checkpoint, err = b.Checkpoint.Checkpoint(); err != nil {
 		return nil, fmt.Errorf("checkpoint.%w", err)
+	}
+	return p, nil
+}
+
+// proof reads the event back, without a path or checkpoint; field prefixes its fields' names in
+// errors.
+func (e ProvenEvent) proof(field string) (*ledger.Proof, error) {
+	p := &ledger.Proof{Position: e.Position, TransactionID: e.TransactionID}
+	id, err := uuid.Parse(e.ID)
+	if err != nil {
+		return nil, fmt.Errorf("%sid: %w", field, err)
+	}
+	stream, err := uuid.Parse(e.StreamID)
+	if err != nil {
+		return nil, fmt.Errorf("%sstream_id: %w", field, err)
+	}
+	p.Event = ledger.ChainedEvent{ID: id, Stream: stream, Version: e.Version, Type: e.Type,
+		Occurred: time.UnixMicro(e.OccurredAtMicros).UTC(), Data: []byte(e.Data), Metadata: []byte(e.Metadata)}
+	if p.Hash, err = parseHash(e.Hash); err != nil {
+		return nil, fmt.Errorf("%shash: %w", field, err)
+	}
+	if e.Version > 1 {
+		if p.Prev, err = parseHash(e.PreviousHash); err != nil {
+			return nil, fmt.Errorf("%sprevious_hash: %w", field, err)
+		}
 	}
 	return p, nil
 }
@@ -239,4 +279,100 @@ type StreamExport struct {
 // NewStreamExport returns the export of stream as users see it.
 func NewStreamExport(stream string, e *ledger.Export) StreamExport {
 	return StreamExport{StreamID: stream, Events: all(e.Events, NewProvenEvent), Proofs: all(e.Proofs, NewProofBundle), Unsealed: e.Unsealed}
+}
+
+// Proofs is what `herald verify-bundle` checks, read from any of the shapes that carry proofs:
+// a ProofBundle (herald events prove), a StreamExport (herald events export --proof) or a
+// NotificationProof (GET /api/v1/notifications/{id}/proof).
+type Proofs struct {
+	// Shape names what was read: "bundle", "export" or "notification proof".
+	Shape string
+	// Stream is the stream of an export or a notification's proof.
+	Stream uuid.UUID
+	// Events is the chain the proofs are of, from version 1: an export's events, or a
+	// notification's proven events (those a checkpoint covers). Empty for a single bundle.
+	Events []*ledger.Proof
+	Proofs []*ledger.Proof
+	// Unsealed is how many of the stream's events the file says no checkpoint covers yet.
+	Unsealed int
+}
+
+// ReadProofs reads a bundle, an export or a notification's proof, told apart by their fields,
+// refusing a field the shape does not have and a malformed value with the field at fault.
+func ReadProofs(r io.Reader) (*Proofs, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return nil, fmt.Errorf("not JSON: %w", err)
+	}
+	decode := func(v any) error {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		return dec.Decode(v)
+	}
+	_, isBundle := fields["event"]
+	_, isExport := fields["stream_id"]
+	_, isNotification := fields["notification_id"]
+	switch {
+	case isBundle:
+		var b ProofBundle
+		if err := decode(&b); err != nil {
+			return nil, fmt.Errorf("not a proof bundle: %w", err)
+		}
+		p, err := b.Proof()
+		if err != nil {
+			return nil, err
+		}
+		return &Proofs{Shape: "bundle", Proofs: []*ledger.Proof{p}}, nil
+	case isExport:
+		var e StreamExport
+		if err := decode(&e); err != nil {
+			return nil, fmt.Errorf("not an export: %w", err)
+		}
+		out := &Proofs{Shape: "export", Unsealed: e.Unsealed}
+		if out.Stream, err = uuid.Parse(e.StreamID); err != nil {
+			return nil, fmt.Errorf("stream_id: %w", err)
+		}
+		for i, ev := range e.Events {
+			p, err := ev.proof(fmt.Sprintf("events[%d].", i))
+			if err != nil {
+				return nil, err
+			}
+			out.Events = append(out.Events, p)
+		}
+		if out.Proofs, err = readBundles(e.Proofs); err != nil {
+			return nil, err
+		}
+		return out, nil
+	case isNotification:
+		var n NotificationProof
+		if err := decode(&n); err != nil {
+			return nil, fmt.Errorf("not a notification's proof: %w", err)
+		}
+		out := &Proofs{Shape: "notification proof", Unsealed: n.Unsealed}
+		if out.Stream, err = uuid.Parse(n.NotificationID); err != nil {
+			return nil, fmt.Errorf("notification_id: %w", err)
+		}
+		if out.Proofs, err = readBundles(n.Proofs); err != nil {
+			return nil, err
+		}
+		out.Events = out.Proofs
+		return out, nil
+	}
+	return nil, errors.New(`neither a proof bundle ("event"), an export ("stream_id") nor a notification's proof ("notification_id")`)
+}
+
+func readBundles(bs []ProofBundle) ([]*ledger.Proof, error) {
+	var out []*ledger.Proof
+	for i, b := range bs {
+		p, err := b.Proof()
+		if err != nil {
+			return nil, fmt.Errorf("proofs[%d].%w", i, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

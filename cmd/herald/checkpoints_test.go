@@ -215,10 +215,23 @@ func TestVerifyHoldsTheDatabaseToItsWitness(t *testing.T) {
 			t.Errorf("verify %s after the checkpoints were deleted: %v, want checkpoint 1's witness named", flag[0], err)
 		}
 	}
-	if _, err := runHerald(t, "events", "verify", "--public-key", pub, "--database-url", db.URL); err == nil || !strings.Contains(err.Error(), "no checkpoint") {
+	out, err = runHerald(t, "events", "verify", "--public-key", pub, "--database-url", db.URL)
+	if err == nil || !strings.Contains(err.Error(), "no checkpoint") {
 		t.Errorf("verify --public-key of a log with no checkpoint: %v, want it refused", err)
 	}
-	mustRunHerald(t, "events", "verify", "--public-key", pub, "--allow-unsealed", "--database-url", db.URL)
+	// Nothing was checked against the key: the summary does not say it was.
+	if strings.Contains(out, "Signatures checked") || !strings.Contains(out, "No signature checked") {
+		t.Errorf("verify --public-key of a log with no checkpoint printed:\n%s", out)
+	}
+	out = mustRunHerald(t, "events", "verify", "--public-key", pub, "--allow-unsealed", "--database-url", db.URL)
+	if strings.Contains(out, "Signatures checked") {
+		t.Errorf("verify --allow-unsealed of a log with no checkpoint claims a signature check:\n%s", out)
+	}
+	jsonOut, _ := runHerald(t, "events", "verify", "--public-key", pub, "--allow-unsealed", "--database-url", db.URL, "-o", "json")
+	var v wire.Verification
+	if err := json.Unmarshal([]byte(jsonOut), &v); err != nil || v.SignaturesChecked {
+		t.Errorf("verify -o json of a log with no checkpoint: %+v, %v; want signatures_checked false", v, err)
+	}
 	if _, err := runHerald(t, "events", "verify", "--expect", "1:zz", "--database-url", db.URL); err == nil || !strings.Contains(err.Error(), "--expect") {
 		t.Errorf("verify --expect 1:zz: %v, want the flag named", err)
 	}
@@ -261,13 +274,129 @@ func TestEventsExportWithProof(t *testing.T) {
 	if exp.StreamID != stream || len(exp.Events) != 3 || len(exp.Proofs) != 2 || exp.Unsealed != 1 {
 		t.Fatalf("export --proof: %d events, %d proofs, %d unsealed; want 3, 2, 1", len(exp.Events), len(exp.Proofs), exp.Unsealed)
 	}
-	bundle := filepath.Join(t.TempDir(), "bundle.json")
+	dir := t.TempDir()
+	bundle := filepath.Join(dir, "bundle.json")
 	b, _ := json.Marshal(exp.Proofs[1])
 	if err := os.WriteFile(bundle, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if out := mustRunHerald(t, "verify-bundle", bundle, "--public-key", pub); !strings.Contains(out, "version 2") {
 		t.Errorf("verify-bundle of the exported bundle printed:\n%s", out)
+	}
+
+	// The export itself, as written, verifies offline: the chain, and every proof in it.
+	exported := mustRunHerald(t, "events", "export", "--stream", stream, "--proof", "--database-url", db.URL)
+	exportFile := filepath.Join(dir, "export.json")
+	if err := os.WriteFile(exportFile, []byte(exported), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := mustRunHerald(t, "verify-bundle", exportFile, "--public-key", pub, "--log-id", exp.Proofs[0].Checkpoint.LogID)
+	if !strings.Contains(out, "Stream "+stream+": 2 events proven") || !strings.Contains(out, "1 events unsealed") {
+		t.Errorf("verify-bundle of the export printed:\n%s", out)
+	}
+	if _, err := runHerald(t, "verify-bundle", exportFile, "--public-key", pub, "--log-id", uuid.NewString()); err == nil || !strings.Contains(err.Error(), "--log-id") {
+		t.Errorf("verify-bundle of the export with another log id: %v, want it refused", err)
+	}
+	// A byte of any event changed, in any field its hash or its leaf covers, and the export
+	// fails naming that event.
+	for i, ev := range exp.Events {
+		for _, field := range []string{"data", "hash", "previous_hash", "type", "position"} {
+			if field == "previous_hash" && ev.Version == 1 {
+				continue
+			}
+			if field == "position" && i >= len(exp.Proofs) {
+				continue // nothing signed covers an unsealed event's place yet
+			}
+			var forged wire.StreamExport
+			if err := json.Unmarshal([]byte(exported), &forged); err != nil {
+				t.Fatal(err)
+			}
+			e := &forged.Events[i]
+			switch field {
+			case "data":
+				e.Data = strings.Replace(e.Data, "attempt", "attempT", 1)
+			case "hash":
+				e.Hash = flipHex(e.Hash)
+			case "previous_hash":
+				e.PreviousHash = flipHex(e.PreviousHash)
+			case "type":
+				e.Type += "x"
+			case "position":
+				e.Position++
+			}
+			b, _ := json.Marshal(forged)
+			if err := os.WriteFile(exportFile, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf("stream %s version %d", stream, ev.Version)
+			if _, err := runHerald(t, "verify-bundle", exportFile, "--public-key", pub); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("verify-bundle of the export with version %d's %s changed: %v, want %q named", ev.Version, field, err, want)
+			}
+		}
+	}
+	// A proof that is not of the event the export lists at its place is refused.
+	var swapped wire.StreamExport
+	if err := json.Unmarshal([]byte(exported), &swapped); err != nil {
+		t.Fatal(err)
+	}
+	swapped.Proofs[0], swapped.Proofs[1] = swapped.Proofs[1], swapped.Proofs[0]
+	b, _ = json.Marshal(swapped)
+	if err := os.WriteFile(exportFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runHerald(t, "verify-bundle", exportFile, "--public-key", pub); err == nil || !strings.Contains(err.Error(), "proofs[0]") {
+		t.Errorf("verify-bundle of an export with its proofs swapped: %v, want proofs[0] named", err)
+	}
+	// An export without proofs has nothing signed in it.
+	plainFile := filepath.Join(dir, "plain.json")
+	b, _ = json.Marshal(plain)
+	if err := os.WriteFile(plainFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runHerald(t, "verify-bundle", plainFile, "--public-key", pub); err == nil || !strings.Contains(err.Error(), "no proof") {
+		t.Errorf("verify-bundle of an export without proofs: %v, want it refused", err)
+	}
+
+	// The API's answer (wire.NotificationProof) verifies the same way.
+	proofs, unsealed, err := ledger.ProveStream(ctx, db.Pool, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := filepath.Join(dir, "answer.json")
+	b, _ = json.Marshal(wire.NewNotificationProof(stream, proofs, unsealed))
+	if err := os.WriteFile(answer, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustRunHerald(t, "verify-bundle", answer, "--public-key", pub); !strings.Contains(out, "Stream "+stream+": 2 events proven") {
+		t.Errorf("verify-bundle of the API's answer printed:\n%s", out)
+	}
+	var answered wire.NotificationProof
+	_ = json.Unmarshal(b, &answered)
+	answered.Proofs = answered.Proofs[1:] // version 2 alone: the chain does not start at 1
+	b, _ = json.Marshal(answered)
+	if err := os.WriteFile(answer, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runHerald(t, "verify-bundle", answer, "--public-key", pub); err == nil || !strings.Contains(err.Error(), "version") {
+		t.Errorf("verify-bundle of an answer missing version 1: %v, want the version named", err)
+	}
+
+	// A bundle carries no frontier (nothing would check it): one added is refused, not ignored.
+	var withFrontier map[string]any
+	if err := json.Unmarshal([]byte(mustRunHerald(t, "events", "prove", exp.Proofs[1].Event.ID, "--database-url", db.URL)), &withFrontier); err != nil {
+		t.Fatal(err)
+	}
+	cp := withFrontier["checkpoint"].(map[string]any)
+	if _, ok := cp["frontier"]; ok {
+		t.Errorf("a bundle's checkpoint carries a frontier: %v", cp)
+	}
+	cp["frontier"] = []string{strings.Repeat("00", ledger.HashSize)}
+	b, _ = json.Marshal(withFrontier)
+	if err := os.WriteFile(bundle, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runHerald(t, "verify-bundle", bundle, "--public-key", pub); err == nil || !strings.Contains(err.Error(), "frontier") {
+		t.Errorf("verify-bundle of a bundle with a frontier: %v, want the frontier named", err)
 	}
 
 	if _, err := runHerald(t, "events", "export", "--stream", uuid.NewString(), "--database-url", db.URL); err == nil || !strings.Contains(err.Error(), "no such stream") {
@@ -283,4 +412,16 @@ func TestEventsExportWithProof(t *testing.T) {
 	if _, err := runHerald(t, "events", "export", "--stream", stream, "--database-url", db.URL); err == nil || !strings.Contains(err.Error(), "version 3") {
 		t.Errorf("export of a changed event: %v, want version 3 named", err)
 	}
+}
+
+// flipHex changes the first hex digit of s.
+func flipHex(s string) string {
+	if s == "" {
+		return s
+	}
+	c := byte('0')
+	if s[0] == '0' {
+		c = '1'
+	}
+	return string(c) + s[1:]
 }

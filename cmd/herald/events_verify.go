@@ -21,19 +21,21 @@ import (
 // eventsVerifyLong is the help of events verify.
 const eventsVerifyLong = `verify walks the event log in the order its consumers read it ((transaction_id,
 global_position)) and the signed checkpoints, in one read-only snapshot, and recomputes:
-  - every event's hash, from its contents and its stream's previous hash: a changed, swapped
-    or reordered event, or one removed from the middle of a stream, does not match;
-  - that each stream's versions run from 1 without a gap;
-  - every checkpoint's Merkle root over the events it covers, its tree size and frontier: a
-    stream removed whole, a tail cut off, or an event forged with its chain recomputed does
+  - every event's hash, from its contents and its stream's previous hash: a changed event, one
+    removed from the middle of a stream, or events of one stream swapped or reordered, does
     not match;
+  - that each stream's versions run from 1 without a gap;
+  - every checkpoint's Merkle root over the events it covers, in the log's order, its tree
+    size and frontier: a stream removed whole, a tail cut off, an event forged with its chain
+    recomputed, or events of different streams swapped in the log's order (each stream's
+    chain still links, so only the root catches it) does not match;
   - every checkpoint's Ed25519 signature, with --public-key. Without it signatures are not
     checked, and the summary says so: a key read from the database would prove nothing
     against whoever can change the database.
 
 It stops at the first thing that does not match and exits non-zero, naming the position,
 stream and version, or the checkpoint, and the field (hash, stream_version, tree_size, root,
-frontier, signature, seq). Memory does not grow with the log. Progress shows on stderr when it
+frontier, signature, seq, witness). Memory does not grow with the log. Progress shows on stderr when it
 is a terminal.
 
 --witness FILE reads a checkpoint file (HERALD_CHECKPOINT_FILE, the sealer's copy of each
@@ -49,8 +51,9 @@ nothing was verified against the key) unless --allow-unsealed is given.
 signature and frontier check out: only the events and checkpoints after it are read.
 
 What it cannot prove: events appended by someone holding both the database and the signing
-key, and events appended after the last checkpoint by someone holding the database (they are
-chained, but nothing signed commits to them yet; the summary counts them as unsealed).
+key, and events appended or reordered after the last checkpoint by someone holding the
+database (they are chained, but nothing signed commits to them or their order yet: events of
+different streams swapped there pass; the summary counts them as unsealed).
 
 Formats (-o):
   table   a summary in words
@@ -112,7 +115,7 @@ func eventsVerifyCommand() *cobra.Command {
 			progress := newVerifyProgress(cmd.ErrOrStderr())
 			opts.Progress = progress.update
 			rep, err := ledger.Verify(ctx, pool, opts)
-			progress.finish()
+			progress.finish(rep)
 			var m *ledger.Mismatch
 			if err != nil && !errors.As(err, &m) {
 				return err
@@ -170,11 +173,14 @@ func printVerification(w io.Writer, rep ledger.VerifyReport, pub ed25519.PublicK
 	if rep.FromCheckpoint != 0 {
 		from = fmt.Sprintf("checkpoint %d", rep.FromCheckpoint)
 	}
-	fmt.Fprintf(w, "Verified %d events (%d streams begun) and %d checkpoints from %s in %s: %.0f events/s.\n",
-		rep.Events, rep.Streams, rep.Checkpoints, from, rep.Elapsed.Round(time.Millisecond), rep.Rate())
-	if pub != nil {
+	fmt.Fprintf(w, "Verified %d events (%d streams begun) and %d checkpoints from %s in %s%s.\n",
+		rep.Events, rep.Streams, rep.Checkpoints, from, rep.Elapsed.Round(time.Millisecond), rateSuffix(rep))
+	switch {
+	case rep.Signed:
 		fmt.Fprintf(w, "Signatures checked with key %s.\n", ledger.KeyID(pub))
-	} else {
+	case pub != nil:
+		fmt.Fprintf(w, "No signature checked: no checkpoint to check against key %s.\n", ledger.KeyID(pub))
+	default:
 		fmt.Fprintln(w, "Signatures NOT checked: pass --public-key to check them.")
 	}
 	if rep.Witnessed > 0 {
@@ -192,7 +198,29 @@ func printVerification(w io.Writer, rep ledger.VerifyReport, pub ed25519.PublicK
 	}
 }
 
-// verifyProgress shows how many events have been verified, on w when it is a terminal.
+// rateSuffix is the rate the summary gives, when the walk was long enough to measure one.
+func rateSuffix(rep ledger.VerifyReport) string {
+	if r := rep.Rate(); r > 0 {
+		return fmt.Sprintf(": %.0f events/s", r)
+	}
+	return ""
+}
+
+// progressText is what the progress line says of the walk so far: the count, and the rate once
+// there is enough behind it to mean something.
+func progressText(rep ledger.VerifyReport) string {
+	unit := "events"
+	if rep.Events == 1 {
+		unit = "event"
+	}
+	if r := rep.Rate(); r > 0 {
+		return fmt.Sprintf("verifying: %d %s, %.0f events/s", rep.Events, unit, r)
+	}
+	return fmt.Sprintf("verifying: %d %s", rep.Events, unit)
+}
+
+// verifyProgress shows how many events have been verified, on w when it is a terminal. The text
+// is ours (progressText): the bar's own rate, taken over its first microseconds, is noise.
 type verifyProgress struct{ bar *progressbar.ProgressBar }
 
 func newVerifyProgress(w io.Writer) *verifyProgress {
@@ -205,10 +233,7 @@ func newVerifyProgress(w io.Writer) *verifyProgress {
 	}
 	return &verifyProgress{bar: progressbar.NewOptions64(-1,
 		progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription("verifying"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("events"),
+		progressbar.OptionSetDescription(progressText(ledger.VerifyReport{})),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
 	)}
@@ -216,12 +241,13 @@ func newVerifyProgress(w io.Writer) *verifyProgress {
 
 func (p *verifyProgress) update(rep ledger.VerifyReport) {
 	if p.bar != nil {
-		_ = p.bar.Set64(rep.Events)
+		p.bar.Describe(progressText(rep))
 	}
 }
 
-func (p *verifyProgress) finish() {
+func (p *verifyProgress) finish(rep ledger.VerifyReport) {
 	if p.bar != nil {
+		p.bar.Describe(progressText(rep))
 		_ = p.bar.Finish()
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -75,8 +74,9 @@ stream's) in version order, each exactly as its hash covers it, with its hash an
 previous hash: the chain, checked link by link before it is written. With --proof it adds a
 proof bundle for each event the latest signed checkpoint covers — what "herald events prove"
 writes for one event, and GET /api/v1/notifications/{id}/proof answers — and counts the events
-no checkpoint covers yet ("unsealed"). Each bundle is checked on its own with
-"herald verify-bundle" (for instance: jq '.proofs[0]' export.json | herald verify-bundle - --public-key KEY).
+no checkpoint covers yet ("unsealed"). "herald verify-bundle export.json --public-key KEY"
+checks the file as written, offline: the chain from version 1, and every bundle against its
+signed checkpoint and against the event it lists at its place.
 
 This is the way to hand over one notification's history with its proof. --proof reads the
 hashes of the log up to the checkpoint once, in a read-only transaction.
@@ -115,22 +115,36 @@ hashes of the log up to the checkpoint once, in a read-only transaction.
 	return cmd
 }
 
-// verifyBundleCommand checks a proof bundle offline.
+// verifyBundleCommand checks a proof bundle, an export or a notification's proof offline.
 func verifyBundleCommand() *cobra.Command {
 	var publicKey, logID string
 	cmd := &cobra.Command{
 		Use:   "verify-bundle FILE --public-key KEY",
-		Short: "Check a bundle from \"herald events prove\" with the sealer's public key, without the database",
-		Long: `verify-bundle checks a proof bundle ("herald events prove") on its own: the event's contents,
-chained to its stream's previous hash, hash to its hash; the inclusion path leads from it to the
-checkpoint's root; and the checkpoint is signed by --public-key. The leaf covers the event's
-place in the log (transaction id and position) as well as its hash, so the position printed is
-proven too. The signature covers the log's id: --log-id requires the bundle to be of that log
-(a bundle from another log, even signed with the same key, is refused); without it, the log id
-is printed for you to compare. FILE "-" reads standard input. It exits 1, naming the field, when
-any of it does not hold.`,
-		Example: `  herald verify-bundle proof.json --public-key +skVD5+luKpPda50htpeXNx1RCtn40iTB700eqGxzWI=`,
-		Args:    cobra.ExactArgs(1),
+		Short: "Check a proof bundle, an export or a notification's proof with the sealer's public key, without the database",
+		Long: `verify-bundle checks, on its own, any of the files that carry proofs:
+
+  - a proof bundle ("herald events prove"): the event's contents, chained to its stream's
+    previous hash, hash to its hash; the inclusion path leads from it to the checkpoint's root;
+    and the checkpoint is signed by --public-key. The leaf covers the event's place in the log
+    (transaction id and position) as well as its hash, so the position printed is proven too.
+  - an export ("herald events export --stream ID --proof"): its events are of its stream, run
+    from version 1 without a gap, and each hashes, chained to the one before it (previous_hash),
+    to its hash; every bundle in it is checked as above and is of the event the export lists at
+    its place. It reports how many events are proven (a signed checkpoint covers them) and how
+    many are unsealed (chained to the proven ones, not yet signed).
+  - a notification's proof (GET /api/v1/notifications/{id}/proof): its bundles are of the
+    notification's stream, from version 1, each chained to the one before it, and each checked
+    as above.
+
+The signature covers the log's id: --log-id requires every checkpoint to be of that log (a
+bundle from another log, even signed with the same key, is refused); without it, the log id is
+printed for you to compare. FILE "-" reads standard input. It exits 1, naming the event and the
+field, when any of it does not hold, and when the file holds no proof at all (nothing in it is
+signed).`,
+		Example: `  herald verify-bundle proof.json --public-key +skVD5+luKpPda50htpeXNx1RCtn40iTB700eqGxzWI=
+  herald events export --stream 0190f3b2-7c1e-7a4b-9d2e-5f6a7b8c9d0e --proof > notification.json
+  herald verify-bundle notification.json --public-key checkpoint.pub --log-id 5b0d6c1e-2f4a-4c83-9e61-7a2d9f0b3c45`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if publicKey == "" {
 				return fmt.Errorf("--public-key: the sealer's public key is required")
@@ -148,30 +162,56 @@ any of it does not hold.`,
 				defer f.Close()
 				r = f
 			}
-			var b wire.ProofBundle
-			dec := json.NewDecoder(r)
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&b); err != nil {
-				return fmt.Errorf("%s: not a proof bundle: %w", args[0], err)
-			}
-			p, err := b.Proof()
+			ps, err := wire.ReadProofs(r)
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			if err := p.Verify(pub); err != nil {
-				return fmt.Errorf("the bundle does not verify: %w", err)
+			if len(ps.Proofs) == 0 {
+				return fmt.Errorf("%s: the %s holds no proof: nothing in it is signed (export with --proof, or wait for the sealer's next checkpoint)", args[0], ps.Shape)
 			}
-			if logID != "" && !strings.EqualFold(logID, b.Checkpoint.LogID) {
-				return fmt.Errorf("the bundle does not verify: --log-id: it is of log %s, not %s", b.Checkpoint.LogID, logID)
+			if ps.Shape == "bundle" {
+				err = ps.Proofs[0].Verify(pub)
+			} else {
+				err = ledger.VerifyHistory(ps.Stream, ps.Events, ps.Proofs, pub)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Event %s (stream %s version %d, position %d, transaction %d) is leaf %d of the %d events checkpoint %d of log %s commits to, signed by key %s on %s.\n",
-				b.Event.ID, b.Event.StreamID, b.Event.Version, b.Event.Position, b.Event.TransactionID, p.LeafIndex, p.Checkpoint.TreeSize, p.Checkpoint.Seq,
-				b.Checkpoint.LogID, p.Checkpoint.KeyID, logTime(p.Checkpoint.CreatedAt))
+			if err != nil {
+				return fmt.Errorf("the %s does not verify: %w", ps.Shape, err)
+			}
+			if ps.Shape == "export" && len(ps.Events)-len(ps.Proofs) != ps.Unsealed {
+				return fmt.Errorf("the export does not verify: unsealed: it says %d, but %d of its events have no proof", ps.Unsealed, len(ps.Events)-len(ps.Proofs))
+			}
+			for _, p := range ps.Proofs {
+				if id := uuid.UUID(p.Checkpoint.LogID).String(); logID != "" && !strings.EqualFold(logID, id) {
+					return fmt.Errorf("the %s does not verify: --log-id: it is of log %s, not %s", ps.Shape, id, logID)
+				}
+			}
+			w := cmd.OutOrStdout()
+			if ps.Shape == "bundle" {
+				p := ps.Proofs[0]
+				fmt.Fprintf(w, "Event %s (stream %s version %d, position %d, transaction %d) is leaf %d of the %d events checkpoint %d of log %s commits to, signed by key %s on %s.\n",
+					uuid.UUID(p.Event.ID), uuid.UUID(p.Event.Stream), p.Event.Version, p.Position, p.TransactionID, p.LeafIndex, p.Checkpoint.TreeSize, p.Checkpoint.Seq,
+					uuid.UUID(p.Checkpoint.LogID), p.Checkpoint.KeyID, logTime(p.Checkpoint.CreatedAt))
+				return nil
+			}
+			fmt.Fprintf(w, "Stream %s: %d events proven, versions 1 to %d, each chained to the one before it and in the log a signed checkpoint commits to:\n",
+				ps.Stream, len(ps.Proofs), len(ps.Proofs))
+			for _, p := range ps.Proofs {
+				fmt.Fprintf(w, "  version %d (%s, position %d): leaf %d of the %d events checkpoint %d of log %s commits to, signed by key %s on %s.\n",
+					p.Event.Version, p.Event.Type, p.Position, p.LeafIndex, p.Checkpoint.TreeSize, p.Checkpoint.Seq, uuid.UUID(p.Checkpoint.LogID), p.Checkpoint.KeyID, logTime(p.Checkpoint.CreatedAt))
+			}
+			switch {
+			case ps.Unsealed == 0:
+				fmt.Fprintln(w, "0 events unsealed: every event of the stream is proven.")
+			case ps.Shape == "export":
+				fmt.Fprintf(w, "%d events unsealed: chained to the proven ones, not yet signed (prove them after the sealer's next checkpoint).\n", ps.Unsealed)
+			default:
+				fmt.Fprintf(w, "%d events unsealed: no checkpoint covers them yet, and this file does not carry them (herald events export --proof does).\n", ps.Unsealed)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&publicKey, "public-key", "", `the sealer's public key: its 32 bytes in base64 or hex (as "herald keys generate" prints it), or a file holding it`)
-	cmd.Flags().StringVar(&logID, "log-id", "", `the id of the log the bundle must be of (as "herald checkpoints list -o json" shows it)`)
+	cmd.Flags().StringVar(&logID, "log-id", "", `the id of the log every checkpoint must be of (as "herald checkpoints list -o json" shows it)`)
 	markArguments(cmd.Flags(), "public-key", "log-id")
 	return cmd
 }
