@@ -26,7 +26,8 @@ CROSS JOIN LATERAL (VALUES
 ORDER BY s.g, v.version`
 
 // BenchmarkInsertChained measures what the chain trigger costs an insert: 3,000 events in one
-// statement, with the trigger and with it disabled.
+// statement, with the trigger and with it disabled (and the position's default back, which the
+// trigger otherwise assigns).
 func BenchmarkInsertChained(b *testing.B) {
 	for _, chained := range []bool{true, false} {
 		name := "chained"
@@ -37,7 +38,8 @@ func BenchmarkInsertChained(b *testing.B) {
 			db := heraldtest.NewDatabase(b)
 			ctx := context.Background()
 			if !chained {
-				if _, err := db.Pool.Exec(ctx, `ALTER TABLE event_log DISABLE TRIGGER event_log_chain; ALTER TABLE event_log ALTER COLUMN hash DROP NOT NULL`); err != nil {
+				if _, err := db.Pool.Exec(ctx, `ALTER TABLE event_log DISABLE TRIGGER event_log_chain; ALTER TABLE event_log ALTER COLUMN hash DROP NOT NULL;
+					ALTER TABLE event_log ALTER COLUMN global_position SET DEFAULT nextval('event_log_global_position_seq')`); err != nil {
 					b.Fatal(err)
 				}
 			}
