@@ -25,55 +25,44 @@ type replayCounts struct {
 	Cancelled   int `json:"cancelled"`
 }
 
-// add counts one notification of status s.
-func (c *replayCounts) add(s herald.Status) {
+// count is the counter of status s; nil for a status the summary does not know.
+func (c *replayCounts) count(s herald.Status) *int {
 	switch s {
 	case herald.StatusScheduled:
-		c.Scheduled++
+		return &c.Scheduled
 	case herald.StatusPending:
-		c.Pending++
+		return &c.Pending
 	case herald.StatusProcessing:
-		c.Processing++
+		return &c.Processing
 	case herald.StatusSent:
-		c.Sent++
+		return &c.Sent
 	case herald.StatusDelivered:
-		c.Delivered++
+		return &c.Delivered
 	case herald.StatusUndelivered:
-		c.Undelivered++
+		return &c.Undelivered
 	case herald.StatusBounced:
-		c.Bounced++
+		return &c.Bounced
 	case herald.StatusComplained:
-		c.Complained++
+		return &c.Complained
 	case herald.StatusFailed:
-		c.Failed++
+		return &c.Failed
 	case herald.StatusCancelled:
-		c.Cancelled++
+		return &c.Cancelled
+	}
+	return nil
+}
+
+// add counts one notification of status s.
+func (c *replayCounts) add(s herald.Status) {
+	if n := c.count(s); n != nil {
+		*n++
 	}
 }
 
 // of is how many notifications of status s were counted.
 func (c replayCounts) of(s herald.Status) int {
-	switch s {
-	case herald.StatusScheduled:
-		return c.Scheduled
-	case herald.StatusPending:
-		return c.Pending
-	case herald.StatusProcessing:
-		return c.Processing
-	case herald.StatusSent:
-		return c.Sent
-	case herald.StatusDelivered:
-		return c.Delivered
-	case herald.StatusUndelivered:
-		return c.Undelivered
-	case herald.StatusBounced:
-		return c.Bounced
-	case herald.StatusComplained:
-		return c.Complained
-	case herald.StatusFailed:
-		return c.Failed
-	case herald.StatusCancelled:
-		return c.Cancelled
+	if n := c.count(s); n != nil {
+		return *n
 	}
 	return 0
 }

@@ -44,3 +44,13 @@ func TestReplayTableSummaryCountsEveryStatus(t *testing.T) {
 		})
 	}
 }
+
+// The replay's summary has a counter for every status, so a new status is counted, not dropped.
+func TestReplayCountsKnowEveryStatus(t *testing.T) {
+	var c replayCounts
+	for _, s := range herald.Statuses {
+		if c.count(s) == nil {
+			t.Errorf("the replay summary has no counter for status %s", s)
+		}
+	}
+}
