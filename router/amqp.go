@@ -40,6 +40,7 @@ func QueueFor(c herald.Channel) (string, error) {
 
 // AMQPConfig says how Herald uses RabbitMQ.
 type AMQPConfig struct {
+	// URL names one RabbitMQ node, or several nodes of a cluster (see brokerNodes).
 	URL string
 	// QueueType is "quorum" (replicated, the default) or "classic". A queue's type is fixed when
 	// it is first declared; declaring it again with another type fails.
@@ -55,7 +56,7 @@ func (c AMQPConfig) Validate() error {
 	var errs []error
 	if c.URL == "" {
 		errs = append(errs, errors.New("AMQP URL is empty"))
-	} else if _, err := amqp091.ParseURI(c.URL); err != nil {
+	} else if _, err := parseNodes(c.URL); err != nil {
 		errs = append(errs, fmt.Errorf("AMQP URL: %w", err))
 	}
 	if c.QueueType != "quorum" && c.QueueType != "classic" {
@@ -200,7 +201,7 @@ func (t *Topology) Unroutable(queue string) {
 func (t *Topology) Run(ctx context.Context) error {
 	wait := backoff{min: 200 * time.Millisecond, max: 5 * time.Second}
 	for ctx.Err() == nil {
-		conn, err := amqp091.Dial(t.cfg.URL)
+		conn, err := t.cfg.dial("herald topology")
 		if err == nil {
 			err = t.declare(conn)
 		}
@@ -213,7 +214,7 @@ func (t *Topology) Run(ctx context.Context) error {
 		wait.reset()
 		closed := conn.NotifyClose(make(chan *amqp091.Error, 1))
 		t.setUp()
-		t.logger.InfoContext(ctx, "RabbitMQ queues declared", "queues", append(WorkQueues(), QueuePoison))
+		t.logger.InfoContext(ctx, "RabbitMQ queues declared", "queues", append(WorkQueues(), QueuePoison), "node", conn.RemoteAddr().String())
 		if stop := t.watch(ctx, conn, closed); stop {
 			return nil
 		}

@@ -32,7 +32,7 @@ const confirmTimeout = 30 * time.Second
 //
 // A channel carries one publish at a time; up to size channels publish side by side.
 type routedPublisher struct {
-	url       string
+	amqp      AMQPConfig
 	name      string // connection name, as RabbitMQ's management UI shows it
 	marshaler amqp.Marshaler
 	topology  *Topology
@@ -54,7 +54,7 @@ type confirmingChannel struct {
 // connects on first use, and again after its connection is lost.
 func newRoutedPublisher(cfg AMQPConfig, size int, name string, topology *Topology) *routedPublisher {
 	return &routedPublisher{
-		url:       cfg.URL,
+		amqp:      cfg,
 		name:      name,
 		marshaler: cfg.watermill().Marshaler,
 		topology:  topology,
@@ -158,9 +158,7 @@ func (p *routedPublisher) connection() (*amqp091.Connection, error) {
 	if p.conn != nil && !p.conn.IsClosed() {
 		return p.conn, nil
 	}
-	props := amqp091.NewConnectionProperties()
-	props.SetClientConnectionName(p.name)
-	conn, err := amqp091.DialConfig(p.url, amqp091.Config{Properties: props})
+	conn, err := p.amqp.dial(p.name)
 	if err != nil {
 		return nil, fmt.Errorf("connect to RabbitMQ: %w", err)
 	}
