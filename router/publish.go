@@ -63,9 +63,14 @@ func newRoutedPublisher(cfg AMQPConfig, size int, name string, topology *Topolog
 }
 
 // Publish publishes msgs, in order, to queue topic. It refuses while the topology says the queues
-// are not declared.
+// are not declared, and parking while the poison queue's node is down: RabbitMQ may confirm a
+// message routed to a queue whose node is down without keeping it.
 func (p *routedPublisher) Publish(topic string, msgs ...*message.Message) error {
-	if err := p.topology.Ready(context.Background()); err != nil {
+	ready := p.topology.Ready
+	if topic == QueuePoison {
+		ready = func(context.Context) error { return p.topology.PoisonReady() }
+	}
+	if err := ready(context.Background()); err != nil {
 		return err
 	}
 	for _, msg := range msgs {
