@@ -1,5 +1,5 @@
 // Package router is the only part of Herald that knows brokers, topics and middleware. It wires
-// watermill to RabbitMQ and PostgreSQL: the outbox that stores commands in the API's transaction,
+// watermill to RabbitMQ (one node, or the nodes of a cluster: see brokerNodes) and PostgreSQL: the outbox that stores commands in the API's transaction,
 // the relay that forwards them to RabbitMQ, the workers that consume them, and the projector that
 // reads the event log as a watermill-sql topic.
 package router
