@@ -18,6 +18,7 @@ import (
 	"github.com/herald-notify/herald/delivery/deliverytest"
 	"github.com/herald-notify/herald/harness"
 	"github.com/herald-notify/herald/heraldtest"
+	"github.com/herald-notify/herald/projections"
 )
 
 // TestScale is Herald's scale-out suite: Herald as it runs on several machines, simulated on
@@ -216,6 +217,17 @@ func scalePostgresFailover(t *testing.T, pg *pgPair, rabbits []*rabbitNode, name
 		}
 	}
 	t.Logf("%s: the first notification accepted by the new primary was answered %s after the old one stopped", name, refusedAfter.Round(time.Millisecond))
+	// Both projectors lost their lock sessions with the old primary; one of them must hold every
+	// consumer group again on the new one (settle's read-model check shows it applies them).
+	active := 0
+	for _, p := range c.procs {
+		if p.Command == "projector" {
+			active += logged(p, "consumer group active")
+		}
+	}
+	if groups := len(projections.All()); active < 2*groups {
+		r.problem("the projectors took consumer groups %d times, want %d: once before the failover and once after", active, 2*groups)
+	}
 	if inRecovery(t, c) {
 		r.problem("the database answers from a server in recovery: the suite's pool is not on the new primary")
 	}
