@@ -13,7 +13,7 @@ BIN       ?= bin/herald
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 
-.PHONY: help build run apikey test test-unit test-bench test-fuzz test-faults check vet fmt bench services clean
+.PHONY: help build run apikey test test-unit test-bench test-fuzz test-faults test-scale check vet fmt bench services clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ KEY_NAME ?= dev
 apikey: build ## Make an API key with every scope, named KEY_NAME (dev); it is printed once
 	$(BIN) apikeys create --name $(KEY_NAME) --scopes send,read,operate
 
-test: check test-unit test-bench test-fuzz test-faults ## Everything CI runs: vet, formatting, tests, one pass of each benchmark, fuzzing, the fault suite
+test: check test-unit test-bench test-fuzz test-faults test-scale ## Everything CI runs: vet, formatting, tests, one pass of each benchmark, fuzzing, the fault and scale suites
 
 test-unit: ## Unit, integration and end-to-end tests (integration suites need PostgreSQL and RabbitMQ)
 	$(GO) test -race -count=1 -timeout 20m ./...
@@ -51,11 +51,15 @@ test-fuzz: ## Fuzz the request decoder, the whole send path, the template render
 test-faults: ## The fault suite: kills and restarts processes, RabbitMQ (a private node) and connections
 	$(GO) test -tags faults -count=1 -v -timeout 15m -run '^TestFaults$$' ./e2e/
 
+test-scale: ## The scale suite: a 3-node RabbitMQ cluster and a PostgreSQL primary with a standby, each losing a node under load
+	$(GO) test -tags scale -count=1 -v -timeout 10m -run '^TestScale$$' ./e2e/
+
 check: vet fmt
 
-vet: ## go vet, the fault suite included
+vet: ## go vet, the fault and scale suites included
 	$(GO) vet ./...
 	$(GO) vet -tags faults ./e2e/
+	$(GO) vet -tags scale ./e2e/
 
 fmt: ## Fail if any file needs gofmt
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

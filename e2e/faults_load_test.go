@@ -1,4 +1,4 @@
-//go:build faults
+//go:build faults || scale
 
 package e2e_test
 
@@ -163,6 +163,11 @@ var loadClient = &http.Client{
 
 // startLoad posts n notifications (faultRequest 0..n-1) to api, one every interval.
 func startLoad(api string, n int, every time.Duration) *load {
+	return startLoadOn([]string{api}, n, every)
+}
+
+// startLoadOn is startLoad spread over several APIs in turn, as a load balancer would spread it.
+func startLoadOn(apis []string, n int, every time.Duration) *load {
 	l := &load{total: n, done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
@@ -180,7 +185,7 @@ func startLoad(api string, n int, every time.Duration) *load {
 			go func() {
 				defer wg.Done()
 				defer func() { <-slots }()
-				l.post(api, i)
+				l.post(apis[i%len(apis)], i)
 			}()
 		}
 		wg.Wait()

@@ -1,4 +1,4 @@
-//go:build faults
+//go:build faults || scale
 
 package e2e_test
 

@@ -1,4 +1,4 @@
-//go:build faults
+//go:build faults || scale
 
 package e2e_test
 
@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +33,8 @@ type rabbitNode struct {
 	port     int    // AMQP
 	mgmtPort int    // management API
 	distPort int    // Erlang distribution
+	// stopped is set once a test has stopped the node for good, so that the cleanup leaves it.
+	stopped bool
 }
 
 // requireTool skips the test with a message naming what is missing, or fails it when
@@ -45,23 +48,47 @@ func requireTool(t *testing.T, format string, args ...any) {
 	t.Skipf("%s; skipping the fault suite (install rabbitmq-server, or set HERALD_TEST_REQUIRE_SERVICES=1 to fail instead)", msg)
 }
 
-// freePort returns a loopback port nobody listened on a moment ago.
+// freePort returns a loopback port nobody listened on a moment ago, and that it has not returned
+// before: nodes prepared one after another, and started later, must not be handed the same port.
 func freePort(t *testing.T) int {
 	t.Helper()
-	port, err := harness.FreePort()
-	if err != nil {
-		t.Fatal(err)
+	givenPortsMu.Lock()
+	defer givenPortsMu.Unlock()
+	for {
+		port, err := harness.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !givenPorts[port] {
+			givenPorts[port] = true
+			return port
+		}
 	}
-	return port
 }
+
+var (
+	givenPortsMu sync.Mutex
+	givenPorts   = map[int]bool{}
+)
 
 // startRabbitNode starts a RabbitMQ node in a temporary directory and waits until it takes AMQP
 // connections and answers on its management API. It is stopped and removed when the test ends.
 func startRabbitNode(t *testing.T) *rabbitNode {
 	t.Helper()
+	n := newRabbitNode(t, harness.RandomName("herald-faults-")+"@localhost", "")
+	n.start(t)
+	t.Logf("RabbitMQ node %s: AMQP on 127.0.0.1:%d, management on 127.0.0.1:%d, files in %s", n.name, n.port, n.mgmtPort, n.dir)
+	return n
+}
+
+// newRabbitNode prepares the files of a RabbitMQ node named name, with extraConf added to its
+// rabbitmq.conf, without starting it. It is stopped (unless the test stopped it for good) and
+// removed when the test ends.
+func newRabbitNode(t *testing.T, name, extraConf string) *rabbitNode {
+	t.Helper()
 	for _, tool := range []string{"rabbitmq-server", "rabbitmqctl"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			requireTool(t, "%s is not on PATH: the fault suite runs a RabbitMQ node of its own", tool)
+			requireTool(t, "%s is not on PATH: the suite runs RabbitMQ nodes of its own", tool)
 		}
 	}
 	// rabbitmq-server drops its privileges to the rabbitmq user, which must own the node's files.
@@ -73,16 +100,16 @@ func startRabbitNode(t *testing.T) *rabbitNode {
 	gid, _ := strconv.Atoi(owner.Gid)
 
 	n := &rabbitNode{
-		name:     harness.RandomName("herald-faults-") + "@localhost",
+		name:     name,
 		port:     freePort(t),
 		mgmtPort: freePort(t),
 		distPort: freePort(t),
 	}
-	n.dir, err = os.MkdirTemp("", "herald-faults-rabbitmq-")
+	n.dir, err = os.MkdirTemp("", "herald-rabbitmq-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := fmt.Sprintf("listeners.tcp.default = 127.0.0.1:%d\nmanagement.tcp.port = %d\nmanagement.tcp.ip = 127.0.0.1\n", n.port, n.mgmtPort)
+	conf := fmt.Sprintf("listeners.tcp.default = 127.0.0.1:%d\nmanagement.tcp.port = %d\nmanagement.tcp.ip = 127.0.0.1\n", n.port, n.mgmtPort) + extraConf
 	for _, f := range []struct{ name, content string }{
 		{"rabbitmq.conf", conf},
 		{"enabled_plugins", "[rabbitmq_management].\n"},
@@ -104,26 +131,33 @@ func startRabbitNode(t *testing.T) *rabbitNode {
 	})
 	if err != nil {
 		_ = os.RemoveAll(n.dir)
-		requireTool(t, "cannot hand %s to the rabbitmq user (the fault suite must run as root): %v", n.dir, err)
+		requireTool(t, "cannot hand %s to the rabbitmq user (the suite must run as root): %v", n.dir, err)
 	}
 
 	t.Cleanup(func() {
-		if err := n.ctl("stop"); err != nil {
-			t.Errorf("stop RabbitMQ node %s: %v", n.name, err)
-			n.killByPIDFile(t)
+		if !n.stopped {
+			if err := n.ctl("stop"); err != nil {
+				t.Errorf("stop RabbitMQ node %s: %v", n.name, err)
+				n.killByPIDFile(t)
+			}
 		}
 		if t.Failed() {
 			n.logTail(t, 40)
 		}
 		_ = os.RemoveAll(n.dir)
 	})
-	n.start(t)
-	t.Logf("RabbitMQ node %s: AMQP on 127.0.0.1:%d, management on 127.0.0.1:%d, files in %s", n.name, n.port, n.mgmtPort, n.dir)
 	return n
 }
 
 // start runs rabbitmq-server -detached on the node's files and waits until the node is up.
 func (n *rabbitNode) start(t *testing.T) {
+	t.Helper()
+	n.launch(t)
+	n.waitUp(t)
+}
+
+// launch runs rabbitmq-server -detached on the node's files, which returns before the node is up.
+func (n *rabbitNode) launch(t *testing.T) {
 	t.Helper()
 	cmd := exec.Command("rabbitmq-server", "-detached")
 	cmd.Env = append(n.baseEnv(),
@@ -140,6 +174,11 @@ func (n *rabbitNode) start(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("rabbitmq-server -detached: %v\n%s", err, out)
 	}
+}
+
+// waitUp waits until the node takes AMQP connections and answers on its management API.
+func (n *rabbitNode) waitUp(t *testing.T) {
+	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		err := n.ping()

@@ -1,5 +1,5 @@
 // Package router is the only part of Herald that knows brokers, topics and middleware. It wires
-// watermill to RabbitMQ and PostgreSQL: the outbox that stores commands in the API's transaction,
+// watermill to RabbitMQ (one node, or the nodes of a cluster: see brokerNodes) and PostgreSQL: the outbox that stores commands in the API's transaction,
 // the relay that forwards them to RabbitMQ, the workers that consume them, and the projector that
 // reads the event log as a watermill-sql topic.
 package router
@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +41,7 @@ func QueueFor(c herald.Channel) (string, error) {
 
 // AMQPConfig says how Herald uses RabbitMQ.
 type AMQPConfig struct {
+	// URL names one RabbitMQ node, or several nodes of a cluster (see brokerNodes).
 	URL string
 	// QueueType is "quorum" (replicated, the default) or "classic". A queue's type is fixed when
 	// it is first declared; declaring it again with another type fails.
@@ -55,7 +57,7 @@ func (c AMQPConfig) Validate() error {
 	var errs []error
 	if c.URL == "" {
 		errs = append(errs, errors.New("AMQP URL is empty"))
-	} else if _, err := amqp091.ParseURI(c.URL); err != nil {
+	} else if _, err := parseNodes(c.URL); err != nil {
 		errs = append(errs, fmt.Errorf("AMQP URL: %w", err))
 	}
 	if c.QueueType != "quorum" && c.QueueType != "classic" {
@@ -103,22 +105,30 @@ func poisonQueueArguments() amqp091.Table {
 // Declare declares Herald's queues on ch: the work queues of every lane, and the poison queue their commands
 // are parked in. Declaring them again with the same arguments is harmless; with others, RabbitMQ
 // refuses (PRECONDITION_FAILED), and the error says so.
+//
+// The work queues come first: when the node that holds the (classic, unreplicated) poison queue
+// is down, RabbitMQ refuses to declare it, and the error wraps ErrPoisonQueueNodeDown after the
+// work queues are declared.
 func (c AMQPConfig) Declare(ch *amqp091.Channel) error {
-	type queue struct {
-		name string
-		args amqp091.Table
-	}
-	queues := []queue{{QueuePoison, poisonQueueArguments()}}
 	for _, name := range WorkQueues() {
-		queues = append(queues, queue{name, c.queueArguments()})
-	}
-	for _, q := range queues {
-		if _, err := ch.QueueDeclare(q.name, true, false, false, false, q.args); err != nil {
-			return fmt.Errorf("declare queue %s (%v): %w", q.name, q.args, err)
+		if _, err := ch.QueueDeclare(name, true, false, false, false, c.queueArguments()); err != nil {
+			return fmt.Errorf("declare queue %s (%v): %w", name, c.queueArguments(), err)
 		}
+	}
+	if _, err := ch.QueueDeclare(QueuePoison, true, false, false, false, poisonQueueArguments()); err != nil {
+		var aerr *amqp091.Error
+		if errors.As(err, &aerr) && aerr.Code == amqp091.NotFound && strings.Contains(aerr.Reason, "home node") {
+			err = fmt.Errorf("%w: %w", ErrPoisonQueueNodeDown, err)
+		}
+		return fmt.Errorf("declare queue %s (%v): %w", QueuePoison, poisonQueueArguments(), err)
 	}
 	return nil
 }
+
+// ErrPoisonQueueNodeDown says the RabbitMQ node that holds the poison queue is down. The poison
+// queue is a classic queue (see poisonQueueArguments), which lives on the node it was first
+// declared on; its commands wait for that node, the rest of Herald does not.
+var ErrPoisonQueueNodeDown = errors.New("the RabbitMQ node holding the poison queue is down")
 
 // headerTolerantMarshaler is watermill-amqp's message format, reading header values of any type.
 // RabbitMQ adds headers of its own — a quorum queue counts redeliveries in an integer
@@ -169,6 +179,8 @@ type Topology struct {
 	declared chan struct{} // closed while the queues are known to exist
 	lost     chan struct{} // closed when the connection that declared them is gone
 	lastErr  error
+	// poisonErr is set while the poison queue's node is down: the rest is declared.
+	poisonErr error
 }
 
 // NewTopology returns a topology keeper for cfg; Run makes it work.
@@ -200,9 +212,17 @@ func (t *Topology) Unroutable(queue string) {
 func (t *Topology) Run(ctx context.Context) error {
 	wait := backoff{min: 200 * time.Millisecond, max: 5 * time.Second}
 	for ctx.Err() == nil {
-		conn, err := amqp091.Dial(t.cfg.URL)
+		conn, err := t.cfg.dial("herald topology")
 		if err == nil {
 			err = t.declare(conn)
+		}
+		var poisonErr error
+		if errors.Is(err, ErrPoisonQueueNodeDown) {
+			// The work queues are declared: delivery goes on while the poison queue's node is
+			// down. Parking is refused meanwhile (the commands to park are retried from their
+			// work queues), and watch declares the poison queue again until its node is back.
+			t.logger.WarnContext(ctx, "the poison queue's RabbitMQ node is down; delivering without it until it is back", "error", err)
+			poisonErr, err = err, nil
 		}
 		if err != nil {
 			t.setDown(err)
@@ -212,8 +232,8 @@ func (t *Topology) Run(ctx context.Context) error {
 		}
 		wait.reset()
 		closed := conn.NotifyClose(make(chan *amqp091.Error, 1))
-		t.setUp()
-		t.logger.InfoContext(ctx, "RabbitMQ queues declared", "queues", append(WorkQueues(), QueuePoison))
+		t.setUp(poisonErr)
+		t.logger.InfoContext(ctx, "RabbitMQ queues declared", "queues", append(WorkQueues(), QueuePoison), "node", conn.RemoteAddr().String())
 		if stop := t.watch(ctx, conn, closed); stop {
 			return nil
 		}
@@ -231,30 +251,63 @@ func (t *Topology) Run(ctx context.Context) error {
 // cancelled declare the queue themselves as they subscribe again; the topology declares it after
 // missingGrace, for when no worker runs.
 func (t *Topology) watch(ctx context.Context, conn *amqp091.Connection, closed <-chan *amqp091.Error) (stop bool) {
-	select {
-	case <-ctx.Done():
-		_ = conn.Close()
-		return true
-	case queue := <-t.redeclare:
-		t.setDown(fmt.Errorf("queue %s is missing: RabbitMQ could not route to it", queue))
-		t.logger.WarnContext(ctx, "RabbitMQ could not route to a queue, declaring the queues again shortly",
-			"queue", queue, "retry_in", t.missingGrace)
-		_ = conn.Close()
+	var retryPoison <-chan time.Time
+	if t.PoisonReady() != nil {
+		tick := time.NewTicker(poisonRetryInterval)
+		defer tick.Stop()
+		retryPoison = tick.C
+	}
+	for {
 		select {
 		case <-ctx.Done():
+			_ = conn.Close()
 			return true
-		case <-time.After(t.missingGrace):
+		case queue := <-t.redeclare:
+			t.setDown(fmt.Errorf("queue %s is missing: RabbitMQ could not route to it", queue))
+			t.logger.WarnContext(ctx, "RabbitMQ could not route to a queue, declaring the queues again shortly",
+				"queue", queue, "retry_in", t.missingGrace)
+			_ = conn.Close()
+			select {
+			case <-ctx.Done():
+				return true
+			case <-time.After(t.missingGrace):
+			}
+			return false
+		case cerr := <-closed:
+			err := errors.New("connection closed")
+			if cerr != nil {
+				err = cerr
+			}
+			t.setDown(err)
+			t.logger.WarnContext(ctx, "RabbitMQ connection lost", "error", err)
+			return false
+		case <-retryPoison:
+			if err := t.declarePoison(conn); err != nil {
+				continue
+			}
+			retryPoison = nil
+			t.mu.Lock()
+			t.poisonErr = nil
+			t.mu.Unlock()
+			t.logger.InfoContext(ctx, "poison queue declared: its RabbitMQ node is back")
 		}
-		return false
-	case cerr := <-closed:
-		err := errors.New("connection closed")
-		if cerr != nil {
-			err = cerr
-		}
-		t.setDown(err)
-		t.logger.WarnContext(ctx, "RabbitMQ connection lost", "error", err)
-		return false
 	}
+}
+
+// poisonRetryInterval is how often the topology declares the poison queue again while its node
+// is down.
+const poisonRetryInterval = 2 * time.Second
+
+// declarePoison declares the poison queue on a channel of its own (a refusal closes the channel,
+// not the connection).
+func (t *Topology) declarePoison(conn *amqp091.Connection) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	_, err = ch.QueueDeclare(QueuePoison, true, false, false, false, poisonQueueArguments())
+	return err
 }
 
 func (t *Topology) declare(conn *amqp091.Connection) error {
@@ -265,16 +318,20 @@ func (t *Topology) declare(conn *amqp091.Connection) error {
 	}
 	defer ch.Close()
 	if err := t.cfg.Declare(ch); err != nil {
-		_ = conn.Close()
+		if !errors.Is(err, ErrPoisonQueueNodeDown) {
+			_ = conn.Close()
+		}
 		return err
 	}
 	return nil
 }
 
-func (t *Topology) setUp() {
+// setUp says the queues are declared, all but the poison queue when poisonErr says why not.
+func (t *Topology) setUp(poisonErr error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.lastErr = nil
+	t.poisonErr = poisonErr
 	select {
 	case <-t.declared:
 	default:
@@ -301,6 +358,20 @@ func (t *Topology) Ready(context.Context) error {
 	defer t.mu.Unlock()
 	if t.lastErr != nil {
 		return fmt.Errorf("rabbitmq: %w", t.lastErr)
+	}
+	return nil
+}
+
+// PoisonReady returns nil when the poison queue is declared as well as the work queues, else
+// why not: its node may be down while the rest of the cluster works.
+func (t *Topology) PoisonReady() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.lastErr != nil {
+		return fmt.Errorf("rabbitmq: %w", t.lastErr)
+	}
+	if t.poisonErr != nil {
+		return fmt.Errorf("rabbitmq: %w", t.poisonErr)
 	}
 	return nil
 }

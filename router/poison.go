@@ -64,7 +64,8 @@ const (
 // handed back to be ready again.
 const returnTimeout = 5 * time.Second
 
-// NewPoisonQueue returns the poison queue of the RabbitMQ at url. logger says when a call waits
+// NewPoisonQueue returns the poison queue of the RabbitMQ at url (one node's URL, or several:
+// see AMQPConfig.URL). logger says when a call waits
 // for another look to finish; nil logs nothing.
 func NewPoisonQueue(url string, logger *slog.Logger) *PoisonQueue {
 	if logger == nil {
@@ -353,29 +354,28 @@ func (q *PoisonQueue) dial(ctx context.Context) (*amqp091.Connection, error) {
 	if !ok {
 		deadline = time.Now().Add(q.dialTimeout)
 	}
-	props := amqp091.NewConnectionProperties()
-	props.SetClientConnectionName("herald poison")
-	conn, err := amqp091.DialConfig(q.url, amqp091.Config{
-		Properties: props,
-		Dial: func(network, addr string) (net.Conn, error) {
-			dctx, cancel := context.WithDeadline(ctx, deadline)
-			defer cancel()
-			c, err := (&net.Dialer{}).DialContext(dctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			// Cleared by the library once the AMQP handshake is done.
-			if err := c.SetDeadline(deadline); err != nil {
-				_ = c.Close()
-				return nil, err
-			}
-			return c, nil
-		},
+	// Each node tried gets what is left of the deadline.
+	uri, cfg, err := AMQPConfig{URL: q.url}.amqpDialConfig("herald poison", func(network, addr string) (net.Conn, error) {
+		dctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
+		c, err := (&net.Dialer{}).DialContext(dctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		// Cleared by the library once the AMQP handshake is done.
+		if err := c.SetDeadline(deadline); err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+		return c, nil
 	})
-	if err != nil {
-		return nil, &herald.Error{Code: herald.EUNAVAILABLE, Message: "RabbitMQ is unreachable", Err: fmt.Errorf("connect to RabbitMQ: %w", err)}
+	if err == nil {
+		var conn *amqp091.Connection
+		if conn, err = amqp091.DialConfig(uri, cfg); err == nil {
+			return conn, nil
+		}
 	}
-	return conn, nil
+	return nil, &herald.Error{Code: herald.EUNAVAILABLE, Message: "RabbitMQ is unreachable", Err: fmt.Errorf("connect to RabbitMQ: %w", err)}
 }
 
 // decodeParked reads a parked message in watermill-amqp's format: the command's JSON as body,

@@ -32,7 +32,7 @@ const confirmTimeout = 30 * time.Second
 //
 // A channel carries one publish at a time; up to size channels publish side by side.
 type routedPublisher struct {
-	url       string
+	amqp      AMQPConfig
 	name      string // connection name, as RabbitMQ's management UI shows it
 	marshaler amqp.Marshaler
 	topology  *Topology
@@ -54,7 +54,7 @@ type confirmingChannel struct {
 // connects on first use, and again after its connection is lost.
 func newRoutedPublisher(cfg AMQPConfig, size int, name string, topology *Topology) *routedPublisher {
 	return &routedPublisher{
-		url:       cfg.URL,
+		amqp:      cfg,
 		name:      name,
 		marshaler: cfg.watermill().Marshaler,
 		topology:  topology,
@@ -63,9 +63,14 @@ func newRoutedPublisher(cfg AMQPConfig, size int, name string, topology *Topolog
 }
 
 // Publish publishes msgs, in order, to queue topic. It refuses while the topology says the queues
-// are not declared.
+// are not declared, and parking while the poison queue's node is down: RabbitMQ may confirm a
+// message routed to a queue whose node is down without keeping it.
 func (p *routedPublisher) Publish(topic string, msgs ...*message.Message) error {
-	if err := p.topology.Ready(context.Background()); err != nil {
+	ready := p.topology.Ready
+	if topic == QueuePoison {
+		ready = func(context.Context) error { return p.topology.PoisonReady() }
+	}
+	if err := ready(context.Background()); err != nil {
 		return err
 	}
 	for _, msg := range msgs {
@@ -158,9 +163,7 @@ func (p *routedPublisher) connection() (*amqp091.Connection, error) {
 	if p.conn != nil && !p.conn.IsClosed() {
 		return p.conn, nil
 	}
-	props := amqp091.NewConnectionProperties()
-	props.SetClientConnectionName(p.name)
-	conn, err := amqp091.DialConfig(p.url, amqp091.Config{Properties: props})
+	conn, err := p.amqp.dial(p.name)
 	if err != nil {
 		return nil, fmt.Errorf("connect to RabbitMQ: %w", err)
 	}

@@ -80,8 +80,13 @@ func (w *Workers) Run(ctx context.Context) error {
 		if _, err := w.topology.Wait(ctx); err != nil {
 			return nil
 		}
-		var err error
-		if conn, err = amqp.NewConnection(amqp.ConnectionConfig{AmqpURI: w.amqp.URL}, wlog); err != nil {
+		uri, dialCfg, err := w.amqp.amqpDialConfig("herald worker", nil)
+		if err != nil {
+			return err
+		}
+		// watermill-amqp dials again with the same configuration when the connection drops: the
+		// dial hook then finds the next node that answers.
+		if conn, err = amqp.NewConnection(amqp.ConnectionConfig{AmqpURI: uri, AmqpConfig: &dialCfg}, wlog); err != nil {
 			w.logger.WarnContext(ctx, "workers cannot connect to RabbitMQ, retrying", "error", err)
 			wait.sleep(ctx)
 		}

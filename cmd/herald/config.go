@@ -78,7 +78,8 @@ func (c *amqpConfig) register(s *settings) {
 // registerAMQPURL binds where RabbitMQ is: the one definition of --amqp-url, for the processes and
 // the poison commands alike.
 func registerAMQPURL(s *settings, url *string) {
-	s.URL(url, "amqp-url", "HERALD_AMQP_URL", defaultAMQPURL, "RabbitMQ connection URL")
+	s.URL(url, "amqp-url", "HERALD_AMQP_URL", defaultAMQPURL,
+		"RabbitMQ connection URL; a cluster's nodes as comma-separated URLs or hosts (amqp://u:p@h1,h2,h3/vhost), tried in order")
 }
 
 // relayConfig is how the outbox relay forwards commands to RabbitMQ: how often, how many at a time.

@@ -29,7 +29,8 @@ type dbConfig struct {
 // register binds the database settings to the command's flags; migrateFlag adds --migrate and
 // the owner's URL, for the long-running processes.
 func (c *dbConfig) register(s *settings, migrateFlag bool) {
-	s.URL(&c.URL, "database-url", "HERALD_DATABASE_URL", defaultDatabaseURL, "PostgreSQL connection URL")
+	s.URL(&c.URL, "database-url", "HERALD_DATABASE_URL", defaultDatabaseURL,
+		"PostgreSQL connection URL; a primary and its standbys as several hosts (h1:5432,h2:5432) with target_session_attrs=read-write")
 	s.Int(&c.MaxConns, "database-max-conns", "HERALD_DATABASE_MAX_CONNS", 20, "largest number of connections in this process's PostgreSQL pool (the relay and the projector each hold one more, for their consumer groups' locks)")
 	if migrateFlag {
 		s.Bool(&c.Migrate, "migrate", "HERALD_MIGRATE", false, "apply pending database migrations before starting")
