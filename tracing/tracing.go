@@ -6,7 +6,7 @@
 //
 // A Tracing is handed to the components that open spans; its zero value is off: every span is
 // the no-op one and no context is carried, so a Herald without an exporter writes exactly what
-// it wrote before and pays almost nothing (see BenchmarkSpanOff).
+// it wrote before and pays almost nothing (see BenchmarkSendPathHooks).
 //
 // Spans say which notification, channel, provider, queue, projection and event they concern,
 // never a recipient, a message's content or an error's text (a provider's refusal may quote the
