@@ -7,12 +7,14 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/attachments"
 	"github.com/herald-notify/herald/commands"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/templatestore"
+	"github.com/herald-notify/herald/tracing"
 )
 
 // SendRequest is a client's request to send a notification, as decoded from the API.
@@ -72,6 +74,28 @@ type Acceptor struct {
 	templates Templates
 	// now is the server's clock, against which a send_at must be in the future.
 	now func() time.Time
+	// tracing opens the span of the accepting transaction.
+	tracing tracing.Tracing
+}
+
+// WithTracing returns a copy of a that opens a span for each notification it records, and stores
+// its context with the event and the command.
+func (a *Acceptor) WithTracing(t tracing.Tracing) *Acceptor {
+	c := *a
+	c.tracing = t
+	return &c
+}
+
+// startAccept opens the span of the transaction that records cmd's notification.
+func (a *Acceptor) startAccept(ctx context.Context, cmd commands.SendNotification) (context.Context, trace.Span) {
+	if !a.tracing.On() {
+		return ctx, tracing.NoSpan()
+	}
+	return a.tracing.Start(ctx, tracing.SpanAccept, trace.WithAttributes(
+		tracing.AttrNotificationID.String(cmd.NotificationID),
+		tracing.AttrChannel.String(string(cmd.Channel)),
+		tracing.AttrPriority.String(string(cmd.Priority.OrNormal())),
+	))
 }
 
 // WithClock returns a copy of a whose clock, against which a send_at must be in the future,
@@ -120,7 +144,7 @@ func (a *Acceptor) WithIdempotencyTTL(ttl time.Duration) *Acceptor {
 // to live) answers with that notification, Replayed, and creates nothing; with another request it
 // is EINVALID. Concurrent requests with one key wait for each other: one creates, the others
 // replay.
-func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error) {
+func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (_ Accepted, err error) {
 	filled, ref, err := a.fromTemplate(ctx, req)
 	var (
 		queued *events.NotificationQueued
@@ -160,6 +184,11 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (Accepted, error
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.writeTimeout)
 	defer cancel()
 	cmd := commands.Send(events.Evolve(herald.Notification{}, events.Recorded{StreamID: stream, Version: 1}, queued))
+	ctx, span := a.startAccept(ctx, cmd)
+	defer func() { endSpan(span, err, "not accepted") }()
+	// The event and the command carry the span's context: the relay and the readers of the log
+	// continue this trace.
+	md.Trace = a.tracing.Carrier(ctx)
 	if req.IdempotencyKey == "" {
 		if rec, ok, err := a.acceptInOneRoundTrip(ctx, stream, md, queued, files, cmd); ok {
 			if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/herald-notify/herald/delivery"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/suppressions"
+	"github.com/herald-notify/herald/tracing"
 )
 
 // ErrFinal is wrapped by the errors after which retrying a command cannot help: the notification
@@ -59,6 +60,16 @@ type Deliverer struct {
 	files Files
 	// limits, when set, holds each attempt to its provider's rate.
 	limits RateLimiter
+	// tracing opens a span for each provider call.
+	tracing tracing.Tracing
+}
+
+// WithTracing returns a copy of d that opens a span, a child of the attempt's, for each call to
+// a provider.
+func (d *Deliverer) WithTracing(t tracing.Tracing) *Deliverer {
+	c := *d
+	c.tracing = t
+	return &c
 }
 
 // Files is the store of attachments' bytes as the deliverer reads it (see attachments.Store).
@@ -150,7 +161,8 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 	if sendErr == nil {
 		// A channel with secondary providers may send through another than its first: the
 		// route says which, and which it failed over from.
-		msgID, route, sendErr = delivery.SendVia(sendCtx, provider, delivery.Message{
+		callCtx, span := d.startProviderCall(sendCtx, provider.Name(), n)
+		msgID, route, sendErr = delivery.SendVia(callCtx, provider, delivery.Message{
 			NotificationID: n.ID,
 			Attempt:        n.Attempts,
 			Channel:        n.Channel,
@@ -160,6 +172,7 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 			HTML:           n.HTML,
 			Attachments:    files,
 		})
+		endProviderCall(span, route, sendErr)
 	}
 
 	outcome, err := DecideOutcome(n, d.policy, route, msgID, sendErr)

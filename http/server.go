@@ -26,6 +26,7 @@ import (
 	"github.com/herald-notify/herald/handlers"
 	"github.com/herald-notify/herald/receipts"
 	"github.com/herald-notify/herald/redact"
+	"github.com/herald-notify/herald/tracing"
 	"github.com/herald-notify/herald/wire"
 )
 
@@ -84,6 +85,8 @@ type Config struct {
 	// ProofTimeout is how long one proof may take before it is abandoned and answered 503; 0
 	// means DefaultProofTimeout.
 	ProofTimeout time.Duration
+	// Tracing opens a span for each send; off by default.
+	Tracing tracing.Tracing
 }
 
 // ParseTrustedProxies checks prefixes for Config.TrustedProxies.
@@ -179,7 +182,7 @@ func (s *Server) Handler() http.Handler {
 	if s.acceptor != nil && s.reader != nil {
 		r.Route("/api/v1/notifications", func(r chi.Router) {
 			r.Use(s.authenticate)
-			r.With(s.require(herald.ScopeSend)).Post("/send", s.send)
+			r.With(s.traceSend, s.require(herald.ScopeSend)).Post("/send", s.send)
 			if s.canceller != nil {
 				s.cancelRoutes(r)
 			}

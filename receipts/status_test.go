@@ -154,7 +154,7 @@ func TestRecordDelivered(t *testing.T) {
 	if got != want {
 		t.Errorf("event data %+v, want %+v", got, want)
 	}
-	if md, want := last.Metadata, (events.Metadata{CorrelationID: "send-SMdelivered1", CausationID: "corr-1", Actor: "gateway:http-sms"}); md != want {
+	if md, want := last.Metadata, (events.Metadata{CorrelationID: "send-SMdelivered1", CausationID: "corr-1", Actor: "gateway:http-sms"}); !cmp.Equal(md, want) {
 		t.Errorf("metadata %+v, want %+v: the notification's correlation id, the callback's as the cause", md, want)
 	}
 	n, err := events.Fold(recs)

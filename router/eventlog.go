@@ -28,6 +28,8 @@ const (
 	metaCausationID   = "causation_id"
 	metaActor         = "actor"
 	metaCorrelationID = "correlation_id"
+	// metaTracePrefix prefixes each field of the event's trace context (trace.traceparent).
+	metaTracePrefix = "trace."
 )
 
 // eventLogSchema makes the event_log table a watermill-sql topic. It reads the table in the order
@@ -110,6 +112,9 @@ func (eventLogSchema) UnmarshalMessage(params sql.UnmarshalMessageParams) (sql.R
 	msg.Metadata.Set(metaCorrelationID, md.CorrelationID)
 	msg.Metadata.Set(metaCausationID, md.CausationID)
 	msg.Metadata.Set(metaActor, md.Actor)
+	for k, v := range md.Trace {
+		msg.Metadata.Set(metaTracePrefix+k, v)
+	}
 
 	row.UUID = []byte(eventID)
 	row.Payload = data
@@ -161,6 +166,21 @@ func recordedFromMessage(msg *message.Message) (events.Recorded, error) {
 			CorrelationID: msg.Metadata.Get(metaCorrelationID),
 			CausationID:   msg.Metadata.Get(metaCausationID),
 			Actor:         msg.Metadata.Get(metaActor),
+			Trace:         traceFromMetadata(msg.Metadata),
 		},
 	}, nil
+}
+
+// traceFromMetadata returns the trace context UnmarshalMessage put in md, nil when none.
+func traceFromMetadata(md message.Metadata) map[string]string {
+	var out map[string]string
+	for k, v := range md {
+		if field, ok := strings.CutPrefix(k, metaTracePrefix); ok {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[field] = v
+		}
+	}
+	return out
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/commands"
 	"github.com/herald-notify/herald/handlers"
+	"github.com/herald-notify/herald/tracing"
 )
 
 // TopicOutbox is the watermill-sql topic (table outbox) the API writes commands to and the relay
@@ -117,7 +118,8 @@ func (queuedResult) RowsAffected() (int64, error) { return 0, errors.New("queued
 // Outbox stores commands in the caller's transaction, wrapped in the forwarder's envelope that
 // names the RabbitMQ queue the relay must publish them to.
 type Outbox struct {
-	logger watermill.LoggerAdapter
+	logger  watermill.LoggerAdapter
+	tracing tracing.Tracing
 }
 
 var (
@@ -127,6 +129,14 @@ var (
 
 // NewOutbox returns an outbox.
 func NewOutbox(logger watermill.LoggerAdapter) *Outbox { return &Outbox{logger: logger} }
+
+// WithTracing returns a copy of o that stores, with each command, the trace context of the span
+// its ctx carries: the relay continues the trace from it.
+func (o *Outbox) WithTracing(t tracing.Tracing) *Outbox {
+	c := *o
+	c.tracing = t
+	return &c
+}
 
 // Send stores cmd in tx. The command's message carries the request's correlation id.
 func (o *Outbox) Send(ctx context.Context, tx pgx.Tx, cmd commands.SendNotification) error {
@@ -161,6 +171,9 @@ func (o *Outbox) send(ctx context.Context, db sql.ContextExecutor, cmd commands.
 				if id := herald.CorrelationID(p.Message.Context()); id != "" {
 					middleware.SetCorrelationID(id, p.Message)
 				}
+				// The metadata is stored in the forwarder's envelope and becomes the RabbitMQ
+				// message's headers: the trace context travels without a column of its own.
+				o.tracing.Inject(p.Message.Context(), p.Message.Metadata)
 				return nil
 			},
 			Marshaler: commandMarshaler,

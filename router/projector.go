@@ -16,6 +16,7 @@ import (
 
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/projections"
+	"github.com/herald-notify/herald/tracing"
 )
 
 // ProjectorConfig tunes how the projector reads the log.
@@ -30,6 +31,9 @@ type ProjectorConfig struct {
 	// StoppedRetry is how often a projection stopped by a gap looks again (10 s by default): a
 	// rebuild that repaired its read model lets it resume.
 	StoppedRetry time.Duration
+	// Tracing records, for each event applied that carries a trace context, a span continuing
+	// that trace.
+	Tracing tracing.Tracing
 }
 
 // Projector keeps the read models up to date. Each projection is a consumer group on the event
@@ -201,7 +205,10 @@ func (p *Projector) batch(ctx context.Context, proj projections.Rebuildable, sch
 	if schema.SubscribeIsolationLevel() != stdsql.LevelRepeatableRead {
 		return 0, fmt.Errorf("projector: unexpected isolation level %v", schema.SubscribeIsolationLevel())
 	}
-	var n int
+	var (
+		n    int
+		recs []events.Recorded
+	)
 	err = pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: iso}, func(tx pgx.Tx) error {
 		// Plan this batch's statements for their arguments and the tables as they are now. pgx
 		// prepares each statement once per connection, and PostgreSQL may then settle on a generic
@@ -218,10 +225,7 @@ func (p *Projector) batch(ctx context.Context, proj projections.Rebuildable, sch
 		if err != nil {
 			return fmt.Errorf("read %s's batch: %w", proj.Name(), err)
 		}
-		var (
-			recs []events.Recorded
-			last sql.Row
-		)
+		var last sql.Row
 		for rows.Next() {
 			row, err := schema.UnmarshalMessage(sql.UnmarshalMessageParams{Row: rows})
 			if err != nil {
@@ -261,6 +265,9 @@ func (p *Projector) batch(ctx context.Context, proj projections.Rebuildable, sch
 	})
 	if err == nil && n > 0 && p.metrics != nil {
 		p.metrics.observe(proj.Name(), n, time.Since(start))
+	}
+	if err == nil && n > 0 {
+		traceApplied(p.cfg.Tracing, proj.Name(), recs, start, time.Now())
 	}
 	return n, err
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/herald-notify/herald/commands"
 	"github.com/herald-notify/herald/handlers"
+	"github.com/herald-notify/herald/tracing"
 )
 
 // RelayConfig tunes the outbox relay.
@@ -31,6 +32,8 @@ type RelayConfig struct {
 	// Partitions is its own. A forwarder publishes one command at a time and waits for
 	// RabbitMQ's confirm; partitions publish side by side.
 	Partitions int
+	// Tracing opens a span for each command published, continuing the trace stored with it.
+	Tracing tracing.Tracing
 }
 
 // Relay forwards commands from the outbox table to their RabbitMQ queues (watermill's forwarder).
@@ -107,8 +110,12 @@ func (r *Relay) Run(ctx context.Context) error {
 // process holds the lock of, over one publisher.
 func (r *Relay) relay(ctx context.Context) error {
 	wlog := watermillLogger(r.logger)
-	pub := newRoutedPublisher(r.amqp, max(r.amqp.PublishChannels, r.partitions()), "herald relay", r.topology)
-	defer pub.Close()
+	routed := newRoutedPublisher(r.amqp, max(r.amqp.PublishChannels, r.partitions()), "herald relay", r.topology)
+	defer routed.Close()
+	var pub message.Publisher = routed
+	if r.cfg.Tracing.On() {
+		pub = tracedPublisher{Publisher: routed, tracing: r.cfg.Tracing}
+	}
 	if err := r.startPartitions(ctx); err != nil {
 		r.health.setAll(err.Error())
 		return err

@@ -20,6 +20,7 @@ import (
 	"github.com/herald-notify/herald/commands"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
+	"github.com/herald-notify/herald/tracing"
 )
 
 // RetryConfig is the exponential backoff between a notification's delivery attempts.
@@ -50,6 +51,9 @@ type WorkerConfig struct {
 	CloseTimeout time.Duration
 	// Metrics, if set, receives watermill's handler and publisher metrics.
 	Metrics prometheus.Registerer
+	// Tracing opens a span for each attempt, continuing the trace the command's headers carry,
+	// and stamps its context on the events the attempt appends.
+	Tracing tracing.Tracing
 }
 
 // Workers consume SendNotification commands from the channels' queues and hand them to the
@@ -161,7 +165,7 @@ func (w *Workers) router(conn *amqp.ConnectionWrapper, poisonPub message.Publish
 			// One handler per channel and lane; its name is stable, it shows in logs, metrics and
 			// parked messages: send_email for the normal lane, send_email_high beside it.
 			h := channelHandler{
-				CommandHandler: cqrs.NewCommandHandler(HandlerName(c, p), w.handle(c)),
+				CommandHandler: cqrs.NewCommandHandler(HandlerName(c, p), w.handle(c, p)),
 				channel:        c,
 			}
 			if _, err := processor.AddHandler(h); err != nil {
@@ -180,18 +184,24 @@ type channelHandler struct {
 // handle returns the handler of channel c's queue: it refuses a command of another channel for
 // good (it would be delivered through the wrong provider) and hands the rest to the deliverer,
 // with metadata naming the request, the command and this worker.
-func (w *Workers) handle(c herald.Channel) func(context.Context, *commands.SendNotification) error {
+func (w *Workers) handle(c herald.Channel, p herald.Priority) func(context.Context, *commands.SendNotification) error {
+	queue, _ := QueueOf(c, p)
+	name := HandlerName(c, p)
 	return func(ctx context.Context, cmd *commands.SendNotification) error {
 		if cmd.Channel != c {
 			return fmt.Errorf("%w: %s command on the %s queue", handlers.ErrFinal, cmd.Channel, c)
 		}
 		msg := cqrs.OriginalMessageFromCtx(ctx)
+		ctx, span := startAttempt(ctx, w.cfg.Tracing, msg, queue, name, cmd)
 		md := events.Metadata{
 			CorrelationID: middleware.MessageCorrelationID(msg),
 			CausationID:   msg.UUID,
 			Actor:         "worker:" + w.worker,
+			Trace:         w.cfg.Tracing.Carrier(ctx),
 		}
-		return w.deliverer.Deliver(ctx, *cmd, md)
+		err := w.deliverer.Deliver(ctx, *cmd, md)
+		endAttempt(span, err)
+		return err
 	}
 }
 

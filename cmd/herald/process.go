@@ -25,6 +25,7 @@ import (
 	"github.com/herald-notify/herald/scheduler"
 	"github.com/herald-notify/herald/suppressions"
 	"github.com/herald-notify/herald/templatestore"
+	"github.com/herald-notify/herald/tracing"
 	"github.com/herald-notify/herald/webhooks"
 )
 
@@ -52,6 +53,7 @@ type processConfig struct {
 	gateway   gatewayConfig
 	webhooks  webhookConfig
 	bounces   bounceConfig
+	tracing   tracingConfig
 	grace     time.Duration
 	// secrets are the secret settings' values, once the command line is parsed.
 	secrets func() *redact.Secrets
@@ -107,6 +109,7 @@ func processCommand(use, short, long string, p parts) *cobra.Command {
 	if p.bounces {
 		cfg.bounces.registerListener(s)
 	}
+	cfg.tracing.register(s)
 	s.Duration(&cfg.grace, "shutdown-grace", "HERALD_SHUTDOWN_GRACE", 75*time.Second, "how long each component may take to stop")
 	s.Bool(&cfg.pprof, "pprof", "HERALD_PPROF", false, "serve Go's profiler at /debug/pprof/ beside /metrics (for measuring; keep it off the open network)")
 	return cmd
@@ -172,13 +175,17 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 	if err := cfg.validate(p); err != nil {
 		return err
 	}
+	tr, exporters, err := cfg.tracingExporter(p)
+	if err != nil {
+		return err
+	}
 	pool, err := cfg.db.pool(ctx, logger)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
 	comps, err := cfg.assemble(ctx, p, &process{pool: pool, log: events.NewLog(pool), logger: logger, reg: newMetricsRegistry(),
-		checks: []heraldhttp.Check{{Name: "postgres", Ready: pool.Ping}}})
+		checks: []heraldhttp.Check{{Name: "postgres", Ready: pool.Ping}}, tracing: tr, comps: exporters})
 	if err != nil {
 		return err
 	}
@@ -228,6 +235,8 @@ type process struct {
 	topology *router.Topology
 	// webhookSender is shared by the dispatcher and the API's replays.
 	webhookSender *webhooks.Sender
+	// tracing opens the spans of a notification's hops; off without an exporter.
+	tracing tracing.Tracing
 }
 
 // add appends a component; ready, when given, becomes one of /readyz's checks.
@@ -256,6 +265,7 @@ func (cfg *processConfig) assemble(ctx context.Context, p parts, pr *process) ([
 	if p.projector {
 		pc := cfg.projector.ProjectorConfig
 		pc.Metrics = pr.reg
+		pc.Tracing = pr.tracing
 		proj := router.NewProjector(pr.pool, pc, pr.logger, projections.All()...)
 		pr.add("projector", proj.Run, proj.Ready)
 		if err := cfg.addSealer(pr); err != nil {
@@ -306,7 +316,7 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 	worker := fmt.Sprintf("%s/%d", host, os.Getpid())
 	cfg.addBreakers(pr, worker, failovers)
 	deliverer := handlers.NewDeliverer(pr.log, providers, cfg.worker.policy(), worker, pr.logger).
-		WithSuppressions(suppressions.New(pr.pool)).WithFiles(attachments.New(pr.pool))
+		WithSuppressions(suppressions.New(pr.pool)).WithFiles(attachments.New(pr.pool)).WithTracing(pr.tracing)
 	settings, names := cfg.worker.Rates.ignored(providers)
 	for i, s := range settings {
 		pr.logger.Warn("a provider rate limit is set for a channel that does not deliver through its provider; it is ignored",
@@ -317,6 +327,7 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 	}
 	wc := cfg.worker.routerConfig()
 	wc.Metrics = pr.reg
+	wc.Tracing = pr.tracing
 	workers := router.NewWorkers(cfg.amqp.AMQPConfig, wc, deliverer, pr.topology, worker, pr.logger)
 	pr.add("workers", workers.Run, nil)
 	return nil
@@ -328,16 +339,19 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 // suppression list's and the stored templates' routes.
 func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.Server {
 	pool, log, logger := pr.pool, pr.log, pr.logger
-	relay := router.NewRelay(pool, cfg.amqp.AMQPConfig, cfg.relay.RelayConfig, pr.topology, logger)
+	rc := cfg.relay.RelayConfig
+	rc.Tracing = pr.tracing
+	relay := router.NewRelay(pool, cfg.amqp.AMQPConfig, rc, pr.topology, logger)
+	outbox := router.NewOutbox(nil).WithTracing(pr.tracing)
 	pr.add("outbox relay", relay.Run, relay.Ready)
 	pr.add("outbox purge", func(ctx context.Context) error { return purgeOutbox(ctx, relay, logger) }, nil)
-	acc := handlers.NewAcceptor(pool, log, router.NewOutbox(nil), cfg.http.limits()).WithIdempotencyTTL(cfg.http.IdempotencyTTL).
-		WithTemplates(templatestore.New(pool))
+	acc := handlers.NewAcceptor(pool, log, outbox, cfg.http.limits()).WithIdempotencyTTL(cfg.http.IdempotencyTTL).
+		WithTemplates(templatestore.New(pool)).WithTracing(pr.tracing)
 	if cfg.reconcile.After > 0 {
-		rec := handlers.NewReconciler(pool, log, router.NewOutbox(nil), projections.NewReader(pool, log), relay, cfg.reconcile.ReconcilePolicy, logger)
+		rec := handlers.NewReconciler(pool, log, outbox, projections.NewReader(pool, log), relay, cfg.reconcile.ReconcilePolicy, logger)
 		pr.add("reconciler", rec.Run, nil)
 	}
-	sched := scheduler.New(pool, router.NewOutbox(nil), logger).WithMetrics(scheduler.NewMetrics(pr.reg))
+	sched := scheduler.New(pool, outbox, logger).WithMetrics(scheduler.NewMetrics(pr.reg))
 	pr.add("scheduler", sched.Run, nil)
 	pr.add("idempotency key purge", func(ctx context.Context) error { return purgeIdempotencyKeys(ctx, acc, pool, logger) }, nil)
 	files := attachments.New(pool)
@@ -373,6 +387,6 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 func (cfg *processConfig) newServer(pr *process, acceptor heraldhttp.Acceptor, reader heraldhttp.Reader) *heraldhttp.Server {
 	return heraldhttp.NewServer(heraldhttp.Config{MaxBodyBytes: int64(cfg.http.MaxBodyBytes),
 		SendBodyBytes: int64(cfg.http.MaxBodyBytes) + cfg.http.limits().SendBodyBytes(), Metrics: pr.reg, Profiling: cfg.pprof,
-		Secrets: cfg.secrets(), TrustedProxies: cfg.http.trustedProxies()},
+		Secrets: cfg.secrets(), TrustedProxies: cfg.http.trustedProxies(), Tracing: pr.tracing},
 		acceptor, reader, pr.checks, pr.logger)
 }

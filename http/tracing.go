@@ -1,0 +1,55 @@
+package http
+
+import (
+	"net/http"
+
+	chimw "github.com/go-chi/chi/v5/middleware"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/herald-notify/herald/tracing"
+)
+
+// traceSend opens the server span of a send, continuing the trace of a client that sends a W3C
+// traceparent. The span names the route and the status, and send adds the notification's id:
+// nothing of the request's body or headers.
+func (s *Server) traceSend(next http.Handler) http.Handler {
+	t := s.cfg.Tracing
+	if !t.On() {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := t.Extract(r.Context(), headerCarrier(r.Header))
+		ctx, span := t.Start(ctx, tracing.SpanSend, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(
+				tracing.AttrHTTPMethod.String(r.Method),
+				tracing.AttrHTTPRoute.String(sendRoute),
+			))
+		defer span.End()
+		ww := chimw.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r.WithContext(ctx))
+		span.SetAttributes(tracing.AttrHTTPStatus.Int(ww.Status()))
+		if ww.Status() >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(ww.Status()))
+		}
+	})
+}
+
+// sendRoute is the send's route, as the span names it.
+const sendRoute = "/api/v1/notifications/send"
+
+// headerCarrier returns the trace context fields of h (traceparent, tracestate) as a map, the
+// carrier package tracing reads.
+func headerCarrier(h http.Header) map[string]string {
+	var out map[string]string
+	for _, k := range (propagation.TraceContext{}).Fields() {
+		if v := h.Get(k); v != "" {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
