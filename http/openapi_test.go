@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-notify/herald"
 	heraldhttp "github.com/herald-notify/herald/http"
+	"github.com/herald-notify/herald/http/openapitest"
 )
 
 // refuseAll knows no API key.
@@ -34,7 +35,7 @@ func TestOpenAPIDocumentIsServed(t *testing.T) {
 		WithAuth(refuseAll{}, heraldhttp.RateLimit{})
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	resp, err := http.Get(ts.URL + heraldhttp.OpenAPIPath)
+	resp, err := openapitest.Client(t, contract(t)).Get(ts.URL + heraldhttp.OpenAPIPath)
 	if err != nil {
 		t.Fatal(err)
 	}
