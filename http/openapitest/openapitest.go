@@ -202,15 +202,22 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	respBody, err := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(respBody))
 	if err != nil {
-		return resp, nil // the caller reads the same error's consequence: a short body
+		// Unchecked: the caller reads what came, then the same error.
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(respBody), errReader{err}))
+		return resp, nil
 	}
+	resp.Body = io.NopCloser(bytes.NewReader(respBody))
 	if err := t.Checker.Check(r, reqBody, resp, respBody); err != nil {
 		report("OpenAPI contract: %v", err)
 	}
 	return resp, nil
 }
+
+// errReader fails every read with err.
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
 // Client returns a client whose every exchange is checked with c and reported to t.
 func Client(t testing.TB, c *Checker) *http.Client {
