@@ -114,7 +114,7 @@ func TestAccessControl(t *testing.T) {
 			t.Errorf("%s %s: 401 without WWW-Authenticate", rt.method, rt.url)
 		}
 	}
-	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"} {
 		if a := request(t, http.MethodGet, h.API+path, "", noKey); a.status != http.StatusOK {
 			t.Errorf("GET %s without a key: %d %s, want 200", path, a.status, a.body)
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/herald-notify/herald/heraldtest"
+	"github.com/herald-notify/herald/http/openapitest"
 )
 
 // The API's JSON, as far as the tests read it.
@@ -87,7 +88,28 @@ type sendRequest struct {
 	Priority string `json:"priority,omitempty"`
 }
 
-var client = &http.Client{Timeout: 10 * time.Second, Transport: withAPIKey{http.DefaultTransport}}
+var client = &http.Client{Timeout: 10 * time.Second, Transport: withAPIKey{contract}}
+
+// contract checks every exchange of the test client with a running API against the API's
+// OpenAPI document, and fails the test that started that API on a mismatch.
+var contract = &openapitest.Transport{Checker: mustLoadContract(), Next: http.DefaultTransport,
+	Report: func(r *http.Request) func(string, ...any) {
+		if t, ok := contractTests.Load(r.URL.Host); ok {
+			return t.(testing.TB).Errorf
+		}
+		return nil
+	}}
+
+// contractTests maps the host:port of each running API to the test that started it.
+var contractTests sync.Map
+
+func mustLoadContract() *openapitest.Checker {
+	c, err := openapitest.Load()
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
 
 // tokens maps the host:port of each running API to the API key the test client sends it.
 var tokens sync.Map

@@ -152,8 +152,13 @@ func startHerald(t *testing.T, opts heraldOpts) *cluster {
 		c.procs = append(c.procs, p)
 		if name == "serve" || name == "all" {
 			c.API = p.URL
-			tokens.Store(strings.TrimPrefix(p.URL, "http://"), opts.Deps.Token)
-			t.Cleanup(func() { tokens.Delete(strings.TrimPrefix(p.URL, "http://")) })
+			host := strings.TrimPrefix(p.URL, "http://")
+			tokens.Store(host, opts.Deps.Token)
+			contractTests.Store(host, t)
+			t.Cleanup(func() {
+				tokens.Delete(host)
+				contractTests.Delete(host)
+			})
 		}
 	}
 	return c

@@ -95,7 +95,8 @@ func postCallback(t *testing.T, u string, form url.Values, sig string) (int, str
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set(receipts.SignatureHeader, sig)
-	resp, err := http.DefaultClient.Do(req)
+	req.Header.Set("Authorization", "-")
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

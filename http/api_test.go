@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/herald-notify/herald/handlers"
 	"github.com/herald-notify/herald/heraldtest"
 	heraldhttp "github.com/herald-notify/herald/http"
+	"github.com/herald-notify/herald/http/openapitest"
 	"github.com/herald-notify/herald/projections"
 	"github.com/herald-notify/herald/redact"
 	"github.com/herald-notify/herald/router"
@@ -82,7 +84,7 @@ func doRequest(t *testing.T, base, method, path, body string, header http.Header
 	for name, values := range header {
 		req.Header[name] = values
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := openapitest.Client(t, contract(t)).Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -92,6 +94,20 @@ func doRequest(t *testing.T, base, method, path, body string, header http.Header
 		t.Fatalf("%s %s: read body: %v", method, path, err)
 	}
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// loadContract loads the API's OpenAPI document once for every test: doRequest checks each
+// exchange against it. The servers under test mostly run without API keys, so the document's
+// security is not checked here (the end-to-end tests check it).
+var loadContract = sync.OnceValues(func() (*openapitest.Checker, error) { return openapitest.Load(openapitest.IgnoreSecurity()) })
+
+func contract(t *testing.T) *openapitest.Checker {
+	t.Helper()
+	c, err := loadContract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func jsonHeader() http.Header { return http.Header{"Content-Type": {"application/json"}} }

@@ -158,7 +158,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 
 // healthz serves GET /healthz: the process is up.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	writeJSON(w, http.StatusOK, wire.NewHealth())
 }
 
 // readyTimeout bounds the readiness checks, so a hung dependency reads as not ready.
@@ -168,16 +168,16 @@ const readyTimeout = 2 * time.Second
 // failed (secrets masked); 503 while any fails.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	checks := make(map[string]string, len(s.checks))
-	status, code := "ready", http.StatusOK
+	status, code := wire.Ready, http.StatusOK
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
 	for _, c := range s.checks {
 		if err := c.Ready(ctx); err != nil {
 			checks[c.Name] = s.cfg.Secrets.String(err.Error())
-			status, code = "not_ready", http.StatusServiceUnavailable
+			status, code = wire.NotReady, http.StatusServiceUnavailable
 			continue
 		}
 		checks[c.Name] = "ok"
 	}
-	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
+	writeJSON(w, code, wire.Readiness{Status: status, Checks: checks})
 }
