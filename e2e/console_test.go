@@ -181,6 +181,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("the overview's counts read %q, want a row for sms", got)
 	}
 	run(t, ctx, "wait for the chart", chromedp.WaitVisible(chromedp.CSS("#chart")))
+	if got := text(t, ctx, "#queues"); !regexp.MustCompile(`poison_notifications\s+1\b`).MatchString(got) {
+		t.Errorf("the overview's queues read %q, want poison_notifications holding 1", got)
+	}
 	screenshot(t, ctx, "overview")
 
 	// Search: the failed SMS, by status and type, and by recipient.
