@@ -32,7 +32,14 @@ func sessionFrom(ctx context.Context) Session {
 // request carries it, and it travels only over TLS when the console is reached over TLS.
 func cookie(r *http.Request, name, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{Name: name, Value: value, Path: Prefix, MaxAge: maxAge, HttpOnly: true,
-		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode}
+		Secure: overTLS(r), SameSite: http.SameSiteStrictMode}
+}
+
+// overTLS reports whether the browser reached the console over TLS: directly, or through a proxy
+// that ended TLS and says so in X-Forwarded-Proto. The header is believed from anyone: a client
+// that forges it only makes its own cookie Secure, which a plain-HTTP console then never gets back.
+func overTLS(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto")), "https")
 }
 
 // loginPage serves the sign-in form, with a fresh login token in its cookie and its form.

@@ -373,6 +373,16 @@ func consoleClient(t *testing.T) *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
+// consoleClientWith is a client with c's cookies that does not keep what it is answered, so that a
+// test can sign in a second time without replacing c's session.
+func consoleClientWith(c *http.Client) *http.Client {
+	return &http.Client{Jar: readOnlyJar{c.Jar}, Timeout: c.Timeout, CheckRedirect: c.CheckRedirect}
+}
+
+type readOnlyJar struct{ http.CookieJar }
+
+func (readOnlyJar) SetCookies(*url.URL, []*http.Cookie) {}
+
 var hiddenInput = regexp.MustCompile(`name="(login_token|csrf)" value="([^"]+)"`)
 
 // formToken fetches page with c and returns the value of its hidden field name.
@@ -431,6 +441,28 @@ func TestConsoleRefusesForgedPosts(t *testing.T) {
 	}
 	if session == nil || !session.HttpOnly || session.SameSite != http.SameSiteStrictMode || session.Path != "/console" {
 		t.Fatalf("the session cookie is %+v, want HttpOnly, SameSite=Strict, Path=/console", session)
+	}
+	if session.Secure {
+		t.Error("the session cookie of a console reached over plain HTTP is Secure: the browser would never send it back")
+	}
+	// Through a proxy that ended TLS, the cookie is Secure.
+	login = formToken(t, c, base+"/login", "login_token")
+	req, _ := http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(url.Values{"api_key": {operator}, "login_token": {login}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Forwarded-Proto", "https")
+	resp, err = consoleClientWith(c).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var proxied *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "herald_console" {
+			proxied = ck
+		}
+	}
+	if proxied == nil || !proxied.Secure {
+		t.Errorf("signing in through a proxy that ended TLS answered %s with the session cookie %+v, want a Secure one", resp.Status, proxied)
 	}
 	var stored int
 	if err := h.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM console_sessions WHERE token_hash = sha256($1::bytea)`,
@@ -500,8 +532,9 @@ func TestConsoleRefusesForgedPosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if err := h.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM console_sessions`).Scan(&stored); err != nil || stored != 0 {
-		t.Errorf("after signing out %d sessions are stored (%v), want 0", stored, err)
+	if err := h.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM console_sessions WHERE token_hash = sha256($1::bytea)`,
+		[]byte(session.Value)).Scan(&stored); err != nil || stored != 0 {
+		t.Errorf("after signing out its session is stored %d times (%v), want 0", stored, err)
 	}
 	resp, err = c.Get(base + "/keys")
 	if err != nil {
