@@ -95,6 +95,37 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 	return get(t, ctx, "read "+sel, chromedp.Text(chromedp.CSS(sel)))
 }
 
+// submit clicks sel, a button that submits a form, and waits until the page it leads to has
+// loaded: elements of the page before would otherwise be read as the answer.
+func submit(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	get(t, ctx, "mark the page", chromedp.Evaluate[bool](`window.heraldBefore = true`))
+	run(t, ctx, "click "+sel, chromedp.Click(chromedp.CSS(sel)))
+	heraldtest.Eventually(t, 30*time.Second, "the page after "+sel+" to load", func() (bool, error) {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		// While the page changes, the evaluation may fail: that is not loaded yet.
+		loaded, err := chromedp.Run(wctx, chromedp.Evaluate[bool](`window.heraldBefore !== true && document.readyState === "complete"`))
+		return err == nil && loaded, err
+	})
+}
+
+// waitJob waits until the rebuild page the browser shows, which reloads itself every second while
+// the job runs, says it succeeded.
+func waitJob(t *testing.T, ctx context.Context, what string) {
+	t.Helper()
+	heraldtest.Eventually(t, time.Minute, what+" to succeed", func() (bool, error) {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		// A read during a reload fails: not finished yet.
+		state, err := chromedp.Run(wctx, chromedp.Text(chromedp.CSS("#state")))
+		if err == nil && state == "failed" {
+			t.Fatalf("%s failed: %s", what, text(t, ctx, "main"))
+		}
+		return err == nil && state == "succeeded", fmt.Errorf("state %q, %v", state, err)
+	})
+}
+
 // signIn signs the browser in with token.
 func signIn(t *testing.T, ctx context.Context, base, token string) {
 	t.Helper()
@@ -102,9 +133,8 @@ func signIn(t *testing.T, ctx context.Context, base, token string) {
 		chromedp.Navigate(base+"/console/login"),
 		chromedp.WaitVisible(chromedp.CSS("#api_key")),
 		chromedp.SendKeys(chromedp.CSS("#api_key"), token),
-		chromedp.Click(chromedp.CSS("#sign_in")),
-		chromedp.WaitVisible(chromedp.CSS("body")),
 	)
+	submit(t, ctx, "#sign_in")
 }
 
 // screenshot writes the page, when -update-screenshots is given, as docs/console/name.png.
@@ -142,8 +172,8 @@ func createKey(t *testing.T, d *deps, name string, scopes ...herald.Scope) strin
 // TestConsoleInBrowser drives the console in a headless Chromium against a running Herald: a key
 // without the operate scope is refused; search; a failed notification's timeline and its state
 // as of a time; content with HTML in it shown as text; a poison requeue previewed, then
-// confirmed, turning the notification sent; a dry-run rebuild followed to its report; a key
-// made and revoked; sign-out.
+// confirmed, turning the notification sent, and a discard; a dry-run rebuild followed to its
+// report, then a rebuild swapped in; a key made and revoked; sign-out.
 func TestConsoleInBrowser(t *testing.T) {
 	ctx := newBrowser(t)
 	h := startHerald(t, heraldOpts{Commands: []string{"all"}, MaxAttempts: 2})
@@ -153,12 +183,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	const phone = "+14155550199"
 	h.SMS.AlwaysFail(phone, 503)
 	smsID := send(t, h.API, sendRequest{Type: "sms", Recipient: phone, Content: "Your code is 4242"})
+	const gone = "+14155550198"
+	h.SMS.AlwaysFail(gone, 503)
+	goneID := send(t, h.API, sendRequest{Type: "sms", Recipient: gone, Content: "Your code is 1234"})
 	const hostile = `Hello <b>bold</b> <script>document.title="pwned"</script> & <img src=x>`
 	emailID := send(t, h.API, sendRequest{Type: "email", Recipient: "reader@example.com", Subject: "<i>Subject</i> {{.name}}",
 		Content: hostile, Variables: map[string]any{"name": "<b>Ann</b>"}})
 	waitStatus(t, h.API, emailID, "sent", deliveryTimeout)
 	failed := waitStatus(t, h.API, smsID, "failed", deliveryTimeout)
-	waitQueueDepth(t, h.AMQPURL, queuePoison, 1, 15*time.Second)
+	waitStatus(t, h.API, goneID, "failed", deliveryTimeout)
+	waitQueueDepth(t, h.AMQPURL, queuePoison, 2, 15*time.Second)
 	story(t, h.API, smsID, 5)
 
 	// A key without operate is refused, and says why.
@@ -181,8 +215,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("the overview's counts read %q, want a row for sms", got)
 	}
 	run(t, ctx, "wait for the chart", chromedp.WaitVisible(chromedp.CSS("#chart")))
-	if got := text(t, ctx, "#queues"); !regexp.MustCompile(`poison_notifications\s+1\b`).MatchString(got) {
-		t.Errorf("the overview's queues read %q, want poison_notifications holding 1", got)
+	if got := text(t, ctx, "#queues"); !regexp.MustCompile(`poison_notifications\s+2\b`).MatchString(got) {
+		t.Errorf("the overview's queues read %q, want poison_notifications holding 2", got)
 	}
 	screenshot(t, ctx, "overview")
 
@@ -191,11 +225,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Navigate(h.API+"/console/notifications"),
 		chromedp.SetValue(chromedp.CSS("#status"), "failed"),
 		chromedp.SetValue(chromedp.CSS("#type"), "sms"),
-		chromedp.Click(chromedp.CSS("#search")),
-		chromedp.WaitVisible(chromedp.CSS("#results")),
 	)
-	if got := text(t, ctx, "#results tbody"); !strings.Contains(got, smsID) || strings.Contains(got, emailID) {
-		t.Errorf("searching failed sms lists %q, want %s and not %s", got, smsID, emailID)
+	submit(t, ctx, "#search")
+	if got := text(t, ctx, "#results tbody"); !strings.Contains(got, smsID) || !strings.Contains(got, goneID) || strings.Contains(got, emailID) {
+		t.Errorf("searching failed sms lists %q, want %s and %s and not %s", got, smsID, goneID, emailID)
 	}
 	screenshot(t, ctx, "notifications")
 	run(t, ctx, "search by recipient", chromedp.Navigate(h.API+"/console/notifications?recipient="+url.QueryEscape("reader@example.com")))
@@ -247,6 +280,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if elements != 0 || title == "pwned" {
 		t.Errorf("the email's content made %d elements and the title %q: HTML in content must stay text", elements, title)
 	}
+	get(t, ctx, "scroll to the content", chromedp.Evaluate[bool](`document.querySelector("h2:last-of-type").scrollIntoView(), true`))
 	screenshot(t, ctx, "content")
 
 	// The poison queue: preview a requeue, see that nothing happened, confirm, and it is sent.
@@ -259,9 +293,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	run(t, ctx, "preview a requeue",
 		chromedp.Click(chromedp.CSS("#select-"+smsID)),
 		chromedp.SendKeys(chromedp.CSS("#reason"), "gateway fixed <b>now</b>"),
-		chromedp.Click(chromedp.CSS("#preview")),
-		chromedp.WaitVisible(chromedp.CSS("#plan")),
 	)
+	submit(t, ctx, "#preview")
 	plan := text(t, ctx, "#plan tbody")
 	if !strings.Contains(plan, smsID) || !strings.Contains(plan, "failed") || !strings.Contains(plan, "requeued") {
 		t.Errorf("the preview shows %q, want %s, failed now, to be requeued", plan, smsID)
@@ -274,10 +307,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	if n := waitStatusNow(t, h.API, smsID); n.Status != "failed" || n.Version != failed.Version {
 		t.Errorf("after the preview the SMS is %s v%d, want failed v%d as before", n.Status, n.Version, failed.Version)
 	}
-	if d := heraldtest.QueueDepth(t, h.AMQPURL, queuePoison); d != 1 {
-		t.Errorf("after the preview the poison queue holds %d, want 1", d)
+	if d := heraldtest.QueueDepth(t, h.AMQPURL, queuePoison); d != 2 {
+		t.Errorf("after the preview the poison queue holds %d, want 2", d)
 	}
-	run(t, ctx, "confirm", chromedp.Click(chromedp.CSS("#confirm")), chromedp.WaitVisible(chromedp.CSS("#results")))
+	submit(t, ctx, "#confirm")
 	if got := text(t, ctx, "#results tbody"); !strings.Contains(got, smsID) || !strings.Contains(got, "requeued") {
 		t.Errorf("the confirmation shows %q, want %s requeued", got, smsID)
 	}
@@ -291,17 +324,31 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("the timeline after the requeue reads:\n%s\nwant the requeue with its reason and actor apikey:console-op, then the send", got)
 	}
 
+	// The other is given up on: a discard, previewed and confirmed, leaves it failed and unparked.
+	run(t, ctx, "preview a discard",
+		chromedp.Navigate(h.API+"/console/poison"),
+		chromedp.Click(chromedp.CSS("#select-"+goneID)),
+		chromedp.Click(chromedp.CSS("#action_discard")),
+		chromedp.SendKeys(chromedp.CSS("#reason"), "number no longer in service"),
+	)
+	submit(t, ctx, "#preview")
+	if got := text(t, ctx, "#plan tbody"); !strings.Contains(got, goneID) || !strings.Contains(got, "discarded") || strings.Contains(got, smsID) {
+		t.Errorf("the discard preview shows %q, want only %s, to be discarded", got, goneID)
+	}
+	submit(t, ctx, "#confirm")
+	if got := text(t, ctx, "#results tbody"); !strings.Contains(got, goneID) || !strings.Contains(got, "discarded") || !strings.Contains(got, "failed") {
+		t.Errorf("the discard answered %q, want %s discarded and still failed", got, goneID)
+	}
+	waitQueueDepth(t, h.AMQPURL, queuePoison, 0, 10*time.Second)
+
 	// A dry-run rebuild, followed to its report.
 	run(t, ctx, "start a dry run",
 		chromedp.Navigate(h.API+"/console/projections"),
 		chromedp.WaitVisible(chromedp.CSS("#projections")),
 	)
 	screenshot(t, ctx, "projections")
-	run(t, ctx, "dry run", chromedp.Click(chromedp.CSS("#dry_run-notification_status")), chromedp.WaitVisible(chromedp.CSS("#state")))
-	heraldtest.Eventually(t, time.Minute, "the dry run to finish", func() (bool, error) {
-		s := text(t, ctx, "#state")
-		return s == "succeeded", fmt.Errorf("state %s", s)
-	})
+	submit(t, ctx, "#dry_run-notification_status")
+	waitJob(t, ctx, "the dry run")
 	if got := text(t, ctx, "#swapped"); got != "false" {
 		t.Errorf("the dry run says swapped %q, want false", got)
 	}
@@ -309,15 +356,23 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("the dry run found missing and extra rows %q, want none", got)
 	}
 	screenshot(t, ctx, "rebuild")
+	// Then the rebuild for real, swapped in, from the dry run's report.
+	submit(t, ctx, "#swap")
+	waitJob(t, ctx, "the rebuild")
+	if got := text(t, ctx, "#swapped"); got != "true" {
+		t.Errorf("the rebuild says swapped %q, want true", got)
+	}
+	if n := waitStatusNow(t, h.API, smsID); n.Status != "sent" {
+		t.Errorf("after the rebuild the SMS reads %s, want sent", n.Status)
+	}
 
 	// A key made (its token shown once) and revoked.
 	run(t, ctx, "create a key",
 		chromedp.Navigate(h.API+"/console/keys"),
 		chromedp.SendKeys(chromedp.CSS("#key_name"), "made-in-console"),
 		chromedp.Click(chromedp.CSS("#scope-read")),
-		chromedp.Click(chromedp.CSS("#create_key")),
-		chromedp.WaitVisible(chromedp.CSS("#token")),
 	)
+	submit(t, ctx, "#create_key")
 	token := text(t, ctx, "#token")
 	if !strings.HasPrefix(token, apikeys.TokenPrefix) {
 		t.Fatalf("the new key's token reads %q", token)
@@ -325,7 +380,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if st := apiStatusWith(t, h.API+"/api/v1/notifications/"+smsID+"/status", token); st != http.StatusOK {
 		t.Errorf("the key made in the console reads a status with %d, want 200", st)
 	}
-	run(t, ctx, "revoke it", chromedp.Click(chromedp.CSS("#revoke-made-in-console")), chromedp.WaitVisible(chromedp.CSS("#keys")))
+	submit(t, ctx, "#revoke-made-in-console")
 	heraldtest.Eventually(t, 2*apikeys.CacheFor, "the revoked key to be refused", func() (bool, error) {
 		st := apiStatusWith(t, h.API+"/api/v1/notifications/"+smsID+"/status", token)
 		return st == http.StatusUnauthorized, fmt.Errorf("answered %d", st)
@@ -336,7 +391,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	screenshot(t, ctx, "keys")
 
 	// Sign-out ends the session.
-	run(t, ctx, "sign out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#api_key")))
+	submit(t, ctx, "#logout")
 	run(t, ctx, "after sign-out", chromedp.Navigate(h.API+"/console/notifications"))
 	loc = get(t, ctx, "location", chromedp.Location())
 	if !strings.HasSuffix(loc, "/console/login") {
