@@ -88,9 +88,8 @@ func (c *Console) notifications(w http.ResponseWriter, r *http.Request) {
 // of it, in words, and who caused it.
 type timelineEntry struct {
 	wire.HistoryEntry
-	Description   string
-	Actor         string
-	CorrelationID string
+	Description string
+	Actor       string
 }
 
 // content is what a notification sends, as its NotificationQueued holds it.
@@ -137,7 +136,7 @@ func (c *Console) notification(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		timeline = append(timeline, timelineEntry{HistoryEntry: wire.NewHistoryEntry(events.HistoryEntry(rec, e)),
-			Description: events.Describe(e), Actor: rec.Metadata.Actor, CorrelationID: rec.Metadata.CorrelationID})
+			Description: events.Describe(e), Actor: rec.Metadata.Actor})
 		if q, ok := e.(*events.NotificationQueued); ok {
 			data["Content"] = content{Subject: q.RenderedSubject, Body: q.Body, HTML: q.RenderedHTML}
 		}
