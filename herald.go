@@ -174,7 +174,12 @@ type HistoryEntry struct {
 type ListFilter struct {
 	Status  Status  // empty: any
 	Channel Channel // empty: any
-	Limit   int
+	// Recipient keeps only the notifications to exactly this recipient; empty: any.
+	Recipient string
+	// CreatedFrom and CreatedBefore keep only the notifications accepted in [CreatedFrom,
+	// CreatedBefore); zero: unbounded.
+	CreatedFrom, CreatedBefore time.Time
+	Limit                      int
 	// Cursor continues a previous listing; empty starts at the newest.
 	Cursor string
 }

@@ -144,10 +144,52 @@ func (o *Operator) Discard(ctx context.Context, sel Selection, actor, reason str
 	return o.act(ctx, verbDiscard, sel, actor, reason)
 }
 
-// act is Requeue and Discard: it checks what the operator says and selects, plans every
-// notification from the queue and the log, refuses the whole batch if one cannot be acted on,
-// and otherwise runs the plan.
+// act is Requeue and Discard: it plans, and runs the plan.
 func (o *Operator) act(ctx context.Context, v verb, sel Selection, actor, reason string) ([]Result, error) {
+	steps, err := o.prepare(ctx, v, sel, actor, reason)
+	if err != nil {
+		return nil, err
+	}
+	return o.run(ctx, v, steps, actor)
+}
+
+// Planned is what a requeue or discard would do to one notification: the action, the
+// notification as it is now, and how many of its messages are parked.
+type Planned struct {
+	ID           string
+	Action       Action
+	Notification herald.Notification
+	Parked       int
+}
+
+// Preview says what Requeue (action ActionRequeued) or Discard (ActionDiscarded) would do with
+// sel, actor and reason now, doing nothing: the same checks, the same plan, and the same errors.
+// The queue and the log may move before the action runs; the action plans again and refuses
+// what it can no longer do.
+func (o *Operator) Preview(ctx context.Context, a Action, sel Selection, actor, reason string) ([]Planned, error) {
+	var v verb
+	switch a {
+	case ActionRequeued:
+		v = verbRequeue
+	case ActionDiscarded:
+		v = verbDiscard
+	default:
+		return nil, herald.Invalid("preview a requeue or a discard", map[string]string{"action": fmt.Sprintf("%q is not requeued or discarded", a)})
+	}
+	steps, err := o.prepare(ctx, v, sel, actor, reason)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Planned, len(steps))
+	for i, s := range steps {
+		out[i] = Planned{ID: s.id, Action: s.action, Notification: s.state.n, Parked: len(s.msgs)}
+	}
+	return out, nil
+}
+
+// prepare checks what the operator says and selects, plans every notification from the queue and
+// the log, and refuses the whole batch if one cannot be acted on.
+func (o *Operator) prepare(ctx context.Context, v verb, sel Selection, actor, reason string) ([]step, error) {
 	if err := checkWords(v, actor, reason); err != nil {
 		return nil, err
 	}
@@ -192,7 +234,7 @@ func (o *Operator) act(ctx context.Context, v verb, sel Selection, actor, reason
 	if len(problems) > 0 {
 		return nil, refusal(v, problems, len(ids))
 	}
-	return o.run(ctx, v, steps, actor)
+	return steps, nil
 }
 
 // run carries out the steps: each one's events (and command) in its own transaction, then one

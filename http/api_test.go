@@ -763,6 +763,26 @@ func TestList(t *testing.T) {
 			query: url.Values{"status": {"sent"}},
 			want:  nil, wantPages: []int{0},
 		},
+		{
+			name:  "by recipient",
+			query: url.Values{"recipient": {"user@example.com"}, "limit": {"2"}},
+			want:  newestFirst(func(i int) bool { return types[i] == "email" }), wantPages: []int{2, 1},
+		},
+		{
+			name:  "accepted since an hour ago, until in a minute",
+			query: url.Values{"created_from": {time.Now().Add(-time.Hour).Format(time.RFC3339)}, "created_before": {time.Now().Add(time.Minute).Format(time.RFC3339)}},
+			want:  newestFirst(func(int) bool { return true }), wantPages: []int{7},
+		},
+		{
+			name:  "accepted before an hour ago",
+			query: url.Values{"created_before": {time.Now().Add(-time.Hour).Format(time.RFC3339)}},
+			want:  nil, wantPages: []int{0},
+		},
+		{
+			name:  "accepted from the last one on",
+			query: url.Values{"created_from": {sent[len(sent)-1].CreatedAt.Format(time.RFC3339Nano)}},
+			want:  []string{sent[len(sent)-1].ID}, wantPages: []int{1},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -806,6 +826,8 @@ func TestListRejectsBadParameters(t *testing.T) {
 		{"cursor=" + url.QueryEscape("bm90LWEtY3Vyc29y"), []string{"cursor"}},
 		{"sort=created_at", []string{"sort"}},
 		{"limit=abc&status=bogus&type=fax&page=2", []string{"limit", "page", "status", "type"}},
+		{"created_from=yesterday", []string{"created_from"}},
+		{"created_before=2026-11-28", []string{"created_before"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {

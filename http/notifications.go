@@ -56,11 +56,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 
 // statusAsOf answers what the status was at the instant asOf names, derived from the log.
 func (s *Server) statusAsOf(w http.ResponseWriter, r *http.Request, asOf string) {
-	at, err := time.Parse(time.RFC3339Nano, asOf)
-	if err != nil && strings.Contains(asOf, " ") {
-		// An unencoded "+01:00" offset arrives as " 01:00": a query string decodes "+" as a space.
-		at, err = time.Parse(time.RFC3339Nano, strings.Replace(asOf, " ", "+", 1))
-	}
+	at, err := parseInstant(asOf)
 	if err != nil {
 		s.writeError(w, r, herald.Invalid("the status query is invalid", map[string]string{
 			"as_of": "must be an RFC 3339 time such as 2026-11-28T10:00:00Z",
@@ -73,6 +69,16 @@ func (s *Server) statusAsOf(w http.ResponseWriter, r *http.Request, asOf string)
 		return
 	}
 	writeJSON(w, http.StatusOK, wire.NewNotificationAsOf(n, at))
+}
+
+// parseInstant reads an RFC 3339 time from a query string.
+func parseInstant(v string) (time.Time, error) {
+	at, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil && strings.Contains(v, " ") {
+		// An unencoded "+01:00" offset arrives as " 01:00": a query string decodes "+" as a space.
+		at, err = time.Parse(time.RFC3339Nano, strings.Replace(v, " ", "+", 1))
+	}
+	return at, err
 }
 
 // history serves GET /api/v1/notifications/{id}/history from the history read model.
@@ -105,16 +111,26 @@ func pathID(r *http.Request) string { return strings.ToLower(chi.URLParam(r, "id
 const DefaultListLimit = 50
 
 // list serves GET /api/v1/notifications: a page of notifications, newest first, filtered by
-// status and type; every bad parameter is reported at once.
+// status, type, recipient and when they were accepted; every bad parameter is reported at once.
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := herald.ListFilter{Limit: DefaultListLimit, Cursor: q.Get("cursor")}
 	fields := map[string]string{}
 	for name := range q {
 		switch name {
-		case "status", "type", "limit", "cursor":
+		case "status", "type", "recipient", "created_from", "created_before", "limit", "cursor":
 		default:
-			fields[name] = "is not a known parameter: use status, type, limit and cursor"
+			fields[name] = "is not a known parameter: use status, type, recipient, created_from, created_before, limit and cursor"
+		}
+	}
+	f.Recipient = q.Get("recipient")
+	for name, at := range map[string]*time.Time{"created_from": &f.CreatedFrom, "created_before": &f.CreatedBefore} {
+		if v := q.Get(name); v != "" {
+			t, err := parseInstant(v)
+			if err != nil {
+				fields[name] = "must be an RFC 3339 time such as 2026-11-28T10:00:00Z"
+			}
+			*at = t
 		}
 	}
 	if v := q.Get("status"); v != "" {

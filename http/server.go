@@ -125,6 +125,9 @@ type Server struct {
 	// proofSlots holds a token for each proof being computed.
 	proofs     Proofs
 	proofSlots chan struct{}
+	// console is the operator console, served under consolePrefix, when the process serves it.
+	console       http.Handler
+	consolePrefix string
 }
 
 // NewServer returns a server over its dependencies. Without an acceptor and a reader it serves
@@ -150,6 +153,13 @@ const DefaultMaxBodyBytes = 256 << 10
 // WithOperator adds the operators' endpoints (the poison queue) to s, served by op.
 func (s *Server) WithOperator(op Operator) *Server {
 	s.operator = op
+	return s
+}
+
+// WithConsole serves h, the operator console (package console), under prefix: beside the API,
+// with its correlation ids, request logs, metrics and panic recovery.
+func (s *Server) WithConsole(prefix string, h http.Handler) *Server {
+	s.console, s.consolePrefix = h, prefix
 	return s
 }
 
@@ -233,6 +243,9 @@ func (s *Server) Handler() http.Handler {
 			r.Use(s.authenticate, s.require(herald.ScopeOperate))
 			s.templateRoutes(r)
 		})
+	}
+	if s.console != nil {
+		r.Mount(s.consolePrefix, s.console)
 	}
 	return r
 }

@@ -135,6 +135,15 @@ func (r *Reader) List(ctx context.Context, f herald.ListFilter) ([]herald.Notifi
 	if f.Channel != "" {
 		where = append(where, "channel = "+arg(f.Channel))
 	}
+	if f.Recipient != "" {
+		where = append(where, "recipient = "+arg(f.Recipient))
+	}
+	if !f.CreatedFrom.IsZero() {
+		where = append(where, "created_at >= "+arg(f.CreatedFrom))
+	}
+	if !f.CreatedBefore.IsZero() {
+		where = append(where, "created_at < "+arg(f.CreatedBefore))
+	}
 	if f.Cursor != "" {
 		at, id, err := decodeCursor(f.Cursor)
 		if err != nil {

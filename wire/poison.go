@@ -129,3 +129,20 @@ type Results struct {
 func NewResults(results []handlers.Result) Results {
 	return Results{Results: all(results, NewResult)}
 }
+
+// Planned is what an operator's requeue or discard would do to one notification, shown before
+// it is done: the action, the notification as it is now, and its parked messages.
+type Planned struct {
+	ID           string       `json:"id"`
+	Action       string       `json:"action"`
+	Notification Notification `json:"notification"`
+	Parked       int          `json:"parked"`
+}
+
+// NewPlanned returns p as users see it.
+func NewPlanned(p handlers.Planned) Planned {
+	return Planned{ID: p.ID, Action: string(p.Action), Notification: NewNotification(p.Notification), Parked: p.Parked}
+}
+
+// NewPlan returns plan as users see it, never nil.
+func NewPlan(plan []handlers.Planned) []Planned { return all(plan, NewPlanned) }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/herald-notify/herald/apikeys"
 	"github.com/herald-notify/herald/attachments"
+	"github.com/herald-notify/herald/console"
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
 	heraldhttp "github.com/herald-notify/herald/http"
@@ -54,6 +55,7 @@ type processConfig struct {
 	webhooks  webhookConfig
 	bounces   bounceConfig
 	tracing   tracingConfig
+	console   consoleConfig
 	grace     time.Duration
 	// secrets are the secret settings' values, once the command line is parsed.
 	secrets func() *redact.Secrets
@@ -85,6 +87,7 @@ func processCommand(use, short, long string, p parts) *cobra.Command {
 		cfg.http.register(s, ":8080")
 		cfg.relay.register(s)
 		cfg.reconcile.register(s)
+		cfg.console.register(s)
 		if !p.workers {
 			// A cancel presumes an attempt abandoned after the workers' lease.
 			cfg.worker.attemptConfig.register(s)
@@ -205,7 +208,7 @@ func (cfg *processConfig) validate(p parts) error {
 		errs = append(errs, cfg.projector.validate())
 	}
 	if p.api {
-		errs = append(errs, cfg.http.validate(), cfg.reconcile.validate())
+		errs = append(errs, cfg.http.validate(), cfg.reconcile.validate(), cfg.console.validate())
 		if !p.workers {
 			errs = append(errs, cfg.worker.attemptConfig.validate())
 		}
@@ -360,7 +363,8 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 	}, nil)
 
 	srv := cfg.newServer(pr, acc, projections.NewReader(pool, log))
-	srv.WithOperator(newOperator(pool, log, cfg.amqp.URL, logger))
+	op := newOperator(pool, log, cfg.amqp.URL, logger)
+	srv.WithOperator(op)
 	srv.WithCanceller(handlers.NewCanceller(pool, log, cfg.worker.lease()).WithIdempotencyTTL(cfg.http.IdempotencyTTL))
 	limit := heraldhttp.RateLimit{Requests: cfg.http.RateLimit, Window: cfg.http.RateWindow, PerAddress: cfg.http.AddressLimit}
 	if limit.Requests > 0 {
@@ -369,7 +373,12 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 			ratelimit.NewKeyMetrics(pr.reg), logger)
 	}
 	srv.WithAuth(apikeys.NewStore(pool), limit)
-	srv.WithRebuilds(projections.NewJobs(ctx, projections.NewRebuilder(pool, log, 5000, logger), log))
+	// One set of jobs: a rebuild started in the console shows in the API, and the reverse.
+	rebuilds := projections.NewJobs(ctx, projections.NewRebuilder(pool, log, 5000, logger), log)
+	srv.WithRebuilds(rebuilds)
+	if cfg.console.Enabled {
+		srv.WithConsole(console.Prefix, cfg.addConsole(pr, op, rebuilds).Handler())
+	}
 	replays := webhooks.NewReplayJobs(ctx, cfg.webhookSender(pr), cfg.webhooks.Lanes)
 	// Stops the replays under way, and waits for their last page to be recorded, before the
 	// process closes its pool.
