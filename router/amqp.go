@@ -169,6 +169,7 @@ type Topology struct {
 	declared chan struct{} // closed while the queues are known to exist
 	lost     chan struct{} // closed when the connection that declared them is gone
 	lastErr  error
+	conn     *amqp091.Connection // the connection that declared them, while it lasts
 }
 
 // NewTopology returns a topology keeper for cfg; Run makes it work.
@@ -212,7 +213,7 @@ func (t *Topology) Run(ctx context.Context) error {
 		}
 		wait.reset()
 		closed := conn.NotifyClose(make(chan *amqp091.Error, 1))
-		t.setUp()
+		t.setUp(conn)
 		t.logger.InfoContext(ctx, "RabbitMQ queues declared", "queues", append(WorkQueues(), QueuePoison))
 		if stop := t.watch(ctx, conn, closed); stop {
 			return nil
@@ -271,10 +272,11 @@ func (t *Topology) declare(conn *amqp091.Connection) error {
 	return nil
 }
 
-func (t *Topology) setUp() {
+func (t *Topology) setUp(conn *amqp091.Connection) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.lastErr = nil
+	t.conn = conn
 	select {
 	case <-t.declared:
 	default:
@@ -287,6 +289,7 @@ func (t *Topology) setDown(err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.lastErr = err
+	t.conn = nil
 	select {
 	case <-t.declared:
 		t.declared = make(chan struct{})
