@@ -34,7 +34,7 @@ func (d *Dispatcher) liveCheckpoints(ctx context.Context, t target, r *checkpoin
 	if !r.due.IsZero() && d.sender.now().Before(r.due) {
 		return nil
 	}
-	cps, err := ledger.After(ctx, d.db, t.checkpointSeq, checkpointBatch)
+	cps, err := ledger.After(ctx, d.db, t.CheckpointSeq, checkpointBatch)
 	if err != nil {
 		return err
 	}
@@ -61,14 +61,14 @@ func (d *Dispatcher) liveCheckpoints(ctx context.Context, t target, r *checkpoin
 			return nil
 		}
 		tag, err := d.db.Exec(context.WithoutCancel(ctx), `UPDATE webhook_endpoints SET checkpoint_seq = $3
-			WHERE id = $1 AND lease_owner = $2 AND checkpoint_seq = $4`, t.ID, d.cfg.Owner, cp.Seq, t.checkpointSeq)
+			WHERE id = $1 AND lease_owner = $2 AND checkpoint_seq = $4`, t.ID, d.cfg.Owner, cp.Seq, t.CheckpointSeq)
 		if err != nil {
 			return fmt.Errorf("move the checkpoint offset of endpoint %s: %w", t.ID, err)
 		}
 		if tag.RowsAffected() != 1 {
 			return errLeaseLost
 		}
-		t.checkpointSeq = cp.Seq
+		t.CheckpointSeq = cp.Seq
 		*r = checkpointRetry{}
 	}
 	return nil

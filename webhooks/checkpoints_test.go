@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -138,7 +139,7 @@ func TestCheckpointsArriveSignedInOrder(t *testing.T) {
 	}
 	rcv.secret = secret
 	all := newReceiver(t)
-	s.register(t, all)
+	allEp := s.register(t, all)
 	reg := prometheus.NewRegistry()
 	s.dispatcher(t, "d1", webhooks.SenderConfig{Metrics: webhooks.NewMetrics(reg),
 		Schedule: []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}})
@@ -189,6 +190,23 @@ func TestCheckpointsArriveSignedInOrder(t *testing.T) {
 		if a.payload.Type == wire.WebhookCheckpointSigned {
 			t.Errorf("the endpoint taking all notification events got a checkpoint")
 		}
+	}
+	// The offset follows the endpoint's answer by moments; the endpoint's shape shows it.
+	last := sealed[len(sealed)-1].Seq
+	heraldtest.Eventually(t, 10*time.Second, "the endpoint's checkpoint offset at the last one", func() (bool, error) {
+		e, err := s.eps.Get(context.Background(), ep.ID)
+		if err != nil {
+			return false, err
+		}
+		w := webhooks.WireEndpoint(e, nil)
+		return w.CheckpointSeq != nil && *w.CheckpointSeq == last, fmt.Errorf("checkpoint_seq %v", w.CheckpointSeq)
+	})
+	e, err := s.eps.Get(context.Background(), allEp.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq := webhooks.WireEndpoint(e, nil).CheckpointSeq; seq != nil {
+		t.Errorf("an endpoint not taking checkpoints shows checkpoint_seq %d", *seq)
 	}
 }
 

@@ -52,6 +52,9 @@ type Endpoint struct {
 	// FailingSince is the first failure after the last success; nil while it succeeds.
 	FailingSince  *time.Time
 	LastSuccessAt *time.Time
+	// CheckpointSeq is the seq of the last signed checkpoint posted to it (checkpoint.signed),
+	// or, before the first, of the latest one when it subscribed.
+	CheckpointSeq int64
 }
 
 // Takes reports whether events of type typ are posted to e. An endpoint that names only
@@ -214,12 +217,13 @@ func (s *Endpoints) conflictOnURL(ctx context.Context, err error, op string) err
 
 // endpointColumns are the columns scanEndpoint reads, in its order.
 const endpointColumns = `id::text, url, description, event_types, enabled, disabled_reason, version, created_at,
-	created_by, updated_at, previous_secret_until, cursor_position, failing_since, last_success_at`
+	created_by, updated_at, previous_secret_until, cursor_position, failing_since, last_success_at, checkpoint_seq`
 
 func scanEndpoint(row pgx.Row) (Endpoint, error) {
 	var e Endpoint
 	err := row.Scan(&e.ID, &e.URL, &e.Description, &e.EventTypes, &e.Enabled, &e.DisabledReason, &e.Version,
-		&e.CreatedAt, &e.CreatedBy, &e.UpdatedAt, &e.PreviousSecretUntil, &e.Position, &e.FailingSince, &e.LastSuccessAt)
+		&e.CreatedAt, &e.CreatedBy, &e.UpdatedAt, &e.PreviousSecretUntil, &e.Position, &e.FailingSince, &e.LastSuccessAt,
+		&e.CheckpointSeq)
 	if len(e.EventTypes) == 0 {
 		e.EventTypes = nil
 	}

@@ -82,8 +82,6 @@ type target struct {
 	// cursor and owner are the live delivery's: its offset and the dispatcher holding it.
 	cursor events.Cursor
 	owner  string
-	// checkpointSeq is the live delivery's offset in the checkpoints: the last one delivered.
-	checkpointSeq int64
 }
 
 // loadTarget reads endpoint id with its secrets. ENOTFOUND for a deleted or unknown endpoint.
@@ -95,12 +93,10 @@ func (s *Sender) loadTarget(ctx context.Context, id string) (target, error) {
 		xid      string
 		owner    *string
 	)
-	err := s.db.QueryRow(ctx, `SELECT `+endpointColumns+`, secret, previous_secret, cursor_transaction_id::text, lease_owner,
-		checkpoint_seq
+	err := s.db.QueryRow(ctx, `SELECT `+endpointColumns+`, secret, previous_secret, cursor_transaction_id::text, lease_owner
 		FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL`, id).Scan(
 		&t.ID, &t.URL, &t.Description, &t.EventTypes, &t.Enabled, &t.DisabledReason, &t.Version, &t.CreatedAt, &t.CreatedBy,
-		&t.UpdatedAt, &t.PreviousSecretUntil, &t.Position, &t.FailingSince, &t.LastSuccessAt, &secret, &previous, &xid, &owner,
-		&t.checkpointSeq)
+		&t.UpdatedAt, &t.PreviousSecretUntil, &t.Position, &t.FailingSince, &t.LastSuccessAt, &t.CheckpointSeq, &secret, &previous, &xid, &owner)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return target{}, notFound(id)
 	}

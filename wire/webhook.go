@@ -99,6 +99,9 @@ type WebhookEndpoint struct {
 	// FailingSince is the first failed delivery since the last success: null while it succeeds.
 	FailingSince  *time.Time `json:"failing_since"`
 	LastSuccessAt *time.Time `json:"last_success_at,omitempty"`
+	// CheckpointSeq, for an endpoint that takes checkpoint.signed, is the seq of the last signed
+	// checkpoint posted to it (before the first, the latest when it subscribed).
+	CheckpointSeq *int64 `json:"checkpoint_seq,omitempty"`
 	// RetriesPending counts the deliveries waiting for a retry; set where one endpoint is shown.
 	RetriesPending *int64               `json:"retries_pending,omitempty"`
 	Links          WebhookEndpointLinks `json:"links"`
