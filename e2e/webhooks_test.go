@@ -30,6 +30,8 @@ type hookReceiver struct {
 	arrived []wire.WebhookPayload
 	ids     map[string]int // arrivals per webhook-id
 	badSigs int
+	// checkpoints are the checkpoint.signed payloads that arrived, in arrival order.
+	checkpoints []wire.WebhookCheckpointPayload
 }
 
 func newHookReceiver(t *testing.T) *hookReceiver {
@@ -89,6 +91,19 @@ func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	var p wire.WebhookPayload
 	if err := json.Unmarshal(body, &p); err != nil {
 		r.t.Errorf("webhook body %s: %v", body, err)
+	}
+	if p.Type == wire.WebhookCheckpointSigned {
+		var cp wire.WebhookCheckpointPayload
+		if err := json.Unmarshal(body, &cp); err != nil {
+			r.t.Errorf("checkpoint webhook body %s: %v", body, err)
+		}
+		if id := req.Header.Get("webhook-id"); id != cp.MessageID() {
+			r.t.Errorf("webhook-id %s for checkpoint %s", id, cp.MessageID())
+		}
+		r.checkpoints = append(r.checkpoints, cp)
+		r.ids[cp.MessageID()]++
+		w.WriteHeader(http.StatusOK)
+		return
 	}
 	if id := req.Header.Get("webhook-id"); id != p.MessageID() {
 		r.t.Errorf("webhook-id %s for event %s", id, p.MessageID())

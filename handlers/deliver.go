@@ -62,6 +62,8 @@ type Deliverer struct {
 	limits RateLimiter
 	// tracing opens a span for each provider call.
 	tracing tracing.Tracing
+	// metrics, when set, counts the attempts' outcomes.
+	metrics *DeliveryMetrics
 }
 
 // WithTracing returns a copy of d that opens a span, a child of the attempt's, for each call to
@@ -114,6 +116,13 @@ func NewDeliverer(store Store, providers map[herald.Channel]delivery.Provider, p
 		// so that no other worker presumes the attempt abandoned while its outcome is on its way.
 		recordFor: max(time.Second, policy.Lease-policy.Timeout),
 	}
+}
+
+// WithMetrics returns a copy of d that counts each attempt's outcome in m.
+func (d *Deliverer) WithMetrics(m *DeliveryMetrics) *Deliverer {
+	c := *d
+	c.metrics = m
+	return &c
 }
 
 // WithSuppressions returns a copy of d that asks list before each attempt: a notification whose
@@ -183,6 +192,7 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 	if err != nil {
 		return fmt.Errorf("deliver %s: record attempt %d: %w", n.ID, n.Attempts, err)
 	}
+	d.metrics.observe(n)
 	return d.report(ctx, n, route.Provider, msgID, sendErr)
 }
 
@@ -226,6 +236,10 @@ func (d *Deliverer) start(ctx context.Context, provider string, cmd commands.Sen
 	n, err = d.append(attempt, n, md, evs)
 	if err != nil {
 		return n, attempt, cancel, false, fmt.Errorf("deliver %s: start attempt %d: %w", n.ID, n.Attempts+1, err)
+	}
+	if n.Status == herald.StatusFailed {
+		// Failed without a send: suppressed, or the attempts ran out on abandoned ones.
+		d.metrics.observe(n)
 	}
 	if suppressed {
 		// Not a failure anyone must act on: the command is acknowledged, not parked.

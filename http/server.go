@@ -143,6 +143,7 @@ func NewServer(cfg Config, acceptor Acceptor, reader Reader, checks []Check, log
 	s := &Server{acceptor: acceptor, reader: reader, checks: checks, cfg: cfg, logger: logger}
 	if cfg.Metrics != nil {
 		s.metrics = newHTTPMetrics(cfg.Metrics)
+		cfg.Metrics.MustRegister(readiness(checks))
 	}
 	return s
 }

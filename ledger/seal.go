@@ -195,6 +195,22 @@ func (r *rootScanner) set(b []byte) error {
 	return nil
 }
 
+// After returns up to limit checkpoints whose seq is past seq, oldest first: what a consumer
+// of the checkpoints that has seen up to seq reads next.
+func After(ctx context.Context, db interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, seq int64, limit int) ([]Checkpoint, error) {
+	rows, err := db.Query(ctx, `SELECT `+checkpointColumns+` FROM checkpoints WHERE seq > $1 ORDER BY seq LIMIT $2`, seq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoints after %d: %w", seq, err)
+	}
+	cps, err := pgx.CollectRows(rows, scanCheckpoint)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoints after %d: %w", seq, err)
+	}
+	return cps, nil
+}
+
 // List returns the checkpoints, oldest first; limit > 0 keeps the last limit of them.
 func List(ctx context.Context, db interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)

@@ -181,6 +181,7 @@ type Topology struct {
 	lastErr  error
 	// poisonErr is set while the poison queue's node is down: the rest is declared.
 	poisonErr error
+	conn      *amqp091.Connection // the connection that declared them, while it lasts
 }
 
 // NewTopology returns a topology keeper for cfg; Run makes it work.
@@ -232,7 +233,7 @@ func (t *Topology) Run(ctx context.Context) error {
 		}
 		wait.reset()
 		closed := conn.NotifyClose(make(chan *amqp091.Error, 1))
-		t.setUp(poisonErr)
+		t.setUp(conn, poisonErr)
 		t.logger.InfoContext(ctx, "RabbitMQ queues declared", "queues", append(WorkQueues(), QueuePoison), "node", conn.RemoteAddr().String())
 		if stop := t.watch(ctx, conn, closed); stop {
 			return nil
@@ -326,12 +327,13 @@ func (t *Topology) declare(conn *amqp091.Connection) error {
 	return nil
 }
 
-// setUp says the queues are declared, all but the poison queue when poisonErr says why not.
-func (t *Topology) setUp(poisonErr error) {
+// setUp says conn declared the queues, all but the poison queue when poisonErr says why not.
+func (t *Topology) setUp(conn *amqp091.Connection, poisonErr error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.lastErr = nil
 	t.poisonErr = poisonErr
+	t.conn = conn
 	select {
 	case <-t.declared:
 	default:
@@ -344,6 +346,7 @@ func (t *Topology) setDown(err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.lastErr = err
+	t.conn = nil
 	select {
 	case <-t.declared:
 		t.declared = make(chan struct{})

@@ -80,6 +80,9 @@ func NewProjector(pool *pgxpool.Pool, cfg ProjectorConfig, logger *slog.Logger, 
 	p.health = newParts(p.groups()...)
 	if cfg.Metrics != nil {
 		p.metrics = newProjectorMetrics(cfg.Metrics)
+		// A second projector in the process reports the same figures: registering them again
+		// fails harmlessly.
+		_ = cfg.Metrics.Register(projectionLag{log: p.log, logger: logger})
 	}
 	return p
 }

@@ -213,9 +213,12 @@ func (d *Dispatcher) live(ctx context.Context, id string) {
 	d.cfg.Logger.Info("webhook delivery started", "endpoint", id)
 	defer d.cfg.Logger.Info("webhook delivery stopped", "endpoint", id)
 	backoff := d.cfg.Poll
-	var failedInARow int
+	var (
+		failedInARow int
+		checkpoints  checkpointRetry
+	)
 	for ctx.Err() == nil {
-		more, err := d.liveBatch(ctx, id, &failedInARow)
+		more, err := d.liveBatch(ctx, id, &failedInARow, &checkpoints)
 		switch {
 		case errors.Is(err, errLeaseLost):
 			return
@@ -248,7 +251,10 @@ func (d *Dispatcher) live(ctx context.Context, id string) {
 // A probe that succeeds ends it, and the events that waited are delivered in log order. A probe
 // that fails is retried on the schedule, like any failed delivery; the endpoint's failure time
 // goes on, so a dead endpoint is still disabled after HERALD_WEBHOOK_DISABLE_AFTER.
-func (d *Dispatcher) liveBatch(ctx context.Context, id string, failedInARow *int) (bool, error) {
+//
+// An endpoint subscribed to checkpoint.signed is first posted the checkpoints past its own offset
+// in them (liveCheckpoints); cps is where their retries stand.
+func (d *Dispatcher) liveBatch(ctx context.Context, id string, failedInARow *int, cps *checkpointRetry) (bool, error) {
 	t, err := d.sender.loadTarget(ctx, id)
 	if err != nil {
 		if herald.ErrorCode(err) == herald.ENOTFOUND {
@@ -258,6 +264,11 @@ func (d *Dispatcher) liveBatch(ctx context.Context, id string, failedInARow *int
 	}
 	if !t.Enabled || t.owner != d.cfg.Owner {
 		return false, errLeaseLost
+	}
+	if t.TakesCheckpoints() {
+		if err := d.liveCheckpoints(ctx, t, cps); err != nil {
+			return false, err
+		}
 	}
 	recs, cursors, err := d.log.ReadAfterEach(ctx, nil, t.cursor, d.cfg.Batch)
 	if err != nil {

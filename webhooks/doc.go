@@ -12,6 +12,8 @@
 // inside, or a DNS answer that changes later, is refused too. Redirects are not followed, no proxy
 // is used, and answers are read only up to a cap.
 //
-// Endpoints, the dispatcher that reads the log for each of them, retries and replay are not built
-// yet.
+// Endpoints keeps the registered endpoints; Dispatcher reads the log for each of them with an
+// offset of its own, and the signed checkpoints (wire.WebhookCheckpointPayload) for those that
+// name checkpoint.signed with another (checkpoints.go); Sender posts and records, with retries on
+// a schedule; replays send past events again.
 package webhooks

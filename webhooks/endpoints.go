@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/wire"
 )
 
 // RotationOverlap is how long, after a secret rotation, requests carry a signature by the old
@@ -51,11 +52,28 @@ type Endpoint struct {
 	// FailingSince is the first failure after the last success; nil while it succeeds.
 	FailingSince  *time.Time
 	LastSuccessAt *time.Time
+	// CheckpointSeq is the seq of the last signed checkpoint posted to it (checkpoint.signed),
+	// or, before the first, of the latest one when it subscribed.
+	CheckpointSeq int64
 }
 
-// Takes reports whether events of type typ are posted to e.
+// Takes reports whether events of type typ are posted to e. An endpoint that names only
+// checkpoint.signed takes no notification event.
 func (e Endpoint) Takes(typ string) bool {
-	return events.IsNotificationType(typ) && (len(e.EventTypes) == 0 || slices.Contains(e.EventTypes, typ))
+	if !events.IsNotificationType(typ) {
+		return false
+	}
+	if len(e.EventTypes) == 0 {
+		return true
+	}
+	return slices.Contains(e.EventTypes, typ)
+}
+
+// TakesCheckpoints reports whether the log's signed checkpoints are posted to e: only when it
+// names checkpoint.signed, never through "all", which is every notification event type (a
+// receiver built for those would not expect another shape).
+func (e Endpoint) TakesCheckpoints() bool {
+	return slices.Contains(e.EventTypes, wire.WebhookCheckpointSigned)
 }
 
 // Endpoints keeps the webhook endpoints (table webhook_endpoints) and records every change of
@@ -80,8 +98,8 @@ type NewEndpoint struct {
 }
 
 // ParseEventTypes reads an endpoint's event types: "all" (or nothing) for every notification
-// event type, else a comma-separated list of them. EINVALID, under field, for an unknown type or
-// one that is not a notification's.
+// event type, else a comma-separated list of them and checkpoint.signed. EINVALID, under field,
+// for an unknown type.
 func ParseEventTypes(s, field string) ([]string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" || s == "all" {
@@ -90,8 +108,9 @@ func ParseEventTypes(s, field string) ([]string, error) {
 	return checkEventTypes(strings.Split(s, ","), field)
 }
 
-// checkEventTypes returns types trimmed, without repeats, in catalogue order; EINVALID naming
-// field for a type that is not a notification event type.
+// checkEventTypes returns types trimmed, without repeats, in catalogue order (checkpoint.signed
+// last); EINVALID naming field for a type that is neither a notification event type nor
+// checkpoint.signed.
 func checkEventTypes(types []string, field string) ([]string, error) {
 	var bad []string
 	seen := map[string]bool{}
@@ -99,7 +118,7 @@ func checkEventTypes(types []string, field string) ([]string, error) {
 		t = strings.TrimSpace(t)
 		switch {
 		case t == "":
-		case !events.IsNotificationType(t):
+		case !events.IsNotificationType(t) && t != wire.WebhookCheckpointSigned:
 			bad = append(bad, fmt.Sprintf("%q", t))
 		default:
 			seen[t] = true
@@ -107,11 +126,12 @@ func checkEventTypes(types []string, field string) ([]string, error) {
 	}
 	if len(bad) > 0 {
 		return nil, herald.Invalid("the endpoint is invalid", map[string]string{
-			field: "unknown event type " + strings.Join(bad, ", ") + "; want all, or some of " + strings.Join(events.NotificationTypes, ", "),
+			field: "unknown event type " + strings.Join(bad, ", ") + "; want all, or some of " + strings.Join(events.NotificationTypes, ", ") +
+				", " + wire.WebhookCheckpointSigned,
 		})
 	}
 	var out []string
-	for _, t := range events.NotificationTypes {
+	for _, t := range append(slices.Clip(events.NotificationTypes), wire.WebhookCheckpointSigned) {
 		if seen[t] {
 			out = append(out, t)
 		}
@@ -167,9 +187,10 @@ func (s *Endpoints) Create(ctx context.Context, n NewEndpoint, actor string) (En
 		if _, err := s.log.In(tx).Append(ctx, id.String(), 0, events.Metadata{Actor: actor, CorrelationID: herald.CorrelationID(ctx)}, created); err != nil {
 			return err
 		}
+		// Its checkpoints start after the latest too.
 		_, err = tx.Exec(ctx, `INSERT INTO webhook_endpoints (id, version, url, description, event_types, secret,
-			created_by, cursor_transaction_id, cursor_position)
-			VALUES ($1, 1, $2, $3, $4, $5, $6, $7::text::xid8, $8)`,
+			created_by, cursor_transaction_id, cursor_position, checkpoint_seq)
+			VALUES ($1, 1, $2, $3, $4, $5, $6, $7::text::xid8, $8, (SELECT coalesce(max(seq), 0) FROM checkpoints))`,
 			id, n.URL, n.Description, nonNil(n.EventTypes), secret.Reveal(), actor, fmt.Sprint(head.TransactionID), head.Position)
 		return err
 	})
@@ -196,12 +217,13 @@ func (s *Endpoints) conflictOnURL(ctx context.Context, err error, op string) err
 
 // endpointColumns are the columns scanEndpoint reads, in its order.
 const endpointColumns = `id::text, url, description, event_types, enabled, disabled_reason, version, created_at,
-	created_by, updated_at, previous_secret_until, cursor_position, failing_since, last_success_at`
+	created_by, updated_at, previous_secret_until, cursor_position, failing_since, last_success_at, checkpoint_seq`
 
 func scanEndpoint(row pgx.Row) (Endpoint, error) {
 	var e Endpoint
 	err := row.Scan(&e.ID, &e.URL, &e.Description, &e.EventTypes, &e.Enabled, &e.DisabledReason, &e.Version,
-		&e.CreatedAt, &e.CreatedBy, &e.UpdatedAt, &e.PreviousSecretUntil, &e.Position, &e.FailingSince, &e.LastSuccessAt)
+		&e.CreatedAt, &e.CreatedBy, &e.UpdatedAt, &e.PreviousSecretUntil, &e.Position, &e.FailingSince, &e.LastSuccessAt,
+		&e.CheckpointSeq)
 	if len(e.EventTypes) == 0 {
 		e.EventTypes = nil
 	}
@@ -303,7 +325,11 @@ func (s *Endpoints) Update(ctx context.Context, id string, c Change, actor strin
 	if ev == (events.WebhookEndpointUpdated{}) {
 		return cur, nil
 	}
-	err = s.change(ctx, cur, actor, &ev, `url = $3, description = $4, event_types = $5`, n.URL, n.Description, nonNil(n.EventTypes))
+	// An endpoint that subscribes to checkpoint.signed now starts after the latest checkpoint,
+	// not at those made before while it did not take them.
+	err = s.change(ctx, cur, actor, &ev, `url = $3, description = $4, event_types = $5,
+		checkpoint_seq = CASE WHEN $6 = ANY(event_types) THEN checkpoint_seq ELSE (SELECT coalesce(max(seq), 0) FROM checkpoints) END`,
+		n.URL, n.Description, nonNil(n.EventTypes), wire.WebhookCheckpointSigned)
 	if err != nil {
 		return Endpoint{}, s.conflictOnURL(ctx, err, "update endpoint "+id)
 	}

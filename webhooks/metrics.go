@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"errors"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -81,6 +82,19 @@ func (m *Metrics) observe(endpoint string, outs []outcome) {
 		m.deliveries.WithLabelValues(endpoint, o.trigger, outcome).Inc()
 		m.duration.WithLabelValues(endpoint).Observe(o.answer.Duration.Seconds())
 	}
+}
+
+// observeCheckpoint counts one post of a checkpoint.
+func (m *Metrics) observeCheckpoint(endpoint, trigger string, d time.Duration, ok bool) {
+	if m == nil {
+		return
+	}
+	outcome := "failed"
+	if ok {
+		outcome = "succeeded"
+	}
+	m.deliveries.WithLabelValues(endpoint, trigger, outcome).Inc()
+	m.duration.WithLabelValues(endpoint).Observe(d.Seconds())
 }
 
 // lag sets an endpoint's live delivery lag.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/ledger"
 	"github.com/herald-notify/herald/wire"
 )
 
@@ -95,7 +96,7 @@ func (s *Sender) loadTarget(ctx context.Context, id string) (target, error) {
 	err := s.db.QueryRow(ctx, `SELECT `+endpointColumns+`, secret, previous_secret, cursor_transaction_id::text, lease_owner
 		FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL`, id).Scan(
 		&t.ID, &t.URL, &t.Description, &t.EventTypes, &t.Enabled, &t.DisabledReason, &t.Version, &t.CreatedAt, &t.CreatedBy,
-		&t.UpdatedAt, &t.PreviousSecretUntil, &t.Position, &t.FailingSince, &t.LastSuccessAt, &secret, &previous, &xid, &owner)
+		&t.UpdatedAt, &t.PreviousSecretUntil, &t.Position, &t.FailingSince, &t.LastSuccessAt, &t.CheckpointSeq, &secret, &previous, &xid, &owner)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return target{}, notFound(id)
 	}
@@ -178,6 +179,29 @@ func (s *Sender) post(ctx context.Context, t target, rec events.Recorded, attemp
 		o.answer.Duration = s.now().Sub(o.at)
 	}
 	return o
+}
+
+// postCheckpoint sends the signed checkpoint cp to t, signed with t's secrets like an event's
+// payload, and returns the endpoint's answer; an answer that is not 2xx is an error.
+func (s *Sender) postCheckpoint(ctx context.Context, t target, cp ledger.Checkpoint, trigger string) (Answer, error) {
+	p := wire.NewWebhookCheckpointPayload(cp)
+	body, err := json.Marshal(p)
+	if err != nil {
+		return Answer{}, fmt.Errorf("payload of checkpoint %d: %w", cp.Seq, err)
+	}
+	at := s.now()
+	h := Headers(p.MessageID(), at, body, t.secrets...)
+	h.Set("Content-Type", "application/json")
+	h.Set("User-Agent", "Herald-Webhooks/1")
+	answer, err := s.client.Post(ctx, t.URL, h, body)
+	if answer.Duration == 0 {
+		answer.Duration = s.now().Sub(at)
+	}
+	if err == nil && answer.Status/100 != 2 {
+		err = fmt.Errorf("the endpoint answered %d %s", answer.Status, http.StatusText(answer.Status))
+	}
+	s.metrics.observeCheckpoint(t.ID, trigger, answer.Duration, err == nil)
+	return answer, err
 }
 
 // postAll sends recs to t with up to lanes requests at a time. The events of one notification

@@ -14,13 +14,18 @@ import (
 // of deliveries waiting for a retry.
 func WireEndpoint(e Endpoint, pending *int64) wire.WebhookEndpoint {
 	types := append([]string{}, e.EventTypes...)
+	var checkpointSeq *int64
+	if e.TakesCheckpoints() {
+		checkpointSeq = &e.CheckpointSeq
+	}
 	return wire.WebhookEndpoint{
 		ID: e.ID, URL: e.URL, Description: e.Description, EventTypes: types, AllEvents: len(types) == 0,
 		Enabled: e.Enabled, DisabledReason: e.DisabledReason, Version: e.Version,
 		CreatedAt: e.CreatedAt.UTC(), CreatedBy: e.CreatedBy, UpdatedAt: e.UpdatedAt.UTC(),
 		PreviousSecretValidUntil: utcPtr(e.PreviousSecretUntil), Position: e.Position,
 		FailingSince: utcPtr(e.FailingSince), LastSuccessAt: utcPtr(e.LastSuccessAt), RetriesPending: pending,
-		Links: wire.WebhookEndpointLinksFor(e.ID),
+		CheckpointSeq: checkpointSeq,
+		Links:         wire.WebhookEndpointLinksFor(e.ID),
 	}
 }
 

@@ -1,10 +1,12 @@
 package wire
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/ledger"
 )
 
 // WebhookPayload is the body of the request that tells a client's endpoint what happened to one of
@@ -43,6 +45,32 @@ func NewWebhookPayload(rec events.Recorded, status herald.Status) WebhookPayload
 // that a receiver can drop a message it has already handled.
 func (p WebhookPayload) MessageID() string { return p.Data.Event.ID }
 
+// WebhookCheckpointSigned is the event type an endpoint subscribes to for the log's signed
+// checkpoints. It is no event of the log: an endpoint receives it only when it names it.
+const WebhookCheckpointSigned = "checkpoint.signed"
+
+// WebhookCheckpointPayload is the body of the request that brings an endpoint subscribed to
+// checkpoint.signed a checkpoint the sealer signed: the checkpoint as `herald checkpoints list -o
+// json` and the checkpoint file show it, in the same envelope as the notification events'.
+type WebhookCheckpointPayload struct {
+	Type string `json:"type"`
+	// Timestamp is when the checkpoint was signed; retries carry the same body.
+	Timestamp time.Time  `json:"timestamp"`
+	Data      Checkpoint `json:"data"`
+}
+
+// NewWebhookCheckpointPayload returns the payload that announces cp.
+func NewWebhookCheckpointPayload(cp ledger.Checkpoint) WebhookCheckpointPayload {
+	c := NewCheckpoint(cp)
+	return WebhookCheckpointPayload{Type: WebhookCheckpointSigned, Timestamp: c.CreatedAt, Data: c}
+}
+
+// MessageID is the payload's webhook-id: the log's id and the checkpoint's seq, the same on every
+// retry, so that a receiver can drop a checkpoint it has already handled.
+func (p WebhookCheckpointPayload) MessageID() string {
+	return fmt.Sprintf("checkpoint_%s_%d", p.Data.LogID, p.Data.Seq)
+}
+
 // The shapes of the webhook endpoints' API and of `herald webhooks … -o json`. They are built
 // from the webhooks package's types by the constructors in webhooks/wire.go: that package posts
 // WebhookPayload, so it imports wire, and wire cannot import it back.
@@ -71,6 +99,9 @@ type WebhookEndpoint struct {
 	// FailingSince is the first failed delivery since the last success: null while it succeeds.
 	FailingSince  *time.Time `json:"failing_since"`
 	LastSuccessAt *time.Time `json:"last_success_at,omitempty"`
+	// CheckpointSeq, for an endpoint that takes checkpoint.signed, is the seq of the last signed
+	// checkpoint posted to it (before the first, the latest when it subscribed).
+	CheckpointSeq *int64 `json:"checkpoint_seq,omitempty"`
 	// RetriesPending counts the deliveries waiting for a retry; set where one endpoint is shown.
 	RetriesPending *int64               `json:"retries_pending,omitempty"`
 	Links          WebhookEndpointLinks `json:"links"`

@@ -264,6 +264,7 @@ func (cfg *processConfig) assemble(ctx context.Context, p parts, pr *process) ([
 		pr.topology = router.NewTopology(cfg.amqp.AMQPConfig, pr.logger)
 		pr.comps = append(pr.comps, component{name: "rabbitmq topology", run: pr.topology.Run})
 		pr.checks = append(pr.checks, heraldhttp.Check{Name: "rabbitmq", Ready: pr.topology.Ready})
+		pr.reg.MustRegister(pr.topology.QueueDepths())
 	}
 	if p.projector {
 		pc := cfg.projector.ProjectorConfig
@@ -319,7 +320,8 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 	worker := fmt.Sprintf("%s/%d", host, os.Getpid())
 	cfg.addBreakers(pr, worker, failovers)
 	deliverer := handlers.NewDeliverer(pr.log, providers, cfg.worker.policy(), worker, pr.logger).
-		WithSuppressions(suppressions.New(pr.pool)).WithFiles(attachments.New(pr.pool)).WithTracing(pr.tracing)
+		WithSuppressions(suppressions.New(pr.pool)).WithFiles(attachments.New(pr.pool)).WithTracing(pr.tracing).
+		WithMetrics(handlers.NewDeliveryMetrics(pr.reg))
 	settings, names := cfg.worker.Rates.ignored(providers)
 	for i, s := range settings {
 		pr.logger.Warn("a provider rate limit is set for a channel that does not deliver through its provider; it is ignored",
@@ -347,6 +349,7 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 	relay := router.NewRelay(pool, cfg.amqp.AMQPConfig, rc, pr.topology, logger)
 	outbox := router.NewOutbox(nil).WithTracing(pr.tracing)
 	pr.add("outbox relay", relay.Run, relay.Ready)
+	pr.reg.MustRegister(relay.Backlog())
 	pr.add("outbox purge", func(ctx context.Context) error { return purgeOutbox(ctx, relay, logger) }, nil)
 	acc := handlers.NewAcceptor(pool, log, outbox, cfg.http.limits()).WithIdempotencyTTL(cfg.http.IdempotencyTTL).
 		WithTemplates(templatestore.New(pool)).WithTracing(pr.tracing)

@@ -43,12 +43,14 @@ func webhooksCreateCommand() *cobra.Command {
 	cmd.Long = `create registers a webhook endpoint: from now on, the events of the types it takes (--events,
 all of them by default, including types added later) are posted to its URL, signed with its
 secret. The secret is printed this once: the receiver needs it to check the signatures.
+With checkpoint.signed among --events, each signed checkpoint the sealer writes from now on is
+posted too, in seq order (never through "all": name it).
 
 The URL must be https and reach a public address, unless --webhook-allow-http and
 --webhook-allow-private say otherwise (development and tests only). One endpoint per URL.`
 	fs := cmd.Flags()
 	fs.StringVar(&url, "url", "", "where the events are posted")
-	fs.StringVar(&types, "events", "all", "the notification event types posted, comma-separated, or all")
+	fs.StringVar(&types, "events", "all", "the notification event types posted, comma-separated, or all; add checkpoint.signed for the log's signed checkpoints (never part of all)")
 	fs.StringVar(&description, "description", "", "what the endpoint is for, in words")
 	markArguments(fs, "url", "events", "description")
 	_ = cmd.MarkFlagRequired("url")
@@ -112,7 +114,7 @@ func webhooksUpdateCommand() *cobra.Command {
 		})
 	fs := cmd.Flags()
 	fs.StringVar(&url, "url", "", "the new URL")
-	fs.StringVar(&types, "events", "", "the notification event types posted, comma-separated, or all")
+	fs.StringVar(&types, "events", "", "the notification event types posted, comma-separated, or all; add checkpoint.signed for the log's signed checkpoints (never part of all)")
 	fs.StringVar(&description, "description", "", "the new description (empty clears it)")
 	markArguments(fs, "url", "events", "description")
 	return cmd

@@ -63,6 +63,9 @@ func writeEndpointFields(w io.Writer, e webhooks.Endpoint, pending *int64) error
 		row("Old secret signs until", tableTime(*e.PreviousSecretUntil))
 	}
 	row("Position", fmt.Sprint(e.Position))
+	if e.TakesCheckpoints() {
+		row("Checkpoint seq", fmt.Sprint(e.CheckpointSeq))
+	}
 	row("Failing since", timeOrDash(e.FailingSince))
 	row("Last success", timeOrDash(e.LastSuccessAt))
 	if pending != nil {
