@@ -346,7 +346,7 @@ func TestDeliver(t *testing.T) {
 				used, unused = sms, email
 			}
 			used.results = tt.results
-			d := newDeliverer(eventLog, "w1", email, sms)
+			d := newDeliverer(eventLog, "w1", email, sms).WithConns(db.Pool)
 
 			q := queuedOn(tt.channel)
 			id := uuid.NewString()
@@ -444,7 +444,7 @@ func TestDeliverOpenAttempt(t *testing.T) {
 				given = append(given, by(otherMD(i+1), e)...)
 			}
 			provider := &fakeProvider{name: "fake-smtp", channel: herald.ChannelEmail, results: []sendResult{{id: "<m@smtp>"}}}
-			d := newDeliverer(eventLog, "w1", provider)
+			d := newDeliverer(eventLog, "w1", provider).WithConns(db.Pool)
 			cmd := commands.SendNotification{NotificationID: id, Channel: herald.ChannelEmail}
 
 			// Within the lease: w0 may be sending right now, so w1 must neither send nor append,
@@ -678,7 +678,7 @@ func TestDeliverConcurrent(t *testing.T) {
 			results := make(chan result, len(workers))
 			start := make(chan struct{})
 			for _, w := range workers {
-				d := newDeliverer(eventLog, w, provider)
+				d := newDeliverer(eventLog, w, provider).WithConns(db.Pool)
 				go func() {
 					<-start
 					results <- result{w, d.Deliver(context.Background(), cmd, mdOf(w))}
