@@ -165,12 +165,17 @@ func (l *Log) appendOne(ctx context.Context, stream string, expected int64, md M
 		return nil, fmt.Errorf("append %s: event id: %w", stream, err)
 	}
 	r := Recorded{ID: id.String(), StreamID: stream, Version: expected + 1, Type: e.EventType(), Data: data, Metadata: md}
-	err = l.db.QueryRow(ctx, appendOneSQL, stream, expected, r.ID, r.Type, string(data), string(meta)).Scan(&r.Position, &r.Time)
+	return l.appendRecorded(ctx, r, expected, string(data), string(meta))
+}
+
+// appendRecorded inserts r, encoded as data and meta, after version expected of its stream.
+func (l *Log) appendRecorded(ctx context.Context, r Recorded, expected int64, data, meta string) ([]Recorded, error) {
+	err := l.db.QueryRow(ctx, appendOneSQL, r.StreamID, expected, r.ID, r.Type, data, meta).Scan(&r.Position, &r.Time)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, conflict(stream, expected)
+		return nil, conflict(r.StreamID, expected)
 	}
 	if err != nil {
-		return nil, appendError(stream, expected, err)
+		return nil, appendError(r.StreamID, expected, err)
 	}
 	return []Recorded{r}, nil
 }

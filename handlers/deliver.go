@@ -61,6 +61,25 @@ type Deliverer struct {
 	limits RateLimiter
 	// conns, when set, lends the connection on which an attempt starts in one transaction.
 	conns Conns
+	// outcomes, when set, records attempts' outcomes instead of store.
+	outcomes Appender
+}
+
+// Appender appends events after an expected version, as Store.Append does: the log itself, or an
+// events.Group, which lets concurrent appends share a commit.
+type Appender interface {
+	Append(ctx context.Context, stream string, expected int64, md events.Metadata, evs ...events.Event) ([]events.Recorded, error)
+}
+
+var _ Appender = (*events.Group)(nil)
+
+// WithOutcomes returns a copy of d that records the outcomes of its attempts through outcomes:
+// with an events.Group, the outcomes of concurrent attempts share commits, each still checked
+// against its stream's version and failing alone on a conflict.
+func (d *Deliverer) WithOutcomes(outcomes Appender) *Deliverer {
+	c := *d
+	c.outcomes = outcomes
+	return &c
 }
 
 // Files is the store of attachments' bytes as the deliverer reads it (see attachments.Store).
@@ -427,15 +446,6 @@ func (d *Deliverer) checkClock(ctx context.Context, asked, dbNow time.Time) {
 		"clock_skew", skew.String(), "worker", d.worker)
 }
 
-// append appends evs after n's version and returns n with them folded in.
-func (d *Deliverer) append(ctx context.Context, n herald.Notification, md events.Metadata, evs []events.Event) (herald.Notification, error) {
-	recs, err := d.store.Append(ctx, n.ID, n.Version, md, evs...)
-	if err != nil {
-		return n, err
-	}
-	return evolve(n, recs, evs), nil
-}
-
 // evolve folds evs, recorded as recs, into n.
 func evolve(n herald.Notification, recs []events.Recorded, evs []events.Event) herald.Notification {
 	for i, r := range recs {
@@ -449,9 +459,17 @@ func evolve(n herald.Notification, recs []events.Recorded, evs []events.Event) h
 func (d *Deliverer) record(ctx context.Context, n herald.Notification, md events.Metadata, evs []events.Event) (herald.Notification, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.recordFor)
 	defer cancel()
+	appender := Appender(d.store)
+	if d.outcomes != nil {
+		appender = d.outcomes
+	}
 	wait := 50 * time.Millisecond
 	for {
-		out, err := d.append(ctx, n, md, evs)
+		recs, err := appender.Append(ctx, n.ID, n.Version, md, evs...)
+		out := n
+		if err == nil {
+			out = evolve(n, recs, evs)
+		}
 		if err == nil || errors.Is(err, events.ErrConflict) {
 			// A conflict means another worker declared this attempt abandoned: its story wins.
 			return out, err
