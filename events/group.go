@@ -31,8 +31,13 @@ type Group struct {
 
 	mu       sync.Mutex
 	queue    []*groupAppend
-	flushing bool
+	inFlight int
 }
+
+// groupInFlight is how many batches a Group sends at once. With one, every append would wait for
+// the batch before it, and the appends' own work (each insert's trigger) would run in one
+// backend at a time; two keep most of the sharing and half of that wait.
+const groupInFlight = 2
 
 // NewGroup returns a group appending to log through db, both on the same database.
 func NewGroup(db Batcher, log *Log) *Group { return &Group{db: db, log: log} }
@@ -45,8 +50,10 @@ type groupAppend struct {
 	data     string
 	meta     string
 	err      error
-	// lead is closed to make this append's caller send the next batch; done when it was sent.
+	// lead is closed to make this append's caller send the next batch (handed says it was);
+	// done when the append was sent.
 	lead, done chan struct{}
+	handed     bool
 }
 
 // appendOneGroupSQL is appendOneSQL whose insert of a version another writer took meanwhile
@@ -70,8 +77,10 @@ func (g *Group) Append(ctx context.Context, stream string, expected int64, md Me
 	}
 	g.mu.Lock()
 	g.queue = append(g.queue, a)
-	lead := !g.flushing
-	g.flushing = true
+	lead := g.inFlight < groupInFlight
+	if lead {
+		g.inFlight++
+	}
 	g.mu.Unlock()
 	if !lead {
 		// Wait without regard to ctx: the append may be on its way already, and its caller must
@@ -114,26 +123,32 @@ func (a *groupAppend) result() ([]Recorded, error) {
 	return []Recorded{a.rec}, nil
 }
 
-// flush sends every append waiting, as one batch, then hands the sending of the next batch to
-// the first append that arrived meanwhile, if any.
+// flush sends every append waiting, as one batch, then hands its turn to the first append that
+// arrived meanwhile, if any. The batch may be empty: another batch took the waiting appends,
+// this caller's among them, since it was handed the turn.
 func (g *Group) flush(ctx context.Context) {
 	g.mu.Lock()
 	batch := g.queue
 	g.queue = nil
 	g.mu.Unlock()
 
-	g.send(ctx, batch)
+	if len(batch) > 0 {
+		g.send(ctx, batch)
+	}
 	for _, a := range batch {
 		close(a.done)
 	}
 
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if len(g.queue) == 0 {
-		g.flushing = false
-		return
+	for _, next := range g.queue {
+		if !next.handed {
+			next.handed = true
+			close(next.lead)
+			return
+		}
 	}
-	close(g.queue[0].lead)
+	g.inFlight--
 }
 
 // send appends batch in one implicit transaction, and each of its appends alone should that fail.

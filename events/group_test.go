@@ -19,11 +19,12 @@ type groupResult struct {
 	err  error
 }
 
-// holdGroup makes g's next batch wait in PostgreSQL: a transaction of the test's appends version 2
+// holdGroup makes g's next batch wait in PostgreSQL (waiters is how many will then wait on the
+// test's locks): a transaction of the test's appends version 2
 // of a stream and stays open, and the returned function commits it; the append g sends meanwhile
 // for that version waits on it, then finds the version taken. The appends started while it waits
 // go together in the batch after it.
-func holdGroup(t *testing.T, db *heraldtest.Database, log *events.Log, g *events.Group) (release func() error, held <-chan groupResult) {
+func holdGroup(t *testing.T, db *heraldtest.Database, log *events.Log, g *events.Group, waiters int) (release func() error, held <-chan groupResult) {
 	t.Helper()
 	ctx := context.Background()
 	stream := uuid.NewString()
@@ -47,7 +48,7 @@ func holdGroup(t *testing.T, db *heraldtest.Database, log *events.Log, g *events
 		var n int
 		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
-		return err == nil && n > 0
+		return err == nil && n >= waiters
 	})
 	return func() error { return tx.Commit(ctx) }, out
 }
@@ -79,7 +80,8 @@ func TestGroupSharesCommitsAndFailsOnlyItsConflicts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	release, held := holdGroup(t, db, log, g)
+	release1, held1 := holdGroup(t, db, log, g, 1)
+	release2, held2 := holdGroup(t, db, log, g, 2)
 
 	results := make(chan groupResult, 8)
 	appendTo := func(name, stream string, expected int64) {
@@ -97,12 +99,15 @@ func TestGroupSharesCommitsAndFailsOnlyItsConflicts(t *testing.T) {
 	}
 	appendTo("wrong version", streams[1], 4)
 	waitFor(t, "8 appends to wait", func() bool { return g.Waiting() == 8 })
-	if err := release(); err != nil {
-		t.Fatal(err)
+	for _, release := range []func() error{release1, release2} {
+		if err := release(); err != nil {
+			t.Fatal(err)
+		}
 	}
-
-	if r := <-held; !errors.Is(r.err, events.ErrConflict) {
-		t.Errorf("the held append: err = %v, want ErrConflict (its version was taken meanwhile)", r.err)
+	for _, held := range []<-chan groupResult{held1, held2} {
+		if r := <-held; !errors.Is(r.err, events.ErrConflict) {
+			t.Errorf("a held append: err = %v, want ErrConflict (its version was taken meanwhile)", r.err)
+		}
 	}
 	var (
 		recorded  []events.Recorded
@@ -154,7 +159,8 @@ func TestGroupFailureFailsOnlyItsCause(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	release, held := holdGroup(t, db, log, g)
+	release1, held1 := holdGroup(t, db, log, g, 1)
+	release2, held2 := holdGroup(t, db, log, g, 2)
 	results := make(chan groupResult, 3)
 	for _, s := range append(good, "not-a-uuid") {
 		go func() {
@@ -163,10 +169,13 @@ func TestGroupFailureFailsOnlyItsCause(t *testing.T) {
 		}()
 	}
 	waitFor(t, "3 appends to wait", func() bool { return g.Waiting() == 3 })
-	if err := release(); err != nil {
-		t.Fatal(err)
+	for _, release := range []func() error{release1, release2} {
+		if err := release(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	<-held
+	<-held1
+	<-held2
 	for range 3 {
 		r := <-results
 		if r.name == "not-a-uuid" {
