@@ -269,7 +269,7 @@ func (d *Deliverer) start(ctx context.Context, provider string, cmd commands.Sen
 func (d *Deliverer) suppressedNow(ctx context.Context, steps startSteps, n herald.Notification) (suppressions.Suppression, bool, error) {
 	sup, ok, err := steps.lookup(ctx, n)
 	if err != nil {
-		return sup, false, fmt.Errorf("deliver %s: ask the suppression list: %w", n.ID, err)
+		return sup, false, fmt.Errorf("deliver %s: %w", n.ID, err)
 	}
 	return sup, ok, nil
 }

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -57,7 +58,8 @@ type startSteps interface {
 	begin()
 	// read folds the notification's stream, with the database's clock read by the same statement.
 	read(ctx context.Context, stream string) (herald.Notification, time.Time, error)
-	// lookup asks the suppression list, if there is one, about n's recipient.
+	// lookup asks the suppression list, if there is one, about n's recipient; its errors say
+	// that they come from the list.
 	lookup(ctx context.Context, n herald.Notification) (suppressions.Suppression, bool, error)
 	// append appends evs after version expected of stream, and commits.
 	append(ctx context.Context, stream string, expected int64, md events.Metadata, evs []events.Event) ([]events.Recorded, error)
@@ -132,7 +134,7 @@ func (t *txSteps) lookup(ctx context.Context, n herald.Notification) (suppressio
 	b := t.batch()
 	f := t.list.QueueLookup(b, n.Channel, n.Recipient)
 	if err := t.send(ctx, b); err != nil {
-		return suppressions.Suppression{}, false, err
+		return suppressions.Suppression{}, false, fmt.Errorf("ask the suppression list: %w", err)
 	}
 	return f.Suppression, f.Holds, nil
 }
