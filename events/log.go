@@ -77,11 +77,7 @@ func (l *Log) Append(ctx context.Context, stream string, expected int64, md Meta
 		return nil, err
 	}
 	if n == 0 {
-		return nil, &herald.Error{
-			Code:    herald.ECONFLICT,
-			Message: fmt.Sprintf("notification %s is no longer at version %d", stream, expected),
-			Err:     ErrConflict,
-		}
+		return nil, conflict(stream, expected)
 	}
 	return b.out, nil
 }
@@ -169,16 +165,17 @@ func (l *Log) appendOne(ctx context.Context, stream string, expected int64, md M
 		return nil, fmt.Errorf("append %s: event id: %w", stream, err)
 	}
 	r := Recorded{ID: id.String(), StreamID: stream, Version: expected + 1, Type: e.EventType(), Data: data, Metadata: md}
-	err = l.db.QueryRow(ctx, appendOneSQL, stream, expected, r.ID, r.Type, string(data), string(meta)).Scan(&r.Position, &r.Time)
+	return l.appendRecorded(ctx, r, expected, string(data), string(meta))
+}
+
+// appendRecorded inserts r, encoded as data and meta, after version expected of its stream.
+func (l *Log) appendRecorded(ctx context.Context, r Recorded, expected int64, data, meta string) ([]Recorded, error) {
+	err := l.db.QueryRow(ctx, appendOneSQL, r.StreamID, expected, r.ID, r.Type, data, meta).Scan(&r.Position, &r.Time)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, &herald.Error{
-			Code:    herald.ECONFLICT,
-			Message: fmt.Sprintf("notification %s is no longer at version %d", stream, expected),
-			Err:     ErrConflict,
-		}
+		return nil, conflict(r.StreamID, expected)
 	}
 	if err != nil {
-		return nil, appendError(stream, expected, err)
+		return nil, appendError(r.StreamID, expected, err)
 	}
 	return []Recorded{r}, nil
 }
@@ -216,34 +213,48 @@ func (l *Log) QueueStart(b *pgx.Batch, stream string, md Metadata, e Event) (*Re
 // event as it will be recorded: its position and time are filled in when b has run. A stream at
 // another version fails b with ECONFLICT (ErrConflict), as Append does.
 func (l *Log) QueueAppend(b *pgx.Batch, stream string, expected int64, md Metadata, e Event) (*Recorded, error) {
+	r := &Recorded{}
+	if err := queueAppendOne(b, stream, expected, md, e, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// queueAppendOne is QueueAppend recording into r, which b fills in when it runs.
+func queueAppendOne(b *pgx.Batch, stream string, expected int64, md Metadata, e Event, r *Recorded) error {
 	meta, err := json.Marshal(md)
 	if err != nil {
-		return nil, fmt.Errorf("append %s v%d: metadata: %w", stream, expected+1, err)
+		return fmt.Errorf("append %s v%d: metadata: %w", stream, expected+1, err)
 	}
 	data, err := encodeData(e)
 	if err != nil {
-		return nil, fmt.Errorf("append %s v%d: encode %s: %w", stream, expected+1, e.EventType(), err)
+		return fmt.Errorf("append %s v%d: encode %s: %w", stream, expected+1, e.EventType(), err)
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
-		return nil, fmt.Errorf("append %s: event id: %w", stream, err)
+		return fmt.Errorf("append %s: event id: %w", stream, err)
 	}
-	r := &Recorded{ID: id.String(), StreamID: stream, Version: expected + 1, Type: e.EventType(), Data: data, Metadata: md}
+	*r = Recorded{ID: id.String(), StreamID: stream, Version: expected + 1, Type: e.EventType(), Data: data, Metadata: md}
 	b.Queue(appendOneSQL, stream, expected, r.ID, r.Type, string(data), string(meta)).QueryRow(func(row pgx.Row) error {
 		err := row.Scan(&r.Position, &r.Time)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return &herald.Error{
-				Code:    herald.ECONFLICT,
-				Message: fmt.Sprintf("notification %s is no longer at version %d", stream, expected),
-				Err:     ErrConflict,
-			}
+			return conflict(stream, expected)
 		}
 		if err != nil {
 			return appendError(stream, expected, err)
 		}
 		return nil
 	})
-	return r, nil
+	return nil
+}
+
+// conflict is the error of an append to stream that found it past version expected.
+func conflict(stream string, expected int64) error {
+	return &herald.Error{
+		Code:    herald.ECONFLICT,
+		Message: fmt.Sprintf("notification %s is no longer at version %d", stream, expected),
+		Err:     ErrConflict,
+	}
 }
 
 func appendError(stream string, expected int64, err error) error {
@@ -329,11 +340,19 @@ func (l *Log) NotificationNow(ctx context.Context, stream string) (herald.Notifi
 // the fold, the events and the database's clock. As the fold needs them, NotificationQueued's
 // data lacks its templates (QueuedTemplateKeys).
 func (l *Log) NotificationEventsNow(ctx context.Context, stream string) (herald.Notification, []Recorded, time.Time, error) {
-	rows, err := l.db.Query(ctx, `SELECT `+foldColumns+`, statement_timestamp() FROM event_log
-		WHERE stream_id = $1 ORDER BY stream_version`, stream)
+	rows, err := l.db.Query(ctx, notificationNowSQL, stream)
 	if err != nil {
 		return herald.Notification{}, nil, time.Time{}, fmt.Errorf("load %s: %w", stream, err)
 	}
+	return foldNow(rows, stream)
+}
+
+// notificationNowSQL reads a stream for a fold, with the database's clock.
+var notificationNowSQL = `SELECT ` + foldColumns + `, statement_timestamp() FROM event_log
+	WHERE stream_id = $1 ORDER BY stream_version`
+
+// foldNow folds the rows of notificationNowSQL.
+func foldNow(rows pgx.Rows, stream string) (herald.Notification, []Recorded, time.Time, error) {
 	var now time.Time
 	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Recorded, error) { return scanRecorded(row, &now) })
 	if err != nil {
@@ -386,4 +405,56 @@ func encodeData(e Event) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// Folded is a notification's stream read in a pgx batch (QueueNotificationNow), filled in once
+// the batch has run: the fold and the database's clock, read with it.
+type Folded struct {
+	Notification herald.Notification
+	Now          time.Time
+}
+
+// QueueNotificationNow queues, in b, NotificationNow's read of stream. Its result is in the
+// Folded it returns once b has run; a stream with no notification fails b with ENOTFOUND.
+func (l *Log) QueueNotificationNow(b *pgx.Batch, stream string) *Folded {
+	f := &Folded{}
+	b.Queue(notificationNowSQL, stream).Query(func(rows pgx.Rows) error {
+		n, _, now, err := foldNow(rows, stream)
+		f.Notification, f.Now = n, now
+		return err
+	})
+	return f
+}
+
+// QueueAppendAll queues, in b, Append's insert of evs after version expected, and returns them as
+// they will be recorded: their positions and times are filled in when b has run. A stream at
+// another version fails b with ECONFLICT (ErrConflict), and inserts none of them.
+func (l *Log) QueueAppendAll(b *pgx.Batch, stream string, expected int64, md Metadata, evs ...Event) ([]Recorded, error) {
+	if len(evs) == 1 {
+		// The common case, one event, without the arrays a batch of them needs.
+		out := make([]Recorded, 1)
+		if err := queueAppendOne(b, stream, expected, md, evs[0], &out[0]); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	meta, err := json.Marshal(md)
+	if err != nil {
+		return nil, fmt.Errorf("append %s v%d: metadata: %w", stream, expected+1, err)
+	}
+	ab, err := newAppendBatch(stream, expected, md, evs)
+	if err != nil {
+		return nil, err
+	}
+	b.Queue(appendSQL, stream, expected, meta, ab.ids, ab.versions, ab.types, ab.data).Query(func(rows pgx.Rows) error {
+		n, err := ab.scan(rows, stream, expected)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return conflict(stream, expected)
+		}
+		return nil
+	})
+	return ab.out, nil
 }

@@ -221,7 +221,7 @@ func TestDeliverLoadsAttachments(t *testing.T) {
 	log := events.NewLog(db.Pool)
 	a := handlers.NewAcceptor(db.Pool, log, router.NewOutbox(nil), handlers.DefaultLimits)
 	p := &fakeProvider{name: "smtp", channel: herald.ChannelEmail}
-	d := newDeliverer(log, "w1", p).WithFiles(attachments.New(db.Pool))
+	d := newDeliverer(log, "w1", p).WithFiles(attachments.New(db.Pool)).WithConns(db.Pool)
 	send := func(content string) string {
 		t.Helper()
 		got, err := a.Accept(ctx, handlers.SendRequest{Type: "email", Recipient: "ada@example.com", Content: "See attached.",

@@ -26,7 +26,7 @@ func TestDeliverCancelled(t *testing.T) {
 	db := heraldtest.NewDatabase(t)
 	eventLog := events.NewLog(db.Pool)
 	sms := &fakeProvider{name: "http-sms", channel: herald.ChannelSMS}
-	d := newDeliverer(eventLog, "w1", sms)
+	d := newDeliverer(eventLog, "w1", sms).WithConns(db.Pool)
 	q := queuedOn(herald.ChannelSMS)
 	id := queue(t, eventLog, q)
 
@@ -49,7 +49,7 @@ func TestDeliverRetryFindsCancelled(t *testing.T) {
 	eventLog := events.NewLog(db.Pool)
 	transient := errors.New("503 try later")
 	sms := &fakeProvider{name: "http-sms", channel: herald.ChannelSMS, results: []sendResult{{err: transient}}}
-	d := newDeliverer(eventLog, "w1", sms)
+	d := newDeliverer(eventLog, "w1", sms).WithConns(db.Pool)
 	q := queuedOn(herald.ChannelSMS)
 	id := queue(t, eventLog, q)
 	cmd := commands.SendNotification{NotificationID: id, Channel: herald.ChannelSMS}
@@ -164,7 +164,7 @@ func TestCancelAbandonedAttempt(t *testing.T) {
 
 	// The reconciler's command finds it cancelled: nothing is sent.
 	sms := &fakeProvider{name: "http-sms", channel: herald.ChannelSMS}
-	d := newDeliverer(eventLog, "w2", sms)
+	d := newDeliverer(eventLog, "w2", sms).WithConns(db.Pool)
 	checkOutcome(t, d.Deliver(t.Context(), commands.SendNotification{NotificationID: id, Channel: herald.ChannelSMS}, cmdMD(2)), delivered, nil)
 	checkCalls(t, sms, nil)
 }

@@ -64,6 +64,10 @@ type Deliverer struct {
 	tracing tracing.Tracing
 	// metrics, when set, counts the attempts' outcomes.
 	metrics *DeliveryMetrics
+	// conns, when set, lends the connection on which an attempt starts in one transaction.
+	conns Conns
+	// outcomes, when set, records attempts' outcomes instead of store.
+	outcomes Appender
 }
 
 // WithTracing returns a copy of d that opens a span, a child of the attempt's, for each call to
@@ -71,6 +75,23 @@ type Deliverer struct {
 func (d *Deliverer) WithTracing(t tracing.Tracing) *Deliverer {
 	c := *d
 	c.tracing = t
+	return &c
+}
+
+// Appender appends events after an expected version, as Store.Append does: the log itself, or an
+// events.Group, which lets concurrent appends share a commit.
+type Appender interface {
+	Append(ctx context.Context, stream string, expected int64, md events.Metadata, evs ...events.Event) ([]events.Recorded, error)
+}
+
+var _ Appender = (*events.Group)(nil)
+
+// WithOutcomes returns a copy of d that records the outcomes of its attempts through outcomes:
+// with an events.Group, the outcomes of concurrent attempts share commits, each still checked
+// against its stream's version and failing alone on a conflict.
+func (d *Deliverer) WithOutcomes(outcomes Appender) *Deliverer {
+	c := *d
+	c.outcomes = outcomes
 	return &c
 }
 
@@ -206,13 +227,29 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 // decision and the attempt are each bounded by the policy's Timeout; attempt is the context of
 // the attempt, to be cancelled by the caller.
 func (d *Deliverer) start(ctx context.Context, provider string, cmd commands.SendNotification, md events.Metadata) (n herald.Notification, attempt context.Context, cancel context.CancelFunc, send bool, err error) {
+	steps := d.steps()
+	defer steps.end(ctx)
+	if d.limits == nil {
+		// No wait can come between the read and the append: they, and the lookup between
+		// them, are one transaction.
+		steps.begin()
+	}
 	dctx, dcancel := d.timeout(ctx)
-	n, evs, suppressed, sup, err := d.decide(dctx, cmd)
+	n, evs, err := d.decide(dctx, steps, cmd)
+	var (
+		sup        suppressions.Suppression
+		suppressed bool
+	)
+	if err == nil && evs != nil && opensAttempt(evs) {
+		sup, suppressed, err = d.suppressedNow(dctx, steps, n)
+	}
 	dcancel()
 	if err != nil || evs == nil {
 		return n, ctx, func() {}, false, err
 	}
-	if !suppressed && opensAttempt(evs) {
+	if suppressed {
+		evs, suppressed = DecideSuppressed(evs, n, sup)
+	} else if opensAttempt(evs) {
 		waited, err := d.awaitRate(ctx, provider, n)
 		if err != nil {
 			return n, ctx, func() {}, false, fmt.Errorf("deliver %s: %w", n.ID, err)
@@ -220,12 +257,13 @@ func (d *Deliverer) start(ctx context.Context, provider string, cmd commands.Sen
 		if waited {
 			// The wait may have lasted minutes, and a suppression is not on the notification's
 			// stream, so the append below would not notice one that arrived meanwhile (an SMS
-			// STOP): the list is asked again, at the last moment.
+			// STOP): the list is asked again, at the last moment, in the append's transaction.
+			steps.begin()
 			dctx, dcancel := d.timeout(ctx)
-			sup, suppressed, err = d.suppressed(dctx, n)
+			sup, suppressed, err = d.suppressedNow(dctx, steps, n)
 			dcancel()
 			if err != nil {
-				return n, ctx, func() {}, false, fmt.Errorf("deliver %s: %w", n.ID, err)
+				return n, ctx, func() {}, false, err
 			}
 			if suppressed {
 				evs, suppressed = DecideSuppressed(evs, n, sup)
@@ -233,10 +271,11 @@ func (d *Deliverer) start(ctx context.Context, provider string, cmd commands.Sen
 		}
 	}
 	attempt, cancel = d.timeout(ctx)
-	n, err = d.append(attempt, n, md, evs)
+	recs, err := steps.append(attempt, n.ID, n.Version, md, evs)
 	if err != nil {
 		return n, attempt, cancel, false, fmt.Errorf("deliver %s: start attempt %d: %w", n.ID, n.Attempts+1, err)
 	}
+	n = evolve(n, recs, evs)
 	if n.Status == herald.StatusFailed {
 		// Failed without a send: suppressed, or the attempts ran out on abandoned ones.
 		d.metrics.observe(n)
@@ -253,22 +292,31 @@ func (d *Deliverer) start(ctx context.Context, provider string, cmd commands.Sen
 	return n, attempt, cancel, true, nil
 }
 
-// decide loads the notification cmd names and decides what starts its next attempt: the events
-// to append (nil, with a nil error, when nothing is to be done: it was sent already), and whether
-// they fail it because its recipient is suppressed (sup, then, says how).
-func (d *Deliverer) decide(ctx context.Context, cmd commands.SendNotification) (n herald.Notification, evs []events.Event, suppressed bool, sup suppressions.Suppression, err error) {
+// suppressedNow asks the suppression list about n's recipient through steps.
+func (d *Deliverer) suppressedNow(ctx context.Context, steps startSteps, n herald.Notification) (suppressions.Suppression, bool, error) {
+	sup, ok, err := steps.lookup(ctx, n)
+	if err != nil {
+		return sup, false, fmt.Errorf("deliver %s: %w", n.ID, err)
+	}
+	return sup, ok, nil
+}
+
+// decide loads the notification cmd names through steps and decides what starts its next
+// attempt: the events to append (nil, with a nil error, when nothing is to be done: it was sent
+// already). Whether its recipient is suppressed is asked after, and only of an attempt.
+func (d *Deliverer) decide(ctx context.Context, steps startSteps, cmd commands.SendNotification) (n herald.Notification, evs []events.Event, err error) {
 	// The lease of an open attempt is judged on the database's clock, which stamped the attempt's
 	// start: a worker whose clock runs ahead must not declare a live attempt abandoned and send
 	// again, nor one whose clock runs behind keep a dead attempt alive.
 	asked := d.now()
-	n, dbNow, err := d.store.NotificationNow(ctx, cmd.NotificationID)
+	n, dbNow, err := steps.read(ctx, cmd.NotificationID)
 	if herald.ErrorCode(err) == herald.ENOTFOUND {
-		return n, nil, false, sup, fmt.Errorf("deliver %s: %w: %w", cmd.NotificationID, ErrFinal, ErrNotQueued)
+		return n, nil, fmt.Errorf("deliver %s: %w: %w", cmd.NotificationID, ErrFinal, ErrNotQueued)
 	} else if err != nil {
-		return n, nil, false, sup, fmt.Errorf("deliver %s: %w", cmd.NotificationID, err)
+		return n, nil, fmt.Errorf("deliver %s: %w", cmd.NotificationID, err)
 	}
 	if n.Channel != cmd.Channel {
-		return n, nil, false, sup, fmt.Errorf("deliver %s: %w: command for %s but notification is %s", n.ID, ErrFinal, cmd.Channel, n.Channel)
+		return n, nil, fmt.Errorf("deliver %s: %w: command for %s but notification is %s", n.ID, ErrFinal, cmd.Channel, n.Channel)
 	}
 
 	d.checkClock(ctx, asked, dbNow)
@@ -276,34 +324,29 @@ func (d *Deliverer) decide(ctx context.Context, cmd commands.SendNotification) (
 	switch {
 	case errors.Is(err, ErrAlreadySent):
 		d.logger.DebugContext(ctx, "redelivered command for a sent notification acknowledged", "notification_id", n.ID)
-		return n, nil, false, sup, nil
+		return n, nil, nil
 	case errors.Is(err, ErrCancelled):
 		// Called off before it went out: nothing to send, nothing to park, nothing to record.
 		d.logger.InfoContext(ctx, "command of a cancelled notification acknowledged unsent", "notification_id", n.ID)
-		return n, nil, false, sup, nil
+		return n, nil, nil
 	case errors.Is(err, ErrScheduled):
 		d.logger.WarnContext(ctx, "command of a scheduled notification acknowledged without sending: its release queues its own", "notification_id", n.ID)
-		return n, nil, false, sup, nil
+		return n, nil, nil
 	case errors.Is(err, ErrAlreadyFailed):
+		// The stream is read again below, on another of the pool's connections.
+		steps.end(ctx)
 		if reason, rerr := d.failureReason(ctx, n.ID); rerr == nil && reason == events.ReasonSuppressed {
 			// It failed because its recipient was suppressed, and that acknowledgement was lost:
 			// nothing to park, whatever the list says now.
 			d.logger.DebugContext(ctx, "redelivered command of a suppressed notification acknowledged", "notification_id", n.ID)
-			return n, nil, false, sup, nil
+			return n, nil, nil
 		}
 		// Park it again: if an earlier park was lost with its acknowledgement, this restores it.
-		return n, nil, false, sup, fmt.Errorf("deliver %s: %w: %w", n.ID, ErrFinal, err)
+		return n, nil, fmt.Errorf("deliver %s: %w: %w", n.ID, ErrFinal, err)
 	case err != nil:
-		return n, nil, false, sup, fmt.Errorf("deliver %s: %w", n.ID, err)
+		return n, nil, fmt.Errorf("deliver %s: %w", n.ID, err)
 	}
-	sup, suppressed, err = d.suppressed(ctx, n)
-	if err != nil {
-		return n, nil, false, sup, fmt.Errorf("deliver %s: %w", n.ID, err)
-	}
-	if suppressed {
-		start, suppressed = DecideSuppressed(start, n, sup)
-	}
-	return n, start, suppressed, sup, nil
+	return n, start, nil
 }
 
 // ErrAttachmentGone is wrapped by the error of an attempt whose attachment is no longer stored:
@@ -430,16 +473,12 @@ func (d *Deliverer) checkClock(ctx context.Context, asked, dbNow time.Time) {
 		"clock_skew", skew.String(), "worker", d.worker)
 }
 
-// append appends evs after n's version and returns n with them folded in.
-func (d *Deliverer) append(ctx context.Context, n herald.Notification, md events.Metadata, evs []events.Event) (herald.Notification, error) {
-	recs, err := d.store.Append(ctx, n.ID, n.Version, md, evs...)
-	if err != nil {
-		return n, err
-	}
+// evolve folds evs, recorded as recs, into n.
+func evolve(n herald.Notification, recs []events.Recorded, evs []events.Event) herald.Notification {
 	for i, r := range recs {
 		n = events.Evolve(n, r, evs[i])
 	}
-	return n, nil
+	return n
 }
 
 // record appends an attempt's outcome, retrying for a while: the message may already be with the
@@ -447,9 +486,17 @@ func (d *Deliverer) append(ctx context.Context, n herald.Notification, md events
 func (d *Deliverer) record(ctx context.Context, n herald.Notification, md events.Metadata, evs []events.Event) (herald.Notification, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.recordFor)
 	defer cancel()
+	appender := Appender(d.store)
+	if d.outcomes != nil {
+		appender = d.outcomes
+	}
 	wait := 50 * time.Millisecond
 	for {
-		out, err := d.append(ctx, n, md, evs)
+		recs, err := appender.Append(ctx, n.ID, n.Version, md, evs...)
+		out := n
+		if err == nil {
+			out = evolve(n, recs, evs)
+		}
 		if err == nil || errors.Is(err, events.ErrConflict) {
 			// A conflict means another worker declared this attempt abandoned: its story wins.
 			return out, err

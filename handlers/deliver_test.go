@@ -346,7 +346,7 @@ func TestDeliver(t *testing.T) {
 				used, unused = sms, email
 			}
 			used.results = tt.results
-			d := newDeliverer(eventLog, "w1", email, sms)
+			d := newDeliverer(eventLog, "w1", email, sms).WithConns(db.Pool).WithOutcomes(events.NewGroup(db.Pool, eventLog))
 
 			q := queuedOn(tt.channel)
 			id := uuid.NewString()
@@ -444,7 +444,7 @@ func TestDeliverOpenAttempt(t *testing.T) {
 				given = append(given, by(otherMD(i+1), e)...)
 			}
 			provider := &fakeProvider{name: "fake-smtp", channel: herald.ChannelEmail, results: []sendResult{{id: "<m@smtp>"}}}
-			d := newDeliverer(eventLog, "w1", provider)
+			d := newDeliverer(eventLog, "w1", provider).WithConns(db.Pool)
 			cmd := commands.SendNotification{NotificationID: id, Channel: herald.ChannelEmail}
 
 			// Within the lease: w0 may be sending right now, so w1 must neither send nor append,
@@ -654,6 +654,7 @@ func TestDeliverDeadline(t *testing.T) {
 func TestDeliverConcurrent(t *testing.T) {
 	db := heraldtest.NewDatabase(t)
 	eventLog := events.NewLog(db.Pool)
+	outcomes := events.NewGroup(db.Pool, eventLog) // shared by the workers, as in one process
 	workers := []string{"w1", "w2"}
 	mdOf := func(worker string) events.Metadata {
 		return events.Metadata{CorrelationID: "req-7", CausationID: "cmd-" + worker, Actor: "worker:" + worker}
@@ -678,7 +679,7 @@ func TestDeliverConcurrent(t *testing.T) {
 			results := make(chan result, len(workers))
 			start := make(chan struct{})
 			for _, w := range workers {
-				d := newDeliverer(eventLog, w, provider)
+				d := newDeliverer(eventLog, w, provider).WithConns(db.Pool).WithOutcomes(outcomes)
 				go func() {
 					<-start
 					results <- result{w, d.Deliver(context.Background(), cmd, mdOf(w))}

@@ -7,7 +7,8 @@
 // Each file has one job. Accepting: accept.go (the Acceptor and its transaction), validate.go and
 // variables.go (the pure checks of a request and of its variables), idempotency.go (the
 // idempotency keys, in SQL), outbox.go (what a handler writes in the same transaction).
-// Delivering: decide.go (the pure decisions), deliver.go (the Deliverer). Operators: parked.go
+// Delivering: decide.go (the pure decisions), deliver.go (the Deliverer), start_steps.go (how an
+// attempt's start reads and writes PostgreSQL: in one transaction, or each step alone). Operators: parked.go
 // (the poison queue as they see it), poison_state.go (what they need of a stream beyond its
 // fold), poison_plan.go (the pure checks and plans of an action), poison.go (the Operator's reads
 // and writes), poison_page.go (paging the queue). Recovering: reconcile.go. Scheduled sends:

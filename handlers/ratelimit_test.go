@@ -219,7 +219,7 @@ func TestSuppressedDuringRateLimitWait(t *testing.T) {
 	list := suppressions.New(db.Pool)
 	sms := &fakeProvider{name: "fake-sms", channel: herald.ChannelSMS}
 	limiter := &gateLimiter{waiting: make(chan struct{}, 1), gate: make(chan struct{})}
-	d := newDeliverer(eventLog, "w1", sms).WithSuppressions(list).WithRateLimiter(limiter)
+	d := newDeliverer(eventLog, "w1", sms).WithSuppressions(list).WithRateLimiter(limiter).WithConns(db.Pool)
 	q := queuedOn(herald.ChannelSMS)
 	id := queue(t, eventLog, q)
 

@@ -24,7 +24,7 @@ func TestDeliverSuppressed(t *testing.T) {
 	eventLog := events.NewLog(db.Pool)
 	list := suppressions.New(db.Pool)
 	email := &fakeProvider{name: "fake-smtp", channel: herald.ChannelEmail}
-	d := newDeliverer(eventLog, "w1", email).WithSuppressions(list)
+	d := newDeliverer(eventLog, "w1", email).WithSuppressions(list).WithConns(db.Pool)
 
 	// Listed under another spelling of the address than the one the notification carries.
 	sup, err := list.Add(ctx, suppressions.Add{Channel: herald.ChannelEmail, Recipient: "ADA@example.com", Reason: "mailbox closed"}, "ops")

@@ -308,6 +308,36 @@ func (s *Store) Lookup(ctx context.Context, channel herald.Channel, recipient st
 	return sup, true, nil
 }
 
+// Found is a lookup queued in a pgx batch (QueueLookup), filled in once the batch has run:
+// Holds is true when Suppression holds for the recipient.
+type Found struct {
+	Suppression Suppression
+	Holds       bool
+}
+
+// QueueLookup queues, in b, Lookup's question about recipient on channel; the answer is in the
+// Found it returns once b has run.
+func (s *Store) QueueLookup(b *pgx.Batch, channel herald.Channel, recipient string) *Found {
+	f := &Found{}
+	key, err := Key(channel, recipient)
+	if err != nil {
+		// As in Lookup: a recipient the channel would not take was refused when it was sent.
+		return f
+	}
+	b.Queue(lookupQuery, channel, key).QueryRow(func(row pgx.Row) error {
+		sup, err := scan(row)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return nil
+		case err != nil:
+			return fmt.Errorf("suppression of %s %s: %w", channel, key, err)
+		}
+		f.Suppression, f.Holds = sup, true
+		return nil
+	})
+	return f
+}
+
 // lookupQuery is Lookup's statement: the entry of $2 on $1, if it holds now.
 const lookupQuery = `SELECT ` + columns + ` FROM suppressions
 	WHERE channel = $1 AND recipient = $2 AND removed_at IS NULL AND (expires_at IS NULL OR expires_at > now())`

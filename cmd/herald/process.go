@@ -321,7 +321,8 @@ func (cfg *processConfig) addWorkers(pr *process) error {
 	cfg.addBreakers(pr, worker, failovers)
 	deliverer := handlers.NewDeliverer(pr.log, providers, cfg.worker.policy(), worker, pr.logger).
 		WithSuppressions(suppressions.New(pr.pool)).WithFiles(attachments.New(pr.pool)).WithTracing(pr.tracing).
-		WithMetrics(handlers.NewDeliveryMetrics(pr.reg))
+		WithMetrics(handlers.NewDeliveryMetrics(pr.reg)).WithConns(pr.pool).
+		WithOutcomes(events.NewGroup(pr.pool, pr.log))
 	settings, names := cfg.worker.Rates.ignored(providers)
 	for i, s := range settings {
 		pr.logger.Warn("a provider rate limit is set for a channel that does not deliver through its provider; it is ignored",
