@@ -253,6 +253,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("the overview's queues read %q, want poison_notifications holding 2", got)
 	}
 	screenshot(t, ctx, "overview")
+	// The overview reloads itself only when asked: an idle tab must not keep its session alive.
+	if n := get(t, ctx, "look for a refresh", chromedp.Evaluate[int](`document.querySelectorAll("meta[http-equiv=refresh]").length`)); n != 0 {
+		t.Errorf("the overview refreshes itself unasked (%d meta refresh)", n)
+	}
+	submit(t, ctx, "#refresh")
+	if got := get(t, ctx, "read the refresh", chromedp.Evaluate[string](`(document.querySelector("meta[http-equiv=refresh]") || {}).content || ""`)); got != "30" {
+		t.Errorf("after choosing to refresh, the overview's refresh is %q, want 30", got)
+	}
 
 	// Search: the failed SMS, by status and type, and by recipient.
 	run(t, ctx, "search failed sms",
