@@ -14,10 +14,13 @@ const (
 	ScopeSend    Scope = "send"    // POST notifications, and cancel the ones the key sent
 	ScopeRead    Scope = "read"    // read status, history, events and listings
 	ScopeOperate Scope = "operate" // work the poison queue, rebuilds, webhook endpoints and the suppression list over HTTP, and cancel any notification
+	// ScopeAdmin is manage API keys: a key that can make keys can make itself a successor, so the
+	// power to do so is not handed to every operator's key.
+	ScopeAdmin Scope = "admin"
 )
 
 // Scopes lists every scope.
-var Scopes = []Scope{ScopeSend, ScopeRead, ScopeOperate}
+var Scopes = []Scope{ScopeSend, ScopeRead, ScopeOperate, ScopeAdmin}
 
 // ParseScopes reads a comma-separated list of scopes, refusing unknown ones.
 func ParseScopes(s string) ([]Scope, error) {
@@ -28,14 +31,14 @@ func ParseScopes(s string) ([]Scope, error) {
 			continue
 		}
 		if !slices.Contains(Scopes, sc) {
-			return nil, Invalid("unknown scope", map[string]string{"scopes": fmt.Sprintf("%q is not a scope: want send, read or operate", sc)})
+			return nil, Invalid("unknown scope", map[string]string{"scopes": fmt.Sprintf("%q is not a scope: want send, read, operate or admin", sc)})
 		}
 		if !slices.Contains(out, sc) {
 			out = append(out, sc)
 		}
 	}
 	if len(out) == 0 {
-		return nil, Invalid("no scope", map[string]string{"scopes": "name at least one of send, read, operate"})
+		return nil, Invalid("no scope", map[string]string{"scopes": "name at least one of send, read, operate, admin"})
 	}
 	return out, nil
 }

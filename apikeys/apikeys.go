@@ -81,11 +81,11 @@ func (s *Store) Create(ctx context.Context, name string, scopes []herald.Scope, 
 		return Key{}, "", herald.Invalid("the key is invalid", map[string]string{"name": "must not look like a key id (a UUID)"})
 	}
 	if len(scopes) == 0 {
-		return Key{}, "", herald.Invalid("the key is invalid", map[string]string{"scopes": "name at least one of send, read, operate"})
+		return Key{}, "", herald.Invalid("the key is invalid", map[string]string{"scopes": "name at least one of send, read, operate, admin"})
 	}
 	for _, sc := range scopes {
 		if !slices.Contains(herald.Scopes, sc) {
-			return Key{}, "", herald.Invalid("the key is invalid", map[string]string{"scopes": fmt.Sprintf("%q is not a scope: want send, read or operate", sc)})
+			return Key{}, "", herald.Invalid("the key is invalid", map[string]string{"scopes": fmt.Sprintf("%q is not a scope: want send, read, operate or admin", sc)})
 		}
 	}
 	secret := make([]byte, 32) // see secretChars

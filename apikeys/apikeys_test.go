@@ -111,7 +111,7 @@ func TestCreateRefuses(t *testing.T) {
 		{"name of 65 characters", strings.Repeat("a", 65), []herald.Scope{herald.ScopeSend}, herald.EINVALID, "name"},
 		{"nil scopes", "no-scopes", nil, herald.EINVALID, "scopes"},
 		{"empty scopes", "no-scopes", []herald.Scope{}, herald.EINVALID, "scopes"},
-		{"unknown scope", "admin-key", []herald.Scope{"admin"}, herald.EINVALID, "scopes"},
+		{"unknown scope", "admin-key", []herald.Scope{"root"}, herald.EINVALID, "scopes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

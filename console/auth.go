@@ -57,7 +57,8 @@ func (c *Console) showLogin(w http.ResponseWriter, r *http.Request, code int, pr
 	c.render(w, r, code, "login", map[string]any{"LoginToken": token, "Problem": problem})
 }
 
-// login signs a browser in with an API key that carries the operate scope.
+// login signs a browser in with an API key that carries the operate scope, ending the session the
+// browser had before.
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
@@ -81,6 +82,14 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.showLogin(w, r, http.StatusForbidden,
 			"The API key \""+p.Name+"\" lacks the operate scope the console needs: sign in with a key that has it.")
 		return
+	}
+	// The browser's previous session, if any, ends here: signing in again must not leave a live
+	// session behind in the table, whoever's it was.
+	if old, err := r.Cookie(SessionCookie); err == nil && old.Value != "" {
+		if err := c.deps.Sessions.Close(r.Context(), old.Value); err != nil {
+			c.fail(w, r, err)
+			return
+		}
 	}
 	token, _, err := c.deps.Sessions.Open(r.Context(), p)
 	if err != nil {

@@ -8,6 +8,7 @@ package console
 import (
 	"context"
 	"embed"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"time"
@@ -24,6 +25,15 @@ import (
 
 //go:embed templates/*.html assets/*
 var files embed.FS
+
+// assets are the files the pages load: the stylesheet and the script.
+var assets = func() fs.FS {
+	sub, err := fs.Sub(files, "assets")
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}()
 
 // Prefix is where the console is served.
 const Prefix = "/console"
@@ -104,7 +114,9 @@ func New(deps Deps, logger *slog.Logger) *Console {
 func (c *Console) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.Use(securityHeaders)
-	r.Handle("/assets/*", http.StripPrefix(Prefix, http.FileServerFS(files)))
+	// Only the assets directory is served: a path that climbs out of it ("/assets/../templates")
+	// cleans to a name the directory does not have.
+	r.Handle("/assets/*", http.StripPrefix(Prefix+"/assets", http.FileServerFS(assets)))
 	r.Get("/login", c.loginPage)
 	r.Post("/login", c.login)
 	r.Group(func(r chi.Router) {

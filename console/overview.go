@@ -54,6 +54,9 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		"Counts":      countTable(counts),
 		"Chart":       newChart(minutes),
 		"Projections": wire.NewProjectionStatuses(statuses),
+		// Refreshing is asked for, never the default: each refresh is a use of the session, and
+		// a tab left open would otherwise keep it alive past the idle expiry.
+		"Refresh": r.URL.Query().Get("refresh") == "30",
 	}
 	if c.deps.Depths != nil {
 		depths, err := c.deps.Depths(ctx)

@@ -2,6 +2,7 @@ package console
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/herald-notify/herald"
@@ -77,12 +78,52 @@ func (c *Console) poisonPreview(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	c.render(w, r, http.StatusOK, "poison_preview", map[string]any{"Form": f, "Plan": wire.NewPlan(plan), "Actor": p.Actor()})
+	c.render(w, r, http.StatusOK, "poison_preview", map[string]any{"Form": f, "Plan": wire.NewPlan(plan), "Confirm": confirmFields(plan), "Actor": p.Actor()})
 }
 
-// poisonAct runs the action the preview showed, recorded as done by the signed-in API key.
+// confirmField is what the confirmation form carries back of one planned notification, so that
+// the action does what the preview showed or nothing.
+type confirmField struct {
+	ID         string
+	Version    int64
+	Action     handlers.Action
+	MessageIDs []string
+}
+
+func confirmFields(plan []handlers.Planned) []confirmField {
+	out := make([]confirmField, len(plan))
+	for i, p := range plan {
+		out[i] = confirmField{ID: p.ID, Version: p.Notification.Version, Action: p.Action, MessageIDs: p.MessageIDs}
+	}
+	return out
+}
+
+// readExpected reads what the confirmation form says the preview showed for each id: its version
+// ("version.<id>"), planned action ("planned.<id>") and parked messages ("message.<id>").
+func readExpected(r *http.Request, ids []string) (map[string]handlers.Expected, error) {
+	out := make(map[string]handlers.Expected, len(ids))
+	for _, id := range ids {
+		v, err := strconv.ParseInt(r.PostForm.Get("version."+id), 10, 64)
+		action := handlers.Action(r.PostForm.Get("planned." + id))
+		if err != nil || action == "" {
+			return nil, herald.Invalid("the confirmation does not say what the preview showed: preview again",
+				map[string]string{id: "has no previewed version or action"})
+		}
+		out[id] = handlers.Expected{Version: v, Action: action, MessageIDs: r.PostForm["message."+id]}
+	}
+	return out, nil
+}
+
+// poisonAct runs the action the preview showed, recorded as done by the signed-in API key. The
+// form carries the preview's plan: if the queue or a notification moved since, the whole batch is
+// refused rather than done differently from what the operator saw.
 func (c *Console) poisonAct(w http.ResponseWriter, r *http.Request) {
 	f, err := readPoisonForm(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	expect, err := readExpected(r, f.IDs)
 	if err != nil {
 		c.fail(w, r, err)
 		return
@@ -92,7 +133,7 @@ func (c *Console) poisonAct(w http.ResponseWriter, r *http.Request) {
 		act = c.deps.Operator.Discard
 	}
 	p := sessionFrom(r.Context()).Principal
-	results, err := act(r.Context(), handlers.Selection{IDs: f.IDs}, p.Actor(), f.Reason)
+	results, err := act(r.Context(), handlers.Selection{IDs: f.IDs, Expect: expect}, p.Actor(), f.Reason)
 	if err != nil && len(results) == 0 {
 		c.fail(w, r, err)
 		return

@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"testing"
@@ -63,10 +64,13 @@ func TestSessions(t *testing.T) {
 		if err != nil || s.Principal.Name != p.Name || !s.Principal.Can(herald.ScopeOperate) {
 			t.Fatalf("Find = %+v, %v; want the session of %s", s, err, p.Name)
 		}
-		var plain int
-		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM console_sessions WHERE position($1::bytea in token_hash) > 0`,
-			[]byte(token)).Scan(&plain); err != nil || plain != 0 {
-			t.Errorf("%d rows hold the token itself (%v)", plain, err)
+		// The row of this key's session holds the token's SHA-256 as its key, not the token.
+		var stored []byte
+		if err := db.Pool.QueryRow(ctx, `SELECT token_hash FROM console_sessions WHERE api_key_id = $1`, p.KeyID).Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if hash := sha256.Sum256([]byte(token)); !bytes.Equal(stored, hash[:]) || bytes.Equal(stored, []byte(token)) {
+			t.Errorf("the session row holds %x, want the SHA-256 of the token, %x", stored, hash)
 		}
 		// Used 20 minutes ago, then now: the idle clock starts again.
 		age(t, token, "last_seen_at", 20*time.Minute)

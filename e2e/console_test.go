@@ -159,6 +159,39 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	}
 }
 
+// createKeyNamed makes an API key with scopes and returns its name.
+func createKeyNamed(t *testing.T, d *deps, name string, scopes ...herald.Scope) string {
+	t.Helper()
+	createKey(t, d, name, scopes...)
+	return name
+}
+
+// keyID returns the id of the key named name.
+func keyID(t *testing.T, d *deps, name string) string {
+	t.Helper()
+	var id string
+	if err := d.DB.Pool.QueryRow(context.Background(), `SELECT id::text FROM api_keys WHERE name = $1`, name).Scan(&id); err != nil {
+		t.Fatalf("key %s: %v", name, err)
+	}
+	return id
+}
+
+// fetch gets page with c and returns its body.
+func fetch(t *testing.T, c *http.Client, page string) string {
+	t.Helper()
+	resp, err := c.Get(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s answered %s:\n%s", page, resp.Status, buf.String())
+	}
+	return buf.String()
+}
+
 // createKey makes an API key with scopes in the cluster's database and returns its token.
 func createKey(t *testing.T, d *deps, name string, scopes ...herald.Scope) string {
 	t.Helper()
@@ -178,7 +211,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	ctx := newBrowser(t)
 	h := startHerald(t, heraldOpts{Commands: []string{"all"}, MaxAttempts: 2})
 	readOnly := createKey(t, h.deps, "reader", herald.ScopeRead, herald.ScopeSend)
-	operator := createKey(t, h.deps, "console-op", herald.ScopeOperate)
+	// The console's operator makes and revokes a key below: it holds admin, and read to grant it.
+	operator := createKey(t, h.deps, "console-op", herald.ScopeOperate, herald.ScopeAdmin, herald.ScopeRead)
 
 	const phone = "+14155550199"
 	h.SMS.AlwaysFail(phone, 503)
@@ -219,6 +253,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("the overview's queues read %q, want poison_notifications holding 2", got)
 	}
 	screenshot(t, ctx, "overview")
+	// The overview reloads itself only when asked: an idle tab must not keep its session alive.
+	if n := get(t, ctx, "look for a refresh", chromedp.Evaluate[int](`document.querySelectorAll("meta[http-equiv=refresh]").length`)); n != 0 {
+		t.Errorf("the overview refreshes itself unasked (%d meta refresh)", n)
+	}
+	submit(t, ctx, "#refresh")
+	if got := get(t, ctx, "read the refresh", chromedp.Evaluate[string](`(document.querySelector("meta[http-equiv=refresh]") || {}).content || ""`)); got != "30" {
+		t.Errorf("after choosing to refresh, the overview's refresh is %q, want 30", got)
+	}
 
 	// Search: the failed SMS, by status and type, and by recipient.
 	run(t, ctx, "search failed sms",
@@ -428,10 +470,19 @@ func consoleClient(t *testing.T) *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
-// consoleClientWith is a client with c's cookies that does not keep what it is answered, so that a
-// test can sign in a second time without replacing c's session.
-func consoleClientWith(c *http.Client) *http.Client {
-	return &http.Client{Jar: readOnlyJar{c.Jar}, Timeout: c.Timeout, CheckRedirect: c.CheckRedirect}
+// loginOnly is a client that sends only c's sign-in cookie, not its session, and keeps nothing it
+// is answered: a second browser signing in with the form c fetched, leaving c's session alone
+// (signing in again from c would end it).
+func loginOnly(t *testing.T, c *http.Client, base string) *http.Client {
+	t.Helper()
+	u, _ := url.Parse(base + "/")
+	jar, _ := cookiejar.New(nil)
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == "herald_console_login" {
+			jar.SetCookies(u, []*http.Cookie{{Name: ck.Name, Value: ck.Value, Path: "/console"}})
+		}
+	}
+	return &http.Client{Jar: readOnlyJar{jar}, Timeout: c.Timeout, CheckRedirect: c.CheckRedirect}
 }
 
 type readOnlyJar struct{ http.CookieJar }
@@ -459,13 +510,15 @@ func formToken(t *testing.T, c *http.Client, page, name string) string {
 	return ""
 }
 
-// TestConsoleRefusesForgedPosts checks, with a plain HTTP client, what a browser cannot show: a
-// state-changing POST without the session's CSRF token is refused and changes nothing, a sign-in
-// without the form's token too; the session cookie is HttpOnly and SameSite=Strict; and every
+// TestConsoleRefusesForgedPosts checks, with a plain HTTP client, what a browser cannot show:
+// every state-changing POST (sign-out, poison preview and act, rebuild, key creation and
+// revocation) without the session's CSRF token or with a wrong one is refused and changes nothing,
+// a sign-in without the form's token or with a wrong one too; the session cookie is HttpOnly and SameSite=Strict; and every
 // page carries the security headers.
 func TestConsoleRefusesForgedPosts(t *testing.T) {
 	h := startHerald(t, heraldOpts{Commands: []string{"all"}})
-	operator := createKey(t, h.deps, "console-op", herald.ScopeOperate)
+	// With admin, the key may change keys: only the missing token can refuse those posts.
+	operator := createKey(t, h.deps, "console-op", herald.ScopeOperate, herald.ScopeAdmin, herald.ScopeRead)
 	base := h.API + "/console"
 	c := consoleClient(t)
 
@@ -505,7 +558,7 @@ func TestConsoleRefusesForgedPosts(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(url.Values{"api_key": {operator}, "login_token": {login}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Forwarded-Proto", "https")
-	resp, err = consoleClientWith(c).Do(req)
+	resp, err = loginOnly(t, c, base).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -525,32 +578,67 @@ func TestConsoleRefusesForgedPosts(t *testing.T) {
 		t.Errorf("sessions stored under the token's SHA-256: %d (%v), want 1", stored, err)
 	}
 
+	// Every state-changing POST, without its form's token and with a wrong one, is refused 403
+	// and changes nothing: no event, no command, no session, no key, no rebuild.
 	csrf := formToken(t, c, base+"/keys", "csrf")
-	for _, tc := range []struct {
-		name string
-		form url.Values
-	}{
-		{"no token", url.Values{"name": {"forged"}, "scope": {"operate"}}},
-		{"a wrong token", url.Values{"name": {"forged"}, "scope": {"operate"}, "csrf": {csrf + "x"}}},
-	} {
-		resp, err := c.PostForm(base+"/keys", tc.form)
-		if err != nil {
+	victimID := keyID(t, h.deps, createKeyNamed(t, h.deps, "victim", herald.ScopeSend))
+	const someID = "0b0e5b7e-4b1a-4f0e-9d55-2f1f4a0c8e01"
+	snapshot := func() string {
+		t.Helper()
+		var counts, keys string
+		if err := h.DB.Pool.QueryRow(context.Background(), `SELECT
+			(SELECT count(*) FROM event_log)::text || ' events, ' || (SELECT count(*) FROM outbox)::text || ' commands, ' ||
+			(SELECT count(*) FROM console_sessions)::text || ' sessions',
+			(SELECT string_agg(name || CASE WHEN revoked_at IS NULL THEN '' ELSE ' (revoked)' END, ', ' ORDER BY name) FROM api_keys)`).
+			Scan(&counts, &keys); err != nil {
 			t.Fatal(err)
 		}
-		var body bytes.Buffer
-		_, _ = body.ReadFrom(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body.String(), "CSRF token") {
-			t.Errorf("a POST with %s answered %s: %s; want 403 naming the CSRF token", tc.name, resp.Status, body.String())
-		}
+		page := fetch(t, c, base+"/projections")
+		return fmt.Sprintf("%s; keys %s; %d rebuilds", counts, keys, strings.Count(page, "/projections/rebuilds/"))
 	}
-	keys, err := apikeys.NewStore(h.DB.Pool).List(context.Background(), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range keys {
-		if k.Name == "forged" {
-			t.Error("a forged POST created a key")
+	before := snapshot()
+	for _, route := range []struct {
+		name, path string
+		form       url.Values
+		field      string // the form's token
+		says       string // what the refusal says
+	}{
+		{"sign-out", "/logout", url.Values{}, "csrf", "CSRF token"},
+		{"poison preview", "/poison/preview", url.Values{"action": {"requeued"}, "id": {someID}, "reason": {"forged"}}, "csrf", "CSRF token"},
+		{"poison act", "/poison/act", url.Values{"action": {"requeued"}, "id": {someID}, "reason": {"forged"},
+			"version." + someID: {"5"}, "planned." + someID: {"requeued"}}, "csrf", "CSRF token"},
+		{"rebuild", "/projections/notification_status/rebuild", url.Values{"mode": {"swap"}}, "csrf", "CSRF token"},
+		{"key creation", "/keys", url.Values{"name": {"forged"}, "scope": {"operate"}}, "csrf", "CSRF token"},
+		{"key revocation", "/keys/" + victimID + "/revoke", url.Values{}, "csrf", "CSRF token"},
+		{"sign-in", "/login", url.Values{"api_key": {operator}}, "login_token", "did not come from this console"},
+	} {
+		for _, wrong := range []bool{false, true} {
+			form := url.Values{}
+			for k, v := range route.form {
+				form[k] = v
+			}
+			what := route.name + " without its token"
+			if wrong {
+				what = route.name + " with a wrong token"
+				token := csrf
+				if route.field == "login_token" {
+					token = formToken(t, c, base+"/login", "login_token")
+				}
+				form.Set(route.field, token+"x")
+			}
+			resp, err := c.PostForm(base+route.path, form)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body bytes.Buffer
+			_, _ = body.ReadFrom(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden || !strings.Contains(body.String(), route.says) {
+				t.Errorf("%s answered %s, want 403 saying %q:\n%s", what, resp.Status, route.says, body.String())
+			}
+			if after := snapshot(); after != before {
+				t.Errorf("%s changed the state: %s, then %s", what, before, after)
+			}
 		}
 	}
 	// With the token, the same form works: the refusals were the token's doing.
@@ -598,5 +686,56 @@ func TestConsoleRefusesForgedPosts(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusSeeOther || !strings.HasSuffix(resp.Header.Get("Location"), "/console/login") {
 		t.Errorf("after signing out the keys page answered %s to %s, want 303 to the sign-in page", resp.Status, resp.Header.Get("Location"))
+	}
+}
+
+// TestConsoleKeysNeedAdmin checks, with a plain HTTP client, that a session of a key with operate
+// but without admin lists the keys with a note, and that its key creation and revocation, with
+// the right CSRF token, are refused 403 and change no key.
+func TestConsoleKeysNeedAdmin(t *testing.T) {
+	h := startHerald(t, heraldOpts{Commands: []string{"all"}})
+	operator := createKey(t, h.deps, "console-op", herald.ScopeOperate, herald.ScopeRead)
+	victimID := keyID(t, h.deps, createKeyNamed(t, h.deps, "victim", herald.ScopeSend))
+	base := h.API + "/console"
+	c := consoleClient(t)
+	login := formToken(t, c, base+"/login", "login_token")
+	resp, err := c.PostForm(base+"/login", url.Values{"api_key": {operator}, "login_token": {login}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("signing in answered %s, want 303", resp.Status)
+	}
+	page := fetch(t, c, base+"/keys")
+	if !strings.Contains(page, "victim") || !strings.Contains(page, `id="not_admin"`) || strings.Contains(page, `id="create_key"`) {
+		t.Errorf("the keys page of an operate key should list the keys and say it lacks admin:\n%s", page)
+	}
+	keys := func() string {
+		var s string
+		if err := h.DB.Pool.QueryRow(context.Background(), `SELECT string_agg(name || CASE WHEN revoked_at IS NULL THEN '' ELSE ' (revoked)' END, ', ' ORDER BY name) FROM api_keys`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := keys()
+	csrf := formToken(t, c, base+"/keys", "csrf")
+	for path, form := range map[string]url.Values{
+		"/keys":                         {"name": {"successor"}, "scope": {"operate"}, "csrf": {csrf}},
+		"/keys/" + victimID + "/revoke": {"csrf": {csrf}},
+	} {
+		resp, err := c.PostForm(base+path, form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body bytes.Buffer
+		_, _ = body.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body.String(), "admin scope") {
+			t.Errorf("POST %s by an operate key answered %s, want 403 naming the admin scope:\n%s", path, resp.Status, body.String())
+		}
+	}
+	if after := keys(); after != before {
+		t.Errorf("the refused posts changed the keys: %s, then %s", before, after)
 	}
 }

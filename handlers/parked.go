@@ -108,6 +108,18 @@ type Selection struct {
 	IDs     []string
 	All     bool
 	Channel herald.Channel
+	// Expect, when not nil, is what a preview showed, by notification id: the action then refuses
+	// the whole batch (ECONFLICT, naming each difference) unless it plans exactly these
+	// notifications, each at the version, with the action and the parked messages the preview
+	// saw. An operator confirms what was shown, not whatever the queue holds by then.
+	Expect map[string]Expected
+}
+
+// Expected is what a preview showed for one notification (see Planned).
+type Expected struct {
+	Version    int64
+	Action     Action
+	MessageIDs []string
 }
 
 // Action is what an operator's requeue or discard did to one notification.

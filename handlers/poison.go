@@ -160,12 +160,15 @@ type Planned struct {
 	Action       Action
 	Notification herald.Notification
 	Parked       int
+	// MessageIDs are the distinct ids of its parked messages, sorted: with the version and the
+	// action, what a confirmation passes back as Selection.Expect.
+	MessageIDs []string
 }
 
 // Preview says what Requeue (action ActionRequeued) or Discard (ActionDiscarded) would do with
 // sel, actor and reason now, doing nothing: the same checks, the same plan, and the same errors.
 // The queue and the log may move before the action runs; the action plans again and refuses
-// what it can no longer do.
+// what it can no longer do, and, given the preview as Selection.Expect, anything that differs.
 func (o *Operator) Preview(ctx context.Context, a Action, sel Selection, actor, reason string) ([]Planned, error) {
 	var v verb
 	switch a {
@@ -182,7 +185,7 @@ func (o *Operator) Preview(ctx context.Context, a Action, sel Selection, actor, 
 	}
 	out := make([]Planned, len(steps))
 	for i, s := range steps {
-		out[i] = Planned{ID: s.id, Action: s.action, Notification: s.state.n, Parked: len(s.msgs)}
+		out[i] = Planned{ID: s.id, Action: s.action, Notification: s.state.n, Parked: len(s.msgs), MessageIDs: messageIDs(s.msgs)}
 	}
 	return out, nil
 }
@@ -233,6 +236,11 @@ func (o *Operator) prepare(ctx context.Context, v verb, sel Selection, actor, re
 	}
 	if len(problems) > 0 {
 		return nil, refusal(v, problems, len(ids))
+	}
+	if sel.Expect != nil {
+		if problems := unexpected(steps, sel.Expect); len(problems) > 0 {
+			return nil, refusal(v, problems, max(len(ids), len(sel.Expect)))
+		}
 	}
 	return steps, nil
 }

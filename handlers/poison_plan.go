@@ -229,3 +229,46 @@ func listProblems(fields map[string]string) string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// messageIDs returns the distinct ids of msgs, sorted: copies of one message share an id.
+func messageIDs(msgs []ParkedMessage) []string {
+	var out []string
+	for _, m := range msgs {
+		out = append(out, m.MessageID)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// unexpected compares the plan made now with the one a preview showed, and returns each
+// notification whose plan differs, or that only one of them holds.
+func unexpected(steps []step, expect map[string]Expected) map[string]problem {
+	problems := map[string]problem{}
+	planned := map[string]bool{}
+	for _, s := range steps {
+		planned[s.id] = true
+		e, ok := expect[s.id]
+		switch {
+		case !ok:
+			problems[s.id] = problem{herald.ECONFLICT, "was not in the preview"}
+		case e.Action != s.action:
+			problems[s.id] = problem{herald.ECONFLICT, fmt.Sprintf("would now be %s, not %s as previewed", s.action, e.Action)}
+		case e.Version != s.state.n.Version:
+			problems[s.id] = problem{herald.ECONFLICT, fmt.Sprintf("is at v%d now, not v%d as previewed", s.state.n.Version, e.Version)}
+		case !slices.Equal(messageIDs(s.msgs), sortedCompact(e.MessageIDs)):
+			problems[s.id] = problem{herald.ECONFLICT, "its parked messages changed since the preview"}
+		}
+	}
+	for id := range expect {
+		if !planned[id] {
+			problems[id] = problem{herald.ECONFLICT, "was previewed but is not selected now"}
+		}
+	}
+	return problems
+}
+
+func sortedCompact(ids []string) []string {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}

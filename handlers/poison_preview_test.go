@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
 )
 
@@ -48,5 +49,97 @@ func TestPreviewPlansWithoutActing(t *testing.T) {
 	}
 	if len(env.parked.messageIDs(failed)) != 1 || len(env.parked.messageIDs(stale)) != 1 {
 		t.Error("the previews removed parked messages")
+	}
+}
+
+// expectFrom is what a confirmation passes back of plan.
+func expectFrom(plan []handlers.Planned) map[string]handlers.Expected {
+	out := map[string]handlers.Expected{}
+	for _, p := range plan {
+		out[p.ID] = handlers.Expected{Version: p.Notification.Version, Action: p.Action, MessageIDs: p.MessageIDs}
+	}
+	return out
+}
+
+// An action confirmed from a preview does what the preview showed or nothing: if a stream moved,
+// a message was parked or the selection changed in between, the whole batch is refused and
+// nothing is written or removed.
+func TestConfirmedActionRefusesWhatThePreviewDidNotShow(t *testing.T) {
+	ctx := operatorCtx()
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T, env *operatorEnv, moved, other string) // between the preview and the action
+		verb   handlers.Action
+	}{
+		{"its stream moved", func(t *testing.T, env *operatorEnv, moved, _ string) {
+			// Another operator requeued it, and it failed again: failed, as previewed, but later.
+			if _, err := env.log.Append(ctx, moved, 5, opMD("other"),
+				&events.NotificationRequeued{Actor: "other", Reason: "try", Attempts: 2},
+				&events.NotificationProcessing{Attempt: 3, Worker: "w1"},
+				&events.NotificationFailed{Attempt: 3, Provider: "p", Error: "503", Reason: events.ReasonAttemptsExhausted},
+			); err != nil {
+				t.Fatal(err)
+			}
+		}, handlers.ActionRequeued},
+		{"a message was parked", func(t *testing.T, env *operatorEnv, moved, _ string) {
+			env.parked.park(parkedFor(moved, herald.ChannelSMS))
+		}, handlers.ActionDiscarded},
+		{"the preview is not the selection", func(t *testing.T, env *operatorEnv, _, _ string) {}, handlers.ActionRequeued},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newOperatorEnv(t, nil)
+			moved := env.notification(t, herald.ChannelSMS, failedStory(), true)
+			other := env.notification(t, herald.ChannelSMS, failedStory(), true)
+			sel := handlers.Selection{IDs: []string{moved, other}}
+			plan, err := env.op.Preview(ctx, tc.verb, sel, "ops", "fixed")
+			if err != nil {
+				t.Fatalf("Preview: %v", err)
+			}
+			sel.Expect = expectFrom(plan)
+			if tc.name == "the preview is not the selection" {
+				sel.IDs = []string{moved}
+			}
+			tc.change(t, env, moved, other)
+			before := map[string]int64{moved: env.version(t, moved), other: env.version(t, other)}
+			parked := map[string]int{moved: len(env.parked.messageIDs(moved)), other: len(env.parked.messageIDs(other))}
+
+			act := env.op.Requeue
+			if tc.verb == handlers.ActionDiscarded {
+				act = env.op.Discard
+			}
+			results, err := act(ctx, sel, "ops", "fixed")
+			checkCode(t, err, herald.ECONFLICT)
+			if len(results) != 0 {
+				t.Errorf("the refused action returned %+v", results)
+			}
+			if tc.name != "the preview is not the selection" && herald.ErrorFields(err)[moved] == "" {
+				t.Errorf("the refusal %v does not name %s", err, moved)
+			}
+			for _, id := range []string{moved, other} {
+				if v := env.version(t, id); v != before[id] {
+					t.Errorf("after the refusal %s is at v%d, want v%d", id, v, before[id])
+				}
+				if n := len(env.parked.messageIDs(id)); n != parked[id] {
+					t.Errorf("after the refusal %s has %d parked, want %d", id, n, parked[id])
+				}
+			}
+			if cmds := outboxCommands(t, env.pool); len(cmds) != 0 {
+				t.Errorf("the refused action queued %d commands", len(cmds))
+			}
+		})
+	}
+
+	// Unchanged, the confirmation does what the preview showed.
+	env := newOperatorEnv(t, nil)
+	id := env.notification(t, herald.ChannelSMS, failedStory(), true)
+	sel := handlers.Selection{IDs: []string{id}}
+	plan, err := env.op.Preview(ctx, handlers.ActionRequeued, sel, "ops", "fixed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel.Expect = expectFrom(plan)
+	results, err := env.op.Requeue(ctx, sel, "ops", "fixed")
+	if err != nil || len(results) != 1 || results[0].Action != handlers.ActionRequeued {
+		t.Errorf("the confirmed requeue = %+v, %v; want %s requeued", results, err, id)
 	}
 }

@@ -46,20 +46,11 @@ type Minute struct {
 
 // Throughput returns the last minutes, oldest first, each with the notifications the history
 // read model shows sent and failed in it; every minute is there, counted 0 when nothing happened.
+// It reads only the rows of those minutes, through notification_history_type_occurred_idx: the
+// cost follows the last hour's traffic, not the history's length.
 func (r *Reader) Throughput(ctx context.Context, minutes int) ([]Minute, error) {
 	sent, failed := events.TypeNotificationSent, events.TypeNotificationFailed
-	rows, err := r.db.Query(ctx, `
-WITH span AS (
-	SELECT generate_series(date_trunc('minute', now()) - ($1 - 1) * interval '1 minute',
-		date_trunc('minute', now()), interval '1 minute') AS minute
-)
-SELECT span.minute,
-	count(*) FILTER (WHERE h.event_type = $2),
-	count(*) FILTER (WHERE h.event_type = $3)
-FROM span LEFT JOIN notification_history h
-	ON h.occurred_at >= span.minute AND h.occurred_at < span.minute + interval '1 minute'
-	AND h.event_type IN ($2, $3)
-GROUP BY span.minute ORDER BY span.minute`, minutes, sent, failed)
+	rows, err := r.db.Query(ctx, throughputQuery, minutes, sent, failed)
 	if err != nil {
 		return nil, fmt.Errorf("throughput: %w", err)
 	}
@@ -73,3 +64,22 @@ GROUP BY span.minute ORDER BY span.minute`, minutes, sent, failed)
 	}
 	return out, nil
 }
+
+// throughputQuery counts $2 (sent) and $3 (failed) events per minute of the last $1 minutes. The
+// range on occurred_at, with the event types, is what the index serves; generate_series then adds
+// the minutes without any.
+const throughputQuery = `
+WITH counted AS (
+	SELECT date_trunc('minute', occurred_at) AS minute,
+		count(*) FILTER (WHERE event_type = $2) AS sent,
+		count(*) FILTER (WHERE event_type = $3) AS failed
+	FROM notification_history
+	WHERE event_type IN ($2, $3)
+		AND occurred_at >= date_trunc('minute', now()) - ($1 - 1) * interval '1 minute'
+	GROUP BY 1
+)
+SELECT span.minute, coalesce(counted.sent, 0), coalesce(counted.failed, 0)
+FROM generate_series(date_trunc('minute', now()) - ($1 - 1) * interval '1 minute',
+	date_trunc('minute', now()), interval '1 minute') AS span(minute)
+LEFT JOIN counted ON counted.minute = span.minute
+ORDER BY span.minute`

@@ -76,10 +76,10 @@ func apikeysCreateCommand() *cobra.Command {
 			fmt.Fprintf(w, "Keep it now; it is not stored and cannot be shown again:\n\n%s\n", token)
 			return nil
 		})
-	cmd.Long = `create makes an API key with a name and scopes (send, read, operate) and prints it once.
+	cmd.Long = `create makes an API key with a name and scopes (send, read, operate, admin) and prints it once.
 Use it as "Authorization: Bearer <key>".`
 	cmd.Flags().String("name", "", "a name for the key, unique: who or what uses it")
-	cmd.Flags().StringVar(&scopes, "scopes", "", "comma-separated scopes: send, read, operate")
+	cmd.Flags().StringVar(&scopes, "scopes", "", "comma-separated scopes: send, read, operate, admin (admin: manage API keys in the console)")
 	cmd.Flags().StringVar(&createdBy, "created-by", "", "who creates the key, for the record; empty: the OS user")
 	markArguments(cmd.Flags(), "name", "scopes", "created-by")
 	_ = cmd.MarkFlagRequired("name")

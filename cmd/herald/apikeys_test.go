@@ -194,7 +194,7 @@ func TestAPIKeysRefuse(t *testing.T) {
 		{"duplicate name", []string{"create", "--name", "taken", "--scopes", "send"}, "taken"},
 		{"bad name", []string{"create", "--name", "no spaces please", "--scopes", "send"}, "name"},
 		{"empty name", []string{"create", "--name", "", "--scopes", "send"}, "name"},
-		{"unknown scope", []string{"create", "--name", "k", "--scopes", "send,admin"}, "admin"},
+		{"unknown scope", []string{"create", "--name", "k", "--scopes", "send,root"}, "root"},
 		{"scope in another case", []string{"create", "--name", "k", "--scopes", "Send"}, "Send"},
 		{"no scope", []string{"create", "--name", "k", "--scopes", " , "}, "scope"},
 		{"empty scopes", []string{"create", "--name", "k", "--scopes", ""}, "scope"},
