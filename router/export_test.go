@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
@@ -18,3 +19,18 @@ func ElectionName(p *Projector) string { return p.election }
 
 // GroupLockKey is groupLockKey, for tests that take a consumer group's lock themselves.
 var GroupLockKey = groupLockKey
+
+// SetPoisonRetry sets how often t declares the poison queue again while its node is down; call
+// it before t runs.
+func SetPoisonRetry(t *Topology, retry time.Duration) { t.poisonRetry = retry }
+
+// SetPoisonDown makes t hold the poison queue's node for down, as when a park finds it gone.
+func SetPoisonDown(t *Topology, err error) { t.poisonDown(err) }
+
+// SetPoisonUp makes t hold the poison queue for declared again, as watch does once its node is
+// back.
+func SetPoisonUp(t *Topology) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.poisonErr = nil
+}

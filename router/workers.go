@@ -101,7 +101,9 @@ func (w *Workers) Run(ctx context.Context) error {
 	poisonPub := newRoutedPublisher(w.amqp, w.amqp.PublishChannels, "herald worker poison", w.topology)
 	defer poisonPub.Close()
 
-	router, err := w.router(conn, poisonPub, wlog)
+	// A park the poison queue cannot take yet is held, not requeued at once (see park_hold.go).
+	held := &holdingPublisher{pub: poisonPub, done: ctx.Done(), logger: w.logger}
+	router, err := w.router(conn, held, wlog)
 	if err != nil {
 		return err
 	}
