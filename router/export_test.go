@@ -34,3 +34,28 @@ func SetPoisonUp(t *Topology) {
 	defer t.mu.Unlock()
 	t.poisonErr = nil
 }
+
+// NodesOf returns what c's URL is read as: the URL amqp091 is handed, the nodes' addresses, and
+// the connect and handshake bounds of each node.
+func NodesOf(url string) (uri string, addrs []string, connect, handshake time.Duration, err error) {
+	n, err := parseNodes(url)
+	if err != nil {
+		return "", nil, 0, 0, err
+	}
+	connect, handshake = n.timeouts()
+	return n.uri, n.addrs, connect, handshake, nil
+}
+
+// NodeTLSCertificates is how many client certificates the TLS configuration of url's nodes
+// presents, read from its files now.
+func NodeTLSCertificates(url string) (int, error) {
+	n, err := parseNodes(url)
+	if err != nil {
+		return 0, err
+	}
+	cfg, err := nodeTLS(n.first)
+	if err != nil {
+		return 0, err
+	}
+	return len(cfg.Certificates), nil
+}
