@@ -58,6 +58,13 @@ func (n brokerNodes) timeouts() (connect, handshake time.Duration) {
 	return nodeDialTimeout, handshakeTimeout
 }
 
+// ValidateAMQPURL reports what is wrong with raw as an AMQP URL setting: one node's URL or a
+// cluster's (see brokerNodes). Its errors never quote the URL.
+func ValidateAMQPURL(raw string) error {
+	_, err := parseNodes(raw)
+	return err
+}
+
 // parseNodes reads raw as one or more nodes' URLs. Its errors never quote the URL: it holds a
 // password.
 func parseNodes(raw string) (brokerNodes, error) {
