@@ -103,7 +103,7 @@ func (w *Workers) Run(ctx context.Context) error {
 	defer poisonPub.Close()
 
 	// A park the poison queue cannot take yet is held, not requeued at once (see park_hold.go).
-	held := &holdingPublisher{pub: poisonPub, done: ctx.Done(), logger: w.logger}
+	held := &holdingPublisher{pub: poisonPub, done: ctx.Done(), limit: parkHoldLimit, logger: w.logger}
 	router, err := w.router(conn, held, wlog)
 	if err != nil {
 		return err
