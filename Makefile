@@ -52,7 +52,7 @@ test-faults: ## The fault suite: kills and restarts processes, RabbitMQ (a priva
 	$(GO) test -tags faults -count=1 -v -timeout 15m -run '^TestFaults$$' ./e2e/
 
 test-scale: ## The scale suite: a 3-node RabbitMQ cluster and a PostgreSQL primary with a standby, each losing a node under load
-	$(GO) test -tags scale -count=1 -v -timeout 10m -run '^TestScale$$' ./e2e/
+	$(GO) test -tags scale -count=1 -v -timeout 25m -run '^TestScale$$' ./e2e/
 
 check: vet fmt
 

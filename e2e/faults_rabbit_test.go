@@ -105,8 +105,13 @@ func newRabbitNode(t *testing.T, name, extraConf string) *rabbitNode {
 		mgmtPort: freePort(t),
 		distPort: freePort(t),
 	}
-	n.dir, err = os.MkdirTemp("", "herald-rabbitmq-")
+	reapOrphans.Do(func() { reapOrphanRabbitNodes(t) })
+	n.dir, err = os.MkdirTemp("", rabbitDirPrefix)
 	if err != nil {
+		t.Fatal(err)
+	}
+	// The test process that owns the node: a later run stops the node if this one dies first.
+	if err := os.WriteFile(filepath.Join(n.dir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	conf := fmt.Sprintf("listeners.tcp.default = 127.0.0.1:%d\nmanagement.tcp.port = %d\nmanagement.tcp.ip = 127.0.0.1\n", n.port, n.mgmtPort) + extraConf
@@ -297,6 +302,44 @@ func (n *rabbitNode) killByPIDFile(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Logf("RabbitMQ node %s: kill %d: %v", n.name, pid, err)
 	}
+}
+
+// rabbitDirPrefix names the temporary directories of the suite's nodes.
+const rabbitDirPrefix = "herald-rabbitmq-"
+
+var reapOrphans sync.Once
+
+// reapOrphanRabbitNodes stops the nodes a run that died left behind (killed by a timeout, its
+// cleanups never ran): nodes whose owner process is gone. A node another run still owns is
+// left alone, as is one whose pid no longer runs a node of that directory.
+func reapOrphanRabbitNodes(t *testing.T) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), rabbitDirPrefix+"*"))
+	for _, dir := range dirs {
+		owner, err := readPID(filepath.Join(dir, "owner"))
+		if err != nil || syscall.Kill(owner, 0) == nil {
+			continue // not ours to judge, or its owner still runs
+		}
+		if pid, err := readPID(filepath.Join(dir, "pid")); err == nil {
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			if strings.Contains(string(cmdline), dir) {
+				t.Logf("stopping RabbitMQ node %d left behind by a run that died (%s)", pid, dir)
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		_ = os.RemoveAll(dir)
+	}
+}
+
+func readPID(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("%s holds no pid: %q", path, b)
+	}
+	return pid, nil
 }
 
 // logTail prints the end of the node's log.

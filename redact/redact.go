@@ -28,8 +28,47 @@ const Mask = "xxxxx"
 const MinLength = 4
 
 // URL returns raw with the password of its user information replaced by Mask. raw need not be
-// a valid URL: a string url.Parse refuses is masked by pattern (see Text).
+// a valid URL: a string url.Parse refuses is masked by pattern (see Text). raw may name several
+// URLs, separated by commas (a cluster's nodes): each one's password is masked.
 func URL(raw string) string {
+	urls := URLs(raw)
+	if len(urls) < 2 {
+		return oneURL(raw)
+	}
+	for i, u := range urls {
+		urls[i] = oneURL(u)
+	}
+	return strings.Join(urls, ",")
+}
+
+// URLs cuts raw into the URLs it names, separated by commas: a piece that does not start with a
+// scheme (scheme://) continues the piece before it, as a password or a list of hosts may hold a
+// comma.
+func URLs(raw string) []string {
+	var out []string
+	for _, piece := range strings.Split(raw, ",") {
+		if len(out) > 0 && !startsWithScheme.MatchString(piece) {
+			out[len(out)-1] += "," + piece
+			continue
+		}
+		out = append(out, piece)
+	}
+	return out
+}
+
+var startsWithScheme = regexp.MustCompile(`^\s*[a-zA-Z][a-zA-Z0-9+.\-]*://`)
+
+// oneURL is URL for one URL. A password the pattern could not find (one holding an unescaped /,
+// in a URL url.Parse refuses) is masked where Password, taking it out by hand, found it.
+func oneURL(raw string) string {
+	masked := oneURLParsed(raw)
+	if pw := Password(raw); pw != "" {
+		masked = strings.ReplaceAll(masked, ":"+pw+"@", ":"+Mask+"@")
+	}
+	return masked
+}
+
+func oneURLParsed(raw string) string {
 	u, err := url.Parse(raw)
 	if err == nil && u.User != nil {
 		if _, ok := u.User.Password(); ok {

@@ -24,6 +24,11 @@ func TestURL(t *testing.T) {
 		{"amqp://guest:s3c@ret@host/", "amqp://guest:xxxxx@host/"},
 		{"host=db user=herald password=s3cret dbname=herald", "host=db user=herald password=xxxxx dbname=herald"},
 		{"host=db password='s3 cret' dbname=herald", "host=db password=xxxxx dbname=herald"},
+		// A cluster's nodes: every URL's password goes, not only the first's.
+		{"amqp://u:S3cret@h:1/v,amqp://u:S3cret@h:2/v", "amqp://u:xxxxx@h:1/v,amqp://u:xxxxx@h:2/v"},
+		{"amqp://u:a,b@h:1/v, amqps://u:Other@h:2/v", "amqp://u:xxxxx@h:1/v, amqps://u:xxxxx@h:2/v"},
+		{"amqp://u:S3cret@h1:5672,h2:5672/v", "amqp://u:xxxxx@h1:5672,h2:5672/v"},
+		{"amqp://u:s3/+cr@h:bad/v,amqp://u:s3/+cr@h:2/v", "amqp://u:xxxxx@h:bad/v,amqp://u:xxxxx@h:2/v"},
 		{"", ""},
 	}
 	for _, tt := range tests {

@@ -116,13 +116,20 @@ func (c AMQPConfig) Declare(ch *amqp091.Channel) error {
 		}
 	}
 	if _, err := ch.QueueDeclare(QueuePoison, true, false, false, false, poisonQueueArguments()); err != nil {
-		var aerr *amqp091.Error
-		if errors.As(err, &aerr) && aerr.Code == amqp091.NotFound && strings.Contains(aerr.Reason, "home node") {
-			err = fmt.Errorf("%w: %w", ErrPoisonQueueNodeDown, err)
-		}
+		err = poisonNodeDown(err)
 		return fmt.Errorf("declare queue %s (%v): %w", QueuePoison, poisonQueueArguments(), err)
 	}
 	return nil
+}
+
+// poisonNodeDown wraps err in ErrPoisonQueueNodeDown when RabbitMQ says the node holding the
+// poison queue is down (NOT_FOUND, "home node ... is down or inaccessible").
+func poisonNodeDown(err error) error {
+	var aerr *amqp091.Error
+	if errors.As(err, &aerr) && aerr.Code == amqp091.NotFound && strings.Contains(aerr.Reason, "home node") {
+		return fmt.Errorf("%w: %w", ErrPoisonQueueNodeDown, err)
+	}
+	return err
 }
 
 // ErrPoisonQueueNodeDown says the RabbitMQ node that holds the poison queue is down. The poison
@@ -172,6 +179,8 @@ type Topology struct {
 	// missingGrace is how long the topology stays down after a publisher found a queue missing
 	// before it declares the queues again.
 	missingGrace time.Duration
+	// poisonRetry is how often the poison queue is declared again while its node is down.
+	poisonRetry time.Duration
 
 	redeclare chan string // queues a publisher found missing
 
@@ -190,6 +199,7 @@ func NewTopology(cfg AMQPConfig, logger *slog.Logger) *Topology {
 		cfg:          cfg,
 		logger:       logger,
 		missingGrace: time.Second,
+		poisonRetry:  poisonRetryInterval,
 		redeclare:    make(chan string, 1),
 		declared:     make(chan struct{}),
 		lost:         make(chan struct{}),
@@ -252,12 +262,11 @@ func (t *Topology) Run(ctx context.Context) error {
 // cancelled declare the queue themselves as they subscribe again; the topology declares it after
 // missingGrace, for when no worker runs.
 func (t *Topology) watch(ctx context.Context, conn *amqp091.Connection, closed <-chan *amqp091.Error) (stop bool) {
-	var retryPoison <-chan time.Time
-	if t.PoisonReady() != nil {
-		tick := time.NewTicker(poisonRetryInterval)
-		defer tick.Stop()
-		retryPoison = tick.C
-	}
+	// The poison queue is declared again on every tick while its node is known to be down:
+	// known at the first declaration, or later, when a park finds it gone (see
+	// Topology.poisonDown).
+	tick := time.NewTicker(t.poisonRetry)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -282,16 +291,30 @@ func (t *Topology) watch(ctx context.Context, conn *amqp091.Connection, closed <
 			t.setDown(err)
 			t.logger.WarnContext(ctx, "RabbitMQ connection lost", "error", err)
 			return false
-		case <-retryPoison:
+		case <-tick.C:
+			if t.PoisonReady() == nil {
+				continue
+			}
 			if err := t.declarePoison(conn); err != nil {
 				continue
 			}
-			retryPoison = nil
 			t.mu.Lock()
 			t.poisonErr = nil
 			t.mu.Unlock()
 			t.logger.InfoContext(ctx, "poison queue declared: its RabbitMQ node is back")
 		}
+	}
+}
+
+// poisonDown records that a park found the poison queue's node down after the topology declared
+// it (a failover the topology's connection did not see): parking is refused, and watch declares
+// the poison queue again until the node is back.
+func (t *Topology) poisonDown(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.lastErr == nil && t.poisonErr == nil {
+		t.poisonErr = err
+		t.logger.Warn("the poison queue's RabbitMQ node is down; parking waits until it is back", "error", err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -41,7 +42,27 @@ type brokerNodes struct {
 	// node's host as every node's server name).
 	uri   string
 	addrs []string // host:port of each node, in the order given
-	tls   *tls.Config
+	// first is the first node's URL as amqp091 reads it: its TLS files, read again at every
+	// dial (a certificate renewed on disk is taken without a restart), and its
+	// connection_timeout.
+	first amqp091.URI
+}
+
+// timeouts are the TCP connect's and the handshakes' bounds for one node: connection_timeout
+// (milliseconds) bounds both when the URL sets it, as amqp091 does.
+func (n brokerNodes) timeouts() (connect, handshake time.Duration) {
+	if n.first.ConnectionTimeout > 0 {
+		t := time.Duration(n.first.ConnectionTimeout) * time.Millisecond
+		return t, t
+	}
+	return nodeDialTimeout, handshakeTimeout
+}
+
+// ValidateAMQPURL reports what is wrong with raw as an AMQP URL setting: one node's URL or a
+// cluster's (see brokerNodes). Its errors never quote the URL.
+func ValidateAMQPURL(raw string) error {
+	_, err := parseNodes(raw)
+	return err
 }
 
 // parseNodes reads raw as one or more nodes' URLs. Its errors never quote the URL: it holds a
@@ -70,16 +91,19 @@ func parseNodes(raw string) (brokerNodes, error) {
 			return brokerNodes{}, fmt.Errorf("node %d of %d differs from the first in more than its host and port (user, password, vhost, scheme or parameters): the nodes of one cluster share them", i+1, len(urls))
 		}
 	}
-	n.uri = urls[0]
+	n.uri, n.first = urls[0], first
 	if first.Scheme == "amqps" {
-		cfg, err := nodeTLS(first)
-		if err != nil {
-			return brokerNodes{}, err
-		}
-		n.tls = cfg
-		n.uri = "amqp" + strings.TrimPrefix(urls[0], "amqps")
+		// The scheme is case-insensitive (AMQPS:// is amqps://): cut it off whole.
+		_, rest, _ := strings.Cut(urls[0], "://")
+		n.uri = "amqp://" + rest
 	}
 	return n, nil
+}
+
+// hasScheme reports whether s starts with an AMQP scheme, in any case.
+func hasScheme(s string) bool {
+	scheme, _, ok := strings.Cut(s, "://")
+	return ok && (strings.EqualFold(scheme, "amqp") || strings.EqualFold(scheme, "amqps"))
 }
 
 // splitNodeURLs cuts raw into one URL per node. A piece that does not start with a scheme
@@ -89,7 +113,7 @@ func splitNodeURLs(raw string) []string {
 	var whole []string
 	for _, piece := range strings.Split(raw, ",") {
 		trimmed := strings.TrimSpace(piece)
-		if len(whole) == 0 || strings.HasPrefix(trimmed, "amqp://") || strings.HasPrefix(trimmed, "amqps://") {
+		if len(whole) == 0 || hasScheme(trimmed) {
 			whole = append(whole, trimmed)
 			continue
 		}
@@ -134,8 +158,9 @@ func sameButHost(a, b amqp091.URI) bool {
 }
 
 // nodeTLS is the TLS configuration the URL's parameters ask for (cacertfile, certfile, keyfile,
-// server_name_indication), as amqp091 would build it. Without server_name_indication each node's
-// certificate is checked against that node's own host.
+// server_name_indication), as amqp091 would build it: a client certificate only when both
+// certfile and keyfile are given. Without server_name_indication each node's certificate is
+// checked against that node's own host.
 func nodeTLS(uri amqp091.URI) (*tls.Config, error) {
 	cfg := &tls.Config{ServerName: uri.ServerName, MinVersion: tls.VersionTLS12}
 	if uri.CACertFile != "" {
@@ -146,7 +171,7 @@ func nodeTLS(uri amqp091.URI) (*tls.Config, error) {
 		cfg.RootCAs = x509.NewCertPool()
 		cfg.RootCAs.AppendCertsFromPEM(pem)
 	}
-	if uri.CertFile != "" || uri.KeyFile != "" {
+	if uri.CertFile != "" && uri.KeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(uri.CertFile, uri.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("read certfile and keyfile: %w", err)
@@ -157,16 +182,31 @@ func nodeTLS(uri amqp091.URI) (*tls.Config, error) {
 }
 
 // dialer returns an amqp091 Dial hook that ignores the address amqp091 derived from uri and
-// connects to the first node that answers, trying them in order, each through dialOne.
+// connects to the first node that answers, each through dialOne. Each call starts after the
+// node the call before it handed out: a node that takes TCP but fails the AMQP handshake (or
+// drops the connection soon after) is not chosen again and again — the next dial, by amqp091's
+// caller or watermill-amqp's reconnection, goes on to the next node.
 func (n brokerNodes) dialer(dialOne func(network, addr string) (net.Conn, error)) func(network, addr string) (net.Conn, error) {
+	var (
+		mu   sync.Mutex
+		next int // the node the next call tries first
+	)
 	return func(network, _ string) (net.Conn, error) {
+		mu.Lock()
+		start := next
+		mu.Unlock()
 		var errs []error
-		for _, addr := range n.addrs {
+		for i := range n.addrs {
+			at := (start + i) % len(n.addrs)
+			addr := n.addrs[at]
 			conn, err := dialOne(network, addr)
-			if err == nil && n.tls != nil {
+			if err == nil && n.first.Scheme == "amqps" {
 				conn, err = n.handshake(conn, addr)
 			}
 			if err == nil {
+				mu.Lock()
+				next = (at + 1) % len(n.addrs)
+				mu.Unlock()
 				return conn, nil
 			}
 			errs = append(errs, err)
@@ -179,9 +219,13 @@ func (n brokerNodes) dialer(dialOne func(network, addr string) (net.Conn, error)
 }
 
 // handshake runs TLS over conn to the node at addr, checking its certificate against its own
-// host unless the URL named a server.
+// host unless the URL named a server. The TLS files are read for each handshake.
 func (n brokerNodes) handshake(conn net.Conn, addr string) (net.Conn, error) {
-	cfg := n.tls.Clone()
+	cfg, err := nodeTLS(n.first)
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
 	if cfg.ServerName == "" {
 		cfg.ServerName, _, _ = net.SplitHostPort(addr)
 	}
@@ -193,43 +237,65 @@ func (n brokerNodes) handshake(conn net.Conn, addr string) (net.Conn, error) {
 	return client, nil
 }
 
-// dialNode connects to one node, leaving handshakeTimeout for TLS and AMQP's handshake (amqp091
-// clears the deadline once the connection is open).
-func dialNode(network, addr string) (net.Conn, error) {
-	conn, err := net.DialTimeout(network, addr, nodeDialTimeout)
-	if err != nil {
-		return nil, err
+// nodeDialer connects to one node within connect, leaving handshake for TLS and AMQP's
+// handshake (amqp091 clears the deadline once the connection is open).
+func nodeDialer(connect, handshake time.Duration) func(network, addr string) (net.Conn, error) {
+	return func(network, addr string) (net.Conn, error) {
+		conn, err := net.DialTimeout(network, addr, connect)
+		if err != nil {
+			return nil, err
+		}
+		if err := conn.SetDeadline(time.Now().Add(handshake)); err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
+		return conn, nil
 	}
-	if err := conn.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
-		_ = conn.Close()
-		return nil, err
-	}
-	return conn, nil
 }
 
 // amqpDialConfig returns the URL and configuration to hand amqp091.DialConfig (or
 // watermill-amqp's ConnectionConfig) so that a connection named name reaches the first of c's
-// nodes that answers. dialOne connects to one node; nil means dialNode.
-func (c AMQPConfig) amqpDialConfig(name string, dialOne func(network, addr string) (net.Conn, error)) (string, amqp091.Config, error) {
+// nodes that answers. dialOne connects to one node; nil means within the URL's
+// connection_timeout, or nodeDialTimeout and handshakeTimeout.
+func (c AMQPConfig) amqpDialConfig(name string, dialOne func(network, addr string) (net.Conn, error)) (string, amqp091.Config, int, error) {
 	nodes, err := parseNodes(c.URL)
 	if err != nil {
-		return "", amqp091.Config{}, fmt.Errorf("AMQP URL: %w", err)
+		return "", amqp091.Config{}, 0, fmt.Errorf("AMQP URL: %w", err)
 	}
 	if dialOne == nil {
-		dialOne = dialNode
+		dialOne = nodeDialer(nodes.timeouts())
 	}
 	props := amqp091.NewConnectionProperties()
 	if name != "" {
 		props.SetClientConnectionName(name)
 	}
-	return nodes.uri, amqp091.Config{Properties: props, Dial: nodes.dialer(dialOne)}, nil
+	return nodes.uri, amqp091.Config{Properties: props, Dial: nodes.dialer(dialOne)}, len(nodes.addrs), nil
 }
 
-// dial connects to the first of c's nodes that answers, as a connection named name.
+// dial connects to the first of c's nodes that answers, as a connection named name. A node
+// that takes TCP but fails the AMQP handshake (a node starting or stopping, a listener that is
+// not RabbitMQ) fails the whole of amqp091's dial; so the dial is tried once per node, each try
+// starting at the node after the one the last try reached.
 func (c AMQPConfig) dial(name string) (*amqp091.Connection, error) {
-	uri, cfg, err := c.amqpDialConfig(name, nil)
+	uri, cfg, nodes, err := c.amqpDialConfig(name, nil)
 	if err != nil {
 		return nil, err
 	}
-	return amqp091.DialConfig(uri, cfg)
+	return dialEach(uri, cfg, nodes)
+}
+
+// dialEach runs amqp091.DialConfig up to nodes times, until one succeeds.
+func dialEach(uri string, cfg amqp091.Config, nodes int) (*amqp091.Connection, error) {
+	var errs []error
+	for range max(1, nodes) {
+		conn, err := amqp091.DialConfig(uri, cfg)
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 1 {
+		return nil, errs[0]
+	}
+	return nil, errors.Join(errs...)
 }

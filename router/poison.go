@@ -354,9 +354,15 @@ func (q *PoisonQueue) dial(ctx context.Context) (*amqp091.Connection, error) {
 	if !ok {
 		deadline = time.Now().Add(q.dialTimeout)
 	}
-	// Each node tried gets what is left of the deadline.
-	uri, cfg, err := AMQPConfig{URL: q.url}.amqpDialConfig("herald poison", func(network, addr string) (net.Conn, error) {
-		dctx, cancel := context.WithDeadline(ctx, deadline)
+	// Each node tried gets nodeDialTimeout to connect, or what is left of the deadline if less
+	// (a node gone without refusing must not take the whole deadline from the next), and the
+	// handshakes run within the deadline.
+	uri, cfg, nodes, err := AMQPConfig{URL: q.url}.amqpDialConfig("herald poison", func(network, addr string) (net.Conn, error) {
+		nodeDeadline := time.Now().Add(nodeDialTimeout)
+		if deadline.Before(nodeDeadline) {
+			nodeDeadline = deadline
+		}
+		dctx, cancel := context.WithDeadline(ctx, nodeDeadline)
 		defer cancel()
 		c, err := (&net.Dialer{}).DialContext(dctx, network, addr)
 		if err != nil {
@@ -371,7 +377,7 @@ func (q *PoisonQueue) dial(ctx context.Context) (*amqp091.Connection, error) {
 	})
 	if err == nil {
 		var conn *amqp091.Connection
-		if conn, err = amqp091.DialConfig(uri, cfg); err == nil {
+		if conn, err = dialEach(uri, cfg, nodes); err == nil {
 			return conn, nil
 		}
 	}

@@ -68,7 +68,7 @@ func newRoutedPublisher(cfg AMQPConfig, size int, name string, topology *Topolog
 func (p *routedPublisher) Publish(topic string, msgs ...*message.Message) error {
 	ready := p.topology.Ready
 	if topic == QueuePoison {
-		ready = func(context.Context) error { return p.topology.PoisonReady() }
+		ready = func(context.Context) error { return p.poisonReady() }
 	}
 	if err := ready(context.Background()); err != nil {
 		return err
@@ -122,6 +122,36 @@ func (p *routedPublisher) publish(queue string, msg *message.Message) error {
 		return errors.New("RabbitMQ refused the message (nack)")
 	}
 	p.release(c)
+	return nil
+}
+
+// poisonReady returns nil when the poison queue can take a park, else why not, wrapping
+// ErrPoisonQueueNodeDown when its node is down. The topology's word is not enough: its
+// connection may sit on a node that outlived a failover without noticing that the poison queue's
+// node went. So each park first declares the poison queue passively, on a channel of its own (a
+// refusal closes the channel); parks are rare, and the declaration is one round trip.
+func (p *routedPublisher) poisonReady() error {
+	if err := p.topology.PoisonReady(); err != nil {
+		return err
+	}
+	conn, err := p.connection()
+	if err != nil {
+		return err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	defer ch.Close()
+	if _, err := ch.QueueDeclarePassive(QueuePoison, true, false, false, false, nil); err != nil {
+		err = poisonNodeDown(fmt.Errorf("declare queue %s passively: %w", QueuePoison, err))
+		if errors.Is(err, ErrPoisonQueueNodeDown) {
+			p.topology.poisonDown(err)
+		} else {
+			p.topology.Unroutable(QueuePoison)
+		}
+		return err
+	}
 	return nil
 }
 

@@ -80,16 +80,17 @@ func (w *Workers) Run(ctx context.Context) error {
 	wlog := watermillLogger(w.logger)
 	var conn *amqp.ConnectionWrapper
 	wait := backoff{min: 200 * time.Millisecond, max: 5 * time.Second}
+	// One configuration for every try: its dial hook starts each dial after the node the last
+	// one reached, so a node that takes TCP but fails the AMQP handshake is passed over on the
+	// next try, and when watermill-amqp dials again after the connection drops.
+	uri, dialCfg, _, err := w.amqp.amqpDialConfig("herald worker", nil)
+	if err != nil {
+		return err
+	}
 	for conn == nil {
 		if _, err := w.topology.Wait(ctx); err != nil {
 			return nil
 		}
-		uri, dialCfg, err := w.amqp.amqpDialConfig("herald worker", nil)
-		if err != nil {
-			return err
-		}
-		// watermill-amqp dials again with the same configuration when the connection drops: the
-		// dial hook then finds the next node that answers.
 		if conn, err = amqp.NewConnection(amqp.ConnectionConfig{AmqpURI: uri, AmqpConfig: &dialCfg}, wlog); err != nil {
 			w.logger.WarnContext(ctx, "workers cannot connect to RabbitMQ, retrying", "error", err)
 			wait.sleep(ctx)
@@ -101,7 +102,9 @@ func (w *Workers) Run(ctx context.Context) error {
 	poisonPub := newRoutedPublisher(w.amqp, w.amqp.PublishChannels, "herald worker poison", w.topology)
 	defer poisonPub.Close()
 
-	router, err := w.router(conn, poisonPub, wlog)
+	// A park the poison queue cannot take yet is held, not requeued at once (see park_hold.go).
+	held := &holdingPublisher{pub: poisonPub, done: ctx.Done(), limit: parkHoldLimit, logger: w.logger}
+	router, err := w.router(conn, held, wlog)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -68,7 +67,7 @@ func (c *poisonConfig) register(s *settings) {
 // validate checks the settings without connecting anywhere.
 func (c *poisonConfig) validate() error {
 	var errs []error
-	if _, err := amqp091.ParseURI(c.amqpURL); err != nil {
+	if err := router.ValidateAMQPURL(c.amqpURL); err != nil {
 		errs = append(errs, fmt.Errorf("--amqp-url: %w", err))
 	}
 	if _, err := c.cli.logs.logger(); err != nil {

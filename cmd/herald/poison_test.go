@@ -142,3 +142,29 @@ func TestPoisonActorDefaultsToTheOSUser(t *testing.T) {
 		t.Errorf("poisonActor(\"ops\") = %q, %v; want ops", got, err)
 	}
 }
+
+// The poison commands take HERALD_AMQP_URL in every form the services take (a cluster's nodes as
+// several URLs or several hosts), and refuse what the services refuse.
+func TestPoisonTakesAClusterURL(t *testing.T) {
+	for _, tc := range []struct {
+		url     string
+		refused bool
+	}{
+		{"amqp://nobody:none@127.0.0.1:1/", false},
+		{"amqp://nobody:none@127.0.0.1:1,127.0.0.1:2/", false},
+		{"amqp://nobody:none@127.0.0.1:1/,amqp://nobody:none@127.0.0.1:2/", false},
+		{"AMQPS://nobody:none@127.0.0.1:1/", false},
+		{"amqp://nobody:none@127.0.0.1:1/,amqp://nobody:other@127.0.0.1:2/", true},
+		{"http://nope", true},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			_, err := runPoison(t, "poison", "list", "--amqp-url", tc.url)
+			if err == nil {
+				t.Fatal("poison list succeeded without services")
+			}
+			if refused := strings.Contains(err.Error(), "--amqp-url"); refused != tc.refused {
+				t.Errorf("refused the URL: %v, want %v (%v)", refused, tc.refused, err)
+			}
+		})
+	}
+}

@@ -175,6 +175,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	t.Run("help", func(t *testing.T) { secretsInHelp(t, p, secrets) })
 	t.Run("version", func(t *testing.T) { secretsInVersion(t, p, secrets) })
 	t.Run("malformed", func(t *testing.T) { secretsInMalformed(t, p, secrets) })
+	t.Run("cluster", func(t *testing.T) { secretsInClusterURL(t, p) })
 	t.Run("bench", func(t *testing.T) { secretsInBench(t, p, secrets) })
 	t.Run("unreachable", func(t *testing.T) { secretsInUnreachable(t, p, secrets) })
 	t.Run("running", func(t *testing.T) { secretsInRunning(t, p, secrets) })
@@ -234,4 +235,23 @@ func secretsInBench(t *testing.T, p planted, secrets map[string]string) {
 		t.Errorf("herald bench with invalid flags: exit %d, want its flags refused:\n%s", code, out)
 	}
 	p.check(t, "herald bench", out)
+}
+
+// secretsInClusterURL checks --help and a failing start with HERALD_AMQP_URL naming several
+// nodes: every node's password is masked, not only the first URL's — including one that differs
+// from the first (a setting the services refuse, in an error that must not quote it either).
+func secretsInClusterURL(t *testing.T, p planted) {
+	pw := p.password("HERALD_AMQP_URL")
+	other := p.password("HERALD_DATABASE_URL")
+	for _, v := range []string{
+		"amqp://herald:" + url.QueryEscape(pw) + "@127.0.0.1:1/v,amqp://herald:" + url.QueryEscape(pw) + "@127.0.0.1:2/v",
+		"amqp://herald:" + url.QueryEscape(pw) + "@127.0.0.1:1/v,amqp://herald:" + url.QueryEscape(other) + "@127.0.0.1:2/v",
+		"amqp://herald:" + pw + "@127.0.0.1:1/v, amqp://herald:" + other + "@127.0.0.1:bad/v",
+	} {
+		env := map[string]string{"HERALD_AMQP_URL": v}
+		for _, args := range [][]string{{"worker", "--help"}, {"poison", "list", "--help"}, {"poison", "list"}} {
+			out, _ := execHerald(t, env, args...)
+			p.check(t, "herald "+strings.Join(args, " "), out)
+		}
+	}
 }

@@ -141,7 +141,10 @@ func flagSecrets(sets ...*pflag.FlagSet) *redact.Secrets {
 				values = append(values, v)
 			case secretURL:
 				if v != a[1] {
-					values = append(values, redact.Password(v))
+					// The URL may name several nodes (HERALD_AMQP_URL): mask each one's password.
+					for _, u := range redact.URLs(v) {
+						values = append(values, redact.Password(u))
+					}
 				}
 			case secretURLList:
 				for _, u := range splitURLList(v) {

@@ -1,0 +1,95 @@
+package router_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/herald-notify/herald"
+	"github.com/herald-notify/herald/delivery"
+	"github.com/herald-notify/herald/events"
+	"github.com/herald-notify/herald/handlers"
+	"github.com/herald-notify/herald/heraldtest"
+	"github.com/herald-notify/herald/router"
+)
+
+// refusingProvider refuses every message for good, counting the attempts.
+type refusingProvider struct{ sends atomic.Int32 }
+
+func (p *refusingProvider) Name() string { return "refusing" }
+
+func (p *refusingProvider) Send(context.Context, delivery.Message) (string, error) {
+	p.sends.Add(1)
+	return "", delivery.Permanent(errors.New("550 no such user"))
+}
+
+// A command that fails for good while the poison queue's node is down is held by the worker,
+// not handed back to its queue at once: it is not redelivered over and over (each requeue counts
+// towards a quorum queue's delivery limit, past which RabbitMQ would dead-letter it into the
+// unavailable poison queue and lose it), and it is parked once the poison queue is back.
+func TestParkWaitsForThePoisonQueue(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	amqpURL := heraldtest.NewVHost(t)
+	ctx := context.Background()
+	logger := quietLogger()
+	cfg := router.AMQPConfig{URL: amqpURL, QueueType: "quorum", Prefetch: 1, PublishChannels: 1}
+	topology := router.NewTopology(cfg, logger)
+	// The topology must not find the poison queue back by itself while the test holds it down.
+	router.SetPoisonRetry(topology, time.Hour)
+	heraldtest.RunInBackground(t, "topology", topology.Run)
+	if _, err := topology.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	router.SetPoisonDown(topology, fmt.Errorf("%w (held down by the test)", router.ErrPoisonQueueNodeDown))
+	relay := router.NewRelay(db.Pool, cfg, router.RelayConfig{PollInterval: 20 * time.Millisecond, BatchSize: 50, Partitions: 1}, topology, logger)
+	heraldtest.RunInBackground(t, "relay", relay.Run)
+
+	log := events.NewLog(db.Pool)
+	provider := &refusingProvider{}
+	deliverer := handlers.NewDeliverer(log, map[herald.Channel]delivery.Provider{herald.ChannelEmail: provider},
+		handlers.Policy{MaxAttempts: 1, Lease: time.Minute, Timeout: 10 * time.Second}, "w1", logger)
+	workers := router.NewWorkers(cfg, router.WorkerConfig{
+		Channels: []herald.Channel{herald.ChannelEmail}, Concurrency: 1,
+		Retry:        router.RetryConfig{MaxRetries: 1, InitialInterval: 10 * time.Millisecond, MaxInterval: 10 * time.Millisecond, Multiplier: 1},
+		CloseTimeout: 10 * time.Second,
+	}, deliverer, topology, "w1", logger)
+	heraldtest.RunInBackground(t, "workers", workers.Run)
+
+	acc := handlers.NewAcceptor(db.Pool, log, router.NewOutbox(nil), handlers.DefaultLimits)
+	a, err := acc.Accept(ctx, handlers.SendRequest{Type: "email", Recipient: "nobody@example.com", Content: "hello"})
+	if err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	heraldtest.Eventually(t, 30*time.Second, "the provider to refuse the notification", func() (bool, error) {
+		return provider.sends.Load() > 0, errors.New("not tried yet")
+	})
+	// An observation window, not a wait for a condition: a requeue loop redelivers the command
+	// hundreds of times in it, a held park not once.
+	time.Sleep(2 * time.Second)
+	if n := heraldtest.QueueDepth(t, amqpURL, router.QueuePoison); n != 0 {
+		t.Fatalf("%d parked while the poison queue was down", n)
+	}
+
+	router.SetPoisonUp(topology)
+	heraldtest.Eventually(t, 30*time.Second, "the command to be parked", func() (bool, error) {
+		n := heraldtest.QueueDepth(t, amqpURL, router.QueuePoison)
+		return n == 1, fmt.Errorf("the poison queue holds %d", n)
+	})
+	parked, err := router.NewPoisonQueue(amqpURL, logger).List(ctx)
+	if err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	if len(parked) != 1 || parked[0].NotificationID != a.ID {
+		t.Fatalf("parked %+v, want notification %s", parked, a.ID)
+	}
+	// x-delivery-count counts the redeliveries before the park: none, the park was held.
+	if d := parked[0].Deliveries; d > 1 {
+		t.Errorf("the command was delivered again %d times before it was parked; want it held, not requeued", d)
+	}
+	if n := provider.sends.Load(); n != 1 {
+		t.Errorf("the provider was tried %d times, want 1", n)
+	}
+}
