@@ -39,12 +39,16 @@ func (s *Server) traceSend(next http.Handler) http.Handler {
 // sendRoute is the send's route, as the span names it.
 const sendRoute = "/api/v1/notifications/send"
 
-// headerCarrier returns the trace context fields of h (traceparent, tracestate) as a map, the
-// carrier package tracing reads.
+// maxTracestate is the longest tracestate the send's spans keep. The W3C specification lets a
+// receiver drop one it will not carry; a client's may run to kilobytes, repeated in each span.
+const maxTracestate = 512
+
+// headerCarrier returns the trace context fields of h (traceparent, and a tracestate of at most
+// maxTracestate bytes) as a map, the carrier package tracing reads.
 func headerCarrier(h http.Header) map[string]string {
 	var out map[string]string
 	for _, k := range (propagation.TraceContext{}).Fields() {
-		if v := h.Get(k); v != "" {
+		if v := h.Get(k); v != "" && (k != "tracestate" || len(v) <= maxTracestate) {
 			if out == nil {
 				out = map[string]string{}
 			}
