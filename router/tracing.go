@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -32,17 +33,29 @@ func (p tracedPublisher) Publish(queue string, msgs ...*message.Message) error {
 				tracing.AttrMessageID.String(msg.UUID),
 			))
 		p.tracing.Inject(ctx, msg.Metadata)
-		err := p.Publisher.Publish(queue, msg)
-		if err != nil {
-			// The error names the queue and the broker's reply, nothing of the notification.
-			span.SetStatus(codes.Error, err.Error())
-		}
-		span.End()
-		if err != nil {
+		if err := p.publish(queue, msg, span); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// publish publishes msg under span, which it ends even if the publisher panics. A failure is
+// marked with a fixed description: the broker's reply is in the relay's log, not in the trace.
+func (p tracedPublisher) publish(queue string, msg *message.Message, span trace.Span) (err error) {
+	defer func() { endPublish(span, err) }()
+	return p.Publisher.Publish(queue, msg)
+}
+
+// publishFailed is the status description of a failed publish's span.
+const publishFailed = "publish failed"
+
+// endPublish ends a publish's span, marked failed with publishFailed when err is set.
+func endPublish(span trace.Span, err error) {
+	if err != nil {
+		span.SetStatus(codes.Error, publishFailed)
+	}
+	span.End()
 }
 
 // startAttempt opens the worker's span for one delivery attempt of cmd, read from queue: a child
@@ -63,6 +76,9 @@ func startAttempt(ctx context.Context, t tracing.Tracing, msg *message.Message, 
 			tracing.AttrChannel.String(string(cmd.Channel)),
 		))
 }
+
+// errAttemptPanicked is what an attempt's span records of a panic: the panic goes on.
+var errAttemptPanicked = errors.New("attempt panicked")
 
 // endAttempt closes an attempt's span. An error's text may quote the recipient a provider
 // refused: the span says only that the attempt failed.
