@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"net/http"
 
 	chimw "github.com/go-chi/chi/v5/middleware"
@@ -34,6 +35,15 @@ func (s *Server) traceSend(next http.Handler) http.Handler {
 			span.SetStatus(codes.Error, http.StatusText(ww.Status()))
 		}
 	})
+}
+
+// traceAccepted names the accepted notification in the send's span. Off, it does nothing: the
+// attribute's slice would cost the send an allocation for a span that records nothing.
+func (s *Server) traceAccepted(ctx context.Context, id string) {
+	if !s.cfg.Tracing.On() {
+		return
+	}
+	trace.SpanFromContext(ctx).SetAttributes(tracing.AttrNotificationID.String(id))
 }
 
 // sendRoute is the send's route, as the span names it.
