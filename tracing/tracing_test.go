@@ -165,3 +165,34 @@ func TestCarriersHoldOnlyTheTraceparent(t *testing.T) {
 		}
 	}
 }
+
+// TestExportHonoursTheSampler: the exporter samples as OTEL_TRACES_SAMPLER says; unset, every
+// trace, and a caller's unsampled traceparent is respected.
+func TestExportHonoursTheSampler(t *testing.T) {
+	sampled := func(t *testing.T, parent context.Context) bool {
+		t.Helper()
+		exp, err := tracing.Export(tracing.ExportConfig{URL: "http://127.0.0.1:1/v1/traces", ServiceName: "herald-serve"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = exp.Shutdown(context.Background()) }()
+		_, span := exp.Tracing.Start(parent, "x")
+		defer span.End()
+		return span.SpanContext().IsSampled()
+	}
+	unsampled := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{
+		"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"})
+	t.Setenv("OTEL_TRACES_SAMPLER", "")
+	if !sampled(t, context.Background()) || sampled(t, unsampled) {
+		t.Error("default: want every trace sampled, unless the caller's is not")
+	}
+	t.Setenv("OTEL_TRACES_SAMPLER", "always_off")
+	if sampled(t, context.Background()) {
+		t.Error("always_off: a trace is sampled")
+	}
+	t.Setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+	t.Setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+	if sampled(t, context.Background()) || !sampled(t, clientContext(t)) {
+		t.Error("parentbased_traceidratio 0: want a root unsampled, a sampled caller's trace sampled")
+	}
+}
