@@ -77,6 +77,9 @@ func startAttempt(ctx context.Context, t tracing.Tracing, msg *message.Message, 
 		))
 }
 
+// maxApplyAge is the age beyond which an event's apply opens no span (see traceApplied).
+const maxApplyAge = 10 * time.Minute
+
 // errAttemptPanicked is what an attempt's span records of a panic: the panic goes on.
 var errAttemptPanicked = errors.New("attempt panicked")
 
@@ -91,13 +94,16 @@ func endAttempt(span trace.Span, err error) {
 
 // traceApplied records a span for each event of a batch projection applied that carries a
 // trace context: a child of the span that appended the event, from the start of the batch to
-// its commit, so that a notification's trace ends where its status changes.
+// its commit, so that a notification's trace ends where its status changes. An event appended
+// more than maxApplyAge before the batch gets none: a new projection, or one catching up after
+// an outage, replays history, and a span for each old event would flood the collector with
+// spans added to traces long finished.
 func traceApplied(t tracing.Tracing, projection string, recs []events.Recorded, start, end time.Time) {
 	if !t.On() {
 		return
 	}
 	for _, rec := range recs {
-		if len(rec.Metadata.Trace) == 0 {
+		if len(rec.Metadata.Trace) == 0 || start.Sub(rec.Time) > maxApplyAge {
 			continue
 		}
 		ctx := t.Extract(context.Background(), rec.Metadata.Trace)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -17,6 +18,7 @@ import (
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/commands"
 	"github.com/herald-notify/herald/delivery"
+	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/handlers"
 	"github.com/herald-notify/herald/tracing"
 )
@@ -91,4 +93,27 @@ type namedProvider struct{}
 func (namedProvider) Name() string { return "smtp" }
 func (namedProvider) Send(context.Context, delivery.Message) (string, error) {
 	return "", errors.New("not reached")
+}
+
+// TestApplySpansSkipHistory: a projection applying events appended long ago (a new projection,
+// one catching up) opens no span for them; a recent event gets its span.
+func TestApplySpansSkipHistory(t *testing.T) {
+	tr, rec := recording()
+	now := time.Now()
+	trace := map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+	recs := []events.Recorded{
+		{StreamID: "old", Type: "NotificationSent", Time: now.Add(-3 * time.Hour), Metadata: events.Metadata{Trace: trace}},
+		{StreamID: "recent", Type: "NotificationSent", Time: now.Add(-time.Minute), Metadata: events.Metadata{Trace: trace}},
+		{StreamID: "untraced", Type: "NotificationSent", Time: now},
+	}
+	traceApplied(tr, "notification_status", recs, now, now.Add(time.Millisecond))
+	spans := rec.Ended()
+	if len(spans) != 1 {
+		t.Fatalf("%d apply spans, want 1: the recent event's", len(spans))
+	}
+	for _, a := range spans[0].Attributes() {
+		if a.Key == tracing.AttrNotificationID && a.Value.AsString() != "recent" {
+			t.Errorf("the span applies %q, want recent", a.Value.AsString())
+		}
+	}
 }
