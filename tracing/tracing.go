@@ -88,7 +88,7 @@ func (t Tracing) Carrier(ctx context.Context) map[string]string {
 const TraceparentField = "traceparent"
 
 // parentOnly is a carrier that keeps only the traceparent the propagator writes. A client's
-// tracestate (vendors' data, up to 32 entries of 256 bytes each) would otherwise be copied into
+// tracestate (vendors' data, up to 32 entries, some 16 KB) would otherwise be copied into
 // every event of the notification, which the log keeps for ever, into the outbox, the RabbitMQ
 // headers and the webhooks' payloads: the spans Herald exports still carry it to the collector.
 type parentOnly map[string]string
