@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 
@@ -77,8 +78,9 @@ func (c tracingConfig) exportURL(lookup func(string) (string, bool)) (string, er
 // exportHeaders returns the headers sent with each export: OTEL_EXPORTER_OTLP_HEADERS, overridden
 // name by name by OTEL_EXPORTER_OTLP_TRACES_HEADERS, each a comma-separated list of
 // name=value, values URL-encoded, as OpenTelemetry's specification says. They typically carry a
-// collector's API key: a malformed list is refused naming the variable and the entry's place,
-// never its text, and secrets returns the values so that the logs mask them.
+// collector's API key: a malformed list is an error naming the variable and the entry's place,
+// never its text. secrets, returned even with an error, are the entries' values, and the whole of
+// a malformed one, so that the logs mask them.
 func exportHeaders(lookup func(string) (string, bool)) (headers map[string]string, secrets []string, err error) {
 	for _, name := range []string{"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"} {
 		v, _ := lookup(name)
@@ -88,16 +90,21 @@ func exportHeaders(lookup func(string) (string, bool)) (headers map[string]strin
 			}
 			k, raw, ok := strings.Cut(entry, "=")
 			if !ok {
-				return nil, nil, fmt.Errorf("$%s: entry %d is not name=value", name, i+1)
+				secrets = append(secrets, strings.TrimSpace(entry))
+				err = cmp.Or(err, fmt.Errorf("$%s: entry %d is not name=value", name, i+1))
+				continue
 			}
 			secrets = append(secrets, strings.TrimSpace(raw))
 			k = strings.TrimSpace(k)
 			if !validHeaderName(k) {
-				return nil, nil, fmt.Errorf("$%s: entry %d: its name is not a valid HTTP header name", name, i+1)
+				secrets = append(secrets, strings.TrimSpace(entry))
+				err = cmp.Or(err, fmt.Errorf("$%s: entry %d: its name is not a valid HTTP header name", name, i+1))
+				continue
 			}
-			val, err := url.PathUnescape(raw)
-			if err != nil {
-				return nil, nil, fmt.Errorf("$%s: entry %d (%s): its value is not URL-encoded", name, i+1, k)
+			val, uerr := url.PathUnescape(raw)
+			if uerr != nil {
+				err = cmp.Or(err, fmt.Errorf("$%s: entry %d (%s): its value is not URL-encoded", name, i+1, k))
+				continue
 			}
 			val = strings.TrimSpace(val)
 			secrets = append(secrets, val)
@@ -106,6 +113,9 @@ func exportHeaders(lookup func(string) (string, bool)) (headers map[string]strin
 			}
 			headers[k] = val
 		}
+	}
+	if err != nil {
+		return nil, secrets, err
 	}
 	return headers, secrets, nil
 }
@@ -145,12 +155,16 @@ func (p parts) serviceName() string {
 // tracingExporter returns the process's tracing under cfg and, when it exports, the component
 // that flushes and shuts its exporter down: the first to start, so the last to stop, once every
 // span is ended. Off, there is no exporter and no component. headers are the export's headers
-// (see exportHeaders). What OpenTelemetry has to say, an export that failed or a setting it
-// could not read, goes to logger, through its masking of secrets.
-func (cfg *processConfig) tracingExporter(p parts, headers map[string]string, logger *slog.Logger) (tracing.Tracing, []component, error) {
+// and headersErr what was wrong with them (see exportHeaders): an error only when tracing is on.
+// What OpenTelemetry has to say, an export that failed or a setting it could not read, goes to
+// logger, through its masking of secrets.
+func (cfg *processConfig) tracingExporter(p parts, headers map[string]string, headersErr error, logger *slog.Logger) (tracing.Tracing, []component, error) {
 	u, err := cfg.tracing.exportURL(os.LookupEnv)
 	if err != nil || u == "" {
 		return tracing.Off(), nil, err
+	}
+	if headersErr != nil {
+		return tracing.Off(), nil, headersErr
 	}
 	routeOpenTelemetryLogs(logger)
 	exp, err := tracing.Export(tracing.ExportConfig{URL: u, Headers: headers, ServiceName: p.serviceName(),

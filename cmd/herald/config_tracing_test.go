@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -72,12 +73,12 @@ func TestNoExporterWithoutEndpoint(t *testing.T) {
 		t.Setenv(k, "")
 	}
 	var cfg processConfig
-	tr, comps, err := cfg.tracingExporter(parts{api: true}, nil, slog.New(slog.DiscardHandler))
+	tr, comps, err := cfg.tracingExporter(parts{api: true}, nil, nil, slog.New(slog.DiscardHandler))
 	if err != nil || tr.On() || len(comps) != 0 {
 		t.Fatalf("tracing on %v, %d components, error %v; want off, none, nil", tr.On(), len(comps), err)
 	}
 	cfg.tracing.endpoint = "http://127.0.0.1:4318"
-	tr, comps, err = cfg.tracingExporter(parts{api: true}, nil, slog.New(slog.DiscardHandler))
+	tr, comps, err = cfg.tracingExporter(parts{api: true}, nil, nil, slog.New(slog.DiscardHandler))
 	if err != nil || !tr.On() || len(comps) != 1 {
 		t.Fatalf("with an endpoint: tracing on %v, %d components, error %v; want on, the exporter's, nil", tr.On(), len(comps), err)
 	}
@@ -134,6 +135,9 @@ func TestExportHeaders(t *testing.T) {
 				if err == nil || err.Error() != tc.wantErr {
 					t.Fatalf("error %v, want %q", err, tc.wantErr)
 				}
+				if masked := redact.New(secrets...).String(tc.env["OTEL_EXPORTER_OTLP_HEADERS"] + tc.env["OTEL_EXPORTER_OTLP_TRACES_HEADERS"]); strings.Contains(masked, token) {
+					t.Errorf("the secrets returned with the error do not mask the token: %s", masked)
+				}
 				return
 			}
 			if err != nil || !maps.Equal(got, tc.want) {
@@ -161,6 +165,14 @@ func TestMalformedHeadersStopTheProcessQuietly(t *testing.T) {
 	}
 	if strings.Contains(out, token) {
 		t.Errorf("the output holds the token:\n%s", out)
+	}
+
+	// With tracing off, the headers are not used: they stop nothing.
+	var cfg processConfig
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	if tr, _, err := cfg.tracingExporter(parts{api: true}, nil, errors.New("malformed"), slog.New(slog.DiscardHandler)); err != nil || tr.On() {
+		t.Errorf("tracing off with malformed headers: on %v, error %v; want off and no error", tr.On(), err)
 	}
 }
 
@@ -213,7 +225,7 @@ func TestTraceFlushIsBoundedAndQuiet(t *testing.T) {
 	var buf bytes.Buffer
 	cfg := processConfig{grace: 2 * time.Second}
 	cfg.tracing.endpoint = "http://" + ln.Addr().String()
-	tr, comps, err := cfg.tracingExporter(parts{api: true}, nil, slog.New(slog.NewTextHandler(&buf, nil)))
+	tr, comps, err := cfg.tracingExporter(parts{api: true}, nil, nil, slog.New(slog.NewTextHandler(&buf, nil)))
 	if err != nil || len(comps) != 1 {
 		t.Fatalf("%d components, %v", len(comps), err)
 	}

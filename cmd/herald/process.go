@@ -172,11 +172,8 @@ the retries. herald all runs it too.`,
 // checks the settings, connects, assembles the components and runs them.
 func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 	// The collector's headers are secrets like the flags': read first, so that every log and
-	// error masks them.
-	headers, headerSecrets, err := exportHeaders(os.LookupEnv)
-	if err != nil {
-		return err
-	}
+	// error masks them. A malformed list is an error only if traces are exported.
+	headers, headerSecrets, headersErr := exportHeaders(os.LookupEnv)
 	cfg.addSecrets(headerSecrets...)
 	logger, err := cfg.logs.logger()
 	if err != nil {
@@ -185,7 +182,7 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 	if err := cfg.validate(p); err != nil {
 		return err
 	}
-	tr, exporters, err := cfg.tracingExporter(p, headers, logger)
+	tr, exporters, err := cfg.tracingExporter(p, headers, headersErr, logger)
 	if err != nil {
 		return err
 	}
