@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,7 +28,7 @@ import (
 type receivedSpan struct {
 	Service, Name             string
 	TraceID, SpanID, ParentID string
-	Links                     []string // span ids linked to
+	Links                     int // how many spans it links to
 	Attrs                     map[string]string
 }
 
@@ -92,9 +94,7 @@ func (r *otlpReceiver) serve(w http.ResponseWriter, req *http.Request) {
 				span := receivedSpan{Service: service, Name: s.GetName(), TraceID: hex.EncodeToString(s.GetTraceId()),
 					SpanID: hex.EncodeToString(s.GetSpanId()), ParentID: hex.EncodeToString(s.GetParentSpanId()),
 					Attrs: attrMap(s.GetAttributes())}
-				for _, l := range s.GetLinks() {
-					span.Links = append(span.Links, hex.EncodeToString(l.GetSpanId()))
-				}
+				span.Links = len(s.GetLinks())
 				got = append(got, span)
 			}
 		}
@@ -143,8 +143,9 @@ type hop struct {
 // notification's trace holds, under one trace id, the API's send, the accepting transaction, the
 // relay's publish, the worker's attempt, the provider's call and the projector's apply of the
 // event that made it sent, each the child of the hop before it; no span names the recipient or
-// carries the content; and the events in the log carry the trace context of the span that
-// appended them. The projector's spans, held back by a long batching delay, arrive through the
+// carries the content; and the events in the log carry the traceparent of the span that
+// appended them, and nothing of the tracestate each client sent beside its own traceparent
+// (16 KB for the email, a valid 460 bytes for the SMS), whose trace the spans continue. The projector's spans, held back by a long batching delay, arrive through the
 // flush of its shutdown.
 func TestTraceFollowsANotificationAcrossProcesses(t *testing.T) {
 	recv := newOTLPReceiver(t)
@@ -177,10 +178,14 @@ func TestTraceFollowsANotificationAcrossProcesses(t *testing.T) {
 		{req: sendRequest{Type: "sms", Recipient: smsTo, Content: smsBody},
 			queue: "sms_notifications", provider: "http-sms", recipient: smsTo},
 	}
+	// The email's client traces its request, with a tracestate of 16 KB (dropped at the API);
+	// the SMS's with a valid one of some 460 bytes, which the API keeps in its spans.
+	const clientTrace, clientSpan = "5bf92f3577b34da6a3ce929d0e0e4737", "10f067aa0ba902b8"
+	hugeState := "vendor=" + strings.Repeat("q", 16<<10)
+	validState := "v1=" + strings.Repeat("q", 250) + ",v2=" + strings.Repeat("q", 200)
 	ids := make([]string, len(cases))
-	for i, tc := range cases {
-		ids[i] = send(t, c.API, tc.req)
-	}
+	ids[0] = sendTraced(t, c.API, cases[0].req, "00-"+clientTrace+"-"+clientSpan+"-01", hugeState)
+	ids[1] = sendTraced(t, c.API, cases[1].req, "00-6bf92f3577b34da6a3ce929d0e0e4738-20f067aa0ba902b9-01", validState)
 	for _, id := range ids {
 		waitStatus(t, c.API, id, "sent", deliveryTimeout)
 	}
@@ -227,8 +232,15 @@ func TestTraceFollowsANotificationAcrossProcesses(t *testing.T) {
 				if h.parent == "" {
 					continue
 				}
-				if p := found[h.parent]; s.ParentID != p.SpanID && !contains(s.Links, p.SpanID) {
-					t.Errorf("%s span %q has parent %s, want %s's %q (%s)", s.Service, s.Name, s.ParentID, p.Service, p.Name, p.SpanID)
+				// Every hop is its parent's child, the ones across processes too (their context
+				// travels with the message or the event): none is a mere link.
+				if p := found[h.parent]; s.ParentID != p.SpanID || s.Links != 0 {
+					t.Errorf("%s span %q has parent %s and %d links, want %s's %q (%s) as its parent", s.Service, s.Name, s.ParentID, s.Links, p.Service, p.Name, p.SpanID)
+				}
+			}
+			if i == 0 {
+				if s := found["send"]; s.TraceID != clientTrace || s.ParentID != clientSpan {
+					t.Errorf("the send is in trace %s under %s, want the client's %s under %s", s.TraceID, s.ParentID, clientTrace, clientSpan)
 				}
 			}
 			if got := found["call"].Attrs[string(tracing.AttrOutcome)]; got != "sent" {
@@ -251,21 +263,32 @@ func TestTraceFollowsANotificationAcrossProcesses(t *testing.T) {
 			// the sent event the attempt's.
 			var evs struct {
 				Events []struct {
-					Type     string `json:"type"`
-					Metadata struct {
-						Trace map[string]string `json:"trace"`
-					} `json:"metadata"`
+					Type     string          `json:"type"`
+					Metadata json.RawMessage `json:"metadata"`
 				} `json:"events"`
 			}
 			getJSON(t, c.API+"/api/v1/notifications/"+id+"/events", &evs)
 			want := map[string]string{"NotificationQueued": "accept", "NotificationSent": "attempt"}
 			for _, e := range evs.Events {
+				// Only the traceparent: no tracestate, the client's or any.
+				var md struct {
+					Trace map[string]string `json:"trace"`
+				}
+				if err := json.Unmarshal(e.Metadata, &md); err != nil {
+					t.Fatal(err)
+				}
+				if bytes.Contains(e.Metadata, []byte("tracestate")) || bytes.Contains(e.Metadata, []byte("qqqq")) || len(e.Metadata) > 1024 {
+					t.Errorf("%s metadata (%d bytes) holds a tracestate: %.200s", e.Type, len(e.Metadata), e.Metadata)
+				}
+				if _, ok := md.Trace["traceparent"]; len(md.Trace) != 1 || !ok {
+					t.Errorf("%s trace has fields %v, want the traceparent alone", e.Type, slices.Sorted(maps.Keys(md.Trace)))
+				}
 				k, ok := want[e.Type]
 				if !ok {
 					continue
 				}
 				s := found[k]
-				if tp, w := e.Metadata.Trace["traceparent"], "00-"+s.TraceID+"-"+s.SpanID+"-01"; tp != w {
+				if tp, w := md.Trace["traceparent"], "00-"+s.TraceID+"-"+s.SpanID+"-01"; tp != w {
 					t.Errorf("%s carries traceparent %q, want %q (the %s span)", e.Type, tp, w, k)
 				}
 				delete(want, e.Type)
@@ -314,65 +337,80 @@ func countService(spans []receivedSpan, service string) int {
 	return n
 }
 
-func contains(ids []string, id string) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
+// sendTraced sends body as a client tracing its request does, with traceparent and tracestate
+// (when not ""), and returns the notification's id.
+func sendTraced(t *testing.T, baseURL string, body sendRequest, traceparent, tracestate string) string {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	req, err := http.NewRequest(http.MethodPost, baseURL+"/api/v1/notifications/send", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return false
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("traceparent", traceparent)
+	if tracestate != "" {
+		req.Header.Set("tracestate", tracestate)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var n notificationJSON
+	if err := json.NewDecoder(resp.Body).Decode(&n); err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("send: %s, %v", resp.Status, err)
+	}
+	return n.ID
 }
 
-// TestNoTraceContextWithoutAnEndpoint: with no OTLP endpoint set (the standard variables emptied
-// too) Herald exports nothing and stores no trace context: the events' metadata are as they
-// were before tracing existed, even when the client sends a traceparent of its own.
+// TestNoTraceContextWithoutAnEndpoint: with no OTLP endpoint anywhere, or one set but
+// OTEL_SDK_DISABLED=true, Herald exports nothing and stores no trace context: the events'
+// metadata are as they were before tracing existed, even when the client sends a traceparent of
+// its own.
 func TestNoTraceContextWithoutAnEndpoint(t *testing.T) {
 	recv := newOTLPReceiver(t)
-	c := startHerald(t, heraldOpts{
-		Commands: []string{"all"},
-		Env: map[string]string{
+	for name, env := range map[string]map[string]string{
+		"no endpoint": {
+			"HERALD_OTEL_EXPORTER_OTLP_ENDPOINT": "",
+			"OTEL_EXPORTER_OTLP_ENDPOINT":        "",
+			"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "",
+			"OTEL_SDK_DISABLED":                  "",
+		},
+		"disabled": {
 			"OTEL_EXPORTER_OTLP_ENDPOINT":        "",
 			"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "",
 			// Set, but disabled: OpenTelemetry's switch wins over the endpoint.
 			"HERALD_OTEL_EXPORTER_OTLP_ENDPOINT": recv.URL,
 			"OTEL_SDK_DISABLED":                  "true",
-			"OTEL_BSP_SCHEDULE_DELAY":            "100",
 		},
-	})
-	body, _ := json.Marshal(sendRequest{Type: "sms", Recipient: "+14155550101", Content: "untraced"})
-	req, _ := http.NewRequest(http.MethodPost, c.API+"/api/v1/notifications/send", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n notificationJSON
-	err = json.NewDecoder(resp.Body).Decode(&n)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("send: %s, %v", resp.Status, err)
-	}
-	waitStatus(t, c.API, n.ID, "sent", deliveryTimeout)
+	} {
+		t.Run(name, func(t *testing.T) {
+			env["OTEL_BSP_SCHEDULE_DELAY"] = "100"
+			c := startHerald(t, heraldOpts{Commands: []string{"all"}, Env: env})
+			id := sendTraced(t, c.API, sendRequest{Type: "sms", Recipient: "+14155550101", Content: "untraced"},
+				"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "vendor=abc")
+			waitStatus(t, c.API, id, "sent", deliveryTimeout)
 
-	var evs struct {
-		Events []struct {
-			Type     string          `json:"type"`
-			Metadata json.RawMessage `json:"metadata"`
-		} `json:"events"`
-	}
-	getJSON(t, c.API+"/api/v1/notifications/"+n.ID+"/events", &evs)
-	if len(evs.Events) < 3 {
-		t.Fatalf("%d events, want queued, processing and sent", len(evs.Events))
-	}
-	for _, e := range evs.Events {
-		if bytes.Contains(e.Metadata, []byte("trace")) {
-			t.Errorf("%s metadata %s carries a trace context with tracing off", e.Type, e.Metadata)
-		}
-	}
-	// Stopped, a process with an exporter would flush it: nothing may arrive even then.
-	c.proc(t, "all").shutdown(t)
-	if spans, errs := recv.Spans(); len(spans) > 0 || len(errs) > 0 {
-		t.Errorf("with tracing off the receiver got %d spans (errors %v), want none", len(spans), errs)
+			var evs struct {
+				Events []struct {
+					Type     string          `json:"type"`
+					Metadata json.RawMessage `json:"metadata"`
+				} `json:"events"`
+			}
+			getJSON(t, c.API+"/api/v1/notifications/"+id+"/events", &evs)
+			if len(evs.Events) < 3 {
+				t.Fatalf("%d events, want queued, processing and sent", len(evs.Events))
+			}
+			for _, e := range evs.Events {
+				if bytes.Contains(e.Metadata, []byte("trace")) {
+					t.Errorf("%s metadata %s carries a trace context with tracing off", e.Type, e.Metadata)
+				}
+			}
+			// Stopped, a process with an exporter would flush it: nothing may arrive even then.
+			c.proc(t, "all").shutdown(t)
+			if spans, errs := recv.Spans(); len(spans) > 0 || len(errs) > 0 {
+				t.Errorf("with tracing off the receiver got %d spans (errors %v), want none", len(spans), errs)
+			}
+		})
 	}
 }

@@ -13,7 +13,7 @@ type Metadata struct {
 	CausationID string `json:"causation_id,omitempty"`
 	// Actor says who or what appended the event: "api", "worker:<host>/<pid>", an operator's name.
 	Actor string `json:"actor,omitempty"`
-	// Trace is the W3C trace context (traceparent, tracestate) of the span that appended the
+	// Trace is the W3C trace context (its traceparent only) of the span that appended the
 	// event, when tracing is on: a reader of the log continues the notification's trace from
 	// it (see package tracing).
 	Trace map[string]string `json:"trace,omitempty"`

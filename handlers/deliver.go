@@ -191,18 +191,7 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 	if sendErr == nil {
 		// A channel with secondary providers may send through another than its first: the
 		// route says which, and which it failed over from.
-		callCtx, span := d.startProviderCall(sendCtx, provider.Name(), n)
-		msgID, route, sendErr = delivery.SendVia(callCtx, provider, delivery.Message{
-			NotificationID: n.ID,
-			Attempt:        n.Attempts,
-			Channel:        n.Channel,
-			Recipient:      n.Recipient,
-			Subject:        n.Subject,
-			Body:           n.Body,
-			HTML:           n.HTML,
-			Attachments:    files,
-		})
-		endProviderCall(span, route, sendErr)
+		msgID, route, sendErr = d.callProvider(sendCtx, provider, n, files)
 	}
 
 	outcome, err := DecideOutcome(n, d.policy, route, msgID, sendErr)
@@ -216,6 +205,35 @@ func (d *Deliverer) Deliver(ctx context.Context, cmd commands.SendNotification, 
 	d.metrics.observe(n)
 	return d.report(ctx, n, route.Provider, msgID, sendErr)
 }
+
+// callProvider sends n through provider under the span of the call, which it ends even if the
+// provider panics (the router recovers the panic and the attempt is retried): a panic is
+// recorded as a transient failure.
+func (d *Deliverer) callProvider(ctx context.Context, provider delivery.Provider, n herald.Notification, files []delivery.Attachment) (msgID string, route delivery.Route, err error) {
+	callCtx, span := d.startProviderCall(ctx, provider.Name(), n)
+	returned := false
+	defer func() {
+		if !returned {
+			err = errProviderPanicked
+		}
+		endProviderCall(span, route, err)
+	}()
+	msgID, route, err = delivery.SendVia(callCtx, provider, delivery.Message{
+		NotificationID: n.ID,
+		Attempt:        n.Attempts,
+		Channel:        n.Channel,
+		Recipient:      n.Recipient,
+		Subject:        n.Subject,
+		Body:           n.Body,
+		HTML:           n.HTML,
+		Attachments:    files,
+	})
+	returned = true
+	return msgID, route, err
+}
+
+// errProviderPanicked is what a provider call's span records of a panic: the panic goes on.
+var errProviderPanicked = errors.New("provider panicked")
 
 // start loads the notification cmd names and records the start of its next attempt. send is
 // true when that attempt is to be made with the n it returns; false with a nil error when the

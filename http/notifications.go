@@ -9,11 +9,9 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/projections"
-	"github.com/herald-notify/herald/tracing"
 	"github.com/herald-notify/herald/wire"
 )
 
@@ -31,7 +29,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	trace.SpanFromContext(r.Context()).SetAttributes(tracing.AttrNotificationID.String(a.ID))
+	s.traceAccepted(r.Context(), a.ID)
 	w.Header().Set("Location", wire.LinksFor(a.ID).Status)
 	if a.Replayed {
 		w.Header().Set(ReplayedHeader, "true")

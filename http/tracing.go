@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"net/http"
 
 	chimw "github.com/go-chi/chi/v5/middleware"
@@ -36,15 +37,28 @@ func (s *Server) traceSend(next http.Handler) http.Handler {
 	})
 }
 
+// traceAccepted names the accepted notification in the send's span. Off, it does nothing: the
+// attribute's slice would cost the send an allocation for a span that records nothing.
+func (s *Server) traceAccepted(ctx context.Context, id string) {
+	if !s.cfg.Tracing.On() {
+		return
+	}
+	trace.SpanFromContext(ctx).SetAttributes(tracing.AttrNotificationID.String(id))
+}
+
 // sendRoute is the send's route, as the span names it.
 const sendRoute = "/api/v1/notifications/send"
 
-// headerCarrier returns the trace context fields of h (traceparent, tracestate) as a map, the
-// carrier package tracing reads.
+// maxTracestate is the longest tracestate the send's spans keep. The W3C specification lets a
+// receiver drop one it will not carry; a client's may run to kilobytes, repeated in each span.
+const maxTracestate = 512
+
+// headerCarrier returns the trace context fields of h (traceparent, and a tracestate of at most
+// maxTracestate bytes) as a map, the carrier package tracing reads.
 func headerCarrier(h http.Header) map[string]string {
 	var out map[string]string
 	for _, k := range (propagation.TraceContext{}).Fields() {
-		if v := h.Get(k); v != "" {
+		if v := h.Get(k); v != "" && (k != "tracestate" || len(v) <= maxTracestate) {
 			if out == nil {
 				out = map[string]string{}
 			}

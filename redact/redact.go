@@ -166,6 +166,14 @@ func New(values ...string) *Secrets {
 	return s
 }
 
+// With returns Secrets masking what s masks and values too. s may be nil.
+func (s *Secrets) With(values ...string) *Secrets {
+	if s == nil {
+		return New(values...)
+	}
+	return New(append(slices.Clone(s.values), values...)...)
+}
+
 // String returns text with every secret in it masked.
 func (s *Secrets) String(text string) string {
 	if s != nil && s.replacer != nil && s.in(text) {

@@ -155,3 +155,16 @@ func BenchmarkHandler(b *testing.B) {
 		}
 	})
 }
+
+// TestWithMasksBoth: With masks what its receiver masked and the values added, a nil receiver
+// included.
+func TestWithMasksBoth(t *testing.T) {
+	s := redact.New("flag-secret-1234").With("header-secret-5678")
+	if got := s.String("a flag-secret-1234 and a header-secret-5678"); strings.Contains(got, "secret") {
+		t.Errorf("With: %q", got)
+	}
+	var none *redact.Secrets
+	if got := none.With("header-secret-5678").String("header-secret-5678"); strings.Contains(got, "secret") {
+		t.Errorf("nil With: %q", got)
+	}
+}

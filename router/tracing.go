@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -32,17 +33,29 @@ func (p tracedPublisher) Publish(queue string, msgs ...*message.Message) error {
 				tracing.AttrMessageID.String(msg.UUID),
 			))
 		p.tracing.Inject(ctx, msg.Metadata)
-		err := p.Publisher.Publish(queue, msg)
-		if err != nil {
-			// The error names the queue and the broker's reply, nothing of the notification.
-			span.SetStatus(codes.Error, err.Error())
-		}
-		span.End()
-		if err != nil {
+		if err := p.publish(queue, msg, span); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// publish publishes msg under span, which it ends even if the publisher panics. A failure is
+// marked with a fixed description: the broker's reply is in the relay's log, not in the trace.
+func (p tracedPublisher) publish(queue string, msg *message.Message, span trace.Span) (err error) {
+	defer func() { endPublish(span, err) }()
+	return p.Publisher.Publish(queue, msg)
+}
+
+// publishFailed is the status description of a failed publish's span.
+const publishFailed = "publish failed"
+
+// endPublish ends a publish's span, marked failed with publishFailed when err is set.
+func endPublish(span trace.Span, err error) {
+	if err != nil {
+		span.SetStatus(codes.Error, publishFailed)
+	}
+	span.End()
 }
 
 // startAttempt opens the worker's span for one delivery attempt of cmd, read from queue: a child
@@ -64,6 +77,12 @@ func startAttempt(ctx context.Context, t tracing.Tracing, msg *message.Message, 
 		))
 }
 
+// maxApplyAge is the age beyond which an event's apply opens no span (see traceApplied).
+const maxApplyAge = 10 * time.Minute
+
+// errAttemptPanicked is what an attempt's span records of a panic: the panic goes on.
+var errAttemptPanicked = errors.New("attempt panicked")
+
 // endAttempt closes an attempt's span. An error's text may quote the recipient a provider
 // refused: the span says only that the attempt failed.
 func endAttempt(span trace.Span, err error) {
@@ -75,13 +94,16 @@ func endAttempt(span trace.Span, err error) {
 
 // traceApplied records a span for each event of a batch projection applied that carries a
 // trace context: a child of the span that appended the event, from the start of the batch to
-// its commit, so that a notification's trace ends where its status changes.
+// its commit, so that a notification's trace ends where its status changes. An event appended
+// more than maxApplyAge before the batch gets none: a new projection, or one catching up after
+// an outage, replays history, and a span for each old event would flood the collector with
+// spans added to traces long finished.
 func traceApplied(t tracing.Tracing, projection string, recs []events.Recorded, start, end time.Time) {
 	if !t.On() {
 		return
 	}
 	for _, rec := range recs {
-		if len(rec.Metadata.Trace) == 0 {
+		if len(rec.Metadata.Trace) == 0 || start.Sub(rec.Time) > maxApplyAge {
 			continue
 		}
 		ctx := t.Extract(context.Background(), rec.Metadata.Trace)

@@ -190,7 +190,7 @@ type channelHandler struct {
 func (w *Workers) handle(c herald.Channel, p herald.Priority) func(context.Context, *commands.SendNotification) error {
 	queue, _ := QueueOf(c, p)
 	name := HandlerName(c, p)
-	return func(ctx context.Context, cmd *commands.SendNotification) error {
+	return func(ctx context.Context, cmd *commands.SendNotification) (err error) {
 		if cmd.Channel != c {
 			return fmt.Errorf("%w: %s command on the %s queue", handlers.ErrFinal, cmd.Channel, c)
 		}
@@ -202,8 +202,17 @@ func (w *Workers) handle(c herald.Channel, p herald.Priority) func(context.Conte
 			Actor:         "worker:" + w.worker,
 			Trace:         w.cfg.Tracing.Carrier(ctx),
 		}
-		err := w.deliverer.Deliver(ctx, *cmd, md)
-		endAttempt(span, err)
+		// Deferred: a panic in the deliverer, recovered by the router, still ends the span, as
+		// a failed attempt.
+		returned := false
+		defer func() {
+			if !returned {
+				err = errAttemptPanicked
+			}
+			endAttempt(span, err)
+		}()
+		err = w.deliverer.Deliver(ctx, *cmd, md)
+		returned = true
 		return err
 	}
 }

@@ -22,6 +22,8 @@ type ExportConfig struct {
 	Process string
 	// Version is service.version.
 	Version string
+	// Headers are sent with each export: a collector's API key, typically.
+	Headers map[string]string
 }
 
 // Exporter is a process's tracing: its Tracing, and Shutdown, which sends the spans still
@@ -32,13 +34,18 @@ type Exporter struct {
 }
 
 // Export returns the tracing of a process under cfg: with a URL, spans are batched and exported
-// over OTLP/HTTP, every trace sampled unless a caller's traceparent says it is not; without one,
+// over OTLP/HTTP, sampled as OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG say (the SDK reads
+// them), by default every trace unless a caller's traceparent says it is not; without one,
 // tracing is off and no exporter exists.
 func Export(cfg ExportConfig) (Exporter, error) {
 	if cfg.URL == "" {
 		return Exporter{Tracing: Off(), Shutdown: func(context.Context) error { return nil }}, nil
 	}
-	exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(cfg.URL))
+	opts := []otlptracehttp.Option{otlptracehttp.WithEndpointURL(cfg.URL)}
+	if len(cfg.Headers) > 0 {
+		opts = append(opts, otlptracehttp.WithHeaders(cfg.Headers))
+	}
+	exp, err := otlptracehttp.New(context.Background(), opts...)
 	if err != nil {
 		return Exporter{}, fmt.Errorf("OTLP trace exporter: %w", err)
 	}
@@ -52,7 +59,6 @@ func Export(cfg ExportConfig) (Exporter, error) {
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithBatcher(exp),
 		sdktrace.WithResource(resource.NewSchemaless(attrs...)),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
 	)
 	// Only the W3C trace context travels: baggage a client sends would otherwise be stored in
 	// the outbox and the log.

@@ -32,8 +32,8 @@ type Tracing struct {
 	prop   propagation.TextMapPropagator
 }
 
-// New returns a Tracing whose spans tp records and whose context prop carries (the W3C
-// traceparent and tracestate: propagation.TraceContext).
+// New returns a Tracing whose spans tp records and whose context prop carries
+// (propagation.TraceContext: of it, only the traceparent is written into carriers).
 func New(tp trace.TracerProvider, prop propagation.TextMapPropagator) Tracing {
 	return Tracing{tracer: tp.Tracer(InstrumentationName), prop: prop}
 }
@@ -60,28 +60,48 @@ func (t Tracing) Start(ctx context.Context, name string, opts ...trace.SpanStart
 	return t.tracer.Start(ctx, name, opts...)
 }
 
-// Inject writes the context of the span ctx carries into carrier (message metadata, an event's
-// trace fields); nothing when t is off or ctx carries no span.
+// Inject writes the traceparent of the span ctx carries into carrier (message metadata, an
+// event's trace fields); nothing when t is off or ctx carries no span. The tracestate is left
+// out (see parentOnly).
 func (t Tracing) Inject(ctx context.Context, carrier map[string]string) {
 	if t.prop == nil || carrier == nil || !trace.SpanContextFromContext(ctx).IsValid() {
 		return
 	}
-	t.prop.Inject(ctx, propagation.MapCarrier(carrier))
+	t.prop.Inject(ctx, parentOnly(carrier))
 }
 
-// Carrier returns the context of the span ctx carries as a new map, for an event's metadata; nil
-// when t is off or ctx carries no span.
+// Carrier returns the traceparent of the span ctx carries as a new map, for an event's
+// metadata; nil when t is off or ctx carries no span.
 func (t Tracing) Carrier(ctx context.Context) map[string]string {
 	if t.prop == nil || !trace.SpanContextFromContext(ctx).IsValid() {
 		return nil
 	}
 	c := map[string]string{}
-	t.prop.Inject(ctx, propagation.MapCarrier(c))
+	t.prop.Inject(ctx, parentOnly(c))
 	if len(c) == 0 {
 		return nil
 	}
 	return c
 }
+
+// TraceparentField is the one trace context field Herald stores and sends on.
+const TraceparentField = "traceparent"
+
+// parentOnly is a carrier that keeps only the traceparent the propagator writes. A client's
+// tracestate (vendors' data, up to 32 entries, some 16 KB) would otherwise be copied into
+// every event of the notification, which the log keeps for ever, into the outbox, the RabbitMQ
+// headers and the webhooks' payloads: the spans Herald exports still carry it to the collector.
+type parentOnly map[string]string
+
+func (c parentOnly) Get(key string) string { return c[key] }
+
+func (c parentOnly) Set(key, value string) {
+	if key == TraceparentField {
+		c[key] = value
+	}
+}
+
+func (c parentOnly) Keys() []string { return propagation.MapCarrier(c).Keys() }
 
 // Extract returns ctx carrying, as its remote parent, the span context carrier holds; ctx as it
 // is when t is off or carrier holds none.

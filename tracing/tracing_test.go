@@ -2,6 +2,8 @@ package tracing_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -130,5 +132,67 @@ func BenchmarkSendPathHooks(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestCarriersHoldOnlyTheTraceparent: a caller's tracestate, however long, is never written into
+// a carrier (an event's metadata, the outbox's message, RabbitMQ's headers): only the traceparent.
+func TestCarriersHoldOnlyTheTraceparent(t *testing.T) {
+	var members []string
+	for i := range 32 {
+		members = append(members, fmt.Sprintf("vendor%d=%s", i, strings.Repeat("x", 240)))
+	}
+	state := strings.Join(members, ",")
+	ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{
+		"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": state})
+	if got := trace.SpanContextFromContext(ctx).TraceState().Len(); got != 32 {
+		t.Fatalf("the client's tracestate parsed to %d members, want 32", got)
+	}
+	tr := tracing.New(sdktrace.NewTracerProvider(), propagation.TraceContext{})
+	ctx, span := tr.Start(ctx, "accept")
+	defer span.End()
+
+	md := map[string]string{"name": "SendNotification"}
+	tr.Inject(ctx, md)
+	for name, c := range map[string]map[string]string{"Carrier": tr.Carrier(ctx), "Inject": md} {
+		if c["traceparent"] == "" {
+			t.Errorf("%s: %v has no traceparent", name, c)
+		}
+		for k, v := range c {
+			if k == "tracestate" || strings.Contains(v, "vendor0") {
+				t.Errorf("%s wrote %s (%d bytes): the client's tracestate", name, k, len(v))
+			}
+		}
+	}
+}
+
+// TestExportHonoursTheSampler: the exporter samples as OTEL_TRACES_SAMPLER says; unset, every
+// trace, and a caller's unsampled traceparent is respected.
+func TestExportHonoursTheSampler(t *testing.T) {
+	sampled := func(t *testing.T, parent context.Context) bool {
+		t.Helper()
+		exp, err := tracing.Export(tracing.ExportConfig{URL: "http://127.0.0.1:1/v1/traces", ServiceName: "herald-serve"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = exp.Shutdown(context.Background()) }()
+		_, span := exp.Tracing.Start(parent, "x")
+		defer span.End()
+		return span.SpanContext().IsSampled()
+	}
+	unsampled := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{
+		"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"})
+	t.Setenv("OTEL_TRACES_SAMPLER", "")
+	if !sampled(t, context.Background()) || sampled(t, unsampled) {
+		t.Error("default: want every trace sampled, unless the caller's is not")
+	}
+	t.Setenv("OTEL_TRACES_SAMPLER", "always_off")
+	if sampled(t, context.Background()) {
+		t.Error("always_off: a trace is sampled")
+	}
+	t.Setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+	t.Setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+	if sampled(t, context.Background()) || !sampled(t, clientContext(t)) {
+		t.Error("parentbased_traceidratio 0: want a root unsampled, a sampled caller's trace sampled")
 	}
 }

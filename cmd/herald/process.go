@@ -171,6 +171,10 @@ the retries. herald all runs it too.`,
 // runProcess runs the parts p of Herald with cfg until ctx is done or one of them fails: it
 // checks the settings, connects, assembles the components and runs them.
 func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
+	// The collector's headers are secrets like the flags': read first, so that every log and
+	// error masks them. A malformed list is an error only if traces are exported.
+	headers, headerSecrets, headersErr := exportHeaders(os.LookupEnv)
+	cfg.addSecrets(headerSecrets...)
 	logger, err := cfg.logs.logger()
 	if err != nil {
 		return err
@@ -178,7 +182,7 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 	if err := cfg.validate(p); err != nil {
 		return err
 	}
-	tr, exporters, err := cfg.tracingExporter(p)
+	tr, exporters, err := cfg.tracingExporter(p, headers, headersErr, logger)
 	if err != nil {
 		return err
 	}
@@ -193,6 +197,22 @@ func runProcess(ctx context.Context, cfg *processConfig, p parts) error {
 		return err
 	}
 	return runComponents(ctx, logger, cfg.grace, comps...)
+}
+
+// addSecrets adds values the environment holds to the secrets cfg's logs and components mask.
+func (cfg *processConfig) addSecrets(values ...string) {
+	if len(values) == 0 {
+		return
+	}
+	flags := cfg.secrets
+	cfg.secrets = func() *redact.Secrets {
+		var s *redact.Secrets
+		if flags != nil {
+			s = flags()
+		}
+		return s.With(values...)
+	}
+	cfg.logs.secrets = cfg.secrets
 }
 
 // validate checks the settings of the parts p runs, before anything connects.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +17,18 @@ import (
 	"github.com/herald-notify/herald/heraldtest"
 )
 
+// withCollector points env's trace exporter at a collector that is not there, with a planted
+// bearer token in OTEL_EXPORTER_OTLP_HEADERS, and returns p planting the token too. The
+// endpoint's own planted password would stop the process at start-up: a URL with credentials is
+// refused (TestTracingEndpoint), and the collector's key goes in the headers, masked as well.
+func withCollector(p planted, env map[string]string) planted {
+	q := maps.Clone(p)
+	q["OTEL_EXPORTER_OTLP_HEADERS"] = [2]string{"Pl4ntedHdrQz", "Pl4ntedHdrRk"}
+	env["HERALD_OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:1"
+	env["OTEL_EXPORTER_OTLP_HEADERS"] = "Authorization=Bearer%20" + url.PathEscape(q.password("OTEL_EXPORTER_OTLP_HEADERS"))
+	return q
+}
+
 // secretsInUnreachable checks herald all waiting for services that are not there, until stopped.
 func secretsInUnreachable(t *testing.T, p planted, secrets map[string]string) {
 	// Nothing listens on port 1: herald waits, logging why, until stopped.
@@ -23,6 +37,7 @@ func secretsInUnreachable(t *testing.T, p planted, secrets map[string]string) {
 		"HERALD_AMQP_URL":     "amqp://herald@127.0.0.1:1/",
 	}
 	env := p.env(secrets, bases, false)
+	p = withCollector(p, env)
 	env["HERALD_HTTP_ADDR"] = "127.0.0.1:0"
 	env["HERALD_LOG_LEVEL"] = "debug"
 	h := spawnHerald(t, env, "all")
@@ -53,6 +68,7 @@ func secretsInRunning(t *testing.T, p planted, secrets map[string]string) {
 		"HERALD_SMS_FAILOVER_URLS":  "http://sid2@127.0.0.1:1/",
 	}
 	env := p.env(secrets, bases, false)
+	p = withCollector(p, env)
 	addr := freeAddr(t)
 	for k, v := range map[string]string{
 		"HERALD_HTTP_ADDR": addr, "HERALD_LOG_LEVEL": "debug", "HERALD_SHUTDOWN_GRACE": "20s",
