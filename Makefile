@@ -25,7 +25,7 @@ run: build ## Migrate the database and run everything in one process (herald all
 	$(BIN) all --migrate
 
 KEY_NAME ?= dev
-apikey: build ## Make an API key with every scope, named KEY_NAME (dev); it is printed once
+apikey: build ## Make an API key with send, read and operate, named KEY_NAME (dev); it is printed once
 	$(BIN) apikeys create --name $(KEY_NAME) --scopes send,read,operate
 
 test: check test-unit test-bench test-fuzz test-faults test-scale ## Everything CI runs: vet, formatting, tests, one pass of each benchmark, fuzzing, the fault and scale suites
