@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -181,7 +182,7 @@ func TestMalformedHeadersStopTheProcessQuietly(t *testing.T) {
 // whose masking hides the token, and not standard error.
 func TestOpenTelemetryLogsGoThroughTheMaskedLogger(t *testing.T) {
 	const token = "Hidd3nTok3n-9014"
-	var buf bytes.Buffer
+	var buf lockedBuffer
 	logger := slog.New(redact.New(token).Handler(slog.NewTextHandler(&buf, nil)))
 	routeOpenTelemetryLogs(logger)
 	// The exporter reads the variable itself, beside the headers Herald gives it.
@@ -210,19 +211,34 @@ func TestTraceFlushIsBoundedAndQuiet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = ln.Close() })
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			t.Cleanup(func() { _ = c.Close() })
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
 			go func() { _, _ = io.Copy(io.Discard, c) }()
 		}
 	}()
 
-	var buf bytes.Buffer
+	// The exporter's goroutine goes on trying (and logging) after the component has given up,
+	// beyond this test's end: the log is written under a lock.
+	var buf lockedBuffer
 	cfg := processConfig{grace: 2 * time.Second}
 	cfg.tracing.endpoint = "http://" + ln.Addr().String()
 	tr, comps, err := cfg.tracingExporter(parts{api: true}, nil, nil, slog.New(slog.NewTextHandler(&buf, nil)))
@@ -246,4 +262,22 @@ func TestTraceFlushIsBoundedAndQuiet(t *testing.T) {
 	if !strings.Contains(buf.String(), "traces not flushed") {
 		t.Errorf("no warning of the lost spans: %q", buf.String())
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader in different goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
