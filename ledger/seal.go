@@ -101,6 +101,13 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 				return fmt.Errorf("%w: checkpoint %d: %w; run herald events verify", ErrRefused, prev.Seq, err)
 			}
 		}
+		// Proofs read the subtree roots the checkpoints' trees are made of: a log sealed before
+		// they were stored gets them now, once.
+		if prev.Seq != 0 {
+			if err := backfillSubtrees(ctx, tx, &prev); err != nil {
+				return err
+			}
+		}
 		var logID [16]byte
 		if err := tx.QueryRow(ctx, `SELECT id FROM log_identity`).Scan(&logID); err != nil {
 			return fmt.Errorf("read the log's id: %w", err)
@@ -113,10 +120,13 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 			return fmt.Errorf("read the log: %w", err)
 		}
 		next := Checkpoint{LogID: logID, Seq: prev.Seq + 1}
-		var h Hash
+		var (
+			h        Hash
+			subtrees subtreeCollector
+		)
 		n := 0
 		_, err = pgx.ForEachRow(rows, []any{&next.LastTransactionID, &next.LastPosition, (*rootScanner)(&h)}, func() error {
-			tree.Append(LeafHash(next.LastTransactionID, next.LastPosition, h))
+			subtrees.add(tree, next.LastTransactionID, next.LastPosition, LeafHash(next.LastTransactionID, next.LastPosition, h))
 			n++
 			return nil
 		})
@@ -140,6 +150,9 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 		}
 		if !written {
 			return fmt.Errorf("checkpoint %d: %w", next.Seq, ErrSealedElsewhere)
+		}
+		if err := subtrees.store(ctx, tx); err != nil {
+			return err
 		}
 		cp, full = &next, n == s.batch
 		return nil

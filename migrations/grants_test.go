@@ -71,6 +71,11 @@ func TestRuntimeRoleCannotRewriteTheLog(t *testing.T) {
 		`DELETE FROM checkpoints`,
 		`TRUNCATE checkpoints`,
 		`ALTER TABLE checkpoints DISABLE TRIGGER USER`,
+		// The stored subtree roots are appended by the sealer, never rewritten.
+		`UPDATE merkle_subtrees SET root = sha256('x')`,
+		`DELETE FROM merkle_subtrees`,
+		`TRUNCATE merkle_subtrees`,
+		`ALTER TABLE merkle_subtrees DISABLE TRIGGER USER`,
 		`ALTER TABLE event_log ALTER COLUMN global_position SET DEFAULT 1`,
 		// The log's identity, signed into every checkpoint, is the migration's alone.
 		`UPDATE log_identity SET id = gen_random_uuid()`,
