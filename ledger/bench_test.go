@@ -137,3 +137,64 @@ func BenchmarkSealIncrement(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkProve builds a log of benchEvents events, seals it whole, then measures the proof of
+// one event (a different one each time, spread over the log) built from the stored subtree roots
+// (subtrees) and from every leaf up to the checkpoint (leaves), what Prove did before.
+func BenchmarkProve(b *testing.B) {
+	db := heraldtest.NewDatabase(b)
+	ctx := context.Background()
+	n := benchEvents(b)
+	for done := 0; done < n; done += 30_000 {
+		if _, err := db.Pool.Exec(ctx, insertStreamsSQL, min(30_000, n-done)/3); err != nil {
+			b.Fatal(err)
+		}
+	}
+	heraldtest.WaitLogVisible(b, db, n)
+	if _, err := db.Pool.Exec(ctx, `VACUUM ANALYZE event_log`); err != nil {
+		b.Fatal(err)
+	}
+	_, key, _ := ed25519.GenerateKey(nil)
+	sealer := ledger.NewSealer(db.Pool, key)
+	for {
+		cp, full, err := sealer.Seal(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if cp == nil || !full {
+			break
+		}
+	}
+	var ids []string
+	rows, err := db.Pool.Query(ctx, `SELECT event_id::text FROM event_log ORDER BY transaction_id, global_position`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	for _, leaves := range []bool{false, true} {
+		name := "subtrees"
+		if leaves {
+			name = "leaves"
+		}
+		b.Run(name, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				i = (i + 7919) % len(ids)
+				p, err := ledger.ProveEventFrom(ctx, db.Pool, ids[i], 0, leaves)
+				if err != nil || p.LeafIndex != uint64(i) {
+					b.Fatalf("prove event %d: %v", i, err)
+				}
+				if err := p.Verify(pub); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
