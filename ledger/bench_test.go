@@ -138,9 +138,11 @@ func BenchmarkSealIncrement(b *testing.B) {
 	}
 }
 
-// BenchmarkProve builds a log of benchEvents events, seals it whole, then measures the proof of
-// one event (a different one each time, spread over the log) built from the stored subtree roots
-// (subtrees) and from every leaf up to the checkpoint (leaves), what Prove did before.
+// BenchmarkProve builds a log of benchEvents events, seals it whole, then measures proofs built
+// from the stored subtree roots (subtrees) and from every leaf up to the checkpoint (leaves, what
+// Prove did before): of a notification's three events by its stream, as the API and export ask,
+// and of one event by its id, as herald events prove asks (a different one each time, spread
+// over the log).
 func BenchmarkProve(b *testing.B) {
 	db := heraldtest.NewDatabase(b)
 	ctx := context.Background()
@@ -165,36 +167,44 @@ func BenchmarkProve(b *testing.B) {
 			break
 		}
 	}
-	var ids []string
-	rows, err := db.Pool.Query(ctx, `SELECT event_id::text FROM event_log ORDER BY transaction_id, global_position`)
+	var ids, streams []string
+	rows, err := db.Pool.Query(ctx, `SELECT event_id::text, stream_id::text FROM event_log ORDER BY transaction_id, global_position`)
 	if err != nil {
 		b.Fatal(err)
 	}
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var id, stream string
+		if err := rows.Scan(&id, &stream); err != nil {
 			b.Fatal(err)
 		}
-		ids = append(ids, id)
+		ids, streams = append(ids, id), append(streams, stream)
 	}
 	pub := key.Public().(ed25519.PublicKey)
-	for _, leaves := range []bool{false, true} {
-		name := "subtrees"
-		if leaves {
-			name = "leaves"
+	for _, byStream := range []bool{true, false} {
+		for _, leaves := range []bool{false, true} {
+			name := map[bool]string{true: "stream", false: "event"}[byStream] + "/" + map[bool]string{true: "leaves", false: "subtrees"}[leaves]
+			b.Run(name, func(b *testing.B) {
+				i := 0
+				for b.Loop() {
+					i = (i + 7919) % len(ids)
+					var proofs []*ledger.Proof
+					if byStream {
+						proofs, err = ledger.ProveStreamFrom(ctx, db.Pool, streams[i], leaves)
+					} else {
+						var p *ledger.Proof
+						p, err = ledger.ProveEventFrom(ctx, db.Pool, ids[i], 0, leaves)
+						proofs = []*ledger.Proof{p}
+					}
+					if err != nil || (!byStream && proofs[0].LeafIndex != uint64(i)) {
+						b.Fatalf("prove event %d: %v", i, err)
+					}
+					for _, p := range proofs {
+						if err := p.Verify(pub); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			})
 		}
-		b.Run(name, func(b *testing.B) {
-			i := 0
-			for b.Loop() {
-				i = (i + 7919) % len(ids)
-				p, err := ledger.ProveEventFrom(ctx, db.Pool, ids[i], 0, leaves)
-				if err != nil || p.LeafIndex != uint64(i) {
-					b.Fatalf("prove event %d: %v", i, err)
-				}
-				if err := p.Verify(pub); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
 	}
 }

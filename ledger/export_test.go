@@ -20,3 +20,13 @@ func ProveEventFrom(ctx context.Context, pool *pgxpool.Pool, eventID string, seq
 	}
 	return proofs[0], nil
 }
+
+// ProveStreamFrom is ProveEventFrom for the events of a stream the latest checkpoint covers.
+func ProveStreamFrom(ctx context.Context, pool *pgxpool.Pool, stream string, leaves bool) ([]*Proof, error) {
+	from := fromSubtreesOnly
+	if leaves {
+		from = fromLeaves
+	}
+	proofs, _, err := prove(ctx, pool, `e.stream_id = $1::uuid`, stream, 0, from)
+	return proofs, err
+}

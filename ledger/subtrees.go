@@ -181,8 +181,10 @@ func (s *subtreeProver) leaves(ctx context.Context, b uint64) ([]Hash, error) {
 		return nil, err
 	}
 	want := min(blockSize, s.size-b*blockSize)
+	// ORDER BY names the table's columns, not the bigint the select list casts one to, so that
+	// the index gives the order and the read stops after the block.
 	rows, err := s.tx.Query(ctx, `SELECT transaction_id::text::bigint, global_position, hash FROM event_log
-		WHERE `+afterStart(first)+` ORDER BY transaction_id, global_position LIMIT $3`, fmt.Sprint(xid), pos, int64(want))
+		WHERE `+afterStart(first)+` ORDER BY event_log.transaction_id, event_log.global_position LIMIT $3`, fmt.Sprint(xid), pos, int64(want))
 	if err != nil {
 		return nil, fmt.Errorf("read block %d: %w", b, err)
 	}
