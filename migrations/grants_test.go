@@ -122,6 +122,19 @@ func TestRuntimeRoleCannotRewriteTheLog(t *testing.T) {
 		}
 	}
 
+	// The sealer appends subtree roots, the same one twice without an error (a backfill racing
+	// another sealer's), and reads them back.
+	for range 2 {
+		if _, err := conn.Exec(ctx, `INSERT INTO merkle_subtrees (level, idx, root, last_transaction_id, last_position)
+			VALUES (10, 0, sha256(''), '1', 1) ON CONFLICT DO NOTHING`); err != nil {
+			t.Fatalf("append a subtree root as the runtime role: %v", err)
+		}
+	}
+	var subtrees int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM merkle_subtrees`).Scan(&subtrees); err != nil || subtrees != 1 {
+		t.Errorf("subtree roots read as the runtime role: %d, %v; want 1", subtrees, err)
+	}
+
 	// Nor does a temporary table named like a read model fool them.
 	if _, err := conn.Exec(ctx, `CREATE TEMP TABLE notification_status_rebuild (x int)`); err != nil {
 		t.Fatal(err)
