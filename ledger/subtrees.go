@@ -73,9 +73,14 @@ func (c *subtreeCollector) store(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
+// errNotCheckpointed is returned by backfillSubtrees when the log's leaves up to a checkpoint do
+// not hash to its root.
+var errNotCheckpointed = errors.New("the log does not match its checkpoint")
+
 // backfillSubtrees stores the subtree roots of the tree of checkpoint cp when merkle_subtrees
 // lacks some of its blocks (a log sealed before the table, or by a sealer that did not write
-// it): one pass over its leaves, once. The rebuilt root must be cp's, or nothing is stored.
+// it): one pass over its leaves, once. The rebuilt root must be cp's, or nothing is stored
+// (errNotCheckpointed).
 func backfillSubtrees(ctx context.Context, tx pgx.Tx, cp *Checkpoint) error {
 	blocks := uint64(cp.TreeSize) >> SubtreeLevel
 	if blocks == 0 {
@@ -108,7 +113,7 @@ func backfillSubtrees(ctx context.Context, tx pgx.Tx, cp *Checkpoint) error {
 		return fmt.Errorf("read the log: %w", err)
 	}
 	if tree.Size() != uint64(cp.TreeSize) || tree.Root() != cp.Root {
-		return fmt.Errorf("%w: checkpoint %d does not match the log; run herald events verify", ErrRefused, cp.Seq)
+		return fmt.Errorf("checkpoint %d: %w", cp.Seq, errNotCheckpointed)
 	}
 	return c.store(ctx, tx)
 }

@@ -227,4 +227,22 @@ func TestSubtreeRootsAreOnlyACache(t *testing.T) {
 	if err := fast.Verify(pub); err != nil {
 		t.Errorf("a proof from the backfilled subtrees: %v", err)
 	}
+
+	// A log changed under its checkpoint gets no stored roots, and its new events are sealed.
+	owner(`TRUNCATE merkle_subtrees`)
+	if _, err := l.db.Pool.Exec(ctx, `ALTER TABLE event_log DISABLE TRIGGER event_log_no_update_delete;
+		UPDATE event_log SET hash = sha256('forged') WHERE event_id = '`+l.ids[100]+`';
+		ALTER TABLE event_log ENABLE TRIGGER event_log_no_update_delete`); err != nil {
+		t.Fatal(err)
+	}
+	l.grow(t, 10)
+	if cp := l.seal(t, 100_000); cp.TreeSize != int64(l.events) {
+		t.Errorf("sealed %d events of %d", cp.TreeSize, l.events)
+	}
+	if got := l.storedSubtrees(t); len(got) != 0 {
+		t.Errorf("stored subtrees of a changed log: %v, want none", got)
+	}
+	if _, err := ledger.Prove(ctx, l.db.Pool, l.ids[2000], 0); err == nil {
+		t.Error("Prove on a changed log: want an error")
+	}
 }
