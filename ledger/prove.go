@@ -34,9 +34,11 @@ var ErrNotCovered = errors.New("no checkpoint covers the event yet")
 var ErrNotFound = errors.New("not in the log")
 
 // Prove returns the proof that the event eventID is in the log checkpoint seq commits to (the
-// latest checkpoint when seq is 0). It reads the hashes of the checkpoint's events once, in one
-// read-only snapshot, in O(log n) memory, and checks the proof before returning it: a log that
-// no longer matches the checkpoint gets an error, not a proof.
+// latest checkpoint when seq is 0). It reads, in one read-only snapshot, the stored subtree roots
+// beside the event's path and the leaves of at most two 2^SubtreeLevel blocks (the hashes of
+// all the checkpoint's events, once, in O(log n) memory, when they are not stored or do not
+// check out), and checks the proof before returning it: a log that no longer matches the
+// checkpoint gets an error, not a proof.
 func Prove(ctx context.Context, pool *pgxpool.Pool, eventID string, seq int64) (*Proof, error) {
 	id, err := uuid.Parse(eventID)
 	if err != nil {
@@ -55,8 +57,8 @@ func Prove(ctx context.Context, pool *pgxpool.Pool, eventID string, seq int64) (
 }
 
 // ProveStream returns the proofs of the events of stream the latest checkpoint covers, in
-// version order, and how many of its events come after that checkpoint (no proof yet), in one
-// pass over the log up to the checkpoint.
+// version order, and how many of its events come after that checkpoint (no proof yet), read as
+// Prove reads, once for all of them.
 func ProveStream(ctx context.Context, pool *pgxpool.Pool, stream string) ([]*Proof, int, error) {
 	id, err := uuid.Parse(stream)
 	if err != nil {
@@ -105,8 +107,7 @@ type Export struct {
 }
 
 // ExportStream returns stream's events with their chain, checked link by link, and, with
-// withProof, their proofs against the latest checkpoint (one pass over the log up to it, as
-// ProveStream).
+// withProof, their proofs against the latest checkpoint (read as ProveStream reads them).
 func ExportStream(ctx context.Context, pool *pgxpool.Pool, stream string, withProof bool) (*Export, error) {
 	id, err := uuid.Parse(stream)
 	if err != nil {
