@@ -137,3 +137,74 @@ func BenchmarkSealIncrement(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkProve builds a log of benchEvents events, seals it whole, then measures proofs built
+// from the stored subtree roots (subtrees) and from every leaf up to the checkpoint (leaves, what
+// Prove did before): of a notification's three events by its stream, as the API and export ask,
+// and of one event by its id, as herald events prove asks (a different one each time, spread
+// over the log).
+func BenchmarkProve(b *testing.B) {
+	db := heraldtest.NewDatabase(b)
+	ctx := context.Background()
+	n := benchEvents(b)
+	for done := 0; done < n; done += 30_000 {
+		if _, err := db.Pool.Exec(ctx, insertStreamsSQL, min(30_000, n-done)/3); err != nil {
+			b.Fatal(err)
+		}
+	}
+	heraldtest.WaitLogVisible(b, db, n)
+	if _, err := db.Pool.Exec(ctx, `VACUUM ANALYZE event_log`); err != nil {
+		b.Fatal(err)
+	}
+	_, key, _ := ed25519.GenerateKey(nil)
+	sealer := ledger.NewSealer(db.Pool, key)
+	for {
+		cp, full, err := sealer.Seal(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if cp == nil || !full {
+			break
+		}
+	}
+	var ids, streams []string
+	rows, err := db.Pool.Query(ctx, `SELECT event_id::text, stream_id::text FROM event_log ORDER BY transaction_id, global_position`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for rows.Next() {
+		var id, stream string
+		if err := rows.Scan(&id, &stream); err != nil {
+			b.Fatal(err)
+		}
+		ids, streams = append(ids, id), append(streams, stream)
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	for _, byStream := range []bool{true, false} {
+		for _, leaves := range []bool{false, true} {
+			name := map[bool]string{true: "stream", false: "event"}[byStream] + "/" + map[bool]string{true: "leaves", false: "subtrees"}[leaves]
+			b.Run(name, func(b *testing.B) {
+				i := 0
+				for b.Loop() {
+					i = (i + 7919) % len(ids)
+					var proofs []*ledger.Proof
+					if byStream {
+						proofs, err = ledger.ProveStreamFrom(ctx, db.Pool, streams[i], leaves)
+					} else {
+						var p *ledger.Proof
+						p, err = ledger.ProveEventFrom(ctx, db.Pool, ids[i], 0, leaves)
+						proofs = []*ledger.Proof{p}
+					}
+					if err != nil || (!byStream && proofs[0].LeafIndex != uint64(i)) {
+						b.Fatalf("prove event %d: %v", i, err)
+					}
+					for _, p := range proofs {
+						if err := p.Verify(pub); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			})
+		}
+	}
+}

@@ -1,7 +1,8 @@
 // Package ledger owns what makes the event log tamper-evident: the hash chain through each
 // stream (computed by the database on every append, see migrations/00020_event_log_chain.sql,
 // and recomputed here), the Merkle tree over the whole log in the order its consumers read it,
-// the signed checkpoints that commit to that tree, the sealer that writes them, and the verifier
+// the signed checkpoints that commit to that tree, the sealer that writes them (and the roots of
+// the tree's subtrees it stores for proofs, a cache), the inclusion proofs, and the verifier
 // that walks the log and the checkpoints and names the first thing that does not match.
 //
 // What it proves and what it cannot is in docs/architecture.md, "A tamper-evident log".

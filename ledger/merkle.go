@@ -59,14 +59,23 @@ func NewTreeFromFrontier(size uint64, frontier []byte) (*Tree, error) {
 func (t *Tree) Size() uint64 { return t.size }
 
 // Append adds a leaf, as LeafHash returned it.
-func (t *Tree) Append(leaf Hash) {
+func (t *Tree) Append(leaf Hash) { t.appendReporting(leaf, nil) }
+
+// appendReporting is Append, calling completed, when not nil, with each perfect subtree the
+// leaf completes above the leaves: level l, index i covers leaves [i*2^l, (i+1)*2^l).
+func (t *Tree) appendReporting(leaf Hash, completed func(level uint, index uint64, root Hash)) {
 	h := leaf
 	// Each trailing one bit of the old size is a perfect subtree of the new leaf's size that
 	// merges with it.
+	level := uint(0)
 	for s := t.size; s&1 == 1; s >>= 1 {
 		last := len(t.frontier) - 1
 		h = NodeHash(t.frontier[last], h)
 		t.frontier = t.frontier[:last]
+		level++
+		if completed != nil {
+			completed(level, t.size>>level, h)
+		}
 	}
 	t.frontier = append(t.frontier, h)
 	t.size++

@@ -34,15 +34,17 @@ var ErrNotCovered = errors.New("no checkpoint covers the event yet")
 var ErrNotFound = errors.New("not in the log")
 
 // Prove returns the proof that the event eventID is in the log checkpoint seq commits to (the
-// latest checkpoint when seq is 0). It reads the hashes of the checkpoint's events once, in one
-// read-only snapshot, in O(log n) memory, and checks the proof before returning it: a log that
-// no longer matches the checkpoint gets an error, not a proof.
+// latest checkpoint when seq is 0). It reads, in one read-only snapshot, the stored subtree roots
+// beside the event's path and the leaves of at most two 2^SubtreeLevel blocks (the hashes of
+// all the checkpoint's events, once, in O(log n) memory, when they are not stored or do not
+// check out), and checks the proof before returning it: a log that no longer matches the
+// checkpoint gets an error, not a proof.
 func Prove(ctx context.Context, pool *pgxpool.Pool, eventID string, seq int64) (*Proof, error) {
 	id, err := uuid.Parse(eventID)
 	if err != nil {
 		return nil, fmt.Errorf("event id %q: %w", eventID, err)
 	}
-	proofs, unsealed, err := prove(ctx, pool, `e.event_id = $1`, id, seq)
+	proofs, unsealed, err := prove(ctx, pool, `e.event_id = $1`, id, seq, fromSubtrees)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("prove event %s: %w", eventID, err)
@@ -55,14 +57,14 @@ func Prove(ctx context.Context, pool *pgxpool.Pool, eventID string, seq int64) (
 }
 
 // ProveStream returns the proofs of the events of stream the latest checkpoint covers, in
-// version order, and how many of its events come after that checkpoint (no proof yet), in one
-// pass over the log up to the checkpoint.
+// version order, and how many of its events come after that checkpoint (no proof yet), read as
+// Prove reads, once for all of them.
 func ProveStream(ctx context.Context, pool *pgxpool.Pool, stream string) ([]*Proof, int, error) {
 	id, err := uuid.Parse(stream)
 	if err != nil {
 		return nil, 0, fmt.Errorf("stream %q: %w: %w", stream, ErrNotFound, err)
 	}
-	proofs, unsealed, err := prove(ctx, pool, `e.stream_id = $1`, id, 0)
+	proofs, unsealed, err := prove(ctx, pool, `e.stream_id = $1`, id, 0, fromSubtrees)
 	if err == nil && len(proofs) == 0 && len(unsealed) == 0 {
 		err = ErrNotFound
 	}
@@ -105,8 +107,7 @@ type Export struct {
 }
 
 // ExportStream returns stream's events with their chain, checked link by link, and, with
-// withProof, their proofs against the latest checkpoint (one pass over the log up to it, as
-// ProveStream).
+// withProof, their proofs against the latest checkpoint (read as ProveStream reads them).
 func ExportStream(ctx context.Context, pool *pgxpool.Pool, stream string, withProof bool) (*Export, error) {
 	id, err := uuid.Parse(stream)
 	if err != nil {
@@ -115,7 +116,7 @@ func ExportStream(ctx context.Context, pool *pgxpool.Pool, stream string, withPr
 	var exp Export
 	if withProof {
 		var unsealed []*Proof
-		exp.Proofs, unsealed, err = prove(ctx, pool, `e.stream_id = $1`, id, 0)
+		exp.Proofs, unsealed, err = prove(ctx, pool, `e.stream_id = $1`, id, 0, fromSubtrees)
 		exp.Unsealed = len(unsealed)
 		exp.Events = make([]*Proof, 0, len(exp.Proofs)+len(unsealed))
 		for _, p := range exp.Proofs {
@@ -176,9 +177,22 @@ func chainedEvents(ctx context.Context, tx pgx.Tx, where string, arg any) ([]*Pr
 	})
 }
 
+// proveFrom says where prove takes a proof's path from.
+type proveFrom int
+
+const (
+	// fromSubtrees takes it from the stored subtree roots, and from the leaves when they do not
+	// cover it or give a proof that does not check out.
+	fromSubtrees proveFrom = iota
+	// fromLeaves takes it from every leaf up to the checkpoint.
+	fromLeaves
+	// fromSubtreesOnly takes it from the stored subtree roots and returns it unchecked (tests).
+	fromSubtreesOnly
+)
+
 // prove proves the events where selects (with arg) against checkpoint seq (0: the latest), and
 // returns the events the checkpoint does not cover apart, unproven.
-func prove(ctx context.Context, pool *pgxpool.Pool, where string, arg any, seq int64) ([]*Proof, []*Proof, error) {
+func prove(ctx context.Context, pool *pgxpool.Pool, where string, arg any, seq int64, from proveFrom) ([]*Proof, []*Proof, error) {
 	var proofs, unsealed []*Proof
 	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		all, err := chainedEvents(ctx, tx, where, arg)
@@ -205,56 +219,28 @@ func prove(ctx context.Context, pool *pgxpool.Pool, where string, arg any, seq i
 		if len(cps) > 0 {
 			cp = cps[0]
 		}
-		var provers []*InclusionProver
 		for _, p := range all {
 			if len(cps) == 0 || after(p.TransactionID, p.Position, cp.LastTransactionID, cp.LastPosition) {
 				unsealed = append(unsealed, p)
 				continue
 			}
 			p.Checkpoint = cp
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM event_log WHERE (transaction_id, global_position) < ($1::text::xid8, $2::bigint)`,
-				fmt.Sprint(p.TransactionID), p.Position).Scan(&p.LeafIndex); err != nil {
-				return err
-			}
-			prover, err := NewInclusionProver(p.LeafIndex, uint64(cp.TreeSize))
-			if err != nil {
-				return fmt.Errorf("checkpoint %d does not match the log; run herald events verify: %w", cp.Seq, err)
-			}
-			proofs, provers = append(proofs, p), append(provers, prover)
+			proofs = append(proofs, p)
 		}
-		if len(proofs) == 0 {
-			return nil
+		if len(proofs) == 0 || from == fromLeaves {
+			return proveFromLeaves(ctx, tx, cp, proofs)
 		}
-		rows, err = tx.Query(ctx, `SELECT transaction_id::text::bigint, global_position, hash FROM event_log
-			ORDER BY transaction_id, global_position LIMIT $1`, cp.TreeSize)
-		if err != nil {
+		cached, err := proveFromSubtrees(ctx, tx, cp, proofs, from == fromSubtreesOnly)
+		if err != nil || cached || from == fromSubtreesOnly {
 			return err
 		}
-		var (
-			h   Hash
-			xid uint64
-			pos int64
-		)
-		if _, err := pgx.ForEachRow(rows, []any{&xid, &pos, (*rootScanner)(&h)}, func() error {
-			leaf := LeafHash(xid, pos, h)
-			for _, pr := range provers {
-				pr.Add(leaf)
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		for i, pr := range provers {
-			leaf, path, err := pr.Proof()
-			if err != nil || leaf != LeafHash(proofs[i].TransactionID, proofs[i].Position, proofs[i].Hash) {
-				return fmt.Errorf("checkpoint %d does not match the log; run herald events verify", cp.Seq)
-			}
-			proofs[i].Path = path
-		}
-		return nil
+		return proveFromLeaves(ctx, tx, cp, proofs)
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	if from == fromSubtreesOnly {
+		return proofs, unsealed, nil
 	}
 	for _, p := range proofs {
 		if err := p.verify(nil); err != nil {
@@ -262,6 +248,78 @@ func prove(ctx context.Context, pool *pgxpool.Pool, where string, arg any, seq i
 		}
 	}
 	return proofs, unsealed, nil
+}
+
+// proveFromSubtrees sets the leaf index and path of each of proofs from the stored subtree roots,
+// and reports whether it could: whether they cover every proof and give one that leads to cp's
+// root (unchecked leaves the second to the caller). A stored root is only a cache: one that
+// does not check out costs the proof the reading of the leaves, never a wrong proof.
+func proveFromSubtrees(ctx context.Context, tx pgx.Tx, cp Checkpoint, proofs []*Proof, unchecked bool) (bool, error) {
+	s := newSubtreeProver(tx, uint64(cp.TreeSize))
+	for _, p := range proofs {
+		index, path, err := s.prove(ctx, p.TransactionID, p.Position)
+		if errors.Is(err, errNotCached) {
+			if unchecked {
+				return false, err
+			}
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		p.LeafIndex, p.Path = index, path
+		if !unchecked && p.verify(nil) != nil {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// proveFromLeaves sets the leaf index and path of each of proofs from every leaf up to cp, in
+// one pass.
+func proveFromLeaves(ctx context.Context, tx pgx.Tx, cp Checkpoint, proofs []*Proof) error {
+	if len(proofs) == 0 {
+		return nil
+	}
+	provers := make([]*InclusionProver, len(proofs))
+	for i, p := range proofs {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM event_log WHERE (transaction_id, global_position) < ($1::text::xid8, $2::bigint)`,
+			fmt.Sprint(p.TransactionID), p.Position).Scan(&p.LeafIndex); err != nil {
+			return err
+		}
+		prover, err := NewInclusionProver(p.LeafIndex, uint64(cp.TreeSize))
+		if err != nil {
+			return fmt.Errorf("checkpoint %d does not match the log; run herald events verify: %w", cp.Seq, err)
+		}
+		provers[i] = prover
+	}
+	rows, err := tx.Query(ctx, `SELECT transaction_id::text::bigint, global_position, hash FROM event_log
+		ORDER BY transaction_id, global_position LIMIT $1`, cp.TreeSize)
+	if err != nil {
+		return err
+	}
+	var (
+		h   Hash
+		xid uint64
+		pos int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&xid, &pos, (*rootScanner)(&h)}, func() error {
+		leaf := LeafHash(xid, pos, h)
+		for _, pr := range provers {
+			pr.Add(leaf)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for i, pr := range provers {
+		leaf, path, err := pr.Proof()
+		if err != nil || leaf != LeafHash(proofs[i].TransactionID, proofs[i].Position, proofs[i].Hash) {
+			return fmt.Errorf("checkpoint %d does not match the log; run herald events verify", cp.Seq)
+		}
+		proofs[i].Path = path
+	}
+	return nil
 }
 
 // Verify checks the proof on its own: the event hashes, with its previous hash, to its hash; the

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,6 +25,10 @@ type Sealer struct {
 	batch   int
 	now     func() time.Time
 	witness Witness
+	// noBackfill is set, for every copy of the sealer, once the log up to a checkpoint was
+	// found not to be what it signed: the stored subtree roots are not rebuilt from it again
+	// at each seal (proofs read the leaves, and fail, as herald events verify does).
+	noBackfill *atomic.Bool
 }
 
 // Witness returns the latest checkpoint the sealer signed, as kept outside the database (the
@@ -44,7 +49,7 @@ func (s *Sealer) WithWitness(w Witness) *Sealer {
 
 // NewSealer returns a sealer of the log in pool that signs with key.
 func NewSealer(pool *pgxpool.Pool, key ed25519.PrivateKey) *Sealer {
-	return &Sealer{pool: pool, key: key, batch: DefaultSealBatch, now: time.Now}
+	return &Sealer{pool: pool, key: key, batch: DefaultSealBatch, now: time.Now, noBackfill: new(atomic.Bool)}
 }
 
 // WithBatch returns the sealer covering at most n new events a checkpoint.
@@ -101,6 +106,18 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 				return fmt.Errorf("%w: checkpoint %d: %w; run herald events verify", ErrRefused, prev.Seq, err)
 			}
 		}
+		// Proofs read the subtree roots the checkpoints' trees are made of: a log sealed before
+		// they were stored gets them now, once.
+		// A log that is not what the checkpoint signed gets no stored roots, but its next
+		// events are sealed all the same: the checkpoints go on committing to what comes.
+		if prev.Seq != 0 && !s.noBackfill.Load() {
+			switch err := backfillSubtrees(ctx, tx, &prev); {
+			case errors.Is(err, errNotCheckpointed):
+				s.noBackfill.Store(true)
+			case err != nil:
+				return err
+			}
+		}
 		var logID [16]byte
 		if err := tx.QueryRow(ctx, `SELECT id FROM log_identity`).Scan(&logID); err != nil {
 			return fmt.Errorf("read the log's id: %w", err)
@@ -113,10 +130,13 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 			return fmt.Errorf("read the log: %w", err)
 		}
 		next := Checkpoint{LogID: logID, Seq: prev.Seq + 1}
-		var h Hash
+		var (
+			h        Hash
+			subtrees subtreeCollector
+		)
 		n := 0
 		_, err = pgx.ForEachRow(rows, []any{&next.LastTransactionID, &next.LastPosition, (*rootScanner)(&h)}, func() error {
-			tree.Append(LeafHash(next.LastTransactionID, next.LastPosition, h))
+			subtrees.add(tree, next.LastTransactionID, next.LastPosition, LeafHash(next.LastTransactionID, next.LastPosition, h))
 			n++
 			return nil
 		})
@@ -140,6 +160,9 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 		}
 		if !written {
 			return fmt.Errorf("checkpoint %d: %w", next.Seq, ErrSealedElsewhere)
+		}
+		if err := subtrees.store(ctx, tx); err != nil {
+			return err
 		}
 		cp, full = &next, n == s.batch
 		return nil

@@ -12,8 +12,10 @@ import (
 // AppendOnly names the tables Herald's services may only read and append to: no UPDATE, DELETE
 // or TRUNCATE, and, since the services do not own them, no ALTER or DROP either. Beside the log,
 // the stored templates' versions: a send by name renders the row, which must stay what its
-// TemplateVersionCreated says. And the log's signed checkpoints, which a verifier holds it to.
-var AppendOnly = []string{"event_log", "template_versions", "checkpoints"}
+// TemplateVersionCreated says. The log's signed checkpoints, which a verifier holds it to. And
+// the roots of the tree's subtrees the sealer stores for proofs: a cache a proof is checked
+// against the signed root from, but not one the services may rewrite.
+var AppendOnly = []string{"event_log", "template_versions", "checkpoints", "merkle_subtrees"}
 
 // ErrRoleOwnsLog is returned by GrantRuntime when the runtime role can act as the event log's
 // owner (it is the owner, a member of the owner's role, or a superuser): an owner can disable the

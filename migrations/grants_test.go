@@ -71,6 +71,11 @@ func TestRuntimeRoleCannotRewriteTheLog(t *testing.T) {
 		`DELETE FROM checkpoints`,
 		`TRUNCATE checkpoints`,
 		`ALTER TABLE checkpoints DISABLE TRIGGER USER`,
+		// The stored subtree roots are appended by the sealer, never rewritten.
+		`UPDATE merkle_subtrees SET root = sha256('x')`,
+		`DELETE FROM merkle_subtrees`,
+		`TRUNCATE merkle_subtrees`,
+		`ALTER TABLE merkle_subtrees DISABLE TRIGGER USER`,
 		`ALTER TABLE event_log ALTER COLUMN global_position SET DEFAULT 1`,
 		// The log's identity, signed into every checkpoint, is the migration's alone.
 		`UPDATE log_identity SET id = gen_random_uuid()`,
@@ -115,6 +120,19 @@ func TestRuntimeRoleCannotRewriteTheLog(t *testing.T) {
 		if _, err := conn.Exec(ctx, stmt); err == nil || !strings.Contains(err.Error(), "checkpoints:") {
 			t.Errorf("%s: %v, want it refused", stmt, err)
 		}
+	}
+
+	// The sealer appends subtree roots, the same one twice without an error (a backfill racing
+	// another sealer's), and reads them back.
+	for range 2 {
+		if _, err := conn.Exec(ctx, `INSERT INTO merkle_subtrees (level, idx, root, last_transaction_id, last_position)
+			VALUES (10, 0, sha256(''), '1', 1) ON CONFLICT DO NOTHING`); err != nil {
+			t.Fatalf("append a subtree root as the runtime role: %v", err)
+		}
+	}
+	var subtrees int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM merkle_subtrees`).Scan(&subtrees); err != nil || subtrees != 1 {
+		t.Errorf("subtree roots read as the runtime role: %d, %v; want 1", subtrees, err)
 	}
 
 	// Nor does a temporary table named like a read model fool them.
