@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -52,6 +53,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if !ok {
 		code, status = herald.EINTERNAL, http.StatusInternalServerError
 	}
+	if code == herald.EUNAVAILABLE && w.Header().Get("Retry-After") == "" {
+		// Unavailable is worth retrying; say when, as every other 503 and 429 here does.
+		w.Header().Set("Retry-After", unavailableRetryAfter)
+	}
 	if code == herald.EINTERNAL || code == herald.EUNAVAILABLE {
 		s.logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path,
 			"error", err, "correlation_id", herald.CorrelationID(r.Context()))
@@ -59,8 +64,15 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, status, wire.NewError(code, herald.ErrorMessage(err), herald.ErrorFields(err)))
 }
 
+// unavailableRetryAfter is the Retry-After of a 503 that does not set its own: a failover of
+// PostgreSQL takes a second or two before the new primary accepts writes.
+const unavailableRetryAfter = "2"
+
 // unavailable reports whether err comes from a dependency that could not be reached in time,
-// which a client may retry, rather than from a fault in Herald.
+// which a client may retry, rather than from a fault in Herald: a connection that could not be
+// made or was lost, the server shutting down or refusing connections, a primary that became a
+// standby, or a deadline that passed (waiting for a connection from the pool, among others).
+// During a failover the requests caught by the switch fail in each of these ways.
 func unavailable(err error) bool {
 	var (
 		connErr *pgconn.ConnectError
@@ -68,12 +80,14 @@ func unavailable(err error) bool {
 		pgErr   *pgconn.PgError
 	)
 	switch {
-	case errors.As(err, &connErr), errors.As(err, &netErr), errors.Is(err, context.DeadlineExceeded), pgconn.SafeToRetry(err):
+	case errors.As(err, &connErr), errors.As(err, &netErr), errors.Is(err, context.DeadlineExceeded), pgconn.SafeToRetry(err),
+		errors.Is(err, pgconn.ErrConnClosed), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return true
 	case errors.As(err, &pgErr):
-		// Connection exceptions (08) and operator intervention (57: the server is shutting down,
-		// or an administrator terminated the connection).
-		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57")
+		// Connection exceptions (08), operator intervention (57: the server is shutting down,
+		// or an administrator terminated the connection), and a write refused because the
+		// server is now a standby (25006 read_only_sql_transaction).
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57") || pgErr.Code == "25006"
 	}
 	return false
 }

@@ -32,6 +32,9 @@ type Operator interface {
 	// failed (or already discarded) and has nothing parked.
 	Requeue(ctx context.Context, sel handlers.Selection, actor, reason string) ([]handlers.Result, error)
 	Discard(ctx context.Context, sel handlers.Selection, actor, reason string) ([]handlers.Result, error)
+	// Preview says what Requeue (a = ActionRequeued) or Discard (ActionDiscarded) would do,
+	// doing nothing: the same checks and the same errors.
+	Preview(ctx context.Context, a handlers.Action, sel handlers.Selection, actor, reason string) ([]handlers.Planned, error)
 }
 
 // maxClientActorChars bounds the actor a client names; " via apikey:<name>" is added to it.
@@ -43,8 +46,8 @@ const defaultOperatorActor = "api"
 // poisonRoutes mounts the poison queue's endpoints.
 func (s *Server) poisonRoutes(r chi.Router) {
 	r.Get("/", s.listParked)
-	r.Post("/{id}/requeue", s.operate(s.operator.Requeue))
-	r.Post("/{id}/discard", s.operate(s.operator.Discard))
+	r.Post("/{id}/requeue", s.operate(handlers.ActionRequeued, s.operator.Requeue))
+	r.Post("/{id}/discard", s.operate(handlers.ActionDiscarded, s.operator.Discard))
 }
 
 // DefaultPoisonTimeout is how long a request to the poison queue may take to answer. A page is
@@ -129,22 +132,24 @@ func (s *Server) listParked(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// operate serves POST /{id}/requeue and /{id}/discard with act. The body is optional: a JSON
-// object with "actor" and "reason" (which a discard requires: act says so). The actor recorded is
-// the API key ("apikey:<name>"), or "<actor> via apikey:<name>" when the body names one.
-func (s *Server) operate(act func(context.Context, handlers.Selection, string, string) ([]handlers.Result, error)) http.HandlerFunc {
+// operate serves POST /{id}/requeue and /{id}/discard, whose action is action, with act. The
+// body is optional: see operatorRequest. The actor recorded is the API key ("apikey:<name>"), or
+// "<actor> via apikey:<name>" when the body names one. A dry run answers the plan, as the
+// console's preview shows it, and does nothing; an action given what the dry run showed as
+// "expect" does nothing either (409) if the plan differs now.
+func (s *Server) operate(action handlers.Action, act func(context.Context, handlers.Selection, string, string) ([]handlers.Result, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := pathID(r)
 		if _, err := handlers.ParseID(id); err != nil {
 			s.writeError(w, r, herald.Errorf(herald.ENOTFOUND, "no notification %s", id))
 			return
 		}
-		body, err := decodeStringFields(r, w, s.cfg.MaxBodyBytes, "actor", "reason")
+		body, err := decodeOperatorRequest(r, w, s.cfg.MaxBodyBytes)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		actor := body["actor"]
+		actor := body.actor
 		if p, ok := herald.PrincipalFrom(r.Context()); ok {
 			// The key is who did it; a name the client gives says for whom.
 			if strings.TrimSpace(actor) == "" {
@@ -156,7 +161,7 @@ func (s *Server) operate(act func(context.Context, handlers.Selection, string, s
 			} else {
 				actor += " via " + p.Actor()
 			}
-		} else if _, given := body["actor"]; !given {
+		} else if !body.actorGiven {
 			actor = defaultOperatorActor
 		}
 		ctx, cancel, err := s.poisonContext(w, r)
@@ -165,7 +170,17 @@ func (s *Server) operate(act func(context.Context, handlers.Selection, string, s
 			return
 		}
 		defer cancel()
-		results, err := act(ctx, handlers.Selection{IDs: []string{id}}, actor, body["reason"])
+		sel := handlers.Selection{IDs: []string{id}, Expect: body.expect}
+		if body.dryRun {
+			plan, err := s.operator.Preview(ctx, action, sel, actor, body.reason)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, wire.Plan{Plan: wire.NewPlan(plan)})
+			return
+		}
+		results, err := act(ctx, sel, actor, body.reason)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -176,6 +191,100 @@ func (s *Server) operate(act func(context.Context, handlers.Selection, string, s
 		}
 		writeJSON(w, http.StatusOK, wire.NewResult(results[0]))
 	}
+}
+
+// operatorRequest is the optional body of a requeue or discard: "actor" and "reason" (which a
+// discard requires: the operator says so), "dry_run", and "expect", what a dry run showed for
+// each notification id (wire.Expected).
+type operatorRequest struct {
+	actor, reason string
+	actorGiven    bool
+	dryRun        bool
+	expect        map[string]handlers.Expected
+}
+
+// expectedFields are the fields of each entry of "expect", all required.
+var expectedFields = []string{"version", "action", "message_ids"}
+
+// decodeOperatorRequest reads an operatorRequest from r, at most limit bytes, as strictly as
+// DecodeSend.
+func decodeOperatorRequest(r *http.Request, w http.ResponseWriter, limit int64) (operatorRequest, error) {
+	var out operatorRequest
+	raw, err := readObject(r, w, limit, "actor", "reason", "dry_run", "expect")
+	if err != nil {
+		return out, err
+	}
+	fields := map[string]string{}
+	for _, name := range []string{"actor", "reason"} {
+		v, ok := raw[name]
+		if !ok {
+			continue
+		}
+		var str string
+		if err := json.Unmarshal(v, &str); err != nil {
+			fields[name] = "must be a string, not " + jsonValueKind(v)
+			continue
+		}
+		if name == "actor" {
+			out.actor, out.actorGiven = str, true
+		} else {
+			out.reason = str
+		}
+	}
+	if v, ok := raw["dry_run"]; ok {
+		if err := json.Unmarshal(v, &out.dryRun); err != nil {
+			fields["dry_run"] = "must be true or false, not " + jsonValueKind(v)
+		}
+	}
+	if v, ok := raw["expect"]; ok {
+		out.expect = decodeExpect(v, fields)
+	}
+	if len(fields) > 0 {
+		return out, herald.Invalid("the request is invalid", fields)
+	}
+	return out, nil
+}
+
+// decodeExpect reads "expect": an object of notification ids, each with what the dry run
+// showed. It names what is wrong in fields.
+func decodeExpect(v json.RawMessage, fields map[string]string) map[string]handlers.Expected {
+	var entries map[string]json.RawMessage
+	if err := json.Unmarshal(v, &entries); err != nil {
+		fields["expect"] = "must be an object of notification ids, not " + jsonValueKind(v)
+		return nil
+	}
+	out := make(map[string]handlers.Expected, len(entries))
+	for key, entry := range entries {
+		path := "expect." + key
+		id, err := handlers.ParseID(key)
+		if err != nil {
+			fields[path] = "is not a notification id (a UUID)"
+			continue
+		}
+		var names map[string]json.RawMessage
+		if err := json.Unmarshal(entry, &names); err != nil {
+			fields[path] = "must be an object with version, action and message_ids, not " + jsonValueKind(entry)
+			continue
+		}
+		var missing []string
+		for _, name := range expectedFields {
+			if _, ok := names[name]; !ok {
+				missing = append(missing, name)
+			}
+		}
+		dec := json.NewDecoder(bytes.NewReader(entry))
+		dec.DisallowUnknownFields()
+		var e wire.Expected
+		switch err := dec.Decode(&e); {
+		case len(missing) > 0:
+			fields[path] = "needs " + strings.Join(missing, ", ") + ", as the dry run showed them"
+		case err != nil:
+			fields[path] = "must have an integer version, a string action and a list of strings message_ids, and nothing else"
+		default:
+			out[id] = e.Handlers()
+		}
+	}
+	return out
 }
 
 // decodeStringFields reads an optional JSON object of string fields from r, at most limit bytes,
@@ -239,7 +348,7 @@ func readObject(r *http.Request, w http.ResponseWriter, limit int64, names ...st
 	for name, v := range raw {
 		switch {
 		case !slices.Contains(names, name):
-			fields[name] = fmt.Sprintf("is not a known field: send %s (names are case-sensitive)", strings.Join(names, " and "))
+			fields[name] = fmt.Sprintf("is not a known field: send %s (names are case-sensitive)", listNames(names))
 		case string(v) != "null":
 			out[name] = v
 		}
@@ -248,4 +357,12 @@ func readObject(r *http.Request, w http.ResponseWriter, limit int64, names ...st
 		return nil, herald.Invalid("the request is invalid", fields)
 	}
 	return out, nil
+}
+
+// listNames writes names as a sentence does: "a", "a and b", "a, b and c".
+func listNames(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }

@@ -133,16 +133,47 @@ func NewResults(results []handlers.Result) Results {
 // Planned is what an operator's requeue or discard would do to one notification, shown before
 // it is done: the action, the notification as it is now, and its parked messages.
 type Planned struct {
-	ID           string       `json:"id"`
-	Action       string       `json:"action"`
-	Notification Notification `json:"notification"`
-	Parked       int          `json:"parked"`
+	ID     string `json:"id"`
+	Action string `json:"action"`
+	// Notification is null when the log does not know it: its parked messages are only removed.
+	Notification *Notification `json:"notification"`
+	Parked       int           `json:"parked"`
+	// MessageIDs are the distinct ids of its parked messages, sorted: with the version of the
+	// notification and the action, what a confirmation passes back as Expected.
+	MessageIDs []string `json:"message_ids"`
 }
 
 // NewPlanned returns p as users see it.
 func NewPlanned(p handlers.Planned) Planned {
-	return Planned{ID: p.ID, Action: string(p.Action), Notification: NewNotification(p.Notification), Parked: p.Parked}
+	ids := p.MessageIDs
+	if ids == nil {
+		ids = []string{}
+	}
+	out := Planned{ID: p.ID, Action: string(p.Action), Parked: p.Parked, MessageIDs: ids}
+	if p.Notification.Version > 0 {
+		n := NewNotification(p.Notification)
+		out.Notification = &n
+	}
+	return out
 }
 
 // NewPlan returns plan as users see it, never nil.
 func NewPlan(plan []handlers.Planned) []Planned { return all(plan, NewPlanned) }
+
+// Plan is the answer to a dry run of a requeue or discard: what it would do, nothing done.
+type Plan struct {
+	Plan []Planned `json:"plan"`
+}
+
+// Expected is what a client saw in a dry run for one notification and confirms with the action:
+// if the plan differs when the action runs, nothing is done (409 conflict).
+type Expected struct {
+	Version    int64    `json:"version"`
+	Action     string   `json:"action"`
+	MessageIDs []string `json:"message_ids"`
+}
+
+// Handlers returns e as the operator checks it.
+func (e Expected) Handlers() handlers.Expected {
+	return handlers.Expected{Version: e.Version, Action: handlers.Action(e.Action), MessageIDs: e.MessageIDs}
+}

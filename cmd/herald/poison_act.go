@@ -7,24 +7,28 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
 	"github.com/herald-notify/herald"
 	"github.com/herald-notify/herald/handlers"
 	"github.com/herald-notify/herald/wire"
-	"github.com/spf13/cobra"
 )
 
 // poisonAction is requeue or discard.
 type poisonAction struct {
 	name, short, long string
-	reasonRequired    bool
-	act               func(*handlers.Operator) func(context.Context, handlers.Selection, string, string) ([]handlers.Result, error)
+	// action is what it records, and what --dry-run previews.
+	action         handlers.Action
+	reasonRequired bool
+	act            func(*handlers.Operator) func(context.Context, handlers.Selection, string, string) ([]handlers.Result, error)
 }
 
 // The two things an operator can do with parked notifications: try again, or give up.
 var (
 	actionRequeue = poisonAction{
-		name:  "requeue",
-		short: "Send failed notifications back to their work queue for a new round of attempts",
+		name:   "requeue",
+		action: handlers.ActionRequeued,
+		short:  "Send failed notifications back to their work queue for a new round of attempts",
 		long: `requeue sends each named notification (or with --all every parked one, of --type only if
 given) back to its work queue: NotificationRequeued, saying --actor and --reason, is appended to
 its stream together with a new delivery command, which the relay of "herald serve" forwards;
@@ -34,21 +38,26 @@ after the old ones. Its parked messages are then removed.
 Every notification is checked first; if one is unknown, or is not failed and has nothing parked,
 nothing is done. A parked message of a sent notification is only removed; one of a notification
 still pending or processing has its command sent again (no event); one of a discarded
-notification is only removed under --all, and requeued when named.`,
+notification is only removed under --all, and requeued when named.
+
+--dry-run makes the same checks and prints what would be done, doing nothing.`,
 		act: func(op *handlers.Operator) func(context.Context, handlers.Selection, string, string) ([]handlers.Result, error) {
 			return op.Requeue
 		},
 	}
 	actionDiscard = poisonAction{
-		name:  "discard",
-		short: "Give up on failed notifications and remove them from the poison queue",
+		name:   "discard",
+		action: handlers.ActionDiscarded,
+		short:  "Give up on failed notifications and remove them from the poison queue",
 		long: `discard records that you gave up on each named notification (or with --all every parked one, of
 --type only if given): NotificationDiscarded, saying --actor and --reason (required), is
 appended to its stream, and its parked messages are removed. It stays failed.
 
 Every notification is checked first; if one is unknown, or is not failed (or already discarded)
 and has nothing parked, nothing is done. Stale parked messages, and parked messages of
-notifications the log does not know, are only removed.`,
+notifications the log does not know, are only removed.
+
+--dry-run makes the same checks and prints what would be done, doing nothing.`,
 		reasonRequired: true,
 		act: func(op *handlers.Operator) func(context.Context, handlers.Selection, string, string) ([]handlers.Result, error) {
 			return op.Discard
@@ -65,6 +74,7 @@ func poisonActionCommand(a poisonAction) *cobra.Command {
 		channel channelFilter
 		actor   string
 		reason  string
+		dryRun  bool
 	)
 	cmd := &cobra.Command{
 		Use:   a.name + " ID... | --all [--type email|sms]",
@@ -91,6 +101,13 @@ func poisonActionCommand(a poisonAction) *cobra.Command {
 			defer done()
 			// The operator's invocation is what causes the events it appends.
 			ctx := herald.WithCorrelationID(cmd.Context(), "cli-"+uuid.NewString())
+			if dryRun {
+				plan, err := op.Preview(ctx, a.action, sel, actor, reason)
+				if err != nil {
+					return cliError(err, fieldsAsWords)
+				}
+				return printPoisonPlan(cmd.OutOrStdout(), *cfg.output, plan)
+			}
 			results, err := a.act(op)(ctx, sel, actor, reason)
 			if len(results) > 0 || err == nil {
 				if perr := printPoisonResults(cmd.OutOrStdout(), *cfg.output, results); perr != nil && err == nil {
@@ -110,7 +127,8 @@ func poisonActionCommand(a poisonAction) *cobra.Command {
 		reasonUsage += " (required)"
 	}
 	fs.StringVar(&reason, "reason", "", reasonUsage)
-	markArguments(fs, "all", "actor", "reason")
+	fs.BoolVar(&dryRun, "dry-run", false, "print what would be done, and do nothing")
+	markArguments(fs, "all", "actor", "reason", "dry-run")
 	return cmd
 }
 
@@ -160,4 +178,25 @@ func printPoisonResults(w io.Writer, output format, results []handlers.Result) e
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", r.ID, r.Action, cell(orDash(string(r.Status)), 0), r.Version, r.Removed)
 	}
 	return tw.Flush()
+}
+
+// printPoisonPlan prints what requeue or discard would do to each notification.
+func printPoisonPlan(w io.Writer, output format, plan []handlers.Planned) error {
+	if output == formatJSON {
+		return writeJSON(w, wire.Plan{Plan: wire.NewPlan(plan)})
+	}
+	if len(plan) == 0 {
+		_, err := fmt.Fprintln(w, "Nothing is parked: nothing would be done.")
+		return err
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, "ID\tWOULD BE\tSTATUS NOW\tVERSION\tPARKED")
+	for _, p := range plan {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", p.ID, p.Action, cell(orDash(string(p.Notification.Status)), 0), p.Notification.Version, p.Parked)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, "Nothing was done (--dry-run).")
+	return err
 }

@@ -119,7 +119,7 @@ func TestPoisonArgumentsHaveNoEnvironmentVariable(t *testing.T) {
 			_, arg := f.Annotations[argumentAnnotation]
 			hasEnv := strings.Contains(f.Usage, "[$HERALD_")
 			switch f.Name {
-			case "all", "type", "channel", "actor", "reason", "output", "limit", "cursor":
+			case "all", "type", "channel", "actor", "reason", "dry-run", "output", "limit", "cursor":
 				if !arg || hasEnv {
 					t.Errorf("poison %s --%s: argument %t, environment variable %t; want an argument without one", sub, f.Name, arg, hasEnv)
 				}
