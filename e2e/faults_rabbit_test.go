@@ -159,7 +159,20 @@ func (n *rabbitNode) start(t *testing.T) {
 	t.Helper()
 	n.launch(t)
 	n.waitUp(t)
+	out, err := n.ctlOutput("eval", "erlang:system_info(time_correction).")
+	if err != nil {
+		t.Fatalf("RabbitMQ node %s: ask its time correction: %v", n.name, err)
+	}
+	if strings.TrimSpace(out) != "false" {
+		t.Fatalf("RabbitMQ node %s runs with the Erlang VM's time correction (%q): it can abort mid-run; see erlArgs", n.name, strings.TrimSpace(out))
+	}
 }
+
+// erlArgs starts the nodes' Erlang VM without time correction. With it, Erlang 25's VM aborts
+// ("Monotonic time stepped backwards!") on some virtual machines whose clock it misreads, killing
+// the node in the middle of a case; without it, Erlang's monotonic time is the operating system's,
+// which does not step back. .ci/run starts the machine's own broker the same way.
+const erlArgs = "+C multi_time_warp +c false"
 
 // launch runs rabbitmq-server -detached on the node's files, which returns before the node is up.
 func (n *rabbitNode) launch(t *testing.T) {
@@ -175,6 +188,7 @@ func (n *rabbitNode) launch(t *testing.T) {
 		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(n.dir, "enabled_plugins"),
 		"RABBITMQ_FEATURE_FLAGS_FILE="+filepath.Join(n.dir, "feature_flags"),
 		"RABBITMQ_PID_FILE="+filepath.Join(n.dir, "pid"),
+		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+erlArgs,
 	)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("rabbitmq-server -detached: %v\n%s", err, out)

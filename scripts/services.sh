@@ -234,7 +234,10 @@ setup_install() {
 		# enables it.
 		rabbitmq-plugins enable --offline --quiet rabbitmq_management >/dev/null
 		say "starting RabbitMQ"
-		service rabbitmq-server start 2>/dev/null || rabbitmq-server -detached
+		# Without the Erlang VM's time correction: see docs/operations.md, "RabbitMQ dies with
+		# Monotonic time stepped backwards".
+		service rabbitmq-server start 2>/dev/null ||
+			RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS='+C multi_time_warp +c false' rabbitmq-server -detached
 	fi
 	wait_for RabbitMQ 120 rabbitmq_up
 	setup_local
