@@ -2,12 +2,9 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"sync"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -44,12 +41,8 @@ func NewGroup(db Batcher, log *Log) *Group { return &Group{db: db, log: log} }
 
 // groupAppend is one caller's append, waiting in a Group.
 type groupAppend struct {
-	stream   string
-	expected int64
-	rec      Recorded
-	data     string
-	meta     string
-	err      error
+	eventRow
+	err error
 	// lead is closed to make this append's caller send the next batch (handed says it was);
 	// done when the append was sent.
 	lead, done chan struct{}
@@ -97,23 +90,11 @@ func (g *Group) Append(ctx context.Context, stream string, expected int64, md Me
 }
 
 func newGroupAppend(stream string, expected int64, md Metadata, e Event) (*groupAppend, error) {
-	meta, err := json.Marshal(md)
+	row, err := encodeOne(stream, expected+1, md, e)
 	if err != nil {
-		return nil, fmt.Errorf("append %s v%d: metadata: %w", stream, expected+1, err)
+		return nil, err
 	}
-	data, err := encodeData(e)
-	if err != nil {
-		return nil, fmt.Errorf("append %s v%d: encode %s: %w", stream, expected+1, e.EventType(), err)
-	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return nil, fmt.Errorf("append %s: event id: %w", stream, err)
-	}
-	return &groupAppend{
-		stream: stream, expected: expected, data: string(data), meta: string(meta),
-		rec:  Recorded{ID: id.String(), StreamID: stream, Version: expected + 1, Type: e.EventType(), Data: data, Metadata: md},
-		lead: make(chan struct{}), done: make(chan struct{}),
-	}, nil
+	return &groupAppend{eventRow: row, lead: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 func (a *groupAppend) result() ([]Recorded, error) {
@@ -155,14 +136,14 @@ func (g *Group) flush(ctx context.Context) {
 func (g *Group) send(ctx context.Context, batch []*groupAppend) {
 	b := &pgx.Batch{}
 	for _, a := range batch {
-		b.Queue(appendOneGroupSQL, a.stream, a.expected, a.rec.ID, a.rec.Type, a.data, a.meta).QueryRow(func(row pgx.Row) error {
+		b.Queue(appendOneGroupSQL, a.args()...).QueryRow(func(row pgx.Row) error {
 			err := row.Scan(&a.rec.Position, &a.rec.Time)
 			switch {
 			case errors.Is(err, pgx.ErrNoRows):
 				// Its own conflict: the others' appends go on.
-				a.err = conflict(a.stream, a.expected)
+				a.err = conflict(a.rec.StreamID, a.expected())
 			case err != nil:
-				return appendError(a.stream, a.expected, err)
+				return appendError(a.rec.StreamID, a.expected(), err)
 			}
 			return nil
 		})
@@ -179,7 +160,7 @@ func (g *Group) send(ctx context.Context, batch []*groupAppend) {
 	// back): each is made again alone, so that only the one at fault fails.
 	for _, a := range batch {
 		var recs []Recorded
-		recs, a.err = g.log.appendRecorded(ctx, a.rec, a.expected, a.data, a.meta)
+		recs, a.err = g.log.appendRow(ctx, a.eventRow)
 		if a.err == nil {
 			a.rec = recs[0]
 		}

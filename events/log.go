@@ -103,17 +103,13 @@ func newAppendBatch(stream string, expected int64, md Metadata, evs []Event) (*a
 		byID:     make(map[string]int, len(evs)),
 	}
 	for i, e := range evs {
-		id, err := uuid.NewV7()
+		r, err := newRecorded(stream, expected+int64(i)+1, md, e)
 		if err != nil {
-			return nil, fmt.Errorf("append %s: event id: %w", stream, err)
+			return nil, err
 		}
-		data, err := encodeData(e)
-		if err != nil {
-			return nil, fmt.Errorf("append %s v%d: encode %s: %w", stream, expected+int64(i)+1, e.EventType(), err)
-		}
-		b.ids[i], b.versions[i], b.types[i], b.data[i] = id.String(), expected+int64(i)+1, e.EventType(), string(data)
-		b.byID[b.ids[i]] = i
-		b.out[i] = Recorded{ID: b.ids[i], StreamID: stream, Version: b.versions[i], Type: b.types[i], Data: data, Metadata: md}
+		b.ids[i], b.versions[i], b.types[i], b.data[i] = r.ID, r.Version, r.Type, string(r.Data)
+		b.byID[r.ID] = i
+		b.out[i] = r
 	}
 	return b, nil
 }
@@ -152,25 +148,17 @@ RETURNING global_position, occurred_at`
 // appendOne is Append of one event, the common case (a worker records an attempt's start, then
 // its outcome), without the arrays a batch needs.
 func (l *Log) appendOne(ctx context.Context, stream string, expected int64, md Metadata, e Event) ([]Recorded, error) {
-	meta, err := json.Marshal(md)
+	row, err := encodeOne(stream, expected+1, md, e)
 	if err != nil {
-		return nil, fmt.Errorf("append %s v%d: metadata: %w", stream, expected+1, err)
+		return nil, err
 	}
-	data, err := encodeData(e)
-	if err != nil {
-		return nil, fmt.Errorf("append %s v%d: encode %s: %w", stream, expected+1, e.EventType(), err)
-	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return nil, fmt.Errorf("append %s: event id: %w", stream, err)
-	}
-	r := Recorded{ID: id.String(), StreamID: stream, Version: expected + 1, Type: e.EventType(), Data: data, Metadata: md}
-	return l.appendRecorded(ctx, r, expected, string(data), string(meta))
+	return l.appendRow(ctx, row)
 }
 
-// appendRecorded inserts r, encoded as data and meta, after version expected of its stream.
-func (l *Log) appendRecorded(ctx context.Context, r Recorded, expected int64, data, meta string) ([]Recorded, error) {
-	err := l.db.QueryRow(ctx, appendOneSQL, r.StreamID, expected, r.ID, r.Type, data, meta).Scan(&r.Position, &r.Time)
+// appendRow inserts row after the version before it of its stream.
+func (l *Log) appendRow(ctx context.Context, row eventRow) ([]Recorded, error) {
+	r, expected := row.rec, row.expected()
+	err := l.db.QueryRow(ctx, appendOneSQL, row.args()...).Scan(&r.Position, &r.Time)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, conflict(r.StreamID, expected)
 	}
@@ -180,27 +168,63 @@ func (l *Log) appendRecorded(ctx context.Context, r Recorded, expected int64, da
 	return []Recorded{r}, nil
 }
 
+// eventRow is one event's row of event_log as a one-event append inserts it: the event as it
+// will be recorded once the database has given it a position and a time, and its data and
+// metadata encoded for the insert. Every one-event append encodes with encodeOne, so that a row
+// is written alike whichever way it is appended.
+type eventRow struct {
+	rec        Recorded
+	data, meta string
+}
+
+// encodeOne gives e an id and encodes it, with md, as the given version of stream.
+func encodeOne(stream string, version int64, md Metadata, e Event) (eventRow, error) {
+	meta, err := json.Marshal(md)
+	if err != nil {
+		return eventRow{}, fmt.Errorf("append %s v%d: metadata: %w", stream, version, err)
+	}
+	r, err := newRecorded(stream, version, md, e)
+	if err != nil {
+		return eventRow{}, err
+	}
+	return eventRow{rec: r, data: string(r.Data), meta: string(meta)}, nil
+}
+
+// newRecorded gives e an id and encodes its data, as the given version of stream: the event as it
+// will be recorded, less the position and time the database gives it.
+func newRecorded(stream string, version int64, md Metadata, e Event) (Recorded, error) {
+	data, err := encodeData(e)
+	if err != nil {
+		return Recorded{}, fmt.Errorf("append %s v%d: encode %s: %w", stream, version, e.EventType(), err)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Recorded{}, fmt.Errorf("append %s: event id: %w", stream, err)
+	}
+	return Recorded{ID: id.String(), StreamID: stream, Version: version, Type: e.EventType(), Data: data, Metadata: md}, nil
+}
+
+// expected is the version the row's stream must be at for the row to be appended.
+func (row eventRow) expected() int64 { return row.rec.Version - 1 }
+
+// args are the arguments of appendOneSQL (and appendOneGroupSQL) that insert the row.
+func (row eventRow) args() []any {
+	return []any{row.rec.StreamID, row.expected(), row.rec.ID, row.rec.Type, row.data, row.meta}
+}
+
 // QueueStart queues, in b, the append of e as version 1 of a new stream, and returns the event as
 // it will be recorded: its position and time are filled in when b has run. A stream that exists
 // already fails the batch with ECONFLICT (ErrConflict), and with it everything queued beside it:
 // a batch runs as one implicit transaction.
 func (l *Log) QueueStart(b *pgx.Batch, stream string, md Metadata, e Event) (*Recorded, error) {
-	meta, err := json.Marshal(md)
+	enc, err := encodeOne(stream, 1, md, e)
 	if err != nil {
-		return nil, fmt.Errorf("append %s v1: metadata: %w", stream, err)
+		return nil, err
 	}
-	data, err := encodeData(e)
-	if err != nil {
-		return nil, fmt.Errorf("append %s v1: encode %s: %w", stream, e.EventType(), err)
-	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return nil, fmt.Errorf("append %s: event id: %w", stream, err)
-	}
-	r := &Recorded{ID: id.String(), StreamID: stream, Version: 1, Type: e.EventType(), Data: data, Metadata: md}
+	r := &enc.rec
 	b.Queue(`INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data, metadata)
 		VALUES ($1, $2, 1, $3, $4::jsonb, $5::jsonb) RETURNING global_position, occurred_at`,
-		r.ID, stream, r.Type, string(data), string(meta)).QueryRow(func(row pgx.Row) error {
+		r.ID, stream, r.Type, enc.data, enc.meta).QueryRow(func(row pgx.Row) error {
 		if err := row.Scan(&r.Position, &r.Time); err != nil {
 			return appendError(stream, 0, err)
 		}
@@ -222,20 +246,12 @@ func (l *Log) QueueAppend(b *pgx.Batch, stream string, expected int64, md Metada
 
 // queueAppendOne is QueueAppend recording into r, which b fills in when it runs.
 func queueAppendOne(b *pgx.Batch, stream string, expected int64, md Metadata, e Event, r *Recorded) error {
-	meta, err := json.Marshal(md)
+	enc, err := encodeOne(stream, expected+1, md, e)
 	if err != nil {
-		return fmt.Errorf("append %s v%d: metadata: %w", stream, expected+1, err)
+		return err
 	}
-	data, err := encodeData(e)
-	if err != nil {
-		return fmt.Errorf("append %s v%d: encode %s: %w", stream, expected+1, e.EventType(), err)
-	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return fmt.Errorf("append %s: event id: %w", stream, err)
-	}
-	*r = Recorded{ID: id.String(), StreamID: stream, Version: expected + 1, Type: e.EventType(), Data: data, Metadata: md}
-	b.Queue(appendOneSQL, stream, expected, r.ID, r.Type, string(data), string(meta)).QueryRow(func(row pgx.Row) error {
+	*r = enc.rec
+	b.Queue(appendOneSQL, enc.args()...).QueryRow(func(row pgx.Row) error {
 		err := row.Scan(&r.Position, &r.Time)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return conflict(stream, expected)

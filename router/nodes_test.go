@@ -2,11 +2,9 @@ package router_test
 
 import (
 	"context"
-	"net"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -101,36 +99,10 @@ func TestAMQPConnectsToTheFirstNodeThatAnswers(t *testing.T) {
 // but fails the AMQP handshake (starting, stopping, or not RabbitMQ at all).
 func notRabbitMQ(t *testing.T, hang bool) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	if hang {
+		return heraldtest.SilentListener(t)
 	}
-	var mu sync.Mutex
-	var held []net.Conn
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			_ = c.Close()
-		}
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if !hang {
-				_ = c.Close()
-				continue
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
-	return ln.Addr().String()
+	return heraldtest.ClosingListener(t)
 }
 
 // A first node that takes TCP but fails the AMQP handshake is passed over: the topology's

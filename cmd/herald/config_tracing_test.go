@@ -5,10 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +14,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 
+	"github.com/herald-notify/herald/heraldtest"
 	"github.com/herald-notify/herald/redact"
 	"github.com/herald-notify/herald/tracing"
 )
@@ -207,40 +206,13 @@ func TestOpenTelemetryLogsGoThroughTheMaskedLogger(t *testing.T) {
 // answers holds the exporter's component up for at most half the grace, and the component
 // returns nil, logging a warning: the lost spans do not make a clean stop fail.
 func TestTraceFlushIsBoundedAndQuiet(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			go func() { _, _ = io.Copy(io.Discard, c) }()
-		}
-	}()
+	collector := heraldtest.SilentListener(t)
 
 	// The exporter's goroutine goes on trying (and logging) after the component has given up,
 	// beyond this test's end: the log is written under a lock.
 	var buf lockedBuffer
 	cfg := processConfig{grace: 2 * time.Second}
-	cfg.tracing.endpoint = "http://" + ln.Addr().String()
+	cfg.tracing.endpoint = "http://" + collector
 	tr, comps, err := cfg.tracingExporter(parts{api: true}, nil, nil, slog.New(slog.NewTextHandler(&buf, nil)))
 	if err != nil || len(comps) != 1 {
 		t.Fatalf("%d components, %v", len(comps), err)
