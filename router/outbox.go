@@ -61,7 +61,11 @@ func (s outboxSchema) SubscribeIsolationLevel() stdsql.IsolationLevel {
 }
 
 // SelectQuery is watermill-sql's PostgreSQL query (see eventLogSchema) limited to the
-// partition's rows.
+// partition's rows. watermill-sql writes the offset's condition as (transaction_id = X AND
+// "offset" > Y) OR transaction_id > X, which PostgreSQL reads as a bitmap of every row past the
+// offset, all of them fetched and sorted for each batch; the row comparison, which says the same,
+// walks the (transaction_id, "offset") key in order from the offset and stops at the batch's
+// end, having read about a batch of rows for each partition, however long the backlog behind it.
 func (s outboxSchema) SelectQuery(params sql.SelectQueryParams) (sql.Query, error) {
 	next, err := params.OffsetsAdapter.NextOffsetQuery(sql.NextOffsetQueryParams{
 		Topic:         params.Topic,
@@ -75,17 +79,12 @@ func (s outboxSchema) SelectQuery(params sql.SelectQueryParams) (sql.Query, erro
 		partition = fmt.Sprintf(`AND "offset" %% %d = %d`, s.partitions, s.partition)
 	}
 	q := `
-SELECT * FROM (
-	WITH last_processed AS (` + next.Query + `)
-	SELECT "offset", transaction_id, uuid, payload, metadata FROM outbox
-	WHERE (
-		(transaction_id = (SELECT last_processed_transaction_id FROM last_processed)
-			AND "offset" > (SELECT offset_acked FROM last_processed))
-		OR transaction_id > (SELECT last_processed_transaction_id FROM last_processed)
-	)
+WITH last_processed AS (` + next.Query + `)
+SELECT "offset", transaction_id, uuid, payload, metadata FROM outbox
+WHERE (transaction_id, "offset") >
+		((SELECT last_processed_transaction_id FROM last_processed), (SELECT offset_acked FROM last_processed))
 	AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 	` + partition + `
-) AS messages
 ORDER BY transaction_id ASC, "offset" ASC
 LIMIT ` + strconv.Itoa(max(1, s.batchSize))
 	return sql.Query{Query: q, Args: next.Args}, nil

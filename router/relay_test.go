@@ -161,7 +161,7 @@ func takeForwarded(t *testing.T, amqpURL, queue string) map[string]int {
 
 // sendCommands puts n email commands in the outbox, per transactions of perTx, and returns their
 // notification ids in outbox order.
-func sendCommands(t *testing.T, pool *pgxpool.Pool, n, perTx int) []string {
+func sendCommands(t testing.TB, pool *pgxpool.Pool, n, perTx int) []string {
 	t.Helper()
 	ctx := context.Background()
 	outbox := router.NewOutbox(nil)

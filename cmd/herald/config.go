@@ -91,7 +91,7 @@ type relayConfig struct {
 func (c *relayConfig) register(s *settings) {
 	s.Duration(&c.PollInterval, "relay-poll-interval", "HERALD_RELAY_POLL_INTERVAL", 50*time.Millisecond, "how often an idle outbox relay looks for new commands")
 	s.Int(&c.BatchSize, "relay-batch-size", "HERALD_RELAY_BATCH_SIZE", 20, "commands forwarded per outbox transaction")
-	s.Int(&c.Partitions, "relay-partitions", "HERALD_RELAY_PARTITIONS", 4, "forwarders sharing the outbox, publishing side by side")
+	s.Int(&c.Partitions, "relay-partitions", "HERALD_RELAY_PARTITIONS", 8, "forwarders sharing the outbox, publishing side by side")
 }
 
 // reconcileConfig sets when the reconciler sends again the command of a notification that

@@ -1,0 +1,14 @@
+package router
+
+import "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+
+// OutboxSelectQuery returns the statement, and its arguments, with which partition k of n of the
+// relay reads its next batch of at most batchSize commands as consumer group group.
+func OutboxSelectQuery(batchSize, partitions, k int, group string) (string, []any, error) {
+	q, err := outboxSchema{batchSize: batchSize, partitions: partitions, partition: k}.SelectQuery(sql.SelectQueryParams{
+		Topic:          TopicOutbox,
+		ConsumerGroup:  group,
+		OffsetsAdapter: outboxOffsets(),
+	})
+	return q.Query, q.Args, err
+}
