@@ -98,27 +98,22 @@ func dirPIDs(dirs []string) []int {
 // after (started meanwhile, or its pid taken by another group) counts from 0; one only in
 // before (exited meanwhile) counts nothing, and what it spent falls in Other.
 func cpuDiff(before, after *cpuSnapshot) *CPUSplit {
-	var c CPUSplit
+	// Summed as durations, not seconds: whole clock ticks add up without float residue.
+	byGroup := map[cpuGroup]time.Duration{}
 	for pid, p := range after.procs {
 		d := p.cpu
 		if b, ok := before.procs[pid]; ok && b.group == p.group && b.cpu <= p.cpu {
 			d -= b.cpu
 		}
-		s := d.Seconds()
-		switch p.group {
-		case groupHerald:
-			c.Herald += s
-		case groupPostgres:
-			c.PostgreSQL += s
-		case groupRabbit:
-			c.RabbitMQ += s
-		case groupBench:
-			c.Bench += s
-		}
+		byGroup[p.group] += d
 	}
+	var machine time.Duration
 	if after.busy > before.busy {
-		c.Machine = float64(after.busy-before.busy) / clockTicks
+		machine = time.Duration(after.busy-before.busy) * time.Second / clockTicks
 	}
-	c.Other = max(0, c.Machine-c.Herald-c.PostgreSQL-c.RabbitMQ-c.Bench)
-	return &c
+	other := max(0, machine-byGroup[groupHerald]-byGroup[groupPostgres]-byGroup[groupRabbit]-byGroup[groupBench])
+	return &CPUSplit{
+		Machine: machine.Seconds(), Herald: byGroup[groupHerald].Seconds(), PostgreSQL: byGroup[groupPostgres].Seconds(),
+		RabbitMQ: byGroup[groupRabbit].Seconds(), Bench: byGroup[groupBench].Seconds(), Other: other.Seconds(),
+	}
 }
