@@ -66,6 +66,11 @@ type CostFigures struct {
 	Acks         float64 `json:"amqp_acks_per_notification"`
 	Redeliveries float64 `json:"amqp_redeliveries_per_notification"`
 	Unroutable   float64 `json:"amqp_returned_unroutable_per_notification"`
+	// CPU is the machine's busy CPU time per notification, in milliseconds, over the same window
+	// as the counts (Seconds), split by whose it was (cpu.go); CPUSeconds is the totals it
+	// divides. Absent when the CPU was not read.
+	CPU        *CPUSplit `json:"cpu_ms_per_notification,omitempty"`
+	CPUSeconds *CPUSplit `json:"cpu_seconds,omitempty"`
 	// Totals is the raw differences the figures above divide.
 	Totals CostCounts `json:"totals"`
 	// Error says what could not be counted; the figures are then absent or partial.
@@ -110,6 +115,8 @@ type costSnapshot struct {
 	counts     CostCounts
 	tables     map[string]int64
 	statements map[string]int64
+	// cpu is the machine's and the accounted processes' CPU time, read as the snapshot starts.
+	cpu *cpuSnapshot
 }
 
 // costDiff is what the services counted between two snapshots, less the bench's own commits
@@ -133,6 +140,9 @@ func costDiff(before, after costSnapshot, notifications, benchCommits int64) *Co
 		f.StatementsNote = "pg_stat_statements not loaded"
 	}
 	f.Totals = d
+	if before.cpu != nil && after.cpu != nil {
+		f.CPUSeconds = cpuDiff(before.cpu, after.cpu)
+	}
 	if notifications <= 0 {
 		f.Error = "nothing was delivered: no cost per notification"
 		return f
@@ -144,6 +154,10 @@ func costDiff(before, after costSnapshot, notifications, benchCommits int64) *Co
 	f.RowsFetched = per(d.RowsFetched)
 	f.Publishes, f.Confirms, f.Deliveries = per(d.Publishes), per(d.Confirms), per(d.Deliveries)
 	f.Acks, f.Redeliveries, f.Unroutable = per(d.Acks), per(d.Redeliveries), per(d.Unroutable)
+	if f.CPUSeconds != nil {
+		ms := f.CPUSeconds.scaled(1000 / float64(notifications))
+		f.CPU = &ms
+	}
 	for _, e := range topDiffs(before.tables, after.tables, topTables) {
 		f.Tables = append(f.Tables, TableCost{Table: e.name, RowsWritten: per(e.n)})
 	}
@@ -193,12 +207,16 @@ type costMeter struct {
 	statements bool
 	// queries counts the meter's own queries (each a commit), to leave them out.
 	queries int64
+	// heraldPIDs are Herald's processes, whose CPU each snapshot reads with the bench's and the
+	// services' (serving dbName); none while the skeleton runs.
+	heraldPIDs []int
+	dbName     string
 }
 
 // newCostMeter counts what happens in the scratch database and vhost. It installs
 // pg_stat_statements in the database when the server loads it, and counts without it otherwise.
 func newCostMeter(ctx context.Context, s *scratch, api string) *costMeter {
-	m := &costMeter{pool: s.Pool, api: api, vhost: s.Name}
+	m := &costMeter{pool: s.Pool, api: api, vhost: s.Name, dbName: s.Name}
 	var preload string
 	if err := s.Pool.QueryRow(ctx, `SELECT current_setting('shared_preload_libraries')`).Scan(&preload); err == nil &&
 		strings.Contains(preload, "pg_stat_statements") {
@@ -264,7 +282,8 @@ func moving(a, b CostCounts) bool {
 
 // snapshot reads the counts once.
 func (m *costMeter) snapshot(ctx context.Context) (costSnapshot, error) {
-	s := costSnapshot{at: time.Now(), queries: m.queries, tables: map[string]int64{}, statements: map[string]int64{}, counts: CostCounts{Statements: -1}}
+	s := costSnapshot{at: time.Now(), queries: m.queries, tables: map[string]int64{}, statements: map[string]int64{}, counts: CostCounts{Statements: -1},
+		cpu: takeCPUSnapshot(m.heraldPIDs, m.dbName)}
 	c := &s.counts
 	m.queries++
 	// The statistics a transaction reads are cached until it ends: each read is its own.

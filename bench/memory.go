@@ -132,10 +132,8 @@ func ownCPU(pids []int, dbName string) map[int]time.Duration {
 		out[pid] = procCPU(pid)
 	}
 	pg, rb := serviceProcesses(dbName)
-	for _, dir := range append(pg, rb...) {
-		if pid, err := strconv.Atoi(filepath.Base(dir)); err == nil {
-			out[pid] = procCPU(pid)
-		}
+	for _, pid := range dirPIDs(append(pg, rb...)) {
+		out[pid] = procCPU(pid)
 	}
 	return out
 }

@@ -60,6 +60,8 @@ func sampleReport() *bench.Report {
 				Tables:         []bench.TableCost{{Table: "event_log", RowsWritten: 3}, {Table: "notification_history", RowsWritten: 3}, {Table: "notification_status", RowsWritten: 1.5}},
 				StatementsNote: "pg_stat_statements not loaded",
 				Publishes:      1, Confirms: 1, Deliveries: 1, Acks: 1,
+				CPU:        &bench.CPUSplit{Machine: 5, Herald: 1.6, PostgreSQL: 1.5, RabbitMQ: 1.01, Bench: 0.4, Other: 0.49},
+				CPUSeconds: &bench.CPUSplit{Machine: 99.99, Herald: 32, PostgreSQL: 30, RabbitMQ: 20.2, Bench: 8, Other: 9.79},
 				Totals: bench.CostCounts{Commits: 121988, RowsInserted: 139986, RowsUpdated: 19998, RowsFetched: 249975, Statements: -1,
 					Publishes: 19998, Confirms: 19998, Deliveries: 19998, Acks: 19998}},
 			Skeleton: &bench.CostFigures{Notifications: 5000, Seconds: 17, Commits: 3.2, Rollbacks: 0.1,
@@ -67,6 +69,8 @@ func sampleReport() *bench.Report {
 				Tables:         []bench.TableCost{{Table: "herald_bench_skel_events", RowsWritten: 3}},
 				StatementsNote: "pg_stat_statements not loaded",
 				Publishes:      1, Confirms: 1, Deliveries: 1, Acks: 1,
+				CPU:        &bench.CPUSplit{Machine: 2.4, PostgreSQL: 0.9, RabbitMQ: 0.6, Bench: 0.7, Other: 0.2},
+				CPUSeconds: &bench.CPUSplit{Machine: 12, PostgreSQL: 4.5, RabbitMQ: 3, Bench: 3.5, Other: 1},
 				Totals: bench.CostCounts{Commits: 16000, Rollbacks: 500, RowsInserted: 40000, RowsUpdated: 5000, RowsDeleted: 5000, RowsFetched: 47500, Statements: -1,
 					Publishes: 5000, Confirms: 5000, Deliveries: 5000, Acks: 5000}},
 		},
@@ -205,6 +209,14 @@ func TestReportJSONHasEveryFigure(t *testing.T) {
 		{"cost", "herald", "amqp_publishes_per_notification"}, {"cost", "herald", "amqp_deliveries_per_notification"},
 		{"cost", "herald", "rows_written_by_table"}, {"cost", "herald", "statements_note"},
 		{"cost", "skeleton", "commits_per_notification"}, {"cost", "skeleton", "amqp_acks_per_notification"},
+		{"cost", "herald", "cpu_ms_per_notification", "machine"}, {"cost", "herald", "cpu_ms_per_notification", "herald"},
+		{"cost", "herald", "cpu_ms_per_notification", "postgresql"}, {"cost", "herald", "cpu_ms_per_notification", "rabbitmq"},
+		{"cost", "herald", "cpu_ms_per_notification", "bench"}, {"cost", "herald", "cpu_ms_per_notification", "other"},
+		{"cost", "herald", "cpu_seconds", "machine"}, {"cost", "herald", "cpu_seconds", "postgresql"},
+		{"cost", "skeleton", "cpu_ms_per_notification", "machine"}, {"cost", "skeleton", "cpu_ms_per_notification", "herald"},
+		{"cost", "skeleton", "cpu_ms_per_notification", "postgresql"}, {"cost", "skeleton", "cpu_ms_per_notification", "rabbitmq"},
+		{"cost", "skeleton", "cpu_ms_per_notification", "bench"}, {"cost", "skeleton", "cpu_ms_per_notification", "other"},
+		{"cost", "skeleton", "cpu_seconds", "machine"}, {"cost", "skeleton", "cpu_seconds", "rabbitmq"},
 	}
 	for _, p := range paths {
 		var v any = doc
@@ -226,5 +238,47 @@ func TestReportJSONHasEveryFigure(t *testing.T) {
 	}
 	if diff := cmp.Diff(sampleReport(), &back); diff != "" {
 		t.Errorf("JSON does not round-trip (-want +got):\n%s", diff)
+	}
+}
+
+func TestReportTableShowsCPUPerNotificationInBothColumns(t *testing.T) {
+	var got bytes.Buffer
+	if err := sampleReport().WriteTable(&got); err != nil {
+		t.Fatal(err)
+	}
+	// Each row: its label, Herald's figure, then the skeleton's.
+	for _, want := range []string{
+		`(?m)^  CPU window +58\.2s, settled before → after the load +17\.0s, settled before → after the skeleton$`,
+		`(?m)^  CPU \(ms\), machine busy +5\.00 +2\.40$`,
+		`(?m)^    herald +1\.60 +- \(runs in bench\)$`,
+		`(?m)^    PostgreSQL +1\.50 +0\.90$`,
+		`(?m)^    RabbitMQ +1\.01 +0\.60$`,
+		`(?m)^    bench +0\.40 +0\.70 \(skeleton \+ bench\)$`,
+		`(?m)^    other +0\.49 +0\.20$`,
+	} {
+		if !regexp.MustCompile(want).Match(got.Bytes()) {
+			t.Errorf("table lacks %q:\n%s", want, got.String())
+		}
+	}
+}
+
+func TestReportTableShowsNoCPUPerNotificationWhenNothingWasDelivered(t *testing.T) {
+	r := sampleReport()
+	sk := r.Cost.Skeleton
+	sk.Notifications, sk.CPU, sk.Error = 0, nil, "nothing was delivered: no cost per notification"
+	var got bytes.Buffer
+	if err := r.WriteTable(&got); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`(?m)^  CPU \(ms\), machine busy +5\.00 +-$`,
+		`(?m)^    herald +1\.60 +-$`,
+		`(?m)^    PostgreSQL +1\.50 +-$`,
+		`(?m)^    bench +0\.40 +-$`,
+		`(?m)^    other +0\.49 +-$`,
+	} {
+		if !regexp.MustCompile(want).Match(got.Bytes()) {
+			t.Errorf("table lacks %q:\n%s", want, got.String())
+		}
 	}
 }

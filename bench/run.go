@@ -132,6 +132,7 @@ func runSpawned(ctx context.Context, cfg Config, rep *Report, say func(string, .
 	go abortOnDeath(runCtx, wf.fleet, abort)
 
 	r.watch(wf, s)
+	meter.heraldPIDs = wf.pids
 	say("counting what the services did before the load")
 	before, idle, costErr := meter.settled(runCtx)
 	runErr := r.run(runCtx, rep, say)

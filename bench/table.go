@@ -378,6 +378,7 @@ func (r *Report) costRows(t table) {
 	both("AMQP publishes / confirms", func(f *CostFigures) string { return fmt.Sprintf("%.2f / %.2f", f.Publishes, f.Confirms) })
 	both("AMQP deliveries / acks", func(f *CostFigures) string { return fmt.Sprintf("%.2f / %.2f", f.Deliveries, f.Acks) })
 	both("AMQP redelivered / unroutable", func(f *CostFigures) string { return fmt.Sprintf("%.2f / %.2f", f.Redeliveries, f.Unroutable) })
+	cpuCostRows(t, h, s)
 	if (h != nil && len(h.Tables) > 0) || (s != nil && len(s.Tables) > 0) {
 		t.row("  PG rows written by table", "", "")
 	}
@@ -407,6 +408,38 @@ func (r *Report) costRows(t table) {
 			t.row("  "+[]string{"herald", "skeleton"}[i]+" not fully counted", f.Error, "")
 		}
 	}
+}
+
+// cpuCostRows shows where the machine's CPU went per notification, over the window the counts
+// above cover (each column's own: --help says which). The skeleton runs in the bench process:
+// its column has no Herald, and its bench row is the skeleton with the bench's own work.
+func cpuCostRows(t table, h, s *CostFigures) {
+	if (h == nil || h.CPUSeconds == nil) && (s == nil || s.CPUSeconds == nil) {
+		return
+	}
+	cell := func(f *CostFigures, v func(CPUSplit) float64, note string) string {
+		if f == nil || f.Notifications <= 0 || f.CPU == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", v(*f.CPU)) + note
+	}
+	window := func(f *CostFigures, what string) string {
+		if f == nil || f.CPUSeconds == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%s, %s", secs(f.Seconds), what)
+	}
+	t.row("  CPU window", window(h, "settled before → after the load"), window(s, "settled before → after the skeleton"))
+	t.row("  CPU (ms), machine busy", cell(h, func(c CPUSplit) float64 { return c.Machine }, ""), cell(s, func(c CPUSplit) float64 { return c.Machine }, ""))
+	skelHerald := "-"
+	if s != nil && s.CPU != nil && s.Notifications > 0 {
+		skelHerald = "- (runs in bench)"
+	}
+	t.row("    herald", cell(h, func(c CPUSplit) float64 { return c.Herald }, ""), skelHerald)
+	t.row("    PostgreSQL", cell(h, func(c CPUSplit) float64 { return c.PostgreSQL }, ""), cell(s, func(c CPUSplit) float64 { return c.PostgreSQL }, ""))
+	t.row("    RabbitMQ", cell(h, func(c CPUSplit) float64 { return c.RabbitMQ }, ""), cell(s, func(c CPUSplit) float64 { return c.RabbitMQ }, ""))
+	t.row("    bench", cell(h, func(c CPUSplit) float64 { return c.Bench }, ""), cell(s, func(c CPUSplit) float64 { return c.Bench }, " (skeleton + bench)"))
+	t.row("    other", cell(h, func(c CPUSplit) float64 { return c.Other }, ""), cell(s, func(c CPUSplit) float64 { return c.Other }, ""))
 }
 
 // costOf is the heading of a run's column: what its figures are divided by.

@@ -88,6 +88,19 @@ The figures:
                       processes are up, once the counts have not moved for 11 s (they are
                       reported late); commits include idle polling (its rate before the load
                       is shown) and leave out the bench's own queries
+  CPU (ms)            per delivered notification, in each column, over the same window as its
+                      counts: Herald's from the settled counts with Herald up and idle before
+                      the load to those after every notification was delivered (and webhooks
+                      waited for), Herald still up; the skeleton's from the settled counts with
+                      its tables and queue made, before it starts, to those once all it
+                      accepted was delivered and projected, its goroutines still up. The
+                      machine's busy time (/proc/stat) split into herald (the spawned
+                      processes), PostgreSQL (the server's processes and the run database's
+                      backends), RabbitMQ (the broker's Erlang VM), bench (the bench process:
+                      load, sinks, poller, meter; for the skeleton, which runs inside it, the
+                      skeleton with them) and other (busy time none of these explains: other
+                      programs, the kernel, processes that exited during the window). "-" when
+                      nothing was delivered
   webhooks            with --webhooks N: N loopback endpoints, registered in the database before
                       Herald starts, each taking every notification event; each request's
                       Standard Webhooks signature is verified (refused and counted when bad)
