@@ -1,6 +1,7 @@
 package router
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,18 +16,14 @@ import (
 // relay (RelayConfig.Wake). It reaches only this process: a command whose partition another
 // `serve` process holds waits for that partition's next poll, at most RelayConfig.IdlePollMax.
 //
-// The zero value is not usable; a nil *OutboxSignal wakes nobody.
+// A nil *OutboxSignal wakes nobody.
 type OutboxSignal struct {
 	mu        sync.Mutex                      // serialises listen and its cancel
 	listeners atomic.Pointer[[]chan struct{}] // read without a lock by Wake
 }
 
 // NewOutboxSignal returns a signal with no relay listening yet.
-func NewOutboxSignal() *OutboxSignal {
-	s := &OutboxSignal{}
-	s.listeners.Store(&[]chan struct{}{})
-	return s
-}
+func NewOutboxSignal() *OutboxSignal { return &OutboxSignal{} }
 
 // Wake tells every listening partition to look at the outbox. It never blocks: a partition that
 // has a wake-up pending already keeps one, and a partition busy forwarding looks again anyway
@@ -35,7 +32,7 @@ func (s *OutboxSignal) Wake() {
 	if s == nil {
 		return
 	}
-	for _, c := range *s.listeners.Load() {
+	for _, c := range s.current() {
 		select {
 		case c <- struct{}{}:
 		default:
@@ -52,18 +49,26 @@ func (s *OutboxSignal) listen() (<-chan struct{}, func()) {
 	c := make(chan struct{}, 1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.listeners.Store(ptr(append(append([]chan struct{}(nil), *s.listeners.Load()...), c)))
+	s.listeners.Store(ptr(append(slices.Clone(s.current()), c)))
 	return c, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		var rest []chan struct{}
-		for _, l := range *s.listeners.Load() {
+		for _, l := range s.current() {
 			if l != c {
 				rest = append(rest, l)
 			}
 		}
 		s.listeners.Store(&rest)
 	}
+}
+
+// current returns the channels listening now.
+func (s *OutboxSignal) current() []chan struct{} {
+	if l := s.listeners.Load(); l != nil {
+		return *l
+	}
+	return nil
 }
 
 // idleBackoff is a relay partition's watermill-sql BackoffManager: how long its subscriber waits
