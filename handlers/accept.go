@@ -229,6 +229,9 @@ func (a *Acceptor) Accept(ctx context.Context, req SendRequest) (_ Accepted, err
 	case replayed != nil:
 		return Accepted{Notification: *replayed, Replayed: true}, nil
 	}
+	if queued.SendAt == nil {
+		wakeRelay(a.outbox)
+	}
 	return Accepted{Notification: events.Evolve(herald.Notification{}, recs[0], queued)}, nil
 }
 
@@ -264,6 +267,9 @@ func (a *Acceptor) acceptInOneRoundTrip(ctx context.Context, stream string, md e
 	}
 	if err := db.SendBatch(ctx, b).Close(); err != nil {
 		return nil, true, err
+	}
+	if queued.SendAt == nil {
+		wakeRelay(a.outbox)
 	}
 	return rec, true, nil
 }

@@ -28,3 +28,18 @@ type Beginner interface {
 type batcher interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
+
+// OutboxWaker is an outbox that can tell the relay of this process that a transaction that
+// stored commands through it has committed, so that the relay forwards them at once rather than
+// at its next poll (see router.Outbox). Wake never blocks. A writer calls it after the commit,
+// never before: the relay does not see uncommitted commands.
+type OutboxWaker interface {
+	Wake()
+}
+
+// wakeRelay wakes outbox's relay when outbox can; the relay's poll finds the commands otherwise.
+func wakeRelay(outbox any) {
+	if w, ok := outbox.(OutboxWaker); ok {
+		w.Wake()
+	}
+}

@@ -332,6 +332,9 @@ func (o *Operator) record(ctx context.Context, s step, actor string) (Result, er
 	if err != nil {
 		return r, err
 	}
+	if s.action == ActionRequeued || s.action == ActionResent {
+		wakeRelay(o.outbox)
+	}
 	for i, rec := range recs {
 		n = events.Evolve(n, rec, s.evs[i])
 	}

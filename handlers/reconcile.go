@@ -278,6 +278,7 @@ func (r *Reconciler) recoverOne(ctx context.Context, id string, now time.Time, w
 	if err != nil {
 		return false, fmt.Errorf("recover %s: %w", id, err)
 	}
+	wakeRelay(r.outbox)
 	r.logger.InfoContext(ctx, "stalled notification recovered: command sent again", "notification_id", id,
 		"status", n.Status, "idle", stall.Idle.Round(time.Second).String(), "recoveries_in_a_row", stall.Recoveries+1)
 	return true, nil

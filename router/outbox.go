@@ -119,11 +119,13 @@ func (queuedResult) RowsAffected() (int64, error) { return 0, errors.New("queued
 type Outbox struct {
 	logger  watermill.LoggerAdapter
 	tracing tracing.Tracing
+	signal  *OutboxSignal
 }
 
 var (
 	_ handlers.Outbox      = (*Outbox)(nil)
 	_ handlers.BatchOutbox = (*Outbox)(nil)
+	_ handlers.OutboxWaker = (*Outbox)(nil)
 )
 
 // NewOutbox returns an outbox.
@@ -136,6 +138,17 @@ func (o *Outbox) WithTracing(t tracing.Tracing) *Outbox {
 	c.tracing = t
 	return &c
 }
+
+// WithSignal returns a copy of o whose Wake wakes the relay listening to s.
+func (o *Outbox) WithSignal(s *OutboxSignal) *Outbox {
+	c := *o
+	c.signal = s
+	return &c
+}
+
+// Wake tells the relay of this process, if o has its signal, that a transaction that stored
+// commands through o has committed: its idle partitions look at once. It never blocks.
+func (o *Outbox) Wake() { o.signal.Wake() }
 
 // Send stores cmd in tx. The command's message carries the request's correlation id.
 func (o *Outbox) Send(ctx context.Context, tx pgx.Tx, cmd commands.SendNotification) error {

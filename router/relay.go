@@ -22,8 +22,18 @@ import (
 
 // RelayConfig tunes the outbox relay.
 type RelayConfig struct {
-	// PollInterval is how long the relay waits before looking again when the outbox is empty.
+	// PollInterval is how long a partition waits before looking again when the outbox first
+	// has nothing for it, and the least time between two of its looks when woken.
 	PollInterval time.Duration
+	// IdlePollMax is the longest a partition waits between looks while the outbox stays empty
+	// for it: its waits double from PollInterval up to IdlePollMax. A command whose partition
+	// runs in this process is seen at once through Wake; one written by another process, or
+	// whose partition another process holds, is seen within IdlePollMax. Zero, or less than
+	// PollInterval, polls every PollInterval.
+	IdlePollMax time.Duration
+	// Wake, shared with the Outbox this process writes through, wakes the idle partitions when
+	// a transaction that stored commands has committed. Nil: only polls.
+	Wake *OutboxSignal
 	// BatchSize is how many commands one outbox transaction forwards at most. Its transaction is
 	// open while they are published, and an open transaction delays every reader of the log, so
 	// keep it small.
@@ -188,9 +198,20 @@ const relayStopGrace = 10 * time.Second
 // forward runs the forwarder of partition k until ctx is done; it calls running once the
 // forwarder has subscribed.
 func (r *Relay) forward(ctx context.Context, k int, pub message.Publisher, wlog watermill.LoggerAdapter, running func()) error {
+	woken, unlisten := r.cfg.Wake.listen()
+	defer unlisten()
+	poll := r.cfg.PollInterval
+	if poll <= 0 {
+		poll = time.Second // watermill-sql's default
+	}
+	// The idle wait ends when the partition stops, for whatever reason, before its subscriber
+	// is closed: that close waits for the subscriber's loop, which may be in the wait.
+	idleCtx, stopIdle := context.WithCancel(ctx)
+	defer stopIdle()
 	sub, err := sql.NewSubscriber(sql.BeginnerFromPgx(r.pool), sql.SubscriberConfig{
 		ConsumerGroup:  r.group(k),
-		PollInterval:   r.cfg.PollInterval,
+		PollInterval:   poll,
+		BackoffManager: newIdleBackoff(poll, r.cfg.IdlePollMax, woken, idleCtx.Done()),
 		ResendInterval: 100 * time.Millisecond,
 		// A nacked command is retried in the same transaction; the deadline ends that
 		// transaction now and then so it does not hold back readers of the log.
@@ -205,6 +226,7 @@ func (r *Relay) forward(ctx context.Context, k int, pub message.Publisher, wlog 
 	// next run does not forward those commands again.
 	drained := newDrainingSubscriber(sub, relayStopGrace)
 	defer drained.Close()
+	defer stopIdle()
 	// A command RabbitMQ cannot route is nacked and stays in the outbox: the publisher fails, and
 	// the topology declares the queues again.
 	fwd, err := forwarder.NewForwarder(drained, pub, wlog, forwarder.Config{

@@ -288,7 +288,7 @@ func TestRelayStopsWithoutForwardingTwice(t *testing.T) {
 		err := topology.Ready(ctx)
 		return err == nil, err
 	})
-	relayCfg := router.RelayConfig{PollInterval: 20 * time.Millisecond, BatchSize: 10, Partitions: 4}
+	relayCfg := router.RelayConfig{PollInterval: 20 * time.Millisecond, IdlePollMax: time.Second, BatchSize: 10, Partitions: 4}
 
 	left := func(relay *router.Relay) int {
 		waiting, err := relay.Waiting(ctx, ids)

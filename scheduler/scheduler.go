@@ -56,6 +56,14 @@ type Outbox interface {
 	Queue(ctx context.Context, b *pgx.Batch, cmd commands.SendNotification) error
 }
 
+// wakeRelay tells the relay of this process, when outbox can (handlers.OutboxWaker), that
+// released commands were committed; its poll finds them otherwise.
+func wakeRelay(outbox Outbox) {
+	if w, ok := outbox.(handlers.OutboxWaker); ok {
+		w.Wake()
+	}
+}
+
 // New returns a scheduler that reads and appends through pool and queues commands in outbox.
 func New(pool *pgxpool.Pool, outbox Outbox, logger *slog.Logger) *Scheduler {
 	return &Scheduler{pool: pool, log: events.NewLog(pool), outbox: outbox, logger: logger,
@@ -209,6 +217,9 @@ func (s *Scheduler) Release(ctx context.Context) (Report, error) {
 	})
 	if err != nil {
 		return Report{}, fmt.Errorf("release scheduled notifications: %w", err)
+	}
+	if len(rep.Released) > 0 {
+		wakeRelay(s.outbox)
 	}
 	s.metrics.observe(rep)
 	return rep, nil

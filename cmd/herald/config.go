@@ -89,7 +89,8 @@ type relayConfig struct {
 
 // register binds the relay's settings to the command's flags.
 func (c *relayConfig) register(s *settings) {
-	s.Duration(&c.PollInterval, "relay-poll-interval", "HERALD_RELAY_POLL_INTERVAL", 50*time.Millisecond, "how often an idle outbox relay looks for new commands")
+	s.Duration(&c.PollInterval, "relay-poll-interval", "HERALD_RELAY_POLL_INTERVAL", 50*time.Millisecond, "how soon the outbox relay looks again once it finds no new commands; the least time between its looks when woken")
+	s.Duration(&c.IdlePollMax, "relay-idle-poll-max", "HERALD_RELAY_IDLE_POLL_MAX", time.Second, "longest wait of an idle outbox relay between looks, doubling from the poll interval; a command written by another process is forwarded within it")
 	s.Int(&c.BatchSize, "relay-batch-size", "HERALD_RELAY_BATCH_SIZE", 20, "commands forwarded per outbox transaction")
 	s.Int(&c.Partitions, "relay-partitions", "HERALD_RELAY_PARTITIONS", 8, "forwarders sharing the outbox, publishing side by side")
 }

@@ -83,13 +83,14 @@ func (c *poisonConfig) operator(ctx context.Context) (*handlers.Operator, func()
 	if err != nil {
 		return nil, nil, err
 	}
-	return newOperator(pool, events.NewLog(pool), c.amqpURL, logger), pool.Close, nil
+	// No relay runs in this process to wake: a serve process's relay polls the commands.
+	return newOperator(pool, events.NewLog(pool), router.NewOutbox(nil), c.amqpURL, logger), pool.Close, nil
 }
 
-// newOperator wires the operator's actions on the poison queue at amqpURL: the one wiring for
-// the poison commands and the API's poison endpoints alike.
-func newOperator(pool *pgxpool.Pool, log *events.Log, amqpURL string, logger *slog.Logger) *handlers.Operator {
-	return handlers.NewOperator(pool, log, router.NewOutbox(nil), router.NewPoisonQueue(amqpURL, logger))
+// newOperator wires the operator's actions on the poison queue at amqpURL, requeueing through
+// outbox: the one wiring for the poison commands and the API's poison endpoints alike.
+func newOperator(pool *pgxpool.Pool, log *events.Log, outbox *router.Outbox, amqpURL string, logger *slog.Logger) *handlers.Operator {
+	return handlers.NewOperator(pool, log, outbox, router.NewPoisonQueue(amqpURL, logger))
 }
 
 // channelFilter is the --type flag that narrows the poison commands to one channel, named as in a

@@ -367,8 +367,10 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 	pool, log, logger := pr.pool, pr.log, pr.logger
 	rc := cfg.relay.RelayConfig
 	rc.Tracing = pr.tracing
+	// Whatever this process writes to the outbox wakes its relay at once.
+	rc.Wake = router.NewOutboxSignal()
 	relay := router.NewRelay(pool, cfg.amqp.AMQPConfig, rc, pr.topology, logger)
-	outbox := router.NewOutbox(nil).WithTracing(pr.tracing)
+	outbox := router.NewOutbox(nil).WithTracing(pr.tracing).WithSignal(rc.Wake)
 	pr.add("outbox relay", relay.Run, relay.Ready)
 	pr.reg.MustRegister(relay.Backlog())
 	pr.add("outbox purge", func(ctx context.Context) error { return purgeOutbox(ctx, relay, logger) }, nil)
@@ -387,7 +389,7 @@ func (cfg *processConfig) addAPI(ctx context.Context, pr *process) *heraldhttp.S
 	}, nil)
 
 	srv := cfg.newServer(pr, acc, projections.NewReader(pool, log))
-	op := newOperator(pool, log, cfg.amqp.URL, logger)
+	op := newOperator(pool, log, router.NewOutbox(nil).WithSignal(rc.Wake), cfg.amqp.URL, logger)
 	srv.WithOperator(op)
 	srv.WithCanceller(handlers.NewCanceller(pool, log, cfg.worker.lease()).WithIdempotencyTTL(cfg.http.IdempotencyTTL))
 	limit := heraldhttp.RateLimit{Requests: cfg.http.RateLimit, Window: cfg.http.RateWindow, PerAddress: cfg.http.AddressLimit}
