@@ -204,8 +204,10 @@ func (r *Relay) forward(ctx context.Context, k int, pub message.Publisher, wlog 
 	if poll <= 0 {
 		poll = time.Second // watermill-sql's default
 	}
-	// The idle wait ends when the partition stops, for whatever reason, before its subscriber
-	// is closed: that close waits for the subscriber's loop, which may be in the wait.
+	// The idle wait ends when the partition is stopped (ctx), before its subscriber is closed:
+	// that close waits for the subscriber's loop, which may be in the wait. Should the forwarder
+	// stop on its own, its router closes the subscriber first, and that close waits out the
+	// current idle wait (at most IdlePollMax).
 	idleCtx, stopIdle := context.WithCancel(ctx)
 	defer stopIdle()
 	sub, err := sql.NewSubscriber(sql.BeginnerFromPgx(r.pool), sql.SubscriberConfig{
