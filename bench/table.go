@@ -89,7 +89,7 @@ func (r *Report) loadRows(t table) {
 	t.row("  errors", errorsCell(l), "")
 	other := "all processes, Herald's or not"
 	if s.Mode == "spawn" {
-		other = fmt.Sprintf("%s CPU of it by other work than this run's", secs(l.OtherCPUSeconds))
+		other = fmt.Sprintf("%s CPU of it outside the run's accounted processes", secs(l.OtherCPUSeconds))
 	}
 	t.row("  machine CPU busy", fmt.Sprintf("%.0f%% while sending", 100*l.MachineCPUBusy), other)
 	t.row("  API latency", pcts(l.APILatency, true), fmt.Sprintf("%d POSTs", l.APILatency.Count))
