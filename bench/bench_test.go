@@ -102,6 +102,11 @@ func checkCost(t *testing.T, name string, f *bench.CostFigures, n int64) {
 	if (f.Statements == nil) == (f.StatementsNote == "") {
 		t.Errorf("%s cost: statements %v, note %q; want one of them", name, f.Statements, f.StatementsNote)
 	}
+	// The CPU over the window, and the idle rate measured over the settling before it, beside it.
+	if f.CPU == nil || f.IdleCPUPerSec == nil || f.IdleCPU == nil || f.IdleCPUPerSec.Machine <= 0 {
+		t.Errorf("%s cost: CPU %+v, idle CPU per second %+v, per notification %+v; want all three, the machine busy while idle",
+			name, f.CPU, f.IdleCPUPerSec, f.IdleCPU)
+	}
 	var logRows float64
 	for _, tc := range f.Tables {
 		if tc.Table == "event_log" || tc.Table == "herald_bench_skel_events" {

@@ -71,6 +71,13 @@ type CostFigures struct {
 	// divides. Absent when the CPU was not read.
 	CPU        *CPUSplit `json:"cpu_ms_per_notification,omitempty"`
 	CPUSeconds *CPUSplit `json:"cpu_seconds,omitempty"`
+	// IdleCPUPerSec is the CPU, in milliseconds per second, by the same groups, over the same
+	// stretch as IdleCommitsPerSec (nothing sent, just before the window's load; for the
+	// skeleton, before it starts). IdleCPU is that rate times Seconds per notification: the share
+	// of CPU that the window would have cost with nothing sent (Herald's idle polling, the
+	// services' and the bench's settling).
+	IdleCPUPerSec *CPUSplit `json:"idle_cpu_ms_per_sec,omitempty"`
+	IdleCPU       *CPUSplit `json:"idle_cpu_ms_per_notification,omitempty"`
 	// Totals is the raw differences the figures above divide.
 	Totals CostCounts `json:"totals"`
 	// Error says what could not be counted; the figures are then absent or partial.
@@ -236,13 +243,52 @@ const (
 	settleEvery = 500 * time.Millisecond
 )
 
+// idleRate is what happened per second while the AMQP counts stood still.
+type idleRate struct {
+	// commitsPerSec is the commits per second, the meter's own left out.
+	commitsPerSec float64
+	// cpuPerSec is the CPU by group, in milliseconds per second; nil when unknown.
+	cpuPerSec *CPUSplit
+}
+
+// idleBetween is the rate of commits and of CPU from first to last, two snapshots between
+// which nothing was sent.
+func idleBetween(first, last costSnapshot) idleRate {
+	var idle idleRate
+	secs := last.at.Sub(first.at).Seconds()
+	if secs <= 0 {
+		return idle
+	}
+	idle.commitsPerSec = max(0, float64(last.counts.Commits-first.counts.Commits-(last.queries-first.queries))/secs)
+	if first.cpu != nil && last.cpu != nil {
+		perSec := cpuDiff(first.cpu, last.cpu).scaled(1000 / secs)
+		idle.cpuPerSec = &perSec
+	}
+	return idle
+}
+
+// withIdle records on f what the window would have cost with nothing sent, at the rates idle.
+func (f *CostFigures) withIdle(idle idleRate, commits bool) {
+	if commits {
+		f.IdleCommitsPerSec = idle.commitsPerSec
+	}
+	if idle.cpuPerSec == nil {
+		return
+	}
+	f.IdleCPUPerSec = idle.cpuPerSec
+	if f.Notifications > 0 && f.CPU != nil {
+		perNotification := idle.cpuPerSec.scaled(f.Seconds / float64(f.Notifications))
+		f.IdleCPU = &perNotification
+	}
+}
+
 // settled takes a snapshot once the AMQP counts have not changed for settleFor, or after
-// settleMax with a warning. It also returns the commits per second seen meanwhile: with Herald idle, what
-// its polling costs.
-func (m *costMeter) settled(ctx context.Context) (costSnapshot, float64, error) {
+// settleMax with a warning. It also returns the rates of commits and CPU seen meanwhile: with
+// Herald idle, what its polling costs.
+func (m *costMeter) settled(ctx context.Context) (costSnapshot, idleRate, error) {
 	first, err := m.snapshot(ctx)
 	if err != nil {
-		return costSnapshot{}, 0, err
+		return costSnapshot{}, idleRate{}, err
 	}
 	last, stableSince := first, first.at
 	for {
@@ -250,26 +296,22 @@ func (m *costMeter) settled(ctx context.Context) (costSnapshot, float64, error) 
 			break
 		}
 		if last.at.Sub(first.at) >= settleMax {
-			return last, 0, fmt.Errorf("the services' counts were still moving after %s: the cost figures are a lower bound", settleMax)
+			return last, idleRate{}, fmt.Errorf("the services' counts were still moving after %s: the cost figures are a lower bound", settleMax)
 		}
 		sleep(ctx, settleEvery)
 		if ctx.Err() != nil {
-			return last, 0, ctx.Err()
+			return last, idleRate{}, ctx.Err()
 		}
 		next, err := m.snapshot(ctx)
 		if err != nil {
-			return last, 0, err
+			return last, idleRate{}, err
 		}
 		if moving(last.counts, next.counts) {
 			first, stableSince = next, next.at
 		}
 		last = next
 	}
-	idle := 0.0
-	if secs := last.at.Sub(first.at).Seconds(); secs > 0 {
-		idle = max(0, float64(last.counts.Commits-first.counts.Commits-(last.queries-first.queries))/secs)
-	}
-	return last, idle, nil
+	return last, idleBetween(first, last), nil
 }
 
 // moving says whether an AMQP count changed between two snapshots. PostgreSQL's counts are not
@@ -394,9 +436,9 @@ func countCost(ctx context.Context, meter *costMeter, before costSnapshot, befor
 
 // costFigures is what Herald's run cost the services since before, counted while Herald is
 // still up (a closed channel's last counts may never reach the management API) and idle.
-func (r *runner) costFigures(ctx context.Context, meter *costMeter, before costSnapshot, idle float64, beforeErr error, say func(string, ...any)) *CostFigures {
+func (r *runner) costFigures(ctx context.Context, meter *costMeter, before costSnapshot, idle idleRate, beforeErr error, say func(string, ...any)) *CostFigures {
 	say("counting what the services did during the load (their counts arrive late)")
 	f := countCost(ctx, meter, before, beforeErr, r.acceptedDelivered.Load(), r.benchQueries.Load())
-	f.IdleCommitsPerSec = idle
+	f.withIdle(idle, true)
 	return f
 }

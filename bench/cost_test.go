@@ -57,3 +57,43 @@ func TestCostDiffOfNothingDeliveredSaysSo(t *testing.T) {
 		t.Errorf("got %+v; want an error, no figure per notification, and the totals", got)
 	}
 }
+
+func TestIdleBetweenIsTheRateOfCommitsAndCPUWhileNothingWasSent(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	// 10 s idle: 400 commits, 20 of them the meter's; the machine busy 3 s, Herald 1 s of it.
+	first := costSnapshot{at: t0, queries: 5, counts: CostCounts{Commits: 1000},
+		cpu: groupProcesses(0, 1, []int{2}, nil, nil, fixedCPU(map[int]time.Duration{}))}
+	last := costSnapshot{at: t0.Add(10 * time.Second), queries: 25, counts: CostCounts{Commits: 1400},
+		cpu: groupProcesses(3*clockTicks, 1, []int{2}, nil, nil, fixedCPU(map[int]time.Duration{2: time.Second}))}
+	got := idleBetween(first, last)
+	if got.commitsPerSec != 38 {
+		t.Errorf("commits per second %v; want 38", got.commitsPerSec)
+	}
+	want := &CPUSplit{Machine: 300, Herald: 100, Other: 200}
+	if diff := cmp.Diff(want, got.cpuPerSec); diff != "" {
+		t.Errorf("idle CPU in ms/s (-want +got):\n%s", diff)
+	}
+}
+
+func TestWithIdleChargesTheIdleRateOverTheWholeWindowPerNotification(t *testing.T) {
+	// A 20 s window, 100 notifications; idle, the machine was busy 300 ms/s: 6 s of the window's
+	// CPU, 60 ms per notification, is what it would have cost with nothing sent.
+	f := &CostFigures{Notifications: 100, Seconds: 20, CPU: &CPUSplit{Machine: 90, Herald: 40, Other: 50}}
+	f.withIdle(idleRate{commitsPerSec: 38, cpuPerSec: &CPUSplit{Machine: 300, Herald: 100, Other: 200}}, true)
+	if f.IdleCommitsPerSec != 38 {
+		t.Errorf("idle commits per second %v; want 38", f.IdleCommitsPerSec)
+	}
+	if diff := cmp.Diff(&CPUSplit{Machine: 300, Herald: 100, Other: 200}, f.IdleCPUPerSec); diff != "" {
+		t.Errorf("idle CPU per second (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(&CPUSplit{Machine: 60, Herald: 20, Other: 40}, f.IdleCPU); diff != "" {
+		t.Errorf("idle CPU per notification (-want +got):\n%s", diff)
+	}
+
+	// The skeleton's: no idle commits, and nothing per notification when nothing was delivered.
+	s := &CostFigures{Seconds: 20}
+	s.withIdle(idleRate{commitsPerSec: 1, cpuPerSec: &CPUSplit{Machine: 300}}, false)
+	if s.IdleCommitsPerSec != 0 || s.IdleCPU != nil || s.IdleCPUPerSec == nil {
+		t.Errorf("got idle commits %v, idle CPU per notification %v, per second %v; want 0, nil, the rate", s.IdleCommitsPerSec, s.IdleCPU, s.IdleCPUPerSec)
+	}
+}

@@ -99,3 +99,39 @@ func TestCostDiffOfNothingDeliveredKeepsTheCPUTotalsAndDividesNothing(t *testing
 		t.Errorf("CPU %+v / %+v from a snapshot without a reading; want none", got.CPU, got.CPUSeconds)
 	}
 }
+
+func TestCPUDiffCountsStealApartFromBusyTime(t *testing.T) {
+	// 1 s busy with the bench's 0.5 s, and 2 s stolen by the hypervisor: not busy, not other.
+	before := groupProcesses(0, 1, nil, nil, nil, fixedCPU(map[int]time.Duration{}))
+	after := groupProcesses(clockTicks, 1, nil, nil, nil, fixedCPU(map[int]time.Duration{1: 500 * time.Millisecond}))
+	before.steal, after.steal = 100, 100+2*clockTicks
+	want := &CPUSplit{Machine: 1, Bench: 0.5, Other: 0.5, Steal: 2}
+	if diff := cmp.Diff(want, cpuDiff(before, after)); diff != "" {
+		t.Errorf("cpuDiff (-want +got):\n%s", diff)
+	}
+}
+
+func TestPostgresServesCountsTheRunDatabasesProcessesAndTheSharedOnes(t *testing.T) {
+	for _, tt := range []struct {
+		title string
+		want  bool
+	}{
+		{"postgres: 15/main: checkpointer ", true},
+		{"postgres: 15/main: walwriter ", true},
+		{"postgres: 15/main: autovacuum launcher ", true},
+		{"/usr/lib/postgresql/15/bin/postgres -D /var/lib/postgresql/15/main", true},
+		{"postgres: 15/main: root herald_bench_1 127.0.0.1(5432) idle", true},
+		{"postgres: 15/main: root herald_other 127.0.0.1(5432) idle", false},
+		{"postgres: 15/main: autovacuum worker herald_bench_1", true},
+		{"postgres: autovacuum worker herald_bench_1 ", true},
+		{"postgres: 15/main: autovacuum worker herald_other", false},
+		{"postgres: 15/main: autovacuum worker herald_bench_10", false},
+	} {
+		if got := postgresServes(tt.title, "herald_bench_1"); got != tt.want {
+			t.Errorf("postgresServes(%q, herald_bench_1) = %v; want %v", tt.title, got, tt.want)
+		}
+	}
+	if !postgresServes("postgres: 15/main: autovacuum worker herald_other", "") {
+		t.Error("with no database named, every process counts")
+	}
+}

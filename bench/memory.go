@@ -98,8 +98,10 @@ func servicesMemory(dbName string) (postgres, rabbit int64) {
 	return postgres, rabbit
 }
 
-// serviceProcesses returns the /proc directories of PostgreSQL's server processes and of the
-// backends connected to dbName (all of them when dbName is empty), and of RabbitMQ's Erlang VM.
+// serviceProcesses returns the /proc directories of PostgreSQL's processes that postgresServes
+// counts for dbName (the cluster's shared processes, and dbName's backends and autovacuum
+// workers; every process when dbName is empty), and of RabbitMQ's Erlang VM, which serves every
+// vhost.
 func serviceProcesses(dbName string) (postgres, rabbit []string) {
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, dir := range dirs {
@@ -110,18 +112,32 @@ func serviceProcesses(dbName string) (postgres, rabbit []string) {
 		switch strings.TrimSpace(string(comm)) {
 		case "postgres":
 			cmdline, _ := os.ReadFile(dir + "/cmdline")
-			line := string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
-			// A backend's title is "postgres: <cluster>: <user> <database> <client> <state>".
-			backend := strings.Contains(line, "(") || strings.Contains(line, "[local]")
-			if backend && dbName != "" && !strings.Contains(line, " "+dbName+" ") {
-				continue
+			if postgresServes(string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})), dbName) {
+				postgres = append(postgres, dir)
 			}
-			postgres = append(postgres, dir)
 		case "beam.smp":
 			rabbit = append(rabbit, dir)
 		}
 	}
 	return postgres, rabbit
+}
+
+// postgresServes says whether the PostgreSQL process titled title counts for dbName (for every
+// database when dbName is empty): a backend or an autovacuum worker only when it is dbName's, the
+// cluster's shared processes (postmaster, checkpointer, walwriter, background writer,
+// autovacuum launcher, parallel workers) always.
+func postgresServes(title, dbName string) bool {
+	if dbName == "" {
+		return true
+	}
+	// An autovacuum worker's title is "postgres: [<cluster>: ]autovacuum worker <database>", a
+	// backend's "postgres: [<cluster>: ]<user> <database> <client> <state>".
+	if _, db, ok := strings.Cut(title, "autovacuum worker "); ok {
+		f := strings.Fields(db)
+		return len(f) > 0 && f[0] == dbName
+	}
+	backend := strings.Contains(title, "(") || strings.Contains(title, "[local]")
+	return !backend || strings.Contains(title, " "+dbName+" ")
 }
 
 // ownCPU returns the CPU time so far of every process the run accounts for, by pid: the bench,
@@ -189,12 +205,20 @@ func pss(dir string) int64 {
 	return procStatusKB(pid, "VmRSS") * 1024
 }
 
-// cpuTimes returns the machine's busy and total CPU time so far, in clock ticks, from /proc/stat.
+// cpuTimes returns the machine's busy (steal time included) and total CPU time so far, in clock
+// ticks, from /proc/stat.
 func cpuTimes() (busy, total uint64) {
+	busy, steal, total := cpuStat()
+	return busy + steal, total
+}
+
+// cpuStat returns the machine's CPU time since boot, in clock ticks, from /proc/stat: busy
+// (user, nice, system, irq, softirq), steal, and all of it (idle and iowait too).
+func cpuStat() (busy, steal, total uint64) {
 	line, _, _ := strings.Cut(readFile("/proc/stat"), "\n")
 	fields := strings.Fields(line)
 	if len(fields) < 5 || fields[0] != "cpu" {
-		return 0, 0
+		return 0, 0, 0
 	}
 	for i, f := range fields[1:] {
 		if i >= 8 { // guest time is already counted in user time
@@ -202,11 +226,15 @@ func cpuTimes() (busy, total uint64) {
 		}
 		v, _ := strconv.ParseUint(f, 10, 64)
 		total += v
-		if i != 3 && i != 4 { // idle, iowait
+		switch i {
+		case 3, 4: // idle, iowait
+		case 7:
+			steal += v
+		default:
 			busy += v
 		}
 	}
-	return busy, total
+	return busy, steal, total
 }
 
 // loadAverage returns the first three fields of /proc/loadavg.

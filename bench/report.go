@@ -106,9 +106,11 @@ type Load struct {
 	// MachineCPUBusy is the share of the machine's CPU time that was busy while the POSTs ran,
 	// whoever used it: near 1, the machine was the limit.
 	MachineCPUBusy float64 `json:"machine_cpu_busy"`
-	// OtherCPUSeconds is, over the same time, the CPU used by processes other than Herald's, the
-	// bench, PostgreSQL's server and this run's backends, and RabbitMQ: other work sharing the
-	// machine, which skews every figure. Spawn mode only.
+	// OtherCPUSeconds is, over the same time, the busy time (steal included) not spent by
+	// Herald's processes, the bench, PostgreSQL's (this run's backends and the cluster's shared
+	// processes) or RabbitMQ's broker VM: mostly other work sharing the machine, which skews every
+	// figure, but also some of the run's own (RabbitMQ's helper processes, the kernel's loopback
+	// networking, processes that exited meanwhile; see CPUSplit). Spawn mode only.
 	OtherCPUSeconds float64 `json:"other_cpu_seconds"`
 }
 

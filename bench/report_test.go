@@ -60,8 +60,10 @@ func sampleReport() *bench.Report {
 				Tables:         []bench.TableCost{{Table: "event_log", RowsWritten: 3}, {Table: "notification_history", RowsWritten: 3}, {Table: "notification_status", RowsWritten: 1.5}},
 				StatementsNote: "pg_stat_statements not loaded",
 				Publishes:      1, Confirms: 1, Deliveries: 1, Acks: 1,
-				CPU:        &bench.CPUSplit{Machine: 5, Herald: 1.6, PostgreSQL: 1.5, RabbitMQ: 1.01, Bench: 0.4, Other: 0.49},
-				CPUSeconds: &bench.CPUSplit{Machine: 99.99, Herald: 32, PostgreSQL: 30, RabbitMQ: 20.2, Bench: 8, Other: 9.79},
+				CPU:           &bench.CPUSplit{Machine: 5, Herald: 1.6, PostgreSQL: 1.5, RabbitMQ: 1.01, Bench: 0.4, Other: 0.49, Steal: 0.05},
+				CPUSeconds:    &bench.CPUSplit{Machine: 99.99, Herald: 32, PostgreSQL: 30, RabbitMQ: 20.2, Bench: 8, Other: 9.79, Steal: 1},
+				IdleCPUPerSec: &bench.CPUSplit{Machine: 412.4, Herald: 103.1, PostgreSQL: 137.4, RabbitMQ: 103.1, Bench: 34.4, Other: 34.4},
+				IdleCPU:       &bench.CPUSplit{Machine: 1.2, Herald: 0.3, PostgreSQL: 0.4, RabbitMQ: 0.3, Bench: 0.1, Other: 0.1},
 				Totals: bench.CostCounts{Commits: 121988, RowsInserted: 139986, RowsUpdated: 19998, RowsFetched: 249975, Statements: -1,
 					Publishes: 19998, Confirms: 19998, Deliveries: 19998, Acks: 19998}},
 			Skeleton: &bench.CostFigures{Notifications: 5000, Seconds: 17, Commits: 3.2, Rollbacks: 0.1,
@@ -249,12 +251,14 @@ func TestReportTableShowsCPUPerNotificationInBothColumns(t *testing.T) {
 	// Each row: its label, Herald's figure, then the skeleton's.
 	for _, want := range []string{
 		`(?m)^  CPU window +58\.2s, settled before → after the load +17\.0s, settled before → after the skeleton$`,
-		`(?m)^  CPU \(ms\), machine busy +5\.00 +2\.40$`,
-		`(?m)^    herald +1\.60 +- \(runs in bench\)$`,
-		`(?m)^    PostgreSQL +1\.50 +0\.90$`,
-		`(?m)^    RabbitMQ +1\.01 +0\.60$`,
-		`(?m)^    bench +0\.40 +0\.70 \(skeleton \+ bench\)$`,
-		`(?m)^    other +0\.49 +0\.20$`,
+		`(?m)^  idle CPU, before the load +412\.4 ms/s busy +-$`,
+		`(?m)^  CPU \(ms\), machine busy +5\.00 \(≈1\.20 idle\) +2\.40$`,
+		`(?m)^    herald +1\.60 \(≈0\.30 idle\) +- \(runs in bench\)$`,
+		`(?m)^    PostgreSQL \(run db \+ cluster-wide\) +1\.50 \(≈0\.40 idle\) +0\.90$`,
+		`(?m)^    RabbitMQ \(whole broker VM\) +1\.01 \(≈0\.30 idle\) +0\.60$`,
+		`(?m)^    bench +0\.40 \(≈0\.10 idle\) +0\.70 \(skeleton \+ bench\)$`,
+		`(?m)^    other \(rest of busy time\) +0\.49 \(≈0\.10 idle\) +0\.20$`,
+		`(?m)^  CPU \(ms\) stolen \(not busy\) +0\.05 \(≈0\.00 idle\) +0\.00$`,
 	} {
 		if !regexp.MustCompile(want).Match(got.Bytes()) {
 			t.Errorf("table lacks %q:\n%s", want, got.String())
@@ -271,11 +275,11 @@ func TestReportTableShowsNoCPUPerNotificationWhenNothingWasDelivered(t *testing.
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		`(?m)^  CPU \(ms\), machine busy +5\.00 +-$`,
-		`(?m)^    herald +1\.60 +-$`,
-		`(?m)^    PostgreSQL +1\.50 +-$`,
-		`(?m)^    bench +0\.40 +-$`,
-		`(?m)^    other +0\.49 +-$`,
+		`(?m)^  CPU \(ms\), machine busy +5\.00 \(≈1\.20 idle\) +-$`,
+		`(?m)^    herald +1\.60 \(≈0\.30 idle\) +-$`,
+		`(?m)^    PostgreSQL \(run db \+ cluster-wide\) +1\.50 \(≈0\.40 idle\) +-$`,
+		`(?m)^    bench +0\.40 \(≈0\.10 idle\) +-$`,
+		`(?m)^    other \(rest of busy time\) +0\.49 \(≈0\.10 idle\) +-$`,
 	} {
 		if !regexp.MustCompile(want).Match(got.Bytes()) {
 			t.Errorf("table lacks %q:\n%s", want, got.String())

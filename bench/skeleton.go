@@ -116,11 +116,14 @@ func measureSkeleton(ctx context.Context, databaseURL, amqpURL string, clients i
 		out, err := s.run(ctx, d, drain)
 		return out, nil, err
 	}
-	before, _, beforeErr := meter.settled(ctx)
+	before, idle, beforeErr := meter.settled(ctx)
 	var cost *CostFigures
 	// Counted while the skeleton is still up, idle: a closed channel's last counts may never
 	// reach the management API.
-	s.idle = func(delivered int64) { cost = countCost(ctx, meter, before, beforeErr, delivered, 0) }
+	s.idle = func(delivered int64) {
+		cost = countCost(ctx, meter, before, beforeErr, delivered, 0)
+		cost.withIdle(idle, false)
+	}
 	out, err := s.run(ctx, d, drain)
 	return out, cost, err
 }

@@ -89,7 +89,7 @@ func (r *Report) loadRows(t table) {
 	t.row("  errors", errorsCell(l), "")
 	other := "all processes, Herald's or not"
 	if s.Mode == "spawn" {
-		other = fmt.Sprintf("%s CPU of it by other work than this run's", secs(l.OtherCPUSeconds))
+		other = fmt.Sprintf("%s CPU of it outside the run's accounted processes", secs(l.OtherCPUSeconds))
 	}
 	t.row("  machine CPU busy", fmt.Sprintf("%.0f%% while sending", 100*l.MachineCPUBusy), other)
 	t.row("  API latency", pcts(l.APILatency, true), fmt.Sprintf("%d POSTs", l.APILatency.Count))
@@ -411,8 +411,11 @@ func (r *Report) costRows(t table) {
 }
 
 // cpuCostRows shows where the machine's CPU went per notification, over the window the counts
-// above cover (each column's own: --help says which). The skeleton runs in the bench process:
-// its column has no Herald, and its bench row is the skeleton with the bench's own work.
+// above cover (each column's own: --help says which), and beside each figure what the window
+// would have cost with nothing sent, at the rate measured just before the load. The skeleton
+// runs in the bench process: its column has no Herald, and its bench row is the skeleton with
+// the bench's own work. The labels say what each group holds: it is not "this run's" and "the
+// rest" (cpu.go).
 func cpuCostRows(t table, h, s *CostFigures) {
 	if (h == nil || h.CPUSeconds == nil) && (s == nil || s.CPUSeconds == nil) {
 		return
@@ -421,7 +424,11 @@ func cpuCostRows(t table, h, s *CostFigures) {
 		if f == nil || f.Notifications <= 0 || f.CPU == nil {
 			return "-"
 		}
-		return fmt.Sprintf("%.2f", v(*f.CPU)) + note
+		out := fmt.Sprintf("%.2f", v(*f.CPU))
+		if f.IdleCPU != nil {
+			out += fmt.Sprintf(" (≈%.2f idle)", v(*f.IdleCPU))
+		}
+		return out + note
 	}
 	window := func(f *CostFigures, what string) string {
 		if f == nil || f.CPUSeconds == nil {
@@ -430,16 +437,29 @@ func cpuCostRows(t table, h, s *CostFigures) {
 		return fmt.Sprintf("%s, %s", secs(f.Seconds), what)
 	}
 	t.row("  CPU window", window(h, "settled before → after the load"), window(s, "settled before → after the skeleton"))
+	idleRate := func(f *CostFigures) string {
+		if f == nil || f.IdleCPUPerSec == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f ms/s busy", f.IdleCPUPerSec.Machine)
+	}
+	if (h != nil && h.IdleCPUPerSec != nil) || (s != nil && s.IdleCPUPerSec != nil) {
+		t.row("  idle CPU, before the load", idleRate(h), idleRate(s))
+	}
 	t.row("  CPU (ms), machine busy", cell(h, func(c CPUSplit) float64 { return c.Machine }, ""), cell(s, func(c CPUSplit) float64 { return c.Machine }, ""))
 	skelHerald := "-"
 	if s != nil && s.CPU != nil && s.Notifications > 0 {
 		skelHerald = "- (runs in bench)"
 	}
 	t.row("    herald", cell(h, func(c CPUSplit) float64 { return c.Herald }, ""), skelHerald)
-	t.row("    PostgreSQL", cell(h, func(c CPUSplit) float64 { return c.PostgreSQL }, ""), cell(s, func(c CPUSplit) float64 { return c.PostgreSQL }, ""))
-	t.row("    RabbitMQ", cell(h, func(c CPUSplit) float64 { return c.RabbitMQ }, ""), cell(s, func(c CPUSplit) float64 { return c.RabbitMQ }, ""))
+	t.row("    PostgreSQL (run db + cluster-wide)", cell(h, func(c CPUSplit) float64 { return c.PostgreSQL }, ""), cell(s, func(c CPUSplit) float64 { return c.PostgreSQL }, ""))
+	t.row("    RabbitMQ (whole broker VM)", cell(h, func(c CPUSplit) float64 { return c.RabbitMQ }, ""), cell(s, func(c CPUSplit) float64 { return c.RabbitMQ }, ""))
 	t.row("    bench", cell(h, func(c CPUSplit) float64 { return c.Bench }, ""), cell(s, func(c CPUSplit) float64 { return c.Bench }, " (skeleton + bench)"))
-	t.row("    other", cell(h, func(c CPUSplit) float64 { return c.Other }, ""), cell(s, func(c CPUSplit) float64 { return c.Other }, ""))
+	t.row("    other (rest of busy time)", cell(h, func(c CPUSplit) float64 { return c.Other }, ""), cell(s, func(c CPUSplit) float64 { return c.Other }, ""))
+	stole := func(f *CostFigures) bool { return f != nil && f.CPU != nil && f.CPU.Steal > 0 }
+	if stole(h) || stole(s) {
+		t.row("  CPU (ms) stolen (not busy)", cell(h, func(c CPUSplit) float64 { return c.Steal }, ""), cell(s, func(c CPUSplit) float64 { return c.Steal }, ""))
+	}
 }
 
 // costOf is the heading of a run's column: what its figures are divided by.

@@ -116,23 +116,27 @@ func explainedRows(t *testing.T, plan []byte) (read float64) {
 
 // A partition's batch is read by walking the outbox's key from the partition's offset and
 // stops at the batch's end: the rows it reads are a few batches' worth for each partition,
-// however many commands wait behind them.
+// however many commands wait behind them; with 4 partitions and with the default 8.
 func TestRelaySelectReadsABatchNotTheBacklog(t *testing.T) {
 	t.Parallel()
 	db := heraldtest.NewDatabase(t)
 	ctx := context.Background()
 	const (
-		batch, partitions, k = 20, 4, 1
-		backlog              = 20_000
+		batch, k = 20, 1
+		backlog  = 20_000
 	)
-	group := fmt.Sprintf("relay-%d-of-%d", k, partitions)
 	forwarded := putOutboxTx(t, db.Pool, 1_000)
 	for range 20 {
 		putOutboxTx(t, db.Pool, backlog/20)
 	}
-	// The partition has forwarded half its first transaction's rows.
+	// Every partition has forwarded half its first transaction's rows: the rest of it waits, and
+	// the backlog behind it.
+	offset := forwarded[len(forwarded)/2]
+	waiting := backlog + len(forwarded) - len(forwarded)/2 - 1
 	if err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		setRelayOffset(t, tx, group, forwarded[len(forwarded)/2])
+		for _, partitions := range []int{4, 8} {
+			setRelayOffset(t, tx, fmt.Sprintf("relay-%d-of-%d", k, partitions), offset)
+		}
 		_, err := tx.Exec(ctx, `ANALYZE outbox`)
 		return err
 	}); err != nil {
@@ -140,23 +144,99 @@ func TestRelaySelectReadsABatchNotTheBacklog(t *testing.T) {
 	}
 	waitOutboxVisible(t, db.Pool)
 
-	q, args, err := router.OutboxSelectQuery(batch, partitions, k, group)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var plan []byte
-	if err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+q, args...).Scan(&plan)
-	}); err != nil {
-		t.Fatalf("explain the batch select: %v", err)
-	}
-	read := explainedRows(t, plan)
+	for _, partitions := range []int{4, 8} {
+		t.Run(fmt.Sprintf("partitions=%d", partitions), func(t *testing.T) {
+			q, args, err := router.OutboxSelectQuery(batch, partitions, k, fmt.Sprintf("relay-%d-of-%d", k, partitions))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var plan []byte
+			if err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+				return tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+q, args...).Scan(&plan)
+			}); err != nil {
+				t.Fatalf("explain the batch select: %v", err)
+			}
+			read := explainedRows(t, plan)
 
-	if limit := float64(2 * batch * partitions); read > limit {
-		t.Errorf("one batch of %d read %.0f outbox rows, more than %.0f, with %d rows waiting; plan:\n%s",
-			batch, read, limit, backlog+len(forwarded)/2, plan)
+			if limit := float64(2 * batch * partitions); read > limit {
+				t.Errorf("one batch of %d read %.0f outbox rows, more than %.0f, with %d rows waiting; plan:\n%s",
+					batch, read, limit, waiting, plan)
+			}
+			t.Logf("one batch of %d, partition %d of %d, read %.0f outbox rows with %d waiting", batch, k, partitions, read, waiting)
+		})
 	}
-	t.Logf("one batch of %d read %.0f outbox rows", batch, read)
+}
+
+// A partition with no offset row has forwarded nothing and is given nothing: the relay seeds
+// its row before it starts. One whose offset_acked is NULL is given every row of the
+// transactions after its recorded one, as the select before the index walk did.
+func TestRelaySelectOfAGroupWithNoOffsetOrANullOne(t *testing.T) {
+	t.Parallel()
+	db := heraldtest.NewDatabase(t)
+	ctx := context.Background()
+	const batch, partitions, k = 1_000, 4, 2
+
+	putOutboxTx(t, db.Pool, 7)
+	recorded := putOutboxTx(t, db.Pool, 9)
+	var later []outboxRow
+	for n := range 3 {
+		later = append(later, putOutboxTx(t, db.Pool, 5+n)...)
+	}
+	waitOutboxVisible(t, db.Pool)
+	var want []outboxRow
+	for _, r := range later {
+		if int(r.Offset%partitions) == k {
+			want = append(want, r)
+		}
+	}
+
+	read := func(t *testing.T, group string) []outboxRow {
+		t.Helper()
+		q, args, err := router.OutboxSelectQuery(batch, partitions, k, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rows []outboxRow
+		if err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+			res, err := tx.Query(ctx, q, args...)
+			if err != nil {
+				return err
+			}
+			rows, err = pgx.CollectRows(res, func(r pgx.CollectableRow) (outboxRow, error) {
+				var (
+					row               outboxRow
+					uuid              string
+					payload, metadata []byte
+				)
+				err := r.Scan(&row.Offset, &row.Tx, &uuid, &payload, &metadata)
+				return row, err
+			})
+			return err
+		}); err != nil {
+			t.Fatalf("select a batch: %v", err)
+		}
+		return rows
+	}
+
+	t.Run("no row", func(t *testing.T) {
+		if got := read(t, fmt.Sprintf("relay-%d-of-%d", k, partitions)); len(got) != 0 {
+			t.Errorf("a group with no offset row got %d rows: %v", len(got), got)
+		}
+	})
+	t.Run("NULL offset_acked", func(t *testing.T) {
+		group := "relay-null-offset"
+		if _, err := db.Pool.Exec(ctx, `
+INSERT INTO outbox_offsets (consumer_group, offset_acked, last_processed_transaction_id) VALUES ($1, NULL, $2::text::xid8)`,
+			group, fmt.Sprint(recorded[0].Tx)); err != nil {
+			t.Fatal(err)
+		}
+		if len(want) == 0 {
+			t.Fatalf("no row of partition %d in the later transactions", k)
+		}
+		if diff := cmp.Diff(want, read(t, group)); diff != "" {
+			t.Errorf("rows read with offset_acked NULL (-want +got):\n%s", diff)
+		}
+	})
 }
 
 // Read batch after batch as the subscriber does (the offset moving to each batch's last row),

@@ -94,13 +94,26 @@ The figures:
                       waited for), Herald still up; the skeleton's from the settled counts with
                       its tables and queue made, before it starts, to those once all it
                       accepted was delivered and projected, its goroutines still up. The
-                      machine's busy time (/proc/stat) split into herald (the spawned
-                      processes), PostgreSQL (the server's processes and the run database's
-                      backends), RabbitMQ (the broker's Erlang VM), bench (the bench process:
-                      load, sinks, poller, meter; for the skeleton, which runs inside it, the
-                      skeleton with them) and other (busy time none of these explains: other
-                      programs, the kernel, processes that exited during the window). "-" when
-                      nothing was delivered
+                      machine's busy time (/proc/stat: user, nice, system, irq, softirq; steal
+                      time is shown apart, not as busy) split into herald (the spawned
+                      processes), PostgreSQL (the run database's backends and autovacuum workers,
+                      and the cluster's shared processes, which serve every database:
+                      postmaster, checkpointer, walwriter, background writer, autovacuum
+                      launcher, parallel workers; the bench's own queries included: one per
+                      notification to check the outcome, and the meter's snapshots every 500 ms
+                      while settling), RabbitMQ (the whole broker VM, beam.smp, which serves
+                      every vhost; the meter's management API calls included), bench (the bench
+                      process: load, sinks, poller, meter; for the skeleton, which runs inside
+                      it, the skeleton with them) and other (busy time none of these explains:
+                      other programs, the kernel, and some of the run's own work: RabbitMQ's
+                      helper processes such as erl_child_setup, inet_gethost and epmd, loopback
+                      networking in the kernel, processes that exited during the window). So
+                      other is not "not this run's", nor the groups only this run's. Beside each
+                      figure, "(≈X idle)" is what the window would have cost with nothing sent:
+                      the CPU per second by group over the settling stretch just before the load
+                      (the one that gives idle commits; for the skeleton, before it starts),
+                      times the window, per notification; the "idle CPU" row is that rate. "-"
+                      when nothing was delivered
   webhooks            with --webhooks N: N loopback endpoints, registered in the database before
                       Herald starts, each taking every notification event; each request's
                       Standard Webhooks signature is verified (refused and counted when bad)
