@@ -12,3 +12,6 @@ func OutboxSelectQuery(batchSize, partitions, k int, group string) (string, []an
 	})
 	return q.Query, q.Args, err
 }
+
+// OutboxWalkSettings is the statement each of the relay's transactions begins with.
+const OutboxWalkSettings = outboxWalkSettings
