@@ -81,6 +81,23 @@ ON CONFLICT (consumer_group) DO UPDATE SET offset_acked = excluded.offset_acked,
 	}
 }
 
+// selectOutboxBatch runs the relay's batch select q in tx and returns the rows' places.
+func selectOutboxBatch(ctx context.Context, tx pgx.Tx, q string, args []any) ([]outboxRow, error) {
+	res, err := tx.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(res, func(r pgx.CollectableRow) (outboxRow, error) {
+		var (
+			row               outboxRow
+			uuid              string
+			payload, metadata []byte
+		)
+		err := r.Scan(&row.Offset, &row.Tx, &uuid, &payload, &metadata)
+		return row, err
+	})
+}
+
 // explainedRows sums, over the plan nodes that read the table outbox, the rows they returned and
 // the rows they read and threw away.
 func explainedRows(t *testing.T, plan []byte) (read float64) {
@@ -208,19 +225,8 @@ func TestRelaySelectOfAGroupWithNoOffsetOrANullOne(t *testing.T) {
 		}
 		var rows []outboxRow
 		if err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-			res, err := tx.Query(ctx, q, args...)
-			if err != nil {
-				return err
-			}
-			rows, err = pgx.CollectRows(res, func(r pgx.CollectableRow) (outboxRow, error) {
-				var (
-					row               outboxRow
-					uuid              string
-					payload, metadata []byte
-				)
-				err := r.Scan(&row.Offset, &row.Tx, &uuid, &payload, &metadata)
-				return row, err
-			})
+			var err error
+			rows, err = selectOutboxBatch(ctx, tx, q, args)
 			return err
 		}); err != nil {
 			t.Fatalf("select a batch: %v", err)
@@ -319,19 +325,8 @@ func TestRelaySelectReadsEveryRowOnceInOrder(t *testing.T) {
 					}
 					var rows []outboxRow
 					if err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-						res, err := tx.Query(ctx, q, args...)
-						if err != nil {
-							return err
-						}
-						rows, err = pgx.CollectRows(res, func(r pgx.CollectableRow) (outboxRow, error) {
-							var (
-								row               outboxRow
-								uuid              string
-								payload, metadata []byte
-							)
-							err := r.Scan(&row.Offset, &row.Tx, &uuid, &payload, &metadata)
-							return row, err
-						})
+						var err error
+						rows, err = selectOutboxBatch(ctx, tx, q, args)
 						if err != nil || len(rows) == 0 {
 							return err
 						}
