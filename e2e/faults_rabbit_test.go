@@ -281,7 +281,8 @@ func (n *rabbitNode) ctlOutput(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "rabbitmqctl", append([]string{"-n", n.name}, args...)...)
-	cmd.Env = n.baseEnv()
+	// rabbitmqctl runs an Erlang VM of its own, which aborts as the nodes' did (see erlArgs).
+	cmd.Env = append(n.baseEnv(), "RABBITMQ_CTL_ERL_ARGS="+erlArgs)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("rabbitmqctl %s: %w\n%s", strings.Join(args, " "), err, out)
