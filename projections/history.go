@@ -41,6 +41,17 @@ func (h History) Apply(ctx context.Context, tx pgx.Tx, r events.Recorded) error 
 	return h.ApplyBatch(ctx, tx, []events.Recorded{r})
 }
 
+// historyVersionsQuery reads the last version table holds of each stream in $1, one descent of
+// the primary key per stream. The plainer `WHERE notification_id = ANY($1) GROUP BY` leaves the
+// plan to the table's statistics, and a table that grew since its last ANALYZE (every table
+// under load) looks as if each stream had many rows: PostgreSQL then scanned the whole history
+// for every batch, a cost that grew with the table (5.9 ms a batch at 27,000 rows).
+func historyVersionsQuery(table string) string {
+	return `SELECT u.id::text, v.version FROM unnest($1::uuid[]) AS u(id)
+	CROSS JOIN LATERAL (SELECT max(version) AS version FROM ` + table + ` WHERE notification_id = u.id) v
+	WHERE v.version IS NOT NULL`
+}
+
 // ApplyBatch inserts one row per event in one statement; events already there are skipped, and
 // an event past the next version of its stream is a *GapError.
 func (h History) ApplyBatch(ctx context.Context, tx pgx.Tx, recs []events.Recorded) error {
@@ -58,8 +69,7 @@ func (h History) ApplyBatch(ctx context.Context, tx pgx.Tx, recs []events.Record
 			ids = append(ids, r.StreamID)
 		}
 	}
-	rows, err := tx.Query(ctx, `SELECT notification_id::text, max(version) FROM `+h.table()+
-		` WHERE notification_id = ANY($1::uuid[]) GROUP BY notification_id`, ids)
+	rows, err := tx.Query(ctx, historyVersionsQuery(h.table()), ids)
 	if err != nil {
 		return fmt.Errorf("%s: read %d streams' versions: %w", h.table(), len(ids), err)
 	}
