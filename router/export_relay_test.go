@@ -1,6 +1,11 @@
 package router
 
-import "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+import (
+	"context"
+	stdsql "database/sql"
+
+	"github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+)
 
 // OutboxSelectQuery returns the statement, and its arguments, with which partition k of n of the
 // relay reads its next batch of at most batchSize commands as consumer group group.
@@ -13,5 +18,7 @@ func OutboxSelectQuery(batchSize, partitions, k int, group string) (string, []an
 	return q.Query, q.Args, err
 }
 
-// OutboxWalkSettings is the statement each of the relay's transactions begins with.
-const OutboxWalkSettings = outboxWalkSettings
+// BeginOutboxWalk begins a transaction as each of the relay's batches does.
+func BeginOutboxWalk(ctx context.Context, conn sql.Conn, opts *stdsql.TxOptions) (sql.Tx, error) {
+	return newOutboxWalker(conn).BeginTx(ctx, opts)
+}

@@ -90,30 +90,62 @@ LIMIT ` + strconv.Itoa(max(1, s.batchSize))
 	return sql.Query{Query: q, Args: next.Args}, nil
 }
 
-// outboxWalkSettings is run first in each of the relay's transactions: it leaves the planner
+// outboxWalkSettings follow BEGIN in each of the relay's transactions: they leave the planner
 // only the ordered walk of the outbox's key for the batch select. Left to its estimates, it does
 // not always take it: the partition filter ("offset" % n = k) makes it expect a few rows, so it
 // prices reading them all through a bitmap and sorting them as cheap — and under a backlog that
 // bitmap is every command between the partition's offset and the snapshot's xmin, tens of
 // thousands of rows for each batch of 20 (seen at 1,000 accepts a second). With bitmap and
 // sequential scans off the select reads a few batches' worth of rows, as its ORDER BY and LIMIT
-// intend. Both settings last only for the transaction (set_config's third argument).
-const outboxWalkSettings = `SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)`
+// intend. Both settings last only for the transaction.
+const outboxWalkSettings = `SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off`
 
-// outboxWalker begins the relay's transactions with outboxWalkSettings.
-type outboxWalker struct{ sql.Beginner }
+// outboxWalker begins the relay's transactions with outboxWalkSettings, sent with the BEGIN in
+// one simple-protocol query: one round trip, where a BEGIN and then a statement of settings took
+// two for every batch (at one or two commands a batch under load, a round trip per command).
+type outboxWalker struct {
+	sql.Beginner // statements outside a transaction
+	conn         sql.Conn
+}
+
+func newOutboxWalker(conn sql.Conn) outboxWalker {
+	return outboxWalker{Beginner: sql.BeginnerFromPgx(conn), conn: conn}
+}
 
 func (b outboxWalker) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (sql.Tx, error) {
-	tx, err := b.Beginner.BeginTx(ctx, opts)
+	begin := "BEGIN"
+	if opts != nil {
+		switch opts.Isolation {
+		case stdsql.LevelDefault:
+		case stdsql.LevelReadCommitted:
+			begin += " ISOLATION LEVEL READ COMMITTED"
+		case stdsql.LevelRepeatableRead:
+			begin += " ISOLATION LEVEL REPEATABLE READ"
+		case stdsql.LevelSerializable:
+			begin += " ISOLATION LEVEL SERIALIZABLE"
+		default:
+			return nil, fmt.Errorf("outbox: isolation level %v is not one PostgreSQL has", opts.Isolation)
+		}
+		if opts.ReadOnly {
+			begin += " READ ONLY"
+		}
+	}
+	tx, err := b.conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: begin + "; " + outboxWalkSettings})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("outbox: begin the batch's transaction: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, outboxWalkSettings); err != nil {
-		_ = tx.Rollback()
-		return nil, fmt.Errorf("outbox: pin the batch select's plan: %w", err)
-	}
-	return tx, nil
+	return walkTx{PgxTx: sql.PgxTx{Tx: tx}, ctx: ctx}, nil
 }
+
+// walkTx is watermill-sql's pgx transaction, ended with the context it began with, as
+// watermill-sql's own BeginTx arranges.
+type walkTx struct {
+	sql.PgxTx
+	ctx context.Context
+}
+
+func (t walkTx) Commit() error   { return t.Tx.Commit(t.ctx) }
+func (t walkTx) Rollback() error { return t.Tx.Rollback(context.WithoutCancel(t.ctx)) }
 
 func outboxOffsets() sql.DefaultPostgreSQLOffsetsAdapter {
 	return sql.DefaultPostgreSQLOffsetsAdapter{

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -225,6 +226,8 @@ func TestProjectorNeverPlansGenerically(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.MaxConns = 1 // every batch on one connection, whose prepared statements are inspected below
+	sent := &statementLog{}
+	cfg.ConnConfig.Tracer = sent
 	projPool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -256,6 +259,17 @@ func TestProjectorNeverPlansGenerically(t *testing.T) {
 		t.Fatalf("projector: %v", err)
 	}
 
+	// The setting travels with each batch's BEGIN, in the same round trip, never in one of its own.
+	begins, alone := sent.count(func(q string) bool {
+		return strings.HasPrefix(q, "BEGIN") && strings.Contains(q, "plan_cache_mode = force_custom_plan")
+	}), sent.count(func(q string) bool {
+		return !strings.HasPrefix(q, "BEGIN") && strings.Contains(q, "plan_cache_mode")
+	})
+	t.Logf("%d batches begun with the setting, %d statements sending it alone", begins, alone)
+	if begins == 0 || alone != 0 {
+		t.Errorf("%d batches began with the plan setting and %d statements sent it apart; want every batch and none apart", begins, alone)
+	}
+
 	var generic, custom, statements int64
 	err = projPool.QueryRow(ctx, `SELECT count(*), coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0)
 		FROM pg_prepared_statements WHERE statement NOT LIKE '%pg_prepared_statements%'`).Scan(&statements, &generic, &custom)
@@ -278,4 +292,31 @@ func TestProjectorNeverPlansGenerically(t *testing.T) {
 		rows.Close()
 		t.Errorf("the projector's statements used a generic plan %d times; want 0", generic)
 	}
+}
+
+// statementLog records the SQL of every query a pool sends.
+type statementLog struct {
+	mu   sync.Mutex
+	sqls []string
+}
+
+func (l *statementLog) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	l.mu.Lock()
+	l.sqls = append(l.sqls, strings.TrimSpace(d.SQL))
+	l.mu.Unlock()
+	return ctx
+}
+
+func (l *statementLog) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (l *statementLog) count(match func(string) bool) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, q := range l.sqls {
+		if match(q) {
+			n++
+		}
+	}
+	return n
 }

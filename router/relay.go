@@ -210,7 +210,7 @@ func (r *Relay) forward(ctx context.Context, k int, pub message.Publisher, wlog 
 	// current idle wait (at most IdlePollMax).
 	idleCtx, stopIdle := context.WithCancel(ctx)
 	defer stopIdle()
-	sub, err := sql.NewSubscriber(outboxWalker{sql.BeginnerFromPgx(r.pool)}, sql.SubscriberConfig{
+	sub, err := sql.NewSubscriber(newOutboxWalker(r.pool), sql.SubscriberConfig{
 		ConsumerGroup:  r.group(k),
 		PollInterval:   poll,
 		BackoffManager: newIdleBackoff(poll, r.cfg.IdlePollMax, woken, idleCtx.Done()),

@@ -2,12 +2,15 @@ package router_test
 
 import (
 	"context"
+	stdsql "database/sql"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -168,20 +171,30 @@ func TestRelaySelectReadsABatchNotTheBacklog(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var plan []byte
-			if err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-				// Costs that favour reading everything at once, as the estimates of a busy
-				// outbox did (a bitmap of the whole backlog, sorted): the relay's own settings
-				// must leave the planner the ordered walk whatever its estimates.
-				if _, err := tx.Exec(ctx, "SET LOCAL random_page_cost = 40"); err != nil {
-					return err
-				}
-				if _, err := tx.Exec(ctx, router.OutboxWalkSettings); err != nil {
-					return err
-				}
-				return tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+q, args...).Scan(&plan)
-			}); err != nil {
+			// The relay's own transaction, begun as its batches are.
+			tx, err := router.BeginOutboxWalk(ctx, db.Pool, &stdsql.TxOptions{Isolation: stdsql.LevelRepeatableRead})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			// Costs that favour reading everything at once, as the estimates of a busy outbox did
+			// (a bitmap of the whole backlog, sorted): the relay's own settings must leave the
+			// planner the ordered walk whatever its estimates.
+			if _, err := tx.ExecContext(ctx, "SET LOCAL random_page_cost = 40"); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := tx.QueryContext(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+q, args...)
+			if err != nil {
 				t.Fatalf("explain the batch select: %v", err)
+			}
+			var plan []byte
+			for rows.Next() {
+				if err := rows.Scan(&plan); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := rows.Close(); err != nil {
+				t.Fatal(err)
 			}
 			read := explainedRows(t, plan)
 
@@ -358,4 +371,72 @@ func mustQuery(t *testing.T, pool *pgxpool.Pool, q string) pgx.Rows {
 		t.Fatal(err)
 	}
 	return rows
+}
+
+// queryCounter counts the queries a pool sends, each a round trip to PostgreSQL.
+type queryCounter struct{ n atomic.Int64 }
+
+func (c *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+func (c *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// Each relay batch's transaction begins with its plan settings in the same round trip as its
+// BEGIN, at the isolation level watermill-sql asks for, and the settings end with it.
+func TestRelayBeginsItsBatchInOneRoundTrip(t *testing.T) {
+	db := heraldtest.NewDatabase(t)
+	ctx := t.Context()
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1
+	counter := &queryCounter{}
+	cfg.ConnConfig.Tracer = counter
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := pool.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	before := counter.n.Load()
+	tx, err := router.BeginOutboxWalk(ctx, pool, &stdsql.TxOptions{Isolation: stdsql.LevelRepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sent := counter.n.Load() - before; sent != 1 {
+		t.Errorf("beginning a batch's transaction took %d round trips, want 1", sent)
+	}
+	show := func(q interface {
+		QueryContext(context.Context, string, ...any) (sql.Rows, error)
+	}) string {
+		t.Helper()
+		rows, err := q.QueryContext(ctx, `SELECT current_setting('enable_bitmapscan') || ' ' || current_setting('enable_seqscan')
+			|| ' ' || current_setting('transaction_isolation')`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var s string
+		for rows.Next() {
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return s
+	}
+	if got, want := show(tx), "off off repeatable read"; got != want {
+		t.Errorf("in the batch's transaction: bitmap, seq scans and isolation %q, want %q", got, want)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := show(sql.BeginnerFromPgx(pool)), "on on read committed"; got != want {
+		t.Errorf("after the batch's transaction, on its connection: %q, want %q", got, want)
+	}
 }
