@@ -246,3 +246,75 @@ func TestSubtreeRootsAreOnlyACache(t *testing.T) {
 		t.Error("Prove on a changed log: want an error")
 	}
 }
+
+// Verify recomputes every stored subtree root it walks past and names one that is not the
+// log's, or that names another last leaf, or that covers leaves the log does not have; from a
+// checkpoint, it checks those completed after it.
+func TestVerifyChecksStoredSubtreeRoots(t *testing.T) {
+	l := newSubtreeLog(t)
+	ctx := t.Context()
+	pub := l.key.Public().(ed25519.PublicKey)
+	l.grow(t, 1100) // 3300 events: blocks 0-2 and their parent, level 11 index 0
+	l.seal(t, 100_000)
+	exec := func(stmt string) {
+		t.Helper()
+		if _, err := l.db.Pool.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	exec(`CREATE TABLE saved_subtrees AS SELECT * FROM merkle_subtrees`)
+	owner := func(stmt string) {
+		t.Helper()
+		exec(`ALTER TABLE merkle_subtrees DISABLE TRIGGER USER; ` + stmt + `; ALTER TABLE merkle_subtrees ENABLE TRIGGER USER`)
+	}
+	positionOf := func(leaf int) int64 {
+		t.Helper()
+		var pos int64
+		if err := l.db.Pool.QueryRow(ctx, `SELECT global_position FROM event_log ORDER BY transaction_id, global_position OFFSET $1 LIMIT 1`, leaf).Scan(&pos); err != nil {
+			t.Fatal(err)
+		}
+		return pos
+	}
+
+	rep, err := ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{PublicKey: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Subtrees != 4 {
+		t.Errorf("a clean log: %d stored subtree roots checked, want 4 (level 10: 0-2, level 11: 0)", rep.Subtrees)
+	}
+
+	for _, tt := range []struct {
+		name, stmt string
+		position   int64 // where the mismatch is named; 0: after the walk
+	}{
+		{"a root changed", `UPDATE merkle_subtrees SET root = sha256('forged') WHERE level = 10 AND idx = 1`, positionOf(2047)},
+		{"a parent's root changed", `UPDATE merkle_subtrees SET root = sha256('forged') WHERE level = 11 AND idx = 0`, positionOf(2047)},
+		{"a block's last leaf moved", `UPDATE merkle_subtrees SET last_position = last_position - 7 WHERE level = 10 AND idx = 0`, positionOf(1023)},
+		{"a root of leaves the log does not have", `INSERT INTO merkle_subtrees SELECT 10, 9, root, last_transaction_id, 9223372036854775807 FROM merkle_subtrees WHERE level = 10 AND idx = 2`, 0},
+		{"a second root stored for a block", `INSERT INTO merkle_subtrees SELECT 10, 7, root, last_transaction_id, last_position FROM merkle_subtrees WHERE level = 10 AND idx = 1`, positionOf(2047)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			owner(tt.stmt)
+			defer owner(`TRUNCATE merkle_subtrees; INSERT INTO merkle_subtrees SELECT * FROM saved_subtrees`)
+			_, err := ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{PublicKey: pub})
+			var m *ledger.Mismatch
+			if !errors.As(err, &m) || m.Field != "merkle_subtrees" || m.Position != tt.position {
+				t.Fatalf("verify: %v, want the stored subtrees named at position %d", err, tt.position)
+			}
+			t.Log(err)
+		})
+	}
+
+	// From a checkpoint: the roots completed before it are not walked past, so not checked;
+	// those completed after it are: block 3, and with it leaves 2048-4095 and 0-4095.
+	l.grow(t, 300) // 4200 events
+	cp := l.seal(t, 100_000)
+	rep, err = ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{PublicKey: pub, FromCheckpoint: cp.Seq - 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Subtrees != 3 {
+		t.Errorf("from checkpoint %d: %d stored subtree roots checked, want 3 (level 10: 3, level 11: 1, level 12: 0)", cp.Seq-1, rep.Subtrees)
+	}
+}

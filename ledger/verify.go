@@ -42,6 +42,9 @@ type VerifyReport struct {
 	Signed      bool
 	// Witnessed is how many checkpoints kept outside the database were found in it as kept.
 	Witnessed int64
+	// Subtrees is how many of the subtree roots the sealer stores (merkle_subtrees, the cache
+	// proofs are built from) were recomputed from the log and found equal.
+	Subtrees int64
 	// LastCheckpoint is the seq of the last checkpoint checked, 0 for none; Unsealed is how many
 	// events come after it, which no checkpoint covers yet.
 	LastCheckpoint int64
@@ -94,8 +97,10 @@ func (m *Mismatch) Error() string {
 		where = fmt.Sprintf("stream %s version %d", m.Stream, m.Version)
 	case m.Stream != "":
 		where = "stream " + m.Stream
-	default:
+	case m.Checkpoint != 0:
 		where = fmt.Sprintf("checkpoint %d", m.Checkpoint)
+	default:
+		return fmt.Sprintf("%s: %s", m.Field, m.Reason)
 	}
 	return fmt.Sprintf("%s: %s: %s", where, m.Field, m.Reason)
 }
@@ -158,6 +163,7 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Verify
 	}
 
 	v := &verifier{tx: cpTx, opts: opts, rep: &rep, tree: &Tree{}}
+	v.onSubtree = v.checkSubtree
 	if err := v.checkWitnessed(ctx); err != nil {
 		return rep, err
 	}
@@ -201,6 +207,14 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Verify
 	if err := v.nextCheckpoint(ctx); err != nil {
 		return rep, err
 	}
+	// The stored subtree roots, in the order the walk completes them: by last leaf, then level.
+	if _, err := cpTx.Exec(ctx, `DECLARE ledger_subtrees NO SCROLL CURSOR FOR
+		SELECT level, idx, root, last_transaction_id::text::bigint, last_position FROM merkle_subtrees
+		WHERE (last_transaction_id, last_position) > ($1::text::xid8, $2)
+		ORDER BY last_transaction_id, last_position, level, idx`, fmt.Sprint(fromXID), fromPos); err != nil {
+		return rep, fmt.Errorf("verify: read the stored subtree roots: %w", err)
+	}
+	v.subCtx = ctx
 	// The next batch is read while this one is checked: the database and the hashing overlap.
 	fetchCtx, stopFetching := context.WithCancel(ctx)
 	batches := make(chan eventBatch, 1)
@@ -234,6 +248,9 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Verify
 	if v.next != nil {
 		return rep, &Mismatch{Checkpoint: v.next.Seq, Field: "tree_size", Reason: fmt.Sprintf(
 			"it covers %d events up to position %d, but the log ends after %d", v.next.TreeSize, v.next.LastPosition, v.tree.Size())}
+	}
+	if err := v.unmetSubtree(ctx); err != nil {
+		return rep, err
 	}
 	rep.Unsealed = int64(v.tree.Size()) - v.lastSize
 	rep.Elapsed = time.Since(started)
@@ -292,6 +309,98 @@ type verifier struct {
 	// next is the next checkpoint to meet, nil when there is none.
 	next              *Checkpoint
 	lastSeq, lastSize int64
+	// sub holds the stored subtree roots (merkle_subtrees, read through a cursor in the order
+	// the walk completes them) not met yet; cur is the event being added; onSubtree checks the
+	// subtrees it completes (bound once: a method value per event would allocate), and
+	// subtreeErr is the first that did not match.
+	sub        []subtree
+	subDone    bool
+	subCtx     context.Context
+	cur        *eventRow
+	onSubtree  func(level uint, index uint64, root Hash)
+	subtreeErr error
+}
+
+// subtreeFetch is how many stored subtree roots are read at a time.
+const subtreeFetch = 256
+
+// nextStored returns the next stored subtree root not met yet, nil when there is none.
+func (v *verifier) nextStored() (*subtree, error) {
+	if len(v.sub) == 0 && !v.subDone {
+		rows, err := v.tx.Query(v.subCtx, `FETCH `+fmt.Sprint(subtreeFetch)+` FROM ledger_subtrees`)
+		if err != nil {
+			return nil, fmt.Errorf("verify: read the stored subtree roots: %w", err)
+		}
+		var (
+			level      int16
+			index, pos int64
+			root       []byte
+			xid        uint64
+		)
+		_, err = pgx.ForEachRow(rows, []any{&level, &index, &root, &xid, &pos}, func() error {
+			st := subtree{level: uint(level), index: uint64(index), xid: xid, pos: pos}
+			if copy(st.root[:], root) != HashSize {
+				return &Mismatch{Field: "merkle_subtrees", Reason: fmt.Sprintf("the stored root of level %d, index %d is %d bytes, not %d", level, index, len(root), HashSize)}
+			}
+			v.sub = append(v.sub, st)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		v.subDone = len(v.sub) < subtreeFetch
+	}
+	if len(v.sub) == 0 {
+		return nil, nil
+	}
+	return &v.sub[0], nil
+}
+
+// checkSubtree compares a subtree the walk completed, whose last leaf is v.cur, with the stored
+// roots: each stored root must be one the walk completes, at that last leaf, with that root.
+// Subtrees not stored (a log sealed before they were) are not asked for.
+func (v *verifier) checkSubtree(level uint, index uint64, root Hash) {
+	if level < SubtreeLevel || v.subtreeErr != nil {
+		return
+	}
+	r := v.cur
+	fail := func(s *subtree, reason string) {
+		v.subtreeErr = &Mismatch{Position: r.position, Stream: uuid.UUID(r.e.Stream).String(), Version: r.e.Version,
+			Field: "merkle_subtrees", Reason: fmt.Sprintf("the stored root of leaves %d to %d (level %d, index %d) %s: "+
+				"proofs built from it would not check out (the table is a cache proofs are built from; nothing signs it)",
+				s.index<<s.level, (s.index+1)<<s.level-1, s.level, s.index, reason)}
+	}
+	s, err := v.nextStored()
+	switch {
+	case err != nil:
+		v.subtreeErr = err
+	case s == nil:
+	case after(r.xid, r.position, s.xid, s.pos) || (r.xid == s.xid && r.position == s.pos && s.level < level):
+		// Passed without being met: the log's subtree of its level and index does not end where it says.
+		fail(s, fmt.Sprintf("names (transaction %d, position %d) as its last leaf, where the log's subtree of that level and index does not end", s.xid, s.pos))
+	case s.xid != r.xid || s.pos != r.position || s.level > level:
+		// This subtree is not stored.
+	case s.index != index:
+		fail(s, fmt.Sprintf("ends at this event, which ends the log's subtree %d of that level", index))
+	case s.root != root:
+		fail(s, "is not the root of the log's leaves")
+	default:
+		v.rep.Subtrees++
+		v.sub = v.sub[1:]
+	}
+}
+
+// unmetSubtree names a stored subtree root left when the walk has ended: one of leaves the log
+// does not have.
+func (v *verifier) unmetSubtree(ctx context.Context) error {
+	v.subCtx = ctx
+	s, err := v.nextStored()
+	if err != nil || s == nil {
+		return err
+	}
+	return &Mismatch{Field: "merkle_subtrees", Reason: fmt.Sprintf(
+		"a root of leaves %d to %d (level %d, index %d) is stored, ending at (transaction %d, position %d), which the log does not reach: it has %d leaves",
+		s.index<<s.level, (s.index+1)<<s.level-1, s.level, s.index, s.xid, s.pos, v.tree.Size())}
 }
 
 // event checks one event's chain link, adds it to the tree, and checks the checkpoint it ends.
@@ -328,7 +437,11 @@ func (v *verifier) event(ctx context.Context, r *eventRow) error {
 		m.Checkpoint = v.next.Seq
 		return m
 	}
-	v.tree.Append(LeafHash(r.xid, r.position, stored))
+	v.cur = r
+	v.tree.appendReporting(LeafHash(r.xid, r.position, stored), v.onSubtree)
+	if v.subtreeErr != nil {
+		return v.subtreeErr
+	}
 	if v.next != nil && r.xid == v.next.LastTransactionID && r.position == v.next.LastPosition {
 		cp := v.next
 		fail := func(field, reason string) error {

@@ -107,7 +107,10 @@ type Verification struct {
 	SignaturesChecked bool `json:"signatures_checked"`
 	// Witnessed is how many checkpoints kept outside the database (--witness, --expect) were
 	// found in it as kept.
-	Witnessed      int64 `json:"witnessed"`
+	Witnessed int64 `json:"witnessed"`
+	// Subtrees is how many of the sealer's stored subtree roots, from which proofs are built,
+	// were recomputed from the log and found equal.
+	Subtrees       int64 `json:"subtrees"`
 	FromCheckpoint int64 `json:"from_checkpoint"`
 	LastCheckpoint int64 `json:"last_checkpoint"`
 	// Unsealed is how many events come after the last checkpoint: chained, not yet signed.
@@ -133,6 +136,7 @@ type Mismatch struct {
 func NewVerification(r ledger.VerifyReport, m *ledger.Mismatch) Verification {
 	v := Verification{
 		OK: m == nil, Events: r.Events, Streams: r.Streams, Checkpoints: r.Checkpoints, SignaturesChecked: r.Signed, Witnessed: r.Witnessed,
+		Subtrees:       r.Subtrees,
 		FromCheckpoint: r.FromCheckpoint, LastCheckpoint: r.LastCheckpoint, Unsealed: r.Unsealed,
 		ElapsedSeconds: r.Elapsed.Seconds(), EventsPerSecond: r.Rate(),
 	}

@@ -31,11 +31,14 @@ global_position)) and the signed checkpoints, in one read-only snapshot, and rec
     chain still links, so only the root catches it) does not match;
   - every checkpoint's Ed25519 signature, with --public-key. Without it signatures are not
     checked, and the summary says so: a key read from the database would prove nothing
-    against whoever can change the database.
+    against whoever can change the database;
+  - every subtree root the sealer stored (merkle_subtrees) among the events it walks: proofs
+    are built from them, so a changed one would make proofs fail (it cannot forge one: a proof
+    is checked against the signed root).
 
 It stops at the first thing that does not match and exits non-zero, naming the position,
 stream and version, or the checkpoint, and the field (hash, stream_version, tree_size, root,
-frontier, signature, seq, witness). Memory does not grow with the log. Progress shows on stderr when it
+frontier, signature, seq, witness, merkle_subtrees). Memory does not grow with the log. Progress shows on stderr when it
 is a terminal.
 
 --witness FILE reads a checkpoint file (HERALD_CHECKPOINT_FILE, the sealer's copy of each
@@ -57,7 +60,7 @@ different streams swapped there pass; the summary counts them as unsealed).
 
 Formats (-o):
   table   a summary in words
-  json    {"ok", "events", "streams", "checkpoints", "signatures_checked", "witnessed", "from_checkpoint",
+  json    {"ok", "events", "streams", "checkpoints", "signatures_checked", "witnessed", "subtrees", "from_checkpoint",
           "last_checkpoint", "unsealed", "elapsed_seconds", "events_per_second",
           "mismatch": {"position", "stream", "version", "checkpoint", "field", "reason"}}`
 
@@ -182,6 +185,9 @@ func printVerification(w io.Writer, rep ledger.VerifyReport, pub ed25519.PublicK
 		fmt.Fprintf(w, "No signature checked: no checkpoint to check against key %s.\n", ledger.KeyID(pub))
 	default:
 		fmt.Fprintln(w, "Signatures NOT checked: pass --public-key to check them.")
+	}
+	if rep.Subtrees > 0 {
+		fmt.Fprintf(w, "%d stored subtree roots, from which proofs are built, match the log.\n", rep.Subtrees)
 	}
 	if rep.Witnessed > 0 {
 		fmt.Fprintf(w, "%d witnessed checkpoints found in the database as witnessed.\n", rep.Witnessed)
