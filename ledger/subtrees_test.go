@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -142,6 +143,19 @@ func TestProofsFromSubtreesAreTheLeaves(t *testing.T) {
 				}
 				sameProof(t, "Prove of "+l.ids[i], auto, slow)
 			}
+		}
+	}
+
+	// Verify recomputes every stored root of this log, sealed in checkpoints that end inside
+	// blocks and on a block's last leaf; from checkpoint 1 (leaf 2047, the end of block 1 and of
+	// level 11's subtree 0), those completed after it: blocks 2-5, level 11's 1-2, level 12's 0.
+	for _, tt := range []struct{ from, want int64 }{{0, 10}, {1, 7}} {
+		rep, err := ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{PublicKey: pub, FromCheckpoint: tt.from})
+		if err != nil {
+			t.Fatalf("verify from checkpoint %d: %v", tt.from, err)
+		}
+		if rep.Subtrees != tt.want {
+			t.Errorf("verify from checkpoint %d: %d stored subtree roots checked, want %d", tt.from, rep.Subtrees, tt.want)
 		}
 	}
 }
@@ -316,5 +330,20 @@ func TestVerifyChecksStoredSubtreeRoots(t *testing.T) {
 	}
 	if rep.Subtrees != 3 {
 		t.Errorf("from checkpoint %d: %d stored subtree roots checked, want 3 (level 10: 3, level 11: 1, level 12: 0)", cp.Seq-1, rep.Subtrees)
+	}
+
+	// A change to the log changes the subtrees over it too: it is named for what it is, by the
+	// checkpoint that covers it, not blamed on the stored roots. Two events of one transaction
+	// swap places: each stream's chain still links; block 0's root, and the checkpoint's, change.
+	p10, p20 := positionOf(10), positionOf(20)
+	exec(fmt.Sprintf(`ALTER TABLE event_log DISABLE TRIGGER event_log_no_update_delete;
+		UPDATE event_log SET global_position = -1 WHERE global_position = %[1]d;
+		UPDATE event_log SET global_position = %[1]d WHERE global_position = %[2]d;
+		UPDATE event_log SET global_position = %[2]d WHERE global_position = -1;
+		ALTER TABLE event_log ENABLE TRIGGER event_log_no_update_delete`, p10, p20))
+	_, err = ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{PublicKey: pub})
+	var m *ledger.Mismatch
+	if !errors.As(err, &m) || m.Field != "root" || m.Checkpoint != 1 {
+		t.Errorf("two events of the log swapped: %v, want checkpoint 1's root named", err)
 	}
 }

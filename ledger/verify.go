@@ -80,7 +80,7 @@ type Mismatch struct {
 	// Checkpoint is the seq of the checkpoint at fault, when one is.
 	Checkpoint int64
 	// Field names what does not match: hash, stream_version, tree_size, root, frontier,
-	// signature, seq, witness; for a proof (Proof.Verify), path; for a history
+	// signature, seq, witness, merkle_subtrees; for a proof (Proof.Verify), path; for a history
 	// (VerifyHistory), also stream_id, version, previous_hash, events, proofs[i].
 	Field  string
 	Reason string
@@ -249,6 +249,9 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Verify
 		return rep, &Mismatch{Checkpoint: v.next.Seq, Field: "tree_size", Reason: fmt.Sprintf(
 			"it covers %d events up to position %d, but the log ends after %d", v.next.TreeSize, v.next.LastPosition, v.tree.Size())}
 	}
+	if v.subtreeErr != nil {
+		return rep, v.subtreeErr
+	}
 	if err := v.unmetSubtree(ctx); err != nil {
 		return rep, err
 	}
@@ -398,9 +401,13 @@ func (v *verifier) unmetSubtree(ctx context.Context) error {
 	if err != nil || s == nil {
 		return err
 	}
+	where := "which the log does not reach"
+	if v.cur != nil && !after(s.xid, s.pos, v.cur.xid, v.cur.position) {
+		where = "where the log's subtree of that level and index does not end"
+	}
 	return &Mismatch{Field: "merkle_subtrees", Reason: fmt.Sprintf(
-		"a root of leaves %d to %d (level %d, index %d) is stored, ending at (transaction %d, position %d), which the log does not reach: it has %d leaves",
-		s.index<<s.level, (s.index+1)<<s.level-1, s.level, s.index, s.xid, s.pos, v.tree.Size())}
+		"a root of leaves %d to %d (level %d, index %d) is stored, ending at (transaction %d, position %d), %s: the log has %d leaves",
+		s.index<<s.level, (s.index+1)<<s.level-1, s.level, s.index, s.xid, s.pos, where, v.tree.Size())}
 }
 
 // event checks one event's chain link, adds it to the tree, and checks the checkpoint it ends.
@@ -440,7 +447,15 @@ func (v *verifier) event(ctx context.Context, r *eventRow) error {
 	v.cur = r
 	v.tree.appendReporting(LeafHash(r.xid, r.position, stored), v.onSubtree)
 	if v.subtreeErr != nil {
-		return v.subtreeErr
+		// A stored subtree that does not match is the cache's fault only if the log itself
+		// checks out: a changed log also changes the subtrees over it, and the checkpoint that
+		// covers them (every stored subtree ends at or before one) names the change for what it
+		// is. So a mismatch waits for that checkpoint, or the end of the walk; an error reading
+		// the rows does not wait.
+		var m *Mismatch
+		if !errors.As(v.subtreeErr, &m) {
+			return v.subtreeErr
+		}
 	}
 	if v.next != nil && r.xid == v.next.LastTransactionID && r.position == v.next.LastPosition {
 		cp := v.next
@@ -457,6 +472,9 @@ func (v *verifier) event(ctx context.Context, r *eventRow) error {
 		}
 		if !bytes.Equal(v.tree.Frontier(), cp.Frontier) {
 			return fail("frontier", "the checkpoint's frontier is not the tree's")
+		}
+		if v.subtreeErr != nil {
+			return v.subtreeErr // the log up to here is the checkpoint's: the stored root is wrong
 		}
 		v.rep.Checkpoints++
 		v.rep.LastCheckpoint, v.lastSeq, v.lastSize = cp.Seq, cp.Seq, cp.TreeSize

@@ -117,6 +117,8 @@ func (b outboxWalker) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (sql.
 	if opts != nil {
 		switch opts.Isolation {
 		case stdsql.LevelDefault:
+		case stdsql.LevelReadUncommitted:
+			begin += " ISOLATION LEVEL READ UNCOMMITTED"
 		case stdsql.LevelReadCommitted:
 			begin += " ISOLATION LEVEL READ COMMITTED"
 		case stdsql.LevelRepeatableRead:
@@ -128,8 +130,12 @@ func (b outboxWalker) BeginTx(ctx context.Context, opts *stdsql.TxOptions) (sql.
 		}
 		if opts.ReadOnly {
 			begin += " READ ONLY"
+		} else {
+			begin += " READ WRITE" // as watermill-sql's own BeginTx asks, whatever the server's default
 		}
 	}
+	// Should a setting fail after BEGIN, pgx keeps the connection, in a failed transaction: the
+	// pool (a *pgxpool.Pool here) closes a connection given back outside idle.
 	tx, err := b.conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: begin + "; " + outboxWalkSettings})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: begin the batch's transaction: %w", err)

@@ -260,14 +260,18 @@ func TestProjectorNeverPlansGenerically(t *testing.T) {
 	}
 
 	// The setting travels with each batch's BEGIN, in the same round trip, never in one of its own.
-	begins, alone := sent.count(func(q string) bool {
-		return strings.HasPrefix(q, "BEGIN") && strings.Contains(q, "plan_cache_mode = force_custom_plan")
+	isBegin := func(q string) bool { return strings.HasPrefix(strings.ToUpper(q), "BEGIN") }
+	begins, without, alone := sent.count(func(q string) bool {
+		return isBegin(q) && strings.Contains(q, "plan_cache_mode = force_custom_plan")
 	}), sent.count(func(q string) bool {
-		return !strings.HasPrefix(q, "BEGIN") && strings.Contains(q, "plan_cache_mode")
+		return isBegin(q) && !strings.Contains(q, "plan_cache_mode")
+	}), sent.count(func(q string) bool {
+		return !isBegin(q) && strings.Contains(q, "plan_cache_mode")
 	})
-	t.Logf("%d batches begun with the setting, %d statements sending it alone", begins, alone)
-	if begins == 0 || alone != 0 {
-		t.Errorf("%d batches began with the plan setting and %d statements sent it apart; want every batch and none apart", begins, alone)
+	t.Logf("%d batches begun with the setting, %d without, %d statements sending it alone", begins, without, alone)
+	if begins == 0 || without != 0 || alone != 0 {
+		t.Errorf("%d transactions began with the plan setting, %d without it, and %d statements sent it apart; want every one with it and none apart",
+			begins, without, alone)
 	}
 
 	var generic, custom, statements int64

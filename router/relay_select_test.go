@@ -193,8 +193,8 @@ func TestRelaySelectReadsABatchNotTheBacklog(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := rows.Close(); err != nil {
-				t.Fatal(err)
+			if err := rowsErr(rows); err != nil {
+				t.Fatalf("explain the batch select: %v", err)
 			}
 			read := explainedRows(t, plan)
 
@@ -428,6 +428,9 @@ func TestRelayBeginsItsBatchInOneRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		if err := rowsErr(rows); err != nil {
+			t.Fatal(err)
+		}
 		return s
 	}
 	if got, want := show(tx), "off off repeatable read"; got != want {
@@ -439,4 +442,14 @@ func TestRelayBeginsItsBatchInOneRoundTrip(t *testing.T) {
 	if got, want := show(sql.BeginnerFromPgx(pool)), "on on read committed"; got != want {
 		t.Errorf("after the batch's transaction, on its connection: %q, want %q", got, want)
 	}
+}
+
+// rowsErr closes rows read through watermill-sql's interface, which has no Err, and returns
+// the error that ended them, if the rows can say.
+func rowsErr(rows sql.Rows) error {
+	_ = rows.Close()
+	if r, ok := rows.(interface{ Err() error }); ok {
+		return r.Err()
+	}
+	return nil
 }
