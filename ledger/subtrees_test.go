@@ -332,6 +332,17 @@ func TestVerifyChecksStoredSubtreeRoots(t *testing.T) {
 		t.Errorf("from checkpoint %d: %d stored subtree roots checked, want 3 (level 10: 3, level 11: 1, level 12: 0)", cp.Seq-1, rep.Subtrees)
 	}
 
+	// A wrong root over events no checkpoint covers yet is named when the walk ends: block 4
+	// (leaves 4096-5119) is complete in the log but not sealed.
+	l.grow(t, 400) // 5400 events
+	owner(`INSERT INTO merkle_subtrees SELECT 10, 4, sha256('forged'), transaction_id, global_position
+		FROM event_log ORDER BY transaction_id, global_position OFFSET 5119 LIMIT 1`)
+	_, err = ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{PublicKey: pub})
+	if m := (*ledger.Mismatch)(nil); !errors.As(err, &m) || m.Field != "merkle_subtrees" || m.Position != positionOf(5119) {
+		t.Errorf("a wrong root over unsealed events: %v, want it named at leaf 5119's position", err)
+	}
+	owner(`DELETE FROM merkle_subtrees WHERE level = 10 AND idx = 4`)
+
 	// A change to the log changes the subtrees over it too: it is named for what it is, by the
 	// checkpoint that covers it, not blamed on the stored roots. Two events of one transaction
 	// swap places: each stream's chain still links; block 0's root, and the checkpoint's, change.

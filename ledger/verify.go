@@ -370,7 +370,8 @@ func (v *verifier) checkSubtree(level uint, index uint64, root Hash) {
 	fail := func(s *subtree, reason string) {
 		v.subtreeErr = &Mismatch{Position: r.position, Stream: uuid.UUID(r.e.Stream).String(), Version: r.e.Version,
 			Field: "merkle_subtrees", Reason: fmt.Sprintf("the stored root of leaves %d to %d (level %d, index %d) %s: "+
-				"proofs built from it would not check out (the table is a cache proofs are built from; nothing signs it)",
+				"proofs built from it would not check out. The table is a cache, signed by nothing: the row was changed, "+
+				"or left behind by a log rewritten after a deleted checkpoint (verify with --witness to tell)",
 				s.index<<s.level, (s.index+1)<<s.level-1, s.level, s.index, reason)}
 	}
 	s, err := v.nextStored()
@@ -406,7 +407,8 @@ func (v *verifier) unmetSubtree(ctx context.Context) error {
 		where = "where the log's subtree of that level and index does not end"
 	}
 	return &Mismatch{Field: "merkle_subtrees", Reason: fmt.Sprintf(
-		"a root of leaves %d to %d (level %d, index %d) is stored, ending at (transaction %d, position %d), %s: the log has %d leaves",
+		"a root of leaves %d to %d (level %d, index %d) is stored, ending at (transaction %d, position %d), %s: the log has %d leaves. "+
+			"No checkpoint covers the row: it was inserted, or left behind by a log rewritten after a deleted checkpoint (verify with --witness to tell)",
 		s.index<<s.level, (s.index+1)<<s.level-1, s.level, s.index, s.xid, s.pos, where, v.tree.Size())}
 }
 
