@@ -274,6 +274,35 @@ func TestBenchChecksWebhooks(t *testing.T) {
 	}
 }
 
+// With --ledger sealed the spawned Herald signs checkpoints with the key the run made, and the
+// report counts them; with --ledger off Herald delivers everything on a log without the chain.
+func TestBenchRunsWithEachLedger(t *testing.T) {
+	requireServices(t)
+	for _, c := range []struct {
+		ledger string
+		args   []string
+	}{
+		{bench.LedgerSealed, []string{"--env", "HERALD_CHECKPOINT_INTERVAL=200ms"}},
+		{bench.LedgerOff, nil},
+	} {
+		rep, err := runBench(t, append(append(serviceFlags(), "-n", "100", "--rate", "50", "--ceiling=false", "--drain", "2m",
+			"--ledger", c.ledger), c.args...)...)
+		if err != nil {
+			t.Fatalf("herald bench --ledger %s: %v; problems: %v", c.ledger, err, rep.Problems)
+		}
+		if !rep.OK || rep.Outcome.Sent != 100 || rep.Settings.Ledger != c.ledger {
+			t.Errorf("--ledger %s: ok %v, problems %v, sent %d, ledger %q", c.ledger, rep.OK, rep.Problems, rep.Outcome.Sent, rep.Settings.Ledger)
+		}
+		sealed := rep.CheckpointsSealed
+		switch {
+		case c.ledger == bench.LedgerSealed && (sealed == nil || *sealed < 1):
+			t.Errorf("--ledger sealed: checkpoints sealed %v over a 2 s load at 200ms, want at least one", sealed)
+		case c.ledger != bench.LedgerSealed && sealed != nil:
+			t.Errorf("--ledger %s counted %d checkpoints, want none counted", c.ledger, *sealed)
+		}
+	}
+}
+
 // With --html every email carries the newsletter, and the SMTP sink still counts each one: it
 // takes multipart/alternative messages as it takes plain ones.
 func TestBenchSendsHTMLEmails(t *testing.T) {

@@ -72,6 +72,10 @@ type Config struct {
 	Webhooks       int
 	WebhookFailing bool
 
+	// Ledger is the tamper-evident log the run measures Herald with: LedgerChained (the
+	// default), LedgerSealed or LedgerOff (ledger.go).
+	Ledger string
+
 	// HeraldVersion is reported as is.
 	HeraldVersion string
 }
@@ -97,6 +101,7 @@ func DefaultConfig() Config {
 		AdminDatabaseURL: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 		RabbitMQAPI:      "http://guest:guest@127.0.0.1:15672",
 		AMQPURL:          "amqp://guest:guest@127.0.0.1:5672/",
+		Ledger:           LedgerChained,
 	}
 }
 
@@ -126,7 +131,19 @@ func (c Config) Validate() error {
 		c.validateURLMode(&errs)
 	}
 	c.validateWebhooks(&errs)
+	c.validateLedger(&errs)
 	return errors.Join(errs...)
+}
+
+// validateLedger checks --ledger: sealing and turning the chain off need the database bench made.
+func (c Config) validateLedger(errs *flagErrors) {
+	if !slices.Contains(ledgers, c.Ledger) {
+		errs.bad("--ledger %q: want one of %s", c.Ledger, strings.Join(ledgers, ", "))
+		return
+	}
+	if c.Ledger != LedgerChained && !c.spawning() {
+		errs.bad("--ledger %s needs a Herald bench starts itself, not --url", c.Ledger)
+	}
 }
 
 // maxWebhooks bounds --webhooks: each endpoint is a reader of the whole log, and a few already

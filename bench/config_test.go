@@ -54,6 +54,11 @@ func TestValidateNamesTheBadFlag(t *testing.T) {
 		{"too many webhooks", func(c *bench.Config) { c.Webhooks = 1000 }, "--webhooks 1000"},
 		{"webhooks with url", func(c *bench.Config) { c.URL, c.APIKey, c.Webhooks = "http://127.0.0.1:8080", "k", 1 }, "not --url"},
 		{"stored templates with url", func(c *bench.Config) { c.URL, c.APIKey, c.Template = "http://127.0.0.1:8080", "k", true }, "--template needs"},
+		{"ledger sealed", func(c *bench.Config) { c.Ledger = bench.LedgerSealed }, ""},
+		{"ledger off", func(c *bench.Config) { c.Ledger = bench.LedgerOff }, ""},
+		{"unknown ledger", func(c *bench.Config) { c.Ledger = "merkle" }, `--ledger "merkle": want one of chained, sealed, off`},
+		{"sealed with url", func(c *bench.Config) { c.URL, c.APIKey, c.Ledger = "http://127.0.0.1:8080", "k", bench.LedgerSealed }, "--ledger sealed needs"},
+		{"ledger off with url", func(c *bench.Config) { c.URL, c.APIKey, c.Ledger = "http://127.0.0.1:8080", "k", bench.LedgerOff }, "--ledger off needs"},
 		{"webhooks without all", func(c *bench.Config) {
 			c.Spawn, c.WebhookFailing = []string{"serve", "worker", "projector"}, true
 		}, "need all in --spawn"},

@@ -57,8 +57,10 @@ func (f *fleet) died() <-chan *process {
 }
 
 // heraldEnv is the environment every spawned process gets: the scratch services and sinks, what
-// webhooks to the bench's receivers need (with --webhooks), then --env. The listening address is the harness's, whatever --env says.
-func heraldEnv(cfg Config, s *scratch, sk *sinks) map[string]string {
+// webhooks to the bench's receivers need (with --webhooks), the checkpoint key and file (with
+// --ledger sealed: ledgerEnv), then --env. The listening address is the harness's, whatever
+// --env says.
+func heraldEnv(cfg Config, s *scratch, sk *sinks, ledgerEnv map[string]string) map[string]string {
 	host, port := sk.smtpAddr()
 	env := map[string]string{
 		"HERALD_DATABASE_URL":    s.ServiceURL,
@@ -80,6 +82,9 @@ func heraldEnv(cfg Config, s *scratch, sk *sinks) map[string]string {
 		for k, v := range webhookEnv {
 			env[k] = v
 		}
+	}
+	for k, v := range ledgerEnv {
+		env[k] = v
 	}
 	for _, kv := range cfg.Env {
 		k, v, _ := strings.Cut(kv, "=")

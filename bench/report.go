@@ -30,6 +30,9 @@ type Report struct {
 	// Cost is what a notification cost PostgreSQL and RabbitMQ, for Herald's run and the
 	// skeleton's (cost.go); spawn mode only.
 	Cost *CostReport `json:"cost,omitempty"`
+	// CheckpointsSealed is how many checkpoints the sealer signed in the run, with --ledger
+	// sealed: none means the run did not measure the sealer.
+	CheckpointsSealed *int `json:"checkpoints_sealed,omitempty"`
 	// OK is false when a notification was lost, failed or never delivered, or the run failed;
 	// Problems says why. Warnings are worth a look but fail nothing.
 	OK       bool     `json:"ok"`
@@ -65,6 +68,8 @@ type Settings struct {
 	VHost          string   `json:"vhost,omitempty"`
 	Webhooks       int      `json:"webhooks,omitempty"`
 	WebhookFailing bool     `json:"webhook_failing,omitempty"`
+	// Ledger is --ledger: chained, sealed or off.
+	Ledger string `json:"ledger"`
 }
 
 // Environment is the machine and the versions of what ran.

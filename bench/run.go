@@ -120,7 +120,11 @@ func runSpawned(ctx context.Context, cfg Config, rep *Report, say func(string, .
 		say("registered %d healthy and %d failing webhook endpoints", len(ws.healthy), failing)
 	}
 
-	wf, err := startWatchedFleet(ctx, cfg, rep, heraldEnv(cfg, s, sk), s.Name, say)
+	ledgerEnv, err := prepareLedger(ctx, cfg, s, &cleanup)
+	if err != nil {
+		return err
+	}
+	wf, err := startWatchedFleet(ctx, cfg, rep, heraldEnv(cfg, s, sk, ledgerEnv), s.Name, say)
 	if err != nil {
 		return err
 	}
@@ -154,6 +158,13 @@ func runSpawned(ctx context.Context, cfg Config, rep *Report, say func(string, .
 	}
 
 	rep.Cost.Herald = r.costFigures(runCtx, meter, before, idle, costErr, say)
+	if cfg.Ledger == LedgerSealed {
+		if n, err := checkpointsSealed(ctx, s.Pool); err != nil {
+			rep.Warnings = append(rep.Warnings, err.Error())
+		} else {
+			rep.CheckpointsSealed = &n
+		}
+	}
 	wf.stop()
 	rep.Memory = r.memoryFigures(wf.fleet, wf.mem)
 	r.finish(rep, sk.refused.Load())
@@ -383,6 +394,7 @@ func settingsOf(cfg Config) Settings {
 		RequestTimeout: cfg.RequestTimeout.Seconds(), Sample: cfg.Sample,
 		PollInterval: float64(cfg.PollInterval) / float64(time.Millisecond), PollRate: cfg.PollRate,
 		Drain: cfg.Drain.Seconds(), Ceiling: cfg.Ceiling, Webhooks: cfg.Webhooks, WebhookFailing: cfg.WebhookFailing,
+		Ledger: cfg.Ledger,
 	}
 	if cfg.Rate > 0 {
 		s.Loop, s.Rate, s.MaxInFlight = "open", cfg.Rate, cfg.MaxInFlight

@@ -56,9 +56,30 @@ func (r *Report) writeHeader(b *strings.Builder) {
 	if len(s.Env) > 0 {
 		fmt.Fprintf(b, "env: %s\n", strings.Join(s.Env, " "))
 	}
+	if l := r.ledgerLine(); l != "" {
+		fmt.Fprintf(b, "ledger: %s\n", l)
+	}
 	fmt.Fprintf(b, "machine: %d CPUs %s, %s, PostgreSQL %s, RabbitMQ %s, herald %s\n",
 		e.CPUs, e.CPUModel, e.GoVersion, orDash(e.PostgresVersion), orDash(e.RabbitMQVersion), e.HeraldVersion)
 	fmt.Fprintf(b, "run: %s to %s, load average at start %s\n\n", r.Started.Format(time.RFC3339), r.Finished.Format(time.RFC3339), orDash(e.LoadAverage))
+}
+
+// ledgerLine says what tamper-evident log Herald ran with, when the run chose one ("" for a
+// report from before --ledger).
+func (r *Report) ledgerLine() string {
+	switch r.Settings.Ledger {
+	case LedgerChained:
+		return "chained (the log's chain trigger, no checkpoint key: no sealer)"
+	case LedgerSealed:
+		sealed := "-"
+		if r.CheckpointsSealed != nil {
+			sealed = fmt.Sprint(*r.CheckpointsSealed)
+		}
+		return fmt.Sprintf("sealed (the chain, and the sealer signing with a key the run made: %s checkpoints)", sealed)
+	case LedgerOff:
+		return "off (the chain trigger disabled in the run's database: a baseline; that log does not verify)"
+	}
+	return r.Settings.Ledger
 }
 
 // loopOf describes how the requests were paced.

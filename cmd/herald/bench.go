@@ -126,6 +126,14 @@ The figures:
                       Herald then runs with HERALD_WEBHOOK_ALLOW_PRIVATE=true,
                       HERALD_WEBHOOK_ALLOW_HTTP=true and HERALD_WEBHOOK_RETRY_SCHEDULE=1s,2s,4s
                       (--env overrides them)
+  ledger              what the tamper-evident log cost is the difference between runs that
+                      differ in --ledger alone: chained (the default: the chain trigger, as
+                      Herald runs without a checkpoint key), sealed (the chain, and the sealer
+                      with a key and a checkpoint file the run makes and removes; the header
+                      counts the checkpoints signed, one every HERALD_CHECKPOINT_INTERVAL, 10 s,
+                      while the log grows) or off (the chain trigger disabled in the run's
+                      database, its columns given defaults: a baseline, whose log does not
+                      verify)
 
 Output is a table, or with -o json one JSON object with every figure, the settings, the
 versions of Go, PostgreSQL and RabbitMQ, and the machine; --json-file writes that object to a
@@ -157,6 +165,7 @@ func benchCommand() *cobra.Command {
   herald bench --spawn serve,worker,projector --workers 2 --env HERALD_RELAY_BATCH_SIZE=100
   herald bench -n 24000 --rate 400 --webhooks 1 --webhook-failing
   herald bench -n 4500 --rate 150 --html
+  herald bench -n 12000 --rate 400 --ceiling=false --ledger sealed
   herald bench --url http://127.0.0.1:8080 --api-key "$HERALD_KEY" --ceiling=false`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, &cfg, bf) },
@@ -204,6 +213,7 @@ func registerBenchConfig(f *pflag.FlagSet, cfg *bench.Config) {
 	f.BoolVar(&cfg.Keep, "keep", cfg.Keep, "keep the database, the vhost and the logs after the run")
 	f.IntVar(&cfg.Webhooks, "webhooks", cfg.Webhooks, "webhook endpoints, each taking every notification event, that bench registers and checks (needs all in --spawn); 0: none")
 	f.BoolVar(&cfg.WebhookFailing, "webhook-failing", cfg.WebhookFailing, "also register a webhook endpoint that answers 500 to everything, so that Herald retries it")
+	f.StringVar(&cfg.Ledger, "ledger", cfg.Ledger, "the tamper-evident log to run Herald with: chained (the chain trigger, as without a checkpoint key), sealed (the chain and the sealer, with a key the run makes) or off (the chain trigger disabled in the run's database: a baseline to measure the ledger's cost against)")
 	f.StringVar(&cfg.URL, "url", "", "drive the Herald running at this base URL instead of starting one (no sinks: see above)")
 	f.StringVar(&cfg.APIKey, "api-key", "", "with --url, an API key with the send and read scopes")
 }
