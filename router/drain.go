@@ -21,6 +21,16 @@ import (
 // in hand to be acknowledged or refused, and then closes watermill-sql's subscriber, which commits
 // the offset of what was acknowledged. The subscriber keeps its context until grace after the
 // router stopped, so a database that does not answer cannot hold the close for longer.
+//
+// An acknowledgement counts only once watermill-sql has taken it: its goroutine, having handed a
+// message out, waits for the message's ack, nack, its own close and its context in one select, and
+// a select with several of them ready picks one at random. A goroutine that was not yet waiting in
+// that select when the message was acknowledged and the subscriber closed — descheduled right
+// after the hand-off, as under heavy load — takes the close half the time: it records nothing for
+// a command RabbitMQ already holds, and the next run forwards it again. So after an ack this
+// subscription waits for watermill-sql to have finished with the message, which its context says:
+// watermill-sql cancels a message's context once it has taken the message's ack (or given up on
+// it), before it goes on.
 type drainingSubscriber struct {
 	sub   message.Subscriber
 	grace time.Duration
@@ -77,6 +87,8 @@ func (s *drainingSubscriber) Subscribe(ctx context.Context, topic string) (<-cha
 			if s.stopping() {
 				return
 			}
+			// The context watermill-sql handed the message out with; the router wraps it later.
+			taken := msg.Context()
 			select {
 			case <-s.stop:
 				return
@@ -84,6 +96,7 @@ func (s *drainingSubscriber) Subscribe(ctx context.Context, topic string) (<-cha
 			}
 			select {
 			case <-msg.Acked():
+				<-taken.Done()
 			case <-msg.Nacked():
 			}
 		}
@@ -100,7 +113,8 @@ func (s *drainingSubscriber) stopping() bool {
 	}
 }
 
-// Close waits, at most grace, for the message in hand to be settled, then closes the subscriber.
+// Close waits, at most grace, for the message in hand to be settled (an ack, taken by
+// watermill-sql), then closes the subscriber.
 // It may be called more than once.
 func (s *drainingSubscriber) Close() error {
 	s.closeOnce.Do(func() {

@@ -3,8 +3,10 @@ package router
 import (
 	"context"
 	stdsql "database/sql"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
 )
 
 // OutboxSelectQuery returns the statement, and its arguments, with which partition k of n of the
@@ -21,4 +23,9 @@ func OutboxSelectQuery(batchSize, partitions, k int, group string) (string, []an
 // BeginOutboxWalk begins a transaction as each of the relay's batches does.
 func BeginOutboxWalk(ctx context.Context, conn sql.Conn, opts *stdsql.TxOptions) (sql.Tx, error) {
 	return newOutboxWalker(conn).BeginTx(ctx, opts)
+}
+
+// NewDrainingSubscriber returns the relay's subscription over sub, closed in order within grace.
+func NewDrainingSubscriber(sub message.Subscriber, grace time.Duration) message.Subscriber {
+	return newDrainingSubscriber(sub, grace)
 }

@@ -1,0 +1,151 @@
+package router_test
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/herald-notify/herald/heraldtest"
+	"github.com/herald-notify/herald/router"
+)
+
+// lateSubscriber hands out one message as watermill-sql's subscriber does — with a context of
+// its own, cancelled once the subscriber is done with the message — from a goroutine that, like
+// one descheduled right after the hand-off, looks for the message's ack only once look is
+// closed. Looking, it finds its own close before the ack when both are there: watermill-sql's
+// select picks either, at random. took reports whether it took the ack, that is whether
+// watermill-sql would record the message in the batch's offset.
+type lateSubscriber struct {
+	look      chan struct{}
+	closing   chan struct{}
+	closeOnce sync.Once
+	stopped   chan struct{} // closed when the goroutine has returned
+	took      bool          // read after stopped
+}
+
+var _ message.Subscriber = (*lateSubscriber)(nil)
+
+func newLateSubscriber() *lateSubscriber {
+	return &lateSubscriber{look: make(chan struct{}), closing: make(chan struct{}), stopped: make(chan struct{})}
+}
+
+func (s *lateSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *message.Message, error) {
+	out := make(chan *message.Message)
+	go func() {
+		defer close(s.stopped)
+		defer close(out)
+		msgCtx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		msg := message.NewMessage("1", nil)
+		msg.SetContext(msgCtx)
+		select {
+		case out <- msg:
+		case <-s.closing:
+			return
+		}
+		<-s.look
+		select {
+		case <-s.closing:
+			return
+		default:
+		}
+		select {
+		case <-msg.Acked():
+			s.took = true
+		case <-msg.Nacked():
+		case <-s.closing:
+		}
+	}()
+	return out, nil
+}
+
+func (s *lateSubscriber) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
+	<-s.stopped
+	return nil
+}
+
+// A stopping relay closes watermill-sql's subscriber only once it has taken the ack of the
+// command in hand. Closed as soon as the command is acknowledged, a subscriber whose goroutine
+// had not yet come back to the message may take its close instead of the ack: the batch's offset
+// then leaves out a command RabbitMQ already holds, and the next run forwards it again — the rare
+// duplicate of a relay stopped under heavy load.
+func TestDrainClosesOnceTheAckIsTaken(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		inner := newLateSubscriber()
+		sub := router.NewDrainingSubscriber(inner, time.Minute)
+		msgs, err := sub.Subscribe(context.Background(), router.TopicOutbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := <-msgs
+		msg.Ack()
+		closed := make(chan error, 1)
+		go func() { closed <- sub.Close() }()
+		synctest.Wait() // the close goes as far as it goes before the subscriber looks again
+		close(inner.look)
+		if err := <-closed; err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if !inner.took {
+			t.Error("the subscriber was closed before it took the ack of the command in hand: the command would be forwarded again")
+		}
+	})
+}
+
+// watermill-sql ends a message's context once it has taken its ack, which is what a stopping
+// relay waits for: the close does not wait out its grace, and the offset records the command.
+func TestDrainClosesWatermillSQLWithTheAckRecorded(t *testing.T) {
+	t.Parallel()
+	db := heraldtest.NewDatabase(t)
+	ids := sendCommands(t, db.Pool, 2, 2)
+	inner, err := sql.NewSubscriber(sql.BeginnerFromPgx(db.Pool), sql.SubscriberConfig{
+		ConsumerGroup: "relay",
+		PollInterval:  20 * time.Millisecond,
+		SchemaAdapter: sql.DefaultPostgreSQLSchema{GenerateMessagesTableName: func(string) string { return "outbox" }},
+		OffsetsAdapter: sql.DefaultPostgreSQLOffsetsAdapter{
+			GenerateMessagesOffsetsTableName: func(string) string { return "outbox_offsets" },
+		},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := router.NewDrainingSubscriber(inner, time.Minute)
+	msgs, err := sub.Subscribe(context.Background(), router.TopicOutbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case msg := <-msgs:
+		msg.Ack()
+	case <-time.After(30 * time.Second):
+		t.Fatal("no command handed out")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- sub.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waits for its grace: watermill-sql no longer ends the context of a message whose ack it took")
+	}
+
+	relay := router.NewRelay(db.Pool, router.AMQPConfig{}, router.RelayConfig{Partitions: 1}, nil, slog.New(slog.DiscardHandler))
+	waiting, err := relay.Waiting(context.Background(), ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]bool{ids[1]: true}; !maps.Equal(waiting, want) {
+		t.Errorf("waiting after the first command was acknowledged = %v; want %v", waiting, want)
+	}
+}
