@@ -144,6 +144,12 @@ func (c Config) validateLedger(errs *flagErrors) {
 	if c.Ledger != LedgerChained && !c.spawning() {
 		errs.bad("--ledger %s needs a Herald bench starts itself, not --url", c.Ledger)
 	}
+	// The report says whether the sealer ran from --ledger alone.
+	for _, kv := range c.Env {
+		if k, _, _ := strings.Cut(kv, "="); k == "HERALD_CHECKPOINT_KEY" || k == "HERALD_CHECKPOINT_FILE" {
+			errs.bad("--env %s: the run's checkpoint key and file are --ledger sealed's", k)
+		}
+	}
 }
 
 // maxWebhooks bounds --webhooks: each endpoint is a reader of the whole log, and a few already

@@ -56,6 +56,8 @@ func TestValidateNamesTheBadFlag(t *testing.T) {
 		{"stored templates with url", func(c *bench.Config) { c.URL, c.APIKey, c.Template = "http://127.0.0.1:8080", "k", true }, "--template needs"},
 		{"ledger sealed", func(c *bench.Config) { c.Ledger = bench.LedgerSealed }, ""},
 		{"ledger off", func(c *bench.Config) { c.Ledger = bench.LedgerOff }, ""},
+		{"key through env", func(c *bench.Config) { c.Env = []string{"HERALD_CHECKPOINT_KEY=/k"} }, "--env HERALD_CHECKPOINT_KEY: the run's checkpoint key and file are --ledger sealed's"},
+		{"checkpoint file through env", func(c *bench.Config) { c.Env = []string{"HERALD_CHECKPOINT_FILE=/f"} }, "--env HERALD_CHECKPOINT_FILE"},
 		{"unknown ledger", func(c *bench.Config) { c.Ledger = "merkle" }, `--ledger "merkle": want one of chained, sealed, off`},
 		{"sealed with url", func(c *bench.Config) { c.URL, c.APIKey, c.Ledger = "http://127.0.0.1:8080", "k", bench.LedgerSealed }, "--ledger sealed needs"},
 		{"ledger off with url", func(c *bench.Config) { c.URL, c.APIKey, c.Ledger = "http://127.0.0.1:8080", "k", bench.LedgerOff }, "--ledger off needs"},

@@ -24,6 +24,9 @@ const (
 	// defaults): a baseline to measure the chain against, not a way to run Herald, whose log
 	// then no longer verifies.
 	LedgerOff = "off"
+	// LedgerUnknown is what a report says of a Herald bench did not start (--url): its ledger is
+	// that Herald's own.
+	LedgerUnknown = "unknown"
 )
 
 // ledgers are the values --ledger takes, in the order help lists them.
@@ -38,7 +41,7 @@ ALTER TABLE event_log ALTER COLUMN hash SET DEFAULT '\x0000000000000000000000000
 
 // prepareLedger sets the run's database and the processes' environment up for cfg.Ledger, and
 // registers in cleanup the removal of what it made. The environment it returns goes under --env.
-func prepareLedger(ctx context.Context, cfg Config, s *scratch, cleanup *cleanups) (map[string]string, error) {
+func prepareLedger(ctx context.Context, cfg Config, s *scratch, cleanup *cleanups, say func(string, ...any)) (map[string]string, error) {
 	switch cfg.Ledger {
 	case LedgerOff:
 		if _, err := s.Pool.Exec(ctx, unchainSQL); err != nil {
@@ -52,9 +55,12 @@ func prepareLedger(ctx context.Context, cfg Config, s *scratch, cleanup *cleanup
 		}
 		cleanup.add(func(context.Context) { _ = os.RemoveAll(dir) })
 		key := filepath.Join(dir, "checkpoint.key")
-		if _, err := ledger.GenerateKeyFile(key); err != nil {
+		pub, err := ledger.GenerateKeyFile(key)
+		if err != nil {
 			return nil, err
 		}
+		// The private key goes with the run; its public half checks a kept database's checkpoints.
+		say("sealing with a key made for the run, public key %s", ledger.EncodePublicKey(pub))
 		return map[string]string{
 			"HERALD_CHECKPOINT_KEY":  key,
 			"HERALD_CHECKPOINT_FILE": filepath.Join(dir, "checkpoints.jsonl"),

@@ -31,16 +31,25 @@ func appendTwo(t *testing.T, ctx context.Context, s *scratch) [][]byte {
 }
 
 // --ledger off takes the chain out of the run's database, and only off does: the log still
-// accepts appends, with a hash of zeros; chained and sealed leave the trigger hashing.
+// accepts appends, with a hash of zeros; chained and sealed leave the trigger hashing, and
+// another database on the server keeps its chain whatever the run did to its own.
 func TestLedgerOffUnchainsOnlyTheRunDatabase(t *testing.T) {
 	ctx := t.Context()
 	zero := make([]byte, 32)
+	other := &scratch{Pool: heraldtest.NewDatabase(t).Pool}
+	defer func() {
+		for i, h := range appendTwo(t, ctx, other) {
+			if bytes.Equal(h, zero) {
+				t.Errorf("another database's version %d has a hash of zeros after the runs", i+1)
+			}
+		}
+	}()
 	for _, mode := range ledgers {
 		t.Run(mode, func(t *testing.T) {
 			s := &scratch{Pool: heraldtest.NewDatabase(t).Pool}
 			var cleanup cleanups
 			defer cleanup.run(ctx)
-			if _, err := prepareLedger(ctx, Config{Ledger: mode}, s, &cleanup); err != nil {
+			if _, err := prepareLedger(ctx, Config{Ledger: mode}, s, &cleanup, t.Logf); err != nil {
 				t.Fatal(err)
 			}
 			for i, h := range appendTwo(t, ctx, s) {
@@ -57,7 +66,7 @@ func TestLedgerOffUnchainsOnlyTheRunDatabase(t *testing.T) {
 func TestLedgerSealedMakesAKeyAndRemovesIt(t *testing.T) {
 	ctx := t.Context()
 	var cleanup cleanups
-	env, err := prepareLedger(ctx, Config{Ledger: LedgerSealed}, &scratch{}, &cleanup)
+	env, err := prepareLedger(ctx, Config{Ledger: LedgerSealed}, &scratch{}, &cleanup, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +74,12 @@ func TestLedgerSealedMakesAKeyAndRemovesIt(t *testing.T) {
 	if _, err := ledger.ReadPrivateKey(key); err != nil {
 		t.Fatalf("HERALD_CHECKPOINT_KEY=%s: %v", key, err)
 	}
-	if fi, err := os.Stat(key); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("key file %s: %v, mode %v; want 0600", key, err, fi.Mode().Perm())
+	fi, err := os.Stat(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file %s has mode %v; want 0600", key, fi.Mode().Perm())
 	}
 	if filepath.Dir(file) != filepath.Dir(key) {
 		t.Errorf("checkpoint file %s is not beside the key %s", file, key)

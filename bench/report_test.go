@@ -17,6 +17,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
+// sampleCheckpoints is the sample run's count of checkpoints sealed.
+var sampleCheckpoints = 6
+
 func sampleReport() *bench.Report {
 	amqpRatio, pgRatio := 0.0312, 0.2941
 	return &bench.Report{
@@ -25,7 +28,9 @@ func sampleReport() *bench.Report {
 		Finished:      time.Date(2026, 11, 28, 10, 1, 2, 0, time.UTC),
 		Settings: bench.Settings{Mode: "spawn", N: 20000, SMSRatio: 0.5, Loop: "open", Rate: 500, MaxInFlight: 256, Concurrency: 16,
 			RequestTimeout: 30, Sample: 10, PollInterval: 20, PollRate: 500, Drain: 300, Ceiling: true, CeilingSeconds: 5,
-			Spawn: []string{"all"}, Workers: 1, Env: []string{"HERALD_RELAY_BATCH_SIZE=100"}, Webhooks: 1, WebhookFailing: true},
+			Spawn: []string{"all"}, Workers: 1, Env: []string{"HERALD_RELAY_BATCH_SIZE=100"}, Webhooks: 1, WebhookFailing: true,
+			Ledger: bench.LedgerSealed},
+		CheckpointsSealed: &sampleCheckpoints,
 		Environment: bench.Environment{Hostname: "vm", CPUs: 2, CPUModel: "AMD EPYC", OS: "linux/amd64", GoVersion: "go1.26.8",
 			HeraldVersion: "dev", PostgresVersion: "15.20", RabbitMQVersion: "3.10.8", LoadAverage: "1.02 0.80 0.75"},
 		Load: bench.Load{Requested: 20000, Posted: 20000, Accepted: 19998, Errors: 2,
@@ -86,8 +91,8 @@ func sampleReport() *bench.Report {
 // memory, no ratios.
 func urlRunReport() *bench.Report {
 	r := sampleReport()
-	r.Settings.Mode, r.Settings.URL = "url", "http://127.0.0.1:8080"
-	r.Delivery, r.Memory, r.Webhooks, r.Cost = nil, nil, nil, nil
+	r.Settings.Mode, r.Settings.URL, r.Settings.Ledger = "url", "http://127.0.0.1:8080", bench.LedgerUnknown
+	r.Delivery, r.Memory, r.Webhooks, r.Cost, r.CheckpointsSealed = nil, nil, nil, nil, nil
 	r.Ceiling.DeliveredOverAMQP, r.Ceiling.DeliveredOverPGCommits = nil, nil
 	r.Load.Errors, r.Load.ErrorsByKind = 3, map[string]int64{"503 unavailable": 1, "503": 1, "transport: timeout": 1}
 	r.Outcome.DrainTimedOut, r.Outcome.Source = true, "status API"
@@ -101,6 +106,8 @@ func interruptedRunReport() *bench.Report {
 	r := sampleReport()
 	r.Settings.Loop, r.Settings.Rate, r.Settings.MaxInFlight = "closed", 0, 0
 	r.Settings.Spawn, r.Settings.Workers, r.Settings.Env = []string{"serve", "worker", "projector"}, 3, nil
+	// A report from before --ledger: no ledger line.
+	r.Settings.Ledger, r.CheckpointsSealed = "", nil
 	r.Load.Errors, r.Load.ErrorsByKind, r.Load.MaxStartDelayMS, r.Load.LateStarts = 0, map[string]int64{}, 0, 0
 	r.Load.APILatency = bench.Summary{}
 	r.Cost.Skeleton = nil
@@ -203,7 +210,7 @@ func TestReportJSONHasEveryFigure(t *testing.T) {
 		{"memory", "series"}, {"ceiling", "amqp", "consumed_per_sec"}, {"ceiling", "postgres"},
 		{"ceiling", "ratio_delivered_over_amqp_consumed"}, {"ceiling", "ratio_delivered_over_pg_commits_div_4"},
 		{"environment", "cpus"}, {"environment", "go_version"}, {"environment", "postgres_version"},
-		{"environment", "rabbitmq_version"}, {"settings", "n"}, {"started"}, {"finished"}, {"ok"},
+		{"environment", "rabbitmq_version"}, {"settings", "n"}, {"settings", "ledger"}, {"checkpoints_sealed"}, {"started"}, {"finished"}, {"ok"},
 		{"webhooks", "expected"}, {"webhooks", "arrived"}, {"webhooks", "missing"}, {"webhooks", "duplicates"},
 		{"webhooks", "bad_signatures"}, {"webhooks", "event_to_arrival", "p50_ms"}, {"webhooks", "event_to_arrival", "p90_ms"},
 		{"webhooks", "event_to_arrival", "p99_ms"}, {"webhooks", "event_to_arrival", "max_ms"}, {"webhooks", "failing", "requests"},

@@ -120,7 +120,7 @@ func runSpawned(ctx context.Context, cfg Config, rep *Report, say func(string, .
 		say("registered %d healthy and %d failing webhook endpoints", len(ws.healthy), failing)
 	}
 
-	ledgerEnv, err := prepareLedger(ctx, cfg, s, &cleanup)
+	ledgerEnv, err := prepareLedger(ctx, cfg, s, &cleanup, say)
 	if err != nil {
 		return err
 	}
@@ -408,7 +408,7 @@ func settingsOf(cfg Config) Settings {
 			s.Env = append(s.Env, harness.RedactSetting(kv))
 		}
 	} else {
-		s.Mode, s.URL = "url", redact.URL(cfg.URL)
+		s.Mode, s.URL, s.Ledger = "url", redact.URL(cfg.URL), LedgerUnknown
 	}
 	return s
 }

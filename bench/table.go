@@ -78,6 +78,8 @@ func (r *Report) ledgerLine() string {
 		return fmt.Sprintf("sealed (the chain, and the sealer signing with a key the run made: %s checkpoints)", sealed)
 	case LedgerOff:
 		return "off (the chain trigger disabled in the run's database: a baseline; that log does not verify)"
+	case LedgerUnknown:
+		return "unknown (--url: the Herald driven is not bench's own)"
 	}
 	return r.Settings.Ledger
 }

@@ -96,7 +96,9 @@ func (s *drainingSubscriber) Subscribe(ctx context.Context, topic string) (<-cha
 			}
 			select {
 			case <-msg.Acked():
-				<-taken.Done()
+				if done := taken.Done(); done != nil {
+					<-done
+				}
 			case <-msg.Nacked():
 			}
 		}
