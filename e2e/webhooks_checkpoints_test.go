@@ -94,7 +94,7 @@ func TestCheckpointWebhooksEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatalf("checkpoint %d: %v", p.Data.Seq, err)
 		}
-		if err := cp.VerifySignature(pub); err != nil {
+		if err := cp.VerifySignature(ledger.NewKeys(pub)); err != nil {
 			t.Errorf("checkpoint %d: its signature does not verify with the sealer's key: %v", cp.Seq, err)
 		}
 	}

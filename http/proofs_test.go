@@ -72,7 +72,7 @@ func TestProofOfANotification(t *testing.T) {
 		if b.Event.Version != int64(i+1) || b.Event.StreamID != n.ID {
 			t.Errorf("proof %d is of %s version %d", i, b.Event.StreamID, b.Event.Version)
 		}
-		if err := p.Verify(key.Public().(ed25519.PublicKey)); err != nil {
+		if err := p.Verify(ledger.NewKeys(key.Public().(ed25519.PublicKey))); err != nil {
 			t.Errorf("proof of version %d: %v", i+1, err)
 		}
 	}

@@ -96,10 +96,10 @@ func BenchmarkSealAndVerify(b *testing.B) {
 	}
 	sealed := time.Since(started)
 	b.Logf("sealed %d events in %s: %.0f events/s", n, sealed.Round(time.Millisecond), float64(n)/sealed.Seconds())
-	pub := key.Public().(ed25519.PublicKey)
+	keys := ledger.NewKeys(key.Public().(ed25519.PublicKey))
 	b.ResetTimer()
 	for b.Loop() {
-		rep, err := ledger.Verify(ctx, db.Pool, ledger.VerifyOptions{PublicKey: pub})
+		rep, err := ledger.Verify(ctx, db.Pool, ledger.VerifyOptions{Keys: keys})
 		if err != nil || rep.Events != int64(n) {
 			b.Fatalf("verify: %+v, %v", rep, err)
 		}
@@ -179,7 +179,7 @@ func BenchmarkProve(b *testing.B) {
 		}
 		ids, streams = append(ids, id), append(streams, stream)
 	}
-	pub := key.Public().(ed25519.PublicKey)
+	keys := ledger.NewKeys(key.Public().(ed25519.PublicKey))
 	for _, byStream := range []bool{true, false} {
 		for _, leaves := range []bool{false, true} {
 			name := map[bool]string{true: "stream", false: "event"}[byStream] + "/" + map[bool]string{true: "leaves", false: "subtrees"}[leaves]
@@ -199,7 +199,7 @@ func BenchmarkProve(b *testing.B) {
 						b.Fatalf("prove event %d: %v", i, err)
 					}
 					for _, p := range proofs {
-						if err := p.Verify(pub); err != nil {
+						if err := p.Verify(keys); err != nil {
 							b.Fatal(err)
 						}
 					}

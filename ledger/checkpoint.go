@@ -10,7 +10,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -62,16 +64,47 @@ func (c *Checkpoint) Sign(key ed25519.PrivateKey) {
 	c.Signature = ed25519.Sign(key, c.SignedMessage())
 }
 
-// VerifySignature says whether c is signed by pub.
-func (c *Checkpoint) VerifySignature(pub ed25519.PublicKey) error {
-	if id := KeyID(pub); c.KeyID != id {
-		return fmt.Errorf("signed by key %s, not by the trusted key %s", c.KeyID, id)
-	}
-	if !ed25519.Verify(pub, c.SignedMessage(), c.Signature) {
+// VerifySignature says whether c is signed by the key its key id names among keys. A
+// checkpoint signed by a key not among them does not verify, whatever its signature.
+func (c *Checkpoint) VerifySignature(keys Keys) error {
+	pub, ok := keys[c.KeyID]
+	switch {
+	case len(keys) == 0:
+		return errors.New("no public key to check its signature against")
+	case !ok && len(keys) == 1:
+		return fmt.Errorf("signed by key %s, not by the trusted key %s", c.KeyID, keys.IDs()[0])
+	case !ok:
+		return fmt.Errorf("signed by key %s, not by any of the trusted keys %s", c.KeyID, strings.Join(keys.IDs(), ", "))
+	case !ed25519.Verify(pub, c.SignedMessage(), c.Signature):
 		return errors.New("the signature does not match the checkpoint")
 	}
 	return nil
 }
+
+// Keys are the public keys checkpoints may be signed with, by key id (KeyID): a checkpoint's
+// signature is checked with the key its key id names. More than one is a rotation's: the old
+// key signed the checkpoints before it, the new one those after.
+type Keys map[string]ed25519.PublicKey
+
+// NewKeys returns pubs by key id.
+func NewKeys(pubs ...ed25519.PublicKey) Keys {
+	k := make(Keys, len(pubs))
+	for _, pub := range pubs {
+		k[KeyID(pub)] = pub
+	}
+	return k
+}
+
+// With returns the keys of k and of other.
+func (k Keys) With(other Keys) Keys {
+	out := make(Keys, len(k)+len(other))
+	maps.Copy(out, k)
+	maps.Copy(out, other)
+	return out
+}
+
+// IDs returns the key ids, sorted.
+func (k Keys) IDs() []string { return slices.Sorted(maps.Keys(k)) }
 
 // KeyID names a public key: the first 8 bytes of its SHA-256, in hex.
 func KeyID(pub ed25519.PublicKey) string {
@@ -138,6 +171,10 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 		return pub, nil
 	}
 	b, err := os.ReadFile(s)
+	if err != nil && looksLikeKeyMaterial(s) {
+		// Not quoted: it may be a private key given where its public key belongs.
+		return nil, errors.New("neither a public key (32 bytes in base64 or hex) nor a file that can be read")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%q is neither a public key (32 bytes in base64 or hex) nor a file that can be read: %w", s, err)
 	}
@@ -159,6 +196,21 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 		return priv.Public().(ed25519.PublicKey), nil
 	}
 	return nil, fmt.Errorf("%s holds no Ed25519 public key (32 bytes in base64 or hex, or PEM)", s)
+}
+
+// looksLikeKeyMaterial says whether s, which is not a public key, decodes as base64 or hex or
+// holds PEM: key material of some other size, such as a private key, rather than a file name.
+func looksLikeKeyMaterial(s string) bool {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "-----BEGIN") {
+		return true
+	}
+	for _, dec := range []func(string) ([]byte, error){base64.StdEncoding.DecodeString, hex.DecodeString} {
+		if b, err := dec(s); err == nil && len(b) >= ed25519.PublicKeySize {
+			return true
+		}
+	}
+	return false
 }
 
 func decodePublicKey(s string) (ed25519.PublicKey, bool) {

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 
@@ -11,10 +10,10 @@ import (
 // VerifyHistory checks a stream's history as handed over (herald events export --proof, or a
 // notification's proofs): events are the stream's, from version 1 without a gap, each hashing,
 // chained to the one before it, to its hash; proofs are of the first of those events, exactly
-// as listed, each verified against pub (Proof.Verify). The events a proof covers are thereby in
+// as listed, each verified against keys (Proof.Verify). The events a proof covers are thereby in
 // the log the signed checkpoint commits to; the others are chained to them, not signed.
-func VerifyHistory(stream uuid.UUID, events, proofs []*Proof, pub ed25519.PublicKey) error {
-	if pub == nil {
+func VerifyHistory(stream uuid.UUID, events, proofs []*Proof, keys Keys) error {
+	if len(keys) == 0 {
 		return errors.New("a history is checked against a public key")
 	}
 	if len(events) == 0 {
@@ -42,7 +41,7 @@ func VerifyHistory(stream uuid.UUID, events, proofs []*Proof, pub ed25519.Public
 		return &Mismatch{Stream: stream.String(), Field: "proofs", Reason: fmt.Sprintf("%d proofs of %d events", len(proofs), len(events))}
 	}
 	for i, p := range proofs {
-		if err := p.Verify(pub); err != nil {
+		if err := p.Verify(keys); err != nil {
 			return err
 		}
 		e := events[i]

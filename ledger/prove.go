@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 
@@ -323,15 +322,16 @@ func proveFromLeaves(ctx context.Context, tx pgx.Tx, cp Checkpoint, proofs []*Pr
 }
 
 // Verify checks the proof on its own: the event hashes, with its previous hash, to its hash; the
-// path leads from it to the checkpoint's root; and the checkpoint is signed by pub.
-func (p *Proof) Verify(pub ed25519.PublicKey) error {
-	if pub == nil {
+// path leads from it to the checkpoint's root; and the checkpoint is signed by the key its key
+// id names among keys.
+func (p *Proof) Verify(keys Keys) error {
+	if len(keys) == 0 {
 		return errors.New("a proof is checked against a public key")
 	}
-	return p.verify(pub)
+	return p.verify(keys)
 }
 
-func (p *Proof) verify(pub ed25519.PublicKey) error {
+func (p *Proof) verify(keys Keys) error {
 	prev := p.Prev
 	if p.Event.Version == 1 {
 		prev = Genesis
@@ -344,8 +344,8 @@ func (p *Proof) verify(pub ed25519.PublicKey) error {
 		return &Mismatch{Position: p.Position, Stream: uuid.UUID(p.Event.Stream).String(), Version: p.Event.Version,
 			Checkpoint: p.Checkpoint.Seq, Field: "path", Reason: err.Error()}
 	}
-	if pub != nil {
-		if err := p.Checkpoint.VerifySignature(pub); err != nil {
+	if keys != nil {
+		if err := p.Checkpoint.VerifySignature(keys); err != nil {
 			return &Mismatch{Checkpoint: p.Checkpoint.Seq, Field: "signature", Reason: err.Error()}
 		}
 	}

@@ -17,7 +17,7 @@ import (
 func TestProveEveryEventOfACheckpoint(t *testing.T) {
 	l := newSealedLog(t)
 	ctx := t.Context()
-	pub := l.key.Public().(ed25519.PublicKey)
+	keys := ledger.NewKeys(l.key.Public().(ed25519.PublicKey))
 	rows, err := l.db.Pool.Query(ctx, `SELECT event_id::text FROM event_log ORDER BY transaction_id, global_position`)
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +41,7 @@ func TestProveEveryEventOfACheckpoint(t *testing.T) {
 		if p.LeafIndex != uint64(i) || p.Checkpoint.Seq != 1 || p.Checkpoint.TreeSize != 8 {
 			t.Errorf("event %d: leaf %d of checkpoint %d (%d leaves)", i, p.LeafIndex, p.Checkpoint.Seq, p.Checkpoint.TreeSize)
 		}
-		if err := p.Verify(pub); err != nil {
+		if err := p.Verify(keys); err != nil {
 			t.Errorf("event %d: %v", i, err)
 		}
 		for name, change := range map[string]func(p *ledger.Proof){
@@ -54,13 +54,13 @@ func TestProveEveryEventOfACheckpoint(t *testing.T) {
 			bad.Path = append([]ledger.Hash(nil), p.Path...)
 			change(&bad)
 			var m *ledger.Mismatch
-			if err := bad.Verify(pub); !errors.As(err, &m) {
+			if err := bad.Verify(keys); !errors.As(err, &m) {
 				t.Errorf("event %d with its %s changed: %v, want a mismatch", i, name, err)
 			}
 		}
 	}
 	_, other, _ := ed25519.GenerateKey(nil)
-	if p, err := ledger.Prove(ctx, l.db.Pool, ids[3], 1); err != nil || p.Verify(other.Public().(ed25519.PublicKey)) == nil {
+	if p, err := ledger.Prove(ctx, l.db.Pool, ids[3], 1); err != nil || p.Verify(ledger.NewKeys(other.Public().(ed25519.PublicKey))) == nil {
 		t.Errorf("a proof verified with another key (%v)", err)
 	}
 
@@ -78,7 +78,7 @@ func TestProveEveryEventOfACheckpoint(t *testing.T) {
 func TestProveStream(t *testing.T) {
 	l := newSealedLog(t)
 	ctx := t.Context()
-	pub := l.key.Public().(ed25519.PublicKey)
+	keys := ledger.NewKeys(l.key.Public().(ed25519.PublicKey))
 	if _, err := events.NewLog(l.db.Pool).Append(ctx, l.streams["a"], 3, events.Metadata{}, &events.NotificationSent{Attempt: 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestProveStream(t *testing.T) {
 		if p.Event.Version != int64(i+1) || p.Position != l.row(t, "a", int64(i+1)).position {
 			t.Errorf("proof %d is of version %d at %d", i, p.Event.Version, p.Position)
 		}
-		if err := p.Verify(pub); err != nil {
+		if err := p.Verify(keys); err != nil {
 			t.Errorf("proof of version %d: %v", i+1, err)
 		}
 	}

@@ -20,8 +20,11 @@ const DefaultSealBatch = 100_000
 // Sealer writes checkpoints: each extends the last one's tree by the events the log's consumers
 // may read since (those of transactions older than every open one), and signs it.
 type Sealer struct {
-	pool    *pgxpool.Pool
-	key     ed25519.PrivateKey
+	pool *pgxpool.Pool
+	key  ed25519.PrivateKey
+	// trusted are the keys the sealer accepts as signers of the last checkpoint it extends: its
+	// own, and those it was given as previous (a rotated key's).
+	trusted Keys
 	batch   int
 	now     func() time.Time
 	witness Witness
@@ -49,7 +52,17 @@ func (s *Sealer) WithWitness(w Witness) *Sealer {
 
 // NewSealer returns a sealer of the log in pool that signs with key.
 func NewSealer(pool *pgxpool.Pool, key ed25519.PrivateKey) *Sealer {
-	return &Sealer{pool: pool, key: key, batch: DefaultSealBatch, now: time.Now, noBackfill: new(atomic.Bool)}
+	return &Sealer{pool: pool, key: key, trusted: NewKeys(key.Public().(ed25519.PublicKey)), batch: DefaultSealBatch,
+		now: time.Now, noBackfill: new(atomic.Bool)}
+}
+
+// WithPreviousKeys returns the sealer accepting, besides its own key, prev as signers of the
+// last checkpoint it extends: the keys it signed with before a rotation. Once it has signed a
+// checkpoint with its own key, it needs them no more.
+func (s *Sealer) WithPreviousKeys(prev Keys) *Sealer {
+	c := *s
+	c.trusted = s.trusted.With(prev)
+	return &c
 }
 
 // WithBatch returns the sealer covering at most n new events a checkpoint.
@@ -99,10 +112,14 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 		if prev.Seq != 0 && tree.Root() != prev.Root {
 			return fmt.Errorf("%w: checkpoint %d: its frontier does not hash to its root: the checkpoints have been changed; run herald events verify", ErrRefused, prev.Seq)
 		}
-		// Nor on top of a checkpoint it did not sign: its root would then vouch for whatever
-		// that checkpoint's writer put in the tree.
+		// Nor on top of a checkpoint it did not sign, with its key or a previous one: its root
+		// would then vouch for whatever that checkpoint's writer put in the tree.
+		if _, known := s.trusted[prev.KeyID]; prev.Seq != 0 && !known {
+			return fmt.Errorf("%w: checkpoint %d is signed by key %s, which is neither this sealer's key %s nor a previous key it was given: if the checkpoint key was rotated, list the old public key in HERALD_CHECKPOINT_PREVIOUS_KEYS; otherwise run herald events verify",
+				ErrRefused, prev.Seq, prev.KeyID, KeyID(s.key.Public().(ed25519.PublicKey)))
+		}
 		if prev.Seq != 0 {
-			if err := prev.VerifySignature(s.key.Public().(ed25519.PublicKey)); err != nil {
+			if err := prev.VerifySignature(s.trusted); err != nil {
 				return fmt.Errorf("%w: checkpoint %d: %w; run herald events verify", ErrRefused, prev.Seq, err)
 			}
 		}

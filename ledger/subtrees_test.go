@@ -92,7 +92,7 @@ func sameProof(t *testing.T, what string, a, b *ledger.Proof) {
 func TestProofsFromSubtreesAreTheLeaves(t *testing.T) {
 	l := newSubtreeLog(t)
 	ctx := t.Context()
-	pub := l.key.Public().(ed25519.PublicKey)
+	keys := ledger.NewKeys(l.key.Public().(ed25519.PublicKey))
 	l.grow(t, 1500)
 	var cps []ledger.Checkpoint
 	cps = append(cps, l.seal(t, 2048))
@@ -133,7 +133,7 @@ func TestProofsFromSubtreesAreTheLeaves(t *testing.T) {
 				t.Errorf("event %d of checkpoint %d: leaf %d", i, cp.Seq, fast.LeafIndex)
 			}
 			sameProof(t, "event "+l.ids[i], fast, slow)
-			if err := fast.Verify(pub); err != nil {
+			if err := fast.Verify(keys); err != nil {
 				t.Errorf("event %d of checkpoint %d: %v", i, cp.Seq, err)
 			}
 			if i%3 == 0 {
@@ -150,7 +150,7 @@ func TestProofsFromSubtreesAreTheLeaves(t *testing.T) {
 	// blocks and on a block's last leaf; from checkpoint 1 (leaf 2047, the end of block 1 and of
 	// level 11's subtree 0), those completed after it: blocks 2-5, level 11's 1-2, level 12's 0.
 	for _, tt := range []struct{ from, want int64 }{{0, 10}, {1, 7}} {
-		rep, err := ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{PublicKey: pub, FromCheckpoint: tt.from})
+		rep, err := ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{Keys: keys, FromCheckpoint: tt.from})
 		if err != nil {
 			t.Fatalf("verify from checkpoint %d: %v", tt.from, err)
 		}
@@ -178,7 +178,7 @@ func maps(a, b map[int]int) bool {
 func TestSubtreeRootsAreOnlyACache(t *testing.T) {
 	l := newSubtreeLog(t)
 	ctx := t.Context()
-	pub := l.key.Public().(ed25519.PublicKey)
+	keys := ledger.NewKeys(l.key.Public().(ed25519.PublicKey))
 	l.grow(t, 1100) // 3300: blocks 0-2
 	cp := l.seal(t, 100_000)
 	first := l.ids[5] // its path holds the root of block 1
@@ -195,7 +195,7 @@ func TestSubtreeRootsAreOnlyACache(t *testing.T) {
 		t.Fatal(err)
 	}
 	var m *ledger.Mismatch
-	if err := forged.Verify(pub); !errors.As(err, &m) || m.Field != "path" {
+	if err := forged.Verify(keys); !errors.As(err, &m) || m.Field != "path" {
 		t.Errorf("a proof from a changed subtree root: %v, want a path mismatch", err)
 	}
 	slow, err := ledger.ProveEventFrom(ctx, l.db.Pool, first, cp.Seq, true)
@@ -207,16 +207,16 @@ func TestSubtreeRootsAreOnlyACache(t *testing.T) {
 		t.Fatalf("Prove with a changed subtree root: %v", err)
 	}
 	sameProof(t, "Prove with a changed subtree root", p, slow)
-	if err := p.Verify(pub); err != nil {
+	if err := p.Verify(keys); err != nil {
 		t.Error(err)
 	}
 
 	// The place of a block's last leaf is checked the same way: a wrong one finds other leaves.
 	owner(`UPDATE merkle_subtrees SET last_position = last_position - 7 WHERE level = 10 AND idx = 0`)
-	if moved, err := ledger.ProveEventFrom(ctx, l.db.Pool, l.ids[1500], cp.Seq, false); err == nil && moved.Verify(pub) == nil {
+	if moved, err := ledger.ProveEventFrom(ctx, l.db.Pool, l.ids[1500], cp.Seq, false); err == nil && moved.Verify(keys) == nil {
 		t.Error("a proof from a moved block: it verifies, want it not to")
 	}
-	if p, err := ledger.Prove(ctx, l.db.Pool, l.ids[1500], 0); err != nil || p.Verify(pub) != nil || p.LeafIndex != 1500 {
+	if p, err := ledger.Prove(ctx, l.db.Pool, l.ids[1500], 0); err != nil || p.Verify(keys) != nil || p.LeafIndex != 1500 {
 		t.Errorf("Prove with a moved block: %v", err)
 	}
 
@@ -225,7 +225,7 @@ func TestSubtreeRootsAreOnlyACache(t *testing.T) {
 	if _, err := ledger.ProveEventFrom(ctx, l.db.Pool, l.ids[2000], cp.Seq, false); err == nil {
 		t.Error("a proof from the subtrees with none stored: want an error")
 	}
-	if p, err := ledger.Prove(ctx, l.db.Pool, l.ids[2000], 0); err != nil || p.Verify(pub) != nil {
+	if p, err := ledger.Prove(ctx, l.db.Pool, l.ids[2000], 0); err != nil || p.Verify(keys) != nil {
 		t.Errorf("Prove with no subtree stored: %v", err)
 	}
 
@@ -238,7 +238,7 @@ func TestSubtreeRootsAreOnlyACache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := fast.Verify(pub); err != nil {
+	if err := fast.Verify(keys); err != nil {
 		t.Errorf("a proof from the backfilled subtrees: %v", err)
 	}
 
@@ -267,7 +267,7 @@ func TestSubtreeRootsAreOnlyACache(t *testing.T) {
 func TestVerifyChecksStoredSubtreeRoots(t *testing.T) {
 	l := newSubtreeLog(t)
 	ctx := t.Context()
-	pub := l.key.Public().(ed25519.PublicKey)
+	keys := ledger.NewKeys(l.key.Public().(ed25519.PublicKey))
 	l.grow(t, 1100) // 3300 events: blocks 0-2 and their parent, level 11 index 0
 	l.seal(t, 100_000)
 	exec := func(stmt string) {
@@ -290,7 +290,7 @@ func TestVerifyChecksStoredSubtreeRoots(t *testing.T) {
 		return pos
 	}
 
-	rep, err := ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{PublicKey: pub})
+	rep, err := ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{Keys: keys})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +311,7 @@ func TestVerifyChecksStoredSubtreeRoots(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			owner(tt.stmt)
 			defer owner(`TRUNCATE merkle_subtrees; INSERT INTO merkle_subtrees SELECT * FROM saved_subtrees`)
-			_, err := ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{PublicKey: pub})
+			_, err := ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{Keys: keys})
 			var m *ledger.Mismatch
 			if !errors.As(err, &m) || m.Field != "merkle_subtrees" || m.Position != tt.position {
 				t.Fatalf("verify: %v, want the stored subtrees named at position %d", err, tt.position)
@@ -324,7 +324,7 @@ func TestVerifyChecksStoredSubtreeRoots(t *testing.T) {
 	// those completed after it are: block 3, and with it leaves 2048-4095 and 0-4095.
 	l.grow(t, 300) // 4200 events
 	cp := l.seal(t, 100_000)
-	rep, err = ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{PublicKey: pub, FromCheckpoint: cp.Seq - 1})
+	rep, err = ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{Keys: keys, FromCheckpoint: cp.Seq - 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +337,7 @@ func TestVerifyChecksStoredSubtreeRoots(t *testing.T) {
 	l.grow(t, 400) // 5400 events
 	owner(`INSERT INTO merkle_subtrees SELECT 10, 4, sha256('forged'), transaction_id, global_position
 		FROM event_log ORDER BY transaction_id, global_position OFFSET 5119 LIMIT 1`)
-	_, err = ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{PublicKey: pub})
+	_, err = ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{Keys: keys})
 	if m := (*ledger.Mismatch)(nil); !errors.As(err, &m) || m.Field != "merkle_subtrees" || m.Position != positionOf(5119) {
 		t.Errorf("a wrong root over unsealed events: %v, want it named at leaf 5119's position", err)
 	}
@@ -352,7 +352,7 @@ func TestVerifyChecksStoredSubtreeRoots(t *testing.T) {
 		UPDATE event_log SET global_position = %[1]d WHERE global_position = %[2]d;
 		UPDATE event_log SET global_position = %[2]d WHERE global_position = -1;
 		ALTER TABLE event_log ENABLE TRIGGER event_log_no_update_delete`, p10, p20))
-	_, err = ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{PublicKey: pub})
+	_, err = ledger.Verify(ctx, l.db.Pool, ledger.VerifyOptions{Keys: keys})
 	var m *ledger.Mismatch
 	if !errors.As(err, &m) || m.Field != "root" || m.Checkpoint != 1 {
 		t.Errorf("two events of the log swapped: %v, want checkpoint 1's root named", err)

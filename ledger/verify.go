@@ -3,7 +3,6 @@ package ledger
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"time"
@@ -15,9 +14,11 @@ import (
 
 // VerifyOptions say what Verify trusts.
 type VerifyOptions struct {
-	// PublicKey is the key checkpoints must be signed with. Without it signatures are not
-	// checked (a key read from the database would prove nothing against whoever holds it).
-	PublicKey ed25519.PublicKey
+	// Keys are the keys checkpoints may be signed with: each checkpoint's signature is checked
+	// with the one its key id names, and one signed by a key not among them does not verify.
+	// Without keys signatures are not checked (a key read from the database would prove
+	// nothing against whoever holds it).
+	Keys Keys
 	// FromCheckpoint, when not 0, starts from that checkpoint — trusted once its signature and
 	// its frontier's root check out — instead of the start of the log: only the events after it
 	// are read, and the checkpoints after it.
@@ -40,6 +41,9 @@ type VerifyReport struct {
 	// Signed says whether signatures were: a key was given, and there was a checkpoint.
 	Checkpoints int64
 	Signed      bool
+	// Signers says which key signed which checkpoints whose signature was checked (from
+	// FromCheckpoint's on), as runs of consecutive checkpoints signed by one key, in seq order.
+	Signers []SignedRange
 	// Witnessed is how many checkpoints kept outside the database were found in it as kept.
 	Witnessed int64
 	// Subtrees is how many of the subtree roots the sealer stores (merkle_subtrees, the cache
@@ -52,6 +56,21 @@ type VerifyReport struct {
 	// FromCheckpoint is where the walk began (0: the start of the log).
 	FromCheckpoint int64
 	Elapsed        time.Duration
+}
+
+// SignedRange is a run of consecutive checkpoints, First to Last, signed by one key.
+type SignedRange struct {
+	KeyID       string
+	First, Last int64
+}
+
+// addSigner counts cp's signature as checked with the key it names.
+func (r *VerifyReport) addSigner(cp *Checkpoint) {
+	if n := len(r.Signers); n > 0 && r.Signers[n-1].KeyID == cp.KeyID && r.Signers[n-1].Last == cp.Seq-1 {
+		r.Signers[n-1].Last = cp.Seq
+		return
+	}
+	r.Signers = append(r.Signers, SignedRange{KeyID: cp.KeyID, First: cp.Seq, Last: cp.Seq})
 }
 
 // A rate is computed only over at least MinRateElapsed and MinRateEvents: over less it says more
@@ -128,7 +147,7 @@ const checkpointColumns = `(SELECT id FROM log_identity), seq, tree_size, last_t
 // with the log: events and checkpoints are read through cursors, and the tree is its frontier.
 func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (VerifyReport, error) {
 	started := time.Now()
-	rep := VerifyReport{Signed: opts.PublicKey != nil, FromCheckpoint: opts.FromCheckpoint}
+	rep := VerifyReport{Signed: len(opts.Keys) > 0, FromCheckpoint: opts.FromCheckpoint}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("verify: %w", err)
@@ -191,6 +210,9 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Verify
 		v.tree, v.lastSeq, v.lastSize = t, cp.Seq, cp.TreeSize
 		fromXID, fromPos = cp.LastTransactionID, cp.LastPosition
 		rep.LastCheckpoint = cp.Seq
+		if rep.Signed {
+			rep.addSigner(&cp)
+		}
 	}
 	// The plan is a plain index walk with one index probe per event: compiling it costs more
 	// than it saves.
@@ -479,6 +501,9 @@ func (v *verifier) event(ctx context.Context, r *eventRow) error {
 			return v.subtreeErr // the log up to here is the checkpoint's: the stored root is wrong
 		}
 		v.rep.Checkpoints++
+		if v.rep.Signed {
+			v.rep.addSigner(cp)
+		}
 		v.rep.LastCheckpoint, v.lastSeq, v.lastSize = cp.Seq, cp.Seq, cp.TreeSize
 		return v.nextCheckpoint(ctx)
 	}
@@ -551,10 +576,10 @@ func (v *verifier) checkWitnessed(ctx context.Context) error {
 }
 
 func (v *verifier) checkSignature(cp *Checkpoint) error {
-	if v.opts.PublicKey == nil {
+	if len(v.opts.Keys) == 0 {
 		return nil
 	}
-	if err := cp.VerifySignature(v.opts.PublicKey); err != nil {
+	if err := cp.VerifySignature(v.opts.Keys); err != nil {
 		return &Mismatch{Checkpoint: cp.Seq, Field: "signature", Reason: err.Error()}
 	}
 	return nil

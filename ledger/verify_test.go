@@ -114,8 +114,8 @@ func (l *sealedLog) tamper(t *testing.T, stmts ...string) {
 
 func (l *sealedLog) verify(t *testing.T, opts ledger.VerifyOptions) (ledger.VerifyReport, error) {
 	t.Helper()
-	if opts.PublicKey == nil {
-		opts.PublicKey = l.key.Public().(ed25519.PublicKey)
+	if opts.Keys == nil {
+		opts.Keys = ledger.NewKeys(l.key.Public().(ed25519.PublicKey))
 	}
 	return ledger.Verify(t.Context(), l.db.Pool, opts)
 }
@@ -131,7 +131,9 @@ func TestVerifyCleanLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := ledger.VerifyReport{Events: 9, Streams: 5, Checkpoints: 1, Signed: true, LastCheckpoint: 1, Unsealed: 1}
+	id := ledger.KeyID(l.key.Public().(ed25519.PublicKey))
+	want := ledger.VerifyReport{Events: 9, Streams: 5, Checkpoints: 1, Signed: true, LastCheckpoint: 1, Unsealed: 1,
+		Signers: []ledger.SignedRange{{KeyID: id, First: 1, Last: 1}}}
 	rep.Elapsed = 0
 	if diff := cmp.Diff(want, rep); diff != "" {
 		t.Errorf("report (-want +got):\n%s", diff)
@@ -146,7 +148,8 @@ func TestVerifyCleanLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = ledger.VerifyReport{Events: 1, Streams: 1, Checkpoints: 1, Signed: true, LastCheckpoint: 2, FromCheckpoint: 1}
+	want = ledger.VerifyReport{Events: 1, Streams: 1, Checkpoints: 1, Signed: true, LastCheckpoint: 2, FromCheckpoint: 1,
+		Signers: []ledger.SignedRange{{KeyID: id, First: 1, Last: 2}}}
 	rep.Elapsed = 0
 	if diff := cmp.Diff(want, rep); diff != "" {
 		t.Errorf("report from checkpoint 1 (-want +got):\n%s", diff)
@@ -154,7 +157,7 @@ func TestVerifyCleanLog(t *testing.T) {
 
 	// A key other than the sealer's is refused.
 	_, other, _ := ed25519.GenerateKey(nil)
-	_, err = l.verify(t, ledger.VerifyOptions{PublicKey: other.Public().(ed25519.PublicKey)})
+	_, err = l.verify(t, ledger.VerifyOptions{Keys: ledger.NewKeys(other.Public().(ed25519.PublicKey))})
 	var m *ledger.Mismatch
 	if !errors.As(err, &m) || m.Field != "signature" || m.Checkpoint != 1 {
 		t.Errorf("verify with another key: %v, want checkpoint 1's signature named", err)
@@ -364,7 +367,7 @@ func TestChainHoldsUnderConcurrentAppends(t *testing.T) {
 	if _, _, err := ledger.NewSealer(db.Pool, key).Seal(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := ledger.Verify(ctx, db.Pool, ledger.VerifyOptions{PublicKey: key.Public().(ed25519.PublicKey)})
+	rep, err := ledger.Verify(ctx, db.Pool, ledger.VerifyOptions{Keys: ledger.NewKeys(key.Public().(ed25519.PublicKey))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,9 @@ type SealerConfig struct {
 	// (ledger.Sealer.WithWitness). Without one, whoever can rewrite the database can have the
 	// sealer sign a rewritten log.
 	Witness ledger.Witness
+	// PreviousKeys are the public keys, besides its own, the sealer accepts as signers of the
+	// last checkpoint it extends: after a rotation, the old key (ledger.Sealer.WithPreviousKeys).
+	PreviousKeys ledger.Keys
 	// Metrics, if set, gets herald_sealer_refusing: 1 while the sealer refuses to sign.
 	Metrics prometheus.Registerer
 }
@@ -52,13 +55,16 @@ func NewSealer(pool *pgxpool.Pool, key ed25519.PrivateKey, cfg SealerConfig, log
 		cfg.Interval = 10 * time.Second
 	}
 	refusing := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "herald", Subsystem: "sealer", Name: "refusing",
-		Help: "1 while the sealer refuses to sign because the database's checkpoints are not what it signed (or witnessed): alert on it"})
+		Help: "1 while the sealer refuses to sign because the database's checkpoints are not what it signed (or witnessed), or the last is signed by a key it does not trust: alert on it"})
 	if cfg.Metrics != nil {
 		cfg.Metrics.MustRegister(refusing)
 	}
 	sealer := ledger.NewSealer(pool, key)
 	if cfg.Witness != nil {
 		sealer = sealer.WithWitness(cfg.Witness)
+	}
+	if len(cfg.PreviousKeys) > 0 {
+		sealer = sealer.WithPreviousKeys(cfg.PreviousKeys)
 	}
 	return &Sealer{pool: pool, sealer: sealer, cfg: cfg, logger: logger,
 		health: newParts(sealerGroup), election: electionName("sealer"), refusing: refusing}
@@ -103,7 +109,7 @@ func (s *Sealer) run(ctx context.Context) error {
 			// sealer checks again every interval.
 			if errors.Is(err, ledger.ErrRefused) {
 				s.refusing.Set(1)
-				s.logger.ErrorContext(ctx, "the sealer refuses to sign: the checkpoints in the database are not what it signed; run herald events verify --witness", "error", err)
+				s.logger.ErrorContext(ctx, "the sealer refuses to sign: the checkpoints in the database are not what it signed, or the last is signed by a key it does not trust; run herald events verify --witness", "error", err)
 				break
 			}
 			if err != nil {

@@ -79,7 +79,7 @@ func TestSealersTakeTurnsAndSealOnlyGrowth(t *testing.T) {
 		t.Errorf("checkpoints handed out: %v, want [1 2 3]", copied)
 	}
 	mu.Unlock()
-	if _, err := ledger.Verify(ctx, db.Pool, ledger.VerifyOptions{PublicKey: key.Public().(ed25519.PublicKey)}); err != nil {
+	if _, err := ledger.Verify(ctx, db.Pool, ledger.VerifyOptions{Keys: ledger.NewKeys(key.Public().(ed25519.PublicKey))}); err != nil {
 		t.Error(err)
 	}
 }

@@ -188,7 +188,7 @@ func TestCheckpointsArriveSignedInOrder(t *testing.T) {
 			t.Errorf("arrival %d: %v", i, err)
 			continue
 		}
-		if err := cp.VerifySignature(pub); err != nil {
+		if err := cp.VerifySignature(ledger.NewKeys(pub)); err != nil {
 			t.Errorf("checkpoint %d as posted: its signature does not verify: %v", cp.Seq, err)
 		}
 	}

@@ -105,6 +105,9 @@ type Verification struct {
 	// SignaturesChecked is false when no public key was given: the trees were checked, the
 	// signatures were not.
 	SignaturesChecked bool `json:"signatures_checked"`
+	// Signers says which key signed which checkpoints whose signature was checked: runs of
+	// consecutive checkpoints signed by one key, in seq order (two keys across a rotation).
+	Signers []Signer `json:"signers"`
 	// Witnessed is how many checkpoints kept outside the database (--witness, --expect) were
 	// found in it as kept.
 	Witnessed int64 `json:"witnessed"`
@@ -120,6 +123,13 @@ type Verification struct {
 	// ledger.MinRateEvents).
 	EventsPerSecond float64   `json:"events_per_second"`
 	Mismatch        *Mismatch `json:"mismatch,omitempty"`
+}
+
+// Signer is a run of consecutive checkpoints signed by one key.
+type Signer struct {
+	KeyID           string `json:"key_id"`
+	FirstCheckpoint int64  `json:"first_checkpoint"`
+	LastCheckpoint  int64  `json:"last_checkpoint"`
 }
 
 // Mismatch is where the log or its checkpoints first differ from what they commit to.
@@ -139,6 +149,10 @@ func NewVerification(r ledger.VerifyReport, m *ledger.Mismatch) Verification {
 		Subtrees:       r.Subtrees,
 		FromCheckpoint: r.FromCheckpoint, LastCheckpoint: r.LastCheckpoint, Unsealed: r.Unsealed,
 		ElapsedSeconds: r.Elapsed.Seconds(), EventsPerSecond: r.Rate(),
+		Signers: make([]Signer, len(r.Signers)),
+	}
+	for i, sr := range r.Signers {
+		v.Signers[i] = Signer{KeyID: sr.KeyID, FirstCheckpoint: sr.First, LastCheckpoint: sr.Last}
 	}
 	if m != nil {
 		v.Unsealed = 0

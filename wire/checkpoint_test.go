@@ -24,7 +24,7 @@ func proofOfOne(t *testing.T, key ed25519.PrivateKey) *ledger.Proof {
 	p.Checkpoint = ledger.Checkpoint{LogID: uuid.New(), Seq: 1, TreeSize: 1, LastTransactionID: 7, LastPosition: 1,
 		Root: tree.Root(), Frontier: tree.Frontier(), CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
 	p.Checkpoint.Sign(key)
-	if err := p.Verify(key.Public().(ed25519.PublicKey)); err != nil {
+	if err := p.Verify(ledger.NewKeys(key.Public().(ed25519.PublicKey))); err != nil {
 		t.Fatalf("the fixture does not verify: %v", err)
 	}
 	return p
@@ -57,7 +57,7 @@ func TestReadProofsReadsEveryShape(t *testing.T) {
 		if got.Shape != tc.shape || len(got.Proofs) != 1 || len(got.Events) != tc.events {
 			t.Errorf("%s read as %s with %d proofs, %d events", tc.shape, got.Shape, len(got.Proofs), len(got.Events))
 		}
-		if err := got.Proofs[0].Verify(pub); err != nil {
+		if err := got.Proofs[0].Verify(ledger.NewKeys(pub)); err != nil {
 			t.Errorf("%s: the proof read back does not verify: %v", tc.shape, err)
 		}
 	}

@@ -4,10 +4,12 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -424,4 +426,140 @@ func flipHex(s string) string {
 		c = '1'
 	}
 	return string(c) + s[1:]
+}
+
+// A rotation of the checkpoint key, as an operator does it: the sealer with the new key B
+// refuses the old key A's last checkpoint, writing nothing and saying to list A in
+// HERALD_CHECKPOINT_PREVIOUS_KEYS; with A listed it goes on with B. verify with both public keys
+// passes and says which signed which checkpoints; with B alone it names checkpoint 1 and A's
+// key id. A bundle proved after the rotation verifies with B, and not with A alone.
+func TestCheckpointKeyRotation(t *testing.T) {
+	clearHeraldEnv(t)
+	db := heraldtest.NewDatabase(t)
+	ctx := t.Context()
+	dir := t.TempDir()
+	keyA, keyB := filepath.Join(dir, "a.key"), filepath.Join(dir, "b.key")
+	pubA, err := ledger.GenerateKeyFile(keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubB, err := ledger.GenerateKeyFile(keyB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idA, idB := ledger.KeyID(pubA), ledger.KeyID(pubB)
+	log := events.NewLog(db.Pool)
+	stream := uuid.NewString()
+	var ids []string
+	appendEvent := func() {
+		t.Helper()
+		recs, err := log.Append(ctx, stream, int64(len(ids)), events.Metadata{}, &events.NotificationProcessing{Attempt: len(ids) + 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, recs[0].ID)
+		heraldtest.WaitLogVisible(t, db, len(ids))
+	}
+	checkpoints := func() []ledger.Checkpoint {
+		t.Helper()
+		cps, err := ledger.List(ctx, db.Pool, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cps
+	}
+	projector := func(key string, env map[string]string) *heraldProcess {
+		t.Helper()
+		all := map[string]string{"HERALD_DATABASE_URL": db.RuntimeURL, "HERALD_CHECKPOINT_KEY": key, "HERALD_CHECKPOINT_INTERVAL": "100ms"}
+		maps.Copy(all, env)
+		return spawnHerald(t, all, "projector")
+	}
+	stop := func(h *heraldProcess) string {
+		t.Helper()
+		_ = h.cmd.Process.Signal(syscall.SIGTERM)
+		if !h.wait(30 * time.Second) {
+			t.Errorf("the projector did not stop within 30s:\n%s", h.output())
+		}
+		return h.output()
+	}
+	// No line of any process may hold a private key: the PEM's body, or the key in base64.
+	noPrivateKey := func(out string) {
+		t.Helper()
+		for _, file := range []string{keyA, keyB} {
+			priv, err := ledger.ReadPrivateKey(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pem, _ := os.ReadFile(file)
+			body := strings.Split(strings.TrimSpace(string(pem)), "\n")[1]
+			if strings.Contains(out, body) || strings.Contains(out, ledger.EncodePublicKey(ed25519.PublicKey(priv))) {
+				t.Errorf("the private key of %s was printed:\n%s", file, out)
+			}
+		}
+	}
+
+	appendEvent()
+	h := projector(keyA, nil)
+	heraldtest.Eventually(t, 30*time.Second, "checkpoint 1, signed by A", func() (bool, error) {
+		return len(checkpoints()) == 1, nil
+	})
+	noPrivateKey(stop(h))
+
+	appendEvent()
+	h = projector(keyB, nil)
+	heraldtest.Eventually(t, 30*time.Second, "the sealer with B to refuse A's checkpoint", func() (bool, error) {
+		return strings.Contains(h.output(), "refuses to sign"), nil
+	})
+	out := stop(h)
+	for _, want := range []string{"key_id=" + idB, "checkpoint 1 is signed by key " + idA, "HERALD_CHECKPOINT_PREVIOUS_KEYS"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the sealer with B, A not listed, did not say %q:\n%s", want, out)
+		}
+	}
+	if cps := checkpoints(); len(cps) != 1 {
+		t.Errorf("%d checkpoints after the sealer with B refused, want 1", len(cps))
+	}
+	noPrivateKey(out)
+
+	h = projector(keyB, map[string]string{"HERALD_CHECKPOINT_PREVIOUS_KEYS": ledger.EncodePublicKey(pubA)})
+	heraldtest.Eventually(t, 30*time.Second, "checkpoint 2, signed by B", func() (bool, error) {
+		cps := checkpoints()
+		return len(cps) == 2 && cps[1].KeyID == idB, nil
+	})
+	out = stop(h)
+	if !strings.Contains(out, idA) || strings.Contains(out, "refuses") {
+		t.Errorf("the sealer with B, A listed, did not name A's key id among its previous keys, or refused:\n%s", out)
+	}
+	noPrivateKey(out)
+
+	a, b := ledger.EncodePublicKey(pubA), ledger.EncodePublicKey(pubB)
+	out = mustRunHerald(t, "events", "verify", "--public-key", a, "--public-key", b, "--database-url", db.URL)
+	if want := fmt.Sprintf("Signatures checked: key %s checkpoint 1, key %s 2.", idA, idB); !strings.Contains(out, want) {
+		t.Errorf("verify with A and B printed:\n%s\nwant %q", out, want)
+	}
+	var v wire.Verification
+	if err := json.Unmarshal([]byte(mustRunHerald(t, "events", "verify", "--public-key", a, "--public-key", b, "--database-url", db.URL, "-o", "json")), &v); err != nil {
+		t.Fatal(err)
+	}
+	want := []wire.Signer{{KeyID: idA, FirstCheckpoint: 1, LastCheckpoint: 1}, {KeyID: idB, FirstCheckpoint: 2, LastCheckpoint: 2}}
+	if diff := cmp.Diff(want, v.Signers); diff != "" || !v.OK {
+		t.Errorf("verify -o json with A and B: ok %v; signers (-want +got):\n%s", v.OK, diff)
+	}
+	if _, err := runHerald(t, "events", "verify", "--public-key", b, "--database-url", db.URL); err == nil ||
+		!strings.Contains(err.Error(), "checkpoint 1: signature") || !strings.Contains(err.Error(), idA) {
+		t.Errorf("verify with B alone: %v; want checkpoint 1's signature named, by key %s", err, idA)
+	}
+
+	bundle := filepath.Join(dir, "proof.json")
+	if err := os.WriteFile(bundle, []byte(mustRunHerald(t, "events", "prove", ids[1], "--database-url", db.URL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, keys := range [][]string{{"--public-key", b}, {"--public-key", a, "--public-key", b}} {
+		if out := mustRunHerald(t, append([]string{"verify-bundle", bundle}, keys...)...); !strings.Contains(out, "signed by key "+idB) {
+			t.Errorf("verify-bundle %v of a bundle proved after the rotation printed:\n%s", keys, out)
+		}
+	}
+	if _, err := runHerald(t, "verify-bundle", bundle, "--public-key", a); err == nil || !strings.Contains(err.Error(), "signature") || !strings.Contains(err.Error(), idB) {
+		t.Errorf("verify-bundle with A alone of a bundle signed by B: %v; want the signature refused, naming key %s", err, idB)
+	}
 }

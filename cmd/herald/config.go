@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -134,6 +135,9 @@ type projectorConfig struct {
 	CheckpointInterval time.Duration
 	// CheckpointFile, when set, gets each new checkpoint as a JSON line.
 	CheckpointFile string
+	// CheckpointPreviousKeys are the public keys, besides the checkpoint key's, whose signature
+	// the sealer accepts on the last checkpoint it extends: the old key, after a rotation.
+	CheckpointPreviousKeys []string
 }
 
 // register binds the projector's settings to the command's flags.
@@ -143,6 +147,7 @@ func (c *projectorConfig) register(s *settings) {
 	s.String(&c.CheckpointKey, "checkpoint-key", "HERALD_CHECKPOINT_KEY", "", `file of the Ed25519 private key that signs the log's checkpoints ("herald keys generate"); empty: no checkpoints are sealed`)
 	s.Duration(&c.CheckpointInterval, "checkpoint-interval", "HERALD_CHECKPOINT_INTERVAL", 10*time.Second, "how often the sealer signs a checkpoint of the log, when the log grew")
 	s.String(&c.CheckpointFile, "checkpoint-file", "HERALD_CHECKPOINT_FILE", "", "file each new checkpoint is appended to as a JSON line, a copy outside the database; empty: none")
+	s.Strings(&c.CheckpointPreviousKeys, "checkpoint-previous-keys", "HERALD_CHECKPOINT_PREVIOUS_KEYS", nil, `public keys (base64 or hex, or files holding them), comma-separated, besides --checkpoint-key's, the sealer accepts as signers of the last checkpoint it extends: after a rotation, the old key's`)
 }
 
 // validate checks the sealer's settings: the key must be readable before anything starts.
@@ -155,7 +160,26 @@ func (c projectorConfig) validate() error {
 			return fmt.Errorf("--checkpoint-key: %w", err)
 		}
 	}
+	if _, err := c.previousKeys(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// previousKeys reads --checkpoint-previous-keys.
+func (c projectorConfig) previousKeys() (ledger.Keys, error) {
+	var pubs []ed25519.PublicKey
+	for i, s := range c.CheckpointPreviousKeys {
+		if strings.TrimSpace(s) == "" {
+			continue
+		}
+		pub, err := ledger.ParsePublicKey(s)
+		if err != nil {
+			return nil, fmt.Errorf("--checkpoint-previous-keys: key %d: %w", i+1, err)
+		}
+		pubs = append(pubs, pub)
+	}
+	return ledger.NewKeys(pubs...), nil
 }
 
 // httpConfig is how the API listens and what it allows: body size, rate limits, proxies, and how

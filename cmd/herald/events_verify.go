@@ -29,9 +29,11 @@ global_position)) and the signed checkpoints, in one read-only snapshot, and rec
     size and frontier: a stream removed whole, a tail cut off, an event forged with its chain
     recomputed, or events of different streams swapped in the log's order (each stream's
     chain still links, so only the root catches it) does not match;
-  - every checkpoint's Ed25519 signature, with --public-key. Without it signatures are not
-    checked, and the summary says so: a key read from the database would prove nothing
-    against whoever can change the database;
+  - every checkpoint's Ed25519 signature, with --public-key: each checkpoint is checked with
+    the key its key id names, and one signed by a key not given fails. The flag repeats: after
+    a rotation, give the old key and the new one; the summary says which key signed which
+    checkpoints. Without it signatures are not checked, and the summary says so: a key read
+    from the database would prove nothing against whoever can change the database;
   - every subtree root the sealer stored (merkle_subtrees) among the events it walks: proofs
     are built from them, so a changed one would make proofs fail (it cannot forge one: a proof
     is checked against the signed root).
@@ -60,15 +62,16 @@ different streams swapped there pass; the summary counts them as unsealed).
 
 Formats (-o):
   table   a summary in words
-  json    {"ok", "events", "streams", "checkpoints", "signatures_checked", "witnessed", "subtrees", "from_checkpoint",
-          "last_checkpoint", "unsealed", "elapsed_seconds", "events_per_second",
+  json    {"ok", "events", "streams", "checkpoints", "signatures_checked",
+          "signers": [{"key_id", "first_checkpoint", "last_checkpoint"}], "witnessed", "subtrees",
+          "from_checkpoint", "last_checkpoint", "unsealed", "elapsed_seconds", "events_per_second",
           "mismatch": {"position", "stream", "version", "checkpoint", "field", "reason"}}`
 
 // eventsVerifyCommand checks the log's hash chains and signed checkpoints.
 func eventsVerifyCommand() *cobra.Command {
 	var (
 		cli           cliDB
-		publicKey     string
+		publicKeys    []string
 		from          int64
 		witness       string
 		expect        []string
@@ -81,6 +84,7 @@ func eventsVerifyCommand() *cobra.Command {
 		Long:  eventsVerifyLong,
 		Example: `  herald events verify --public-key checkpoint.pub
   herald events verify --public-key checkpoint.pub --witness /var/lib/herald/checkpoints.jsonl
+  herald events verify --public-key old-checkpoint.pub --public-key checkpoint.pub
   herald events verify --public-key 3q2+7w... --from-checkpoint 1200 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -88,13 +92,11 @@ func eventsVerifyCommand() *cobra.Command {
 			if from < 0 {
 				return fmt.Errorf("--from-checkpoint %d: want a checkpoint's seq, or 0 for the start of the log", from)
 			}
-			if publicKey != "" {
-				pub, err := ledger.ParsePublicKey(publicKey)
-				if err != nil {
-					return fmt.Errorf("--public-key: %w", err)
-				}
-				opts.PublicKey = pub
+			keys, err := parsePublicKeys(publicKeys)
+			if err != nil {
+				return err
 			}
+			opts.Keys = keys
 			if witness != "" {
 				cps, err := readCheckpointFile(witness)
 				if err != nil {
@@ -128,19 +130,19 @@ func eventsVerifyCommand() *cobra.Command {
 					return err
 				}
 			} else if m == nil {
-				printVerification(cmd.OutOrStdout(), rep, opts.PublicKey)
+				printVerification(cmd.OutOrStdout(), rep, opts.Keys)
 			}
 			if m != nil {
 				return fmt.Errorf("the log does not verify: %w (after %d events verified)", m, rep.Events)
 			}
-			if opts.PublicKey != nil && rep.LastCheckpoint == 0 && !allowUnsealed {
+			if len(opts.Keys) > 0 && rep.LastCheckpoint == 0 && !allowUnsealed {
 				return errors.New("the log has no checkpoint: nothing signed commits to it, so nothing was checked against --public-key (pass --allow-unsealed if the log was never sealed)")
 			}
 			return nil
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&publicKey, "public-key", "", `the sealer's public key: its 32 bytes in base64 or hex (as "herald keys generate" prints it), or a file holding it`)
+	fs.StringArrayVar(&publicKeys, "public-key", nil, publicKeyUsage)
 	fs.Int64Var(&from, "from-checkpoint", 0, "start from this checkpoint (trusted once its signature checks out) instead of the start of the log")
 	output = registerFormat(fs, formatTable, formatJSON)
 	fs.StringVar(&witness, "witness", "", "a checkpoint file (HERALD_CHECKPOINT_FILE): each of its checkpoints must be in the database as it is in the file")
@@ -149,6 +151,22 @@ func eventsVerifyCommand() *cobra.Command {
 	markArguments(fs, "public-key", "from-checkpoint", "witness", "expect", "allow-unsealed")
 	cli.register(newSettings(cmd))
 	return cmd
+}
+
+// publicKeyUsage is --public-key's help, the same in verify and verify-bundle.
+const publicKeyUsage = `a public key checkpoints may be signed with: its 32 bytes in base64 or hex (as "herald keys generate" prints it), or a file holding it; repeat it for each key the log was sealed with (a rotation's old and new), each checkpoint being checked with the key its key id names`
+
+// parsePublicKeys reads the values of --public-key.
+func parsePublicKeys(values []string) (ledger.Keys, error) {
+	pubs := make([]ed25519.PublicKey, 0, len(values))
+	for _, v := range values {
+		pub, err := ledger.ParsePublicKey(v)
+		if err != nil {
+			return nil, fmt.Errorf("--public-key: %w", err)
+		}
+		pubs = append(pubs, pub)
+	}
+	return ledger.NewKeys(pubs...), nil
 }
 
 // parseExpected reads SEQ:ROOT.
@@ -171,7 +189,7 @@ func parseExpected(s string) (ledger.Checkpoint, error) {
 }
 
 // printVerification says in words what a clean verification checked.
-func printVerification(w io.Writer, rep ledger.VerifyReport, pub ed25519.PublicKey) {
+func printVerification(w io.Writer, rep ledger.VerifyReport, keys ledger.Keys) {
 	from := "the start of the log"
 	if rep.FromCheckpoint != 0 {
 		from = fmt.Sprintf("checkpoint %d", rep.FromCheckpoint)
@@ -180,9 +198,9 @@ func printVerification(w io.Writer, rep ledger.VerifyReport, pub ed25519.PublicK
 		rep.Events, rep.Streams, rep.Checkpoints, from, rep.Elapsed.Round(time.Millisecond), rateSuffix(rep))
 	switch {
 	case rep.Signed:
-		fmt.Fprintf(w, "Signatures checked with key %s.\n", ledger.KeyID(pub))
-	case pub != nil:
-		fmt.Fprintf(w, "No signature checked: no checkpoint to check against key %s.\n", ledger.KeyID(pub))
+		fmt.Fprintf(w, "Signatures checked: %s.\n", signerRanges(rep.Signers))
+	case len(keys) > 0:
+		fmt.Fprintf(w, "No signature checked: no checkpoint to check against key %s.\n", strings.Join(keys.IDs(), ", "))
 	default:
 		fmt.Fprintln(w, "Signatures NOT checked: pass --public-key to check them.")
 	}
@@ -202,6 +220,26 @@ func printVerification(w io.Writer, rep ledger.VerifyReport, pub ed25519.PublicK
 	default:
 		fmt.Fprintf(w, "Last checkpoint %d covers every event.\n", rep.LastCheckpoint)
 	}
+}
+
+// signerRanges says which key signed which checkpoints: "key K checkpoints 1–40, key L 41–52".
+func signerRanges(rs []ledger.SignedRange) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		span := fmt.Sprintf("%d–%d", r.First, r.Last)
+		if r.First == r.Last {
+			span = fmt.Sprint(r.First)
+		}
+		switch {
+		case i > 0:
+			parts[i] = fmt.Sprintf("key %s %s", r.KeyID, span)
+		case r.First == r.Last:
+			parts[i] = fmt.Sprintf("key %s checkpoint %s", r.KeyID, span)
+		default:
+			parts[i] = fmt.Sprintf("key %s checkpoints %s", r.KeyID, span)
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // rateSuffix is the rate the summary gives, when the walk was long enough to measure one.

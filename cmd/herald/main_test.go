@@ -142,6 +142,7 @@ func TestInvalidSettingsAreRefusedBeforeConnecting(t *testing.T) {
 		{[]string{"bounces", "list", "--outcome", "bounced"}, "--outcome: unknown outcome"},
 		{[]string{"bounces", "list", "--limit", "0"}, "--limit"},
 		{[]string{"bounces", "show", "x"}, "report id"},
+		{[]string{"projector", "--checkpoint-previous-keys", "not-a-key"}, "--checkpoint-previous-keys"},
 		{[]string{"serve", "extra"}, "unknown command"},
 		{[]string{"migrate", "sideways"}, "invalid argument"},
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,7 +29,14 @@ func (cfg *processConfig) addSealer(pr *process) error {
 	if err != nil {
 		return fmt.Errorf("--checkpoint-key: %w", err)
 	}
-	sc := router.SealerConfig{Interval: pc.CheckpointInterval, Metrics: pr.reg}
+	prev, err := pc.previousKeys()
+	if err != nil {
+		return err
+	}
+	// Key ids only: the public keys are in the settings, and the private key is never printed.
+	pr.logger.Info("sealer keys: it signs with key_id, and extends a last checkpoint signed by it or one of previous_key_ids",
+		"key_id", ledger.KeyID(key.Public().(ed25519.PublicKey)), "previous_key_ids", prev.IDs())
+	sc := router.SealerConfig{Interval: pc.CheckpointInterval, Metrics: pr.reg, PreviousKeys: prev}
 	if pc.CheckpointFile != "" {
 		file := pc.CheckpointFile
 		sc.OnCheckpoint = func(_ context.Context, cp ledger.Checkpoint) error { return appendCheckpoint(file, cp) }

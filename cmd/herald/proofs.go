@@ -117,7 +117,10 @@ hashes of the log up to the checkpoint once, in a read-only transaction.
 
 // verifyBundleCommand checks a proof bundle, an export or a notification's proof offline.
 func verifyBundleCommand() *cobra.Command {
-	var publicKey, logID string
+	var (
+		publicKeys []string
+		logID      string
+	)
 	cmd := &cobra.Command{
 		Use:   "verify-bundle FILE --public-key KEY",
 		Short: "Check a proof bundle, an export or a notification's proof with the sealer's public key, without the database",
@@ -125,8 +128,9 @@ func verifyBundleCommand() *cobra.Command {
 
   - a proof bundle ("herald events prove"): the event's contents, chained to its stream's
     previous hash, hash to its hash; the inclusion path leads from it to the checkpoint's root;
-    and the checkpoint is signed by --public-key. The leaf covers the event's place in the log
-    (transaction id and position) as well as its hash, so the position printed is proven too.
+    and the checkpoint is signed by the --public-key its key id names. The leaf covers the
+    event's place in the log (transaction id and position) as well as its hash, so the position
+    printed is proven too.
   - an export ("herald events export --stream ID --proof"): its events are of its stream, run
     from version 1 without a gap, and each hashes, chained to the one before it (previous_hash),
     to its hash; every bundle in it is checked as above and is of the event the export lists at
@@ -135,6 +139,10 @@ func verifyBundleCommand() *cobra.Command {
   - a notification's proof (GET /api/v1/notifications/{id}/proof): its bundles are of the
     notification's stream, from version 1, each chained to the one before it, and each checked
     as above.
+
+--public-key repeats: a file proved across a rotation of the sealer's key may hold checkpoints
+signed by the old key and by the new one, and each is checked with the key it names; one
+signed by a key not given fails, naming the checkpoint and its key id.
 
 The signature covers the log's id: --log-id requires every checkpoint to be of that log (a
 bundle from another log, even signed with the same key, is refused); without it, the log id is
@@ -146,12 +154,12 @@ signed).`,
   herald verify-bundle notification.json --public-key checkpoint.pub --log-id 5b0d6c1e-2f4a-4c83-9e61-7a2d9f0b3c45`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if publicKey == "" {
+			if len(publicKeys) == 0 {
 				return fmt.Errorf("--public-key: the sealer's public key is required")
 			}
-			pub, err := ledger.ParsePublicKey(publicKey)
+			keys, err := parsePublicKeys(publicKeys)
 			if err != nil {
-				return fmt.Errorf("--public-key: %w", err)
+				return err
 			}
 			var r io.Reader = cmd.InOrStdin()
 			if args[0] != "-" {
@@ -170,9 +178,9 @@ signed).`,
 				return fmt.Errorf("%s: the %s holds no proof: nothing in it is signed (export with --proof, or wait for the sealer's next checkpoint)", args[0], ps.Shape)
 			}
 			if ps.Shape == "bundle" {
-				err = ps.Proofs[0].Verify(pub)
+				err = ps.Proofs[0].Verify(keys)
 			} else {
-				err = ledger.VerifyHistory(ps.Stream, ps.Events, ps.Proofs, pub)
+				err = ledger.VerifyHistory(ps.Stream, ps.Events, ps.Proofs, keys)
 			}
 			if err != nil {
 				return fmt.Errorf("the %s does not verify: %w", ps.Shape, err)
@@ -210,7 +218,7 @@ signed).`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&publicKey, "public-key", "", `the sealer's public key: its 32 bytes in base64 or hex (as "herald keys generate" prints it), or a file holding it`)
+	cmd.Flags().StringArrayVar(&publicKeys, "public-key", nil, publicKeyUsage)
 	cmd.Flags().StringVar(&logID, "log-id", "", `the id of the log every checkpoint must be of (as "herald checkpoints list -o json" shows it)`)
 	markArguments(cmd.Flags(), "public-key", "log-id")
 	return cmd

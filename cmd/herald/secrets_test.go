@@ -16,9 +16,10 @@ import (
 // secretName is a setting whose name says it holds a secret, or may (a URL may carry a password).
 var secretName = regexp.MustCompile(`_URL$|PASSWORD|TOKEN|SECRET|_KEYS?$`)
 
-// keyFiles are settings named like a secret that hold the path of a file with the secret in it:
-// the path is not secret, and the key read from the file is never printed.
-var keyFiles = map[string]bool{"HERALD_CHECKPOINT_KEY": true}
+// notSecrets are settings named like a secret that hold none: HERALD_CHECKPOINT_KEY holds the
+// path of a file with the secret in it (the path is not secret, and the key read from the file
+// is never printed); HERALD_CHECKPOINT_PREVIOUS_KEYS holds public keys.
+var notSecrets = map[string]bool{"HERALD_CHECKPOINT_KEY": true, "HERALD_CHECKPOINT_PREVIOUS_KEYS": true}
 
 // secretSettings returns the kind (secretURL or secretValue) of every secret setting of every
 // command, by variable, as the settings mark them; and checks every setting named like a secret
@@ -46,7 +47,7 @@ func secretSettings(t *testing.T) map[string]string {
 	}
 	walk(rootCommand())
 	for env, s := range commandSettings(t) {
-		if _, ok := out[env]; !ok && secretName.MatchString(env) && !keyFiles[env] {
+		if _, ok := out[env]; !ok && secretName.MatchString(env) && !notSecrets[env] {
 			t.Errorf("%s (--%s) is named like a secret but not marked as one: register it with settings.URL or settings.Secret", env, s.flag)
 		}
 	}
