@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"slices"
@@ -68,6 +69,8 @@ func (c *Checkpoint) Sign(key ed25519.PrivateKey) {
 // checkpoint signed by a key not among them does not verify, whatever its signature.
 func (c *Checkpoint) VerifySignature(keys Keys) error {
 	pub, ok := keys[c.KeyID]
+	// A key filed under another key's id (Keys built by hand) must not lend it its signatures.
+	ok = ok && KeyID(pub) == c.KeyID
 	switch {
 	case len(keys) == 0:
 		return errors.New("no public key to check its signature against")
@@ -171,12 +174,14 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 		return pub, nil
 	}
 	b, err := os.ReadFile(s)
-	if err != nil && looksLikeKeyMaterial(s) {
-		// Not quoted: it may be a private key given where its public key belongs.
-		return nil, errors.New("neither a public key (32 bytes in base64 or hex) nor a file that can be read")
-	}
 	if err != nil {
-		return nil, fmt.Errorf("%q is neither a public key (32 bytes in base64 or hex) nor a file that can be read: %w", s, err)
+		// The value is not repeated: it may be a private key given where its public key belongs,
+		// in any encoding. The reason the file could not be read carries no path.
+		reason := err
+		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+			reason = pe.Err
+		}
+		return nil, fmt.Errorf("neither a public key (32 bytes in base64 or hex) nor a file that can be read (%v)", reason)
 	}
 	if pub, ok := decodePublicKey(string(b)); ok {
 		return pub, nil
@@ -196,21 +201,6 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 		return priv.Public().(ed25519.PublicKey), nil
 	}
 	return nil, fmt.Errorf("%s holds no Ed25519 public key (32 bytes in base64 or hex, or PEM)", s)
-}
-
-// looksLikeKeyMaterial says whether s, which is not a public key, decodes as base64 or hex or
-// holds PEM: key material of some other size, such as a private key, rather than a file name.
-func looksLikeKeyMaterial(s string) bool {
-	s = strings.TrimSpace(s)
-	if strings.Contains(s, "-----BEGIN") {
-		return true
-	}
-	for _, dec := range []func(string) ([]byte, error){base64.StdEncoding.DecodeString, hex.DecodeString} {
-		if b, err := dec(s); err == nil && len(b) >= ed25519.PublicKeySize {
-			return true
-		}
-	}
-	return false
 }
 
 func decodePublicKey(s string) (ed25519.PublicKey, bool) {

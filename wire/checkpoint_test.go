@@ -79,3 +79,15 @@ func TestReadProofsReadsEveryShape(t *testing.T) {
 		t.Errorf("a listed checkpoint: %s, want its fields and its frontier", b)
 	}
 }
+
+// A verification with no signature checked says so with an empty list of signers, not null:
+// a reader iterates it without a nil check.
+func TestVerificationSignersIsAnArray(t *testing.T) {
+	b, err := json.Marshal(wire.NewVerification(ledger.VerifyReport{}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"signers":[]`) {
+		t.Errorf("verification without signatures: %s; want \"signers\":[]", b)
+	}
+}

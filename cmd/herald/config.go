@@ -173,7 +173,7 @@ func (c projectorConfig) previousKeys() (ledger.Keys, error) {
 		if strings.TrimSpace(s) == "" {
 			continue
 		}
-		pub, err := ledger.ParsePublicKey(s)
+		pub, err := ledger.ParsePublicKey(strings.TrimSpace(s))
 		if err != nil {
 			return nil, fmt.Errorf("--checkpoint-previous-keys: key %d: %w", i+1, err)
 		}

@@ -199,8 +199,10 @@ func printVerification(w io.Writer, rep ledger.VerifyReport, keys ledger.Keys) {
 	switch {
 	case rep.Signed:
 		fmt.Fprintf(w, "Signatures checked: %s.\n", signerRanges(rep.Signers))
-	case len(keys) > 0:
-		fmt.Fprintf(w, "No signature checked: no checkpoint to check against key %s.\n", strings.Join(keys.IDs(), ", "))
+	case len(keys) == 1:
+		fmt.Fprintf(w, "No signature checked: no checkpoint to check against key %s.\n", keys.IDs()[0])
+	case len(keys) > 1:
+		fmt.Fprintf(w, "No signature checked: no checkpoint to check against keys %s.\n", strings.Join(keys.IDs(), ", "))
 	default:
 		fmt.Fprintln(w, "Signatures NOT checked: pass --public-key to check them.")
 	}

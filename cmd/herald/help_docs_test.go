@@ -14,7 +14,7 @@ var updateDocs = flag.Bool("update-docs", false, "rewrite the --help blocks in d
 
 // helpBlock is a fenced block in the docs that shows a command's --help: it starts with
 // "Usage:" and names the command on its next line.
-var helpBlock = regexp.MustCompile("(?m)^```\n(Usage:\n  herald ([a-z]+(?: [a-z]+)*)(?: .*)?\n(?:.*\n)*?)```\n")
+var helpBlock = regexp.MustCompile("(?m)^```\n(Usage:\n  herald ([a-z][a-z-]*(?: [a-z][a-z-]*)*)(?: .*)?\n(?:.*\n)*?)```\n")
 
 // The --help blocks the docs show are what the commands print. `go test ./cmd/herald
 // -run TestDocsShowTrueHelp -update-docs` rewrites them.
