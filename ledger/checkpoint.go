@@ -175,13 +175,16 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	}
 	b, err := os.ReadFile(s)
 	if err != nil {
-		// The value is not repeated: it may be a private key given where its public key belongs,
-		// in any encoding. The reason the file could not be read carries no path.
+		// The reason the file could not be read, without the path: the path is the value.
 		reason := err
 		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
 			reason = pe.Err
 		}
-		return nil, fmt.Errorf("neither a public key (32 bytes in base64 or hex) nor a file that can be read (%v)", reason)
+		if looksLikeKeyMaterial(s) {
+			// Not repeated: it may be a private key given where its public key belongs.
+			return nil, fmt.Errorf("neither a public key (32 bytes in base64 or hex) nor a file that can be read (%v)", reason)
+		}
+		return nil, fmt.Errorf("%q is neither a public key (32 bytes in base64 or hex) nor a file that can be read (%v)", s, reason)
 	}
 	if pub, ok := decodePublicKey(string(b)); ok {
 		return pub, nil
@@ -201,6 +204,26 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 		return priv.Public().(ed25519.PublicKey), nil
 	}
 	return nil, fmt.Errorf("%s holds no Ed25519 public key (32 bytes in base64 or hex, or PEM)", s)
+}
+
+// looksLikeKeyMaterial says whether s, which is not a public key, holds PEM or decodes, in any
+// base64 alphabet or as hex, to as many bytes as a key: key material of another kind, such as a
+// private key, rather than a file name.
+func looksLikeKeyMaterial(s string) bool {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "-----BEGIN") {
+		return true
+	}
+	decoders := []func(string) ([]byte, error){base64.StdEncoding.DecodeString, base64.RawStdEncoding.DecodeString,
+		base64.URLEncoding.DecodeString, base64.RawURLEncoding.DecodeString, hex.DecodeString}
+	for _, dec := range decoders {
+		for _, v := range []string{s, strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")} {
+			if b, err := dec(v); err == nil && len(b) >= ed25519.PublicKeySize {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func decodePublicKey(s string) (ed25519.PublicKey, bool) {

@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -164,7 +165,8 @@ func TestCheckpointKeyRotation(t *testing.T) {
 // A private key given where a public key belongs is refused without being printed.
 func TestParsePublicKeyDoesNotPrintAPrivateKey(t *testing.T) {
 	_, priv, _ := ed25519.GenerateKey(nil)
-	for _, s := range []string{fmt.Sprintf("%x", []byte(priv)), ledger.EncodePublicKey(ed25519.PublicKey(priv))} {
+	for _, s := range []string{fmt.Sprintf("%x", []byte(priv)), "0x" + fmt.Sprintf("%x", []byte(priv)), ledger.EncodePublicKey(ed25519.PublicKey(priv)),
+		base64.RawURLEncoding.EncodeToString(priv)} {
 		_, err := ledger.ParsePublicKey(s)
 		if err == nil || strings.Contains(err.Error(), s) || strings.Contains(err.Error(), s[:16]) {
 			t.Errorf("ParsePublicKey of a private key: %v; want an error that does not print it", err)
