@@ -236,11 +236,12 @@ func TestBenchRunsSeparateProcesses(t *testing.T) {
 }
 
 // With --webhooks the bench's endpoints get every notification event, signed, and the failing
-// one gets Herald's retries.
+// one gets Herald's retries. The run's log has no chain (--ledger off): Herald delivers all the
+// same, and no checkpoint is counted.
 func TestBenchChecksWebhooks(t *testing.T) {
 	requireServices(t)
 	rep, err := runBench(t, append(serviceFlags(), "-n", "200", "--rate", "200", "--ceiling=false", "--drain", "2m",
-		"--webhooks", "2", "--webhook-failing")...)
+		"--webhooks", "2", "--webhook-failing", "--ledger", "off")...)
 	if err != nil {
 		t.Fatalf("herald bench: %v; problems: %v", err, rep.Problems)
 	}
@@ -269,51 +270,29 @@ func TestBenchChecksWebhooks(t *testing.T) {
 	if f := w.Failing; f == nil || f.Requests == 0 || f.Untried == 0 || f.Events+f.Untried != w.Expected/2 {
 		t.Errorf("failing endpoint %+v; want requests, and some of the %d events left untried", f, w.Expected/2)
 	}
-	if !rep.OK || rep.Outcome.Sent != 200 || rep.Settings.Webhooks != 2 || !rep.Settings.WebhookFailing {
-		t.Errorf("ok %v, problems %v, sent %d, settings %+v", rep.OK, rep.Problems, rep.Outcome.Sent, rep.Settings)
-	}
-}
-
-// With --ledger sealed the spawned Herald signs checkpoints with the key the run made, and the
-// report counts them; with --ledger off Herald delivers everything on a log without the chain.
-func TestBenchRunsWithEachLedger(t *testing.T) {
-	requireServices(t)
-	for _, c := range []struct {
-		ledger string
-		args   []string
-	}{
-		{bench.LedgerSealed, []string{"--env", "HERALD_CHECKPOINT_INTERVAL=200ms"}},
-		{bench.LedgerOff, nil},
-	} {
-		rep, err := runBench(t, append(append(serviceFlags(), "-n", "100", "--rate", "50", "--ceiling=false", "--drain", "2m",
-			"--ledger", c.ledger), c.args...)...)
-		if err != nil {
-			t.Fatalf("herald bench --ledger %s: %v; problems: %v", c.ledger, err, rep.Problems)
-		}
-		if !rep.OK || rep.Outcome.Sent != 100 || rep.Settings.Ledger != c.ledger {
-			t.Errorf("--ledger %s: ok %v, problems %v, sent %d, ledger %q", c.ledger, rep.OK, rep.Problems, rep.Outcome.Sent, rep.Settings.Ledger)
-		}
-		sealed := rep.CheckpointsSealed
-		switch {
-		case c.ledger == bench.LedgerSealed && (sealed == nil || *sealed < 1):
-			t.Errorf("--ledger sealed: checkpoints sealed %v over a 2 s load at 200ms, want at least one", sealed)
-		case c.ledger != bench.LedgerSealed && sealed != nil:
-			t.Errorf("--ledger %s counted %d checkpoints, want none counted", c.ledger, *sealed)
-		}
+	if !rep.OK || rep.Outcome.Sent != 200 || rep.Settings.Webhooks != 2 || !rep.Settings.WebhookFailing ||
+		rep.Settings.Ledger != bench.LedgerOff || rep.CheckpointsSealed != nil {
+		t.Errorf("ok %v, problems %v, sent %d, settings %+v, checkpoints %v", rep.OK, rep.Problems, rep.Outcome.Sent, rep.Settings, rep.CheckpointsSealed)
 	}
 }
 
 // With --html every email carries the newsletter, and the SMTP sink still counts each one: it
-// takes multipart/alternative messages as it takes plain ones.
+// takes multipart/alternative messages as it takes plain ones. The run also seals (--ledger
+// sealed): the spawned Herald signs checkpoints with the key the run made, and the report counts
+// them.
 func TestBenchSendsHTMLEmails(t *testing.T) {
 	requireServices(t)
-	rep, err := runBench(t, append(serviceFlags(), "-n", "100", "--rate", "100", "--html", "--ceiling=false", "--drain", "2m")...)
+	rep, err := runBench(t, append(serviceFlags(), "-n", "100", "--rate", "100", "--html", "--ceiling=false", "--drain", "2m",
+		"--ledger", "sealed", "--env", "HERALD_CHECKPOINT_INTERVAL=200ms")...)
 	if err != nil {
 		t.Fatalf("herald bench: %v; problems: %v", err, rep.Problems)
 	}
 	if !rep.OK || !rep.Settings.HTML || rep.Load.Accepted != 100 || rep.Load.Errors != 0 || rep.Outcome.Sent != 100 {
 		t.Errorf("ok %v, problems %v, html %v, accepted %d, errors %d (%v), sent %d; want 100 accepted and sent",
 			rep.OK, rep.Problems, rep.Settings.HTML, rep.Load.Accepted, rep.Load.Errors, rep.Load.ErrorsByKind, rep.Outcome.Sent)
+	}
+	if sealed := rep.CheckpointsSealed; rep.Settings.Ledger != bench.LedgerSealed || sealed == nil || *sealed < 1 {
+		t.Errorf("ledger %q, checkpoints sealed %v; want sealed, at least one checkpoint at 200ms", rep.Settings.Ledger, sealed)
 	}
 	d := rep.Delivery
 	if d == nil || d.Delivered != 100 || d.Undelivered != 0 || d.IDMismatches != 0 || d.Unexpected != 0 ||
