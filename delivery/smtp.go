@@ -225,8 +225,8 @@ const SMTPName = "smtp"
 // connections, timeouts, TLS failures and ctx ending are transient.
 //
 // Send uses a connection left open by an earlier one when there is one. The relay may have closed
-// it meanwhile; when it turns out to be dead before the relay saw any of m (the RSET that reopens
-// it fails, or MAIL FROM gets no answer or a 421), Send tries once more on a new connection,
+// it meanwhile; when it turns out to be dead before the relay saw any of m (MAIL FROM, the first
+// command said on it since, gets no answer or a 421), Send tries once more on a new connection,
 // within the same ctx and Timeout. It never does when the relay may have the message.
 func (s *SMTP) Send(ctx context.Context, m Message) (string, error) {
 	msg, messageID, err := s.build(m)
@@ -322,21 +322,10 @@ func (s *SMTP) deliver(ctx context.Context, msg *gomail.Msg) error {
 // duplicate.
 func (s *SMTP) send(ctx context.Context, pc *smtpConn, msg *gomail.Msg, reused bool) (stale bool, err error) {
 	stopWatch := context.AfterFunc(ctx, func() { _ = pc.conn.Close() })
-	if reused {
-		// RSET clears whatever the previous transaction left behind, and is the first command
-		// since the connection went idle: if the relay hung up meanwhile, it fails here. go-mail
-		// refreshes the deadline for its own commands but not for this one.
-		err = pc.conn.SetDeadline(time.Now().Add(s.timeout))
-		if err == nil {
-			err = pc.session.Reset()
-		}
-		if err != nil {
-			err = fmt.Errorf("reset reused connection: %w", err)
-		}
-	}
-	if err == nil {
-		err = pc.client.SendWithSMTPClient(pc.session, msg)
-	}
+	// A reused connection is clean: only a transaction that succeeded puts it back in the pool.
+	// Nothing is said on it before MAIL FROM (no RSET, no NOOP), which is where a relay that hung
+	// up meanwhile shows it: each command less is a round trip less for every message.
+	err = pc.client.SendWithSMTPClient(pc.session, msg)
 	if !stopWatch() {
 		// ctx ended and the connection is closed, or closing: nothing more is said on it.
 		if msg.IsDelivered() {
@@ -363,13 +352,13 @@ func (s *SMTP) send(ctx context.Context, pc *smtpConn, msg *gomail.Msg, reused b
 
 // beforeTransaction reports whether err, from a conversation on a reused connection, happened
 // before the relay accepted a MAIL FROM, in a way that means the connection is gone rather than
-// that the relay refuses the message: the RSET that opens the conversation failed, or MAIL FROM
-// got no reply or a 421 (the relay is closing the connection).
+// that the relay refuses the message: go-mail found the connection closed before it began, or
+// MAIL FROM got no reply or a 421 (the relay is closing the connection).
 func beforeTransaction(err error) bool {
 	var sendErr *gomail.SendError
 	if !errors.As(err, &sendErr) {
-		// Only the RSET fails outside go-mail's SendWithSMTPClient, which reports a SendError.
-		return true
+		// go-mail's SendWithSMTPClient reports its errors as SendErrors.
+		return false
 	}
 	switch sendErr.Reason {
 	case gomail.ErrConnCheck:
@@ -400,9 +389,9 @@ func (s *SMTP) connect(ctx context.Context) (*smtpConn, error) {
 		gomail.WithPort(s.port),
 		gomail.WithTimeout(s.timeout),
 		gomail.WithDialContextFunc(dial),
-		// Liveness is checked with the RSET that starts each reuse (see send), not with a NOOP
-		// before every message. There is no RSET after a message either: a transaction that
-		// succeeded leaves nothing behind, and one that failed closes its connection.
+		// No NOOP before a message nor RSET after it: a dead connection shows at MAIL FROM
+		// (see send), a transaction that succeeded leaves nothing behind, and one that failed
+		// closes its connection.
 		gomail.WithoutNoop(),
 		gomail.WithoutRset(),
 	}

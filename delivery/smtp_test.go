@@ -701,8 +701,8 @@ func TestSMTPConcurrentSends(t *testing.T) {
 }
 
 // TestSMTPReconnects runs sends against a relay that hangs up on connections while they wait in
-// the pool: each message must arrive exactly once, the RSET that reuses a connection noticing that
-// it is gone before the relay sees any recipient.
+// the pool: each message must arrive exactly once, the MAIL FROM that reuses a connection noticing
+// that it is gone before the relay sees any recipient.
 func TestSMTPReconnects(t *testing.T) {
 	tests := []struct {
 		name string
@@ -749,6 +749,22 @@ func TestSMTPReconnects(t *testing.T) {
 				t.Errorf("sink saw %d connections, want %d", n, len(ids))
 			}
 		})
+	}
+}
+
+// TestSMTPReusesConnectionsWithoutExtraRoundTrips checks that a message on a reused connection
+// costs its transaction's commands only: nothing (RSET, NOOP) before its MAIL FROM. Over a relay
+// across a network each command is a round trip of every message.
+func TestSMTPReusesConnectionsWithoutExtraRoundTrips(t *testing.T) {
+	const rcpt = "bob@example.net"
+	sink := deliverytest.NewSMTPSink(t)
+	p := newSMTP(t, sink, nil)
+	sendAll(t, p, rcpt, "ntf-r1", "ntf-r2", "ntf-r3")
+	if n := sink.Connections(); n != 1 {
+		t.Fatalf("sink saw %d connections, want 1: the test needs the messages on one connection", n)
+	}
+	if n := sink.IdleResets(); n != 0 {
+		t.Errorf("sink saw %d RSETs outside a transaction, want 0: a reused connection needs no reset", n)
 	}
 }
 

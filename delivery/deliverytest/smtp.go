@@ -33,6 +33,8 @@ type SMTPSink struct {
 	open        map[*smtpSession]struct{}
 	// closeAfter is the CloseAfter cap; 0 for none.
 	closeAfter int
+	// idleResets counts the RSETs said outside a mail transaction.
+	idleResets int
 }
 
 // NewSMTPSink starts an SMTP sink; it stops when the test ends.

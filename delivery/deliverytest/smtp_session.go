@@ -70,6 +70,9 @@ func (ss *smtpSession) Reset() {
 	ss.from = ""
 	ss.to = nil
 	ss.sink.mu.Lock()
+	if !ss.inTransaction {
+		ss.sink.idleResets++
+	}
 	ss.inTransaction = false
 	drop, code := ss.drop, ss.dropCode
 	if ss.sink.closeAfter > 0 && ss.accepted >= ss.sink.closeAfter {
@@ -108,6 +111,14 @@ func (s *SMTPSink) Connections() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.connections
+}
+
+// IdleResets returns how many RSETs (or repeated greetings, which reset the same way) clients
+// said outside a mail transaction since the sink started: round trips that carried no message.
+func (s *SMTPSink) IdleResets() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.idleResets
 }
 
 // OpenConnections returns how many of those connections are still open. The sink notices that a
