@@ -14,7 +14,8 @@ import (
 
 // relayStopBound is how long a relay may take to stop while RabbitMQ leaves its publish
 // unanswered: the command in hand is given up at its ack deadline (5 s), and the publisher's
-// connection closed within 2 s: well within a process's stop deadline.
+// connection closed within 2 s — well within a process's stop deadline, and short of the 10 s
+// watermill's router is given to wait for a stuck handler.
 const relayStopBound = 9 * time.Second
 
 // A relay told to stop while RabbitMQ does not answer the command it is publishing — no confirm
