@@ -84,17 +84,23 @@ func (p *routedPublisher) Publish(topic string, msgs ...*message.Message) error 
 // publish sends msg to queue as a mandatory message and waits for the broker's confirm: a
 // message no queue takes comes back as ErrUnroutable rather than being dropped. A channel that
 // fails is discarded, so the next publish opens a fresh one.
+//
+// Nothing here waits on RabbitMQ beyond msg's context (and confirmTimeout): a channel that does
+// not open, or a confirm that does not come, is given up when the context ends, and the channel
+// is closed without waiting for RabbitMQ to confirm the close. A channel that missed a confirm
+// may well not answer its close either: waiting for it held the relay's handler, and with it the
+// relay's stop, until the connection went.
 func (p *routedPublisher) publish(queue string, msg *message.Message) error {
 	pub, err := p.marshaler.Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("marshal: %w", err)
 	}
-	c, err := p.channel()
+	ctx, cancel := context.WithTimeout(msg.Context(), confirmTimeout)
+	defer cancel()
+	c, err := p.channel(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(msg.Context(), confirmTimeout)
-	defer cancel()
 	dc, err := c.ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, pub)
 	if err != nil {
 		p.discard(c)
@@ -155,8 +161,8 @@ func (p *routedPublisher) poisonReady() error {
 	return nil
 }
 
-// channel returns an idle channel of the pool, or opens one.
-func (p *routedPublisher) channel() (*confirmingChannel, error) {
+// channel returns an idle channel of the pool, or opens one, giving up when ctx ends.
+func (p *routedPublisher) channel(ctx context.Context) (*confirmingChannel, error) {
 	for {
 		select {
 		case c := <-p.idle:
@@ -172,6 +178,39 @@ func (p *routedPublisher) channel() (*confirmingChannel, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openChannel(ctx, conn)
+}
+
+// openChannel opens a confirming channel on conn (see newConfirmingChannel). Opening a channel
+// and putting it in confirm mode each wait for RabbitMQ's answer, which amqp091 waits for without
+// end; so they run aside, and the caller stops waiting when ctx ends. A channel that opens after
+// that is closed.
+func openChannel(ctx context.Context, conn *amqp091.Connection) (*confirmingChannel, error) {
+	type opened struct {
+		c   *confirmingChannel
+		err error
+	}
+	result := make(chan opened) // unbuffered: a channel handed over is the caller's, any other is closed here
+	go func() {
+		c, err := newConfirmingChannel(conn)
+		select {
+		case result <- opened{c, err}:
+		case <-ctx.Done():
+			if c != nil {
+				_ = c.ch.Close()
+			}
+		}
+	}()
+	select {
+	case o := <-result:
+		return o.c, o.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("open channel: RabbitMQ did not answer: %w", ctx.Err())
+	}
+}
+
+// newConfirmingChannel opens a channel on conn, in confirm mode and listening for returns.
+func newConfirmingChannel(conn *amqp091.Connection) (*confirmingChannel, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("open channel: %w", err)
@@ -218,9 +257,17 @@ func (p *routedPublisher) release(c *confirmingChannel) {
 	}
 }
 
-func (p *routedPublisher) discard(c *confirmingChannel) { _ = c.ch.Close() }
+// discard closes c without waiting: closing a channel waits for RabbitMQ to confirm the close,
+// and a channel that missed a confirm may never do so. Its close ends at the latest with its
+// connection.
+func (p *routedPublisher) discard(c *confirmingChannel) { go func() { _ = c.ch.Close() }() }
 
-// Close closes the publisher's connection; publishes under way fail.
+// publisherCloseTimeout bounds the wait for RabbitMQ to confirm the close of a publisher's
+// connection; the connection is closed either way.
+const publisherCloseTimeout = 2 * time.Second
+
+// Close closes the publisher's connection, within publisherCloseTimeout; publishes under way,
+// and the closes of channels it discarded, fail.
 func (p *routedPublisher) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -228,7 +275,7 @@ func (p *routedPublisher) Close() error {
 	if p.conn == nil || p.conn.IsClosed() {
 		return nil
 	}
-	if err := p.conn.Close(); err != nil {
+	if err := p.conn.CloseDeadline(time.Now().Add(publisherCloseTimeout)); err != nil {
 		return fmt.Errorf("close publisher connection: %w", err)
 	}
 	return nil

@@ -192,7 +192,8 @@ ON CONFLICT (consumer_group) DO NOTHING`, r.partitions())
 
 // relayStopGrace bounds how long a stopping partition waits for the command it is publishing
 // (whose wait is bounded by the subscriber's ack deadline) and then for its batch's offset to be
-// recorded.
+// recorded; and how long watermill's router waits for the forwarder's handler, so that nothing
+// the handler waits on holds the relay's stop for longer (watermill's default is 30 s).
 const relayStopGrace = 10 * time.Second
 
 // forward runs the forwarder of partition k until ctx is done; it calls running once the
@@ -233,6 +234,7 @@ func (r *Relay) forward(ctx context.Context, k int, pub message.Publisher, wlog 
 	// the topology declares the queues again.
 	fwd, err := forwarder.NewForwarder(drained, pub, wlog, forwarder.Config{
 		ForwarderTopic: TopicOutbox,
+		CloseTimeout:   relayStopGrace,
 		// An envelope that cannot be read never will be; it is logged, not retried forever.
 		AckWhenCannotUnwrap: true,
 	})
