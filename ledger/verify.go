@@ -105,8 +105,8 @@ type Mismatch struct {
 	// Checkpoint is the seq of the checkpoint at fault, when one is.
 	Checkpoint int64
 	// Field names what does not match: hash, stream_version, tree_size, root, frontier,
-	// signature, key_until, seq, witness, merkle_subtrees; for a proof (Proof.Verify), path; for a history
-	// (VerifyHistory), also stream_id, version, previous_hash, events, proofs[i].
+	// signature, key_until, seq, witness, merkle_subtrees; for a proof (Proof.Verify), path;
+	// for a history (VerifyHistory), also stream_id, version, previous_hash, events, proofs[i].
 	Field  string
 	Reason string
 }
