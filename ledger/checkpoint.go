@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/x509"
@@ -14,6 +15,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -109,10 +111,98 @@ func (k Keys) With(other Keys) Keys {
 // IDs returns the key ids, sorted.
 func (k Keys) IDs() []string { return slices.Sorted(maps.Keys(k)) }
 
+// KeyRanges say how far each key is trusted, by key id: the seq of the last checkpoint it may
+// sign. A key not in it is trusted for every checkpoint. After a rotation the old key's range
+// ends at its last checkpoint, so that one it signs later — as whoever holds it could, were it
+// leaked — is refused (Check) rather than verified.
+type KeyRanges map[string]int64
+
+// ParseKeyRanges reads values of the form KEY=SEQ (--key-until): KEY is one of keys, named by
+// its key id (KeyID) or given as ParsePublicKey reads it; SEQ is the seq of the last checkpoint
+// it is trusted for, 1 or more. A malformed value, a key not among keys and a key named twice
+// are refused. No error repeats a value, save a key id or a short SEQ: a value may be key
+// material, such as a private key given by mistake.
+func ParseKeyRanges(values []string, keys Keys) (KeyRanges, error) {
+	r := make(KeyRanges, len(values))
+	for _, v := range values {
+		// The last '=': a base64 key ends in its padding.
+		i := strings.LastIndexByte(v, '=')
+		if i < 0 || strings.TrimSpace(v[i+1:]) == "" {
+			return nil, errors.New("want KEY=SEQ: a key given with --public-key (its key id, or the key) and the seq of the last checkpoint it may sign")
+		}
+		seqText := strings.TrimSpace(v[i+1:])
+		seq, err := strconv.ParseInt(seqText, 10, 64)
+		if err != nil || seq < 1 {
+			if len(seqText) > maxShownSeq {
+				return nil, errors.New("SEQ: want the seq of the last checkpoint the key may sign, 1 or more")
+			}
+			return nil, fmt.Errorf("SEQ %q: want the seq of the last checkpoint the key may sign, 1 or more", seqText)
+		}
+		id, err := keys.idOf(strings.TrimSpace(v[:i]))
+		if err != nil {
+			return nil, err
+		}
+		if _, twice := r[id]; twice {
+			return nil, fmt.Errorf("key %s is given twice", id)
+		}
+		r[id] = seq
+	}
+	return r, nil
+}
+
+// maxShownSeq is the longest SEQ an error repeats: an int64 has at most 19 digits and a sign,
+// and no key is that short in any encoding.
+const maxShownSeq = 20
+
+// idOf returns the id of the key of k that s names: its key id, or the key itself.
+func (k Keys) idOf(s string) (string, error) {
+	var id string
+	if b, err := hex.DecodeString(s); err == nil && len(b) == keyIDSize {
+		id = strings.ToLower(s)
+	} else {
+		pub, err := ParsePublicKey(s)
+		if err != nil {
+			return "", fmt.Errorf("KEY is not a key id (%d hex digits, as verify and checkpoints list print it), and %w", 2*keyIDSize, err)
+		}
+		id = KeyID(pub)
+	}
+	if _, ok := k[id]; !ok {
+		given := "none was given"
+		if len(k) > 0 {
+			given = "given: " + strings.Join(k.IDs(), ", ")
+		}
+		return "", fmt.Errorf("key %s is not one given with --public-key (%s)", id, given)
+	}
+	return id, nil
+}
+
+// IDs returns the key ids, in the order their ranges end (by id when two end together).
+func (r KeyRanges) IDs() []string {
+	return slices.SortedFunc(maps.Keys(r), func(a, b string) int {
+		if c := cmp.Compare(r[a], r[b]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+}
+
+// Check refuses cp if the key it names is trusted only up to an earlier checkpoint: a
+// *Mismatch of field key_until, naming cp's seq and key id.
+func (r KeyRanges) Check(cp *Checkpoint) error {
+	if until, ok := r[cp.KeyID]; ok && cp.Seq > until {
+		return &Mismatch{Checkpoint: cp.Seq, Field: "key_until", Reason: fmt.Sprintf(
+			"signed by key %s, which is trusted up to checkpoint %d only (--key-until %s=%d)", cp.KeyID, until, cp.KeyID, until)}
+	}
+	return nil
+}
+
+// keyIDSize is how many bytes of a public key's SHA-256 its key id is.
+const keyIDSize = 8
+
 // KeyID names a public key: the first 8 bytes of its SHA-256, in hex.
 func KeyID(pub ed25519.PublicKey) string {
 	sum := sha256.Sum256(pub)
-	return hex.EncodeToString(sum[:8])
+	return hex.EncodeToString(sum[:keyIDSize])
 }
 
 // GenerateKeyFile writes a new Ed25519 private key to path, as PEM-encoded PKCS #8 readable by

@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -174,5 +176,161 @@ func TestParsePublicKeyDoesNotPrintAPrivateKey(t *testing.T) {
 	}
 	if _, err := ledger.ParsePublicKey("no/such/file.pub"); err == nil || !strings.Contains(err.Error(), "no/such/file.pub") {
 		t.Errorf("ParsePublicKey of a missing file: %v; want the file named", err)
+	}
+}
+
+// After a rotation from A to B, KeyUntil holds A to its last checkpoint: the log verifies with
+// A's range ending there (or at the rotation point), and a range on the wrong side of a
+// checkpoint fails naming it. A checkpoint signed later with A — appended by a sealer given the
+// leaked key, or re-signed in place as the owner — verifies with both keys, and fails with
+// A's range, naming its seq and A's key id, also when the walk starts from a checkpoint.
+func TestKeyUntilHoldsTheOldKeyToItsRange(t *testing.T) {
+	l := newSealedLog(t) // checkpoint 1, key A
+	ctx := t.Context()
+	keyA := l.key
+	pubA := keyA.Public().(ed25519.PublicKey)
+	_, keyB, _ := ed25519.GenerateKey(nil)
+	pubB := keyB.Public().(ed25519.PublicKey)
+	idA, idB := ledger.KeyID(pubA), ledger.KeyID(pubB)
+	both := ledger.NewKeys(pubA, pubB)
+	seal := func(key ed25519.PrivateKey, previous ed25519.PublicKey, n int, seq int64) {
+		t.Helper()
+		l.appendOne(t, n)
+		cp, _, err := ledger.NewSealer(l.db.Pool, key).WithPreviousKeys(ledger.NewKeys(previous)).Seal(ctx)
+		if err != nil || cp == nil || cp.Seq != seq {
+			t.Fatalf("seal checkpoint %d: %+v, %v", seq, cp, err)
+		}
+	}
+	seal(keyA, pubA, 9, 2)  // A's last checkpoint
+	seal(keyB, pubA, 10, 3) // the rotation point
+	seal(keyB, pubB, 11, 4)
+
+	for _, until := range []int64{2, 3} {
+		ranges := ledger.KeyRanges{idA: until}
+		rep, err := l.verify(t, ledger.VerifyOptions{Keys: both, KeyUntil: ranges})
+		if err != nil {
+			t.Fatalf("verify with A up to %d: %v", until, err)
+		}
+		if rep.Checkpoints != 4 || !rep.Signed || !cmp.Equal(rep.KeyUntil, ranges) {
+			t.Errorf("verify with A up to %d: %d checkpoints, signed %v, ranges %v", until, rep.Checkpoints, rep.Signed, rep.KeyUntil)
+		}
+	}
+	keyUntil := func(err error, seq int64, id string) bool {
+		var m *ledger.Mismatch
+		return errors.As(err, &m) && m.Field == "key_until" && m.Checkpoint == seq && strings.Contains(m.Reason, id) &&
+			strings.Contains(m.Reason, "--key-until")
+	}
+	for _, tt := range []struct {
+		name   string
+		ranges ledger.KeyRanges
+		from   int64
+		seq    int64
+		id     string
+	}{
+		{"A up to 1, before its last checkpoint", ledger.KeyRanges{idA: 1}, 0, 2, idA},
+		{"B up to the rotation point, before its last", ledger.KeyRanges{idB: 3}, 0, 4, idB},
+		{"B up to the rotation point, from checkpoint 3", ledger.KeyRanges{idB: 3}, 3, 4, idB},
+		{"A up to 1, from checkpoint 2", ledger.KeyRanges{idA: 1}, 2, 2, idA},
+	} {
+		if _, err := l.verify(t, ledger.VerifyOptions{Keys: both, KeyUntil: tt.ranges, FromCheckpoint: tt.from}); !keyUntil(err, tt.seq, tt.id) {
+			t.Errorf("verify with %s: %v; want checkpoint %d named, key_until, by key %s", tt.name, err, tt.seq, tt.id)
+		}
+	}
+
+	// The leaked key A signs checkpoint 5 through a sealer that lists B as its previous key.
+	seal(keyA, pubB, 12, 5)
+	rep, err := l.verify(t, ledger.VerifyOptions{Keys: both})
+	if err != nil {
+		t.Fatalf("verify with A and B, no range, of A's checkpoint 5: %v", err)
+	}
+	want := []ledger.SignedRange{{KeyID: idA, First: 1, Last: 2}, {KeyID: idB, First: 3, Last: 4}, {KeyID: idA, First: 5, Last: 5}}
+	if diff := cmp.Diff(want, rep.Signers); diff != "" {
+		t.Errorf("verify with A and B, no range: signers (-want +got):\n%s", diff)
+	}
+	for _, from := range []int64{0, 3, 4, 5} {
+		if _, err := l.verify(t, ledger.VerifyOptions{Keys: both, KeyUntil: ledger.KeyRanges{idA: 2}, FromCheckpoint: from}); !keyUntil(err, 5, idA) {
+			t.Errorf("verify from checkpoint %d with A up to 2 of A's checkpoint 5: %v; want checkpoint 5 named, key_until, by key %s", from, err, idA)
+		}
+	}
+
+	// Checkpoint 4 re-signed with A as the owner: named first.
+	cps, err := ledger.List(ctx, l.db.Pool, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := cps[3]
+	forged.Sign(keyA)
+	l.tamper(t, fmt.Sprintf(`UPDATE checkpoints SET key_id = '%s', signature = '\x%x' WHERE seq = 4`, forged.KeyID, forged.Signature))
+	if _, err := l.verify(t, ledger.VerifyOptions{Keys: both}); err != nil {
+		t.Fatalf("verify with A and B, no range, of checkpoint 4 re-signed with A: %v", err)
+	}
+	if _, err := l.verify(t, ledger.VerifyOptions{Keys: both, KeyUntil: ledger.KeyRanges{idA: 2}}); !keyUntil(err, 4, idA) {
+		t.Errorf("verify with A up to 2 of checkpoint 4 re-signed with A: %v; want checkpoint 4 named, key_until, by key %s", err, idA)
+	}
+}
+
+// KEY=SEQ names a given key by its key id or as --public-key takes it; a malformed value, an
+// unknown key, a SEQ below 1 and a key named twice are refused, and no error repeats a private
+// key given in KEY's or SEQ's place.
+func TestParseKeyRanges(t *testing.T) {
+	pubA, privA, _ := ed25519.GenerateKey(nil)
+	pubB, _, _ := ed25519.GenerateKey(nil)
+	pubC, _, _ := ed25519.GenerateKey(nil)
+	idA, idB, idC := ledger.KeyID(pubA), ledger.KeyID(pubB), ledger.KeyID(pubC)
+	keys := ledger.NewKeys(pubA, pubB)
+	file := filepath.Join(t.TempDir(), "b.pub")
+	if err := os.WriteFile(file, []byte(ledger.EncodePublicKey(pubB)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b64A, hexPriv := ledger.EncodePublicKey(pubA), fmt.Sprintf("%x", []byte(privA))
+
+	for _, tt := range []struct {
+		values []string
+		want   ledger.KeyRanges
+	}{
+		{nil, ledger.KeyRanges{}},
+		{[]string{idA + "=40"}, ledger.KeyRanges{idA: 40}},
+		{[]string{strings.ToUpper(idA) + "=40", idB + "=52"}, ledger.KeyRanges{idA: 40, idB: 52}},
+		{[]string{b64A + "=40"}, ledger.KeyRanges{idA: 40}}, // base64's padding, then the '='
+		{[]string{fmt.Sprintf("%x=7", []byte(pubA))}, ledger.KeyRanges{idA: 7}},
+		{[]string{file + "=1"}, ledger.KeyRanges{idB: 1}},
+	} {
+		got, err := ledger.ParseKeyRanges(tt.values, keys)
+		if err != nil || !cmp.Equal(got, tt.want) {
+			t.Errorf("ParseKeyRanges(%q): %v, %v; want %v", tt.values, got, err, tt.want)
+		}
+	}
+
+	for _, tt := range []struct {
+		values []string
+		keys   ledger.Keys
+		want   string
+	}{
+		{[]string{idA}, keys, "KEY=SEQ"},
+		{[]string{idA + "="}, keys, "KEY=SEQ"},
+		{[]string{b64A}, keys, "KEY=SEQ"}, // its padding is no SEQ
+		{[]string{idA + "=0"}, keys, `SEQ "0"`},
+		{[]string{idA + "=-3"}, keys, `SEQ "-3"`},
+		{[]string{idA + "=forty"}, keys, `SEQ "forty"`},
+		{[]string{idC + "=4"}, keys, "key " + idC + " is not one given with --public-key (given: "},
+		{[]string{ledger.EncodePublicKey(pubC) + "=4"}, keys, "key " + idC + " is not one given"},
+		{[]string{idA + "=4"}, ledger.Keys{}, "none was given"},
+		{[]string{"no/such/file.pub=4"}, keys, "no/such/file.pub"},
+		{[]string{idA + "=4", b64A + "=9"}, keys, "key " + idA + " is given twice"},
+		{[]string{hexPriv + "=4"}, keys, "KEY is not a key id"},
+		{[]string{hexPriv}, keys, "KEY=SEQ"},
+		{[]string{idA + "=" + hexPriv}, keys, "SEQ: want"},
+		{[]string{ledger.EncodePublicKey(ed25519.PublicKey(privA)) + "=4"}, keys, "KEY is not a key id"},
+	} {
+		_, err := ledger.ParseKeyRanges(tt.values, tt.keys)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("ParseKeyRanges(%.40q…): %v; want an error saying %q", tt.values, err, tt.want)
+			continue
+		}
+		for _, secret := range []string{hexPriv[:16], hexPriv[64:80], ledger.EncodePublicKey(ed25519.PublicKey(privA))[:16]} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("ParseKeyRanges: %v repeats the private key", err)
+			}
+		}
 	}
 }

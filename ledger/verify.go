@@ -19,6 +19,10 @@ type VerifyOptions struct {
 	// Without keys signatures are not checked (a key read from the database would prove
 	// nothing against whoever holds it).
 	Keys Keys
+	// KeyUntil bounds the checkpoints a key may sign: one whose signature is checked (with Keys)
+	// and whose key's range ends before its seq fails (field key_until), however good its
+	// signature. After a rotation, the old key's range ends at its last checkpoint.
+	KeyUntil KeyRanges
 	// FromCheckpoint, when not 0, starts from that checkpoint — trusted once its signature and
 	// its frontier's root check out — instead of the start of the log: only the events after it
 	// are read, and the checkpoints after it.
@@ -44,6 +48,8 @@ type VerifyReport struct {
 	// Signers says which key signed which checkpoints whose signature was checked (from
 	// FromCheckpoint's on), as runs of consecutive checkpoints signed by one key, in seq order.
 	Signers []SignedRange
+	// KeyUntil are the ranges the signatures were held to (VerifyOptions.KeyUntil).
+	KeyUntil KeyRanges
 	// Witnessed is how many checkpoints kept outside the database were found in it as kept.
 	Witnessed int64
 	// Subtrees is how many of the subtree roots the sealer stores (merkle_subtrees, the cache
@@ -99,8 +105,8 @@ type Mismatch struct {
 	// Checkpoint is the seq of the checkpoint at fault, when one is.
 	Checkpoint int64
 	// Field names what does not match: hash, stream_version, tree_size, root, frontier,
-	// signature, seq, witness, merkle_subtrees; for a proof (Proof.Verify), path; for a history
-	// (VerifyHistory), also stream_id, version, previous_hash, events, proofs[i].
+	// signature, key_until, seq, witness, merkle_subtrees; for a proof (Proof.Verify), path;
+	// for a history (VerifyHistory), also stream_id, version, previous_hash, events, proofs[i].
 	Field  string
 	Reason string
 }
@@ -147,7 +153,7 @@ const checkpointColumns = `(SELECT id FROM log_identity), seq, tree_size, last_t
 // with the log: events and checkpoints are read through cursors, and the tree is its frontier.
 func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (VerifyReport, error) {
 	started := time.Now()
-	rep := VerifyReport{Signed: len(opts.Keys) > 0, FromCheckpoint: opts.FromCheckpoint}
+	rep := VerifyReport{Signed: len(opts.Keys) > 0, KeyUntil: opts.KeyUntil, FromCheckpoint: opts.FromCheckpoint}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("verify: %w", err)
@@ -582,7 +588,7 @@ func (v *verifier) checkSignature(cp *Checkpoint) error {
 	if err := cp.VerifySignature(v.opts.Keys); err != nil {
 		return &Mismatch{Checkpoint: cp.Seq, Field: "signature", Reason: err.Error()}
 	}
-	return nil
+	return v.opts.KeyUntil.Check(cp)
 }
 
 func (v *verifier) readCheckpoints(ctx context.Context, sql string, args ...any) ([]Checkpoint, error) {

@@ -108,6 +108,9 @@ type Verification struct {
 	// Signers says which key signed which checkpoints whose signature was checked: runs of
 	// consecutive checkpoints signed by one key, in seq order (two keys across a rotation).
 	Signers []Signer `json:"signers"`
+	// KeyUntil are the ranges the signatures were held to (--key-until): each key, up to which
+	// checkpoint it is trusted, in the order the ranges end. Empty when none was given.
+	KeyUntil []KeyRange `json:"key_until"`
 	// Witnessed is how many checkpoints kept outside the database (--witness, --expect) were
 	// found in it as kept.
 	Witnessed int64 `json:"witnessed"`
@@ -132,6 +135,12 @@ type Signer struct {
 	LastCheckpoint  int64  `json:"last_checkpoint"`
 }
 
+// KeyRange is how far a key is trusted: the checkpoints up to and including UntilCheckpoint.
+type KeyRange struct {
+	KeyID           string `json:"key_id"`
+	UntilCheckpoint int64  `json:"until_checkpoint"`
+}
+
 // Mismatch is where the log or its checkpoints first differ from what they commit to.
 type Mismatch struct {
 	Position   int64  `json:"position,omitempty"`
@@ -149,10 +158,14 @@ func NewVerification(r ledger.VerifyReport, m *ledger.Mismatch) Verification {
 		Subtrees:       r.Subtrees,
 		FromCheckpoint: r.FromCheckpoint, LastCheckpoint: r.LastCheckpoint, Unsealed: r.Unsealed,
 		ElapsedSeconds: r.Elapsed.Seconds(), EventsPerSecond: r.Rate(),
-		Signers: make([]Signer, len(r.Signers)),
+		Signers:  make([]Signer, len(r.Signers)),
+		KeyUntil: make([]KeyRange, 0, len(r.KeyUntil)),
 	}
 	for i, sr := range r.Signers {
 		v.Signers[i] = Signer{KeyID: sr.KeyID, FirstCheckpoint: sr.First, LastCheckpoint: sr.Last}
+	}
+	for _, id := range r.KeyUntil.IDs() {
+		v.KeyUntil = append(v.KeyUntil, KeyRange{KeyID: id, UntilCheckpoint: r.KeyUntil[id]})
 	}
 	if m != nil {
 		v.Unsealed = 0

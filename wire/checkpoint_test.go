@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 
 	"github.com/herald-notify/herald/ledger"
@@ -89,5 +90,22 @@ func TestVerificationSignersIsAnArray(t *testing.T) {
 	}
 	if !strings.Contains(string(b), `"signers":[]`) {
 		t.Errorf("verification without signatures: %s; want \"signers\":[]", b)
+	}
+}
+
+// The ranges a verification held the keys to are listed in the order they end, and an empty
+// list, not null, when none was given.
+func TestVerificationKeyUntil(t *testing.T) {
+	b, err := json.Marshal(wire.NewVerification(ledger.VerifyReport{}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"key_until":[]`) {
+		t.Errorf("verification without ranges: %s; want \"key_until\":[]", b)
+	}
+	v := wire.NewVerification(ledger.VerifyReport{KeyUntil: ledger.KeyRanges{"bb": 52, "cc": 40, "aa": 52}}, nil)
+	want := []wire.KeyRange{{KeyID: "cc", UntilCheckpoint: 40}, {KeyID: "aa", UntilCheckpoint: 52}, {KeyID: "bb", UntilCheckpoint: 52}}
+	if diff := cmp.Diff(want, v.KeyUntil); diff != "" {
+		t.Errorf("key_until (-want +got):\n%s", diff)
 	}
 }

@@ -563,3 +563,205 @@ func TestCheckpointKeyRotation(t *testing.T) {
 		t.Errorf("verify-bundle with A alone of a bundle signed by B: %v; want the signature refused, naming key %s", err, idB)
 	}
 }
+
+// --key-until holds a key to the checkpoints up to a seq, in events verify and verify-bundle:
+// a log rotated from A to B verifies with A's range ending at its last checkpoint, and with a
+// range on the wrong side fails naming the checkpoint; a checkpoint signed later with the
+// leaked key A verifies without the range and fails with it, naming its seq, A's key id and the
+// flag, also from a checkpoint; a bundle of it is refused, one of A's own checkpoints accepted.
+func TestVerifyKeyUntil(t *testing.T) {
+	clearHeraldEnv(t)
+	db := heraldtest.NewDatabase(t)
+	ctx := t.Context()
+	dir := t.TempDir()
+	keyFileA, keyFileB := filepath.Join(dir, "a.key"), filepath.Join(dir, "b.key")
+	pubA, err := ledger.GenerateKeyFile(keyFileA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubB, err := ledger.GenerateKeyFile(keyFileB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyA, err := ledger.ReadPrivateKey(keyFileA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyB, err := ledger.ReadPrivateKey(keyFileB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idA, idB := ledger.KeyID(pubA), ledger.KeyID(pubB)
+	a, b := ledger.EncodePublicKey(pubA), ledger.EncodePublicKey(pubB)
+	log := events.NewLog(db.Pool)
+	stream := uuid.NewString()
+	var ids []string
+	// seal appends an event and seals it as checkpoint seq with key, previous accepted.
+	seal := func(key ed25519.PrivateKey, previous ed25519.PublicKey, seq int64) {
+		t.Helper()
+		recs, err := log.Append(ctx, stream, int64(len(ids)), events.Metadata{}, &events.NotificationProcessing{Attempt: len(ids) + 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, recs[0].ID)
+		heraldtest.WaitLogVisible(t, db, len(ids))
+		cp, _, err := ledger.NewSealer(db.Pool, key).WithPreviousKeys(ledger.NewKeys(previous)).Seal(ctx)
+		if err != nil || cp == nil || cp.Seq != seq {
+			t.Fatalf("seal checkpoint %d: %+v, %v", seq, cp, err)
+		}
+	}
+	// prove writes the bundle of event i against checkpoint seq to a file.
+	prove := func(i int, seq int64) string {
+		t.Helper()
+		file := filepath.Join(dir, fmt.Sprintf("proof-%d.json", seq))
+		out := mustRunHerald(t, "events", "prove", ids[i], "--checkpoint", fmt.Sprint(seq), "--database-url", db.URL)
+		if err := os.WriteFile(file, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return file
+	}
+	verify := func(args ...string) (string, error) {
+		return runHerald(t, append([]string{"events", "verify", "--public-key", a, "--public-key", b, "--database-url", db.URL}, args...)...)
+	}
+	keyUntil := func(err error, seq int64, id string, until int64) bool {
+		return err != nil && strings.Contains(err.Error(), fmt.Sprintf("checkpoint %d: key_until: signed by key %s", seq, id)) &&
+			strings.Contains(err.Error(), fmt.Sprintf("--key-until %s=%d", id, until))
+	}
+
+	seal(keyA, pubA, 1)
+	seal(keyA, pubA, 2) // A's last checkpoint
+	seal(keyB, pubA, 3) // the rotation point
+	seal(keyB, pubB, 4)
+
+	out, err := verify("--key-until", idA+"=2")
+	if err != nil {
+		t.Fatalf("verify with A up to its last checkpoint: %v", err)
+	}
+	for _, want := range []string{fmt.Sprintf("Signatures checked: key %s checkpoints 1–2, key %s 3–4.", idA, idB),
+		fmt.Sprintf("Keys held to their ranges (--key-until): key %s up to checkpoint 2.", idA)} {
+		if !strings.Contains(out, want) {
+			t.Errorf("verify with A up to 2 printed:\n%s\nwant %q", out, want)
+		}
+	}
+	// The key as --public-key takes it: base64, or a file holding the private key.
+	for _, key := range []string{a, keyFileA} {
+		if _, err := verify("--key-until", key+"=3"); err != nil {
+			t.Errorf("verify with A up to the rotation point, A given as %s: %v", filepath.Base(key), err)
+		}
+	}
+	var v wire.Verification
+	if err := json.Unmarshal([]byte(mustRunHerald(t, "events", "verify", "--public-key", a, "--public-key", b, "--database-url", db.URL,
+		"--key-until", idB+"=9", "--key-until", idA+"=2", "-o", "json")), &v); err != nil {
+		t.Fatal(err)
+	}
+	if want := []wire.KeyRange{{KeyID: idA, UntilCheckpoint: 2}, {KeyID: idB, UntilCheckpoint: 9}}; !cmp.Equal(want, v.KeyUntil) || !v.OK {
+		t.Errorf("verify -o json with ranges: ok %v, key_until %+v; want %+v", v.OK, v.KeyUntil, want)
+	}
+	// On the wrong side of a checkpoint: named.
+	if _, err := verify("--key-until", idA+"=1"); !keyUntil(err, 2, idA, 1) {
+		t.Errorf("verify with A up to 1: %v; want checkpoint 2 named, by key %s, with the flag", err, idA)
+	}
+	if _, err := verify("--key-until", idB+"=3"); !keyUntil(err, 4, idB, 3) {
+		t.Errorf("verify with B up to 3: %v; want checkpoint 4 named, by key %s, with the flag", err, idB)
+	}
+
+	// The leaked key A signs checkpoint 5, B accepted as the key before it.
+	seal(keyA, pubB, 5)
+	out, err = verify()
+	if err != nil || !strings.Contains(out, fmt.Sprintf("key %s 5.", idA)) {
+		t.Errorf("verify without a range of A's checkpoint 5: %v\n%s", err, out)
+	}
+	for _, from := range []string{"0", "3", "5"} {
+		if _, err := verify("--key-until", idA+"=2", "--from-checkpoint", from); !keyUntil(err, 5, idA, 2) {
+			t.Errorf("verify --from-checkpoint %s with A up to 2 of A's checkpoint 5: %v; want checkpoint 5 named, by key %s, with the flag", from, err, idA)
+		}
+	}
+	out, err = verify("--key-until", idA+"=2", "-o", "json")
+	v = wire.Verification{}
+	if jerr := json.Unmarshal([]byte(out), &v); jerr != nil || err == nil {
+		t.Fatalf("verify -o json of A's checkpoint 5: %v, %v:\n%s", err, jerr, out)
+	}
+	if m := v.Mismatch; v.OK || m == nil || m.Field != "key_until" || m.Checkpoint != 5 || !strings.Contains(m.Reason, idA) ||
+		!cmp.Equal(v.KeyUntil, []wire.KeyRange{{KeyID: idA, UntilCheckpoint: 2}}) {
+		t.Errorf("verify -o json of A's checkpoint 5: %+v, mismatch %+v; want checkpoint 5's key_until named", v, v.Mismatch)
+	}
+
+	// A bundle of A's checkpoint 5 is refused with the range; of checkpoints 1 and 2, accepted.
+	late := prove(0, 5)
+	if out, err := runHerald(t, "verify-bundle", late, "--public-key", a, "--public-key", b); err != nil || !strings.Contains(out, "checkpoint 5") {
+		t.Errorf("verify-bundle without a range of a bundle of A's checkpoint 5: %v\n%s", err, out)
+	}
+	if _, err := runHerald(t, "verify-bundle", late, "--public-key", a, "--public-key", b, "--key-until", idA+"=2"); !keyUntil(err, 5, idA, 2) {
+		t.Errorf("verify-bundle with A up to 2 of a bundle of A's checkpoint 5: %v; want checkpoint 5 named, by key %s, with the flag", err, idA)
+	}
+	for _, seq := range []int64{1, 2} {
+		if out, err := runHerald(t, "verify-bundle", prove(0, seq), "--public-key", a, "--key-until", a+"=2"); err != nil ||
+			!strings.Contains(out, fmt.Sprintf("checkpoint %d of log", seq)) {
+			t.Errorf("verify-bundle with A up to 2 of a bundle of checkpoint %d: %v\n%s", seq, err, out)
+		}
+	}
+}
+
+// Bad --key-until values are refused, naming the flag, before the database or the file is
+// read, and a private key given as KEY or SEQ is not repeated.
+func TestKeyUntilRefusesBadValues(t *testing.T) {
+	clearHeraldEnv(t)
+	dir := t.TempDir()
+	keyFileA := filepath.Join(dir, "a.key")
+	pubA, err := ledger.GenerateKeyFile(keyFileA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubC, _, _ := ed25519.GenerateKey(nil)
+	privA, err := ledger.ReadPrivateKey(keyFileA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, idA, idC := ledger.EncodePublicKey(pubA), ledger.KeyID(pubA), ledger.KeyID(pubC)
+	privB64, privHex := ledger.EncodePublicKey(ed25519.PublicKey(privA)), fmt.Sprintf("%x", []byte(privA))
+	pem, _ := os.ReadFile(keyFileA)
+	pemBody := strings.Split(strings.TrimSpace(string(pem)), "\n")[1]
+	missing := filepath.Join(dir, "no-such-bundle.json")
+	for _, tt := range []struct {
+		name   string
+		values []string
+		keys   []string
+		want   string
+	}{
+		{"no SEQ", []string{idA}, []string{a}, "want KEY=SEQ"},
+		{"SEQ 0", []string{idA + "=0"}, []string{a}, `SEQ "0"`},
+		{"SEQ not a number", []string{idA + "=last"}, []string{a}, `SEQ "last"`},
+		{"an unknown key", []string{idC + "=3"}, []string{a}, "key " + idC + " is not one given with --public-key"},
+		{"no --public-key", []string{idA + "=3"}, nil, "none was given"},
+		{"the same key twice", []string{idA + "=3", a + "=4"}, []string{a}, "key " + idA + " is given twice"},
+		{"a private key as KEY", []string{privB64 + "=3"}, []string{a}, "KEY is not a key id"},
+		{"a private key in hex as KEY", []string{privHex + "=3"}, []string{a}, "KEY is not a key id"},
+		{"a private key as SEQ", []string{idA + "=" + privHex}, []string{a}, "SEQ: want"},
+	} {
+		var keyArgs []string
+		for _, k := range tt.keys {
+			keyArgs = append(keyArgs, "--public-key", k)
+		}
+		for _, v := range tt.values {
+			keyArgs = append(keyArgs, "--key-until", v)
+		}
+		for _, args := range [][]string{
+			append([]string{"events", "verify", "--database-url", "postgres://nobody@127.0.0.1:1/none"}, keyArgs...),
+			append([]string{"verify-bundle", missing}, keyArgs...),
+		} {
+			if args[0] == "verify-bundle" && len(tt.keys) == 0 {
+				continue // verify-bundle asks for --public-key first
+			}
+			_, err := runHerald(t, args...)
+			if err == nil || !strings.Contains(err.Error(), "--key-until: ") || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("herald %s with %s: %v; want --key-until named, saying %q", args[0], tt.name, err, tt.want)
+				continue
+			}
+			for _, secret := range []string{privB64[:16], privHex[:16], pemBody[len(pemBody)-20:]} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("herald %s with %s: %v repeats the private key", args[0], tt.name, err)
+				}
+			}
+		}
+	}
+}

@@ -40,7 +40,7 @@ global_position)) and the signed checkpoints, in one read-only snapshot, and rec
 
 It stops at the first thing that does not match and exits non-zero, naming the position,
 stream and version, or the checkpoint, and the field (hash, stream_version, tree_size, root,
-frontier, signature, seq, witness, merkle_subtrees). Memory does not grow with the log. Progress shows on stderr when it
+frontier, signature, key_until, seq, witness, merkle_subtrees). Memory does not grow with the log. Progress shows on stderr when it
 is a terminal.
 
 --witness FILE reads a checkpoint file (HERALD_CHECKPOINT_FILE, the sealer's copy of each
@@ -52,8 +52,15 @@ and signed again by whoever holds the key or has the sealer sign for them.
 With --public-key, a log with no checkpoint at all fails (nothing signed commits to it, so
 nothing was verified against the key) unless --allow-unsealed is given.
 
+--key-until KEY=SEQ trusts a --public-key (KEY: its key id, as "herald checkpoints list" shows
+it, or the key as --public-key takes it) for checkpoints up to and including SEQ only: one it
+signed after SEQ fails (field key_until), naming its seq and key id, however good its signature.
+After a rotation, give the old key's last checkpoint: a checkpoint signed later with the old
+key, which whoever holds it could still make, is refused. The flag repeats, once per key.
+
 --from-checkpoint N starts from checkpoint N instead of the start of the log, once its
-signature and frontier check out: only the events and checkpoints after it are read.
+signature and frontier check out (and its key's range, with --key-until): only the events and
+checkpoints after it are read.
 
 What it cannot prove: events appended by someone holding both the database and the signing
 key, and events appended or reordered after the last checkpoint by someone holding the
@@ -63,7 +70,8 @@ different streams swapped there pass; the summary counts them as unsealed).
 Formats (-o):
   table   a summary in words
   json    {"ok", "events", "streams", "checkpoints", "signatures_checked",
-          "signers": [{"key_id", "first_checkpoint", "last_checkpoint"}], "witnessed", "subtrees",
+          "signers": [{"key_id", "first_checkpoint", "last_checkpoint"}],
+          "key_until": [{"key_id", "until_checkpoint"}], "witnessed", "subtrees",
           "from_checkpoint", "last_checkpoint", "unsealed", "elapsed_seconds", "events_per_second",
           "mismatch": {"position", "stream", "version", "checkpoint", "field", "reason"}}`
 
@@ -72,6 +80,7 @@ func eventsVerifyCommand() *cobra.Command {
 	var (
 		cli           cliDB
 		publicKeys    []string
+		keyUntil      []string
 		from          int64
 		witness       string
 		expect        []string
@@ -85,6 +94,7 @@ func eventsVerifyCommand() *cobra.Command {
 		Example: `  herald events verify --public-key checkpoint.pub
   herald events verify --public-key checkpoint.pub --witness /var/lib/herald/checkpoints.jsonl
   herald events verify --public-key old-checkpoint.pub --public-key checkpoint.pub
+  herald events verify --public-key old-checkpoint.pub --public-key checkpoint.pub --key-until 1f0c4d2e9ab37765=40
   herald events verify --public-key 3q2+7w... --from-checkpoint 1200 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -97,6 +107,9 @@ func eventsVerifyCommand() *cobra.Command {
 				return err
 			}
 			opts.Keys = keys
+			if opts.KeyUntil, err = parseKeyUntil(keyUntil, keys); err != nil {
+				return err
+			}
 			if witness != "" {
 				cps, err := readCheckpointFile(witness)
 				if err != nil {
@@ -143,18 +156,31 @@ func eventsVerifyCommand() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	fs.StringArrayVar(&publicKeys, "public-key", nil, publicKeyUsage)
+	fs.StringArrayVar(&keyUntil, "key-until", nil, keyUntilUsage)
 	fs.Int64Var(&from, "from-checkpoint", 0, "start from this checkpoint (trusted once its signature checks out) instead of the start of the log")
 	output = registerFormat(fs, formatTable, formatJSON)
 	fs.StringVar(&witness, "witness", "", "a checkpoint file (HERALD_CHECKPOINT_FILE): each of its checkpoints must be in the database as it is in the file")
 	fs.StringArrayVar(&expect, "expect", nil, "SEQ:ROOT, a checkpoint's seq and its root in hex noted outside the database: it must be in the database (repeatable)")
 	fs.BoolVar(&allowUnsealed, "allow-unsealed", false, "with --public-key, accept a log with no checkpoint at all")
-	markArguments(fs, "public-key", "from-checkpoint", "witness", "expect", "allow-unsealed")
+	markArguments(fs, "public-key", "key-until", "from-checkpoint", "witness", "expect", "allow-unsealed")
 	cli.register(newSettings(cmd))
 	return cmd
 }
 
 // publicKeyUsage is --public-key's help, the same in verify and verify-bundle.
 const publicKeyUsage = `a public key checkpoints may be signed with: its 32 bytes in base64 or hex (as "herald keys generate" prints it), or a file holding it; repeat it for each key the log was sealed with (a rotation's old and new), each checkpoint being checked with the key its key id names`
+
+// keyUntilUsage is --key-until's help, the same in verify and verify-bundle.
+const keyUntilUsage = `KEY=SEQ: trust the --public-key KEY (its key id, as "herald checkpoints list" shows it, or the key as --public-key takes it) for checkpoints up to and including SEQ only, refusing one it signed later; after a rotation, the old key and its last checkpoint (repeatable, once per key)`
+
+// parseKeyUntil reads the values of --key-until, each of a key among keys.
+func parseKeyUntil(values []string, keys ledger.Keys) (ledger.KeyRanges, error) {
+	r, err := ledger.ParseKeyRanges(values, keys)
+	if err != nil {
+		return nil, fmt.Errorf("--key-until: %w", err)
+	}
+	return r, nil
+}
 
 // parsePublicKeys reads the values of --public-key.
 func parsePublicKeys(values []string) (ledger.Keys, error) {
@@ -199,6 +225,9 @@ func printVerification(w io.Writer, rep ledger.VerifyReport, keys ledger.Keys) {
 	switch {
 	case rep.Signed:
 		fmt.Fprintf(w, "Signatures checked: %s.\n", signerRanges(rep.Signers))
+		if len(rep.KeyUntil) > 0 {
+			fmt.Fprintf(w, "Keys held to their ranges (--key-until): %s.\n", keyRanges(rep.KeyUntil))
+		}
 	case len(keys) == 1:
 		fmt.Fprintf(w, "No signature checked: no checkpoint to check against key %s.\n", keys.IDs()[0])
 	case len(keys) > 1:
@@ -240,6 +269,17 @@ func signerRanges(rs []ledger.SignedRange) string {
 		default:
 			parts[i] = fmt.Sprintf("key %s checkpoints %s", r.KeyID, span)
 		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// keyRanges says up to which checkpoint each key is trusted: "key K up to checkpoint 40, key L
+// up to 52", in the order the ranges end.
+func keyRanges(r ledger.KeyRanges) string {
+	ids := r.IDs()
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = fmt.Sprintf("key %s up to checkpoint %d", id, r[id])
 	}
 	return strings.Join(parts, ", ")
 }
