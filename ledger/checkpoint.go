@@ -186,6 +186,21 @@ func (r KeyRanges) IDs() []string {
 	})
 }
 
+// among refuses ranges of keys not among keys: with no signature checked against its key, a
+// range would be reported as held while it held nothing.
+func (r KeyRanges) among(keys Keys) error {
+	for _, id := range r.IDs() {
+		if _, ok := keys[id]; ok {
+			continue
+		}
+		if len(keys) == 0 {
+			return fmt.Errorf("key %s is held to a range, but no key is given to check signatures with", id)
+		}
+		return fmt.Errorf("key %s is held to a range, but is not among the keys given (%s)", id, strings.Join(keys.IDs(), ", "))
+	}
+	return nil
+}
+
 // Check refuses cp if the key it names is trusted only up to an earlier checkpoint: a
 // *Mismatch of field key_until, naming cp's seq and key id.
 func (r KeyRanges) Check(cp *Checkpoint) error {

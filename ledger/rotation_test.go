@@ -334,3 +334,34 @@ func TestParseKeyRanges(t *testing.T) {
 		}
 	}
 }
+
+// KeyUntil is applied only to signatures checked with Keys: a range for a key not among them —
+// or with no Keys at all, when no signature is checked — would be reported as held while it
+// held nothing, so Verify refuses it before reading the log, naming the key.
+func TestVerifyRefusesKeyUntilWithoutItsKey(t *testing.T) {
+	l := newSealedLog(t) // checkpoint 1, key A
+	pubA := l.key.Public().(ed25519.PublicKey)
+	pubB, _, _ := ed25519.GenerateKey(nil)
+	idA, idB := ledger.KeyID(pubA), ledger.KeyID(pubB)
+	for _, tt := range []struct {
+		name     string
+		keys     ledger.Keys
+		keyUntil ledger.KeyRanges
+		want     string
+	}{
+		{"no keys", ledger.Keys{}, ledger.KeyRanges{idA: 1}, "key " + idA + " is held to a range, but no key is given"},
+		{"another key", ledger.NewKeys(pubA), ledger.KeyRanges{idB: 1}, "key " + idB + " is held to a range, but is not among the keys given (" + idA + ")"},
+	} {
+		rep, err := ledger.Verify(t.Context(), l.db.Pool, ledger.VerifyOptions{Keys: tt.keys, KeyUntil: tt.keyUntil})
+		var m *ledger.Mismatch
+		if err == nil || errors.As(err, &m) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("verify with %s and a range: %v; want an error saying %q", tt.name, err, tt.want)
+		}
+		if rep.Events != 0 || rep.Checkpoints != 0 {
+			t.Errorf("verify with %s and a range read %d events and %d checkpoints; want it refused first", tt.name, rep.Events, rep.Checkpoints)
+		}
+	}
+	if _, err := l.verify(t, ledger.VerifyOptions{Keys: ledger.NewKeys(pubA, pubB), KeyUntil: ledger.KeyRanges{idB: 1}}); err != nil {
+		t.Errorf("verify with A and B, B held to checkpoint 1: %v", err)
+	}
+}
