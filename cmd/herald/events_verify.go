@@ -170,7 +170,7 @@ func eventsVerifyCommand() *cobra.Command {
 // publicKeyUsage is --public-key's help, the same in verify and verify-bundle.
 const publicKeyUsage = `a public key checkpoints may be signed with: its 32 bytes in base64 or hex (as "herald keys generate" prints it), or a file holding it; repeat it for each key the log was sealed with (a rotation's old and new), each checkpoint being checked with the key its key id names`
 
-// keyUntilUsage is --key-until's help, the same in verify and verify-bundle.
+// keyUntilUsage is --key-until's help.
 const keyUntilUsage = `KEY=SEQ: trust the --public-key KEY (its key id, as "herald checkpoints list" shows it, or the key as --public-key takes it) for checkpoints up to and including SEQ only, refusing one it signed later; after a rotation, the old key and its last checkpoint (repeatable, once per key)`
 
 // parseKeyUntil reads the values of --key-until, each of a key among keys.

@@ -119,7 +119,6 @@ hashes of the log up to the checkpoint once, in a read-only transaction.
 func verifyBundleCommand() *cobra.Command {
 	var (
 		publicKeys []string
-		keyUntil   []string
 		logID      string
 	)
 	cmd := &cobra.Command{
@@ -143,10 +142,7 @@ func verifyBundleCommand() *cobra.Command {
 
 --public-key repeats: a file proved across a rotation of the sealer's key may hold checkpoints
 signed by the old key and by the new one, and each is checked with the key it names; one
-signed by a key not given fails, naming the checkpoint and its key id. --key-until KEY=SEQ
-trusts a key for checkpoints up to SEQ only, as "herald events verify" does: a file with a
-checkpoint after SEQ signed by that key fails (field key_until), naming the checkpoint and its
-key id.
+signed by a key not given fails, naming the checkpoint and its key id.
 
 The signature covers the log's id: --log-id requires every checkpoint to be of that log (a
 bundle from another log, even signed with the same key, is refused); without it, the log id is
@@ -162,10 +158,6 @@ signed).`,
 				return fmt.Errorf("--public-key: the sealer's public key is required")
 			}
 			keys, err := parsePublicKeys(publicKeys)
-			if err != nil {
-				return err
-			}
-			ranges, err := parseKeyUntil(keyUntil, keys)
 			if err != nil {
 				return err
 			}
@@ -200,9 +192,6 @@ signed).`,
 				if id := uuid.UUID(p.Checkpoint.LogID).String(); logID != "" && !strings.EqualFold(logID, id) {
 					return fmt.Errorf("the %s does not verify: --log-id: it is of log %s, not %s", ps.Shape, id, logID)
 				}
-				if err := ranges.Check(&p.Checkpoint); err != nil {
-					return fmt.Errorf("the %s does not verify: %w", ps.Shape, err)
-				}
 			}
 			w := cmd.OutOrStdout()
 			if ps.Shape == "bundle" {
@@ -230,8 +219,7 @@ signed).`,
 		},
 	}
 	cmd.Flags().StringArrayVar(&publicKeys, "public-key", nil, publicKeyUsage)
-	cmd.Flags().StringArrayVar(&keyUntil, "key-until", nil, keyUntilUsage)
 	cmd.Flags().StringVar(&logID, "log-id", "", `the id of the log every checkpoint must be of (as "herald checkpoints list -o json" shows it)`)
-	markArguments(cmd.Flags(), "public-key", "key-until", "log-id")
+	markArguments(cmd.Flags(), "public-key", "log-id")
 	return cmd
 }
