@@ -365,3 +365,50 @@ func TestVerifyRefusesKeyUntilWithoutItsKey(t *testing.T) {
 		t.Errorf("verify with A and B, B held to checkpoint 1: %v", err)
 	}
 }
+
+// CheckWitnessed holds a checkpoint read from outside the log (a bundle's) to the checkpoints
+// kept from before: it must be one of them by seq, with the same root, and the same tree size
+// and log id when those are kept; otherwise it is a witness mismatch naming its seq and what
+// differs. With nothing witnessed it holds nothing.
+func TestCheckWitnessed(t *testing.T) {
+	logID := uuid.New()
+	kept := ledger.Checkpoint{LogID: logID, Seq: 2, TreeSize: 9, Root: ledger.Hash{0xaa}}
+	noted := ledger.Checkpoint{Seq: 2, Root: ledger.Hash{0xaa}} // --expect 2:aa00…: seq and root only
+	other := ledger.Checkpoint{Seq: 7, Root: ledger.Hash{0x77}}
+	with := func(change func(*ledger.Checkpoint)) *ledger.Checkpoint {
+		cp := kept
+		change(&cp)
+		return &cp
+	}
+	same := func(*ledger.Checkpoint) {}
+	for _, tt := range []struct {
+		name      string
+		cp        *ledger.Checkpoint
+		witnessed []ledger.Checkpoint
+		want      string // "" for accepted
+	}{
+		{"nothing witnessed", with(func(c *ledger.Checkpoint) { c.Root = ledger.Hash{1} }), nil, ""},
+		{"the kept one", with(same), []ledger.Checkpoint{kept}, ""},
+		{"the noted one", with(same), []ledger.Checkpoint{other, noted}, ""},
+		{"the noted one, another tree size", with(func(c *ledger.Checkpoint) { c.TreeSize = 1 }), []ledger.Checkpoint{noted}, ""},
+		{"another root", with(func(c *ledger.Checkpoint) { c.Root = ledger.Hash{0xbb} }), []ledger.Checkpoint{noted},
+			fmt.Sprintf("checkpoint 2: witness: its root bb%062x is not the witnessed aa%062x", 0, 0)},
+		{"another root than one of two", with(same), []ledger.Checkpoint{noted, {Seq: 2, Root: ledger.Hash{0xcc}}},
+			fmt.Sprintf("checkpoint 2: witness: its root aa%062x is not the witnessed cc%062x", 0, 0)},
+		{"another tree size", with(func(c *ledger.Checkpoint) { c.TreeSize = 1 }), []ledger.Checkpoint{kept},
+			"checkpoint 2: witness: its tree size 1 is not the witnessed 9"},
+		{"another log", with(func(c *ledger.Checkpoint) { c.LogID = uuid.Nil }), []ledger.Checkpoint{kept},
+			"checkpoint 2: witness: it is of log " + uuid.Nil.String() + ", not the witnessed " + logID.String()},
+		{"another seq", with(func(c *ledger.Checkpoint) { c.Seq = 3 }), []ledger.Checkpoint{other, noted, other},
+			"checkpoint 3: witness: its seq is not a witnessed one (witnessed: 2, 7)"},
+	} {
+		err := ledger.CheckWitnessed(tt.cp, tt.witnessed)
+		var m *ledger.Mismatch
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: %v; want it accepted", tt.name, err)
+		case tt.want != "" && (!errors.As(err, &m) || m.Field != "witness" || err.Error() != tt.want):
+			t.Errorf("%s: %v; want a mismatch %q", tt.name, err, tt.want)
+		}
+	}
+}

@@ -119,6 +119,7 @@ hashes of the log up to the checkpoint once, in a read-only transaction.
 func verifyBundleCommand() *cobra.Command {
 	var (
 		publicKeys []string
+		expect     []string
 		logID      string
 	)
 	cmd := &cobra.Command{
@@ -144,6 +145,14 @@ func verifyBundleCommand() *cobra.Command {
 signed by the old key and by the new one, and each is checked with the key it names; one
 signed by a key not given fails, naming the checkpoint and its key id.
 
+After a rotation, a file whose checkpoint the old key signed is only as trustworthy as that
+key: whoever holds it can sign a checkpoint with any seq, tree size and root, and offline there
+is nothing to hold its seq to. Trust such a file only if its checkpoint is one you kept from
+before the rotation (the checkpoint file, a checkpoint.signed receiver's copy): --expect
+SEQ:ROOT, as "herald events verify" takes it (the root in hex; the flag repeats), requires every
+checkpoint the file carries to be one of those given, with the same root, or it fails naming
+the checkpoint (field witness) and whether its seq or its root differs.
+
 The signature covers the log's id: --log-id requires every checkpoint to be of that log (a
 bundle from another log, even signed with the same key, is refused); without it, the log id is
 printed for you to compare. FILE "-" reads standard input. It exits 1, naming the event and the
@@ -158,6 +167,10 @@ signed).`,
 				return fmt.Errorf("--public-key: the sealer's public key is required")
 			}
 			keys, err := parsePublicKeys(publicKeys)
+			if err != nil {
+				return err
+			}
+			expected, err := parseExpected(expect)
 			if err != nil {
 				return err
 			}
@@ -192,6 +205,9 @@ signed).`,
 				if id := uuid.UUID(p.Checkpoint.LogID).String(); logID != "" && !strings.EqualFold(logID, id) {
 					return fmt.Errorf("the %s does not verify: --log-id: it is of log %s, not %s", ps.Shape, id, logID)
 				}
+				if err := ledger.CheckWitnessed(&p.Checkpoint, expected); err != nil {
+					return fmt.Errorf("the %s does not verify: --expect: %w", ps.Shape, err)
+				}
 			}
 			w := cmd.OutOrStdout()
 			if ps.Shape == "bundle" {
@@ -199,6 +215,9 @@ signed).`,
 				fmt.Fprintf(w, "Event %s (stream %s version %d, position %d, transaction %d) is leaf %d of the %d events checkpoint %d of log %s commits to, signed by key %s on %s.\n",
 					uuid.UUID(p.Event.ID), uuid.UUID(p.Event.Stream), p.Event.Version, p.Position, p.TransactionID, p.LeafIndex, p.Checkpoint.TreeSize, p.Checkpoint.Seq,
 					uuid.UUID(p.Checkpoint.LogID), p.Checkpoint.KeyID, logTime(p.Checkpoint.CreatedAt))
+				if len(expected) > 0 {
+					fmt.Fprintf(w, "Checkpoint %d is as expected (--expect): the seq and root kept outside the log.\n", p.Checkpoint.Seq)
+				}
 				return nil
 			}
 			fmt.Fprintf(w, "Stream %s: %d events proven, versions 1 to %d, each chained to the one before it and in the log a signed checkpoint commits to:\n",
@@ -215,11 +234,15 @@ signed).`,
 			default:
 				fmt.Fprintf(w, "%d events unsealed: no checkpoint covers them yet, and this file does not carry them (herald events export --proof does).\n", ps.Unsealed)
 			}
+			if len(expected) > 0 {
+				fmt.Fprintln(w, "Every checkpoint is as expected (--expect): the seq and root kept outside the log.")
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringArrayVar(&publicKeys, "public-key", nil, publicKeyUsage)
+	cmd.Flags().StringArrayVar(&expect, "expect", nil, "SEQ:ROOT, a checkpoint's seq and its root in hex kept outside the log (from before a rotation, for a file the old key signed): every checkpoint in the file must be one of these (repeatable)")
 	cmd.Flags().StringVar(&logID, "log-id", "", `the id of the log every checkpoint must be of (as "herald checkpoints list -o json" shows it)`)
-	markArguments(cmd.Flags(), "public-key", "log-id")
+	markArguments(cmd.Flags(), "public-key", "expect", "log-id")
 	return cmd
 }
