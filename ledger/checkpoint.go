@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Checkpoint commits to the log up to a point in the order its consumers read it
@@ -186,12 +188,72 @@ func (r KeyRanges) IDs() []string {
 	})
 }
 
+// among refuses ranges of keys not among keys: with no signature checked against its key, a
+// range would be reported as held while it held nothing.
+func (r KeyRanges) among(keys Keys) error {
+	for _, id := range r.IDs() {
+		if _, ok := keys[id]; ok {
+			continue
+		}
+		if len(keys) == 0 {
+			return fmt.Errorf("key %s is held to a range, but no key is given to check signatures with", id)
+		}
+		return fmt.Errorf("key %s is held to a range, but is not among the keys given (%s)", id, strings.Join(keys.IDs(), ", "))
+	}
+	return nil
+}
+
 // Check refuses cp if the key it names is trusted only up to an earlier checkpoint: a
 // *Mismatch of field key_until, naming cp's seq and key id.
 func (r KeyRanges) Check(cp *Checkpoint) error {
 	if until, ok := r[cp.KeyID]; ok && cp.Seq > until {
 		return &Mismatch{Checkpoint: cp.Seq, Field: "key_until", Reason: fmt.Sprintf(
 			"signed by key %s, which is trusted up to checkpoint %d only (--key-until %s=%d)", cp.KeyID, until, cp.KeyID, until)}
+	}
+	return nil
+}
+
+// CheckWitnessed refuses cp unless it is one of witnessed, checkpoints kept outside the log (the
+// sealer's checkpoint file, a checkpoint.signed receiver's copy, a seq and root an auditor
+// noted): one of cp's seq, with its root, and its tree size and log id when they are not zero.
+// A *Mismatch of field witness names cp's seq and what differs. With no witnessed checkpoint
+// there is nothing to hold cp to, and it returns nil.
+//
+// This is what pins a checkpoint read from a proof bundle, whose seq is whatever its signer
+// wrote: after a rotation, a checkpoint the old key signs is worth what that key is worth,
+// unless it is one kept from before the rotation.
+func CheckWitnessed(cp *Checkpoint, witnessed []Checkpoint) error {
+	if len(witnessed) == 0 {
+		return nil
+	}
+	mismatch := func(format string, args ...any) error {
+		return &Mismatch{Checkpoint: cp.Seq, Field: "witness", Reason: fmt.Sprintf(format, args...)}
+	}
+	var seqs []int64
+	found := false
+	for _, w := range witnessed {
+		if w.Seq != cp.Seq {
+			seqs = append(seqs, w.Seq)
+			continue
+		}
+		found = true
+		switch {
+		case cp.Root != w.Root:
+			return mismatch("its root %x is not the witnessed %x", cp.Root[:], w.Root[:])
+		case w.TreeSize != 0 && cp.TreeSize != w.TreeSize:
+			return mismatch("its tree size %d is not the witnessed %d", cp.TreeSize, w.TreeSize)
+		case w.LogID != [16]byte{} && cp.LogID != w.LogID:
+			return mismatch("it is of log %s, not the witnessed %s", uuid.UUID(cp.LogID), uuid.UUID(w.LogID))
+		}
+	}
+	if !found {
+		slices.Sort(seqs)
+		seqs = slices.Compact(seqs)
+		shown := make([]string, len(seqs))
+		for i, seq := range seqs {
+			shown[i] = strconv.FormatInt(seq, 10)
+		}
+		return mismatch("its seq is not a witnessed one (witnessed: %s)", strings.Join(shown, ", "))
 	}
 	return nil
 }

@@ -334,3 +334,81 @@ func TestParseKeyRanges(t *testing.T) {
 		}
 	}
 }
+
+// KeyUntil is applied only to signatures checked with Keys: a range for a key not among them —
+// or with no Keys at all, when no signature is checked — would be reported as held while it
+// held nothing, so Verify refuses it before reading the log, naming the key.
+func TestVerifyRefusesKeyUntilWithoutItsKey(t *testing.T) {
+	l := newSealedLog(t) // checkpoint 1, key A
+	pubA := l.key.Public().(ed25519.PublicKey)
+	pubB, _, _ := ed25519.GenerateKey(nil)
+	idA, idB := ledger.KeyID(pubA), ledger.KeyID(pubB)
+	for _, tt := range []struct {
+		name     string
+		keys     ledger.Keys
+		keyUntil ledger.KeyRanges
+		want     string
+	}{
+		{"no keys", ledger.Keys{}, ledger.KeyRanges{idA: 1}, "key " + idA + " is held to a range, but no key is given"},
+		{"another key", ledger.NewKeys(pubA), ledger.KeyRanges{idB: 1}, "key " + idB + " is held to a range, but is not among the keys given (" + idA + ")"},
+	} {
+		rep, err := ledger.Verify(t.Context(), l.db.Pool, ledger.VerifyOptions{Keys: tt.keys, KeyUntil: tt.keyUntil})
+		var m *ledger.Mismatch
+		if err == nil || errors.As(err, &m) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("verify with %s and a range: %v; want an error saying %q", tt.name, err, tt.want)
+		}
+		if rep.Events != 0 || rep.Checkpoints != 0 {
+			t.Errorf("verify with %s and a range read %d events and %d checkpoints; want it refused first", tt.name, rep.Events, rep.Checkpoints)
+		}
+	}
+	if _, err := l.verify(t, ledger.VerifyOptions{Keys: ledger.NewKeys(pubA, pubB), KeyUntil: ledger.KeyRanges{idB: 1}}); err != nil {
+		t.Errorf("verify with A and B, B held to checkpoint 1: %v", err)
+	}
+}
+
+// CheckWitnessed holds a checkpoint read from outside the log (a bundle's) to the checkpoints
+// kept from before: it must be one of them by seq, with the same root, and the same tree size
+// and log id when those are kept; otherwise it is a witness mismatch naming its seq and what
+// differs. With nothing witnessed it holds nothing.
+func TestCheckWitnessed(t *testing.T) {
+	logID := uuid.New()
+	kept := ledger.Checkpoint{LogID: logID, Seq: 2, TreeSize: 9, Root: ledger.Hash{0xaa}}
+	noted := ledger.Checkpoint{Seq: 2, Root: ledger.Hash{0xaa}} // --expect 2:aa00…: seq and root only
+	other := ledger.Checkpoint{Seq: 7, Root: ledger.Hash{0x77}}
+	with := func(change func(*ledger.Checkpoint)) *ledger.Checkpoint {
+		cp := kept
+		change(&cp)
+		return &cp
+	}
+	same := func(*ledger.Checkpoint) {}
+	for _, tt := range []struct {
+		name      string
+		cp        *ledger.Checkpoint
+		witnessed []ledger.Checkpoint
+		want      string // "" for accepted
+	}{
+		{"nothing witnessed", with(func(c *ledger.Checkpoint) { c.Root = ledger.Hash{1} }), nil, ""},
+		{"the kept one", with(same), []ledger.Checkpoint{kept}, ""},
+		{"the noted one", with(same), []ledger.Checkpoint{other, noted}, ""},
+		{"the noted one, another tree size", with(func(c *ledger.Checkpoint) { c.TreeSize = 1 }), []ledger.Checkpoint{noted}, ""},
+		{"another root", with(func(c *ledger.Checkpoint) { c.Root = ledger.Hash{0xbb} }), []ledger.Checkpoint{noted},
+			fmt.Sprintf("checkpoint 2: witness: its root bb%062x is not the witnessed aa%062x", 0, 0)},
+		{"another root than one of two", with(same), []ledger.Checkpoint{noted, {Seq: 2, Root: ledger.Hash{0xcc}}},
+			fmt.Sprintf("checkpoint 2: witness: its root aa%062x is not the witnessed cc%062x", 0, 0)},
+		{"another tree size", with(func(c *ledger.Checkpoint) { c.TreeSize = 1 }), []ledger.Checkpoint{kept},
+			"checkpoint 2: witness: its tree size 1 is not the witnessed 9"},
+		{"another log", with(func(c *ledger.Checkpoint) { c.LogID = uuid.Nil }), []ledger.Checkpoint{kept},
+			"checkpoint 2: witness: it is of log " + uuid.Nil.String() + ", not the witnessed " + logID.String()},
+		{"another seq", with(func(c *ledger.Checkpoint) { c.Seq = 3 }), []ledger.Checkpoint{other, noted, other},
+			"checkpoint 3: witness: its seq is not a witnessed one (witnessed: 2, 7)"},
+	} {
+		err := ledger.CheckWitnessed(tt.cp, tt.witnessed)
+		var m *ledger.Mismatch
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: %v; want it accepted", tt.name, err)
+		case tt.want != "" && (!errors.As(err, &m) || m.Field != "witness" || err.Error() != tt.want):
+			t.Errorf("%s: %v; want a mismatch %q", tt.name, err, tt.want)
+		}
+	}
+}

@@ -21,7 +21,9 @@ type VerifyOptions struct {
 	Keys Keys
 	// KeyUntil bounds the checkpoints a key may sign: one whose signature is checked (with Keys)
 	// and whose key's range ends before its seq fails (field key_until), however good its
-	// signature. After a rotation, the old key's range ends at its last checkpoint.
+	// signature. After a rotation, the old key's range ends at its last checkpoint. Each key it
+	// names must be among Keys: a range with no signature checked against its key would hold
+	// nothing, so Verify refuses it rather than report a range it did not apply.
 	KeyUntil KeyRanges
 	// FromCheckpoint, when not 0, starts from that checkpoint — trusted once its signature and
 	// its frontier's root check out — instead of the start of the log: only the events after it
@@ -154,6 +156,9 @@ const checkpointColumns = `(SELECT id FROM log_identity), seq, tree_size, last_t
 func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (VerifyReport, error) {
 	started := time.Now()
 	rep := VerifyReport{Signed: len(opts.Keys) > 0, KeyUntil: opts.KeyUntil, FromCheckpoint: opts.FromCheckpoint}
+	if err := opts.KeyUntil.among(opts.Keys); err != nil {
+		return rep, fmt.Errorf("verify: %w", err)
+	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("verify: %w", err)

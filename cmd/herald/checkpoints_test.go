@@ -564,11 +564,10 @@ func TestCheckpointKeyRotation(t *testing.T) {
 	}
 }
 
-// --key-until holds a key to the checkpoints up to a seq, in events verify and verify-bundle:
-// a log rotated from A to B verifies with A's range ending at its last checkpoint, and with a
-// range on the wrong side fails naming the checkpoint; a checkpoint signed later with the
-// leaked key A verifies without the range and fails with it, naming its seq, A's key id and the
-// flag, also from a checkpoint; a bundle of it is refused, one of A's own checkpoints accepted.
+// events verify --key-until holds a key to the checkpoints up to a seq: a log rotated from A to
+// B verifies with A's range ending at its last checkpoint, and with a range on the wrong side
+// fails naming the checkpoint; a checkpoint signed later with the leaked key A verifies without
+// the range and fails with it, naming its seq, A's key id and the flag, also from a checkpoint.
 func TestVerifyKeyUntil(t *testing.T) {
 	clearHeraldEnv(t)
 	db := heraldtest.NewDatabase(t)
@@ -609,16 +608,6 @@ func TestVerifyKeyUntil(t *testing.T) {
 		if err != nil || cp == nil || cp.Seq != seq {
 			t.Fatalf("seal checkpoint %d: %+v, %v", seq, cp, err)
 		}
-	}
-	// prove writes the bundle of event i against checkpoint seq to a file.
-	prove := func(i int, seq int64) string {
-		t.Helper()
-		file := filepath.Join(dir, fmt.Sprintf("proof-%d.json", seq))
-		out := mustRunHerald(t, "events", "prove", ids[i], "--checkpoint", fmt.Sprint(seq), "--database-url", db.URL)
-		if err := os.WriteFile(file, []byte(out), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return file
 	}
 	verify := func(args ...string) (string, error) {
 		return runHerald(t, append([]string{"events", "verify", "--public-key", a, "--public-key", b, "--database-url", db.URL}, args...)...)
@@ -685,24 +674,24 @@ func TestVerifyKeyUntil(t *testing.T) {
 		!cmp.Equal(v.KeyUntil, []wire.KeyRange{{KeyID: idA, UntilCheckpoint: 2}}) {
 		t.Errorf("verify -o json of A's checkpoint 5: %+v, mismatch %+v; want checkpoint 5's key_until named", v, v.Mismatch)
 	}
+}
 
-	// A bundle of A's checkpoint 5 is refused with the range; of checkpoints 1 and 2, accepted.
-	late := prove(0, 5)
-	if out, err := runHerald(t, "verify-bundle", late, "--public-key", a, "--public-key", b); err != nil || !strings.Contains(out, "checkpoint 5") {
-		t.Errorf("verify-bundle without a range of a bundle of A's checkpoint 5: %v\n%s", err, out)
-	}
-	if _, err := runHerald(t, "verify-bundle", late, "--public-key", a, "--public-key", b, "--key-until", idA+"=2"); !keyUntil(err, 5, idA, 2) {
-		t.Errorf("verify-bundle with A up to 2 of a bundle of A's checkpoint 5: %v; want checkpoint 5 named, by key %s, with the flag", err, idA)
-	}
-	for _, seq := range []int64{1, 2} {
-		if out, err := runHerald(t, "verify-bundle", prove(0, seq), "--public-key", a, "--key-until", a+"=2"); err != nil ||
-			!strings.Contains(out, fmt.Sprintf("checkpoint %d of log", seq)) {
-			t.Errorf("verify-bundle with A up to 2 of a bundle of checkpoint %d: %v\n%s", seq, err, out)
-		}
+// verify-bundle has no --key-until: a bundle carries its own checkpoint, whose seq is whatever
+// its signer wrote, and offline there is nothing to hold that seq to, so a range would refuse
+// only the forgeries that do not lie about their seq. The flag is refused as unknown, before
+// the file is read, rather than taken as a protection it cannot give.
+func TestVerifyBundleHasNoKeyUntil(t *testing.T) {
+	clearHeraldEnv(t)
+	pub, _, _ := ed25519.GenerateKey(nil)
+	a, id := ledger.EncodePublicKey(pub), ledger.KeyID(pub)
+	missing := filepath.Join(t.TempDir(), "no-such-bundle.json")
+	_, err := runHerald(t, "verify-bundle", missing, "--public-key", a, "--key-until", id+"=2")
+	if err == nil || !strings.Contains(err.Error(), "unknown flag: --key-until") {
+		t.Errorf("verify-bundle --key-until: %v; want the flag refused as unknown", err)
 	}
 }
 
-// Bad --key-until values are refused, naming the flag, before the database or the file is
+// Bad events verify --key-until values are refused, naming the flag, before the database is
 // read, and a private key given as KEY or SEQ is not repeated.
 func TestKeyUntilRefusesBadValues(t *testing.T) {
 	clearHeraldEnv(t)
@@ -721,7 +710,6 @@ func TestKeyUntilRefusesBadValues(t *testing.T) {
 	privB64, privHex := ledger.EncodePublicKey(ed25519.PublicKey(privA)), fmt.Sprintf("%x", []byte(privA))
 	pem, _ := os.ReadFile(keyFileA)
 	pemBody := strings.Split(strings.TrimSpace(string(pem)), "\n")[1]
-	missing := filepath.Join(dir, "no-such-bundle.json")
 	for _, tt := range []struct {
 		name   string
 		values []string
@@ -745,23 +733,144 @@ func TestKeyUntilRefusesBadValues(t *testing.T) {
 		for _, v := range tt.values {
 			keyArgs = append(keyArgs, "--key-until", v)
 		}
-		for _, args := range [][]string{
-			append([]string{"events", "verify", "--database-url", "postgres://nobody@127.0.0.1:1/none"}, keyArgs...),
-			append([]string{"verify-bundle", missing}, keyArgs...),
-		} {
-			if args[0] == "verify-bundle" && len(tt.keys) == 0 {
-				continue // verify-bundle asks for --public-key first
+		args := append([]string{"events", "verify", "--database-url", "postgres://nobody@127.0.0.1:1/none"}, keyArgs...)
+		_, err := runHerald(t, args...)
+		if err == nil || !strings.Contains(err.Error(), "--key-until: ") || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("herald events verify with %s: %v; want --key-until named, saying %q", tt.name, err, tt.want)
+			continue
+		}
+		for _, secret := range []string{privB64[:16], privHex[:16], pemBody[len(pemBody)-20:]} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("herald events verify with %s: %v repeats the private key", tt.name, err)
 			}
-			_, err := runHerald(t, args...)
-			if err == nil || !strings.Contains(err.Error(), "--key-until: ") || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("herald %s with %s: %v; want --key-until named, saying %q", args[0], tt.name, err, tt.want)
-				continue
-			}
-			for _, secret := range []string{privB64[:16], privHex[:16], pemBody[len(pemBody)-20:]} {
-				if strings.Contains(err.Error(), secret) {
-					t.Errorf("herald %s with %s: %v repeats the private key", args[0], tt.name, err)
-				}
-			}
+		}
+	}
+}
+
+// After a rotation from A to B, a bundle the leaked key A signs offline — a forged event in a
+// checkpoint labelled with one of A's own seqs — verifies with A's public key: nothing offline
+// bounds its seq. verify-bundle --expect SEQ:ROOT pins A's checkpoint to the copy kept from
+// before the rotation: the true bundle of it is accepted; the forgery, one of another seq, and
+// an export whose checkpoint was not given are refused, naming the checkpoint, the field and
+// what differs; bad values are refused before the file is read.
+func TestVerifyBundleExpect(t *testing.T) {
+	clearHeraldEnv(t)
+	db := heraldtest.NewDatabase(t)
+	ctx := t.Context()
+	dir := t.TempDir()
+	pubA, keyA, _ := ed25519.GenerateKey(nil)
+	pubB, keyB, _ := ed25519.GenerateKey(nil)
+	a, b := ledger.EncodePublicKey(pubA), ledger.EncodePublicKey(pubB)
+	log := events.NewLog(db.Pool)
+	stream := uuid.NewString()
+	var ids []string
+	seal := func(key ed25519.PrivateKey, previous ed25519.PublicKey, seq int64) {
+		t.Helper()
+		recs, err := log.Append(ctx, stream, int64(len(ids)), events.Metadata{}, &events.NotificationProcessing{Attempt: len(ids) + 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, recs[0].ID)
+		heraldtest.WaitLogVisible(t, db, len(ids))
+		cp, _, err := ledger.NewSealer(db.Pool, key).WithPreviousKeys(ledger.NewKeys(previous)).Seal(ctx)
+		if err != nil || cp == nil || cp.Seq != seq {
+			t.Fatalf("seal checkpoint %d: %+v, %v", seq, cp, err)
+		}
+	}
+	seal(keyA, pubA, 1)
+	seal(keyA, pubA, 2) // A's last checkpoint
+	seal(keyB, pubA, 3) // the rotation point
+	cps, err := ledger.List(ctx, db.Pool, 0)
+	if err != nil || len(cps) != 3 {
+		t.Fatalf("checkpoints: %d, %v", len(cps), err)
+	}
+	expect := func(seq int64) string { return fmt.Sprintf("%d:%x", seq, cps[seq-1].Root[:]) }
+	write := func(name, body string) string {
+		t.Helper()
+		file := filepath.Join(dir, name)
+		if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return file
+	}
+	verifyBundle := func(file string, args ...string) (string, error) {
+		return runHerald(t, append([]string{"verify-bundle", file, "--public-key", a, "--public-key", b}, args...)...)
+	}
+	witness := func(err error, shape string, seq int64, says string) bool {
+		return err != nil && strings.Contains(err.Error(), fmt.Sprintf("the %s does not verify: --expect: checkpoint %d: witness: %s", shape, seq, says))
+	}
+
+	// The true bundle of event 1 in A's checkpoint 2: as expected, among others too.
+	bundleText := mustRunHerald(t, "events", "prove", ids[0], "--checkpoint", "2", "--database-url", db.URL)
+	bundle := write("proof-2.json", bundleText)
+	for _, args := range [][]string{{"--expect", expect(2)}, {"--expect", expect(1), "--expect", expect(2)}} {
+		out, err := verifyBundle(bundle, args...)
+		if err != nil || !strings.Contains(out, "checkpoint 2 of log") || !strings.Contains(out, "Checkpoint 2 is as expected (--expect)") {
+			t.Errorf("verify-bundle %v of A's checkpoint 2: %v\n%s", args, err, out)
+		}
+	}
+
+	// A forgery signed offline with A: event 1 with other data, alone in a tree of one leaf,
+	// in a checkpoint labelled 2. Without --expect it verifies; with it, its root is named.
+	forge := func(seq int64) string {
+		t.Helper()
+		var pb wire.ProofBundle
+		if err := json.Unmarshal([]byte(bundleText), &pb); err != nil {
+			t.Fatal(err)
+		}
+		p, err := pb.Proof()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := strings.Replace(string(p.Event.Data), `"attempt": 1`, `"attempt": 99`, 1)
+		if data == string(p.Event.Data) {
+			t.Fatalf("event 1's data %s holds no attempt 1", p.Event.Data)
+		}
+		p.Event.Data = []byte(data)
+		p.Hash = ledger.EventHash(ledger.Genesis, &p.Event)
+		p.LeafIndex, p.Path = 0, nil
+		p.Checkpoint.Seq, p.Checkpoint.TreeSize = seq, 1
+		p.Checkpoint.Root = ledger.LeafHash(p.TransactionID, p.Position, p.Hash)
+		p.Checkpoint.Sign(keyA)
+		b, err := json.Marshal(wire.NewProofBundle(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return write(fmt.Sprintf("forged-%d.json", seq), string(b))
+	}
+	forged := forge(2)
+	if out, err := verifyBundle(forged); err != nil || !strings.Contains(out, "leaf 0 of the 1 events checkpoint 2") {
+		t.Fatalf("verify-bundle without --expect of a checkpoint 2 forged with A: %v\n%s; want it accepted, as nothing offline bounds it", err, out)
+	}
+	if _, err := verifyBundle(forged, "--expect", expect(2)); !witness(err, "bundle", 2, "its root ") || !strings.Contains(err.Error(), fmt.Sprintf("is not the witnessed %x", cps[1].Root[:])) {
+		t.Errorf("verify-bundle --expect %s of a checkpoint 2 forged with A: %v; want its root named against the expected one", expect(2), err)
+	}
+	if _, err := verifyBundle(forge(9), "--expect", expect(1), "--expect", expect(2)); !witness(err, "bundle", 9, "its seq is not a witnessed one (witnessed: 1, 2)") {
+		t.Errorf("verify-bundle --expect of a checkpoint 9 forged with A: %v; want its seq named", err)
+	}
+
+	// An export proved against B's checkpoint 3: as expected with 3, refused with only 2.
+	export := write("export.json", mustRunHerald(t, "events", "export", "--stream", stream, "--proof", "--database-url", db.URL))
+	if out, err := verifyBundle(export, "--expect", expect(3)); err != nil || !strings.Contains(out, "3 events proven") || !strings.Contains(out, "Every checkpoint is as expected (--expect)") {
+		t.Errorf("verify-bundle --expect %s of the export: %v\n%s", expect(3), err, out)
+	}
+	if _, err := verifyBundle(export, "--expect", expect(2)); !witness(err, "export", 3, "its seq is not a witnessed one (witnessed: 2)") {
+		t.Errorf("verify-bundle --expect %s of the export against checkpoint 3: %v; want checkpoint 3's seq named", expect(2), err)
+	}
+
+	// Bad values: refused, naming the flag and the value, before the file is read.
+	missing := filepath.Join(dir, "no-such-bundle.json")
+	root := fmt.Sprintf("%x", cps[1].Root[:])
+	for _, tt := range []struct{ value, want string }{
+		{"2", "want SEQ:ROOT"},
+		{"0:" + root, `seq "0"`},
+		{"two:" + root, `seq "two"`},
+		{"2:zz", `root "zz"`},
+		{"2:" + root[:32], "want 32 bytes in hex"},
+	} {
+		_, err := verifyBundle(missing, "--expect", expect(1), "--expect", tt.value)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("--expect %q: ", tt.value)) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("verify-bundle --expect %q: %v; want the flag and value named, saying %q", tt.value, err, tt.want)
 		}
 	}
 }

@@ -117,13 +117,11 @@ func eventsVerifyCommand() *cobra.Command {
 				}
 				opts.Witnessed = append(opts.Witnessed, cps...)
 			}
-			for _, e := range expect {
-				cp, err := parseExpected(e)
-				if err != nil {
-					return fmt.Errorf("--expect %q: %w", e, err)
-				}
-				opts.Witnessed = append(opts.Witnessed, cp)
+			expected, err := parseExpected(expect)
+			if err != nil {
+				return err
 			}
+			opts.Witnessed = append(opts.Witnessed, expected...)
 			ctx := cmd.Context()
 			pool, _, err := cli.connect(ctx)
 			if err != nil {
@@ -170,7 +168,7 @@ func eventsVerifyCommand() *cobra.Command {
 // publicKeyUsage is --public-key's help, the same in verify and verify-bundle.
 const publicKeyUsage = `a public key checkpoints may be signed with: its 32 bytes in base64 or hex (as "herald keys generate" prints it), or a file holding it; repeat it for each key the log was sealed with (a rotation's old and new), each checkpoint being checked with the key its key id names`
 
-// keyUntilUsage is --key-until's help, the same in verify and verify-bundle.
+// keyUntilUsage is --key-until's help.
 const keyUntilUsage = `KEY=SEQ: trust the --public-key KEY (its key id, as "herald checkpoints list" shows it, or the key as --public-key takes it) for checkpoints up to and including SEQ only, refusing one it signed later; after a rotation, the old key and its last checkpoint (repeatable, once per key)`
 
 // parseKeyUntil reads the values of --key-until, each of a key among keys.
@@ -195,8 +193,21 @@ func parsePublicKeys(values []string) (ledger.Keys, error) {
 	return ledger.NewKeys(pubs...), nil
 }
 
-// parseExpected reads SEQ:ROOT.
-func parseExpected(s string) (ledger.Checkpoint, error) {
+// parseExpected reads the values of --expect, the same in verify and verify-bundle.
+func parseExpected(values []string) ([]ledger.Checkpoint, error) {
+	cps := make([]ledger.Checkpoint, 0, len(values))
+	for _, v := range values {
+		cp, err := parseSeqRoot(v)
+		if err != nil {
+			return nil, fmt.Errorf("--expect %q: %w", v, err)
+		}
+		cps = append(cps, cp)
+	}
+	return cps, nil
+}
+
+// parseSeqRoot reads SEQ:ROOT.
+func parseSeqRoot(s string) (ledger.Checkpoint, error) {
 	seq, root, ok := strings.Cut(s, ":")
 	if !ok {
 		return ledger.Checkpoint{}, errors.New("want SEQ:ROOT, a checkpoint's seq and its root in hex")

@@ -119,7 +119,7 @@ hashes of the log up to the checkpoint once, in a read-only transaction.
 func verifyBundleCommand() *cobra.Command {
 	var (
 		publicKeys []string
-		keyUntil   []string
+		expect     []string
 		logID      string
 	)
 	cmd := &cobra.Command{
@@ -143,10 +143,15 @@ func verifyBundleCommand() *cobra.Command {
 
 --public-key repeats: a file proved across a rotation of the sealer's key may hold checkpoints
 signed by the old key and by the new one, and each is checked with the key it names; one
-signed by a key not given fails, naming the checkpoint and its key id. --key-until KEY=SEQ
-trusts a key for checkpoints up to SEQ only, as "herald events verify" does: a file with a
-checkpoint after SEQ signed by that key fails (field key_until), naming the checkpoint and its
-key id.
+signed by a key not given fails, naming the checkpoint and its key id.
+
+After a rotation, a file whose checkpoint the old key signed is only as trustworthy as that
+key: whoever holds it can sign a checkpoint with any seq, tree size and root, and offline there
+is nothing to hold its seq to. Trust such a file only if its checkpoint is one you kept from
+before the rotation (the checkpoint file, a checkpoint.signed receiver's copy): --expect
+SEQ:ROOT, as "herald events verify" takes it (the root in hex; the flag repeats), requires every
+checkpoint the file carries to be one of those given, with the same root, or it fails naming
+the checkpoint (field witness) and whether its seq or its root differs.
 
 The signature covers the log's id: --log-id requires every checkpoint to be of that log (a
 bundle from another log, even signed with the same key, is refused); without it, the log id is
@@ -165,7 +170,7 @@ signed).`,
 			if err != nil {
 				return err
 			}
-			ranges, err := parseKeyUntil(keyUntil, keys)
+			expected, err := parseExpected(expect)
 			if err != nil {
 				return err
 			}
@@ -200,8 +205,8 @@ signed).`,
 				if id := uuid.UUID(p.Checkpoint.LogID).String(); logID != "" && !strings.EqualFold(logID, id) {
 					return fmt.Errorf("the %s does not verify: --log-id: it is of log %s, not %s", ps.Shape, id, logID)
 				}
-				if err := ranges.Check(&p.Checkpoint); err != nil {
-					return fmt.Errorf("the %s does not verify: %w", ps.Shape, err)
+				if err := ledger.CheckWitnessed(&p.Checkpoint, expected); err != nil {
+					return fmt.Errorf("the %s does not verify: --expect: %w", ps.Shape, err)
 				}
 			}
 			w := cmd.OutOrStdout()
@@ -210,6 +215,9 @@ signed).`,
 				fmt.Fprintf(w, "Event %s (stream %s version %d, position %d, transaction %d) is leaf %d of the %d events checkpoint %d of log %s commits to, signed by key %s on %s.\n",
 					uuid.UUID(p.Event.ID), uuid.UUID(p.Event.Stream), p.Event.Version, p.Position, p.TransactionID, p.LeafIndex, p.Checkpoint.TreeSize, p.Checkpoint.Seq,
 					uuid.UUID(p.Checkpoint.LogID), p.Checkpoint.KeyID, logTime(p.Checkpoint.CreatedAt))
+				if len(expected) > 0 {
+					fmt.Fprintf(w, "Checkpoint %d is as expected (--expect): the seq and root kept outside the log.\n", p.Checkpoint.Seq)
+				}
 				return nil
 			}
 			fmt.Fprintf(w, "Stream %s: %d events proven, versions 1 to %d, each chained to the one before it and in the log a signed checkpoint commits to:\n",
@@ -226,12 +234,15 @@ signed).`,
 			default:
 				fmt.Fprintf(w, "%d events unsealed: no checkpoint covers them yet, and this file does not carry them (herald events export --proof does).\n", ps.Unsealed)
 			}
+			if len(expected) > 0 {
+				fmt.Fprintln(w, "Every checkpoint is as expected (--expect): the seq and root kept outside the log.")
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringArrayVar(&publicKeys, "public-key", nil, publicKeyUsage)
-	cmd.Flags().StringArrayVar(&keyUntil, "key-until", nil, keyUntilUsage)
+	cmd.Flags().StringArrayVar(&expect, "expect", nil, "SEQ:ROOT, a checkpoint's seq and its root in hex kept outside the log (from before a rotation, for a file the old key signed): every checkpoint in the file must be one of these (repeatable)")
 	cmd.Flags().StringVar(&logID, "log-id", "", `the id of the log every checkpoint must be of (as "herald checkpoints list -o json" shows it)`)
-	markArguments(cmd.Flags(), "public-key", "key-until", "log-id")
+	markArguments(cmd.Flags(), "public-key", "expect", "log-id")
 	return cmd
 }
