@@ -229,11 +229,10 @@ func CheckWitnessed(cp *Checkpoint, witnessed []Checkpoint) error {
 	mismatch := func(format string, args ...any) error {
 		return &Mismatch{Checkpoint: cp.Seq, Field: "witness", Reason: fmt.Sprintf(format, args...)}
 	}
-	var seqs []int64
 	found := false
-	for _, w := range witnessed {
+	for i := range witnessed {
+		w := &witnessed[i]
 		if w.Seq != cp.Seq {
-			seqs = append(seqs, w.Seq)
 			continue
 		}
 		found = true
@@ -247,15 +246,45 @@ func CheckWitnessed(cp *Checkpoint, witnessed []Checkpoint) error {
 		}
 	}
 	if !found {
-		slices.Sort(seqs)
-		seqs = slices.Compact(seqs)
-		shown := make([]string, len(seqs))
-		for i, seq := range seqs {
-			shown[i] = strconv.FormatInt(seq, 10)
+		seqs := make([]int64, len(witnessed))
+		for i := range witnessed {
+			seqs[i] = witnessed[i].Seq
 		}
-		return mismatch("its seq is not a witnessed one (witnessed: %s)", strings.Join(shown, ", "))
+		return mismatch("its seq is not a witnessed one (witnessed: %s)", seqRuns(seqs))
 	}
 	return nil
+}
+
+// maxShownSeqs is how many seqs or runs of seqs seqRuns shows at most: a checkpoint file
+// witnesses every checkpoint of the log, and a receiver that missed some has gaps.
+const maxShownSeqs = 10
+
+// seqRuns says which seqs there are, as runs of consecutive ones: "1, 2, 5–40, 43". Past
+// maxShownSeqs parts, the first and last are shown, and how many seqs there are.
+func seqRuns(seqs []int64) string {
+	slices.Sort(seqs)
+	seqs = slices.Compact(seqs)
+	var parts []string
+	for i := 0; i < len(seqs); {
+		j := i
+		for j+1 < len(seqs) && seqs[j+1] == seqs[j]+1 {
+			j++
+		}
+		switch j - i {
+		case 0:
+			parts = append(parts, strconv.FormatInt(seqs[i], 10))
+		case 1:
+			parts = append(parts, strconv.FormatInt(seqs[i], 10), strconv.FormatInt(seqs[j], 10))
+		default:
+			parts = append(parts, fmt.Sprintf("%d–%d", seqs[i], seqs[j]))
+		}
+		i = j + 1
+	}
+	if len(parts) <= maxShownSeqs {
+		return strings.Join(parts, ", ")
+	}
+	half := maxShownSeqs / 2
+	return fmt.Sprintf("%s, …, %s: %d checkpoints", strings.Join(parts[:half], ", "), strings.Join(parts[len(parts)-half:], ", "), len(seqs))
 }
 
 // keyIDSize is how many bytes of a public key's SHA-256 its key id is.

@@ -369,7 +369,8 @@ func TestVerifyRefusesKeyUntilWithoutItsKey(t *testing.T) {
 // CheckWitnessed holds a checkpoint read from outside the log (a bundle's) to the checkpoints
 // kept from before: it must be one of them by seq, with the same root, and the same tree size
 // and log id when those are kept; otherwise it is a witness mismatch naming its seq and what
-// differs. With nothing witnessed it holds nothing.
+// differs, the witnessed seqs in runs (a checkpoint file holds thousands). With nothing
+// witnessed it holds nothing.
 func TestCheckWitnessed(t *testing.T) {
 	logID := uuid.New()
 	kept := ledger.Checkpoint{LogID: logID, Seq: 2, TreeSize: 9, Root: ledger.Hash{0xaa}}
@@ -381,6 +382,17 @@ func TestCheckWitnessed(t *testing.T) {
 		return &cp
 	}
 	same := func(*ledger.Checkpoint) {}
+	// seqs and odd are the witnessed checkpoints of a checkpoint file: every seq from first to
+	// last, or every other one.
+	every := func(first, last, step int64) []ledger.Checkpoint {
+		var cps []ledger.Checkpoint
+		for seq := first; seq <= last; seq += step {
+			cps = append(cps, ledger.Checkpoint{Seq: seq, Root: ledger.Hash{byte(seq)}})
+		}
+		return cps
+	}
+	seqs := func(first, last int64) []ledger.Checkpoint { return every(first, last, 1) }
+	odd := func(first, last int64) []ledger.Checkpoint { return every(first, last, 2) }
 	for _, tt := range []struct {
 		name      string
 		cp        *ledger.Checkpoint
@@ -401,6 +413,12 @@ func TestCheckWitnessed(t *testing.T) {
 			"checkpoint 2: witness: it is of log " + uuid.Nil.String() + ", not the witnessed " + logID.String()},
 		{"another seq", with(func(c *ledger.Checkpoint) { c.Seq = 3 }), []ledger.Checkpoint{other, noted, other},
 			"checkpoint 3: witness: its seq is not a witnessed one (witnessed: 2, 7)"},
+		{"another seq than a whole file's", with(func(c *ledger.Checkpoint) { c.Seq = 5000 }), seqs(1, 4000),
+			"checkpoint 5000: witness: its seq is not a witnessed one (witnessed: 1–4000)"},
+		{"another seq than a file with gaps", with(func(c *ledger.Checkpoint) { c.Seq = 4 }), append(append(seqs(1, 3), seqs(5, 6)...), seqs(8, 40)...),
+			"checkpoint 4: witness: its seq is not a witnessed one (witnessed: 1–3, 5, 6, 8–40)"},
+		{"another seq than a file with many gaps", with(func(c *ledger.Checkpoint) { c.Seq = 2 }), odd(1, 4001),
+			"checkpoint 2: witness: its seq is not a witnessed one (witnessed: 1, 3, 5, 7, 9, …, 3993, 3995, 3997, 3999, 4001: 2001 checkpoints)"},
 	} {
 		err := ledger.CheckWitnessed(tt.cp, tt.witnessed)
 		var m *ledger.Mismatch
