@@ -361,7 +361,7 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
 			reason = pe.Err
 		}
-		if looksLikeKeyMaterial(s) {
+		if LooksLikeKeyMaterial(s) {
 			// Not repeated: it may be a private key given where its public key belongs.
 			return nil, fmt.Errorf("neither a public key (32 bytes in base64 or hex) nor a file that can be read (%v)", reason)
 		}
@@ -387,10 +387,10 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	return nil, fmt.Errorf("%s holds no Ed25519 public key (32 bytes in base64 or hex, or PEM)", s)
 }
 
-// looksLikeKeyMaterial says whether s, which is not a public key, holds PEM or decodes, in any
-// base64 alphabet or as hex, to as many bytes as a key: key material of another kind, such as a
-// private key, rather than a file name.
-func looksLikeKeyMaterial(s string) bool {
+// LooksLikeKeyMaterial says whether s, given where a public key or a file name belongs, holds
+// PEM or decodes, in any base64 alphabet or as hex, to as many bytes as a key: key material,
+// such as a private key given by mistake, rather than a file name. An error must not repeat it.
+func LooksLikeKeyMaterial(s string) bool {
 	s = strings.TrimSpace(s)
 	if strings.Contains(s, "-----BEGIN") {
 		return true

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -111,9 +113,9 @@ func eventsVerifyCommand() *cobra.Command {
 				return err
 			}
 			if witness != "" {
-				cps, err := readCheckpointFile(witness)
+				cps, err := readWitness(witness)
 				if err != nil {
-					return fmt.Errorf("--witness: %w", err)
+					return err
 				}
 				opts.Witnessed = append(opts.Witnessed, cps...)
 			}
@@ -204,6 +206,34 @@ func parseExpected(values []string) ([]ledger.Checkpoint, error) {
 		cps = append(cps, cp)
 	}
 	return cps, nil
+}
+
+// readWitness reads the checkpoint file --witness names, the same in verify and verify-bundle:
+// the sealer's (HERALD_CHECKPOINT_FILE), or a checkpoint.signed receiver's copy of each
+// payload's data, one checkpoint per line. A file that cannot be read or holds a line that is
+// not a checkpoint is refused, naming the file (and the line); never what it holds, nor a
+// value that looks like a key rather than a file name.
+func readWitness(file string) ([]ledger.Checkpoint, error) {
+	cps, err := readCheckpointFile(file)
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &pe) && errors.Is(err, fs.ErrNotExist) && !inADirectory(file) && ledger.LooksLikeKeyMaterial(file):
+		return nil, fmt.Errorf("--witness: not a checkpoint file that can be read (%v); the value is not repeated: it looks like a key, not a file name", pe.Err)
+	case err != nil:
+		return nil, fmt.Errorf("--witness: %w", err)
+	}
+	return cps, nil
+}
+
+// inADirectory says whether path names something in a directory that exists, other than the
+// current or the root one: a file name, however much it looks like base64 (/tmp/…/001 does).
+func inADirectory(path string) bool {
+	dir := filepath.Dir(path)
+	if dir == "." || dir == string(filepath.Separator) {
+		return false
+	}
+	st, err := os.Stat(dir)
+	return err == nil && st.IsDir()
 }
 
 // parseSeqRoot reads SEQ:ROOT.

@@ -128,7 +128,7 @@ func readCheckpointFile(file string) ([]ledger.Checkpoint, error) {
 func parseCheckpointLine(line []byte) (ledger.Checkpoint, error) {
 	var w wire.Checkpoint
 	if err := json.Unmarshal(line, &w); err != nil {
-		return ledger.Checkpoint{}, err
+		return ledger.Checkpoint{}, fmt.Errorf("not a checkpoint as JSON: %w", err)
 	}
 	if w.Seq <= 0 {
 		return ledger.Checkpoint{}, fmt.Errorf("seq %d: want a checkpoint's seq, 1 or more", w.Seq)
