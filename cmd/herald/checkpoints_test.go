@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -747,6 +748,108 @@ func TestKeyUntilRefusesBadValues(t *testing.T) {
 	}
 }
 
+// rotatedLog is a log sealed across a rotation from key A to key B: checkpoints 1 and 2 signed
+// by A, 3 by B, one event of one stream each, every checkpoint also appended to the checkpoint
+// file as the sealer appends it (HERALD_CHECKPOINT_FILE). bundle is the true bundle of event 1
+// in A's checkpoint 2.
+type rotatedLog struct {
+	t         *testing.T
+	db        *heraldtest.Database
+	dir       string
+	a, b      string // A's and B's public keys, as --public-key takes them
+	keyA      ed25519.PrivateKey
+	stream    string
+	ids       []string
+	cps       []ledger.Checkpoint
+	cpFile    string
+	bundleTxt string
+	bundle    string
+}
+
+func newRotatedLog(t *testing.T) *rotatedLog {
+	t.Helper()
+	clearHeraldEnv(t)
+	l := &rotatedLog{t: t, db: heraldtest.NewDatabase(t), dir: t.TempDir(), stream: uuid.NewString()}
+	ctx := t.Context()
+	pubA, keyA, _ := ed25519.GenerateKey(nil)
+	pubB, keyB, _ := ed25519.GenerateKey(nil)
+	l.a, l.b, l.keyA = ledger.EncodePublicKey(pubA), ledger.EncodePublicKey(pubB), keyA
+	l.cpFile = filepath.Join(l.dir, "checkpoints.jsonl")
+	log := events.NewLog(l.db.Pool)
+	seal := func(key ed25519.PrivateKey, previous ed25519.PublicKey, seq int64) {
+		t.Helper()
+		recs, err := log.Append(ctx, l.stream, int64(len(l.ids)), events.Metadata{}, &events.NotificationProcessing{Attempt: len(l.ids) + 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.ids = append(l.ids, recs[0].ID)
+		heraldtest.WaitLogVisible(t, l.db, len(l.ids))
+		cp, _, err := ledger.NewSealer(l.db.Pool, key).WithPreviousKeys(ledger.NewKeys(previous)).Seal(ctx)
+		if err != nil || cp == nil || cp.Seq != seq {
+			t.Fatalf("seal checkpoint %d: %+v, %v", seq, cp, err)
+		}
+		if err := appendCheckpoint(l.cpFile, *cp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seal(keyA, pubA, 1)
+	seal(keyA, pubA, 2) // A's last checkpoint
+	seal(keyB, pubA, 3) // the rotation point
+	var err error
+	if l.cps, err = ledger.List(ctx, l.db.Pool, 0); err != nil || len(l.cps) != 3 {
+		t.Fatalf("checkpoints: %d, %v", len(l.cps), err)
+	}
+	l.bundleTxt = mustRunHerald(t, "events", "prove", l.ids[0], "--checkpoint", "2", "--database-url", l.db.URL)
+	l.bundle = l.write("proof-2.json", l.bundleTxt)
+	return l
+}
+
+// expect is checkpoint seq's SEQ:ROOT, as --expect takes it.
+func (l *rotatedLog) expect(seq int64) string { return fmt.Sprintf("%d:%x", seq, l.cps[seq-1].Root[:]) }
+
+func (l *rotatedLog) write(name, body string) string {
+	l.t.Helper()
+	file := filepath.Join(l.dir, name)
+	if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
+	return file
+}
+
+// verifyBundle runs verify-bundle on file with A's and B's public keys.
+func (l *rotatedLog) verifyBundle(file string, args ...string) (string, error) {
+	return runHerald(l.t, append([]string{"verify-bundle", file, "--public-key", l.a, "--public-key", l.b}, args...)...)
+}
+
+// forge writes a bundle signed offline with the leaked A: event 1 with other data, alone in a
+// tree of one leaf, in a checkpoint labelled seq.
+func (l *rotatedLog) forge(seq int64) string {
+	l.t.Helper()
+	var pb wire.ProofBundle
+	if err := json.Unmarshal([]byte(l.bundleTxt), &pb); err != nil {
+		l.t.Fatal(err)
+	}
+	p, err := pb.Proof()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	data := strings.Replace(string(p.Event.Data), `"attempt": 1`, `"attempt": 99`, 1)
+	if data == string(p.Event.Data) {
+		l.t.Fatalf("event 1's data %s holds no attempt 1", p.Event.Data)
+	}
+	p.Event.Data = []byte(data)
+	p.Hash = ledger.EventHash(ledger.Genesis, &p.Event)
+	p.LeafIndex, p.Path = 0, nil
+	p.Checkpoint.Seq, p.Checkpoint.TreeSize = seq, 1
+	p.Checkpoint.Root = ledger.LeafHash(p.TransactionID, p.Position, p.Hash)
+	p.Checkpoint.Sign(l.keyA)
+	b, err := json.Marshal(wire.NewProofBundle(p))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return l.write(fmt.Sprintf("forged-%d.json", seq), string(b))
+}
+
 // After a rotation from A to B, a bundle the leaked key A signs offline — a forged event in a
 // checkpoint labelled with one of A's own seqs — verifies with A's public key: nothing offline
 // bounds its seq. verify-bundle --expect SEQ:ROOT pins A's checkpoint to the copy kept from
@@ -754,113 +857,44 @@ func TestKeyUntilRefusesBadValues(t *testing.T) {
 // an export whose checkpoint was not given are refused, naming the checkpoint, the field and
 // what differs; bad values are refused before the file is read.
 func TestVerifyBundleExpect(t *testing.T) {
-	clearHeraldEnv(t)
-	db := heraldtest.NewDatabase(t)
-	ctx := t.Context()
-	dir := t.TempDir()
-	pubA, keyA, _ := ed25519.GenerateKey(nil)
-	pubB, keyB, _ := ed25519.GenerateKey(nil)
-	a, b := ledger.EncodePublicKey(pubA), ledger.EncodePublicKey(pubB)
-	log := events.NewLog(db.Pool)
-	stream := uuid.NewString()
-	var ids []string
-	seal := func(key ed25519.PrivateKey, previous ed25519.PublicKey, seq int64) {
-		t.Helper()
-		recs, err := log.Append(ctx, stream, int64(len(ids)), events.Metadata{}, &events.NotificationProcessing{Attempt: len(ids) + 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, recs[0].ID)
-		heraldtest.WaitLogVisible(t, db, len(ids))
-		cp, _, err := ledger.NewSealer(db.Pool, key).WithPreviousKeys(ledger.NewKeys(previous)).Seal(ctx)
-		if err != nil || cp == nil || cp.Seq != seq {
-			t.Fatalf("seal checkpoint %d: %+v, %v", seq, cp, err)
-		}
-	}
-	seal(keyA, pubA, 1)
-	seal(keyA, pubA, 2) // A's last checkpoint
-	seal(keyB, pubA, 3) // the rotation point
-	cps, err := ledger.List(ctx, db.Pool, 0)
-	if err != nil || len(cps) != 3 {
-		t.Fatalf("checkpoints: %d, %v", len(cps), err)
-	}
-	expect := func(seq int64) string { return fmt.Sprintf("%d:%x", seq, cps[seq-1].Root[:]) }
-	write := func(name, body string) string {
-		t.Helper()
-		file := filepath.Join(dir, name)
-		if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return file
-	}
-	verifyBundle := func(file string, args ...string) (string, error) {
-		return runHerald(t, append([]string{"verify-bundle", file, "--public-key", a, "--public-key", b}, args...)...)
-	}
+	l := newRotatedLog(t)
 	witness := func(err error, shape string, seq int64, says string) bool {
 		return err != nil && strings.Contains(err.Error(), fmt.Sprintf("the %s does not verify: --expect: checkpoint %d: witness: %s", shape, seq, says))
 	}
 
 	// The true bundle of event 1 in A's checkpoint 2: as expected, among others too.
-	bundleText := mustRunHerald(t, "events", "prove", ids[0], "--checkpoint", "2", "--database-url", db.URL)
-	bundle := write("proof-2.json", bundleText)
-	for _, args := range [][]string{{"--expect", expect(2)}, {"--expect", expect(1), "--expect", expect(2)}} {
-		out, err := verifyBundle(bundle, args...)
+	for _, args := range [][]string{{"--expect", l.expect(2)}, {"--expect", l.expect(1), "--expect", l.expect(2)}} {
+		out, err := l.verifyBundle(l.bundle, args...)
 		if err != nil || !strings.Contains(out, "checkpoint 2 of log") || !strings.Contains(out, "Checkpoint 2 is as expected (--expect)") {
 			t.Errorf("verify-bundle %v of A's checkpoint 2: %v\n%s", args, err, out)
 		}
 	}
 
-	// A forgery signed offline with A: event 1 with other data, alone in a tree of one leaf,
-	// in a checkpoint labelled 2. Without --expect it verifies; with it, its root is named.
-	forge := func(seq int64) string {
-		t.Helper()
-		var pb wire.ProofBundle
-		if err := json.Unmarshal([]byte(bundleText), &pb); err != nil {
-			t.Fatal(err)
-		}
-		p, err := pb.Proof()
-		if err != nil {
-			t.Fatal(err)
-		}
-		data := strings.Replace(string(p.Event.Data), `"attempt": 1`, `"attempt": 99`, 1)
-		if data == string(p.Event.Data) {
-			t.Fatalf("event 1's data %s holds no attempt 1", p.Event.Data)
-		}
-		p.Event.Data = []byte(data)
-		p.Hash = ledger.EventHash(ledger.Genesis, &p.Event)
-		p.LeafIndex, p.Path = 0, nil
-		p.Checkpoint.Seq, p.Checkpoint.TreeSize = seq, 1
-		p.Checkpoint.Root = ledger.LeafHash(p.TransactionID, p.Position, p.Hash)
-		p.Checkpoint.Sign(keyA)
-		b, err := json.Marshal(wire.NewProofBundle(p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return write(fmt.Sprintf("forged-%d.json", seq), string(b))
-	}
-	forged := forge(2)
-	if out, err := verifyBundle(forged); err != nil || !strings.Contains(out, "leaf 0 of the 1 events checkpoint 2") {
+	// A forgery signed offline with A, in a checkpoint labelled 2. Without --expect it
+	// verifies; with it, its root is named.
+	forged := l.forge(2)
+	if out, err := l.verifyBundle(forged); err != nil || !strings.Contains(out, "leaf 0 of the 1 events checkpoint 2") {
 		t.Fatalf("verify-bundle without --expect of a checkpoint 2 forged with A: %v\n%s; want it accepted, as nothing offline bounds it", err, out)
 	}
-	if _, err := verifyBundle(forged, "--expect", expect(2)); !witness(err, "bundle", 2, "its root ") || !strings.Contains(err.Error(), fmt.Sprintf("is not the witnessed %x", cps[1].Root[:])) {
-		t.Errorf("verify-bundle --expect %s of a checkpoint 2 forged with A: %v; want its root named against the expected one", expect(2), err)
+	if _, err := l.verifyBundle(forged, "--expect", l.expect(2)); !witness(err, "bundle", 2, "its root ") || !strings.Contains(err.Error(), fmt.Sprintf("is not the witnessed %x", l.cps[1].Root[:])) {
+		t.Errorf("verify-bundle --expect %s of a checkpoint 2 forged with A: %v; want its root named against the expected one", l.expect(2), err)
 	}
-	if _, err := verifyBundle(forge(9), "--expect", expect(1), "--expect", expect(2)); !witness(err, "bundle", 9, "its seq is not a witnessed one (witnessed: 1, 2)") {
+	if _, err := l.verifyBundle(l.forge(9), "--expect", l.expect(1), "--expect", l.expect(2)); !witness(err, "bundle", 9, "its seq is not a witnessed one (witnessed: 1, 2)") {
 		t.Errorf("verify-bundle --expect of a checkpoint 9 forged with A: %v; want its seq named", err)
 	}
 
 	// An export proved against B's checkpoint 3: as expected with 3, refused with only 2.
-	export := write("export.json", mustRunHerald(t, "events", "export", "--stream", stream, "--proof", "--database-url", db.URL))
-	if out, err := verifyBundle(export, "--expect", expect(3)); err != nil || !strings.Contains(out, "3 events proven") || !strings.Contains(out, "Every checkpoint is as expected (--expect)") {
-		t.Errorf("verify-bundle --expect %s of the export: %v\n%s", expect(3), err, out)
+	export := l.write("export.json", mustRunHerald(t, "events", "export", "--stream", l.stream, "--proof", "--database-url", l.db.URL))
+	if out, err := l.verifyBundle(export, "--expect", l.expect(3)); err != nil || !strings.Contains(out, "3 events proven") || !strings.Contains(out, "Every checkpoint is as expected (--expect)") {
+		t.Errorf("verify-bundle --expect %s of the export: %v\n%s", l.expect(3), err, out)
 	}
-	if _, err := verifyBundle(export, "--expect", expect(2)); !witness(err, "export", 3, "its seq is not a witnessed one (witnessed: 2)") {
-		t.Errorf("verify-bundle --expect %s of the export against checkpoint 3: %v; want checkpoint 3's seq named", expect(2), err)
+	if _, err := l.verifyBundle(export, "--expect", l.expect(2)); !witness(err, "export", 3, "its seq is not a witnessed one (witnessed: 2)") {
+		t.Errorf("verify-bundle --expect %s of the export against checkpoint 3: %v; want checkpoint 3's seq named", l.expect(2), err)
 	}
 
 	// Bad values: refused, naming the flag and the value, before the file is read.
-	missing := filepath.Join(dir, "no-such-bundle.json")
-	root := fmt.Sprintf("%x", cps[1].Root[:])
+	missing := filepath.Join(l.dir, "no-such-bundle.json")
+	root := fmt.Sprintf("%x", l.cps[1].Root[:])
 	for _, tt := range []struct{ value, want string }{
 		{"2", "want SEQ:ROOT"},
 		{"0:" + root, `seq "0"`},
@@ -868,9 +902,162 @@ func TestVerifyBundleExpect(t *testing.T) {
 		{"2:zz", `root "zz"`},
 		{"2:" + root[:32], "want 32 bytes in hex"},
 	} {
-		_, err := verifyBundle(missing, "--expect", expect(1), "--expect", tt.value)
+		_, err := l.verifyBundle(missing, "--expect", l.expect(1), "--expect", tt.value)
 		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("--expect %q: ", tt.value)) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("verify-bundle --expect %q: %v; want the flag and value named, saying %q", tt.value, err, tt.want)
 		}
 	}
+}
+
+// verify-bundle --witness holds every checkpoint of the file to the checkpoint file the sealer
+// kept, by the same check as --expect: after a rotation from A to B, the bundle forged offline
+// with the leaked A is refused, naming the checkpoint and its root or seq; the true bundle and
+// the export are accepted; a witness that lacks the file's checkpoint (a receiver that missed
+// it, a copy from before the rotation, another log's) refuses it.
+func TestVerifyBundleWitness(t *testing.T) {
+	l := newRotatedLog(t)
+	export := l.write("export.json", mustRunHerald(t, "events", "export", "--stream", l.stream, "--proof", "--database-url", l.db.URL))
+	refused := func(err error, shape, flags string, seq int64, says string) bool {
+		return err != nil && strings.Contains(err.Error(), fmt.Sprintf("the %s does not verify: %s: checkpoint %d: witness: %s", shape, flags, seq, says))
+	}
+	lines := strings.SplitAfter(strings.TrimSpace(readFile(t, l.cpFile)), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("the checkpoint file holds %d lines, want 3:\n%s", len(lines), readFile(t, l.cpFile))
+	}
+
+	// The true bundle of A's checkpoint 2, and the export against B's 3: in the file.
+	out, err := l.verifyBundle(l.bundle, "--witness", l.cpFile)
+	if err != nil || !strings.Contains(out, "checkpoint 2 of log") || !strings.Contains(out, fmt.Sprintf("Checkpoint 2 is as witnessed (--witness %s)", l.cpFile)) {
+		t.Errorf("verify-bundle --witness of A's checkpoint 2: %v\n%s", err, out)
+	}
+	out, err = l.verifyBundle(export, "--witness", l.cpFile)
+	if err != nil || !strings.Contains(out, "3 events proven") || !strings.Contains(out, fmt.Sprintf("Every checkpoint is as witnessed (--witness %s)", l.cpFile)) {
+		t.Errorf("verify-bundle --witness of the export: %v\n%s", err, out)
+	}
+
+	// The forgery in a checkpoint labelled 2: its root is not the file's checkpoint 2's. One
+	// labelled with a seq the file never had: named, with the seqs it has.
+	flags := "--witness " + l.cpFile
+	if _, err := l.verifyBundle(l.forge(2), "--witness", l.cpFile); !refused(err, "bundle", flags, 2, "its root ") ||
+		!strings.Contains(err.Error(), fmt.Sprintf("is not the witnessed %x", l.cps[1].Root[:])) {
+		t.Errorf("verify-bundle --witness of a checkpoint 2 forged with A: %v; want its root named against the file's", err)
+	}
+	if _, err := l.verifyBundle(l.forge(9), "--witness", l.cpFile); !refused(err, "bundle", flags, 9, "its seq is not a witnessed one (witnessed: 1–3)") {
+		t.Errorf("verify-bundle --witness of a checkpoint 9 forged with A: %v; want its seq named", err)
+	}
+
+	// Witnesses that lack the file's checkpoint: a receiver that missed checkpoint 2, a copy
+	// made before the rotation, and checkpoint 2 of another log (its seq and root, not its log
+	// id). With --expect besides, a checkpoint may be either's.
+	missed := l.write("missed-2.jsonl", lines[0]+lines[2])
+	flags = "--witness " + missed
+	if _, err := l.verifyBundle(l.bundle, "--witness", missed); !refused(err, "bundle", flags, 2, "its seq is not a witnessed one (witnessed: 1, 3)") {
+		t.Errorf("verify-bundle --witness without checkpoint 2 of the bundle of checkpoint 2: %v; want its seq named", err)
+	}
+	if out, err := l.verifyBundle(l.bundle, "--witness", missed, "--expect", l.expect(2)); err != nil ||
+		!strings.Contains(out, fmt.Sprintf("Checkpoint 2 is as witnessed (--witness %s, --expect)", missed)) {
+		t.Errorf("verify-bundle --witness without checkpoint 2 --expect %s: %v\n%s", l.expect(2), err, out)
+	}
+	if _, err := l.verifyBundle(l.forge(2), "--witness", missed, "--expect", l.expect(2)); !refused(err, "bundle", flags+", --expect", 2, "its root ") {
+		t.Errorf("verify-bundle --witness --expect of a checkpoint 2 forged with A: %v; want its root named", err)
+	}
+	before := l.write("before-rotation.jsonl", lines[0]+lines[1])
+	if _, err := l.verifyBundle(export, "--witness", before); !refused(err, "export", "--witness "+before, 3, "its seq is not a witnessed one (witnessed: 1, 2)") {
+		t.Errorf("verify-bundle --witness from before the rotation of the export against checkpoint 3: %v; want its seq named", err)
+	}
+	var w wire.Checkpoint
+	if err := json.Unmarshal([]byte(lines[1]), &w); err != nil {
+		t.Fatal(err)
+	}
+	logID := w.LogID
+	w.LogID = uuid.NewString()
+	otherLog := l.write("other-log.jsonl", lines[0]+mustJSON(t, w)+"\n"+lines[2])
+	if _, err := l.verifyBundle(l.bundle, "--witness", otherLog); !refused(err, "bundle", "--witness "+otherLog, 2, fmt.Sprintf("it is of log %s, not the witnessed %s", logID, w.LogID)) {
+		t.Errorf("verify-bundle --witness of another log's checkpoint 2: %v; want the logs named", err)
+	}
+}
+
+// A witness file that cannot be read, holds no checkpoint or a line that is not one is refused
+// before the bundle is read (here there is none), naming the file and the line; never what it
+// holds, nor a value that looks like a key rather than a file name. A forged bundle checked
+// against such a file is refused, not let through unwitnessed.
+func TestVerifyBundleRefusesBadWitness(t *testing.T) {
+	l := newRotatedLog(t)
+	line := readFile(t, l.cpFile)[:strings.Index(readFile(t, l.cpFile), "\n")+1]
+	pemFile := filepath.Join(l.dir, "checkpoint.key")
+	if _, err := ledger.GenerateKeyFile(pemFile); err != nil {
+		t.Fatal(err)
+	}
+	pemBody := strings.Split(strings.TrimSpace(readFile(t, pemFile)), "\n")[1]
+	_, priv, _ := ed25519.GenerateKey(nil)
+	privText := base64.StdEncoding.EncodeToString(priv)
+	noSuch := filepath.Join(l.dir, "no-such.jsonl")
+	// A file name as /tmp/… gives one, which also reads as base64: named all the same.
+	likeBase64 := l.dir + "/witness"
+	for len(likeBase64) < 64 || len(likeBase64)%4 != 0 {
+		likeBase64 += "x"
+	}
+	if !ledger.LooksLikeKeyMaterial(likeBase64) {
+		t.Fatalf("%s does not read as base64", likeBase64)
+	}
+	missing := filepath.Join(l.dir, "no-such-bundle.json")
+	for _, tt := range []struct {
+		name, file string
+		want       []string
+		secret     string
+	}{
+		{"missing", noSuch, []string{"--witness: open " + noSuch + ": no such file or directory"}, ""},
+		{"missing, named like base64", likeBase64, []string{"--witness: open " + likeBase64 + ": no such file or directory"}, ""},
+		{"a directory", l.dir, []string{"--witness: read " + l.dir + ": is a directory"}, ""},
+		{"empty", l.write("empty.jsonl", "\n\n"), []string{"--witness: " + filepath.Join(l.dir, "empty.jsonl") + " holds no checkpoint"}, ""},
+		{"not JSON", l.write("garbage.jsonl", line+"seq 2 root aa\n"), []string{"--witness: " + filepath.Join(l.dir, "garbage.jsonl") + " line 2: not a checkpoint as JSON"}, ""},
+		{"a payload, not its data", l.write("payload.jsonl", `{"type":"checkpoint.signed","data":`+strings.TrimSpace(line)+"}\n"),
+			[]string{"--witness: " + filepath.Join(l.dir, "payload.jsonl") + " line 1: seq 0"}, ""},
+		{"a bad root", l.write("root.jsonl", strings.Replace(line, `"root":"`, `"root":"zz`, 1)),
+			[]string{"--witness: " + filepath.Join(l.dir, "root.jsonl") + " line 1: root: "}, ""},
+		{"a private key file", pemFile, []string{"--witness: " + pemFile + " line 1: not a checkpoint as JSON"}, pemBody},
+		{"a private key", privText, []string{"--witness: not a checkpoint file that can be read (no such file or directory)", "it looks like a key"}, privText},
+	} {
+		for _, bundle := range []string{missing, l.forge(2)} {
+			out, err := l.verifyBundle(bundle, "--witness", tt.file)
+			msg := ""
+			if err != nil {
+				msg = err.Error()
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(msg, want) {
+					t.Errorf("verify-bundle %s --witness %s: %v; want %q", filepath.Base(bundle), tt.name, err, want)
+				}
+			}
+			if !strings.HasPrefix(msg, "--witness: ") {
+				t.Errorf("verify-bundle %s --witness %s: %v; want the witness refused before the bundle is read", filepath.Base(bundle), tt.name, err)
+			}
+			if tt.secret != "" && strings.Contains(msg+out, tt.secret) {
+				t.Errorf("verify-bundle --witness %s repeated the key: %v\n%s", tt.name, err, out)
+			}
+		}
+	}
+	// events verify reads --witness the same way.
+	if _, err := runHerald(t, "events", "verify", "--witness", privText, "--database-url", l.db.URL); err == nil ||
+		!strings.Contains(err.Error(), "it looks like a key") || strings.Contains(err.Error(), privText) {
+		t.Errorf("events verify --witness with a private key: %v; want it refused without repeating the key", err)
+	}
+}
+
+func readFile(t *testing.T, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

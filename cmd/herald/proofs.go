@@ -120,6 +120,7 @@ func verifyBundleCommand() *cobra.Command {
 	var (
 		publicKeys []string
 		expect     []string
+		witness    string
 		logID      string
 	)
 	cmd := &cobra.Command{
@@ -148,10 +149,16 @@ signed by a key not given fails, naming the checkpoint and its key id.
 After a rotation, a file whose checkpoint the old key signed is only as trustworthy as that
 key: whoever holds it can sign a checkpoint with any seq, tree size and root, and offline there
 is nothing to hold its seq to. Trust such a file only if its checkpoint is one you kept from
-before the rotation (the checkpoint file, a checkpoint.signed receiver's copy): --expect
-SEQ:ROOT, as "herald events verify" takes it (the root in hex; the flag repeats), requires every
-checkpoint the file carries to be one of those given, with the same root, or it fails naming
-the checkpoint (field witness) and whether its seq or its root differs.
+before the rotation. --witness FILE, a checkpoint file as "herald events verify" takes it (the
+sealer's HERALD_CHECKPOINT_FILE, or a checkpoint.signed receiver's copy: one checkpoint per
+line), requires every checkpoint the file carries to be in it with the same seq and root (and
+tree size and log id); --expect SEQ:ROOT (the root in hex; the flag repeats) does the same for a
+checkpoint noted by hand. Given both, each checkpoint must be among either, and agree with every
+copy of its seq. One that is not fails, naming the checkpoint (field witness) and whether its
+seq, its root, its tree size or its log differs. The witness file is read before FILE: one that
+cannot be read, holds no checkpoint or a line that is not one is refused, naming it. Its lines'
+signatures are not checked (nor are they by "events verify"): a witness is worth what the place
+it was kept is worth.
 
 The signature covers the log's id: --log-id requires every checkpoint to be of that log (a
 bundle from another log, even signed with the same key, is refused); without it, the log id is
@@ -160,7 +167,8 @@ field, when any of it does not hold, and when the file holds no proof at all (no
 signed).`,
 		Example: `  herald verify-bundle proof.json --public-key +skVD5+luKpPda50htpeXNx1RCtn40iTB700eqGxzWI=
   herald events export --stream 0190f3b2-7c1e-7a4b-9d2e-5f6a7b8c9d0e --proof > notification.json
-  herald verify-bundle notification.json --public-key checkpoint.pub --log-id 5b0d6c1e-2f4a-4c83-9e61-7a2d9f0b3c45`,
+  herald verify-bundle notification.json --public-key checkpoint.pub --log-id 5b0d6c1e-2f4a-4c83-9e61-7a2d9f0b3c45
+  herald verify-bundle proof.json --public-key old-checkpoint.pub --public-key checkpoint.pub --witness /var/lib/herald/checkpoints.jsonl`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(publicKeys) == 0 {
@@ -174,6 +182,19 @@ signed).`,
 			if err != nil {
 				return err
 			}
+			// The witness file's checkpoints and the expected ones are one list of kept copies,
+			// as in events verify: each checkpoint of the file must be among them.
+			var witnessed []ledger.Checkpoint
+			if witness != "" {
+				if witnessed, err = readWitness(witness); err != nil {
+					return err
+				}
+				if len(witnessed) == 0 {
+					return fmt.Errorf("--witness: %s holds no checkpoint: there is nothing to hold the file's checkpoints to", witness)
+				}
+			}
+			witnessed = append(witnessed, expected...)
+			kept := keptBy(witness, len(expected) > 0)
 			var r io.Reader = cmd.InOrStdin()
 			if args[0] != "-" {
 				f, err := os.Open(args[0])
@@ -205,8 +226,8 @@ signed).`,
 				if id := uuid.UUID(p.Checkpoint.LogID).String(); logID != "" && !strings.EqualFold(logID, id) {
 					return fmt.Errorf("the %s does not verify: --log-id: it is of log %s, not %s", ps.Shape, id, logID)
 				}
-				if err := ledger.CheckWitnessed(&p.Checkpoint, expected); err != nil {
-					return fmt.Errorf("the %s does not verify: --expect: %w", ps.Shape, err)
+				if err := ledger.CheckWitnessed(&p.Checkpoint, witnessed); err != nil {
+					return fmt.Errorf("the %s does not verify: %s: %w", ps.Shape, kept.flags, err)
 				}
 			}
 			w := cmd.OutOrStdout()
@@ -215,8 +236,8 @@ signed).`,
 				fmt.Fprintf(w, "Event %s (stream %s version %d, position %d, transaction %d) is leaf %d of the %d events checkpoint %d of log %s commits to, signed by key %s on %s.\n",
 					uuid.UUID(p.Event.ID), uuid.UUID(p.Event.Stream), p.Event.Version, p.Position, p.TransactionID, p.LeafIndex, p.Checkpoint.TreeSize, p.Checkpoint.Seq,
 					uuid.UUID(p.Checkpoint.LogID), p.Checkpoint.KeyID, logTime(p.Checkpoint.CreatedAt))
-				if len(expected) > 0 {
-					fmt.Fprintf(w, "Checkpoint %d is as expected (--expect): the seq and root kept outside the log.\n", p.Checkpoint.Seq)
+				if len(witnessed) > 0 {
+					fmt.Fprintf(w, "Checkpoint %d is %s: the seq and root kept outside the log.\n", p.Checkpoint.Seq, kept.as)
 				}
 				return nil
 			}
@@ -234,15 +255,31 @@ signed).`,
 			default:
 				fmt.Fprintf(w, "%d events unsealed: no checkpoint covers them yet, and this file does not carry them (herald events export --proof does).\n", ps.Unsealed)
 			}
-			if len(expected) > 0 {
-				fmt.Fprintln(w, "Every checkpoint is as expected (--expect): the seq and root kept outside the log.")
+			if len(witnessed) > 0 {
+				fmt.Fprintf(w, "Every checkpoint is %s: the seq and root kept outside the log.\n", kept.as)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringArrayVar(&publicKeys, "public-key", nil, publicKeyUsage)
 	cmd.Flags().StringArrayVar(&expect, "expect", nil, "SEQ:ROOT, a checkpoint's seq and its root in hex kept outside the log (from before a rotation, for a file the old key signed): every checkpoint in the file must be one of these (repeatable)")
+	cmd.Flags().StringVar(&witness, "witness", "", "a checkpoint file kept outside the log (HERALD_CHECKPOINT_FILE, or a checkpoint.signed receiver's copy): every checkpoint in FILE must be one of its lines, with the same seq and root")
 	cmd.Flags().StringVar(&logID, "log-id", "", `the id of the log every checkpoint must be of (as "herald checkpoints list -o json" shows it)`)
-	markArguments(cmd.Flags(), "public-key", "expect", "log-id")
+	markArguments(cmd.Flags(), "public-key", "expect", "witness", "log-id")
 	return cmd
+}
+
+// keptCopies says where verify-bundle's kept checkpoints came from: the flags, for an error, and
+// what a checkpoint found among them is, for the summary.
+type keptCopies struct{ flags, as string }
+
+func keptBy(witness string, expect bool) keptCopies {
+	switch {
+	case witness == "":
+		return keptCopies{flags: "--expect", as: "as expected (--expect)"}
+	case !expect:
+		return keptCopies{flags: "--witness " + witness, as: fmt.Sprintf("as witnessed (--witness %s)", witness)}
+	default:
+		return keptCopies{flags: "--witness " + witness + ", --expect", as: fmt.Sprintf("as witnessed (--witness %s, --expect)", witness)}
+	}
 }
