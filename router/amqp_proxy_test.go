@@ -17,16 +17,20 @@ import (
 // confirms, and the answers to opening or closing a channel — while the connection itself goes
 // on (channel 0: heartbeats, the connection's own close): to the client, a broker whose channels
 // stopped answering. withholdAll keeps back everything but heartbeats, the connection's close
-// among it: a broker that answers nothing, though the connection looks alive.
+// among it: a broker that answers nothing, though the connection looks alive. A connection
+// accepted while stallNew is set is held open and never answered, not even its handshake, as by a
+// node whose process is frozen.
 type amqpProxy struct {
 	ln     net.Listener
 	target string
 
 	withhold    atomic.Bool
 	withholdAll atomic.Bool
+	stallNew    atomic.Bool
 	publishes   atomic.Int64 // basic.publish frames from clients
 	nacks       atomic.Int64 // basic.nack frames passed on to clients
 	withheld    atomic.Int64 // frames RabbitMQ sent that were withheld
+	accepted    atomic.Int64 // connections accepted
 
 	mu    sync.Mutex
 	conns []net.Conn
@@ -48,11 +52,7 @@ func newAMQPProxy(t *testing.T, amqpURL string) (*amqpProxy, string) {
 	go p.serve()
 	t.Cleanup(func() {
 		_ = ln.Close()
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for _, c := range p.conns {
-			_ = c.Close()
-		}
+		p.cut()
 	})
 	u.Host = ln.Addr().String()
 	return p, u.String()
@@ -64,6 +64,13 @@ func (p *amqpProxy) serve() {
 		if err != nil {
 			return
 		}
+		p.accepted.Add(1)
+		if p.stallNew.Load() {
+			p.mu.Lock()
+			p.conns = append(p.conns, client)
+			p.mu.Unlock()
+			continue
+		}
 		server, err := net.Dial("tcp", p.target)
 		if err != nil {
 			_ = client.Close()
@@ -74,6 +81,15 @@ func (p *amqpProxy) serve() {
 		p.mu.Unlock()
 		go p.pipe(server, client, true)
 		go p.pipe(client, server, false)
+	}
+}
+
+// cut closes every connection open through the proxy, as a network that drops them.
+func (p *amqpProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.Close()
 	}
 }
 

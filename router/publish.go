@@ -40,8 +40,18 @@ type routedPublisher struct {
 	idle chan *confirmingChannel // channels ready for a publish; capacity is the pool size
 
 	mu     sync.Mutex
-	conn   *amqp091.Connection
+	conn   *amqp091.Connection // nil when there is none
+	dial   *dialing            // the dial under way, if any
 	closed bool
+}
+
+// dialing is a dial of the publisher's connection, run aside so that neither a publish nor
+// Close waits behind it longer than it wants to.
+type dialing struct {
+	done   chan struct{} // closed once conn or err is set
+	cancel context.CancelFunc
+	conn   *amqp091.Connection
+	err    error
 }
 
 type confirmingChannel struct {
@@ -85,9 +95,9 @@ func (p *routedPublisher) Publish(topic string, msgs ...*message.Message) error 
 // message no queue takes comes back as ErrUnroutable rather than being dropped. A channel that
 // fails is discarded, so the next publish opens a fresh one.
 //
-// Nothing here waits on RabbitMQ beyond msg's context (and confirmTimeout): a channel that does
-// not open, or a confirm that does not come, is given up when the context ends, and the channel
-// is closed without waiting for RabbitMQ to confirm the close. A channel that missed a confirm
+// Nothing here waits on RabbitMQ beyond msg's context (and confirmTimeout): a connection that is
+// not dialled, a channel that does not open, or a confirm that does not come, is given up when
+// the context ends, and the channel is closed without waiting for RabbitMQ to confirm the close. A channel that missed a confirm
 // may well not answer its close either: waiting for it held the relay's handler, and with it the
 // relay's stop, until the connection went.
 func (p *routedPublisher) publish(queue string, msg *message.Message) error {
@@ -140,7 +150,7 @@ func (p *routedPublisher) poisonReady() error {
 	if err := p.topology.PoisonReady(); err != nil {
 		return err
 	}
-	conn, err := p.connection()
+	conn, err := p.connection(context.Background())
 	if err != nil {
 		return err
 	}
@@ -174,7 +184,7 @@ func (p *routedPublisher) channel(ctx context.Context) (*confirmingChannel, erro
 		}
 		break
 	}
-	conn, err := p.connection()
+	conn, err := p.connection(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -222,22 +232,56 @@ func newConfirmingChannel(conn *amqp091.Connection) (*confirmingChannel, error) 
 	return &confirmingChannel{ch: ch, conn: conn, returns: ch.NotifyReturn(make(chan amqp091.Return, 1))}, nil
 }
 
-// connection returns the open connection, dialling when there is none.
-func (p *routedPublisher) connection() (*amqp091.Connection, error) {
+// connection returns the open connection, dialling when there is none, and waits for a dial at
+// most until ctx ends. One dial runs at a time, aside: it takes up to the URL's connect and
+// handshake bounds per node, and neither a publish nor Close waits for it past what they want.
+// Close ends a dial under way.
+func (p *routedPublisher) connection(ctx context.Context) (*amqp091.Connection, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed {
+		p.mu.Unlock()
 		return nil, errors.New("publisher closed")
 	}
-	if p.conn != nil && !p.conn.IsClosed() {
-		return p.conn, nil
+	if conn := p.conn; conn != nil && !conn.IsClosed() {
+		p.mu.Unlock()
+		return conn, nil
 	}
-	conn, err := p.amqp.dial(p.name)
-	if err != nil {
-		return nil, fmt.Errorf("connect to RabbitMQ: %w", err)
+	d := p.dial
+	if d == nil {
+		dialCtx, cancel := context.WithCancel(context.Background())
+		d = &dialing{done: make(chan struct{}), cancel: cancel}
+		p.dial = d
+		go p.dialAside(dialCtx, d)
 	}
-	p.conn = conn
-	return conn, nil
+	p.mu.Unlock()
+	select {
+	case <-d.done:
+		return d.conn, d.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("connect to RabbitMQ: RabbitMQ did not answer: %w", ctx.Err())
+	}
+}
+
+// dialAside dials the publisher's connection for d, until ctx ends.
+func (p *routedPublisher) dialAside(ctx context.Context, d *dialing) {
+	defer close(d.done)
+	defer d.cancel()
+	conn, err := p.amqp.dialContext(ctx, p.name)
+	p.mu.Lock()
+	p.dial = nil
+	closed := p.closed
+	if err == nil && !closed {
+		d.conn = conn
+		p.conn = conn
+	}
+	p.mu.Unlock()
+	switch {
+	case err != nil:
+		d.err = fmt.Errorf("connect to RabbitMQ: %w", err)
+	case closed:
+		_ = conn.CloseDeadline(time.Now().Add(publisherCloseTimeout))
+		d.err = errors.New("publisher closed")
+	}
 }
 
 // release puts c back in the pool, or closes it when the pool is full or c's connection is not
@@ -266,16 +310,21 @@ func (p *routedPublisher) discard(c *confirmingChannel) { go func() { _ = c.ch.C
 // connection; the connection is closed either way.
 const publisherCloseTimeout = 2 * time.Second
 
-// Close closes the publisher's connection, within publisherCloseTimeout; publishes under way,
-// and the closes of channels it discarded, fail.
+// Close closes the publisher's connection, within publisherCloseTimeout, and ends a dial under
+// way without waiting for it; publishes under way, and the closes of channels it discarded, fail.
 func (p *routedPublisher) Close() error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.closed = true
-	if p.conn == nil || p.conn.IsClosed() {
+	conn := p.conn
+	p.conn = nil
+	if p.dial != nil {
+		p.dial.cancel()
+	}
+	p.mu.Unlock()
+	if conn == nil || conn.IsClosed() {
 		return nil
 	}
-	if err := p.conn.CloseDeadline(time.Now().Add(publisherCloseTimeout)); err != nil {
+	if err := conn.CloseDeadline(time.Now().Add(publisherCloseTimeout)); err != nil {
 		return fmt.Errorf("close publisher connection: %w", err)
 	}
 	return nil
