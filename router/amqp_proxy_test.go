@@ -18,6 +18,7 @@ import (
 // withhold keeps back everything RabbitMQ sends on its channels — confirms, and the answers to
 // opening or closing a channel — while the connection itself goes on (channel 0: heartbeats, the
 // connection's own close): to the client, a broker whose channels stopped answering.
+// withholdNew does the same on the connections accepted while it is set, and only on those.
 // withholdAll keeps back everything but heartbeats, the connection's close among it: a broker
 // that answers nothing, though the connection looks alive. What is withheld is dropped. A
 // connection accepted while stallNew is set is held open and never answered, not even its
@@ -34,6 +35,7 @@ type amqpProxy struct {
 	target string
 
 	withhold    atomic.Bool
+	withholdNew atomic.Bool
 	withholdAll atomic.Bool
 	stallNew    atomic.Bool
 	alarm       atomic.Bool
@@ -51,6 +53,7 @@ type amqpProxy struct {
 // proxiedConn is one client's connection through the proxy.
 type proxiedConn struct {
 	client, server net.Conn
+	withhold       bool         // accepted while withholdNew was set
 	held           atomic.Int64 // channels the client opened and RabbitMQ has not closed for it
 	ended          atomic.Bool
 
@@ -99,7 +102,7 @@ func (p *amqpProxy) serve() {
 			_ = client.Close()
 			continue
 		}
-		c := &proxiedConn{client: client, server: server}
+		c := &proxiedConn{client: client, server: server, withhold: p.withholdNew.Load()}
 		p.mu.Lock()
 		p.conns = append(p.conns, c)
 		p.mu.Unlock()
@@ -248,7 +251,7 @@ func (p *amqpProxy) fromServer(c *proxiedConn) {
 		if err != nil {
 			return
 		}
-		if (p.withholdAll.Load() && typ != frameHeartbeat) || (channel != 0 && p.withhold.Load()) {
+		if (p.withholdAll.Load() && typ != frameHeartbeat) || (channel != 0 && (p.withhold.Load() || c.withhold)) {
 			p.withheld.Add(1)
 			continue
 		}

@@ -21,6 +21,8 @@ var errUnanswered = errors.New("RabbitMQ did not answer")
 const (
 	// confirmTimeout bounds the wait for RabbitMQ's confirm of one message.
 	confirmTimeout = 30 * time.Second
+	// poisonCheckTimeout bounds the passive declaration of the poison queue before a park.
+	poisonCheckTimeout = 5 * time.Second
 	// abandonedMax is how many channel operations given up on (a confirm that did not come, then
 	// the channel's close; an open) may wait for RabbitMQ on one connection at once before the
 	// connection is given up on too.
@@ -106,11 +108,12 @@ func newRoutedPublisher(cfg AMQPConfig, size int, name string, topology *Topolog
 // are not declared, and parking while the poison queue's node is down: RabbitMQ may confirm a
 // message routed to a queue whose node is down without keeping it.
 func (p *routedPublisher) Publish(topic string, msgs ...*message.Message) error {
-	ready := p.topology.Ready
-	if topic == QueuePoison {
-		ready = func(context.Context) error { return p.poisonReady() }
-	}
-	if err := ready(context.Background()); err != nil {
+	return p.publishAll(context.Background(), topic, msgs)
+}
+
+// publishAll is Publish, with the check that the queue is ready given up when ctx ends.
+func (p *routedPublisher) publishAll(ctx context.Context, topic string, msgs []*message.Message) error {
+	if err := p.ready(ctx, topic); err != nil {
 		return err
 	}
 	for _, msg := range msgs {
@@ -119,6 +122,14 @@ func (p *routedPublisher) Publish(topic string, msgs ...*message.Message) error 
 		}
 	}
 	return nil
+}
+
+// ready returns nil when queue can take a publish, else why not.
+func (p *routedPublisher) ready(ctx context.Context, queue string) error {
+	if queue == QueuePoison {
+		return p.poisonReady(ctx)
+	}
+	return p.topology.Ready(ctx)
 }
 
 // publish sends msg to queue as a mandatory message and waits for the broker's confirm: a
@@ -190,30 +201,46 @@ func (p *routedPublisher) publish(queue string, msg *message.Message) error {
 // ErrPoisonQueueNodeDown when its node is down. The topology's word is not enough: its
 // connection may sit on a node that outlived a failover without noticing that the poison queue's
 // node went. So each park first declares the poison queue passively, on a channel of its own (a
-// refusal closes the channel); parks are rare, and the declaration is one round trip.
-func (p *routedPublisher) poisonReady() error {
+// refusal closes the channel); parks are rare, and the declaration is one round trip. It is
+// given up when ctx ends, or after poisonCheckTimeout.
+func (p *routedPublisher) poisonReady(ctx context.Context) error {
 	if err := p.topology.PoisonReady(); err != nil {
 		return err
 	}
-	pc, err := p.connection(context.Background())
+	ctx, cancel := context.WithTimeout(ctx, poisonCheckTimeout)
+	defer cancel()
+	pc, err := p.connection(ctx)
 	if err != nil {
 		return err
 	}
-	ch, err := pc.Channel()
-	if err != nil {
-		return fmt.Errorf("open channel: %w", err)
+	refused, err := aside(ctx, p, pc, func() (bool, error) { return declarePoisonPassively(pc.Connection) }, nil)
+	if err == nil {
+		return nil
 	}
-	defer ch.Close()
-	if _, err := ch.QueueDeclarePassive(QueuePoison, true, false, false, false, nil); err != nil {
-		err = poisonNodeDown(fmt.Errorf("declare queue %s passively: %w", QueuePoison, err))
+	err = fmt.Errorf("declare queue %s passively: %w", QueuePoison, err)
+	if refused {
+		err = poisonNodeDown(err)
 		if errors.Is(err, ErrPoisonQueueNodeDown) {
 			p.topology.poisonDown(err)
 		} else {
 			p.topology.Unroutable(QueuePoison)
 		}
-		return err
 	}
-	return nil
+	return err
+}
+
+// declarePoisonPassively declares the poison queue passively on a channel of its own, and says
+// whether RabbitMQ refused the declaration (rather than the channel).
+func declarePoisonPassively(conn *amqp091.Connection) (refused bool, err error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return false, fmt.Errorf("open channel: %w", err)
+	}
+	defer ch.Close()
+	if _, err := ch.QueueDeclarePassive(QueuePoison, true, false, false, false, nil); err != nil {
+		return true, err
+	}
+	return false, nil
 }
 
 // channel returns an idle channel of the pool, or opens one, giving up when ctx ends.
