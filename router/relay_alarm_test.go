@@ -57,7 +57,8 @@ func TestRelayStaysBoundedWhileRabbitMQStopsReading(t *testing.T) {
 	router.SetAckDeadline(relay, ackDeadline)
 	heraldtest.RunInBackground(t, "relay", relay.Run)
 
-	// Every partition forwards a command first, so each holds an open channel in confirm mode.
+	// Commands are forwarded first, so the publisher holds open channels in confirm mode, as a
+	// relay at work does.
 	warm := sendCommands(t, db.Pool, 4*partitions, 1)
 	heraldtest.Eventually(t, 30*time.Second, "the first commands to be forwarded", func() (bool, error) {
 		waiting, err := relay.Waiting(ctx, warm)
