@@ -29,3 +29,8 @@ func BeginOutboxWalk(ctx context.Context, conn sql.Conn, opts *stdsql.TxOptions)
 func NewDrainingSubscriber(sub message.Subscriber, grace time.Duration) message.Subscriber {
 	return newDrainingSubscriber(sub, grace)
 }
+
+// SetAckDeadline sets how long r's partitions wait for a command handed out, RabbitMQ's confirm
+// included (5 s otherwise), so that a test sees many deadlines pass in seconds; call it before r
+// runs.
+func SetAckDeadline(r *Relay, d time.Duration) { r.ackDeadline = d }

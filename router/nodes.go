@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -282,6 +283,51 @@ func (c AMQPConfig) dial(name string) (*amqp091.Connection, error) {
 		return nil, err
 	}
 	return dialEach(uri, cfg, nodes)
+}
+
+// dialContext is dial, given up when ctx ends: the socket of the node being dialled is closed
+// then, which ends amqp091's handshake on it at once (amqp091 takes no context of its own).
+func (c AMQPConfig) dialContext(ctx context.Context, name string) (*amqp091.Connection, error) {
+	nodes, err := parseNodes(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("AMQP URL: %w", err)
+	}
+	connect, handshake := nodes.timeouts()
+	var (
+		mu    sync.Mutex
+		stops []func() bool
+	)
+	uri, cfg, n, err := c.amqpDialConfig(name, func(network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{Timeout: connect}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if err := conn.SetDeadline(time.Now().Add(handshake)); err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
+		mu.Lock()
+		stops = append(stops, context.AfterFunc(ctx, func() { _ = conn.Close() }))
+		mu.Unlock()
+		return conn, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	conn, err := dialEach(uri, cfg, n)
+	// From here on the sockets are amqp091's: ctx no longer closes them.
+	mu.Lock()
+	for _, stop := range stops {
+		stop()
+	}
+	mu.Unlock()
+	if ctx.Err() != nil {
+		if err == nil {
+			_ = conn.CloseDeadline(time.Now())
+		}
+		return nil, ctx.Err()
+	}
+	return conn, err
 }
 
 // dialEach runs amqp091.DialConfig up to nodes times, until one succeeds.

@@ -47,17 +47,25 @@ type holdingPublisher struct {
 }
 
 func (h *holdingPublisher) Publish(topic string, msgs ...*message.Message) error {
+	// Each look at the poison queue waits for RabbitMQ at most poisonCheckTimeout, and not past
+	// the worker's stop.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-h.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	wait := backoff{min: parkHoldMin, max: parkHoldMax}
 	limit := time.NewTimer(h.limit)
 	defer limit.Stop()
 	logged := false
 	for {
-		ready := h.pub.topology.Ready(context.Background())
-		if topic == QueuePoison {
-			ready = h.pub.poisonReady()
-		}
+		ready := h.pub.ready(ctx, topic)
 		if ready == nil {
-			return h.pub.Publish(topic, msgs...)
+			return h.pub.publishAll(ctx, topic, msgs)
 		}
 		if !logged {
 			logged = true

@@ -93,3 +93,95 @@ func TestParkWaitsForThePoisonQueue(t *testing.T) {
 		t.Errorf("the provider was tried %d times, want 1", n)
 	}
 }
+
+// A worker told to stop while it waits for RabbitMQ to answer the check that comes before a
+// park — the poison queue's passive declaration, on a channel of its own — stops at once, and
+// the command goes back to its queue, unparked and not lost. Before, the check waited for the
+// channel's open (and the declaration, and the channel's close) without end: the worker's
+// router waited its whole close timeout for the handler, and only the publisher's close, after
+// it, ended the wait.
+func TestParkStopsWhileRabbitMQLeavesThePoisonCheckUnanswered(t *testing.T) {
+	t.Parallel()
+	const (
+		closeTimeout = 20 * time.Second
+		stopBound    = 5 * time.Second
+	)
+	db := heraldtest.NewDatabase(t)
+	amqpURL := heraldtest.NewVHost(t)
+	proxy, proxyURL := newAMQPProxy(t, amqpURL)
+	ctx := context.Background()
+	logger := quietLogger()
+	direct := router.AMQPConfig{URL: amqpURL, QueueType: "quorum", Prefetch: 1, PublishChannels: 1}
+	topology := router.NewTopology(direct, logger)
+	heraldtest.RunInBackground(t, "topology", topology.Run)
+	if _, err := topology.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	relay := router.NewRelay(db.Pool, direct, router.RelayConfig{PollInterval: 20 * time.Millisecond, BatchSize: 50, Partitions: 1}, topology, logger)
+	heraldtest.RunInBackground(t, "relay", relay.Run)
+
+	log := events.NewLog(db.Pool)
+	provider := &refusingProvider{}
+	deliverer := handlers.NewDeliverer(log, map[herald.Channel]delivery.Provider{herald.ChannelEmail: provider},
+		handlers.Policy{MaxAttempts: 1, Lease: time.Minute, Timeout: 10 * time.Second}, "w1", logger)
+	proxied := direct
+	proxied.URL = proxyURL
+	workers := router.NewWorkers(proxied, router.WorkerConfig{
+		Channels: []herald.Channel{herald.ChannelEmail}, Concurrency: 1,
+		Retry:        router.RetryConfig{MaxRetries: 1, InitialInterval: 10 * time.Millisecond, MaxInterval: 10 * time.Millisecond, Multiplier: 1},
+		CloseTimeout: closeTimeout,
+	}, deliverer, topology, "w1", logger)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- workers.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Error("the workers did not stop")
+		}
+	})
+	heraldtest.Eventually(t, 30*time.Second, "the workers to consume", func() (bool, error) {
+		ch := heraldtest.AMQPChannel(t, amqpURL)
+		defer ch.Close()
+		q, err := ch.QueueDeclarePassive(router.QueueEmail, true, false, false, false, nil)
+		return err == nil && q.Consumers > 0, fmt.Errorf("consumers %d, error %v", q.Consumers, err)
+	})
+	// The worker's consumers keep their connection; the connection the park dials gets no answer
+	// on its channels.
+	proxy.withholdNew.Store(true)
+
+	acc := handlers.NewAcceptor(db.Pool, log, router.NewOutbox(nil), handlers.DefaultLimits)
+	if _, err := acc.Accept(ctx, handlers.SendRequest{Type: "email", Recipient: "nobody@example.com", Content: "hello"}); err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	heraldtest.Eventually(t, 30*time.Second, "the park to wait for RabbitMQ", func() (bool, error) {
+		return provider.sends.Load() > 0 && proxy.withheld.Load() > 0,
+			fmt.Errorf("%d sends, %d frames withheld", provider.sends.Load(), proxy.withheld.Load())
+	})
+
+	start := time.Now()
+	stop()
+	select {
+	case err := <-done:
+		done <- err // for the cleanup
+		if err != nil {
+			t.Errorf("workers: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("the workers did not stop within a minute")
+	}
+	if took := time.Since(start); took > stopBound {
+		t.Errorf("the workers took %s to stop, want at most %s", took.Round(time.Millisecond), stopBound)
+	} else {
+		t.Logf("the workers stopped in %s", took.Round(time.Millisecond))
+	}
+	heraldtest.Eventually(t, 30*time.Second, "the command to be back in its queue", func() (bool, error) {
+		n := heraldtest.QueueDepth(t, amqpURL, router.QueueEmail)
+		return n == 1, fmt.Errorf("%s holds %d", router.QueueEmail, n)
+	})
+	if n := heraldtest.QueueDepth(t, amqpURL, router.QueuePoison); n != 0 {
+		t.Errorf("%d parked, want none: RabbitMQ never answered the park's check", n)
+	}
+}

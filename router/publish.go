@@ -15,8 +15,25 @@ import (
 // ErrUnroutable is wrapped by the error of a publish RabbitMQ could not route to any queue.
 var ErrUnroutable = errors.New("RabbitMQ has no queue to route the message to")
 
-// confirmTimeout bounds the wait for RabbitMQ's confirm of one message.
-const confirmTimeout = 30 * time.Second
+// errUnanswered is wrapped by the error of a wait for RabbitMQ that was given up on.
+var errUnanswered = errors.New("RabbitMQ did not answer")
+
+const (
+	// confirmTimeout bounds the wait for RabbitMQ's confirm of one message.
+	confirmTimeout = 30 * time.Second
+	// poisonCheckTimeout bounds the passive declaration of the poison queue before a park.
+	poisonCheckTimeout = 5 * time.Second
+	// abandonedMax is how many channel operations given up on (a confirm that did not come, then
+	// the channel's close; an open) may wait for RabbitMQ on one connection at once before the
+	// connection is given up on too.
+	abandonedMax = 4
+	// abandonedLimit is how long any one channel operation left to run aside may wait for
+	// RabbitMQ before its connection is given up on.
+	abandonedLimit = 10 * time.Second
+	// publisherCloseTimeout bounds the wait for RabbitMQ to confirm the close of a publisher's
+	// connection; the connection is closed either way.
+	publisherCloseTimeout = 2 * time.Second
+)
 
 // routedPublisher publishes each message to the default exchange with the queue's name as routing
 // key, and returns only once RabbitMQ has both routed it to its queue and confirmed it.
@@ -31,6 +48,13 @@ const confirmTimeout = 30 * time.Second
 // error wrapping ErrUnroutable, and the topology is asked to declare the queues again.
 //
 // A channel carries one publish at a time; up to size channels publish side by side.
+//
+// RabbitMQ may stop answering a connection that still sends heartbeats: under a memory or disk
+// alarm it stops reading a publishing connection until the alarm clears. amqp091 waits for the
+// answer to a channel's open, close or declaration without end, each wait holding a goroutine
+// and a channel id of the connection (2047 at most). So those waits run aside, and a connection
+// on which they pile up is given up on: closed, which ends them all, and replaced by a new one
+// at the next publish (see waiting).
 type routedPublisher struct {
 	amqp      AMQPConfig
 	name      string // connection name, as RabbitMQ's management UI shows it
@@ -40,18 +64,36 @@ type routedPublisher struct {
 	idle chan *confirmingChannel // channels ready for a publish; capacity is the pool size
 
 	mu     sync.Mutex
-	conn   *amqp091.Connection
+	conn   *publisherConn // the connection publishes open channels on; nil when there is none
+	dial   *dialing       // the dial under way, if any
 	closed bool
+}
+
+// publisherConn is one connection of a publisher.
+type publisherConn struct {
+	*amqp091.Connection
+	// Under the publisher's mu:
+	abandoned int  // channel operations given up on that still wait for RabbitMQ
+	retired   bool // given up on: being closed, and no longer handed out
+}
+
+// dialing is a dial of the publisher's connection, run aside so that neither a publish nor
+// Close waits behind it longer than it wants to.
+type dialing struct {
+	done   chan struct{} // closed once conn or err is set
+	cancel context.CancelFunc
+	conn   *publisherConn
+	err    error
 }
 
 type confirmingChannel struct {
 	ch      *amqp091.Channel
-	conn    *amqp091.Connection
+	conn    *publisherConn
 	returns chan amqp091.Return
 }
 
 // newRoutedPublisher returns a publisher to the RabbitMQ of cfg with up to size channels. It
-// connects on first use, and again after its connection is lost.
+// connects on first use, and again after its connection is lost or given up on.
 func newRoutedPublisher(cfg AMQPConfig, size int, name string, topology *Topology) *routedPublisher {
 	return &routedPublisher{
 		amqp:      cfg,
@@ -66,11 +108,12 @@ func newRoutedPublisher(cfg AMQPConfig, size int, name string, topology *Topolog
 // are not declared, and parking while the poison queue's node is down: RabbitMQ may confirm a
 // message routed to a queue whose node is down without keeping it.
 func (p *routedPublisher) Publish(topic string, msgs ...*message.Message) error {
-	ready := p.topology.Ready
-	if topic == QueuePoison {
-		ready = func(context.Context) error { return p.poisonReady() }
-	}
-	if err := ready(context.Background()); err != nil {
+	return p.publishAll(context.Background(), topic, msgs)
+}
+
+// publishAll is Publish, with the check that the queue is ready given up when ctx ends.
+func (p *routedPublisher) publishAll(ctx context.Context, topic string, msgs []*message.Message) error {
+	if err := p.ready(ctx, topic); err != nil {
 		return err
 	}
 	for _, msg := range msgs {
@@ -81,16 +124,35 @@ func (p *routedPublisher) Publish(topic string, msgs ...*message.Message) error 
 	return nil
 }
 
+// ready returns nil when queue can take a publish, else why not.
+func (p *routedPublisher) ready(ctx context.Context, queue string) error {
+	if queue == QueuePoison {
+		return p.poisonReady(ctx)
+	}
+	return p.topology.Ready(ctx)
+}
+
 // publish sends msg to queue as a mandatory message and waits for the broker's confirm: a
 // message no queue takes comes back as ErrUnroutable rather than being dropped. A channel that
-// fails is discarded, so the next publish opens a fresh one.
+// fails is discarded, so the next publish opens a fresh one. Only RabbitMQ's ack makes a publish
+// succeed; anything else is an error, and the relay's command stays in the outbox.
 //
-// Nothing here waits on RabbitMQ beyond msg's context (and confirmTimeout): a channel that does
-// not open, or a confirm that does not come, is given up when the context ends, and the channel
-// is closed without waiting for RabbitMQ to confirm the close. A channel that missed a confirm
-// may well not answer its close either: waiting for it held the relay's handler, and with it the
-// relay's stop, until the connection went.
+// A publish waits for RabbitMQ until msg's context ends, and at most confirmTimeout: for a
+// connection to be dialled (see connection), for a channel to open, and for the confirm. A
+// message whose context has already ended is refused at once, without touching a channel:
+// watermill-sql hands a nacked command out again with the context that ended, and a publish of
+// it would throw away a healthy idle channel, or start an open no one waits for. A channel
+// whose confirm did not come, or that opened too late, is closed aside without waiting for
+// RabbitMQ to confirm the close — a channel that missed a confirm may not answer its close
+// either, and waiting for it held the relay's handler, and with it the relay's stop — and what
+// runs aside is bounded by giving its connection up (see waiting). The one wait not bounded by
+// the context is the write of the message itself, which blocks only once the socket's buffers
+// are full of what RabbitMQ has not read; it ends when the connection is closed: given up on,
+// or with the publisher.
 func (p *routedPublisher) publish(queue string, msg *message.Message) error {
+	if err := msg.Context().Err(); err != nil {
+		return fmt.Errorf("not published, its context ended: %w", err)
+	}
 	pub, err := p.marshaler.Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("marshal: %w", err)
@@ -103,19 +165,23 @@ func (p *routedPublisher) publish(queue string, msg *message.Message) error {
 	}
 	dc, err := c.ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, pub)
 	if err != nil {
-		p.discard(c)
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			p.release(c) // nothing was sent on it
+			return fmt.Errorf("not published, its context ended: %w", err)
+		}
+		p.giveUp(c)
 		return err
 	}
 	acked, err := dc.WaitContext(ctx)
 	if err != nil {
 		// The confirm may still come; the channel cannot be trusted with another publish.
-		p.discard(c)
-		return fmt.Errorf("wait for confirm: %w", err)
+		p.giveUp(c)
+		return fmt.Errorf("wait for confirm: %w: %w", errUnanswered, err)
 	}
 	select {
 	case ret, ok := <-c.returns:
 		if !ok {
-			p.discard(c)
+			p.giveUp(c)
 			return errors.New("channel closed while publishing")
 		}
 		p.release(c)
@@ -135,30 +201,46 @@ func (p *routedPublisher) publish(queue string, msg *message.Message) error {
 // ErrPoisonQueueNodeDown when its node is down. The topology's word is not enough: its
 // connection may sit on a node that outlived a failover without noticing that the poison queue's
 // node went. So each park first declares the poison queue passively, on a channel of its own (a
-// refusal closes the channel); parks are rare, and the declaration is one round trip.
-func (p *routedPublisher) poisonReady() error {
+// refusal closes the channel); parks are rare, and the declaration is one round trip. It is
+// given up when ctx ends, or after poisonCheckTimeout.
+func (p *routedPublisher) poisonReady(ctx context.Context) error {
 	if err := p.topology.PoisonReady(); err != nil {
 		return err
 	}
-	conn, err := p.connection()
+	ctx, cancel := context.WithTimeout(ctx, poisonCheckTimeout)
+	defer cancel()
+	pc, err := p.connection(ctx)
 	if err != nil {
 		return err
 	}
-	ch, err := conn.Channel()
-	if err != nil {
-		return fmt.Errorf("open channel: %w", err)
+	refused, err := aside(ctx, p, pc, func() (bool, error) { return declarePoisonPassively(pc.Connection) }, nil)
+	if err == nil {
+		return nil
 	}
-	defer ch.Close()
-	if _, err := ch.QueueDeclarePassive(QueuePoison, true, false, false, false, nil); err != nil {
-		err = poisonNodeDown(fmt.Errorf("declare queue %s passively: %w", QueuePoison, err))
+	err = fmt.Errorf("declare queue %s passively: %w", QueuePoison, err)
+	if refused {
+		err = poisonNodeDown(err)
 		if errors.Is(err, ErrPoisonQueueNodeDown) {
 			p.topology.poisonDown(err)
 		} else {
 			p.topology.Unroutable(QueuePoison)
 		}
-		return err
 	}
-	return nil
+	return err
+}
+
+// declarePoisonPassively declares the poison queue passively on a channel of its own, and says
+// whether RabbitMQ refused the declaration (rather than the channel).
+func declarePoisonPassively(conn *amqp091.Connection) (refused bool, err error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return false, fmt.Errorf("open channel: %w", err)
+	}
+	defer ch.Close()
+	if _, err := ch.QueueDeclarePassive(QueuePoison, true, false, false, false, nil); err != nil {
+		return true, err
+	}
+	return false, nil
 }
 
 // channel returns an idle channel of the pool, or opens one, giving up when ctx ends.
@@ -166,116 +248,218 @@ func (p *routedPublisher) channel(ctx context.Context) (*confirmingChannel, erro
 	for {
 		select {
 		case c := <-p.idle:
-			if c.ch.IsClosed() {
-				continue
+			if c.ch.IsClosed() || !p.current(c.conn) {
+				continue // its connection is gone, or being closed, and the channel with it
 			}
 			return c, nil
 		default:
 		}
 		break
 	}
-	conn, err := p.connection()
+	pc, err := p.connection(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return openChannel(ctx, conn)
-}
-
-// openChannel opens a confirming channel on conn (see newConfirmingChannel). Opening a channel
-// and putting it in confirm mode each wait for RabbitMQ's answer, which amqp091 waits for without
-// end; so they run aside, and the caller stops waiting when ctx ends. A channel that opens after
-// that is closed.
-func openChannel(ctx context.Context, conn *amqp091.Connection) (*confirmingChannel, error) {
-	type opened struct {
-		c   *confirmingChannel
-		err error
-	}
-	result := make(chan opened) // unbuffered: a channel handed over is the caller's, any other is closed here
-	go func() {
-		c, err := newConfirmingChannel(conn)
-		select {
-		case result <- opened{c, err}:
-		case <-ctx.Done():
-			if c != nil {
-				_ = c.ch.Close()
-			}
-		}
-	}()
-	select {
-	case o := <-result:
-		return o.c, o.err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("open channel: RabbitMQ did not answer: %w", ctx.Err())
-	}
-}
-
-// newConfirmingChannel opens a channel on conn, in confirm mode and listening for returns.
-func newConfirmingChannel(conn *amqp091.Connection) (*confirmingChannel, error) {
-	ch, err := conn.Channel()
+	c, err := aside(ctx, p, pc, func() (*confirmingChannel, error) { return newConfirmingChannel(pc) },
+		func(c *confirmingChannel) { _ = c.ch.Close() })
 	if err != nil {
 		return nil, fmt.Errorf("open channel: %w", err)
+	}
+	return c, nil
+}
+
+// newConfirmingChannel opens a channel on pc, in confirm mode and listening for returns.
+func newConfirmingChannel(pc *publisherConn) (*confirmingChannel, error) {
+	ch, err := pc.Channel()
+	if err != nil {
+		return nil, err
 	}
 	if err := ch.Confirm(false); err != nil {
 		_ = ch.Close()
 		return nil, fmt.Errorf("put channel in confirm mode: %w", err)
 	}
-	return &confirmingChannel{ch: ch, conn: conn, returns: ch.NotifyReturn(make(chan amqp091.Return, 1))}, nil
+	return &confirmingChannel{ch: ch, conn: pc, returns: ch.NotifyReturn(make(chan amqp091.Return, 1))}, nil
 }
 
-// connection returns the open connection, dialling when there is none.
-func (p *routedPublisher) connection() (*amqp091.Connection, error) {
+// aside runs op, which waits for RabbitMQ on pc, in a goroutine of its own, and waits for it
+// until ctx ends. An op given up on is counted against pc until it returns (see waiting); undo,
+// when not nil, is then handed what it made (a channel opened too late, to close).
+func aside[T any](ctx context.Context, p *routedPublisher, pc *publisherConn, op func() (T, error), undo func(T)) (T, error) {
+	type outcome struct {
+		v   T
+		err error
+	}
+	result := make(chan outcome)   // unbuffered: what is handed over is the caller's
+	gaveUp := make(chan func(), 1) // what op's goroutine calls once op returns, if the caller gave up
+	go func() {
+		v, err := op()
+		select {
+		case result <- outcome{v, err}:
+		case finished := <-gaveUp:
+			if err == nil && undo != nil {
+				undo(v)
+			}
+			finished()
+		}
+	}()
+	select {
+	case o := <-result:
+		return o.v, o.err
+	case <-ctx.Done():
+		gaveUp <- p.waiting(pc, true)
+		var zero T
+		return zero, fmt.Errorf("%w: %w", errUnanswered, ctx.Err())
+	}
+}
+
+// waiting counts a channel operation on pc that is left to run aside, and returns what to call
+// once it has returned. Until then it holds a goroutine and a channel id of pc, and nothing but
+// RabbitMQ's answer or the connection's end releases them. So pc is given up on (see retire)
+// once the operation has waited abandonedLimit; and, when abandoned (no one waits for it any
+// more: a confirm or an open given up on), once abandonedMax such operations wait on pc at once.
+// That bounds what a silent RabbitMQ can hold: at most some abandonedMax operations per
+// connection, each for at most abandonedLimit and the connection's close.
+func (p *routedPublisher) waiting(pc *publisherConn, abandoned bool) (finished func()) {
+	timer := time.AfterFunc(abandonedLimit, func() { p.retire(pc) })
+	if abandoned {
+		p.mu.Lock()
+		pc.abandoned++
+		full := pc.abandoned >= abandonedMax
+		p.mu.Unlock()
+		if full {
+			p.retire(pc)
+		}
+	}
+	return func() {
+		timer.Stop()
+		if abandoned {
+			p.mu.Lock()
+			pc.abandoned--
+			p.mu.Unlock()
+		}
+	}
+}
+
+// retire gives pc up: no publish takes it any more, the next one dials a new connection, and pc
+// is closed aside, within publisherCloseTimeout, which ends every wait on it and frees its
+// channels. Publishes still waiting for a confirm on pc fail; their commands stay in the outbox.
+func (p *routedPublisher) retire(pc *publisherConn) {
+	p.mu.Lock()
+	if pc.retired {
+		p.mu.Unlock()
+		return
+	}
+	pc.retired = true
+	if p.conn == pc {
+		p.conn = nil
+	}
+	p.mu.Unlock()
+	go func() { _ = pc.CloseDeadline(time.Now().Add(publisherCloseTimeout)) }()
+}
+
+// current says whether pc is the connection publishes take: not lost, given up on, or closed
+// with the publisher.
+func (p *routedPublisher) current(pc *publisherConn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
-		return nil, errors.New("publisher closed")
-	}
-	if p.conn != nil && !p.conn.IsClosed() {
-		return p.conn, nil
-	}
-	conn, err := p.amqp.dial(p.name)
-	if err != nil {
-		return nil, fmt.Errorf("connect to RabbitMQ: %w", err)
-	}
-	p.conn = conn
-	return conn, nil
+	return !p.closed && p.conn == pc && !pc.IsClosed()
 }
 
-// release puts c back in the pool, or closes it when the pool is full or c's connection is not
-// the current one.
-func (p *routedPublisher) release(c *confirmingChannel) {
+// connection returns the open connection, dialling when there is none, and waits for a dial at
+// most until ctx ends. One dial runs at a time, aside: it takes up to the URL's connect and
+// handshake bounds per node, and neither a publish nor Close waits for it past what they want.
+// Close ends a dial under way.
+func (p *routedPublisher) connection(ctx context.Context) (*publisherConn, error) {
 	p.mu.Lock()
-	current := !p.closed && c.conn == p.conn
+	if p.closed {
+		p.mu.Unlock()
+		return nil, errors.New("publisher closed")
+	}
+	if pc := p.conn; pc != nil && !pc.IsClosed() {
+		p.mu.Unlock()
+		return pc, nil
+	}
+	d := p.dial
+	if d == nil {
+		dialCtx, cancel := context.WithCancel(context.Background())
+		d = &dialing{done: make(chan struct{}), cancel: cancel}
+		p.dial = d
+		go p.dialAside(dialCtx, d)
+	}
 	p.mu.Unlock()
-	if !current {
-		p.discard(c)
+	select {
+	case <-d.done:
+		return d.conn, d.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("connect to RabbitMQ: %w: %w", errUnanswered, ctx.Err())
+	}
+}
+
+// dialAside dials the publisher's connection for d, until ctx ends.
+func (p *routedPublisher) dialAside(ctx context.Context, d *dialing) {
+	defer close(d.done)
+	defer d.cancel()
+	conn, err := p.amqp.dialContext(ctx, p.name)
+	p.mu.Lock()
+	p.dial = nil
+	closed := p.closed
+	if err == nil && !closed {
+		d.conn = &publisherConn{Connection: conn}
+		p.conn = d.conn
+	}
+	p.mu.Unlock()
+	switch {
+	case err != nil:
+		d.err = fmt.Errorf("connect to RabbitMQ: %w", err)
+	case closed:
+		_ = conn.CloseDeadline(time.Now().Add(publisherCloseTimeout))
+		d.err = errors.New("publisher closed")
+	}
+}
+
+// release puts c back in the pool, or closes it when the pool is full. A channel of a connection
+// that is no longer current is left to that connection's close.
+func (p *routedPublisher) release(c *confirmingChannel) {
+	if !p.current(c.conn) {
 		return
 	}
 	select {
 	case p.idle <- c:
 	default:
-		p.discard(c)
+		finished := p.waiting(c.conn, false)
+		go func() {
+			_ = c.ch.Close()
+			finished()
+		}()
 	}
 }
 
-// discard closes c without waiting: closing a channel waits for RabbitMQ to confirm the close,
-// and a channel that missed a confirm may never do so. Its close ends at the latest with its
-// connection.
-func (p *routedPublisher) discard(c *confirmingChannel) { go func() { _ = c.ch.Close() }() }
+// giveUp closes c aside, as an operation given up on (see waiting): closing a channel waits for
+// RabbitMQ to confirm the close, and a channel that missed a confirm may never do so.
+func (p *routedPublisher) giveUp(c *confirmingChannel) {
+	finished := p.waiting(c.conn, true)
+	go func() {
+		_ = c.ch.Close()
+		finished()
+	}()
+}
 
-// publisherCloseTimeout bounds the wait for RabbitMQ to confirm the close of a publisher's
-// connection; the connection is closed either way.
-const publisherCloseTimeout = 2 * time.Second
-
-// Close closes the publisher's connection, within publisherCloseTimeout; publishes under way,
-// and the closes of channels it discarded, fail.
+// Close closes the publisher's connection, within publisherCloseTimeout, and ends a dial under
+// way without waiting for it; publishes under way, and the channel operations left to run aside,
+// fail. Connections given up on earlier close on their own, within publisherCloseTimeout.
 func (p *routedPublisher) Close() error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.closed = true
-	if p.conn == nil || p.conn.IsClosed() {
+	pc := p.conn
+	p.conn = nil
+	if p.dial != nil {
+		p.dial.cancel()
+	}
+	p.mu.Unlock()
+	if pc == nil || pc.IsClosed() {
 		return nil
 	}
-	if err := p.conn.CloseDeadline(time.Now().Add(publisherCloseTimeout)); err != nil {
+	if err := pc.CloseDeadline(time.Now().Add(publisherCloseTimeout)); err != nil {
 		return fmt.Errorf("close publisher connection: %w", err)
 	}
 	return nil

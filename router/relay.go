@@ -63,13 +63,16 @@ type Relay struct {
 	logger   *slog.Logger
 	health   *parts
 	election string // application_name of its lock sessions
+	// ackDeadline bounds how long a partition waits for the command it handed out, RabbitMQ's
+	// confirm included, before it gives the command up and ends its transaction.
+	ackDeadline time.Duration
 }
 
 var _ handlers.WaitingCommands = (*Relay)(nil)
 
 // NewRelay returns a relay from the outbox in pool to RabbitMQ; topology must be running.
 func NewRelay(pool *pgxpool.Pool, amqpCfg AMQPConfig, cfg RelayConfig, topology *Topology, logger *slog.Logger) *Relay {
-	r := &Relay{pool: pool, amqp: amqpCfg, cfg: cfg, topology: topology, logger: logger, election: electionName("relay")}
+	r := &Relay{pool: pool, amqp: amqpCfg, cfg: cfg, topology: topology, logger: logger, election: electionName("relay"), ackDeadline: relayAckDeadline}
 	r.health = newParts(r.groups()...)
 	return r
 }
@@ -190,6 +193,10 @@ ON CONFLICT (consumer_group) DO NOTHING`, r.partitions())
 	return nil
 }
 
+// relayAckDeadline is a partition's ack deadline: how long a command handed out may take to be
+// published and confirmed.
+const relayAckDeadline = 5 * time.Second
+
 // relayStopGrace bounds how long a stopping partition waits for the command it is publishing
 // (whose wait is bounded by the subscriber's ack deadline) and then for its batch's offset to be
 // recorded; and how long watermill's router waits for the forwarder's handler, so that nothing
@@ -218,7 +225,7 @@ func (r *Relay) forward(ctx context.Context, k int, pub message.Publisher, wlog 
 		ResendInterval: 100 * time.Millisecond,
 		// A nacked command is retried in the same transaction; the deadline ends that
 		// transaction now and then so it does not hold back readers of the log.
-		AckDeadline:    ptr(5 * time.Second),
+		AckDeadline:    ptr(r.ackDeadline),
 		SchemaAdapter:  outboxSchema{batchSize: r.cfg.BatchSize, partitions: r.partitions(), partition: k},
 		OffsetsAdapter: outboxOffsets(),
 	}, wlog)

@@ -19,11 +19,12 @@ import (
 const relayStopBound = 9 * time.Second
 
 // A relay told to stop while RabbitMQ does not answer the command it is publishing — no confirm
-// comes, a channel it opens is never opened, or every publish is refused — stops within seconds
-// all the same, and leaves the command in the outbox: the next relay forwards it. Before, a
-// publish whose confirm never came closed its channel and waited for RabbitMQ to confirm the
-// close, watermill's router waited 30 s for that handler, and the relay took longer to stop than
-// a process is given.
+// comes, a channel it opens is never opened, the connection it dials never finishes its
+// handshake, or every publish is refused — stops within seconds all the same, and leaves the
+// command in the outbox: the next relay forwards it. Before, a publish whose confirm never came
+// closed its channel and waited for RabbitMQ to confirm the close, watermill's router waited 30 s
+// for that handler, and the relay took longer to stop than a process is given; and a publish
+// that dialled waited out the handshake's 30 s bound, and the publisher's close waited behind it.
 func TestRelayStopsWhileRabbitMQLeavesAPublishUnanswered(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -60,6 +61,23 @@ func TestRelayStopsWhileRabbitMQLeavesAPublishUnanswered(t *testing.T) {
 				return func() {}
 			},
 			caught: withheld,
+		},
+		{
+			name: "its new connection's handshake never ends",
+			warm: true,
+			fault: func(t *testing.T, proxy *amqpProxy, _ string) func() {
+				// The relay's connection drops, and the connection it dials next is taken but
+				// never answered: its handshake would wait out its 30 s bound.
+				proxy.stallNew.Store(true)
+				proxy.cut()
+				return func() {}
+			},
+			caught: func(proxy *amqpProxy) error {
+				if n := proxy.accepted.Load(); n < 2 {
+					return fmt.Errorf("%d connections so far", n)
+				}
+				return nil
+			},
 		},
 		{
 			name: "RabbitMQ nacks every publish",
