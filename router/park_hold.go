@@ -47,17 +47,23 @@ type holdingPublisher struct {
 }
 
 func (h *holdingPublisher) Publish(topic string, msgs ...*message.Message) error {
-	// Each look at the poison queue waits for RabbitMQ at most poisonCheckTimeout, and not past
-	// the worker's stop.
+	// Each look at the poison queue waits for RabbitMQ at most poisonCheckTimeout, and a look
+	// under way when the worker stops is given up. A park that starts once the worker is
+	// stopping (an attempt in flight ended for good) still looks, bounded by poisonCheckTimeout
+	// alone: refusing it would hand a command that failed for good back to its queue.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() {
-		select {
-		case <-h.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	select {
+	case <-h.done:
+	default:
+		go func() {
+			select {
+			case <-h.done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
 	wait := backoff{min: parkHoldMin, max: parkHoldMax}
 	limit := time.NewTimer(h.limit)
 	defer limit.Stop()
@@ -65,7 +71,9 @@ func (h *holdingPublisher) Publish(topic string, msgs ...*message.Message) error
 	for {
 		ready := h.pub.ready(ctx, topic)
 		if ready == nil {
-			return h.pub.publishAll(ctx, topic, msgs)
+			// Once the poison queue was seen ready, the park goes ahead even if the worker stops
+			// meanwhile, bounded by the check's and the confirm's own timeouts.
+			return h.pub.publishAll(context.WithoutCancel(ctx), topic, msgs)
 		}
 		if !logged {
 			logged = true

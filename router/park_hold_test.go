@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +16,24 @@ import (
 	"github.com/herald-notify/herald/heraldtest"
 	"github.com/herald-notify/herald/router"
 )
+
+// stoppingRefuser holds each message until release is closed, then refuses it for good: an
+// attempt that ends for good while its worker is stopping.
+type stoppingRefuser struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (p *stoppingRefuser) Name() string { return "refusing" }
+
+func (p *stoppingRefuser) Send(context.Context, delivery.Message) (string, error) {
+	select {
+	case p.started <- struct{}{}:
+	default:
+	}
+	<-p.release
+	return "", delivery.Permanent(errors.New("550 no such user"))
+}
 
 // refusingProvider refuses every message for good, counting the attempts.
 type refusingProvider struct{ sends atomic.Int32 }
@@ -183,5 +202,83 @@ func TestParkStopsWhileRabbitMQLeavesThePoisonCheckUnanswered(t *testing.T) {
 	})
 	if n := heraldtest.QueueDepth(t, amqpURL, router.QueuePoison); n != 0 {
 		t.Errorf("%d parked, want none: RabbitMQ never answered the park's check", n)
+	}
+}
+
+// An attempt in flight when the worker is told to stop, and that then fails for good, is parked
+// by that worker: it lets the attempt finish, and the park, which starts after the stop, still
+// looks at the poison queue (bounded by its own timeout) rather than being refused for the stop.
+// (The command is back in its queue too: watermill-amqp hands back a message whose subscriber
+// closed before the handler acknowledged it, and the next worker finds its notification failed.)
+func TestParkAfterTheStopOfAnAttemptInFlight(t *testing.T) {
+	t.Parallel()
+	db := heraldtest.NewDatabase(t)
+	amqpURL := heraldtest.NewVHost(t)
+	ctx := context.Background()
+	logger := quietLogger()
+	cfg := router.AMQPConfig{URL: amqpURL, QueueType: "quorum", Prefetch: 1, PublishChannels: 1}
+	topology := router.NewTopology(cfg, logger)
+	heraldtest.RunInBackground(t, "topology", topology.Run)
+	if _, err := topology.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	relay := router.NewRelay(db.Pool, cfg, router.RelayConfig{PollInterval: 20 * time.Millisecond, BatchSize: 50, Partitions: 1}, topology, logger)
+	heraldtest.RunInBackground(t, "relay", relay.Run)
+
+	log := events.NewLog(db.Pool)
+	provider := &stoppingRefuser{started: make(chan struct{}, 1), release: make(chan struct{})}
+	deliverer := handlers.NewDeliverer(log, map[herald.Channel]delivery.Provider{herald.ChannelEmail: provider},
+		handlers.Policy{MaxAttempts: 1, Lease: time.Minute, Timeout: 10 * time.Second}, "w1", logger)
+	workers := router.NewWorkers(cfg, router.WorkerConfig{
+		Channels: []herald.Channel{herald.ChannelEmail}, Concurrency: 1,
+		Retry:        router.RetryConfig{MaxRetries: 1, InitialInterval: 10 * time.Millisecond, MaxInterval: 10 * time.Millisecond, Multiplier: 1},
+		CloseTimeout: 30 * time.Second,
+	}, deliverer, topology, "w1", logger)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- workers.Run(runCtx) }()
+	var released sync.Once
+	release := func() { released.Do(func() { close(provider.release) }) }
+	t.Cleanup(func() {
+		stop()
+		release()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Error("the workers did not stop")
+		}
+	})
+
+	acc := handlers.NewAcceptor(db.Pool, log, router.NewOutbox(nil), handlers.DefaultLimits)
+	a, err := acc.Accept(ctx, handlers.SendRequest{Type: "email", Recipient: "nobody@example.com", Content: "hello"})
+	if err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	select {
+	case <-provider.started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the attempt did not start")
+	}
+	stop()
+	release()
+	select {
+	case err := <-done:
+		done <- err // for the cleanup
+		if err != nil {
+			t.Errorf("workers: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("the workers did not stop within a minute")
+	}
+	// Parked by the stopped worker itself: no other worker runs.
+	if n := heraldtest.QueueDepth(t, amqpURL, router.QueuePoison); n != 1 {
+		t.Fatalf("the poison queue holds %d after the stop, want 1: the park was refused for the stop", n)
+	}
+	parked, err := router.NewPoisonQueue(amqpURL, logger).List(ctx)
+	if err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	if len(parked) != 1 || parked[0].NotificationID != a.ID {
+		t.Fatalf("parked %+v, want notification %s", parked, a.ID)
 	}
 }
