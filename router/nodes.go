@@ -238,11 +238,11 @@ func (n brokerNodes) handshake(conn net.Conn, addr string) (net.Conn, error) {
 	return client, nil
 }
 
-// nodeDialer connects to one node within connect, leaving handshake for TLS and AMQP's
-// handshake (amqp091 clears the deadline once the connection is open).
-func nodeDialer(connect, handshake time.Duration) func(network, addr string) (net.Conn, error) {
+// nodeDialer connects to one node within connect, or until ctx ends, leaving handshake for TLS
+// and AMQP's handshake (amqp091 clears the deadline once the connection is open).
+func nodeDialer(ctx context.Context, connect, handshake time.Duration) func(network, addr string) (net.Conn, error) {
 	return func(network, addr string) (net.Conn, error) {
-		conn, err := net.DialTimeout(network, addr, connect)
+		conn, err := (&net.Dialer{Timeout: connect}).DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
@@ -264,7 +264,8 @@ func (c AMQPConfig) amqpDialConfig(name string, dialOne func(network, addr strin
 		return "", amqp091.Config{}, 0, fmt.Errorf("AMQP URL: %w", err)
 	}
 	if dialOne == nil {
-		dialOne = nodeDialer(nodes.timeouts())
+		connect, handshake := nodes.timeouts()
+		dialOne = nodeDialer(context.Background(), connect, handshake)
 	}
 	props := amqp091.NewConnectionProperties()
 	if name != "" {
@@ -278,11 +279,7 @@ func (c AMQPConfig) amqpDialConfig(name string, dialOne func(network, addr strin
 // not RabbitMQ) fails the whole of amqp091's dial; so the dial is tried once per node, each try
 // starting at the node after the one the last try reached.
 func (c AMQPConfig) dial(name string) (*amqp091.Connection, error) {
-	uri, cfg, nodes, err := c.amqpDialConfig(name, nil)
-	if err != nil {
-		return nil, err
-	}
-	return dialEach(uri, cfg, nodes)
+	return c.dialContext(context.Background(), name)
 }
 
 // dialContext is dial, given up when ctx ends: the socket of the node being dialled is closed
@@ -293,17 +290,14 @@ func (c AMQPConfig) dialContext(ctx context.Context, name string) (*amqp091.Conn
 		return nil, fmt.Errorf("AMQP URL: %w", err)
 	}
 	connect, handshake := nodes.timeouts()
+	dialOne := nodeDialer(ctx, connect, handshake)
 	var (
 		mu    sync.Mutex
 		stops []func() bool
 	)
 	uri, cfg, n, err := c.amqpDialConfig(name, func(network, addr string) (net.Conn, error) {
-		conn, err := (&net.Dialer{Timeout: connect}).DialContext(ctx, network, addr)
+		conn, err := dialOne(network, addr)
 		if err != nil {
-			return nil, err
-		}
-		if err := conn.SetDeadline(time.Now().Add(handshake)); err != nil {
-			_ = conn.Close()
 			return nil, err
 		}
 		mu.Lock()
