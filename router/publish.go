@@ -190,7 +190,11 @@ func (p *routedPublisher) publish(queue string, msg *message.Message) error {
 	default:
 	}
 	if !acked {
-		p.release(c)
+		// Not put back: a channel RabbitMQ nacked on may go on nacking. After a quorum queue's
+		// leader was lost with its node, a channel's publishes to it were nacked for as long as
+		// the channel lived (90 s and more, every resend of the same commands, while the new
+		// leader took the publishes of other channels); the next publish opens a fresh channel.
+		p.closeAside(c)
 		return errors.New("RabbitMQ refused the message (nack)")
 	}
 	p.release(c)
@@ -426,12 +430,18 @@ func (p *routedPublisher) release(c *confirmingChannel) {
 	select {
 	case p.idle <- c:
 	default:
-		finished := p.waiting(c.conn, false)
-		go func() {
-			_ = c.ch.Close()
-			finished()
-		}()
+		p.closeAside(c)
 	}
+}
+
+// closeAside closes c, which RabbitMQ still answers, without waiting for the close: it counts
+// against its connection only if the close outlasts abandonedLimit (see waiting).
+func (p *routedPublisher) closeAside(c *confirmingChannel) {
+	finished := p.waiting(c.conn, false)
+	go func() {
+		_ = c.ch.Close()
+		finished()
+	}()
 }
 
 // giveUp closes c aside, as an operation given up on (see waiting): closing a channel waits for
