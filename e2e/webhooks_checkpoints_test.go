@@ -43,7 +43,7 @@ func TestCheckpointWebhooksEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	rcv := newHookReceiver(t)
-	_, secret, err := webhooks.NewEndpoints(d.DB.Pool, webhooks.Policy{AllowPrivate: true, AllowHTTP: true}).
+	ep, secret, err := webhooks.NewEndpoints(d.DB.Pool, webhooks.Policy{AllowPrivate: true, AllowHTTP: true}).
 		Create(context.Background(), webhooks.NewEndpoint{URL: rcv.url(), EventTypes: []string{wire.WebhookCheckpointSigned}}, "e2e")
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +74,21 @@ func TestCheckpointWebhooksEndToEnd(t *testing.T) {
 		})
 	}
 	waitCheckpoints("the first two checkpoints", 2)
+	// Delivery is at least once: a checkpoint whose answer is lost with the connection the
+	// receiver closes is posted again. So the receiver goes down only once the log is sealed
+	// to its end (nothing more to post) and the endpoint's offset is at the last checkpoint
+	// (the dispatcher has every answer).
+	heraldtest.Eventually(t, 30*time.Second, "the whole log sealed and taken by the endpoint", func() (bool, error) {
+		var events, sealed, taken int64
+		err := d.DB.Pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM event_log),
+			(SELECT coalesce(max(tree_size), 0) FROM checkpoints),
+			(SELECT coalesce(checkpoint_seq, 0) FROM webhook_endpoints WHERE id = $1)`, ep.ID).Scan(&events, &sealed, &taken)
+		if err != nil {
+			return false, err
+		}
+		latest := latestCheckpoint(t, d)
+		return sealed == events && taken == latest, fmt.Errorf("%d events, %d sealed, endpoint at checkpoint %d of %d", events, sealed, taken, latest)
+	})
 
 	rcv.down()
 	before := latestCheckpoint(t, d)
