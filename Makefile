@@ -33,8 +33,8 @@ test: check test-unit test-bench test-fuzz test-faults test-scale ## Everything 
 test-unit: ## Unit, integration and end-to-end tests (integration suites need PostgreSQL and RabbitMQ)
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-test-bench: ## Run each Go benchmark once, so that none of them rots (figures: make bench)
-	$(GO) test -count=1 -run='^$$' -bench=. -benchtime=1x ./...
+test-bench: ## Run each Go benchmark once, at -short sizes, so that none of them rots (figures: make bench)
+	$(GO) test -short -count=1 -run='^$$' -bench=. -benchtime=1x ./...
 
 BENCHTIME ?= 1s
 bench: ## The Go benchmarks of the hot paths, with their figures (docs/benchmarks.md)

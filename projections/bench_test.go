@@ -81,6 +81,9 @@ func BenchmarkUnfinished(b *testing.B) {
 		stuck bool
 	}{{100_000, false}, {1_000_000, false}, {100_000, true}} {
 		b.Run(fmt.Sprintf("rows=%d/stuck=%v", c.n, c.stuck), func(b *testing.B) {
+			if testing.Short() && c.n > 100_000 {
+				b.Skip("-short: a million rows take half a minute to insert")
+			}
 			db := heraldtest.NewDatabase(b)
 			ctx := context.Background()
 			if _, err := db.Pool.Exec(ctx, `
