@@ -8,6 +8,10 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
+// AbandonedMax is how many channel operations given up on may wait on a publisher's connection
+// before the publisher gives the connection up.
+const AbandonedMax = abandonedMax
+
 // NewPublisher returns the publisher the relay and the workers' park publish through, to the
 // RabbitMQ of cfg with up to size channels; topology says when its queues are ready.
 func NewPublisher(cfg AMQPConfig, size int, topology *Topology) message.Publisher {

@@ -70,3 +70,50 @@ func TestPublishAfterANackTakesAFreshChannel(t *testing.T) {
 		t.Errorf("%d publishes nacked on the channel and %d acked on others, want 1 and 1", nacks, acks)
 	}
 }
+
+// A publisher gives its connection up once channel operations RabbitMQ leaves unanswered pile up
+// on it, and a publish still waiting on another channel of that connection for its confirm then
+// fails. Its error says that the connection was given up on, not that RabbitMQ refused the
+// message: amqp091 fails such a confirm as negative, as it does a nack, and an operator who reads
+// "nack" looks in RabbitMQ for a refusal. Before, the error said only that the channel closed.
+func TestPublishSaysItsConnectionWasGivenUp(t *testing.T) {
+	t.Parallel()
+	proxy, pub := newProxiedPublisher(t, router.AbandonedMax+1)
+	if err := publishWithin(pub, 10*time.Second); err != nil {
+		t.Fatalf("publish before RabbitMQ goes quiet: %v", err)
+	}
+
+	// RabbitMQ goes on opening channels, but confirms no publish and no channel's close.
+	proxy.rewriteFromServer(func(_ *proxiedConn, frame []byte, _, class, method uint16) []byte {
+		if (class == classBasic && method == methodBasicAck) || (class == classChannel && method == methodChannelCloseO) {
+			return nil
+		}
+		return frame
+	})
+	waiting := make(chan error, 1)
+	go func() { waiting <- publishWithin(pub, time.Minute) }()
+	heraldtest.Eventually(t, 10*time.Second, "the publish to be sent", func() (bool, error) {
+		return proxy.publishes.Load() == 2, nil
+	})
+	// Each of these publishes is given up at its deadline, and the close of its channel waits for
+	// RabbitMQ; the last of them makes the publisher give the connection up.
+	for i := range router.AbandonedMax {
+		if err := publishWithin(pub, 200*time.Millisecond); err == nil {
+			t.Fatalf("publish %d was confirmed, though RabbitMQ confirms nothing", i)
+		}
+	}
+	select {
+	case err := <-waiting:
+		t.Logf("the publish waiting for its confirm: %v", err)
+		switch {
+		case err == nil:
+			t.Fatal("the publish waiting for its confirm succeeded, though RabbitMQ confirms nothing")
+		case strings.Contains(err.Error(), "nack"):
+			t.Errorf("the publish waiting for its confirm says RabbitMQ nacked it: %v", err)
+		case !strings.Contains(err.Error(), "gave its connection up"):
+			t.Errorf("the publish waiting for its confirm does not say its connection was given up: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the publish waiting for its confirm still waits, 30 s after its connection was to be given up")
+	}
+}
