@@ -30,6 +30,10 @@ import (
 // own, and answers nothing new); setAlarm(false) hands what it held to RabbitMQ, in order, as
 // RabbitMQ reads a connection again once its alarm clears. A connection the client closes
 // meanwhile takes what it held with it: RabbitMQ never sees those publishes.
+//
+// A rewrite set with rewriteFromServer is handed each frame RabbitMQ sends that is not withheld,
+// and the client gets what it returns instead (nothing, when it returns nil): a RabbitMQ that
+// answers otherwise on some channel (see nackOn).
 type amqpProxy struct {
 	ln     net.Listener
 	target string
@@ -39,6 +43,7 @@ type amqpProxy struct {
 	withholdAll atomic.Bool
 	stallNew    atomic.Bool
 	alarm       atomic.Bool
+	rewrite     atomic.Pointer[frameRewrite]
 	publishes   atomic.Int64 // basic.publish frames from clients
 	nacks       atomic.Int64 // basic.nack frames passed on to clients
 	withheld    atomic.Int64 // frames RabbitMQ sent that were withheld
@@ -146,6 +151,13 @@ func (p *amqpProxy) setAlarm(on bool) {
 	}
 }
 
+// frameRewrite returns the frame to hand on in place of frame, which RabbitMQ sent on channel of
+// conn, or nil to drop it; class and method are set for a method frame.
+type frameRewrite func(conn *proxiedConn, frame []byte, channel, class, method uint16) []byte
+
+// rewriteFromServer makes the proxy hand each frame RabbitMQ sends to rewrite from now on.
+func (p *amqpProxy) rewriteFromServer(rewrite frameRewrite) { p.rewrite.Store(&rewrite) }
+
 // open returns how many connections are open through the proxy, and how many channels their
 // clients hold open on them: opened, and not yet closed with RabbitMQ's answer.
 func (p *amqpProxy) open() (conns, channels int64) {
@@ -171,6 +183,7 @@ const (
 	methodChannelCloseO = 41
 	classBasic          = 60
 	methodBasicPublish  = 40
+	methodBasicAck      = 80
 	methodBasicNack     = 120
 )
 
@@ -192,11 +205,16 @@ func (f *frameReader) next() (frame []byte, typ byte, channel, class, method uin
 	if _, err := io.ReadFull(f.r, frame[7:]); err != nil {
 		return nil, 0, 0, 0, 0, err
 	}
-	typ, channel = f.head[0], binary.BigEndian.Uint16(f.head[1:3])
-	if typ == frameMethod && size >= 4 {
-		class, method = binary.BigEndian.Uint16(frame[7:9]), binary.BigEndian.Uint16(frame[9:11])
+	class, method = methodIDs(frame)
+	return frame, frame[0], binary.BigEndian.Uint16(frame[1:3]), class, method, nil
+}
+
+// methodIDs returns the class and method ids of a method frame, and zeros for any other frame.
+func methodIDs(frame []byte) (class, method uint16) {
+	if frame[0] != frameMethod || len(frame) < 7+4+1 {
+		return 0, 0
 	}
-	return frame, typ, channel, class, method, nil
+	return binary.BigEndian.Uint16(frame[7:9]), binary.BigEndian.Uint16(frame[9:11])
 }
 
 // fromClient copies what c's client sends to RabbitMQ until either side ends; its stream starts
@@ -255,6 +273,12 @@ func (p *amqpProxy) fromServer(c *proxiedConn) {
 			p.withheld.Add(1)
 			continue
 		}
+		if rewrite := p.rewrite.Load(); rewrite != nil {
+			if frame = (*rewrite)(c, frame, channel, class, method); frame == nil {
+				continue
+			}
+			class, method = methodIDs(frame)
+		}
 		switch {
 		case class == classBasic && method == methodBasicNack:
 			p.nacks.Add(1)
@@ -272,4 +296,50 @@ func (p *amqpProxy) end(c *proxiedConn) {
 	c.ended.Store(true)
 	_ = c.client.Close()
 	_ = c.server.Close()
+}
+
+// channelNacker is a rewrite (see amqpProxy) that makes RabbitMQ refuse every publish on one
+// channel: from the first basic.ack it sees, it turns each ack RabbitMQ sends on that channel of
+// that connection into a basic.nack, until the channel closes. Other channels go on as before.
+// RabbitMQ has taken a message whose ack became a nack: a publish tried again may be in RabbitMQ
+// twice.
+type channelNacker struct {
+	mu      sync.Mutex
+	conn    *proxiedConn // nil until the first ack
+	channel uint16
+	nacks   int  // acks turned into nacks
+	closed  bool // the channel closed, by either side
+	acks    int  // acks passed on, on any other channel, after the first
+}
+
+func (n *channelNacker) rewrite(conn *proxiedConn, frame []byte, channel, class, method uint16) []byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ack := class == classBasic && method == methodBasicAck
+	if ack && n.conn == nil {
+		n.conn, n.channel = conn, channel
+	}
+	ours := n.conn == conn && n.channel == channel && !n.closed
+	switch {
+	case ack && ours:
+		// basic.ack and basic.nack carry the same fields but for requeue, a bit of the octet
+		// that holds multiple: delivery-tag (uint64), then that octet.
+		nack := append([]byte(nil), frame...)
+		binary.BigEndian.PutUint16(nack[9:11], methodBasicNack)
+		n.nacks++
+		return nack
+	case ack:
+		n.acks++
+	case ours && class == classChannel && (method == methodChannelClose || method == methodChannelCloseO):
+		n.closed = true
+	}
+	return frame
+}
+
+// state returns how many acks were turned into nacks, whether the nacked channel closed, and how
+// many acks other channels got since the first.
+func (n *channelNacker) state() (nacks int, closed bool, acks int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.nacks, n.closed, n.acks
 }

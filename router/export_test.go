@@ -4,8 +4,19 @@ import (
 	"context"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
+
+// AbandonedMax is how many channel operations given up on may wait on a publisher's connection
+// before the publisher gives the connection up.
+const AbandonedMax = abandonedMax
+
+// NewPublisher returns the publisher the relay and the workers' park publish through, to the
+// RabbitMQ of cfg with up to size channels; topology says when its queues are ready.
+func NewPublisher(cfg AMQPConfig, size int, topology *Topology) message.Publisher {
+	return newRoutedPublisher(cfg, size, "herald test publisher", topology)
+}
 
 // LockPoison takes q's lock on conn, as every look does, for tests that hold it from a
 // connection they control.

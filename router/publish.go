@@ -182,7 +182,7 @@ func (p *routedPublisher) publish(queue string, msg *message.Message) error {
 	case ret, ok := <-c.returns:
 		if !ok {
 			p.giveUp(c)
-			return errors.New("channel closed while publishing")
+			return p.closedUnder(c)
 		}
 		p.release(c)
 		p.topology.Unroutable(queue)
@@ -199,6 +199,27 @@ func (p *routedPublisher) publish(queue string, msg *message.Message) error {
 	}
 	p.release(c)
 	return nil
+}
+
+// closedUnder returns the error of a publish whose channel c closed before RabbitMQ confirmed it,
+// saying why: amqp091 fails such a confirm as it would a nack (Ack false), and only the closed
+// channel tells them apart (amqp091 closes a channel's return listeners before it fails its
+// confirms). RabbitMQ refused nothing: a publisher gives a connection up (see waiting) for
+// channel operations RabbitMQ left unanswered, often on other channels than c.
+func (p *routedPublisher) closedUnder(c *confirmingChannel) error {
+	p.mu.Lock()
+	retired, closed := c.conn.retired, p.closed
+	p.mu.Unlock()
+	switch {
+	case retired:
+		return fmt.Errorf("%w before the publisher gave its connection up, on which channel operations went unanswered", errUnanswered)
+	case closed:
+		return errors.New("publisher closed before RabbitMQ confirmed the message")
+	case c.conn.IsClosed():
+		return errors.New("connection to RabbitMQ closed before RabbitMQ confirmed the message")
+	default:
+		return errors.New("channel closed before RabbitMQ confirmed the message")
+	}
 }
 
 // poisonReady returns nil when the poison queue can take a park, else why not, wrapping
