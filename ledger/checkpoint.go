@@ -18,8 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // Checkpoint commits to the log up to a point in the order its consumers read it
@@ -86,6 +84,17 @@ func (c *Checkpoint) VerifySignature(keys Keys) error {
 		return errors.New("the signature does not match the checkpoint")
 	}
 	return nil
+}
+
+// CheckSigned refuses cp unless it is signed by the key of keys its key id names, within that
+// key's range in until (nil: every key for every checkpoint): a *Mismatch of field signature or
+// key_until naming cp's seq. Verify holds each checkpoint of the log to it, and a witness's
+// copies are held to it before they are relied on.
+func CheckSigned(cp *Checkpoint, keys Keys, until KeyRanges) error {
+	if err := cp.VerifySignature(keys); err != nil {
+		return &Mismatch{Checkpoint: cp.Seq, Field: "signature", Reason: err.Error()}
+	}
+	return until.Check(cp)
 }
 
 // Keys are the public keys checkpoints may be signed with, by key id (KeyID): a checkpoint's
@@ -211,80 +220,6 @@ func (r KeyRanges) Check(cp *Checkpoint) error {
 			"signed by key %s, which is trusted up to checkpoint %d only (--key-until %s=%d)", cp.KeyID, until, cp.KeyID, until)}
 	}
 	return nil
-}
-
-// CheckWitnessed refuses cp unless it is one of witnessed, checkpoints kept outside the log (the
-// sealer's checkpoint file, a checkpoint.signed receiver's copy, a seq and root an auditor
-// noted): one of cp's seq, with its root, and its tree size and log id when they are not zero.
-// A *Mismatch of field witness names cp's seq and what differs. With no witnessed checkpoint
-// there is nothing to hold cp to, and it returns nil.
-//
-// This is what pins a checkpoint read from a proof bundle, whose seq is whatever its signer
-// wrote: after a rotation, a checkpoint the old key signs is worth what that key is worth,
-// unless it is one kept from before the rotation.
-func CheckWitnessed(cp *Checkpoint, witnessed []Checkpoint) error {
-	if len(witnessed) == 0 {
-		return nil
-	}
-	mismatch := func(format string, args ...any) error {
-		return &Mismatch{Checkpoint: cp.Seq, Field: "witness", Reason: fmt.Sprintf(format, args...)}
-	}
-	found := false
-	for i := range witnessed {
-		w := &witnessed[i]
-		if w.Seq != cp.Seq {
-			continue
-		}
-		found = true
-		switch {
-		case cp.Root != w.Root:
-			return mismatch("its root %x is not the witnessed %x", cp.Root[:], w.Root[:])
-		case w.TreeSize != 0 && cp.TreeSize != w.TreeSize:
-			return mismatch("its tree size %d is not the witnessed %d", cp.TreeSize, w.TreeSize)
-		case w.LogID != [16]byte{} && cp.LogID != w.LogID:
-			return mismatch("it is of log %s, not the witnessed %s", uuid.UUID(cp.LogID), uuid.UUID(w.LogID))
-		}
-	}
-	if !found {
-		seqs := make([]int64, len(witnessed))
-		for i := range witnessed {
-			seqs[i] = witnessed[i].Seq
-		}
-		return mismatch("its seq is not a witnessed one (witnessed: %s)", seqRuns(seqs))
-	}
-	return nil
-}
-
-// maxShownSeqs is how many seqs or runs of seqs seqRuns shows at most: a checkpoint file
-// witnesses every checkpoint of the log, and a receiver that missed some has gaps.
-const maxShownSeqs = 10
-
-// seqRuns says which seqs there are, as runs of consecutive ones: "1, 2, 5–40, 43". Past
-// maxShownSeqs parts, the first and last are shown, and how many seqs there are.
-func seqRuns(seqs []int64) string {
-	slices.Sort(seqs)
-	seqs = slices.Compact(seqs)
-	var parts []string
-	for i := 0; i < len(seqs); {
-		j := i
-		for j+1 < len(seqs) && seqs[j+1] == seqs[j]+1 {
-			j++
-		}
-		switch j - i {
-		case 0:
-			parts = append(parts, strconv.FormatInt(seqs[i], 10))
-		case 1:
-			parts = append(parts, strconv.FormatInt(seqs[i], 10), strconv.FormatInt(seqs[j], 10))
-		default:
-			parts = append(parts, fmt.Sprintf("%d–%d", seqs[i], seqs[j]))
-		}
-		i = j + 1
-	}
-	if len(parts) <= maxShownSeqs {
-		return strings.Join(parts, ", ")
-	}
-	half := maxShownSeqs / 2
-	return fmt.Sprintf("%s, …, %s: %d checkpoints", strings.Join(parts[:half], ", "), strings.Join(parts[len(parts)-half:], ", "), len(seqs))
 }
 
 // keyIDSize is how many bytes of a public key's SHA-256 its key id is.

@@ -51,7 +51,7 @@ func TestSealerRefusesCheckpointsItDidNotWitness(t *testing.T) {
 	if _, _, err := ledger.NewSealer(l.db.Pool, l.key).WithWitness(func(context.Context) (*ledger.Checkpoint, error) { return &elsewhere, nil }).Seal(ctx); !errors.Is(err, ledger.ErrRefused) {
 		t.Errorf("seal with another log's checkpoint as witness: %v, want it refused", err)
 	}
-	if _, err := l.verify(t, ledger.VerifyOptions{Witnessed: []ledger.Checkpoint{elsewhere}}); err == nil || !strings.Contains(err.Error(), "witness") {
+	if _, err := l.verify(t, ledger.VerifyOptions{Witnessed: ledger.Kept(elsewhere)}); err == nil || !strings.Contains(err.Error(), "witness") {
 		t.Errorf("verify with another log's checkpoint as witness: %v, want it named", err)
 	}
 
@@ -64,7 +64,7 @@ func TestSealerRefusesCheckpointsItDidNotWitness(t *testing.T) {
 	if _, err := l.verify(t, ledger.VerifyOptions{}); err != nil {
 		t.Fatalf("the rewritten log with no checkpoint should pass verify without a witness (what the witness is for): %v", err)
 	}
-	_, err = l.verify(t, ledger.VerifyOptions{Witnessed: []ledger.Checkpoint{witnessed}})
+	_, err = l.verify(t, ledger.VerifyOptions{Witnessed: ledger.Kept(witnessed)})
 	var m *ledger.Mismatch
 	if !errors.As(err, &m) || m.Field != "witness" || m.Checkpoint != 1 {
 		t.Errorf("verify with the witness: %v, want checkpoint 1 named as missing", err)
@@ -85,7 +85,7 @@ func TestSealerRefusesCheckpointsItDidNotWitness(t *testing.T) {
 	if _, _, err := ledger.NewSealer(l.db.Pool, l.key).WithWitness(witness).Seal(ctx); !errors.Is(err, ledger.ErrRefused) {
 		t.Errorf("seal over a checkpoint 1 that is not the witnessed one: %v, want it refused", err)
 	}
-	_, err = l.verify(t, ledger.VerifyOptions{Witnessed: []ledger.Checkpoint{witnessed}})
+	_, err = l.verify(t, ledger.VerifyOptions{Witnessed: ledger.Kept(witnessed)})
 	if !errors.As(err, &m) || m.Field != "witness" || m.Checkpoint != 1 {
 		t.Errorf("verify with the witness: %v, want checkpoint 1's root named", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"time"
 
 	"github.com/google/uuid"
@@ -31,9 +32,12 @@ type VerifyOptions struct {
 	FromCheckpoint int64
 	// Witnessed are checkpoints kept outside the database (the sealer's checkpoint file, or
 	// roots an auditor noted): each must be in the database, with the same root (and tree size
-	// and log id, when they are not zero). A log rewritten with its checkpoints deleted and signed again would
-	// otherwise verify, were the key at hand.
-	Witnessed []Checkpoint
+	// and log id, when they are not zero). A log rewritten with its checkpoints deleted and
+	// signed again would otherwise verify, were the key at hand. They are read once, in any
+	// order, before the log, and held to the database a batch at a time: a checkpoint file of
+	// millions of lines costs no more memory than a few. An error they yield is returned as it
+	// is. Whoever supplies them checks what they are worth (a line's signature: CheckSigned).
+	Witnessed iter.Seq2[Checkpoint, error]
 	// Progress, if set, is called now and then with the report so far.
 	Progress func(VerifyReport)
 }
@@ -152,7 +156,8 @@ const checkpointColumns = `(SELECT id FROM log_identity), seq, tree_size, last_t
 // and recomputes every event's hash from its contents and its stream's previous hash (and that
 // versions run from 1 without a gap), and every checkpoint's tree size, root, frontier and
 // signature. It returns a *Mismatch for the first difference it meets. Its memory does not grow
-// with the log: events and checkpoints are read through cursors, and the tree is its frontier.
+// with the log, nor with the witness: events and checkpoints are read through cursors, the
+// witnessed checkpoints a batch at a time, and the tree is its frontier.
 func Verify(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (VerifyReport, error) {
 	started := time.Now()
 	rep := VerifyReport{Signed: len(opts.Keys) > 0, KeyUntil: opts.KeyUntil, FromCheckpoint: opts.FromCheckpoint}
@@ -551,25 +556,64 @@ func (v *verifier) nextCheckpoint(ctx context.Context) error {
 	return nil
 }
 
-// checkWitnessed checks that every witnessed checkpoint is in the database as witnessed. The
-// walk then checks the database's checkpoints against the log.
+// witnessBatch is how many witnessed checkpoints are looked up in the database at a time.
+const witnessBatch = 1000
+
+// checkWitnessed checks that every witnessed checkpoint is in the database as witnessed, a batch
+// at a time. The walk then checks the database's checkpoints against the log.
 func (v *verifier) checkWitnessed(ctx context.Context) error {
-	if len(v.opts.Witnessed) == 0 {
+	if v.opts.Witnessed == nil {
 		return nil
 	}
-	seqs := make([]int64, len(v.opts.Witnessed))
-	for i, w := range v.opts.Witnessed {
+	batch := make([]Checkpoint, 0, witnessBatch)
+	for w, err := range v.opts.Witnessed {
+		if err != nil {
+			return err
+		}
+		w.Frontier = nil // not compared: the root is
+		if batch = append(batch, w); len(batch) == witnessBatch {
+			if err := v.checkWitnessedBatch(ctx, batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	return v.checkWitnessedBatch(ctx, batch)
+}
+
+func (v *verifier) checkWitnessedBatch(ctx context.Context, batch []Checkpoint) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	seqs := make([]int64, len(batch))
+	for i, w := range batch {
 		seqs[i] = w.Seq
 	}
-	cps, err := v.readCheckpoints(ctx, `SELECT `+checkpointColumns+` FROM checkpoints WHERE seq = ANY($1)`, seqs)
+	rows, err := v.tx.Query(ctx, `SELECT (SELECT id FROM log_identity), seq, tree_size, root FROM checkpoints WHERE seq = ANY($1)`, seqs)
 	if err != nil {
-		return err
+		return fmt.Errorf("verify: read the witnessed checkpoints: %w", err)
 	}
-	bySeq := make(map[int64]*Checkpoint, len(cps))
-	for i := range cps {
-		bySeq[cps[i].Seq] = &cps[i]
+	bySeq := make(map[int64]Checkpoint, len(batch))
+	var (
+		cp   Checkpoint
+		root []byte
+	)
+	_, err = pgx.ForEachRow(rows, []any{&cp.LogID, &cp.Seq, &cp.TreeSize, &root}, func() error {
+		if len(root) != HashSize {
+			return &Mismatch{Checkpoint: cp.Seq, Field: "root", Reason: fmt.Sprintf("%d bytes, not %d", len(root), HashSize)}
+		}
+		copy(cp.Root[:], root)
+		bySeq[cp.Seq] = cp
+		return nil
+	})
+	var mm *Mismatch
+	switch {
+	case errors.As(err, &mm):
+		return mm
+	case err != nil:
+		return fmt.Errorf("verify: read the witnessed checkpoints: %w", err)
 	}
-	for _, w := range v.opts.Witnessed {
+	for _, w := range batch {
 		db, ok := bySeq[w.Seq]
 		switch {
 		case !ok:
@@ -590,10 +634,7 @@ func (v *verifier) checkSignature(cp *Checkpoint) error {
 	if len(v.opts.Keys) == 0 {
 		return nil
 	}
-	if err := cp.VerifySignature(v.opts.Keys); err != nil {
-		return &Mismatch{Checkpoint: cp.Seq, Field: "signature", Reason: err.Error()}
-	}
-	return v.opts.KeyUntil.Check(cp)
+	return CheckSigned(cp, v.opts.Keys, v.opts.KeyUntil)
 }
 
 func (v *verifier) readCheckpoints(ctx context.Context, sql string, args ...any) ([]Checkpoint, error) {

@@ -965,22 +965,30 @@ func TestVerifyBundleWitness(t *testing.T) {
 	if _, err := l.verifyBundle(export, "--witness", before); !refused(err, "export", "--witness "+before, 3, "its seq is not a witnessed one (witnessed: 1, 2)") {
 		t.Errorf("verify-bundle --witness from before the rotation of the export against checkpoint 3: %v; want its seq named", err)
 	}
+	// Another log's checkpoint 2, signed by A as the sealer of that log would have.
 	var w wire.Checkpoint
 	if err := json.Unmarshal([]byte(lines[1]), &w); err != nil {
 		t.Fatal(err)
 	}
+	cp, err := w.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
 	logID := w.LogID
-	w.LogID = uuid.NewString()
+	cp.LogID = uuid.New()
+	cp.Sign(l.keyA)
+	w = wire.NewCheckpoint(cp)
 	otherLog := l.write("other-log.jsonl", lines[0]+mustJSON(t, w)+"\n"+lines[2])
 	if _, err := l.verifyBundle(l.bundle, "--witness", otherLog); !refused(err, "bundle", "--witness "+otherLog, 2, fmt.Sprintf("it is of log %s, not the witnessed %s", logID, w.LogID)) {
 		t.Errorf("verify-bundle --witness of another log's checkpoint 2: %v; want the logs named", err)
 	}
 }
 
-// A witness file that cannot be read, holds no checkpoint or a line that is not one is refused
-// before the bundle is read (here there is none), naming the file and the line; never what it
-// holds, nor a value that looks like a key rather than a file name. A forged bundle checked
-// against such a file is refused, not let through unwitnessed.
+// A witness file that cannot be read or holds no checkpoint is refused before the bundle is read
+// (here there is none), and one with a line that is not a checkpoint before the bundle is
+// checked, naming the file and the line; never what it holds, nor a value that looks like a key
+// rather than a file name. A forged bundle checked against such a file is refused, not let
+// through unwitnessed.
 func TestVerifyBundleRefusesBadWitness(t *testing.T) {
 	l := newRotatedLog(t)
 	line := readFile(t, l.cpFile)[:strings.Index(readFile(t, l.cpFile), "\n")+1]
@@ -1005,20 +1013,28 @@ func TestVerifyBundleRefusesBadWitness(t *testing.T) {
 		name, file string
 		want       []string
 		secret     string
+		// opened: refused when the file is opened, before the bundle is read; otherwise once
+		// its lines are, after the bundle is read.
+		opened bool
 	}{
-		{"missing", noSuch, []string{"--witness: open " + noSuch + ": no such file or directory"}, ""},
-		{"missing, named like base64", likeBase64, []string{"--witness: open " + likeBase64 + ": no such file or directory"}, ""},
-		{"a directory", l.dir, []string{"--witness: read " + l.dir + ": is a directory"}, ""},
-		{"empty", l.write("empty.jsonl", "\n\n"), []string{"--witness: " + filepath.Join(l.dir, "empty.jsonl") + " holds no checkpoint"}, ""},
-		{"not JSON", l.write("garbage.jsonl", line+"seq 2 root aa\n"), []string{"--witness: " + filepath.Join(l.dir, "garbage.jsonl") + " line 2: not a checkpoint as JSON"}, ""},
+		{"missing", noSuch, []string{"--witness: open " + noSuch + ": no such file or directory"}, "", true},
+		{"missing, named like base64", likeBase64, []string{"--witness: open " + likeBase64 + ": no such file or directory"}, "", true},
+		{"a directory", l.dir, []string{"--witness: read " + l.dir + ": is a directory"}, "", true},
+		{"empty", l.write("empty.jsonl", "\n\n"), []string{"--witness: " + filepath.Join(l.dir, "empty.jsonl") + " holds no checkpoint"}, "", true},
+		{"not JSON", l.write("garbage.jsonl", line+"seq 2 root aa\n"), []string{"--witness: " + filepath.Join(l.dir, "garbage.jsonl") + " line 2: not a checkpoint as JSON"}, "", false},
 		{"a payload, not its data", l.write("payload.jsonl", `{"type":"checkpoint.signed","data":`+strings.TrimSpace(line)+"}\n"),
-			[]string{"--witness: " + filepath.Join(l.dir, "payload.jsonl") + " line 1: seq 0"}, ""},
+			[]string{"--witness: " + filepath.Join(l.dir, "payload.jsonl") + " line 1: seq 0"}, "", false},
 		{"a bad root", l.write("root.jsonl", strings.Replace(line, `"root":"`, `"root":"zz`, 1)),
-			[]string{"--witness: " + filepath.Join(l.dir, "root.jsonl") + " line 1: root: "}, ""},
-		{"a private key file", pemFile, []string{"--witness: " + pemFile + " line 1: not a checkpoint as JSON"}, pemBody},
-		{"a private key", privText, []string{"--witness: not a checkpoint file that can be read (no such file or directory)", "it looks like a key"}, privText},
+			[]string{"--witness: " + filepath.Join(l.dir, "root.jsonl") + " line 1: root: "}, "", false},
+		{"a line too long", l.write("long.jsonl", line+strings.Repeat(" ", checkpointLineMax)+line),
+			[]string{"--witness: " + filepath.Join(l.dir, "long.jsonl") + " line 2: longer than "}, "", false},
+		{"a private key file", pemFile, []string{"--witness: " + pemFile + " line 1: not a checkpoint as JSON"}, pemBody, false},
+		{"a private key", privText, []string{"--witness: not a checkpoint file that can be read (no such file or directory)", "it looks like a key"}, privText, true},
 	} {
 		for _, bundle := range []string{missing, l.forge(2)} {
+			if bundle == missing && !tt.opened {
+				continue // the bundle's own error comes first
+			}
 			out, err := l.verifyBundle(bundle, "--witness", tt.file)
 			msg := ""
 			if err != nil {

@@ -6,9 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	"iter"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -49,7 +48,15 @@ is a terminal.
 checkpoint it signed) and --expect SEQ:ROOT a checkpoint noted elsewhere (its root in hex; the
 flag repeats): each must be in the database with the same root (and tree size), or verify fails
 naming it (field witness). This is what catches a log rewritten whole, its checkpoints deleted
-and signed again by whoever holds the key or has the sealer sign for them.
+and signed again by whoever holds the key or has the sealer sign for them. The file is read
+line by line before the log, in constant memory however long it is. One that cannot be read or
+holds no checkpoint is refused before anything else is read: it would witness nothing. With
+--public-key each line's own signature must check out too (the key its key id names, within
+its --key-until range): a line that is not a checkpoint, or whose signature does not, is
+refused, naming the file, the line and the checkpoint's seq. Without --public-key the lines'
+signatures are not checked, and the summary says so. With --from-checkpoint N, lines of
+checkpoints before N are not compared (N's root commits to everything before it), and a file
+with none from N on is refused.
 
 With --public-key, a log with no checkpoint at all fails (nothing signed commits to it, so
 nothing was verified against the key) unless --allow-unsealed is given.
@@ -112,18 +119,19 @@ func eventsVerifyCommand() *cobra.Command {
 			if opts.KeyUntil, err = parseKeyUntil(keyUntil, keys); err != nil {
 				return err
 			}
+			// The witness file is opened now, and refused if it holds no checkpoint, before the
+			// log is read; Verify reads its lines, after the --expect ones.
+			var wf *witnessFile
 			if witness != "" {
-				cps, err := readWitness(witness)
-				if err != nil {
+				if wf, err = openWitness(witness, keys, opts.KeyUntil, from); err != nil {
 					return err
 				}
-				opts.Witnessed = append(opts.Witnessed, cps...)
 			}
 			expected, err := parseExpected(expect)
 			if err != nil {
 				return err
 			}
-			opts.Witnessed = append(opts.Witnessed, expected...)
+			opts.Witnessed = keptCheckpoints(expected, wf)
 			ctx := cmd.Context()
 			pool, _, err := cli.connect(ctx)
 			if err != nil {
@@ -143,7 +151,7 @@ func eventsVerifyCommand() *cobra.Command {
 					return err
 				}
 			} else if m == nil {
-				printVerification(cmd.OutOrStdout(), rep, opts.Keys)
+				printVerification(cmd.OutOrStdout(), rep, opts.Keys, wf)
 			}
 			if m != nil {
 				return fmt.Errorf("the log does not verify: %w (after %d events verified)", m, rep.Events)
@@ -159,7 +167,7 @@ func eventsVerifyCommand() *cobra.Command {
 	fs.StringArrayVar(&keyUntil, "key-until", nil, keyUntilUsage)
 	fs.Int64Var(&from, "from-checkpoint", 0, "start from this checkpoint (trusted once its signature checks out) instead of the start of the log")
 	output = registerFormat(fs, formatTable, formatJSON)
-	fs.StringVar(&witness, "witness", "", "a checkpoint file (HERALD_CHECKPOINT_FILE): each of its checkpoints must be in the database as it is in the file")
+	fs.StringVar(&witness, "witness", "", "a checkpoint file (HERALD_CHECKPOINT_FILE): each of its checkpoints must be in the database as it is in the file and, with --public-key, signed by a key given")
 	fs.StringArrayVar(&expect, "expect", nil, "SEQ:ROOT, a checkpoint's seq and its root in hex noted outside the database: it must be in the database (repeatable)")
 	fs.BoolVar(&allowUnsealed, "allow-unsealed", false, "with --public-key, accept a log with no checkpoint at all")
 	markArguments(fs, "public-key", "key-until", "from-checkpoint", "witness", "expect", "allow-unsealed")
@@ -208,34 +216,6 @@ func parseExpected(values []string) ([]ledger.Checkpoint, error) {
 	return cps, nil
 }
 
-// readWitness reads the checkpoint file --witness names, the same in verify and verify-bundle:
-// the sealer's (HERALD_CHECKPOINT_FILE), or a checkpoint.signed receiver's copy of each
-// payload's data, one checkpoint per line. A file that cannot be read or holds a line that is
-// not a checkpoint is refused, naming the file (and the line); never what it holds, nor a
-// value that looks like a key rather than a file name.
-func readWitness(file string) ([]ledger.Checkpoint, error) {
-	cps, err := readCheckpointFile(file)
-	var pe *fs.PathError
-	switch {
-	case errors.As(err, &pe) && errors.Is(err, fs.ErrNotExist) && !inADirectory(file) && ledger.LooksLikeKeyMaterial(file):
-		return nil, fmt.Errorf("--witness: not a checkpoint file that can be read (%v); the value is not repeated: it looks like a key, not a file name", pe.Err)
-	case err != nil:
-		return nil, fmt.Errorf("--witness: %w", err)
-	}
-	return cps, nil
-}
-
-// inADirectory says whether path names something in a directory that exists, other than the
-// current or the root one: a file name, however much it looks like base64 (/tmp/…/001 does).
-func inADirectory(path string) bool {
-	dir := filepath.Dir(path)
-	if dir == "." || dir == string(filepath.Separator) {
-		return false
-	}
-	st, err := os.Stat(dir)
-	return err == nil && st.IsDir()
-}
-
 // parseSeqRoot reads SEQ:ROOT.
 func parseSeqRoot(s string) (ledger.Checkpoint, error) {
 	seq, root, ok := strings.Cut(s, ":")
@@ -255,8 +235,31 @@ func parseSeqRoot(s string) (ledger.Checkpoint, error) {
 	return cp, nil
 }
 
-// printVerification says in words what a clean verification checked.
-func printVerification(w io.Writer, rep ledger.VerifyReport, keys ledger.Keys) {
+// keptCheckpoints are the checkpoints kept outside the database that verify holds the database
+// to: those of --expect, then the witness file's lines; nil for none.
+func keptCheckpoints(expected []ledger.Checkpoint, wf *witnessFile) iter.Seq2[ledger.Checkpoint, error] {
+	if len(expected) == 0 && wf == nil {
+		return nil
+	}
+	return func(yield func(ledger.Checkpoint, error) bool) {
+		for _, cp := range expected {
+			if !yield(cp, nil) {
+				return
+			}
+		}
+		if wf != nil {
+			for cp, err := range wf.checkpoints() {
+				if !yield(cp, err) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// printVerification says in words what a clean verification checked; wf is the witness file,
+// nil for none.
+func printVerification(w io.Writer, rep ledger.VerifyReport, keys ledger.Keys, wf *witnessFile) {
 	from := "the start of the log"
 	if rep.FromCheckpoint != 0 {
 		from = fmt.Sprintf("checkpoint %d", rep.FromCheckpoint)
@@ -281,6 +284,17 @@ func printVerification(w io.Writer, rep ledger.VerifyReport, keys ledger.Keys) {
 	}
 	if rep.Witnessed > 0 {
 		fmt.Fprintf(w, "%d witnessed checkpoints found in the database as witnessed.\n", rep.Witnessed)
+		switch {
+		case wf != nil && len(keys) > 0 && len(rep.KeyUntil) > 0:
+			fmt.Fprintf(w, "--witness %s: %d checkpoints, each signed by a key given, within its range (--key-until).\n", wf.name, wf.read)
+		case wf != nil && len(keys) > 0:
+			fmt.Fprintf(w, "--witness %s: %d checkpoints, each signed by a key given.\n", wf.name, wf.read)
+		case wf != nil:
+			fmt.Fprintf(w, "--witness %s: %d checkpoints, their signatures NOT checked: pass --public-key to check them.\n", wf.name, wf.read)
+		}
+		if wf != nil && wf.before > 0 {
+			fmt.Fprintf(w, "--witness %s: %d checkpoints before checkpoint %d (--from-checkpoint) not compared.\n", wf.name, wf.before, wf.from)
+		}
 	} else {
 		fmt.Fprintln(w, "No witness given (--witness, --expect): a log rewritten with its checkpoints signed again would verify.")
 	}

@@ -105,26 +105,6 @@ func lastCheckpointInFile(file string) (*ledger.Checkpoint, error) {
 	return &cp, nil
 }
 
-// readCheckpointFile returns every checkpoint of a checkpoint file, in the file's order.
-func readCheckpointFile(file string) ([]ledger.Checkpoint, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	var cps []ledger.Checkpoint
-	for i, line := range bytes.Split(b, []byte("\n")) {
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		cp, err := parseCheckpointLine(line)
-		if err != nil {
-			return nil, fmt.Errorf("%s line %d: %w", file, i+1, err)
-		}
-		cps = append(cps, cp)
-	}
-	return cps, nil
-}
-
 func parseCheckpointLine(line []byte) (ledger.Checkpoint, error) {
 	var w wire.Checkpoint
 	if err := json.Unmarshal(line, &w); err != nil {

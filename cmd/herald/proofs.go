@@ -155,10 +155,12 @@ line), requires every checkpoint the file carries to be in it with the same seq 
 tree size and log id); --expect SEQ:ROOT (the root in hex; the flag repeats) does the same for a
 checkpoint noted by hand. Given both, each checkpoint must be among either, and agree with every
 copy of its seq. One that is not fails, naming the checkpoint (field witness) and whether its
-seq, its root, its tree size or its log differs. The witness file is read before FILE: one that
-cannot be read, holds no checkpoint or a line that is not one is refused, naming it. Its lines'
-signatures are not checked (nor are they by "events verify"): a witness is worth what the place
-it was kept is worth.
+seq, its root, its tree size or its log differs. A witness file that cannot be read or holds no
+checkpoint is refused before FILE is read. It is then read line by line, keeping only the copies
+of FILE's checkpoints' seqs, however long it is: each line must be a checkpoint signed by a
+--public-key given (give every key the file's lines were signed with, a rotation's old and new),
+or it is refused, naming the file, the line and the checkpoint's seq. A witness is still worth
+what the place it was kept is worth: whoever holds a key can sign a line.
 
 The signature covers the log's id: --log-id requires every checkpoint to be of that log (a
 bundle from another log, even signed with the same key, is refused); without it, the log id is
@@ -182,18 +184,14 @@ signed).`,
 			if err != nil {
 				return err
 			}
-			// The witness file's checkpoints and the expected ones are one list of kept copies,
-			// as in events verify: each checkpoint of the file must be among them.
-			var witnessed []ledger.Checkpoint
+			// A witness file that cannot be read or holds no checkpoint is refused before FILE
+			// is read; its lines are read once FILE's checkpoints are known.
+			var wf *witnessFile
 			if witness != "" {
-				if witnessed, err = readWitness(witness); err != nil {
+				if wf, err = openWitness(witness, keys, nil, 0); err != nil {
 					return err
 				}
-				if len(witnessed) == 0 {
-					return fmt.Errorf("--witness: %s holds no checkpoint: there is nothing to hold the file's checkpoints to", witness)
-				}
 			}
-			witnessed = append(witnessed, expected...)
 			kept := keptBy(witness, len(expected) > 0)
 			var r io.Reader = cmd.InOrStdin()
 			if args[0] != "-" {
@@ -211,6 +209,25 @@ signed).`,
 			if len(ps.Proofs) == 0 {
 				return fmt.Errorf("%s: the %s holds no proof: nothing in it is signed (export with --proof, or wait for the sealer's next checkpoint)", args[0], ps.Shape)
 			}
+			// The witness file's lines and the expected checkpoints are one set of kept copies,
+			// as in events verify: each checkpoint of FILE must be among them. Only the copies
+			// of FILE's checkpoints' seqs are kept, however long the file.
+			seqs := make([]int64, len(ps.Proofs))
+			for i, p := range ps.Proofs {
+				seqs[i] = p.Checkpoint.Seq
+			}
+			witnessed := ledger.NewWitnessIndex(seqs...)
+			if wf != nil {
+				for cp, err := range wf.checkpoints() {
+					if err != nil {
+						return err
+					}
+					witnessed.Add(cp)
+				}
+			}
+			for _, cp := range expected {
+				witnessed.Add(cp)
+			}
 			if ps.Shape == "bundle" {
 				err = ps.Proofs[0].Verify(keys)
 			} else {
@@ -226,7 +243,7 @@ signed).`,
 				if id := uuid.UUID(p.Checkpoint.LogID).String(); logID != "" && !strings.EqualFold(logID, id) {
 					return fmt.Errorf("the %s does not verify: --log-id: it is of log %s, not %s", ps.Shape, id, logID)
 				}
-				if err := ledger.CheckWitnessed(&p.Checkpoint, witnessed); err != nil {
+				if err := witnessed.Check(&p.Checkpoint); err != nil {
 					return fmt.Errorf("the %s does not verify: %s: %w", ps.Shape, kept.flags, err)
 				}
 			}
@@ -236,7 +253,7 @@ signed).`,
 				fmt.Fprintf(w, "Event %s (stream %s version %d, position %d, transaction %d) is leaf %d of the %d events checkpoint %d of log %s commits to, signed by key %s on %s.\n",
 					uuid.UUID(p.Event.ID), uuid.UUID(p.Event.Stream), p.Event.Version, p.Position, p.TransactionID, p.LeafIndex, p.Checkpoint.TreeSize, p.Checkpoint.Seq,
 					uuid.UUID(p.Checkpoint.LogID), p.Checkpoint.KeyID, logTime(p.Checkpoint.CreatedAt))
-				if len(witnessed) > 0 {
+				if witnessed.Len() > 0 {
 					fmt.Fprintf(w, "Checkpoint %d is %s: the seq and root kept outside the log.\n", p.Checkpoint.Seq, kept.as)
 				}
 				return nil
@@ -255,7 +272,7 @@ signed).`,
 			default:
 				fmt.Fprintf(w, "%d events unsealed: no checkpoint covers them yet, and this file does not carry them (herald events export --proof does).\n", ps.Unsealed)
 			}
-			if len(witnessed) > 0 {
+			if witnessed.Len() > 0 {
 				fmt.Fprintf(w, "Every checkpoint is %s: the seq and root kept outside the log.\n", kept.as)
 			}
 			return nil
@@ -263,7 +280,7 @@ signed).`,
 	}
 	cmd.Flags().StringArrayVar(&publicKeys, "public-key", nil, publicKeyUsage)
 	cmd.Flags().StringArrayVar(&expect, "expect", nil, "SEQ:ROOT, a checkpoint's seq and its root in hex kept outside the log (from before a rotation, for a file the old key signed): every checkpoint in the file must be one of these (repeatable)")
-	cmd.Flags().StringVar(&witness, "witness", "", "a checkpoint file kept outside the log (HERALD_CHECKPOINT_FILE, or a checkpoint.signed receiver's copy): every checkpoint in FILE must be one of its lines, with the same seq and root")
+	cmd.Flags().StringVar(&witness, "witness", "", "a checkpoint file kept outside the log (HERALD_CHECKPOINT_FILE, or a checkpoint.signed receiver's copy): every checkpoint in FILE must be one of its lines, with the same seq and root; each line must be signed by a --public-key")
 	cmd.Flags().StringVar(&logID, "log-id", "", `the id of the log every checkpoint must be of (as "herald checkpoints list -o json" shows it)`)
 	markArguments(cmd.Flags(), "public-key", "expect", "witness", "log-id")
 	return cmd
