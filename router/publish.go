@@ -181,8 +181,18 @@ func (p *routedPublisher) publish(queue string, msg *message.Message) error {
 	select {
 	case ret, ok := <-c.returns:
 		if !ok {
+			// The channel closed after the wait. An ack that came first stands: RabbitMQ sends
+			// a basic.return before the basic.ack, and amqp091 buffers it before handling the
+			// ack, so a closed returns channel after an ack means the message was routed.
+			if acked {
+				p.giveUp(c)
+				return nil
+			}
+			// Why, asked before giving the channel up: giving it up counts an operation left
+			// waiting, and may itself retire the connection.
+			err := p.closedUnder(c)
 			p.giveUp(c)
-			return p.closedUnder(c)
+			return err
 		}
 		p.release(c)
 		p.topology.Unroutable(queue)
