@@ -5,12 +5,14 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
 
 	"github.com/herald-notify/herald/heraldtest"
 	"github.com/herald-notify/herald/router"
@@ -148,4 +150,172 @@ func TestDrainClosesWatermillSQLWithTheAckRecorded(t *testing.T) {
 	if want := map[string]bool{ids[1]: true}; !maps.Equal(waiting, want) {
 		t.Errorf("waiting after the first command was acknowledged = %v; want %v", waiting, want)
 	}
+}
+
+// endlessSubscriber hands out messages, one at a time per subscription, for as long as they are
+// taken, each with a context of its own that it cancels once the message is settled; closing, it
+// gives up on the message in hand, as watermill-amqp does (it nacks it with requeue). acks counts
+// the acks it took.
+type endlessSubscriber struct {
+	closing   chan struct{}
+	closeOnce sync.Once
+	running   sync.WaitGroup
+	acks      atomic.Int32
+}
+
+var _ message.Subscriber = (*endlessSubscriber)(nil)
+
+func newEndlessSubscriber() *endlessSubscriber {
+	return &endlessSubscriber{closing: make(chan struct{})}
+}
+
+func (s *endlessSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *message.Message, error) {
+	out := make(chan *message.Message)
+	s.running.Add(1)
+	go func() {
+		defer s.running.Done()
+		defer close(out)
+		for {
+			if !s.handOut(ctx, out) {
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+func (s *endlessSubscriber) handOut(ctx context.Context, out chan<- *message.Message) bool {
+	msgCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	msg := message.NewMessage(uuid.NewString(), nil)
+	msg.SetContext(msgCtx)
+	select {
+	case out <- msg:
+	case <-s.closing:
+		return false
+	}
+	select {
+	case <-msg.Acked():
+		s.acks.Add(1)
+		return true
+	case <-msg.Nacked():
+		return true
+	case <-s.closing:
+		return false
+	}
+}
+
+func (s *endlessSubscriber) closed() bool {
+	select {
+	case <-s.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *endlessSubscriber) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.running.Wait()
+	return nil
+}
+
+// The router cancels the context it subscribed with when it starts closing, and may close the
+// subscriber only later, or not at all: watermill's handler closes it from a select that takes
+// either that close or the cancellation. The cancellation alone stops the hand-out; before, the
+// workers' subscription went on handing out commands, each taken from RabbitMQ only to be
+// refused and requeued, until its close.
+func TestDrainStopsWhenTheRouterCancelsItsContext(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		inner := newEndlessSubscriber()
+		sub := router.NewDrainingSubscriber(inner, time.Minute)
+		defer sub.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		msgs, err := sub.Subscribe(ctx, router.QueueEmail)
+		if err != nil {
+			t.Fatal(err)
+		}
+		(<-msgs).Ack()
+		cancel()
+		synctest.Wait()
+		select {
+		case msg, ok := <-msgs:
+			if ok {
+				msg.Nack()
+				t.Error("a message was handed out after the router cancelled the subscription's context")
+			}
+		default:
+			t.Error("the subscription is still open after the router cancelled its context")
+		}
+	})
+}
+
+// The workers' lanes share one subscriber, each consuming through several subscriptions: the
+// close waits for the message in hand of every one of them, and closes the subscriber once their
+// acks are taken, at once.
+func TestDrainWaitsForEverySubscription(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		inner := newEndlessSubscriber()
+		sub := router.NewDrainingSubscriber(inner, time.Minute)
+		var inHand []*message.Message
+		for range 3 {
+			msgs, err := sub.Subscribe(context.Background(), router.QueueEmail)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inHand = append(inHand, <-msgs)
+		}
+		start := time.Now()
+		closed := make(chan error, 1)
+		go func() { closed <- sub.Close() }()
+		for _, msg := range inHand[1:] {
+			msg.Ack()
+		}
+		synctest.Wait()
+		if inner.closed() {
+			t.Error("the subscriber was closed while a subscription still had a message in hand")
+		}
+		inHand[0].Ack()
+		if err := <-closed; err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if took := time.Since(start); took != 0 {
+			t.Errorf("Close took %s; want no wait once every message is settled", took)
+		}
+		if n := inner.acks.Load(); n != 3 {
+			t.Errorf("the subscriber took %d acks, want 3", n)
+		}
+	})
+}
+
+// A message still in hand when the grace has passed is given up: the subscriber is closed anyway
+// (watermill-amqp then hands the command back to its queue).
+func TestDrainClosesAfterItsGrace(t *testing.T) {
+	t.Parallel()
+	const grace = 30 * time.Second
+	synctest.Test(t, func(t *testing.T) {
+		inner := newEndlessSubscriber()
+		sub := router.NewDrainingSubscriber(inner, grace)
+		msgs, err := sub.Subscribe(context.Background(), router.QueueEmail)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := <-msgs
+		start := time.Now()
+		if err := sub.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if took := time.Since(start); took != grace {
+			t.Errorf("Close took %s with a message in hand; want its grace, %s", took, grace)
+		}
+		if !inner.closed() {
+			t.Error("the subscriber was not closed")
+		}
+		msg.Ack() // too late: the subscriber gave the message up
+		if n := inner.acks.Load(); n != 0 {
+			t.Errorf("the subscriber took %d acks after its close, want 0", n)
+		}
+	})
 }

@@ -208,8 +208,10 @@ func TestParkStopsWhileRabbitMQLeavesThePoisonCheckUnanswered(t *testing.T) {
 // An attempt in flight when the worker is told to stop, and that then fails for good, is parked
 // by that worker: it lets the attempt finish, and the park, which starts after the stop, still
 // looks at the poison queue (bounded by its own timeout) rather than being refused for the stop.
-// (The command is back in its queue too: watermill-amqp hands back a message whose subscriber
-// closed before the handler acknowledged it, and the next worker finds its notification failed.)
+// The command is parked once: the worker acknowledges it before it closes its subscriber, so its
+// queue no longer holds it. Before, watermill-amqp handed back a message whose subscriber closed
+// before the handler acknowledged it, and the next worker, finding its notification failed,
+// parked it a second time.
 func TestParkAfterTheStopOfAnAttemptInFlight(t *testing.T) {
 	t.Parallel()
 	db := heraldtest.NewDatabase(t)
@@ -280,5 +282,9 @@ func TestParkAfterTheStopOfAnAttemptInFlight(t *testing.T) {
 	}
 	if len(parked) != 1 || parked[0].NotificationID != a.ID {
 		t.Fatalf("parked %+v, want notification %s", parked, a.ID)
+	}
+	if back := handedBack(t, amqpURL, router.QueueEmail); len(back) != 0 {
+		t.Errorf("after the stop %s holds the commands of %v; want none: the command parked was handed back, and the next worker would park it again",
+			router.QueueEmail, back)
 	}
 }

@@ -74,8 +74,9 @@ func NewWorkers(amqpCfg AMQPConfig, cfg WorkerConfig, deliverer *handlers.Delive
 	return &Workers{amqp: amqpCfg, cfg: cfg, deliverer: deliverer, topology: topology, worker: worker, logger: logger}
 }
 
-// Run consumes until ctx is done, then lets the attempts in flight finish (up to CloseTimeout);
-// commands not yet handled stay in, or go back to, their queues.
+// Run consumes until ctx is done, then lets the attempts in flight finish (up to CloseTimeout)
+// and acknowledges their commands, or parks and acknowledges them; commands no handler took stay
+// in, or go back to, their queues, and so do those of attempts still running at CloseTimeout.
 func (w *Workers) Run(ctx context.Context) error {
 	wlog := watermillLogger(w.logger)
 	var conn *amqp.ConnectionWrapper
@@ -104,18 +105,39 @@ func (w *Workers) Run(ctx context.Context) error {
 
 	// A park the poison queue cannot take yet is held, not requeued at once (see park_hold.go).
 	held := &holdingPublisher{pub: poisonPub, done: ctx.Done(), limit: parkHoldLimit, logger: w.logger}
-	router, err := w.router(conn, held, wlog)
+
+	sub, err := amqp.NewSubscriberWithConnection(w.amqp.watermill(), wlog, conn)
+	if err != nil {
+		return fmt.Errorf("workers: subscriber: %w", err)
+	}
+	// A stop hands back only the commands no handler has taken: the attempts in flight finish,
+	// within the close timeout, and their commands are acknowledged (or parked and
+	// acknowledged) before the subscriber closes; see drain.go. Closed here too, before the
+	// connection, in case the router never closes it.
+	drained := newDrainingSubscriber(sub, w.cfg.closeTimeout())
+	defer drained.Close()
+	router, err := w.router(drained, held, wlog)
 	if err != nil {
 		return err
 	}
 	return runUntilDone(ctx, router.Run, router.Close)
 }
 
+// closeTimeout is how long a stop waits for the attempts in flight: CloseTimeout, or watermill's
+// router's default.
+func (c WorkerConfig) closeTimeout() time.Duration {
+	if c.CloseTimeout > 0 {
+		return c.CloseTimeout
+	}
+	return 30 * time.Second
+}
+
 // router builds the watermill router of the workers: metrics, the middleware chain (outermost
 // first: correlation id, poison queue, restore context, retry, park undecodable,
-// recoverer) and one handler per channel, each on its own queue.
-func (w *Workers) router(conn *amqp.ConnectionWrapper, poisonPub message.Publisher, wlog watermill.LoggerAdapter) (*message.Router, error) {
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: w.cfg.CloseTimeout}, wlog)
+// recoverer) and one handler per channel and lane, each on its own queue, all consuming through
+// sub.
+func (w *Workers) router(sub *drainingSubscriber, poisonPub message.Publisher, wlog watermill.LoggerAdapter) (*message.Router, error) {
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: w.cfg.closeTimeout()}, wlog)
 	if err != nil {
 		return nil, fmt.Errorf("workers: %w", err)
 	}
@@ -123,7 +145,6 @@ func (w *Workers) router(conn *amqp.ConnectionWrapper, poisonPub message.Publish
 		addMetrics(router, w.cfg.Metrics)
 	}
 
-	amqpCfg := w.amqp.watermill()
 	poison, err := middleware.PoisonQueueWithFilter(&detachedPublisher{poisonPub}, QueuePoison, handlers.Final)
 	if err != nil {
 		return nil, fmt.Errorf("workers: poison queue: %w", err)
@@ -137,10 +158,6 @@ func (w *Workers) router(conn *amqp.ConnectionWrapper, poisonPub message.Publish
 		middleware.Recoverer,
 	)
 
-	sub, err := amqp.NewSubscriberWithConnection(amqpCfg, wlog, conn)
-	if err != nil {
-		return nil, fmt.Errorf("workers: subscriber: %w", err)
-	}
 	// Each lane has a command processor of its own, consuming its queues with consumers of its
 	// own: a lane's backlog never holds the consumers of another. The processors share the one
 	// subscriber (and its connection); a cqrs processor takes one handler per command, hence one
@@ -287,12 +304,17 @@ func parkUndecodable(h message.HandlerFunc) message.HandlerFunc {
 // fanIn subscribes n times to each topic and merges the subscriptions: an AMQP subscription
 // handles one message at a time, so n of them handle n at once.
 type fanIn struct {
-	sub message.Subscriber
+	sub *drainingSubscriber
 	n   int
 }
 
 // Subscribe opens n subscriptions to topic and merges them into one channel, closed when all of
-// them are; a message taken after ctx ended is nacked, so the broker hands it to another consumer.
+// them are.
+//
+// The draining subscriber hands messages out with contexts that outlive the router's stop; each
+// message goes on to the handler with a context that ends with ctx, as a stop ends it: an attempt
+// not yet started gives up and Retry stops waiting, while the deliverer lets a send under way
+// finish. A message taken after ctx ended is nacked, so the broker hands it to another consumer.
 func (f *fanIn) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	out := make(chan *message.Message)
 	var wg sync.WaitGroup
@@ -305,12 +327,7 @@ func (f *fanIn) Subscribe(ctx context.Context, topic string) (<-chan *message.Me
 		go func() {
 			defer wg.Done()
 			for msg := range in {
-				select {
-				case out <- msg:
-				case <-ctx.Done():
-					// Never acknowledged: the broker hands it to another consumer.
-					msg.Nack()
-				}
+				handOn(ctx, msg, out)
 			}
 		}()
 	}
@@ -321,5 +338,30 @@ func (f *fanIn) Subscribe(ctx context.Context, topic string) (<-chan *message.Me
 	return out, nil
 }
 
-// Close closes the underlying subscriber, which ends every subscription.
+// handOn hands msg to out with a context that also ends with ctx, and returns once msg is
+// settled.
+func handOn(ctx context.Context, msg *message.Message, out chan<- *message.Message) {
+	if ctx.Err() != nil {
+		msg.Nack()
+		return
+	}
+	msgCtx, cancel := context.WithCancel(msg.Context())
+	defer cancel()
+	defer context.AfterFunc(ctx, cancel)()
+	msg.SetContext(msgCtx)
+	select {
+	case out <- msg:
+	case <-ctx.Done():
+		// Never acknowledged: the broker hands it to another consumer.
+		msg.Nack()
+		return
+	}
+	select {
+	case <-msg.Acked():
+	case <-msg.Nacked():
+	}
+}
+
+// Close stops the subscriptions in order (see drainingSubscriber); every lane's processor shares
+// the one subscriber, so each Close waits for the same close.
 func (f *fanIn) Close() error { return f.sub.Close() }
