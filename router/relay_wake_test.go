@@ -235,7 +235,9 @@ func TestRelayWokenAfterIdle(t *testing.T) {
 	w.waitIdle(t, idleMax*9/10)
 	took := w.forwardedAfter(t, router.NewOutbox(nil).WithSignal(signal), true)
 	t.Logf("woken after the idle: forwarded %s after the commit", took)
-	if limit := 200 * time.Millisecond; took > limit {
+	// Half the idle maximum: far from the next select, which is about idleMax after the last, and
+	// room for the wake-up, select, publish, confirm and consume on a loaded machine.
+	if limit := idleMax / 2; took > limit {
 		t.Errorf("a woken command was forwarded %s after its commit; want under %s (the idle maximum is %s)", took, limit, idleMax)
 	}
 }
@@ -264,7 +266,9 @@ func TestRelayStopsDuringIdleWait(t *testing.T) {
 		Wake: router.NewOutboxSignal()})
 	// Waits of 100, 200, 400, 800 ms and 1.6 s, then 3.2 s: the partition is in a long wait.
 	w.waitIdle(t, 1500*time.Millisecond)
-	if took := w.stop(); took > time.Second {
-		t.Errorf("the relay took %s to stop while its partitions waited for a wake-up", took)
+	// The stop includes closing the publisher; 5 s is room for that on a loaded machine and still
+	// far below the next select, up to 30 s away.
+	if took, limit := w.stop(), 5*time.Second; took > limit {
+		t.Errorf("the relay took %s to stop while its partitions waited for a wake-up; want under %s", took, limit)
 	}
 }
