@@ -20,7 +20,9 @@ func TestScheduledCancelledAcrossARestart(t *testing.T) {
 	d := newDeps(t)
 	c := startHerald(t, heraldOpts{Deps: d, Commands: []string{"all"}})
 	const n = 30
-	sendAt := time.Now().Add(5 * time.Second).UTC().Format(time.RFC3339Nano)
+	// Far enough ahead that the 30 sends and 10 cancels are done and the process killed before
+	// any is due, on a loaded machine too.
+	sendAt := time.Now().Add(15 * time.Second).UTC().Format(time.RFC3339Nano)
 	type sent struct {
 		id, recipient, channel string
 		cancelled              bool

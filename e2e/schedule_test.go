@@ -20,7 +20,9 @@ func TestScheduledSendsSurviveAKill(t *testing.T) {
 	d := newDeps(t)
 	c := startHerald(t, heraldOpts{Deps: d, Commands: []string{"all"}})
 	const n = 5
-	first := time.Now().Add(4 * time.Second).UTC()
+	// Far enough ahead that the sends are accepted and the process killed before the first is
+	// due, on a loaded machine too.
+	first := time.Now().Add(10 * time.Second).UTC()
 	type scheduled struct {
 		id, recipient string
 		sendAt        time.Time

@@ -629,9 +629,13 @@ func TestDeliverDeadline(t *testing.T) {
 	t.Run("cuts the send short", func(t *testing.T) {
 		q := queuedOn(herald.ChannelEmail)
 		id := queue(t, eventLog, q)
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		// The deadline covers deciding, before the provider, too: long enough that it is the send
+		// it cuts short on a loaded machine.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
+		entered := make(chan struct{}, 1)
 		provider := &fakeProvider{name: "fake-smtp", channel: herald.ChannelEmail, send: func(ctx context.Context, m delivery.Message) (string, error) {
+			entered <- struct{}{}
 			select {
 			case <-ctx.Done():
 				return "", ctx.Err()
@@ -641,6 +645,11 @@ func TestDeliverDeadline(t *testing.T) {
 			}
 		}}
 		err := newDeliverer(eventLog, "w1", provider).Deliver(ctx, cmd(id), cmdMD(1))
+		select {
+		case <-entered:
+		default:
+			t.Fatal("the deadline passed before the provider was called")
+		}
 		checkOutcome(t, err, retryLater, context.DeadlineExceeded)
 		checkCalls(t, provider, []delivery.Message{message(id, q, 1)})
 		checkStream(t, eventLog, id, stream(by(apiMD, q), by(cmdMD(1),

@@ -22,11 +22,13 @@ import (
 	"github.com/herald-notify/herald/suppressions"
 )
 
-// scriptedLimiter waits as told: hold blocks each Wait until ctx ends; otherwise it pauses for
-// delay and lets the send go. It records who asked.
+// scriptedLimiter waits as told: hold blocks each Wait until ctx ends, saying on entered (when
+// set) that a Wait has begun; otherwise it pauses for delay and lets the send go. It records
+// who asked.
 type scriptedLimiter struct {
-	hold  bool
-	delay time.Duration
+	hold    bool
+	entered chan struct{}
+	delay   time.Duration
 
 	mu    sync.Mutex
 	asked []string
@@ -37,6 +39,9 @@ func (l *scriptedLimiter) Wait(ctx context.Context, provider string, p herald.Pr
 	l.asked = append(l.asked, provider+"/"+string(p))
 	l.mu.Unlock()
 	if l.hold {
+		if l.entered != nil {
+			l.entered <- struct{}{}
+		}
 		<-ctx.Done()
 		return ctx.Err()
 	}
@@ -82,7 +87,7 @@ func TestRateLimitWaitIsNotAnAttempt(t *testing.T) {
 	id := queue(t, eventLog, q)
 	cmd := commandFor(id, herald.ChannelEmail)
 
-	held := &scriptedLimiter{hold: true}
+	held := &scriptedLimiter{hold: true, entered: make(chan struct{}, 2)}
 	open := &scriptedLimiter{}
 	heldD := newDeliverer(eventLog, "w1", provider).WithRateLimiter(held)
 	openD := newDeliverer(eventLog, "w1", provider).WithRateLimiter(open)
@@ -94,13 +99,19 @@ func TestRateLimitWaitIsNotAnAttempt(t *testing.T) {
 	before := eventTypes(t, eventLog, id)
 
 	// Then a wait for the limit ends without a token, twice: nothing is recorded or sent, and the
-	// command is retried, not parked.
+	// command is retried, not parked. The deadline covers the reads that decide the attempt
+	// before the wait too: long enough that it is the wait it cuts short.
 	for i := range 2 {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		err := heldD.Deliver(ctx, cmd, cmdMD(2+i))
 		cancel()
 		if err == nil || handlers.Final(err) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("a wait cut short: %v, want a retryable error wrapping the context's", err)
+		}
+		select {
+		case <-held.entered:
+		default:
+			t.Fatalf("wait %d: the deadline passed before the wait for the limit began", i+1)
 		}
 	}
 	if diff := cmp.Diff(before, eventTypes(t, eventLog, id)); diff != "" {
@@ -172,21 +183,31 @@ func commandFor(id string, c herald.Channel) commands.SendNotification {
 func TestDelivererBoundsTheAttempt(t *testing.T) {
 	db := heraldtest.NewDatabase(t)
 	eventLog := events.NewLog(db.Pool)
+	// The timeout bounds deciding as well as the attempt: long enough that deciding fits on a
+	// loaded machine, and it is the hanging provider that it cuts off.
+	const timeout = 2 * time.Second
+	entered := make(chan struct{}, 1)
 	provider := &fakeProvider{name: "fake-smtp", channel: herald.ChannelEmail,
 		send: func(ctx context.Context, m delivery.Message) (string, error) {
+			entered <- struct{}{}
 			<-ctx.Done()
 			return "", ctx.Err()
 		}}
 	d := handlers.NewDeliverer(eventLog, map[herald.Channel]delivery.Provider{herald.ChannelEmail: provider},
-		handlers.Policy{MaxAttempts: 3, Lease: time.Minute, Timeout: 300 * time.Millisecond}, "w1", slog.New(slog.NewTextHandler(io.Discard, nil)))
+		handlers.Policy{MaxAttempts: 3, Lease: time.Minute, Timeout: timeout}, "w1", slog.New(slog.NewTextHandler(io.Discard, nil)))
 	id := queue(t, eventLog, queuedOn(herald.ChannelEmail))
 	started := time.Now()
 	err := d.Deliver(context.Background(), commandFor(id, herald.ChannelEmail), cmdMD(1))
 	if err == nil || handlers.Final(err) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a hanging provider: %v, want a retryable deadline error", err)
 	}
-	if took := time.Since(started); took > 5*time.Second {
-		t.Errorf("the attempt took %s; its timeout is 300ms", took)
+	select {
+	case <-entered:
+	default:
+		t.Fatal("the timeout passed before the provider was called")
+	}
+	if took, limit := time.Since(started), timeout+5*time.Second; took > limit {
+		t.Errorf("the attempt took %s; its timeout is %s", took, timeout)
 	}
 	want := []string{events.TypeNotificationQueued, events.TypeNotificationProcessing, events.TypeDeliveryAttemptFailed}
 	if diff := cmp.Diff(want, eventTypes(t, eventLog, id)); diff != "" {

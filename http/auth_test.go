@@ -271,7 +271,10 @@ func TestHealthAndMetricsStayOpen(t *testing.T) {
 
 func TestRateLimitPerKey(t *testing.T) {
 	const limit = 3
-	api := newAuthAPI(t, heraldhttp.RateLimit{Requests: limit, Window: time.Second})
+	// A long window: the bucket earns a request back every window/limit (3.3 s), so a burst
+	// slowed by a loaded machine is not refilled while it runs.
+	const window = 10 * time.Second
+	api := newAuthAPI(t, heraldhttp.RateLimit{Requests: limit, Window: window})
 	busy := api.key(t, "busy", herald.ScopeRead, herald.ScopeSend)
 	calm := api.key(t, "calm", herald.ScopeRead)
 	list := func(token string) response {
@@ -332,7 +335,7 @@ func TestRateLimitPerKey(t *testing.T) {
 	}
 
 	// Once the window has passed, the busy key may send again.
-	heraldtest.Eventually(t, 5*time.Second, "the busy key to be let through again", func() (bool, error) {
+	heraldtest.Eventually(t, window+5*time.Second, "the busy key to be let through again", func() (bool, error) {
 		r := list(busy)
 		return r.status == http.StatusOK, nil
 	})

@@ -232,8 +232,9 @@ func TestPoisonLockDiesWithItsHolder(t *testing.T) {
 		t.Fatalf("take the lock: %v", err)
 	}
 
-	// Held: a look waits until its context ends.
-	short, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	// Held: a look waits until its context ends. The context also covers the look's dial, which
+	// must not be what ends it.
+	short, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	_, err = q.List(short)
 	cancel()
 	if !errors.Is(err, router.ErrPoisonQueueBusy) || herald.ErrorCode(err) != herald.EUNAVAILABLE {
@@ -335,8 +336,9 @@ func TestPoisonLockReleasedOnEveryPath(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.look(t)
-			// The next look gets the lock at once, or (mayWait) within its deadline.
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			// The next look gets the lock at once, or (mayWait) within its deadline: the time the
+			// broker takes to drop the closed connection's exclusive queue.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			logs := &waitLog{}
 			msgs, err := router.NewPoisonQueue(amqpURL, slog.New(logs)).List(ctx)

@@ -74,6 +74,18 @@ func (s *outboxSelects) lastGap() (int, time.Time, time.Duration) {
 	return n, s.times[n-1], s.times[n-1].Sub(s.times[n-2])
 }
 
+// firstAfter returns when the first select that ended after from ended, and whether one did.
+func (s *outboxSelects) firstAfter(from time.Time) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.times {
+		if t.After(from) {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
 // wakeRelay is a relay of its own database and vhost whose selects on the outbox are recorded.
 type wakeRelay struct {
 	db      *heraldtest.Database
@@ -163,8 +175,9 @@ func (w *wakeRelay) justAfterSelect(t *testing.T) {
 }
 
 // forwardedAfter sends a command through outbox, wakes its relay when wake, and returns how long
-// after the commit the command reached RabbitMQ.
-func (w *wakeRelay) forwardedAfter(t *testing.T, outbox *router.Outbox, wake bool) time.Duration {
+// after the commit the command reached RabbitMQ, and how long after the commit the relay's first
+// select on the outbox since then ended.
+func (w *wakeRelay) forwardedAfter(t *testing.T, outbox *router.Outbox, wake bool) (took, looked time.Duration) {
 	t.Helper()
 	ctx := context.Background()
 	ch := heraldtest.AMQPChannel(t, w.amqpURL)
@@ -194,7 +207,9 @@ func (w *wakeRelay) forwardedAfter(t *testing.T, outbox *router.Outbox, wake boo
 			if cmd.NotificationID == id {
 				took := time.Since(committed)
 				_ = ch.Close()
-				return took
+				// The command was forwarded by a select that ended after the commit.
+				at, _ := w.selects.firstAfter(committed)
+				return took, at.Sub(committed)
 			}
 		case <-timeout:
 			t.Fatalf("command %s not forwarded within 30s", id)
@@ -225,18 +240,27 @@ func TestRelayIdlePollsBackOff(t *testing.T) {
 	}
 }
 
-// After a long idle, a command whose writer wakes the relay is forwarded at once, not at the
-// partition's next select, which is IdlePollMax away.
+// After a long idle, a command whose writer wakes the relay is looked for at once, not at the
+// partition's next select, which is IdlePollMax away, and forwarded.
+//
+// What is checked is when the partition selects again: whether that select already sees the
+// command is PostgreSQL's to say. A transaction open anywhere on the server (another package's
+// tests, in CI) keeps the command below the outbox's visibility bound (pg_snapshot_xmin) for a
+// while, and the partition then looks again poll, 2·poll, 4·poll… later: measured with -race
+// beside three busy loops on two cores, 3 of 8 woken commands were forwarded 1.35–1.5 s after
+// their commit, each after a select 5–20 ms after it that found nothing.
 func TestRelayWokenAfterIdle(t *testing.T) {
 	t.Parallel()
 	const idleMax = 2 * time.Second
 	signal := router.NewOutboxSignal()
 	w := startWakeRelay(t, router.RelayConfig{PollInterval: 20 * time.Millisecond, IdlePollMax: idleMax, BatchSize: 10, Partitions: 1, Wake: signal})
 	w.waitIdle(t, idleMax*9/10)
-	took := w.forwardedAfter(t, router.NewOutbox(nil).WithSignal(signal), true)
-	t.Logf("woken after the idle: forwarded %s after the commit", took)
-	if limit := 200 * time.Millisecond; took > limit {
-		t.Errorf("a woken command was forwarded %s after its commit; want under %s (the idle maximum is %s)", took, limit, idleMax)
+	took, looked := w.forwardedAfter(t, router.NewOutbox(nil).WithSignal(signal), true)
+	t.Logf("woken after the idle: selected %s and forwarded %s after the commit", looked, took)
+	// Half the idle maximum: far from the next select without a wake-up, about idleMax after the
+	// last, and room for the wake-up and the select on a loaded machine.
+	if limit := idleMax / 2; looked > limit {
+		t.Errorf("the woken partition selected %s after the commit; want under %s (the idle maximum is %s)", looked, limit, idleMax)
 	}
 }
 
@@ -248,7 +272,7 @@ func TestRelayUnwokenCommandWithinIdleMax(t *testing.T) {
 	signal := router.NewOutboxSignal()
 	w := startWakeRelay(t, router.RelayConfig{PollInterval: 20 * time.Millisecond, IdlePollMax: idleMax, BatchSize: 10, Partitions: 1, Wake: signal})
 	w.waitIdle(t, idleMax*9/10)
-	took := w.forwardedAfter(t, router.NewOutbox(nil), false)
+	took, _ := w.forwardedAfter(t, router.NewOutbox(nil), false)
 	t.Logf("not woken: forwarded %s after the commit", took)
 	if limit := idleMax + time.Second; took > limit {
 		t.Errorf("a command written without a wake-up was forwarded %s after its commit; want within %s", took, limit)
@@ -264,7 +288,9 @@ func TestRelayStopsDuringIdleWait(t *testing.T) {
 		Wake: router.NewOutboxSignal()})
 	// Waits of 100, 200, 400, 800 ms and 1.6 s, then 3.2 s: the partition is in a long wait.
 	w.waitIdle(t, 1500*time.Millisecond)
-	if took := w.stop(); took > time.Second {
-		t.Errorf("the relay took %s to stop while its partitions waited for a wake-up", took)
+	// The stop includes closing the publisher; 5 s is room for that on a loaded machine and still
+	// far below the next select, up to 30 s away.
+	if took, limit := w.stop(), 5*time.Second; took > limit {
+		t.Errorf("the relay took %s to stop while its partitions waited for a wake-up; want under %s", took, limit)
 	}
 }

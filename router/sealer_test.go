@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -56,6 +57,12 @@ func TestSealersTakeTurnsAndSealOnlyGrowth(t *testing.T) {
 			return size == want, err
 		})
 	}
+	// OnCheckpoint runs after the checkpoint's commit: wait for the third to be handed out too.
+	heraldtest.Eventually(t, 30*time.Second, "the third checkpoint handed to OnCheckpoint", func() (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(copied) >= 3, nil
+	})
 	for i, s := range sealers {
 		if err := s.Ready(ctx); err != nil {
 			t.Errorf("sealer %d not ready: %v", i, err)
@@ -75,7 +82,7 @@ func TestSealersTakeTurnsAndSealOnlyGrowth(t *testing.T) {
 		t.Errorf("%d checkpoints for 3 appends, then %d after idle intervals; want 3 and 3", before, after)
 	}
 	mu.Lock()
-	if len(copied) != 3 || copied[0] != 1 || copied[2] != 3 {
+	if !slices.Equal(copied, []int64{1, 2, 3}) {
 		t.Errorf("checkpoints handed out: %v, want [1 2 3]", copied)
 	}
 	mu.Unlock()

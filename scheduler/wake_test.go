@@ -30,7 +30,9 @@ func (w *wakeRecorder) Wake() {
 func TestReleaseWakesTheRelayAfterCommit(t *testing.T) {
 	db := heraldtest.NewDatabase(t)
 	acc := handlers.NewAcceptor(db.Pool, events.NewLog(db.Pool), router.NewOutbox(nil), handlers.DefaultLimits)
-	schedule(t, acc, 3, time.Now().Add(300*time.Millisecond), 0)
+	// Due far enough ahead that three accepts and the first round fit before it on a loaded
+	// machine; the Eventually below waits for it.
+	schedule(t, acc, 3, time.Now().Add(3*time.Second), 0)
 	w := &wakeRecorder{Outbox: router.NewOutbox(nil), db: db, t: t}
 	s := scheduler.New(db.Pool, w, quiet)
 

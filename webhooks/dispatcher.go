@@ -281,6 +281,14 @@ func (d *Dispatcher) liveBatch(ctx context.Context, id string, failedInARow *int
 		}
 		return false, nil
 	}
+	// Looked at again now that the batch is read: an event appended after the endpoint was
+	// disabled, or taken by another dispatcher, was read after that change was committed, and
+	// this look sees the change too, so such an event is never posted here.
+	if live, err := d.stillLive(ctx, t); err != nil {
+		return false, err
+	} else if !live {
+		return false, errLeaseLost
+	}
 	full := len(recs) == d.cfg.Batch
 	probing := *failedInARow >= d.cfg.TripAfter
 	var (
@@ -323,6 +331,23 @@ func (d *Dispatcher) liveBatch(ctx context.Context, id string, failedInARow *int
 		d.sender.metrics.lag(id, max(head-next.Position, 0), lagSeconds)
 	}
 	return full, nil
+}
+
+// stillLive reports whether endpoint t is still enabled, not deleted, and this dispatcher's at
+// the offset t was read at.
+func (d *Dispatcher) stillLive(ctx context.Context, t target) (bool, error) {
+	var live bool
+	err := d.db.QueryRow(ctx, `SELECT enabled AND lease_owner IS NOT DISTINCT FROM $2
+			AND cursor_transaction_id = $3::text::xid8 AND cursor_position = $4
+		FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL`,
+		t.ID, d.cfg.Owner, fmt.Sprint(t.cursor.TransactionID), t.cursor.Position).Scan(&live)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look at endpoint %s again: %w", t.ID, err)
+	}
+	return live, nil
 }
 
 // anySucceeded reports whether any of outs succeeded.

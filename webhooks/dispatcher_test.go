@@ -3,12 +3,15 @@ package webhooks_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/herald-notify/herald/events"
 	"github.com/herald-notify/herald/heraldtest"
@@ -193,6 +196,94 @@ func TestFailingEndpointIsDisabled(t *testing.T) {
 	heraldtest.Eventually(t, 30*time.Second, "the healthy endpoint's events", func() (bool, error) { return len(healthy.got()) >= 5, nil })
 	if after, _ := rcv.stats(); after != before {
 		t.Errorf("a disabled endpoint got %d more requests", after-before)
+	}
+}
+
+// gatedLogReads is a dispatcher's database whose next read of the log after an offset, once
+// armed, says so on reached and waits for release: it holds a live delivery between its look at
+// the endpoint and its read of the log.
+type gatedLogReads struct {
+	webhooks.DB
+	armed            atomic.Bool
+	reached, release chan struct{}
+}
+
+func (g *gatedLogReads) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if strings.Contains(sql, "FROM event_log e") && strings.Contains(sql, "(e.transaction_id, e.global_position) >") &&
+		g.armed.CompareAndSwap(true, false) {
+		close(g.reached)
+		<-g.release
+	}
+	return g.DB.Query(ctx, sql, args...)
+}
+
+// stopLog is a log handler that closes stopped when a live delivery logs that it stopped.
+type stopLog struct {
+	once    sync.Once
+	stopped chan struct{}
+}
+
+func (h *stopLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *stopLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "webhook delivery stopped" {
+		h.once.Do(func() { close(h.stopped) })
+	}
+	return nil
+}
+func (h *stopLog) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *stopLog) WithGroup(string) slog.Handler      { return h }
+
+// TestNoLivePostAfterADisable: an event appended after its endpoint was disabled is not posted to
+// it, not even by a live delivery that looked at the endpoint, still enabled, just before the
+// disable and read the log just after the event.
+func TestNoLivePostAfterADisable(t *testing.T) {
+	s := newSetup(t)
+	rcv := newReceiver(t)
+	ep := s.register(t, rcv)
+	gate := &gatedLogReads{DB: s.pool, reached: make(chan struct{}), release: make(chan struct{})}
+	released := sync.OnceFunc(func() { close(gate.release) })
+	t.Cleanup(released)
+	logs := &stopLog{stopped: make(chan struct{})}
+	sender := webhooks.NewSender(s.pool, s.eps, webhooks.SenderConfig{Client: webhooks.NewClient(testPolicy, webhooks.ClientOptions{Timeout: 5 * time.Second})})
+	d := webhooks.NewDispatcher(gate, sender, webhooks.DispatcherConfig{Owner: "d1", Poll: 20 * time.Millisecond, Lease: 2 * time.Second, Lanes: 4,
+		Logger: slog.New(logs)})
+	heraldtest.RunInBackground(t, "dispatcher d1", d.Run)
+
+	// The live delivery runs: a first story arrives.
+	s.sendStory(t)
+	heraldtest.Eventually(t, 30*time.Second, "the first story at the endpoint", func() (bool, error) { return len(rcv.got()) >= 5, nil })
+
+	// The live delivery is held after its look at the endpoint (enabled) and before its read of
+	// the log; meanwhile the endpoint is disabled and a second story appended.
+	gate.armed.Store(true)
+	select {
+	case <-gate.reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the live delivery did not read the log again within 10 s")
+	}
+	if _, err := s.eps.Disable(context.Background(), ep.ID, "tester", "no more"); err != nil {
+		t.Fatal(err)
+	}
+	late, _ := s.sendStory(t)
+	released()
+	select {
+	case <-logs.stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the live delivery of the disabled endpoint did not stop within 30 s")
+	}
+	// Whatever the stopped delivery posted has arrived: it waits for the answers before it looks
+	// at the endpoint again.
+	var posted int
+	for _, a := range rcv.got() {
+		if a.payload.Data.NotificationID == late {
+			posted++
+		}
+	}
+	if posted != 0 {
+		t.Errorf("%d events appended after the disable were posted to the disabled endpoint", posted)
+	}
+	if n, _ := rcv.stats(); n != 5 {
+		t.Errorf("the endpoint got %d requests, want the first story's 5", n)
 	}
 }
 

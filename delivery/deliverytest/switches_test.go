@@ -112,7 +112,8 @@ func TestSMSSinkDelayTimes(t *testing.T) {
 
 func TestSMTPSinkDelayTimes(t *testing.T) {
 	const rcpt = "dave@example.net"
-	const delay = 300 * time.Millisecond
+	// Long enough that an undelayed exchange stays under it on a loaded machine.
+	const delay = 2 * time.Second
 	sink := deliverytest.NewSMTPSink(t)
 	sink.DelayTimes(rcpt, 1, delay)
 
