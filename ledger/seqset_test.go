@@ -38,7 +38,7 @@ func TestSeqSetHoldsTheRunsOfItsSeqs(t *testing.T) {
 		for i, seq := range seqs {
 			s.add(seq)
 			if i == len(seqs)/3 {
-				s.String() // read midway: merged, and added to after
+				_ = s.String() // read midway: merged, and added to after
 			}
 		}
 		if got := s.count(); got != n {
