@@ -77,9 +77,9 @@ func (c *Checkpoint) VerifySignature(keys Keys) error {
 	case len(keys) == 0:
 		return errors.New("no public key to check its signature against")
 	case !ok && len(keys) == 1:
-		return fmt.Errorf("signed by key %s, not by the trusted key %s", c.KeyID, keys.IDs()[0])
+		return fmt.Errorf("signed by %s, not by the trusted key %s", shownKeyID(c.KeyID), keys.IDs()[0])
 	case !ok:
-		return fmt.Errorf("signed by key %s, not by any of the trusted keys %s", c.KeyID, strings.Join(keys.IDs(), ", "))
+		return fmt.Errorf("signed by %s, not by any of the trusted keys %s", shownKeyID(c.KeyID), strings.Join(keys.IDs(), ", "))
 	case !ed25519.Verify(pub, c.SignedMessage(), c.Signature):
 		return errors.New("the signature does not match the checkpoint")
 	}
@@ -229,6 +229,18 @@ const keyIDSize = 8
 func KeyID(pub ed25519.PublicKey) string {
 	sum := sha256.Sum256(pub)
 	return hex.EncodeToString(sum[:keyIDSize])
+}
+
+// shownKeyID is how an error names the key a checkpoint says it was signed by: "key ID" when
+// id is a key id (KeyID: 16 hex digits), and otherwise only that it is not one, and how long it
+// is. A checkpoint read from a file or a bundle carries whatever its writer put in key_id — a
+// megabyte, control characters, a private key pasted by mistake — and an error must not repeat
+// that.
+func shownKeyID(id string) string {
+	if len(id) == 2*keyIDSize && strings.Trim(id, "0123456789abcdefABCDEF") == "" {
+		return "key " + id
+	}
+	return fmt.Sprintf("a key_id that is no key id (%d bytes, not %d hex digits)", len(id), 2*keyIDSize)
 }
 
 // GenerateKeyFile writes a new Ed25519 private key to path, as PEM-encoded PKCS #8 readable by

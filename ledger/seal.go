@@ -115,8 +115,8 @@ func (s *Sealer) Seal(ctx context.Context) (cp *Checkpoint, full bool, err error
 		// Nor on top of a checkpoint it did not sign, with its key or a previous one: its root
 		// would then vouch for whatever that checkpoint's writer put in the tree.
 		if _, known := s.trusted[prev.KeyID]; prev.Seq != 0 && !known {
-			return fmt.Errorf("%w: checkpoint %d is signed by key %s, which is neither this sealer's key %s nor a previous key it was given: if the checkpoint key was rotated, list the old public key in HERALD_CHECKPOINT_PREVIOUS_KEYS; otherwise run herald events verify",
-				ErrRefused, prev.Seq, prev.KeyID, KeyID(s.key.Public().(ed25519.PublicKey)))
+			return fmt.Errorf("%w: checkpoint %d is signed by %s, which is neither this sealer's key %s nor a previous key it was given: if the checkpoint key was rotated, list the old public key in HERALD_CHECKPOINT_PREVIOUS_KEYS; otherwise run herald events verify",
+				ErrRefused, prev.Seq, shownKeyID(prev.KeyID), KeyID(s.key.Public().(ed25519.PublicKey)))
 		}
 		if prev.Seq != 0 {
 			if err := prev.VerifySignature(s.trusted); err != nil {

@@ -36,7 +36,10 @@ type VerifyOptions struct {
 	// signed again would otherwise verify, were the key at hand. They are read once, in any
 	// order, before the log, and held to the database a batch at a time: a checkpoint file of
 	// millions of lines costs no more memory than a few. An error they yield is returned as it
-	// is. Whoever supplies them checks what they are worth (a line's signature: CheckSigned).
+	// is. Whoever supplies them checks what they are worth (a line's signature: CheckSigned),
+	// and yields only copies of checkpoints committed before Verify was called: they are read
+	// after its snapshot is taken, and one committed later is missing from it. A sealer's file
+	// is read up to the size it had before then (the sealer appends a line after the commit).
 	Witnessed iter.Seq2[Checkpoint, error]
 	// Progress, if set, is called now and then with the report so far.
 	Progress func(VerifyReport)

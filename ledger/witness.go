@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"iter"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -115,14 +114,25 @@ func CheckWitnessed(cp *Checkpoint, witnessed []Checkpoint) error {
 }
 
 // seqSet is a set of seqs as sorted runs of consecutive ones. Seqs added in order, as a
-// checkpoint file holds them, cost nothing past the run they extend.
-type seqSet struct{ runs []seqRun }
+// checkpoint file holds them, cost nothing past the run they extend. One added out of order (a
+// receiver's copy may hold them so) waits in pending, and the pending ones are sorted and merged
+// into the runs at once when there are as many of them as runs (or minPending), and before the
+// set is read: each add costs O(log n) amortised however the seqs come, where inserting each
+// into the runs in place cost O(n) (O(n²) for a file in reverse). Its memory is the runs, one per
+// gap between the seqs, and at most as many pending seqs: it grows with the gaps, not the lines.
+type seqSet struct {
+	runs    []seqRun
+	pending []int64
+}
 
 type seqRun struct{ first, last int64 }
 
+// minPending is how many seqs added out of order wait before they are merged, however few runs
+// there are: merging is a sort, not worth doing for each.
+const minPending = 1024
+
 func (s *seqSet) add(seq int64) {
-	n := len(s.runs)
-	if n > 0 && seq >= s.runs[n-1].first {
+	if n := len(s.runs); n > 0 && seq >= s.runs[n-1].first {
 		r := &s.runs[n-1]
 		switch {
 		case seq <= r.last:
@@ -133,29 +143,46 @@ func (s *seqSet) add(seq int64) {
 		}
 		return
 	}
-	// Out of order (a receiver's copy may be): the first run that ends at seq-1 or later either
-	// holds seq, or ends just before it, or begins just after it, or seq goes before it.
-	i := sort.Search(n, func(i int) bool { return s.runs[i].last >= seq-1 })
-	if i < n && s.runs[i].first <= seq+1 {
-		r := &s.runs[i]
-		switch {
-		case seq >= r.first && seq <= r.last:
-		case seq == r.last+1:
-			r.last = seq
-			if i+1 < n && s.runs[i+1].first == seq+1 {
-				r.last = s.runs[i+1].last
-				s.runs = slices.Delete(s.runs, i+1, i+2)
-			}
-		default: // seq == r.first-1; the run before ends before seq-1
-			r.first = seq
-		}
+	if len(s.runs) == 0 {
+		s.runs = append(s.runs, seqRun{seq, seq})
 		return
 	}
-	s.runs = slices.Insert(s.runs, i, seqRun{seq, seq})
+	s.pending = append(s.pending, seq)
+	if len(s.pending) >= max(minPending, len(s.runs)) {
+		s.merge()
+	}
+}
+
+// merge sorts the pending seqs into the runs, in one pass over both.
+func (s *seqSet) merge() {
+	if len(s.pending) == 0 {
+		return
+	}
+	slices.Sort(s.pending)
+	runs := make([]seqRun, 0, len(s.runs)+len(s.pending))
+	push := func(r seqRun) {
+		if n := len(runs); n > 0 && r.first <= runs[n-1].last+1 {
+			runs[n-1].last = max(runs[n-1].last, r.last)
+			return
+		}
+		runs = append(runs, r)
+	}
+	i, j := 0, 0
+	for i < len(s.runs) || j < len(s.pending) {
+		if j == len(s.pending) || i < len(s.runs) && s.runs[i].first <= s.pending[j] {
+			push(s.runs[i])
+			i++
+		} else {
+			push(seqRun{s.pending[j], s.pending[j]})
+			j++
+		}
+	}
+	s.runs, s.pending = runs, s.pending[:0]
 }
 
 // count is how many seqs there are.
 func (s *seqSet) count() int64 {
+	s.merge()
 	var n int64
 	for _, r := range s.runs {
 		n += r.last - r.first + 1
@@ -170,6 +197,7 @@ const maxShownSeqs = 10
 // String says which seqs there are, as runs of consecutive ones: "1, 2, 5–40, 43". Past
 // maxShownSeqs parts, the first and last are shown, and how many seqs there are.
 func (s *seqSet) String() string {
+	s.merge()
 	var parts []string
 	for _, r := range s.runs {
 		switch r.last - r.first {

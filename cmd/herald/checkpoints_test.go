@@ -758,6 +758,8 @@ type rotatedLog struct {
 	dir       string
 	a, b      string // A's and B's public keys, as --public-key takes them
 	keyA      ed25519.PrivateKey
+	keyB      ed25519.PrivateKey
+	pubA      ed25519.PublicKey
 	stream    string
 	ids       []string
 	cps       []ledger.Checkpoint
@@ -773,28 +775,11 @@ func newRotatedLog(t *testing.T) *rotatedLog {
 	ctx := t.Context()
 	pubA, keyA, _ := ed25519.GenerateKey(nil)
 	pubB, keyB, _ := ed25519.GenerateKey(nil)
-	l.a, l.b, l.keyA = ledger.EncodePublicKey(pubA), ledger.EncodePublicKey(pubB), keyA
+	l.a, l.b, l.keyA, l.keyB, l.pubA = ledger.EncodePublicKey(pubA), ledger.EncodePublicKey(pubB), keyA, keyB, pubA
 	l.cpFile = filepath.Join(l.dir, "checkpoints.jsonl")
-	log := events.NewLog(l.db.Pool)
-	seal := func(key ed25519.PrivateKey, previous ed25519.PublicKey, seq int64) {
-		t.Helper()
-		recs, err := log.Append(ctx, l.stream, int64(len(l.ids)), events.Metadata{}, &events.NotificationProcessing{Attempt: len(l.ids) + 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		l.ids = append(l.ids, recs[0].ID)
-		heraldtest.WaitLogVisible(t, l.db, len(l.ids))
-		cp, _, err := ledger.NewSealer(l.db.Pool, key).WithPreviousKeys(ledger.NewKeys(previous)).Seal(ctx)
-		if err != nil || cp == nil || cp.Seq != seq {
-			t.Fatalf("seal checkpoint %d: %+v, %v", seq, cp, err)
-		}
-		if err := appendCheckpoint(l.cpFile, *cp); err != nil {
-			t.Fatal(err)
-		}
-	}
-	seal(keyA, pubA, 1)
-	seal(keyA, pubA, 2) // A's last checkpoint
-	seal(keyB, pubA, 3) // the rotation point
+	l.seal(keyA, 1)
+	l.seal(keyA, 2) // A's last checkpoint
+	l.seal(keyB, 3) // the rotation point
 	var err error
 	if l.cps, err = ledger.List(ctx, l.db.Pool, 0); err != nil || len(l.cps) != 3 {
 		t.Fatalf("checkpoints: %d, %v", len(l.cps), err)
@@ -802,6 +787,27 @@ func newRotatedLog(t *testing.T) *rotatedLog {
 	l.bundleTxt = mustRunHerald(t, "events", "prove", l.ids[0], "--checkpoint", "2", "--database-url", l.db.URL)
 	l.bundle = l.write("proof-2.json", l.bundleTxt)
 	return l
+}
+
+// seal appends an event to the stream and seals checkpoint seq over it with key (A being its
+// previous key), and appends the checkpoint to the checkpoint file, as the sealer does once it is
+// committed.
+func (l *rotatedLog) seal(key ed25519.PrivateKey, seq int64) {
+	l.t.Helper()
+	ctx := l.t.Context()
+	recs, err := events.NewLog(l.db.Pool).Append(ctx, l.stream, int64(len(l.ids)), events.Metadata{}, &events.NotificationProcessing{Attempt: len(l.ids) + 1})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.ids = append(l.ids, recs[0].ID)
+	heraldtest.WaitLogVisible(l.t, l.db, len(l.ids))
+	cp, _, err := ledger.NewSealer(l.db.Pool, key).WithPreviousKeys(ledger.NewKeys(l.pubA)).Seal(ctx)
+	if err != nil || cp == nil || cp.Seq != seq {
+		l.t.Fatalf("seal checkpoint %d: %+v, %v", seq, cp, err)
+	}
+	if err := appendCheckpoint(l.cpFile, *cp); err != nil {
+		l.t.Fatal(err)
+	}
 }
 
 // expect is checkpoint seq's SEQ:ROOT, as --expect takes it.

@@ -50,7 +50,14 @@ flag repeats): each must be in the database with the same root (and tree size), 
 naming it (field witness). This is what catches a log rewritten whole, its checkpoints deleted
 and signed again by whoever holds the key or has the sealer sign for them. The file is read
 line by line before the log, in constant memory however long it is. One that cannot be read or
-holds no checkpoint is refused before anything else is read: it would witness nothing. With
+holds no checkpoint is refused before anything else is read: it would witness nothing. A file
+is read up to the size it had when verify opened it, before the database's snapshot is taken:
+the sealer appends a line once its checkpoint is committed, so the lines it appends while
+verify runs, whose checkpoints the snapshot lacks, are not read; a last line without its
+newline that is not a whole checkpoint (one the sealer was writing, or one cut short) is not
+read either, and the summary says so. A pipe (--witness <(ssh host cat checkpoints.jsonl)) is
+read once, to its end: a line its source writes after the snapshot names a checkpoint the
+snapshot lacks and fails as missing, so pipe a copy that does not grow while verify runs. With
 --public-key each line's own signature must check out too (the key its key id names, within
 its --key-until range): a line that is not a checkpoint, or whose signature does not, is
 refused, naming the file, the line and the checkpoint's seq. Without --public-key the lines'
@@ -126,6 +133,7 @@ func eventsVerifyCommand() *cobra.Command {
 				if wf, err = openWitness(witness, keys, opts.KeyUntil, from); err != nil {
 					return err
 				}
+				defer wf.Close()
 			}
 			expected, err := parseExpected(expect)
 			if err != nil {
@@ -295,6 +303,7 @@ func printVerification(w io.Writer, rep ledger.VerifyReport, keys ledger.Keys, w
 		if wf != nil && wf.before > 0 {
 			fmt.Fprintf(w, "--witness %s: %d checkpoints before checkpoint %d (--from-checkpoint) not compared.\n", wf.name, wf.before, wf.from)
 		}
+		wf.printPartial(w)
 	} else {
 		fmt.Fprintln(w, "No witness given (--witness, --expect): a log rewritten with its checkpoints signed again would verify.")
 	}

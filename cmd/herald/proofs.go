@@ -156,11 +156,14 @@ tree size and log id); --expect SEQ:ROOT (the root in hex; the flag repeats) doe
 checkpoint noted by hand. Given both, each checkpoint must be among either, and agree with every
 copy of its seq. One that is not fails, naming the checkpoint (field witness) and whether its
 seq, its root, its tree size or its log differs. A witness file that cannot be read or holds no
-checkpoint is refused before FILE is read. It is then read line by line, keeping only the copies
-of FILE's checkpoints' seqs, however long it is: each line must be a checkpoint signed by a
---public-key given (give every key the file's lines were signed with, a rotation's old and new),
-or it is refused, naming the file, the line and the checkpoint's seq. A witness is still worth
-what the place it was kept is worth: whoever holds a key can sign a line.
+checkpoint is refused before FILE is read. It is then read line by line, once (it may be a pipe:
+--witness <(ssh host cat checkpoints.jsonl)), and a file up to the size it had when it was
+opened, keeping only the copies of FILE's checkpoints' seqs, however long it is; a last line
+without its newline that is not a whole checkpoint (one being written, or cut short) is not
+read, and the summary says so. Each line must be a checkpoint signed by a --public-key given
+(give every key the file's lines were signed with, a rotation's old and new), or it is refused,
+naming the file, the line and the checkpoint's seq. A witness is still worth what the place it
+was kept is worth: whoever holds a key can sign a line.
 
 The signature covers the log's id: --log-id requires every checkpoint to be of that log (a
 bundle from another log, even signed with the same key, is refused); without it, the log id is
@@ -191,6 +194,7 @@ signed).`,
 				if wf, err = openWitness(witness, keys, nil, 0); err != nil {
 					return err
 				}
+				defer wf.Close()
 			}
 			kept := keptBy(witness, len(expected) > 0)
 			var r io.Reader = cmd.InOrStdin()
@@ -256,6 +260,7 @@ signed).`,
 				if witnessed.Len() > 0 {
 					fmt.Fprintf(w, "Checkpoint %d is %s: the seq and root kept outside the log.\n", p.Checkpoint.Seq, kept.as)
 				}
+				wf.printPartial(w)
 				return nil
 			}
 			fmt.Fprintf(w, "Stream %s: %d events proven, versions 1 to %d, each chained to the one before it and in the log a signed checkpoint commits to:\n",
@@ -275,6 +280,7 @@ signed).`,
 			if witnessed.Len() > 0 {
 				fmt.Fprintf(w, "Every checkpoint is %s: the seq and root kept outside the log.\n", kept.as)
 			}
+			wf.printPartial(w)
 			return nil
 		},
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -237,5 +238,119 @@ func BenchmarkWitnessRead(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*lines)/time.Since(start).Seconds(), "lines/s")
 		})
+	}
+}
+
+// The sealer appends a checkpoint's line once the checkpoint is committed, so a line it appends
+// while events verify reads its live file names a checkpoint the verifier's snapshot lacks.
+// verify reads the file only up to the size it had when it was opened, before the snapshot:
+// a checkpoint sealed, and its line appended, once the snapshot is taken (here, as the witness
+// is about to be read) is neither in the snapshot nor read, and the healthy log verifies
+// instead of reading as rewritten ("missing from the database"). Verified again, the line is
+// read and its checkpoint found.
+func TestVerifyReadsTheWitnessAsItWasWhenOpened(t *testing.T) {
+	l := newRotatedLog(t)
+	keys := ledger.NewKeys(mustKey(t, l.a), mustKey(t, l.b))
+	wf, err := openWitness(l.cpFile, keys, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wf.Close()
+	sealed := false
+	opts := ledger.VerifyOptions{Keys: keys, Witnessed: func(yield func(ledger.Checkpoint, error) bool) {
+		// Verify reads the witness in its snapshot: the sealer commits checkpoint 4 and
+		// appends its line now.
+		l.seal(l.keyB, 4)
+		sealed = true
+		for cp, err := range wf.checkpoints() {
+			if !yield(cp, err) {
+				return
+			}
+		}
+	}}
+	rep, err := ledger.Verify(t.Context(), l.db.Pool, opts)
+	if err != nil || !sealed || rep.Witnessed != 3 || wf.read != 3 || rep.LastCheckpoint != 3 {
+		t.Errorf("verify while checkpoint 4's line was appended: %+v, %v; want the 3 lines there when the file was opened witnessed, and checkpoint 4 in neither", rep, err)
+	}
+	if lines := strings.Count(readFile(t, l.cpFile), "\n"); lines != 4 {
+		t.Fatalf("the checkpoint file holds %d lines, want 4", lines)
+	}
+	out, err := runHerald(t, "events", "verify", "--database-url", l.db.URL, "--public-key", l.a, "--public-key", l.b, "--witness", l.cpFile)
+	if err != nil || !strings.Contains(out, "4 witnessed checkpoints found") {
+		t.Errorf("events verify --witness of the 4 lines: %v\n%s", err, out)
+	}
+}
+
+// The sealer writes each line whole, with its newline; a last line without one that is no whole
+// checkpoint is one it was writing as the file was opened (the size read cut it), or one a crash
+// cut short. Its checkpoint is in the database either way: events verify and verify-bundle do
+// not read it, and say so, rather than fail a healthy log. A whole checkpoint without its
+// newline is read as any line; a line cut short that is not the last is refused.
+func TestWitnessLastLineWithoutNewline(t *testing.T) {
+	l := newRotatedLog(t)
+	all := readFile(t, l.cpFile)
+	lines := strings.SplitAfter(strings.TrimSpace(all), "\n")
+	cut := l.write("cut.jsonl", all+lines[2][:100])
+	whole := l.write("whole.jsonl", strings.TrimSuffix(all, "\n"))
+	only := l.write("only-cut.jsonl", lines[0][:100])
+	inside := l.write("cut-inside.jsonl", lines[0]+lines[1][:100]+"\n"+lines[2])
+	verify := func(file string) (string, error) {
+		return runHerald(t, "events", "verify", "--database-url", l.db.URL, "--public-key", l.a, "--public-key", l.b, "--witness", file)
+	}
+	note := fmt.Sprintf("--witness %s: its last line, 100 bytes without a newline, is no whole checkpoint: not read (a line being written as the file was opened, or one cut short).", cut)
+	out, err := verify(cut)
+	if err != nil || !strings.Contains(out, fmt.Sprintf("--witness %s: 3 checkpoints, each signed by a key given.", cut)) || !strings.Contains(out, note) {
+		t.Errorf("events verify --witness with a last line cut short: %v\n%s\nwant 3 checkpoints read and %q", err, out, note)
+	}
+	out, err = l.verifyBundle(l.bundle, "--witness", cut)
+	if err != nil || !strings.Contains(out, "Checkpoint 2 is as witnessed") || !strings.Contains(out, note) {
+		t.Errorf("verify-bundle --witness with a last line cut short: %v\n%s\nwant it witnessed and %q", err, out, note)
+	}
+	out, err = verify(whole)
+	if err != nil || !strings.Contains(out, fmt.Sprintf("--witness %s: 3 checkpoints, each signed by a key given.", whole)) || strings.Contains(out, "no whole checkpoint") {
+		t.Errorf("events verify --witness whose last line has no newline: %v\n%s\nwant its 3 lines read", err, out)
+	}
+	want := fmt.Sprintf("--witness: %s holds no checkpoint: its only line, without a newline, is not a whole one", only)
+	if _, err := verify(only); err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("events verify --witness holding only a line cut short: %v; want %q", err, want)
+	}
+	want = fmt.Sprintf("--witness: %s line 2: not a checkpoint as JSON", inside)
+	if _, err := verify(inside); err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("events verify --witness with its second line cut short: %v; want %q", err, want)
+	}
+}
+
+// --witness <(ssh host cat checkpoints.jsonl) names a pipe, which can be read once: events
+// verify and verify-bundle open it once and read it in one pass, checking its first line before
+// the rest as they do a file's. Every line of one far longer than a first read (90 lines, over
+// 16 KiB) is read and counted.
+func TestWitnessFromAPipe(t *testing.T) {
+	l := newRotatedLog(t)
+	body := strings.Repeat(readFile(t, l.cpFile), 30)
+	if len(body) <= 16<<10 {
+		t.Fatalf("the witness is %d bytes; want over 16 KiB", len(body))
+	}
+	pipe := func() string {
+		t.Helper()
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		go func() {
+			defer w.Close()
+			_, _ = io.WriteString(w, body)
+		}()
+		return fmt.Sprintf("/dev/fd/%d", r.Fd())
+	}
+	file := pipe()
+	out, err := runHerald(t, "events", "verify", "--database-url", l.db.URL, "--public-key", l.a, "--public-key", l.b, "--witness", file)
+	if err != nil || !strings.Contains(out, "90 witnessed checkpoints found") || !strings.Contains(out, fmt.Sprintf("--witness %s: 90 checkpoints, each signed by a key given.", file)) {
+		t.Errorf("events verify --witness %s, a pipe of 90 lines: %v\n%s", file, err, out)
+	}
+	file = pipe()
+	out, err = l.verifyBundle(l.bundle, "--witness", file)
+	if err != nil || !strings.Contains(out, fmt.Sprintf("Checkpoint 2 is as witnessed (--witness %s)", file)) {
+		t.Errorf("verify-bundle --witness %s, a pipe of 90 lines: %v\n%s", file, err, out)
 	}
 }
