@@ -33,10 +33,12 @@ import (
 // ones in hand to be acknowledged or refused, and then close the subscriber, which commits the
 // offset of what was acknowledged (watermill-sql) or hands back what no handler took
 // (watermill-amqp: the commands RabbitMQ had prefetched to the consumers). The subscriber keeps
-// its context until grace after the router stopped, so a database or broker that does not answer
+// its context until grace after the stop began, so a database or broker that does not answer
 // cannot hold the close for longer. The stop begins with the router's cancellation of the
 // context or with Close, whichever comes first: the router closes the subscriber only from a
-// select that may take the cancellation instead.
+// select that may take the cancellation instead. Every wait is bounded by that one deadline, grace
+// after the stop began, however late Close comes: the router, whose own close timeout runs from
+// the same moment, may give up on a handler and leave the close to a deferred call.
 //
 // An acknowledgement counts only once the subscriber has taken it: its goroutine, having handed a
 // message out, waits for the message's ack, nack, its own close and its context in one select, and
@@ -54,6 +56,7 @@ type drainingSubscriber struct {
 
 	stop      chan struct{} // closed when the stop begins: hand out nothing more
 	stopOnce  sync.Once
+	deadline  time.Time // grace after the stop began; set before stop is closed
 	closeOnce sync.Once
 	closeErr  error
 
@@ -74,7 +77,7 @@ func (s *drainingSubscriber) Subscribe(ctx context.Context, topic string) (<-cha
 	subCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	context.AfterFunc(ctx, func() {
 		s.halt()
-		time.AfterFunc(s.grace, cancel)
+		time.AfterFunc(time.Until(s.deadline), cancel)
 	})
 	in, err := s.sub.Subscribe(subCtx, topic)
 	if err != nil {
@@ -129,7 +132,13 @@ func (s *drainingSubscriber) Subscribe(ctx context.Context, topic string) (<-cha
 	return out, nil
 }
 
-func (s *drainingSubscriber) halt() { s.stopOnce.Do(func() { close(s.stop) }) }
+// halt begins the stop, once, and sets its deadline.
+func (s *drainingSubscriber) halt() {
+	s.stopOnce.Do(func() {
+		s.deadline = time.Now().Add(s.grace)
+		close(s.stop)
+	})
+}
 
 func (s *drainingSubscriber) stopping() bool {
 	select {
@@ -140,8 +149,8 @@ func (s *drainingSubscriber) stopping() bool {
 	}
 }
 
-// Close waits, at most grace, for the messages in hand to be settled (an ack, taken by the
-// subscriber), then closes the subscriber.
+// Close waits, until grace after the stop began, for the messages in hand to be settled (an ack,
+// taken by the subscriber), then closes the subscriber.
 // It may be called more than once, and by several goroutines at once: each returns once the
 // subscriber is closed.
 func (s *drainingSubscriber) Close() error {
@@ -150,7 +159,7 @@ func (s *drainingSubscriber) Close() error {
 		s.mu.Lock()
 		done, cancels := slices.Clone(s.done), slices.Clone(s.cancels)
 		s.mu.Unlock()
-		deadline := time.NewTimer(s.grace)
+		deadline := time.NewTimer(time.Until(s.deadline))
 		defer deadline.Stop()
 	wait:
 		for _, d := range done {

@@ -319,3 +319,47 @@ func TestDrainClosesAfterItsGrace(t *testing.T) {
 		}
 	})
 }
+
+// The stop's deadline runs from when it began, not from the call to Close: watermill's router,
+// stopping through the cancellation of the subscription's context, waits its close timeout for
+// a handler still running and gives up without closing the subscriber, which the workers then
+// close themselves. That close used to wait a whole grace of its own: a stop of twice the close
+// timeout.
+func TestDrainCloseWaitsOnlyUntilGraceAfterTheStopBegan(t *testing.T) {
+	t.Parallel()
+	const grace = 30 * time.Second
+	for _, tc := range []struct {
+		name  string
+		drain func(message.Subscriber) message.Subscriber
+		late  time.Duration // how long after the stop began Close comes
+	}{
+		{"shared subscriber, closed at the deadline", func(s message.Subscriber) message.Subscriber { return router.NewDrainingSubscriber(s, grace) }, grace},
+		{"shared subscriber, closed before the deadline", func(s message.Subscriber) message.Subscriber { return router.NewDrainingSubscriber(s, grace) }, grace / 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				inner := newEndlessSubscriber()
+				sub := tc.drain(inner)
+				ctx, cancel := context.WithCancel(context.Background())
+				msgs, err := sub.Subscribe(ctx, router.QueueEmail)
+				if err != nil {
+					t.Fatal(err)
+				}
+				msg := <-msgs
+				cancel() // the router's cancellation: the stop begins
+				began := time.Now()
+				time.Sleep(tc.late)
+				if err := sub.Close(); err != nil {
+					t.Fatalf("Close: %v", err)
+				}
+				if took := time.Since(began); took != grace {
+					t.Errorf("the stop took %s with a message in hand; want its grace, %s, from when it began", took, grace)
+				}
+				if !inner.closed() {
+					t.Error("the subscriber was not closed")
+				}
+				msg.Ack()
+			})
+		})
+	}
+}
