@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -33,10 +34,24 @@ import (
 // ones in hand to be acknowledged or refused, and then close the subscriber, which commits the
 // offset of what was acknowledged (watermill-sql) or hands back what no handler took
 // (watermill-amqp: the commands RabbitMQ had prefetched to the consumers). The subscriber keeps
-// its context until grace after the router stopped, so a database or broker that does not answer
+// its context until grace after the stop began, so a database or broker that does not answer
 // cannot hold the close for longer. The stop begins with the router's cancellation of the
 // context or with Close, whichever comes first: the router closes the subscriber only from a
-// select that may take the cancellation instead.
+// select that may take the cancellation instead. Every wait is bounded by that one deadline, grace
+// after the stop began, however late Close comes: the router, whose own close timeout runs from
+// the same moment, may give up on a handler and leave the close to a deferred call.
+//
+// The relay's partition has one subscription, on the subscriber it is given, closed once that
+// subscription is settled. The workers' subscriptions each have a subscriber of their own, made by
+// open on a shared connection, closed as soon as that subscription has nothing in hand once the
+// stop began: at once for an idle one, right after its ack for a busy one. watermill-amqp's
+// subscription goes on taking deliveries while the drain no longer reads them, each one's
+// processMessage blocked handing it out; RabbitMQ goes on sending them up to the prefetch, to the
+// idle consumers above all, so with one subscriber for all, closed only once the slowest attempt
+// was settled, those commands waited out that attempt (up to the close timeout) in every lane
+// instead of going to another worker. Refusing them instead (a nack with requeue) would not do:
+// RabbitMQ would hand each one straight back to the same consumer, over and over, each time
+// counting towards a quorum queue's delivery limit.
 //
 // An acknowledgement counts only once the subscriber has taken it: its goroutine, having handed a
 // message out, waits for the message's ack, nack, its own close and its context in one select, and
@@ -49,46 +64,97 @@ import (
 // its ack (watermill-amqp once it has sent it to RabbitMQ, on the channel it closes only after),
 // or given up on it, before they go on.
 type drainingSubscriber struct {
-	sub   message.Subscriber
-	grace time.Duration
+	// shared, if set, serves every subscription and is closed by Close; otherwise open makes each
+	// subscription a subscriber of its own.
+	shared message.Subscriber
+	open   func() (message.Subscriber, error)
+	grace  time.Duration
 
-	stop      chan struct{} // closed when the stop begins: hand out nothing more
-	stopOnce  sync.Once
+	stop     chan struct{} // closed when the stop begins: hand out nothing more
+	stopOnce sync.Once
+	deadline time.Time // grace after the stop began; set before stop is closed
+
 	closeOnce sync.Once
 	closeErr  error
 
-	mu      sync.Mutex
-	done    []chan struct{} // one per subscription: closed once nothing it handed out is unsettled
-	cancels []context.CancelFunc
+	mu   sync.Mutex
+	subs []*drainedSubscription
+}
+
+// drainedSubscription is one subscription of a drainingSubscriber.
+type drainedSubscription struct {
+	done   chan struct{} // closed once nothing it handed out is unsettled, and its own subscriber is closed
+	cancel context.CancelFunc
+	own    message.Subscriber // nil when the subscriber is shared
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// close closes the subscription's own subscriber, which hands back what it holds, and then ends
+// its context. It may be called more than once, and by several goroutines at once: each returns
+// once the subscriber is closed. A shared subscriber is Close's to close.
+func (d *drainedSubscription) close() error {
+	if d.own == nil {
+		return nil
+	}
+	d.closeOnce.Do(func() {
+		d.closeErr = d.own.Close()
+		d.cancel()
+	})
+	return d.closeErr
 }
 
 var _ message.Subscriber = (*drainingSubscriber)(nil)
 
+// newDrainingSubscriber returns a draining subscriber whose subscriptions all go through sub,
+// closed once every one of them is settled.
 func newDrainingSubscriber(sub message.Subscriber, grace time.Duration) *drainingSubscriber {
-	return &drainingSubscriber{sub: sub, grace: grace, stop: make(chan struct{})}
+	return &drainingSubscriber{shared: sub, grace: grace, stop: make(chan struct{})}
+}
+
+// newDrainingSubscribers returns a draining subscriber that gives each subscription a subscriber
+// of its own, from open, closed as soon as that subscription has nothing in hand once the stop
+// began.
+func newDrainingSubscribers(open func() (message.Subscriber, error), grace time.Duration) *drainingSubscriber {
+	return &drainingSubscriber{open: open, grace: grace, stop: make(chan struct{})}
 }
 
 // Subscribe subscribes to topic. Each subscription hands out one message at a time: the next once
 // the last is settled.
 func (s *drainingSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	sub := s.shared
+	var own message.Subscriber
+	if sub == nil {
+		var err error
+		if own, err = s.open(); err != nil {
+			return nil, err
+		}
+		sub = own
+	}
 	subCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	context.AfterFunc(ctx, func() {
 		s.halt()
-		time.AfterFunc(s.grace, cancel)
+		time.AfterFunc(time.Until(s.deadline), cancel)
 	})
-	in, err := s.sub.Subscribe(subCtx, topic)
+	in, err := sub.Subscribe(subCtx, topic)
 	if err != nil {
 		cancel()
+		if own != nil {
+			_ = own.Close()
+		}
 		return nil, err
 	}
-	done := make(chan struct{})
+	d := &drainedSubscription{done: make(chan struct{}), cancel: cancel, own: own}
 	s.mu.Lock()
-	s.done = append(s.done, done)
-	s.cancels = append(s.cancels, cancel)
+	s.subs = append(s.subs, d)
 	s.mu.Unlock()
 	out := make(chan *message.Message)
 	go func() {
-		defer close(done)
+		defer close(d.done)
+		// Nothing is in hand any more: a subscriber of its own hands back at once what it
+		// holds, for another consumer to take.
+		defer d.close()
 		defer close(out)
 		for {
 			// Stopping wins over a message ready at the same moment. A message not handed out
@@ -129,7 +195,13 @@ func (s *drainingSubscriber) Subscribe(ctx context.Context, topic string) (<-cha
 	return out, nil
 }
 
-func (s *drainingSubscriber) halt() { s.stopOnce.Do(func() { close(s.stop) }) }
+// halt begins the stop, once, and sets its deadline.
+func (s *drainingSubscriber) halt() {
+	s.stopOnce.Do(func() {
+		s.deadline = time.Now().Add(s.grace)
+		close(s.stop)
+	})
+}
 
 func (s *drainingSubscriber) stopping() bool {
 	select {
@@ -140,30 +212,41 @@ func (s *drainingSubscriber) stopping() bool {
 	}
 }
 
-// Close waits, at most grace, for the messages in hand to be settled (an ack, taken by the
-// subscriber), then closes the subscriber.
-// It may be called more than once, and by several goroutines at once: each returns once the
+// Close waits, until grace after the stop began, for the messages in hand to be settled (an
+// ack, taken by the subscriber), then closes the subscribers that are not closed yet: the shared
+// one, or the own ones of the subscriptions still holding a message, which give it up.
+// It may be called more than once, and by several goroutines at once: each returns once every
 // subscriber is closed.
 func (s *drainingSubscriber) Close() error {
 	s.closeOnce.Do(func() {
 		s.halt()
 		s.mu.Lock()
-		done, cancels := slices.Clone(s.done), slices.Clone(s.cancels)
+		subs := slices.Clone(s.subs)
 		s.mu.Unlock()
-		deadline := time.NewTimer(s.grace)
+		deadline := time.NewTimer(time.Until(s.deadline))
 		defer deadline.Stop()
 	wait:
-		for _, d := range done {
+		for _, d := range subs {
 			select {
-			case <-d:
+			case <-d.done:
 			case <-deadline.C:
 				break wait
 			}
 		}
-		s.closeErr = s.sub.Close()
-		for _, cancel := range cancels {
-			cancel()
+		errs := make([]error, len(subs)+1)
+		if s.shared != nil {
+			errs[len(subs)] = s.shared.Close()
 		}
+		// Side by side: watermill-amqp's close of a subscription takes a tenth of a second.
+		var wg sync.WaitGroup
+		for i, d := range subs {
+			wg.Go(func() { errs[i] = d.close() })
+		}
+		wg.Wait()
+		for _, d := range subs {
+			d.cancel()
+		}
+		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
 }

@@ -319,3 +319,103 @@ func TestDrainClosesAfterItsGrace(t *testing.T) {
 		}
 	})
 }
+
+// Each of the workers' subscriptions has a subscriber of its own, closed as soon as it holds
+// nothing once the stop began: an idle one's at once, handing back the message it was about to
+// hand out (watermill-amqp: the commands RabbitMQ prefetched to its consumer), a busy one's right
+// after the ack of its message in hand. With one subscriber for all, closed once the last message
+// in hand was settled, the idle subscriptions held theirs as long as the slowest attempt ran.
+func TestDrainClosesEachSubscriptionOnceItHoldsNothing(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var opened []*endlessSubscriber
+		sub := router.NewDrainingSubscribers(func() (message.Subscriber, error) {
+			s := newEndlessSubscriber()
+			opened = append(opened, s)
+			return s, nil
+		}, time.Minute)
+		ctx, cancel := context.WithCancel(context.Background())
+		var subscriptions []<-chan *message.Message
+		for range 3 {
+			msgs, err := sub.Subscribe(ctx, router.QueueEmail)
+			if err != nil {
+				t.Fatal(err)
+			}
+			subscriptions = append(subscriptions, msgs)
+		}
+		inHand := <-subscriptions[0]
+		synctest.Wait() // every subscriber holds its next message, waiting to hand it out
+		start := time.Now()
+		cancel()
+		synctest.Wait()
+		if opened[0].closed() {
+			t.Error("the subscriber of the subscription with a message in hand was closed before its ack")
+		}
+		for i, s := range opened[1:] {
+			if !s.closed() {
+				t.Errorf("idle subscription %d still holds its next message once the stop began", i+2)
+			}
+		}
+		inHand.Ack()
+		synctest.Wait()
+		if !opened[0].closed() {
+			t.Error("the subscription whose message was acknowledged still holds its next message")
+		}
+		if n := opened[0].acks.Load(); n != 1 {
+			t.Errorf("the busy subscription's subscriber took %d acks, want 1", n)
+		}
+		if err := sub.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if took := time.Since(start); took != 0 {
+			t.Errorf("the stop took %s; want no wait once every message is settled", took)
+		}
+	})
+}
+
+// The stop's deadline runs from when it began, not from the call to Close: watermill's router,
+// stopping through the cancellation of the subscription's context, waits its close timeout for
+// a handler still running and gives up without closing the subscriber, which the workers then
+// close themselves. That close used to wait a whole grace of its own: a stop of twice the close
+// timeout.
+func TestDrainCloseWaitsOnlyUntilGraceAfterTheStopBegan(t *testing.T) {
+	t.Parallel()
+	const grace = 30 * time.Second
+	for _, tc := range []struct {
+		name  string
+		drain func(message.Subscriber) message.Subscriber
+		late  time.Duration // how long after the stop began Close comes
+	}{
+		{"shared subscriber, closed at the deadline", func(s message.Subscriber) message.Subscriber { return router.NewDrainingSubscriber(s, grace) }, grace},
+		{"shared subscriber, closed before the deadline", func(s message.Subscriber) message.Subscriber { return router.NewDrainingSubscriber(s, grace) }, grace / 3},
+		{"own subscribers, closed at the deadline", func(s message.Subscriber) message.Subscriber {
+			return router.NewDrainingSubscribers(func() (message.Subscriber, error) { return s, nil }, grace)
+		}, grace},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				inner := newEndlessSubscriber()
+				sub := tc.drain(inner)
+				ctx, cancel := context.WithCancel(context.Background())
+				msgs, err := sub.Subscribe(ctx, router.QueueEmail)
+				if err != nil {
+					t.Fatal(err)
+				}
+				msg := <-msgs
+				cancel() // the router's cancellation: the stop begins
+				began := time.Now()
+				time.Sleep(tc.late)
+				if err := sub.Close(); err != nil {
+					t.Fatalf("Close: %v", err)
+				}
+				if took := time.Since(began); took != grace {
+					t.Errorf("the stop took %s with a message in hand; want its grace, %s, from when it began", took, grace)
+				}
+				if !inner.closed() {
+					t.Error("the subscriber was not closed")
+				}
+				msg.Ack()
+			})
+		})
+	}
+}

@@ -30,6 +30,12 @@ func NewDrainingSubscriber(sub message.Subscriber, grace time.Duration) message.
 	return newDrainingSubscriber(sub, grace)
 }
 
+// NewDrainingSubscribers returns the workers' subscriptions, each over a subscriber of its own
+// from open, closed in order within grace.
+func NewDrainingSubscribers(open func() (message.Subscriber, error), grace time.Duration) message.Subscriber {
+	return newDrainingSubscribers(open, grace)
+}
+
 // SetAckDeadline sets how long r's partitions wait for a command handed out, RabbitMQ's confirm
 // included (5 s otherwise), so that a test sees many deadlines pass in seconds; call it before r
 // runs.

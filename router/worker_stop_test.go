@@ -298,3 +298,183 @@ func TestStopEndsARetrysWait(t *testing.T) {
 		t.Errorf("after the stop the queue holds the commands of %v; want %s, whose retry the stop cut short", back, a.ID)
 	}
 }
+
+// gatedProvider holds the first notification it is given until first is closed, and every other
+// until rest is closed, then sends it: one slow attempt among quick ones. started receives each
+// notification as its attempt begins.
+type gatedProvider struct {
+	first, rest chan struct{}
+	started     chan string
+
+	mu      sync.Mutex
+	firstID string
+	sent    []string
+}
+
+func newGatedProvider() *gatedProvider {
+	return &gatedProvider{first: make(chan struct{}), rest: make(chan struct{}), started: make(chan string, 64)}
+}
+
+func (p *gatedProvider) Name() string { return "gated" }
+
+func (p *gatedProvider) Send(_ context.Context, m delivery.Message) (string, error) {
+	p.mu.Lock()
+	gate := p.rest
+	if p.firstID == "" {
+		p.firstID = m.NotificationID
+	}
+	if p.firstID == m.NotificationID {
+		gate = p.first
+	}
+	p.mu.Unlock()
+	p.started <- m.NotificationID
+	<-gate
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sent = append(p.sent, m.NotificationID)
+	return "msg-" + m.NotificationID, nil
+}
+
+// sentOf returns how many of ids were sent.
+func (p *gatedProvider) sentOf(ids []string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, id := range p.sent {
+		if slices.Contains(ids, id) {
+			n++
+		}
+	}
+	return n
+}
+
+// A stopping worker hands back at once the commands RabbitMQ prefetched to its consumers, though
+// an attempt on another consumer goes on: a busy consumer's right after the ack of its command in
+// hand, an idle one's at once, for the next worker to take. Before, every consumer of the worker
+// kept its commands, unacknowledged, until the slowest attempt in flight had ended (up to the
+// close timeout): watermill-amqp goes on taking deliveries that the stopped drain no longer
+// reads, and all of them shared one subscriber, closed only once every attempt was settled.
+func TestStopHandsBackPrefetchedCommandsWhileAnAttemptRuns(t *testing.T) {
+	t.Parallel()
+	const (
+		closeTimeout = time.Minute
+		handBackBy   = 15 * time.Second // well before the close timeout
+		queued       = 5
+	)
+	db := heraldtest.NewDatabase(t)
+	amqpURL := heraldtest.NewVHost(t)
+	ctx := context.Background()
+	logger := quietLogger()
+	// Prefetch 4: the high lane's one consumer holds three commands behind the one in hand.
+	cfg := router.AMQPConfig{URL: amqpURL, QueueType: "quorum", Prefetch: 4, PublishChannels: 1}
+	topology := router.NewTopology(cfg, logger)
+	heraldtest.RunInBackground(t, "topology", topology.Run)
+	if _, err := topology.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	relay := router.NewRelay(db.Pool, cfg, router.RelayConfig{PollInterval: 20 * time.Millisecond, BatchSize: 50, Partitions: 1}, topology, logger)
+	heraldtest.RunInBackground(t, "relay", relay.Run)
+
+	log := events.NewLog(db.Pool)
+	acc := handlers.NewAcceptor(db.Pool, log, router.NewOutbox(nil), handlers.DefaultLimits)
+	accept := func(priority string) string {
+		t.Helper()
+		a, err := acc.Accept(ctx, handlers.SendRequest{Type: "email", Recipient: "somebody@example.com", Content: "hello", Priority: priority})
+		if err != nil {
+			t.Fatalf("accept: %v", err)
+		}
+		return a.ID
+	}
+
+	provider := newGatedProvider()
+	deliverer := handlers.NewDeliverer(log, map[herald.Channel]delivery.Provider{herald.ChannelEmail: provider},
+		handlers.Policy{MaxAttempts: 1, Lease: 5 * time.Minute, Timeout: 2 * time.Minute}, "w1", logger)
+	workers := router.NewWorkers(cfg, router.WorkerConfig{
+		Channels: []herald.Channel{herald.ChannelEmail}, Concurrency: 1,
+		Retry:        router.RetryConfig{MaxRetries: 1, InitialInterval: 10 * time.Millisecond, MaxInterval: 10 * time.Millisecond, Multiplier: 1},
+		CloseTimeout: closeTimeout,
+	}, deliverer, topology, "w1", logger)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- workers.Run(runCtx) }()
+	var releasedFirst, releasedRest sync.Once
+	releaseFirst := func() { releasedFirst.Do(func() { close(provider.first) }) }
+	releaseRest := func() { releasedRest.Do(func() { close(provider.rest) }) }
+	t.Cleanup(func() {
+		stop()
+		releaseFirst()
+		releaseRest()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Minute):
+			t.Error("the workers did not stop")
+		}
+	})
+	started := func(what string) string {
+		t.Helper()
+		select {
+		case id := <-provider.started:
+			return id
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s did not start", what)
+			return ""
+		}
+	}
+
+	// The slow attempt, in the normal lane.
+	slow := accept("")
+	if id := started("the slow attempt"); id != slow {
+		t.Fatalf("the attempt of %s started, want %s", id, slow)
+	}
+	// A backlog in the high lane: one command in hand, three prefetched, one ready.
+	var high []string
+	for range queued {
+		high = append(high, accept("high"))
+	}
+	if id := started("an attempt in the high lane"); !slices.Contains(high, id) {
+		t.Fatalf("the attempt of %s started, want one of the high lane's %v", id, high)
+	}
+	heraldtest.Eventually(t, 30*time.Second, "the high lane's consumer to hold all it may", func() (bool, error) {
+		n := heraldtest.QueueDepth(t, amqpURL, router.QueueEmailHigh)
+		return n == queued-cfg.Prefetch, fmt.Errorf("%s holds %d ready", router.QueueEmailHigh, n)
+	})
+
+	start := time.Now()
+	stop()
+	// The high lane's attempt ends during the stop; the slow one goes on.
+	releaseRest()
+	// A command that comes while the worker stops finds the low lane's consumer idle.
+	low := []string{accept("low")}
+	// A command handed out before the stop reached its subscription is sent; every other is
+	// ready in its queue, none held by the stopping worker.
+	heraldtest.Eventually(t, handBackBy, "the stopping worker to hand back every command it holds but the slow one's", func() (bool, error) {
+		h, l := heraldtest.QueueDepth(t, amqpURL, router.QueueEmailHigh), heraldtest.QueueDepth(t, amqpURL, router.QueueEmailLow)
+		hs, ls := provider.sentOf(high), provider.sentOf(low)
+		return h+hs == len(high) && l+ls == len(low),
+			fmt.Errorf("%s: %d ready, %d sent of %d; %s: %d ready, %d sent of %d",
+				router.QueueEmailHigh, h, hs, len(high), router.QueueEmailLow, l, ls, len(low))
+	})
+	t.Logf("the stopping worker handed back its prefetched commands in %s", time.Since(start).Round(time.Millisecond))
+	select {
+	case err := <-done:
+		t.Fatalf("the workers stopped (%v) before the slow attempt ended", err)
+	default:
+	}
+
+	releaseFirst()
+	select {
+	case err := <-done:
+		done <- err // for the cleanup
+		if err != nil {
+			t.Errorf("workers: %v", err)
+		}
+	case <-time.After(closeTimeout + 30*time.Second):
+		t.Fatal("the workers did not stop")
+	}
+	if provider.sentOf([]string{slow}) != 1 {
+		t.Errorf("the slow attempt's notification %s was not sent", slow)
+	}
+	if back := handedBack(t, amqpURL, router.QueueEmail); len(back) != 0 {
+		t.Errorf("after the stop %s holds the commands of %v; want none: the slow attempt ended within the close timeout", router.QueueEmail, back)
+	}
+}

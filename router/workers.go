@@ -106,15 +106,19 @@ func (w *Workers) Run(ctx context.Context) error {
 	// A park the poison queue cannot take yet is held, not requeued at once (see park_hold.go).
 	held := &holdingPublisher{pub: poisonPub, done: ctx.Done(), limit: parkHoldLimit, logger: w.logger}
 
-	sub, err := amqp.NewSubscriberWithConnection(w.amqp.watermill(), wlog, conn)
-	if err != nil {
-		return fmt.Errorf("workers: subscriber: %w", err)
-	}
-	// A stop hands back only the commands no handler has taken: the attempts in flight finish,
-	// within the close timeout, and their commands are acknowledged (or parked and
-	// acknowledged) before the subscriber closes; see drain.go. Closed here too, before the
-	// connection, in case the router never closes it.
-	drained := newDrainingSubscriber(sub, w.cfg.closeTimeout())
+	// A stop hands back at once the commands no handler has taken: each consumer has a
+	// subscriber of its own (on the one connection), closed as soon as it has nothing in hand.
+	// The attempts in flight finish, within the close timeout, and their commands are
+	// acknowledged (or parked and acknowledged) before their consumer's subscriber closes; see
+	// drain.go. Closed here too, before the connection, in case the router never closes it.
+	amqpCfg := w.amqp.watermill()
+	drained := newDrainingSubscribers(func() (message.Subscriber, error) {
+		sub, err := amqp.NewSubscriberWithConnection(amqpCfg, wlog, conn)
+		if err != nil {
+			return nil, fmt.Errorf("workers: subscriber: %w", err)
+		}
+		return sub, nil
+	}, w.cfg.closeTimeout())
 	defer drained.Close()
 	router, err := w.router(drained, held, wlog)
 	if err != nil {
@@ -160,8 +164,8 @@ func (w *Workers) router(sub *drainingSubscriber, poisonPub message.Publisher, w
 
 	// Each lane has a command processor of its own, consuming its queues with consumers of its
 	// own: a lane's backlog never holds the consumers of another. The processors share the one
-	// subscriber (and its connection); a cqrs processor takes one handler per command, hence one
-	// per lane.
+	// draining subscriber (and its connection); a cqrs processor takes one handler per command,
+	// hence one per lane.
 	for _, p := range herald.Priorities {
 		concurrent := &fanIn{sub: sub, n: max(1, w.cfg.concurrency(p))}
 		processor, err := cqrs.NewCommandProcessorWithConfig(router, cqrs.CommandProcessorConfig{
@@ -363,5 +367,5 @@ func handOn(ctx context.Context, msg *message.Message, out chan<- *message.Messa
 }
 
 // Close stops the subscriptions in order (see drainingSubscriber); every lane's processor shares
-// the one subscriber, so each Close waits for the same close.
+// the one draining subscriber, so each Close waits for the same close.
 func (f *fanIn) Close() error { return f.sub.Close() }
