@@ -49,13 +49,23 @@ func (cfg *processConfig) addSealer(pr *process) error {
 	return nil
 }
 
-// appendCheckpoint appends cp to file as one JSON line, and syncs it: a witness's copy.
+// appendCheckpoint appends cp to file as one JSON line, in one write, and syncs it: a witness's
+// copy. A last line that a crash cut short (the file does not end with a newline) is mended
+// first: see mendTail.
 func appendCheckpoint(file string, cp ledger.Checkpoint) error {
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	var line bytes.Buffer
+	if err := writeJSONLine(&line, wire.NewCheckpoint(cp)); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(file, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}
-	if err := writeJSONLine(f, wire.NewCheckpoint(cp)); err != nil {
+	if err := mendTail(f); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if _, err := f.Write(line.Bytes()); err != nil {
 		f.Close()
 		return err
 	}
@@ -64,6 +74,38 @@ func appendCheckpoint(file string, cp ledger.Checkpoint) error {
 		return err
 	}
 	return f.Close()
+}
+
+// mendTail makes f end with a whole line before a line is appended to it. The sealer writes a
+// line after its checkpoint commits, so a last line without its newline is one a crash cut short:
+// a whole checkpoint gets its newline; anything else is cut off (its checkpoint is in the
+// database, and the line appended next follows it). Appended to as it is, the torn line and the
+// next would run together into one line no reader could take.
+func mendTail(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() == 0 {
+		return nil
+	}
+	off := max(st.Size()-checkpointLineMax, 0)
+	tail := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(tail, off); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if tail[len(tail)-1] == '\n' {
+		return nil
+	}
+	start := bytes.LastIndexByte(tail, '\n') + 1
+	if start == 0 && off > 0 {
+		return fmt.Errorf("its last line is longer than %d bytes", checkpointLineMax)
+	}
+	if _, err := parseCheckpointLine(tail[start:]); err == nil {
+		_, err := f.Write([]byte("\n"))
+		return err
+	}
+	return f.Truncate(off + int64(start))
 }
 
 // checkpointLineMax bounds a checkpoint file's line: a checkpoint with its frontier of at most
@@ -90,8 +132,23 @@ func lastCheckpointInFile(file string) (*ledger.Checkpoint, error) {
 	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
+	torn := len(buf) > 0 && buf[len(buf)-1] != '\n'
 	lines := bytes.Split(bytes.TrimRight(buf, "\n"), []byte("\n"))
 	last := lines[len(lines)-1]
+	if torn {
+		// Cut short by a crash while it was appended (see mendTail): its checkpoint is in the
+		// database, which may be ahead of the file. The line before it is the last whole one.
+		if _, err := parseCheckpointLine(last); err != nil {
+			if len(lines) == 1 {
+				if off > 0 {
+					return nil, fmt.Errorf("%s: its last line is longer than %d bytes", file, checkpointLineMax)
+				}
+				return nil, nil
+			}
+			lines = lines[:len(lines)-1]
+			last = lines[len(lines)-1]
+		}
+	}
 	if len(bytes.TrimSpace(last)) == 0 {
 		return nil, nil
 	}
