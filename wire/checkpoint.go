@@ -124,8 +124,24 @@ type Verification struct {
 	ElapsedSeconds float64 `json:"elapsed_seconds"`
 	// EventsPerSecond is 0 for a walk too short to measure (ledger.MinRateElapsed,
 	// ledger.MinRateEvents).
-	EventsPerSecond float64   `json:"events_per_second"`
-	Mismatch        *Mismatch `json:"mismatch,omitempty"`
+	EventsPerSecond float64 `json:"events_per_second"`
+	// WitnessFile is what was read of --witness, when one was given.
+	WitnessFile *WitnessFile `json:"witness_file,omitempty"`
+	Mismatch    *Mismatch    `json:"mismatch,omitempty"`
+}
+
+// WitnessFile is what a verification read of a checkpoint file kept outside the database.
+type WitnessFile struct {
+	File string `json:"file"`
+	// Checkpoints is how many of its lines were held to the database (and, with
+	// SignaturesChecked, to the keys given); BeforeFromCheckpoint how many, of checkpoints
+	// before --from-checkpoint, were read but neither checked nor compared.
+	Checkpoints          int64 `json:"checkpoints"`
+	SignaturesChecked    bool  `json:"signatures_checked"`
+	BeforeFromCheckpoint int64 `json:"before_from_checkpoint"`
+	// UnreadLastLineBytes is the length of a last line without a newline that is no whole
+	// checkpoint (one being written, or cut short by a crash), left unread; 0 for none.
+	UnreadLastLineBytes int `json:"unread_last_line_bytes"`
 }
 
 // Signer is a run of consecutive checkpoints signed by one key.

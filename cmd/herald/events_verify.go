@@ -89,6 +89,8 @@ Formats (-o):
           "signers": [{"key_id", "first_checkpoint", "last_checkpoint"}],
           "key_until": [{"key_id", "until_checkpoint"}], "witnessed", "subtrees",
           "from_checkpoint", "last_checkpoint", "unsealed", "elapsed_seconds", "events_per_second",
+          "witness_file": {"file", "checkpoints", "signatures_checked", "before_from_checkpoint",
+                           "unread_last_line_bytes"},
           "mismatch": {"position", "stream", "version", "checkpoint", "field", "reason"}}`
 
 // eventsVerifyCommand checks the log's hash chains and signed checkpoints.
@@ -155,7 +157,9 @@ func eventsVerifyCommand() *cobra.Command {
 				return err
 			}
 			if *output == formatJSON {
-				if err := writeJSON(cmd.OutOrStdout(), wire.NewVerification(rep, m)); err != nil {
+				v := wire.NewVerification(rep, m)
+				v.WitnessFile = wf.report()
+				if err := writeJSON(cmd.OutOrStdout(), v); err != nil {
 					return err
 				}
 			} else if m == nil {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/herald-notify/herald/ledger"
+	"github.com/herald-notify/herald/wire"
 )
 
 // witnessFile is the checkpoint file --witness names, the same in events verify and
@@ -171,6 +172,15 @@ func (w *witnessFile) checkpoints() iter.Seq2[ledger.Checkpoint, error] {
 			yield(ledger.Checkpoint{}, err)
 		}
 	}
+}
+
+// report is what was read of the file, for -o json; nil for no file.
+func (w *witnessFile) report() *wire.WitnessFile {
+	if w == nil {
+		return nil
+	}
+	return &wire.WitnessFile{File: w.name, Checkpoints: w.read, SignaturesChecked: len(w.keys) > 0,
+		BeforeFromCheckpoint: w.before, UnreadLastLineBytes: w.partial}
 }
 
 // printPartial says, when the file's last line was left unread as no whole checkpoint, that it

@@ -302,6 +302,17 @@ func TestWitnessLastLineWithoutNewline(t *testing.T) {
 	if err != nil || !strings.Contains(out, fmt.Sprintf("--witness %s: 3 checkpoints, each signed by a key given.", cut)) || !strings.Contains(out, note) {
 		t.Errorf("events verify --witness with a last line cut short: %v\n%s\nwant 3 checkpoints read and %q", err, out, note)
 	}
+	// -o json says the same: what was read of the file, and the line left unread.
+	out, err = runHerald(t, "events", "verify", "--database-url", l.db.URL, "--public-key", l.a, "--public-key", l.b, "--witness", cut, "-o", "json")
+	var v wire.Verification
+	if err != nil || json.Unmarshal([]byte(out), &v) != nil || v.WitnessFile == nil ||
+		*v.WitnessFile != (wire.WitnessFile{File: cut, Checkpoints: 3, SignaturesChecked: true, UnreadLastLineBytes: 100}) {
+		t.Errorf("events verify --witness -o json with a last line cut short: %v, witness_file %+v\n%s\nwant 3 checkpoints read, signatures checked, 100 bytes unread", err, v.WitnessFile, out)
+	}
+	out, err = runHerald(t, "events", "verify", "--database-url", l.db.URL, "--public-key", l.a, "--public-key", l.b, "-o", "json")
+	if err != nil || strings.Contains(out, "witness_file") {
+		t.Errorf("events verify -o json without --witness: %v\n%s\nwant no witness_file", err, out)
+	}
 	out, err = l.verifyBundle(l.bundle, "--witness", cut)
 	if err != nil || !strings.Contains(out, "Checkpoint 2 is as witnessed") || !strings.Contains(out, note) {
 		t.Errorf("verify-bundle --witness with a last line cut short: %v\n%s\nwant it witnessed and %q", err, out, note)
