@@ -265,17 +265,28 @@ func TestRelayWokenAfterIdle(t *testing.T) {
 }
 
 // A command written without a wake-up — by another process, whose relay does not hold its
-// partition — is forwarded at the partition's next select: within the idle maximum.
+// partition — is looked for at the partition's next select, within the idle maximum, and
+// forwarded.
+//
+// As for a woken command, what is checked is when the partition selects again, not when the
+// command arrives: a transaction open anywhere on the server keeps the command below the outbox's
+// visibility bound (pg_snapshot_xmin), and the select that finds nothing puts the next one
+// another idle maximum away. A transaction held open elsewhere from before the commit to 2.5 s
+// after it had the command forwarded 4 s after its commit, by the second select. A partition
+// whose idle waits kept doubling past IdlePollMax selected 10 s after the commit, which this
+// still catches.
 func TestRelayUnwokenCommandWithinIdleMax(t *testing.T) {
 	t.Parallel()
 	const idleMax = 2 * time.Second
 	signal := router.NewOutboxSignal()
 	w := startWakeRelay(t, router.RelayConfig{PollInterval: 20 * time.Millisecond, IdlePollMax: idleMax, BatchSize: 10, Partitions: 1, Wake: signal})
 	w.waitIdle(t, idleMax*9/10)
-	took, _ := w.forwardedAfter(t, router.NewOutbox(nil), false)
-	t.Logf("not woken: forwarded %s after the commit", took)
-	if limit := idleMax + time.Second; took > limit {
-		t.Errorf("a command written without a wake-up was forwarded %s after its commit; want within %s", took, limit)
+	took, looked := w.forwardedAfter(t, router.NewOutbox(nil), false)
+	t.Logf("not woken: selected %s and forwarded %s after the commit", looked, took)
+	// The commit came just after a select, so the next is due about idleMax after it; a second of
+	// room for a loaded machine is still far below a wait that doubled past the idle maximum.
+	if limit := idleMax + time.Second; looked > limit {
+		t.Errorf("the partition selected %s after a command was written without a wake-up; want within %s (the idle maximum is %s)", looked, limit, idleMax)
 	}
 }
 
