@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -71,6 +72,16 @@ func (a *testAPI) do(t *testing.T, method, path, body string, header http.Header
 
 func doRequest(t *testing.T, base, method, path, body string, header http.Header) response {
 	t.Helper()
+	r, err := tryRequest(t, base, method, path, body, header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// tryRequest is doRequest for a goroutine of the test's own, which may not end the test: it
+// returns what doRequest fails the test with.
+func tryRequest(t *testing.T, base, method, path, body string, header http.Header) (response, error) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	var rd io.Reader
@@ -79,21 +90,25 @@ func doRequest(t *testing.T, base, method, path, body string, header http.Header
 	}
 	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
-		t.Fatal(err)
+		return response{}, err
 	}
 	for name, values := range header {
 		req.Header[name] = values
 	}
-	resp, err := openapitest.Client(t, contract(t)).Do(req)
+	c, err := loadContract()
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		return response{}, err
+	}
+	resp, err := openapitest.Client(t, c).Do(req)
+	if err != nil {
+		return response{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, path, err)
+		return response{}, fmt.Errorf("%s %s: read body: %w", method, path, err)
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}, nil
 }
 
 // loadContract loads the API's OpenAPI document once for every test: doRequest checks each

@@ -3,6 +3,7 @@ package deliverytest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/herald-notify/herald/delivery/deliverytest"
+	"github.com/herald-notify/herald/heraldtest"
 )
 
 // smtpReply sends rawMail to rcpt and returns the reply code: 250 on success.
@@ -72,18 +74,23 @@ func TestSMSSinkFailAll(t *testing.T) {
 	}
 }
 
+// A timed delay holds back only the next requests it counts, and a request whose client gives up
+// while it is held is not recorded.
+//
+// The first request is given up once the sink holds it, not after a fixed time, and the second
+// has half a minute: neither depends on how fast a request is answered.
 func TestSMSSinkDelayTimes(t *testing.T) {
 	const to = "+15550100003"
+	// Far longer than any undelayed request takes, even on a loaded machine.
+	const delay = time.Minute
 	sink := deliverytest.NewSMSSink(t)
-	sink.DelayTimes(to, 1, 2*time.Second)
+	sink.DelayTimes(to, 1, delay)
 
-	send := func(timeout time.Duration) error {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
+	send := func(ctx context.Context) error {
 		form := url.Values{"To": {to}, "From": {"+15550000001"}, "Body": {"hi"}}
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, sink.URL()+"/2010-04-01/Accounts/"+sink.AccountSID+"/Messages.json", strings.NewReader(form.Encode()))
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.SetBasicAuth(sink.AccountSID, sink.AuthToken)
@@ -93,15 +100,32 @@ func TestSMSSinkDelayTimes(t *testing.T) {
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("status %s, want 201", resp.Status)
+			return fmt.Errorf("status %s, want 201", resp.Status)
 		}
 		return nil
 	}
-	if err := send(100 * time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("first request: %v, want it to time out in the programmed delay", err)
+
+	ctx, giveUp := context.WithCancel(context.Background())
+	defer giveUp()
+	first := make(chan error, 1)
+	go func() { first <- send(ctx) }()
+	heraldtest.Eventually(t, 30*time.Second, "the sink to hold the first request", func() (bool, error) {
+		select {
+		case err := <-first:
+			t.Fatalf("first request: %v before its client gave up, want it held for %s", err, delay)
+		default:
+		}
+		return sink.Attempts(to) == 1, nil
+	})
+	giveUp()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first request: %v, want it held until its client gave up", err)
 	}
-	// Only the first request was delayed.
-	if err := send(time.Second); err != nil {
+
+	// Only the first request was delayed: the second is answered in half the delay.
+	ctx, cancel := context.WithTimeout(context.Background(), delay/2)
+	defer cancel()
+	if err := send(ctx); err != nil {
 		t.Fatalf("second request: %v", err)
 	}
 	// The request whose client gave up is not recorded.
